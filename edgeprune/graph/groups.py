@@ -1,0 +1,109 @@
+"""The artifacts of the graph stage: members, units (channels) and channel groups."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+# Member kinds: which tensor slice a channel owns in a module.
+CONV_OUT, CONV_IN = "conv_out", "conv_in"
+LINEAR_OUT, LINEAR_IN = "linear_out", "linear_in"
+NORM = "norm"  # BatchNorm per-channel affine + running stats
+PARAM = "param"  # a parameter used directly in forward, sliced along `dim`
+REMAP_IN, REMAP_OUT = "remap_in", "remap_out"  # ChannelRemap (option-A shortcut)
+
+# Members that read channels: the oracle zeroes these, shrink drops their input slices.
+CONSUMER_KINDS = (CONV_IN, LINEAR_IN, REMAP_IN)
+PRODUCER_KINDS = (CONV_OUT, LINEAR_OUT, REMAP_OUT)
+
+
+@dataclass(frozen=True, order=True)
+class Member:
+    """One slice that belongs to a channel: ``kind`` of module ``path`` at ``index`` (along ``dim``)."""
+
+    kind: str
+    path: str
+    index: int
+    dim: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.path}[{self.kind}:{self.index}]"
+
+
+@dataclass
+class Unit:
+    """One prunable channel of a group: every slice removed together when it is pruned."""
+
+    members: list[Member]
+    frozen: str | None = None
+
+    @property
+    def producers(self) -> list[Member]:
+        return [m for m in self.members if m.kind in PRODUCER_KINDS]
+
+
+@dataclass
+class ChannelGroup:
+    """A set of channels that share one pruning decision per channel (unit)."""
+
+    id: int
+    units: list[Unit]
+    frozen: str | None = None  # set when no unit of the group may be pruned
+
+    @property
+    def size(self) -> int:
+        return len(self.units)
+
+    @property
+    def prunable(self) -> bool:
+        return self.frozen is None
+
+    @property
+    def prunable_units(self) -> list[int]:
+        return [i for i, u in enumerate(self.units) if u.frozen is None]
+
+    def modules(self) -> dict[str, set[str]]:
+        """Module path -> member kinds present in the group."""
+        out: dict[str, set[str]] = {}
+        for unit in self.units:
+            for m in unit.members:
+                out.setdefault(m.path, set()).add(m.kind)
+        return out
+
+    def describe(self) -> str:
+        mods = self.modules()
+        shown = ", ".join(f"{p}({'/'.join(sorted(k))})" for p, k in list(mods.items())[:6])
+        more = f", +{len(mods) - 6} more" if len(mods) > 6 else ""
+        return shown + more
+
+
+@dataclass
+class ChannelGraph:
+    """Everything pruning needs to know about a model's channel structure."""
+
+    model_name: str
+    input_shape: tuple[int, ...]
+    groups: list[ChannelGroup]
+    param_shapes: dict[str, tuple[int, ...]]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def prunable_groups(self) -> list[ChannelGroup]:
+        return [g for g in self.groups if g.prunable]
+
+    def group(self, group_id: int) -> ChannelGroup:
+        if not 0 <= group_id < len(self.groups):
+            raise KeyError(f"no channel group {group_id} (the graph has {len(self.groups)})")
+        return self.groups[group_id]
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the parameter shapes and the group structure: a plan is valid only for it."""
+        digest = hashlib.sha256()
+        digest.update(json.dumps(sorted(self.param_shapes.items())).encode())
+        for g in self.groups:
+            digest.update(f"{g.id}:{g.size}:{g.frozen is None}".encode())
+            for u in g.units:
+                digest.update(json.dumps([(m.kind, m.path, m.index, m.dim) for m in u.members]).encode())
+        return digest.hexdigest()[:16]

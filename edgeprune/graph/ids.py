@@ -1,0 +1,120 @@
+"""Channel-id tensors and the union-find over channel ids.
+
+Every traced activation carries an int64 *id tensor* beside it: entry ``p`` names the channel (a
+global id) whose value sits at position ``p``; 0 means "no channel" (a zero or constant). Id tensors
+are stored broadcast-compressed: a dim along which the ids do not vary has size 1, so a normal NCHW
+activation costs C integers, not N*C*H*W.
+
+Channels that must be pruned together are merged in :class:`ChannelUnion`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+NO_CHANNEL = 0
+
+
+class ChannelUnion:
+    """Union-find over channel ids, with per-id freeze reasons and members."""
+
+    def __init__(self) -> None:
+        self._parent: list[int] = [0]  # id 0 is the "no channel" sentinel
+        self.frozen: dict[int, str] = {}
+        self.space_of: list[int] = [-1]
+
+    def new_ids(self, count: int, space: int) -> torch.Tensor:
+        """Allocate ``count`` fresh ids belonging to ``space``; returns them as a 1-D tensor."""
+        start = len(self._parent)
+        self._parent.extend(range(start, start + count))
+        self.space_of.extend([space] * count)
+        return torch.arange(start, start + count, dtype=torch.long)
+
+    def find(self, x: int) -> int:
+        parent = self._parent
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:  # path compression
+            parent[x], x = root, parent[x]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        if a == NO_CHANNEL or b == NO_CHANNEL:
+            return
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            # Keep the older id as root so units sort by first appearance.
+            if ra < rb:
+                self._parent[rb] = ra
+            else:
+                self._parent[ra] = rb
+
+    def union_tensors(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """Merge ``a[p]`` with ``b[p]`` at every (broadcast) position ``p``."""
+        a, b = torch.broadcast_tensors(a, b)
+        pairs = torch.stack([a.reshape(-1), b.reshape(-1)], 1)
+        pairs = pairs[(pairs[:, 0] != pairs[:, 1]) & (pairs != NO_CHANNEL).all(1)]
+        if pairs.numel():
+            for x, y in torch.unique(pairs, dim=0).tolist():
+                self.union(x, y)
+
+    def union_all(self, ids: torch.Tensor) -> int:
+        """Merge every channel in ``ids`` into one; returns a representative id (0 if none)."""
+        uniq = [int(v) for v in torch.unique(ids).tolist() if v != NO_CHANNEL]
+        for other in uniq[1:]:
+            self.union(uniq[0], other)
+        return uniq[0] if uniq else NO_CHANNEL
+
+    def freeze(self, ids: torch.Tensor, reason: str) -> None:
+        """Mark every channel in ``ids`` as not prunable, keeping the first reason given."""
+        for v in torch.unique(ids).tolist():
+            if v != NO_CHANNEL:
+                self.frozen.setdefault(int(v), reason)
+
+    def __len__(self) -> int:
+        return len(self._parent)
+
+
+def compress(ids: torch.Tensor) -> torch.Tensor:
+    """Shrink every dim along which ``ids`` is constant to size 1."""
+    for d in range(ids.ndim):
+        if ids.shape[d] > 1:
+            first = ids.narrow(d, 0, 1)
+            if bool((ids == first).all()):
+                ids = first
+    return ids.contiguous()
+
+
+def expand_full(ids: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Materialize a compressed id tensor at its logical ``shape``."""
+    return ids.expand(shape).contiguous()
+
+
+def along(vector: torch.Tensor, dim: int, ndim: int) -> torch.Tensor:
+    """A compressed id tensor holding ``vector`` along ``dim`` of an ``ndim``-D tensor."""
+    dim = dim % ndim
+    shape = [1] * ndim
+    shape[dim] = vector.numel()
+    return vector.reshape(shape)
+
+
+def varying_dims(ids: torch.Tensor) -> list[int]:
+    """Dims along which a compressed id tensor holds different channels."""
+    return [d for d in range(ids.ndim) if ids.shape[d] > 1]
+
+
+def position_reps(cu: ChannelUnion, ids: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """Merge all channels found at each index along ``dim``; returns one representative per index.
+
+    A consumer that takes ``dim`` as its channel axis removes a whole index at once, so every channel
+    appearing at that index (normally exactly one) must go with it.
+    """
+    ndim = ids.ndim
+    dim = dim % ndim
+    full_dim = ids.expand(*[size if d == dim else ids.shape[d] for d in range(ndim)])
+    rows = full_dim.movedim(dim, 0).reshape(size, -1)
+    reps = rows.max(dim=1).values  # any non-zero id of the row
+    if rows.shape[1] > 1:
+        cu.union_tensors(reps[:, None], rows)
+    return reps.clone()

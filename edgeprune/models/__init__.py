@@ -1,0 +1,24 @@
+"""Model registry. Importing this package registers every family."""
+
+from edgeprune.models import cifar_resnet, cifar_vgg, torchvision_models  # noqa: F401  (registration)
+from edgeprune.models.layers import ChannelRemap
+from edgeprune.models.registry import (
+    ModelEntry,
+    UnknownModelError,
+    create_model,
+    create_model_for_size,
+    get_entry,
+    list_models,
+    register_model,
+)
+
+__all__ = [
+    "ChannelRemap",
+    "ModelEntry",
+    "UnknownModelError",
+    "create_model",
+    "create_model_for_size",
+    "get_entry",
+    "list_models",
+    "register_model",
+]

@@ -1,0 +1,109 @@
+"""Model registry: build any supported network by name.
+
+Families register a factory with :func:`register_model`; :func:`create_model` builds by name, and a
+``"pkg.module:factory"`` string builds a user's own model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch.nn as nn
+
+
+class UnknownModelError(KeyError):
+    """Raised for a model name that is neither registered nor a ``pkg.module:factory`` path."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What the registry knows about one buildable model."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    family: str
+    input_size: tuple[int, int, int]  # (C, H, W) the model is designed for
+    test_size: int  # smallest square side that tests and the zoo use
+    has_pretrained: bool = False
+    defaults: dict = field(default_factory=dict)
+    size_kwarg: str | None = None  # factory argument that sets the input size (ViT's image_size)
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str,
+    factory: Callable[..., nn.Module],
+    *,
+    family: str,
+    input_size: tuple[int, int, int] = (3, 224, 224),
+    test_size: int = 64,
+    has_pretrained: bool = False,
+    defaults: dict | None = None,
+    size_kwarg: str | None = None,
+) -> None:
+    """Add a model factory under ``name`` (later registrations of the same name are an error)."""
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered")
+    _REGISTRY[name] = ModelEntry(
+        name, factory, family, input_size, test_size, has_pretrained, defaults or {}, size_kwarg
+    )
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Names of the registered models, optionally of one family, sorted."""
+    return sorted(n for n, e in _REGISTRY.items() if family is None or e.family == family)
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry for ``name``; user factories get a generic entry."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if ":" in name:
+        return ModelEntry(name, _load_user_factory(name), "user", (3, 224, 224), 64)
+    close = [n for n in _REGISTRY if name.lower() in n.lower()][:5]
+    hint = f" Did you mean: {', '.join(close)}?" if close else " See `edgeprune models`."
+    raise UnknownModelError(f"unknown model {name!r}.{hint} A user model is given as 'pkg.module:factory'.")
+
+
+def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
+    """Build a model by registry name or ``pkg.module:factory``.
+
+    Args:
+        name: registered name (see :func:`list_models`) or ``"pkg.module:factory"``.
+        pretrained: load the family's pretrained weights (an error where none exist).
+        **kwargs: forwarded to the factory (e.g. ``num_classes``).
+    """
+    entry = get_entry(name)
+    if pretrained and not entry.has_pretrained:
+        raise ValueError(f"model {name!r} has no pretrained weights in edgeprune")
+    args = {**entry.defaults, **kwargs}
+    if entry.family == "user":
+        return entry.factory(**args)
+    return entry.factory(pretrained=pretrained, **args)
+
+
+def create_model_for_size(name: str, size: int, pretrained: bool = False, **kwargs) -> nn.Module:
+    """Like :func:`create_model`, telling size-bound models (ViT) the square input side ``size``."""
+    entry = get_entry(name)
+    if entry.size_kwarg and entry.size_kwarg not in kwargs:
+        kwargs[entry.size_kwarg] = size
+    return create_model(name, pretrained=pretrained, **kwargs)
+
+
+def _load_user_factory(spec: str) -> Callable[..., nn.Module]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UnknownModelError(f"cannot import {module_name!r} for user model {spec!r}: {exc}") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise UnknownModelError(f"{module_name!r} has no callable {attr!r} (user model {spec!r})")
+    return factory
