@@ -1,0 +1,407 @@
+"""How each op moves channels. One rule per kind of behaviour; tables map ops to rules.
+
+A rule receives the node's real (fake) input values, their id tensors and the real output, and returns
+the output's id tensor(s). Rules merge channels (``ctx.cu.union_*``), freeze them, and attach the
+module slices (members) that belong to each channel.
+
+Kinds of behaviour:
+- elementwise: output position p carries the channels of every input at p (residual add, SE gate).
+- data movement (view, cat, pad, getitem, chunk, shuffle...): run the op on the id tensor itself, so any
+  index map comes out exact, then add the constraints that keep the op valid at smaller widths.
+- channelwise on dim 1 (pooling, interpolate, batch norm): channels pass through unchanged.
+- consumers with weights (conv, linear): read channels, produce a fresh set.
+- mixing (layer norm, softmax, matmul): removing a channel is not the same as zeroing it, so freeze.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, NORM, REMAP_IN, REMAP_OUT
+from edgeprune.graph.ids import (
+    NO_CHANNEL,
+    along,
+    compress,
+    expand_full,
+    position_reps,
+    varying_dims,
+)
+from edgeprune.models.layers import ChannelRemap
+
+if TYPE_CHECKING:
+    from edgeprune.graph.trace import TraceContext
+
+Rule = Callable[["TraceContext", fx.Node, tuple, dict, tuple, dict, Any], Any]
+
+
+def _tensor_ids(ids_args: tuple) -> list[torch.Tensor]:
+    return [i for i in ids_args if isinstance(i, torch.Tensor)]
+
+
+# ---------------------------------------------------------------------------------------------- elementwise
+def elementwise(ctx, node, args, kwargs, ids, ids_kw, out):
+    """Same-position channels of all tensor inputs are one channel (add, mul, activations...)."""
+    tensors = _tensor_ids(ids) + _tensor_ids(tuple(ids_kw.values()))
+    if not tensors:
+        return ctx.constant_ids(out)
+    result = tensors[0]
+    for other in tensors[1:]:
+        ctx.cu.union_tensors(result, other)
+        a, b = torch.broadcast_tensors(result, other)
+        result = torch.where(a != NO_CHANNEL, a, b)
+    if isinstance(out, torch.Tensor) and result.ndim < out.ndim:  # broadcast up to the output's rank
+        result = result.reshape((1,) * (out.ndim - result.ndim) + tuple(result.shape))
+    return compress(result)
+
+
+def constant(ctx, node, args, kwargs, ids, ids_kw, out):
+    """Output does not depend on any channel (zeros_like, shape arithmetic...)."""
+    return ctx.constant_ids(out)
+
+
+# ------------------------------------------------------------------------------------------- data movement
+def _probe(node: fx.Node, module: nn.Module | None, args, kwargs, ids, ids_kw, out_like):
+    """Run the op on full-size id tensors in place of the activations."""
+
+    def swap(value, id_value):
+        if isinstance(value, torch.Tensor) and isinstance(id_value, torch.Tensor):
+            return expand_full(id_value, value.shape)
+        if isinstance(value, (list, tuple)) and isinstance(id_value, (list, tuple)):
+            return type(value)(swap(v, i) for v, i in zip(value, id_value))
+        return value
+
+    pargs = tuple(swap(a, i) for a, i in zip(args, ids))
+    pkw = {k: swap(v, ids_kw.get(k)) for k, v in kwargs.items()}
+    if node.op == "call_module":
+        return module(*pargs, **pkw)
+    if node.op == "call_method":
+        return getattr(pargs[0], node.target)(*pargs[1:], **pkw)
+    return node.target(*pargs, **pkw)
+
+
+def _compress_tree(value):
+    if isinstance(value, torch.Tensor):
+        return compress(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_compress_tree(v) for v in value)
+    return value
+
+
+def _ids_of(value) -> set[int]:
+    if isinstance(value, torch.Tensor):
+        return set(torch.unique(value).tolist()) - {NO_CHANNEL}
+    if isinstance(value, (list, tuple)):
+        return set().union(*(_ids_of(v) for v in value)) if value else set()
+    return set()
+
+
+def movement(ctx, node, args, kwargs, ids, ids_kw, out):
+    """Pure data movement with no size hard-coded on a channel axis (permute, flatten, cat...)."""
+    return _compress_tree(_probe(node, ctx.module(node), args, kwargs, ids, ids_kw, out))
+
+
+def _literal_sizes(node: fx.Node) -> list[bool] | None:
+    """For view/reshape: which output dims have a size written as a constant in the model's code."""
+    sizes = list(node.args[1:]) if node.op == "call_method" else list(node.args[1:2])
+    if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
+        sizes = list(sizes[0])
+    if "shape" in node.kwargs or "size" in node.kwargs:
+        sizes = list(node.kwargs.get("shape", node.kwargs.get("size")))
+    return [isinstance(s, int) and s not in (-1, 1) for s in sizes]
+
+
+def reshape(ctx, node, args, kwargs, ids, ids_kw, out):
+    """view/reshape: output dims with constant sizes must keep their size after pruning."""
+    result = movement(ctx, node, args, kwargs, ids, ids_kw, out)
+    literal = _literal_sizes(node)
+    if literal is None or len(literal) != result.ndim:
+        return result
+    moving = varying_dims(result)
+    fixed = [d for d in moving if literal[d]]
+    if not fixed:
+        return result
+    if any(not literal[d] for d in moving):
+        # Channels spread over a constant-size dim and a free one (channel shuffle): an index along the
+        # free dim is pruned across all of the constant dim at once.
+        for d in fixed:
+            ctx.cu.union_tensors(result.narrow(d, 0, 1), result)
+        return result
+    ctx.cu.freeze(result, f"{ctx.where(node)}: reshape hard-codes the channel count {tuple(out.shape)}")
+    return result
+
+
+def subset(ctx, node, args, kwargs, ids, ids_kw, out):
+    """getitem/narrow/select/split by constant sizes: fine unless it drops channel positions."""
+    if node.target is operator.getitem and not isinstance(args[0], torch.Tensor):
+        return ids[0][args[1]] if isinstance(ids[0], (list, tuple)) else None
+    result = movement(ctx, node, args, kwargs, ids, ids_kw, out)
+    if _ids_of(result) != _ids_of(ids[0]):
+        ctx.cu.freeze(ids[0], f"{ctx.where(node)}: {ctx.op_name(node)} selects a fixed range of channels")
+    return result
+
+
+def chunk(ctx, node, args, kwargs, ids, ids_kw, out):
+    """chunk (or split by a computed size): equal parts; prune the same positions in every part."""
+    parts = movement(ctx, node, args, kwargs, ids, ids_kw, out)
+    sizes = {tuple(p.shape) for p in out}
+    moved = any(len(varying_dims(p)) for p in parts)
+    if moved and len(sizes) > 1:
+        ctx.cu.freeze(ids[0], f"{ctx.where(node)}: {ctx.op_name(node)} into unequal parts")
+    elif moved:
+        full = [expand_full(p, o.shape) for p, o in zip(parts, out)]
+        for p in full[1:]:
+            ctx.cu.union_tensors(full[0], p)
+    return parts
+
+
+def split(ctx, node, args, kwargs, ids, ids_kw, out):
+    size_arg = node.args[1] if len(node.args) > 1 else node.kwargs.get("split_size_or_sections")
+    if isinstance(size_arg, fx.Node):
+        return chunk(ctx, node, args, kwargs, ids, ids_kw, out)
+    return subset(ctx, node, args, kwargs, ids, ids_kw, out)
+
+
+def pad(ctx, node, args, kwargs, ids, ids_kw, out):
+    """F.pad: padding a channel axis by a constant amount pins its channel count."""
+    result = movement(ctx, node, args, kwargs, ids, ids_kw, out)
+    widths = list(args[1]) if len(args) > 1 else list(kwargs["pad"])
+    ndim = ids[0].ndim
+    padded_dims = {ndim - 1 - i // 2 for i, w in enumerate(widths) if w}
+    if padded_dims & set(varying_dims(ids[0])):
+        ctx.cu.freeze(
+            ids[0],
+            f"{ctx.where(node)}: F.pad on the channel axis hard-codes channel counts"
+            " (use edgeprune.models.ChannelRemap to keep it prunable)",
+        )
+    return result
+
+
+# ----------------------------------------------------------------------------------------- channelwise ops
+def channelwise(ctx, node, args, kwargs, ids, ids_kw, out, dim: int = 1):
+    """Channels on ``dim`` pass through unchanged; other dims are resampled (pooling, interpolate)."""
+    x = args[0]
+    if out.ndim != x.ndim or out.shape[dim] != x.shape[dim]:
+        return ctx.unknown(node, ids, ids_kw, out)
+    reps = position_reps(ctx.cu, ids[0], dim, x.shape[dim])
+    return along(reps, dim, out.ndim)
+
+
+def batch_norm(ctx, node, args, kwargs, ids, ids_kw, out):
+    reps = position_reps(ctx.cu, ids[0], 1, args[0].shape[1])
+    ctx.attach(reps, NORM, node.target)
+    return along(reps, 1, out.ndim)
+
+
+def _reduced_dims(node, args, kwargs, ndim) -> list[int] | None:
+    dims = args[1] if len(args) > 1 else kwargs.get("dim")
+    if dims is None:
+        return None
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    return sorted(d % ndim for d in dims)
+
+
+def reduction(ctx, node, args, kwargs, ids, ids_kw, out):
+    """mean/sum/amax over some dims: fine over space, but it mixes channels over a channel axis."""
+    x_ids = ids[0]
+    dims = _reduced_dims(node, args, kwargs, x_ids.ndim)
+    if dims is None or set(dims) & set(varying_dims(x_ids)):
+        return mixing_all(ctx, node, args, kwargs, ids, ids_kw, out)
+    keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+    return x_ids if keepdim else x_ids.reshape([s for d, s in enumerate(x_ids.shape) if d not in dims])
+
+
+def mixing_along(dims_of: Callable[[fx.Node, tuple, dict, nn.Module | None], list[int]], what: str) -> Rule:
+    """An op that mixes values across some dims: channels on those dims are frozen, others pass."""
+
+    def rule(ctx, node, args, kwargs, ids, ids_kw, out):
+        x_ids = ids[0]
+        dims = {d % x_ids.ndim for d in dims_of(node, args, kwargs, ctx.module(node))}
+        if dims & set(varying_dims(x_ids)):
+            ctx.cu.freeze(x_ids, f"{ctx.where(node)}: {what} mixes values across channels")
+        return x_ids
+
+    return rule
+
+
+def mixing_all(ctx, node, args, kwargs, ids, ids_kw, out):
+    """Opaque or mixing op (matmul, attention): freeze what goes in, the output is a frozen channel."""
+    reason = f"{ctx.where(node)}: {ctx.op_name(node)} mixes channels"
+    for i in _tensor_ids(ids) + _tensor_ids(tuple(ids_kw.values())):
+        ctx.cu.freeze(i, reason)
+    return ctx.frozen_ids(out, reason)
+
+
+# ------------------------------------------------------------------------------------------------ modules
+def conv(ctx, node, args, kwargs, ids, ids_kw, out):
+    m: nn.Conv2d = ctx.module(node)
+    reps = ctx.consumer_reps(ids[0], 1, m.in_channels)
+    ctx.attach(reps, CONV_IN, node.target)
+    out_ids = ctx.new_space(m.out_channels)
+    ctx.attach(out_ids, CONV_OUT, node.target)
+    if m.groups > 1:
+        # A conv group's inputs and outputs go together: pruning removes whole conv groups.
+        in_g, out_g = m.in_channels // m.groups, m.out_channels // m.groups
+        for k in range(m.groups):
+            block = torch.cat([reps[k * in_g : (k + 1) * in_g], out_ids[k * out_g : (k + 1) * out_g]])
+            ctx.cu.union_all(block)
+    return along(out_ids, 1, out.ndim)
+
+
+def linear(ctx, node, args, kwargs, ids, ids_kw, out):
+    m: nn.Linear = ctx.module(node)
+    reps = ctx.consumer_reps(ids[0], -1, m.in_features)
+    ctx.attach(reps, LINEAR_IN, node.target)
+    out_ids = ctx.new_space(m.out_features)
+    ctx.attach(out_ids, LINEAR_OUT, node.target)
+    return along(out_ids, -1, out.ndim)
+
+
+def remap(ctx, node, args, kwargs, ids, ids_kw, out):
+    """ChannelRemap: an index map between two groups, not a merge: both sides prune independently."""
+    m: ChannelRemap = ctx.module(node)
+    reps = ctx.consumer_reps(ids[0], 1, m.in_channels)
+    ctx.attach(reps, REMAP_IN, node.target)
+    out_ids = ctx.new_space(m.out_channels)
+    ctx.attach(out_ids, REMAP_OUT, node.target)
+    return along(out_ids, 1, out.ndim)
+
+
+def _dim_arg(index: int, default: int):
+    def dims(node, args, kwargs, module):
+        if module is not None:
+            return [module.dim if module.dim is not None else default]
+        value = args[index] if len(args) > index else kwargs.get("dim", default)
+        return [default if value is None else value]
+
+    return dims
+
+
+def _layer_norm_dims(node, args, kwargs, module):
+    shape = module.normalized_shape if module is not None else (args[1] if len(args) > 1 else kwargs["normalized_shape"])
+    return list(range(-len(shape), 0))
+
+
+def _channel_dim(node, args, kwargs, module):
+    return [1]
+
+
+ELEMENTWISE_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.ELU,
+    nn.LeakyReLU, nn.Mish, nn.Hardtanh, nn.Softplus, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+    nn.Dropout3d, nn.AlphaDropout,
+)  # fmt: skip
+CHANNELWISE_MODULES = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d,
+)  # fmt: skip
+
+MODULE_RULES: list[tuple[tuple[type, ...], Rule]] = [
+    ((ChannelRemap,), remap),
+    ((nn.Conv1d, nn.Conv2d, nn.Conv3d), conv),
+    ((nn.Linear,), linear),
+    ((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d), batch_norm),
+    (ELEMENTWISE_MODULES, elementwise),
+    (CHANNELWISE_MODULES, channelwise),
+    ((nn.Flatten, nn.Unflatten, nn.ChannelShuffle), movement),
+    ((nn.LayerNorm,), mixing_along(_layer_norm_dims, "LayerNorm")),
+    ((nn.GroupNorm, nn.LocalResponseNorm), mixing_along(_channel_dim, "a cross-channel norm")),
+    ((nn.Softmax, nn.LogSoftmax), mixing_along(_dim_arg(1, -1), "softmax")),
+    ((nn.MultiheadAttention,), mixing_all),
+]
+
+
+def module_rule(module: nn.Module) -> Rule | None:
+    for types, rule in MODULE_RULES:
+        if isinstance(module, types):
+            return rule
+    return None
+
+
+# ---------------------------------------------------------------------------------- functions and methods
+def _wrapped(qualname: str):
+    """A function that torchvision hides from fx tracing with ``torch.fx.wrap`` (kept as one node)."""
+    module_name, _, attr = qualname.rpartition(".")
+    try:
+        module = __import__(module_name, fromlist=[attr])
+        return getattr(module, attr)
+    except (ImportError, AttributeError):
+        return None
+
+
+_ELEMENTWISE_FUNCS = [
+    operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul, operator.truediv,
+    operator.itruediv, operator.neg, torch.add, torch.sub, torch.mul, torch.div, torch.relu, torch.sigmoid,
+    torch.tanh, torch.exp, torch.clamp, torch.abs, torch.where, F.relu, F.relu6, F.gelu, F.silu, F.hardswish,
+    F.hardsigmoid, F.sigmoid, F.tanh, F.elu, F.leaky_relu, F.mish, F.hardtanh, F.softplus, F.dropout,
+    F.dropout1d, F.dropout2d, F.dropout3d, _wrapped("torchvision.ops.stochastic_depth"),
+]  # fmt: skip
+_MOVEMENT_FUNCS = [
+    torch.flatten, torch.cat, torch.concat, torch.stack, torch.transpose, torch.permute, torch.squeeze,
+    torch.unsqueeze, torch.roll, torch.movedim, torch.channel_shuffle, F.pixel_shuffle, F.pixel_unshuffle,
+]  # fmt: skip
+_CHANNELWISE_FUNCS = [
+    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool2d, F.avg_pool2d,
+    F.max_pool2d, F.interpolate, F.avg_pool1d, F.max_pool1d,
+]  # fmt: skip
+_OPAQUE_FUNCS = [
+    torch.matmul, operator.matmul, torch.bmm, torch.baddbmm, torch.einsum, F.linear, F.conv2d,
+    F.scaled_dot_product_attention, F.multi_head_attention_forward,
+    _wrapped("torchvision.models.swin_transformer.shifted_window_attention"),
+    _wrapped("torchvision.models.swin_transformer._patch_merging_pad"),
+    _wrapped("torchvision.models.swin_transformer._get_relative_position_bias"),
+]  # fmt: skip
+
+FUNCTION_RULES: dict[Callable, Rule] = {
+    **{f: elementwise for f in _ELEMENTWISE_FUNCS if f is not None},
+    **{f: movement for f in _MOVEMENT_FUNCS},
+    **{f: channelwise for f in _CHANNELWISE_FUNCS},
+    **{f: mixing_all for f in _OPAQUE_FUNCS if f is not None},
+    torch.reshape: reshape,
+    operator.getitem: subset,
+    torch.narrow: subset,
+    torch.select: subset,
+    torch.unbind: subset,
+    torch.chunk: chunk,
+    torch.split: split,
+    F.pad: pad,
+    torch.zeros_like: constant,
+    torch.ones_like: constant,
+    torch.mean: reduction,
+    torch.sum: reduction,
+    torch.amax: reduction,
+    F.softmax: mixing_along(_dim_arg(1, -1), "softmax"),
+    F.log_softmax: mixing_along(_dim_arg(1, -1), "softmax"),
+    torch.softmax: mixing_along(_dim_arg(1, -1), "softmax"),
+    F.layer_norm: mixing_along(_layer_norm_dims, "layer_norm"),
+    F.group_norm: mixing_along(_channel_dim, "group_norm"),
+    F.normalize: mixing_along(_dim_arg(2, 1), "normalize"),
+}
+
+METHOD_RULES: dict[str, Rule] = {
+    **dict.fromkeys(
+        ["add", "add_", "sub", "mul", "mul_", "div", "relu", "relu_", "sigmoid", "tanh", "contiguous",
+         "clone", "float", "half", "to", "type_as", "detach", "clamp", "neg", "exp", "abs"],
+        elementwise,
+    ),
+    **dict.fromkeys(["permute", "transpose", "flatten", "squeeze", "unsqueeze", "expand", "expand_as",
+                     "repeat", "movedim"], movement),
+    **dict.fromkeys(["view", "reshape"], reshape),
+    **dict.fromkeys(["narrow", "select", "unbind"], subset),
+    "chunk": chunk,
+    "split": split,
+    **dict.fromkeys(["mean", "sum", "amax"], reduction),
+    "softmax": mixing_along(_dim_arg(1, -1), "softmax"),
+    **dict.fromkeys(["matmul", "bmm"], mixing_all),
+    **dict.fromkeys(["new_zeros", "new_ones", "new_empty", "zero_"], constant),
+}  # fmt: skip
+
+# Non-tensor results (shapes, sizes, Python arithmetic) need no channel bookkeeping.
+SHAPE_METHODS = {"size", "dim", "numel", "nelement", "ndimension", "__len__"}

@@ -1,0 +1,291 @@
+"""Trace a model once and derive its channel groups.
+
+The model is traced with ``torch.fx`` (torch.nn layers stay leaves) and interpreted node by node under
+fake tensors, so no real compute runs: every node gets its output shape and an id tensor (see
+:mod:`edgeprune.graph.ids`) that the rules in :mod:`edgeprune.graph.rules` propagate.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from edgeprune.graph import rules
+from edgeprune.graph.errors import GraphBuildError, UnsupportedOpError
+from edgeprune.graph.groups import PARAM, ChannelGraph, ChannelGroup, Member, Unit
+from edgeprune.graph.ids import NO_CHANNEL, ChannelUnion, along, position_reps
+
+
+class _LeafTracer(fx.Tracer):
+    """Keeps torch.nn layers (and edgeprune's own layers) as single nodes; traces through the rest."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if rules.module_rule(m) is not None:
+            return True
+        if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            return False
+        return m.__module__.startswith("torch.nn")
+
+
+class TraceContext:
+    """State shared by the rules while one model is interpreted."""
+
+    def __init__(self, model: nn.Module, freeze_unknown: bool) -> None:
+        self.model = model
+        self.freeze_unknown = freeze_unknown
+        self.cu = ChannelUnion()
+        self.members: dict[int, list[Member]] = {}
+        self.n_spaces = 0
+
+    # -- naming
+    def module(self, node: fx.Node) -> nn.Module | None:
+        return self.model.get_submodule(node.target) if node.op == "call_module" else None
+
+    def where(self, node: fx.Node) -> str:
+        if node.op == "call_module":
+            return node.target
+        stack = node.meta.get("nn_module_stack") or {}
+        path = next(reversed(stack.values()), ("", None))[0] if stack else ""
+        return f"{path or '<top level>'} ({node.name})"
+
+    def op_name(self, node: fx.Node) -> str:
+        if node.op == "call_module":
+            return type(self.module(node)).__name__
+        if node.op == "call_method":
+            return f"Tensor.{node.target}"
+        target = node.target
+        return f"{getattr(target, '__module__', '') or ''}.{getattr(target, '__name__', str(target))}".lstrip(".")
+
+    # -- ids
+    def new_space(self, count: int) -> torch.Tensor:
+        self.n_spaces += 1
+        return self.cu.new_ids(count, self.n_spaces - 1)
+
+    def attach(self, ids: torch.Tensor, kind: str, path: str, dim: int = 0) -> None:
+        for index, channel in enumerate(ids.tolist()):
+            self.members.setdefault(channel, []).append(Member(kind, path, index, dim))
+
+    def consumer_reps(self, ids: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+        """One channel per input index of a weighted consumer; zero inputs get a channel of their own."""
+        reps = position_reps(self.cu, ids, dim, size)
+        missing = reps == NO_CHANNEL
+        if bool(missing.any()):
+            reps[missing] = self.new_space(int(missing.sum()))
+        return reps
+
+    def constant_ids(self, out):
+        if isinstance(out, torch.Tensor):
+            return torch.zeros((1,) * out.ndim, dtype=torch.long)
+        if isinstance(out, (list, tuple)):
+            return type(out)(self.constant_ids(o) for o in out)
+        return None
+
+    def frozen_ids(self, out, reason: str):
+        if isinstance(out, torch.Tensor):
+            channel = self.new_space(1)
+            self.cu.freeze(channel, reason)
+            return channel.reshape((1,) * out.ndim)
+        if isinstance(out, (list, tuple)):
+            return type(out)(self.frozen_ids(o, reason) for o in out)
+        return None
+
+    def unknown(self, node: fx.Node, ids, ids_kw, out):
+        if not self.freeze_unknown:
+            raise UnsupportedOpError(self.op_name(node), self.where(node))
+        reason = f"{self.where(node)}: unsupported op {self.op_name(node)} (frozen by --freeze-unknown)"
+        for i in rules._tensor_ids(ids) + rules._tensor_ids(tuple(ids_kw.values())):
+            self.cu.freeze(i, reason)
+        return self.frozen_ids(out, reason)
+
+    # -- parameters read directly in forward (layer scale, class token, positional embedding)
+    def param_ids(self, name: str, value: torch.Tensor):
+        wide = [d for d, s in enumerate(value.shape) if s > 1]
+        if not wide:
+            return self.constant_ids(value)
+        if len(wide) == 1:
+            channels = self.new_space(value.shape[wide[0]])
+            self.attach(channels, PARAM, name, dim=wide[0])
+            return along(channels, wide[0], value.ndim)
+        return self.frozen_ids(value, f"parameter {name} {tuple(value.shape)} is used directly in forward")
+
+
+def _rule_for(ctx: TraceContext, node: fx.Node):
+    if node.op == "call_module":
+        return rules.module_rule(ctx.module(node))
+    if node.op == "call_method":
+        return rules.METHOD_RULES.get(node.target)
+    return rules.FUNCTION_RULES.get(node.target)
+
+
+def _has_ids(tree) -> bool:
+    if isinstance(tree, torch.Tensor):
+        return True
+    if isinstance(tree, (list, tuple)):
+        return any(_has_ids(t) for t in tree)
+    if isinstance(tree, dict):
+        return any(_has_ids(t) for t in tree.values())
+    return False
+
+
+def _fetch_attr(model: nn.Module, target: str):
+    obj = model
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def trace_model(model: nn.Module) -> fx.Graph:
+    """Symbolically trace ``model`` (in its current train/eval mode) with torch.nn layers as leaves."""
+    try:
+        return _LeafTracer().trace(model)
+    except Exception as exc:  # fx raises many types; all mean "cannot trace"
+        raise GraphBuildError(
+            f"cannot trace {type(model).__name__} with torch.fx: {type(exc).__name__}: {exc}. Models with "
+            "data-dependent control flow in forward() need that part moved into a leaf module."
+        ) from exc
+
+
+def interpret(ctx: TraceContext, graph: fx.Graph, example: torch.Tensor) -> None:
+    """Run every node on fake tensors, propagating id tensors through the rules."""
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    values: dict[fx.Node, object] = {}
+    ids: dict[fx.Node, object] = {}
+    placeholders = 0
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            if placeholders == 0:
+                values[node] = fake_mode.from_tensor(example)
+                ids[node] = along(ctx.new_space(example.shape[1]), 1, example.ndim)
+                ctx.cu.freeze(ids[node], "model input")
+            else:
+                values[node] = node.args[0] if node.args else None
+                ids[node] = None
+            placeholders += 1
+            continue
+        if node.op == "get_attr":
+            value = _fetch_attr(ctx.model, node.target)
+            values[node] = value
+            ids[node] = ctx.param_ids(node.target, value) if isinstance(value, torch.Tensor) else None
+            continue
+        if node.op == "output":
+            for out_ids in _flatten(fx.node.map_arg(node.args[0], lambda n: ids[n])):
+                if isinstance(out_ids, torch.Tensor):
+                    ctx.cu.freeze(out_ids, "model output")
+            continue
+        args = fx.node.map_arg(node.args, lambda n: values[n])
+        kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
+        try:
+            with fake_mode:
+                out = _call(ctx, node, args, kwargs)
+        except Exception as exc:
+            raise GraphBuildError(f"{ctx.where(node)}: {ctx.op_name(node)} failed while tracing: {exc}") from exc
+        values[node] = out
+        a_ids = fx.node.map_arg(node.args, lambda n: ids[n])
+        k_ids = fx.node.map_arg(node.kwargs, lambda n: ids[n])
+        ids[node] = _node_ids(ctx, node, args, kwargs, a_ids, k_ids, out)
+        for used in node.all_input_nodes:  # free id tensors nobody needs any more
+            if all(u in values for u in used.users):
+                ids[used] = None if isinstance(ids.get(used), torch.Tensor) else ids.get(used)
+
+
+def _node_ids(ctx, node, args, kwargs, a_ids, k_ids, out):
+    if not _has_ids(out):
+        return None
+    if not _has_ids(a_ids) and not _has_ids(k_ids):
+        return ctx.constant_ids(out)
+    if node.op == "call_method" and node.target in rules.SHAPE_METHODS:
+        return None
+    rule = _rule_for(ctx, node)
+    if rule is None:
+        return ctx.unknown(node, a_ids, k_ids, out)
+    return rule(ctx, node, tuple(args), dict(kwargs), tuple(a_ids), dict(k_ids), out)
+
+
+def _call(ctx: TraceContext, node: fx.Node, args, kwargs):
+    if node.op == "call_module":
+        return ctx.module(node)(*args, **kwargs)
+    if node.op == "call_method":
+        return getattr(args[0], node.target)(*args[1:], **kwargs)
+    return node.target(*args, **kwargs)
+
+
+def _flatten(tree):
+    if isinstance(tree, (list, tuple)):
+        for t in tree:
+            yield from _flatten(t)
+    elif isinstance(tree, dict):
+        for t in tree.values():
+            yield from _flatten(t)
+    else:
+        yield tree
+
+
+def assemble_groups(ctx: TraceContext) -> list[ChannelGroup]:
+    """Turn merged channels into units, and units that share a channel space into groups."""
+    cu = ctx.cu
+    n = len(cu)
+    roots = [0] + [cu.find(i) for i in range(1, n)]
+    # Two spaces that share a unit (residual add, concat) belong to one group.
+    space_parent = list(range(ctx.n_spaces))
+
+    def space_find(s: int) -> int:
+        while space_parent[s] != s:
+            space_parent[s] = space_parent[space_parent[s]]
+            s = space_parent[s]
+        return s
+
+    for i in range(1, n):
+        a, b = space_find(cu.space_of[i]), space_find(cu.space_of[roots[i]])
+        if a != b:
+            space_parent[max(a, b)] = min(a, b)
+    unit_members: dict[int, list[Member]] = {}
+    unit_frozen: dict[int, str] = {}
+    for i in range(1, n):
+        r = roots[i]
+        if i in ctx.members:
+            unit_members.setdefault(r, []).extend(ctx.members[i])
+        if i in cu.frozen and r not in unit_frozen:
+            unit_frozen[r] = cu.frozen[i]
+    by_space: dict[int, list[int]] = {}
+    for r in sorted(unit_members):
+        by_space.setdefault(space_find(cu.space_of[r]), []).append(r)
+    groups = []
+    for space in sorted(by_space):
+        units = [Unit(sorted(unit_members[r]), unit_frozen.get(r)) for r in by_space[space]]
+        frozen = units[0].frozen if all(u.frozen for u in units) else None
+        groups.append(ChannelGroup(len(groups), units, frozen))
+    return groups
+
+
+def build_graph(
+    model: nn.Module,
+    example: torch.Tensor,
+    *,
+    model_name: str | None = None,
+    freeze_unknown: bool = False,
+) -> ChannelGraph:
+    """Trace ``model`` once on ``example`` and return its channel groups.
+
+    Args:
+        model: the network; traced in eval mode (its mode is restored afterwards).
+        example: an input batch (only its shape and dtype matter).
+        model_name: registry name recorded in the graph (used to rebuild pruned models).
+        freeze_unknown: freeze the channels around ops the graph does not understand instead of raising.
+
+    Raises:
+        GraphBuildError: the model cannot be traced.
+        UnsupportedOpError: an op with no rule, unless ``freeze_unknown``.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        graph = trace_model(model)
+        ctx = TraceContext(model, freeze_unknown)
+        interpret(ctx, graph, example)
+    finally:
+        model.train(was_training)
+    groups = assemble_groups(ctx)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return ChannelGraph(model_name or type(model).__name__, tuple(example.shape), groups, shapes)

@@ -1,0 +1,141 @@
+"""Physical pruning: build a smaller network from a Plan (real smaller tensors, no masks)."""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+
+import torch
+import torch.nn as nn
+
+from edgeprune.graph.groups import (
+    CONV_IN,
+    CONV_OUT,
+    LINEAR_IN,
+    LINEAR_OUT,
+    NORM,
+    PARAM,
+    REMAP_IN,
+    REMAP_OUT,
+    ChannelGraph,
+)
+from edgeprune.models.layers import ChannelRemap
+from edgeprune.prune.plan import Plan, PlanError
+
+# What shrink changed, per module path: the attributes an arch spec must restore.
+ArchChanges = dict[str, dict]
+
+
+def removed_slices(graph: ChannelGraph, plan: Plan) -> dict[str, dict[str, set[int]]]:
+    """Module (or parameter) path -> member kind -> removed indices, from every group of the plan."""
+    out: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    for gid, gone in plan.removed(graph).items():
+        for u in gone:
+            for m in graph.groups[gid].units[u].members:
+                key = f"{m.path}#{m.dim}" if m.kind == PARAM else m.path
+                out[key][m.kind].add(m.index)
+    return out
+
+
+def _keep(size: int, removed: set[int]) -> torch.Tensor:
+    return torch.tensor([i for i in range(size) if i not in removed], dtype=torch.long)
+
+
+def _set_param(module: nn.Module, name: str, value: torch.Tensor | None) -> None:
+    old = getattr(module, name)
+    if old is None or value is None:
+        return
+    if isinstance(old, nn.Parameter):
+        setattr(module, name, nn.Parameter(value.contiguous(), requires_grad=old.requires_grad))
+    else:
+        setattr(module, name, value.contiguous())
+
+
+def shrink_conv(m: nn.Conv2d, removed: dict[str, set[int]]) -> dict:
+    out_rm, in_rm = removed.get(CONV_OUT, set()), removed.get(CONV_IN, set())
+    keep_out = _keep(m.out_channels, out_rm)
+    weight = m.weight.detach()[keep_out]
+    groups = m.groups
+    if groups == 1:
+        weight = weight[:, _keep(m.in_channels, in_rm)]
+    else:  # whole conv groups go: the per-group input slice of the weight is unchanged
+        in_g, out_g = m.in_channels // groups, m.out_channels // groups
+        in_blocks = {i // in_g for i in in_rm}
+        out_blocks = {o // out_g for o in out_rm}
+        if len(in_rm) != len(in_blocks) * in_g or in_blocks != out_blocks:
+            raise PlanError(f"{m}: plan removes partial conv groups (inputs {sorted(in_rm)}, outputs {sorted(out_rm)})")
+        groups -= len(in_blocks)
+    _set_param(m, "weight", weight)
+    _set_param(m, "bias", None if m.bias is None else m.bias.detach()[keep_out])
+    m.out_channels, m.in_channels, m.groups = len(keep_out), m.in_channels - len(in_rm), groups
+    return {"in_channels": m.in_channels, "out_channels": m.out_channels, "groups": m.groups}
+
+
+def shrink_linear(m: nn.Linear, removed: dict[str, set[int]]) -> dict:
+    keep_out = _keep(m.out_features, removed.get(LINEAR_OUT, set()))
+    keep_in = _keep(m.in_features, removed.get(LINEAR_IN, set()))
+    _set_param(m, "weight", m.weight.detach()[keep_out][:, keep_in])
+    _set_param(m, "bias", None if m.bias is None else m.bias.detach()[keep_out])
+    m.out_features, m.in_features = len(keep_out), len(keep_in)
+    return {"in_features": m.in_features, "out_features": m.out_features}
+
+
+def shrink_batch_norm(m: nn.modules.batchnorm._BatchNorm, removed: dict[str, set[int]]) -> dict:
+    keep = _keep(m.num_features, removed.get(NORM, set()))
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        value = getattr(m, name)
+        _set_param(m, name, None if value is None else value.detach()[keep])
+    m.num_features = len(keep)
+    return {"num_features": m.num_features}
+
+
+def shrink_remap(m: ChannelRemap, removed: dict[str, set[int]]) -> dict:
+    in_rm, out_rm = removed.get(REMAP_IN, set()), removed.get(REMAP_OUT, set())
+    new_pos = {old: new for new, old in enumerate(_keep(m.in_channels, in_rm).tolist())}
+    index = [new_pos.get(src, -1) for j, src in enumerate(m.index.tolist()) if j not in out_rm]
+    m.in_channels -= len(in_rm)
+    m.index = torch.tensor(index, dtype=torch.long)
+    return {"in_channels": m.in_channels, "index": index}
+
+
+SURGERY = [
+    ((nn.Conv1d, nn.Conv2d, nn.Conv3d), shrink_conv),
+    ((nn.Linear,), shrink_linear),
+    ((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d), shrink_batch_norm),
+    ((ChannelRemap,), shrink_remap),
+]
+
+
+def _surgery_for(module: nn.Module):
+    for types, fn in SURGERY:
+        if isinstance(module, types):
+            return fn
+    raise PlanError(f"no surgery for {type(module).__name__}: edgeprune cannot shrink it")
+
+
+def shrink_param(model: nn.Module, key: str, removed: set[int]) -> tuple[str, tuple[int, ...]]:
+    path, dim = key.rsplit("#", 1)
+    owner_path, _, attr = path.rpartition(".")
+    owner = model.get_submodule(owner_path)
+    value = getattr(owner, attr).detach()
+    _set_param(owner, attr, value.index_select(int(dim), _keep(value.shape[int(dim)], removed)))
+    return path, tuple(getattr(owner, attr).shape)
+
+
+def shrink(model: nn.Module, graph: ChannelGraph, plan: Plan) -> tuple[nn.Module, ArchChanges]:
+    """Return a physically smaller copy of ``model`` and the architecture changes made.
+
+    The original is untouched. Raises :class:`PlanError` (before any change) when the plan does not fit.
+    """
+    plan.validate(graph)
+    pruned = copy.deepcopy(model)
+    changes: ArchChanges = {}
+    with torch.no_grad():
+        for key, kinds in removed_slices(graph, plan).items():
+            if PARAM in kinds:
+                path, shape = shrink_param(pruned, key, kinds[PARAM])
+                changes[path] = {"param_shape": list(shape)}
+                continue
+            module = pruned.get_submodule(key)
+            changes[key] = {"type": type(module).__name__, **_surgery_for(module)(module, kinds)}
+    return pruned, changes
