@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import NamedTuple
 
 # Member kinds: which tensor slice a channel owns in a module.
 CONV_OUT, CONV_IN = "conv_out", "conv_in"
@@ -18,8 +20,7 @@ CONSUMER_KINDS = (CONV_IN, LINEAR_IN, REMAP_IN)
 PRODUCER_KINDS = (CONV_OUT, LINEAR_OUT, REMAP_OUT)
 
 
-@dataclass(frozen=True, order=True)
-class Member:
+class Member(NamedTuple):
     """One slice that belongs to a channel: ``kind`` of module ``path`` at ``index`` (along ``dim``)."""
 
     kind: str
@@ -31,12 +32,22 @@ class Member:
         return f"{self.path}[{self.kind}:{self.index}]"
 
 
+# A member stored compactly: (block number, index), where blocks[block] = (kind, path, dim).
+MemberRef = tuple[int, int]
+
+
 @dataclass
 class Unit:
     """One prunable channel of a group: every slice removed together when it is pruned."""
 
-    members: list[Member]
+    refs: list[MemberRef]
+    blocks: list[tuple[str, str, int]]  # shared by every unit of a graph
     frozen: str | None = None
+
+    @property
+    def members(self) -> list[Member]:
+        blocks = self.blocks
+        return [Member(blocks[b][0], blocks[b][1], i, blocks[b][2]) for b, i in self.refs]
 
     @property
     def producers(self) -> list[Member]:
@@ -66,9 +77,10 @@ class ChannelGroup:
     def modules(self) -> dict[str, set[str]]:
         """Module path -> member kinds present in the group."""
         out: dict[str, set[str]] = {}
-        for unit in self.units:
-            for m in unit.members:
-                out.setdefault(m.path, set()).add(m.kind)
+        if self.units:
+            blocks = self.units[0].blocks
+            for b in sorted({b for u in self.units for b, _ in u.refs}):
+                out.setdefault(blocks[b][1], set()).add(blocks[b][0])
         return out
 
     def describe(self) -> str:
@@ -97,13 +109,14 @@ class ChannelGraph:
             raise KeyError(f"no channel group {group_id} (the graph has {len(self.groups)})")
         return self.groups[group_id]
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """Hash of the parameter shapes and the group structure: a plan is valid only for it."""
         digest = hashlib.sha256()
         digest.update(json.dumps(sorted(self.param_shapes.items())).encode())
+        if self.groups and self.groups[0].units:
+            digest.update(json.dumps(self.groups[0].units[0].blocks).encode())
         for g in self.groups:
             digest.update(f"{g.id}:{g.size}:{g.frozen is None}".encode())
-            for u in g.units:
-                digest.update(json.dumps([(m.kind, m.path, m.index, m.dim) for m in u.members]).encode())
+            digest.update(json.dumps([u.refs for u in g.units]).encode())
         return digest.hexdigest()[:16]

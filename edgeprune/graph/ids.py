@@ -10,6 +10,7 @@ Channels that must be pruned together are merged in :class:`ChannelUnion`.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 NO_CHANNEL = 0
@@ -71,6 +72,15 @@ class ChannelUnion:
         for v in torch.unique(ids).tolist():
             if v != NO_CHANNEL:
                 self.frozen.setdefault(int(v), reason)
+
+    def roots(self) -> list[int]:
+        """The root of every id, computed for all ids at once (pointer jumping)."""
+        parent = np.asarray(self._parent, dtype=np.int64)
+        while True:
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                return parent.tolist()
+            parent = grand
 
     def __len__(self) -> int:
         return len(self._parent)

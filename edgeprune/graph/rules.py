@@ -303,6 +303,9 @@ CHANNELWISE_MODULES = (
     nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d,
 )  # fmt: skip
 
+# Output shape = input shape: the shape pass can skip running them.
+SHAPE_PRESERVING_MODULES = (*ELEMENTWISE_MODULES, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
 MODULE_RULES: list[tuple[tuple[type, ...], Rule]] = [
     ((ChannelRemap,), remap),
     ((nn.Conv1d, nn.Conv2d, nn.Conv3d), conv),

@@ -7,14 +7,18 @@ fake tensors, so no real compute runs: every node gets its output shape and an i
 
 from __future__ import annotations
 
+import contextlib
+from itertools import repeat
+
 import torch
 import torch.fx as fx
 import torch.nn as nn
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.func import functional_call
 
 from edgeprune.graph import rules
 from edgeprune.graph.errors import GraphBuildError, UnsupportedOpError
-from edgeprune.graph.groups import PARAM, ChannelGraph, ChannelGroup, Member, Unit
+from edgeprune.graph.groups import PARAM, ChannelGraph, ChannelGroup, MemberRef, Unit
 from edgeprune.graph.ids import NO_CHANNEL, ChannelUnion, along, position_reps
 
 
@@ -36,7 +40,8 @@ class TraceContext:
         self.model = model
         self.freeze_unknown = freeze_unknown
         self.cu = ChannelUnion()
-        self.members: dict[int, list[Member]] = {}
+        self.members: dict[int, list[MemberRef]] = {}
+        self.blocks: list[tuple[str, str, int]] = []
         self.n_spaces = 0
 
     # -- naming
@@ -64,8 +69,14 @@ class TraceContext:
         return self.cu.new_ids(count, self.n_spaces - 1)
 
     def attach(self, ids: torch.Tensor, kind: str, path: str, dim: int = 0) -> None:
-        for index, channel in enumerate(ids.tolist()):
-            self.members.setdefault(channel, []).append(Member(kind, path, index, dim))
+        self.blocks.append((kind, path, dim))
+        refs = zip(repeat(len(self.blocks) - 1), range(ids.numel()))
+        members = self.members
+        for channel, ref in zip(ids.tolist(), refs):
+            if channel in members:
+                members[channel].append(ref)
+            else:
+                members[channel] = [ref]
 
     def consumer_reps(self, ids: torch.Tensor, dim: int, size: int) -> torch.Tensor:
         """One channel per input index of a weighted consumer; zero inputs get a channel of their own."""
@@ -147,16 +158,53 @@ def trace_model(model: nn.Module) -> fx.Graph:
         ) from exc
 
 
-def interpret(ctx: TraceContext, graph: fx.Graph, example: torch.Tensor) -> None:
-    """Run every node on fake tensors, propagating id tensors through the rules."""
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+class _MetaRunner:
+    """Computes node outputs on the meta device: shapes only, no arithmetic, parameters not copied."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.mode = contextlib.nullcontext()
+
+    def input(self, example: torch.Tensor) -> torch.Tensor:
+        return example.to("meta")
+
+    def attr(self, value):
+        return value.to("meta") if isinstance(value, torch.Tensor) else value
+
+    def call_module(self, module: nn.Module, args, kwargs):
+        if isinstance(module, rules.SHAPE_PRESERVING_MODULES):
+            return args[0]
+        state = {k: v.to("meta") for k, v in [*module.named_parameters(), *module.named_buffers()]}
+        return functional_call(module, state, tuple(args), dict(kwargs)) if state else module(*args, **kwargs)
+
+
+class _FakeRunner(_MetaRunner):
+    """Fallback for ops without meta kernels: fake tensors (slower, but broader coverage)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        self.mode = FakeTensorMode(allow_non_fake_inputs=True)
+
+    def input(self, example: torch.Tensor) -> torch.Tensor:
+        return self.mode.from_tensor(example)
+
+    def attr(self, value):
+        return value
+
+    def call_module(self, module: nn.Module, args, kwargs):
+        return module(*args, **kwargs)
+
+
+def interpret(ctx: TraceContext, graph: fx.Graph, example: torch.Tensor, fake: bool = False) -> None:
+    """Run every node for shapes only, propagating id tensors through the rules."""
+    runner = _FakeRunner(ctx.model) if fake else _MetaRunner(ctx.model)
     values: dict[fx.Node, object] = {}
     ids: dict[fx.Node, object] = {}
     placeholders = 0
     for node in graph.nodes:
         if node.op == "placeholder":
             if placeholders == 0:
-                values[node] = fake_mode.from_tensor(example)
+                values[node] = runner.input(example)
                 ids[node] = along(ctx.new_space(example.shape[1]), 1, example.ndim)
                 ctx.cu.freeze(ids[node], "model input")
             else:
@@ -166,7 +214,7 @@ def interpret(ctx: TraceContext, graph: fx.Graph, example: torch.Tensor) -> None
             continue
         if node.op == "get_attr":
             value = _fetch_attr(ctx.model, node.target)
-            values[node] = value
+            values[node] = runner.attr(value)
             ids[node] = ctx.param_ids(node.target, value) if isinstance(value, torch.Tensor) else None
             continue
         if node.op == "output":
@@ -177,9 +225,11 @@ def interpret(ctx: TraceContext, graph: fx.Graph, example: torch.Tensor) -> None
         args = fx.node.map_arg(node.args, lambda n: values[n])
         kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
         try:
-            with fake_mode:
-                out = _call(ctx, node, args, kwargs)
+            with runner.mode:
+                out = _call(ctx, runner, node, args, kwargs)
         except Exception as exc:
+            if not fake:
+                raise _NeedsFake from exc
             raise GraphBuildError(f"{ctx.where(node)}: {ctx.op_name(node)} failed while tracing: {exc}") from exc
         values[node] = out
         a_ids = fx.node.map_arg(node.args, lambda n: ids[n])
@@ -203,9 +253,13 @@ def _node_ids(ctx, node, args, kwargs, a_ids, k_ids, out):
     return rule(ctx, node, tuple(args), dict(kwargs), tuple(a_ids), dict(k_ids), out)
 
 
-def _call(ctx: TraceContext, node: fx.Node, args, kwargs):
+class _NeedsFake(Exception):
+    """An op failed on meta tensors; the build is redone with fake tensors."""
+
+
+def _call(ctx: TraceContext, runner: _MetaRunner, node: fx.Node, args, kwargs):
     if node.op == "call_module":
-        return ctx.module(node)(*args, **kwargs)
+        return runner.call_module(ctx.module(node), args, kwargs)
     if node.op == "call_method":
         return getattr(args[0], node.target)(*args[1:], **kwargs)
     return node.target(*args, **kwargs)
@@ -226,7 +280,7 @@ def assemble_groups(ctx: TraceContext) -> list[ChannelGroup]:
     """Turn merged channels into units, and units that share a channel space into groups."""
     cu = ctx.cu
     n = len(cu)
-    roots = [0] + [cu.find(i) for i in range(1, n)]
+    roots = cu.roots()
     # Two spaces that share a unit (residual add, concat) belong to one group.
     space_parent = list(range(ctx.n_spaces))
 
@@ -240,7 +294,7 @@ def assemble_groups(ctx: TraceContext) -> list[ChannelGroup]:
         a, b = space_find(cu.space_of[i]), space_find(cu.space_of[roots[i]])
         if a != b:
             space_parent[max(a, b)] = min(a, b)
-    unit_members: dict[int, list[Member]] = {}
+    unit_members: dict[int, list[MemberRef]] = {}
     unit_frozen: dict[int, str] = {}
     for i in range(1, n):
         r = roots[i]
@@ -253,7 +307,7 @@ def assemble_groups(ctx: TraceContext) -> list[ChannelGroup]:
         by_space.setdefault(space_find(cu.space_of[r]), []).append(r)
     groups = []
     for space in sorted(by_space):
-        units = [Unit(sorted(unit_members[r]), unit_frozen.get(r)) for r in by_space[space]]
+        units = [Unit(unit_members[r], ctx.blocks, unit_frozen.get(r)) for r in by_space[space]]
         frozen = units[0].frozen if all(u.frozen for u in units) else None
         groups.append(ChannelGroup(len(groups), units, frozen))
     return groups
@@ -283,7 +337,11 @@ def build_graph(
     try:
         graph = trace_model(model)
         ctx = TraceContext(model, freeze_unknown)
-        interpret(ctx, graph, example)
+        try:
+            interpret(ctx, graph, example)
+        except _NeedsFake:
+            ctx = TraceContext(model, freeze_unknown)
+            interpret(ctx, graph, example, fake=True)
     finally:
         model.train(was_training)
     groups = assemble_groups(ctx)
