@@ -98,7 +98,7 @@ class ChannelGraph:
     input_shape: tuple[int, ...]
     groups: list[ChannelGroup]
     param_shapes: dict[str, tuple[int, ...]]
-    notes: list[str] = field(default_factory=list)
+    model_kwargs: dict = field(default_factory=dict)  # what create_model needs to rebuild it
 
     @property
     def prunable_groups(self) -> list[ChannelGroup]:

@@ -318,6 +318,7 @@ def build_graph(
     example: torch.Tensor,
     *,
     model_name: str | None = None,
+    model_kwargs: dict | None = None,
     freeze_unknown: bool = False,
 ) -> ChannelGraph:
     """Trace ``model`` once on ``example`` and return its channel groups.
@@ -326,6 +327,7 @@ def build_graph(
         model: the network; traced in eval mode (its mode is restored afterwards).
         example: an input batch (only its shape and dtype matter).
         model_name: registry name recorded in the graph (used to rebuild pruned models).
+        model_kwargs: the keyword arguments the model was built with (recorded likewise).
         freeze_unknown: freeze the channels around ops the graph does not understand instead of raising.
 
     Raises:
@@ -345,5 +347,6 @@ def build_graph(
     finally:
         model.train(was_training)
     groups = assemble_groups(ctx)
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    return ChannelGraph(model_name or type(model).__name__, tuple(example.shape), groups, shapes)
+    shapes = {k: tuple(v.shape) for k, v in [*model.named_parameters(), *model.named_buffers()]}
+    name = model_name or type(model).__name__
+    return ChannelGraph(name, tuple(example.shape), groups, shapes, dict(model_kwargs or {}))

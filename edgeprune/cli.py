@@ -1,0 +1,145 @@
+"""The ``edgeprune`` command line: thin wrappers that parse, call the library, and print.
+
+Exit codes: 0 success; 1 a domain error (bad plan, unsupported op, missing data), with the cause on
+stderr; 2 a usage error (unknown option, bad value).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import torch
+
+from edgeprune.graph import GraphBuildError, build_graph
+from edgeprune.graph.groups import ChannelGraph
+from edgeprune.models import UnknownModelError, create_model_for_size, get_entry, list_models
+from edgeprune.prune import (
+    ArchSpecError,
+    Plan,
+    PlanError,
+    masked_forward,
+    prune_model,
+    relative_error,
+    save_pruned,
+    uniform_plan,
+)
+
+ORACLE_TOLERANCE = 1e-4
+_DOMAIN_ERRORS = (GraphBuildError, PlanError, ArchSpecError, UnknownModelError, FileNotFoundError, ValueError)
+
+
+def _fail(exc: Exception) -> None:
+    raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _model_options(fn):
+    fn = click.option("--freeze-unknown", is_flag=True, help="Freeze channels around unsupported ops instead of failing.")(fn)
+    fn = click.option("--input-size", type=click.IntRange(min=8), default=None, help="Square input side (default: the model's).")(fn)
+    fn = click.option("--pretrained", is_flag=True, help="Load pretrained weights.")(fn)
+    return click.argument("model")(fn)
+
+
+def _build(model: str, pretrained: bool, input_size: int | None, freeze_unknown: bool):
+    entry = get_entry(model)
+    size = input_size or entry.input_size[1]
+    net = create_model_for_size(model, size, pretrained=pretrained).eval()
+    kwargs = {entry.size_kwarg: size} if entry.size_kwarg else {}
+    example = torch.randn(1, entry.input_size[0], size, size)
+    graph = build_graph(net, example, model_name=model, model_kwargs=kwargs, freeze_unknown=freeze_unknown)
+    return net, example, graph
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgeprune")
+def main() -> None:
+    """edgeprune: structured pruning driven by latency measured on the target device."""
+
+
+@main.command("models")
+@click.option("--family", type=click.Choice(["cifar", "torchvision"]), default=None, help="Only this family.")
+def models_cmd(family: str | None) -> None:
+    """List the models that can be built by name."""
+    for name in list_models(family):
+        e = get_entry(name)
+        c, h, w = e.input_size
+        pre = "pretrained" if e.has_pretrained else ""
+        click.echo(f"{name:28s} {e.family:12s} {c}x{h}x{w:<5d} {pre}")
+
+
+@main.command("graph")
+@_model_options
+@click.option("--json", "as_json", is_flag=True, help="Print the groups as JSON.")
+@click.option("--all-members", is_flag=True, help="List every module of every group.")
+def graph_cmd(model, pretrained, input_size, freeze_unknown, as_json, all_members) -> None:
+    """Print MODEL's channel groups: id, size, members, prunable or frozen and why."""
+    try:
+        _, _, graph = _build(model, pretrained, input_size, freeze_unknown)
+    except _DOMAIN_ERRORS as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(_graph_json(graph), indent=1))
+        return
+    n_prunable = len(graph.prunable_groups)
+    click.echo(f"{graph.model_name}: {len(graph.groups)} groups, {n_prunable} prunable, "
+               f"{len(graph.groups) - n_prunable} frozen; input {tuple(graph.input_shape)}; fingerprint {graph.fingerprint}")
+    for g in graph.groups:
+        status = "prunable" if g.prunable else f"frozen: {g.frozen}"
+        partial = len(g.prunable_units)
+        if g.prunable and partial < g.size:
+            status += f" ({g.size - partial} channels frozen)"
+        mods = g.modules()
+        shown = ", ".join(f"{p}({'/'.join(sorted(k))})" for p, k in mods.items()) if all_members else g.describe()
+        click.echo(f"  [{g.id:3d}] size {g.size:5d}  {status}\n        {shown}")
+
+
+def _graph_json(graph: ChannelGraph) -> dict:
+    return {
+        "model": graph.model_name,
+        "fingerprint": graph.fingerprint,
+        "input_shape": list(graph.input_shape),
+        "groups": [
+            {
+                "id": g.id,
+                "size": g.size,
+                "prunable": g.prunable,
+                "frozen_reason": g.frozen,
+                "frozen_units": g.size - len(g.prunable_units),
+                "members": {p: sorted(k) for p, k in g.modules().items()},
+            }
+            for g in graph.groups
+        ],
+    }
+
+
+@main.command("shrink")
+@_model_options
+@click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False), help="Plan JSON to apply.")
+@click.option("--ratio", type=click.FloatRange(0.0, 1.0, max_open=True), help="Or: remove this fraction of every prunable group (lowest weight energy).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for plan.json, arch.json, weights.safetensors.")
+def shrink_cmd(model, pretrained, input_size, freeze_unknown, plan_path, ratio, out_dir) -> None:
+    """Physically prune MODEL by a plan; checks the result against the masked original before writing."""
+    if (plan_path is None) == (ratio is None):
+        raise click.UsageError("give exactly one of --plan FILE or --ratio R")
+    try:
+        net, example, graph = _build(model, pretrained, input_size, freeze_unknown)
+        plan = Plan.load(plan_path) if plan_path else uniform_plan(net, graph, ratio)
+        pruned, spec = prune_model(net, graph, plan)
+        x = torch.randn(2, *example.shape[1:])
+        with torch.no_grad():
+            err = relative_error(pruned.eval()(x), masked_forward(net, graph, plan, x))
+        if not err <= ORACLE_TOLERANCE:
+            raise PlanError(f"pruned model deviates from the masked original (relative error {err:.2e}); nothing written")
+        out = save_pruned(pruned, spec, out_dir)
+        plan.save(Path(out) / "plan.json")
+    except _DOMAIN_ERRORS as exc:
+        _fail(exc)
+    before = sum(p.numel() for p in net.parameters())
+    after = sum(p.numel() for p in pruned.parameters())
+    click.echo(f"{model}: params {before:,} -> {after:,} ({after / before:.1%}); oracle error {err:.1e}; wrote {out}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Stage: plans and physical pruning."""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+from edgeprune.graph.groups import ChannelGraph
+from edgeprune.prune.importance import magnitude_scores, uniform_plan
+from edgeprune.prune.oracle import masked_forward, relative_error
+from edgeprune.prune.plan import Plan, PlanError
+from edgeprune.prune.serialize import ArchSpecError, arch_spec, load_pruned, save_pruned
+from edgeprune.prune.shrink import shrink
+
+
+def prune_model(model: nn.Module, graph: ChannelGraph, plan: Plan) -> tuple[nn.Module, dict]:
+    """Shrink ``model`` by ``plan``; returns the smaller model and the arch spec to save with it."""
+    pruned, changes = shrink(model, graph, plan)
+    return pruned, arch_spec(graph.model_name, graph.model_kwargs, graph.fingerprint, changes)
+
+
+__all__ = [
+    "ArchSpecError",
+    "Plan",
+    "PlanError",
+    "arch_spec",
+    "load_pruned",
+    "magnitude_scores",
+    "masked_forward",
+    "prune_model",
+    "relative_error",
+    "save_pruned",
+    "shrink",
+    "uniform_plan",
+]

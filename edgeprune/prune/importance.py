@@ -1,0 +1,48 @@
+"""Per-channel importance scores (magnitude here; regularizer-specific scores come with training)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, NORM, ChannelGraph, ChannelGroup
+from edgeprune.prune.plan import Plan, PlanError
+
+_WEIGHT_SLICE = {CONV_OUT: 0, LINEAR_OUT: 0, CONV_IN: 1, LINEAR_IN: 1}
+
+
+def magnitude_scores(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
+    """Energy of each unit: sum of squares of every weight slice it owns (producers and consumers).
+
+    This is the out-in channel energy of OICSR, generalized to whole groups.
+    """
+    scores = torch.zeros(group.size, dtype=torch.float64)
+    modules = dict(model.named_modules())
+    for u, unit in enumerate(group.units):
+        for m in unit.members:
+            module = modules.get(m.path)
+            if m.kind in _WEIGHT_SLICE and module is not None:
+                weight = module.weight.detach()
+                if m.kind == CONV_IN and getattr(module, "groups", 1) > 1:
+                    continue  # grouped conv: the block's output rows already carry its weights
+                scores[u] += weight.select(_WEIGHT_SLICE[m.kind], m.index).double().pow(2).sum()
+            elif m.kind == NORM and module is not None and module.weight is not None:
+                scores[u] += float(module.weight.detach()[m.index]) ** 2
+    return scores
+
+
+def uniform_plan(model: nn.Module, graph: ChannelGraph, ratio: float) -> Plan:
+    """Remove the ``ratio`` lowest-energy prunable units of every prunable group (at least one kept)."""
+    if not 0.0 <= ratio < 1.0:
+        raise PlanError(f"prune ratio must be in [0, 1), got {ratio}")
+    keep: dict[int, list[int]] = {}
+    for group in graph.prunable_groups:
+        prunable = group.prunable_units
+        n_remove = min(int(ratio * len(prunable)), len(prunable) - (0 if len(prunable) < group.size else 1))
+        if n_remove <= 0:
+            continue
+        scores = magnitude_scores(model, group)
+        order = sorted(prunable, key=lambda i: (float(scores[i]), i))
+        gone = set(order[:n_remove])
+        keep[group.id] = [i for i in range(group.size) if i not in gone]
+    return Plan(graph.model_name, graph.fingerprint, keep)

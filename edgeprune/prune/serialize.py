@@ -1,0 +1,114 @@
+"""Save and reload pruned models as an architecture spec (JSON) + weights (safetensors). No pickles."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from edgeprune.models import ChannelRemap, create_model
+from edgeprune.prune.plan import atomic_write_text
+from edgeprune.prune.shrink import ArchChanges
+
+ARCH_SCHEMA = "edgeprune.arch/1"
+ARCH_FILE, WEIGHTS_FILE = "arch.json", "weights.safetensors"
+
+
+class ArchSpecError(ValueError):
+    """An arch spec or weights file that cannot rebuild a model."""
+
+
+def arch_spec(model_name: str, model_kwargs: dict, source_fingerprint: str, changes: ArchChanges) -> dict:
+    """The JSON document that, with the weights, rebuilds a pruned model from its registry name."""
+    return {
+        "schema": ARCH_SCHEMA,
+        "model": model_name,
+        "model_kwargs": model_kwargs,
+        "source_fingerprint": source_fingerprint,
+        "changes": changes,
+    }
+
+
+def save_pruned(model: nn.Module, spec: dict, out_dir: str | os.PathLike) -> Path:
+    """Write ``arch.json`` and ``weights.safetensors`` into ``out_dir``, each atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".weights.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"schema": ARCH_SCHEMA, "model": spec["model"]})
+        os.replace(tmp, out / WEIGHTS_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    atomic_write_text(out / ARCH_FILE, json.dumps(spec, indent=1))
+    return out
+
+
+def apply_arch(model: nn.Module, changes: ArchChanges) -> None:
+    """Resize a freshly built model's modules to the pruned architecture (weights left uninitialized)."""
+    for path, attrs in changes.items():
+        if "param_shape" in attrs:
+            owner_path, _, name = path.rpartition(".")
+            owner = model.get_submodule(owner_path)
+            old = getattr(owner, name)
+            new = torch.empty(attrs["param_shape"], dtype=old.dtype)
+            setattr(owner, name, nn.Parameter(new, old.requires_grad) if isinstance(old, nn.Parameter) else new)
+            continue
+        module = model.get_submodule(path)
+        if type(module).__name__ != attrs["type"]:
+            raise ArchSpecError(f"{path} is a {type(module).__name__} in the model but {attrs['type']} in the spec")
+        for key, value in attrs.items():
+            if key == "type":
+                continue
+            if key == "index" and isinstance(module, ChannelRemap):
+                module.index = torch.tensor(value, dtype=torch.long)
+            else:
+                setattr(module, key, value)
+        for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            if name == "index" or tensor is None:
+                continue
+            shape = _expected_shape(module, name, tensor)
+            if tuple(shape) != tuple(tensor.shape):
+                new = torch.empty(shape, dtype=tensor.dtype)
+                setattr(module, name, nn.Parameter(new, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else new)
+
+
+def _expected_shape(module: nn.Module, name: str, tensor: torch.Tensor) -> tuple[int, ...]:
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        if name == "weight":
+            return (module.out_channels, module.in_channels // module.groups, *tensor.shape[2:])
+        return (module.out_channels,)
+    if isinstance(module, nn.Linear):
+        return (module.out_features, module.in_features) if name == "weight" else (module.out_features,)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return tuple(tensor.shape) if name == "num_batches_tracked" else (module.num_features,)
+    return tuple(tensor.shape)
+
+
+def load_pruned(model_dir: str | os.PathLike) -> nn.Module:
+    """Rebuild a pruned model from ``arch.json`` + ``weights.safetensors`` (strict: every tensor must fit)."""
+    model_dir = Path(model_dir)
+    arch_path, weights_path = model_dir / ARCH_FILE, model_dir / WEIGHTS_FILE
+    for p in (arch_path, weights_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} is missing: a pruned model folder holds {ARCH_FILE} and {WEIGHTS_FILE}")
+    try:
+        spec = json.loads(arch_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArchSpecError(f"{arch_path}: not valid JSON ({exc})") from exc
+    if not isinstance(spec, dict) or spec.get("schema") != ARCH_SCHEMA:
+        raise ArchSpecError(f"{arch_path}: not an edgeprune arch spec (expected schema {ARCH_SCHEMA!r})")
+    model = create_model(spec["model"], **spec.get("model_kwargs", {}))
+    apply_arch(model, spec["changes"])
+    try:
+        model.load_state_dict(load_file(weights_path), strict=True)
+    except RuntimeError as exc:
+        raise ArchSpecError(f"{weights_path} does not fit the architecture in {arch_path}: {exc}") from exc
+    return model
