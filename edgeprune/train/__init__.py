@@ -1,0 +1,1 @@
+"""Stage: training and data (the trainer itself arrives with the training-core issue)."""

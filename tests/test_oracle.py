@@ -1,0 +1,101 @@
+"""The correctness oracle on every model of the fast set: shrunk == masked original, for random plans."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgeprune.prune import Plan, masked_forward, relative_error, shrink
+
+from conftest import model_and_graph
+
+TOLERANCE = 1e-4
+
+
+def draw_plan(data: st.DataObject, graph) -> Plan:
+    """Per prunable group: keep all, a random subset, or a single channel."""
+    keep = {}
+    for group in graph.prunable_groups:
+        units = group.prunable_units
+        mode = data.draw(st.sampled_from(["all", "subset", "single"]))
+        if mode == "all":
+            continue
+        frozen = [i for i in range(group.size) if group.units[i].frozen]
+        n = 1 if mode == "single" else data.draw(st.integers(1, len(units)))
+        if n == len(units) and frozen == [] and n == group.size:
+            continue
+        chosen = random.Random(data.draw(st.integers(0, 2**32))).sample(units, n)
+        keep[group.id] = sorted(frozen + chosen)
+    return Plan(graph.model_name, graph.fingerprint, keep)
+
+
+def check_plan(model, graph, size, plan) -> float:
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    pruned, _ = shrink(model, graph, plan)
+    with torch.no_grad():
+        expected = masked_forward(model, graph, plan, x)
+        actual = pruned.eval()(x)
+    assert actual.shape == expected.shape
+    if plan.removed(graph):
+        assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
+    return relative_error(actual, expected)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(data=st.data())
+def _oracle_property(name, data):
+    model, graph, size = model_and_graph(name)
+    err = check_plan(model, graph, size, draw_plan(data, graph))
+    assert err <= TOLERANCE, f"{name}: shrunk model deviates from the masked original: {err:.2e}"
+
+
+def test_oracle_random_plans(fast_model):
+    name = fast_model[0]
+    _oracle_property(name)
+
+
+def test_models_are_lively(fast_model):
+    """Guards the oracle against vacuous passes: outputs must depend on the input."""
+    name, model, graph, size = fast_model
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        y = model(x)
+    assert (y[0] - y[1]).norm() > 1e-3 * y.norm(), f"{name} output does not depend on its input"
+
+
+def test_every_group_to_one_channel(fast_model):
+    name, model, graph, size = fast_model
+    keep = {}
+    for g in graph.prunable_groups:
+        frozen = [i for i in range(g.size) if g.units[i].frozen]
+        keep[g.id] = sorted(frozen + g.prunable_units[-1:])
+    assert check_plan(model, graph, size, Plan(name, graph.fingerprint, keep)) <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", ["cifar_resnet20", "resnet50", "shufflenet_v2_x0_5"])
+def test_oracle_detects_wrong_surgery(name):
+    """Negative control: shrinking different channels than the plan says must fail the oracle."""
+    model, graph, size = model_and_graph(name) if name != "cifar_resnet20" else _resnet20()
+    group = max(graph.prunable_groups, key=lambda g: g.size)
+    units = group.prunable_units
+    plan = Plan(name, graph.fingerprint, {group.id: units[1:]})
+    wrong = Plan(name, graph.fingerprint, {group.id: units[:1] + units[2:]})
+    x = torch.randn(2, 3, size, size)
+    wrong_model, _ = shrink(model, graph, wrong)
+    with torch.no_grad():
+        err = relative_error(wrong_model.eval()(x), masked_forward(model, graph, plan, x))
+    assert err > TOLERANCE
+
+
+def _resnet20():
+    from edgeprune.graph import build_graph
+    from edgeprune.models import create_model
+
+    from conftest import liven
+
+    model = liven(create_model("cifar_resnet20"))
+    return model, build_graph(model, torch.randn(1, 3, 32, 32), model_name="cifar_resnet20"), 32
