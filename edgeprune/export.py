@@ -23,6 +23,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike
     """
     path = Path(path)
     model = model.eval()
+    if example.shape[0] == 1:  # torch.export treats size-1 dims as constants: trace at batch 2
+        example = example.expand(2, *example.shape[1:]).contiguous()
     batch = torch.export.Dim("batch", min=1, max=1024)
     try:
         with warnings.catch_warnings():

@@ -7,10 +7,10 @@ import os
 
 import pytest
 import torch
-import torch.nn as nn
 
 from edgeprune.graph import build_graph
 from edgeprune.models import create_model_for_size, get_entry
+from edgeprune.prune.oracle import liven
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One torch thread per xdist worker: two workers x two threads on two cores thrash (10x slower).
@@ -22,32 +22,6 @@ FAST_MODELS = [
     "densenet121", "efficientnet_b0", "shufflenet_v2_x0_5", "regnet_y_400mf", "googlenet", "squeezenet1_0",
     "convnext_tiny",
 ]  # fmt: skip
-
-
-def liven(model: nn.Module, size: int = 32, seed: int = 0) -> nn.Module:
-    """Random norm affines and layer scales, then BN statistics calibrated on random inputs.
-
-    Freshly initialized torchvision models can output constants (activations that fade through depth,
-    1e-6 layer scales): an oracle comparison on such a model would pass whatever the pruning did.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)) and m.bias is not None:
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-            for name, p in m.named_parameters(recurse=False):
-                if "layer_scale" in name:
-                    p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
-        for m in norms:
-            m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.2)
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
-        model.train()
-        for _ in range(2):
-            model(torch.randn(4, 3, size, size, generator=gen))
-    return model.eval()
 
 
 @functools.lru_cache(maxsize=None)

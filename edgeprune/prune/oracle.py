@@ -51,6 +51,42 @@ def masked_forward(model: nn.Module, graph: ChannelGraph, plan: Plan, x: torch.T
             h.remove()
 
 
+def liven(model: nn.Module, size: int = 32, seed: int = 0) -> nn.Module:
+    """Random norm affines and layer scales, then BN statistics calibrated on random inputs.
+
+    Freshly initialized torchvision models can output constants (activations that fade through depth,
+    1e-6 layer scales): an oracle comparison on such a model would pass whatever the pruning did.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                if not m.weight.any():  # zero-initialized heads (ViT) would make every output equal
+                    m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * 0.02)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+            for name, p in m.named_parameters(recurse=False):
+                if "layer_scale" in name:
+                    p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
+        for m in norms:
+            m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.bias.copy_(torch.randn(m.num_features, generator=gen) * 0.2)
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        model.train()
+        for _ in range(2):
+            model(torch.randn(4, 3, size, size, generator=gen))
+    return model.eval()
+
+
+def is_lively(model: nn.Module, x: torch.Tensor) -> bool:
+    """True when the outputs for two samples of ``x`` differ, so an oracle check is meaningful."""
+    with torch.no_grad():
+        y = model(x)
+    return bool((y[0] - y[1]).norm() > 1e-3 * y.norm())
+
+
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """‖actual − expected‖ / ‖expected‖ (with a floor so an all-zero output does not divide by zero)."""
     return float((actual - expected).norm() / expected.norm().clamp_min(1e-12))
