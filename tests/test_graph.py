@@ -1,0 +1,163 @@
+"""Channel groups: the structures the issue names, asserted exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgeprune.graph import GraphBuildError, UnsupportedOpError, build_graph
+from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, REMAP_IN, REMAP_OUT
+from edgeprune.models import create_model
+
+from conftest import model_and_graph
+
+
+def group_of(graph, path, kind, index=0):
+    """The group and unit position holding member (kind, path, index)."""
+    for g in graph.groups:
+        for u, unit in enumerate(g.units):
+            if any(m.kind == kind and m.path == path and m.index == index for m in unit.members):
+                return g, u
+    raise AssertionError(f"no member {kind} {path}[{index}]")
+
+
+def test_option_a_shortcut_is_an_index_map_between_two_groups():
+    model = create_model("cifar_resnet20").eval()
+    graph = build_graph(model, torch.randn(1, 3, 32, 32))
+    narrow, _ = group_of(graph, "layer1.2.conv2", CONV_OUT)
+    wide, _ = group_of(graph, "layer2.0.conv2", CONV_OUT)
+    assert narrow.id != wide.id and (narrow.size, wide.size) == (16, 32)
+    assert {m.kind for u in narrow.units for m in u.members if m.path == "layer2.0.shortcut"} == {REMAP_IN}
+    assert {m.kind for u in wide.units for m in u.members if m.path == "layer2.0.shortcut"} == {REMAP_OUT}
+    # Every block of a stage adds into the stage's one residual stream.
+    producers = {m.path for m in wide.units[0].members if m.kind == CONV_OUT}
+    assert producers == {"layer2.0.conv2", "layer2.1.conv2", "layer2.2.conv2"}
+
+
+def test_residual_add_joins_all_producers():
+    _, graph, _ = model_and_graph("resnet50")
+    g, _ = group_of(graph, "layer1.0.conv3", CONV_OUT)
+    producers = {m.path for m in g.units[0].members if m.kind == CONV_OUT}
+    assert producers == {"layer1.0.conv3", "layer1.0.downsample.0", "layer1.1.conv3", "layer1.2.conv3"}
+    assert g.size == 256 and g.prunable
+
+
+def test_concat_gives_offset_index_maps():
+    _, graph, _ = model_and_graph("densenet121")
+    # denselayer1 adds 32 channels after the 64 of the stem: its channel i is input 64+i of layer 2.
+    g, u = group_of(graph, "features.denseblock1.denselayer1.conv2", CONV_OUT, 5)
+    consumers = {m.path: m.index for m in g.units[u].members if m.kind == CONV_IN}
+    assert consumers["features.denseblock1.denselayer2.conv1"] == 64 + 5
+    assert consumers["features.denseblock1.denselayer3.conv1"] == 64 + 5
+    g0, u0 = group_of(graph, "features.conv0", CONV_OUT, 5)
+    assert {m.index for m in g0.units[u0].members if m.kind == CONV_IN} == {5}
+
+
+def test_depthwise_conv_keeps_in_equal_out():
+    _, graph, _ = model_and_graph("mobilenet_v2")
+    g, u = group_of(graph, "features.2.conv.1.0", CONV_OUT, 7)  # depthwise 3x3
+    kinds = {(m.path, m.kind, m.index) for m in g.units[u].members}
+    assert ("features.2.conv.1.0", CONV_IN, 7) in kinds
+    assert ("features.2.conv.0.0", CONV_OUT, 7) in kinds  # the expansion conv that feeds it
+
+
+def test_grouped_conv_prunes_whole_conv_groups():
+    _, graph, _ = model_and_graph("resnext50_32x4d")
+    g, u = group_of(graph, "layer1.0.conv2", CONV_OUT, 0)
+    conv2 = [m for m in g.units[u].members if m.path == "layer1.0.conv2"]
+    assert sorted((m.kind, m.index) for m in conv2) == sorted(
+        [(CONV_OUT, i) for i in range(4)] + [(CONV_IN, i) for i in range(4)]
+    )
+    assert g.size == 32  # 128 channels in 32 conv groups of 4
+
+
+def test_flatten_to_linear_maps_one_channel_to_hw_features():
+    model = create_model("vgg11").eval()
+    graph = build_graph(model, torch.randn(1, 3, 64, 64))
+    g, u = group_of(graph, "features.18", CONV_OUT, 3)
+    feats = sorted(m.index for m in g.units[u].members if m.kind == LINEAR_IN)
+    assert feats == list(range(3 * 49, 4 * 49))  # 7x7 positions of channel 3
+
+
+def test_layer_norm_streams_frozen_mlp_hidden_prunable():
+    _, graph, _ = model_and_graph("convnext_tiny")
+    stream, _ = group_of(graph, "features.1.0.block.5", LINEAR_OUT)
+    assert not stream.prunable
+    assert "LayerNorm" in stream.frozen or "layer_norm" in stream.frozen
+    hidden, _ = group_of(graph, "features.1.0.block.3", LINEAR_OUT)
+    assert hidden.prunable and hidden.size == 4 * 96
+
+
+def test_vit_mlp_hidden_prunable_attention_frozen():
+    model = create_model("vit_b_16", image_size=32).eval()
+    graph = build_graph(model, torch.randn(1, 3, 32, 32))
+    hidden, _ = group_of(graph, "encoder.layers.encoder_layer_0.mlp.0", LINEAR_OUT)
+    assert hidden.prunable and hidden.size == 3072
+    stream, _ = group_of(graph, "conv_proj", CONV_OUT)
+    assert not stream.prunable
+
+
+class CumsumNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+        self.c = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        return self.c(torch.cumsum(self.b(self.a(x)), dim=1))
+
+
+def test_unknown_op_names_op_and_path_or_freezes():
+    with pytest.raises(UnsupportedOpError, match=r"torch\.cumsum"):
+        build_graph(CumsumNet(), torch.randn(1, 3, 8, 8))
+    graph = build_graph(CumsumNet(), torch.randn(1, 3, 8, 8), freeze_unknown=True)
+    g, _ = group_of(graph, "b", CONV_OUT)
+    assert not g.prunable and "cumsum" in g.frozen
+    g_a, _ = group_of(graph, "a", CONV_OUT)
+    assert g_a.prunable  # upstream of the unknown op is untouched
+
+
+class BranchyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        if y.sum() > 0:  # data-dependent control flow: not traceable
+            return y
+        return -y
+
+
+def test_untraceable_model_is_a_clear_error():
+    with pytest.raises(GraphBuildError, match="cannot trace BranchyNet"):
+        build_graph(BranchyNet(), torch.randn(1, 3, 8, 8))
+
+
+class HardCodedNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(3, 8, 1)
+        self.fc = nn.Linear(16 * 4 * 4, 2)
+
+    def forward(self, x):
+        p = F.pad(self.a(x), (0, 0, 0, 0, 2, 2))  # 8 -> 12 channels, a hard-coded pad
+        flat = self.b(x).view(x.shape[0], 8, 16)  # hard-coded channel count
+        return self.fc(torch.cat([p[:, :8], flat.view(x.shape[0], 8, 4, 4)], 1).flatten(1))
+
+
+def test_hard_coded_channel_counts_are_frozen_with_reasons():
+    graph = build_graph(HardCodedNet(), torch.randn(1, 3, 4, 4))
+    ga, _ = group_of(graph, "a", CONV_OUT)
+    gb, _ = group_of(graph, "b", CONV_OUT)
+    assert not ga.prunable and "F.pad" in ga.frozen
+    assert not gb.prunable and "reshape" in gb.frozen
+
+
+def test_graph_is_deterministic():
+    _, g1, _ = model_and_graph("mobilenet_v3_small")
+    model = create_model("mobilenet_v3_small").eval()
+    g2 = build_graph(model, torch.randn(1, 3, 64, 64), model_name="mobilenet_v3_small")
+    assert g1.fingerprint == g2.fingerprint
