@@ -1,0 +1,98 @@
+"""Model registry, pretrained weights, ONNX round trip, and the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torchvision
+from click.testing import CliRunner
+
+from edgeprune.cli import main
+from edgeprune.export import check_onnx, export_onnx
+from edgeprune.graph import build_graph
+from edgeprune.models import UnknownModelError, create_model, list_models
+from edgeprune.prune import load_pruned, prune_model, uniform_plan
+from edgeprune.prune.oracle import liven
+
+
+def test_registry_lists_cifar_and_every_torchvision_classifier():
+    names = set(list_models())
+    assert {f"cifar_resnet{d}" for d in (20, 32, 44, 56, 110)} | {"cifar_vgg16"} <= names
+    tv = set(torchvision.models.list_models(module=torchvision.models))
+    assert len(tv) >= 80 and tv <= names
+
+
+def test_user_factory_and_unknown_names():
+    model = create_model("torchvision.models:resnet18", num_classes=7)
+    assert model.fc.out_features == 7
+    with pytest.raises(UnknownModelError, match="resnet5"):
+        create_model("resnet5")
+    with pytest.raises(UnknownModelError, match="cannot import"):
+        create_model("no_such_pkg.mod:f")
+    with pytest.raises(ValueError, match="no pretrained"):
+        create_model("cifar_resnet110", pretrained=True)
+
+
+def test_pretrained_resnet56_accuracy_on_lossless_test_images():
+    from edgeprune.train.data import load_lossless_subset
+
+    try:
+        x, y = load_lossless_subset("test")
+        model = create_model("cifar_resnet56", pretrained=True).eval()
+    except FileNotFoundError as exc:
+        pytest.skip(f"CIFAR data or checkpoints not available here: {exc}")
+    with torch.no_grad():
+        pred = torch.cat([model(b).argmax(1) for b in x.split(256)])
+    accuracy = (pred == y).float().mean().item()
+    assert len(y) == 1017 and accuracy >= 0.92, f"top-1 {accuracy:.4f}"
+
+
+@pytest.mark.parametrize("name,size", [("cifar_resnet20", 32), ("shufflenet_v2_x0_5", 64)])
+def test_shrunk_model_exports_and_onnxruntime_matches(tmp_path, name, size):
+    model = liven(create_model(name), size)
+    graph = build_graph(model, torch.randn(1, 3, size, size), model_name=name)
+    pruned, _ = prune_model(model, graph, uniform_plan(model, graph, 0.4))
+    export_onnx(pruned, torch.randn(1, 3, size, size), tmp_path / "m.onnx")
+    assert check_onnx(pruned, tmp_path / "m.onnx", torch.randn(3, 3, size, size)) <= 1e-4  # dynamic batch
+
+
+def test_cli_models_and_graph():
+    runner = CliRunner()
+    out = runner.invoke(main, ["models", "--family", "cifar"])
+    assert out.exit_code == 0 and "cifar_resnet56" in out.output and "resnet50" not in out.output
+    out = runner.invoke(main, ["graph", "cifar_resnet20"])
+    assert out.exit_code == 0 and "14 groups, 12 prunable" in out.output and "frozen: model input" in out.output
+    out = runner.invoke(main, ["graph", "cifar_resnet20", "--json"])
+    data = json.loads(out.output)
+    assert len(data["groups"]) == 14 and data["groups"][0]["frozen_reason"] == "model input"
+
+
+def test_cli_shrink_writes_a_reloadable_model(tmp_path):
+    runner = CliRunner()
+    out = runner.invoke(main, ["shrink", "cifar_resnet20", "--ratio", "0.5", "--out", str(tmp_path / "run")])
+    assert out.exit_code == 0, out.output
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {"plan.json", "arch.json", "weights.safetensors"}
+    model = load_pruned(tmp_path / "run")
+    assert sum(p.numel() for p in model.parameters()) < 0.5 * sum(
+        p.numel() for p in create_model("cifar_resnet20").parameters()
+    )
+    # The saved plan applies again to the same model.
+    again = runner.invoke(main, ["shrink", "cifar_resnet20", "--plan", str(tmp_path / "run" / "plan.json"),
+                                 "--out", str(tmp_path / "again")])
+    assert again.exit_code == 0, again.output
+
+
+def test_cli_errors_exit_nonzero_and_write_nothing(tmp_path):
+    runner = CliRunner()
+    out = runner.invoke(main, ["graph", "no_such_model"])
+    assert out.exit_code == 1 and "unknown model 'no_such_model'" in out.output
+    bad = tmp_path / "plan.json"
+    bad.write_text(json.dumps({"schema": "edgeprune.plan/1", "model": "x", "fingerprint": "f", "groups": {}}))
+    out = runner.invoke(main, ["shrink", "cifar_resnet20", "--plan", str(bad), "--out", str(tmp_path / "o")])
+    assert out.exit_code == 1 and "fingerprint" in out.output and not (tmp_path / "o").exists()
+    out = runner.invoke(main, ["shrink", "cifar_resnet20", "--out", str(tmp_path / "o")])
+    assert out.exit_code == 2 and "exactly one of" in out.output
+    out = runner.invoke(main, ["shrink", "cifar_resnet20", "--ratio", "1.5", "--out", str(tmp_path / "o")])
+    assert out.exit_code == 2
