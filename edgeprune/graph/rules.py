@@ -247,10 +247,10 @@ def conv(ctx, node, args, kwargs, ids, ids_kw, out):
     ctx.attach(out_ids, CONV_OUT, node.target)
     if m.groups > 1:
         # A conv group's inputs and outputs go together: pruning removes whole conv groups.
-        in_g, out_g = m.in_channels // m.groups, m.out_channels // m.groups
-        for k in range(m.groups):
-            block = torch.cat([reps[k * in_g : (k + 1) * in_g], out_ids[k * out_g : (k + 1) * out_g]])
-            ctx.cu.union_all(block)
+        outs, ins = out_ids.view(m.groups, -1), reps.view(m.groups, -1)
+        anchor = outs[:, :1]  # first output channel of each conv group
+        ctx.cu.union_tensors(anchor, outs)
+        ctx.cu.union_tensors(anchor, ins)
     return along(out_ids, 1, out.ndim)
 
 

@@ -13,6 +13,7 @@ from itertools import repeat
 import torch
 import torch.fx as fx
 import torch.nn as nn
+import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.func import functional_call
 
@@ -174,6 +175,12 @@ class _MetaRunner:
     def call_module(self, module: nn.Module, args, kwargs):
         if isinstance(module, rules.SHAPE_PRESERVING_MODULES):
             return args[0]
+        x = args[0]
+        if isinstance(module, nn.Linear):
+            return x.new_empty((*x.shape[:-1], module.out_features))
+        if type(module) is nn.Conv2d and module.padding_mode == "zeros":
+            w = module.weight.to("meta")
+            return F.conv2d(x, w, None, module.stride, module.padding, module.dilation, module.groups)
         state = {k: v.to("meta") for k, v in [*module.named_parameters(), *module.named_buffers()]}
         return functional_call(module, state, tuple(args), dict(kwargs)) if state else module(*args, **kwargs)
 
