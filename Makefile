@@ -30,9 +30,11 @@ bench-graph: $(STAMP)
 	$(PY) -m pip install -e ".[bench]" -q
 	$(PY) tools/bench_graph.py --out bench/graph.json
 
+# The foundation's demo: channel groups of a CIFAR ResNet, then a 30 % shrink checked by the oracle.
+# (The full latency-budget pipeline arrives with the compress issue.)
 demo: $(STAMP)
-	$(VENV)/bin/edgeprune models --family cifar
-	$(VENV)/bin/edgeprune graph cifar_resnet20 --input-size 32
+	$(VENV)/bin/edgeprune graph cifar_resnet56
+	$(VENV)/bin/edgeprune shrink cifar_resnet56 --ratio 0.3 --out runs/demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache

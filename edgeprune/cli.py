@@ -36,8 +36,12 @@ def _fail(exc: Exception) -> None:
 
 
 def _model_options(fn):
-    fn = click.option("--freeze-unknown", is_flag=True, help="Freeze channels around unsupported ops instead of failing.")(fn)
-    fn = click.option("--input-size", type=click.IntRange(min=8), default=None, help="Square input side (default: the model's).")(fn)
+    fn = click.option(
+        "--freeze-unknown", is_flag=True, help="Freeze channels around unsupported ops instead of failing."
+    )(fn)
+    fn = click.option(
+        "--input-size", type=click.IntRange(min=8), default=None, help="Square input side (default: the model's)."
+    )(fn)
     fn = click.option("--pretrained", is_flag=True, help="Load pretrained weights.")(fn)
     return click.argument("model")(fn)
 
@@ -83,8 +87,11 @@ def graph_cmd(model, pretrained, input_size, freeze_unknown, as_json, all_member
         click.echo(json.dumps(_graph_json(graph), indent=1))
         return
     n_prunable = len(graph.prunable_groups)
-    click.echo(f"{graph.model_name}: {len(graph.groups)} groups, {n_prunable} prunable, "
-               f"{len(graph.groups) - n_prunable} frozen; input {tuple(graph.input_shape)}; fingerprint {graph.fingerprint}")
+    n_frozen = len(graph.groups) - n_prunable
+    click.echo(
+        f"{graph.model_name}: {len(graph.groups)} groups, {n_prunable} prunable, {n_frozen} frozen; "
+        f"input {tuple(graph.input_shape)}; fingerprint {graph.fingerprint}"
+    )
     for g in graph.groups:
         status = "prunable" if g.prunable else f"frozen: {g.frozen}"
         partial = len(g.prunable_units)
@@ -117,8 +124,15 @@ def _graph_json(graph: ChannelGraph) -> dict:
 @main.command("shrink")
 @_model_options
 @click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False), help="Plan JSON to apply.")
-@click.option("--ratio", type=click.FloatRange(0.0, 1.0, max_open=True), help="Or: remove this fraction of every prunable group (lowest weight energy).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for plan.json, arch.json, weights.safetensors.")
+@click.option(
+    "--ratio",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Or: remove this fraction of every prunable group (lowest weight energy).",
+)
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), required=True,
+    help="Folder for plan.json, arch.json, weights.safetensors.",
+)  # fmt: skip
 def shrink_cmd(model, pretrained, input_size, freeze_unknown, plan_path, ratio, out_dir) -> None:
     """Physically prune MODEL by a plan; checks the result against the masked original before writing."""
     if (plan_path is None) == (ratio is None):
@@ -131,7 +145,9 @@ def shrink_cmd(model, pretrained, input_size, freeze_unknown, plan_path, ratio, 
         with torch.no_grad():
             err = relative_error(pruned.eval()(x), masked_forward(net, graph, plan, x))
         if not err <= ORACLE_TOLERANCE:
-            raise PlanError(f"pruned model deviates from the masked original (relative error {err:.2e}); nothing written")
+            raise PlanError(
+                f"pruned model deviates from the masked original (relative error {err:.2e}); nothing written"
+            )
         out = save_pruned(pruned, spec, out_dir)
         plan.save(Path(out) / "plan.json")
     except _DOMAIN_ERRORS as exc:

@@ -24,7 +24,7 @@ FAST_MODELS = [
 ]  # fmt: skip
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def model_and_graph(name: str):
     """(lively eval-mode model, its graph, input side); built once per test session."""
     size = get_entry(name).test_size

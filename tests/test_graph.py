@@ -6,12 +6,11 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import model_and_graph
 
 from edgeprune.graph import GraphBuildError, UnsupportedOpError, build_graph
 from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, REMAP_IN, REMAP_OUT
 from edgeprune.models import create_model
-
-from conftest import model_and_graph
 
 
 def group_of(graph, path, kind, index=0):

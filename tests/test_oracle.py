@@ -6,13 +6,12 @@ import random
 
 import pytest
 import torch
+from conftest import model_and_graph
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgeprune.prune import Plan, masked_forward, relative_error, shrink
 from edgeprune.prune.oracle import is_lively
-
-from conftest import model_and_graph
 
 TOLERANCE = 1e-4
 
@@ -92,7 +91,6 @@ def test_oracle_detects_wrong_surgery(name):
 def _resnet20():
     from edgeprune.graph import build_graph
     from edgeprune.models import create_model
-
     from edgeprune.prune.oracle import liven
 
     model = liven(create_model("cifar_resnet20"))

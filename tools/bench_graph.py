@@ -22,6 +22,7 @@ import torch
 from edgeprune.graph import build_graph
 from edgeprune.models import create_model
 
+
 def _dist_version(dist: str) -> str:
     from importlib.metadata import version  # the package's own __version__ string can lag its release
 
@@ -58,10 +59,12 @@ def main() -> int:
         model = create_model(name).eval()
         x = torch.randn(1, 3, size, size)
         row = {"model": name, "input": size}
-        row["edgeprune_ms"], row["edgeprune_spread_ms"] = median_ms(lambda: build_graph(model, x), args.repeats)
+        ours = median_ms(lambda m=model, x=x: build_graph(m, x), args.repeats)
+        row["edgeprune_ms"], row["edgeprune_spread_ms"] = ours
         if tp is not None:
-            def tp_build():
-                return tp.DependencyGraph().build_dependency(model, example_inputs=x)
+
+            def tp_build(m=model, x=x):
+                return tp.DependencyGraph().build_dependency(m, example_inputs=x)
 
             try:
                 row["torch_pruning_ms"], row["torch_pruning_spread_ms"] = median_ms(tp_build, args.repeats)

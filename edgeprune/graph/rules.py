@@ -284,7 +284,10 @@ def _dim_arg(index: int, default: int):
 
 
 def _layer_norm_dims(node, args, kwargs, module):
-    shape = module.normalized_shape if module is not None else (args[1] if len(args) > 1 else kwargs["normalized_shape"])
+    if module is not None:
+        shape = module.normalized_shape
+    else:
+        shape = args[1] if len(args) > 1 else kwargs["normalized_shape"]
     return list(range(-len(shape), 0))
 
 

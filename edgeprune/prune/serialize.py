@@ -56,14 +56,12 @@ def apply_arch(model: nn.Module, changes: ArchChanges) -> None:
     for path, attrs in changes.items():
         if "param_shape" in attrs:
             owner_path, _, name = path.rpartition(".")
-            owner = model.get_submodule(owner_path)
-            old = getattr(owner, name)
-            new = torch.empty(attrs["param_shape"], dtype=old.dtype)
-            setattr(owner, name, nn.Parameter(new, old.requires_grad) if isinstance(old, nn.Parameter) else new)
+            _resize_tensor(model.get_submodule(owner_path), name, attrs["param_shape"])
             continue
         module = model.get_submodule(path)
         if type(module).__name__ != attrs["type"]:
-            raise ArchSpecError(f"{path} is a {type(module).__name__} in the model but {attrs['type']} in the spec")
+            found = type(module).__name__
+            raise ArchSpecError(f"{path} is a {found} in the model but {attrs['type']} in the spec")
         for key, value in attrs.items():
             if key == "type":
                 continue
@@ -76,8 +74,14 @@ def apply_arch(model: nn.Module, changes: ArchChanges) -> None:
                 continue
             shape = _expected_shape(module, name, tensor)
             if tuple(shape) != tuple(tensor.shape):
-                new = torch.empty(shape, dtype=tensor.dtype)
-                setattr(module, name, nn.Parameter(new, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else new)
+                _resize_tensor(module, name, shape)
+
+
+def _resize_tensor(owner: nn.Module, name: str, shape) -> None:
+    """Replace a parameter or buffer by an uninitialized one of ``shape`` (load_state_dict fills it)."""
+    old = getattr(owner, name)
+    new = torch.empty(tuple(shape), dtype=old.dtype)
+    setattr(owner, name, nn.Parameter(new, old.requires_grad) if isinstance(old, nn.Parameter) else new)
 
 
 def _expected_shape(module: nn.Module, name: str, tensor: torch.Tensor) -> tuple[int, ...]:
