@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
 
+import numpy as np
+
 # Member kinds: which tensor slice a channel owns in a module.
 CONV_OUT, CONV_IN = "conv_out", "conv_in"
 LINEAR_OUT, LINEAR_IN = "linear_out", "linear_in"
@@ -36,17 +38,32 @@ class Member(NamedTuple):
 MemberRef = tuple[int, int]
 
 
-@dataclass
+@dataclass(frozen=True)
+class MemberTable:
+    """Every member of a graph, sorted so that each unit's members are one contiguous row range."""
+
+    blocks: list[tuple[str, str, int]]  # block number -> (kind, path, dim)
+    block: np.ndarray  # per row: block number
+    index: np.ndarray  # per row: slice index within the block
+
+
+@dataclass(slots=True)
 class Unit:
     """One prunable channel of a group: every slice removed together when it is pruned."""
 
-    refs: list[MemberRef]
-    blocks: list[tuple[str, str, int]]  # shared by every unit of a graph
+    table: MemberTable
+    start: int
+    end: int
     frozen: str | None = None
 
     @property
+    def refs(self) -> list[MemberRef]:
+        rows = slice(self.start, self.end)
+        return list(zip(self.table.block[rows].tolist(), self.table.index[rows].tolist()))
+
+    @property
     def members(self) -> list[Member]:
-        blocks = self.blocks
+        blocks = self.table.blocks
         return [Member(blocks[b][0], blocks[b][1], i, blocks[b][2]) for b, i in self.refs]
 
     @property
@@ -78,9 +95,10 @@ class ChannelGroup:
         """Module path -> member kinds present in the group."""
         out: dict[str, set[str]] = {}
         if self.units:
-            blocks = self.units[0].blocks
-            for b in sorted({b for u in self.units for b, _ in u.refs}):
-                out.setdefault(blocks[b][1], set()).add(blocks[b][0])
+            table = self.units[0].table
+            rows = np.concatenate([table.block[u.start : u.end] for u in self.units])
+            for b in np.unique(rows).tolist():
+                out.setdefault(table.blocks[b][1], set()).add(table.blocks[b][0])
         return out
 
     def describe(self) -> str:
@@ -115,8 +133,10 @@ class ChannelGraph:
         digest = hashlib.sha256()
         digest.update(json.dumps(sorted(self.param_shapes.items())).encode())
         if self.groups and self.groups[0].units:
-            digest.update(json.dumps(self.groups[0].units[0].blocks).encode())
+            table = self.groups[0].units[0].table
+            digest.update(json.dumps(table.blocks).encode())
+            digest.update(table.block.astype(np.int64).tobytes() + table.index.astype(np.int64).tobytes())
         for g in self.groups:
             digest.update(f"{g.id}:{g.size}:{g.frozen is None}".encode())
-            digest.update(json.dumps([u.refs for u in g.units]).encode())
+            digest.update(np.array([(u.start, u.end) for u in g.units], dtype=np.int64).tobytes())
         return digest.hexdigest()[:16]

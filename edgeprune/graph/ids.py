@@ -53,11 +53,14 @@ class ChannelUnion:
 
     def union_tensors(self, a: torch.Tensor, b: torch.Tensor) -> None:
         """Merge ``a[p]`` with ``b[p]`` at every (broadcast) position ``p``."""
-        a, b = torch.broadcast_tensors(a, b)
-        pairs = torch.stack([a.reshape(-1), b.reshape(-1)], 1)
-        pairs = pairs[(pairs[:, 0] != pairs[:, 1]) & (pairs != NO_CHANNEL).all(1)]
-        if pairs.numel():
-            for x, y in torch.unique(pairs, dim=0).tolist():
+        if a is b or (a.shape == b.shape and torch.equal(a, b)):
+            return
+        a, b = (t.reshape(-1) for t in torch.broadcast_tensors(a, b))
+        keep = (a != b) & (a != NO_CHANNEL) & (b != NO_CHANNEL)
+        if bool(keep.any()):
+            n = len(self._parent)
+            codes = torch.unique(a[keep] * n + b[keep])  # one int per pair: 1-D unique is cheap
+            for x, y in zip((codes // n).tolist(), (codes % n).tolist()):
                 self.union(x, y)
 
     def union_all(self, ids: torch.Tensor) -> int:
@@ -122,6 +125,8 @@ def position_reps(cu: ChannelUnion, ids: torch.Tensor, dim: int, size: int) -> t
     """
     ndim = ids.ndim
     dim = dim % ndim
+    if ids.numel() == size and ids.shape[dim] == size:  # the usual case: one channel per index
+        return ids.reshape(-1).clone()
     full_dim = ids.expand(*[size if d == dim else ids.shape[d] for d in range(ndim)])
     rows = full_dim.movedim(dim, 0).reshape(size, -1)
     reps = rows.max(dim=1).values  # any non-zero id of the row

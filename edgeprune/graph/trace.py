@@ -8,8 +8,8 @@ fake tensors, so no real compute runs: every node gets its output shape and an i
 from __future__ import annotations
 
 import contextlib
-from itertools import repeat
 
+import numpy as np
 import torch
 import torch.fx as fx
 import torch.nn as nn
@@ -19,7 +19,7 @@ from torch.func import functional_call
 
 from edgeprune.graph import rules
 from edgeprune.graph.errors import GraphBuildError, UnsupportedOpError
-from edgeprune.graph.groups import PARAM, ChannelGraph, ChannelGroup, MemberRef, Unit
+from edgeprune.graph.groups import PARAM, ChannelGraph, ChannelGroup, MemberTable, Unit
 from edgeprune.graph.ids import NO_CHANNEL, ChannelUnion, along, position_reps
 
 
@@ -41,8 +41,8 @@ class TraceContext:
         self.model = model
         self.freeze_unknown = freeze_unknown
         self.cu = ChannelUnion()
-        self.members: dict[int, list[MemberRef]] = {}
         self.blocks: list[tuple[str, str, int]] = []
+        self.attached: list[np.ndarray] = []  # per block: the channel of each slice
         self.n_spaces = 0
 
     # -- naming
@@ -70,14 +70,9 @@ class TraceContext:
         return self.cu.new_ids(count, self.n_spaces - 1)
 
     def attach(self, ids: torch.Tensor, kind: str, path: str, dim: int = 0) -> None:
+        """Record that slice ``i`` of (kind, path, dim) belongs to channel ``ids[i]``."""
         self.blocks.append((kind, path, dim))
-        refs = zip(repeat(len(self.blocks) - 1), range(ids.numel()))
-        members = self.members
-        for channel, ref in zip(ids.tolist(), refs):
-            if channel in members:
-                members[channel].append(ref)
-            else:
-                members[channel] = [ref]
+        self.attached.append(ids.reshape(-1).numpy().copy())
 
     def consumer_reps(self, ids: torch.Tensor, dim: int, size: int) -> torch.Tensor:
         """One channel per input index of a weighted consumer; zero inputs get a channel of their own."""
@@ -286,38 +281,54 @@ def _flatten(tree):
 def assemble_groups(ctx: TraceContext) -> list[ChannelGroup]:
     """Turn merged channels into units, and units that share a channel space into groups."""
     cu = ctx.cu
-    n = len(cu)
-    roots = cu.roots()
-    # Two spaces that share a unit (residual add, concat) belong to one group.
-    space_parent = list(range(ctx.n_spaces))
-
-    def space_find(s: int) -> int:
-        while space_parent[s] != s:
-            space_parent[s] = space_parent[space_parent[s]]
-            s = space_parent[s]
-        return s
-
-    for i in range(1, n):
-        a, b = space_find(cu.space_of[i]), space_find(cu.space_of[roots[i]])
-        if a != b:
-            space_parent[max(a, b)] = min(a, b)
-    unit_members: dict[int, list[MemberRef]] = {}
+    roots, spaces = cu.roots(), cu.space_of
+    # Two spaces that share a unit (residual add, concat) belong to one group: union-find over spaces.
+    space_parent = np.arange(max(ctx.n_spaces, 1))
+    space_arr = np.asarray(spaces)
+    n = max(ctx.n_spaces, 1)
+    codes = np.unique(space_arr[1:] * n + space_arr[np.asarray(roots[1:])])  # 1-D unique: far cheaper than axis=0
+    for a, b in zip((codes // n).tolist(), (codes % n).tolist()):
+        if a == b:
+            continue
+        ra, rb = _find(space_parent, a), _find(space_parent, b)
+        if ra != rb:
+            space_parent[max(ra, rb)] = min(ra, rb)
+    table, unit_rows = _member_table(ctx, np.asarray(roots))
     unit_frozen: dict[int, str] = {}
-    for i in range(1, n):
-        r = roots[i]
-        if i in ctx.members:
-            unit_members.setdefault(r, []).extend(ctx.members[i])
-        if i in cu.frozen and r not in unit_frozen:
-            unit_frozen[r] = cu.frozen[i]
+    for channel in sorted(cu.frozen):
+        unit_frozen.setdefault(roots[channel], cu.frozen[channel])
     by_space: dict[int, list[int]] = {}
-    for r in sorted(unit_members):
-        by_space.setdefault(space_find(cu.space_of[r]), []).append(r)
+    for r in sorted(unit_rows):
+        by_space.setdefault(_find(space_parent, spaces[r]), []).append(r)
     groups = []
     for space in sorted(by_space):
-        units = [Unit(unit_members[r], ctx.blocks, unit_frozen.get(r)) for r in by_space[space]]
+        units = [Unit(table, *unit_rows[r], unit_frozen.get(r)) for r in by_space[space]]
         frozen = units[0].frozen if all(u.frozen for u in units) else None
         groups.append(ChannelGroup(len(groups), units, frozen))
     return groups
+
+
+def _member_table(ctx: TraceContext, roots: np.ndarray) -> tuple[MemberTable, dict[int, tuple[int, int]]]:
+    """All members sorted by their unit (root channel), and each root's row range (vectorized)."""
+    if not ctx.attached:
+        return MemberTable(ctx.blocks, np.zeros(0, np.int64), np.zeros(0, np.int64)), {}
+    channels = np.concatenate(ctx.attached)
+    block = np.concatenate([np.full(len(a), b) for b, a in enumerate(ctx.attached)])
+    index = np.concatenate([np.arange(len(a)) for a in ctx.attached])
+    owner = roots[channels]
+    order = np.argsort(owner, kind="stable")  # stable: members keep their attach (graph) order
+    owner = owner[order]
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    ends = np.r_[starts[1:], len(owner)]
+    ranges = dict(zip(owner[starts].tolist(), zip(starts.tolist(), ends.tolist())))
+    return MemberTable(ctx.blocks, block[order], index[order]), ranges
+
+
+def _find(parent: np.ndarray, x: int) -> int:
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = int(parent[x])
+    return x
 
 
 def build_graph(
