@@ -160,3 +160,48 @@ def test_graph_is_deterministic():
     model = create_model("mobilenet_v3_small").eval()
     g2 = build_graph(model, torch.randn(1, 3, 64, 64), model_name="mobilenet_v3_small")
     assert g1.fingerprint == g2.fingerprint
+
+
+class MixedOpsNet(nn.Module):
+    """Ops the torchvision set exercises little: interpolate, functional SE, computed split, shuffle."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.down = nn.Conv2d(16, 16, 3, stride=2, padding=1)
+        self.se_fc1, self.se_fc2 = nn.Conv2d(16, 4, 1), nn.Conv2d(4, 16, 1)
+        self.left, self.right = nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 1)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        up = F.interpolate(self.down(x), scale_factor=2.0, mode="nearest")
+        x = x + up  # residual across a resample
+        gate = torch.sigmoid(self.se_fc2(F.relu(self.se_fc1(x.mean((2, 3), keepdim=True)))))
+        x = x * gate
+        a, b = torch.split(x, x.shape[1] // 2, dim=1)  # computed split size: equal halves
+        x = torch.cat([self.left(a), self.right(b)], 1)
+        x = torch.channel_shuffle(x, 2)
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def test_mixed_ops_pass_the_oracle():
+    import random
+
+    from edgeprune.prune import Plan, masked_forward, relative_error, shrink
+
+    torch.manual_seed(0)
+    model = MixedOpsNet().eval()
+    graph = build_graph(model, torch.randn(1, 3, 8, 8))
+    stream, _ = group_of(graph, "stem", CONV_OUT)
+    # The residual stream joins stem, down (through interpolate) and the SE expansion (gate).
+    assert {m.path for m in stream.units[0].members if m.kind == CONV_OUT} == {"stem", "down", "se_fc2"}
+    assert stream.prunable
+    rng = random.Random(0)
+    x = torch.randn(2, 3, 8, 8)
+    for _ in range(10):
+        keep = {g.id: sorted(rng.sample(g.prunable_units, rng.randint(1, g.size))) for g in graph.prunable_groups}
+        plan = Plan(graph.model_name, graph.fingerprint, keep)
+        pruned, _ = shrink(model, graph, plan)
+        with torch.no_grad():
+            assert relative_error(pruned(x), masked_forward(model, graph, plan, x)) <= 1e-4

@@ -168,6 +168,17 @@ def split(ctx, node, args, kwargs, ids, ids_kw, out):
     return subset(ctx, node, args, kwargs, ids, ids_kw, out)
 
 
+def channel_shuffle(ctx, node, args, kwargs, ids, ids_kw, out):
+    """channel_shuffle(x, g): g is fixed, so an index within a shuffle group is pruned in all g groups."""
+    module = ctx.module(node)
+    groups = module.groups if module is not None else (args[1] if len(args) > 1 else kwargs["groups"])
+    x = args[0]
+    full = expand_full(ids[0], x.shape).movedim(1, 0)
+    rows = full.reshape(groups, x.shape[1] // groups, -1)
+    ctx.cu.union_tensors(rows[:1], rows)
+    return movement(ctx, node, args, kwargs, ids, ids_kw, out)
+
+
 def pad(ctx, node, args, kwargs, ids, ids_kw, out):
     """F.pad: padding a channel axis by a constant amount pins its channel count."""
     result = movement(ctx, node, args, kwargs, ids, ids_kw, out)
@@ -316,7 +327,8 @@ MODULE_RULES: list[tuple[tuple[type, ...], Rule]] = [
     ((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d), batch_norm),
     (ELEMENTWISE_MODULES, elementwise),
     (CHANNELWISE_MODULES, channelwise),
-    ((nn.Flatten, nn.Unflatten, nn.ChannelShuffle), movement),
+    ((nn.Flatten, nn.Unflatten, nn.PixelShuffle, nn.PixelUnshuffle), movement),
+    ((nn.ChannelShuffle,), channel_shuffle),
     ((nn.LayerNorm,), mixing_along(_layer_norm_dims, "LayerNorm")),
     ((nn.GroupNorm, nn.LocalResponseNorm), mixing_along(_channel_dim, "a cross-channel norm")),
     ((nn.Softmax, nn.LogSoftmax), mixing_along(_dim_arg(1, -1), "softmax")),
@@ -324,11 +336,14 @@ MODULE_RULES: list[tuple[tuple[type, ...], Rule]] = [
 ]
 
 
+_RULE_BY_TYPE: dict[type, Rule | None] = {}
+
+
 def module_rule(module: nn.Module) -> Rule | None:
-    for types, rule in MODULE_RULES:
-        if isinstance(module, types):
-            return rule
-    return None
+    cls = type(module)
+    if cls not in _RULE_BY_TYPE:
+        _RULE_BY_TYPE[cls] = next((rule for types, rule in MODULE_RULES if issubclass(cls, types)), None)
+    return _RULE_BY_TYPE[cls]
 
 
 # ---------------------------------------------------------------------------------- functions and methods
@@ -351,7 +366,7 @@ _ELEMENTWISE_FUNCS = [
 ]  # fmt: skip
 _MOVEMENT_FUNCS = [
     torch.flatten, torch.cat, torch.concat, torch.stack, torch.transpose, torch.permute, torch.squeeze,
-    torch.unsqueeze, torch.roll, torch.movedim, torch.channel_shuffle, F.pixel_shuffle, F.pixel_unshuffle,
+    torch.unsqueeze, torch.roll, torch.movedim, F.pixel_shuffle, F.pixel_unshuffle,
 ]  # fmt: skip
 _CHANNELWISE_FUNCS = [
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool2d, F.avg_pool2d,
@@ -376,6 +391,8 @@ FUNCTION_RULES: dict[Callable, Rule] = {
     torch.select: subset,
     torch.unbind: subset,
     torch.chunk: chunk,
+    torch.channel_shuffle: channel_shuffle,
+    F.channel_shuffle: channel_shuffle,
     torch.split: split,
     F.pad: pad,
     torch.zeros_like: constant,

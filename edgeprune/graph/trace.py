@@ -39,6 +39,7 @@ class TraceContext:
 
     def __init__(self, model: nn.Module, freeze_unknown: bool) -> None:
         self.model = model
+        self.modules = dict(model.named_modules())
         self.freeze_unknown = freeze_unknown
         self.cu = ChannelUnion()
         self.blocks: list[tuple[str, str, int]] = []
@@ -47,7 +48,7 @@ class TraceContext:
 
     # -- naming
     def module(self, node: fx.Node) -> nn.Module | None:
-        return self.model.get_submodule(node.target) if node.op == "call_module" else None
+        return self.modules[node.target] if node.op == "call_module" else None
 
     def where(self, node: fx.Node) -> str:
         if node.op == "call_module":
