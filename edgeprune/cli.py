@@ -73,6 +73,24 @@ def models_cmd(family: str | None) -> None:
         click.echo(f"{name:28s} {e.family:12s} {c}x{h}x{w:<5d} {pre}")
 
 
+@main.command("targets")
+@click.option("--targets-dir", type=click.Path(file_okay=False), default=None, help="Extra folder of target TOMLs.")
+def targets_cmd(targets_dir: str | None) -> None:
+    """List the targets and whether each can run on this machine (and why not)."""
+    from edgeprune.backends import unavailable_reason
+    from edgeprune.targets import TargetError, list_targets, load_target
+
+    for name in list_targets(targets_dir):
+        try:
+            t = load_target(name, targets_dir)
+        except TargetError as exc:
+            click.echo(f"{name:22s} invalid: {exc}")
+            continue
+        why = unavailable_reason(t)
+        status = "runs here" if why is None else f"not here: {why}"
+        click.echo(f"{name:22s} {t.backend:12s} {t.device:5s} {t.precision:5s} {status}")
+
+
 @main.command("graph")
 @_model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the groups as JSON.")

@@ -1,0 +1,92 @@
+"""ONNX Runtime backend (CPU, CUDA and TensorRT execution providers)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from edgeprune.backends.base import BackendError
+from edgeprune.targets import Target
+
+_DEVICE_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"]}
+
+
+def _providers(target: Target) -> list[str]:
+    return list(target.providers) or _DEVICE_PROVIDERS[target.device]
+
+
+def session_options(target: Target):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = target.threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spinning worker threads keep burning CPU after a run and slow down whatever is timed next.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts
+
+
+class OrtRunner:
+    def __init__(self, session) -> None:
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0]
+
+    def sync(self) -> None:  # session.run returns after the device finished
+        pass
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def unavailable_reason(self, target: Target) -> str | None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return "onnxruntime is not installed"
+        missing = [p for p in _providers(target) if p not in ort.get_available_providers()]
+        if missing:
+            return (f"onnxruntime here offers {ort.get_available_providers()}, not {missing}"
+                    " (CUDA needs the gpu extra, which replaces onnxruntime, and a GPU)")
+        return None
+
+    def prepare(self, target: Target, onnx_path: str | None = None, module=None) -> OrtRunner:
+        import onnxruntime as ort
+
+        if onnx_path is None:
+            raise BackendError("the onnxruntime backend runs ONNX files: export the model first")
+        wanted = _providers(target)
+        session = ort.InferenceSession(str(onnx_path), session_options(target), providers=wanted)
+        active = session.get_providers()
+        # A requested CUDA/TensorRT provider whose libraries fail to load silently falls back to CPU.
+        if active[0] != wanted[0]:
+            raise BackendError(f"requested {wanted[0]} but the session runs on {active}: refusing to time on CPU")
+        return OrtRunner(session)
+
+    def memory(self, target: Target, onnx_path: str, input_shape: tuple[int, ...]) -> dict:
+        """Peak RSS of a fresh process that loads the model and runs it once (MB)."""
+        code = f"""
+import json, resource, numpy as np, onnxruntime as ort
+from edgeprune.targets import load_target
+from edgeprune.backends.onnxruntime import session_options, _providers
+t = load_target({target.source!r})
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+s = ort.InferenceSession({str(onnx_path)!r}, session_options(t), providers=_providers(t))
+s.run(None, {{s.get_inputs()[0].name: np.zeros({tuple(input_shape)!r}, np.float32)}})
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"baseline_rss_mb": base / 1024, "peak_rss_mb": peak / 1024}}))
+"""
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise BackendError(f"memory probe failed: {proc.stderr.strip().splitlines()[-1:]}")
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        out["runtime_mb"] = out["peak_rss_mb"] - out["baseline_rss_mb"]
+        return out

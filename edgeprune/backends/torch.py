@@ -1,0 +1,68 @@
+"""PyTorch eager backend (CPU, or CUDA with fp16, channels_last and CUDA graphs)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeprune.backends.base import BackendError
+from edgeprune.targets import Target
+
+
+class TorchRunner:
+    def __init__(self, module, target: Target) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(target.device)
+        self.dtype = torch.float16 if target.precision == "fp16" else torch.float32
+        self.memory_format = torch.channels_last if target.channels_last else torch.contiguous_format
+        self.module = module.eval().to(self.device, self.dtype, memory_format=self.memory_format)
+        self.graph = None
+        self.use_graphs = target.cuda_graphs and self.device.type == "cuda"
+        if self.device.type == "cpu":
+            torch.set_num_threads(target.threads)
+
+    def _to_input(self, x: np.ndarray):
+        return self.torch.from_numpy(x).to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
+
+    def run(self, x: np.ndarray):
+        torch = self.torch
+        with torch.inference_mode():
+            if not self.use_graphs:
+                return self.module(self._to_input(x))
+            if self.graph is None:  # capture once with a static input buffer
+                self.static_in = self._to_input(x)
+                stream = torch.cuda.Stream()
+                stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(stream):
+                    for _ in range(3):
+                        self.module(self.static_in)
+                torch.cuda.current_stream().wait_stream(stream)
+                self.graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self.graph):
+                    self.static_out = self.module(self.static_in)
+            self.static_in.copy_(self._to_input(x))
+            self.graph.replay()
+            return self.static_out
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+
+
+class TorchBackend:
+    name = "torch"
+
+    def unavailable_reason(self, target: Target) -> str | None:
+        import torch
+
+        if target.device == "cuda" and not torch.cuda.is_available():
+            return "no CUDA device visible to torch"
+        if target.precision == "int8":
+            return "the torch backend times fp32/fp16 only"
+        return None
+
+    def prepare(self, target: Target, onnx_path: str | None = None, module=None) -> TorchRunner:
+        if module is None:
+            raise BackendError("the torch backend runs nn.Modules: pass module=")
+        return TorchRunner(module, target)

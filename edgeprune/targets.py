@@ -1,0 +1,104 @@
+"""Targets: how to run on a device (targets/NAME.toml), loaded into a typed, validated Target."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import tomllib
+
+ENV_VAR = "EDGEPRUNE_TARGETS"
+BACKEND_NAMES = ("onnxruntime", "torch", "tensorrt")
+
+
+class TargetError(ValueError):
+    """An unknown target or a target file with a bad field."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One way of running a model on a device; every timing and profile names one."""
+
+    name: str
+    backend: str
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch: int = 1
+    input: str | tuple[int, int, int] = "model"
+    threads: int = 1
+    warmup: int = 10
+    repeats: int = 30
+    rounds: int = 5
+    providers: tuple[str, ...] = ()
+    channels_last: bool = False
+    cuda_graphs: bool = False
+    platform: str = ""
+    description: str = ""
+    source: str = field(default="", compare=False)
+
+    def input_shape(self, model_input: tuple[int, int, int]) -> tuple[int, int, int, int]:
+        """The batch-first input shape this target times at."""
+        chw = model_input if self.input == "model" else tuple(self.input)
+        return (self.batch, *chw)
+
+
+_CHOICES = {"backend": BACKEND_NAMES, "device": ("cpu", "cuda"), "precision": ("fp32", "fp16", "int8")}
+
+
+def targets_dirs(explicit: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched for target files, first match wins."""
+    dirs = [Path(explicit)] if explicit else []
+    if os.environ.get(ENV_VAR):
+        dirs.append(Path(os.environ[ENV_VAR]))
+    dirs += [Path.cwd() / "targets", Path(__file__).resolve().parents[1] / "targets"]
+    return [d for i, d in enumerate(dirs) if d.is_dir() and d not in dirs[:i]]
+
+
+def list_targets(targets_dir: str | None = None) -> list[str]:
+    names: set[str] = set()
+    for d in targets_dirs(targets_dir):
+        names.update(p.stem for p in d.glob("*.toml"))
+    return sorted(names)
+
+
+def load_target(name_or_path: str, targets_dir: str | None = None) -> Target:
+    """A target by name (searched in :func:`targets_dirs`) or by path to a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        candidates = (d / f"{name_or_path}.toml" for d in targets_dirs(targets_dir))
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            known = ", ".join(list_targets(targets_dir)) or "none found"
+            raise TargetError(f"unknown target {name_or_path!r}; known: {known}")
+    if not path.is_file():
+        raise TargetError(f"target file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise TargetError(f"{path}: not valid TOML ({exc})") from exc
+    return target_from_dict(path.stem, data, str(path))
+
+
+def target_from_dict(name: str, data: dict, source: str = "<dict>") -> Target:
+    allowed = {f.name for f in fields(Target)} - {"name", "source"}
+    unknown = set(data) - allowed
+    if unknown:
+        raise TargetError(f"{source}: unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    if "backend" not in data:
+        raise TargetError(f"{source}: missing required field 'backend' (one of {BACKEND_NAMES})")
+    for key, choices in _CHOICES.items():
+        if key in data and data[key] not in choices:
+            raise TargetError(f"{source}: {key} = {data[key]!r}, expected one of {choices}")
+    for key in ("batch", "threads", "warmup", "repeats", "rounds"):
+        if key in data and (not isinstance(data[key], int) or data[key] < (0 if key == "warmup" else 1)):
+            raise TargetError(f"{source}: {key} must be a positive integer, got {data[key]!r}")
+    value = dict(data)
+    if isinstance(value.get("input"), list):
+        if len(value["input"]) != 3 or not all(isinstance(v, int) and v > 0 for v in value["input"]):
+            raise TargetError(f"{source}: input must be \"model\" or [C, H, W], got {value['input']!r}")
+        value["input"] = tuple(value["input"])
+    elif value.get("input", "model") != "model":
+        raise TargetError(f"{source}: input must be \"model\" or [C, H, W], got {value['input']!r}")
+    value["providers"] = tuple(value.get("providers", ()))
+    return Target(name=name, source=source, **value)
