@@ -91,6 +91,39 @@ def targets_cmd(targets_dir: str | None) -> None:
         click.echo(f"{name:22s} {t.backend:12s} {t.device:5s} {t.precision:5s} {status}")
 
 
+@main.command("profile")
+@click.argument("target")
+@click.option("--model", "models", multiple=True, required=True, help="Model(s) whose layers to profile; repeatable.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Profile file (default: profiles/<target>--<device>.json).")
+@click.option("--budget-s", type=click.FloatRange(min=1), default=None, help="Stop (resumably) after this long.")
+@click.option("--check", "check_plans", type=click.IntRange(min=1), default=None,
+              help="Instead of profiling: measure this many random plans and report the predictor's error.")
+@click.option("--strict", is_flag=True, help="A profile from another device or runtime is an error, not a warning.")
+def profile_cmd(target, models, out_path, budget_s, check_plans, strict) -> None:
+    """Measure TARGET's latency profile for the layers of the given models (or --check it)."""
+    from edgeprune.latency.profile import Profile, ProfileError, device_fingerprint, device_slug
+    from edgeprune.latency.profiler import ProfileBudgetExceeded, check_profile, profile_target
+    from edgeprune.targets import TargetError, load_target
+
+    try:
+        t = load_target(target)
+        for m in models:
+            get_entry(m)
+        path = Path(out_path or f"profiles/{t.name}--{device_slug(device_fingerprint(t.backend))}.json")
+        if check_plans is None:
+            profile = profile_target(t, list(models), path, budget_s)
+            click.echo(f"wrote {path}: {len(profile.tables)} layer tables, calibrated for {', '.join(models)}")
+            return
+        profile = Profile.load(path, strict=strict)
+        for m in models:
+            r = check_profile(profile, t, m, check_plans)
+            click.echo(f"{m}: {check_plans} random plans, |error| median {r['median_abs_error_pct']:.1f} %, "
+                       f"max {r['max_abs_error_pct']:.1f} %")
+    except (*_DOMAIN_ERRORS, TargetError, ProfileError, ProfileBudgetExceeded) as exc:
+        _fail(exc)
+
+
 @main.command("graph")
 @_model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the groups as JSON.")

@@ -1,0 +1,83 @@
+"""The layers whose cost a latency profile tabulates, keyed by geometry (HALP-style signatures)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+
+@dataclass(frozen=True, order=True)
+class Geometry:
+    """Everything about a layer's cost except its channel counts."""
+
+    op: str  # "conv" | "dwconv" (groups = channels) | "gconv" (fixed group width) | "linear"
+    batch: int
+    h: int
+    w: int
+    kernel: int
+    stride: int
+    group_width: int  # input channels per conv group (1 for dwconv, cin for plain conv -> 0)
+    dtype: str = "fp32"
+
+    @property
+    def key(self) -> str:
+        parts = (self.op, f"b{self.batch}", f"{self.h}x{self.w}", f"k{self.kernel}", f"s{self.stride}",
+                 f"gw{self.group_width}", self.dtype)  # fmt: skip
+        return "|".join(parts)
+
+    @classmethod
+    def from_key(cls, key: str) -> Geometry:
+        op, b, hw, k, s, gw, dtype = key.split("|")
+        h, w = hw.split("x")
+        return cls(op, int(b[1:]), int(h), int(w), int(k[1:]), int(s[1:]), int(gw[2:]), dtype)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One conv/linear call of a model: its geometry and its channel counts."""
+
+    path: str
+    geometry: Geometry
+    cin: int
+    cout: int
+
+
+def conv_geometry(m: nn.Conv2d, batch: int, h: int, w: int, dtype: str) -> Geometry:
+    k, s = m.kernel_size[0], m.stride[0]
+    if m.groups == 1:
+        return Geometry("conv", batch, h, w, k, s, 0, dtype)
+    if m.groups == m.in_channels == m.out_channels:
+        return Geometry("dwconv", batch, h, w, k, s, 1, dtype)
+    return Geometry("gconv", batch, h, w, k, s, m.in_channels // m.groups, dtype)
+
+
+def collect_layers(model: nn.Module, input_shape: tuple[int, ...], dtype: str = "fp32") -> list[Layer]:
+    """Run ``model`` once on zeros and record every Conv2d/Linear call with its input geometry."""
+    layers: list[Layer] = []
+    handles = []
+
+    def hook(path):
+        def fn(module, args, output):
+            x = args[0]
+            if isinstance(module, nn.Conv2d):
+                g = conv_geometry(module, x.shape[0], x.shape[2], x.shape[3], dtype)
+                layers.append(Layer(path, g, module.in_channels, module.out_channels))
+            else:
+                rows = int(x.numel() // x.shape[-1])
+                g = Geometry("linear", rows, 1, 1, 1, 1, 0, dtype)
+                layers.append(Layer(path, g, module.in_features, module.out_features))
+
+        return fn
+
+    for path, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            handles.append(m.register_forward_hook(hook(path)))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(input_shape))
+    finally:
+        for h in handles:
+            h.remove()
+    return layers

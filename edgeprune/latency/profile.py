@@ -1,0 +1,204 @@
+"""The latency profile artifact (profiles/<target>--<device>.json) and the predictor built on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeprune.latency.layers import Geometry, Layer
+from edgeprune.prune.plan import atomic_write_text
+
+PROFILE_SCHEMA = "edgeprune.profile/1"
+
+
+class ProfileError(ValueError):
+    """A malformed, truncated or mismatching profile."""
+
+
+class ProfileMismatchWarning(UserWarning):
+    """The profile was measured on another device or runtime version."""
+
+
+def device_fingerprint(backend: str) -> dict:
+    """What decides a measurement's validity: CPU model, cores, GPU, runtime versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    fp = {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(), "system": platform.system()}
+    if backend == "onnxruntime":
+        import onnxruntime
+
+        fp["onnxruntime"] = onnxruntime.__version__
+    try:
+        import torch
+
+        fp["torch"] = torch.__version__.split("+")[0]
+        if torch.cuda.is_available():
+            fp["gpu"] = torch.cuda.get_device_name(0)
+            fp["cuda"] = torch.version.cuda
+    except ImportError:
+        pass
+    return fp
+
+
+def device_slug(fp: dict) -> str:
+    """Short file-name-safe device name: GPU if any, else CPU model and cores."""
+    base = fp.get("gpu") or fp.get("cpu", "cpu")
+    slug = "".join(c.lower() if c.isalnum() else "-" for c in base)
+    slug = "-".join(p for p in slug.split("-") if p)[:40]
+    return f"{slug}-{fp.get('cores', '?')}c"
+
+
+@dataclass
+class Table:
+    """Measured ms over a channel grid: 2-D (cin x cout), or 1-D over c for depthwise/grouped convs."""
+
+    cin: list[int]
+    cout: list[int] | None
+    ms: list  # [len(cin)][len(cout)] or [len(cin)]
+    spread_pct: list
+
+    def lookup(self, cin: int, cout: int) -> tuple[float, bool]:
+        """Interpolated ms and whether (cin, cout) lies outside the measured grid (clamped)."""
+        ms = np.asarray(self.ms, dtype=np.float64)
+        x, out_x = _interp_index(self.cin, cin)
+        if self.cout is None:
+            return float(_lerp1(ms, x)), out_x
+        y, out_y = _interp_index(self.cout, cout)
+        i, fx = int(np.floor(x)), x - np.floor(x)
+        j, fy = int(np.floor(y)), y - np.floor(y)
+        i1, j1 = min(i + 1, len(self.cin) - 1), min(j + 1, len(self.cout) - 1)
+        top = ms[i, j] * (1 - fy) + ms[i, j1] * fy
+        bottom = ms[i1, j] * (1 - fy) + ms[i1, j1] * fy
+        return float(top * (1 - fx) + bottom * fx), out_x or out_y
+
+
+def _interp_index(axis: list[int], value: int) -> tuple[float, bool]:
+    """Fractional position of ``value`` on a sorted axis; clamped, with an out-of-range flag."""
+    if value <= axis[0] or value >= axis[-1]:
+        outside = value < axis[0] or value > axis[-1]
+        return (0.0 if value <= axis[0] else float(len(axis) - 1)), outside
+    return float(np.interp(value, axis, np.arange(len(axis)))), False
+
+
+def _lerp1(ms: np.ndarray, x: float) -> float:
+    i = int(np.floor(x))
+    i1 = min(i + 1, len(ms) - 1)
+    return ms[i] * (1 - (x - i)) + ms[i1] * (x - i)
+
+
+@dataclass
+class Calibration:
+    """measured_ms ≈ scale * sum(layer ms) + offset_ms, fitted on end-to-end runs of one model."""
+
+    scale: float = 1.0
+    offset_ms: float = 0.0
+    points: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Prediction:
+    ms: float
+    layers_ms: float
+    per_layer: dict[str, float]
+    extrapolated: list[str]
+    calibrated: bool
+
+
+@dataclass
+class Profile:
+    target: dict
+    device: dict
+    settings: dict
+    tables: dict[str, Table]
+    calibration: dict[str, Calibration] = field(default_factory=dict)
+
+    def predict_layers(self, layers: list[Layer]) -> tuple[float, dict[str, float], list[str]]:
+        per_layer, outside = {}, []
+        for layer in layers:
+            table = self.tables.get(layer.geometry.key)
+            if table is None:
+                raise ProfileError(
+                    f"layer {layer.path} ({layer.geometry.key}) is not in the profile: profile this model first"
+                )
+            ms, out = table.lookup(layer.cin, layer.cout)
+            per_layer[layer.path] = per_layer.get(layer.path, 0.0) + ms
+            if out:
+                outside.append(f"{layer.path} ({layer.cin}->{layer.cout})")
+        return sum(per_layer.values()), per_layer, outside
+
+    def predict(self, layers: list[Layer], model_name: str | None = None) -> Prediction:
+        """Predicted end-to-end ms: calibrated sum of per-layer table lookups."""
+        total, per_layer, outside = self.predict_layers(layers)
+        cal = self.calibration.get(model_name or "")
+        ms = cal.scale * total + cal.offset_ms if cal else total
+        return Prediction(ms, total, per_layer, outside, cal is not None)
+
+    # -- file format
+    def to_dict(self) -> dict:
+        return {
+            "schema": PROFILE_SCHEMA,
+            "target": self.target,
+            "device": self.device,
+            "settings": self.settings,
+            "tables": {k: vars(t) for k, t in sorted(self.tables.items())},
+            "calibration": {k: vars(c) for k, c in sorted(self.calibration.items())},
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> Profile:
+        if not isinstance(data, dict) or data.get("schema") != PROFILE_SCHEMA:
+            raise ProfileError(f"{source}: not an edgeprune profile (expected schema {PROFILE_SCHEMA!r})")
+        try:
+            tables = {}
+            for key, t in data["tables"].items():
+                Geometry.from_key(key)
+                table = Table(list(t["cin"]), None if t["cout"] is None else list(t["cout"]), t["ms"], t["spread_pct"])
+                shape = (len(table.cin),) if table.cout is None else (len(table.cin), len(table.cout))
+                if np.asarray(table.ms, dtype=np.float64).shape != shape or sorted(table.cin) != table.cin:
+                    raise ProfileError(f"{source}: table {key} has ms of the wrong shape (expected {shape})")
+                tables[key] = table
+            cal = {k: Calibration(**c) for k, c in data.get("calibration", {}).items()}
+            return cls(dict(data["target"]), dict(data["device"]), dict(data["settings"]), tables, cal)
+        except ProfileError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProfileError(f"{source}: malformed profile ({type(exc).__name__}: {exc})") from exc
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, strict: bool = False) -> Profile:
+        """Load and validate; warns (or, with ``strict``, raises) when measured on another device/runtime."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as exc:
+            raise ProfileError(f"{path}: not valid JSON (truncated or corrupt): {exc}") from exc
+        except OSError as exc:
+            raise ProfileError(f"cannot read profile {path}: {exc}") from exc
+        profile = cls.from_dict(data, str(path))
+        mismatch = profile.device_mismatch()
+        if mismatch:
+            message = f"{path} was measured elsewhere: {mismatch}"
+            if strict:
+                raise ProfileError(message)
+            warnings.warn(message, ProfileMismatchWarning, stacklevel=2)
+        return profile
+
+    def device_mismatch(self) -> str:
+        here = device_fingerprint(self.target.get("backend", ""))
+        diffs = [f"{k}: profile {self.device.get(k)!r} vs here {here.get(k)!r}"
+                 for k in ("cpu", "cores", "gpu", "onnxruntime", "cuda") if self.device.get(k) != here.get(k)]
+        return "; ".join(diffs)

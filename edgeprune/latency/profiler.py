@@ -1,0 +1,199 @@
+"""Measure a latency profile on a target: per-layer grids, end-to-end calibration, and its error check."""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from edgeprune.backends import get_backend, measure_latency
+from edgeprune.export import export_onnx
+from edgeprune.graph import build_graph
+from edgeprune.latency.layers import Geometry, Layer, collect_layers
+from edgeprune.latency.micro import input_for, micro_model
+from edgeprune.latency.profile import Calibration, Profile, ProfileError, Table, device_fingerprint
+from edgeprune.models import create_model_for_size, get_entry
+from edgeprune.prune import Plan, prune_model, uniform_plan
+from edgeprune.targets import Target
+
+GRID_FRACTIONS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
+MICRO_TIMING = {"warmup": 5, "repeats": 15, "rounds": 3}
+CALIBRATION_RATIOS = (0.0, 0.25, 0.5)
+
+
+class ProfileBudgetExceeded(RuntimeError):
+    """Profiling ran out of its time budget; the partial work is kept for a resumed run."""
+
+
+def model_input_shape(name: str, target: Target) -> tuple[int, ...]:
+    return target.input_shape(get_entry(name).input_size)
+
+
+def build_model(name: str, target: Target) -> nn.Module:
+    return create_model_for_size(name, model_input_shape(name, target)[-1]).eval()
+
+
+def grid_axes(layers: list[Layer]) -> dict[str, tuple[list[int], list[int] | None]]:
+    """Per geometry: the channel values to measure (fractions of every layer's widths, merged)."""
+    axes: dict[str, tuple[set[int], set[int]]] = {}
+    for layer in layers:
+        if layer.geometry.op == "gconv" and layer.cin != layer.cout:
+            raise ProfileError(
+                f"{layer.path}: grouped conv with {layer.cin} -> {layer.cout} channels is not profiled yet"
+            )
+        ins, outs = axes.setdefault(layer.geometry.key, (set(), set()))
+        step = layer.geometry.group_width if layer.geometry.op == "gconv" else 1
+        for f in GRID_FRACTIONS:
+            ins.add(max(step, round(f * layer.cin / step) * step))
+            outs.add(max(1, round(f * layer.cout)))
+    out = {}
+    for key, (ins, outs) in axes.items():
+        one_d = Geometry.from_key(key).op in ("dwconv", "gconv")
+        out[key] = (sorted(ins), None if one_d else sorted(outs))
+    return out
+
+
+def _time_onnx(target: Target, model: onnx.ModelProto, x: np.ndarray, tmp: Path) -> tuple[float, float]:
+    path = tmp / "micro.onnx"
+    onnx.save(model, path)
+    runner = get_backend(target.backend).prepare(target, onnx_path=str(path))
+    stats = measure_latency(runner, x, replace(target, **MICRO_TIMING))
+    return stats.median_ms, stats.spread_pct
+
+
+def measure_table(target: Target, key: str, cin_axis: list[int], cout_axis: list[int] | None, tmp: Path) -> Table:
+    g = Geometry.from_key(key)
+    if cout_axis is None:  # depthwise / grouped with cin == cout: whole conv groups go, so cout follows cin
+        results = [_time_onnx(target, micro_model(g, c, c), input_for(g, c), tmp) for c in cin_axis]
+        return Table(cin_axis, None, [r[0] for r in results], [r[1] for r in results])
+    ms, spread = [], []
+    for ci in cin_axis:
+        row = [_time_onnx(target, micro_model(g, ci, co), input_for(g, ci), tmp) for co in cout_axis]
+        ms.append([r[0] for r in row])
+        spread.append([r[1] for r in row])
+    return Table(cin_axis, cout_axis, ms, spread)
+
+
+def measure_model(target: Target, model: nn.Module, input_shape: tuple[int, ...], tmp: Path) -> float:
+    """End-to-end median ms of ``model`` exported to ONNX and run on ``target``."""
+    path = tmp / "model.onnx"
+    export_onnx(model, torch.randn(*input_shape), path)
+    runner = get_backend(target.backend).prepare(target, onnx_path=str(path))
+    x = np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)
+    return measure_latency(runner, x, target).median_ms
+
+
+def fit_calibration(points: list[dict]) -> Calibration:
+    layers = np.array([p["layers_ms"] for p in points])
+    measured = np.array([p["measured_ms"] for p in points])
+    if len(points) >= 2 and np.ptp(layers) > 0:
+        scale, offset = np.polyfit(layers, measured, 1)
+    else:
+        scale, offset = 1.0, float(measured.mean() - layers.mean())
+    return Calibration(float(scale), float(offset), points)
+
+
+def profile_target(
+    target: Target,
+    model_names: list[str],
+    out_path: Path,
+    budget_s: float | None = None,
+    progress: bool = True,
+) -> Profile:
+    """Measure every layer geometry of ``model_names`` on ``target``, calibrate, write ``out_path``.
+
+    Resumable: finished tables are kept in ``<out>.partial.json`` and reused by the next run. The final
+    file is written atomically, only after everything succeeded.
+    """
+    if target.backend != "onnxruntime":
+        raise ProfileError(f"profiling the {target.backend} backend is not implemented yet (use an onnxruntime target)")
+    reason = get_backend(target.backend).unavailable_reason(target)
+    if reason:
+        raise ProfileError(f"target {target.name} cannot run here: {reason}")
+    start = time.monotonic()
+    partial = out_path.with_suffix(".partial.json")
+    done: dict = json.loads(partial.read_text()) if partial.exists() else {"tables": {}}
+    layers = {name: collect_layers(build_model(name, target), model_input_shape(name, target)) for name in model_names}
+    axes = grid_axes([layer for ls in layers.values() for layer in ls])
+    todo = [k for k in sorted(axes) if k not in done["tables"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in tqdm(todo, desc=f"profiling {target.name}", disable=not progress):
+            if budget_s is not None and time.monotonic() - start > budget_s:
+                raise ProfileBudgetExceeded(f"time budget of {budget_s:.0f} s used; rerun to resume from {partial}")
+            done["tables"][key] = vars(measure_table(target, key, *axes[key], Path(tmp)))
+            partial.write_text(json.dumps(done))
+        tables = {k: Table(**t) for k, t in done["tables"].items() if k in axes}
+        profile = Profile(_target_dict(target), device_fingerprint(target.backend), _settings(target), tables)
+        for name in model_names:
+            profile.calibration[name] = calibrate(profile, target, name, Path(tmp))
+    profile.save(out_path)
+    partial.unlink(missing_ok=True)
+    return profile
+
+
+def calibrate(profile: Profile, target: Target, name: str, tmp: Path) -> Calibration:
+    model, shape = build_model(name, target), model_input_shape(name, target)
+    graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
+    points = []
+    for ratio in CALIBRATION_RATIOS:
+        variant = prune_model(model, graph, uniform_plan(model, graph, ratio))[0] if ratio else model
+        layers_ms, _, _ = profile.predict_layers(collect_layers(variant, shape))
+        points.append({"label": f"uniform-{ratio}", "layers_ms": layers_ms,
+                       "measured_ms": measure_model(target, variant, shape, tmp)})
+    return fit_calibration(points)
+
+
+def random_plan(graph, rng: random.Random, low: float = 0.3, high: float = 1.0) -> Plan:
+    """Keep a random fraction in [low, high] of every prunable group (random channels)."""
+    keep = {}
+    for g in graph.prunable_groups:
+        units = g.prunable_units
+        n = max(1, round(rng.uniform(low, high) * len(units)))
+        frozen = [i for i in range(g.size) if g.units[i].frozen]
+        keep[g.id] = sorted(frozen + rng.sample(units, n))
+    return Plan(graph.model_name, graph.fingerprint, keep)
+
+
+def check_profile(profile: Profile, target: Target, name: str, n_plans: int, seed: int = 0) -> dict:
+    """Prediction error (%) over ``n_plans`` random pruned variants measured end to end."""
+    model, shape = build_model(name, target), model_input_shape(name, target)
+    graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
+    rng = random.Random(seed)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in tqdm(range(n_plans), desc=f"checking {name}"):
+            pruned, _ = prune_model(model, graph, random_plan(graph, rng))
+            predicted = profile.predict(collect_layers(pruned, shape), name)
+            measured = measure_model(target, pruned, shape, Path(tmp))
+            rows.append({"predicted_ms": predicted.ms, "measured_ms": measured,
+                         "error_pct": 100 * (predicted.ms - measured) / measured})
+    errors = [abs(r["error_pct"]) for r in rows]
+    return {
+        "model": name,
+        "plans": rows,
+        "median_abs_error_pct": statistics.median(errors),
+        "max_abs_error_pct": max(errors),
+    }
+
+
+def _target_dict(target: Target) -> dict:
+    d = {k: v for k, v in vars(target).items() if k != "source"}
+    d["input"] = list(d["input"]) if isinstance(d["input"], tuple) else d["input"]
+    d["providers"] = list(d["providers"])
+    return d
+
+
+def _settings(target: Target) -> dict:
+    return {"grid_fractions": list(GRID_FRACTIONS), "micro_timing": MICRO_TIMING,
+            "end_to_end": {"warmup": target.warmup, "repeats": target.repeats, "rounds": target.rounds},
+            "statistic": "median of round medians (ms)", "fusion": "conv+ReLU micro-models (BN folded)"}

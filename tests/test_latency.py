@@ -1,0 +1,130 @@
+"""Latency profiles: micro-models, tables, the predictor, file validation, and the profile command."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+
+from edgeprune.cli import main
+from edgeprune.latency import Geometry, Profile, ProfileError, ProfileMismatchWarning, collect_layers, profiler
+from edgeprune.latency.micro import input_for, micro_model
+from edgeprune.latency.profile import Table
+from edgeprune.models import create_model
+from edgeprune.targets import load_target
+
+
+@pytest.mark.parametrize("op,gw", [("conv", 0), ("dwconv", 1), ("gconv", 4), ("linear", 0)])
+def test_micro_models_run_with_the_declared_shapes(op, gw):
+    g = Geometry(op, 1, 8, 8, 3 if op != "linear" else 1, 2 if op == "conv" else 1, gw)
+    cin, cout = (8, 8) if op in ("dwconv", "gconv") else (6, 5)
+    model = micro_model(g, cin, cout)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"input": input_for(g, cin)})[0]
+    assert out.shape[1] == cout
+
+
+def test_collect_layers_sees_depthwise_and_linear():
+    layers = collect_layers(create_model("mobilenet_v3_small"), (1, 3, 64, 64))
+    ops = {layer.geometry.op for layer in layers}
+    assert {"conv", "dwconv", "linear"} <= ops
+    assert all(layer.geometry.key == Geometry.from_key(layer.geometry.key).key for layer in layers)
+
+
+def test_table_bilinear_lookup_and_extrapolation_flag():
+    t = Table([8, 16], [8, 16], [[1.0, 2.0], [3.0, 4.0]], [[0, 0], [0, 0]])
+    assert t.lookup(8, 8) == (1.0, False)
+    assert t.lookup(12, 12) == (2.5, False)
+    assert t.lookup(32, 16) == (4.0, True)  # clamped and flagged
+    t1 = Table([4, 8], None, [1.0, 3.0], [0, 0])
+    assert t1.lookup(6, 6) == (2.0, False)
+
+
+@pytest.fixture(scope="module")
+def tiny_profile(tmp_path_factory):
+    """A real but coarse cpu-ort profile of cifar_resnet20 (2 grid points per axis, short timing)."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(profiler, "GRID_FRACTIONS", (0.5, 1.0))
+    mp.setattr(profiler, "MICRO_TIMING", {"warmup": 1, "repeats": 3, "rounds": 1})
+    mp.setattr(profiler, "CALIBRATION_RATIOS", (0.0, 0.5))
+    target = load_target("cpu-ort")
+    fast = profiler.replace(target, warmup=2, repeats=5, rounds=1)
+    path = tmp_path_factory.mktemp("prof") / "p.json"
+    profile = profiler.profile_target(fast, ["cifar_resnet20"], path, progress=False)
+    yield fast, path, profile
+    mp.undo()
+
+
+def test_profile_file_round_trips_and_predicts(tiny_profile):
+    target, path, profile = tiny_profile
+    loaded = Profile.load(path, strict=True)
+    assert set(loaded.tables) == set(profile.tables) and "cifar_resnet20" in loaded.calibration
+    layers = collect_layers(create_model("cifar_resnet20"), (1, 3, 32, 32))
+    pred = loaded.predict(layers, "cifar_resnet20")
+    assert pred.ms > 0 and pred.calibrated and not pred.extrapolated
+    assert set(pred.per_layer) == {layer.path for layer in layers}
+    assert not path.with_suffix(".partial.json").exists()
+
+
+def test_predictor_error_is_measured_on_random_plans(tiny_profile):
+    target, path, profile = tiny_profile
+    report = profiler.check_profile(profile, target, "cifar_resnet20", n_plans=2)
+    assert len(report["plans"]) == 2 and all(r["measured_ms"] > 0 for r in report["plans"])
+    assert report["max_abs_error_pct"] >= report["median_abs_error_pct"] >= 0
+
+
+def test_corrupt_truncated_and_foreign_profiles(tiny_profile, tmp_path):
+    _, path, _ = tiny_profile
+    text = path.read_text()
+    (tmp_path / "trunc.json").write_text(text[: len(text) // 2])
+    with pytest.raises(ProfileError, match="truncated or corrupt"):
+        Profile.load(tmp_path / "trunc.json")
+    data = json.loads(text)
+    key = next(iter(data["tables"]))
+    data["tables"][key]["ms"] = [1.0]
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(ProfileError, match="wrong shape"):
+        Profile.load(tmp_path / "bad.json")
+    data = json.loads(text)
+    data["device"]["cpu"] = "Some Other CPU"
+    (tmp_path / "foreign.json").write_text(json.dumps(data))
+    with pytest.warns(ProfileMismatchWarning, match="Some Other CPU"):
+        Profile.load(tmp_path / "foreign.json")
+    with pytest.raises(ProfileError, match="measured elsewhere"):
+        Profile.load(tmp_path / "foreign.json", strict=True)
+
+
+def test_layer_outside_the_profile_is_an_error(tiny_profile):
+    _, _, profile = tiny_profile
+    with pytest.raises(ProfileError, match="not in the profile"):
+        profile.predict(collect_layers(create_model("cifar_vgg16"), (1, 3, 32, 32)))
+
+
+def test_budget_exceeded_keeps_partial_and_never_writes_the_profile(tmp_path, monkeypatch):
+    monkeypatch.setattr(profiler, "GRID_FRACTIONS", (1.0,))
+    monkeypatch.setattr(profiler, "MICRO_TIMING", {"warmup": 0, "repeats": 1, "rounds": 1})
+    good = tmp_path / "p.json"
+    good.write_text("GOOD")
+    clock = iter(range(0, 10_000, 100))
+    monkeypatch.setattr(profiler.time, "monotonic", lambda: next(clock))
+    with pytest.raises(profiler.ProfileBudgetExceeded, match="rerun to resume"):
+        profiler.profile_target(load_target("cpu-ort"), ["cifar_resnet20"], good, budget_s=150, progress=False)
+    assert good.read_text() == "GOOD"
+    partial = json.loads(good.with_suffix(".partial.json").read_text())
+    assert 1 <= len(partial["tables"]) < 6  # some tables done, kept for the resumed run
+
+
+def test_cli_profile_errors():
+    runner = CliRunner()
+    out = runner.invoke(main, ["profile", "no-such-target", "--model", "cifar_resnet20"])
+    assert out.exit_code == 1 and "unknown target" in out.output
+    out = runner.invoke(main, ["profile", "cpu-torch", "--model", "cifar_resnet20", "--out", "/tmp/x.json"])
+    assert out.exit_code == 1 and "not implemented yet" in out.output
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = runner.invoke(main, ["profile", "cpu-ort", "--model", "cifar_resnet20", "--check", "2",
+                                   "--out", "/nonexistent/p.json"])
+    assert out.exit_code == 1 and "cannot read profile" in out.output
