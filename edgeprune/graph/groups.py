@@ -19,7 +19,6 @@ REMAP_IN, REMAP_OUT = "remap_in", "remap_out"  # ChannelRemap (option-A shortcut
 
 # Members that read channels: the oracle zeroes these, shrink drops their input slices.
 CONSUMER_KINDS = (CONV_IN, LINEAR_IN, REMAP_IN)
-PRODUCER_KINDS = (CONV_OUT, LINEAR_OUT, REMAP_OUT)
 
 
 class Member(NamedTuple):
@@ -65,10 +64,6 @@ class Unit:
     def members(self) -> list[Member]:
         blocks = self.table.blocks
         return [Member(blocks[b][0], blocks[b][1], i, blocks[b][2]) for b, i in self.refs]
-
-    @property
-    def producers(self) -> list[Member]:
-        return [m for m in self.members if m.kind in PRODUCER_KINDS]
 
 
 @dataclass

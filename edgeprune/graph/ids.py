@@ -63,13 +63,6 @@ class ChannelUnion:
             for x, y in zip((codes // n).tolist(), (codes % n).tolist()):
                 self.union(x, y)
 
-    def union_all(self, ids: torch.Tensor) -> int:
-        """Merge every channel in ``ids`` into one; returns a representative id (0 if none)."""
-        uniq = [int(v) for v in torch.unique(ids).tolist() if v != NO_CHANNEL]
-        for other in uniq[1:]:
-            self.union(uniq[0], other)
-        return uniq[0] if uniq else NO_CHANNEL
-
     def freeze(self, ids: torch.Tensor, reason: str) -> None:
         """Mark every channel in ``ids`` as not prunable, keeping the first reason given."""
         for v in torch.unique(ids).tolist():
