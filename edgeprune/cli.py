@@ -91,23 +91,57 @@ def targets_cmd(targets_dir: str | None) -> None:
         click.echo(f"{name:22s} {t.backend:12s} {t.device:5s} {t.precision:5s} {status}")
 
 
-@main.command("profile")
+@main.command("kit")
 @click.argument("target")
 @click.option("--model", "models", multiple=True, required=True, help="Model(s) whose layers to profile; repeatable.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Kit folder to create.")
+def kit_cmd(target, models, out_dir) -> None:
+    """Write a device kit: ONNX micro-models + manifest for tools/collect_profile.py (no torch needed there)."""
+    from edgeprune.latency.kit import write_kit
+    from edgeprune.targets import TargetError, load_target
+
+    try:
+        t = load_target(target)
+        for m in models:
+            get_entry(m)
+        out = write_kit(t, list(models), out_dir)
+    except (*_DOMAIN_ERRORS, TargetError, FileExistsError) as exc:
+        _fail(exc)
+    click.echo(f"wrote kit {out}; on the device: python collect_profile.py {out}; then: "
+               f"edgeprune profile {target} --model ... --import {out}/result.json")
+
+
+@main.command("profile")
+@click.argument("target")
+@click.option("--model", "models", multiple=True, help="Model(s) whose layers to profile; repeatable.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Profile file (default: profiles/<target>--<device>.json).")
 @click.option("--budget-s", type=click.FloatRange(min=1), default=None, help="Stop (resumably) after this long.")
 @click.option("--check", "check_plans", type=click.IntRange(min=1), default=None,
               help="Instead of profiling: measure this many random plans and report the predictor's error.")
 @click.option("--strict", is_flag=True, help="A profile from another device or runtime is an error, not a warning.")
-def profile_cmd(target, models, out_path, budget_s, check_plans, strict) -> None:
-    """Measure TARGET's latency profile for the layers of the given models (or --check it)."""
+@click.option("--import", "import_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Install a kit result (from tools/collect_profile.py) as a profile instead of measuring.")
+def profile_cmd(target, models, out_path, budget_s, check_plans, strict, import_path) -> None:
+    """Measure TARGET's latency profile for the layers of the given models (or --check / --import it)."""
+    from edgeprune.latency.kit import import_result
     from edgeprune.latency.profile import Profile, ProfileError, device_fingerprint, device_slug
     from edgeprune.latency.profiler import ProfileBudgetExceeded, check_profile, profile_target
     from edgeprune.targets import TargetError, load_target
 
     try:
         t = load_target(target)
+        if import_path:
+            profile = import_result(import_path)
+            if profile.target.get("name") != t.name:
+                measured_for = profile.target.get("name")
+                raise ProfileError(f"{import_path} was measured for target {measured_for!r}, not {t.name!r}")
+            path = Path(out_path or f"profiles/{t.name}--{device_slug(profile.device)}.json")
+            profile.save(path)
+            click.echo(f"installed {path}: {len(profile.tables)} layer tables from {profile.device.get('cpu')}")
+            return
+        if not models:
+            raise click.UsageError("give at least one --model")
         for m in models:
             get_entry(m)
         path = Path(out_path or f"profiles/{t.name}--{device_slug(device_fingerprint(t.backend))}.json")

@@ -128,3 +128,37 @@ def test_cli_profile_errors():
         out = runner.invoke(main, ["profile", "cpu-ort", "--model", "cifar_resnet20", "--check", "2",
                                    "--out", "/nonexistent/p.json"])
     assert out.exit_code == 1 and "cannot read profile" in out.output
+
+
+def test_kit_round_trip_without_torch(tmp_path, monkeypatch):
+    """kit -> collect_profile.py in a process where torch and edgeprune cannot be imported -> import."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from edgeprune.latency.kit import import_result, write_kit
+
+    monkeypatch.setattr(profiler, "GRID_FRACTIONS", (0.5, 1.0))
+    monkeypatch.setattr(profiler, "CALIBRATION_RATIOS", (0.0, 0.5))
+    monkeypatch.setattr("edgeprune.latency.kit.CALIBRATION_RATIOS", (0.0, 0.5))
+    monkeypatch.setattr("edgeprune.latency.kit.MICRO_TIMING", {"warmup": 1, "repeats": 2, "rounds": 1})
+    target = profiler.replace(load_target("cpu-ort"), warmup=1, repeats=3, rounds=1)
+    kit = write_kit(target, ["cifar_resnet20"], tmp_path / "kit")
+    with pytest.raises(FileExistsError):
+        write_kit(target, ["cifar_resnet20"], kit)
+    script = Path(__file__).resolve().parents[1] / "tools" / "collect_profile.py"
+    blocker = ("import sys, runpy; sys.modules['torch'] = None; sys.modules['edgeprune'] = None; "
+               f"sys.argv = ['collect_profile.py', {str(kit)!r}]; runpy.run_path({str(script)!r}, run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    profile = import_result(kit / "result.json")
+    assert "cifar_resnet20" in profile.calibration and len(profile.tables) == 6
+    layers = collect_layers(create_model("cifar_resnet20"), (1, 3, 32, 32))
+    assert profile.predict(layers, "cifar_resnet20").ms > 0
+    runner = CliRunner()
+    result = str(kit / "result.json")
+    out = runner.invoke(main, ["profile", "cpu-ort", "--import", result, "--out", str(tmp_path / "p.json")])
+    assert out.exit_code == 0, out.output
+    assert Profile.load(tmp_path / "p.json").tables.keys() == profile.tables.keys()
+    out = runner.invoke(main, ["profile", "cpu-torch", "--import", result, "--out", str(tmp_path / "q.json")])
+    assert out.exit_code == 1 and "measured for target" in out.output and not (tmp_path / "q.json").exists()

@@ -24,6 +24,7 @@ from edgeprune.latency.micro import input_for, micro_model
 from edgeprune.latency.profile import Calibration, Profile, ProfileError, Table, device_fingerprint
 from edgeprune.models import create_model_for_size, get_entry
 from edgeprune.prune import Plan, prune_model, uniform_plan
+from edgeprune.prune.plan import atomic_write_text
 from edgeprune.targets import Target
 
 GRID_FRACTIONS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
@@ -122,7 +123,12 @@ def profile_target(
         raise ProfileError(f"target {target.name} cannot run here: {reason}")
     start = time.monotonic()
     partial = out_path.with_suffix(".partial.json")
-    done: dict = json.loads(partial.read_text()) if partial.exists() else {"tables": {}}
+    stamp = {"target": _target_dict(target), "settings": _settings(target)}
+    done: dict = {**stamp, "tables": {}}
+    if partial.exists():
+        previous = json.loads(partial.read_text())
+        if all(previous.get(k) == v for k, v in stamp.items()):  # resume only the same measurement
+            done = previous
     layers = {name: collect_layers(build_model(name, target), model_input_shape(name, target)) for name in model_names}
     axes = grid_axes([layer for ls in layers.values() for layer in ls])
     todo = [k for k in sorted(axes) if k not in done["tables"]]
@@ -131,7 +137,7 @@ def profile_target(
             if budget_s is not None and time.monotonic() - start > budget_s:
                 raise ProfileBudgetExceeded(f"time budget of {budget_s:.0f} s used; rerun to resume from {partial}")
             done["tables"][key] = vars(measure_table(target, key, *axes[key], Path(tmp)))
-            partial.write_text(json.dumps(done))
+            atomic_write_text(partial, json.dumps(done))
         tables = {k: Table(**t) for k, t in done["tables"].items() if k in axes}
         profile = Profile(_target_dict(target), device_fingerprint(target.backend), _settings(target), tables)
         for name in model_names:

@@ -1,0 +1,127 @@
+"""Device kits: profile a device that cannot run torch.
+
+``write_kit`` puts the ONNX micro-models, the calibration models and a manifest in a folder;
+``tools/collect_profile.py`` measures them on the device with only onnxruntime (or TensorRT) and numpy;
+``import_result`` validates what it wrote and turns it into a :class:`Profile`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import onnx
+import torch
+
+from edgeprune.export import export_onnx
+from edgeprune.graph import build_graph
+from edgeprune.latency.layers import Geometry, Layer, collect_layers
+from edgeprune.latency.micro import micro_model
+from edgeprune.latency.profile import Profile, ProfileError, Table
+from edgeprune.latency.profiler import (
+    CALIBRATION_RATIOS,
+    MICRO_TIMING,
+    _settings,
+    _target_dict,
+    build_model,
+    fit_calibration,
+    grid_axes,
+    model_input_shape,
+)
+from edgeprune.prune import prune_model, uniform_plan
+from edgeprune.targets import Target
+
+KIT_SCHEMA = "edgeprune.kit/1"
+RESULT_SCHEMA = "edgeprune.kit-result/1"
+
+
+def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike) -> Path:
+    """Write the kit folder (built in a temp folder, then moved into place: never half-written)."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty: choose another --out")
+    tmp = Path(tempfile.mkdtemp(prefix=".kit-", dir=out.parent if out.parent.exists() else None))
+    try:
+        layers = {n: collect_layers(build_model(n, target), model_input_shape(n, target)) for n in model_names}
+        entries = []
+        (tmp / "micro").mkdir()
+        for key, (cin_axis, cout_axis) in sorted(grid_axes([x for ls in layers.values() for x in ls]).items()):
+            g = Geometry.from_key(key)
+            if cout_axis is None:
+                points = [(ci, ci) for ci in cin_axis]
+            else:
+                points = [(a, b) for a in cin_axis for b in cout_axis]
+            for cin, cout in points:
+                name = f"micro/{len(entries):05d}.onnx"
+                onnx.save(micro_model(g, cin, cout), tmp / name)
+                shape = [g.batch, cin] if g.op == "linear" else [g.batch, cin, g.h, g.w]
+                entries.append({"key": key, "cin": cin, "cout": cout, "file": name, "input": shape})
+        calibration = _write_calibration_models(target, model_names, tmp)
+        manifest = {"schema": KIT_SCHEMA, "target": _target_dict(target), "settings": _settings(target),
+                    "micro_timing": MICRO_TIMING, "entries": entries, "calibration": calibration}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_calibration_models(target: Target, model_names: list[str], folder: Path) -> list[dict]:
+    (folder / "models").mkdir()
+    out = []
+    for name in model_names:
+        model, shape = build_model(name, target), model_input_shape(name, target)
+        graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
+        for ratio in CALIBRATION_RATIOS:
+            variant = prune_model(model, graph, uniform_plan(model, graph, ratio))[0] if ratio else model
+            file = f"models/{name}--uniform-{ratio}.onnx"
+            export_onnx(variant, torch.randn(*shape), folder / file)
+            layers = [[x.geometry.key, x.cin, x.cout] for x in collect_layers(variant, shape)]
+            label = f"uniform-{ratio}"
+            out.append({"model": name, "label": label, "file": file, "input": list(shape), "layers": layers})
+    return out
+
+
+def import_result(path: str | os.PathLike) -> Profile:
+    """Validate a kit result and build the Profile (tables + calibration fitted here)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ProfileError(f"cannot read kit result {path}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("schema") != RESULT_SCHEMA:
+        raise ProfileError(f"{path}: not a kit result (expected schema {RESULT_SCHEMA!r})")
+    try:
+        tables: dict[str, dict] = {}
+        for e in data["measurements"]:
+            tables.setdefault(e["key"], {})[(int(e["cin"]), int(e["cout"]))] = (float(e["ms"]), float(e["spread_pct"]))
+        profile = Profile(data["target"], data["device"], data["settings"],
+                          {k: _table_from_points(k, pts) for k, pts in tables.items()})
+        by_model: dict[str, list[dict]] = {}
+        for c in data["calibration"]:
+            layers = [Layer(f"l{i}", Geometry.from_key(k), ci, co) for i, (k, ci, co) in enumerate(c["layers"])]
+            layers_ms, _, _ = profile.predict_layers(layers)
+            by_model.setdefault(c["model"], []).append(
+                {"label": c["label"], "layers_ms": layers_ms, "measured_ms": float(c["measured_ms"])}
+            )
+        profile.calibration = {m: fit_calibration(points) for m, points in by_model.items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProfileError(f"{path}: malformed kit result ({type(exc).__name__}: {exc})") from exc
+    return profile
+
+
+def _table_from_points(key: str, points: dict[tuple[int, int], tuple[float, float]]) -> Table:
+    cins = sorted({c for c, _ in points})
+    if Geometry.from_key(key).op in ("dwconv", "gconv"):
+        return Table(cins, None, [points[(c, c)][0] for c in cins], [points[(c, c)][1] for c in cins])
+    couts = sorted({c for _, c in points})
+    missing = [(a, b) for a in cins for b in couts if (a, b) not in points]
+    if missing:
+        raise ProfileError(f"kit result lacks {len(missing)} grid points of {key}, e.g. {missing[0]}")
+    return Table(cins, couts, [[points[(a, b)][0] for b in couts] for a in cins],
+                 [[points[(a, b)][1] for b in couts] for a in cins])
