@@ -122,7 +122,9 @@ def kit_cmd(target, models, out_dir) -> None:
 @click.option("--strict", is_flag=True, help="A profile from another device or runtime is an error, not a warning.")
 @click.option("--import", "import_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Install a kit result (from tools/collect_profile.py) as a profile instead of measuring.")
-def profile_cmd(target, models, out_path, budget_s, check_plans, strict, import_path) -> None:
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Instead of profiling: draw latency vs channels for the models' costliest layers (PNG).")
+def profile_cmd(target, models, out_path, budget_s, check_plans, strict, import_path, plot_path) -> None:
     """Measure TARGET's latency profile for the layers of the given models (or --check / --import it)."""
     from edgeprune.latency.kit import import_result
     from edgeprune.latency.profile import Profile, ProfileError, device_fingerprint, device_slug
@@ -145,6 +147,16 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, strict, import_
         for m in models:
             get_entry(m)
         path = Path(out_path or f"profiles/{t.name}--{device_slug(device_fingerprint(t.backend))}.json")
+        if plot_path:
+            from edgeprune.latency.layers import collect_layers
+            from edgeprune.latency.profiler import build_model, model_input_shape
+            from edgeprune.latency.staircase import plot_staircases
+
+            profile = Profile.load(path, strict=strict)
+            layers = [x for m in models for x in collect_layers(build_model(m, t), model_input_shape(m, t))]
+            keys = plot_staircases(profile, layers, plot_path)
+            click.echo(f"wrote {plot_path}: {len(keys)} layer geometries")
+            return
         if check_plans is None:
             profile = profile_target(t, list(models), path, budget_s)
             click.echo(f"wrote {path}: {len(profile.tables)} layer tables, calibrated for {', '.join(models)}")

@@ -50,6 +50,7 @@ def tiny_profile(tmp_path_factory):
     mp.setattr(profiler, "GRID_FRACTIONS", (0.5, 1.0))
     mp.setattr(profiler, "MICRO_TIMING", {"warmup": 1, "repeats": 3, "rounds": 1})
     mp.setattr(profiler, "CALIBRATION_RATIOS", (0.0, 0.5))
+    mp.setattr(profiler, "SCAN", {"span": 4, "step": 2})
     target = load_target("cpu-ort")
     fast = profiler.replace(target, warmup=2, repeats=5, rounds=1)
     path = tmp_path_factory.mktemp("prof") / "p.json"
@@ -105,6 +106,7 @@ def test_layer_outside_the_profile_is_an_error(tiny_profile):
 
 def test_budget_exceeded_keeps_partial_and_never_writes_the_profile(tmp_path, monkeypatch):
     monkeypatch.setattr(profiler, "GRID_FRACTIONS", (1.0,))
+    monkeypatch.setattr(profiler, "SCAN", {"span": 0, "step": 2})
     monkeypatch.setattr(profiler, "MICRO_TIMING", {"warmup": 0, "repeats": 1, "rounds": 1})
     good = tmp_path / "p.json"
     good.write_text("GOOD")
@@ -139,6 +141,7 @@ def test_kit_round_trip_without_torch(tmp_path, monkeypatch):
     from edgeprune.latency.kit import import_result, write_kit
 
     monkeypatch.setattr(profiler, "GRID_FRACTIONS", (0.5, 1.0))
+    monkeypatch.setattr(profiler, "SCAN", {"span": 0, "step": 2})
     monkeypatch.setattr(profiler, "CALIBRATION_RATIOS", (0.0, 0.5))
     monkeypatch.setattr("edgeprune.latency.kit.CALIBRATION_RATIOS", (0.0, 0.5))
     monkeypatch.setattr("edgeprune.latency.kit.MICRO_TIMING", {"warmup": 1, "repeats": 2, "rounds": 1})
@@ -162,3 +165,28 @@ def test_kit_round_trip_without_torch(tmp_path, monkeypatch):
     assert Profile.load(tmp_path / "p.json").tables.keys() == profile.tables.keys()
     out = runner.invoke(main, ["profile", "cpu-torch", "--import", result, "--out", str(tmp_path / "q.json")])
     assert out.exit_code == 1 and "measured for target" in out.output and not (tmp_path / "q.json").exists()
+
+
+def test_staircase_from_a_scan():
+    t = Table([8, 16], [8, 16], [[1.0, 1.0], [1.0, 2.0]], [[0, 0], [0, 0]],
+              scan_c=[10, 12, 14, 16], scan_ms=[1.0, 1.0, 1.5, 1.5])
+    assert t.efficient_widths() == [12, 16]  # 12 -> 14 steps up; 16 is the top
+    # The scan corrects the coarse grid between its points: 13 costs like the stair it sits on.
+    assert t.lookup(16, 12, use_scan=True)[0] < t.lookup(16, 14, use_scan=True)[0]
+    assert t.lookup(16, 12, use_scan=False)[0] == pytest.approx(1.5)
+
+
+def test_group_staircases_and_plot(tiny_profile, tmp_path):
+    import torch
+
+    from edgeprune.graph import build_graph
+    from edgeprune.latency.staircase import group_staircases, plot_staircases
+
+    _, _, profile = tiny_profile
+    model = create_model("cifar_resnet20")
+    layers = collect_layers(model, (1, 3, 32, 32))
+    graph = build_graph(model, torch.randn(1, 3, 32, 32))
+    stairs = group_staircases(graph, layers, profile, tol_pct=-100)  # every scanned width counts as a step
+    assert stairs and all(ws == sorted(ws) and max(ws) <= graph.groups[g].size for g, ws in stairs.items())
+    keys = plot_staircases(profile, layers, tmp_path / "stairs.png")
+    assert keys and (tmp_path / "stairs.png").stat().st_size > 1000

@@ -62,15 +62,21 @@ def device_slug(fp: dict) -> str:
 
 @dataclass
 class Table:
-    """Measured ms over a channel grid: 2-D (cin x cout), or 1-D over c for depthwise/grouped convs."""
+    """Measured ms over a channel grid: 2-D (cin x cout), or 1-D over c for depthwise/grouped convs.
+
+    ``scan_c``/``scan_ms`` are a dense scan of output channels near the original width (at the largest
+    cin): they carry the latency staircase that the coarse grid steps over.
+    """
 
     cin: list[int]
     cout: list[int] | None
     ms: list  # [len(cin)][len(cout)] or [len(cin)]
     spread_pct: list
+    scan_c: list[int] | None = None
+    scan_ms: list[float] | None = None
 
-    def lookup(self, cin: int, cout: int) -> tuple[float, bool]:
-        """Interpolated ms and whether (cin, cout) lies outside the measured grid (clamped)."""
+    def grid_lookup(self, cin: int, cout: int) -> tuple[float, bool]:
+        """Bilinear (or linear) interpolation on the coarse grid, clamped, with an out-of-range flag."""
         ms = np.asarray(self.ms, dtype=np.float64)
         x, out_x = _interp_index(self.cin, cin)
         if self.cout is None:
@@ -82,6 +88,24 @@ class Table:
         top = ms[i, j] * (1 - fy) + ms[i, j1] * fy
         bottom = ms[i1, j] * (1 - fy) + ms[i1, j1] * fy
         return float(top * (1 - fx) + bottom * fx), out_x or out_y
+
+    def lookup(self, cin: int, cout: int, use_scan: bool = True) -> tuple[float, bool]:
+        """Interpolated ms, corrected by the dense scan where it reaches; flags extrapolation."""
+        ms, outside = self.grid_lookup(cin, cout)
+        c = cin if self.cout is None else cout
+        if use_scan and self.scan_c and self.scan_c[0] <= c <= self.scan_c[-1]:
+            ref, _ = self.grid_lookup(self.cin[-1], c)
+            if ref > 0:
+                ms *= float(np.interp(c, self.scan_c, self.scan_ms)) / ref
+        return ms, outside
+
+    def efficient_widths(self, tol_pct: float = 3.0) -> list[int]:
+        """Scanned widths right before latency steps up by more than ``tol_pct``: widths worth keeping."""
+        if not self.scan_c:
+            return []
+        c, ms = self.scan_c, self.scan_ms
+        steps = [c[i] for i in range(len(c) - 1) if ms[i + 1] > ms[i] * (1 + tol_pct / 100)]
+        return sorted(set(steps + [c[-1]]))
 
 
 def _interp_index(axis: list[int], value: int) -> tuple[float, bool]:
@@ -123,6 +147,7 @@ class Profile:
     settings: dict
     tables: dict[str, Table]
     calibration: dict[str, Calibration] = field(default_factory=dict)
+    use_scan: bool = True  # apply the dense staircase scans in lookups (see Table.lookup)
 
     def predict_layers(self, layers: list[Layer]) -> tuple[float, dict[str, float], list[str]]:
         per_layer, outside = {}, []
@@ -132,7 +157,7 @@ class Profile:
                 raise ProfileError(
                     f"layer {layer.path} ({layer.geometry.key}) is not in the profile: profile this model first"
                 )
-            ms, out = table.lookup(layer.cin, layer.cout)
+            ms, out = table.lookup(layer.cin, layer.cout, self.use_scan)
             per_layer[layer.path] = per_layer.get(layer.path, 0.0) + ms
             if out:
                 outside.append(f"{layer.path} ({layer.cin}->{layer.cout})")
@@ -154,6 +179,7 @@ class Profile:
             "settings": self.settings,
             "tables": {k: vars(t) for k, t in sorted(self.tables.items())},
             "calibration": {k: vars(c) for k, c in sorted(self.calibration.items())},
+            "use_scan": self.use_scan,
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -167,13 +193,15 @@ class Profile:
             tables = {}
             for key, t in data["tables"].items():
                 Geometry.from_key(key)
-                table = Table(list(t["cin"]), None if t["cout"] is None else list(t["cout"]), t["ms"], t["spread_pct"])
+                table = Table(list(t["cin"]), None if t["cout"] is None else list(t["cout"]), t["ms"],
+                              t["spread_pct"], t.get("scan_c"), t.get("scan_ms"))
                 shape = (len(table.cin),) if table.cout is None else (len(table.cin), len(table.cout))
                 if np.asarray(table.ms, dtype=np.float64).shape != shape or sorted(table.cin) != table.cin:
                     raise ProfileError(f"{source}: table {key} has ms of the wrong shape (expected {shape})")
                 tables[key] = table
             cal = {k: Calibration(**c) for k, c in data.get("calibration", {}).items()}
-            return cls(dict(data["target"]), dict(data["device"]), dict(data["settings"]), tables, cal)
+            use_scan = bool(data.get("use_scan", True))
+            return cls(dict(data["target"]), dict(data["device"]), dict(data["settings"]), tables, cal, use_scan)
         except ProfileError:
             raise
         except (KeyError, TypeError, ValueError) as exc:

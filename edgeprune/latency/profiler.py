@@ -29,6 +29,7 @@ from edgeprune.targets import Target
 
 GRID_FRACTIONS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
 MICRO_TIMING = {"warmup": 5, "repeats": 15, "rounds": 3}
+SCAN = {"span": 64, "step": 2}  # dense output-channel scan below the original width: the staircase
 CALIBRATION_RATIOS = (0.0, 0.25, 0.5)
 
 
@@ -76,13 +77,26 @@ def measure_table(target: Target, key: str, cin_axis: list[int], cout_axis: list
     g = Geometry.from_key(key)
     if cout_axis is None:  # depthwise / grouped with cin == cout: whole conv groups go, so cout follows cin
         results = [_time_onnx(target, micro_model(g, c, c), input_for(g, c), tmp) for c in cin_axis]
-        return Table(cin_axis, None, [r[0] for r in results], [r[1] for r in results])
-    ms, spread = [], []
-    for ci in cin_axis:
-        row = [_time_onnx(target, micro_model(g, ci, co), input_for(g, ci), tmp) for co in cout_axis]
-        ms.append([r[0] for r in row])
-        spread.append([r[1] for r in row])
-    return Table(cin_axis, cout_axis, ms, spread)
+        table = Table(cin_axis, None, [r[0] for r in results], [r[1] for r in results])
+    else:
+        ms, spread = [], []
+        for ci in cin_axis:
+            row = [_time_onnx(target, micro_model(g, ci, co), input_for(g, ci), tmp) for co in cout_axis]
+            ms.append([r[0] for r in row])
+            spread.append([r[1] for r in row])
+        table = Table(cin_axis, cout_axis, ms, spread)
+    table.scan_c = scan_widths(g, (cout_axis or cin_axis)[-1])
+    table.scan_ms = []
+    for c in table.scan_c:
+        cin = c if cout_axis is None else cin_axis[-1]  # 2-D: scan cout at the full input width
+        table.scan_ms.append(_time_onnx(target, micro_model(g, cin, c), input_for(g, cin), tmp)[0])
+    return table
+
+
+def scan_widths(g: Geometry, top: int) -> list[int]:
+    """Channel counts of the dense scan: every SCAN["step"] (or conv group) down SCAN["span"] from ``top``."""
+    step = g.group_width if g.op == "gconv" else SCAN["step"]
+    return sorted({c for c in range(top, max(0, top - SCAN["span"]) - 1, -step) if c >= max(1, step)})
 
 
 def measure_model(target: Target, model: nn.Module, input_shape: tuple[int, ...], tmp: Path) -> float:
@@ -200,6 +214,6 @@ def _target_dict(target: Target) -> dict:
 
 
 def _settings(target: Target) -> dict:
-    return {"grid_fractions": list(GRID_FRACTIONS), "micro_timing": MICRO_TIMING,
+    return {"grid_fractions": list(GRID_FRACTIONS), "micro_timing": MICRO_TIMING, "scan": SCAN,
             "end_to_end": {"warmup": target.warmup, "repeats": target.repeats, "rounds": target.rounds},
             "statistic": "median of round medians (ms)", "fusion": "conv+ReLU micro-models (BN folded)"}
