@@ -1,40 +1,69 @@
-"""ONNX export of (pruned) models, checked against torch. Issue-level detail: one file, dynamic batch."""
+"""ONNX export of (pruned) models: one file, dynamic batch, checked against torch.
+
+The dynamo exporter runs first with weights inline (``external_data=False``); the TorchScript exporter
+is the fallback and the result says so. Models whose weights exceed ONNX's 2 GB protobuf limit are
+written with an external data file beside the model, and the result says that too.
+"""
 
 from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 import torch.nn as nn
+
+PROTOBUF_LIMIT = 2**31 - 1
+INLINE_WEIGHT_LIMIT = int(1.8e9)  # leave room for the graph itself under the protobuf cap
+# Relative error (norm-wise) allowed between onnxruntime and torch, by precision.
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2}
 
 
 class ExportError(RuntimeError):
     """Export failed, or the exported model disagrees with torch."""
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike, opset: int = 18) -> str:
-    """Export ``model`` to a single ONNX file with a dynamic batch dim; returns the exporter used.
+@dataclass
+class ExportResult:
+    path: Path
+    exporter: str  # "dynamo" | "torchscript"
+    external_data: bool
+    opset: int
+    notes: list[str] = field(default_factory=list)
 
-    The dynamo exporter is tried first (weights inline, ``external_data=False``); the TorchScript
-    exporter is the fallback.
-    """
+
+def export_onnx(
+    model: nn.Module,
+    example: torch.Tensor,
+    path: str | os.PathLike,
+    opset: int = 18,
+    optimize: bool = True,
+) -> ExportResult:
+    """Export ``model`` to ONNX with a dynamic batch dim and validate it with ``onnx.checker``."""
     path = Path(path)
     model = model.eval()
     if example.shape[0] == 1:  # torch.export treats size-1 dims as constants: trace at batch 2
         example = example.expand(2, *example.shape[1:]).contiguous()
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    external = weight_bytes > INLINE_WEIGHT_LIMIT
+    notes = []
+    if external:
+        notes.append(f"weights ({weight_bytes / 1e9:.2f} GB) exceed the 2 GB protobuf limit: stored beside {path.name}")
     batch = torch.export.Dim("batch", min=1, max=1024)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model, (example,), str(path), dynamo=True, external_data=False, opset_version=opset,
-                input_names=["input"], output_names=["output"], dynamic_shapes=({0: batch},), verbose=False,
+                model, (example,), str(path), dynamo=True, external_data=external, opset_version=opset,
+                input_names=["input"], output_names=["output"], dynamic_shapes=({0: batch},), optimize=optimize,
             )  # fmt: skip
-        return "dynamo"
-    except Exception as dynamo_exc:  # fall back, but keep the first cause visible if both fail
+        exporter = "dynamo"
+    except Exception as dynamo_exc:
+        notes.append(f"dynamo exporter failed ({type(dynamo_exc).__name__}: {str(dynamo_exc)[:200]}); used TorchScript")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -43,9 +72,14 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | os.PathLike
                     input_names=["input"], output_names=["output"],
                     dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
                 )  # fmt: skip
-            return "torchscript"
+            exporter = "torchscript"
         except Exception as ts_exc:
             raise ExportError(f"ONNX export failed: dynamo: {dynamo_exc}; torchscript: {ts_exc}") from ts_exc
+    try:
+        onnx.checker.check_model(str(path), full_check=False)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"exported model fails onnx.checker: {exc}") from exc
+    return ExportResult(path, exporter, external, opset, notes)
 
 
 def run_onnxruntime(path: str | os.PathLike, x: torch.Tensor, threads: int = 1) -> np.ndarray:
@@ -61,11 +95,13 @@ def run_onnxruntime(path: str | os.PathLike, x: torch.Tensor, threads: int = 1) 
     return session.run(None, {name: x.numpy()})[0]
 
 
-def check_onnx(model: nn.Module, path: str | os.PathLike, x: torch.Tensor, rtol: float = 1e-4) -> float:
+def check_onnx(model: nn.Module, path: str | os.PathLike, x: torch.Tensor, rtol: float = TOLERANCE["fp32"]) -> float:
     """Relative error of onnxruntime vs torch on ``x``; raises :class:`ExportError` above ``rtol``."""
     with torch.no_grad():
         expected = model.eval()(x).numpy()
     actual = run_onnxruntime(path, x)
+    if actual.shape != expected.shape:
+        raise ExportError(f"onnxruntime output shape {actual.shape} differs from torch {expected.shape}")
     err = float(np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1e-12))
     if not err <= rtol:
         raise ExportError(f"onnxruntime output differs from torch: relative error {err:.2e} > {rtol:.0e}")

@@ -21,7 +21,6 @@ from pathlib import Path
 
 RATIO = 0.3
 TOLERANCE = 1e-4
-ONNX_INLINE_LIMIT = 1.8e9  # bytes of weights above which ONNX needs external data (2 GB protobuf cap)
 
 
 def check_one(name: str) -> dict:
@@ -67,17 +66,14 @@ def check_one(name: str) -> dict:
         row["macs_error"] = f"{type(exc).__name__}: {str(exc)[:120]}"
     row["params_before"] = sum(p.numel() for p in model.parameters())
     row["params_after"] = sum(p.numel() for p in pruned.parameters())
-    weight_bytes = 4 * row["params_after"]
-    if weight_bytes > ONNX_INLINE_LIMIT:
-        row["onnx"] = "skipped: weights over the 2 GB single-file limit"
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                row["exporter"] = export_onnx(pruned, x[:1], Path(tmp) / "m.onnx")
-                row["ort_err"] = check_onnx(pruned, Path(tmp) / "m.onnx", x)
-                row["onnx"] = "ok"
-            except Exception as exc:
-                row["onnx"] = f"failed: {type(exc).__name__}: {str(exc)[:160]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            result = export_onnx(pruned, x[:1], Path(tmp) / "m.onnx")
+            row["exporter"], row["onnx_external_data"] = result.exporter, result.external_data
+            row["ort_err"] = check_onnx(pruned, Path(tmp) / "m.onnx", x)
+            row["onnx"] = "ok"
+        except Exception as exc:
+            row["onnx"] = f"failed: {type(exc).__name__}: {str(exc)[:160]}"
     row["wall_s"] = round(time.perf_counter() - t_all, 1)
     row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return row
