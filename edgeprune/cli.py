@@ -1,7 +1,8 @@
 """The ``edgeprune`` command line: thin wrappers that parse, call the library, and print.
 
 Exit codes: 0 success; 1 a domain error (bad plan, unsupported op, missing data), with the cause on
-stderr; 2 a usage error (unknown option, bad value).
+stderr; 2 a usage error (unknown option, bad value); 3 (validate) exported numerics do not match torch;
+4 (validate) the measured speedup falls short of the prediction by more than --tolerance.
 """
 
 from __future__ import annotations
@@ -168,6 +169,81 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, strict, import_
                        f"max {r['max_abs_error_pct']:.1f} %")
     except (*_DOMAIN_ERRORS, TargetError, ProfileError, ProfileBudgetExceeded) as exc:
         _fail(exc)
+
+
+@main.command("export")
+@click.argument("model")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="ONNX file to write.")
+@click.option("--opset", type=click.IntRange(13, 23), default=18, show_default=True)
+@click.option("--no-optimize", is_flag=True, help="Skip the exporter's graph simplification.")
+@click.option("--pretrained", is_flag=True, help="Load pretrained weights (registry names).")
+def export_cmd(model, out_path, opset, no_optimize, pretrained) -> None:
+    """Export MODEL (registry name or pruned-model folder) to one ONNX file, checked against torch."""
+    from edgeprune.export import ExportError, check_onnx, export_onnx
+    from edgeprune.validate import ValidationError, resolve_model
+
+    try:
+        ref = resolve_model(model, pretrained)
+        x = torch.randn(1, *ref.input_chw)
+        result = export_onnx(ref.module, x, out_path, opset=opset, optimize=not no_optimize)
+        err = check_onnx(ref.module, out_path, torch.randn(3, *ref.input_chw))
+    except (*_DOMAIN_ERRORS, ExportError, ValidationError) as exc:
+        _fail(exc)
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    data = " (+ external data file)" if result.external_data else ""
+    click.echo(f"wrote {out_path}{data}: {result.exporter} exporter, opset {opset}, dynamic batch, "
+               f"onnxruntime vs torch relative error {err:.1e}")
+
+
+@main.command("validate")
+@click.argument("original")
+@click.argument("pruned")
+@click.option("--target", "target_name", required=True, help="Target to measure on (see `edgeprune targets`).")
+@click.option("--profile", "profile_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Latency profile for predicted latency (enables the speedup gate).")
+@click.option("--data", type=click.Choice(["cifar10-lossless"]), default=None, help="Also measure accuracy.")
+@click.option("--tolerance", type=click.FloatRange(0, 1), default=0.15, show_default=True,
+              help="Allowed shortfall of measured vs predicted speedup.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Report folder.")
+@click.option("--pretrained", is_flag=True, help="Load pretrained weights for a registry-name ORIGINAL.")
+def validate_cmd(original, pruned, target_name, profile_path, data, tolerance, out_dir, pretrained) -> None:
+    """Compare ORIGINAL and PRUNED on a target: MACs, predicted and measured latency, memory, accuracy."""
+    from edgeprune.latency import Profile, ProfileError
+    from edgeprune.targets import TargetError, load_target
+    from edgeprune.validate import NumericsFailure, ValidationError, resolve_model, validate
+
+    try:
+        target = load_target(target_name)
+        profile = Profile.load(profile_path) if profile_path else None
+        report = validate(resolve_model(original, pretrained), resolve_model(pruned), target, out_dir, profile,
+                          data, tolerance)
+    except NumericsFailure as exc:
+        click.echo(f"Error: numerics: {exc}", err=True)
+        sys.exit(3)
+    except (*_DOMAIN_ERRORS, TargetError, ProfileError, ValidationError) as exc:
+        _fail(exc)
+    d = report["derived"]
+    click.echo(f"MACs {d['macs_speedup']:.2f}x, predicted {d['predicted_speedup'] or float('nan'):.2f}x, "
+               f"measured {d['measured_speedup']:.2f}x, realization {d['realization']:.2f}; "
+               f"report in {out_dir}/report.md")
+    click.echo(("PASS: " if report["gate"]["passed"] else "FAIL: ") + report["gate"]["reason"])
+    if not report["gate"]["passed"]:
+        sys.exit(4)
+
+
+@main.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def report_cmd(run_dir) -> None:
+    """Rebuild report.md and the charts from the report.json files under RUN_DIR."""
+    from edgeprune.report import rebuild
+
+    try:
+        written = rebuild(run_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    for w in written:
+        click.echo(f"wrote {w}")
 
 
 @main.command("graph")

@@ -7,6 +7,8 @@ written with an external data file beside the model, and the result says that to
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -55,7 +57,7 @@ def export_onnx(
         notes.append(f"weights ({weight_bytes / 1e9:.2f} GB) exceed the 2 GB protobuf limit: stored beside {path.name}")
     batch = torch.export.Dim("batch", min=1, max=1024)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # exporter chatter
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model, (example,), str(path), dynamo=True, external_data=external, opset_version=opset,

@@ -72,21 +72,42 @@ class OnnxRuntimeBackend:
         return OrtRunner(session)
 
     def memory(self, target: Target, onnx_path: str, input_shape: tuple[int, ...]) -> dict:
-        """Peak RSS of a fresh process that loads the model and runs it once (MB)."""
+        """Memory of a fresh process that loads the model and runs it once (MB)."""
         code = f"""
 import json, resource, numpy as np, onnxruntime as ort
-from edgeprune.targets import load_target
-from edgeprune.backends.onnxruntime import session_options, _providers
-t = load_target({target.source!r})
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from edgeprune.targets import target_from_dict
+from edgeprune.backends.onnxruntime import session_options, _providers, current_rss_mb
+t = target_from_dict({target.name!r}, json.loads({json.dumps(_fields(target))!r}))
+before = current_rss_mb()
 s = ort.InferenceSession({str(onnx_path)!r}, session_options(t), providers=_providers(t))
 s.run(None, {{s.get_inputs()[0].name: np.zeros({tuple(input_shape)!r}, np.float32)}})
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"baseline_rss_mb": base / 1024, "peak_rss_mb": peak / 1024}}))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"rss_before_mb": before, "rss_after_mb": current_rss_mb(), "peak_rss_mb": peak}}))
 """
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             raise BackendError(f"memory probe failed: {proc.stderr.strip().splitlines()[-1:]}")
         out = json.loads(proc.stdout.strip().splitlines()[-1])
-        out["runtime_mb"] = out["peak_rss_mb"] - out["baseline_rss_mb"]
+        # Growth of resident memory from loading the session and running it once (the model's cost);
+        # the process peak also counts what importing onnxruntime itself touched.
+        out["runtime_mb"] = max(0.0, out["rss_after_mb"] - out["rss_before_mb"])
         return out
+
+
+def _fields(target: Target) -> dict:
+    """The target's settings as a JSON-able dict (what target_from_dict takes back)."""
+    out = {k: v for k, v in vars(target).items() if k not in ("name", "source")}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def current_rss_mb() -> float:
+    """Resident set size now (Linux /proc; falls back to the peak elsewhere)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

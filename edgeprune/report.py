@@ -1,0 +1,158 @@
+"""The validation report: report.json (schema'd), report.md, and PNG charts; rebuildable from JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgeprune.prune.plan import atomic_write_text
+
+REPORT_FILE = "report.json"
+
+
+def _fmt(v, spec: str = ".3g", unit: str = "") -> str:
+    return "n/a" if v is None else format(v, spec) + unit
+
+
+def markdown(report: dict) -> str:
+    a, b, d, gate = report["original"], report["pruned"], report["derived"], report["gate"]
+    rows = [
+        ("MACs (fvcore)", f"{a['macs'] / 1e6:,.1f} M", f"{b['macs'] / 1e6:,.1f} M",
+         _fmt(d["macs_speedup"], ".2f", "x")),
+        ("params", f"{a['params'] / 1e6:.3f} M", f"{b['params'] / 1e6:.3f} M",
+         _fmt(d["params_reduction"], ".2f", "x")),
+        ("predicted latency (profile)", _fmt(a["predicted_ms"], ".3g", " ms"), _fmt(b["predicted_ms"], ".3g", " ms"),
+         _fmt(d["predicted_speedup"], ".2f", "x")),
+        ("measured latency, median", f"{a['latency']['median_ms']:.3g} ms", f"{b['latency']['median_ms']:.3g} ms",
+         _fmt(d["measured_speedup"], ".2f", "x")),
+        ("measured latency, p90", f"{a['latency']['p90_ms']:.3g} ms", f"{b['latency']['p90_ms']:.3g} ms", ""),
+        ("weights", f"{a['memory']['weight_bytes'] / 1e6:.2f} MB", f"{b['memory']['weight_bytes'] / 1e6:.2f} MB",
+         _fmt(d["weight_memory_reduction"], ".2f", "x")),
+        ("largest activation", f"{a['memory']['largest_activation_bytes'] / 1e6:.2f} MB",
+         f"{b['memory']['largest_activation_bytes'] / 1e6:.2f} MB", ""),
+    ]  # fmt: skip
+    if "runtime_mb" in a["memory"]:
+        rows.append(("runtime memory (fresh process, resident growth)", f"{a['memory']['runtime_mb']:.1f} MB",
+                     f"{b['memory']['runtime_mb']:.1f} MB", _fmt(d.get("runtime_memory_reduction"), ".2f", "x")))
+    if a.get("accuracy") is not None:
+        rows.append(("accuracy", f"{100 * a['accuracy']:.2f} %", f"{100 * b['accuracy']:.2f} %",
+                     f"{d['accuracy_delta_points']:+.2f} points"))
+    lines = [
+        f"# edgeprune validation: {a['model']} vs {b['model']} on `{report['target']}`",
+        "",
+        f"**Gate: {'PASS' if gate['passed'] else 'FAIL'}** ({gate['reason']}).",
+        f"Realization (measured speedup / MACs speedup): **{_fmt(d['realization'], '.2f')}**.",
+        "",
+        "| | original | pruned | ratio |",
+        "|---|---|---|---|",
+        *[f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in rows],
+        "",
+        f"Latency: median of {len(a['latency']['round_medians_ms'])} round medians; spread across rounds "
+        f"{a['latency']['spread_pct']:.1f} % (original), {b['latency']['spread_pct']:.1f} % (pruned). "
+        "MACs are fvcore's multiply-accumulate counts.",
+    ]
+    if a.get("ms_by_op"):
+        lines += ["", "## Where the time goes (onnxruntime profiler) vs where the MACs are (fvcore)", "",
+                  "| op | original ms | pruned ms | original time share | original MACs share |",
+                  "|---|---|---|---|---|"]
+        total_a, total_macs = sum(a["ms_by_op"].values()) or 1, a["macs"] or 1
+        for op in sorted(a["ms_by_op"], key=a["ms_by_op"].get, reverse=True):
+            macs = sum(v for k, v in a["macs_by_op"].items() if op in _ort_ops(k))
+            lines.append(f"| {op} | {a['ms_by_op'][op]:.3f} | {b['ms_by_op'].get(op, 0):.3f} | "
+                         f"{a['ms_by_op'][op] / total_a:.1%} | {macs / total_macs:.1%} |")
+    notes = a["export_notes"] + b["export_notes"]
+    if notes:
+        lines += ["", "Export notes: " + "; ".join(notes)]
+    return "\n".join(lines) + "\n"
+
+
+def _ort_ops(fvcore_op: str) -> tuple[str, ...]:
+    from edgeprune.validate import OP_FAMILIES
+
+    return OP_FAMILIES.get(fvcore_op, ())
+
+
+def plot(report: dict, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    d = report["derived"]
+    labels = ["MACs", "predicted", "measured"]
+    values = [d["macs_speedup"] or 0, d["predicted_speedup"] or 0, d["measured_speedup"] or 0]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.bar(labels, values, color=["tab:gray", "tab:blue", "tab:green"])
+    ax.axhline(1.0, color="k", lw=0.6)
+    ax.set_ylabel("speedup (x)")
+    ax.set_title(f"{report['original']['model']} on {report['target']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "speedups.png", dpi=110)
+    plt.close(fig)
+    written.append("speedups.png")
+    a, b = report["original"].get("ms_by_op"), report["pruned"].get("ms_by_op")
+    if a:
+        ops = sorted(a, key=a.get, reverse=True)[:10]
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        xs = range(len(ops))
+        ax.bar([x - 0.2 for x in xs], [a[o] for o in ops], width=0.4, label="original")
+        ax.bar([x + 0.2 for x in xs], [b.get(o, 0) for o in ops], width=0.4, label="pruned")
+        ax.set_xticks(list(xs), ops, rotation=30, fontsize=7)
+        ax.set_ylabel("ms per inference")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "latency_by_op.png", dpi=110)
+        plt.close(fig)
+        written.append("latency_by_op.png")
+    return written
+
+
+def write_report(report: dict, out: Path) -> None:
+    atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=1))
+    atomic_write_text(out / "report.md", markdown(report))
+    plot(report, out)
+
+
+def rebuild(run_dir: str | Path) -> list[str]:
+    """Rewrite report.md and the PNGs of every report under ``run_dir``; a Pareto chart when several."""
+    run = Path(run_dir)
+    paths = sorted(run.rglob(REPORT_FILE))
+    if not paths:
+        raise FileNotFoundError(f"no {REPORT_FILE} under {run}")
+    reports = []
+    for p in paths:
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{p}: not valid JSON ({exc})") from exc
+        if data.get("schema") != "edgeprune.report/1":
+            raise ValueError(f"{p}: not an edgeprune report")
+        write_report(data, p.parent)
+        reports.append(data)
+    written = [str(p.parent / "report.md") for p in paths]
+    points = [(r["pruned"]["latency"]["median_ms"], r["pruned"]["accuracy"]) for r in reports
+              if r["pruned"].get("accuracy") is not None]
+    if len(points) >= 2:
+        written.append(str(pareto(points, run / "pareto.png")))
+    return written
+
+
+def pareto(points: list[tuple[float, float]], path: Path) -> Path:
+    """Accuracy vs measured latency; the front is every point no other point beats on both."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    front = sorted(p for p in points if not any(q[0] <= p[0] and q[1] >= p[1] and q != p for q in points))
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.scatter(*zip(*points), color="tab:gray", label="runs")
+    ax.plot(*zip(*front), color="tab:red", marker="o", label="Pareto front")
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

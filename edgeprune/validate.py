@@ -1,0 +1,226 @@
+"""Validate a pruned model against its original on a target: MACs vs predicted vs measured.
+
+Users gate deployments on this, so it fails loudly: a numerics mismatch raises
+:class:`NumericsFailure`; a measured speedup short of the profile's prediction by more than the
+tolerance is reported as a failed gate (``report["gate"]["passed"]`` false).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from edgeprune.backends import get_backend, measure_latency, unavailable_reason
+from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
+from edgeprune.latency import Profile, collect_layers
+from edgeprune.models import create_model_for_size, get_entry
+from edgeprune.prune import load_pruned
+from edgeprune.targets import Target
+
+REPORT_SCHEMA = "edgeprune.report/1"
+# fvcore operator names -> onnxruntime op types that execute them (after ORT's fusions).
+OP_FAMILIES = {"conv": ("Conv", "FusedConv"), "linear": ("Gemm", "MatMul", "FusedMatMul"), "addmm": ("Gemm",)}
+
+
+class ValidationError(RuntimeError):
+    """Validation could not run (missing backend, bad model reference...)."""
+
+
+class NumericsFailure(ValidationError):
+    """The exported model disagrees with torch beyond the precision's tolerance."""
+
+
+@dataclass
+class ModelRef:
+    label: str
+    name: str  # registry name (for pruned folders: the model they were pruned from)
+    module: nn.Module
+    input_chw: tuple[int, int, int]
+
+
+def resolve_model(ref: str, pretrained: bool = False) -> ModelRef:
+    """A registry name, or a folder written by ``edgeprune shrink`` (arch.json + weights.safetensors)."""
+    path = Path(ref)
+    if path.is_dir():
+        spec = json.loads((path / "arch.json").read_text()) if (path / "arch.json").is_file() else None
+        if spec is None:
+            raise ValidationError(f"{path} is a folder without arch.json: not a pruned model")
+        entry = get_entry(spec["model"])
+        size = spec.get("model_kwargs", {}).get(entry.size_kwarg or "", entry.input_size[1])
+        return ModelRef(str(path), spec["model"], load_pruned(path).eval(), (entry.input_size[0], size, size))
+    entry = get_entry(ref)
+    model = create_model_for_size(ref, entry.input_size[1], pretrained=pretrained).eval()
+    return ModelRef(ref, ref, model, entry.input_size)
+
+
+def count_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]]:
+    """fvcore's multiply-accumulate count, total and by operator."""
+    from fvcore.nn import FlopCountAnalysis
+
+    counter = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return int(counter.total()), {k: int(v) for k, v in counter.by_operator().items()}
+
+
+def largest_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the largest tensor any leaf module outputs (a lower bound on activation memory)."""
+    biggest = 0
+
+    def hook(module, args, output):
+        nonlocal biggest
+        if isinstance(output, torch.Tensor):
+            biggest = max(biggest, output.numel() * output.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return biggest
+
+
+def ort_op_times(onnx_path: Path, target: Target, x: np.ndarray, runs: int = 20) -> dict[str, float]:
+    """Milliseconds per inference by ONNX op type, from onnxruntime's own profiler."""
+    import onnxruntime as ort
+
+    from edgeprune.backends.onnxruntime import _providers, session_options
+
+    opts = session_options(target)
+    opts.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        opts.profile_file_prefix = str(Path(tmp) / "ort")
+        session = ort.InferenceSession(str(onnx_path), opts, providers=_providers(target))
+        name = session.get_inputs()[0].name
+        for _ in range(runs):
+            session.run(None, {name: x})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    totals: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            op = e.get("args", {}).get("op_name", "?")
+            totals[op] = totals.get(op, 0.0) + e["dur"] / 1e3 / runs
+    return totals
+
+
+def accuracy_on(model: nn.Module, data: str | None, model_name: str) -> float | None:
+    if data is None:
+        return None
+    if data != "cifar10-lossless":
+        raise ValidationError(f"--data {data!r} is not supported yet (supported: cifar10-lossless)")
+    if get_entry(model_name).family != "cifar":
+        raise ValidationError(f"cifar10-lossless accuracy needs a CIFAR model, not {model_name}")
+    from edgeprune.train.data import load_lossless_subset
+
+    x, y = load_lossless_subset("test")
+    with torch.no_grad():
+        pred = torch.cat([model(b).argmax(1) for b in x.split(256)])
+    return float((pred == y).float().mean())
+
+
+def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile | None, data: str | None) -> dict:
+    shape = target.input_shape(ref.input_chw)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    macs, macs_by_op = count_macs(ref.module, x)
+    onnx_path = folder / f"{ref.name}-{'pruned' if Path(ref.label).is_dir() else 'original'}.onnx"
+    export = export_onnx(ref.module, x, onnx_path)
+    checks = {"random": x.expand(3, *shape[1:]).clone() + torch.randn(3, *shape[1:])}
+    if data == "cifar10-lossless":
+        from edgeprune.train.data import load_lossless_subset
+
+        checks["real"] = load_lossless_subset("test")[0][:8]
+    numerics = {}
+    for kind, inp in checks.items():
+        try:
+            numerics[kind] = check_onnx(ref.module, onnx_path, inp, TOLERANCE[target.precision])
+        except ExportError as exc:
+            raise NumericsFailure(f"{ref.label}: {kind} inputs: {exc}") from exc
+    backend = get_backend(target.backend)
+    xn = x.numpy()
+    runner = backend.prepare(target, onnx_path=str(onnx_path)) if target.backend != "torch" else backend.prepare(
+        target, module=ref.module
+    )
+    latency = measure_latency(runner, xn, target).to_dict()
+    memory = {
+        "model_file_bytes": sum(p.stat().st_size for p in folder.glob(f"{onnx_path.name}*")),
+        "weight_bytes": sum(p.numel() * p.element_size() for p in ref.module.parameters()),
+        "largest_activation_bytes": largest_activation_bytes(ref.module, x),
+    }
+    if target.backend == "onnxruntime":
+        memory.update(backend.memory(target, str(onnx_path), shape))
+    predicted = None
+    if profile is not None:
+        predicted = profile.predict(collect_layers(ref.module, shape), ref.name).ms
+    ops = ort_op_times(onnx_path, target, xn) if target.backend == "onnxruntime" else {}
+    return {
+        "model": ref.label, "registry_name": ref.name, "input_shape": list(shape), "macs": macs,
+        "macs_by_op": macs_by_op, "params": sum(p.numel() for p in ref.module.parameters()),
+        "exporter": export.exporter, "export_notes": export.notes, "numerics_rel_err": numerics,
+        "predicted_ms": predicted, "latency": latency, "memory": memory, "ms_by_op": ops,
+        "accuracy": accuracy_on(ref.module, data, ref.name),
+    }  # fmt: skip
+
+
+def validate(
+    original: ModelRef,
+    pruned: ModelRef,
+    target: Target,
+    out_dir: str | Path,
+    profile: Profile | None = None,
+    data: str | None = None,
+    tolerance: float = 0.15,
+) -> dict:
+    """Measure both models, derive the speedups, gate, and write ``report.json`` into ``out_dir``."""
+    reason = unavailable_reason(target)
+    if reason:
+        raise ValidationError(f"target {target.name} cannot run here: {reason}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        a = measure_side(original, target, Path(tmp), profile, data)
+        b = measure_side(pruned, target, Path(tmp), profile, data)
+    derived = derive(a, b)
+    gate = {"tolerance": tolerance, "passed": True, "reason": "no profile: speedup not gated"}
+    if derived.get("predicted_speedup"):
+        floor = derived["predicted_speedup"] * (1 - tolerance)
+        gate["passed"] = derived["measured_speedup"] >= floor
+        verdict = "meets" if gate["passed"] else "falls short of"
+        gate["reason"] = (f"measured speedup {derived['measured_speedup']:.2f}x {verdict} the predicted "
+                          f"{derived['predicted_speedup']:.2f}x within {tolerance:.0%} (floor {floor:.2f}x)")
+    report = {
+        "schema": REPORT_SCHEMA, "target": target.name, "target_spec": {"backend": target.backend,
+        "device": target.device, "precision": target.precision, "threads": target.threads},
+        "profile_device": profile.device if profile else None, "original": a, "pruned": b,
+        "derived": derived, "gate": gate, "seconds": round(time.time() - started, 1),
+    }  # fmt: skip
+    from edgeprune.report import write_report
+
+    write_report(report, out)
+    return report
+
+
+def derive(a: dict, b: dict) -> dict:
+    def ratio(x, y):
+        return x / y if x and y else None
+
+    d = {
+        "macs_speedup": ratio(a["macs"], b["macs"]),
+        "params_reduction": ratio(a["params"], b["params"]),
+        "measured_speedup": ratio(a["latency"]["median_ms"], b["latency"]["median_ms"]),
+        "predicted_speedup": ratio(a["predicted_ms"], b["predicted_ms"]),
+        "weight_memory_reduction": ratio(a["memory"]["weight_bytes"], b["memory"]["weight_bytes"]),
+    }
+    if "runtime_mb" in a["memory"]:
+        d["runtime_memory_reduction"] = ratio(a["memory"]["runtime_mb"], b["memory"]["runtime_mb"])
+    d["realization"] = ratio(d["measured_speedup"], d["macs_speedup"])
+    if a.get("accuracy") is not None and b.get("accuracy") is not None:
+        d["accuracy_delta_points"] = 100 * (b["accuracy"] - a["accuracy"])
+    return d

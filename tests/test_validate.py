@@ -1,0 +1,118 @@
+"""Export command, validation against the original, gating exit codes, and report rebuilding."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgeprune.cli import main
+from edgeprune.export import ExportError, check_onnx, export_onnx
+from edgeprune.models import create_model
+from edgeprune.targets import target_from_dict
+from edgeprune.validate import NumericsFailure, derive, resolve_model, validate
+
+FAST_ORT = {"backend": "onnxruntime", "threads": 1, "warmup": 2, "repeats": 5, "rounds": 2}
+
+
+@pytest.fixture(scope="module")
+def pruned_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "pruned"
+    result = CliRunner().invoke(main, ["shrink", "cifar_resnet20", "--ratio", "0.5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_export_command_and_numerics_check(tmp_path, pruned_dir):
+    out = CliRunner().invoke(main, ["export", str(pruned_dir), "--out", str(tmp_path / "m.onnx")])
+    assert out.exit_code == 0, out.output
+    assert "dynamo exporter" in out.output and "dynamic batch" in out.output
+    model = resolve_model(str(pruned_dir)).module
+    assert check_onnx(model, tmp_path / "m.onnx", torch.randn(4, 3, 32, 32)) <= 1e-4
+
+
+def test_numerics_mismatch_is_an_error(tmp_path):
+    model = create_model("cifar_resnet20").eval()
+    export_onnx(model, torch.randn(1, 3, 32, 32), tmp_path / "m.onnx")
+    with torch.no_grad():
+        model.linear.bias.add_(1.0)  # the torch model no longer matches the file
+    with pytest.raises(ExportError, match="relative error"):
+        check_onnx(model, tmp_path / "m.onnx", torch.randn(2, 3, 32, 32))
+
+
+def test_validate_report_contents(tmp_path, pruned_dir):
+    target = target_from_dict("fast-ort", FAST_ORT)
+    report = validate(resolve_model("cifar_resnet20"), resolve_model(str(pruned_dir)), target, tmp_path / "v")
+    a, b, d = report["original"], report["pruned"], report["derived"]
+    assert a["macs"] > b["macs"] > 0 and a["params"] > b["params"]
+    assert d["macs_speedup"] == pytest.approx(a["macs"] / b["macs"])
+    assert d["realization"] == pytest.approx(d["measured_speedup"] / d["macs_speedup"])
+    assert a["numerics_rel_err"]["random"] <= 1e-4 and b["latency"]["median_ms"] > 0
+    assert "Conv" in a["ms_by_op"] and a["memory"]["weight_bytes"] > b["memory"]["weight_bytes"]
+    assert report["gate"]["passed"] and "not gated" in report["gate"]["reason"]
+    files = {p.name for p in (tmp_path / "v").iterdir()}
+    assert {"report.json", "report.md", "speedups.png", "latency_by_op.png"} <= files
+    assert json.loads((tmp_path / "v" / "report.json").read_text())["schema"] == "edgeprune.report/1"
+
+
+def test_gate_uses_the_predicted_speedup():
+    a = {"macs": 100, "params": 10, "latency": {"median_ms": 10.0}, "predicted_ms": 10.0,
+         "memory": {"weight_bytes": 40}}
+    b = {"macs": 50, "params": 5, "latency": {"median_ms": 8.0}, "predicted_ms": 5.0,
+         "memory": {"weight_bytes": 20}}
+    d = derive(a, b)
+    assert d["predicted_speedup"] == 2.0 and d["measured_speedup"] == 1.25 and d["realization"] == 0.625
+
+
+def test_validate_numerics_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
+    import edgeprune.validate as v
+
+    def broken(*args, **kwargs):
+        raise ExportError("onnxruntime output differs from torch: relative error 1e+00 > 1e-04")
+
+    monkeypatch.setattr(v, "check_onnx", broken)
+    out = CliRunner().invoke(main, ["validate", "cifar_resnet20", str(pruned_dir), "--target", "cpu-ort",
+                                    "--out", str(tmp_path / "v")])
+    assert out.exit_code == 3 and "numerics" in out.output
+    with pytest.raises(NumericsFailure):
+        validate(resolve_model("cifar_resnet20"), resolve_model(str(pruned_dir)),
+                 target_from_dict("t", FAST_ORT), tmp_path / "w")
+
+
+def test_validate_gate_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
+    """A profile that promises far more speedup than measurable makes validate exit 4."""
+    import edgeprune.validate as v
+
+    real = v.measure_side
+
+    def optimistic(ref, target, folder, profile, data):
+        side = real(ref, target, folder, None, data)
+        side["predicted_ms"] = 1.0 if ref.label == "cifar_resnet20" else 0.01  # predicts a 100x speedup
+        return side
+
+    monkeypatch.setattr(v, "measure_side", optimistic)
+    out = CliRunner().invoke(main, ["validate", "cifar_resnet20", str(pruned_dir), "--target", "cpu-ort",
+                                    "--out", str(tmp_path / "v")])
+    assert out.exit_code == 4 and "FAIL" in out.output and "falls short" in out.output
+
+
+def test_report_rebuild_and_pareto(tmp_path, pruned_dir):
+    target = target_from_dict("fast-ort", FAST_ORT)
+    report = validate(resolve_model("cifar_resnet20"), resolve_model(str(pruned_dir)), target, tmp_path / "a")
+    for i, acc in enumerate([0.9, 0.8, 0.85]):
+        report["pruned"]["accuracy"], report["original"]["accuracy"] = acc, 0.92
+        report["derived"]["accuracy_delta_points"] = 100 * (acc - 0.92)
+        report["pruned"]["latency"]["median_ms"] = 1.0 + i
+        (tmp_path / f"b{i}").mkdir()
+        (tmp_path / f"b{i}" / "report.json").write_text(json.dumps(report))
+    (tmp_path / "a" / "report.md").unlink()
+    out = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "a" / "report.md").exists() and (tmp_path / "pareto.png").exists()
+    out = CliRunner().invoke(main, ["report", str(tmp_path / "a" / "..")])
+    assert out.exit_code == 0
+    (tmp_path / "b0" / "report.json").write_text("{")
+    out = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert out.exit_code == 1 and "not valid JSON" in out.output
