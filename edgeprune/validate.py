@@ -110,6 +110,23 @@ def ort_op_times(onnx_path: Path, target: Target, x: np.ndarray, runs: int = 20)
     return totals
 
 
+def torch_op_times(runner, x: np.ndarray, runs: int = 10) -> dict[str, float]:
+    """Milliseconds per inference by aten op, from torch.profiler (self time, CPU or CUDA)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        for _ in range(runs):
+            runner.run(x)
+        runner.sync()
+    out = {}
+    for e in prof.key_averages():
+        us = e.self_device_time_total if getattr(e, "self_device_time_total", 0) else e.self_cpu_time_total
+        if us > 0 and e.key.startswith("aten::"):
+            out[e.key] = us / 1e3 / runs
+    return out
+
+
 def accuracy_on(model: nn.Module, data: str | None, model_name: str) -> float | None:
     if data is None:
         return None
@@ -144,9 +161,12 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile |
             raise NumericsFailure(f"{ref.label}: {kind} inputs: {exc}") from exc
     backend = get_backend(target.backend)
     xn = x.numpy()
-    runner = backend.prepare(target, onnx_path=str(onnx_path)) if target.backend != "torch" else backend.prepare(
-        target, module=ref.module
-    )
+    if target.backend == "torch":
+        runner = backend.prepare(target, module=ref.module)
+    elif target.backend == "tensorrt":
+        runner = backend.prepare(target, onnx_path=str(onnx_path), input_shape=shape)
+    else:
+        runner = backend.prepare(target, onnx_path=str(onnx_path))
     latency = measure_latency(runner, xn, target).to_dict()
     memory = {
         "model_file_bytes": sum(p.stat().st_size for p in folder.glob(f"{onnx_path.name}*")),
@@ -155,10 +175,19 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile |
     }
     if target.backend == "onnxruntime":
         memory.update(backend.memory(target, str(onnx_path), shape))
+    elif target.backend == "tensorrt":
+        memory.update(engine_bytes=runner.engine_bytes, device_memory_bytes=runner.device_memory_bytes)
+    elif target.device == "cuda":
+        memory["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
     predicted = None
     if profile is not None:
         predicted = profile.predict(collect_layers(ref.module, shape), ref.name).ms
-    ops = ort_op_times(onnx_path, target, xn) if target.backend == "onnxruntime" else {}
+    if target.backend == "onnxruntime":
+        ops = ort_op_times(onnx_path, target, xn)
+    elif target.backend == "tensorrt":
+        ops = runner.layer_times(xn)
+    else:
+        ops = torch_op_times(runner, xn)
     return {
         "model": ref.label, "registry_name": ref.name, "input_shape": list(shape), "macs": macs,
         "macs_by_op": macs_by_op, "params": sum(p.numel() for p in ref.module.parameters()),

@@ -116,3 +116,10 @@ def test_report_rebuild_and_pareto(tmp_path, pruned_dir):
     (tmp_path / "b0" / "report.json").write_text("{")
     out = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert out.exit_code == 1 and "not valid JSON" in out.output
+
+
+def test_validate_on_the_torch_backend(tmp_path, pruned_dir):
+    target = target_from_dict("fast-torch", {**FAST_ORT, "backend": "torch"})
+    report = validate(resolve_model("cifar_resnet20"), resolve_model(str(pruned_dir)), target, tmp_path / "t")
+    assert any(op.startswith("aten::") for op in report["original"]["ms_by_op"])
+    assert report["derived"]["measured_speedup"] > 0
