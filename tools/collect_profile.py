@@ -26,6 +26,8 @@ KIT_SCHEMA = "edgeprune.kit/1"
 
 
 def fingerprint(backend: str) -> dict:
+    # Mirrors edgeprune.latency.profile.device_fingerprint on purpose: this script must run on devices
+    # without edgeprune, and `profile --import` compares these keys.
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
