@@ -123,8 +123,8 @@ def test_cli_profile_errors():
     runner = CliRunner()
     out = runner.invoke(main, ["profile", "no-such-target", "--model", "cifar_resnet20"])
     assert out.exit_code == 1 and "unknown target" in out.output
-    out = runner.invoke(main, ["profile", "cpu-torch", "--model", "cifar_resnet20", "--out", "/tmp/x.json"])
-    assert out.exit_code == 1 and "not implemented yet" in out.output
+    out = runner.invoke(main, ["profile", "cuda-torch-fp16", "--model", "cifar_resnet20", "--out", "/tmp/x.json"])
+    assert out.exit_code == 1 and "cannot run here" in out.output
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = runner.invoke(main, ["profile", "cpu-ort", "--model", "cifar_resnet20", "--check", "2",
@@ -190,3 +190,14 @@ def test_group_staircases_and_plot(tiny_profile, tmp_path):
     assert stairs and all(ws == sorted(ws) and max(ws) <= graph.groups[g].size for g, ws in stairs.items())
     keys = plot_staircases(profile, layers, tmp_path / "stairs.png")
     assert keys and (tmp_path / "stairs.png").stat().st_size > 1000
+
+
+def test_torch_target_profiles_with_torch_micro_models(tmp_path, monkeypatch):
+    monkeypatch.setattr(profiler, "GRID_FRACTIONS", (0.5, 1.0))
+    monkeypatch.setattr(profiler, "SCAN", {"span": 2, "step": 2})
+    monkeypatch.setattr(profiler, "MICRO_TIMING", {"warmup": 1, "repeats": 2, "rounds": 1})
+    monkeypatch.setattr(profiler, "CALIBRATION_RATIOS", (0.0, 0.5))
+    target = profiler.replace(load_target("cpu-torch"), warmup=1, repeats=3, rounds=1)
+    profile = profiler.profile_target(target, ["cifar_resnet20"], tmp_path / "t.json", progress=False)
+    assert profile.target["backend"] == "torch" and len(profile.tables) == 6
+    assert profile.predict(collect_layers(create_model("cifar_resnet20"), (1, 3, 32, 32)), "cifar_resnet20").ms > 0

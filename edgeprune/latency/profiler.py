@@ -65,23 +65,41 @@ def grid_axes(layers: list[Layer]) -> dict[str, tuple[list[int], list[int] | Non
     return out
 
 
-def _time_onnx(target: Target, model: onnx.ModelProto, x: np.ndarray, tmp: Path) -> tuple[float, float]:
-    path = tmp / "micro.onnx"
-    onnx.save(model, path)
-    runner = get_backend(target.backend).prepare(target, onnx_path=str(path))
+def _time_layer(target: Target, g: Geometry, cin: int, cout: int, tmp: Path) -> tuple[float, float]:
+    """Median ms and spread of one layer: an ONNX micro-model, or (torch targets) the same in torch."""
+    x = input_for(g, cin)
+    if target.backend == "torch":
+        runner = get_backend("torch").prepare(target, module=torch_micro_model(g, cin, cout))
+    else:
+        path = tmp / "micro.onnx"
+        onnx.save(micro_model(g, cin, cout), path)
+        runner = get_backend(target.backend).prepare(target, onnx_path=str(path), **_shape_arg(target, x.shape))
     stats = measure_latency(runner, x, replace(target, **MICRO_TIMING))
     return stats.median_ms, stats.spread_pct
+
+
+def _shape_arg(target: Target, shape) -> dict:
+    return {"input_shape": tuple(shape)} if target.backend == "tensorrt" else {}
+
+
+def torch_micro_model(g: Geometry, cin: int, cout: int) -> nn.Module:
+    """The torch twin of :func:`micro_model` (conv+ReLU, or linear)."""
+    if g.op == "linear":
+        return nn.Linear(cin, cout)
+    groups = cin if g.op == "dwconv" else (cin // g.group_width if g.op == "gconv" else 1)
+    cout = cin if g.op == "dwconv" else cout
+    return nn.Sequential(nn.Conv2d(cin, cout, g.kernel, g.stride, g.kernel // 2, groups=groups), nn.ReLU())
 
 
 def measure_table(target: Target, key: str, cin_axis: list[int], cout_axis: list[int] | None, tmp: Path) -> Table:
     g = Geometry.from_key(key)
     if cout_axis is None:  # depthwise / grouped with cin == cout: whole conv groups go, so cout follows cin
-        results = [_time_onnx(target, micro_model(g, c, c), input_for(g, c), tmp) for c in cin_axis]
+        results = [_time_layer(target, g, c, c, tmp) for c in cin_axis]
         table = Table(cin_axis, None, [r[0] for r in results], [r[1] for r in results])
     else:
         ms, spread = [], []
         for ci in cin_axis:
-            row = [_time_onnx(target, micro_model(g, ci, co), input_for(g, ci), tmp) for co in cout_axis]
+            row = [_time_layer(target, g, ci, co, tmp) for co in cout_axis]
             ms.append([r[0] for r in row])
             spread.append([r[1] for r in row])
         table = Table(cin_axis, cout_axis, ms, spread)
@@ -89,7 +107,7 @@ def measure_table(target: Target, key: str, cin_axis: list[int], cout_axis: list
     table.scan_ms = []
     for c in table.scan_c:
         cin = c if cout_axis is None else cin_axis[-1]  # 2-D: scan cout at the full input width
-        table.scan_ms.append(_time_onnx(target, micro_model(g, cin, c), input_for(g, cin), tmp)[0])
+        table.scan_ms.append(_time_layer(target, g, cin, c, tmp)[0])
     return table
 
 
@@ -100,10 +118,13 @@ def scan_widths(g: Geometry, top: int) -> list[int]:
 
 
 def measure_model(target: Target, model: nn.Module, input_shape: tuple[int, ...], tmp: Path) -> float:
-    """End-to-end median ms of ``model`` exported to ONNX and run on ``target``."""
-    path = tmp / "model.onnx"
-    export_onnx(model, torch.randn(*input_shape), path)
-    runner = get_backend(target.backend).prepare(target, onnx_path=str(path))
+    """End-to-end median ms of ``model`` on ``target`` (exported to ONNX unless the backend is torch)."""
+    if target.backend == "torch":
+        runner = get_backend("torch").prepare(target, module=model)
+    else:
+        path = tmp / "model.onnx"
+        export_onnx(model, torch.randn(*input_shape), path)
+        runner = get_backend(target.backend).prepare(target, onnx_path=str(path), **_shape_arg(target, input_shape))
     x = np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)
     return measure_latency(runner, x, target).median_ms
 
@@ -130,8 +151,6 @@ def profile_target(
     Resumable: finished tables are kept in ``<out>.partial.json`` and reused by the next run. The final
     file is written atomically, only after everything succeeded.
     """
-    if target.backend != "onnxruntime":
-        raise ProfileError(f"profiling the {target.backend} backend is not implemented yet (use an onnxruntime target)")
     reason = get_backend(target.backend).unavailable_reason(target)
     if reason:
         raise ProfileError(f"target {target.name} cannot run here: {reason}")
