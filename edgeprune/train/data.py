@@ -1,6 +1,15 @@
-"""CIFAR-10 data found beside the project (see edgeprune.paths)."""
+"""Training data: CIFAR-10 (JPEG tarball here, python batches via torchvision elsewhere), lossless subset,
+synthetic; held as uint8 arrays and batched with augmentation on tensors (fast on CPU, deterministic).
+"""
 
 from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,11 +20,27 @@ from edgeprune.paths import data_root, looked_in
 CIFAR_MEAN = (0.485, 0.456, 0.406)
 CIFAR_STD = (0.229, 0.224, 0.225)
 LOSSLESS_SUBSET = "cifar10-lossless-subset/cifar10_lossless_subset.npz"
+JPEG_TARBALL = "cifar10-jpeg/CIFAR-10-images-d7d0561.tar.gz"
+JPEG_ORDER = "cifar10-jpeg/cifar10_original_order_labels.npz"
+DATASETS = ("cifar10", "cifar10-torchvision", "cifar10-lossless", "synthetic")
 
 
-def normalize(images_nhwc_uint8: np.ndarray) -> torch.Tensor:
+class DataNotFoundError(FileNotFoundError):
+    """The data is not where edgeprune looked; the message says where and how to get it."""
+
+
+@dataclass
+class ArraySplit:
+    images: np.ndarray  # uint8 NHWC
+    labels: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def normalize(images_nhwc_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 NHWC images -> normalized float NCHW tensor."""
-    x = torch.from_numpy(images_nhwc_uint8).permute(0, 3, 1, 2).float().div_(255)
+    x = torch.as_tensor(images_nhwc_uint8).permute(0, 3, 1, 2).float().div_(255)
     mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
     return (x - mean) / std
@@ -23,11 +48,133 @@ def normalize(images_nhwc_uint8: np.ndarray) -> torch.Tensor:
 
 def load_lossless_subset(split: str = "test", data_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The lossless CIFAR-10 images kept beside the project: (normalized images, labels)."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    s = load_dataset("cifar10-lossless", data_dir)[0 if split == "train" else 1]
+    return normalize(s.images), torch.from_numpy(s.labels)
+
+
+def load_dataset(name: str, data_dir: str | None = None) -> tuple[ArraySplit, ArraySplit]:
+    """(train, test) of a named dataset. ``cifar10`` is the JPEG copy here, the python batches elsewhere."""
+    if name == "synthetic":
+        rng = np.random.default_rng(0)
+        make = lambda n: ArraySplit(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n))  # noqa: E731
+        return make(256), make(64)
+    if name == "cifar10-lossless":
+        path = _find(LOSSLESS_SUBSET, data_dir)
+        with np.load(path) as blob:
+            return (ArraySplit(blob["x_train"], blob["y_train"].astype(np.int64)),
+                    ArraySplit(blob["x_test"], blob["y_test"].astype(np.int64)))  # fmt: skip
+    if name == "cifar10":
+        root = data_root(data_dir)
+        if root is not None and (root / JPEG_TARBALL).is_file():
+            return _jpeg_cifar10(root)
+        name = "cifar10-torchvision"
+    if name == "cifar10-torchvision":
+        return _torchvision_cifar10(data_dir)
+    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+
+
+def _find(relative: str, data_dir: str | None) -> Path:
     root = data_root(data_dir)
-    path = root / LOSSLESS_SUBSET if root else None
-    if path is None or not path.is_file():
-        raise FileNotFoundError(f"{LOSSLESS_SUBSET} not found; looked in {looked_in()}")
-    with np.load(path) as blob:
-        return normalize(blob[f"x_{split}"]), torch.from_numpy(blob[f"y_{split}"].astype(np.int64))
+    if root is None or not (root / relative).is_file():
+        raise DataNotFoundError(f"{relative} not found; looked in {looked_in()}")
+    return root / relative
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("EDGEPRUNE_CACHE", Path.home() / ".cache" / "edgeprune"))
+
+
+def _jpeg_cifar10(root: Path) -> tuple[ArraySplit, ArraySplit]:
+    """Decode the 60k JPEGs once, in the original CIFAR order, into a cached uint8 array."""
+    tarball = root / JPEG_TARBALL
+    stat = tarball.stat()
+    key = hashlib.sha256(f"{tarball.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    cache = _cache_dir() / f"cifar10-jpeg-{key}.npz"
+    if cache.is_file():
+        with np.load(cache) as blob:
+            return ArraySplit(blob["x_train"], blob["y_train"]), ArraySplit(blob["x_test"], blob["y_test"])
+    from PIL import Image
+
+    with np.load(root / JPEG_ORDER) as order:
+        labels = {"train": order["y_train"].astype(np.int64), "test": order["y_test"].astype(np.int64)}
+        classes = [str(c) for c in order["classes"]]
+    files: dict[str, bytes] = {}
+    with tarfile.open(tarball) as tar:
+        for member in tar:
+            if member.isfile() and member.name.endswith(".jpg"):
+                parts = Path(member.name).parts
+                files["/".join(parts[-3:])] = tar.extractfile(member).read()
+    splits = {}
+    for split, y in labels.items():
+        seen = dict.fromkeys(range(len(classes)), 0)
+        images = np.empty((len(y), 32, 32, 3), np.uint8)
+        for i, label in enumerate(y):
+            name = f"{split}/{classes[label]}/{seen[label]:04d}.jpg"
+            seen[label] += 1
+            images[i] = np.asarray(Image.open(io.BytesIO(files[name])).convert("RGB"))
+        splits[split] = ArraySplit(images, y)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, x_train=splits["train"].images, y_train=splits["train"].labels,
+             x_test=splits["test"].images, y_test=splits["test"].labels)  # fmt: skip
+    os.replace(tmp, cache)
+    return splits["train"], splits["test"]
+
+
+def _torchvision_cifar10(data_dir: str | None) -> tuple[ArraySplit, ArraySplit]:
+    import torchvision
+
+    folder = Path(data_dir or _cache_dir() / "torchvision")
+    try:
+        sets = [torchvision.datasets.CIFAR10(str(folder), train=t, download=True) for t in (True, False)]
+    except Exception as exc:  # no network, bad mirror, corrupt archive
+        raise DataNotFoundError(
+            f"CIFAR-10 is not available: the JPEG copy was not found ({looked_in()}) and torchvision's download "
+            f"into {folder} failed ({exc}). Set EDGEPRUNE_DATA to a folder holding {JPEG_TARBALL}."
+        ) from exc
+    return tuple(ArraySplit(np.asarray(s.data), np.asarray(s.targets, dtype=np.int64)) for s in sets)
+
+
+class ArrayLoader:
+    """Batches of an :class:`ArraySplit`, augmented on tensors; exactly reproducible from (seed, epoch).
+
+    Under DDP each rank takes every ``world``-th index of the same permutation.
+    """
+
+    def __init__(self, split: ArraySplit, batch_size: int, train: bool, seed: int = 0, rank: int = 0, world: int = 1):
+        self.images = torch.from_numpy(split.images)
+        self.labels = torch.from_numpy(split.labels)
+        self.batch_size, self.train, self.seed, self.rank, self.world = batch_size, train, seed, rank, world
+        self.augment_gen = torch.Generator()
+
+    def batches_per_epoch(self) -> int:
+        n = len(self.labels) // self.world
+        return n // self.batch_size if self.train else -(-n // self.batch_size)
+
+    def epoch(self, epoch: int, skip: int = 0):
+        """Yield (x, y) for ``epoch``, skipping the first ``skip`` batches (resume mid-epoch)."""
+        order = torch.arange(len(self.labels))
+        if self.train:
+            shuffle = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            order = torch.randperm(len(self.labels), generator=shuffle)
+            if skip == 0:
+                self.augment_gen.manual_seed(self.seed * 100_019 + epoch)
+        order = order[self.rank :: self.world]
+        for b in range(skip, self.batches_per_epoch()):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            x = self.images[idx]
+            if self.train:
+                x = self._augment(x)
+            yield normalize(x), self.labels[idx]
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Random horizontal flip and 4-pixel pad-and-crop (NHWC uint8)."""
+        n, h, w, _ = x.shape
+        g = self.augment_gen
+        flip = torch.rand(n, generator=g) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(2), x)
+        padded = torch.nn.functional.pad(x.permute(0, 3, 1, 2), (4, 4, 4, 4)).permute(0, 2, 3, 1)
+        dy, dx = torch.randint(0, 9, (n,), generator=g), torch.randint(0, 9, (n,), generator=g)
+        rows = (dy[:, None] + torch.arange(h)[None])[:, :, None]
+        cols = (dx[:, None] + torch.arange(w)[None])[:, None, :]
+        return padded[torch.arange(n)[:, None, None], rows, cols]

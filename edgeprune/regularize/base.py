@@ -1,0 +1,83 @@
+"""The Regularizer protocol and registry: every regularizer is defined on channel groups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+import torch.nn as nn
+
+from edgeprune.graph.groups import ChannelGraph
+
+
+class Regularizer(Protocol):
+    """A structured-sparsity term for training, and the per-channel importance it implies."""
+
+    name: str
+
+    def penalty(self) -> torch.Tensor:
+        """Term added to the loss at every step (differentiable w.r.t. the model's weights)."""
+
+    def after_step(self, step: int) -> None:
+        """Called after each optimizer step (AULM's proximal and multiplier updates)."""
+
+    def importance(self) -> dict[int, torch.Tensor]:
+        """Group id -> one score per unit (higher = keep)."""
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume exactly (AULM's F and Y)."""
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+_REGISTRY: dict[str, Callable[..., Regularizer]] = {}
+
+
+def register_regularizer(name: str):
+    def wrap(factory):
+        _REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def list_regularizers() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_regularizer(name: str, model: nn.Module, graph: ChannelGraph, **kwargs) -> Regularizer:
+    """Build a registered regularizer (see :func:`list_regularizers`) for ``model``'s groups."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown regularizer {name!r}; known: {', '.join(list_regularizers())}")
+    return _REGISTRY[name](model, graph, **kwargs)
+
+
+class NoRegularizer:
+    """Plain training / fine-tuning: no penalty; importance falls back to weight energy."""
+
+    name = "none"
+
+    def __init__(self, model: nn.Module, graph: ChannelGraph, **_: object) -> None:
+        from edgeprune.regularize.slices import group_slices
+
+        self.slices = group_slices(model, graph)
+
+    def penalty(self) -> torch.Tensor:
+        return torch.zeros(())
+
+    def after_step(self, step: int) -> None:
+        pass
+
+    def importance(self) -> dict[int, torch.Tensor]:
+        with torch.no_grad():
+            return {s.group.id: s.unit_energy().detach().cpu() for s in self.slices}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+register_regularizer("none")(NoRegularizer)
