@@ -1,0 +1,114 @@
+"""Regularizers and the trainer: AULM semantics, exact resume, divergence, data determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgeprune.graph import build_graph
+from edgeprune.models import create_model
+from edgeprune.regularize import create_regularizer, list_regularizers
+from edgeprune.train.data import ArrayLoader, load_dataset
+from edgeprune.train.trainer import CHECKPOINT, TrainConfig, Trainer, TrainingDiverged, lr_factor
+
+
+def _setup(reg: str = "ssr_l21", **reg_kwargs):
+    torch.manual_seed(0)
+    model = create_model("cifar_resnet20")
+    graph = build_graph(model, torch.randn(1, 3, 32, 32))
+    train, test = load_dataset("synthetic")
+    regularizer = create_regularizer(reg, model, graph, **reg_kwargs)
+    return model, graph, regularizer, ArrayLoader(train, 32, True, seed=3), ArrayLoader(test, 64, False)
+
+
+CFG = TrainConfig(epochs=2, batch_size=32, lr=0.05, warmup_epochs=0.5)
+
+
+def test_every_regularizer_penalizes_and_scores_every_prunable_group():
+    model, graph, *_ = _setup()
+    assert set(list_regularizers()) >= {"none", "oicsr", "group_lasso", "slimming", "ssr_l21", "ssr_l20"}
+    for name in list_regularizers():
+        reg = create_regularizer(name, model, graph)
+        p = reg.penalty()
+        assert torch.isfinite(p) and (name in ("none", "ssr_l21", "ssr_l20") or p > 0)
+        imp = reg.importance()
+        assert set(imp) == {g.id for g in graph.prunable_groups}
+        assert all(len(imp[g.id]) == g.size for g in graph.prunable_groups)
+
+
+def test_oicsr_gradient_shrinks_out_and_in_slices_together():
+    model, graph, reg, *_ = _setup("oicsr", lam=1.0)
+    reg.penalty().backward()
+    conv = model.layer1[0].conv1
+    assert conv.weight.grad.abs().sum() > 0  # out-slices of group 2
+    assert model.layer1[0].conv2.weight.grad.abs().sum() > 0  # the in-slices of the same channels
+
+
+def test_aulm_prox_l21_soft_and_l20_hard_threshold():
+    for norm in ("ssr_l21", "ssr_l20"):
+        model, graph, reg, *_ = _setup(norm, lam=1e6, rho=1.0, every=1)  # huge lam: every group is shrunk to 0
+        reg.after_step(0)
+        assert reg.zero_units() == sum(len(g.prunable_units) for g in graph.prunable_groups)
+        model, graph, reg, *_ = _setup(norm, lam=0.0, rho=1.0, every=1)  # lam 0: F = W, nothing zero
+        reg.after_step(0)
+        assert reg.zero_units() == 0
+    # L2,1 with a middling threshold shrinks norms by exactly lam/rho
+    model, graph, reg, *_ = _setup("ssr_l21", lam=0.01, rho=1.0, every=1)
+    before = {g: v.clone() for g, v in reg.importance().items()}
+    reg.after_step(0)
+    after = reg.importance()
+    g = next(iter(before))
+    expected = (before[g] - 0.01).clamp_min(0)
+    assert torch.allclose(after[g], expected, atol=1e-5)
+
+
+def test_interrupted_then_resumed_run_is_bit_identical(tmp_path):
+    model, _, reg, train, test = _setup("ssr_l21", every=3)
+    Trainer(model, reg, train, test, CFG, tmp_path / "a", progress=False).fit()
+    reference = model.state_dict()
+
+    model, _, reg, train, test = _setup("ssr_l21", every=3)
+    t = Trainer(model, reg, train, test, CFG, tmp_path / "b", progress=False)
+    real_step = t._step
+
+    def interrupt_after_11(x, y):  # 8 steps per epoch: stop mid-way through epoch 2
+        out = real_step(x, y)
+        if t.global_step == 11:
+            t._stop = True
+        return out
+
+    t._step = interrupt_after_11
+    assert t.fit()["status"] == "interrupted"
+    model, _, reg, train, test = _setup("ssr_l21", every=3)
+    torch.manual_seed(123)  # the checkpoint, not the process, must decide the rest
+    t2 = Trainer(model, reg, train, test, CFG, tmp_path / "b", progress=False)
+    assert t2.resume() and (t2.epoch, t2.step_in_epoch) == (1, 3)
+    assert t2.fit()["status"] == "done"
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, reference[k]), k
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and "test_acc" in lines[-1]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    model, _, reg, train, test = _setup("oicsr")
+    t = Trainer(model, reg, train, test, CFG, tmp_path, progress=False)
+    real = reg.penalty
+    reg.penalty = lambda: real() * (float("nan") if t.epoch == 1 else 1.0)
+    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+        t.fit()
+    ckpt = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_lr_schedule_and_augmentation_are_deterministic():
+    assert lr_factor(0, 100, 10, "cosine") == pytest.approx(0.1)
+    assert lr_factor(10, 100, 10, "cosine") == pytest.approx(1.0)
+    assert lr_factor(99, 100, 0, "step") == pytest.approx(0.01)
+    train, _ = load_dataset("synthetic")
+    a, b = ArrayLoader(train, 16, True, seed=1), ArrayLoader(train, 16, True, seed=1)
+    xa, ya = next(a.epoch(2))
+    xb, yb = next(b.epoch(2))
+    assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    xc, _ = next(a.epoch(3))
+    assert not torch.equal(xa, xc)
