@@ -138,43 +138,47 @@ def _torchvision_cifar10(data_dir: str | None) -> tuple[ArraySplit, ArraySplit]:
 class ArrayLoader:
     """Batches of an :class:`ArraySplit`, augmented on tensors; exactly reproducible from (seed, epoch).
 
-    Under DDP each rank takes every ``world``-th index of the same permutation.
+    Under DDP each rank takes every ``world``-th position of the same permutation, so ``world`` ranks with
+    batch b see exactly the samples (and augmentations) one process sees with batch ``world * b``.
     """
 
     def __init__(self, split: ArraySplit, batch_size: int, train: bool, seed: int = 0, rank: int = 0, world: int = 1):
         self.images = torch.from_numpy(split.images)
         self.labels = torch.from_numpy(split.labels)
         self.batch_size, self.train, self.seed, self.rank, self.world = batch_size, train, seed, rank, world
-        self.augment_gen = torch.Generator()
 
     def batches_per_epoch(self) -> int:
         n = len(self.labels) // self.world
         return n // self.batch_size if self.train else -(-n // self.batch_size)
 
     def epoch(self, epoch: int, skip: int = 0):
-        """Yield (x, y) for ``epoch``, skipping the first ``skip`` batches (resume mid-epoch)."""
-        order = torch.arange(len(self.labels))
-        if self.train:
-            shuffle = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            order = torch.randperm(len(self.labels), generator=shuffle)
-            if skip == 0:
-                self.augment_gen.manual_seed(self.seed * 100_019 + epoch)
-        order = order[self.rank :: self.world]
-        for b in range(skip, self.batches_per_epoch()):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            x = self.images[idx]
-            if self.train:
-                x = self._augment(x)
-            yield normalize(x), self.labels[idx]
+        """Yield (x, y) for ``epoch``, skipping the first ``skip`` batches (resume mid-epoch).
 
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        """Random horizontal flip and 4-pixel pad-and-crop (NHWC uint8)."""
-        n, h, w, _ = x.shape
-        g = self.augment_gen
-        flip = torch.rand(n, generator=g) < 0.5
-        x = torch.where(flip[:, None, None, None], x.flip(2), x)
-        padded = torch.nn.functional.pad(x.permute(0, 3, 1, 2), (4, 4, 4, 4)).permute(0, 2, 3, 1)
-        dy, dx = torch.randint(0, 9, (n,), generator=g), torch.randint(0, 9, (n,), generator=g)
-        rows = (dy[:, None] + torch.arange(h)[None])[:, :, None]
-        cols = (dx[:, None] + torch.arange(w)[None])[:, None, :]
-        return padded[torch.arange(n)[:, None, None], rows, cols]
+        Shuffling and augmentation are drawn for the whole epoch up front, per position in the epoch's
+        permutation: the same sample gets the same flip and crop however the epoch is split across ranks
+        or interrupted.
+        """
+        n = len(self.labels)
+        order, flip, dy, dx = torch.arange(n), None, None, None
+        if self.train:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            order = torch.randperm(n, generator=g)
+            flip = torch.rand(n, generator=g) < 0.5
+            dy, dx = torch.randint(0, 9, (n,), generator=g), torch.randint(0, 9, (n,), generator=g)
+        positions = torch.arange(n)[self.rank :: self.world]
+        for b in range(skip, self.batches_per_epoch()):
+            pos = positions[b * self.batch_size : (b + 1) * self.batch_size]
+            x = self.images[order[pos]]
+            if self.train:
+                x = augment(x, flip[pos], dy[pos], dx[pos])
+            yield normalize(x), self.labels[order[pos]]
+
+
+def augment(x: torch.Tensor, flip: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Horizontal flip and 4-pixel pad-and-crop of NHWC uint8 images, with given per-image draws."""
+    n, h, w, _ = x.shape
+    x = torch.where(flip[:, None, None, None], x.flip(2), x)
+    padded = torch.nn.functional.pad(x.permute(0, 3, 1, 2), (4, 4, 4, 4)).permute(0, 2, 3, 1)
+    rows = (dy[:, None] + torch.arange(h)[None])[:, :, None]
+    cols = (dx[:, None] + torch.arange(w)[None])[:, None, :]
+    return padded[torch.arange(n)[:, None, None], rows, cols]

@@ -90,6 +90,16 @@ def atomic_torch_save(obj: dict, path: Path) -> None:
         raise
 
 
+def _flat_tensors(tree) -> list[torch.Tensor]:
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        return [t for v in tree.values() for t in _flat_tensors(v)]
+    if isinstance(tree, (list, tuple)):
+        return [t for v in tree for t in _flat_tensors(v)]
+    return []
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: ArrayLoader, device: torch.device) -> float:
     """Top-1 accuracy over the whole split."""
@@ -137,7 +147,7 @@ class Trainer:
             "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
             "regularizer": self.reg.state_dict(), "config": asdict(self.cfg), "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
-            "torch_rng": torch.get_rng_state(), "augment_rng": self.train_data.augment_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
         }  # fmt: skip
 
     def save(self) -> None:
@@ -157,7 +167,6 @@ class Trainer:
         self.reg.load_state_dict(ckpt["regularizer"])
         self.epoch, self.step_in_epoch, self.global_step = ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]
         torch.set_rng_state(ckpt["torch_rng"].cpu())
-        self.train_data.augment_gen.set_state(ckpt["augment_rng"].cpu())
         return True
 
     # -- loop
@@ -205,12 +214,29 @@ class Trainer:
         bar.close()
         record = {"epoch": self.epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
                   "images_per_s": seen * self.world / (time.perf_counter() - start), "lr": self.sched.get_last_lr()[0]}
+        if self.world > 1:
+            record["ranks_consistent"] = self._check_ranks()
         if self.test_data is not None and self.rank == 0:
             record["test_acc"] = evaluate(self.model, self.test_data, self.device)
         self._log(record)
         self.epoch, self.step_in_epoch = self.epoch + 1, 0
         self.save()
         return record
+
+    def _check_ranks(self) -> bool:
+        """All ranks must hold the same weights and regularizer state (AULM F/Y); raise if not.
+
+        BN running statistics are left out: each rank's last forward updates its own copy (DDP re-broadcasts
+        rank 0's at the next forward), so only rank 0's are ever used.
+        """
+        tensors = [*(p.detach() for p in self.model.parameters()), *_flat_tensors(self.reg.state_dict())]
+        checksum = torch.tensor([float(sum(t.double().sum() for t in tensors if t.is_floating_point()))],
+                                dtype=torch.float64, device=self.device)  # fmt: skip
+        gathered = [torch.zeros_like(checksum) for _ in range(self.world)]
+        dist.all_gather(gathered, checksum)
+        if any(not torch.equal(g, gathered[0]) for g in gathered):
+            raise RuntimeError(f"ranks disagree on weights/regularizer state: {[float(g) for g in gathered]}")
+        return True
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

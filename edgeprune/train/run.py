@@ -1,0 +1,99 @@
+"""Train / fine-tune / evaluate from names: what the CLI calls (and a pipeline can call directly)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from edgeprune.graph import build_graph
+from edgeprune.models import create_model, get_entry
+from edgeprune.prune import arch_spec, load_pruned, save_pruned
+from edgeprune.prune.plan import atomic_write_text
+from edgeprune.regularize import create_regularizer
+from edgeprune.train.data import ArrayLoader, load_dataset
+from edgeprune.train.trainer import CHECKPOINT, TrainConfig, Trainer, evaluate
+
+RUN_FILE = "run.json"
+
+
+class RunError(RuntimeError):
+    """A run that cannot start (existing run without --resume, bad model reference...)."""
+
+
+def load_model(ref: str, pretrained: bool = False) -> tuple[nn.Module, str, dict, dict]:
+    """(module, registry name, model kwargs, arch changes) from a name or a saved model folder."""
+    path = Path(ref)
+    if path.is_dir():
+        folder = path / "model" if (path / "model" / "arch.json").is_file() else path
+        spec = json.loads((folder / "arch.json").read_text())
+        return load_pruned(folder), spec["model"], spec.get("model_kwargs", {}), spec.get("changes", {})
+    return create_model(ref, pretrained=pretrained), ref, {}, {}
+
+
+def _init_distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def train_run(
+    model_ref: str,
+    out_dir: str | os.PathLike,
+    data: str = "cifar10",
+    reg: str = "oicsr",
+    reg_kwargs: dict | None = None,
+    cfg: TrainConfig | None = None,
+    pretrained: bool = False,
+    resume: bool = False,
+    data_dir: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train ``model_ref`` with regularizer ``reg``; writes checkpoint, metrics, model/, importance.json."""
+    cfg = cfg or TrainConfig()
+    out = Path(out_dir)
+    if (out / CHECKPOINT).exists() and not resume:
+        raise RunError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    rank, world = _init_distributed()
+    torch.manual_seed(cfg.seed)
+    model, name, kwargs, changes = load_model(model_ref, pretrained)
+    c, h, w = get_entry(name).input_size
+    graph = build_graph(model, torch.randn(1, c, h, w), model_name=name, model_kwargs=kwargs)
+    regularizer = create_regularizer(reg, model, graph, **(reg_kwargs or {}))
+    train, test = load_dataset(data, data_dir)
+    trainer = Trainer(
+        model, regularizer, ArrayLoader(train, cfg.batch_size, True, cfg.seed, rank, world),
+        ArrayLoader(test, 256, False), cfg, out, progress,
+    )  # fmt: skip
+    if resume:
+        trainer.resume()
+    result = trainer.fit()
+    if rank == 0 and result["status"] == "done":
+        save_pruned(model.cpu(), arch_spec(name, kwargs, graph.fingerprint, changes), out / "model")
+        importance = {str(g): [float(v) for v in s] for g, s in regularizer.importance().items()}
+        atomic_write_text(out / "importance.json", json.dumps({"regularizer": regularizer.name, "groups": importance}))
+        summary = {"model": name, "from": model_ref, "data": data, "regularizer": reg, "reg_kwargs": reg_kwargs or {},
+                   "config": asdict(cfg), "world_size": world, "result": result}
+        atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
+    if world > 1:
+        dist.barrier()
+    return result
+
+
+def eval_run(
+    model_ref: str, data: str = "cifar10", split: str = "test", data_dir: str | None = None, pretrained: bool = False
+) -> float:
+    """Top-1 accuracy of a model (name, training run, or pruned folder) on a dataset split."""
+    model, *_ = load_model(model_ref, pretrained)
+    train, test = load_dataset(data, data_dir)
+    loader = ArrayLoader(train if split == "train" else test, 256, False)
+    return evaluate(model, loader, torch.device("cpu"))
