@@ -9,7 +9,7 @@ from edgeprune.models.registry import register_model
 
 # Models whose architecture fixes the input size, and the smallest size the others accept.
 _FIXED_SIZE = {"maxvit_t": 224}
-_TEST_SIZE = {"inception_v3": 96, "maxvit_t": 224}
+_TEST_SIZE = {"inception_v3": 96, "maxvit_t": 224, "vit_h_14": 56}  # vit_h_14: patch 14
 _INPUT_SIZE = {"inception_v3": 299}
 # Auxiliary heads only run in training mode; a pruned deployment model has no use for them, and a
 # head the eval-mode trace never reaches could not be shrunk consistently.
