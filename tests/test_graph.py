@@ -205,3 +205,27 @@ def test_mixed_ops_pass_the_oracle():
         pruned, _ = shrink(model, graph, plan)
         with torch.no_grad():
             assert relative_error(pruned(x), masked_forward(model, graph, plan, x)) <= 1e-4
+
+
+class TableLookupNet(nn.Module):
+    """A relative-position-bias style lookup: a plain tensor attribute used as an index (like MaxViT)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 1)
+        self.table = nn.Parameter(torch.randn(10, 8))
+        self.index = torch.tensor([3, 1, 4, 1, 5, 9])  # not a buffer: fx turns it into a tensor constant
+
+    def forward(self, x):
+        bias = self.table[self.index].mean(0)  # (8,): a gathered bias, frozen with the table
+        return self.head(self.conv(x) + bias[None, :, None, None])
+
+
+def test_tensor_indexing_freezes_indices_and_leaves_the_model_untouched():
+    model = TableLookupNet().eval()
+    before = set(vars(model))
+    graph = build_graph(model, torch.randn(1, 3, 8, 8))
+    assert set(vars(model)) == before  # no _tensor_constant left behind by fx
+    assert not any("_tensor_constant" in p for g in graph.prunable_groups for p in g.modules())
+    conv_group, _ = group_of(graph, "conv", CONV_OUT)
+    assert not conv_group.prunable and "parameter table" in conv_group.frozen  # the gathered bias pins it

@@ -141,10 +141,24 @@ def subset(ctx, node, args, kwargs, ids, ids_kw, out):
     """getitem/narrow/select/split by constant sizes: fine unless it drops channel positions."""
     if node.target is operator.getitem and not isinstance(args[0], torch.Tensor):
         return ids[0][args[1]] if isinstance(ids[0], (list, tuple)) else None
+    if node.target is operator.getitem and _has_tensor_index(args[1]):
+        # Advanced indexing (a gather by a tensor of positions, e.g. a relative-position bias table).
+        index_ids = ids[1] if isinstance(ids[1], tuple) else (ids[1],)
+        for i in index_ids:  # positions used as an index can never be pruned
+            if isinstance(i, torch.Tensor):
+                ctx.cu.freeze(i, f"{ctx.where(node)}: tensor used as an index")
+        if not varying_dims(ids[0]):
+            return ids[0].reshape(-1)[:1].reshape((1,) * out.ndim)  # one channel (or none) everywhere
+        return mixing_all(ctx, node, args, kwargs, ids[:1], {}, out)
     result = movement(ctx, node, args, kwargs, ids, ids_kw, out)
     if _ids_of(result) != _ids_of(ids[0]):
         ctx.cu.freeze(ids[0], f"{ctx.where(node)}: {ctx.op_name(node)} selects a fixed range of channels")
     return result
+
+
+def _has_tensor_index(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, (torch.Tensor, list)) for i in items)
 
 
 def chunk(ctx, node, args, kwargs, ids, ids_kw, out):
@@ -366,7 +380,8 @@ _ELEMENTWISE_FUNCS = [
 ]  # fmt: skip
 _MOVEMENT_FUNCS = [
     torch.flatten, torch.cat, torch.concat, torch.stack, torch.transpose, torch.permute, torch.squeeze,
-    torch.unsqueeze, torch.roll, torch.movedim, F.pixel_shuffle, F.pixel_unshuffle,
+    torch.unsqueeze, torch.roll, torch.movedim, F.pixel_shuffle, F.pixel_unshuffle, torch.swapaxes, torch.swapdims,
+    torch.flip,
 ]  # fmt: skip
 _CHANNELWISE_FUNCS = [
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool2d, F.avg_pool2d,
@@ -415,7 +430,8 @@ METHOD_RULES: dict[str, Rule] = {
         elementwise,
     ),
     **dict.fromkeys(["permute", "transpose", "flatten", "squeeze", "unsqueeze", "expand", "expand_as",
-                     "repeat", "movedim"], movement),
+                     "repeat", "movedim", "swapaxes", "swapdims", "flip", "roll", "view_as", "reshape_as"],
+                    movement),
     **dict.fromkeys(["view", "reshape"], reshape),
     **dict.fromkeys(["narrow", "select", "unbind"], subset),
     "chunk": chunk,

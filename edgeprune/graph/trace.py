@@ -110,7 +110,7 @@ class TraceContext:
     # -- parameters read directly in forward (layer scale, class token, positional embedding)
     def param_ids(self, name: str, value: torch.Tensor):
         wide = [d for d, s in enumerate(value.shape) if s > 1]
-        if not wide:
+        if not wide or not value.is_floating_point():  # integer tensors are indices, not channels
             return self.constant_ids(value)
         if len(wide) == 1:
             channels = self.new_space(value.shape[wide[0]])
@@ -355,6 +355,7 @@ def build_graph(
     """
     was_training = model.training
     model.eval()
+    attrs_before = set(vars(model))
     try:
         graph = trace_model(model)
         ctx = TraceContext(model, freeze_unknown)
@@ -365,6 +366,9 @@ def build_graph(
             interpret(ctx, graph, example, fake=True)
     finally:
         model.train(was_training)
+        for added in set(vars(model)) - attrs_before:  # fx stores tensor constants on the traced root
+            if added.startswith("_tensor_constant"):
+                delattr(model, added)
     groups = assemble_groups(ctx)
     shapes = {k: tuple(v.shape) for k, v in [*model.named_parameters(), *model.named_buffers()]}
     name = model_name or type(model).__name__
