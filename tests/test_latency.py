@@ -50,6 +50,7 @@ def tiny_profile(tmp_path_factory):
     mp.setattr(profiler, "GRID_FRACTIONS", (0.5, 1.0))
     mp.setattr(profiler, "MICRO_TIMING", {"warmup": 1, "repeats": 3, "rounds": 1})
     mp.setattr(profiler, "CALIBRATION_RATIOS", (0.0, 0.5))
+    mp.setattr(profiler, "CALIBRATION_RANDOM", 1)
     mp.setattr(profiler, "SCAN", {"span": 4, "step": 2})
     target = load_target("cpu-ort")
     fast = profiler.replace(target, warmup=2, repeats=5, rounds=1)
@@ -143,7 +144,7 @@ def test_kit_round_trip_without_torch(tmp_path, monkeypatch):
     monkeypatch.setattr(profiler, "GRID_FRACTIONS", (0.5, 1.0))
     monkeypatch.setattr(profiler, "SCAN", {"span": 0, "step": 2})
     monkeypatch.setattr(profiler, "CALIBRATION_RATIOS", (0.0, 0.5))
-    monkeypatch.setattr("edgeprune.latency.kit.CALIBRATION_RATIOS", (0.0, 0.5))
+    monkeypatch.setattr(profiler, "CALIBRATION_RANDOM", 1)
     monkeypatch.setattr("edgeprune.latency.kit.MICRO_TIMING", {"warmup": 1, "repeats": 2, "rounds": 1})
     target = profiler.replace(load_target("cpu-ort"), warmup=1, repeats=3, rounds=1)
     kit = write_kit(target, ["cifar_resnet20"], tmp_path / "kit")
@@ -197,7 +198,21 @@ def test_torch_target_profiles_with_torch_micro_models(tmp_path, monkeypatch):
     monkeypatch.setattr(profiler, "SCAN", {"span": 2, "step": 2})
     monkeypatch.setattr(profiler, "MICRO_TIMING", {"warmup": 1, "repeats": 2, "rounds": 1})
     monkeypatch.setattr(profiler, "CALIBRATION_RATIOS", (0.0, 0.5))
+    monkeypatch.setattr(profiler, "CALIBRATION_RANDOM", 1)
     target = profiler.replace(load_target("cpu-torch"), warmup=1, repeats=3, rounds=1)
     profile = profiler.profile_target(target, ["cifar_resnet20"], tmp_path / "t.json", progress=False)
     assert profile.target["backend"] == "torch" and len(profile.tables) == 6
     assert profile.predict(collect_layers(create_model("cifar_resnet20"), (1, 3, 32, 32)), "cifar_resnet20").ms > 0
+
+
+def test_lookup_variant_is_chosen_by_calibration_residual(tiny_profile):
+    _, _, profile = tiny_profile
+    assert (profile.channel_block, profile.use_scan) in profiler.LOOKUP_CHOICES
+    points = profile.calibration["cifar_resnet20"].points
+    assert {p["label"] for p in points} >= {"uniform-0.0", "random-0"} and all(p["layers"] for p in points)
+
+
+def test_channel_block_rounds_up_within_the_measured_range():
+    t = Table([8, 16, 24], [8, 16, 24], [[1, 2, 3], [2, 3, 4], [3, 4, 5]], [[0] * 3] * 3)
+    assert t.lookup(9, 8, use_scan=False, block=8)[0] == t.lookup(16, 8, use_scan=False)[0]
+    assert t.lookup(24, 24, use_scan=False, block=16)[0] == t.lookup(24, 24, use_scan=False)[0]  # capped at the top

@@ -17,21 +17,19 @@ import onnx
 import torch
 
 from edgeprune.export import export_onnx
-from edgeprune.graph import build_graph
-from edgeprune.latency.layers import Geometry, Layer, collect_layers
+from edgeprune.latency.layers import Geometry, collect_layers
 from edgeprune.latency.micro import micro_model
 from edgeprune.latency.profile import Profile, ProfileError, Table
 from edgeprune.latency.profiler import (
-    CALIBRATION_RATIOS,
     MICRO_TIMING,
     _settings,
     _target_dict,
     build_model,
-    fit_calibration,
+    calibration_variants,
+    choose_lookup_and_calibrate,
     grid_axes,
     model_input_shape,
 )
-from edgeprune.prune import prune_model, uniform_plan
 from edgeprune.targets import Target
 
 KIT_SCHEMA = "edgeprune.kit/1"
@@ -77,13 +75,10 @@ def _write_calibration_models(target: Target, model_names: list[str], folder: Pa
     out = []
     for name in model_names:
         model, shape = build_model(name, target), model_input_shape(name, target)
-        graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
-        for ratio in CALIBRATION_RATIOS:
-            variant = prune_model(model, graph, uniform_plan(model, graph, ratio))[0] if ratio else model
-            file = f"models/{name}--uniform-{ratio}.onnx"
+        for label, variant in calibration_variants(model, name, shape):
+            file = f"models/{name}--{label}.onnx"
             export_onnx(variant, torch.randn(*shape), folder / file)
             layers = [[x.geometry.key, x.cin, x.cout] for x in collect_layers(variant, shape)]
-            label = f"uniform-{ratio}"
             out.append({"model": name, "label": label, "file": file, "input": list(shape), "layers": layers})
     return out
 
@@ -104,12 +99,10 @@ def import_result(path: str | os.PathLike) -> Profile:
                           {k: _table_from_points(k, pts) for k, pts in tables.items()})
         by_model: dict[str, list[dict]] = {}
         for c in data["calibration"]:
-            layers = [Layer(f"l{i}", Geometry.from_key(k), ci, co) for i, (k, ci, co) in enumerate(c["layers"])]
-            layers_ms, _, _ = profile.predict_layers(layers)
             by_model.setdefault(c["model"], []).append(
-                {"label": c["label"], "layers_ms": layers_ms, "measured_ms": float(c["measured_ms"])}
+                {"label": c["label"], "layers": c["layers"], "measured_ms": float(c["measured_ms"])}
             )
-        profile.calibration = {m: fit_calibration(points) for m, points in by_model.items()}
+        choose_lookup_and_calibrate(profile, by_model)
     except (KeyError, TypeError, ValueError) as exc:
         raise ProfileError(f"{path}: malformed kit result ({type(exc).__name__}: {exc})") from exc
     return profile

@@ -89,8 +89,16 @@ class Table:
         bottom = ms[i1, j] * (1 - fy) + ms[i1, j1] * fy
         return float(top * (1 - fx) + bottom * fx), out_x or out_y
 
-    def lookup(self, cin: int, cout: int, use_scan: bool = True) -> tuple[float, bool]:
-        """Interpolated ms, corrected by the dense scan where it reaches; flags extrapolation."""
+    def lookup(self, cin: int, cout: int, use_scan: bool = True, block: int = 1) -> tuple[float, bool]:
+        """Interpolated ms, corrected by the dense scan where it reaches; flags extrapolation.
+
+        ``block`` rounds channel counts up to the kernel's channel blocking (a width between two blocks
+        costs what the next block costs), never past the largest measured width.
+        """
+        if block > 1:
+            top_in, top_out = self.cin[-1], (self.cout or self.cin)[-1]
+            cin = min(-(-cin // block) * block, max(cin, top_in))
+            cout = min(-(-cout // block) * block, max(cout, top_out))
         ms, outside = self.grid_lookup(cin, cout)
         c = cin if self.cout is None else cout
         if use_scan and self.scan_c and self.scan_c[0] <= c <= self.scan_c[-1]:
@@ -148,6 +156,7 @@ class Profile:
     tables: dict[str, Table]
     calibration: dict[str, Calibration] = field(default_factory=dict)
     use_scan: bool = True  # apply the dense staircase scans in lookups (see Table.lookup)
+    channel_block: int = 1  # round widths up to this blocking in lookups; chosen by calibration
 
     def predict_layers(self, layers: list[Layer]) -> tuple[float, dict[str, float], list[str]]:
         per_layer, outside = {}, []
@@ -157,7 +166,7 @@ class Profile:
                 raise ProfileError(
                     f"layer {layer.path} ({layer.geometry.key}) is not in the profile: profile this model first"
                 )
-            ms, out = table.lookup(layer.cin, layer.cout, self.use_scan)
+            ms, out = table.lookup(layer.cin, layer.cout, self.use_scan, self.channel_block)
             per_layer[layer.path] = per_layer.get(layer.path, 0.0) + ms
             if out:
                 outside.append(f"{layer.path} ({layer.cin}->{layer.cout})")
@@ -180,6 +189,7 @@ class Profile:
             "tables": {k: vars(t) for k, t in sorted(self.tables.items())},
             "calibration": {k: vars(c) for k, c in sorted(self.calibration.items())},
             "use_scan": self.use_scan,
+            "channel_block": self.channel_block,
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -200,8 +210,8 @@ class Profile:
                     raise ProfileError(f"{source}: table {key} has ms of the wrong shape (expected {shape})")
                 tables[key] = table
             cal = {k: Calibration(**c) for k, c in data.get("calibration", {}).items()}
-            use_scan = bool(data.get("use_scan", True))
-            return cls(dict(data["target"]), dict(data["device"]), dict(data["settings"]), tables, cal, use_scan)
+            use_scan, block = bool(data.get("use_scan", True)), int(data.get("channel_block", 1))
+            return cls(dict(data["target"]), dict(data["device"]), dict(data["settings"]), tables, cal, use_scan, block)
         except ProfileError:
             raise
         except (KeyError, TypeError, ValueError) as exc:

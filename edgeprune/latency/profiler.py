@@ -31,6 +31,9 @@ GRID_FRACTIONS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
 MICRO_TIMING = {"warmup": 5, "repeats": 15, "rounds": 3}
 SCAN = {"span": 64, "step": 2}  # dense output-channel scan below the original width: the staircase
 CALIBRATION_RATIOS = (0.0, 0.25, 0.5)
+CALIBRATION_RANDOM = 6  # random plans per model (seeded apart from the check's), as odd widths cost extra
+CALIBRATION_SEED = 12345
+LOOKUP_CHOICES = [(block, scan) for block in (1, 8, 16) for scan in (True, False)]
 
 
 class ProfileBudgetExceeded(RuntimeError):
@@ -139,6 +142,27 @@ def fit_calibration(points: list[dict]) -> Calibration:
     return Calibration(float(scale), float(offset), points)
 
 
+def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, list[dict]]) -> None:
+    """Pick the lookup variant (channel block, staircase scans) that best explains the calibration runs,
+    then fit each model's calibration line with it. Each point carries its layers as [key, cin, cout]."""
+    best = None
+    for block, scan in LOOKUP_CHOICES:
+        profile.channel_block, profile.use_scan = block, scan
+        residuals, fitted = [], {}
+        for name, points in points_by_model.items():
+            for p in points:
+                layers = [Layer(f"l{i}", Geometry.from_key(k), ci, co) for i, (k, ci, co) in enumerate(p["layers"])]
+                p["layers_ms"] = profile.predict_layers(layers)[0]
+            cal = fit_calibration([dict(p) for p in points])
+            fitted[name] = cal
+            residuals += [abs(cal.scale * p["layers_ms"] + cal.offset_ms - p["measured_ms"]) / p["measured_ms"]
+                          for p in points]  # fmt: skip
+        score = statistics.median(residuals) if residuals else 0.0
+        if best is None or score < best[0]:
+            best = (score, block, scan, fitted)
+    _, profile.channel_block, profile.use_scan, profile.calibration = best
+
+
 def profile_target(
     target: Target,
     model_names: list[str],
@@ -158,10 +182,15 @@ def profile_target(
     partial = out_path.with_suffix(".partial.json")
     stamp = {"target": _target_dict(target), "settings": _settings(target)}
     done: dict = {**stamp, "tables": {}}
-    if partial.exists():
-        previous = json.loads(partial.read_text())
-        if all(previous.get(k) == v for k, v in stamp.items()):  # resume only the same measurement
-            done = previous
+    for source in (partial, out_path):  # resume a run, or recalibrate a finished profile's tables
+        if source.exists():
+            try:
+                previous = json.loads(source.read_text())
+            except json.JSONDecodeError:
+                continue
+            if all(previous.get(k) == v for k, v in stamp.items()):  # only the same measurement
+                done = {**stamp, "tables": previous["tables"]}
+                break
     layers = {name: collect_layers(build_model(name, target), model_input_shape(name, target)) for name in model_names}
     axes = grid_axes([layer for ls in layers.values() for layer in ls])
     todo = [k for k in sorted(axes) if k not in done["tables"]]
@@ -173,23 +202,30 @@ def profile_target(
             atomic_write_text(partial, json.dumps(done))
         tables = {k: Table(**t) for k, t in done["tables"].items() if k in axes}
         profile = Profile(_target_dict(target), device_fingerprint(target.backend), _settings(target), tables)
-        for name in model_names:
-            profile.calibration[name] = calibrate(profile, target, name, Path(tmp))
+        points = {name: calibration_points(target, name, Path(tmp)) for name in model_names}
+        choose_lookup_and_calibrate(profile, points)
     profile.save(out_path)
     partial.unlink(missing_ok=True)
     return profile
 
 
-def calibrate(profile: Profile, target: Target, name: str, tmp: Path) -> Calibration:
-    model, shape = build_model(name, target), model_input_shape(name, target)
+def calibration_variants(model: nn.Module, name: str, shape: tuple[int, ...]) -> list[tuple[str, nn.Module]]:
+    """The pruned variants every calibration measures: uniform ratios, then seeded random plans."""
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
+    rng = random.Random(CALIBRATION_SEED)
+    plans = [(f"uniform-{r}", uniform_plan(model, graph, r) if r else None) for r in CALIBRATION_RATIOS]
+    plans += [(f"random-{i}", random_plan(graph, rng)) for i in range(CALIBRATION_RANDOM)]
+    return [(label, prune_model(model, graph, plan)[0] if plan else model) for label, plan in plans]
+
+
+def calibration_points(target: Target, name: str, tmp: Path) -> list[dict]:
+    """End-to-end runs of uniform and random pruned variants, each with its layer list."""
+    model, shape = build_model(name, target), model_input_shape(name, target)
     points = []
-    for ratio in CALIBRATION_RATIOS:
-        variant = prune_model(model, graph, uniform_plan(model, graph, ratio))[0] if ratio else model
-        layers_ms, _, _ = profile.predict_layers(collect_layers(variant, shape))
-        points.append({"label": f"uniform-{ratio}", "layers_ms": layers_ms,
-                       "measured_ms": measure_model(target, variant, shape, tmp)})
-    return fit_calibration(points)
+    for label, variant in calibration_variants(model, name, shape):
+        layers = [[x.geometry.key, x.cin, x.cout] for x in collect_layers(variant, shape)]
+        points.append({"label": label, "layers": layers, "measured_ms": measure_model(target, variant, shape, tmp)})
+    return points
 
 
 def random_plan(graph, rng: random.Random, low: float = 0.3, high: float = 1.0) -> Plan:
@@ -234,5 +270,6 @@ def _target_dict(target: Target) -> dict:
 
 def _settings(target: Target) -> dict:
     return {"grid_fractions": list(GRID_FRACTIONS), "micro_timing": MICRO_TIMING, "scan": SCAN,
+            "calibration": {"uniform": list(CALIBRATION_RATIOS), "random": CALIBRATION_RANDOM},
             "end_to_end": {"warmup": target.warmup, "repeats": target.repeats, "rounds": target.rounds},
             "statistic": "median of round medians (ms)", "fusion": "conv+ReLU micro-models (BN folded)"}
