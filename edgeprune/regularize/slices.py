@@ -29,9 +29,15 @@ class SliceBlock:
     unit: torch.Tensor  # which unit of the group each slice belongs to
     side: str  # "out" (producer / norm) or "in" (consumer)
 
+    def __post_init__(self) -> None:
+        # Most blocks cover the whole tensor in order (a conv's out-rows in one group): then a view will do.
+        n = self.param.shape[self.dim]
+        self.whole = len(self.index) == n and bool((self.index == torch.arange(n)).all())
+
     def gather(self) -> torch.Tensor:
-        """(n_slices, slice_numel) view of the current weights."""
-        return self.param.index_select(self.dim, self.index).movedim(self.dim, 0).reshape(len(self.index), -1)
+        """(n_slices, slice_numel) view of the current weights (a copy only for partial blocks)."""
+        rows = self.param if self.whole else self.param.index_select(self.dim, self.index)
+        return rows.movedim(self.dim, 0).reshape(len(self.index), -1)
 
 
 @dataclass
