@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeprune.prune.plan import atomic_write_text
+from edgeprune.atomic import atomic_write_text
 
 REPORT_FILE = "report.json"
 

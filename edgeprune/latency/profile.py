@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeprune.atomic import atomic_write_text
 from edgeprune.latency.layers import Geometry, Layer
-from edgeprune.prune.plan import atomic_write_text
 
 PROFILE_SCHEMA = "edgeprune.profile/1"
 

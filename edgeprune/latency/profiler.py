@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from edgeprune.atomic import atomic_write_text
 from edgeprune.backends import get_backend, measure_latency
 from edgeprune.export import export_onnx
 from edgeprune.graph import build_graph
@@ -24,7 +25,6 @@ from edgeprune.latency.micro import input_for, micro_model
 from edgeprune.latency.profile import Calibration, Profile, ProfileError, Table, device_fingerprint
 from edgeprune.models import create_model_for_size, get_entry
 from edgeprune.prune import Plan, prune_model, uniform_plan
-from edgeprune.prune.plan import atomic_write_text
 from edgeprune.targets import Target
 
 GRID_FRACTIONS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)

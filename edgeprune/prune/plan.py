@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeprune.atomic import atomic_write_text
 from edgeprune.graph.groups import ChannelGraph
 
 PLAN_SCHEMA = "edgeprune.plan/1"
@@ -86,19 +86,3 @@ class Plan:
         except json.JSONDecodeError as exc:
             raise PlanError(f"{path}: not valid JSON ({exc})") from exc
         return cls.from_dict(data)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write via a temp file in the same folder, fsync, rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
+from edgeprune.atomic import atomic_path, atomic_write_text
 from edgeprune.models import ChannelRemap, create_model
-from edgeprune.prune.plan import atomic_write_text
 from edgeprune.prune.shrink import ArchChanges
 
 ARCH_SCHEMA = "edgeprune.arch/1"
@@ -39,14 +38,8 @@ def save_pruned(model: nn.Module, spec: dict, out_dir: str | os.PathLike) -> Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".weights.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"schema": ARCH_SCHEMA, "model": spec["model"]})
-        os.replace(tmp, out / WEIGHTS_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"schema": ARCH_SCHEMA, "model": spec["model"]})
     atomic_write_text(out / ARCH_FILE, json.dumps(spec, indent=1))
     return out
 

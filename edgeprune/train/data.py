@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgeprune.atomic import atomic_path
 from edgeprune.paths import data_root, looked_in
 
 # The normalisation the pretrained CIFAR ResNet checkpoints were trained with.
@@ -113,11 +114,9 @@ def _jpeg_cifar10(root: Path) -> tuple[ArraySplit, ArraySplit]:
             seen[label] += 1
             images[i] = np.asarray(Image.open(io.BytesIO(files[name])).convert("RGB"))
         splits[split] = ArraySplit(images, y)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, x_train=splits["train"].images, y_train=splits["train"].labels,
-             x_test=splits["test"].images, y_test=splits["test"].labels)  # fmt: skip
-    os.replace(tmp, cache)
+    with atomic_path(cache) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would rename a path
+        np.savez(f, x_train=splits["train"].images, y_train=splits["train"].labels,
+                 x_test=splits["test"].images, y_test=splits["test"].labels)  # fmt: skip
     return splits["train"], splits["test"]
 
 

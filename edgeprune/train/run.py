@@ -11,10 +11,10 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from edgeprune.atomic import atomic_write_text
 from edgeprune.graph import build_graph
 from edgeprune.models import create_model, get_entry
 from edgeprune.prune import arch_spec, load_pruned, save_pruned
-from edgeprune.prune.plan import atomic_write_text
 from edgeprune.regularize import create_regularizer
 from edgeprune.train.data import ArrayLoader, load_dataset
 from edgeprune.train.trainer import CHECKPOINT, TrainConfig, Trainer, evaluate

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import signal
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from edgeprune.atomic import atomic_path
 from edgeprune.regularize.base import Regularizer
 from edgeprune.train.data import ArrayLoader
 
@@ -77,17 +77,9 @@ def _distributed() -> tuple[int, int]:
 
 
 def atomic_torch_save(obj: dict, path: Path) -> None:
-    """Temp file in the same folder, fsync, rename: a crash never leaves half a checkpoint."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """A crash while saving never leaves half a checkpoint (temp file, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _flat_tensors(tree) -> list[torch.Tensor]:
