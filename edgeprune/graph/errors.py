@@ -15,5 +15,5 @@ class UnsupportedOpError(GraphBuildError):
         super().__init__(
             f"unsupported op {op} at {path or '<top level>'}: edgeprune cannot tell how it moves channels."
             " Rebuild with freeze_unknown=True (CLI: --freeze-unknown) to keep the channels it touches"
-            " unpruned, or register a rule for it in edgeprune.graph.rules."
+            " unpruned, or map it to a rule in edgeprune.graph.optable."
         )

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.func import functional_call
 
-from edgeprune.graph import rules
+from edgeprune.graph import optable, rules
 from edgeprune.graph.errors import GraphBuildError, UnsupportedOpError
 from edgeprune.graph.groups import PARAM, ChannelGraph, ChannelGroup, MemberTable, Unit
 from edgeprune.graph.ids import NO_CHANNEL, ChannelUnion, along, position_reps
@@ -27,7 +27,7 @@ class _LeafTracer(fx.Tracer):
     """Keeps torch.nn layers (and edgeprune's own layers) as single nodes; traces through the rest."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if rules.module_rule(m) is not None:
+        if optable.module_rule(m) is not None:
             return True
         if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
             return False
@@ -121,10 +121,10 @@ class TraceContext:
 
 def _rule_for(ctx: TraceContext, node: fx.Node):
     if node.op == "call_module":
-        return rules.module_rule(ctx.module(node))
+        return optable.module_rule(ctx.module(node))
     if node.op == "call_method":
-        return rules.METHOD_RULES.get(node.target)
-    return rules.FUNCTION_RULES.get(node.target)
+        return optable.METHOD_RULES.get(node.target)
+    return optable.FUNCTION_RULES.get(node.target)
 
 
 def _has_ids(tree) -> bool:
@@ -169,7 +169,7 @@ class _MetaRunner:
         return value.to("meta") if isinstance(value, torch.Tensor) else value
 
     def call_module(self, module: nn.Module, args, kwargs):
-        if isinstance(module, rules.SHAPE_PRESERVING_MODULES):
+        if isinstance(module, optable.SHAPE_PRESERVING_MODULES):
             return args[0]
         x = args[0]
         if isinstance(module, nn.Linear):
@@ -248,7 +248,7 @@ def _node_ids(ctx, node, args, kwargs, a_ids, k_ids, out):
         return None
     if not _has_ids(a_ids) and not _has_ids(k_ids):
         return ctx.constant_ids(out)
-    if node.op == "call_method" and node.target in rules.SHAPE_METHODS:
+    if node.op == "call_method" and node.target in optable.SHAPE_METHODS:
         return None
     rule = _rule_for(ctx, node)
     if rule is None:

@@ -1,0 +1,160 @@
+"""Which rule handles which op: module types, functions and Tensor methods mapped to the rules."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgeprune.graph.rules import (
+    Rule,
+    _channel_dim,
+    _dim_arg,
+    _layer_norm_dims,
+    batch_norm,
+    channel_shuffle,
+    channelwise,
+    chunk,
+    constant,
+    conv,
+    elementwise,
+    linear,
+    mixing_all,
+    mixing_along,
+    movement,
+    pad,
+    reduction,
+    remap,
+    reshape,
+    split,
+    subset,
+)
+from edgeprune.models.layers import ChannelRemap
+
+ELEMENTWISE_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.ELU,
+    nn.LeakyReLU, nn.Mish, nn.Hardtanh, nn.Softplus, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+    nn.Dropout3d, nn.AlphaDropout,
+)  # fmt: skip
+CHANNELWISE_MODULES = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d,
+)  # fmt: skip
+
+# Output shape = input shape: the shape pass can skip running them.
+SHAPE_PRESERVING_MODULES = (*ELEMENTWISE_MODULES, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+MODULE_RULES: list[tuple[tuple[type, ...], Rule]] = [
+    ((ChannelRemap,), remap),
+    ((nn.Conv1d, nn.Conv2d, nn.Conv3d), conv),
+    ((nn.Linear,), linear),
+    ((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d), batch_norm),
+    (ELEMENTWISE_MODULES, elementwise),
+    (CHANNELWISE_MODULES, channelwise),
+    ((nn.Flatten, nn.Unflatten, nn.PixelShuffle, nn.PixelUnshuffle), movement),
+    ((nn.ChannelShuffle,), channel_shuffle),
+    ((nn.LayerNorm,), mixing_along(_layer_norm_dims, "LayerNorm")),
+    ((nn.GroupNorm, nn.LocalResponseNorm), mixing_along(_channel_dim, "a cross-channel norm")),
+    ((nn.Softmax, nn.LogSoftmax), mixing_along(_dim_arg(1, -1), "softmax")),
+    ((nn.MultiheadAttention,), mixing_all),
+]
+
+
+_RULE_BY_TYPE: dict[type, Rule | None] = {}
+
+
+def module_rule(module: nn.Module) -> Rule | None:
+    cls = type(module)
+    if cls not in _RULE_BY_TYPE:
+        _RULE_BY_TYPE[cls] = next((rule for types, rule in MODULE_RULES if issubclass(cls, types)), None)
+    return _RULE_BY_TYPE[cls]
+
+
+# ---------------------------------------------------------------------------------- functions and methods
+def _wrapped(qualname: str):
+    """A function that torchvision hides from fx tracing with ``torch.fx.wrap`` (kept as one node)."""
+    module_name, _, attr = qualname.rpartition(".")
+    try:
+        module = __import__(module_name, fromlist=[attr])
+        return getattr(module, attr)
+    except (ImportError, AttributeError):
+        return None
+
+
+_ELEMENTWISE_FUNCS = [
+    operator.add, operator.iadd, operator.sub, operator.isub, operator.mul, operator.imul, operator.truediv,
+    operator.itruediv, operator.neg, torch.add, torch.sub, torch.mul, torch.div, torch.relu, torch.sigmoid,
+    torch.tanh, torch.exp, torch.clamp, torch.abs, torch.where, F.relu, F.relu6, F.gelu, F.silu, F.hardswish,
+    F.hardsigmoid, F.sigmoid, F.tanh, F.elu, F.leaky_relu, F.mish, F.hardtanh, F.softplus, F.dropout,
+    F.dropout1d, F.dropout2d, F.dropout3d, _wrapped("torchvision.ops.stochastic_depth"),
+]  # fmt: skip
+_MOVEMENT_FUNCS = [
+    torch.flatten, torch.cat, torch.concat, torch.stack, torch.transpose, torch.permute, torch.squeeze,
+    torch.unsqueeze, torch.roll, torch.movedim, F.pixel_shuffle, F.pixel_unshuffle, torch.swapaxes, torch.swapdims,
+    torch.flip,
+]  # fmt: skip
+_CHANNELWISE_FUNCS = [
+    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool2d, F.avg_pool2d,
+    F.max_pool2d, F.interpolate, F.avg_pool1d, F.max_pool1d,
+]  # fmt: skip
+_OPAQUE_FUNCS = [
+    torch.matmul, operator.matmul, torch.bmm, torch.baddbmm, torch.einsum, F.linear, F.conv2d,
+    F.scaled_dot_product_attention, F.multi_head_attention_forward,
+    _wrapped("torchvision.models.swin_transformer.shifted_window_attention"),
+    _wrapped("torchvision.models.swin_transformer._patch_merging_pad"),
+    _wrapped("torchvision.models.swin_transformer._get_relative_position_bias"),
+]  # fmt: skip
+
+FUNCTION_RULES: dict[Callable, Rule] = {
+    **{f: elementwise for f in _ELEMENTWISE_FUNCS if f is not None},
+    **{f: movement for f in _MOVEMENT_FUNCS},
+    **{f: channelwise for f in _CHANNELWISE_FUNCS},
+    **{f: mixing_all for f in _OPAQUE_FUNCS if f is not None},
+    torch.reshape: reshape,
+    operator.getitem: subset,
+    torch.narrow: subset,
+    torch.select: subset,
+    torch.unbind: subset,
+    torch.chunk: chunk,
+    torch.channel_shuffle: channel_shuffle,
+    F.channel_shuffle: channel_shuffle,
+    torch.split: split,
+    F.pad: pad,
+    torch.zeros_like: constant,
+    torch.ones_like: constant,
+    torch.mean: reduction,
+    torch.sum: reduction,
+    torch.amax: reduction,
+    F.softmax: mixing_along(_dim_arg(1, -1), "softmax"),
+    F.log_softmax: mixing_along(_dim_arg(1, -1), "softmax"),
+    torch.softmax: mixing_along(_dim_arg(1, -1), "softmax"),
+    F.layer_norm: mixing_along(_layer_norm_dims, "layer_norm"),
+    F.group_norm: mixing_along(_channel_dim, "group_norm"),
+    F.normalize: mixing_along(_dim_arg(2, 1), "normalize"),
+}
+
+METHOD_RULES: dict[str, Rule] = {
+    **dict.fromkeys(
+        ["add", "add_", "sub", "mul", "mul_", "div", "relu", "relu_", "sigmoid", "tanh", "contiguous",
+         "clone", "float", "half", "to", "type_as", "detach", "clamp", "neg", "exp", "abs"],
+        elementwise,
+    ),
+    **dict.fromkeys(["permute", "transpose", "flatten", "squeeze", "unsqueeze", "expand", "expand_as",
+                     "repeat", "movedim", "swapaxes", "swapdims", "flip", "roll", "view_as", "reshape_as"],
+                    movement),
+    **dict.fromkeys(["view", "reshape"], reshape),
+    **dict.fromkeys(["narrow", "select", "unbind"], subset),
+    "chunk": chunk,
+    "split": split,
+    **dict.fromkeys(["mean", "sum", "amax"], reduction),
+    "softmax": mixing_along(_dim_arg(1, -1), "softmax"),
+    **dict.fromkeys(["matmul", "bmm"], mixing_all),
+    **dict.fromkeys(["new_zeros", "new_ones", "new_empty", "zero_"], constant),
+}  # fmt: skip
+
+# Non-tensor results (shapes, sizes, Python arithmetic) need no channel bookkeeping.
+SHAPE_METHODS = {"size", "dim", "numel", "nelement", "ndimension", "__len__"}
