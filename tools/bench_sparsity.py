@@ -51,12 +51,16 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=150, help="training steps per run (batch 128)")
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--out", default="bench/sparsity")
+    ap.add_argument("--runs", nargs="*", default=list(RUNS), choices=list(RUNS), help="which regularizers")
+    ap.add_argument("--lam-scale", type=float, default=1.0, help="multiply every lam (short budgets need more)")
     args = ap.parse_args()
     out = Path(args.out)
     _, test = load_dataset("cifar10")
     test_loader = ArrayLoader(test, 256, False)
     results = {}
-    for label, (reg, kwargs) in RUNS.items():
+    for label in args.runs:
+        reg, kwargs = RUNS[label]
+        kwargs = {k: v * args.lam_scale if k == "lam" else v for k, v in kwargs.items()}
         run_dir = out / "runs" / label
         cfg = TrainConfig(epochs=1, batch_size=128, lr=args.lr, max_steps_per_epoch=args.steps)
         if not (run_dir / "model" / "arch.json").exists():
@@ -75,7 +79,8 @@ def main() -> int:
         }  # fmt: skip
         np.save(out / f"energy-{label}.npy", energy)
         print(label, json.dumps(results[label]), flush=True)
-    meta = {"model": args.model, "steps": args.steps, "batch": 128, "lr": args.lr, "data": "CIFAR-10 JPEG train",
+    meta = {"model": args.model, "steps": args.steps, "batch": 128, "lr": args.lr, "lam_scale": args.lam_scale,
+            "data": "CIFAR-10 JPEG train",
             "start": "pretrained checkpoint", "energy": "out-in group energy / group mean"}
     (out / "sparsity.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     plot(out)
