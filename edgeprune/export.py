@@ -85,16 +85,12 @@ def export_onnx(
 
 
 def run_onnxruntime(path: str | os.PathLike, x: torch.Tensor, threads: int = 1) -> np.ndarray:
-    """Run an ONNX file on onnxruntime's CPU provider (no spinning threads)."""
-    import onnxruntime as ort
+    """Run an ONNX file on onnxruntime's CPU provider, set up as the onnxruntime backend does."""
+    from edgeprune.backends import get_backend
+    from edgeprune.targets import target_from_dict
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return session.run(None, {name: x.numpy()})[0]
+    target = target_from_dict("export-check", {"backend": "onnxruntime", "threads": threads})
+    return get_backend("onnxruntime").prepare(target, onnx_path=str(path)).run(x.numpy())
 
 
 def check_onnx(model: nn.Module, path: str | os.PathLike, x: torch.Tensor, rtol: float = TOLERANCE["fp32"]) -> float:

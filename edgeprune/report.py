@@ -8,6 +8,8 @@ from pathlib import Path
 from edgeprune.atomic import atomic_write_text
 
 REPORT_FILE = "report.json"
+# fvcore operator names -> onnxruntime op types that execute them (after ORT's fusions).
+OP_FAMILIES = {"conv": ("Conv", "FusedConv"), "linear": ("Gemm", "MatMul", "FusedMatMul"), "addmm": ("Gemm",)}
 
 
 def _fmt(v, spec: str = ".3g", unit: str = "") -> str:
@@ -57,19 +59,13 @@ def markdown(report: dict) -> str:
                   "|---|---|---|---|---|"]
         total_a, total_macs = sum(a["ms_by_op"].values()) or 1, a["macs"] or 1
         for op in sorted(a["ms_by_op"], key=a["ms_by_op"].get, reverse=True):
-            macs = sum(v for k, v in a["macs_by_op"].items() if op in _ort_ops(k))
+            macs = sum(v for k, v in a["macs_by_op"].items() if op in OP_FAMILIES.get(k, ()))
             lines.append(f"| {op} | {a['ms_by_op'][op]:.3f} | {b['ms_by_op'].get(op, 0):.3f} | "
                          f"{a['ms_by_op'][op] / total_a:.1%} | {macs / total_macs:.1%} |")
     notes = a["export_notes"] + b["export_notes"]
     if notes:
         lines += ["", "Export notes: " + "; ".join(notes)]
     return "\n".join(lines) + "\n"
-
-
-def _ort_ops(fvcore_op: str) -> tuple[str, ...]:
-    from edgeprune.validate import OP_FAMILIES
-
-    return OP_FAMILIES.get(fvcore_op, ())
 
 
 def plot(report: dict, out: Path) -> list[str]:

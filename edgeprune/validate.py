@@ -20,13 +20,11 @@ import torch.nn as nn
 from edgeprune.backends import get_backend, measure_latency, unavailable_reason
 from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
 from edgeprune.latency import Profile, collect_layers
-from edgeprune.models import create_model_for_size, get_entry
-from edgeprune.prune import load_pruned
+from edgeprune.models import get_entry
+from edgeprune.prune import load_model_ref
 from edgeprune.targets import Target
 
 REPORT_SCHEMA = "edgeprune.report/1"
-# fvcore operator names -> onnxruntime op types that execute them (after ORT's fusions).
-OP_FAMILIES = {"conv": ("Conv", "FusedConv"), "linear": ("Gemm", "MatMul", "FusedMatMul"), "addmm": ("Gemm",)}
 
 
 class ValidationError(RuntimeError):
@@ -46,18 +44,11 @@ class ModelRef:
 
 
 def resolve_model(ref: str, pretrained: bool = False) -> ModelRef:
-    """A registry name, or a folder written by ``edgeprune shrink`` (arch.json + weights.safetensors)."""
-    path = Path(ref)
-    if path.is_dir():
-        spec = json.loads((path / "arch.json").read_text()) if (path / "arch.json").is_file() else None
-        if spec is None:
-            raise ValidationError(f"{path} is a folder without arch.json: not a pruned model")
-        entry = get_entry(spec["model"])
-        size = spec.get("model_kwargs", {}).get(entry.size_kwarg or "", entry.input_size[1])
-        return ModelRef(str(path), spec["model"], load_pruned(path).eval(), (entry.input_size[0], size, size))
-    entry = get_entry(ref)
-    model = create_model_for_size(ref, entry.input_size[1], pretrained=pretrained).eval()
-    return ModelRef(ref, ref, model, entry.input_size)
+    """A registry name, or a folder written by ``edgeprune shrink`` / ``train`` (arch.json + weights)."""
+    module, name, kwargs, _ = load_model_ref(ref, pretrained)
+    entry = get_entry(name)
+    size = kwargs.get(entry.size_kwarg or "", entry.input_size[1])
+    return ModelRef(ref, name, module.eval(), (entry.input_size[0], size, size))
 
 
 def count_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]]:
@@ -91,13 +82,13 @@ def ort_op_times(onnx_path: Path, target: Target, x: np.ndarray, runs: int = 20)
     """Milliseconds per inference by ONNX op type, from onnxruntime's own profiler."""
     import onnxruntime as ort
 
-    from edgeprune.backends.onnxruntime import _providers, session_options
+    from edgeprune.backends.onnxruntime import providers_for, session_options
 
     opts = session_options(target)
     opts.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
         opts.profile_file_prefix = str(Path(tmp) / "ort")
-        session = ort.InferenceSession(str(onnx_path), opts, providers=_providers(target))
+        session = ort.InferenceSession(str(onnx_path), opts, providers=providers_for(target))
         name = session.get_inputs()[0].name
         for _ in range(runs):
             session.run(None, {name: x})

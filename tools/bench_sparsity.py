@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from edgeprune.graph import build_graph
+from edgeprune.prune import load_model_ref
 from edgeprune.regularize import NoRegularizer
 from edgeprune.train.data import ArrayLoader, load_dataset
-from edgeprune.train.run import load_model, train_run
+from edgeprune.train.run import train_run
 from edgeprune.train.trainer import TrainConfig, evaluate
 
 RUNS = {  # name -> (regularizer, kwargs): OICSR and separated group lasso share lambda, as in the paper
@@ -65,7 +66,7 @@ def main() -> int:
         cfg = TrainConfig(epochs=1, batch_size=128, lr=args.lr, max_steps_per_epoch=args.steps)
         if not (run_dir / "model" / "arch.json").exists():
             train_run(args.model, run_dir, "cifar10", reg, kwargs, cfg, pretrained=True, progress=False)
-        model, *_ = load_model(str(run_dir))
+        model, *_ = load_model_ref(str(run_dir))
         energy = group_energies(model, args.model)
         importance = json.loads((run_dir / "importance.json").read_text())["groups"]
         zero_rows = None

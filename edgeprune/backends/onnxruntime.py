@@ -14,7 +14,7 @@ from edgeprune.targets import Target
 _DEVICE_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"]}
 
 
-def _providers(target: Target) -> list[str]:
+def providers_for(target: Target) -> list[str]:
     return list(target.providers) or _DEVICE_PROVIDERS[target.device]
 
 
@@ -52,7 +52,7 @@ class OnnxRuntimeBackend:
             import onnxruntime as ort
         except ImportError:
             return "onnxruntime is not installed"
-        missing = [p for p in _providers(target) if p not in ort.get_available_providers()]
+        missing = [p for p in providers_for(target) if p not in ort.get_available_providers()]
         if missing:
             return (f"onnxruntime here offers {ort.get_available_providers()}, not {missing}"
                     " (CUDA needs the gpu extra, which replaces onnxruntime, and a GPU)")
@@ -63,7 +63,7 @@ class OnnxRuntimeBackend:
 
         if onnx_path is None:
             raise BackendError("the onnxruntime backend runs ONNX files: export the model first")
-        wanted = _providers(target)
+        wanted = providers_for(target)
         session = ort.InferenceSession(str(onnx_path), session_options(target), providers=wanted)
         active = session.get_providers()
         # A requested CUDA/TensorRT provider whose libraries fail to load silently falls back to CPU.
@@ -76,10 +76,10 @@ class OnnxRuntimeBackend:
         code = f"""
 import json, resource, numpy as np, onnxruntime as ort
 from edgeprune.targets import target_from_dict
-from edgeprune.backends.onnxruntime import session_options, _providers, current_rss_mb
+from edgeprune.backends.onnxruntime import session_options, providers_for, current_rss_mb
 t = target_from_dict({target.name!r}, json.loads({json.dumps(_fields(target))!r}))
 before = current_rss_mb()
-s = ort.InferenceSession({str(onnx_path)!r}, session_options(t), providers=_providers(t))
+s = ort.InferenceSession({str(onnx_path)!r}, session_options(t), providers=providers_for(t))
 s.run(None, {{s.get_inputs()[0].name: np.zeros({tuple(input_shape)!r}, np.float32)}})
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({{"rss_before_mb": before, "rss_after_mb": current_rss_mb(), "peak_rss_mb": peak}}))

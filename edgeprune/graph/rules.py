@@ -66,7 +66,16 @@ def constant(ctx, node, args, kwargs, ids, ids_kw, out):
 
 
 # ------------------------------------------------------------------------------------------- data movement
-def _probe(node: fx.Node, module: nn.Module | None, args, kwargs, ids, ids_kw, out_like):
+def call_target(node: fx.Node, module: nn.Module | None, args, kwargs):
+    """Call what an fx node calls (a module, a Tensor method or a function) on the given arguments."""
+    if node.op == "call_module":
+        return module(*args, **kwargs)
+    if node.op == "call_method":
+        return getattr(args[0], node.target)(*args[1:], **kwargs)
+    return node.target(*args, **kwargs)
+
+
+def _probe(node: fx.Node, module: nn.Module | None, args, kwargs, ids, ids_kw):
     """Run the op on full-size id tensors in place of the activations."""
 
     def swap(value, id_value):
@@ -77,12 +86,7 @@ def _probe(node: fx.Node, module: nn.Module | None, args, kwargs, ids, ids_kw, o
         return value
 
     pargs = tuple(swap(a, i) for a, i in zip(args, ids))
-    pkw = {k: swap(v, ids_kw.get(k)) for k, v in kwargs.items()}
-    if node.op == "call_module":
-        return module(*pargs, **pkw)
-    if node.op == "call_method":
-        return getattr(pargs[0], node.target)(*pargs[1:], **pkw)
-    return node.target(*pargs, **pkw)
+    return call_target(node, module, pargs, {k: swap(v, ids_kw.get(k)) for k, v in kwargs.items()})
 
 
 def _compress_tree(value):
@@ -103,7 +107,7 @@ def _ids_of(value) -> set[int]:
 
 def movement(ctx, node, args, kwargs, ids, ids_kw, out):
     """Pure data movement with no size hard-coded on a channel axis (permute, flatten, cat...)."""
-    return _compress_tree(_probe(node, ctx.module(node), args, kwargs, ids, ids_kw, out))
+    return _compress_tree(_probe(node, ctx.module(node), args, kwargs, ids, ids_kw))
 
 
 def _literal_sizes(node: fx.Node) -> list[bool] | None:
@@ -256,7 +260,11 @@ def mixing_along(dims_of: Callable[[fx.Node, tuple, dict, nn.Module | None], lis
 
 def mixing_all(ctx, node, args, kwargs, ids, ids_kw, out):
     """Opaque or mixing op (matmul, attention): freeze what goes in, the output is a frozen channel."""
-    reason = f"{ctx.where(node)}: {ctx.op_name(node)} mixes channels"
+    return freeze_through(ctx, ids, ids_kw, out, f"{ctx.where(node)}: {ctx.op_name(node)} mixes channels")
+
+
+def freeze_through(ctx, ids, ids_kw, out, reason: str):
+    """Freeze every channel going into an op and give its output one frozen channel."""
     for i in _tensor_ids(ids) + _tensor_ids(tuple(ids_kw.values())):
         ctx.cu.freeze(i, reason)
     return ctx.frozen_ids(out, reason)

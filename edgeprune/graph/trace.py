@@ -1,8 +1,9 @@
 """Trace a model once and derive its channel groups.
 
-The model is traced with ``torch.fx`` (torch.nn layers stay leaves) and interpreted node by node under
-fake tensors, so no real compute runs: every node gets its output shape and an id tensor (see
-:mod:`edgeprune.graph.ids`) that the rules in :mod:`edgeprune.graph.rules` propagate.
+The model is traced with ``torch.fx`` (torch.nn layers stay leaves) and interpreted node by node on
+meta tensors (fake tensors as a fallback for ops without meta kernels), so no real compute runs: every
+node gets its output shape and an id tensor (see :mod:`edgeprune.graph.ids`) that the rules in
+:mod:`edgeprune.graph.rules` propagate.
 """
 
 from __future__ import annotations
@@ -103,9 +104,7 @@ class TraceContext:
         if not self.freeze_unknown:
             raise UnsupportedOpError(self.op_name(node), self.where(node))
         reason = f"{self.where(node)}: unsupported op {self.op_name(node)} (frozen by --freeze-unknown)"
-        for i in rules._tensor_ids(ids) + rules._tensor_ids(tuple(ids_kw.values())):
-            self.cu.freeze(i, reason)
-        return self.frozen_ids(out, reason)
+        return rules.freeze_through(self, ids, ids_kw, out, reason)
 
     # -- parameters read directly in forward (layer scale, class token, positional embedding)
     def param_ids(self, name: str, value: torch.Tensor):
@@ -158,8 +157,7 @@ def trace_model(model: nn.Module) -> fx.Graph:
 class _MetaRunner:
     """Computes node outputs on the meta device: shapes only, no arithmetic, parameters not copied."""
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
+    def __init__(self) -> None:
         self.mode = contextlib.nullcontext()
 
     def input(self, example: torch.Tensor) -> torch.Tensor:
@@ -184,8 +182,7 @@ class _MetaRunner:
 class _FakeRunner(_MetaRunner):
     """Fallback for ops without meta kernels: fake tensors (slower, but broader coverage)."""
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__(model)
+    def __init__(self) -> None:
         self.mode = FakeTensorMode(allow_non_fake_inputs=True)
 
     def input(self, example: torch.Tensor) -> torch.Tensor:
@@ -200,7 +197,7 @@ class _FakeRunner(_MetaRunner):
 
 def interpret(ctx: TraceContext, graph: fx.Graph, example: torch.Tensor, fake: bool = False) -> None:
     """Run every node for shapes only, propagating id tensors through the rules."""
-    runner = _FakeRunner(ctx.model) if fake else _MetaRunner(ctx.model)
+    runner = _FakeRunner() if fake else _MetaRunner()
     values: dict[fx.Node, object] = {}
     ids: dict[fx.Node, object] = {}
     placeholders = 0
@@ -263,9 +260,7 @@ class _NeedsFake(Exception):
 def _call(ctx: TraceContext, runner: _MetaRunner, node: fx.Node, args, kwargs):
     if node.op == "call_module":
         return runner.call_module(ctx.module(node), args, kwargs)
-    if node.op == "call_method":
-        return getattr(args[0], node.target)(*args[1:], **kwargs)
-    return node.target(*args, **kwargs)
+    return rules.call_target(node, None, args, kwargs)
 
 
 def _flatten(tree):
@@ -284,9 +279,9 @@ def assemble_groups(ctx: TraceContext) -> list[ChannelGroup]:
     cu = ctx.cu
     roots, spaces = cu.roots(), cu.space_of
     # Two spaces that share a unit (residual add, concat) belong to one group: union-find over spaces.
-    space_parent = np.arange(max(ctx.n_spaces, 1))
-    space_arr = np.asarray(spaces)
     n = max(ctx.n_spaces, 1)
+    space_parent = np.arange(n)
+    space_arr = np.asarray(spaces)
     codes = np.unique(space_arr[1:] * n + space_arr[np.asarray(roots[1:])])  # 1-D unique: far cheaper than axis=0
     for a, b in zip((codes // n).tolist(), (codes % n).tolist()):
         if a == b:

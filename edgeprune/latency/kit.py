@@ -22,13 +22,13 @@ from edgeprune.latency.micro import micro_model
 from edgeprune.latency.profile import Profile, ProfileError, Table
 from edgeprune.latency.profiler import (
     MICRO_TIMING,
-    _settings,
-    _target_dict,
     build_model,
     calibration_variants,
     choose_lookup_and_calibrate,
     grid_axes,
     model_input_shape,
+    profile_settings,
+    target_dict,
 )
 from edgeprune.targets import Target
 
@@ -58,7 +58,7 @@ def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike
                 shape = [g.batch, cin] if g.op == "linear" else [g.batch, cin, g.h, g.w]
                 entries.append({"key": key, "cin": cin, "cout": cout, "file": name, "input": shape})
         calibration = _write_calibration_models(target, model_names, tmp)
-        manifest = {"schema": KIT_SCHEMA, "target": _target_dict(target), "settings": _settings(target),
+        manifest = {"schema": KIT_SCHEMA, "target": target_dict(target), "settings": profile_settings(target),
                     "micro_timing": MICRO_TIMING, "entries": entries, "calibration": calibration}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         if out.exists():

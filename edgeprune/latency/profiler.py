@@ -180,7 +180,7 @@ def profile_target(
         raise ProfileError(f"target {target.name} cannot run here: {reason}")
     start = time.monotonic()
     partial = out_path.with_suffix(".partial.json")
-    stamp = {"target": _target_dict(target), "settings": _settings(target)}
+    stamp = {"target": target_dict(target), "settings": profile_settings(target)}
     done: dict = {**stamp, "tables": {}}
     for source in (partial, out_path):  # resume a run, or recalibrate a finished profile's tables
         if source.exists():
@@ -201,7 +201,7 @@ def profile_target(
             done["tables"][key] = vars(measure_table(target, key, *axes[key], Path(tmp)))
             atomic_write_text(partial, json.dumps(done))
         tables = {k: Table(**t) for k, t in done["tables"].items() if k in axes}
-        profile = Profile(_target_dict(target), device_fingerprint(target.backend), _settings(target), tables)
+        profile = Profile(target_dict(target), device_fingerprint(target.backend), profile_settings(target), tables)
         points = {name: calibration_points(target, name, Path(tmp)) for name in model_names}
         choose_lookup_and_calibrate(profile, points)
     profile.save(out_path)
@@ -261,14 +261,14 @@ def check_profile(profile: Profile, target: Target, name: str, n_plans: int, see
     }
 
 
-def _target_dict(target: Target) -> dict:
+def target_dict(target: Target) -> dict:
     d = {k: v for k, v in vars(target).items() if k != "source"}
     d["input"] = list(d["input"]) if isinstance(d["input"], tuple) else d["input"]
     d["providers"] = list(d["providers"])
     return d
 
 
-def _settings(target: Target) -> dict:
+def profile_settings(target: Target) -> dict:
     return {"grid_fractions": list(GRID_FRACTIONS), "micro_timing": MICRO_TIMING, "scan": SCAN,
             "calibration": {"uniform": list(CALIBRATION_RATIOS), "random": CALIBRATION_RANDOM},
             "end_to_end": {"warmup": target.warmup, "repeats": target.repeats, "rounds": target.rounds},

@@ -8,7 +8,7 @@ from edgeprune.graph.groups import ChannelGraph
 from edgeprune.prune.importance import magnitude_scores, uniform_plan
 from edgeprune.prune.oracle import masked_forward, relative_error
 from edgeprune.prune.plan import Plan, PlanError
-from edgeprune.prune.serialize import ArchSpecError, arch_spec, load_pruned, save_pruned
+from edgeprune.prune.serialize import ArchSpecError, arch_spec, load_model_ref, load_pruned, save_pruned
 from edgeprune.prune.shrink import shrink
 
 
@@ -23,6 +23,7 @@ __all__ = [
     "Plan",
     "PlanError",
     "arch_spec",
+    "load_model_ref",
     "load_pruned",
     "magnitude_scores",
     "masked_forward",

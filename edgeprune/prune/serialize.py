@@ -109,3 +109,18 @@ def load_pruned(model_dir: str | os.PathLike) -> nn.Module:
     except RuntimeError as exc:
         raise ArchSpecError(f"{weights_path} does not fit the architecture in {arch_path}: {exc}") from exc
     return model
+
+
+def load_model_ref(ref: str, pretrained: bool = False) -> tuple[nn.Module, str, dict, dict]:
+    """A model by registry name, or from a saved folder (a pruned model, or a training run's ``model/``).
+
+    Returns (module, registry name, model kwargs, arch changes).
+    """
+    path = Path(ref)
+    if not path.is_dir():
+        return create_model(ref, pretrained=pretrained), ref, {}, {}
+    folder = path / "model" if (path / "model" / ARCH_FILE).is_file() else path
+    if not (folder / ARCH_FILE).is_file():
+        raise FileNotFoundError(f"{path} holds no {ARCH_FILE}: not a pruned model or a training run")
+    spec = json.loads((folder / ARCH_FILE).read_text())
+    return load_pruned(folder), spec["model"], spec.get("model_kwargs", {}), spec.get("changes", {})

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn as nn
 
 from edgeprune.atomic import atomic_write_text
 from edgeprune.graph import build_graph
-from edgeprune.models import create_model, get_entry
-from edgeprune.prune import arch_spec, load_pruned, save_pruned
+from edgeprune.models import get_entry
+from edgeprune.prune import arch_spec, load_model_ref, save_pruned
 from edgeprune.regularize import create_regularizer
 from edgeprune.train.data import ArrayLoader, load_dataset
 from edgeprune.train.trainer import CHECKPOINT, TrainConfig, Trainer, evaluate
@@ -24,16 +23,6 @@ RUN_FILE = "run.json"
 
 class RunError(RuntimeError):
     """A run that cannot start (existing run without --resume, bad model reference...)."""
-
-
-def load_model(ref: str, pretrained: bool = False) -> tuple[nn.Module, str, dict, dict]:
-    """(module, registry name, model kwargs, arch changes) from a name or a saved model folder."""
-    path = Path(ref)
-    if path.is_dir():
-        folder = path / "model" if (path / "model" / "arch.json").is_file() else path
-        spec = json.loads((folder / "arch.json").read_text())
-        return load_pruned(folder), spec["model"], spec.get("model_kwargs", {}), spec.get("changes", {})
-    return create_model(ref, pretrained=pretrained), ref, {}, {}
 
 
 def _init_distributed() -> tuple[int, int]:
@@ -65,7 +54,7 @@ def train_run(
         raise RunError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     rank, world = _init_distributed()
     torch.manual_seed(cfg.seed)
-    model, name, kwargs, changes = load_model(model_ref, pretrained)
+    model, name, kwargs, changes = load_model_ref(model_ref, pretrained)
     c, h, w = get_entry(name).input_size
     graph = build_graph(model, torch.randn(1, c, h, w), model_name=name, model_kwargs=kwargs)
     regularizer = create_regularizer(reg, model, graph, **(reg_kwargs or {}))
@@ -93,7 +82,7 @@ def eval_run(
     model_ref: str, data: str = "cifar10", split: str = "test", data_dir: str | None = None, pretrained: bool = False
 ) -> float:
     """Top-1 accuracy of a model (name, training run, or pruned folder) on a dataset split."""
-    model, *_ = load_model(model_ref, pretrained)
+    model, *_ = load_model_ref(model_ref, pretrained)
     train, test = load_dataset(data, data_dir)
     loader = ArrayLoader(train if split == "train" else test, 256, False)
     return evaluate(model, loader, torch.device("cpu"))
