@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 import torch
 
+from edgeprune.cli_prune import compress_cmd, prune_cmd
 from edgeprune.cli_train import eval_cmd, finetune_cmd, train_cmd
 from edgeprune.cli_util import _DOMAIN_ERRORS, _fail
 from edgeprune.graph import build_graph
@@ -329,6 +330,8 @@ def shrink_cmd(model, pretrained, input_size, freeze_unknown, plan_path, ratio, 
 main.add_command(train_cmd)
 main.add_command(finetune_cmd)
 main.add_command(eval_cmd)
+main.add_command(prune_cmd)
+main.add_command(compress_cmd)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

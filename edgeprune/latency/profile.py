@@ -240,3 +240,31 @@ class Profile:
         diffs = [f"{k}: profile {self.device.get(k)!r} vs here {here.get(k)!r}"
                  for k in ("cpu", "cores", "gpu", "onnxruntime", "cuda") if self.device.get(k) != here.get(k)]
         return "; ".join(diffs)
+
+
+PROFILES_ENV = "EDGEPRUNE_PROFILES"
+
+
+def profile_dirs() -> list[Path]:
+    """Folders searched for profiles: $EDGEPRUNE_PROFILES, ./profiles, then the ones shipped with edgeprune."""
+    dirs = [Path(os.environ[PROFILES_ENV])] if os.environ.get(PROFILES_ENV) else []
+    dirs += [Path.cwd() / "profiles", Path(__file__).resolve().parents[2] / "profiles"]
+    return [d for i, d in enumerate(dirs) if d.is_dir() and d not in dirs[:i]]
+
+
+def find_profile(target_name: str, backend: str) -> Path:
+    """This device's profile of a target, else the first one of that target measured elsewhere (it warns
+    when loaded); :class:`ProfileError` saying how to make one when there is none."""
+    exact = f"{target_name}--{device_slug(device_fingerprint(backend))}.json"
+    for d in profile_dirs():
+        if (d / exact).is_file():
+            return d / exact
+    for d in profile_dirs():
+        found = sorted(p for p in d.glob(f"{target_name}--*.json") if not p.name.endswith(".partial.json"))
+        if found:
+            return found[0]
+    raise ProfileError(
+        f"no latency profile for target {target_name!r} (looked for {exact} in "
+        f"{', '.join(str(d) for d in profile_dirs()) or './profiles'}): "
+        f"run `edgeprune profile {target_name} --model MODEL` first, or pass --profile FILE"
+    )

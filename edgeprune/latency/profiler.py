@@ -30,7 +30,7 @@ from edgeprune.targets import Target
 GRID_FRACTIONS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
 MICRO_TIMING = {"warmup": 5, "repeats": 15, "rounds": 3}
 SCAN = {"span": 64, "step": 2}  # dense output-channel scan below the original width: the staircase
-CALIBRATION_RATIOS = (0.0, 0.25, 0.5)
+CALIBRATION_RATIOS = (0.0, 0.25, 0.5, 0.75)  # 0.75: anchors the line at small widths
 CALIBRATION_RANDOM = 6  # random plans per model (seeded apart from the check's), as odd widths cost extra
 CALIBRATION_SEED = 12345
 LOOKUP_CHOICES = [(block, scan) for block in (1, 8, 16) for scan in (True, False)]
@@ -188,7 +188,7 @@ def profile_target(
                 previous = json.loads(source.read_text())
             except json.JSONDecodeError:
                 continue
-            if all(previous.get(k) == v for k, v in stamp.items()):  # only the same measurement
+            if _table_stamp(previous) == _table_stamp(stamp):  # only tables measured the same way
                 done = {**stamp, "tables": previous["tables"]}
                 break
     layers = {name: collect_layers(build_model(name, target), model_input_shape(name, target)) for name in model_names}
@@ -259,6 +259,13 @@ def check_profile(profile: Profile, target: Target, name: str, n_plans: int, see
         "median_abs_error_pct": statistics.median(errors),
         "max_abs_error_pct": max(errors),
     }
+
+
+def _table_stamp(record: dict) -> tuple:
+    """What decides whether a stored layer table can be reused: how the layers were run and timed."""
+    t, st = record.get("target", {}), record.get("settings", {})
+    run = tuple(t.get(k) for k in ("backend", "device", "precision", "threads", "providers"))
+    return run, tuple(st.get(k) for k in ("grid_fractions", "micro_timing", "scan", "fusion"))
 
 
 def target_dict(target: Target) -> dict:

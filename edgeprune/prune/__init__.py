@@ -12,10 +12,18 @@ from edgeprune.prune.serialize import ArchSpecError, arch_spec, load_model_ref, 
 from edgeprune.prune.shrink import shrink
 
 
-def prune_model(model: nn.Module, graph: ChannelGraph, plan: Plan) -> tuple[nn.Module, dict]:
-    """Shrink ``model`` by ``plan``; returns the smaller model and the arch spec to save with it."""
+def prune_model(
+    model: nn.Module, graph: ChannelGraph, plan: Plan, previous: dict | None = None
+) -> tuple[nn.Module, dict]:
+    """Shrink ``model`` by ``plan``; returns the smaller model and the arch spec to save with it.
+
+    ``previous`` are the arch changes ``model`` already carries (when pruning a pruned model again).
+    """
     pruned, changes = shrink(model, graph, plan)
-    return pruned, arch_spec(graph.model_name, graph.model_kwargs, graph.fingerprint, changes)
+    merged = {k: dict(v) for k, v in (previous or {}).items()}
+    for path, attrs in changes.items():  # changes hold absolute sizes, so the newer ones win
+        merged[path] = {**merged.get(path, {}), **attrs}
+    return pruned, arch_spec(graph.model_name, graph.model_kwargs, graph.fingerprint, merged)
 
 
 __all__ = [

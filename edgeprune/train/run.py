@@ -69,7 +69,8 @@ def train_run(
     if rank == 0 and result["status"] == "done":
         save_pruned(model.cpu(), arch_spec(name, kwargs, graph.fingerprint, changes), out / "model")
         importance = {str(g): [float(v) for v in s] for g, s in regularizer.importance().items()}
-        atomic_write_text(out / "importance.json", json.dumps({"regularizer": regularizer.name, "groups": importance}))
+        record = {"regularizer": regularizer.name, "fingerprint": graph.fingerprint, "groups": importance}
+        atomic_write_text(out / "importance.json", json.dumps(record))
         summary = {"model": name, "from": model_ref, "data": data, "regularizer": reg, "reg_kwargs": reg_kwargs or {},
                    "config": asdict(cfg), "world_size": world, "result": result}
         atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))

@@ -1,0 +1,185 @@
+"""The whole job: regularized training → plan → shrink → fine-tune → export → validate, resumable by stage.
+
+Every stage writes one folder in the run directory, renamed into place only when the stage finished
+(training writes its own resumable checkpoint and marks the end with ``run.json``). Re-running the same
+command skips every stage whose folder is there and continues at the first one that is not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from edgeprune.atomic import atomic_dir, atomic_write_text
+from edgeprune.models import get_entry
+from edgeprune.prune.run import PruneSettings, prune_run
+from edgeprune.train.trainer import CHECKPOINT, TrainConfig
+
+CONFIG_FILE, SUMMARY_FILE = "compress.json", "summary.json"
+STAGES = ("train", "prune", "finetune", "export", "validate")
+
+
+class CompressError(RuntimeError):
+    """A run folder that holds another configuration, or a stage that cannot go on."""
+
+
+class Interrupted(RuntimeError):
+    """Training was interrupted (SIGINT); its checkpoint is saved and a re-run resumes it."""
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """Everything `edgeprune compress` needs; saved in the run folder so a resume uses the same."""
+
+    model: str
+    target: str
+    prune: PruneSettings
+    pretrained: bool = False
+    data: str = "cifar10"
+    data_dir: str | None = None
+    reg: str = "oicsr"
+    reg_kwargs: dict = field(default_factory=lambda: {"lam": 1e-4})
+    train: TrainConfig = TrainConfig(epochs=2, lr=0.01)  # regularized training; epochs=0 skips it
+    finetune: TrainConfig = TrainConfig(epochs=2, lr=0.01)  # after the last pruning step
+    steps: int = 1  # pruning steps; between two steps the model is fine-tuned for step_epochs
+    step_epochs: int = 1
+    profile_path: str | None = None
+    tolerance: float = 0.15
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["prune"]["budget"] = str(self.prune.budget)
+        return d
+
+
+def _train(ref: str, out: Path, cfg: CompressConfig, reg: str, reg_kwargs: dict, train_cfg: TrainConfig,
+           pretrained: bool, progress: bool) -> None:  # fmt: skip
+    from edgeprune.train.run import RUN_FILE, train_run
+
+    if (out / RUN_FILE).is_file():
+        return
+    result = train_run(ref, out, cfg.data, reg, reg_kwargs, train_cfg, pretrained, (out / CHECKPOINT).is_file(),
+                       cfg.data_dir, progress)  # fmt: skip
+    if result["status"] != "done":
+        raise Interrupted(f"training in {out} was interrupted; its checkpoint is saved: re-run to resume")
+
+
+def _prune(source: str, run: Path, cfg: CompressConfig, progress: bool) -> Path:
+    """Pruning steps (each but the last followed by a short fine-tune); returns the last step's folder."""
+    origin = None
+    for step in range(1, cfg.steps + 1):
+        folder = run / "prune" / f"step{step}"
+        if not (folder / "plan_result.json").is_file():
+            prune_run(source, cfg.target, cfg.prune, folder, cfg.profile_path, cfg.pretrained and step == 1
+                      and source == cfg.model, (step, cfg.steps, origin))  # fmt: skip
+        origin = json.loads((folder / "plan_result.json").read_text())["origin"]
+        source = str(folder)
+        if step < cfg.steps:
+            tuned = run / "prune" / f"step{step}-finetune"
+            step_cfg = TrainConfig(**{**asdict(cfg.finetune), "epochs": cfg.step_epochs})
+            _train(source, tuned, cfg, "none", {}, step_cfg, False, progress)
+            source = str(tuned)
+    return run / "prune" / f"step{cfg.steps}"
+
+
+def _export(model_dir: Path, out: Path, name: str) -> None:
+    from edgeprune.export import check_onnx, export_onnx
+    from edgeprune.prune import load_model_ref
+
+    if out.is_dir():
+        return
+    model = load_model_ref(str(model_dir))[0].eval()
+    chw = get_entry(name).input_size
+    with atomic_dir(out) as tmp:
+        result = export_onnx(model, torch.randn(1, *chw), tmp / "model.onnx")
+        err = check_onnx(model, tmp / "model.onnx", torch.randn(3, *chw))
+        record = {"exporter": result.exporter, "opset": result.opset, "notes": result.notes, "max_rel_error": err}
+        (tmp / "export.json").write_text(json.dumps(record, indent=1))
+
+
+def _validate(cfg: CompressConfig, pruned_dir: Path, out: Path) -> dict:
+    from edgeprune.latency import Profile
+    from edgeprune.latency.profile import find_profile
+    from edgeprune.targets import load_target
+    from edgeprune.validate import resolve_model, validate
+
+    if not out.is_dir():
+        target = load_target(cfg.target)
+        profile = Profile.load(cfg.profile_path or find_profile(target.name, target.backend))
+        cifar = get_entry(cfg.model).family == "cifar" and cfg.data.startswith("cifar10")
+        lossless = "cifar10-lossless" if cifar else None
+        with atomic_dir(out) as tmp:
+            validate(resolve_model(cfg.model, cfg.pretrained), resolve_model(str(pruned_dir)), target, tmp, profile,
+                     lossless, cfg.tolerance)  # fmt: skip
+    return json.loads((out / "report.json").read_text())
+
+
+def compress(cfg: CompressConfig, out_dir: str | os.PathLike, progress: bool = True) -> dict:
+    """Run (or resume) every stage in ``out_dir``; returns the summary also written to ``summary.json``."""
+    run = Path(out_dir)
+    config = cfg.to_dict()
+    if (run / CONFIG_FILE).is_file():
+        saved = json.loads((run / CONFIG_FILE).read_text())
+        if saved != json.loads(json.dumps(config)):
+            changed = sorted(k for k in config if saved.get(k) != json.loads(json.dumps(config[k])))
+            raise CompressError(f"{run} holds a compress run with other settings ({', '.join(changed)}): "
+                                "re-run with the same options to resume, or choose another --out")  # fmt: skip
+    elif run.exists() and any(run.iterdir()):
+        raise CompressError(f"{run} is not empty and holds no compress run: choose another --out")
+    else:
+        atomic_write_text(run / CONFIG_FILE, json.dumps(config, indent=1))
+    source = cfg.model
+    if cfg.train.epochs > 0:
+        _train(cfg.model, run / "train", cfg, cfg.reg, cfg.reg_kwargs, cfg.train, cfg.pretrained, progress)
+        source = str(run / "train")
+    pruned = _prune(source, run, cfg, progress)
+    final = pruned
+    if cfg.finetune.epochs > 0:
+        _train(str(pruned), run / "finetune", cfg, "none", {}, cfg.finetune, False, progress)
+        final = run / "finetune"
+    _export(final, run / "export", cfg.model)
+    report = _validate(cfg, final, run / "validate")
+    summary = summarize(cfg, run, report, final)
+    atomic_write_text(run / SUMMARY_FILE, json.dumps(summary, indent=1))
+    return summary
+
+
+def summarize(cfg: CompressConfig, run: Path, report: dict, final: Path) -> dict:
+    """The numbers a user asks for first: accuracy, MACs, predicted and measured latency, where the report is."""
+    a, b, d = report["original"], report["pruned"], report["derived"]
+    test_acc = None
+    if (final / "run.json").is_file():
+        test_acc = json.loads((final / "run.json").read_text())["result"].get("test_acc")
+    return {
+        "model": cfg.model, "target": report["target"], "budget": str(cfg.prune.budget),
+        "accuracy_lossless": {"original": a.get("accuracy"), "pruned": b.get("accuracy")},
+        "test_accuracy_after_finetune": test_acc,
+        "macs": {"original": a["macs"], "pruned": b["macs"], "speedup": d["macs_speedup"]},
+        "latency_ms": {"original": a["latency"]["median_ms"], "pruned": b["latency"]["median_ms"],
+                       "measured_speedup": d["measured_speedup"], "predicted_speedup": d["predicted_speedup"]},
+        "realization": d["realization"], "gate": report["gate"],
+        "report": str(run / "validate" / "report.md"), "onnx": str(run / "export" / "model.onnx"),
+    }  # fmt: skip
+
+
+def format_summary(s: dict) -> str:
+    acc = s["accuracy_lossless"]
+    lines = [
+        f"{s['model']} on {s['target']}, budget {s['budget']}:",
+        f"  MACs      {s['macs']['original'] / 1e6:.1f}M -> {s['macs']['pruned'] / 1e6:.1f}M "
+        f"({s['macs']['speedup']:.2f}x fewer)",
+        f"  latency   {s['latency_ms']['original']:.3f} -> {s['latency_ms']['pruned']:.3f} ms: measured "
+        f"{s['latency_ms']['measured_speedup']:.2f}x, predicted {s['latency_ms']['predicted_speedup'] or 0:.2f}x",
+    ]
+    if acc["original"] is not None:
+        lines.append(f"  accuracy  {100 * acc['original']:.2f} % -> {100 * acc['pruned']:.2f} % "
+                     "(1,017 lossless CIFAR-10 test images)")
+    if s["test_accuracy_after_finetune"] is not None:
+        lines.append(f"  test accuracy after fine-tuning: {100 * s['test_accuracy_after_finetune']:.2f} %")
+    lines.append(f"  gate: {'PASS' if s['gate']['passed'] else 'FAIL'}: {s['gate']['reason']}")
+    lines.append(f"  report: {s['report']}")
+    return "\n".join(lines)

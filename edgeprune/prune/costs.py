@@ -1,0 +1,98 @@
+"""What a planner counts per layer: profiled latency, MACs or parameters, at any channel widths."""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+from edgeprune.latency.layers import Layer
+from edgeprune.latency.profile import Profile, ProfileError
+
+
+class LayerCost(Protocol):
+    """Cost of one conv/linear layer at given channel counts, and the model total from the layer sum."""
+
+    kind: str  # "latency" | "macs" | "params"
+    unit: str
+
+    def layer(self, layer: Layer, cin: int, cout: int) -> float: ...
+
+    def total(self, layer_sum: float) -> float: ...
+
+
+def _per_group_inputs(layer: Layer, cin: int) -> int:
+    op = layer.geometry.op
+    return 1 if op == "dwconv" else layer.geometry.group_width if op == "gconv" else cin
+
+
+class MacsCost:
+    """Multiply-accumulates of convs and linears (what fvcore counts for them; norms and adds left out)."""
+
+    kind, unit = "macs", "MMACs"
+
+    def layer(self, layer: Layer, cin: int, cout: int) -> float:
+        g = layer.geometry
+        if g.op == "linear":
+            return g.batch * cin * cout / 1e6
+        pixels = math.ceil(g.h / g.stride) * math.ceil(g.w / g.stride)
+        return g.batch * pixels * g.kernel**2 * _per_group_inputs(layer, cin) * cout / 1e6
+
+    def total(self, layer_sum: float) -> float:
+        return layer_sum
+
+
+class ParamsCost:
+    """Weights of convs and linears (biases and norms left out)."""
+
+    kind, unit = "params", "Mparams"
+
+    def layer(self, layer: Layer, cin: int, cout: int) -> float:
+        k = 1 if layer.geometry.op == "linear" else layer.geometry.kernel**2
+        return k * _per_group_inputs(layer, cin) * cout / 1e6
+
+    def total(self, layer_sum: float) -> float:
+        return layer_sum
+
+
+class LatencyCost:
+    """Milliseconds from a target's latency profile, with the model's calibration line when it has one."""
+
+    kind, unit = "latency", "ms"
+
+    def __init__(self, profile: Profile, model_name: str) -> None:
+        self.profile = profile
+        self.calibration = profile.calibration.get(model_name)
+        self._cache: dict[tuple[str, int, int], float] = {}
+        self.extrapolated: set[str] = set()
+
+    def layer(self, layer: Layer, cin: int, cout: int) -> float:
+        key = (layer.geometry.key, cin, cout)
+        if key not in self._cache:
+            table = self.profile.tables.get(layer.geometry.key)
+            if table is None:
+                raise ProfileError(
+                    f"layer {layer.path} ({layer.geometry.key}) is not in the profile: profile this model first "
+                    f"(edgeprune profile {self.profile.target.get('name')} --model ...)"
+                )
+            ms, outside = table.lookup(cin, cout, self.profile.use_scan, self.profile.channel_block)
+            if outside:
+                self.extrapolated.add(f"{layer.path} ({cin}->{cout})")
+            self._cache[key] = ms
+        return self._cache[key]
+
+    def total(self, layer_sum: float) -> float:
+        cal = self.calibration
+        return cal.scale * layer_sum + cal.offset_ms if cal else layer_sum
+
+
+def make_cost(kind: str, profile: Profile | None = None, model_name: str = "") -> LayerCost:
+    """The cost model for a budget or ranking kind; latency needs a profile."""
+    if kind == "latency":
+        if profile is None:
+            raise ProfileError("a latency budget or ranking needs the target's latency profile")
+        return LatencyCost(profile, model_name)
+    if kind == "macs":
+        return MacsCost()
+    if kind == "params":
+        return ParamsCost()
+    raise ValueError(f"unknown cost kind {kind!r} (latency, macs or params)")

@@ -1,0 +1,369 @@
+"""Global channel pruning under a budget: greedy removal ranked by importance per unit of cost saved.
+
+Every prunable group is a column of units sorted by importance. Each greedy step asks every group what
+removing its next few units would save (the marginal cost of every layer whose input or output channels
+shrink, producers and consumers alike, at the widths the network has now) and removes the step with the
+least importance per millisecond (or MAC) saved. Savings are recomputed after every step, so the
+latency staircase and the coupling between neighbouring layers are seen as widths change.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, ChannelGraph, ChannelGroup
+from edgeprune.latency.layers import Layer
+from edgeprune.prune.costs import LayerCost
+from edgeprune.prune.importance import magnitude_scores
+from edgeprune.prune.plan import Plan
+
+_SIDE = {CONV_OUT: 1, LINEAR_OUT: 1, CONV_IN: 0, LINEAR_IN: 0}  # 0 = input channels, 1 = output channels
+LOOKAHEAD = 4  # candidate widths tried per group and step before widening to all of them
+
+
+class BudgetError(ValueError):
+    """A budget that cannot be parsed or cannot be reached under the constraints."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A limit on latency, MACs or parameters: relative to the unpruned model (``0.5x``) or absolute."""
+
+    kind: str  # "latency" | "macs" | "params"
+    value: float
+    relative: bool
+
+    @classmethod
+    def parse(cls, kind: str, text: str) -> Budget:
+        """``0.5x`` (fraction of the dense model), ``3.2ms`` (latency), or a plain number in the cost's unit."""
+        raw = str(text).strip().lower()
+        relative = raw.endswith("x")
+        number = raw[:-1] if relative else raw.removesuffix("ms") if kind == "latency" else raw
+        try:
+            value = float(number)
+        except ValueError:
+            raise BudgetError(f"cannot read {kind} budget {text!r}: write e.g. 0.5x"
+                              + (" or 3.2ms" if kind == "latency" else "")) from None
+        if not value > 0 or (relative and value > 1):
+            raise BudgetError(f"{kind} budget {text!r} must be positive" + (" and at most 1x" if relative else ""))
+        return cls(kind, value, relative)
+
+    def resolve(self, dense: float) -> float:
+        return self.value * dense if self.relative else self.value
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.value:g}x" if self.relative else f"{self.kind} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class PlanConstraints:
+    """Per-group limits: channels kept, fraction removed, step size, and snapping to latency stairs."""
+
+    min_channels: int = 1
+    max_removed: float = 0.75  # of each group; the OICSR paper caps it at 0.5
+    step: float = 1 / 16  # fraction of a group removed per greedy step where no stair says otherwise
+    snap: bool = True  # latency ranking: only stop at widths the runtime computes efficiently
+    align: int = 1  # with snap: widths are multiples (or divisors) of this; 1 = the profile's staircase
+    normalize: bool = True  # divide scores by their group's mean, so groups compare by relative importance
+
+
+@dataclass
+class GroupWidth:
+    group: int
+    size: int
+    kept: int
+    minimum: int
+    layers: str
+
+
+@dataclass
+class PlanResult:
+    """The plan with what the planner predicted for it."""
+
+    plan: Plan
+    budget: Budget
+    ranked_by: str
+    dense: dict[str, float]  # cost kind -> unpruned total
+    pruned: dict[str, float]  # cost kind -> total under the plan
+    widths: list[GroupWidth]
+    steps: int
+    extrapolated: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": "edgeprune.planresult/1",
+            "budget": str(self.budget), "ranked_by": self.ranked_by, "steps": self.steps,
+            "dense": self.dense, "pruned": self.pruned,
+            "ratio": {k: self.pruned[k] / self.dense[k] for k in self.dense if self.dense[k]},
+            "groups": [vars(w) for w in self.widths], "extrapolated": self.extrapolated,
+        }  # fmt: skip
+
+    def table(self) -> str:
+        """Markdown: the width of every group the plan changes, then the totals."""
+        lines = ["| group | width | kept | layers |", "|---:|---:|---:|---|"]
+        for w in self.widths:
+            if w.kept < w.size:
+                lines.append(f"| {w.group} | {w.size} → {w.kept} | {100 * w.kept / w.size:.0f} % | {w.layers} |")
+        lines.append("")
+        for kind, dense in self.dense.items():
+            lines.append(f"- {kind}: {dense:.4g} → {self.pruned[kind]:.4g} ({self.pruned[kind] / dense:.3f}x)")
+        return "\n".join(lines)
+
+
+class _GroupState:
+    """One group: its units in removal order and the layer sides each unit's removal shrinks."""
+
+    def __init__(self, group: ChannelGroup, scores: np.ndarray, entries: dict, already: set[int], c: PlanConstraints):
+        self.group = group
+        prunable = [i for i in group.prunable_units if i not in already]
+        self.order = sorted(prunable, key=lambda i: (scores[i], i))  # next to remove first
+        self.scores = scores
+        self.removed = sorted(already)
+        frozen = group.size - len(group.prunable_units)
+        floor = max(c.min_channels, math.ceil(group.size * (1 - c.max_removed)), frozen, 1)
+        self.minimum = min(group.size - len(already), floor)
+        table = group.units[0].table if group.units else None
+        cols: dict[tuple[str, int], int] = {}
+        rows: list[list[tuple[int, int]]] = []
+        for u in group.units:
+            row: dict[int, int] = {}
+            for b in table.block[u.start : u.end].tolist():
+                kind, path, _ = table.blocks[b]
+                if kind in _SIDE and path in entries:
+                    col = cols.setdefault((path, _SIDE[kind]), len(cols))
+                    row[col] = row.get(col, 0) + 1
+            rows.append(list(row.items()))
+        self.counts = np.zeros((group.size, len(cols)), dtype=np.int64)
+        for u, row in enumerate(rows):
+            for col, n in row:
+                self.counts[u, col] = n
+        self.targets = [(entries[path], side) for (path, side) in cols]  # column -> (layer indices, side)
+
+    @property
+    def width(self) -> int:
+        return self.group.size - len(self.removed)
+
+    def deltas(self, units: list[int]) -> dict[int, list[int]]:
+        """Layer index -> [input channels lost, output channels lost] when ``units`` go."""
+        lost = self.counts[units].sum(axis=0)
+        out: dict[int, list[int]] = {}
+        for (layer_ids, side), n in zip(self.targets, lost.tolist()):
+            if n:
+                for i in layer_ids:
+                    out.setdefault(i, [0, 0])[side] += n
+        return out
+
+
+class Planner:
+    """Greedy global pruning of ``graph``'s groups; see the module docstring."""
+
+    def __init__(
+        self,
+        graph: ChannelGraph,
+        layers: list[Layer],
+        costs: dict[str, LayerCost],
+        importance: dict[int, np.ndarray],
+        constraints: PlanConstraints = PlanConstraints(),
+        staircases: dict[int, list[int]] | None = None,
+        start: Plan | None = None,
+    ) -> None:
+        self.graph, self.layers, self.costs, self.c = graph, layers, costs, constraints
+        self.staircases = staircases or {}
+        self.cin = np.array([x.cin for x in layers])
+        self.cout = np.array([x.cout for x in layers])
+        entries: dict[str, list[int]] = {}
+        for i, layer in enumerate(layers):
+            entries.setdefault(layer.path, []).append(i)
+        already = start.removed(graph) if start else {}
+        self.groups: list[_GroupState] = []
+        for group in graph.prunable_groups:
+            scores = np.asarray(importance[group.id], dtype=np.float64)
+            if constraints.normalize:
+                mean = scores[group.prunable_units].mean() if group.prunable_units else 0.0
+                scores = scores / mean if mean > 0 else scores
+            state = _GroupState(group, scores, entries, set(already.get(group.id, [])), constraints)
+            self.groups.append(state)
+            for layer_id, (d_in, d_out) in state.deltas(state.removed).items():
+                self.cin[layer_id] -= d_in
+                self.cout[layer_id] -= d_out
+        self.sums = {k: self._layer_sum(cost) for k, cost in costs.items()}
+        self.steps = 0
+
+    def _layer_sum(self, cost: LayerCost, cin=None, cout=None) -> float:
+        cin = self.cin if cin is None else cin
+        cout = self.cout if cout is None else cout
+        return sum(cost.layer(x, int(a), int(b)) for x, a, b in zip(self.layers, cin, cout))
+
+    def total(self, kind: str) -> float:
+        return self.costs[kind].total(self.sums[kind])
+
+    def saving(self, kind: str, deltas: dict[int, list[int]]) -> float:
+        """How much the layer sum of ``kind`` drops when ``deltas`` are applied to the current widths."""
+        cost, layers, saved = self.costs[kind], self.layers, 0.0
+        for i, (d_in, d_out) in deltas.items():
+            a, b = int(self.cin[i]), int(self.cout[i])
+            saved += cost.layer(layers[i], a, b) - cost.layer(layers[i], a - d_in, b - d_out)
+        return saved
+
+    def candidate_widths(self, state: _GroupState, ranked_by: str) -> list[int]:
+        """Widths below the current one this group may step to, nearest first."""
+        w, size = state.width, state.group.size
+        step = max(1, round(self.c.step * size))
+        widths = set(range(size - step, state.minimum - 1, -step)) | {state.minimum}
+        snap = self.c.snap and ranked_by == "latency"
+        stairs = self.staircases.get(state.group.id) if snap else None
+        if snap and self.c.align > 1:
+            # measured: widths off the kernels' channel blocking cost as much as the unpruned layer, or more
+            a = self.c.align
+            aligned = {x for x in range(state.minimum, w) if x % a == 0 or a % x == 0}
+            widths = aligned or {min(state.minimum + (-state.minimum) % a, w - 1)}
+        elif stairs:
+            # below the scanned stairs the coarse steps stand; within them only widths before a step are kept
+            low = min(stairs)
+            widths = {x for x in widths if x < low} | {x for x in stairs if x >= state.minimum} | {state.minimum}
+        return sorted((x for x in widths if state.minimum <= x < w), reverse=True)
+
+    def best_step(self, ranked_by: str, everything: bool = False):
+        best = None
+        for state in self.groups:
+            widths = self.candidate_widths(state, ranked_by)
+            for width in widths if everything else widths[:LOOKAHEAD]:
+                units = state.order[: state.width - width]
+                deltas = state.deltas(units)
+                saved = self.saving(ranked_by, deltas)
+                if saved <= 1e-12:
+                    continue
+                score = float(state.scores[units].sum()) / saved
+                if best is None or score < best[0]:
+                    best = (score, state, units, deltas)
+        return best
+
+    def apply(self, state: _GroupState, units: list[int], deltas: dict[int, list[int]]) -> None:
+        for kind in self.sums:
+            self.sums[kind] -= self.saving(kind, deltas)
+        for i, (d_in, d_out) in deltas.items():
+            self.cin[i] -= d_in
+            self.cout[i] -= d_out
+        state.removed = sorted(state.removed + units)
+        state.order = state.order[len(units) :]
+        self.steps += 1
+
+    def minimum_total(self, kind: str) -> float:
+        """The budget metric with every group at its minimum width (what the constraints allow at best)."""
+        cin, cout = self.cin.copy(), self.cout.copy()
+        for state in self.groups:
+            for i, (d_in, d_out) in state.deltas(state.order[: state.width - state.minimum]).items():
+                cin[i] -= d_in
+                cout[i] -= d_out
+        return self.costs[kind].total(self._layer_sum(self.costs[kind], cin, cout))
+
+    def check_reachable(self, budget: Budget) -> float:
+        """The budget in the cost's unit; :class:`BudgetError` stating the reachable minimum when below it."""
+        dense = self.dense_totals()[budget.kind]
+        limit = budget.resolve(dense)
+        floor = self.minimum_total(budget.kind)
+        unit = self.costs[budget.kind].unit
+        if floor > limit:
+            raise BudgetError(
+                f"{budget} ({limit:.4g} {unit}) is below the reachable minimum of {floor:.4g} {unit} "
+                f"({floor / dense:.3f}x) with min_channels={self.c.min_channels} and "
+                f"max_removed={self.c.max_removed:g}: relax the budget or the constraints"
+            )
+        return limit
+
+    def run(self, budget: Budget, ranked_by: str) -> float:
+        """Remove steps until ``budget`` holds; returns the resolved budget in the cost's unit."""
+        limit = self.check_reachable(budget)
+        unit = self.costs[budget.kind].unit
+        while self.total(budget.kind) > limit:
+            step = self.best_step(ranked_by) or self.best_step(ranked_by, everything=True)
+            if step is None:
+                raise BudgetError(
+                    f"no step that still lowers {ranked_by} is left at {self.total(budget.kind):.4g} {unit}, "
+                    f"above the budget of {limit:.4g} {unit}: relax the budget or the constraints"
+                )
+            self.apply(*step[1:])
+        return limit
+
+    def dense_totals(self) -> dict[str, float]:
+        if not hasattr(self, "_dense"):
+            full_in = np.array([x.cin for x in self.layers])
+            full_out = np.array([x.cout for x in self.layers])
+            self._dense = {k: c.total(self._layer_sum(c, full_in, full_out)) for k, c in self.costs.items()}
+        return self._dense
+
+    def result(self, budget: Budget, ranked_by: str) -> PlanResult:
+        keep = {s.group.id: [i for i in range(s.group.size) if i not in set(s.removed)]
+                for s in self.groups if s.removed}  # fmt: skip
+        widths = [GroupWidth(s.group.id, s.group.size, s.width, s.minimum, s.group.describe()) for s in self.groups]
+        extrapolated = sorted(set().union(*(getattr(c, "extrapolated", set()) for c in self.costs.values())))
+        plan = Plan(self.graph.model_name, self.graph.fingerprint, keep)
+        totals = {k: self.total(k) for k in self.costs}
+        return PlanResult(plan, budget, ranked_by, self.dense_totals(), totals, widths, self.steps, extrapolated)
+
+
+def importance_for(model: nn.Module, graph: ChannelGraph, scores: dict[int, object] | None = None) -> dict:
+    """Per-group unit scores: the given ones (a regularizer's), else out-in weight energy."""
+    out = {}
+    for group in graph.prunable_groups:
+        given = (scores or {}).get(group.id)
+        if given is not None and len(given) != group.size:
+            raise BudgetError(f"importance for group {group.id} has {len(given)} scores; the group has {group.size}")
+        value = given if given is not None else magnitude_scores(model, group)
+        out[group.id] = torch.as_tensor(value, dtype=torch.float64).numpy()
+    return out
+
+
+SOLVERS = ("greedy", "knapsack")
+
+
+def plan_pruning(
+    model: nn.Module,
+    graph: ChannelGraph,
+    layers: list[Layer],
+    budget: Budget,
+    ranked_by: str = "latency",
+    profile=None,
+    importance: dict[int, object] | None = None,
+    constraints: PlanConstraints = PlanConstraints(),
+    solver: str = "greedy",
+    start: Plan | None = None,
+) -> PlanResult:
+    """Plan which channels to remove so that ``budget`` holds.
+
+    Args:
+        model: the model ``graph`` was built from (for weight-energy importance when none is given).
+        graph: its channel groups.
+        layers: its conv/linear layers at the target's input shape (:func:`edgeprune.latency.collect_layers`).
+        budget: the limit to reach (latency needs ``profile``).
+        ranked_by: what a step's saving is measured in: ``latency`` (needs ``profile``) or ``macs``
+            (FLOPs-driven, for comparison) or ``params``.
+        profile: the target's latency profile.
+        importance: group id -> per-unit scores (e.g. a regularizer's); weight energy where missing.
+        constraints: per-group limits.
+        solver: ``greedy`` (iterative, re-scored after every step) or ``knapsack``.
+        start: units already removed (iterative pruning continues from them).
+    """
+    from edgeprune.latency.staircase import group_staircases
+    from edgeprune.prune.costs import make_cost
+    from edgeprune.prune.knapsack import solve_knapsack
+
+    if solver not in SOLVERS:
+        raise BudgetError(f"unknown solver {solver!r}; known: {', '.join(SOLVERS)}")
+    if start is not None:
+        start.validate(graph)
+    kinds = dict.fromkeys([budget.kind, ranked_by, "macs", "params"] + (["latency"] if profile else []))
+    costs = {k: make_cost(k, profile, graph.model_name) for k in kinds}
+    snap = profile is not None and constraints.snap
+    stairs = group_staircases(graph, layers, profile) if snap else {}
+    planner = Planner(graph, layers, costs, importance_for(model, graph, importance), constraints, stairs, start)
+    if solver == "knapsack":
+        solve_knapsack(planner, budget)
+    else:
+        planner.run(budget, ranked_by)
+    return planner.result(budget, ranked_by if solver == "greedy" else budget.kind)

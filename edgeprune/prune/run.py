@@ -1,0 +1,111 @@
+"""Plan and shrink a model for a target from names and folders: what `edgeprune prune` calls."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from edgeprune.atomic import atomic_dir
+from edgeprune.graph import build_graph
+from edgeprune.latency.layers import collect_layers
+from edgeprune.latency.profile import Profile, find_profile
+from edgeprune.models import get_entry
+from edgeprune.prune import PlanError, load_model_ref, prune_model, save_pruned
+from edgeprune.prune.costs import make_cost
+from edgeprune.prune.oracle import masked_forward, relative_error
+from edgeprune.prune.planner import Budget, BudgetError, PlanConstraints, PlanResult, plan_pruning
+from edgeprune.targets import channel_align, load_target
+
+IMPORTANCE_FILE = "importance.json"
+ORACLE_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """How to plan: the budget, what ranks a step, the solver and the per-group constraints."""
+
+    budget: Budget
+    ranked_by: str = "latency"
+    solver: str = "greedy"
+    constraints: PlanConstraints = PlanConstraints()
+    align: int | None = None  # None: the target's channel blocking (see targets.channel_align)
+
+
+def read_importance(ref: str | os.PathLike, fingerprint: str) -> tuple[dict[int, list[float]] | None, str]:
+    """A training run's per-channel importance (when ``ref`` is one), checked against the graph."""
+    path = Path(ref) / IMPORTANCE_FILE
+    if not path.is_file():
+        return None, "weight energy"
+    try:
+        data = json.loads(path.read_text())
+        groups = {int(g): v for g, v in data["groups"].items()}
+    except (json.JSONDecodeError, KeyError, AttributeError, ValueError) as exc:
+        raise BudgetError(f"{path}: malformed importance file ({exc})") from exc
+    if data.get("fingerprint", fingerprint) != fingerprint:
+        raise BudgetError(f"{path} was written for another architecture (fingerprint {data['fingerprint']})")
+    return groups, f"{data.get('regularizer', '?')} importance from {path}"
+
+
+def prune_run(
+    model_ref: str,
+    target_name: str,
+    settings: PruneSettings,
+    out_dir: str | os.PathLike,
+    profile_path: str | os.PathLike | None = None,
+    pretrained: bool = False,
+    schedule: tuple[int, int, float | None] = (1, 1, None),
+) -> PlanResult:
+    """Plan ``model_ref`` (name, pruned folder or training run) under a budget and write the pruned model.
+
+    Writes ``plan.json``, ``plan.md`` and ``plan_result.json`` and the pruned model in ``model/``; checks
+    the shrunk model against the masked-equivalence oracle before saving it. ``schedule`` = (step, steps,
+    cost of the unpruned model) makes this step i of an iterative schedule: it goes i/steps of the way from
+    the unpruned cost to the budget, and the per-group cap is shared out over the steps.
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty: choose another --out (nothing was written)")
+    target = load_target(target_name)
+    model, name, kwargs, changes = load_model_ref(model_ref, pretrained)
+    model.eval()
+    shape = target.input_shape(get_entry(name).input_size)
+    graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name, model_kwargs=kwargs)
+    layers = collect_layers(model, shape)
+    needs_profile = "latency" in (settings.budget.kind, settings.ranked_by)
+    profile = None
+    if needs_profile:
+        profile = Profile.load(profile_path or find_profile(target.name, target.backend))
+    importance, source = read_importance(model_ref, graph.fingerprint)
+    align = settings.align if settings.align is not None else channel_align(target)
+    step, steps, origin = schedule
+    cap = 1 - (1 - settings.constraints.max_removed) ** (1 / steps)
+    constraints = PlanConstraints(**{**vars(settings.constraints), "align": align, "max_removed": cap})
+    budget = settings.budget
+    cost = make_cost(budget.kind, profile, name)
+    now = cost.total(sum(cost.layer(x, x.cin, x.cout) for x in layers))
+    origin = origin or now
+    if steps > 1:
+        budget = Budget(budget.kind, origin - (origin - budget.resolve(origin)) * step / steps, relative=False)
+    result = plan_pruning(model, graph, layers, budget, settings.ranked_by, profile, importance, constraints,
+                          settings.solver)  # fmt: skip
+    pruned, spec = prune_model(model, graph, result.plan, changes)
+    x = torch.randn(2, *shape[1:])
+    with torch.no_grad():
+        err = relative_error(pruned.eval()(x), masked_forward(model, graph, result.plan, x))
+    if err > ORACLE_TOLERANCE:
+        raise PlanError(f"pruned model deviates from the masked original (relative error {err:.2e}); nothing written")
+    if out.exists():
+        out.rmdir()
+    summary = {**result.to_dict(), "model": name, "from": str(model_ref), "target": target.name,
+               "importance": source, "align": align, "origin": origin, "step": [step, steps],
+               "solver": settings.solver, "oracle_error": err}  # fmt: skip
+    with atomic_dir(out) as tmp:  # all of it or nothing
+        result.plan.save(tmp / "plan.json")
+        (tmp / "plan.md").write_text(f"# Plan for {name} on {target.name} ({result.budget})\n\n{result.table()}\n")
+        save_pruned(pruned, spec, tmp / "model")
+        (tmp / "plan_result.json").write_text(json.dumps(summary, indent=1))
+    return result

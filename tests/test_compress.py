@@ -1,0 +1,79 @@
+"""`edgeprune prune` and `edgeprune compress`: artifacts, resume by stage, nothing half-written, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import edgeprune.train.run as train_mod
+from edgeprune import compress as pipeline
+from edgeprune.cli import main
+from edgeprune.compress import CompressConfig, CompressError, compress
+from edgeprune.prune import load_pruned
+from edgeprune.prune.planner import Budget
+from edgeprune.prune.run import PruneSettings
+from edgeprune.train.trainer import TrainConfig
+
+QUICK = TrainConfig(epochs=1, lr=0.01, batch_size=32, max_steps_per_epoch=2)
+
+
+def quick_config(**kw) -> CompressConfig:
+    settings = PruneSettings(Budget.parse("macs", "0.6x"), ranked_by="macs")
+    base = dict(model="cifar_resnet20", target="cpu-ort", prune=settings, data="synthetic", train=QUICK,
+                finetune=QUICK, tolerance=1.0)  # fmt: skip
+    return CompressConfig(**{**base, **kw})
+
+
+def test_prune_cli_writes_plan_and_model(tmp_path):
+    out = tmp_path / "p"
+    args = ["prune", "cifar_resnet20", "--target", "cpu-ort", "--macs", "0.5x", "--out", str(out)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    result = json.loads((out / "plan_result.json").read_text())
+    assert result["ratio"]["macs"] <= 0.5
+    assert result["oracle_error"] < 1e-4
+    assert load_pruned(out / "model") is not None
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1 and "not empty" in again.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--macs", "0.5x", "--latency", "0.5x"], "exactly one budget"),
+    (["--macs", "half"], "cannot read macs budget"),
+    (["--macs", "0.01x", "--max-removed", "0.5"], "reachable minimum"),
+    (["--latency", "0.5x", "--target", "no-such-target"], "unknown target"),
+])  # fmt: skip
+def test_prune_cli_bad_input(tmp_path, args, message):
+    base = ["prune", "cifar_resnet20", "--out", str(tmp_path / "p")]
+    if "--target" not in args:
+        base += ["--target", "cpu-ort"]
+    r = CliRunner().invoke(main, base + args)
+    assert r.exit_code != 0 and message in r.output
+    assert not (tmp_path / "p").exists()
+
+
+def test_compress_runs_every_stage_then_resumes_only_what_is_missing(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    cfg = quick_config(steps=2)
+    calls = []
+
+    def failing_export(*args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pipeline, "_export", failing_export)
+    with pytest.raises(RuntimeError, match="disk full"):
+        compress(cfg, run, progress=False)
+    assert (run / "train" / "run.json").is_file() and (run / "prune" / "step2" / "plan_result.json").is_file()
+    assert not (run / "export").exists() and not list(run.glob(".export*"))
+    monkeypatch.undo()
+    original_train_run = train_mod.train_run
+    monkeypatch.setattr(train_mod, "train_run", lambda *a, **k: calls.append(a) or original_train_run(*a, **k))
+    summary = compress(cfg, run, progress=False)
+    assert calls == []  # training, pruning and fine-tuning were done: not run again
+    assert (run / "export" / "model.onnx").is_file() and (run / "validate" / "report.json").is_file()
+    assert summary["macs"]["speedup"] >= 1.5
+    assert json.loads((run / "summary.json").read_text())["report"].endswith("report.md")
+    with pytest.raises(CompressError, match="other settings"):
+        compress(quick_config(steps=1), run, progress=False)

@@ -1,0 +1,119 @@
+"""Latency-driven vs FLOPs-driven plans at the same MACs budget, measured end to end on a target.
+
+For each model: one plan ranked by profiled latency (widths on the target's channel blocking), one ranked
+by MACs (the FLOPs-driven baseline, same importance, same budget), and the dense model, timed in
+interleaved rounds so machine drift hits all three alike. Prints a Markdown table and writes JSON.
+
+    python tools/bench_planner.py --target cpu-ort --macs 0.5x --out bench/planner.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeprune.atomic import atomic_write_text
+from edgeprune.backends import get_backend, measure_latency
+from edgeprune.export import export_onnx
+from edgeprune.graph import build_graph
+from edgeprune.latency import Profile, collect_layers
+from edgeprune.latency.profile import find_profile
+from edgeprune.latency.profiler import build_model, model_input_shape
+from edgeprune.prune import prune_model
+from edgeprune.prune.planner import Budget, PlanConstraints, plan_pruning
+from edgeprune.targets import channel_align, load_target
+from edgeprune.validate import count_macs
+
+MODELS = ["cifar_resnet56", "mobilenet_v2", "resnet50"]
+
+
+def variants(name: str, target, profile: Profile, budget: Budget) -> dict:
+    model = build_model(name, target)
+    shape = model_input_shape(name, target)
+    graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
+    layers = collect_layers(model, shape)
+    out = {"dense": (model, None)}
+    aligned = PlanConstraints(align=channel_align(target))
+    for label, ranked_by, c in (("latency-driven", "latency", aligned), ("flops-driven", "macs", PlanConstraints())):
+        result = plan_pruning(model, graph, layers, budget, ranked_by, profile, constraints=c)
+        out[label] = (prune_model(model, graph, result.plan)[0].eval(), result)
+    return out
+
+
+def measure(name: str, target, models: dict, rounds: int) -> dict:
+    shape = model_input_shape(name, target)
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        runners = {}
+        for label, (m, _) in models.items():
+            path = Path(tmp) / f"{label}.onnx"
+            export_onnx(m, torch.randn(*shape), path)
+            runners[label] = get_backend(target.backend).prepare(target, onnx_path=str(path))
+        times: dict[str, list[float]] = {k: [] for k in models}
+        for _ in range(rounds):  # interleaved: drift between rounds hits every variant
+            for label, runner in runners.items():
+                times[label].append(measure_latency(runner, x, target).median_ms)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int) -> dict:
+    models = variants(name, target, profile, budget)
+    ms = measure(name, target, models, rounds)
+    x = torch.randn(*model_input_shape(name, target))
+    macs = {k: count_macs(m, x)[0] for k, (m, _) in models.items()}
+    row = {"model": name, "budget": str(budget), "ms": ms, "macs": macs}
+    for label in ("latency-driven", "flops-driven"):
+        result = models[label][1]
+        row[label] = {
+            "macs_speedup": macs["dense"] / macs[label],
+            "measured_speedup": ms["dense"] / ms[label],
+            "predicted_speedup": result.dense["latency"] / result.pruned["latency"],
+            "realization": (ms["dense"] / ms[label]) / (macs["dense"] / macs[label]),
+        }
+    row["latency_vs_flops"] = row["latency-driven"]["measured_speedup"] / row["flops-driven"]["measured_speedup"]
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| model | plan | MACs speedup | predicted | measured | realization | dense ms | plan ms |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in rows:
+        for label in ("latency-driven", "flops-driven"):
+            d = r[label]
+            lines.append(f"| {r['model']} | {label} | {d['macs_speedup']:.2f}x | {d['predicted_speedup']:.2f}x | "
+                         f"{d['measured_speedup']:.2f}x | {d['realization']:.2f} | {r['ms']['dense']:.3f} | "
+                         f"{r['ms'][label]:.3f} |")  # fmt: skip
+        lines.append(f"| {r['model']} | **latency ÷ flops** | | | **{r['latency_vs_flops']:.2f}** | | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", default="cpu-ort")
+    parser.add_argument("--macs", default="0.5x", help="MACs budget both plans meet")
+    parser.add_argument("--model", action="append", help="repeatable; default: " + ", ".join(MODELS))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", default="bench/planner.json")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    target = load_target(args.target)
+    profile = Profile.load(find_profile(target.name, target.backend))
+    budget = Budget.parse("macs", args.macs)
+    rows = []
+    for name in args.model or MODELS:
+        rows.append(bench_model(name, target, profile, budget, args.rounds))
+        print(markdown(rows[-1:]), flush=True)
+    atomic_write_text(args.out, json.dumps({"target": args.target, "rows": rows}, indent=1))
+    atomic_write_text(Path(args.out).with_suffix(".md"), markdown(rows) + "\n")
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
