@@ -43,8 +43,8 @@ class CompressConfig:
     data_dir: str | None = None
     reg: str = "oicsr"
     reg_kwargs: dict = field(default_factory=lambda: {"lam": 1e-4})
-    train: TrainConfig = TrainConfig(epochs=2, lr=0.01)  # regularized training; epochs=0 skips it
-    finetune: TrainConfig = TrainConfig(epochs=2, lr=0.01)  # after the last pruning step
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, lr=0.01))  # 0 epochs: skipped
+    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=2, lr=0.01))  # after pruning
     steps: int = 1  # pruning steps; between two steps the model is fine-tuned for step_epochs
     step_epochs: int = 1
     profile_path: str | None = None
