@@ -1,1 +1,44 @@
-"""edgeprune."""
+"""edgeprune: structured pruning driven by latency measured on the target device.
+
+The stages, one public entry point each (see the README's "Library" section)::
+
+    build_graph → create_regularizer / train_run → plan_pruning / prune_run → prune_model
+    → export_onnx → validate;  run_compress() runs them all, resumably.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# name -> module; imported on first use so `import edgeprune` stays light
+_API = {
+    "create_model": "edgeprune.models",
+    "build_graph": "edgeprune.graph",
+    "create_regularizer": "edgeprune.regularize",
+    "train_run": "edgeprune.train.run",
+    "Budget": "edgeprune.prune.planner",
+    "PlanConstraints": "edgeprune.prune.planner",
+    "plan_pruning": "edgeprune.prune.planner",
+    "PruneSettings": "edgeprune.prune.run",
+    "prune_run": "edgeprune.prune.run",
+    "prune_model": "edgeprune.prune",
+    "load_pruned": "edgeprune.prune",
+    "export_onnx": "edgeprune.export",
+    "load_target": "edgeprune.targets",
+    "Profile": "edgeprune.latency",
+    "validate": "edgeprune.validate",
+    "resolve_model": "edgeprune.validate",
+    "CompressConfig": "edgeprune.compress",
+    "run_compress": "edgeprune.compress:compress",  # not `compress`: that name is the submodule
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        module, _, attr = _API[name].partition(":")
+        return getattr(importlib.import_module(module), attr or name)
+    raise AttributeError(f"module 'edgeprune' has no attribute {name!r}")

@@ -1,0 +1,35 @@
+"""The embedding example of the README runs as written, and the README's CLI reference is current."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import edgeprune
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_public_name_resolves():
+    for name in edgeprune.__all__:
+        assert getattr(edgeprune, name) is not None
+
+
+def test_readme_embedding_example_runs(tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- embedding-example -->\n```python\n(.*?)```", readme, re.S)
+    assert block, "README lacks the embedding example"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block.group(1), "README embedding example", "exec"), namespace)  # noqa: S102
+    result = namespace["result"]
+    assert result.pruned["macs"] <= 0.5 * result.dense["macs"]
+    assert (tmp_path / "runs" / "r20" / "model" / "arch.json").is_file()
+
+
+def test_readme_cli_reference_is_current():
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "cli_reference.py"), "--check"], capture_output=True,
+                       text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr

@@ -1,0 +1,64 @@
+"""Collect the headline figures of every benchmark file into bench/results.json and a Markdown table.
+
+    python tools/bench_results.py bench/graph.json bench/regularizer.json bench/predictor.json \
+        bench/planner.json --out bench/results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+from edgeprune.atomic import atomic_write_text
+from edgeprune.latency.profile import device_fingerprint
+
+
+def rows_for(name: str, data: dict) -> list[dict]:
+    """(benchmark, model, metric, value, goal) rows from one benchmark file."""
+    rows = []
+    if name == "graph":
+        for r in data["results"]:
+            rows.append(("graph build", r["model"], "edgeprune ms / Torch-Pruning ms",
+                         f"{r['edgeprune_ms']:.1f} / {r['torch_pruning_ms']:.1f}", "faster than Torch-Pruning"))
+    elif name == "regularizer":
+        for model, regs in data["results"].items():
+            for reg, r in regs.items():
+                if reg != "none":
+                    rows.append(("regularizer overhead", model, reg, f"{r['overhead_pct']:.1f} %", "<= 5 %"))
+    elif name == "predictor":
+        for model, r in data["results"].items():
+            s = r["summary"]
+            rows.append(("predictor error", model, "abs. error median / max",
+                         f"{s['median_abs_pct']:.1f} % / {s['max_abs_pct']:.1f} %", "<= 5 % / <= 15 %"))
+    elif name == "planner":
+        for r in data["rows"]:
+            lat = r["latency-driven"]
+            rows.append(("latency- vs FLOPs-driven", r["model"], f"measured speedup ratio at {r['budget']}",
+                         f"{r['latency_vs_flops']:.2f}", ">= 1.15"))
+            rows.append(("realization", r["model"], "latency-driven: measured / MACs speedup",
+                         f"{lat['realization']:.2f} ({lat['measured_speedup']:.2f}x measured)", ">= 1.0 at 2x"))
+    return [dict(zip(("benchmark", "model", "metric", "value", "goal"), row)) for row in rows]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--out", default="bench/results.json")
+    args = ap.parse_args()
+    rows = []
+    for f in args.files:
+        rows += rows_for(Path(f).stem, json.loads(Path(f).read_text()))
+    machine = {**device_fingerprint("onnxruntime"), "python": platform.python_version()}
+    atomic_write_text(args.out, json.dumps({"machine": machine, "sources": args.files, "rows": rows}, indent=1))
+    lines = [f"Machine: {machine['cpu']}, {machine['cores']} cores, onnxruntime {machine.get('onnxruntime')}, "
+             f"torch {machine.get('torch')}", "", "| benchmark | model | metric | value | goal |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {r['benchmark']} | {r['model']} | {r['metric']} | {r['value']} | {r['goal']} |" for r in rows]
+    atomic_write_text(Path(args.out).with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
