@@ -45,7 +45,8 @@ bench-graph:
 # Re-running resumes at the first unfinished stage.
 demo: $(STAMP)
 	$(EP) compress --model cifar_resnet56 --pretrained --data cifar10 --target cpu-ort --latency 0.5x \
-		--reg oicsr --lam 1e-4 --reg-epochs 1 --finetune-epochs 3 --max-steps 200 --out runs/compress-demo
+		--reg oicsr --lam 1e-4 --reg-epochs 1 --finetune-epochs 3 --max-steps 200 --out runs/compress-demo \
+		|| { test $$? -eq 4 && echo 'demo finished; the speedup gate failed (see the report)'; }
 
 # Profiles: measured tables are reused, so re-running only measures what is missing.
 profile: $(STAMP)
