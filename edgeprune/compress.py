@@ -74,8 +74,8 @@ def _prune(source: str, run: Path, cfg: CompressConfig, progress: bool) -> Path:
     for step in range(1, cfg.steps + 1):
         folder = run / "prune" / f"step{step}"
         if not (folder / "plan_result.json").is_file():
-            prune_run(source, cfg.target, cfg.prune, folder, cfg.profile_path, cfg.pretrained and step == 1
-                      and source == cfg.model, (step, cfg.steps, origin))  # fmt: skip
+            pretrained = cfg.pretrained and source == cfg.model  # only a registry name takes pretrained weights
+            prune_run(source, cfg.target, cfg.prune, folder, cfg.profile_path, pretrained, (step, cfg.steps, origin))
         origin = json.loads((folder / "plan_result.json").read_text())["origin"]
         source = str(folder)
         if step < cfg.steps:
@@ -121,11 +121,11 @@ def _validate(cfg: CompressConfig, pruned_dir: Path, out: Path) -> dict:
 def compress(cfg: CompressConfig, out_dir: str | os.PathLike, progress: bool = True) -> dict:
     """Run (or resume) every stage in ``out_dir``; returns the summary also written to ``summary.json``."""
     run = Path(out_dir)
-    config = cfg.to_dict()
+    config = json.loads(json.dumps(cfg.to_dict()))  # as it reads back from the file (tuples become lists)
     if (run / CONFIG_FILE).is_file():
         saved = json.loads((run / CONFIG_FILE).read_text())
-        if saved != json.loads(json.dumps(config)):
-            changed = sorted(k for k in config if saved.get(k) != json.loads(json.dumps(config[k])))
+        if saved != config:
+            changed = sorted(k for k in config if saved.get(k) != config[k])
             raise CompressError(f"{run} holds a compress run with other settings ({', '.join(changed)}): "
                                 "re-run with the same options to resume, or choose another --out")  # fmt: skip
     elif run.exists() and any(run.iterdir()):

@@ -19,10 +19,6 @@ ROUNDS = 4
 BUCKETS = 2000
 
 
-def _option_widths(planner: Planner, state, kind: str) -> list[int]:
-    return [state.width, *planner.candidate_widths(state, kind)]
-
-
 def solve_knapsack(planner: Planner, budget: Budget) -> None:
     """Choose every group's width by dynamic programming, then apply it to ``planner``."""
     kind = budget.kind
@@ -31,7 +27,7 @@ def solve_knapsack(planner: Planner, budget: Budget) -> None:
     offset, slope = cost.total(0.0), cost.total(1.0) - cost.total(0.0)
     sum_limit = (limit - offset) / slope  # budget in layer-sum space (the total is affine in the sum)
     groups = planner.groups
-    options = [_option_widths(planner, s, kind) for s in groups]
+    options = [[s.width, *planner.candidate_widths(s, kind)] for s in groups]  # option 0: width at start
     deltas = [[s.deltas(s.order[: s.width - w]) for w in opts] for s, opts in zip(groups, options)]
     owners = np.zeros(len(planner.layers), dtype=np.int64)
     for s in groups:

@@ -87,6 +87,22 @@ def is_lively(model: nn.Module, x: torch.Tensor) -> bool:
     return bool((y[0] - y[1]).norm() > 1e-3 * y.norm())
 
 
+ORACLE_TOLERANCE = 1e-4
+
+
+def check_shrunk(model: nn.Module, graph: ChannelGraph, plan: Plan, pruned: nn.Module, input_chw) -> float:
+    """Relative error of ``pruned`` against the masked original on random inputs; :class:`PlanError` above
+    :data:`ORACLE_TOLERANCE`. Callers run it before writing anything."""
+    from edgeprune.prune.plan import PlanError
+
+    x = torch.randn(2, *input_chw)
+    with torch.no_grad():
+        err = relative_error(pruned.eval()(x), masked_forward(model, graph, plan, x))
+    if not err <= ORACLE_TOLERANCE:
+        raise PlanError(f"pruned model deviates from the masked original (relative error {err:.2e}); nothing written")
+    return err
+
+
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """‖actual − expected‖ / ‖expected‖ (with a floor so an all-zero output does not divide by zero)."""
     return float((actual - expected).norm() / expected.norm().clamp_min(1e-12))

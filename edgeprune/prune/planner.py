@@ -127,21 +127,17 @@ class _GroupState:
         frozen = group.size - len(group.prunable_units)
         floor = max(c.min_channels, math.ceil(group.size * (1 - c.max_removed)), frozen, 1)
         self.minimum = min(group.size - len(already), floor)
-        table = group.units[0].table if group.units else None
+        table = group.units[0].table
         cols: dict[tuple[str, int], int] = {}
-        rows: list[list[tuple[int, int]]] = []
-        for u in group.units:
-            row: dict[int, int] = {}
-            for b in table.block[u.start : u.end].tolist():
+        hits: list[tuple[int, int]] = []  # (unit, column) per member that shrinks a layer
+        for u, unit in enumerate(group.units):
+            for b in table.block[unit.start : unit.end].tolist():
                 kind, path, _ = table.blocks[b]
                 if kind in _SIDE and path in entries:
-                    col = cols.setdefault((path, _SIDE[kind]), len(cols))
-                    row[col] = row.get(col, 0) + 1
-            rows.append(list(row.items()))
+                    hits.append((u, cols.setdefault((path, _SIDE[kind]), len(cols))))
         self.counts = np.zeros((group.size, len(cols)), dtype=np.int64)
-        for u, row in enumerate(rows):
-            for col, n in row:
-                self.counts[u, col] = n
+        if hits:
+            np.add.at(self.counts, tuple(np.array(hits).T), 1)
         self.targets = [(entries[path], side) for (path, side) in cols]  # column -> (layer indices, side)
 
     @property
@@ -192,6 +188,8 @@ class Planner:
                 self.cin[layer_id] -= d_in
                 self.cout[layer_id] -= d_out
         self.sums = {k: self._layer_sum(cost) for k, cost in costs.items()}
+        full_in, full_out = np.array([x.cin for x in layers]), np.array([x.cout for x in layers])
+        self.dense = {k: c.total(self._layer_sum(c, full_in, full_out)) for k, c in costs.items()}
         self.steps = 0
 
     def _layer_sum(self, cost: LayerCost, cin=None, cout=None) -> float:
@@ -264,7 +262,7 @@ class Planner:
 
     def check_reachable(self, budget: Budget) -> float:
         """The budget in the cost's unit; :class:`BudgetError` stating the reachable minimum when below it."""
-        dense = self.dense_totals()[budget.kind]
+        dense = self.dense[budget.kind]
         limit = budget.resolve(dense)
         floor = self.minimum_total(budget.kind)
         unit = self.costs[budget.kind].unit
@@ -290,13 +288,6 @@ class Planner:
             self.apply(*step[1:])
         return limit
 
-    def dense_totals(self) -> dict[str, float]:
-        if not hasattr(self, "_dense"):
-            full_in = np.array([x.cin for x in self.layers])
-            full_out = np.array([x.cout for x in self.layers])
-            self._dense = {k: c.total(self._layer_sum(c, full_in, full_out)) for k, c in self.costs.items()}
-        return self._dense
-
     def result(self, budget: Budget, ranked_by: str) -> PlanResult:
         keep = {s.group.id: [i for i in range(s.group.size) if i not in set(s.removed)]
                 for s in self.groups if s.removed}  # fmt: skip
@@ -304,7 +295,7 @@ class Planner:
         extrapolated = sorted(set().union(*(getattr(c, "extrapolated", set()) for c in self.costs.values())))
         plan = Plan(self.graph.model_name, self.graph.fingerprint, keep)
         totals = {k: self.total(k) for k in self.costs}
-        return PlanResult(plan, budget, ranked_by, self.dense_totals(), totals, widths, self.steps, extrapolated)
+        return PlanResult(plan, budget, ranked_by, self.dense, totals, widths, self.steps, extrapolated)
 
 
 def importance_for(model: nn.Module, graph: ChannelGraph, scores: dict[int, object] | None = None) -> dict:
