@@ -7,7 +7,6 @@ tolerance is reported as a failed gate (``report["gate"]["passed"]`` false).
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from edgeprune import layer_times
 from edgeprune.backends import get_backend, measure_latency, unavailable_reason
 from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
 from edgeprune.latency import Profile, collect_layers
@@ -78,29 +78,6 @@ def largest_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
     return biggest
 
 
-def ort_op_times(onnx_path: Path, target: Target, x: np.ndarray, runs: int = 20) -> dict[str, float]:
-    """Milliseconds per inference by ONNX op type, from onnxruntime's own profiler."""
-    import onnxruntime as ort
-
-    from edgeprune.backends.onnxruntime import providers_for, session_options
-
-    opts = session_options(target)
-    opts.enable_profiling = True
-    with tempfile.TemporaryDirectory() as tmp:
-        opts.profile_file_prefix = str(Path(tmp) / "ort")
-        session = ort.InferenceSession(str(onnx_path), opts, providers=providers_for(target))
-        name = session.get_inputs()[0].name
-        for _ in range(runs):
-            session.run(None, {name: x})
-        events = json.loads(Path(session.end_profiling()).read_text())
-    totals: dict[str, float] = {}
-    for e in events:
-        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
-            op = e.get("args", {}).get("op_name", "?")
-            totals[op] = totals.get(op, 0.0) + e["dur"] / 1e3 / runs
-    return totals
-
-
 def torch_op_times(runner, x: np.ndarray, runs: int = 10) -> dict[str, float]:
     """Milliseconds per inference by aten op, from torch.profiler (self time, CPU or CUDA)."""
     from torch.profiler import ProfilerActivity, profile
@@ -137,6 +114,8 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile |
     shape = target.input_shape(ref.input_chw)
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     macs, macs_by_op = count_macs(ref.module, x)
+    # Before a backend moves the module to its device and precision: both run a forward pass on x.
+    macs_by_layer, norms = layer_times.macs_by_layer(ref.module, x), layer_times.norm_to_conv(ref.module, x)
     onnx_path = folder / f"{ref.name}-{'pruned' if Path(ref.label).is_dir() else 'original'}.onnx"
     export = export_onnx(ref.module, x, onnx_path)
     checks = {"random": x.expand(3, *shape[1:]).clone() + torch.randn(3, *shape[1:])}
@@ -174,16 +153,18 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile |
     if profile is not None:
         predicted = profile.predict(collect_layers(ref.module, shape), ref.name).ms
     if target.backend == "onnxruntime":
-        ops = ort_op_times(onnx_path, target, xn)
+        layers, ops = layer_times.ort_layer_times(onnx_path, target, xn, norms)
     elif target.backend == "tensorrt":
-        ops = runner.layer_times(xn)
+        engine = runner.layer_times(xn)
+        layers, ops = layer_times.attribute_engine_layers(engine, onnx_path, norms), engine
     else:
-        ops = torch_op_times(runner, xn)
+        layers, ops = layer_times.torch_layer_times(runner.module, runner.to_input(xn)), torch_op_times(runner, xn)
     return {
         "model": ref.label, "registry_name": ref.name, "input_shape": list(shape), "macs": macs,
         "macs_by_op": macs_by_op, "params": sum(p.numel() for p in ref.module.parameters()),
         "exporter": export.exporter, "export_notes": export.notes, "numerics_rel_err": numerics,
         "predicted_ms": predicted, "latency": latency, "memory": memory, "ms_by_op": ops,
+        "ms_by_layer": layers, "macs_by_layer": macs_by_layer,
         "accuracy": accuracy_on(ref.module, data, ref.name),
     }  # fmt: skip
 
@@ -213,8 +194,10 @@ def validate(
         floor = derived["predicted_speedup"] * (1 - tolerance)
         gate["passed"] = derived["measured_speedup"] >= floor
         verdict = "meets" if gate["passed"] else "falls short of"
-        gate["reason"] = (f"measured speedup {derived['measured_speedup']:.2f}x {verdict} the predicted "
-                          f"{derived['predicted_speedup']:.2f}x within {tolerance:.0%} (floor {floor:.2f}x)")
+        gate["reason"] = (
+            f"measured speedup {derived['measured_speedup']:.2f}x {verdict} the predicted "
+            f"{derived['predicted_speedup']:.2f}x within {tolerance:.0%} (floor {floor:.2f}x)"
+        )
     report = {
         "schema": REPORT_SCHEMA, "target": target.name, "target_spec": {"backend": target.backend,
         "device": target.device, "precision": target.precision, "threads": target.threads},

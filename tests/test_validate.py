@@ -14,6 +14,7 @@ from edgeprune.models import create_model
 from edgeprune.targets import target_from_dict
 from edgeprune.validate import NumericsFailure, derive, resolve_model, validate
 
+CONV_OR_LINEAR = (torch.nn.Conv2d, torch.nn.Linear)
 FAST_ORT = {"backend": "onnxruntime", "threads": 1, "warmup": 2, "repeats": 5, "rounds": 2}
 
 
@@ -53,15 +54,28 @@ def test_validate_report_contents(tmp_path, pruned_dir):
     assert "Conv" in a["ms_by_op"] and a["memory"]["weight_bytes"] > b["memory"]["weight_bytes"]
     assert report["gate"]["passed"] and "not gated" in report["gate"]["reason"]
     files = {p.name for p in (tmp_path / "v").iterdir()}
-    assert {"report.json", "report.md", "speedups.png", "latency_by_op.png"} <= files
+    assert {"report.json", "report.md", "speedups.png", "latency_by_layer.png"} <= files
+    # Per layer: every conv/linear has its own measured time, and the attributed times add up to the total.
+    convs = {n for n, m in resolve_model("cifar_resnet20").module.named_modules() if isinstance(m, CONV_OR_LINEAR)}
+    for side in (a, b):
+        assert convs <= {k for k, v in side["ms_by_layer"].items() if v > 0}
+        assert not [k for k in side["ms_by_layer"] if k.startswith("(unattributed)")]
+        assert sum(side["ms_by_layer"].values()) == pytest.approx(sum(side["ms_by_op"].values()))
+        assert set(side["macs_by_layer"]) == convs  # fvcore's total also counts BatchNorm and pooling:
+        assert 0.95 * side["macs"] < sum(side["macs_by_layer"].values()) <= side["macs"]
+    assert "per layer" in (tmp_path / "v" / "report.md").read_text()
     assert json.loads((tmp_path / "v" / "report.json").read_text())["schema"] == "edgeprune.report/1"
 
 
 def test_gate_uses_the_predicted_speedup():
-    a = {"macs": 100, "params": 10, "latency": {"median_ms": 10.0}, "predicted_ms": 10.0,
-         "memory": {"weight_bytes": 40}}
-    b = {"macs": 50, "params": 5, "latency": {"median_ms": 8.0}, "predicted_ms": 5.0,
-         "memory": {"weight_bytes": 20}}
+    a = {
+        "macs": 100,
+        "params": 10,
+        "latency": {"median_ms": 10.0},
+        "predicted_ms": 10.0,
+        "memory": {"weight_bytes": 40},
+    }
+    b = {"macs": 50, "params": 5, "latency": {"median_ms": 8.0}, "predicted_ms": 5.0, "memory": {"weight_bytes": 20}}
     d = derive(a, b)
     assert d["predicted_speedup"] == 2.0 and d["measured_speedup"] == 1.25 and d["realization"] == 0.625
 
@@ -73,12 +87,17 @@ def test_validate_numerics_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
         raise ExportError("onnxruntime output differs from torch: relative error 1e+00 > 1e-04")
 
     monkeypatch.setattr(v, "check_onnx", broken)
-    out = CliRunner().invoke(main, ["validate", "cifar_resnet20", str(pruned_dir), "--target", "cpu-ort",
-                                    "--out", str(tmp_path / "v")])
+    out = CliRunner().invoke(
+        main, ["validate", "cifar_resnet20", str(pruned_dir), "--target", "cpu-ort", "--out", str(tmp_path / "v")]
+    )
     assert out.exit_code == 3 and "numerics" in out.output
     with pytest.raises(NumericsFailure):
-        validate(resolve_model("cifar_resnet20"), resolve_model(str(pruned_dir)),
-                 target_from_dict("t", FAST_ORT), tmp_path / "w")
+        validate(
+            resolve_model("cifar_resnet20"),
+            resolve_model(str(pruned_dir)),
+            target_from_dict("t", FAST_ORT),
+            tmp_path / "w",
+        )
 
 
 def test_validate_gate_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
@@ -93,8 +112,9 @@ def test_validate_gate_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
         return side
 
     monkeypatch.setattr(v, "measure_side", optimistic)
-    out = CliRunner().invoke(main, ["validate", "cifar_resnet20", str(pruned_dir), "--target", "cpu-ort",
-                                    "--out", str(tmp_path / "v")])
+    out = CliRunner().invoke(
+        main, ["validate", "cifar_resnet20", str(pruned_dir), "--target", "cpu-ort", "--out", str(tmp_path / "v")]
+    )
     assert out.exit_code == 4 and "FAIL" in out.output and "falls short" in out.output
 
 
@@ -122,4 +142,5 @@ def test_validate_on_the_torch_backend(tmp_path, pruned_dir):
     target = target_from_dict("fast-torch", {**FAST_ORT, "backend": "torch"})
     report = validate(resolve_model("cifar_resnet20"), resolve_model(str(pruned_dir)), target, tmp_path / "t")
     assert any(op.startswith("aten::") for op in report["original"]["ms_by_op"])
+    assert report["pruned"]["ms_by_layer"]["layer1.0.conv1"] > 0
     assert report["derived"]["measured_speedup"] > 0

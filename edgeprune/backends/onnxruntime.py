@@ -54,8 +54,10 @@ class OnnxRuntimeBackend:
             return "onnxruntime is not installed"
         missing = [p for p in providers_for(target) if p not in ort.get_available_providers()]
         if missing:
-            return (f"onnxruntime here offers {ort.get_available_providers()}, not {missing}"
-                    " (CUDA needs the gpu extra, which replaces onnxruntime, and a GPU)")
+            return (
+                f"onnxruntime here offers {ort.get_available_providers()}, not {missing}"
+                " (CUDA needs the gpu extra, which replaces onnxruntime, and a GPU)"
+            )
         return None
 
     def prepare(self, target: Target, onnx_path: str | None = None, module=None) -> OrtRunner:

@@ -22,16 +22,16 @@ class TorchRunner:
         if self.device.type == "cpu":
             torch.set_num_threads(target.threads)
 
-    def _to_input(self, x: np.ndarray):
+    def to_input(self, x: np.ndarray):
         return self.torch.from_numpy(x).to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
 
     def run(self, x: np.ndarray):
         torch = self.torch
         with torch.inference_mode():
             if not self.use_graphs:
-                return self.module(self._to_input(x))
+                return self.module(self.to_input(x))
             if self.graph is None:  # capture once with a static input buffer
-                self.static_in = self._to_input(x)
+                self.static_in = self.to_input(x)
                 stream = torch.cuda.Stream()
                 stream.wait_stream(torch.cuda.current_stream())
                 with torch.cuda.stream(stream):
@@ -41,7 +41,7 @@ class TorchRunner:
                 self.graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(self.graph):
                     self.static_out = self.module(self.static_in)
-            self.static_in.copy_(self._to_input(x))
+            self.static_in.copy_(self.to_input(x))
             self.graph.replay()
             return self.static_out
 

@@ -250,8 +250,13 @@ def check_profile(profile: Profile, target: Target, name: str, n_plans: int, see
             pruned, _ = prune_model(model, graph, random_plan(graph, rng))
             predicted = profile.predict(collect_layers(pruned, shape), name)
             measured = measure_model(target, pruned, shape, Path(tmp))
-            rows.append({"predicted_ms": predicted.ms, "measured_ms": measured,
-                         "error_pct": 100 * (predicted.ms - measured) / measured})
+            rows.append(
+                {
+                    "predicted_ms": predicted.ms,
+                    "measured_ms": measured,
+                    "error_pct": 100 * (predicted.ms - measured) / measured,
+                }
+            )
     errors = [abs(r["error_pct"]) for r in rows]
     return {
         "model": name,
@@ -276,7 +281,12 @@ def target_dict(target: Target) -> dict:
 
 
 def profile_settings(target: Target) -> dict:
-    return {"grid_fractions": list(GRID_FRACTIONS), "micro_timing": MICRO_TIMING, "scan": SCAN,
-            "calibration": {"uniform": list(CALIBRATION_RATIOS), "random": CALIBRATION_RANDOM},
-            "end_to_end": {"warmup": target.warmup, "repeats": target.repeats, "rounds": target.rounds},
-            "statistic": "median of round medians (ms)", "fusion": "conv+ReLU micro-models (BN folded)"}
+    return {
+        "grid_fractions": list(GRID_FRACTIONS),
+        "micro_timing": MICRO_TIMING,
+        "scan": SCAN,
+        "calibration": {"uniform": list(CALIBRATION_RATIOS), "random": CALIBRATION_RANDOM},
+        "end_to_end": {"warmup": target.warmup, "repeats": target.repeats, "rounds": target.rounds},
+        "statistic": "median of round medians (ms)",
+        "fusion": "conv+ReLU micro-models (BN folded)",
+    }

@@ -204,8 +204,13 @@ class Trainer:
                 bar.close()
                 return {}
         bar.close()
-        record = {"epoch": self.epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                  "images_per_s": seen * self.world / (time.perf_counter() - start), "lr": self.sched.get_last_lr()[0]}
+        record = {
+            "epoch": self.epoch + 1,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_acc": correct / max(seen, 1),
+            "images_per_s": seen * self.world / (time.perf_counter() - start),
+            "lr": self.sched.get_last_lr()[0],
+        }
         if self.world > 1:
             record["ranks_consistent"] = self._check_ranks()
         if self.test_data is not None and self.rank == 0:

@@ -1,0 +1,212 @@
+"""Where the time goes, per layer: runtime profiler times attributed to the model's module paths.
+
+The validation report sets each layer's measured share of the time beside its share of the MACs, so a
+user sees which layers the runtime handles worse than their arithmetic suggests. The hard part is the
+attribution. The runtime renames, fuses and inserts nodes; the dynamo exporter records, on every ONNX
+node, the module scope it came from (``pkg.torch.onnx.name_scopes``). onnxruntime's CPU provider names a
+fused NCHWc convolution after the tensor it writes (``<value>_nchwc``), so such a name is followed back
+through the activation/add it absorbed to the Conv that produced it. After the exporter folds BatchNorm
+into the preceding Conv, that Conv's scope is the BatchNorm's, so BatchNorm paths map back to the conv
+that feeds them. Nodes the runtime inserts (layout reorders) get their own row, as does anything that
+cannot be attributed, so the times always add up.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+REORDERS = "(runtime) layout reorders"
+_PASS_THROUGH = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Add", "Sum", "Mul"}
+_MAC_OPS = {"Conv", "Gemm", "MatMul", "ConvTranspose"}
+_MAC_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.ConvTranspose2d)
+
+
+def macs_by_layer(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    """fvcore's multiply-accumulates per conv/linear module path."""
+    from fvcore.nn import FlopCountAnalysis
+
+    counter = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    by_module = counter.by_module()
+    return {n: int(by_module.get(n, 0)) for n, m in model.named_modules() if isinstance(m, _MAC_MODULES)}
+
+
+def norm_to_conv(model: nn.Module, x: torch.Tensor) -> dict[str, str]:
+    """Normalization module path -> path of the conv/linear whose output it normalizes (one forward pass)."""
+    produced: dict[int, str] = {}
+    mapping: dict[str, str] = {}
+    names = {m: n for n, m in model.named_modules()}
+
+    def record(module, args, output):
+        if isinstance(module, _MAC_MODULES):
+            produced[id(output)] = names[module]
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm) and args and id(args[0]) in produced:
+            mapping[names[module]] = produced[id(args[0])]
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return mapping
+
+
+def _scope(node) -> str:
+    """The innermost module path an exported ONNX node came from ('' when the exporter left none)."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return ""
+            # The last entry names the aten op, not a module.
+            return str(scopes[-2]) if len(scopes) >= 2 else ""
+    return ""
+
+
+class OnnxAttribution:
+    """Maps runtime node names of one exported ONNX file to module paths of the model it came from."""
+
+    def __init__(self, onnx_path: str | Path, norms: dict[str, str]) -> None:
+        import onnx
+
+        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+        self.nodes = {n.name: n for n in graph.node}
+        self.producer = {out: n for n in graph.node for out in n.output}
+        self.norms = norms
+
+    def _label(self, node) -> str:
+        scope = _scope(node)
+        if node.op_type in _MAC_OPS:
+            return self.norms.get(scope, scope) or f"(unscoped) {node.op_type}"
+        return f"{scope or '(model)'} · {node.op_type}"
+
+    def _mac_node_behind(self, value: str):
+        """The Conv/Gemm a fused runtime node absorbed, following its output back through activations/adds."""
+        node = self.producer.get(value)
+        for _ in range(4):  # Conv [+ Add] [+ activation]: a few hops at most
+            if node is None or node.op_type in _MAC_OPS:
+                return node
+            if node.op_type not in _PASS_THROUGH:
+                return None
+            inputs = [self.producer.get(v) for v in node.input]
+            macs = [n for n in inputs if n is not None and n.op_type in _MAC_OPS]
+            node = macs[0] if macs else next((n for n in inputs if n is not None), None)
+        return None
+
+    def label(self, runtime_name: str, op: str) -> str:
+        if runtime_name in self.nodes:
+            return self._label(self.nodes[runtime_name])
+        if op.startswith("Reorder"):
+            return REORDERS
+        for suffix in ("_nchwc", "_fused"):
+            if runtime_name.endswith(suffix):
+                node = self._mac_node_behind(runtime_name[: -len(suffix)])
+                if node is not None:
+                    return self._label(node)
+        return f"(unattributed) {op}"
+
+
+def ort_layer_times(
+    onnx_path: Path, target, x: np.ndarray, norms: dict[str, str], runs: int = 20
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Milliseconds per inference by module path and by ONNX op type, from onnxruntime's own profiler."""
+    import onnxruntime as ort
+
+    from edgeprune.backends.onnxruntime import providers_for, session_options
+
+    opts = session_options(target)
+    opts.enable_profiling = True
+    attribution = OnnxAttribution(onnx_path, norms)
+    with tempfile.TemporaryDirectory() as tmp:
+        opts.profile_file_prefix = str(Path(tmp) / "ort")
+        session = ort.InferenceSession(str(onnx_path), opts, providers=providers_for(target))
+        name = session.get_inputs()[0].name
+        for _ in range(runs):
+            session.run(None, {name: x})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    by_layer: dict[str, float] = {}
+    by_op: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            op, ms = e.get("args", {}).get("op_name", "?"), e["dur"] / 1e3 / runs
+            label = attribution.label(e["name"][: -len("_kernel_time")], op)
+            by_layer[label] = by_layer.get(label, 0.0) + ms
+            by_op[op] = by_op.get(op, 0.0) + ms
+    return by_layer, by_op
+
+
+def attribute_engine_layers(times: dict[str, float], onnx_path: Path, norms: dict[str, str]) -> dict[str, float]:
+    """TensorRT engine-layer times by module path (a fused layer is named after its ONNX nodes, joined by +)."""
+    attribution = OnnxAttribution(onnx_path, norms)
+    out: dict[str, float] = {}
+    for name, ms in times.items():
+        label = attribution.label(name.split(" + ")[0].strip(), "?")
+        label = f"(engine) {name}" if label.startswith("(unattributed)") else label
+        out[label] = out.get(label, 0.0) + ms
+    return out
+
+
+def torch_layer_times(model: nn.Module, x: torch.Tensor, runs: int = 10) -> dict[str, float]:
+    """Milliseconds per inference by leaf module, from torch.profiler ranges opened around each module."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    names = {m: n for n, m in model.named_modules()}
+    open_ranges: list = []
+
+    def enter(module, args):
+        rf = record_function(f"edgeprune::{names[module]}")
+        rf.__enter__()
+        open_ranges.append(rf)
+
+    def leave(module, args, output):
+        open_ranges.pop().__exit__(None, None, None)
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_pre_hook(enter) for m in leaves] + [m.register_forward_hook(leave) for m in leaves]
+    cuda = x.is_cuda
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    try:
+        with torch.no_grad(), profile(activities=activities) as prof:
+            for _ in range(runs):
+                model(x)
+            if cuda:
+                torch.cuda.synchronize()
+    finally:
+        for h in handles:
+            h.remove()
+    out = {}
+    for e in prof.key_averages():
+        if e.key.startswith("edgeprune::"):
+            us = getattr(e, "device_time_total", 0) if cuda else e.cpu_time_total
+            out[e.key[len("edgeprune::") :]] = us / 1e3 / runs
+    return out
+
+
+def layer_table(a: dict, b: dict, top: int = 15) -> list[str]:
+    """Markdown rows: the ``top`` layers by original time, with time share vs MACs share, then the rest."""
+    ms_a, ms_b = a.get("ms_by_layer") or {}, b.get("ms_by_layer") or {}
+    macs_a = a.get("macs_by_layer") or {}
+    total_ms, total_macs = sum(ms_a.values()) or 1.0, a.get("macs") or sum(macs_a.values()) or 1
+    rows = ["| layer | original ms | pruned ms | time share | MACs share | time ÷ MACs share |",
+            "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    ranked = sorted(ms_a, key=ms_a.get, reverse=True)
+    for label in ranked[:top]:
+        t, m = ms_a[label] / total_ms, macs_a.get(label, 0) / total_macs
+        ratio = f"{t / m:.2f}" if m else "-"
+        rows.append(f"| {label} | {ms_a[label]:.3f} | {ms_b.get(label, 0):.3f} | {t:.1%} | {m:.1%} | {ratio} |")
+    rest = ranked[top:]
+    if rest:
+        t = sum(ms_a[k] for k in rest)
+        rest_b = sum(v for k, v in ms_b.items() if k not in ranked[:top])
+        m = sum(macs_a.get(k, 0) for k in rest) / total_macs
+        rows.append(f"| {len(rest)} more | {t:.3f} | {rest_b:.3f} | {t / total_ms:.1%} | {m:.1%} | |")
+    return rows

@@ -1,0 +1,74 @@
+"""Per-layer attribution of runtime profiler times to module paths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgeprune.export import export_onnx
+from edgeprune.layer_times import (
+    REORDERS,
+    OnnxAttribution,
+    attribute_engine_layers,
+    layer_table,
+    norm_to_conv,
+    torch_layer_times,
+)
+from edgeprune.models import create_model
+
+
+@pytest.fixture(scope="module")
+def resnet20(tmp_path_factory):
+    model = create_model("cifar_resnet20").eval()
+    x = torch.randn(1, 3, 32, 32)
+    path = tmp_path_factory.mktemp("onnx") / "r20.onnx"
+    export_onnx(model, x, path)
+    return model, x, path
+
+
+def test_norms_map_to_the_conv_they_follow(resnet20):
+    model, x, _ = resnet20
+    norms = norm_to_conv(model, x)
+    assert norms["bn1"] == "conv1" and norms["layer2.1.bn2"] == "layer2.1.conv2"
+    assert len(norms) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def test_fused_runtime_names_resolve_to_conv_paths(resnet20):
+    model, x, path = resnet20
+    att = OnnxAttribution(path, norm_to_conv(model, x))
+    convs = {n: node for n, node in att.nodes.items() if node.op_type == "Conv"}
+    labels = {att.label(name, "Conv") for name in convs}
+    expected = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    assert labels == expected  # BatchNorm folded into each Conv: still named after the conv module
+    # A runtime node named after the value it writes ("<value>_nchwc"), here the ReLU after block 1's conv1:
+    relu = next(n for n in att.nodes.values() if n.op_type == "Relu" and "layer1.0" in str(n.metadata_props))
+    assert att.label(relu.output[0] + "_nchwc", "Conv") == "layer1.0.conv1"
+    assert att.label("ReorderOutput_token_7", "ReorderOutput") == REORDERS
+    assert att.label("no_such_node", "Gather") == "(unattributed) Gather"
+
+
+def test_torch_profiler_times_every_conv(resnet20):
+    model, x, _ = resnet20
+    times = torch_layer_times(model, x, runs=2)
+    assert all(times[n] > 0 for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_layer_table_shares_and_rest():
+    a = {"ms_by_layer": {"c1": 3.0, "c2": 1.0, REORDERS: 1.0, "c3": 5.0}}
+    a["macs_by_layer"] = {"c1": 10, "c2": 30, "c3": 60}
+    b = {"ms_by_layer": {"c1": 1.0, "c3": 2.0, "c2": 0.5}}
+    rows = layer_table(a, b, top=2)
+    assert rows[2] == "| c3 | 5.000 | 2.000 | 50.0% | 60.0% | 0.83 |"
+    assert rows[3] == "| c1 | 3.000 | 1.000 | 30.0% | 10.0% | 3.00 |"
+    assert rows[4].startswith("| 2 more | 2.000 | 0.500 | 20.0% | 30.0% |")
+
+
+def test_engine_layer_names_resolve_through_their_first_onnx_node(resnet20):
+    """TensorRT names a fused layer after its ONNX nodes joined by ' + ' (TensorRT itself is not run here)."""
+    model, x, path = resnet20
+    att = OnnxAttribution(path, {})
+    conv = next(n for n, node in att.nodes.items() if node.op_type == "Conv")
+    times = attribute_engine_layers(
+        {f"{conv} + node_relu": 2.0, "Reformatting CopyNode": 0.5}, path, norm_to_conv(model, x)
+    )
+    assert times == {"conv1": 2.0, "(engine) Reformatting CopyNode": 0.5}
