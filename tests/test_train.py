@@ -44,6 +44,23 @@ def test_oicsr_gradient_shrinks_out_and_in_slices_together():
     assert model.layer1[0].conv2.weight.grad.abs().sum() > 0  # the in-slices of the same channels
 
 
+@pytest.mark.parametrize("name", ["oicsr", "group_lasso"])
+@pytest.mark.parametrize("size_weighted", [False, True])
+def test_analytic_penalty_gradient_matches_autograd(name, size_weighted):
+    model, graph, reg, *_ = _setup(name, lam=0.3, size_weighted=size_weighted)
+    with torch.no_grad():  # a dead channel: the norm's gradient must stay finite there (EPS)
+        model.layer1[0].conv1.weight[0].zero_()
+    reg.penalty().backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    value = reg.add_gradient()
+    assert torch.allclose(value, reg.penalty().detach(), rtol=1e-5)
+    got = {n: p.grad for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert set(got) == {n for n, g in expected.items() if g.abs().sum() > 0}
+    for n, g in got.items():
+        assert torch.allclose(g, expected[n], rtol=1e-4, atol=1e-7), n
+
+
 def test_aulm_prox_l21_soft_and_l20_hard_threshold():
     for norm in ("ssr_l21", "ssr_l20"):
         model, graph, reg, *_ = _setup(norm, lam=1e6, rho=1.0, every=1)  # huge lam: every group is shrunk to 0
@@ -93,8 +110,8 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     model, _, reg, train, test = _setup("oicsr")
     t = Trainer(model, reg, train, test, CFG, tmp_path, progress=False)
-    real = reg.penalty
-    reg.penalty = lambda: real() * (float("nan") if t.epoch == 1 else 1.0)
+    real = reg.add_gradient  # OICSR adds its gradient itself, after backward: a NaN penalty there must stop too
+    reg.add_gradient = lambda: real() * (float("nan") if t.epoch == 1 else 1.0)
     with pytest.raises(TrainingDiverged, match="last good checkpoint"):
         t.fit()
     ckpt = torch.load(tmp_path / CHECKPOINT, weights_only=True)

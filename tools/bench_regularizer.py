@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from edgeprune.graph import build_graph
 from edgeprune.models import create_model
 from edgeprune.regularize import create_regularizer, list_regularizers
+from edgeprune.regularize.base import add_penalty_gradient, loss_to_backpropagate
 from edgeprune.train.trainer import TrainConfig, make_optimizer
 
 CASES = [("cifar_resnet56", 32, 64), ("resnet50", 224, 8)]  # (model, input side, batch)
@@ -45,9 +46,10 @@ def main() -> int:
         for step in range(args.steps + 2):  # two warm-up rounds
             for r, reg in regs.items():
                 t0 = time.perf_counter()
-                loss = F.cross_entropy(model(x)[:, :10], y) + reg.penalty()
+                loss = loss_to_backpropagate(reg, F.cross_entropy(model(x)[:, :10], y))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                add_penalty_gradient(reg)  # the trainer's order: analytic gradients after backward
                 opt.step()
                 reg.after_step(step)
                 if step >= 2:
@@ -64,8 +66,13 @@ def main() -> int:
         print(name, json.dumps({r: round(v["overhead_pct"], 2) for r, v in results[name].items()}), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"threads": args.threads, "steps": args.steps, "cases": CASES, "device": "cpu",
-            "note": "SSR's prox runs every 10 steps (default): the median shows the W-step, the mean includes prox"}
+    meta = {
+        "threads": args.threads,
+        "steps": args.steps,
+        "cases": CASES,
+        "device": "cpu",
+        "note": "SSR's prox runs every 10 steps (default): the median shows the W-step, the mean includes prox",
+    }
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     return 0
 

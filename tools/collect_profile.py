@@ -151,8 +151,14 @@ def main() -> int:
         x = rng.standard_normal(c["input"], dtype=np.float32)
         ms, _ = time_it(runner(kit / c["file"], c["input"]), x, target["warmup"], target["repeats"], target["rounds"])
         calibration.append({**{k: c[k] for k in ("model", "label", "layers")}, "measured_ms": ms})
-    result = {"schema": RESULT_SCHEMA, "target": target, "settings": manifest["settings"],
-              "device": fingerprint(backend), "measurements": measurements, "calibration": calibration}
+    result = {
+        "schema": RESULT_SCHEMA,
+        "target": target,
+        "settings": manifest["settings"],
+        "device": fingerprint(backend),
+        "measurements": measurements,
+        "calibration": calibration,
+    }
     out = Path(args.out) if args.out else kit / "result.json"
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".result.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:

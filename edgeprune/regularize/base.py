@@ -30,6 +30,20 @@ class Regularizer(Protocol):
 
     def load_state_dict(self, state: dict) -> None: ...
 
+    # Optional: ``add_gradient() -> Tensor`` adds d(penalty)/dW to the gradients in place after the task
+    # loss's backward and returns the penalty's value. A regularizer that has it is not put in the loss.
+
+
+def loss_to_backpropagate(reg: Regularizer, task: torch.Tensor) -> torch.Tensor:
+    """The task loss, plus the penalty unless the regularizer adds its gradient itself (see add_gradient)."""
+    return task if hasattr(reg, "add_gradient") else task + reg.penalty().to(task.device)
+
+
+def add_penalty_gradient(reg: Regularizer) -> torch.Tensor | None:
+    """After backward: add an analytic regularizer's gradient; returns its penalty (None: it was in the loss)."""
+    add = getattr(reg, "add_gradient", None)
+    return None if add is None else add()
+
 
 _REGISTRY: dict[str, Callable[..., Regularizer]] = {}
 

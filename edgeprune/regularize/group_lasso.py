@@ -43,6 +43,24 @@ class OICSR(NoRegularizer):
             total = total + (w.to(s.blocks[0].param.device) * (s.unit_energy() + EPS).sqrt()).sum()
         return self.lam * total
 
+    @torch.no_grad()
+    def add_gradient(self) -> torch.Tensor:
+        """Add d(penalty)/dW to the weights' gradients in place, and return the penalty.
+
+        d/dx of lam * w_c * sqrt(E_c) is lam * w_c * x / sqrt(E_c) for every weight x in group c. Done
+        here instead of through autograd, it saves the graph of many small gathers and norms (the
+        regularizer's overhead per step on ResNet-50 came mostly from that).
+        """
+        total = torch.zeros(())
+        for s, w in zip(self.slices, self.weights):
+            w = w.to(s.blocks[0].param.device)
+            norm = (s.unit_energy() + EPS).sqrt()
+            total = total + (w * norm).sum().cpu()
+            coef = self.lam * w / norm
+            for b in s.blocks:
+                b.add_scaled_to_grad(coef[b.unit])
+        return self.lam * total
+
 
 @register_regularizer("group_lasso")
 class SeparatedGroupLasso(OICSR):
@@ -62,6 +80,20 @@ class SeparatedGroupLasso(OICSR):
                     continue
                 norms = (b.gather().pow(2).sum(1) + EPS).sqrt()
                 total = total + (w[b.unit] * norms).sum()
+        return self.lam * total
+
+    @torch.no_grad()
+    def add_gradient(self) -> torch.Tensor:
+        """As OICSR's, with one norm per slice: lam * w_c * x / ||slice||."""
+        total = torch.zeros(())
+        for s, w in zip(self.slices, self.weights):
+            w = w.to(s.blocks[0].param.device)
+            for b in s.blocks:
+                if b.param.ndim < 2:
+                    continue
+                norms = (b.gather().pow(2).sum(1) + EPS).sqrt()
+                total = total + (w[b.unit] * norms).sum().cpu()
+                b.add_scaled_to_grad(self.lam * w[b.unit] / norms)
         return self.lam * total
 
     def importance(self) -> dict[int, torch.Tensor]:

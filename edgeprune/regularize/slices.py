@@ -39,6 +39,20 @@ class SliceBlock:
         rows = self.param if self.whole else self.param.index_select(self.dim, self.index)
         return rows.movedim(self.dim, 0).reshape(len(self.index), -1)
 
+    @torch.no_grad()
+    def add_scaled_to_grad(self, coef: torch.Tensor) -> None:
+        """grad[slice i] += coef[i] * weights[slice i]: the gradient of a penalty that is a function of each
+        slice's norm, added in place without building an autograd graph."""
+        shape = [1] * self.param.ndim
+        shape[self.dim] = len(self.index)
+        coef = coef.to(self.param.dtype).view(shape)
+        if self.param.grad is None:
+            self.param.grad = torch.zeros_like(self.param)
+        if self.whole:
+            self.param.grad.add_(self.param * coef)
+        else:
+            self.param.grad.index_add_(self.dim, self.index, self.param.index_select(self.dim, self.index) * coef)
+
 
 @dataclass
 class GroupSlices:

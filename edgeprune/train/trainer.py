@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from edgeprune.atomic import atomic_path
-from edgeprune.regularize.base import Regularizer
+from edgeprune.regularize.base import Regularizer, add_penalty_gradient, loss_to_backpropagate
 from edgeprune.train.data import ArrayLoader
 
 CHECKPOINT = "checkpoint.pt"
@@ -235,6 +235,12 @@ class Trainer:
             raise RuntimeError(f"ranks disagree on weights/regularizer state: {[float(g) for g in gathered]}")
         return True
 
+    def _diverged(self, value: float) -> None:
+        raise TrainingDiverged(
+            f"loss is {value} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}: lower the learning rate "
+            f"or the regularization strength; the last good checkpoint is {self.out / CHECKPOINT}"
+        )
+
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         if self.cuda and self.cfg.channels_last:
@@ -242,14 +248,16 @@ class Trainer:
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda and self.cfg.amp):
             out = self.net(x)
             task = F.cross_entropy(out, y, label_smoothing=self.cfg.label_smoothing)
-        loss = task + self.reg.penalty().to(task.device)
+        loss = loss_to_backpropagate(self.reg, task)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"loss is {loss.item()} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}: lower the "
-                f"learning rate or the regularization strength; the last good checkpoint is {self.out / CHECKPOINT}"
-            )
+            self._diverged(float(loss))
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if hasattr(self.reg, "add_gradient"):
+            self.scaler.unscale_(self.opt)  # the analytic term is added unscaled (a no-op without AMP)
+            penalty = add_penalty_gradient(self.reg)
+            if not torch.isfinite(penalty):
+                self._diverged(float(penalty))
         self.scaler.step(self.opt)
         self.scaler.update()
         self.sched.step()
