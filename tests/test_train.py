@@ -44,12 +44,19 @@ def test_oicsr_gradient_shrinks_out_and_in_slices_together():
     assert model.layer1[0].conv2.weight.grad.abs().sum() > 0  # the in-slices of the same channels
 
 
-@pytest.mark.parametrize("name", ["oicsr", "group_lasso"])
-@pytest.mark.parametrize("size_weighted", [False, True])
-def test_analytic_penalty_gradient_matches_autograd(name, size_weighted):
-    model, graph, reg, *_ = _setup(name, lam=0.3, size_weighted=size_weighted)
+ANALYTIC = [("oicsr", {}), ("oicsr", {"size_weighted": True}), ("group_lasso", {}), ("ssr_l21", {"groups": "out-in"}),
+            ("ssr_l20", {})]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,kwargs", ANALYTIC)
+def test_analytic_penalty_gradient_matches_autograd(name, kwargs):
+    model, graph, reg, *_ = _setup(name, lam=0.3, **kwargs)
     with torch.no_grad():  # a dead channel: the norm's gradient must stay finite there (EPS)
         model.layer1[0].conv1.weight[0].zero_()
+    if name.startswith("ssr"):  # move W away from F, and give Y a value, so the W-step term is not zero
+        reg.after_step(reg.every - 1)
+        for p in model.parameters():
+            p.data.add_(0.01 * torch.randn_like(p))
     reg.penalty().backward()
     expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)

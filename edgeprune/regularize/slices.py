@@ -46,12 +46,23 @@ class SliceBlock:
         shape = [1] * self.param.ndim
         shape[self.dim] = len(self.index)
         coef = coef.to(self.param.dtype).view(shape)
+        rows = self.param if self.whole else self.param.index_select(self.dim, self.index)
+        self._add_to_grad(rows * coef)
+
+    @torch.no_grad()
+    def add_rows_to_grad(self, rows: torch.Tensor) -> None:
+        """grad[slice i] += rows[i], for ``rows`` in :meth:`gather`'s (n_slices, slice_numel) layout."""
+        moved = list(self.param.movedim(self.dim, 0).shape)
+        moved[0] = len(self.index)
+        self._add_to_grad(rows.reshape(moved).movedim(0, self.dim))
+
+    def _add_to_grad(self, delta: torch.Tensor) -> None:
         if self.param.grad is None:
             self.param.grad = torch.zeros_like(self.param)
         if self.whole:
-            self.param.grad.add_(self.param * coef)
+            self.param.grad.add_(delta)
         else:
-            self.param.grad.index_add_(self.dim, self.index, self.param.index_select(self.dim, self.index) * coef)
+            self.param.grad.index_add_(self.dim, self.index, delta)
 
 
 @dataclass

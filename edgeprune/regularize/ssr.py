@@ -49,6 +49,17 @@ class SSR(NoRegularizer):
                 total = total + (b.gather() - f + y / self.rho).pow(2).sum()
         return 0.5 * self.rho * total
 
+    @torch.no_grad()
+    def add_gradient(self) -> torch.Tensor:
+        """Add the W-step penalty's gradient, rho * (W - F + Y/rho) per slice, in place; return the penalty."""
+        total = torch.zeros(())
+        for blocks, fs, ys in zip(self.blocks, self.F, self.Y):
+            for b, f, y in zip(blocks, fs, ys):
+                diff = b.gather() - f + y / self.rho
+                total = total + diff.pow(2).sum().cpu()
+                b.add_rows_to_grad(self.rho * diff)
+        return 0.5 * self.rho * total
+
     def _threshold(self, norms_sq: torch.Tensor) -> torch.Tensor:
         """Per-unit scale applied to V = W + Y/rho."""
         if self.norm == "l21":
