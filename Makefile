@@ -61,7 +61,8 @@ report: $(RUN)/summary.json
 	$(EP) report $(RUN)
 
 # Every benchmark; each result file is remade only when missing (delete one to re-measure it).
-BENCH_FILES := bench/graph.json bench/regularizer.json bench/predictor.json bench/planner.json
+BENCH_FILES := bench/graph.json bench/regularizer.json bench/predictor.json bench/planner.json \
+	bench/accuracy/accuracy.json bench/sparsity-r56/sparsity.json
 
 bench: bench/results.json
 
@@ -80,6 +81,16 @@ bench/predictor.json: | $(STAMP)
 
 bench/planner.json: | $(STAMP)
 	$(PY) tools/bench_planner.py --target cpu-ort --macs 0.5x --out $@
+
+# About an hour on 2 CPU cores: six methods, each 300 sparsity steps + pruning to 2x measured + 600 steps.
+bench/accuracy/accuracy.json: | $(STAMP)
+	$(PY) -m pip install -e ".[bench]" -q
+	$(PY) tools/bench_accuracy.py --out bench/accuracy
+
+# Reuses the accuracy benchmark's sparsity-training runs (same start, same 300 steps); trains slimming.
+bench/sparsity-r56/sparsity.json: bench/accuracy/accuracy.json
+	$(PY) tools/bench_sparsity.py --model cifar_resnet56 --steps 300 --lam-scale 10 --from-runs bench/accuracy/runs \
+		--out bench/sparsity-r56
 
 # The README's CLI reference is generated from the click commands (a test fails when it drifts).
 cli-docs: $(STAMP)

@@ -67,7 +67,30 @@ def rows_for(name: str, data: dict) -> list[dict]:
                     ">= 1.0 at 2x",
                 )
             )
+    elif name == "accuracy":
+        rows += accuracy_rows(data)
+    elif name == "sparsity":
+        model = data["meta"]["model"]
+        for label, r in data["results"].items():
+            zero = f", SSR zero F rows {r['ssr_zero_rows']}" if r["ssr_zero_rows"] is not None else ""
+            rows.append(("sparsity", model, f"{label} after {data['meta']['steps']} steps",
+                         f"{r['below_1pct_of_group_mean']:.1%} below 1 % of group mean{zero}; "
+                         f"top-1 {r['test_acc_jpeg']:.2%}", "OICSR sparser than separated GL"))  # fmt: skip
     return [dict(zip(("benchmark", "model", "metric", "value", "goal"), row)) for row in rows]
+
+
+def accuracy_rows(data: dict) -> list[tuple]:
+    """Accuracy at the same measured speedup, and the two comparisons the goals name."""
+    by = {r["method"]: r for r in data["rows"]}
+    rows = [("accuracy at measured speedup", data["model"], f"{m}: JPEG top-1 (measured speedup)",
+             f"{r['accuracy']['jpeg_test']:.2%} ({r['measured_speedup']:.2f}x)", "")
+            for m, r in by.items()]  # fmt: skip
+    for other, goal in (("torch_pruning", ">= +0.5 points"), ("group_lasso", "> 0 (the OICSR paper's claim)")):
+        if "oicsr" in by and other in by:
+            delta = 100 * (by["oicsr"]["accuracy"]["jpeg_test"] - by[other]["accuracy"]["jpeg_test"])
+            rows.append(("accuracy at measured speedup", data["model"], f"oicsr minus {other}",
+                         f"{delta:+.2f} points", goal))  # fmt: skip
+    return rows
 
 
 def main() -> None:

@@ -5,6 +5,9 @@
 For every regularizer: fine-tune the pretrained model, then measure the out-in group energy of every
 prunable channel (normalized by its group's mean), the fraction of channels below 1 % of their group's
 mean, SSR's exactly-zero F rows, and top-1 on the JPEG test set. Writes sparsity.json and a histogram PNG.
+
+``--from-runs DIR`` reuses training runs made elsewhere with the same step budget (``DIR/<label>/train``,
+as tools/bench_accuracy.py writes them; their lambda is read from their run.json); the rest are trained.
 """
 
 from __future__ import annotations
@@ -54,8 +57,10 @@ def main() -> int:
     ap.add_argument("--out", default="bench/sparsity")
     ap.add_argument("--runs", nargs="*", default=list(RUNS), choices=list(RUNS), help="which regularizers")
     ap.add_argument("--lam-scale", type=float, default=1.0, help="multiply every lam (short budgets need more)")
+    ap.add_argument("--from-runs", help="reuse DIR/<label>/train runs where they exist")
     args = ap.parse_args()
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     _, test = load_dataset("cifar10")
     test_loader = ArrayLoader(test, 256, False)
     results = {}
@@ -63,6 +68,13 @@ def main() -> int:
         reg, kwargs = RUNS[label]
         kwargs = {k: v * args.lam_scale if k == "lam" else v for k, v in kwargs.items()}
         run_dir = out / "runs" / label
+        reused = Path(args.from_runs or "-") / label / "train"
+        if (reused / "run.json").is_file():
+            run = json.loads((reused / "run.json").read_text())
+            steps = run["config"]["epochs"] * run["config"]["max_steps_per_epoch"]
+            if run["model"] != args.model or steps != args.steps:
+                raise SystemExit(f"{reused}: {run['model']}, {steps} steps, not {args.model}, {args.steps} steps")
+            run_dir, kwargs = reused, run["reg_kwargs"]
         cfg = TrainConfig(epochs=1, batch_size=128, lr=args.lr, max_steps_per_epoch=args.steps)
         if not (run_dir / "model" / "arch.json").exists():
             train_run(args.model, run_dir, "cifar10", reg, kwargs, cfg, pretrained=True, progress=False)
@@ -76,7 +88,7 @@ def main() -> int:
             "regularizer": reg, "kwargs": kwargs, "test_acc_jpeg": evaluate(model, test_loader, torch.device("cpu")),
             "below_1pct_of_group_mean": float((energy < 0.01).mean()), "channels": int(len(energy)),
             "energy_quantiles": {q: float(np.quantile(energy, q)) for q in (0.05, 0.25, 0.5)},
-            "ssr_zero_rows": zero_rows,
+            "ssr_zero_rows": zero_rows, "run": str(run_dir),
         }  # fmt: skip
         np.save(out / f"energy-{label}.npy", energy)
         print(label, json.dumps(results[label]), flush=True)
