@@ -225,3 +225,27 @@ def test_channel_block_rounds_up_within_the_measured_range():
     t = Table([8, 16, 24], [8, 16, 24], [[1, 2, 3], [2, 3, 4], [3, 4, 5]], [[0] * 3] * 3)
     assert t.lookup(9, 8, use_scan=False, block=8)[0] == t.lookup(16, 8, use_scan=False)[0]
     assert t.lookup(24, 24, use_scan=False, block=16)[0] == t.lookup(24, 24, use_scan=False)[0]  # capped at the top
+
+
+def test_kernel_time_per_run_leaves_out_reorders_and_session_overhead():
+    from edgeprune.backends.onnxruntime import kernel_ms_per_run
+
+    def node(name, op, ts, dur):
+        return {"cat": "Node", "name": f"{name}_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
+
+    def run(ts, dur):
+        return {"cat": "Session", "name": "model_run", "ts": ts, "dur": dur}
+
+    events = [
+        node("ReorderInput", "ReorderInput", 10, 300), node("out_nchwc", "Conv", 310, 2000),
+        node("ReorderOutput", "ReorderOutput", 2310, 400), run(5, 3000),
+        node("FusedConv_2", "FusedConv", 5010, 700), run(5000, 900),
+        node("late", "Conv", 9000, 50),  # outside every run (e.g. a run left unfinished): ignored
+    ]  # fmt: skip
+    assert kernel_ms_per_run(events) == [2.0, 0.7]
+
+
+def test_cpu_onnxruntime_micro_models_are_timed_by_kernel_time():
+    assert profiler.layer_timing(load_target("cpu-ort")) == "kernel"
+    assert profiler.layer_timing(load_target("cuda-ort")) == "wall"  # GPU node events are launch times
+    assert profiler.profile_settings(load_target("cpu-ort"))["layer_timing"] == "kernel"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import json
+import statistics
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +34,54 @@ def session_options(target: Target):
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return opts
+
+
+def kernel_ms_per_run(events: list[dict]) -> list[float]:
+    """Per session.run: the summed duration (ms) of the compute kernels, from an onnxruntime profile.
+
+    Layout reorders are left out: a lone layer needs them, a chain of layers in a real network mostly
+    does not. Session overhead (input copy, output allocation) is left out with them, which is why a
+    micro-model timed this way costs what the layer costs inside a network, not what a one-layer network
+    costs. A node event falls inside the ``model_run`` event that times its run.
+    """
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")
+    totals = [0.0] * len(runs)
+    starts = [r[0] for r in runs]
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        if e.get("args", {}).get("op_name", "").startswith("Reorder"):
+            continue
+        i = bisect.bisect_right(starts, e["ts"]) - 1
+        if i >= 0 and e["ts"] <= runs[i][1]:
+            totals[i] += e["dur"] / 1e3
+    return totals
+
+
+def measure_kernels(target: Target, onnx_path: str, x: np.ndarray, warmup: int, repeats: int, rounds: int):
+    """Median (over rounds of ``repeats`` runs) of :func:`kernel_ms_per_run`, and the spread across rounds."""
+    import onnxruntime as ort
+
+    opts = session_options(target)
+    opts.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        opts.profile_file_prefix = str(Path(tmp) / "ort")
+        session = ort.InferenceSession(str(onnx_path), opts, providers=providers_for(target))
+        _check_providers(session, providers_for(target))
+        name = session.get_inputs()[0].name
+        for _ in range(warmup + repeats * rounds):
+            session.run(None, {name: x})
+        per_run = kernel_ms_per_run(json.loads(Path(session.end_profiling()).read_text()))[warmup:]
+    medians = [statistics.median(per_run[i * repeats : (i + 1) * repeats]) for i in range(rounds)]
+    median = statistics.median(medians)
+    return median, 100.0 * (max(medians) - min(medians)) / median if median else 0.0
+
+
+def _check_providers(session, wanted: list[str]) -> None:
+    active = session.get_providers()
+    # A requested CUDA/TensorRT provider whose libraries fail to load silently falls back to CPU.
+    if active[0] != wanted[0]:
+        raise BackendError(f"requested {wanted[0]} but the session runs on {active}: refusing to time on CPU")
 
 
 class OrtRunner:
@@ -67,10 +119,7 @@ class OnnxRuntimeBackend:
             raise BackendError("the onnxruntime backend runs ONNX files: export the model first")
         wanted = providers_for(target)
         session = ort.InferenceSession(str(onnx_path), session_options(target), providers=wanted)
-        active = session.get_providers()
-        # A requested CUDA/TensorRT provider whose libraries fail to load silently falls back to CPU.
-        if active[0] != wanted[0]:
-            raise BackendError(f"requested {wanted[0]} but the session runs on {active}: refusing to time on CPU")
+        _check_providers(session, wanted)
         return OrtRunner(session)
 
     def memory(self, target: Target, onnx_path: str, input_shape: tuple[int, ...]) -> dict:

@@ -76,9 +76,20 @@ def _time_layer(target: Target, g: Geometry, cin: int, cout: int, tmp: Path) -> 
     else:
         path = tmp / "micro.onnx"
         onnx.save(micro_model(g, cin, cout), path)
+        if layer_timing(target) == "kernel":
+            from edgeprune.backends.onnxruntime import measure_kernels
+
+            return measure_kernels(target, str(path), x, **MICRO_TIMING)
         runner = get_backend(target.backend).prepare(target, onnx_path=str(path), **_shape_arg(target, x.shape))
     stats = measure_latency(runner, x, replace(target, **MICRO_TIMING))
     return stats.median_ms, stats.spread_pct
+
+
+def layer_timing(target: Target) -> str:
+    """How a micro-model is timed: "kernel" (onnxruntime: the profiler's compute-kernel time, which leaves
+    out the session overhead and layout reorders a layer inside a network does not pay) or "wall"."""
+    # On a GPU provider the profiler's node times are launch times, not device time: wall time there.
+    return "kernel" if target.backend == "onnxruntime" and target.device == "cpu" else "wall"
 
 
 def _shape_arg(target: Target, shape) -> dict:
@@ -270,7 +281,7 @@ def _table_stamp(record: dict) -> tuple:
     """What decides whether a stored layer table can be reused: how the layers were run and timed."""
     t, st = record.get("target", {}), record.get("settings", {})
     run = tuple(t.get(k) for k in ("backend", "device", "precision", "threads", "providers"))
-    return run, tuple(st.get(k) for k in ("grid_fractions", "micro_timing", "scan", "fusion"))
+    return run, tuple(st.get(k) for k in ("grid_fractions", "micro_timing", "scan", "fusion", "layer_timing"))
 
 
 def target_dict(target: Target) -> dict:
@@ -289,4 +300,5 @@ def profile_settings(target: Target) -> dict:
         "end_to_end": {"warmup": target.warmup, "repeats": target.repeats, "rounds": target.rounds},
         "statistic": "median of round medians (ms)",
         "fusion": "conv+ReLU micro-models (BN folded)",
+        "layer_timing": layer_timing(target),
     }
