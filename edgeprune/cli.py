@@ -101,45 +101,23 @@ def kit_cmd(target, models, out_dir) -> None:
         out = write_kit(t, list(models), out_dir)
     except (*_DOMAIN_ERRORS, TargetError, FileExistsError) as exc:
         _fail(exc)
-    click.echo(
-        f"wrote kit {out}; on the device: python collect_profile.py {out}; then: "
-        f"edgeprune profile {target} --model ... --import {out}/result.json"
-    )
+    click.echo(f"wrote kit {out}; on the device: python collect_profile.py {out}; then: "
+               f"edgeprune profile {target} --model ... --import {out}/result.json")
 
 
 @main.command("profile")
 @click.argument("target")
 @click.option("--model", "models", multiple=True, help="Model(s) whose layers to profile; repeatable.")
-@click.option(
-    "--out",
-    "out_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Profile file (default: profiles/<target>--<device>.json).",
-)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Profile file (default: profiles/<target>--<device>.json).")
 @click.option("--budget-s", type=click.FloatRange(min=1), default=None, help="Stop (resumably) after this long.")
-@click.option(
-    "--check",
-    "check_plans",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Instead of profiling: measure this many random plans and report the predictor's error.",
-)
+@click.option("--check", "check_plans", type=click.IntRange(min=1), default=None,
+              help="Instead of profiling: measure this many random plans and report the predictor's error.")
 @click.option("--strict", is_flag=True, help="A profile from another device or runtime is an error, not a warning.")
-@click.option(
-    "--import",
-    "import_path",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Install a kit result (from tools/collect_profile.py) as a profile instead of measuring.",
-)
-@click.option(
-    "--plot",
-    "plot_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Instead of profiling: draw latency vs channels for the models' costliest layers (PNG).",
-)
+@click.option("--import", "import_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Install a kit result (from tools/collect_profile.py) as a profile instead of measuring.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Instead of profiling: draw latency vs channels for the models' costliest layers (PNG).")
 def profile_cmd(target, models, out_path, budget_s, check_plans, strict, import_path, plot_path) -> None:
     """Measure TARGET's latency profile for the layers of the given models (or --check / --import it)."""
     from edgeprune.latency.kit import import_result
@@ -180,10 +158,8 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, strict, import_
         profile = Profile.load(path, strict=strict)
         for m in models:
             r = check_profile(profile, t, m, check_plans)
-            click.echo(
-                f"{m}: {check_plans} random plans, |error| median {r['median_abs_error_pct']:.1f} %, "
-                f"max {r['max_abs_error_pct']:.1f} %"
-            )
+            click.echo(f"{m}: {check_plans} random plans, |error| median {r['median_abs_error_pct']:.1f} %, "
+                       f"max {r['max_abs_error_pct']:.1f} %")
     except (*_DOMAIN_ERRORS, TargetError, ProfileError, ProfileBudgetExceeded) as exc:
         _fail(exc)
 
@@ -209,31 +185,19 @@ def export_cmd(model, out_path, opset, no_optimize, pretrained) -> None:
     for note in result.notes:
         click.echo(f"note: {note}")
     data = " (+ external data file)" if result.external_data else ""
-    click.echo(
-        f"wrote {out_path}{data}: {result.exporter} exporter, opset {opset}, dynamic batch, "
-        f"onnxruntime vs torch relative error {err:.1e}"
-    )
+    click.echo(f"wrote {out_path}{data}: {result.exporter} exporter, opset {opset}, dynamic batch, "
+               f"onnxruntime vs torch relative error {err:.1e}")
 
 
 @main.command("validate")
 @click.argument("original")
 @click.argument("pruned")
 @click.option("--target", "target_name", required=True, help="Target to measure on (see `edgeprune targets`).")
-@click.option(
-    "--profile",
-    "profile_path",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Latency profile for predicted latency (enables the speedup gate).",
-)
+@click.option("--profile", "profile_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Latency profile for predicted latency (enables the speedup gate).")
 @click.option("--data", type=click.Choice(["cifar10-lossless"]), default=None, help="Also measure accuracy.")
-@click.option(
-    "--tolerance",
-    type=click.FloatRange(0, 1),
-    default=0.15,
-    show_default=True,
-    help="Allowed shortfall of measured vs predicted speedup.",
-)
+@click.option("--tolerance", type=click.FloatRange(0, 1), default=0.15, show_default=True,
+              help="Allowed shortfall of measured vs predicted speedup.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Report folder.")
 @click.option("--pretrained", is_flag=True, help="Load pretrained weights for a registry-name ORIGINAL.")
 def validate_cmd(original, pruned, target_name, profile_path, data, tolerance, out_dir, pretrained) -> None:
@@ -245,9 +209,8 @@ def validate_cmd(original, pruned, target_name, profile_path, data, tolerance, o
     try:
         target = load_target(target_name)
         profile = Profile.load(profile_path) if profile_path else None
-        report = validate(
-            resolve_model(original, pretrained), resolve_model(pruned), target, out_dir, profile, data, tolerance
-        )
+        report = validate(resolve_model(original, pretrained), resolve_model(pruned), target, out_dir, profile,
+                          data, tolerance)
     except NumericsFailure as exc:
         click.echo(f"Error: numerics: {exc}", err=True)
         sys.exit(3)
@@ -255,11 +218,9 @@ def validate_cmd(original, pruned, target_name, profile_path, data, tolerance, o
         _fail(exc)
     d = report["derived"]
     predicted = f"{d['predicted_speedup']:.2f}x" if d["predicted_speedup"] else "n/a (no profile)"
-    click.echo(
-        f"MACs {d['macs_speedup']:.2f}x, predicted {predicted}, "
-        f"measured {d['measured_speedup']:.2f}x, realization {d['realization']:.2f}; "
-        f"report in {out_dir}/report.md"
-    )
+    click.echo(f"MACs {d['macs_speedup']:.2f}x, predicted {predicted}, "
+               f"measured {d['measured_speedup']:.2f}x, realization {d['realization']:.2f}; "
+               f"report in {out_dir}/report.md")
     click.echo(("PASS: " if report["gate"]["passed"] else "FAIL: ") + report["gate"]["reason"])
     if not report["gate"]["passed"]:
         sys.exit(4)

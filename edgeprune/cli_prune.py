@@ -73,72 +73,28 @@ def prune_cmd(model_ref, target_name, profile_path, pretrained, out_dir, **budge
 @click.command("compress")
 @click.option("--model", required=True, help="Registry name (or a pruned folder / training run).")
 @click.option("--pretrained", is_flag=True, help="Start from pretrained weights.")
-@click.option(
-    "--data", type=click.Choice(["cifar10", "cifar10-torchvision", "synthetic"]), default="cifar10", show_default=True
-)
+@click.option("--data", type=click.Choice(["cifar10", "cifar10-torchvision", "synthetic"]), default="cifar10",
+              show_default=True)
 @click.option("--data-dir", default=None, help="Data folder (default: $EDGEPRUNE_DATA or ../shared/data).")
 @_budget_options
-@click.option(
-    "--reg",
-    type=click.Choice(["none", "oicsr", "group_lasso", "slimming", "ssr_l21", "ssr_l20"]),
-    default="oicsr",
-    show_default=True,
-    help="Regularizer of the training stage.",
-)
+@click.option("--reg", type=click.Choice(["none", "oicsr", "group_lasso", "slimming", "ssr_l21", "ssr_l20"]),
+              default="oicsr", show_default=True, help="Regularizer of the training stage.")
 @click.option("--lam", type=click.FloatRange(min=0), default=1e-4, show_default=True)
-@click.option(
-    "--reg-epochs",
-    type=click.IntRange(min=0),
-    default=2,
-    show_default=True,
-    help="Regularized training epochs (0 skips the stage).",
-)
-@click.option(
-    "--steps",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Pruning steps; each but the last is followed by --step-epochs of fine-tuning.",
-)
+@click.option("--reg-epochs", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Regularized training epochs (0 skips the stage).")
+@click.option("--steps", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Pruning steps; each but the last is followed by --step-epochs of fine-tuning.")
 @click.option("--step-epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Cap on steps per epoch (quick runs).")
-@click.option(
-    "--tolerance",
-    type=click.FloatRange(0, 1),
-    default=0.15,
-    show_default=True,
-    help="Allowed shortfall of measured vs predicted speedup in the validation gate.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    required=True,
-    help="Run folder; re-running the same command resumes at the first unfinished stage.",
-)
-def compress_cmd(
-    model,
-    pretrained,
-    data,
-    data_dir,
-    target_name,
-    profile_path,
-    reg,
-    lam,
-    reg_epochs,
-    steps,
-    step_epochs,
-    finetune_epochs,
-    lr,
-    batch_size,
-    max_steps,
-    tolerance,
-    out_dir,
-    **budget,
-) -> None:
+@click.option("--tolerance", type=click.FloatRange(0, 1), default=0.15, show_default=True,
+              help="Allowed shortfall of measured vs predicted speedup in the validation gate.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Run folder; re-running the same command resumes at the first unfinished stage.")
+def compress_cmd(model, pretrained, data, data_dir, target_name, profile_path, reg, lam, reg_epochs, steps,
+                 step_epochs, finetune_epochs, lr, batch_size, max_steps, tolerance, out_dir, **budget) -> None:
     """Regularized training -> plan -> shrink -> fine-tune -> export -> validate, in one resumable run."""
     import sys
 

@@ -58,20 +58,13 @@ def _run_training(reg, reg_kwargs, defaults, **o) -> None:
 
 @click.command("train")
 @_train_options
-@click.option(
-    "--reg",
-    type=click.Choice(["none", "oicsr", "group_lasso", "slimming", "ssr_l21", "ssr_l20"]),
-    default="oicsr",
-    show_default=True,
-    help="Structured-sparsity regularizer.",
-)
+@click.option("--reg", type=click.Choice(["none", "oicsr", "group_lasso", "slimming", "ssr_l21", "ssr_l20"]),
+              default="oicsr", show_default=True, help="Structured-sparsity regularizer.")
 @click.option("--lam", type=click.FloatRange(min=0), default=1e-4, show_default=True, help="Regularization strength.")
-@click.option(
-    "--rho", type=click.FloatRange(min=0, min_open=True), default=1e-2, show_default=True, help="SSR: AULM penalty."
-)
-@click.option(
-    "--every", type=click.IntRange(min=1), default=10, show_default=True, help="SSR: steps between prox updates."
-)
+@click.option("--rho", type=click.FloatRange(min=0, min_open=True), default=1e-2, show_default=True,
+              help="SSR: AULM penalty.")
+@click.option("--every", type=click.IntRange(min=1), default=10, show_default=True,
+              help="SSR: steps between prox updates.")
 @click.option("--ssr-groups", type=click.Choice(["out", "out-in"]), default="out", show_default=True)
 @click.option("--size-weighted", is_flag=True, help="OICSR/group lasso: weight groups by sqrt(size).")
 def train_cmd(reg, lam, rho, every, ssr_groups, size_weighted, **o) -> None:

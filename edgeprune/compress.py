@@ -176,10 +176,8 @@ def format_summary(s: dict) -> str:
         f"{s['latency_ms']['measured_speedup']:.2f}x, predicted {s['latency_ms']['predicted_speedup'] or 0:.2f}x",
     ]
     if acc["original"] is not None:
-        lines.append(
-            f"  accuracy  {100 * acc['original']:.2f} % -> {100 * acc['pruned']:.2f} % "
-            "(1,017 lossless CIFAR-10 test images)"
-        )
+        lines.append(f"  accuracy  {100 * acc['original']:.2f} % -> {100 * acc['pruned']:.2f} % "
+                     "(1,017 lossless CIFAR-10 test images)")
     if s["test_accuracy_after_finetune"] is not None:
         lines.append(f"  test accuracy after fine-tuning: {100 * s['test_accuracy_after_finetune']:.2f} %")
     lines.append(f"  gate: {'PASS' if s['gate']['passed'] else 'FAIL'}: {s['gate']['reason']}")

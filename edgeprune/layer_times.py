@@ -49,14 +49,19 @@ def norm_to_conv(model: nn.Module, x: torch.Tensor) -> dict[str, str]:
         elif isinstance(module, nn.modules.batchnorm._BatchNorm) and args and id(args[0]) in produced:
             mapping[names[module]] = produced[id(args[0])]
 
-    handles = [m.register_forward_hook(record) for m in model.modules() if not list(m.children())]
+    forward_with_leaf_hooks(model, x, record)
+    return mapping
+
+
+def forward_with_leaf_hooks(model: nn.Module, x: torch.Tensor, hook) -> None:
+    """One no-grad forward pass with ``hook(module, args, output)`` on every leaf module."""
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     try:
         with torch.no_grad():
             model(x)
     finally:
         for h in handles:
             h.remove()
-    return mapping
 
 
 def _scope(node) -> str:

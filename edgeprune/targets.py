@@ -115,9 +115,9 @@ def target_from_dict(name: str, data: dict, source: str = "<dict>") -> Target:
     value = dict(data)
     if isinstance(value.get("input"), list):
         if len(value["input"]) != 3 or not all(isinstance(v, int) and v > 0 for v in value["input"]):
-            raise TargetError(f'{source}: input must be "model" or [C, H, W], got {value["input"]!r}')
+            raise TargetError(f"{source}: input must be \"model\" or [C, H, W], got {value['input']!r}")
         value["input"] = tuple(value["input"])
     elif value.get("input", "model") != "model":
-        raise TargetError(f'{source}: input must be "model" or [C, H, W], got {value["input"]!r}')
+        raise TargetError(f"{source}: input must be \"model\" or [C, H, W], got {value['input']!r}")
     value["providers"] = tuple(value.get("providers", ()))
     return Target(name=name, source=source, **value)

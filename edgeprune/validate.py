@@ -68,13 +68,7 @@ def largest_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
         if isinstance(output, torch.Tensor):
             biggest = max(biggest, output.numel() * output.element_size())
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    layer_times.forward_with_leaf_hooks(model, x, hook)
     return biggest
 
 

@@ -79,10 +79,8 @@ def test_cli_shrink_writes_a_reloadable_model(tmp_path):
         p.numel() for p in create_model("cifar_resnet20").parameters()
     )
     # The saved plan applies again to the same model.
-    again = runner.invoke(
-        main,
-        ["shrink", "cifar_resnet20", "--plan", str(tmp_path / "run" / "plan.json"), "--out", str(tmp_path / "again")],
-    )
+    again = runner.invoke(main, ["shrink", "cifar_resnet20", "--plan", str(tmp_path / "run" / "plan.json"),
+                                 "--out", str(tmp_path / "again")])
     assert again.exit_code == 0, again.output
 
 

@@ -47,10 +47,8 @@ def assert_oracle(model, graph, plan):
     return pruned
 
 
-@pytest.mark.parametrize(
-    ("kind", "text", "value", "relative"),
-    [("latency", "0.5x", 0.5, True), ("latency", "3.2ms", 3.2, False), ("macs", "40", 40, False)],
-)
+@pytest.mark.parametrize(("kind", "text", "value", "relative"),
+                         [("latency", "0.5x", 0.5, True), ("latency", "3.2ms", 3.2, False), ("macs", "40", 40, False)])
 def test_budget_parse(kind, text, value, relative):
     b = Budget.parse(kind, text)
     assert (b.value, b.relative) == (value, relative)

@@ -59,15 +59,9 @@ def main() -> int:
         print(name, json.dumps(summary), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "profile": args.profile,
-        "device": profile.device,
-        "target": profile.target["name"],
-        "seed": args.seed,
-        "lookup": {"channel_block": profile.channel_block, "use_scan": profile.use_scan},
-        "plans_per_model": args.plans,
-        "plan_sampler": "keep U(0.3, 1.0) of every prunable group, random channels",
-    }
+    meta = {"profile": args.profile, "device": profile.device, "target": profile.target["name"], "seed": args.seed,
+            "lookup": {"channel_block": profile.channel_block, "use_scan": profile.use_scan},
+            "plans_per_model": args.plans, "plan_sampler": "keep U(0.3, 1.0) of every prunable group, random channels"}
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     return 0
 

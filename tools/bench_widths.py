@@ -1,6 +1,6 @@
 """End-to-end latency of CIFAR ResNet-56 at chosen stage widths: why the planner aligns channel counts.
 
-python tools/bench_widths.py --target cpu-ort --out bench/widths.json
+    python tools/bench_widths.py --target cpu-ort --out bench/widths.json
 """
 
 from __future__ import annotations

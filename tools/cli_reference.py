@@ -1,7 +1,7 @@
 """Regenerate the README's CLI reference from the click commands, so it cannot drift from the code.
 
-python tools/cli_reference.py            # rewrite the block between the markers in README.md
-python tools/cli_reference.py --check    # exit 1 when README.md is out of date (the tests run this)
+    python tools/cli_reference.py            # rewrite the block between the markers in README.md
+    python tools/cli_reference.py --check    # exit 1 when README.md is out of date (the tests run this)
 """
 
 from __future__ import annotations

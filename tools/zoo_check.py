@@ -84,20 +84,15 @@ def passed(row: dict) -> bool:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = (
-        "| model | input | groups (prunable/frozen) | graph s | graph MB | oracle err | MACs before → after |"
-        " params before → after | ONNX+ORT | wall s | result |"
-    )
+    head = ("| model | input | groups (prunable/frozen) | graph s | graph MB | oracle err | MACs before → after |"
+            " params before → after | ONNX+ORT | wall s | result |")
     lines = [head, "|" + "---|" * 11]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['model']} | | | | | | | | | | FAIL: {r['error'][:100]} |")
             continue
-        m = (
-            f"{r['macs_before'] / 1e6:,.0f}M → {r['macs_after'] / 1e6:,.0f}M"
-            if "macs_before" in r
-            else f"n/a ({r.get('macs_error', '')[:40]})"
-        )
+        m = (f"{r['macs_before'] / 1e6:,.0f}M → {r['macs_after'] / 1e6:,.0f}M" if "macs_before" in r
+             else f"n/a ({r.get('macs_error', '')[:40]})")
         p = f"{r['params_before'] / 1e6:.2f}M → {r['params_after'] / 1e6:.2f}M"
         ort = "ok" if r.get("onnx") == "ok" else r.get("onnx", "")[:60]
         lines.append(
@@ -131,9 +126,8 @@ def main() -> int:
         if name in rows and not args.force:
             continue
         try:
-            proc = subprocess.run(
-                [sys.executable, __file__, "--one", name], capture_output=True, text=True, timeout=args.timeout
-            )
+            proc = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True,
+                                  timeout=args.timeout)
             if proc.returncode == 0:
                 rows[name] = json.loads(proc.stdout.strip().splitlines()[-1])
             else:

@@ -58,14 +58,8 @@ def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike
                 shape = [g.batch, cin] if g.op == "linear" else [g.batch, cin, g.h, g.w]
                 entries.append({"key": key, "cin": cin, "cout": cout, "file": name, "input": shape})
         calibration = _write_calibration_models(target, model_names, tmp)
-        manifest = {
-            "schema": KIT_SCHEMA,
-            "target": target_dict(target),
-            "settings": profile_settings(target),
-            "micro_timing": MICRO_TIMING,
-            "entries": entries,
-            "calibration": calibration,
-        }
+        manifest = {"schema": KIT_SCHEMA, "target": target_dict(target), "settings": profile_settings(target),
+                    "micro_timing": MICRO_TIMING, "entries": entries, "calibration": calibration}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         if out.exists():
             out.rmdir()
@@ -101,12 +95,8 @@ def import_result(path: str | os.PathLike) -> Profile:
         tables: dict[str, dict] = {}
         for e in data["measurements"]:
             tables.setdefault(e["key"], {})[(int(e["cin"]), int(e["cout"]))] = (float(e["ms"]), float(e["spread_pct"]))
-        profile = Profile(
-            data["target"],
-            data["device"],
-            data["settings"],
-            {k: _table_from_points(k, pts) for k, pts in tables.items()},
-        )
+        profile = Profile(data["target"], data["device"], data["settings"],
+                          {k: _table_from_points(k, pts) for k, pts in tables.items()})
         by_model: dict[str, list[dict]] = {}
         for c in data["calibration"]:
             by_model.setdefault(c["model"], []).append(
@@ -126,9 +116,5 @@ def _table_from_points(key: str, points: dict[tuple[int, int], tuple[float, floa
     missing = [(a, b) for a in cins for b in couts if (a, b) not in points]
     if missing:
         raise ProfileError(f"kit result lacks {len(missing)} grid points of {key}, e.g. {missing[0]}")
-    return Table(
-        cins,
-        couts,
-        [[points[(a, b)][0] for b in couts] for a in cins],
-        [[points[(a, b)][1] for b in couts] for a in cins],
-    )
+    return Table(cins, couts, [[points[(a, b)][0] for b in couts] for a in cins],
+                 [[points[(a, b)][1] for b in couts] for a in cins])

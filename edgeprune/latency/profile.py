@@ -203,14 +203,8 @@ class Profile:
             tables = {}
             for key, t in data["tables"].items():
                 Geometry.from_key(key)
-                table = Table(
-                    list(t["cin"]),
-                    None if t["cout"] is None else list(t["cout"]),
-                    t["ms"],
-                    t["spread_pct"],
-                    t.get("scan_c"),
-                    t.get("scan_ms"),
-                )
+                table = Table(list(t["cin"]), None if t["cout"] is None else list(t["cout"]), t["ms"],
+                              t["spread_pct"], t.get("scan_c"), t.get("scan_ms"))
                 shape = (len(table.cin),) if table.cout is None else (len(table.cin), len(table.cout))
                 if np.asarray(table.ms, dtype=np.float64).shape != shape or sorted(table.cin) != table.cin:
                     raise ProfileError(f"{source}: table {key} has ms of the wrong shape (expected {shape})")
@@ -243,11 +237,8 @@ class Profile:
 
     def device_mismatch(self) -> str:
         here = device_fingerprint(self.target.get("backend", ""))
-        diffs = [
-            f"{k}: profile {self.device.get(k)!r} vs here {here.get(k)!r}"
-            for k in ("cpu", "cores", "gpu", "onnxruntime", "cuda")
-            if self.device.get(k) != here.get(k)
-        ]
+        diffs = [f"{k}: profile {self.device.get(k)!r} vs here {here.get(k)!r}"
+                 for k in ("cpu", "cores", "gpu", "onnxruntime", "cuda") if self.device.get(k) != here.get(k)]
         return "; ".join(diffs)
 
 

@@ -58,3 +58,5 @@ def plot_staircases(profile: Profile, layers: list[Layer], path: str | os.PathLi
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return keys
+
+

@@ -47,9 +47,8 @@ class Budget:
         try:
             value = float(number)
         except ValueError:
-            raise BudgetError(
-                f"cannot read {kind} budget {text!r}: write e.g. 0.5x" + (" or 3.2ms" if kind == "latency" else "")
-            ) from None
+            raise BudgetError(f"cannot read {kind} budget {text!r}: write e.g. 0.5x"
+                              + (" or 3.2ms" if kind == "latency" else "")) from None
         if not value > 0 or (relative and value > 1):
             raise BudgetError(f"{kind} budget {text!r} must be positive" + (" and at most 1x" if relative else ""))
         return cls(kind, value, relative)

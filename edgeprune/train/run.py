@@ -71,16 +71,8 @@ def train_run(
         importance = {str(g): [float(v) for v in s] for g, s in regularizer.importance().items()}
         record = {"regularizer": regularizer.name, "fingerprint": graph.fingerprint, "groups": importance}
         atomic_write_text(out / "importance.json", json.dumps(record))
-        summary = {
-            "model": name,
-            "from": model_ref,
-            "data": data,
-            "regularizer": reg,
-            "reg_kwargs": reg_kwargs or {},
-            "config": asdict(cfg),
-            "world_size": world,
-            "result": result,
-        }
+        summary = {"model": name, "from": model_ref, "data": data, "regularizer": reg, "reg_kwargs": reg_kwargs or {},
+                   "config": asdict(cfg), "world_size": world, "result": result}
         atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
     if world > 1:
         dist.barrier()
