@@ -137,6 +137,9 @@ def ft_config(steps: int) -> TrainConfig:
 def run_edgeprune(method: str, args, target, timer: Timer, out: Path) -> tuple[dict, torch.nn.Module]:
     reg, kwargs = METHODS[method]
     train_dir = out / "train"
+    reused = Path(args.train_from or "-") / method / "train"
+    if (reused / "run.json").is_file():  # the same sparsity training, pruned to another speed
+        train_dir = reused
     if not (train_dir / "run.json").is_file():
         train_run(MODEL, train_dir, "cifar10", reg, kwargs, ft_config(args.reg_steps), True, False, None, False)
     log: list = []
@@ -214,6 +217,7 @@ def main() -> None:
     ap.add_argument("--ft-steps", type=int, default=600, help="fine-tuning steps after pruning (batch 128)")
     ap.add_argument("--iters", type=int, default=6, help="bisection steps on measured latency")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per bisection step")
+    ap.add_argument("--train-from", help="reuse DIR/<method>/train sparsity runs (edgeprune methods)")
     ap.add_argument("--method", action="append", choices=list(METHODS), help="repeatable; default: all")
     ap.add_argument("--out", default="bench/accuracy")
     args = ap.parse_args()
