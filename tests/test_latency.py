@@ -249,3 +249,42 @@ def test_cpu_onnxruntime_micro_models_are_timed_by_kernel_time():
     assert profiler.layer_timing(load_target("cpu-ort")) == "kernel"
     assert profiler.layer_timing(load_target("cuda-ort")) == "wall"  # GPU node events are launch times
     assert profiler.profile_settings(load_target("cpu-ort"))["layer_timing"] == "kernel"
+
+
+def test_misalignment_term_is_charged_off_the_blocking_and_fitted_by_calibration(tiny_profile):
+    import copy
+
+    from edgeprune.latency.profile import activation_mb
+
+    _, path, fitted = tiny_profile
+    profile = copy.deepcopy(fitted)
+    profile.misalign = {}
+    layer = next(x for x in collect_layers(create_model("cifar_resnet20"), (1, 3, 32, 32)) if x.cin == x.cout == 16)
+    plain = {c: profile.layer_ms(layer, c, 16)[0] for c in (16, 12)}
+    profile.misalign = {"align": 16, "ms_per_mb": 0.1, "ms_per_layer": 0.01}
+    assert profile.layer_ms(layer, 16, 16)[0] == plain[16]  # on the blocking: no extra
+    extra = 0.1 * activation_mb(layer.geometry, 12, 16) + 0.01
+    assert profile.layer_ms(layer, 12, 16)[0] == pytest.approx(plain[12] + extra)
+    # Calibration runs that do pay such a term: the chooser finds it again (block, scans fixed).
+    profile.misalign = {}
+    points = {name: [{k: q[k] for k in ("label", "layers", "measured_ms")} for q in cal.points]
+              for name, cal in fitted.calibration.items()}  # fmt: skip
+    for pts in points.values():
+        for q in pts:
+            ls = [profiler.Layer(f"l{i}", Geometry.from_key(k), ci, co) for i, (k, ci, co) in enumerate(q["layers"])]
+            truth = {"align": 8, "ms_per_mb": 0.2, "ms_per_layer": 0.0}
+            profile.misalign = truth
+            q["measured_ms"] = 2.0 * profile.predict_layers(ls)[0] + 0.3
+            profile.misalign = {}
+    mp = pytest.MonkeyPatch()
+    mp.setattr(profiler, "LOOKUP_CHOICES", [(profile.channel_block, profile.use_scan)])
+    try:
+        profiler.choose_lookup_and_calibrate(profile, points)
+    finally:
+        mp.undo()
+    assert profile.misalign == truth
+    cal = profile.calibration["cifar_resnet20"]
+    assert cal.scale == pytest.approx(2.0) and cal.offset_ms == pytest.approx(0.3)
+    assert Profile.from_dict(profile.to_dict()).misalign == truth
+    with pytest.raises(ProfileError, match="misalign"):
+        Profile.from_dict({**profile.to_dict(), "misalign": {"align": 8}})

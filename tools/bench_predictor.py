@@ -5,6 +5,9 @@
 
 Plans are drawn with --seed (default 0), independent of the profile's calibration plans (seed 12345):
 the error is measured on variants the predictor never saw.
+
+``--measured FILE`` takes the end-to-end times from an earlier run of this script (same seed, same plans)
+instead of measuring again, so two profiles are compared on the very same measurements.
 """
 
 from __future__ import annotations
@@ -33,7 +36,11 @@ def main() -> int:
     ap.add_argument("--plans", type=int, default=20)
     ap.add_argument("--out", default="bench/predictor.json")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--measured", help="reuse the measured times of an earlier result file (same seed)")
     args = ap.parse_args()
+    earlier = json.loads(Path(args.measured).read_text()) if args.measured else None
+    if earlier and earlier["meta"]["seed"] != args.seed:
+        ap.error(f"{args.measured} was measured with seed {earlier['meta']['seed']}, not {args.seed}")
     profile = Profile.load(args.profile, strict=True)
     spec = {k: v for k, v in profile.target.items() if k not in ("name", "source")}
     target = target_from_dict(profile.target["name"], spec)
@@ -47,7 +54,10 @@ def main() -> int:
             for i in range(args.plans):
                 pruned, _ = prune_model(model, graph, random_plan(graph, rng))
                 layers = collect_layers(pruned, shape)
-                measured = measure_model(target, pruned, shape, Path(tmp))
+                if earlier:
+                    measured = earlier["results"][name]["plans"][i]["measured_ms"]
+                else:
+                    measured = measure_model(target, pruned, shape, Path(tmp))
                 predicted = profile.predict(layers, name).ms
                 error = 100 * (predicted - measured) / measured
                 row = {"measured_ms": measured, "predicted_ms": predicted, "error_pct": error}
@@ -61,6 +71,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"profile": args.profile, "device": profile.device, "target": profile.target["name"], "seed": args.seed,
             "lookup": {"channel_block": profile.channel_block, "use_scan": profile.use_scan},
+            "misalign": profile.misalign, "measured_in": args.measured or "this run",
             "plans_per_model": args.plans, "plan_sampler": "keep U(0.3, 1.0) of every prunable group, random channels"}
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     return 0

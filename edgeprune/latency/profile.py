@@ -148,6 +148,18 @@ class Prediction:
     calibrated: bool
 
 
+def misaligned(g: Geometry, cin: int, cout: int, align: int) -> bool:
+    """Whether a conv's channels are off the runtime's channel blocking (linears are not blocked)."""
+    return g.op != "linear" and bool(cin % align or cout % align)
+
+
+def activation_mb(g: Geometry, cin: int, cout: int) -> float:
+    """MB of a layer's input and output activations: what a layout reorder around it would move."""
+    size = 2 if g.dtype == "fp16" else 4
+    out_pixels = -(-g.h // g.stride) * -(-g.w // g.stride)
+    return g.batch * (cin * g.h * g.w + cout * out_pixels) * size / 2**20
+
+
 @dataclass
 class Profile:
     target: dict
@@ -157,16 +169,28 @@ class Profile:
     calibration: dict[str, Calibration] = field(default_factory=dict)
     use_scan: bool = True  # apply the dense staircase scans in lookups (see Table.lookup)
     channel_block: int = 1  # round widths up to this blocking in lookups; chosen by calibration
+    # What a layer whose channels are off the runtime's blocking costs beyond its table entry, inside a
+    # network: {"align": 8|16, "ms_per_mb": .., "ms_per_layer": ..}; fitted by calibration ({}: none).
+    misalign: dict = field(default_factory=dict)
+
+    def layer_ms(self, layer: Layer, cin: int, cout: int) -> tuple[float, bool]:
+        """One layer's ms at (cin, cout): its table lookup plus the misalignment term; flags extrapolation."""
+        table = self.tables.get(layer.geometry.key)
+        if table is None:
+            raise ProfileError(
+                f"layer {layer.path} ({layer.geometry.key}) is not in the profile: profile this model first "
+                f"(edgeprune profile {self.target.get('name')} --model ...)"
+            )
+        ms, outside = table.lookup(cin, cout, self.use_scan, self.channel_block)
+        m = self.misalign
+        if m and misaligned(layer.geometry, cin, cout, m["align"]):
+            ms += m["ms_per_mb"] * activation_mb(layer.geometry, cin, cout) + m["ms_per_layer"]
+        return ms, outside
 
     def predict_layers(self, layers: list[Layer]) -> tuple[float, dict[str, float], list[str]]:
         per_layer, outside = {}, []
         for layer in layers:
-            table = self.tables.get(layer.geometry.key)
-            if table is None:
-                raise ProfileError(
-                    f"layer {layer.path} ({layer.geometry.key}) is not in the profile: profile this model first"
-                )
-            ms, out = table.lookup(layer.cin, layer.cout, self.use_scan, self.channel_block)
+            ms, out = self.layer_ms(layer, layer.cin, layer.cout)
             per_layer[layer.path] = per_layer.get(layer.path, 0.0) + ms
             if out:
                 outside.append(f"{layer.path} ({layer.cin}->{layer.cout})")
@@ -190,6 +214,7 @@ class Profile:
             "calibration": {k: vars(c) for k, c in sorted(self.calibration.items())},
             "use_scan": self.use_scan,
             "channel_block": self.channel_block,
+            "misalign": self.misalign,
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -211,7 +236,11 @@ class Profile:
                 tables[key] = table
             cal = {k: Calibration(**c) for k, c in data.get("calibration", {}).items()}
             use_scan, block = bool(data.get("use_scan", True)), int(data.get("channel_block", 1))
-            return cls(dict(data["target"]), dict(data["device"]), dict(data["settings"]), tables, cal, use_scan, block)
+            misalign = dict(data.get("misalign") or {})
+            if misalign and not {"align", "ms_per_mb", "ms_per_layer"} <= set(misalign):
+                raise ProfileError(f"{source}: misalign needs align, ms_per_mb and ms_per_layer")
+            return cls(dict(data["target"]), dict(data["device"]), dict(data["settings"]), tables, cal, use_scan,
+                       block, misalign)  # fmt: skip
         except ProfileError:
             raise
         except (KeyError, TypeError, ValueError) as exc:

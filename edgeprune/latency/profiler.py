@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import statistics
@@ -22,7 +23,15 @@ from edgeprune.export import export_onnx
 from edgeprune.graph import build_graph
 from edgeprune.latency.layers import Geometry, Layer, collect_layers
 from edgeprune.latency.micro import input_for, micro_model
-from edgeprune.latency.profile import Calibration, Profile, ProfileError, Table, device_fingerprint
+from edgeprune.latency.profile import (
+    Calibration,
+    Profile,
+    ProfileError,
+    Table,
+    activation_mb,
+    device_fingerprint,
+    misaligned,
+)
 from edgeprune.models import create_model_for_size, get_entry
 from edgeprune.prune import Plan, prune_model, uniform_plan
 from edgeprune.targets import Target
@@ -34,6 +43,9 @@ CALIBRATION_RATIOS = (0.0, 0.25, 0.5, 0.75)  # 0.75: anchors the line at small w
 CALIBRATION_RANDOM = 6  # random plans per model (seeded apart from the check's), as odd widths cost extra
 CALIBRATION_SEED = 12345
 LOOKUP_CHOICES = [(block, scan) for block in (1, 8, 16) for scan in (True, False)]
+MISALIGN_BLOCKS = (8, 16)
+MISALIGN_PER_MB = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # ms per MB of activations around a misaligned layer
+MISALIGN_PER_LAYER = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05)  # ms per misaligned layer
 
 
 class ProfileBudgetExceeded(RuntimeError):
@@ -154,24 +166,41 @@ def fit_calibration(points: list[dict]) -> Calibration:
 
 
 def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, list[dict]]) -> None:
-    """Pick the lookup variant (channel block, staircase scans) that best explains the calibration runs,
-    then fit each model's calibration line with it. Each point carries its layers as [key, cin, cout]."""
+    """Pick the lookup variant (channel block, staircase scans) and the misalignment term that best explain
+    the calibration runs, then fit each model's calibration line with them. Each point carries its layers
+    as [key, cin, cout].
+
+    The misalignment term is what a layer off the runtime's channel blocking costs inside a network beyond
+    its micro-model (onnxruntime leaves its blocked layout around such a layer: two layout reorders of its
+    activations): ms_per_mb of its input and output activations plus ms_per_layer, for a blocking of 8 or
+    16. It is shared by all models of the profile; the calibration lines are per model.
+    """
+    layers = {(name, i): [Layer(f"l{j}", Geometry.from_key(k), ci, co) for j, (k, ci, co) in enumerate(p["layers"])]
+              for name, points in points_by_model.items() for i, p in enumerate(points)}  # fmt: skip
+    features = {}  # per point and blocking: (MB moved, number of layers) of its misaligned layers
+    for pid, ls in layers.items():
+        for align in MISALIGN_BLOCKS:
+            off = [x for x in ls if misaligned(x.geometry, x.cin, x.cout, align)]
+            features[pid, align] = (sum(activation_mb(x.geometry, x.cin, x.cout) for x in off), len(off))
     best = None
     for block, scan in LOOKUP_CHOICES:
-        profile.channel_block, profile.use_scan = block, scan
-        residuals, fitted = [], {}
-        for name, points in points_by_model.items():
-            for p in points:
-                layers = [Layer(f"l{i}", Geometry.from_key(k), ci, co) for i, (k, ci, co) in enumerate(p["layers"])]
-                p["layers_ms"] = profile.predict_layers(layers)[0]
-            cal = fit_calibration([dict(p) for p in points])
-            fitted[name] = cal
-            residuals += [abs(cal.scale * p["layers_ms"] + cal.offset_ms - p["measured_ms"]) / p["measured_ms"]
-                          for p in points]  # fmt: skip
-        score = statistics.median(residuals) if residuals else 0.0
-        if best is None or score < best[0]:
-            best = (score, block, scan, fitted)
-    _, profile.channel_block, profile.use_scan, profile.calibration = best
+        profile.channel_block, profile.use_scan, profile.misalign = block, scan, {}
+        base = {pid: profile.predict_layers(ls)[0] for pid, ls in layers.items()}
+        for align, per_mb, per_layer in itertools.product(MISALIGN_BLOCKS, MISALIGN_PER_MB, MISALIGN_PER_LAYER):
+            residuals, fitted = [], {}
+            for name, points in points_by_model.items():
+                pts = []
+                for i, p in enumerate(points):
+                    mb, n = features[(name, i), align]
+                    pts.append({**p, "layers_ms": base[name, i] + per_mb * mb + per_layer * n})
+                cal = fitted[name] = fit_calibration(pts)
+                residuals += [abs(cal.scale * q["layers_ms"] + cal.offset_ms - q["measured_ms"]) / q["measured_ms"]
+                              for q in pts]  # fmt: skip
+            score = statistics.median(residuals) if residuals else 0.0
+            if best is None or score < best[0] - 1e-12:
+                term = {"align": align, "ms_per_mb": per_mb, "ms_per_layer": per_layer}
+                best = (score, block, scan, term if per_mb or per_layer else {}, fitted)
+    _, profile.channel_block, profile.use_scan, profile.misalign, profile.calibration = best
 
 
 def profile_target(

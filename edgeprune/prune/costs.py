@@ -68,13 +68,7 @@ class LatencyCost:
     def layer(self, layer: Layer, cin: int, cout: int) -> float:
         key = (layer.geometry.key, cin, cout)
         if key not in self._cache:
-            table = self.profile.tables.get(layer.geometry.key)
-            if table is None:
-                raise ProfileError(
-                    f"layer {layer.path} ({layer.geometry.key}) is not in the profile: profile this model first "
-                    f"(edgeprune profile {self.profile.target.get('name')} --model ...)"
-                )
-            ms, outside = table.lookup(cin, cout, self.profile.use_scan, self.profile.channel_block)
+            ms, outside = self.profile.layer_ms(layer, cin, cout)
             if outside:
                 self.extrapolated.add(f"{layer.path} ({cin}->{cout})")
             self._cache[key] = ms
