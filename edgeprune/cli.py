@@ -118,7 +118,10 @@ def kit_cmd(target, models, out_dir) -> None:
               help="Install a kit result (from tools/collect_profile.py) as a profile instead of measuring.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Instead of profiling: draw latency vs channels for the models' costliest layers (PNG).")
-def profile_cmd(target, models, out_path, budget_s, check_plans, strict, import_path, plot_path) -> None:
+@click.option("--layer-timing", type=click.Choice(["wall", "kernel"]), default="wall", show_default=True,
+              help="Time layers by the wall clock, or (CPU onnxruntime) by the profiler's compute-kernel time.")
+def profile_cmd(target, models, out_path, budget_s, check_plans, strict, import_path, plot_path,
+                layer_timing) -> None:
     """Measure TARGET's latency profile for the layers of the given models (or --check / --import it)."""
     from edgeprune.latency.kit import import_result
     from edgeprune.latency.profile import Profile, ProfileError, device_fingerprint, device_slug
@@ -152,7 +155,7 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, strict, import_
             click.echo(f"wrote {plot_path}: {len(keys)} layer geometries")
             return
         if check_plans is None:
-            profile = profile_target(t, list(models), path, budget_s)
+            profile = profile_target(t, list(models), path, budget_s, timing=layer_timing)
             click.echo(f"wrote {path}: {len(profile.tables)} layer tables, calibrated for {', '.join(models)}")
             return
         profile = Profile.load(path, strict=strict)

@@ -245,10 +245,19 @@ def test_kernel_time_per_run_leaves_out_reorders_and_session_overhead():
     assert kernel_ms_per_run(events) == [2.0, 0.7]
 
 
-def test_cpu_onnxruntime_micro_models_are_timed_by_kernel_time():
-    assert profiler.layer_timing(load_target("cpu-ort")) == "kernel"
-    assert profiler.layer_timing(load_target("cuda-ort")) == "wall"  # GPU node events are launch times
-    assert profiler.profile_settings(load_target("cpu-ort"))["layer_timing"] == "kernel"
+def test_kernel_layer_timing_is_an_option_for_cpu_onnxruntime_only():
+    assert profiler.profile_settings(load_target("cpu-ort"))["layer_timing"] == "wall"
+    assert profiler.layer_timing(load_target("cpu-ort"), "kernel") == "kernel"
+    with pytest.raises(ProfileError, match="kernel timing needs onnxruntime on CPU"):
+        profiler.layer_timing(load_target("cuda-ort"), "kernel")  # GPU node events are launch times
+    with pytest.raises(ProfileError, match="wall' or 'kernel"):
+        profiler.layer_timing(load_target("cpu-ort"), "cycles")
+
+
+def test_kernel_timed_micro_model_runs(tmp_path):
+    g = Geometry("conv", 1, 16, 16, 3, 1, 0)
+    ms, spread = profiler._time_layer(load_target("cpu-ort"), g, 16, 16, tmp_path, "kernel")
+    assert ms > 0 and spread >= 0
 
 
 def test_misalignment_term_is_charged_off_the_blocking_and_fitted_by_calibration(tiny_profile):

@@ -80,7 +80,9 @@ def grid_axes(layers: list[Layer]) -> dict[str, tuple[list[int], list[int] | Non
     return out
 
 
-def _time_layer(target: Target, g: Geometry, cin: int, cout: int, tmp: Path) -> tuple[float, float]:
+def _time_layer(
+    target: Target, g: Geometry, cin: int, cout: int, tmp: Path, timing: str = "wall"
+) -> tuple[float, float]:
     """Median ms and spread of one layer: an ONNX micro-model, or (torch targets) the same in torch."""
     x = input_for(g, cin)
     if target.backend == "torch":
@@ -88,7 +90,7 @@ def _time_layer(target: Target, g: Geometry, cin: int, cout: int, tmp: Path) -> 
     else:
         path = tmp / "micro.onnx"
         onnx.save(micro_model(g, cin, cout), path)
-        if layer_timing(target) == "kernel":
+        if timing == "kernel":
             from edgeprune.backends.onnxruntime import measure_kernels
 
             return measure_kernels(target, str(path), x, **MICRO_TIMING)
@@ -97,11 +99,20 @@ def _time_layer(target: Target, g: Geometry, cin: int, cout: int, tmp: Path) -> 
     return stats.median_ms, stats.spread_pct
 
 
-def layer_timing(target: Target) -> str:
-    """How a micro-model is timed: "kernel" (onnxruntime: the profiler's compute-kernel time, which leaves
-    out the session overhead and layout reorders a layer inside a network does not pay) or "wall"."""
-    # On a GPU provider the profiler's node times are launch times, not device time: wall time there.
-    return "kernel" if target.backend == "onnxruntime" and target.device == "cpu" else "wall"
+def layer_timing(target: Target, requested: str = "wall") -> str:
+    """How micro-models are timed: "wall" (the default), or "kernel" (CPU onnxruntime only): the profiler's
+    compute-kernel time, which leaves out the session overhead and layout reorders of a one-layer network.
+
+    Kernel timing predicts ResNet-50 better and ResNet-56 worse, and the ResNet-56 demo's plan ran slower
+    with it (see the README's profile section), so it is an option, not the default.
+    """
+    if requested not in ("wall", "kernel"):
+        raise ProfileError(f"layer timing must be 'wall' or 'kernel', not {requested!r}")
+    if requested == "kernel" and not (target.backend == "onnxruntime" and target.device == "cpu"):
+        # On a GPU provider the profiler's node times are launch times, not device time.
+        raise ProfileError(f"kernel timing needs onnxruntime on CPU; target {target.name} is {target.backend} on "
+                           f"{target.device}")  # fmt: skip
+    return requested
 
 
 def _shape_arg(target: Target, shape) -> dict:
@@ -117,15 +128,17 @@ def torch_micro_model(g: Geometry, cin: int, cout: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(cin, cout, g.kernel, g.stride, g.kernel // 2, groups=groups), nn.ReLU())
 
 
-def measure_table(target: Target, key: str, cin_axis: list[int], cout_axis: list[int] | None, tmp: Path) -> Table:
+def measure_table(
+    target: Target, key: str, cin_axis: list[int], cout_axis: list[int] | None, tmp: Path, timing: str = "wall"
+) -> Table:
     g = Geometry.from_key(key)
     if cout_axis is None:  # depthwise / grouped with cin == cout: whole conv groups go, so cout follows cin
-        results = [_time_layer(target, g, c, c, tmp) for c in cin_axis]
+        results = [_time_layer(target, g, c, c, tmp, timing) for c in cin_axis]
         table = Table(cin_axis, None, [r[0] for r in results], [r[1] for r in results])
     else:
         ms, spread = [], []
         for ci in cin_axis:
-            row = [_time_layer(target, g, ci, co, tmp) for co in cout_axis]
+            row = [_time_layer(target, g, ci, co, tmp, timing) for co in cout_axis]
             ms.append([r[0] for r in row])
             spread.append([r[1] for r in row])
         table = Table(cin_axis, cout_axis, ms, spread)
@@ -133,7 +146,7 @@ def measure_table(target: Target, key: str, cin_axis: list[int], cout_axis: list
     table.scan_ms = []
     for c in table.scan_c:
         cin = c if cout_axis is None else cin_axis[-1]  # 2-D: scan cout at the full input width
-        table.scan_ms.append(_time_layer(target, g, cin, c, tmp)[0])
+        table.scan_ms.append(_time_layer(target, g, cin, c, tmp, timing)[0])
     return table
 
 
@@ -209,8 +222,11 @@ def profile_target(
     out_path: Path,
     budget_s: float | None = None,
     progress: bool = True,
+    timing: str = "wall",
 ) -> Profile:
     """Measure every layer geometry of ``model_names`` on ``target``, calibrate, write ``out_path``.
+
+    ``timing``: how layers are timed, "wall" or "kernel" (see :func:`layer_timing`).
 
     Resumable: finished tables are kept in ``<out>.partial.json`` and reused by the next run. The final
     file is written atomically, only after everything succeeded.
@@ -220,7 +236,8 @@ def profile_target(
         raise ProfileError(f"target {target.name} cannot run here: {reason}")
     start = time.monotonic()
     partial = out_path.with_suffix(".partial.json")
-    stamp = {"target": target_dict(target), "settings": profile_settings(target)}
+    timing = layer_timing(target, timing)
+    stamp = {"target": target_dict(target), "settings": profile_settings(target, timing)}
     done: dict = {**stamp, "tables": {}}
     for source in (partial, out_path):  # resume a run, or recalibrate a finished profile's tables
         if source.exists():
@@ -238,10 +255,10 @@ def profile_target(
         for key in tqdm(todo, desc=f"profiling {target.name}", disable=not progress):
             if budget_s is not None and time.monotonic() - start > budget_s:
                 raise ProfileBudgetExceeded(f"time budget of {budget_s:.0f} s used; rerun to resume from {partial}")
-            done["tables"][key] = vars(measure_table(target, key, *axes[key], Path(tmp)))
+            done["tables"][key] = vars(measure_table(target, key, *axes[key], Path(tmp), timing))
             atomic_write_text(partial, json.dumps(done))
         tables = {k: Table(**t) for k, t in done["tables"].items() if k in axes}
-        profile = Profile(target_dict(target), device_fingerprint(target.backend), profile_settings(target), tables)
+        profile = Profile(target_dict(target), device_fingerprint(target.backend), stamp["settings"], tables)
         points = {name: calibration_points(target, name, Path(tmp)) for name in model_names}
         choose_lookup_and_calibrate(profile, points)
     profile.save(out_path)
@@ -310,7 +327,8 @@ def _table_stamp(record: dict) -> tuple:
     """What decides whether a stored layer table can be reused: how the layers were run and timed."""
     t, st = record.get("target", {}), record.get("settings", {})
     run = tuple(t.get(k) for k in ("backend", "device", "precision", "threads", "providers"))
-    return run, tuple(st.get(k) for k in ("grid_fractions", "micro_timing", "scan", "fusion", "layer_timing"))
+    how = tuple(st.get(k) for k in ("grid_fractions", "micro_timing", "scan", "fusion"))
+    return run, how + (st.get("layer_timing", "wall"),)  # profiles from before the option were wall-timed
 
 
 def target_dict(target: Target) -> dict:
@@ -320,7 +338,7 @@ def target_dict(target: Target) -> dict:
     return d
 
 
-def profile_settings(target: Target) -> dict:
+def profile_settings(target: Target, timing: str = "wall") -> dict:
     return {
         "grid_fractions": list(GRID_FRACTIONS),
         "micro_timing": MICRO_TIMING,
@@ -329,5 +347,5 @@ def profile_settings(target: Target) -> dict:
         "end_to_end": {"warmup": target.warmup, "repeats": target.repeats, "rounds": target.rounds},
         "statistic": "median of round medians (ms)",
         "fusion": "conv+ReLU micro-models (BN folded)",
-        "layer_timing": layer_timing(target),
+        "layer_timing": layer_timing(target, timing),
     }
