@@ -14,8 +14,6 @@ cannot be attributed, so the times always add up.
 from __future__ import annotations
 
 import ast
-import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +26,9 @@ _MAC_OPS = {"Conv", "Gemm", "MatMul", "ConvTranspose"}
 _MAC_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.ConvTranspose2d)
 
 
-def macs_by_layer(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
-    """fvcore's multiply-accumulates per conv/linear module path."""
-    from fvcore.nn import FlopCountAnalysis
-
-    counter = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    by_module = counter.by_module()
-    return {n: int(by_module.get(n, 0)) for n, m in model.named_modules() if isinstance(m, _MAC_MODULES)}
+def macs_by_layer(model: nn.Module, macs_by_module: dict[str, int]) -> dict[str, int]:
+    """The conv/linear entries of fvcore's per-module multiply-accumulates (see validate.count_macs)."""
+    return {n: int(macs_by_module.get(n, 0)) for n, m in model.named_modules() if isinstance(m, _MAC_MODULES)}
 
 
 def norm_to_conv(model: nn.Module, x: torch.Tensor) -> dict[str, str]:
@@ -112,11 +106,10 @@ class OnnxAttribution:
             return self._label(self.nodes[runtime_name])
         if op.startswith("Reorder"):
             return REORDERS
-        for suffix in ("_nchwc", "_fused"):
-            if runtime_name.endswith(suffix):
-                node = self._mac_node_behind(runtime_name[: -len(suffix)])
-                if node is not None:
-                    return self._label(node)
+        if runtime_name.endswith("_nchwc"):
+            node = self._mac_node_behind(runtime_name[: -len("_nchwc")])
+            if node is not None:
+                return self._label(node)
         return f"(unattributed) {op}"
 
 
@@ -124,23 +117,12 @@ def ort_layer_times(
     onnx_path: Path, target, x: np.ndarray, norms: dict[str, str], runs: int = 20
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Milliseconds per inference by module path and by ONNX op type, from onnxruntime's own profiler."""
-    import onnxruntime as ort
+    from edgeprune.backends.onnxruntime import profile_events
 
-    from edgeprune.backends.onnxruntime import providers_for, session_options
-
-    opts = session_options(target)
-    opts.enable_profiling = True
     attribution = OnnxAttribution(onnx_path, norms)
-    with tempfile.TemporaryDirectory() as tmp:
-        opts.profile_file_prefix = str(Path(tmp) / "ort")
-        session = ort.InferenceSession(str(onnx_path), opts, providers=providers_for(target))
-        name = session.get_inputs()[0].name
-        for _ in range(runs):
-            session.run(None, {name: x})
-        events = json.loads(Path(session.end_profiling()).read_text())
     by_layer: dict[str, float] = {}
     by_op: dict[str, float] = {}
-    for e in events:
+    for e in profile_events(target, str(onnx_path), x, runs):
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
             op, ms = e.get("args", {}).get("op_name", "?"), e["dur"] / 1e3 / runs
             label = attribution.label(e["name"][: -len("_kernel_time")], op)
@@ -160,8 +142,9 @@ def attribute_engine_layers(times: dict[str, float], onnx_path: Path, norms: dic
     return out
 
 
-def torch_layer_times(model: nn.Module, x: torch.Tensor, runs: int = 10) -> dict[str, float]:
-    """Milliseconds per inference by leaf module, from torch.profiler ranges opened around each module."""
+def torch_layer_times(model: nn.Module, x: torch.Tensor, runs: int = 10) -> tuple[dict[str, float], dict[str, float]]:
+    """Milliseconds per inference by leaf module (torch.profiler ranges opened around each module) and by
+    aten op (self time), from one profiled set of runs."""
     from torch.profiler import ProfilerActivity, profile, record_function
 
     names = {m: n for n, m in model.named_modules()}
@@ -188,12 +171,16 @@ def torch_layer_times(model: nn.Module, x: torch.Tensor, runs: int = 10) -> dict
     finally:
         for h in handles:
             h.remove()
-    out = {}
+    by_layer, by_op = {}, {}
     for e in prof.key_averages():
         if e.key.startswith("edgeprune::"):
             us = getattr(e, "device_time_total", 0) if cuda else e.cpu_time_total
-            out[e.key[len("edgeprune::") :]] = us / 1e3 / runs
-    return out
+            by_layer[e.key[len("edgeprune::") :]] = us / 1e3 / runs
+        elif e.key.startswith("aten::"):
+            us = getattr(e, "self_device_time_total", 0) if cuda else e.self_cpu_time_total
+            if us > 0:
+                by_op[e.key] = us / 1e3 / runs
+    return by_layer, by_op
 
 
 def layer_table(a: dict, b: dict, top: int = 15) -> list[str]:

@@ -35,23 +35,11 @@ def markdown(report: dict) -> str:
          f"{b['memory']['largest_activation_bytes'] / 1e6:.2f} MB", ""),
     ]  # fmt: skip
     if "runtime_mb" in a["memory"]:
-        rows.append(
-            (
-                "runtime memory (fresh process, resident growth)",
-                f"{a['memory']['runtime_mb']:.1f} MB",
-                f"{b['memory']['runtime_mb']:.1f} MB",
-                _fmt(d.get("runtime_memory_reduction"), ".2f", "x"),
-            )
-        )
+        rows.append(("runtime memory (fresh process, resident growth)", f"{a['memory']['runtime_mb']:.1f} MB",
+                     f"{b['memory']['runtime_mb']:.1f} MB", _fmt(d.get("runtime_memory_reduction"), ".2f", "x")))
     if a.get("accuracy") is not None:
-        rows.append(
-            (
-                "accuracy",
-                f"{100 * a['accuracy']:.2f} %",
-                f"{100 * b['accuracy']:.2f} %",
-                f"{d['accuracy_delta_points']:+.2f} points",
-            )
-        )
+        rows.append(("accuracy", f"{100 * a['accuracy']:.2f} %", f"{100 * b['accuracy']:.2f} %",
+                     f"{d['accuracy_delta_points']:+.2f} points"))
     lines = [
         f"# edgeprune validation: {a['model']} vs {b['model']} on `{report['target']}`",
         "",
@@ -67,20 +55,14 @@ def markdown(report: dict) -> str:
         "MACs are fvcore's multiply-accumulate counts.",
     ]
     if a.get("ms_by_op"):
-        lines += [
-            "",
-            "## Where the time goes (onnxruntime profiler) vs where the MACs are (fvcore)",
-            "",
-            "| op | original ms | pruned ms | original time share | original MACs share |",
-            "|---|---|---|---|---|",
-        ]
+        lines += ["", "## Where the time goes (onnxruntime profiler) vs where the MACs are (fvcore)", "",
+                  "| op | original ms | pruned ms | original time share | original MACs share |",
+                  "|---|---|---|---|---|"]
         total_a, total_macs = sum(a["ms_by_op"].values()) or 1, a["macs"] or 1
         for op in sorted(a["ms_by_op"], key=a["ms_by_op"].get, reverse=True):
             macs = sum(v for k, v in a["macs_by_op"].items() if op in OP_FAMILIES.get(k, ()))
-            lines.append(
-                f"| {op} | {a['ms_by_op'][op]:.3f} | {b['ms_by_op'].get(op, 0):.3f} | "
-                f"{a['ms_by_op'][op] / total_a:.1%} | {macs / total_macs:.1%} |"
-            )
+            lines.append(f"| {op} | {a['ms_by_op'][op]:.3f} | {b['ms_by_op'].get(op, 0):.3f} | "
+                         f"{a['ms_by_op'][op] / total_a:.1%} | {macs / total_macs:.1%} |")
     if a.get("ms_by_layer"):
         lines += ["", "## Where the time goes per layer (runtime profiler) vs where the MACs are (fvcore)", "",
                   "Time share ÷ MACs share above 1: the runtime spends more on the layer than its arithmetic "
@@ -153,11 +135,8 @@ def rebuild(run_dir: str | Path) -> list[str]:
         write_report(data, p.parent)
         reports.append(data)
     written = [str(p.parent / "report.md") for p in paths]
-    points = [
-        (r["pruned"]["latency"]["median_ms"], r["pruned"]["accuracy"])
-        for r in reports
-        if r["pruned"].get("accuracy") is not None
-    ]
+    points = [(r["pruned"]["latency"]["median_ms"], r["pruned"]["accuracy"]) for r in reports
+              if r["pruned"].get("accuracy") is not None]
     if len(points) >= 2:
         written.append(str(pareto(points, run / "pareto.png")))
     return written

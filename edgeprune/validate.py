@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -51,12 +50,13 @@ def resolve_model(ref: str, pretrained: bool = False) -> ModelRef:
     return ModelRef(ref, name, module.eval(), (entry.input_size[0], size, size))
 
 
-def count_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]]:
-    """fvcore's multiply-accumulate count, total and by operator."""
+def count_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int], dict[str, int]]:
+    """fvcore's multiply-accumulate count: total, by operator, and by module path (one trace)."""
     from fvcore.nn import FlopCountAnalysis
 
     counter = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    return int(counter.total()), {k: int(v) for k, v in counter.by_operator().items()}
+    by_op = {k: int(v) for k, v in counter.by_operator().items()}
+    return int(counter.total()), by_op, {k: int(v) for k, v in counter.by_module().items()}
 
 
 def largest_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
@@ -70,23 +70,6 @@ def largest_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
 
     layer_times.forward_with_leaf_hooks(model, x, hook)
     return biggest
-
-
-def torch_op_times(runner, x: np.ndarray, runs: int = 10) -> dict[str, float]:
-    """Milliseconds per inference by aten op, from torch.profiler (self time, CPU or CUDA)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    with profile(activities=activities) as prof:
-        for _ in range(runs):
-            runner.run(x)
-        runner.sync()
-    out = {}
-    for e in prof.key_averages():
-        us = e.self_device_time_total if getattr(e, "self_device_time_total", 0) else e.self_cpu_time_total
-        if us > 0 and e.key.startswith("aten::"):
-            out[e.key] = us / 1e3 / runs
-    return out
 
 
 def accuracy_on(model: nn.Module, data: str | None, model_name: str) -> float | None:
@@ -107,9 +90,9 @@ def accuracy_on(model: nn.Module, data: str | None, model_name: str) -> float | 
 def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile | None, data: str | None) -> dict:
     shape = target.input_shape(ref.input_chw)
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    macs, macs_by_op = count_macs(ref.module, x)
-    # Before a backend moves the module to its device and precision: both run a forward pass on x.
-    macs_by_layer, norms = layer_times.macs_by_layer(ref.module, x), layer_times.norm_to_conv(ref.module, x)
+    macs, macs_by_op, macs_by_module = count_macs(ref.module, x)
+    macs_by_layer = layer_times.macs_by_layer(ref.module, macs_by_module)
+    norms = layer_times.norm_to_conv(ref.module, x)  # before a backend moves the module to its device
     onnx_path = folder / f"{ref.name}-{'pruned' if Path(ref.label).is_dir() else 'original'}.onnx"
     export = export_onnx(ref.module, x, onnx_path)
     checks = {"random": x.expand(3, *shape[1:]).clone() + torch.randn(3, *shape[1:])}
@@ -152,7 +135,7 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile |
         engine = runner.layer_times(xn)
         layers, ops = layer_times.attribute_engine_layers(engine, onnx_path, norms), engine
     else:
-        layers, ops = layer_times.torch_layer_times(runner.module, runner.to_input(xn)), torch_op_times(runner, xn)
+        layers, ops = layer_times.torch_layer_times(runner.module, runner.to_input(xn))
     return {
         "model": ref.label, "registry_name": ref.name, "input_shape": list(shape), "macs": macs,
         "macs_by_op": macs_by_op, "params": sum(p.numel() for p in ref.module.parameters()),

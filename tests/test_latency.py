@@ -128,9 +128,8 @@ def test_cli_profile_errors():
     assert out.exit_code == 1 and "cannot run here" in out.output
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = runner.invoke(
-            main, ["profile", "cpu-ort", "--model", "cifar_resnet20", "--check", "2", "--out", "/nonexistent/p.json"]
-        )
+        out = runner.invoke(main, ["profile", "cpu-ort", "--model", "cifar_resnet20", "--check", "2",
+                                   "--out", "/nonexistent/p.json"])
     assert out.exit_code == 1 and "cannot read profile" in out.output
 
 
@@ -152,10 +151,8 @@ def test_kit_round_trip_without_torch(tmp_path, monkeypatch):
     with pytest.raises(FileExistsError):
         write_kit(target, ["cifar_resnet20"], kit)
     script = Path(__file__).resolve().parents[1] / "tools" / "collect_profile.py"
-    blocker = (
-        "import sys, runpy; sys.modules['torch'] = None; sys.modules['edgeprune'] = None; "
-        f"sys.argv = ['collect_profile.py', {str(kit)!r}]; runpy.run_path({str(script)!r}, run_name='__main__')"
-    )
+    blocker = ("import sys, runpy; sys.modules['torch'] = None; sys.modules['edgeprune'] = None; "
+               f"sys.argv = ['collect_profile.py', {str(kit)!r}]; runpy.run_path({str(script)!r}, run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     profile = import_result(kit / "result.json")
@@ -172,14 +169,8 @@ def test_kit_round_trip_without_torch(tmp_path, monkeypatch):
 
 
 def test_staircase_from_a_scan():
-    t = Table(
-        [8, 16],
-        [8, 16],
-        [[1.0, 1.0], [1.0, 2.0]],
-        [[0, 0], [0, 0]],
-        scan_c=[10, 12, 14, 16],
-        scan_ms=[1.0, 1.0, 1.5, 1.5],
-    )
+    t = Table([8, 16], [8, 16], [[1.0, 1.0], [1.0, 2.0]], [[0, 0], [0, 0]],
+              scan_c=[10, 12, 14, 16], scan_ms=[1.0, 1.0, 1.5, 1.5])
     assert t.efficient_widths() == [12, 16]  # 12 -> 14 steps up; 16 is the top
     # The scan corrects the coarse grid between its points: 13 costs like the stair it sits on.
     assert t.lookup(16, 12, use_scan=True)[0] < t.lookup(16, 14, use_scan=True)[0]

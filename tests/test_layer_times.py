@@ -49,8 +49,9 @@ def test_fused_runtime_names_resolve_to_conv_paths(resnet20):
 
 def test_torch_profiler_times_every_conv(resnet20):
     model, x, _ = resnet20
-    times = torch_layer_times(model, x, runs=2)
+    times, ops = torch_layer_times(model, x, runs=2)
     assert all(times[n] > 0 for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d))
+    assert any("conv" in op for op in ops) and all(op.startswith("aten::") and ms > 0 for op, ms in ops.items())
 
 
 def test_layer_table_shares_and_rest():

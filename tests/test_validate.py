@@ -68,14 +68,10 @@ def test_validate_report_contents(tmp_path, pruned_dir):
 
 
 def test_gate_uses_the_predicted_speedup():
-    a = {
-        "macs": 100,
-        "params": 10,
-        "latency": {"median_ms": 10.0},
-        "predicted_ms": 10.0,
-        "memory": {"weight_bytes": 40},
-    }
-    b = {"macs": 50, "params": 5, "latency": {"median_ms": 8.0}, "predicted_ms": 5.0, "memory": {"weight_bytes": 20}}
+    a = {"macs": 100, "params": 10, "latency": {"median_ms": 10.0}, "predicted_ms": 10.0,
+         "memory": {"weight_bytes": 40}}
+    b = {"macs": 50, "params": 5, "latency": {"median_ms": 8.0}, "predicted_ms": 5.0,
+         "memory": {"weight_bytes": 20}}
     d = derive(a, b)
     assert d["predicted_speedup"] == 2.0 and d["measured_speedup"] == 1.25 and d["realization"] == 0.625
 
@@ -87,17 +83,12 @@ def test_validate_numerics_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
         raise ExportError("onnxruntime output differs from torch: relative error 1e+00 > 1e-04")
 
     monkeypatch.setattr(v, "check_onnx", broken)
-    out = CliRunner().invoke(
-        main, ["validate", "cifar_resnet20", str(pruned_dir), "--target", "cpu-ort", "--out", str(tmp_path / "v")]
-    )
+    out = CliRunner().invoke(main, ["validate", "cifar_resnet20", str(pruned_dir), "--target", "cpu-ort",
+                                    "--out", str(tmp_path / "v")])
     assert out.exit_code == 3 and "numerics" in out.output
     with pytest.raises(NumericsFailure):
-        validate(
-            resolve_model("cifar_resnet20"),
-            resolve_model(str(pruned_dir)),
-            target_from_dict("t", FAST_ORT),
-            tmp_path / "w",
-        )
+        validate(resolve_model("cifar_resnet20"), resolve_model(str(pruned_dir)),
+                 target_from_dict("t", FAST_ORT), tmp_path / "w")
 
 
 def test_validate_gate_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
@@ -112,9 +103,8 @@ def test_validate_gate_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
         return side
 
     monkeypatch.setattr(v, "measure_side", optimistic)
-    out = CliRunner().invoke(
-        main, ["validate", "cifar_resnet20", str(pruned_dir), "--target", "cpu-ort", "--out", str(tmp_path / "v")]
-    )
+    out = CliRunner().invoke(main, ["validate", "cifar_resnet20", str(pruned_dir), "--target", "cpu-ort",
+                                    "--out", str(tmp_path / "v")])
     assert out.exit_code == 4 and "FAIL" in out.output and "falls short" in out.output
 
 

@@ -109,10 +109,10 @@ def bisect(make, lo: float, hi: float, goal: float, timer: Timer, iters: int, lo
     return best[0], best[1]
 
 
-def fit(model: torch.nn.Module, steps: int, out: Path, hook=None, lr: float = 0.01) -> None:
+def fit(model: torch.nn.Module, steps: int, out: Path, hook=None) -> None:
     """Plain training of an in-memory model (Torch-Pruning's path): same loop and data as edgeprune's."""
     train, test = load_dataset("cifar10")
-    cfg = TrainConfig(epochs=-(-steps // 300), lr=lr, max_steps_per_epoch=min(steps, 300))
+    cfg = ft_config(steps)
     graph = build_graph(model, torch.randn(*SHAPE))
     trainer = Trainer(
         model, NoRegularizer(model, graph), ArrayLoader(train, cfg.batch_size, True), None, cfg, out, False
@@ -131,6 +131,7 @@ def accuracy(model: torch.nn.Module) -> dict:
 
 
 def ft_config(steps: int) -> TrainConfig:
+    """``steps`` steps of batch 128 at lr 0.01 (cosine), in epochs of at most 300 steps."""
     return TrainConfig(epochs=-(-steps // 300), lr=0.01, max_steps_per_epoch=min(steps, 300))
 
 

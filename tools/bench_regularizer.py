@@ -66,13 +66,8 @@ def main() -> int:
         print(name, json.dumps({r: round(v["overhead_pct"], 2) for r, v in results[name].items()}), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "threads": args.threads,
-        "steps": args.steps,
-        "cases": CASES,
-        "device": "cpu",
-        "note": "SSR's prox runs every 10 steps (default): the median shows the W-step, the mean includes prox",
-    }
+    meta = {"threads": args.threads, "steps": args.steps, "cases": CASES, "device": "cpu",
+            "note": "SSR's prox runs every 10 steps (default): the median shows the W-step, the mean includes prox"}
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     return 0
 

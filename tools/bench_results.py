@@ -20,15 +20,8 @@ def rows_for(name: str, data: dict) -> list[dict]:
     rows = []
     if name == "graph":
         for r in data["results"]:
-            rows.append(
-                (
-                    "graph build",
-                    r["model"],
-                    "edgeprune ms / Torch-Pruning ms",
-                    f"{r['edgeprune_ms']:.1f} / {r['torch_pruning_ms']:.1f}",
-                    "faster than Torch-Pruning",
-                )
-            )
+            rows.append(("graph build", r["model"], "edgeprune ms / Torch-Pruning ms",
+                         f"{r['edgeprune_ms']:.1f} / {r['torch_pruning_ms']:.1f}", "faster than Torch-Pruning"))
     elif name == "regularizer":
         for model, regs in data["results"].items():
             for reg, r in regs.items():
@@ -37,36 +30,15 @@ def rows_for(name: str, data: dict) -> list[dict]:
     elif name == "predictor":
         for model, r in data["results"].items():
             s = r["summary"]
-            rows.append(
-                (
-                    "predictor error",
-                    model,
-                    "abs. error median / max",
-                    f"{s['median_abs_pct']:.1f} % / {s['max_abs_pct']:.1f} %",
-                    "<= 5 % / <= 15 %",
-                )
-            )
+            rows.append(("predictor error", model, "abs. error median / max",
+                         f"{s['median_abs_pct']:.1f} % / {s['max_abs_pct']:.1f} %", "<= 5 % / <= 15 %"))
     elif name == "planner":
         for r in data["rows"]:
             lat = r["latency-driven"]
-            rows.append(
-                (
-                    "latency- vs FLOPs-driven",
-                    r["model"],
-                    f"measured speedup ratio at {r['budget']}",
-                    f"{r['latency_vs_flops']:.2f}",
-                    ">= 1.15",
-                )
-            )
-            rows.append(
-                (
-                    "realization",
-                    r["model"],
-                    "latency-driven: measured / MACs speedup",
-                    f"{lat['realization']:.2f} ({lat['measured_speedup']:.2f}x measured)",
-                    ">= 1.0 at 2x",
-                )
-            )
+            rows.append(("latency- vs FLOPs-driven", r["model"], f"measured speedup ratio at {r['budget']}",
+                         f"{r['latency_vs_flops']:.2f}", ">= 1.15"))
+            rows.append(("realization", r["model"], "latency-driven: measured / MACs speedup",
+                         f"{lat['realization']:.2f} ({lat['measured_speedup']:.2f}x measured)", ">= 1.0 at 2x"))
     elif name == "accuracy":
         rows += accuracy_rows(data)
     elif name == "sparsity":

@@ -92,16 +92,9 @@ def main() -> int:
         }  # fmt: skip
         np.save(out / f"energy-{label}.npy", energy)
         print(label, json.dumps(results[label]), flush=True)
-    meta = {
-        "model": args.model,
-        "steps": args.steps,
-        "batch": 128,
-        "lr": args.lr,
-        "lam_scale": args.lam_scale,
-        "data": "CIFAR-10 JPEG train",
-        "start": "pretrained checkpoint",
-        "energy": "out-in group energy / group mean",
-    }
+    meta = {"model": args.model, "steps": args.steps, "batch": 128, "lr": args.lr, "lam_scale": args.lam_scale,
+            "data": "CIFAR-10 JPEG train",
+            "start": "pretrained checkpoint", "energy": "out-in group energy / group mean"}
     (out / "sparsity.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     plot(out)
     return 0

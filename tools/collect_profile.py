@@ -10,7 +10,6 @@ then `edgeprune profile --import result.json`. Writes the result atomically.
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import os
 import platform
@@ -50,18 +49,9 @@ def fingerprint(backend: str) -> dict:
 
 
 def ort_runner(path: Path, target: dict, threads: int):
-    session = ort_session(path, target, threads)
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})
-
-
-def ort_session(path: Path, target: dict, threads: int, profile_prefix: str | None = None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    if profile_prefix:
-        opts.enable_profiling = True
-        opts.profile_file_prefix = profile_prefix
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -71,7 +61,8 @@ def ort_session(path: Path, target: dict, threads: int, profile_prefix: str | No
     session = ort.InferenceSession(str(path), opts, providers=wanted)
     if session.get_providers()[0] != wanted[0]:  # a missing CUDA/TRT library silently falls back to CPU
         sys.exit(f"requested {wanted[0]} but onnxruntime runs on {session.get_providers()}: not timing on CPU")
-    return session
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})
 
 
 def trt_runner(path: Path, target: dict, shape: list[int]):
@@ -109,35 +100,6 @@ def trt_runner(path: Path, target: dict, shape: list[int]):
         cudart.cudaStreamSynchronize(stream)
 
     return run
-
-
-def kernel_ms_per_run(events: list[dict]) -> list[float]:
-    """Mirror of edgeprune.backends.onnxruntime.kernel_ms_per_run (this script runs without edgeprune):
-    per run, the summed compute-kernel time from onnxruntime's profiler, layout reorders left out."""
-    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")
-    totals, starts = [0.0] * len(runs), [r[0] for r in runs]
-    for e in events:
-        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
-            continue
-        if e.get("args", {}).get("op_name", "").startswith("Reorder"):
-            continue
-        i = bisect.bisect_right(starts, e["ts"]) - 1
-        if i >= 0 and e["ts"] <= runs[i][1]:
-            totals[i] += e["dur"] / 1e3
-    return totals
-
-
-def time_kernels(path: Path, target: dict, threads: int, x: np.ndarray, warmup: int, repeats: int, rounds: int):
-    """The micro-model's compute-kernel time (median of round medians, spread), as edgeprune profiles it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        session = ort_session(path, target, threads, profile_prefix=str(Path(tmp) / "ort"))
-        name = session.get_inputs()[0].name
-        for _ in range(warmup + repeats * rounds):
-            session.run(None, {name: x})
-        per_run = kernel_ms_per_run(json.loads(Path(session.end_profiling()).read_text()))[warmup:]
-    medians = [statistics.median(per_run[i * repeats : (i + 1) * repeats]) for i in range(rounds)]
-    median = statistics.median(medians)
-    return median, 100.0 * (max(medians) - min(medians)) / median if median else 0.0
 
 
 def time_it(run, x: np.ndarray, warmup: int, repeats: int, rounds: int) -> tuple[float, float]:
@@ -180,11 +142,7 @@ def main() -> int:
     measurements = []
     for i, e in enumerate(manifest["entries"]):
         x = rng.standard_normal(e["input"], dtype=np.float32)
-        timing = (mt["warmup"], mt["repeats"], mt["rounds"])
-        if manifest["settings"].get("layer_timing") == "kernel":
-            ms, spread = time_kernels(kit / e["file"], target, threads, x, *timing)
-        else:
-            ms, spread = time_it(runner(kit / e["file"], e["input"]), x, *timing)
+        ms, spread = time_it(runner(kit / e["file"], e["input"]), x, mt["warmup"], mt["repeats"], mt["rounds"])
         measurements.append({**{k: e[k] for k in ("key", "cin", "cout")}, "ms": ms, "spread_pct": spread})
         print(f"\r{i + 1}/{len(manifest['entries'])} micro-models", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
@@ -193,14 +151,8 @@ def main() -> int:
         x = rng.standard_normal(c["input"], dtype=np.float32)
         ms, _ = time_it(runner(kit / c["file"], c["input"]), x, target["warmup"], target["repeats"], target["rounds"])
         calibration.append({**{k: c[k] for k in ("model", "label", "layers")}, "measured_ms": ms})
-    result = {
-        "schema": RESULT_SCHEMA,
-        "target": target,
-        "settings": manifest["settings"],
-        "device": fingerprint(backend),
-        "measurements": measurements,
-        "calibration": calibration,
-    }
+    result = {"schema": RESULT_SCHEMA, "target": target, "settings": manifest["settings"],
+              "device": fingerprint(backend), "measurements": measurements, "calibration": calibration}
     out = Path(args.out) if args.out else kit / "result.json"
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".result.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:

@@ -58,8 +58,8 @@ def kernel_ms_per_run(events: list[dict]) -> list[float]:
     return totals
 
 
-def measure_kernels(target: Target, onnx_path: str, x: np.ndarray, warmup: int, repeats: int, rounds: int):
-    """Median (over rounds of ``repeats`` runs) of :func:`kernel_ms_per_run`, and the spread across rounds."""
+def profile_events(target: Target, onnx_path: str, x: np.ndarray, runs: int) -> list[dict]:
+    """Run ``onnx_path`` ``runs`` times with onnxruntime's profiler on; its events (node and run timings)."""
     import onnxruntime as ort
 
     opts = session_options(target)
@@ -69,9 +69,14 @@ def measure_kernels(target: Target, onnx_path: str, x: np.ndarray, warmup: int, 
         session = ort.InferenceSession(str(onnx_path), opts, providers=providers_for(target))
         _check_providers(session, providers_for(target))
         name = session.get_inputs()[0].name
-        for _ in range(warmup + repeats * rounds):
+        for _ in range(runs):
             session.run(None, {name: x})
-        per_run = kernel_ms_per_run(json.loads(Path(session.end_profiling()).read_text()))[warmup:]
+        return json.loads(Path(session.end_profiling()).read_text())
+
+
+def measure_kernels(target: Target, onnx_path: str, x: np.ndarray, warmup: int, repeats: int, rounds: int):
+    """Median (over rounds of ``repeats`` runs) of :func:`kernel_ms_per_run`, and the spread across rounds."""
+    per_run = kernel_ms_per_run(profile_events(target, onnx_path, x, warmup + repeats * rounds))[warmup:]
     medians = [statistics.median(per_run[i * repeats : (i + 1) * repeats]) for i in range(rounds)]
     median = statistics.median(medians)
     return median, 100.0 * (max(medians) - min(medians)) / median if median else 0.0
@@ -106,10 +111,8 @@ class OnnxRuntimeBackend:
             return "onnxruntime is not installed"
         missing = [p for p in providers_for(target) if p not in ort.get_available_providers()]
         if missing:
-            return (
-                f"onnxruntime here offers {ort.get_available_providers()}, not {missing}"
-                " (CUDA needs the gpu extra, which replaces onnxruntime, and a GPU)"
-            )
+            return (f"onnxruntime here offers {ort.get_available_providers()}, not {missing}"
+                    " (CUDA needs the gpu extra, which replaces onnxruntime, and a GPU)")
         return None
 
     def prepare(self, target: Target, onnx_path: str | None = None, module=None) -> OrtRunner:

@@ -307,13 +307,8 @@ def check_profile(profile: Profile, target: Target, name: str, n_plans: int, see
             pruned, _ = prune_model(model, graph, random_plan(graph, rng))
             predicted = profile.predict(collect_layers(pruned, shape), name)
             measured = measure_model(target, pruned, shape, Path(tmp))
-            rows.append(
-                {
-                    "predicted_ms": predicted.ms,
-                    "measured_ms": measured,
-                    "error_pct": 100 * (predicted.ms - measured) / measured,
-                }
-            )
+            rows.append({"predicted_ms": predicted.ms, "measured_ms": measured,
+                         "error_pct": 100 * (predicted.ms - measured) / measured})
     errors = [abs(r["error_pct"]) for r in rows]
     return {
         "model": name,

@@ -55,7 +55,7 @@ class OICSR(NoRegularizer):
         for s, w in zip(self.slices, self.weights):
             w = w.to(s.blocks[0].param.device)
             norm = (s.unit_energy() + EPS).sqrt()
-            total = total + (w * norm).sum().cpu()
+            total = total + (w * norm).sum()
             coef = self.lam * w / norm
             for b in s.blocks:
                 b.add_scaled_to_grad(coef[b.unit])
@@ -92,7 +92,7 @@ class SeparatedGroupLasso(OICSR):
                 if b.param.ndim < 2:
                     continue
                 norms = (b.gather().pow(2).sum(1) + EPS).sqrt()
-                total = total + (w[b.unit] * norms).sum().cpu()
+                total = total + (w[b.unit] * norms).sum()
                 b.add_scaled_to_grad(self.lam * w[b.unit] / norms)
         return self.lam * total
 

@@ -56,7 +56,7 @@ class SSR(NoRegularizer):
         for blocks, fs, ys in zip(self.blocks, self.F, self.Y):
             for b, f, y in zip(blocks, fs, ys):
                 diff = b.gather() - f + y / self.rho
-                total = total + diff.pow(2).sum().cpu()
+                total = total + diff.pow(2).sum()
                 b.add_rows_to_grad(self.rho * diff)
         return 0.5 * self.rho * total
 

@@ -204,13 +204,8 @@ class Trainer:
                 bar.close()
                 return {}
         bar.close()
-        record = {
-            "epoch": self.epoch + 1,
-            "train_loss": loss_sum / max(seen, 1),
-            "train_acc": correct / max(seen, 1),
-            "images_per_s": seen * self.world / (time.perf_counter() - start),
-            "lr": self.sched.get_last_lr()[0],
-        }
+        record = {"epoch": self.epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+                  "images_per_s": seen * self.world / (time.perf_counter() - start), "lr": self.sched.get_last_lr()[0]}
         if self.world > 1:
             record["ranks_consistent"] = self._check_ranks()
         if self.test_data is not None and self.rank == 0:
@@ -253,11 +248,10 @@ class Trainer:
             self._diverged(float(loss))
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        if hasattr(self.reg, "add_gradient"):
-            self.scaler.unscale_(self.opt)  # the analytic term is added unscaled (a no-op without AMP)
-            penalty = add_penalty_gradient(self.reg)
-            if not torch.isfinite(penalty):
-                self._diverged(float(penalty))
+        self.scaler.unscale_(self.opt)  # analytic penalty gradients are added unscaled (a no-op without AMP)
+        penalty = add_penalty_gradient(self.reg)
+        if penalty is not None and not torch.isfinite(penalty):
+            self._diverged(float(penalty))
         self.scaler.step(self.opt)
         self.scaler.update()
         self.sched.step()
