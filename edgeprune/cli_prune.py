@@ -20,6 +20,9 @@ def _budget_options(fn):
                      help="Channels every group keeps at least."),
         click.option("--max-removed", type=click.FloatRange(0, 1, max_open=True), default=0.75, show_default=True,
                      help="Largest fraction removed from any group (the OICSR paper uses 0.5)."),
+        click.option("--max-removed-shared", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+                     show_default=True, help="Largest fraction removed from a residual stream (a group several "
+                     "layers write to); 0 keeps streams whole."),
         click.option("--align", type=click.IntRange(min=1), default=None,
                      help="Keep widths at multiples of this (default: the target's channel blocking; 1: off)."),
         click.option("--no-snap", is_flag=True, help="Do not snap widths to the latency staircase / alignment."),
@@ -31,7 +34,8 @@ def _budget_options(fn):
     return fn
 
 
-def prune_settings(latency, macs, params, rank_by, solver, min_channels, max_removed, align, no_snap):
+def prune_settings(latency, macs, params, rank_by, solver, min_channels, max_removed, max_removed_shared, align,
+                   no_snap):  # fmt: skip
     """PruneSettings from the budget options (exactly one budget)."""
     from edgeprune.prune.planner import Budget, PlanConstraints
     from edgeprune.prune.run import PruneSettings
@@ -41,7 +45,8 @@ def prune_settings(latency, macs, params, rank_by, solver, min_channels, max_rem
         raise click.UsageError("give exactly one budget: --latency, --macs or --params")
     budget = Budget.parse(*given[0])
     ranked_by = rank_by or ("macs" if budget.kind != "latency" else "latency")
-    constraints = PlanConstraints(min_channels=min_channels, max_removed=max_removed, snap=not no_snap)
+    constraints = PlanConstraints(min_channels=min_channels, max_removed=max_removed,
+                                  max_removed_shared=max_removed_shared, snap=not no_snap)  # fmt: skip
     return PruneSettings(budget, ranked_by, solver, constraints, align)
 
 

@@ -15,7 +15,7 @@ from edgeprune.latency.profiler import grid_axes
 from edgeprune.models import create_model
 from edgeprune.prune import masked_forward, prune_model, relative_error
 from edgeprune.prune.oracle import liven
-from edgeprune.prune.planner import Budget, BudgetError, PlanConstraints, plan_pruning
+from edgeprune.prune.planner import Budget, BudgetError, PlanConstraints, is_shared, plan_pruning
 from edgeprune.validate import count_macs
 
 SHAPE = (1, 3, 32, 32)
@@ -72,7 +72,7 @@ def test_macs_budget_holds_and_matches_fvcore(resnet20):
 
 def test_constraints_hold(resnet20):
     model, graph, layers = resnet20
-    c = PlanConstraints(min_channels=6, max_removed=0.5)
+    c = PlanConstraints(min_channels=6, max_removed=0.5, max_removed_shared=0.5)
     result = plan_pruning(model, graph, layers, Budget.parse("macs", "0.4x"), "macs", constraints=c)
     for w in result.widths:
         assert w.kept >= min(w.size, 6)
@@ -82,7 +82,7 @@ def test_constraints_hold(resnet20):
 
 def test_impossible_budget_states_the_reachable_minimum(resnet20):
     model, graph, layers = resnet20
-    with pytest.raises(BudgetError, match=r"reachable minimum of [\d.]+ MMACs"):
+    with pytest.raises(BudgetError, match=r"reachable minimum of [\d.]+ MMACs.*max_removed_shared=0 \(residual"):
         plan_pruning(model, graph, layers, Budget.parse("macs", "0.05x"), "macs",
                      constraints=PlanConstraints(max_removed=0.5))  # fmt: skip
 
@@ -97,6 +97,24 @@ def test_least_important_group_goes_first(resnet20):
     removed = {w.group: w.size - w.kept for w in result.widths}
     assert removed[victim] > 0
     assert sum(removed.values()) == removed[victim]
+
+
+@pytest.mark.parametrize("shared_cap", [0.0, 0.5])
+def test_residual_streams_are_capped_on_their_own(resnet20, shared_cap):
+    model, graph, layers = resnet20
+    groups = graph.prunable_groups
+    streams = {g.id for g in groups if is_shared(g)}
+    # ResNet-20 has three residual streams (one per stage) and one inner group per block
+    assert len(streams) == 3 and len(groups) - len(streams) == 9
+    # the streams are the least important channels, so only the cap keeps the planner off them
+    scores = {g.id: np.full(g.size, 1e-6 if g.id in streams else 1.0) for g in groups}
+    c = PlanConstraints(normalize=False, max_removed_shared=shared_cap)
+    result = plan_pruning(model, graph, layers, Budget.parse("macs", "0.5x"), "macs", importance=scores, constraints=c)
+    for w in result.widths:
+        if w.group in streams:
+            assert w.kept == w.size - int(w.size * shared_cap)  # cut to the cap exactly, never past it
+    assert result.pruned["macs"] <= 0.5 * result.dense["macs"]
+    assert_oracle(model, graph, result.plan)
 
 
 def test_latency_plan_meets_the_predicted_budget_on_aligned_widths(resnet20):

@@ -161,7 +161,8 @@ def run_edgeprune(method: str, args, target, timer: Timer, out: Path) -> tuple[d
     shutil.rmtree(probes)
     train_run(str(pruned_dir), ft_dir, "cifar10", "none", {}, ft_config(args.ft_steps), False, False, None, False)
     model = load_model_ref(str(ft_dir))[0]
-    return {"regularizer": reg, "kwargs": kwargs, "knob": "latency budget", "value": fraction, "bisection": log}, model
+    return {"regularizer": reg, "kwargs": kwargs, "knob": "latency budget", "value": fraction, "bisection": log,
+            "constraints": vars(PruneSettings(Budget.parse("latency", "1x")).constraints)}, model  # fmt: skip
 
 
 def run_torch_pruning(args, timer: Timer, out: Path) -> tuple[dict, torch.nn.Module]:

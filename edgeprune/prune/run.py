@@ -81,8 +81,10 @@ def prune_run(
     importance, source = read_importance(model_ref, graph.fingerprint)
     align = settings.align if settings.align is not None else channel_align(target)
     step, steps, origin = schedule
-    cap = 1 - (1 - settings.constraints.max_removed) ** (1 / steps)
-    constraints = PlanConstraints(**{**vars(settings.constraints), "align": align, "max_removed": cap})
+    c = settings.constraints
+    share = lambda removed: 1 - (1 - removed) ** (1 / steps)  # noqa: E731
+    constraints = PlanConstraints(**{**vars(c), "align": align, "max_removed": share(c.max_removed),
+                                     "max_removed_shared": share(c.max_removed_shared)})  # fmt: skip
     budget = settings.budget
     cost = make_cost(budget.kind, profile, name)
     now = cost.total(sum(cost.layer(x, x.cin, x.cout) for x in layers))
