@@ -67,9 +67,11 @@ def _run_training(reg, reg_kwargs, defaults, **o) -> None:
               help="SSR: steps between prox updates.")
 @click.option("--ssr-groups", type=click.Choice(["out", "out-in"]), default="out", show_default=True)
 @click.option("--size-weighted", is_flag=True, help="OICSR/group lasso: weight groups by sqrt(size).")
-def train_cmd(reg, lam, rho, every, ssr_groups, size_weighted, **o) -> None:
+@click.option("--penalize-streams", is_flag=True,
+              help="Also regularize residual streams; for plans that may cut them (prune --max-removed-shared).")
+def train_cmd(reg, lam, rho, every, ssr_groups, size_weighted, penalize_streams, **o) -> None:
     """Regularized training (default 10 epochs, lr 0.05). Works under torchrun for multi-process DDP."""
-    kwargs: dict = {} if reg == "none" else {"lam": lam}
+    kwargs: dict = {} if reg == "none" else {"lam": lam, "streams": penalize_streams}
     if reg.startswith("ssr"):
         kwargs.update(rho=rho, every=every, groups=ssr_groups)
     elif reg in ("oicsr", "group_lasso"):

@@ -134,7 +134,9 @@ def compress(cfg: CompressConfig, out_dir: str | os.PathLike, progress: bool = T
         atomic_write_text(run / CONFIG_FILE, json.dumps(config, indent=1))
     source = cfg.model
     if cfg.train.epochs > 0:
-        _train(cfg.model, run / "train", cfg, cfg.reg, cfg.reg_kwargs, cfg.train, cfg.pretrained, progress)
+        # regularize what the plan may cut: streams kept whole are left out of the penalty (unless set)
+        reg_kwargs = {"streams": cfg.prune.constraints.max_removed_shared > 0, **cfg.reg_kwargs}
+        _train(cfg.model, run / "train", cfg, cfg.reg, reg_kwargs, cfg.train, cfg.pretrained, progress)
         source = str(run / "train")
     pruned = _prune(source, run, cfg, progress)
     final = pruned

@@ -66,6 +66,8 @@ def test_compress_runs_every_stage_then_resumes_only_what_is_missing(tmp_path, m
     with pytest.raises(RuntimeError, match="disk full"):
         compress(cfg, run, progress=False)
     assert (run / "train" / "run.json").is_file() and (run / "prune" / "step2" / "plan_result.json").is_file()
+    # the plan keeps residual streams whole, so the regularizer left them alone
+    assert json.loads((run / "train" / "run.json").read_text())["reg_kwargs"]["streams"] is False
     assert not (run / "export").exists() and not list(run.glob(".export*"))
     monkeypatch.undo()
     original_train_run = train_mod.train_run

@@ -15,7 +15,7 @@ from edgeprune.latency.profiler import grid_axes
 from edgeprune.models import create_model
 from edgeprune.prune import masked_forward, prune_model, relative_error
 from edgeprune.prune.oracle import liven
-from edgeprune.prune.planner import Budget, BudgetError, PlanConstraints, is_shared, plan_pruning
+from edgeprune.prune.planner import Budget, BudgetError, PlanConstraints, plan_pruning
 from edgeprune.validate import count_macs
 
 SHAPE = (1, 3, 32, 32)
@@ -103,7 +103,7 @@ def test_least_important_group_goes_first(resnet20):
 def test_residual_streams_are_capped_on_their_own(resnet20, shared_cap):
     model, graph, layers = resnet20
     groups = graph.prunable_groups
-    streams = {g.id for g in groups if is_shared(g)}
+    streams = {g.id for g in groups if g.shared}
     # ResNet-20 has three residual streams (one per stage) and one inner group per block
     assert len(streams) == 3 and len(groups) - len(streams) == 9
     # the streams are the least important channels, so only the cap keeps the planner off them
@@ -115,6 +115,14 @@ def test_residual_streams_are_capped_on_their_own(resnet20, shared_cap):
             assert w.kept == w.size - int(w.size * shared_cap)  # cut to the cap exactly, never past it
     assert result.pruned["macs"] <= 0.5 * result.dense["macs"]
     assert_oracle(model, graph, result.plan)
+
+
+def test_depthwise_convs_do_not_make_a_stream():
+    """MobileNet-V2's expansions pass through a depthwise conv (it reads and writes the same channels):
+    only the five stages with several blocks, summed by additions, are streams."""
+    model = create_model("mobilenet_v2")
+    graph = build_graph(model, torch.randn(1, 3, 64, 64), model_name="mobilenet_v2")
+    assert sorted(g.size for g in graph.prunable_groups if g.shared) == [24, 32, 64, 96, 160]
 
 
 def test_latency_plan_meets_the_predicted_budget_on_aligned_widths(resnet20):

@@ -44,6 +44,20 @@ def test_oicsr_gradient_shrinks_out_and_in_slices_together():
     assert model.layer1[0].conv2.weight.grad.abs().sum() > 0  # the in-slices of the same channels
 
 
+@pytest.mark.parametrize("name", ["oicsr", "group_lasso", "slimming", "ssr_l21"])
+def test_streams_false_leaves_residual_streams_alone(name):
+    model, graph, *_ = _setup()
+    streams = {g.id for g in graph.prunable_groups if g.shared}
+    reg = create_regularizer(name, model, graph, lam=1.0, streams=False)
+    assert set(reg.importance()) == {g.id for g in graph.prunable_groups} - streams
+    if name in ("oicsr", "slimming"):  # the two that penalize BN: bn2 belongs to the stream, bn1 to the block
+        model.zero_grad()
+        reg.penalty().backward()
+        for block in (*model.layer1, *model.layer2, *model.layer3):
+            assert block.bn2.weight.grad is None or not block.bn2.weight.grad.any()
+            assert block.bn1.weight.grad is not None and block.bn1.weight.grad.any()
+
+
 ANALYTIC = [("oicsr", {}), ("oicsr", {"size_weighted": True}), ("group_lasso", {}), ("ssr_l21", {"groups": "out-in"}),
             ("ssr_l20", {})]  # fmt: skip
 

@@ -38,7 +38,7 @@ from edgeprune.export import export_onnx
 from edgeprune.graph import build_graph
 from edgeprune.models import create_model
 from edgeprune.prune import load_model_ref
-from edgeprune.prune.planner import Budget, BudgetError
+from edgeprune.prune.planner import Budget, BudgetError, PlanConstraints
 from edgeprune.prune.run import PruneSettings, prune_run
 from edgeprune.regularize.base import NoRegularizer
 from edgeprune.targets import load_target
@@ -50,11 +50,13 @@ from edgeprune.validate import count_macs
 MODEL, SHAPE = "cifar_resnet56", (1, 3, 32, 32)
 # Same lambda for OICSR and separated group lasso, as in the OICSR paper's ablation. SSR's lambdas put the
 # proximal threshold near the 10th percentile of the pretrained filter norms (about 0.6; median 1.13).
+# streams=False: the planner keeps residual streams whole by default, so (as compress does) the regularizers
+# leave them alone; --streams penalizes and lets the planner cut them (the behaviour before that default).
 METHODS = {
-    "oicsr": ("oicsr", {"lam": 0.02}),
-    "group_lasso": ("group_lasso", {"lam": 0.02}),
-    "ssr_l21": ("ssr_l21", {"lam": 0.006, "rho": 0.01, "every": 10}),
-    "ssr_l20": ("ssr_l20", {"lam": 0.002, "rho": 0.01, "every": 10}),
+    "oicsr": ("oicsr", {"lam": 0.02, "streams": False}),
+    "group_lasso": ("group_lasso", {"lam": 0.02, "streams": False}),
+    "ssr_l21": ("ssr_l21", {"lam": 0.006, "rho": 0.01, "every": 10, "streams": False}),
+    "ssr_l20": ("ssr_l20", {"lam": 0.002, "rho": 0.01, "every": 10, "streams": False}),
     "none": ("none", {}),
     "torch_pruning": ("torch_pruning", {"reg": 5e-4}),
 }
@@ -137,9 +139,14 @@ def ft_config(steps: int) -> TrainConfig:
 
 def run_edgeprune(method: str, args, target, timer: Timer, out: Path) -> tuple[dict, torch.nn.Module]:
     reg, kwargs = METHODS[method]
+    kwargs = {**kwargs, "streams": args.streams} if "streams" in kwargs else kwargs
+    constraints = PlanConstraints(max_removed_shared=0.75 if args.streams else PlanConstraints.max_removed_shared)
     train_dir = out / "train"
     reused = Path(args.train_from or "-") / method / "train"
     if (reused / "run.json").is_file():  # the same sparsity training, pruned to another speed
+        trained = json.loads((reused / "run.json").read_text()).get("reg_kwargs", {})
+        if {"streams": True, **trained} != {"streams": True, **kwargs}:
+            raise SystemExit(f"{reused} was trained with {trained}, not {kwargs}: drop --train-from or match it")
         train_dir = reused
     if not (train_dir / "run.json").is_file():
         train_run(MODEL, train_dir, "cifar10", reg, kwargs, ft_config(args.reg_steps), True, False, None, False)
@@ -150,7 +157,7 @@ def run_edgeprune(method: str, args, target, timer: Timer, out: Path) -> tuple[d
     def make(fraction: float):
         folder = probes / f"{fraction:.4f}"
         budget = Budget.parse("latency", f"{fraction:.4f}x")
-        prune_run(str(train_dir), target.name, PruneSettings(budget), folder)
+        prune_run(str(train_dir), target.name, PruneSettings(budget, constraints=constraints), folder)
         return load_model_ref(str(folder))[0]
 
     fraction, _ = bisect(make, 0.2, 0.8, args.speedup, timer, args.iters, log)
@@ -162,7 +169,7 @@ def run_edgeprune(method: str, args, target, timer: Timer, out: Path) -> tuple[d
     train_run(str(pruned_dir), ft_dir, "cifar10", "none", {}, ft_config(args.ft_steps), False, False, None, False)
     model = load_model_ref(str(ft_dir))[0]
     return {"regularizer": reg, "kwargs": kwargs, "knob": "latency budget", "value": fraction, "bisection": log,
-            "constraints": vars(PruneSettings(Budget.parse("latency", "1x")).constraints)}, model  # fmt: skip
+            "constraints": vars(constraints)}, model  # fmt: skip
 
 
 def run_torch_pruning(args, timer: Timer, out: Path) -> tuple[dict, torch.nn.Module]:
@@ -220,6 +227,8 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=6, help="bisection steps on measured latency")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per bisection step")
     ap.add_argument("--train-from", help="reuse DIR/<method>/train sparsity runs (edgeprune methods)")
+    ap.add_argument("--streams", action="store_true",
+                    help="regularize residual streams and let the planner cut them (max_removed_shared 0.75)")
     ap.add_argument("--method", action="append", choices=list(METHODS), help="repeatable; default: all")
     ap.add_argument("--out", default="bench/accuracy")
     args = ap.parse_args()

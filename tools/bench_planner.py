@@ -34,14 +34,15 @@ from edgeprune.validate import count_macs
 MODELS = ["cifar_resnet56", "mobilenet_v2", "resnet50"]
 
 
-def variants(name: str, target, profile: Profile, budget: Budget) -> dict:
+def variants(name: str, target, profile: Profile, budget: Budget, shared: float) -> dict:
     model = build_model(name, target)
     shape = model_input_shape(name, target)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
     layers = collect_layers(model, shape)
     out = {"dense": (model, None)}
-    aligned = PlanConstraints(align=channel_align(target))
-    for label, ranked_by, c in (("latency-driven", "latency", aligned), ("flops-driven", "macs", PlanConstraints())):
+    aligned = PlanConstraints(align=channel_align(target), max_removed_shared=shared)
+    free = PlanConstraints(max_removed_shared=shared)
+    for label, ranked_by, c in (("latency-driven", "latency", aligned), ("flops-driven", "macs", free)):
         result = plan_pruning(model, graph, layers, budget, ranked_by, profile, constraints=c)
         out[label] = (prune_model(model, graph, result.plan)[0].eval(), result)
     return out
@@ -63,8 +64,8 @@ def measure(name: str, target, models: dict, rounds: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int) -> dict:
-    models = variants(name, target, profile, budget)
+def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int, shared: float) -> dict:
+    models = variants(name, target, profile, budget, shared)
     ms = measure(name, target, models, rounds)
     x = torch.randn(*model_input_shape(name, target))
     macs = {k: count_macs(m, x)[0] for k, (m, _) in models.items()}
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--macs", default="0.5x", help="MACs budget both plans meet")
     parser.add_argument("--model", action="append", help="repeatable; default: " + ", ".join(MODELS))
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--max-removed-shared", type=float, default=PlanConstraints.max_removed_shared,
+                        help="cap on residual-stream cuts, for both plans (default: the planner's)")
     parser.add_argument("--out", default="bench/planner.json")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -108,9 +111,10 @@ def main() -> None:
     budget = Budget.parse("macs", args.macs)
     rows = []
     for name in args.model or MODELS:
-        rows.append(bench_model(name, target, profile, budget, args.rounds))
+        rows.append(bench_model(name, target, profile, budget, args.rounds, args.max_removed_shared))
         print(markdown(rows[-1:]), flush=True)
-    atomic_write_text(args.out, json.dumps({"target": args.target, "rows": rows}, indent=1))
+    settings = {"macs": args.macs, "max_removed_shared": args.max_removed_shared}
+    atomic_write_text(args.out, json.dumps({"target": args.target, "settings": settings, "rows": rows}, indent=1))
     atomic_write_text(Path(args.out).with_suffix(".md"), markdown(rows) + "\n")
     print(markdown(rows))
 

@@ -86,6 +86,15 @@ class ChannelGroup:
     def prunable_units(self) -> list[int]:
         return [i for i, u in enumerate(self.units) if u.frozen is None]
 
+    @property
+    def shared(self) -> bool:
+        """Whether several layers write these channels (summed by additions): a residual stream.
+
+        Depthwise convs read and write the same channels: they pass a group through and do not count.
+        """
+        writes, reads = {CONV_OUT, LINEAR_OUT}, {CONV_IN, LINEAR_IN}
+        return sum(1 for kinds in self.modules().values() if kinds & writes and not kinds & reads) > 1
+
     def modules(self) -> dict[str, set[str]]:
         """Module path -> member kinds present in the group."""
         out: dict[str, set[str]] = {}

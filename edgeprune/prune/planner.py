@@ -66,8 +66,9 @@ class PlanConstraints:
 
     min_channels: int = 1
     max_removed: float = 0.75  # of each group; the OICSR paper caps it at 0.5
-    # Of groups that several layers write to (residual streams). Measured on ResNet-56 / cpu-ort: at the same
-    # predicted latency, cutting streams ran slower and lost 16 points more accuracy than keeping them whole.
+    # Of groups that several layers write to (residual streams). Measured on ResNet-56 / cpu-ort at one
+    # predicted latency (tools/bench_streams.py): cutting streams cost 16 points of accuracy after the same
+    # fine-tune, for a measured speed within this VM's noise of keeping them whole.
     max_removed_shared: float = 0.0
     step: float = 1 / 16  # fraction of a group removed per greedy step where no stair says otherwise
     snap: bool = True  # latency ranking: only stop at widths the runtime computes efficiently
@@ -118,11 +119,6 @@ class PlanResult:
         return "\n".join(lines)
 
 
-def is_shared(group: ChannelGroup) -> bool:
-    """Whether several layers write the group's channels (summed by additions): a residual stream."""
-    return sum(1 for kinds in group.modules().values() if kinds & {CONV_OUT, LINEAR_OUT}) > 1
-
-
 class _GroupState:
     """One group: its units in removal order and the layer sides each unit's removal shrinks."""
 
@@ -133,7 +129,7 @@ class _GroupState:
         self.scores = scores
         self.removed = sorted(already)
         frozen = group.size - len(group.prunable_units)
-        cap = min(c.max_removed, c.max_removed_shared) if is_shared(group) else c.max_removed
+        cap = min(c.max_removed, c.max_removed_shared) if group.shared else c.max_removed
         floor = max(c.min_channels, math.ceil(group.size * (1 - cap)), frozen, 1)
         self.minimum = min(group.size - len(already), floor)
         table = group.units[0].table

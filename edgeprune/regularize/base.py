@@ -72,10 +72,12 @@ class NoRegularizer:
 
     name = "none"
 
-    def __init__(self, model: nn.Module, graph: ChannelGraph, **_: object) -> None:
+    def __init__(self, model: nn.Module, graph: ChannelGraph, streams: bool = True, **_: object) -> None:
         from edgeprune.regularize.slices import group_slices
 
-        self.slices = group_slices(model, graph)
+        # streams=False leaves residual streams (groups several layers write to) out of the penalty and the
+        # importance: when the planner keeps them whole, shrinking their weights only costs accuracy.
+        self.slices = [s for s in group_slices(model, graph) if streams or not s.group.shared]
 
     def penalty(self) -> torch.Tensor:
         return torch.zeros(())

@@ -22,8 +22,9 @@ class OICSR(NoRegularizer):
 
     name = "oicsr"
 
-    def __init__(self, model: nn.Module, graph: ChannelGraph, lam: float = 1e-4, size_weighted: bool = False) -> None:
-        super().__init__(model, graph)
+    def __init__(self, model: nn.Module, graph: ChannelGraph, lam: float = 1e-4, size_weighted: bool = False,
+                 streams: bool = True) -> None:  # fmt: skip
+        super().__init__(model, graph, streams)
         self.lam = lam
         self.weights = [self._weight(s, size_weighted) for s in self.slices]
 
@@ -107,8 +108,8 @@ class NetworkSlimming(NoRegularizer):
 
     name = "slimming"
 
-    def __init__(self, model: nn.Module, graph: ChannelGraph, lam: float = 1e-4) -> None:
-        super().__init__(model, graph)
+    def __init__(self, model: nn.Module, graph: ChannelGraph, lam: float = 1e-4, streams: bool = True) -> None:
+        super().__init__(model, graph, streams)
         self.lam = lam
         bn_gammas = {
             f"{path}.weight"

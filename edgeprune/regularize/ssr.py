@@ -26,8 +26,9 @@ class SSR(NoRegularizer):
         rho: float = 1e-2,
         every: int = 10,
         groups: str = "out",
+        streams: bool = True,
     ) -> None:
-        super().__init__(model, graph)
+        super().__init__(model, graph, streams)
         if groups not in ("out", "out-in"):
             raise ValueError(f"SSR groups must be 'out' (filters, as in the paper) or 'out-in', got {groups!r}")
         self.lam, self.rho, self.every = lam, rho, every
