@@ -1,6 +1,11 @@
 """End-to-end latency of CIFAR ResNet-56 at chosen stage widths: why the planner aligns channel counts.
 
     python tools/bench_widths.py --target cpu-ort --out bench/widths.json
+
+``--inner`` narrows only the blocks' inner channels (residual streams stay whole, as the planner's
+default does), times the variants in interleaved rounds and puts the profile's prediction beside each:
+
+    python tools/bench_widths.py --inner --out bench/widths-inner.json
 """
 
 from __future__ import annotations
@@ -21,17 +26,61 @@ from edgeprune.prune import Plan, prune_model
 from edgeprune.targets import load_target
 
 WIDTHS = [(16, 32, 64), (12, 24, 48), (16, 24, 48), (16, 32, 48), (8, 16, 32), (4, 8, 16)]
+INNER_WIDTHS = [(16, 32, 64), (8, 32, 64), (16, 16, 64), (16, 32, 32), (16, 32, 16), (16, 16, 16), (8, 16, 16),
+                (8, 8, 16), (8, 16, 32)]  # fmt: skip
+
+
+def inner_rows(model, graph, target, rounds: int) -> list[dict]:
+    """Inner channels only, interleaved rounds, with the committed profile's prediction."""
+    import statistics
+
+    import numpy as np
+
+    from edgeprune.backends import get_backend, measure_latency
+    from edgeprune.export import export_onnx
+    from edgeprune.latency.layers import collect_layers
+    from edgeprune.latency.profile import Profile, find_profile
+
+    profile = Profile.load(find_profile(target.name, target.backend))
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
+    runners, predicted = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for widths in INNER_WIDTHS:
+            by_size = dict(zip((16, 32, 64), widths))
+            keep = {g.id: list(range(by_size[g.size])) for g in graph.prunable_groups if not g.shared}
+            pruned = prune_model(model, graph, Plan(graph.model_name, graph.fingerprint, keep))[0].eval()
+            path = Path(tmp) / f"{'-'.join(map(str, widths))}.onnx"
+            export_onnx(pruned, torch.randn(1, 3, 32, 32), path)
+            runners[widths] = get_backend(target.backend).prepare(target, onnx_path=str(path))
+            predicted[widths] = profile.predict(collect_layers(pruned, (1, 3, 32, 32)), "cifar_resnet56").ms
+        times: dict = {w: [] for w in runners}
+        for _ in range(rounds):  # interleaved: drift between rounds hits every variant
+            for w, r in runners.items():
+                times[w].append(measure_latency(r, x, target).median_ms)
+    rows = []
+    for w in INNER_WIDTHS:
+        ms = statistics.median(times[w])
+        rows.append({"inner_widths": list(w), "median_ms": ms, "round_ms": times[w], "predicted_ms": predicted[w]})
+        print(f"inner {w}: measured {ms:.3f} ms, predicted {predicted[w]:.3f} ms", flush=True)
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="cpu-ort")
     ap.add_argument("--out", default="bench/widths.json")
+    ap.add_argument("--inner", action="store_true", help="narrow inner channels only; streams stay whole")
+    ap.add_argument("--rounds", type=int, default=7, help="with --inner: interleaved timing rounds")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     target = load_target(args.target)
     model = create_model("cifar_resnet56").eval()
     graph = build_graph(model, torch.randn(1, 3, 32, 32), model_name="cifar_resnet56")
+    if args.inner:
+        rows = inner_rows(model, graph, target, args.rounds)
+        atomic_write_text(args.out, json.dumps({"target": args.target, "model": "cifar_resnet56", "inner_only": True,
+                                                "rows": rows}, indent=1))  # fmt: skip
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for widths in WIDTHS:  # every group of a stage (its size says which) keeps its first channels
