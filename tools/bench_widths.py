@@ -30,8 +30,8 @@ INNER_WIDTHS = [(16, 32, 64), (8, 32, 64), (16, 16, 64), (16, 32, 32), (16, 32, 
                 (8, 8, 16), (8, 16, 32)]  # fmt: skip
 
 
-def inner_rows(model, graph, target, rounds: int) -> list[dict]:
-    """Inner channels only, interleaved rounds, with the committed profile's prediction."""
+def inner_rows(model, graph, target, rounds: int, profile_path: str | None = None) -> list[dict]:
+    """Inner channels only, interleaved rounds, with a profile's prediction."""
     import statistics
 
     import numpy as np
@@ -41,7 +41,7 @@ def inner_rows(model, graph, target, rounds: int) -> list[dict]:
     from edgeprune.latency.layers import collect_layers
     from edgeprune.latency.profile import Profile, find_profile
 
-    profile = Profile.load(find_profile(target.name, target.backend))
+    profile = Profile.load(profile_path or find_profile(target.name, target.backend))
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
     runners, predicted = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,15 +71,17 @@ def main() -> None:
     ap.add_argument("--out", default="bench/widths.json")
     ap.add_argument("--inner", action="store_true", help="narrow inner channels only; streams stay whole")
     ap.add_argument("--rounds", type=int, default=7, help="with --inner: interleaved timing rounds")
+    ap.add_argument("--profile", help="with --inner: the profile that predicts (default: the committed one)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     target = load_target(args.target)
     model = create_model("cifar_resnet56").eval()
     graph = build_graph(model, torch.randn(1, 3, 32, 32), model_name="cifar_resnet56")
     if args.inner:
-        rows = inner_rows(model, graph, target, args.rounds)
-        atomic_write_text(args.out, json.dumps({"target": args.target, "model": "cifar_resnet56", "inner_only": True,
-                                                "rows": rows}, indent=1))  # fmt: skip
+        rows = inner_rows(model, graph, target, args.rounds, args.profile)
+        meta = {"target": args.target, "model": "cifar_resnet56", "inner_only": True,
+                "profile": args.profile or "committed"}  # fmt: skip
+        atomic_write_text(args.out, json.dumps({**meta, "rows": rows}, indent=1))
         return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
