@@ -104,16 +104,18 @@ def main() -> None:
     parser.add_argument("--max-removed-shared", type=float, default=PlanConstraints.max_removed_shared,
                         help="cap on residual-stream cuts, for both plans (default: the planner's)")
     parser.add_argument("--out", default="bench/planner.json")
+    parser.add_argument("--profile", help="latency profile (default: the committed one for the target)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     target = load_target(args.target)
-    profile = Profile.load(find_profile(target.name, target.backend))
+    profile = Profile.load(args.profile or find_profile(target.name, target.backend))
     budget = Budget.parse("macs", args.macs)
     rows = []
     for name in args.model or MODELS:
         rows.append(bench_model(name, target, profile, budget, args.rounds, args.max_removed_shared))
         print(markdown(rows[-1:]), flush=True)
-    settings = {"macs": args.macs, "max_removed_shared": args.max_removed_shared}
+    settings = {"macs": args.macs, "max_removed_shared": args.max_removed_shared,
+                "profile": args.profile or "committed"}  # fmt: skip
     atomic_write_text(args.out, json.dumps({"target": args.target, "settings": settings, "rows": rows}, indent=1))
     atomic_write_text(Path(args.out).with_suffix(".md"), markdown(rows) + "\n")
     print(markdown(rows))
