@@ -140,7 +140,9 @@ def ft_config(steps: int) -> TrainConfig:
 def run_edgeprune(method: str, args, target, timer: Timer, out: Path) -> tuple[dict, torch.nn.Module]:
     reg, kwargs = METHODS[method]
     kwargs = {**kwargs, "streams": args.streams} if "streams" in kwargs else kwargs
-    constraints = PlanConstraints(max_removed_shared=0.75 if args.streams else PlanConstraints.max_removed_shared)
+    # --streams: a stream may lose as much as any other group (the planner's cap before streams had their own)
+    shared = PlanConstraints.max_removed if args.streams else PlanConstraints.max_removed_shared
+    constraints = PlanConstraints(max_removed_shared=shared)
     train_dir = out / "train"
     reused = Path(args.train_from or "-") / method / "train"
     if (reused / "run.json").is_file():  # the same sparsity training, pruned to another speed

@@ -53,8 +53,8 @@ def measure(name: str, target, models: dict, rounds: int) -> dict:
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         runners = {}
-        for label, (m, _) in models.items():
-            path = Path(tmp) / f"{label}.onnx"
+        for i, (label, (m, _)) in enumerate(models.items()):
+            path = Path(tmp) / f"model{i}.onnx"  # labels need not be file names
             export_onnx(m, torch.randn(*shape), path)
             runners[label] = get_backend(target.backend).prepare(target, onnx_path=str(path))
         times: dict[str, list[float]] = {k: [] for k in models}

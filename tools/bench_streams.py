@@ -13,25 +13,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import warnings
 from pathlib import Path
 
 import torch
+from bench_accuracy import Timer, ft_config  # tools/ is on the path when this script runs
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_accuracy import Timer, ft_config  # noqa: E402
-
-from edgeprune.atomic import atomic_write_text  # noqa: E402
-from edgeprune.models import create_model  # noqa: E402
-from edgeprune.prune import load_model_ref  # noqa: E402
-from edgeprune.prune.planner import Budget, PlanConstraints  # noqa: E402
-from edgeprune.prune.run import PruneSettings, prune_run  # noqa: E402
-from edgeprune.targets import load_target  # noqa: E402
-from edgeprune.train.data import ArrayLoader, load_dataset  # noqa: E402
-from edgeprune.train.run import train_run  # noqa: E402
-from edgeprune.train.trainer import evaluate  # noqa: E402
+from edgeprune.atomic import atomic_write_text
+from edgeprune.models import create_model
+from edgeprune.prune import load_model_ref
+from edgeprune.prune.planner import Budget, PlanConstraints
+from edgeprune.prune.run import PruneSettings, prune_run
+from edgeprune.targets import load_target
+from edgeprune.train.data import ArrayLoader, load_dataset
+from edgeprune.train.run import train_run
+from edgeprune.train.trainer import evaluate
 
 
 def main() -> None:

@@ -31,37 +31,25 @@ INNER_WIDTHS = [(16, 32, 64), (8, 32, 64), (16, 16, 64), (16, 32, 32), (16, 32, 
 
 
 def inner_rows(model, graph, target, rounds: int, profile_path: str | None = None) -> list[dict]:
-    """Inner channels only, interleaved rounds, with a profile's prediction."""
-    import statistics
+    """Inner channels only, timed in interleaved rounds (bench_planner's), with a profile's prediction."""
+    from bench_planner import measure
 
-    import numpy as np
-
-    from edgeprune.backends import get_backend, measure_latency
-    from edgeprune.export import export_onnx
     from edgeprune.latency.layers import collect_layers
     from edgeprune.latency.profile import Profile, find_profile
 
     profile = Profile.load(profile_path or find_profile(target.name, target.backend))
-    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
-    runners, predicted = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for widths in INNER_WIDTHS:
-            by_size = dict(zip((16, 32, 64), widths))
-            keep = {g.id: list(range(by_size[g.size])) for g in graph.prunable_groups if not g.shared}
-            pruned = prune_model(model, graph, Plan(graph.model_name, graph.fingerprint, keep))[0].eval()
-            path = Path(tmp) / f"{'-'.join(map(str, widths))}.onnx"
-            export_onnx(pruned, torch.randn(1, 3, 32, 32), path)
-            runners[widths] = get_backend(target.backend).prepare(target, onnx_path=str(path))
-            predicted[widths] = profile.predict(collect_layers(pruned, (1, 3, 32, 32)), "cifar_resnet56").ms
-        times: dict = {w: [] for w in runners}
-        for _ in range(rounds):  # interleaved: drift between rounds hits every variant
-            for w, r in runners.items():
-                times[w].append(measure_latency(r, x, target).median_ms)
+    variants, predicted = {}, {}
+    for widths in INNER_WIDTHS:
+        by_size = dict(zip((16, 32, 64), widths))
+        keep = {g.id: list(range(by_size[g.size])) for g in graph.prunable_groups if not g.shared}
+        pruned = prune_model(model, graph, Plan(graph.model_name, graph.fingerprint, keep))[0].eval()
+        variants[widths] = (pruned, None)
+        predicted[widths] = profile.predict(collect_layers(pruned, (1, 3, 32, 32)), "cifar_resnet56").ms
+    measured = measure("cifar_resnet56", target, variants, rounds)
     rows = []
     for w in INNER_WIDTHS:
-        ms = statistics.median(times[w])
-        rows.append({"inner_widths": list(w), "median_ms": ms, "round_ms": times[w], "predicted_ms": predicted[w]})
-        print(f"inner {w}: measured {ms:.3f} ms, predicted {predicted[w]:.3f} ms", flush=True)
+        rows.append({"inner_widths": list(w), "median_ms": measured[w], "predicted_ms": predicted[w]})
+        print(f"inner {w}: measured {measured[w]:.3f} ms, predicted {predicted[w]:.3f} ms", flush=True)
     return rows
 
 
