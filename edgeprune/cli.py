@@ -113,6 +113,8 @@ def kit_cmd(target, models, out_dir) -> None:
 @click.option("--budget-s", type=click.FloatRange(min=1), default=None, help="Stop (resumably) after this long.")
 @click.option("--check", "check_plans", type=click.IntRange(min=1), default=None,
               help="Instead of profiling: measure this many random plans and report the predictor's error.")
+@click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --check: time every plan this many times, to show how repeatable the measurement is.")
 @click.option("--strict", is_flag=True, help="A profile from another device or runtime is an error, not a warning.")
 @click.option("--import", "import_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Install a kit result (from tools/collect_profile.py) as a profile instead of measuring.")
@@ -120,12 +122,13 @@ def kit_cmd(target, models, out_dir) -> None:
               help="Instead of profiling: draw latency vs channels for the models' costliest layers (PNG).")
 @click.option("--layer-timing", type=click.Choice(["wall", "kernel"]), default="wall", show_default=True,
               help="Time layers by the wall clock, or (CPU onnxruntime) by the profiler's compute-kernel time.")
-def profile_cmd(target, models, out_path, budget_s, check_plans, strict, import_path, plot_path,
+def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict, import_path, plot_path,
                 layer_timing) -> None:
     """Measure TARGET's latency profile for the layers of the given models (or --check / --import it)."""
+    from edgeprune.latency.check import check_profile, describe_check
     from edgeprune.latency.kit import import_result
     from edgeprune.latency.profile import Profile, ProfileError, device_fingerprint, device_slug
-    from edgeprune.latency.profiler import ProfileBudgetExceeded, check_profile, profile_target
+    from edgeprune.latency.profiler import ProfileBudgetExceeded, profile_target
     from edgeprune.targets import TargetError, load_target
 
     try:
@@ -160,9 +163,8 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, strict, import_
             return
         profile = Profile.load(path, strict=strict)
         for m in models:
-            r = check_profile(profile, t, m, check_plans)
-            click.echo(f"{m}: {check_plans} random plans, |error| median {r['median_abs_error_pct']:.1f} %, "
-                       f"max {r['max_abs_error_pct']:.1f} %")
+            r = check_profile(profile, t, m, check_plans, passes=passes)
+            click.echo(describe_check(r))
     except (*_DOMAIN_ERRORS, TargetError, ProfileError, ProfileBudgetExceeded) as exc:
         _fail(exc)
 

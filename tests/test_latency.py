@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from edgeprune.cli import main
 from edgeprune.latency import Geometry, Profile, ProfileError, ProfileMismatchWarning, collect_layers, profiler
+from edgeprune.latency.check import check_profile, describe_check, error_row, summarize
 from edgeprune.latency.micro import input_for, micro_model
 from edgeprune.latency.profile import Table
 from edgeprune.models import create_model
@@ -71,11 +72,31 @@ def test_profile_file_round_trips_and_predicts(tiny_profile):
     assert not path.with_suffix(".partial.json").exists()
 
 
-def test_predictor_error_is_measured_on_random_plans(tiny_profile):
+def test_predictor_error_is_measured_on_random_plans_beside_the_dense_model(tiny_profile):
     target, path, profile = tiny_profile
-    report = profiler.check_profile(profile, target, "cifar_resnet20", n_plans=2)
-    assert len(report["plans"]) == 2 and all(r["measured_ms"] > 0 for r in report["plans"])
+    report = check_profile(profile, target, "cifar_resnet20", n_plans=2, passes=2)
+    assert len(report["plans"]) == 2
+    for r in report["plans"]:
+        assert len(r["passes_ms"]) == len(r["passes_dense_ms"]) == 2 and min(r["passes_ms"] + r["passes_dense_ms"]) > 0
+        assert r["measured_speedup"] == pytest.approx(r["dense_ms"] / r["measured_ms"])
+        assert r["predicted_speedup"] == pytest.approx(report["dense_predicted_ms"] / r["predicted_ms"])
+        assert r["predicted_speedup"] > 1  # random plans keep 30-100 % of every group
     assert report["max_abs_error_pct"] >= report["median_abs_error_pct"] >= 0
+    assert report["max_abs_speedup_error_pct"] >= report["median_abs_speedup_error_pct"] >= 0
+    assert report["repeat_max_abs_pct"] >= report["repeat_median_abs_pct"] >= 0
+    assert "pass to pass" in describe_check(report)
+
+
+def test_check_summary_separates_drift_from_speedup_error():
+    # The machine got 20 % slower since profiling: every ms error is about -17 %, every speedup exact.
+    rows = [error_row(p, 10.0, [1.2 * p], [12.0]) for p in (5.0, 8.0)]
+    summary = summarize(rows, 10.0)
+    assert summary["median_abs_error_pct"] == pytest.approx(100 / 6)
+    assert summary["max_abs_speedup_error_pct"] == pytest.approx(0.0, abs=1e-9)
+    rows = [error_row(5.0, 10.0, [6.0, 6.6], [12.0, 12.0])]  # the second pass timed the variant 10 % slower
+    summary = summarize(rows, 10.0)
+    assert summary["repeat_max_abs_pct"] == pytest.approx(10.0)
+    assert summary["repeat_speedup_max_abs_pct"] == pytest.approx(100 * (1 / 1.1 - 1) * -1)
 
 
 def test_corrupt_truncated_and_foreign_profiles(tiny_profile, tmp_path):

@@ -36,6 +36,7 @@ from edgeprune.atomic import atomic_write_text
 from edgeprune.backends import get_backend, measure_latency
 from edgeprune.export import export_onnx
 from edgeprune.graph import build_graph
+from edgeprune.latency.profile import find_profile
 from edgeprune.models import create_model
 from edgeprune.prune import load_model_ref
 from edgeprune.prune.planner import Budget, BudgetError, PlanConstraints
@@ -267,8 +268,9 @@ def main() -> None:
                      "macs_speedup": dense_macs / record["macs"]})  # fmt: skip
     baseline = json.loads(Path("bench/baseline-r56-jpeg.json").read_text())["after_2_epochs"]
     baseline = {"jpeg_test": baseline["jpeg_test_top1"], "lossless": baseline["lossless_1017_top1"]}
-    summary = {"model": MODEL, "target": args.target, "settings": vars(args), "dense_ms": ms["dense"],
-               "baseline": baseline, "rows": rows}  # fmt: skip
+    profile = str(find_profile(target.name, target.backend))  # what the edgeprune methods were planned with
+    summary = {"model": MODEL, "target": args.target, "profile": profile, "settings": vars(args),
+               "dense_ms": ms["dense"], "baseline": baseline, "rows": rows}  # fmt: skip
     atomic_write_text(out / "accuracy.json", json.dumps(summary, indent=1))
     atomic_write_text(out / "accuracy.md", markdown(rows, baseline) + "\n")
     print(markdown(rows, baseline))

@@ -1,10 +1,13 @@
 """Latency predictor error on random pruned variants, measured end to end on the profile's target.
 
-    python tools/bench_predictor.py --profile profiles/cpu-ort--<device>.json --plans 20 \
+    python tools/bench_predictor.py --profile profiles/cpu-ort--<device>.json --plans 20 --passes 2 \
         --model cifar_resnet56 --model resnet50 --model mobilenet_v2 --out bench/predictor.json
 
 Plans are drawn with --seed (default 0), independent of the profile's calibration plans (seed 12345):
-the error is measured on variants the predictor never saw.
+the error is measured on variants the predictor never saw. Each variant is timed right after the dense
+model, so the error is reported twice: in ms (which carries the machine's drift since profiling) and in
+speedup over dense (what the planner relies on). With ``--passes 2`` every pair is timed again, and the
+pass-to-pass change is the measurement's own repeatability, a floor under any predictor's error.
 
 ``--measured FILE`` takes the end-to-end times from an earlier run of this script (same seed, same plans)
 instead of measuring again, so two profiles are compared on the very same measurements.
@@ -14,19 +17,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-import statistics
 import sys
-import tempfile
 from pathlib import Path
 
-import torch
-
-from edgeprune.graph import build_graph
-from edgeprune.latency import Profile, collect_layers
-from edgeprune.latency.profiler import build_model, measure_model, model_input_shape, random_plan
-from edgeprune.prune import prune_model
+from edgeprune.atomic import atomic_write_text
+from edgeprune.latency import Profile
+from edgeprune.latency.check import check_profile, check_variants, describe_check, error_row, summarize
 from edgeprune.targets import target_from_dict
+
+
+def reuse_measured(profile: Profile, target, name: str, earlier: dict, seed: int) -> dict:
+    """The check's report for ``name`` with this profile's predictions and an earlier run's measurements."""
+    old = earlier["results"][name]["plans"]
+    if "dense_ms" not in old[0]:
+        raise SystemExit(f"the earlier {name} plans were timed without the dense model beside them: measure again")
+    _, layers = check_variants(name, target, len(old), seed)
+    predicted = [profile.predict(x, name).ms for x in layers]
+    rows = [error_row(predicted[j + 1], predicted[0], r.get("passes_ms", [r["measured_ms"]]),
+                      r.get("passes_dense_ms", [r["dense_ms"]])) for j, r in enumerate(old)]  # fmt: skip
+    return {"model": name, "plans": rows, **summarize(rows, predicted[0])}
 
 
 def main() -> int:
@@ -34,6 +43,7 @@ def main() -> int:
     ap.add_argument("--profile", required=True)
     ap.add_argument("--model", action="append", required=True)
     ap.add_argument("--plans", type=int, default=20)
+    ap.add_argument("--passes", type=int, default=1, help="time every plan this many times (repeatability)")
     ap.add_argument("--out", default="bench/predictor.json")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--measured", help="reuse the measured times of an earlier result file (same seed)")
@@ -46,34 +56,21 @@ def main() -> int:
     target = target_from_dict(profile.target["name"], spec)
     results = {}
     for name in args.model:
-        model, shape = build_model(name, target), model_input_shape(name, target)
-        graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
-        rng = random.Random(args.seed)
-        rows = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for i in range(args.plans):
-                pruned, _ = prune_model(model, graph, random_plan(graph, rng))
-                layers = collect_layers(pruned, shape)
-                if earlier:
-                    measured = earlier["results"][name]["plans"][i]["measured_ms"]
-                else:
-                    measured = measure_model(target, pruned, shape, Path(tmp))
-                predicted = profile.predict(layers, name).ms
-                error = 100 * (predicted - measured) / measured
-                row = {"measured_ms": measured, "predicted_ms": predicted, "error_pct": error}
-                rows.append(row)
-                print(f"{name} plan {i + 1}/{args.plans}: {row}", file=sys.stderr, flush=True)
-        errs = [abs(r["error_pct"]) for r in rows]
-        summary = {"median_abs_pct": statistics.median(errs), "max_abs_pct": max(errs)}
-        results[name] = {"summary": summary, "plans": rows}
-        print(name, json.dumps(summary), flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+        if earlier:
+            report = reuse_measured(profile, target, name, earlier, args.seed)
+        else:
+            report = check_profile(profile, target, name, args.plans, args.seed, args.passes)
+        rows = report.pop("plans")
+        results[name] = {"summary": {k: v for k, v in report.items() if k != "model"}, "plans": rows}
+        print(describe_check({**report, "plans": rows}), flush=True)
     meta = {"profile": args.profile, "device": profile.device, "target": profile.target["name"], "seed": args.seed,
             "lookup": {"channel_block": profile.channel_block, "use_scan": profile.use_scan},
-            "misalign": profile.misalign, "measured_in": args.measured or "this run",
-            "plans_per_model": args.plans, "plan_sampler": "keep U(0.3, 1.0) of every prunable group, random channels"}
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+            "misalign": profile.misalign, "measured_in": args.measured or "this run", "passes": args.passes,
+            "plans_per_model": len(rows), "timing": "each plan right after the dense model, fresh sessions",
+            "plan_sampler": "keep U(0.3, 1.0) of every prunable group, random channels"}  # fmt: skip
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps({"meta": meta, "results": results}, indent=1))
     return 0
 
 

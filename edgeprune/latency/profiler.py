@@ -1,4 +1,4 @@
-"""Measure a latency profile on a target: per-layer grids, end-to-end calibration, and its error check."""
+"""Measure a latency profile on a target: per-layer grids and end-to-end calibration (its check: check.py)."""
 
 from __future__ import annotations
 
@@ -294,28 +294,6 @@ def random_plan(graph, rng: random.Random, low: float = 0.3, high: float = 1.0) 
         frozen = [i for i in range(g.size) if g.units[i].frozen]
         keep[g.id] = sorted(frozen + rng.sample(units, n))
     return Plan(graph.model_name, graph.fingerprint, keep)
-
-
-def check_profile(profile: Profile, target: Target, name: str, n_plans: int, seed: int = 0) -> dict:
-    """Prediction error (%) over ``n_plans`` random pruned variants measured end to end."""
-    model, shape = build_model(name, target), model_input_shape(name, target)
-    graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
-    rng = random.Random(seed)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in tqdm(range(n_plans), desc=f"checking {name}"):
-            pruned, _ = prune_model(model, graph, random_plan(graph, rng))
-            predicted = profile.predict(collect_layers(pruned, shape), name)
-            measured = measure_model(target, pruned, shape, Path(tmp))
-            rows.append({"predicted_ms": predicted.ms, "measured_ms": measured,
-                         "error_pct": 100 * (predicted.ms - measured) / measured})
-    errors = [abs(r["error_pct"]) for r in rows]
-    return {
-        "model": name,
-        "plans": rows,
-        "median_abs_error_pct": statistics.median(errors),
-        "max_abs_error_pct": max(errors),
-    }
 
 
 def _table_stamp(record: dict) -> tuple:

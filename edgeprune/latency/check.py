@@ -1,0 +1,119 @@
+"""How well a profile predicts: random pruned variants measured end to end, each beside the dense model."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from edgeprune.backends import get_backend, measure_latency
+from edgeprune.export import export_onnx
+from edgeprune.graph import build_graph
+from edgeprune.latency.layers import Layer, collect_layers
+from edgeprune.latency.profile import Profile
+from edgeprune.latency.profiler import _shape_arg, build_model, model_input_shape, random_plan
+from edgeprune.prune import prune_model
+from edgeprune.targets import Target
+
+
+def check_variants(name: str, target: Target, n_plans: int, seed: int = 0) -> tuple[list, list[list[Layer]]]:
+    """The dense model and ``n_plans`` random pruned variants (seeded), with their layers; index 0 is dense."""
+    model, shape = build_model(name, target), model_input_shape(name, target)
+    graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
+    rng = random.Random(seed)
+    models = [model] + [prune_model(model, graph, random_plan(graph, rng))[0] for _ in range(n_plans)]
+    return models, [collect_layers(m, shape) for m in models]
+
+
+def error_row(predicted: float, dense_predicted: float, measured: list[float], dense: list[float]) -> dict:
+    """One variant's errors: in ms, and in speedup over the dense model timed beside it (medians over passes).
+
+    The ms error carries whatever the machine drifted since it was profiled; the speedup error is what the
+    planner relies on, since it ranks and budgets relative to the dense model.
+    """
+    m, d = statistics.median(measured), statistics.median(dense)
+    row = {"predicted_ms": predicted, "measured_ms": m, "error_pct": 100 * (predicted - m) / m, "dense_ms": d,
+           "predicted_speedup": dense_predicted / predicted, "measured_speedup": d / m}  # fmt: skip
+    row["speedup_error_pct"] = 100 * (row["predicted_speedup"] / row["measured_speedup"] - 1)
+    if len(measured) > 1:
+        row["passes_ms"], row["passes_dense_ms"] = measured, dense
+    return row
+
+
+def _abs_stats(values: list[float]) -> dict:
+    values = [abs(v) for v in values]
+    return {"median": statistics.median(values), "max": max(values)}
+
+
+def summarize(rows: list[dict], dense_predicted: float) -> dict:
+    """Median and max |error| in ms and in speedup; with several passes, how far a pass strays from the first."""
+    ms, speed = _abs_stats([r["error_pct"] for r in rows]), _abs_stats([r["speedup_error_pct"] for r in rows])
+    out = {"median_abs_error_pct": ms["median"], "max_abs_error_pct": ms["max"],
+           "median_abs_speedup_error_pct": speed["median"], "max_abs_speedup_error_pct": speed["max"],
+           "dense_predicted_ms": dense_predicted,
+           "dense_measured_ms": statistics.median(r["dense_ms"] for r in rows)}  # fmt: skip
+    if "passes_ms" in rows[0]:  # the measurement's own repeatability: a floor under any predictor's error
+        ms_rep = [100 * (p / r["passes_ms"][0] - 1) for r in rows for p in r["passes_ms"][1:]]
+        speed_rep = [100 * ((d / p) / (r["passes_dense_ms"][0] / r["passes_ms"][0]) - 1)
+                     for r in rows for p, d in zip(r["passes_ms"][1:], r["passes_dense_ms"][1:])]  # fmt: skip
+        rep, rep_speed = _abs_stats(ms_rep), _abs_stats(speed_rep)
+        out.update(repeat_median_abs_pct=rep["median"], repeat_max_abs_pct=rep["max"],
+                   repeat_speedup_median_abs_pct=rep_speed["median"], repeat_speedup_max_abs_pct=rep_speed["max"])
+    return out
+
+
+def measure_variants(target: Target, models: list, shape: tuple[int, ...], passes: int = 1) -> list[list[tuple]]:
+    """``out[p][j]``: (dense ms, ms of variant j) in pass p, for ``models`` = [dense, variant 0, ...]. Each
+    variant is timed right after the dense model, so drift over the minutes a check takes hits both alike."""
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    backend = get_backend(target.backend)
+    with tempfile.TemporaryDirectory() as tmp:
+        if target.backend == "torch":
+            items = models
+        else:  # export once; every pass builds fresh sessions from the files
+            items = [Path(tmp) / f"variant{i}.onnx" for i in range(len(models))]
+            for m, path in zip(models, items):
+                export_onnx(m, torch.randn(*shape), path)
+
+        def time_one(item) -> float:
+            if target.backend == "torch":
+                runner = backend.prepare(target, module=item)
+            else:
+                runner = backend.prepare(target, onnx_path=str(item), **_shape_arg(target, shape))
+            return measure_latency(runner, x, target).median_ms
+
+        return [[(time_one(items[0]), time_one(item)) for item in tqdm(items[1:], desc=f"pass {p + 1}/{passes}")]
+                for p in range(passes)]  # fmt: skip
+
+
+def check_profile(profile: Profile, target: Target, name: str, n_plans: int, seed: int = 0,
+                  passes: int = 1) -> dict:  # fmt: skip
+    """Prediction error (%) over ``n_plans`` random pruned variants measured end to end, in ms and in speedup
+    over the dense model timed beside each; ``passes`` > 1 times everything again to show how repeatable the
+    measurement itself is."""
+    models, layers = check_variants(name, target, n_plans, seed)
+    shape = model_input_shape(name, target)
+    predicted = [profile.predict(x, name).ms for x in layers]
+    timed = measure_variants(target, models, shape, passes)
+    rows = [error_row(predicted[j + 1], predicted[0], [t[j][1] for t in timed], [t[j][0] for t in timed])
+            for j in range(n_plans)]  # fmt: skip
+    return {"model": name, "plans": rows, **summarize(rows, predicted[0])}
+
+
+def describe_check(report: dict) -> str:
+    """The check's summary in words."""
+    r, n = report, len(report["plans"])
+    text = (f"{r['model']}: {n} random plans, |error| median {r['median_abs_error_pct']:.1f} %, max "
+            f"{r['max_abs_error_pct']:.1f} %; in speedup over dense, median {r['median_abs_speedup_error_pct']:.1f} %, "
+            f"max {r['max_abs_speedup_error_pct']:.1f} % (dense: predicted {r['dense_predicted_ms']:.2f} ms, "
+            f"measured {r['dense_measured_ms']:.2f} ms)")  # fmt: skip
+    if "repeat_median_abs_pct" in r:
+        text += (f"\n{r['model']}: the measurement itself, pass to pass: ms |change| median "
+                 f"{r['repeat_median_abs_pct']:.1f} %, max {r['repeat_max_abs_pct']:.1f} %; speedup median "
+                 f"{r['repeat_speedup_median_abs_pct']:.1f} %, max {r['repeat_speedup_max_abs_pct']:.1f} %")
+    return text
