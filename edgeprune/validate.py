@@ -12,11 +12,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 from edgeprune import layer_times
-from edgeprune.backends import get_backend, measure_latency, unavailable_reason
+from edgeprune.backends import Runner, get_backend, measure_interleaved, unavailable_reason
 from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
 from edgeprune.latency import Profile, collect_layers
 from edgeprune.models import get_entry
@@ -87,7 +88,10 @@ def accuracy_on(model: nn.Module, data: str | None, model_name: str) -> float | 
     return float((pred == y).float().mean())
 
 
-def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile | None, data: str | None) -> dict:
+def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile | None,
+                 data: str | None) -> tuple[dict, Runner, np.ndarray]:  # fmt: skip
+    """Everything about one model but its latency, which :func:`validate` times for both sides together;
+    returns the record, the prepared runner and its input."""
     shape = target.input_shape(ref.input_chw)
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     macs, macs_by_op, macs_by_module = count_macs(ref.module, x)
@@ -108,13 +112,15 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile |
             raise NumericsFailure(f"{ref.label}: {kind} inputs: {exc}") from exc
     backend = get_backend(target.backend)
     xn = x.numpy()
+    cuda_base = _reset_cuda_peak() if target.backend == "torch" and target.device == "cuda" else 0
     if target.backend == "torch":
         runner = backend.prepare(target, module=ref.module)
     elif target.backend == "tensorrt":
         runner = backend.prepare(target, onnx_path=str(onnx_path), input_shape=shape)
     else:
         runner = backend.prepare(target, onnx_path=str(onnx_path))
-    latency = measure_latency(runner, xn, target).to_dict()
+    runner.run(xn)
+    runner.sync()
     memory = {
         "model_file_bytes": sum(p.stat().st_size for p in folder.glob(f"{onnx_path.name}*")),
         "weight_bytes": sum(p.numel() * p.element_size() for p in ref.module.parameters()),
@@ -124,8 +130,8 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile |
         memory.update(backend.memory(target, str(onnx_path), shape))
     elif target.backend == "tensorrt":
         memory.update(engine_bytes=runner.engine_bytes, device_memory_bytes=runner.device_memory_bytes)
-    elif target.device == "cuda":
-        memory["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
+    elif target.device == "cuda":  # this side's own peak: the other side's module may still be resident
+        memory["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated() - cuda_base
     predicted = None
     if profile is not None:
         predicted = profile.predict(collect_layers(ref.module, shape), ref.name).ms
@@ -140,10 +146,15 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile |
         "model": ref.label, "registry_name": ref.name, "input_shape": list(shape), "macs": macs,
         "macs_by_op": macs_by_op, "params": sum(p.numel() for p in ref.module.parameters()),
         "exporter": export.exporter, "export_notes": export.notes, "numerics_rel_err": numerics,
-        "predicted_ms": predicted, "latency": latency, "memory": memory, "ms_by_op": ops,
+        "predicted_ms": predicted, "latency": None, "memory": memory, "ms_by_op": ops,
         "ms_by_layer": layers, "macs_by_layer": macs_by_layer,
         "accuracy": accuracy_on(ref.module, data, ref.name),
-    }  # fmt: skip
+    }, runner, xn  # fmt: skip
+
+
+def _reset_cuda_peak() -> int:
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated()
 
 
 def validate(
@@ -163,8 +174,13 @@ def validate(
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        a = measure_side(original, target, Path(tmp), profile, data)
-        b = measure_side(pruned, target, Path(tmp), profile, data)
+        a, run_a, x = measure_side(original, target, Path(tmp), profile, data)
+        b, run_b, x_b = measure_side(pruned, target, Path(tmp), profile, data)
+        if x.shape != x_b.shape:
+            raise ValidationError(f"the models take different inputs: {list(x.shape)} and {list(x_b.shape)}")
+        # Alternating rounds: drift during the measurement slows both models alike instead of one of them.
+        stats = measure_interleaved({"original": run_a, "pruned": run_b}, x, target)
+        a["latency"], b["latency"] = stats["original"].to_dict(), stats["pruned"].to_dict()
     derived = derive(a, b)
     gate = {"tolerance": tolerance, "passed": True, "reason": "no profile: speedup not gated"}
     if derived.get("predicted_speedup"):

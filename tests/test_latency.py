@@ -80,7 +80,7 @@ def test_predictor_error_is_measured_on_random_plans_beside_the_dense_model(tiny
         assert len(r["passes_ms"]) == len(r["passes_dense_ms"]) == 2 and min(r["passes_ms"] + r["passes_dense_ms"]) > 0
         assert r["measured_speedup"] == pytest.approx(r["dense_ms"] / r["measured_ms"])
         assert r["predicted_speedup"] == pytest.approx(report["dense_predicted_ms"] / r["predicted_ms"])
-        assert r["predicted_speedup"] > 1  # random plans keep 30-100 % of every group
+        assert r["predicted_speedup"] > 0 and r["measured_speedup"] > 0
     assert report["max_abs_error_pct"] >= report["median_abs_error_pct"] >= 0
     assert report["max_abs_speedup_error_pct"] >= report["median_abs_speedup_error_pct"] >= 0
     assert report["repeat_max_abs_pct"] >= report["repeat_median_abs_pct"] >= 0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
-from edgeprune.backends import BackendError, get_backend, measure_latency, unavailable_reason
+from edgeprune.backends import BackendError, get_backend, measure_interleaved, measure_latency, unavailable_reason
 from edgeprune.cli import main
 from edgeprune.export import export_onnx
 from edgeprune.models import create_model
@@ -70,6 +72,37 @@ def test_onnxruntime_runs_matches_torch_and_times(resnet20_onnx):
 
 
 @pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider' is not in available:UserWarning")
+class DriftingRunner:
+    """Sleeps ``base_ms`` times a factor that grows with every call made by any runner: a machine slowing
+    down while it measures."""
+
+    calls = 0
+
+    def __init__(self, base_ms: float) -> None:
+        self.base_ms = base_ms
+
+    def run(self, x):
+        DriftingRunner.calls += 1
+        time.sleep(self.base_ms * (1 + 0.03 * DriftingRunner.calls) / 1e3)
+        return x
+
+    def sync(self) -> None:
+        pass
+
+
+def test_interleaved_timing_cancels_drift_that_sequential_timing_credits_to_a_model():
+    target = target_from_dict("drift", {"backend": "torch", "warmup": 1, "repeats": 5, "rounds": 4})
+    x = np.zeros(1)
+    DriftingRunner.calls = 0
+    slow, fast = DriftingRunner(4.0), DriftingRunner(2.0)  # truly 2x apart
+    stats = measure_interleaved({"slow": slow, "fast": fast}, x, target)
+    assert stats["slow"].samples == stats["fast"].samples == 20
+    assert 1.6 < stats["slow"].median_ms / stats["fast"].median_ms < 2.3  # within-round drift remains
+    DriftingRunner.calls = 0
+    one_after_the_other = measure_latency(slow, x, target).median_ms / measure_latency(fast, x, target).median_ms
+    assert one_after_the_other < 1.5  # the drift, not the model, sets this ratio
+
+
 def test_onnxruntime_refuses_a_silent_cpu_fallback(resnet20_onnx):
     _, path = resnet20_onnx
     target = target_from_dict("gpu", {"backend": "onnxruntime", "device": "cuda"})

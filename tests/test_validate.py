@@ -98,9 +98,9 @@ def test_validate_gate_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
     real = v.measure_side
 
     def optimistic(ref, target, folder, profile, data):
-        side = real(ref, target, folder, None, data)
+        side, runner, x = real(ref, target, folder, None, data)
         side["predicted_ms"] = 1.0 if ref.label == "cifar_resnet20" else 0.01  # predicts a 100x speedup
-        return side
+        return side, runner, x
 
     monkeypatch.setattr(v, "measure_side", optimistic)
     out = CliRunner().invoke(main, ["validate", "cifar_resnet20", str(pruned_dir), "--target", "cpu-ort",

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from edgeprune.backends.base import Backend, BackendError, LatencyStats, Runner, measure_latency
+from edgeprune.backends.base import (
+    Backend,
+    BackendError,
+    LatencyStats,
+    Runner,
+    measure_interleaved,
+    measure_latency,
+)
 from edgeprune.backends.onnxruntime import OnnxRuntimeBackend
 from edgeprune.backends.tensorrt import TensorRTBackend
 from edgeprune.backends.torch import TorchBackend
@@ -31,6 +38,7 @@ __all__ = [
     "LatencyStats",
     "Runner",
     "get_backend",
+    "measure_interleaved",
     "measure_latency",
     "unavailable_reason",
 ]

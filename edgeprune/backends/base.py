@@ -51,20 +51,33 @@ class LatencyStats:
 
 def measure_latency(runner: Runner, x: np.ndarray, target: Target) -> LatencyStats:
     """Warm up, then time ``target.rounds`` rounds of ``target.repeats`` runs each (device-synchronized)."""
-    for _ in range(target.warmup):
-        runner.run(x)
-    runner.sync()
-    times: list[float] = []
-    medians: list[float] = []
-    for _ in range(target.rounds):
-        round_times = []
-        for _ in range(target.repeats):
-            t0 = time.perf_counter()
+    return measure_interleaved({"model": runner}, x, target)["model"]
+
+
+def measure_interleaved(runners: dict[str, Runner], x: np.ndarray, target: Target) -> dict[str, LatencyStats]:
+    """Time several runners in alternating rounds: each round runs every runner ``target.repeats`` times in
+    turn. A machine whose speed drifts while it measures (shared VMs do, by 20 % or more within minutes)
+    then slows every runner alike, where timing one after the other would credit the drift to the model."""
+    for runner in runners.values():
+        for _ in range(target.warmup):
             runner.run(x)
-            runner.sync()
-            round_times.append((time.perf_counter() - t0) * 1e3)
-        medians.append(statistics.median(round_times))
-        times += round_times
+        runner.sync()
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    medians: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(target.rounds):
+        for key, runner in runners.items():
+            round_times = []
+            for _ in range(target.repeats):
+                t0 = time.perf_counter()
+                runner.run(x)
+                runner.sync()
+                round_times.append((time.perf_counter() - t0) * 1e3)
+            medians[key].append(statistics.median(round_times))
+            times[key] += round_times
+    return {k: _stats(times[k], medians[k]) for k in runners}
+
+
+def _stats(times: list[float], medians: list[float]) -> LatencyStats:
     median = statistics.median(medians)
     return LatencyStats(
         median_ms=median,
