@@ -61,13 +61,18 @@ report: $(RUN)/summary.json
 	$(EP) report $(RUN)
 
 # Every benchmark; each result file is remade only when missing (delete one to re-measure it).
-BENCH_FILES := bench/graph.json bench/regularizer.json bench/predictor.json bench/planner.json \
-	bench/accuracy-1.5x-inner/accuracy.json bench/accuracy/accuracy.json bench/sparsity-r56/sparsity.json
+BENCH_FILES := bench/machine.json bench/graph.json bench/regularizer.json bench/predictor.json bench/planner.json \
+	bench/accuracy-1.5x-inner/accuracy.json bench/curve-oicsr/curve.json bench/accuracy/accuracy.json \
+	bench/sparsity-r56/sparsity.json
 
 bench: bench/results.json
 
 bench/results.json: $(BENCH_FILES) tools/bench_results.py
 	$(PY) tools/bench_results.py $(BENCH_FILES) --out bench/results.json
+
+# How steady the machine's speed is: every timing below is only as good as this (about a minute).
+bench/machine.json: | $(STAMP)
+	$(PY) tools/bench_machine.py --out $@
 
 bench/graph.json: | $(STAMP)
 	$(PY) -m pip install -e ".[bench]" -q
@@ -76,6 +81,7 @@ bench/graph.json: | $(STAMP)
 bench/regularizer.json: | $(STAMP)
 	$(PY) tools/bench_regularizer.py --out $@
 
+# Each plan timed beside the dense model, twice (about 16 minutes).
 bench/predictor.json: | $(STAMP)
 	$(PY) tools/bench_predictor.py --profile profiles/cpu-ort--amd-epyc-2c.json --passes 2 $(addprefix --model ,$(MODELS)) \
 		--out $@
@@ -89,6 +95,12 @@ bench/accuracy-1.5x-inner/accuracy.json: | $(STAMP)
 	$(PY) -m pip install -e ".[bench]" -q
 	$(PY) tools/bench_accuracy.py --speedup 1.5 --method oicsr --method group_lasso --method none \
 		--method torch_pruning --out bench/accuracy-1.5x-inner
+
+# Accuracy against measured speed: the OICSR run above pruned at three more budgets, timed with its
+# models (about 20 minutes).
+bench/curve-oicsr/curve.json: bench/accuracy-1.5x-inner/accuracy.json
+	$(PY) tools/bench_curve.py bench/accuracy-1.5x-inner/runs/oicsr/train --budgets 0.68,0.74,0.8 \
+		--compare bench/accuracy-1.5x-inner --on-curve oicsr --out bench/curve-oicsr
 
 # Streams regularized and cut (the behaviour before the default changed), aimed at 2x measured: about an
 # hour on 2 CPU cores, six methods, each 300 sparsity steps + pruning + 600 fine-tuning steps.

@@ -76,9 +76,9 @@ def main() -> None:
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
     target, out = load_target(args.target), Path(args.out)
-    points = {f"budget {b:g}": curve_point(args.run, b, target, args.ft_steps, out / f"budget-{b:g}")
+    points = {f"budget {b:g}": curve_point(args.run, b, target, args.ft_steps, out / "runs" / f"budget-{b:g}")
               for b in (float(x) for x in args.budgets.split(","))}  # fmt: skip
-    onnx = {label: out / f"budget-{p['budget']:g}" / "model.onnx" for label, p in points.items()}
+    onnx = {label: out / "runs" / f"budget-{p['budget']:g}" / "model.onnx" for label, p in points.items()}
     compared = {}
     if args.compare:
         for record in sorted(Path(args.compare).glob("*.json")):
