@@ -30,7 +30,8 @@ INNER_WIDTHS = [(16, 32, 64), (8, 32, 64), (16, 16, 64), (16, 32, 32), (16, 32, 
                 (8, 8, 16), (8, 16, 32)]  # fmt: skip
 
 
-def inner_rows(model, graph, target, rounds: int, profile_path: str | None = None) -> list[dict]:
+def inner_rows(model, graph, target, rounds: int, profile_path: str | None = None,
+               widths_list=INNER_WIDTHS) -> list[dict]:
     """Inner channels only, timed in interleaved rounds (bench_planner's), with a profile's prediction."""
     from bench_planner import measure
 
@@ -39,7 +40,7 @@ def inner_rows(model, graph, target, rounds: int, profile_path: str | None = Non
 
     profile = Profile.load(profile_path or find_profile(target.name, target.backend))
     variants, predicted = {}, {}
-    for widths in INNER_WIDTHS:
+    for widths in widths_list:
         by_size = dict(zip((16, 32, 64), widths))
         keep = {g.id: list(range(by_size[g.size])) for g in graph.prunable_groups if not g.shared}
         pruned = prune_model(model, graph, Plan(graph.model_name, graph.fingerprint, keep))[0].eval()
@@ -47,7 +48,7 @@ def inner_rows(model, graph, target, rounds: int, profile_path: str | None = Non
         predicted[widths] = profile.predict(collect_layers(pruned, (1, 3, 32, 32)), "cifar_resnet56").ms
     measured = measure("cifar_resnet56", target, variants, rounds)
     rows = []
-    for w in INNER_WIDTHS:
+    for w in widths_list:
         rows.append({"inner_widths": list(w), "median_ms": measured[w], "predicted_ms": predicted[w]})
         print(f"inner {w}: measured {measured[w]:.3f} ms, predicted {predicted[w]:.3f} ms", flush=True)
     return rows
@@ -60,13 +61,15 @@ def main() -> None:
     ap.add_argument("--inner", action="store_true", help="narrow inner channels only; streams stay whole")
     ap.add_argument("--rounds", type=int, default=7, help="with --inner: interleaved timing rounds")
     ap.add_argument("--profile", help="with --inner: the profile that predicts (default: the committed one)")
+    ap.add_argument("--widths", help="with --inner: stage inner widths to time, e.g. '16,32,64;8,8,48'")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     target = load_target(args.target)
     model = create_model("cifar_resnet56").eval()
     graph = build_graph(model, torch.randn(1, 3, 32, 32), model_name="cifar_resnet56")
     if args.inner:
-        rows = inner_rows(model, graph, target, args.rounds, args.profile)
+        chosen = [tuple(int(c) for c in w.split(",")) for w in args.widths.split(";")] if args.widths else INNER_WIDTHS
+        rows = inner_rows(model, graph, target, args.rounds, args.profile, chosen)
         meta = {"target": args.target, "model": "cifar_resnet56", "inner_only": True,
                 "profile": args.profile or "committed"}  # fmt: skip
         atomic_write_text(args.out, json.dumps({**meta, "rows": rows}, indent=1))
