@@ -120,10 +120,13 @@ def kit_cmd(target, models, out_dir) -> None:
               help="Install a kit result (from tools/collect_profile.py) as a profile instead of measuring.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Instead of profiling: draw latency vs channels for the models' costliest layers (PNG).")
+@click.option("--in-network", is_flag=True,
+              help="Instead of profiling: fit the profile's in-network width corrections on the models "
+                   "(variants timed beside the dense model; minutes).")
 @click.option("--layer-timing", type=click.Choice(["wall", "kernel"]), default="wall", show_default=True,
               help="Time layers by the wall clock, or (CPU onnxruntime) by the profiler's compute-kernel time.")
 def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict, import_path, plot_path,
-                layer_timing) -> None:
+                in_network, layer_timing) -> None:
     """Measure TARGET's latency profile for the layers of the given models (or --check / --import it)."""
     from edgeprune.latency.check import check_profile, describe_check
     from edgeprune.latency.kit import import_result
@@ -156,6 +159,18 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict,
             layers = [x for m in models for x in collect_layers(build_model(m, t), model_input_shape(m, t))]
             keys = plot_staircases(profile, layers, plot_path)
             click.echo(f"wrote {plot_path}: {len(keys)} layer geometries")
+            return
+        if in_network:
+            from edgeprune.latency.innet import fit_width_scales
+
+            profile = Profile.load(path, strict=strict)
+            for m in models:
+                for r in fit_width_scales(profile, t, m):
+                    click.echo(f"{m} {r['geometry']}: measured {r['measured_ratio']:.3f} of dense, predicted "
+                               f"{r['predicted_ratio_before']:.3f} -> {r['predicted_ratio_after']:.3f} "
+                               f"(width scale {r['width_scale']})")
+            profile.save(path)  # only after every model's fit: a failure leaves the file as it was
+            click.echo(f"wrote {path}: in-network width corrections for {', '.join(models)}")
             return
         if check_plans is None:
             profile = profile_target(t, list(models), path, budget_s, timing=layer_timing)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 
 import onnxruntime as ort
 import pytest
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from edgeprune.cli import main
 from edgeprune.latency import Geometry, Profile, ProfileError, ProfileMismatchWarning, collect_layers, profiler
 from edgeprune.latency.check import check_profile, describe_check, error_row, summarize
+from edgeprune.latency.innet import fit_width_scales
 from edgeprune.latency.micro import input_for, micro_model
 from edgeprune.latency.profile import Table
 from edgeprune.models import create_model
@@ -85,6 +87,32 @@ def test_predictor_error_is_measured_on_random_plans_beside_the_dense_model(tiny
     assert report["max_abs_speedup_error_pct"] >= report["median_abs_speedup_error_pct"] >= 0
     assert report["repeat_max_abs_pct"] >= report["repeat_median_abs_pct"] >= 0
     assert "pass to pass" in describe_check(report)
+
+
+def test_width_scale_bends_a_geometry_towards_its_widest_entry(tiny_profile):
+    _, _, profile = tiny_profile
+    layer = next(x for x in collect_layers(create_model("cifar_resnet20"), (1, 3, 32, 32)) if x.geometry.op == "conv")
+    key, table = layer.geometry.key, profile.tables[layer.geometry.key]
+    plain = replace(profile, width_scale={})
+    top = plain.layer_ms(layer, table.cin[-1], table.cout[-1])[0]
+    narrow = plain.layer_ms(layer, table.cin[0], table.cout[0])[0]
+    assert narrow < top
+    flat, doubled = replace(profile, width_scale={key: 0.0}), replace(profile, width_scale={key: 2.0})
+    assert flat.layer_ms(layer, table.cin[0], table.cout[0])[0] == pytest.approx(top)
+    assert doubled.layer_ms(layer, table.cin[0], table.cout[0])[0] == pytest.approx(2 * narrow - top)
+    assert Profile.from_dict(doubled.to_dict()).width_scale == {key: 2.0}
+    with pytest.raises(ProfileError, match="width_scale"):
+        Profile.from_dict({**doubled.to_dict(), "width_scale": {"conv|b1|1x1|k1|s1|gw0|fp32": 1.0}})
+
+
+def test_in_network_fit_sets_scales_for_the_narrowed_geometries(tiny_profile):
+    target, _, profile = tiny_profile
+    profile = replace(profile, width_scale={}, calibration=dict(profile.calibration))
+    rows = fit_width_scales(profile, target, "cifar_resnet20", rounds=1)
+    assert rows and {r["geometry"] for r in rows} <= set(profile.tables)
+    for r in rows:
+        assert r["measured_ratio"] > 0 and 0.0 <= profile.width_scale[r["geometry"]] <= 3.0
+    assert profile.calibration["cifar_resnet20"].points  # refitted on its stored points
 
 
 def test_check_summary_separates_drift_from_speedup_error():

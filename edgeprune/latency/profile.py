@@ -172,6 +172,10 @@ class Profile:
     # What a layer whose channels are off the runtime's blocking costs beyond its table entry, inside a
     # network: {"align": 8|16, "ms_per_mb": .., "ms_per_layer": ..}; fitted by calibration ({}: none).
     misalign: dict = field(default_factory=dict)
+    # How much of a geometry's table saving from narrower channels shows up inside a network: {key: s},
+    # fitted on in-network variants (latency/innet.py). Cost = top + s * (table - top), where top is the
+    # table's widest entry; a key absent here counts with s = 1.
+    width_scale: dict[str, float] = field(default_factory=dict)
 
     def layer_ms(self, layer: Layer, cin: int, cout: int) -> tuple[float, bool]:
         """One layer's ms at (cin, cout): its table lookup plus the misalignment term; flags extrapolation."""
@@ -182,6 +186,10 @@ class Profile:
                 f"(edgeprune profile {self.target.get('name')} --model ...)"
             )
         ms, outside = table.lookup(cin, cout, self.use_scan, self.channel_block)
+        scale = self.width_scale.get(layer.geometry.key)
+        if scale is not None:
+            top, _ = table.lookup(table.cin[-1], (table.cout or table.cin)[-1], self.use_scan, self.channel_block)
+            ms = top + scale * (ms - top)
         m = self.misalign
         if m and misaligned(layer.geometry, cin, cout, m["align"]):
             ms += m["ms_per_mb"] * activation_mb(layer.geometry, cin, cout) + m["ms_per_layer"]
@@ -215,6 +223,7 @@ class Profile:
             "use_scan": self.use_scan,
             "channel_block": self.channel_block,
             "misalign": self.misalign,
+            "width_scale": self.width_scale,
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -239,8 +248,11 @@ class Profile:
             misalign = dict(data.get("misalign") or {})
             if misalign and not {"align", "ms_per_mb", "ms_per_layer"} <= set(misalign):
                 raise ProfileError(f"{source}: misalign needs align, ms_per_mb and ms_per_layer")
+            width_scale = {str(k): float(v) for k, v in (data.get("width_scale") or {}).items()}
+            if set(width_scale) - set(tables):
+                raise ProfileError(f"{source}: width_scale names geometries without a table")
             return cls(dict(data["target"]), dict(data["device"]), dict(data["settings"]), tables, cal, use_scan,
-                       block, misalign)  # fmt: skip
+                       block, misalign, width_scale)  # fmt: skip
         except ProfileError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
