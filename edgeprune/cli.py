@@ -129,6 +129,7 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict,
                 in_network, layer_timing) -> None:
     """Measure TARGET's latency profile for the layers of the given models (or --check / --import it)."""
     from edgeprune.latency.check import check_profile, describe_check
+    from edgeprune.latency.innet import UnsteadyMeasurement, fit_width_scales
     from edgeprune.latency.kit import import_result
     from edgeprune.latency.profile import Profile, ProfileError, device_fingerprint, device_slug
     from edgeprune.latency.profiler import ProfileBudgetExceeded, profile_target
@@ -161,8 +162,6 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict,
             click.echo(f"wrote {plot_path}: {len(keys)} layer geometries")
             return
         if in_network:
-            from edgeprune.latency.innet import fit_width_scales
-
             profile = Profile.load(path, strict=strict)
             for m in models:
                 for r in fit_width_scales(profile, t, m):
@@ -180,7 +179,7 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict,
         for m in models:
             r = check_profile(profile, t, m, check_plans, passes=passes)
             click.echo(describe_check(r))
-    except (*_DOMAIN_ERRORS, TargetError, ProfileError, ProfileBudgetExceeded) as exc:
+    except (*_DOMAIN_ERRORS, TargetError, ProfileError, ProfileBudgetExceeded, UnsteadyMeasurement) as exc:
         _fail(exc)
 
 

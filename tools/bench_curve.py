@@ -36,13 +36,13 @@ from edgeprune.train.run import train_run
 from edgeprune.validate import count_macs
 
 
-def curve_point(run: str, budget: float, target, steps: int, out: Path) -> dict:
+def curve_point(run: str, budget: float, target, steps: int, out: Path, profile: str | None = None) -> dict:
     """Prune ``run`` to ``budget`` of the dense predicted latency, fine-tune, export; resumable per budget."""
     record = out / "point.json"
     if record.is_file():
         return json.loads(record.read_text())
     pruned, ft = out / "pruned", out / "finetune"
-    result = prune_run(run, target.name, PruneSettings(Budget.parse("latency", f"{budget}x")), pruned)
+    result = prune_run(run, target.name, PruneSettings(Budget.parse("latency", f"{budget}x")), pruned, profile)
     train_run(str(pruned), ft, "cifar10", "none", {}, ft_config(steps), False, False, None, False)
     model = load_model_ref(str(ft))[0].eval()
     export_onnx(model, torch.randn(*SHAPE), out / "model.onnx")
@@ -69,6 +69,7 @@ def main() -> None:
     ap.add_argument("--on-curve", action="append", default=[],
                     help="a compared method pruned from this same training run: also a curve point")
     ap.add_argument("--target", default="cpu-ort")
+    ap.add_argument("--profile", help="latency profile to plan with (default: the committed one)")
     ap.add_argument("--ft-steps", type=int, default=600, help="fine-tuning steps per point (batch 128)")
     ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
     ap.add_argument("--out", default="bench/curve")
@@ -76,7 +77,8 @@ def main() -> None:
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
     target, out = load_target(args.target), Path(args.out)
-    points = {f"budget {b:g}": curve_point(args.run, b, target, args.ft_steps, out / "runs" / f"budget-{b:g}")
+    points = {f"budget {b:g}": curve_point(args.run, b, target, args.ft_steps, out / "runs" / f"budget-{b:g}",
+                                                args.profile)
               for b in (float(x) for x in args.budgets.split(","))}  # fmt: skip
     onnx = {label: out / "runs" / f"budget-{p['budget']:g}" / "model.onnx" for label, p in points.items()}
     compared = {}
@@ -96,7 +98,8 @@ def main() -> None:
     rows = [{"model": k, **p, "measured_speedup": speed[k]} for k, p in points.items()]
     rows += [{"model": k, "accuracy": r["accuracy"], "macs": r["macs"], "measured_speedup": speed[k],
               "curve_jpeg_test_at_this_speed": read_at(curve, speed[k])} for k, r in compared.items()]  # fmt: skip
-    summary = {"run": args.run, "target": args.target, "profile": str(find_profile(target.name, target.backend)),
+    profile = args.profile or str(find_profile(target.name, target.backend))
+    summary = {"run": args.run, "target": args.target, "profile": profile,
                "ft_steps": args.ft_steps, "rounds": args.rounds, "dense_ms": ms["dense"], "rows": rows}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "curve.json", json.dumps(summary, indent=1))

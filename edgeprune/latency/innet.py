@@ -26,7 +26,12 @@ from edgeprune.prune import Plan, prune_model
 from edgeprune.targets import Target
 
 SCALE_RANGE = (0.0, 3.0)
+CONTROL_TOLERANCE = 0.03
 RIDGE = 0.05  # pull towards s = 1 (the table as measured), relative to the typical saving
+
+
+class UnsteadyMeasurement(RuntimeError):
+    """Identical models timed apart: the machine moved more than the effect being measured."""
 
 
 def narrowed_keep(group, fraction: float, align: int) -> list[int]:
@@ -49,8 +54,9 @@ def _changed_keys(dense: list[Layer], narrow: list[Layer]) -> set[str]:
 
 
 def table_savings(profile: Profile, dense: list[Layer], narrow: list[Layer]) -> dict[str, float]:
-    """Per geometry: layer ms the tables (as measured, no width scale) save from ``dense`` to ``narrow``."""
-    plain = replace(profile, width_scale={})
+    """Per geometry: layer ms the tables alone (no width scale, no misalignment term) save from ``dense``
+    to ``narrow``."""
+    plain = replace(profile, width_scale={}, misalign={})
     out: dict[str, float] = {}
     for d, n in zip(dense, narrow):
         saved = plain.layer_ms(d, d.cin, d.cout)[0] - plain.layer_ms(n, n.cin, n.cout)[0]
@@ -74,13 +80,24 @@ def fit_width_scales(profile: Profile, target: Target, name: str, fraction: floa
         by_groups.setdefault(ids, key)  # geometries always narrowed together share one variant
     variants = {key: _variant(model, graph, [g for g in groups if g.id in ids], fraction, align)
                 for ids, key in by_groups.items()}  # fmt: skip
-    ms = _time(target, {"dense": model.eval(), **variants}, shape, rounds)
+    # A second session of the dense model is the control: identical work, so its ratio to "dense" is
+    # the measurement's own error in this run. Past CONTROL_TOLERANCE the fit would be fitting noise.
+    ms = _time(target, {"dense": model.eval(), **variants, "control": model.eval()}, shape, rounds)
+    control = ms["control"] / ms["dense"]
+    if abs(control - 1) > CONTROL_TOLERANCE:
+        raise UnsteadyMeasurement(
+            f"{name}: two sessions of the same dense model timed {100 * (control - 1):+.1f} % apart in one "
+            f"interleaved run (tolerance {CONTROL_TOLERANCE:.0%}): this machine's speed is too unsteady for "
+            "an in-network fit now; run it again, or on a quieter machine"
+        )
     savings = {key: table_savings(profile, dense, collect_layers(m, shape)) for key, m in variants.items()}
     keys = sorted({k for s in savings.values() for k, v in s.items() if abs(v) > 1e-9})
     cal = profile.calibration.get(name)
     scale = cal.scale if cal else 1.0
     a = np.array([[savings[v].get(k, 0.0) for k in keys] for v in variants])
-    y = np.array([(ms["dense"] - ms[v]) / scale for v in variants])
+    misalign = {v: _misalign_ms(profile, collect_layers(m, shape)) - _misalign_ms(profile, dense)
+                for v, m in variants.items()}  # what the term adds is not the table's to explain  # fmt: skip
+    y = np.array([(ms["dense"] - ms[v]) / scale + misalign[v] for v in variants])
     lam = RIDGE * float(np.abs(a).max(initial=1e-9))  # ridge rows: lam * (s_k - 1) = 0
     a_aug, y_aug = np.vstack([a, lam * np.eye(len(keys))]), np.concatenate([y, lam * np.ones(len(keys))])
     fitted = np.clip(np.linalg.lstsq(a_aug, y_aug, rcond=None)[0], *SCALE_RANGE)
@@ -90,13 +107,19 @@ def fit_width_scales(profile: Profile, target: Target, name: str, fraction: floa
     if cal:
         points = [{**p, "layers_ms": profile.predict_layers(_layers_of(p))[0]} for p in cal.points]
         profile.calibration[name] = fit_calibration(points)
-    return [{"geometry": v, "measured_ratio": ms[v] / ms["dense"], "predicted_ratio_before": before[v],
+    return [{"geometry": v, "measured_ratio": ms[v] / ms["dense"], "control_ratio": control,
+             "predicted_ratio_before": before[v],
              "predicted_ratio_after": _ratio(profile, name, narrow[v], dense),
              "width_scale": profile.width_scale.get(v)} for v in variants]  # fmt: skip
 
 
 def _ratio(profile: Profile, name: str, layers: list[Layer], dense: list[Layer]) -> float:
     return profile.predict(layers, name).ms / profile.predict(dense, name).ms
+
+
+def _misalign_ms(profile: Profile, layers: list[Layer]) -> float:
+    full, plain = replace(profile, width_scale={}), replace(profile, width_scale={}, misalign={})
+    return full.predict_layers(layers)[0] - plain.predict_layers(layers)[0]
 
 
 def _layers_of(point: dict) -> list[Layer]:
