@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeprune.backends import get_backend, measure_interleaved
-from edgeprune.export import export_onnx
+from edgeprune.backends import measure_interleaved
 from edgeprune.graph import build_graph
 from edgeprune.latency.layers import Geometry, Layer, collect_layers
 from edgeprune.latency.profile import Profile
-from edgeprune.latency.profiler import _shape_arg, build_model, fit_calibration, model_input_shape
+from edgeprune.latency.profiler import build_model, fit_calibration, model_input_shape, prepare_model
 from edgeprune.prune import Plan, prune_model
 from edgeprune.targets import Target
 
@@ -128,15 +127,8 @@ def _layers_of(point: dict) -> list[Layer]:
 
 def _time(target: Target, models: dict, shape, rounds: int) -> dict[str, float]:
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    backend = get_backend(target.backend)
     with tempfile.TemporaryDirectory() as tmp:
-        runners = {}
-        for i, (label, m) in enumerate(models.items()):
-            if target.backend == "torch":
-                runners[label] = backend.prepare(target, module=m)
-                continue
-            path = Path(tmp) / f"variant{i}.onnx"
-            export_onnx(m, torch.randn(*shape), path)
-            runners[label] = backend.prepare(target, onnx_path=str(path), **_shape_arg(target, shape))
+        runners = {k: prepare_model(target, m, shape, Path(tmp) / f"variant{i}.onnx")
+                   for i, (k, m) in enumerate(models.items())}  # fmt: skip
         stats = measure_interleaved(runners, x, replace(target, rounds=rounds))
     return {k: s.median_ms for k, s in stats.items()}

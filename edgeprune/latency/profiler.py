@@ -156,14 +156,17 @@ def scan_widths(g: Geometry, top: int) -> list[int]:
     return sorted({c for c in range(top, max(0, top - SCAN["span"]) - 1, -step) if c >= max(1, step)})
 
 
+def prepare_model(target: Target, model: nn.Module, input_shape: tuple[int, ...], path: Path):
+    """A runner for ``model`` on ``target``: the module itself for torch, else exported to ONNX at ``path``."""
+    if target.backend == "torch":
+        return get_backend("torch").prepare(target, module=model)
+    export_onnx(model, torch.randn(*input_shape), path)
+    return get_backend(target.backend).prepare(target, onnx_path=str(path), **_shape_arg(target, input_shape))
+
+
 def measure_model(target: Target, model: nn.Module, input_shape: tuple[int, ...], tmp: Path) -> float:
     """End-to-end median ms of ``model`` on ``target`` (exported to ONNX unless the backend is torch)."""
-    if target.backend == "torch":
-        runner = get_backend("torch").prepare(target, module=model)
-    else:
-        path = tmp / "model.onnx"
-        export_onnx(model, torch.randn(*input_shape), path)
-        runner = get_backend(target.backend).prepare(target, onnx_path=str(path), **_shape_arg(target, input_shape))
+    runner = prepare_model(target, model, input_shape, tmp / "model.onnx")
     x = np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)
     return measure_latency(runner, x, target).median_ms
 
