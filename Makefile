@@ -62,8 +62,8 @@ report: $(RUN)/summary.json
 
 # Every benchmark; each result file is remade only when missing (delete one to re-measure it).
 BENCH_FILES := bench/machine.json bench/graph.json bench/regularizer.json bench/predictor.json bench/planner.json \
-	bench/accuracy-1.5x-inner/accuracy.json bench/curve-oicsr/curve.json bench/accuracy/accuracy.json \
-	bench/sparsity-r56/sparsity.json
+	bench/accuracy-1.5x-inner/accuracy.json bench/curve-oicsr/curve.json bench/curve-oicsr-innet/curve.json \
+	bench/accuracy/accuracy.json bench/sparsity-r56/sparsity.json
 
 bench: bench/results.json
 
@@ -101,6 +101,12 @@ bench/accuracy-1.5x-inner/accuracy.json: | $(STAMP)
 bench/curve-oicsr/curve.json: bench/accuracy-1.5x-inner/accuracy.json
 	$(PY) tools/bench_curve.py bench/accuracy-1.5x-inner/runs/oicsr/train --budgets 0.68,0.74,0.8 \
 		--compare bench/accuracy-1.5x-inner --on-curve oicsr --out bench/curve-oicsr
+
+# The same, planned with the in-network width corrections (bench/profiles/...--innet.json).
+bench/curve-oicsr-innet/curve.json: bench/accuracy-1.5x-inner/accuracy.json
+	$(PY) tools/bench_curve.py bench/accuracy-1.5x-inner/runs/oicsr/train --budgets 0.7,0.76,0.82 \
+		--profile bench/profiles/cpu-ort--amd-epyc-2c--innet.json --compare bench/accuracy-1.5x-inner \
+		--out bench/curve-oicsr-innet
 
 # Streams regularized and cut (the behaviour before the default changed), aimed at 2x measured: about an
 # hour on 2 CPU cores, six methods, each 300 sparsity steps + pruning + 600 fine-tuning steps.
