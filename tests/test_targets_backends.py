@@ -94,7 +94,7 @@ def test_interleaved_timing_cancels_drift_that_sequential_timing_credits_to_a_mo
     target = target_from_dict("drift", {"backend": "torch", "warmup": 1, "repeats": 5, "rounds": 4})
     x = np.zeros(1)
     DriftingRunner.calls = 0
-    slow, fast = DriftingRunner(4.0), DriftingRunner(2.0)  # truly 2x apart
+    slow, fast = DriftingRunner(8.0), DriftingRunner(4.0)  # truly 2x apart; long enough that sleep overshoot is small
     stats = measure_interleaved({"slow": slow, "fast": fast}, x, target)
     assert stats["slow"].samples == stats["fast"].samples == 20
     assert 1.6 < stats["slow"].median_ms / stats["fast"].median_ms < 2.3  # within-round drift remains
