@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from edgeprune import layer_times
-from edgeprune.backends import Runner, get_backend, measure_interleaved, unavailable_reason
+from edgeprune.backends import Runner, get_backend, measure_interleaved, prepare_runner, unavailable_reason
 from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
 from edgeprune.latency import Profile, collect_layers
 from edgeprune.models import get_entry
@@ -110,15 +110,9 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile |
             numerics[kind] = check_onnx(ref.module, onnx_path, inp, TOLERANCE[target.precision])
         except ExportError as exc:
             raise NumericsFailure(f"{ref.label}: {kind} inputs: {exc}") from exc
-    backend = get_backend(target.backend)
     xn = x.numpy()
     cuda_base = _reset_cuda_peak() if target.backend == "torch" and target.device == "cuda" else 0
-    if target.backend == "torch":
-        runner = backend.prepare(target, module=ref.module)
-    elif target.backend == "tensorrt":
-        runner = backend.prepare(target, onnx_path=str(onnx_path), input_shape=shape)
-    else:
-        runner = backend.prepare(target, onnx_path=str(onnx_path))
+    runner = prepare_runner(target, ref.module if target.backend == "torch" else onnx_path, shape)
     runner.run(xn)
     runner.sync()
     memory = {
@@ -127,7 +121,7 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile |
         "largest_activation_bytes": largest_activation_bytes(ref.module, x),
     }
     if target.backend == "onnxruntime":
-        memory.update(backend.memory(target, str(onnx_path), shape))
+        memory.update(get_backend(target.backend).memory(target, str(onnx_path), shape))
     elif target.backend == "tensorrt":
         memory.update(engine_bytes=runner.engine_bytes, device_memory_bytes=runner.device_memory_bytes)
     elif target.device == "cuda":  # this side's own peak: the other side's module may still be resident

@@ -24,6 +24,15 @@ def get_backend(name: str) -> Backend:
     return BACKENDS[name]
 
 
+def prepare_runner(target: Target, source, input_shape: tuple[int, ...]) -> Runner:
+    """A runner on ``target``'s backend: ``source`` is a module for torch, else an ONNX file path
+    (TensorRT also gets the input shape it builds its engine for)."""
+    if target.backend == "torch":
+        return get_backend("torch").prepare(target, module=source)
+    shape = {"input_shape": tuple(input_shape)} if target.backend == "tensorrt" else {}
+    return get_backend(target.backend).prepare(target, onnx_path=str(source), **shape)
+
+
 def unavailable_reason(target: Target) -> str | None:
     """None when ``target`` can run on this machine, else the reason it cannot."""
     if target.platform == "jetson" and target.backend != "tensorrt":
@@ -40,5 +49,6 @@ __all__ = [
     "get_backend",
     "measure_interleaved",
     "measure_latency",
+    "prepare_runner",
     "unavailable_reason",
 ]

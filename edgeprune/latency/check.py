@@ -11,12 +11,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edgeprune.backends import get_backend, measure_latency
-from edgeprune.export import export_onnx
+from edgeprune.backends import measure_latency, prepare_runner
 from edgeprune.graph import build_graph
 from edgeprune.latency.layers import Layer, collect_layers
 from edgeprune.latency.profile import Profile
-from edgeprune.latency.profiler import _shape_arg, build_model, model_input_shape, random_plan
+from edgeprune.latency.profiler import build_model, export_for, model_input_shape, random_plan
 from edgeprune.prune import prune_model
 from edgeprune.targets import Target
 
@@ -71,21 +70,12 @@ def measure_variants(target: Target, models: list, shape: tuple[int, ...], passe
     """``out[p][j]``: (dense ms, ms of variant j) in pass p, for ``models`` = [dense, variant 0, ...]. Each
     variant is timed right after the dense model, so drift over the minutes a check takes hits both alike."""
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    backend = get_backend(target.backend)
     with tempfile.TemporaryDirectory() as tmp:
-        if target.backend == "torch":
-            items = models
-        else:  # export once; every pass builds fresh sessions from the files
-            items = [Path(tmp) / f"variant{i}.onnx" for i in range(len(models))]
-            for m, path in zip(models, items):
-                export_onnx(m, torch.randn(*shape), path)
+        # exported once; every pass builds fresh sessions from the files
+        items = [export_for(target, m, shape, Path(tmp) / f"variant{i}.onnx") for i, m in enumerate(models)]
 
         def time_one(item) -> float:
-            if target.backend == "torch":
-                runner = backend.prepare(target, module=item)
-            else:
-                runner = backend.prepare(target, onnx_path=str(item), **_shape_arg(target, shape))
-            return measure_latency(runner, x, target).median_ms
+            return measure_latency(prepare_runner(target, item, shape), x, target).median_ms
 
         return [[(time_one(items[0]), time_one(item)) for item in tqdm(items[1:], desc=f"pass {p + 1}/{passes}")]
                 for p in range(passes)]  # fmt: skip

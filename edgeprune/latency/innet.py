@@ -18,9 +18,9 @@ import torch
 
 from edgeprune.backends import measure_interleaved
 from edgeprune.graph import build_graph
-from edgeprune.latency.layers import Geometry, Layer, collect_layers
+from edgeprune.latency.layers import Layer, collect_layers
 from edgeprune.latency.profile import Profile
-from edgeprune.latency.profiler import build_model, fit_calibration, model_input_shape, prepare_model
+from edgeprune.latency.profiler import build_model, fit_calibration, model_input_shape, point_layers, prepare_model
 from edgeprune.prune import Plan, prune_model
 from edgeprune.targets import Target
 
@@ -89,40 +89,37 @@ def fit_width_scales(profile: Profile, target: Target, name: str, fraction: floa
             f"interleaved run (tolerance {CONTROL_TOLERANCE:.0%}): this machine's speed is too unsteady for "
             "an in-network fit now; run it again, or on a quieter machine"
         )
-    savings = {key: table_savings(profile, dense, collect_layers(m, shape)) for key, m in variants.items()}
+    narrow = {v: collect_layers(m, shape) for v, m in variants.items()}
+    savings = {v: table_savings(profile, dense, layers) for v, layers in narrow.items()}
     keys = sorted({k for s in savings.values() for k, v in s.items() if abs(v) > 1e-9})
     cal = profile.calibration.get(name)
     scale = cal.scale if cal else 1.0
     a = np.array([[savings[v].get(k, 0.0) for k in keys] for v in variants])
-    misalign = {v: _misalign_ms(profile, collect_layers(m, shape)) - _misalign_ms(profile, dense)
-                for v, m in variants.items()}  # what the term adds is not the table's to explain  # fmt: skip
-    y = np.array([(ms["dense"] - ms[v]) / scale + misalign[v] for v in variants])
+    # the misalignment term's share of a saving is the term's to explain, not the table's
+    y = np.array([(ms["dense"] - ms[v]) / scale + _misalign_ms(profile, narrow[v]) - _misalign_ms(profile, dense)
+                  for v in variants])  # fmt: skip
     lam = RIDGE * float(np.abs(a).max(initial=1e-9))  # ridge rows: lam * (s_k - 1) = 0
     a_aug, y_aug = np.vstack([a, lam * np.eye(len(keys))]), np.concatenate([y, lam * np.ones(len(keys))])
     fitted = np.clip(np.linalg.lstsq(a_aug, y_aug, rcond=None)[0], *SCALE_RANGE)
-    narrow = {v: collect_layers(m, shape) for v, m in variants.items()}
-    before = {v: _ratio(profile, name, narrow[v], dense) for v in variants}
+    before = _ratios(profile, name, narrow, dense)
     profile.width_scale.update({k: round(float(s), 4) for k, s in zip(keys, fitted)})
     if cal:
-        points = [{**p, "layers_ms": profile.predict_layers(_layers_of(p))[0]} for p in cal.points]
+        points = [{**p, "layers_ms": profile.predict_layers(point_layers(p))[0]} for p in cal.points]
         profile.calibration[name] = fit_calibration(points)
+    after = _ratios(profile, name, narrow, dense)
     return [{"geometry": v, "measured_ratio": ms[v] / ms["dense"], "control_ratio": control,
-             "predicted_ratio_before": before[v],
-             "predicted_ratio_after": _ratio(profile, name, narrow[v], dense),
+             "predicted_ratio_before": before[v], "predicted_ratio_after": after[v],
              "width_scale": profile.width_scale.get(v)} for v in variants]  # fmt: skip
 
 
-def _ratio(profile: Profile, name: str, layers: list[Layer], dense: list[Layer]) -> float:
-    return profile.predict(layers, name).ms / profile.predict(dense, name).ms
+def _ratios(profile: Profile, name: str, narrow: dict[str, list[Layer]], dense: list[Layer]) -> dict[str, float]:
+    """Each variant's predicted ms relative to the dense model's, as the profile stands."""
+    dense_ms = profile.predict(dense, name).ms
+    return {v: profile.predict(layers, name).ms / dense_ms for v, layers in narrow.items()}
 
 
 def _misalign_ms(profile: Profile, layers: list[Layer]) -> float:
-    full, plain = replace(profile, width_scale={}), replace(profile, width_scale={}, misalign={})
-    return full.predict_layers(layers)[0] - plain.predict_layers(layers)[0]
-
-
-def _layers_of(point: dict) -> list[Layer]:
-    return [Layer(f"l{j}", Geometry.from_key(k), ci, co) for j, (k, ci, co) in enumerate(point["layers"])]
+    return sum(profile.misalign_ms(x.geometry, x.cin, x.cout) for x in layers)
 
 
 def _time(target: Target, models: dict, shape, rounds: int) -> dict[str, float]:

@@ -190,10 +190,14 @@ class Profile:
         if scale is not None:
             top, _ = table.lookup(table.cin[-1], (table.cout or table.cin)[-1], self.use_scan, self.channel_block)
             ms = top + scale * (ms - top)
+        return ms + self.misalign_ms(layer.geometry, cin, cout), outside
+
+    def misalign_ms(self, g: Geometry, cin: int, cout: int) -> float:
+        """What a layer off the runtime's channel blocking costs beyond its table entry (0 when aligned)."""
         m = self.misalign
-        if m and misaligned(layer.geometry, cin, cout, m["align"]):
-            ms += m["ms_per_mb"] * activation_mb(layer.geometry, cin, cout) + m["ms_per_layer"]
-        return ms, outside
+        if m and misaligned(g, cin, cout, m["align"]):
+            return m["ms_per_mb"] * activation_mb(g, cin, cout) + m["ms_per_layer"]
+        return 0.0
 
     def predict_layers(self, layers: list[Layer]) -> tuple[float, dict[str, float], list[str]]:
         per_layer, outside = {}, []

@@ -18,7 +18,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from edgeprune.atomic import atomic_write_text
-from edgeprune.backends import get_backend, measure_latency
+from edgeprune.backends import get_backend, measure_latency, prepare_runner
 from edgeprune.export import export_onnx
 from edgeprune.graph import build_graph
 from edgeprune.latency.layers import Geometry, Layer, collect_layers
@@ -86,7 +86,7 @@ def _time_layer(
     """Median ms and spread of one layer: an ONNX micro-model, or (torch targets) the same in torch."""
     x = input_for(g, cin)
     if target.backend == "torch":
-        runner = get_backend("torch").prepare(target, module=torch_micro_model(g, cin, cout))
+        runner = prepare_runner(target, torch_micro_model(g, cin, cout), x.shape)
     else:
         path = tmp / "micro.onnx"
         onnx.save(micro_model(g, cin, cout), path)
@@ -94,7 +94,7 @@ def _time_layer(
             from edgeprune.backends.onnxruntime import measure_kernels
 
             return measure_kernels(target, str(path), x, **MICRO_TIMING)
-        runner = get_backend(target.backend).prepare(target, onnx_path=str(path), **_shape_arg(target, x.shape))
+        runner = prepare_runner(target, path, x.shape)
     stats = measure_latency(runner, x, replace(target, **MICRO_TIMING))
     return stats.median_ms, stats.spread_pct
 
@@ -113,10 +113,6 @@ def layer_timing(target: Target, requested: str = "wall") -> str:
         raise ProfileError(f"kernel timing needs onnxruntime on CPU; target {target.name} is {target.backend} on "
                            f"{target.device}")  # fmt: skip
     return requested
-
-
-def _shape_arg(target: Target, shape) -> dict:
-    return {"input_shape": tuple(shape)} if target.backend == "tensorrt" else {}
 
 
 def torch_micro_model(g: Geometry, cin: int, cout: int) -> nn.Module:
@@ -156,12 +152,17 @@ def scan_widths(g: Geometry, top: int) -> list[int]:
     return sorted({c for c in range(top, max(0, top - SCAN["span"]) - 1, -step) if c >= max(1, step)})
 
 
-def prepare_model(target: Target, model: nn.Module, input_shape: tuple[int, ...], path: Path):
-    """A runner for ``model`` on ``target``: the module itself for torch, else exported to ONNX at ``path``."""
+def export_for(target: Target, model: nn.Module, input_shape: tuple[int, ...], path: Path) -> nn.Module | Path:
+    """What :func:`prepare_runner` takes for ``model``: the module itself for torch, else its ONNX at ``path``."""
     if target.backend == "torch":
-        return get_backend("torch").prepare(target, module=model)
+        return model
     export_onnx(model, torch.randn(*input_shape), path)
-    return get_backend(target.backend).prepare(target, onnx_path=str(path), **_shape_arg(target, input_shape))
+    return path
+
+
+def prepare_model(target: Target, model: nn.Module, input_shape: tuple[int, ...], path: Path):
+    """A runner for ``model`` on ``target`` (exported to ONNX at ``path`` unless the backend is torch)."""
+    return prepare_runner(target, export_for(target, model, input_shape, path), input_shape)
 
 
 def measure_model(target: Target, model: nn.Module, input_shape: tuple[int, ...], tmp: Path) -> float:
@@ -181,6 +182,11 @@ def fit_calibration(points: list[dict]) -> Calibration:
     return Calibration(float(scale), float(offset), points)
 
 
+def point_layers(point: dict) -> list[Layer]:
+    """A calibration point's layers, stored as [key, cin, cout]."""
+    return [Layer(f"l{j}", Geometry.from_key(k), ci, co) for j, (k, ci, co) in enumerate(point["layers"])]
+
+
 def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, list[dict]]) -> None:
     """Pick the lookup variant (channel block, staircase scans) and the misalignment term that best explain
     the calibration runs, then fit each model's calibration line with them. Each point carries its layers
@@ -191,8 +197,7 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
     activations): ms_per_mb of its input and output activations plus ms_per_layer, for a blocking of 8 or
     16. It is shared by all models of the profile; the calibration lines are per model.
     """
-    layers = {(name, i): [Layer(f"l{j}", Geometry.from_key(k), ci, co) for j, (k, ci, co) in enumerate(p["layers"])]
-              for name, points in points_by_model.items() for i, p in enumerate(points)}  # fmt: skip
+    layers = {(name, i): point_layers(p) for name, points in points_by_model.items() for i, p in enumerate(points)}
     features = {}  # per point and blocking: (MB moved, number of layers) of its misaligned layers
     for pid, ls in layers.items():
         for align in MISALIGN_BLOCKS:
