@@ -51,7 +51,7 @@ def markdown(report: dict) -> str:
         *[f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in rows],
         "",
         f"Latency: median of {len(a['latency']['round_medians_ms'])} round medians, the two models timed in "
-        "alternating rounds; spread across rounds "
+        "alternating rounds; spread (interquartile range of the round medians) "
         f"{a['latency']['spread_pct']:.1f} % (original), {b['latency']['spread_pct']:.1f} % (pruned). "
         "MACs are fvcore's multiply-accumulate counts.",
     ]

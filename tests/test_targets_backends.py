@@ -103,6 +103,29 @@ def test_interleaved_timing_cancels_drift_that_sequential_timing_credits_to_a_mo
     assert one_after_the_other < 1.5  # the drift, not the model, sets this ratio
 
 
+class BurstRunner:
+    """Sleeps 2 ms, except through one round, when a neighbour's burst makes it 5x slower."""
+
+    def __init__(self, burst_calls: range) -> None:
+        self.calls, self.burst_calls = 0, burst_calls
+
+    def run(self, x):
+        self.calls += 1
+        time.sleep((10.0 if self.calls in self.burst_calls else 2.0) / 1e3)
+        return x
+
+    def sync(self) -> None:
+        pass
+
+
+def test_one_slow_round_moves_neither_the_median_nor_the_spread():
+    target = target_from_dict("burst", {"backend": "torch", "warmup": 1, "repeats": 3, "rounds": 8})
+    stats = measure_latency(BurstRunner(burst_calls=range(8, 11)), np.zeros(1), target)  # all of round 3
+    assert max(stats.round_medians_ms) > 4 * min(stats.round_medians_ms)  # the burst is in the data
+    assert 1.9 < stats.median_ms < 3.0
+    assert stats.spread_pct < 30  # interquartile: the range would read about 400 %
+
+
 def test_onnxruntime_refuses_a_silent_cpu_fallback(resnet20_onnx):
     _, path = resnet20_onnx
     target = target_from_dict("gpu", {"backend": "onnxruntime", "device": "cuda"})

@@ -4,7 +4,7 @@
         --model cifar_resnet56 --model resnet50 --model mobilenet_v2 --out bench/predictor.json
 
 Plans are drawn with --seed (default 0), independent of the profile's calibration plans (seed 12345):
-the error is measured on variants the predictor never saw. Each variant is timed right after the dense
+the error is measured on variants the predictor never saw. Each variant is timed in alternating rounds with the dense
 model, so the error is reported twice: in ms (which carries the machine's drift since profiling) and in
 speedup over dense (what the planner relies on). With ``--passes 2`` every pair is timed again, and the
 pass-to-pass change is the measurement's own repeatability, a floor under any predictor's error.
@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from edgeprune.atomic import atomic_write_text
 from edgeprune.latency import Profile
 from edgeprune.latency.check import check_profile, check_variants, describe_check, error_row, summarize
-from edgeprune.targets import target_from_dict
+from edgeprune.targets import load_target, target_from_dict
 
 
 def reuse_measured(profile: Profile, target, name: str, earlier: dict, seed: int) -> dict:
@@ -53,7 +54,9 @@ def main() -> int:
         ap.error(f"{args.measured} was measured with seed {earlier['meta']['seed']}, not {args.seed}")
     profile = Profile.load(args.profile, strict=True)
     spec = {k: v for k, v in profile.target.items() if k not in ("name", "source")}
-    target = target_from_dict(profile.target["name"], spec)
+    # what is predicted comes from the profile (threads, batch, input); how to time it from today's target file
+    timing = {k: getattr(load_target(profile.target["name"]), k) for k in ("warmup", "repeats", "rounds")}
+    target = replace(target_from_dict(profile.target["name"], spec), **timing)
     results = {}
     for name in args.model:
         if earlier:
@@ -66,7 +69,8 @@ def main() -> int:
     meta = {"profile": args.profile, "device": profile.device, "target": profile.target["name"], "seed": args.seed,
             "lookup": {"channel_block": profile.channel_block, "use_scan": profile.use_scan},
             "misalign": profile.misalign, "measured_in": args.measured or "this run", "passes": args.passes,
-            "plans_per_model": len(rows), "timing": "each plan right after the dense model, fresh sessions",
+            "plans_per_model": len(rows), "timing": {**timing, "how": "each plan beside a dense session, in "
+                                                      "alternating rounds; fresh sessions"},
             "plan_sampler": "keep U(0.3, 1.0) of every prunable group, random channels"}  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

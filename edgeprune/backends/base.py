@@ -42,7 +42,7 @@ class LatencyStats:
     p90_ms: float
     min_ms: float
     round_medians_ms: list[float]
-    spread_pct: float  # (max - min) of the round medians, relative to the median
+    spread_pct: float  # interquartile range of the round medians (their range below 4 rounds), % of the median
     samples: int
 
     def to_dict(self) -> dict:
@@ -84,6 +84,14 @@ def _stats(times: list[float], medians: list[float]) -> LatencyStats:
         p90_ms=float(np.percentile(times, 90)),
         min_ms=min(times),
         round_medians_ms=medians,
-        spread_pct=100.0 * (max(medians) - min(medians)) / median if median else 0.0,
+        spread_pct=100.0 * _spread(medians) / median if median else 0.0,
         samples=len(times),
     )
+
+
+def _spread(values: list[float]) -> float:
+    # with many short rounds, one round hit by a neighbour's burst would dominate the range
+    if len(values) < 4:
+        return max(values) - min(values)
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return q3 - q1
