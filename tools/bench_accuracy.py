@@ -23,17 +23,17 @@ import argparse
 import copy
 import json
 import shutil
-import statistics
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from edgeprune.atomic import atomic_write_text
-from edgeprune.backends import get_backend, measure_latency
+from edgeprune.backends import get_backend, measure_interleaved
 from edgeprune.export import export_onnx
 from edgeprune.graph import build_graph
 from edgeprune.latency.profile import find_profile
@@ -77,11 +77,9 @@ class Timer:
         return get_backend(self.target.backend).prepare(self.target, onnx_path=str(path))
 
     def times(self, runners: dict) -> dict[str, float]:
-        out: dict[str, list[float]] = {k: [] for k in runners}
-        for _ in range(self.rounds):
-            for k, r in runners.items():
-                out[k].append(measure_latency(r, self.x, self.target).median_ms)
-        return {k: statistics.median(v) for k, v in out.items()}
+        """Median ms of each runner: ``rounds`` times the target's rounds, alternating between runners."""
+        target = replace(self.target, rounds=self.target.rounds * self.rounds)
+        return {k: s.median_ms for k, s in measure_interleaved(runners, self.x, target).items()}
 
     def speedup(self, model: torch.nn.Module) -> float:
         ms = self.times({"dense": self.dense, "pruned": self.runner(model, "probe")})
@@ -228,7 +226,7 @@ def main() -> None:
     ap.add_argument("--reg-steps", type=int, default=300, help="sparsity-training steps (batch 128)")
     ap.add_argument("--ft-steps", type=int, default=600, help="fine-tuning steps after pruning (batch 128)")
     ap.add_argument("--iters", type=int, default=6, help="bisection steps on measured latency")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per bisection step")
+    ap.add_argument("--rounds", type=int, default=3, help="timing per step, times the target's rounds")
     ap.add_argument("--train-from", help="reuse DIR/<method>/train sparsity runs (edgeprune methods)")
     ap.add_argument("--streams", action="store_true",
                     help="regularize residual streams and let the planner cut them (max_removed_shared 0.75)")

@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--target", default="cpu-ort")
     ap.add_argument("--profile", help="latency profile to plan with (default: the committed one)")
     ap.add_argument("--ft-steps", type=int, default=600, help="fine-tuning steps per point (batch 128)")
-    ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
+    ap.add_argument("--rounds", type=int, default=7, help="final timing, in multiples of the target's rounds")
     ap.add_argument("--out", default="bench/curve")
     args = ap.parse_args()
     warnings.simplefilter("ignore")

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from edgeprune.atomic import atomic_write_text
-from edgeprune.backends import get_backend, measure_latency
+from edgeprune.backends import get_backend, measure_interleaved
 from edgeprune.export import export_onnx
 from edgeprune.graph import build_graph
 from edgeprune.latency import Profile, collect_layers
@@ -57,11 +57,9 @@ def measure(name: str, target, models: dict, rounds: int) -> dict:
             path = Path(tmp) / f"model{i}.onnx"  # labels need not be file names
             export_onnx(m, torch.randn(*shape), path)
             runners[label] = get_backend(target.backend).prepare(target, onnx_path=str(path))
-        times: dict[str, list[float]] = {k: [] for k in models}
-        for _ in range(rounds):  # interleaved: drift between rounds hits every variant
-            for label, runner in runners.items():
-                times[label].append(measure_latency(runner, x, target).median_ms)
-    return {k: statistics.median(v) for k, v in times.items()}
+        # alternating rounds: drift while they are timed hits every variant
+        stats = measure_interleaved(runners, x, replace(target, rounds=target.rounds * rounds))
+    return {k: s.median_ms for k, s in stats.items()}
 
 
 def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int, shared: float) -> dict:
@@ -100,7 +98,7 @@ def main() -> None:
     parser.add_argument("--target", default="cpu-ort")
     parser.add_argument("--macs", default="0.5x", help="MACs budget both plans meet")
     parser.add_argument("--model", action="append", help="repeatable; default: " + ", ".join(MODELS))
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="timing, times the target's rounds")
     parser.add_argument("--max-removed-shared", type=float, default=PlanConstraints.max_removed_shared,
                         help="cap on residual-stream cuts, for both plans (default: the planner's)")
     parser.add_argument("--out", default="bench/planner.json")

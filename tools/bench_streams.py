@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--latency", default="0.6x", help="the one predicted latency budget every plan meets")
     ap.add_argument("--caps", default="0.75,0.5,0", help="--max-removed-shared values to compare")
     ap.add_argument("--ft-steps", type=int, default=150, help="fine-tuning steps per plan (batch 128)")
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds per plan")
+    ap.add_argument("--rounds", type=int, default=5, help="timing per plan, in multiples of the target's rounds")
     ap.add_argument("--out", default="bench/streams.json")
     args = ap.parse_args()
     warnings.simplefilter("ignore")

@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--target", default="cpu-ort")
     ap.add_argument("--out", default="bench/widths.json")
     ap.add_argument("--inner", action="store_true", help="narrow inner channels only; streams stay whole")
-    ap.add_argument("--rounds", type=int, default=7, help="with --inner: interleaved timing rounds")
+    ap.add_argument("--rounds", type=int, default=7, help="with --inner: timing, times the target's rounds")
     ap.add_argument("--profile", help="with --inner: the profile that predicts (default: the committed one)")
     ap.add_argument("--widths", help="with --inner: stage inner widths to time, e.g. '16,32,64;8,8,48'")
     args = ap.parse_args()
