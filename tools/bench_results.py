@@ -37,6 +37,9 @@ def rows_for(name: str, data: dict) -> list[dict]:
             if "repeat_max_abs_pct" in s:
                 rows.append(("measurement repeatability", model, "same plans, pass 2 vs pass 1, ms: median / max",
                              f"{s['repeat_median_abs_pct']:.1f} % / {s['repeat_max_abs_pct']:.1f} %", ""))
+                rows.append(("measurement repeatability", model, "same plans, pass 2 vs pass 1, speedup: median / max",
+                             f"{s['repeat_speedup_median_abs_pct']:.1f} % / {s['repeat_speedup_max_abs_pct']:.1f} %",
+                             ""))  # fmt: skip
     elif name == "machine":
         s = data["summary"]
         rows.append(("machine steadiness", "-", "fixed numpy work over a minute: max / min time",
@@ -58,6 +61,12 @@ def rows_for(name: str, data: dict) -> list[dict]:
                          f"{lat['realization']:.2f} ({lat['measured_speedup']:.2f}x measured)", ">= 1.0 at 2x"))
     elif name == "accuracy":
         rows += accuracy_rows(data)
+    elif "trials_ms" in data:  # bench/ratio/MODEL-RUNSxROUNDS.json
+        m = data["meta"]
+        for ratio, r in data["summary"].items():
+            rows.append((f"timing layout {m['rounds']} rounds x {m['repeats']} runs", m["model"],
+                         f"{ratio} over {m['trials']} trials: median, range",
+                         f"{r['median']:.3f}, {r['range_pct']:.1f} %", ""))  # fmt: skip
     elif name == "sparsity":
         model = data["meta"]["model"]
         for label, r in data["results"].items():

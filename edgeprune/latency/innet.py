@@ -64,9 +64,11 @@ def table_savings(profile: Profile, dense: list[Layer], narrow: list[Layer]) -> 
 
 
 def fit_width_scales(profile: Profile, target: Target, name: str, fraction: float = 0.5, align: int = 8,
-                     rounds: int = 7) -> list[dict]:  # fmt: skip
+                     rounds: int = 2) -> list[dict]:  # fmt: skip
     """Measure one variant per geometry of ``name``, fit ``profile.width_scale`` for those geometries, and
-    refit the model's calibration line on its stored points. Returns a row per variant."""
+    refit the model's calibration line on its stored points. Returns a row per variant.
+
+    ``rounds``: how long the variants are timed, in multiples of the target's rounds."""
     model, shape = build_model(name, target), model_input_shape(name, target)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
     dense = collect_layers(model, shape)
@@ -127,5 +129,5 @@ def _time(target: Target, models: dict, shape, rounds: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         runners = {k: prepare_model(target, m, shape, Path(tmp) / f"variant{i}.onnx")
                    for i, (k, m) in enumerate(models.items())}  # fmt: skip
-        stats = measure_interleaved(runners, x, replace(target, rounds=rounds))
+        stats = measure_interleaved(runners, x, replace(target, rounds=target.rounds * rounds))
     return {k: s.median_ms for k, s in stats.items()}
