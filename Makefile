@@ -103,8 +103,9 @@ bench/accuracy-1.5x-inner/accuracy.json: | $(STAMP)
 	$(PY) tools/bench_accuracy.py --speedup 1.5 --method oicsr --method group_lasso --method none \
 		--method torch_pruning --out bench/accuracy-1.5x-inner
 
-# Every method at 1.4x measured, the fastest Torch-Pruning reaches here on the inner channels (about
-# 80 minutes on 2 CPU cores; this session's run reused the 1.5x run's sparsity training, --train-from).
+# Every method at 1.4x measured, about the fastest Torch-Pruning reaches here on the inner channels. The
+# committed run took 60 minutes on 2 CPU cores reusing three methods' sparsity training (--train-from);
+# from scratch it also trains those three (300 steps each).
 bench/accuracy-1.4x/accuracy.json: | $(STAMP)
 	$(PY) -m pip install -e ".[bench]" -q
 	$(PY) tools/bench_accuracy.py --speedup 1.4 --rounds 5 --out bench/accuracy-1.4x

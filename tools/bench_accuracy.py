@@ -33,10 +33,11 @@ import numpy as np
 import torch
 
 from edgeprune.atomic import atomic_write_text
-from edgeprune.backends import get_backend, measure_interleaved
+from edgeprune.backends import measure_interleaved, prepare_runner
 from edgeprune.export import export_onnx
 from edgeprune.graph import build_graph
 from edgeprune.latency.profile import find_profile
+from edgeprune.latency.profiler import prepare_model
 from edgeprune.models import create_model
 from edgeprune.prune import load_model_ref
 from edgeprune.prune.planner import Budget, BudgetError, PlanConstraints
@@ -73,8 +74,7 @@ class Timer:
 
     def runner(self, model: torch.nn.Module, label: str):
         path = Path(self.tmp.name) / f"{label}.onnx"
-        export_onnx(model.eval(), torch.randn(*SHAPE), path)
-        return get_backend(self.target.backend).prepare(self.target, onnx_path=str(path))
+        return prepare_model(self.target, model.eval(), SHAPE, path)
 
     def times(self, runners: dict) -> dict[str, float]:
         """Median ms of each runner: ``rounds`` times the target's rounds, alternating between runners."""
@@ -255,7 +255,7 @@ def main() -> None:
         print(f"   {method}: {json.loads(done.read_text())['accuracy']}", flush=True)
         onnx[method] = work / "model.onnx"
     runners = {"dense": timer.dense}
-    runners.update({k: get_backend(target.backend).prepare(target, onnx_path=str(p)) for k, p in onnx.items()})
+    runners.update({k: prepare_runner(target, p, SHAPE) for k, p in onnx.items()})
     timer.rounds = args.rounds + 2
     ms = timer.times(runners)
     dense_macs = count_macs(dense, torch.randn(*SHAPE))[0]

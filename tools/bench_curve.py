@@ -24,7 +24,7 @@ import torch
 from bench_accuracy import SHAPE, Timer, accuracy, ft_config  # tools/ is on the path when this script runs
 
 from edgeprune.atomic import atomic_write_text
-from edgeprune.backends import get_backend
+from edgeprune.backends import prepare_runner
 from edgeprune.export import export_onnx
 from edgeprune.latency.profile import find_profile
 from edgeprune.models import create_model
@@ -89,8 +89,7 @@ def main() -> None:
                 compared[rec["method"]] = rec
                 onnx[rec["method"]] = Path(args.compare) / "runs" / rec["method"] / "model.onnx"
     timer = Timer(target, create_model("cifar_resnet56", pretrained=True).eval(), args.rounds)
-    backend = get_backend(target.backend)
-    runners = {"dense": timer.dense, **{k: backend.prepare(target, onnx_path=str(p)) for k, p in onnx.items()}}
+    runners = {"dense": timer.dense, **{k: prepare_runner(target, p, SHAPE) for k, p in onnx.items()}}
     ms = timer.times(runners)
     speed = {k: ms["dense"] / ms[k] for k in onnx}
     curve = [(speed[k], p["accuracy"]["jpeg_test"]) for k, p in points.items()]

@@ -20,12 +20,11 @@ import numpy as np
 import torch
 
 from edgeprune.atomic import atomic_write_text
-from edgeprune.backends import get_backend, measure_interleaved
-from edgeprune.export import export_onnx
+from edgeprune.backends import measure_interleaved
 from edgeprune.graph import build_graph
 from edgeprune.latency import Profile, collect_layers
 from edgeprune.latency.profile import find_profile
-from edgeprune.latency.profiler import build_model, model_input_shape
+from edgeprune.latency.profiler import build_model, model_input_shape, prepare_model
 from edgeprune.prune import prune_model
 from edgeprune.prune.planner import Budget, PlanConstraints, plan_pruning
 from edgeprune.targets import channel_align, load_target
@@ -55,8 +54,7 @@ def measure(name: str, target, models: dict, rounds: int) -> dict:
         runners = {}
         for i, (label, (m, _)) in enumerate(models.items()):
             path = Path(tmp) / f"model{i}.onnx"  # labels need not be file names
-            export_onnx(m, torch.randn(*shape), path)
-            runners[label] = get_backend(target.backend).prepare(target, onnx_path=str(path))
+            runners[label] = prepare_model(target, m, shape, path)
         # alternating rounds: drift while they are timed hits every variant
         stats = measure_interleaved(runners, x, replace(target, rounds=target.rounds * rounds))
     return {k: s.median_ms for k, s in stats.items()}
