@@ -123,16 +123,19 @@ def kit_cmd(target, models, out_dir) -> None:
 @click.option("--in-network", is_flag=True,
               help="Instead of profiling: fit the profile's in-network width corrections on the models "
                    "(variants timed beside the dense model; minutes).")
+@click.option("--recalibrate", is_flag=True,
+              help="Instead of profiling: time the models' calibration variants again and refit the "
+                   "calibration (layer tables kept; minutes).")
 @click.option("--layer-timing", type=click.Choice(["wall", "kernel"]), default="wall", show_default=True,
               help="Time layers by the wall clock, or (CPU onnxruntime) by the profiler's compute-kernel time.")
 def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict, import_path, plot_path,
-                in_network, layer_timing) -> None:
+                in_network, recalibrate, layer_timing) -> None:
     """Measure TARGET's latency profile for the layers of the given models (or --check / --import it)."""
     from edgeprune.latency.check import check_profile, describe_check
     from edgeprune.latency.innet import UnsteadyMeasurement, fit_width_scales
     from edgeprune.latency.kit import import_result
     from edgeprune.latency.profile import Profile, ProfileError, device_fingerprint, device_slug
-    from edgeprune.latency.profiler import ProfileBudgetExceeded, profile_target
+    from edgeprune.latency.profiler import ProfileBudgetExceeded, profile_target, recalibrate_profile
     from edgeprune.targets import TargetError, load_target
 
     try:
@@ -170,6 +173,13 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict,
                                f"(width scale {r['width_scale']})")
             profile.save(path)  # only after every model's fit: a failure leaves the file as it was
             click.echo(f"wrote {path}: in-network width corrections for {', '.join(models)}")
+            return
+        if recalibrate:
+            profile = recalibrate_profile(Profile.load(path, strict=strict), t, list(models))
+            profile.save(path)  # only after every model was measured: a failure leaves the file as it was
+            lines = [f"{m}: {c.scale:.3f} x layers {c.offset_ms:+.3f} ms" for m, c in profile.calibration.items()]
+            click.echo(f"wrote {path}: recalibrated {', '.join(models)}; misalignment term {profile.misalign or 'none'}"
+                       + "".join(f"\n  {line}" for line in lines))
             return
         if check_plans is None:
             profile = profile_target(t, list(models), path, budget_s, timing=layer_timing)

@@ -212,6 +212,8 @@ def test_kit_round_trip_without_torch(tmp_path, monkeypatch):
     assert proc.returncode == 0, proc.stderr
     profile = import_result(kit / "result.json")
     assert "cifar_resnet20" in profile.calibration and len(profile.tables) == 6
+    points = profile.calibration["cifar_resnet20"].points  # each timed beside the dense model, on the device too
+    assert all(p["measured_ratio"] > 0 for p in points) and points[0]["label"] == "uniform-0.0"
     layers = collect_layers(create_model("cifar_resnet20"), (1, 3, 32, 32))
     assert profile.predict(layers, "cifar_resnet20").ms > 0
     runner = CliRunner()
@@ -265,6 +267,49 @@ def test_lookup_variant_is_chosen_by_calibration_residual(tiny_profile):
     assert (profile.channel_block, profile.use_scan) in profiler.LOOKUP_CHOICES
     points = profile.calibration["cifar_resnet20"].points
     assert {p["label"] for p in points} >= {"uniform-0.0", "random-0"} and all(p["layers"] for p in points)
+
+
+def test_calibration_points_are_ratios_to_the_dense_model_timed_beside_them(monkeypatch):
+    """The machine slows 3x halfway through: points timed one after the other would bend the line; points
+    taken as ratios to the dense session beside them do not."""
+    monkeypatch.setattr(profiler, "CALIBRATION_RATIOS", (0.0, 0.5))
+    monkeypatch.setattr(profiler, "CALIBRATION_RANDOM", 1)
+    slow = [1.0, 1.0, 3.0]  # the dense model's ms in each pair: the machine slowed for the last one
+
+    def fake_pairs(target, models, shape, passes=1, desc=""):
+        assert len(models) == 4 and models[0] is models[1]  # [dense, dense as uniform-0.0, 0.5, random-0]
+        return [[(d, d * ratio) for d, ratio in zip(slow, (1.0, 0.5, 0.8))]]
+
+    monkeypatch.setattr(profiler, "measure_variants", fake_pairs)
+    points = profiler.calibration_points(load_target("cpu-ort"), "cifar_resnet20")
+    assert [p["label"] for p in points] == ["uniform-0.0", "uniform-0.5", "random-0"]
+    assert [p["measured_ratio"] for p in points] == pytest.approx([1.0, 0.5, 0.8])
+    assert [p["measured_ms"] for p in points] == pytest.approx([1.0, 0.5, 0.8])  # x the median dense ms, 1.0
+    assert points[2]["dense_ms"] == 3.0
+
+
+def test_recalibrate_keeps_the_tables_and_refits_the_line(tiny_profile, tmp_path, monkeypatch):
+    target, path, profile = tiny_profile
+    monkeypatch.setattr(profiler, "CALIBRATION_RATIOS", (0.0, 0.5))
+    monkeypatch.setattr(profiler, "CALIBRATION_RANDOM", 1)
+    copy = tmp_path / "p.json"
+    copy.write_text(path.read_text())
+    fast = replace(target, repeats=2, rounds=2)
+    monkeypatch.setattr("edgeprune.targets.load_target", lambda name, *a, **k: fast)
+    out = CliRunner().invoke(main, ["profile", "cpu-ort", "--model", "cifar_resnet20", "--recalibrate",
+                                    "--out", str(copy)])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    again = Profile.load(copy)
+    assert {k: vars(t) for k, t in again.tables.items()} == {k: vars(t) for k, t in profile.tables.items()}
+    points = again.calibration["cifar_resnet20"].points
+    assert all("measured_ratio" in p for p in points) and again.settings["end_to_end"]["rounds"] == 2
+    before = copy.read_text()
+    out = CliRunner().invoke(main, ["profile", "cpu-ort", "--model", "cifar_vgg16", "--recalibrate",
+                                    "--out", str(copy)])  # fmt: skip
+    assert out.exit_code == 1 and "never measured" in out.output and copy.read_text() == before
+    other = replace(fast, threads=fast.threads + 1)
+    with pytest.raises(ProfileError, match="another cpu-ort set-up"):
+        profiler.recalibrate_profile(again, other, ["cifar_resnet20"])
 
 
 def test_channel_block_rounds_up_within_the_measured_range():

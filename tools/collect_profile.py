@@ -119,6 +119,42 @@ def time_it(run, x: np.ndarray, warmup: int, repeats: int, rounds: int) -> tuple
     return median, 100.0 * (q3 - q1) / median if median else 0.0
 
 
+def time_beside(run, dense, x: np.ndarray, warmup: int, repeats: int, rounds: int) -> tuple[float, float]:
+    """Median ms of ``run`` and of ``dense``, timed in alternating rounds: a machine slowing down while it
+    measures slows both alike."""
+    for _ in range(warmup):
+        run(x)
+        dense(x)
+    medians: dict = {run: [], dense: []}
+    for _ in range(rounds):
+        for r in (dense, run):
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                r(x)
+                times.append((time.perf_counter() - t0) * 1e3)
+            medians[r].append(statistics.median(times))
+    return statistics.median(medians[run]), statistics.median(medians[dense])
+
+
+def calibrate(entries: list[dict], kit: Path, runner, target: dict, rng) -> list[dict]:
+    """Each calibration model timed beside a fresh session of its dense model (label uniform-0.0); its ms is
+    its ratio to that session times the median dense ms of the model's pairs, as edgeprune does."""
+    out = []
+    for model in dict.fromkeys(c["model"] for c in entries):
+        mine = [c for c in entries if c["model"] == model]
+        dense = next((c for c in mine if c["label"] == "uniform-0.0"), None)
+        if dense is None:
+            sys.exit(f"the kit has no dense calibration model (uniform-0.0) for {model}")
+        x = rng.standard_normal(dense["input"], dtype=np.float32)
+        pairs = [time_beside(runner(kit / c["file"], c["input"]), runner(kit / dense["file"], dense["input"]), x,
+                             target["warmup"], target["repeats"], target["rounds"]) for c in mine]  # fmt: skip
+        reference = statistics.median(d for _, d in pairs)
+        out += [{**{k: c[k] for k in ("model", "label", "layers")}, "measured_ms": reference * ms / d,
+                 "measured_ratio": ms / d, "dense_ms": d} for c, (ms, d) in zip(mine, pairs)]  # fmt: skip
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kit")
@@ -148,11 +184,7 @@ def main() -> int:
         measurements.append({**{k: e[k] for k in ("key", "cin", "cout")}, "ms": ms, "spread_pct": spread})
         print(f"\r{i + 1}/{len(manifest['entries'])} micro-models", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    calibration = []
-    for c in manifest["calibration"]:
-        x = rng.standard_normal(c["input"], dtype=np.float32)
-        ms, _ = time_it(runner(kit / c["file"], c["input"]), x, target["warmup"], target["repeats"], target["rounds"])
-        calibration.append({**{k: c[k] for k in ("model", "label", "layers")}, "measured_ms": ms})
+    calibration = calibrate(manifest["calibration"], kit, runner, target, rng)
     result = {"schema": RESULT_SCHEMA, "target": target, "settings": manifest["settings"],
               "device": fingerprint(backend), "measurements": measurements, "calibration": calibration}
     out = Path(args.out) if args.out else kit / "result.json"

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import random
 import statistics
-import tempfile
-from pathlib import Path
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
-from edgeprune.backends import measure_interleaved, prepare_runner
 from edgeprune.graph import build_graph
 from edgeprune.latency.layers import Layer, collect_layers
 from edgeprune.latency.profile import Profile
-from edgeprune.latency.profiler import build_model, export_for, model_input_shape, random_plan
+from edgeprune.latency.profiler import build_model, measure_variants, model_input_shape, random_plan
 from edgeprune.prune import prune_model
 from edgeprune.targets import Target
 
@@ -64,24 +59,6 @@ def summarize(rows: list[dict], dense_predicted: float) -> dict:
         out.update(repeat_median_abs_pct=rep["median"], repeat_max_abs_pct=rep["max"],
                    repeat_speedup_median_abs_pct=rep_speed["median"], repeat_speedup_max_abs_pct=rep_speed["max"])
     return out
-
-
-def measure_variants(target: Target, models: list, shape: tuple[int, ...], passes: int = 1) -> list[list[tuple]]:
-    """``out[p][j]``: (dense ms, ms of variant j) in pass p, for ``models`` = [dense, variant 0, ...]. Each
-    variant is timed in alternating rounds with a fresh session of the dense model, so drift over the
-    minutes a check takes hits both alike."""
-    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    with tempfile.TemporaryDirectory() as tmp:
-        # exported once; every pass builds fresh sessions from the files
-        items = [export_for(target, m, shape, Path(tmp) / f"variant{i}.onnx") for i, m in enumerate(models)]
-
-        def time_pair(item) -> tuple[float, float]:
-            # alternating rounds: a slowdown while the pair is timed hits both, not just one
-            runners = {"dense": prepare_runner(target, items[0], shape), "variant": prepare_runner(target, item, shape)}
-            stats = measure_interleaved(runners, x, target)
-            return stats["dense"].median_ms, stats["variant"].median_ms
-
-        return [[time_pair(item) for item in tqdm(items[1:], desc=f"pass {p + 1}/{passes}")] for p in range(passes)]
 
 
 def check_profile(profile: Profile, target: Target, name: str, n_plans: int, seed: int = 0,

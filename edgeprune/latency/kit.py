@@ -100,7 +100,8 @@ def import_result(path: str | os.PathLike) -> Profile:
         by_model: dict[str, list[dict]] = {}
         for c in data["calibration"]:
             by_model.setdefault(c["model"], []).append(
-                {"label": c["label"], "layers": c["layers"], "measured_ms": float(c["measured_ms"])}
+                {"label": c["label"], "layers": c["layers"], "measured_ms": float(c["measured_ms"]),
+                 **{k: float(c[k]) for k in ("measured_ratio", "dense_ms") if k in c}}
             )
         choose_lookup_and_calibrate(profile, by_model)
     except (KeyError, TypeError, ValueError) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 import statistics
 import tempfile
@@ -18,7 +19,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from edgeprune.atomic import atomic_write_text
-from edgeprune.backends import get_backend, measure_latency, prepare_runner
+from edgeprune.backends import get_backend, measure_interleaved, measure_latency, prepare_runner
 from edgeprune.export import export_onnx
 from edgeprune.graph import build_graph
 from edgeprune.latency.layers import Geometry, Layer, collect_layers
@@ -172,6 +173,25 @@ def measure_model(target: Target, model: nn.Module, input_shape: tuple[int, ...]
     return measure_latency(runner, x, target).median_ms
 
 
+def measure_variants(target: Target, models: list, shape: tuple[int, ...], passes: int = 1,
+                     desc: str = "pass") -> list[list[tuple]]:  # fmt: skip
+    """``out[p][j]``: (dense ms, ms of variant j) in pass p, for ``models`` = [dense, variant 0, ...]. Each
+    variant is timed in alternating rounds with a fresh session of the dense model, so drift over the
+    minutes this takes hits both alike."""
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        # exported once; every pass builds fresh sessions from the files
+        items = [export_for(target, m, shape, Path(tmp) / f"variant{i}.onnx") for i, m in enumerate(models)]
+
+        def time_pair(item) -> tuple[float, float]:
+            runners = {"dense": prepare_runner(target, items[0], shape), "variant": prepare_runner(target, item, shape)}
+            stats = measure_interleaved(runners, x, target)
+            return stats["dense"].median_ms, stats["variant"].median_ms
+
+        return [[time_pair(item) for item in tqdm(items[1:], desc=f"{desc} {p + 1}/{passes}", leave=False)]
+                for p in range(passes)]  # fmt: skip
+
+
 def fit_calibration(points: list[dict]) -> Calibration:
     layers = np.array([p["layers_ms"] for p in points])
     measured = np.array([p["measured_ms"] for p in points])
@@ -189,8 +209,8 @@ def point_layers(point: dict) -> list[Layer]:
 
 def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, list[dict]]) -> None:
     """Pick the lookup variant (channel block, staircase scans) and the misalignment term that best explain
-    the calibration runs, then fit each model's calibration line with them. Each point carries its layers
-    as [key, cin, cout].
+    the calibration runs (least RMS relative residual), then fit each model's calibration line with them.
+    Each point carries its layers as [key, cin, cout].
 
     The misalignment term is what a layer off the runtime's channel blocking costs inside a network beyond
     its micro-model (onnxruntime leaves its blocked layout around such a layer: two layout reorders of its
@@ -217,7 +237,9 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
                 cal = fitted[name] = fit_calibration(pts)
                 residuals += [abs(cal.scale * q["layers_ms"] + cal.offset_ms - q["measured_ms"]) / q["measured_ms"]
                               for q in pts]  # fmt: skip
-            score = statistics.median(residuals) if residuals else 0.0
+            # RMS, not the median: a median lets a term explain the random plans and leave up to half of
+            # the points (all the uniform ones) unexplained, and the term is then a different one each time
+            score = math.sqrt(statistics.fmean(r * r for r in residuals)) if residuals else 0.0
             if best is None or score < best[0] - 1e-12:
                 term = {"align": align, "ms_per_mb": per_mb, "ms_per_layer": per_layer}
                 best = (score, block, scan, term if per_mb or per_layer else {}, fitted)
@@ -267,10 +289,36 @@ def profile_target(
             atomic_write_text(partial, json.dumps(done))
         tables = {k: Table(**t) for k, t in done["tables"].items() if k in axes}
         profile = Profile(target_dict(target), device_fingerprint(target.backend), stamp["settings"], tables)
-        points = {name: calibration_points(target, name, Path(tmp)) for name in model_names}
+        points = {name: calibration_points(target, name) for name in model_names}
         choose_lookup_and_calibrate(profile, points)
     profile.save(out_path)
     partial.unlink(missing_ok=True)
+    return profile
+
+
+def recalibrate_profile(profile: Profile, target: Target, model_names: list[str]) -> Profile:
+    """Measure the calibration runs of ``model_names`` again and refit the lookup variant, the misalignment
+    term and every model's calibration line; the layer tables are kept, and models not named keep their
+    stored points. Minutes instead of a full profile, when the tables still hold but the end-to-end picture
+    moved (a runtime update, a new timing layout)."""
+    reason = get_backend(target.backend).unavailable_reason(target)
+    if reason:
+        raise ProfileError(f"target {target.name} cannot run here: {reason}")
+    run, _ = _table_stamp({"target": target_dict(target)})
+    if run != _table_stamp(profile.to_dict())[0]:
+        raise ProfileError(f"the profile's tables were measured with another {target.name} set-up "
+                           f"({profile.target}): profile again instead of recalibrating")  # fmt: skip
+    for name in model_names:
+        layers = collect_layers(build_model(name, target), model_input_shape(name, target))
+        missing = sorted({x.geometry.key for x in layers} - set(profile.tables))
+        if missing:
+            raise ProfileError(f"{name} has {len(missing)} layer geometries the profile never measured (e.g. "
+                               f"{missing[0]}): profile it with `edgeprune profile {target.name} --model {name}`")
+    points = {name: cal.points for name, cal in profile.calibration.items()}
+    points.update({name: calibration_points(target, name) for name in model_names})
+    choose_lookup_and_calibrate(profile, points)
+    fresh = profile_settings(target, profile.settings.get("layer_timing", "wall"))
+    profile.settings = {**profile.settings, **{k: fresh[k] for k in ("calibration", "end_to_end")}}
     return profile
 
 
@@ -283,14 +331,21 @@ def calibration_variants(model: nn.Module, name: str, shape: tuple[int, ...]) ->
     return [(label, prune_model(model, graph, plan)[0] if plan else model) for label, plan in plans]
 
 
-def calibration_points(target: Target, name: str, tmp: Path) -> list[dict]:
-    """End-to-end runs of uniform and random pruned variants, each with its layer list."""
+def calibration_points(target: Target, name: str) -> list[dict]:
+    """End-to-end runs of uniform and random pruned variants (the dense model among them), each with its
+    layer list.
+
+    Each variant is timed beside a fresh session of the dense model in alternating rounds, and its ms is
+    its ratio to that session times the median dense ms of all pairs: the machine's drift over the minutes
+    a calibration takes (20 % and more on a shared VM) cancels out of the points instead of bending the line.
+    """
     model, shape = build_model(name, target), model_input_shape(name, target)
-    points = []
-    for label, variant in calibration_variants(model, name, shape):
-        layers = [[x.geometry.key, x.cin, x.cout] for x in collect_layers(variant, shape)]
-        points.append({"label": label, "layers": layers, "measured_ms": measure_model(target, variant, shape, tmp)})
-    return points
+    variants = calibration_variants(model, name, shape)
+    pairs = measure_variants(target, [model] + [v for _, v in variants], shape, desc=f"calibrating {name}")[0]
+    reference = statistics.median(d for d, _ in pairs)
+    return [{"label": label, "layers": [[x.geometry.key, x.cin, x.cout] for x in collect_layers(v, shape)],
+             "measured_ms": reference * ms / dense, "measured_ratio": ms / dense, "dense_ms": dense}
+            for (label, v), (dense, ms) in zip(variants, pairs)]  # fmt: skip
 
 
 def random_plan(graph, rng: random.Random, low: float = 0.3, high: float = 1.0) -> Plan:
@@ -325,7 +380,8 @@ def profile_settings(target: Target, timing: str = "wall") -> dict:
         "micro_timing": MICRO_TIMING,
         "scan": SCAN,
         "calibration": {"uniform": list(CALIBRATION_RATIOS), "random": CALIBRATION_RANDOM},
-        "end_to_end": {"warmup": target.warmup, "repeats": target.repeats, "rounds": target.rounds},
+        "end_to_end": {"warmup": target.warmup, "repeats": target.repeats, "rounds": target.rounds,
+                       "how": "each variant beside a dense session, alternating rounds; ms = ratio x dense median"},
         "statistic": "median of round medians (ms)",
         "fusion": "conv+ReLU micro-models (BN folded)",
         "layer_timing": layer_timing(target, timing),
