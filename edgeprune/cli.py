@@ -168,7 +168,7 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict,
             profile = Profile.load(path, strict=strict)
             for m in models:
                 for r in fit_width_scales(profile, t, m):
-                    click.echo(f"{m} {r['geometry']}: measured {r['measured_ratio']:.3f} of dense, predicted "
+                    click.echo(f"{m} {r['variant']}: measured {r['measured_ratio']:.3f} of dense, predicted "
                                f"{r['predicted_ratio_before']:.3f} -> {r['predicted_ratio_after']:.3f} "
                                f"(width scale {r['width_scale']})")
             profile.save(path)  # only after every model's fit: a failure leaves the file as it was

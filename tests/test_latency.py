@@ -114,6 +114,9 @@ def test_in_network_fit_sets_scales_for_the_narrowed_geometries(tiny_profile, mo
     monkeypatch.setattr(innet, "CONTROL_TOLERANCE", 10.0)  # the test's short timing is noisy: accept it
     rows = fit_width_scales(profile, target, "cifar_resnet20", rounds=1)
     assert rows and {r["geometry"] for r in rows} <= set(profile.tables)
+    # several widths per geometry (32 channels: 8, 16, 24), and 0.75 of 16 rounds back to 16: no variant
+    per_geometry = [sum(r["geometry"] == g for r in rows) for g in {r["geometry"] for r in rows}]
+    assert max(per_geometry) == 3 and min(per_geometry) >= 1 and len({r["variant"] for r in rows}) == len(rows)
     assert all(r["measured_ratio"] > 0 for r in rows)
     # geometries whose table saves nothing at these widths have nothing to scale; the rest are fitted
     assert profile.width_scale and set(profile.width_scale) <= set(profile.tables)

@@ -25,6 +25,7 @@ from edgeprune.prune import Plan, prune_model
 from edgeprune.targets import Target
 
 SCALE_RANGE = (0.0, 3.0)
+FRACTIONS = (0.25, 0.5, 0.75)  # several widths per geometry: a scale fitted at one width misjudged others
 CONTROL_TOLERANCE = 0.03
 RIDGE = 0.05  # pull towards s = 1 (the table as measured), relative to the typical saving
 
@@ -63,24 +64,31 @@ def table_savings(profile: Profile, dense: list[Layer], narrow: list[Layer]) -> 
     return out
 
 
-def fit_width_scales(profile: Profile, target: Target, name: str, fraction: float = 0.5, align: int = 8,
-                     rounds: int = 2) -> list[dict]:  # fmt: skip
-    """Measure one variant per geometry of ``name``, fit ``profile.width_scale`` for those geometries, and
-    refit the model's calibration line on its stored points. Returns a row per variant.
+def fit_width_scales(profile: Profile, target: Target, name: str, fractions: tuple[float, ...] = FRACTIONS,
+                     align: int = 8, rounds: int = 2) -> list[dict]:  # fmt: skip
+    """Measure variants of ``name`` that narrow each geometry to each of ``fractions`` (distinct widths only),
+    fit ``profile.width_scale`` for those geometries, and refit the model's calibration line on its stored
+    points. Returns a row per variant.
 
     ``rounds``: how long the variants are timed, in multiples of the target's rounds."""
     model, shape = build_model(name, target), model_input_shape(name, target)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
     dense = collect_layers(model, shape)
     groups = [g for g in graph.prunable_groups if not g.shared and g.size >= 2 * align]
-    touches = {g.id: _changed_keys(dense, collect_layers(_variant(model, graph, [g], fraction, align), shape))
+    touches = {g.id: _changed_keys(dense, collect_layers(_variant(model, graph, [g], min(fractions), align), shape))
                for g in groups}  # fmt: skip
     by_groups: dict[tuple, str] = {}
     for key in sorted({k for ks in touches.values() for k in ks}):
         ids = tuple(g.id for g in groups if key in touches[g.id])
         by_groups.setdefault(ids, key)  # geometries always narrowed together share one variant
-    variants = {key: _variant(model, graph, [g for g in groups if g.id in ids], fraction, align)
-                for ids, key in by_groups.items()}  # fmt: skip
+    variants, geometry = {}, {}
+    for ids, key in by_groups.items():
+        chosen, widths = [g for g in groups if g.id in ids], set()
+        for f in fractions:  # one variant per distinct set of widths: 0.75 of 16 channels rounds back to 16
+            w = tuple(len(narrowed_keep(g, f, align)) for g in chosen)
+            if w not in widths and w != tuple(g.size for g in chosen):
+                widths.add(w)
+                variants[f"{key}@{f:g}"], geometry[f"{key}@{f:g}"] = _variant(model, graph, chosen, f, align), key
     # A second session of the dense model is the control: identical work, so its ratio to "dense" is
     # the measurement's own error in this run. Past CONTROL_TOLERANCE the fit would be fitting noise.
     ms = _time(target, {"dense": model.eval(), **variants, "control": model.eval()}, shape, rounds)
@@ -109,9 +117,9 @@ def fit_width_scales(profile: Profile, target: Target, name: str, fraction: floa
         points = [{**p, "layers_ms": profile.predict_layers(point_layers(p))[0]} for p in cal.points]
         profile.calibration[name] = fit_calibration(points)
     after = _ratios(profile, name, narrow, dense)
-    return [{"geometry": v, "measured_ratio": ms[v] / ms["dense"], "control_ratio": control,
+    return [{"variant": v, "geometry": geometry[v], "measured_ratio": ms[v] / ms["dense"], "control_ratio": control,
              "predicted_ratio_before": before[v], "predicted_ratio_after": after[v],
-             "width_scale": profile.width_scale.get(v)} for v in variants]  # fmt: skip
+             "width_scale": profile.width_scale.get(geometry[v])} for v in variants]  # fmt: skip
 
 
 def _ratios(profile: Profile, name: str, narrow: dict[str, list[Layer]], dense: list[Layer]) -> dict[str, float]:
