@@ -89,19 +89,31 @@ def test_predictor_error_is_measured_on_random_plans_beside_the_dense_model(tiny
     assert "pass to pass" in describe_check(report)
 
 
-def test_width_scale_bends_a_geometry_towards_its_widest_entry(tiny_profile):
+def test_width_scale_scales_a_layers_saving_from_its_own_dense_widths_in_its_own_model(tiny_profile):
     _, _, profile = tiny_profile
-    layer = next(x for x in collect_layers(create_model("cifar_resnet20"), (1, 3, 32, 32)) if x.geometry.op == "conv")
-    key, table = layer.geometry.key, profile.tables[layer.geometry.key]
+    dense = collect_layers(create_model("cifar_resnet20"), (1, 3, 32, 32))
+    layer = next(x for x in dense if x.geometry.op == "conv" and x.cin == x.cout == 32)
+    key = layer.geometry.key
     plain = replace(profile, width_scale={}, misalign={})  # the scale bends the table, not the misalignment term
-    top = plain.layer_ms(layer, table.cin[-1], table.cout[-1])[0]
-    narrow = plain.layer_ms(layer, table.cin[0], table.cout[0])[0]  # the tiny tables are noisy: either way round
-    flat, doubled = replace(plain, width_scale={key: 0.0}), replace(plain, width_scale={key: 2.0})
-    assert flat.layer_ms(layer, table.cin[0], table.cout[0])[0] == pytest.approx(top)
-    assert doubled.layer_ms(layer, table.cin[0], table.cout[0])[0] == pytest.approx(2 * narrow - top)
-    assert Profile.from_dict(doubled.to_dict()).width_scale == {key: 2.0}
-    with pytest.raises(ProfileError, match="width_scale"):
-        Profile.from_dict({**doubled.to_dict(), "width_scale": {"conv|b1|1x1|k1|s1|gw0|fp32": 1.0}})
+    full, narrow = plain.layer_ms(layer, 32, 32)[0], plain.layer_ms(layer, 16, 16)[0]
+    flat, doubled = replace(plain, width_scale={}), replace(plain, width_scale={})
+    flat.set_width_scales("cifar_resnet20", {key: 0.0}, dense)
+    doubled.set_width_scales("cifar_resnet20", {key: 2.0}, dense)
+    for p in (flat, doubled):  # at its dense widths a layer costs its table entry, whatever the scale
+        assert p.layer_ms(layer, 32, 32, "cifar_resnet20")[0] == pytest.approx(full)
+    assert flat.layer_ms(layer, 16, 16, "cifar_resnet20")[0] == pytest.approx(full)
+    assert doubled.layer_ms(layer, 16, 16, "cifar_resnet20")[0] == pytest.approx(2 * narrow - full)
+    # another model with the same geometry, or a layer the fit never saw, keeps the table as measured
+    assert doubled.layer_ms(layer, 16, 16, "cifar_resnet56")[0] == pytest.approx(narrow)
+    assert doubled.layer_ms(replace(layer, path="elsewhere"), 16, 16, "cifar_resnet20")[0] == pytest.approx(narrow)
+    again = Profile.from_dict(doubled.to_dict())
+    assert again.width_scale == doubled.width_scale
+    assert again.layer_ms(layer, 16, 16, "cifar_resnet20")[0] == pytest.approx(2 * narrow - full)
+    with pytest.raises(ProfileError, match="without a table"):
+        bad = {"cifar_resnet20": {"scales": {"conv|b1|1x1|k1|s1|gw0|fp32": 1.0}, "dense": []}}
+        Profile.from_dict({**doubled.to_dict(), "width_scale": bad})
+    with pytest.raises(ProfileError, match="before per-model"):  # the old flat {geometry: scale} format
+        Profile.from_dict({**doubled.to_dict(), "width_scale": {key: 1.0}})
 
 
 def test_in_network_fit_sets_scales_for_the_narrowed_geometries(tiny_profile, monkeypatch):
@@ -119,8 +131,9 @@ def test_in_network_fit_sets_scales_for_the_narrowed_geometries(tiny_profile, mo
     assert max(per_geometry) == 3 and min(per_geometry) >= 1 and len({r["variant"] for r in rows}) == len(rows)
     assert all(r["measured_ratio"] > 0 for r in rows)
     # geometries whose table saves nothing at these widths have nothing to scale; the rest are fitted
-    assert profile.width_scale and set(profile.width_scale) <= set(profile.tables)
-    assert all(0.0 <= v <= 3.0 for v in profile.width_scale.values())
+    scales = profile.width_scale["cifar_resnet20"]["scales"]
+    assert scales and set(scales) <= set(profile.tables) and all(0.0 <= v <= 3.0 for v in scales.values())
+    assert len(profile.width_scale["cifar_resnet20"]["dense"]) == 20  # 19 convs and the classifier
     assert profile.calibration["cifar_resnet20"].points  # refitted on its stored points
 
 

@@ -2,9 +2,9 @@
 
 A table is measured on a lone layer (a micro-model). Inside a network the same narrowing can save less or
 more: on ResNet-56 under onnxruntime, stage 1 narrowed 16 -> 8 saved nothing end to end where its tables
-promised 6 %. This fits one scale per geometry on the table's saving, ``Profile.width_scale``, from
-variants of the network that each narrow the inner channels of the groups touching one geometry, all
-timed beside the dense model in alternating rounds.
+promised 6 %. This fits one scale per geometry and model on the table's saving from the model's dense
+widths, ``Profile.width_scale``, from variants of the network that each narrow the inner channels of the
+groups touching one geometry to a few widths, all timed beside the dense model in alternating rounds.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from edgeprune.backends import measure_interleaved
 from edgeprune.graph import build_graph
 from edgeprune.latency.layers import Layer, collect_layers
 from edgeprune.latency.profile import Profile
-from edgeprune.latency.profiler import build_model, fit_calibration, model_input_shape, point_layers, prepare_model
+from edgeprune.latency.profiler import build_model, fit_calibration, model_input_shape, prepare_model
 from edgeprune.prune import Plan, prune_model
 from edgeprune.targets import Target
 
@@ -112,14 +112,15 @@ def fit_width_scales(profile: Profile, target: Target, name: str, fractions: tup
     a_aug, y_aug = np.vstack([a, lam * np.eye(len(keys))]), np.concatenate([y, lam * np.ones(len(keys))])
     fitted = np.clip(np.linalg.lstsq(a_aug, y_aug, rcond=None)[0], *SCALE_RANGE)
     before = _ratios(profile, name, narrow, dense)
-    profile.width_scale.update({k: round(float(s), 4) for k, s in zip(keys, fitted)})
+    profile.set_width_scales(name, {k: round(float(s), 4) for k, s in zip(keys, fitted)}, dense)
     if cal:
-        points = [{**p, "layers_ms": profile.predict_layers(point_layers(p))[0]} for p in cal.points]
+        points = [{**p, "layers_ms": profile.predict_layers(profile.model_layers(name, p), name)[0]}
+                  for p in cal.points]  # fmt: skip
         profile.calibration[name] = fit_calibration(points)
     after = _ratios(profile, name, narrow, dense)
     return [{"variant": v, "geometry": geometry[v], "measured_ratio": ms[v] / ms["dense"], "control_ratio": control,
              "predicted_ratio_before": before[v], "predicted_ratio_after": after[v],
-             "width_scale": profile.width_scale.get(geometry[v])} for v in variants]  # fmt: skip
+             "width_scale": profile.width_scale[name]["scales"].get(geometry[v])} for v in variants]  # fmt: skip
 
 
 def _ratios(profile: Profile, name: str, narrow: dict[str, list[Layer]], dense: list[Layer]) -> dict[str, float]:

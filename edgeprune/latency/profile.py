@@ -172,13 +172,17 @@ class Profile:
     # What a layer whose channels are off the runtime's blocking costs beyond its table entry, inside a
     # network: {"align": 8|16, "ms_per_mb": .., "ms_per_layer": ..}; fitted by calibration ({}: none).
     misalign: dict = field(default_factory=dict)
-    # How much of a geometry's table saving from narrower channels shows up inside a network: {key: s},
-    # fitted on in-network variants (latency/innet.py). Cost = top + s * (table - top), where top is the
-    # table's widest entry; a key absent here counts with s = 1.
-    width_scale: dict[str, float] = field(default_factory=dict)
+    # How much of a geometry's table saving from narrower channels shows up inside one model, fitted on
+    # in-network variants (latency/innet.py): {model: {"scales": {key: s}, "dense": [[path, key, cin, cout]]}}.
+    # In that model a layer costs T(dense) + s * (T(c) - T(dense)): its saving from its own dense widths,
+    # scaled. Per model, since another model's layers of the same geometry sit at other widths; a key
+    # absent here counts with s = 1.
+    width_scale: dict[str, dict] = field(default_factory=dict)
+    _references: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def layer_ms(self, layer: Layer, cin: int, cout: int) -> tuple[float, bool]:
-        """One layer's ms at (cin, cout): its table lookup plus the misalignment term; flags extrapolation."""
+    def layer_ms(self, layer: Layer, cin: int, cout: int, model: str | None = None) -> tuple[float, bool]:
+        """One layer's ms at (cin, cout): its table lookup, with ``model``'s in-network width correction, plus
+        the misalignment term; flags extrapolation."""
         table = self.tables.get(layer.geometry.key)
         if table is None:
             raise ProfileError(
@@ -186,11 +190,41 @@ class Profile:
                 f"(edgeprune profile {self.target.get('name')} --model ...)"
             )
         ms, outside = table.lookup(cin, cout, self.use_scan, self.channel_block)
-        scale = self.width_scale.get(layer.geometry.key)
-        if scale is not None:
-            top, _ = table.lookup(table.cin[-1], (table.cout or table.cin)[-1], self.use_scan, self.channel_block)
-            ms = top + scale * (ms - top)
+        correction = self.width_correction(model, layer)
+        if correction is not None:
+            scale, dense_cin, dense_cout = correction
+            dense, _ = table.lookup(dense_cin, dense_cout, self.use_scan, self.channel_block)
+            ms = dense + scale * (ms - dense)
         return ms + self.misalign_ms(layer.geometry, cin, cout), outside
+
+    def width_correction(self, model: str | None, layer: Layer) -> tuple[float, int, int] | None:
+        """(scale, dense cin, dense cout) of ``layer`` in ``model`` when its geometry has an in-network scale."""
+        entry = self.width_scale.get(model or "")
+        scale = entry["scales"].get(layer.geometry.key) if entry else None
+        if scale is None:
+            return None
+        if model not in self._references:  # path -> dense widths, built once per model
+            self._references[model] = {path: (key, ci, co) for path, key, ci, co in entry["dense"]}
+        ref = self._references[model].get(layer.path)
+        if ref is None or ref[0] != layer.geometry.key:
+            return None  # a layer the fit never saw (another model under this name): its table as measured
+        return scale, ref[1], ref[2]
+
+    def set_width_scales(self, model: str, scales: dict[str, float], dense: list[Layer]) -> None:
+        """Record ``model``'s fitted scales (added to its earlier ones) and its dense layers' widths."""
+        old = self.width_scale.get(model, {}).get("scales", {})
+        self.width_scale[model] = {"scales": {**old, **scales},
+                                   "dense": [[x.path, x.geometry.key, x.cin, x.cout] for x in dense]}  # fmt: skip
+        self._references.pop(model, None)
+
+    def model_layers(self, model: str, point: dict) -> list[Layer]:
+        """A calibration point's layers, named by the model's layer paths when the fit recorded them (so the
+        in-network correction applies to them as to the model's own layers)."""
+        rows = point["layers"]
+        dense = self.width_scale.get(model, {}).get("dense", [])
+        same = len(dense) == len(rows) and all(d[1] == r[0] for d, r in zip(dense, rows))
+        return [Layer(dense[j][0] if same else f"l{j}", Geometry.from_key(k), ci, co)
+                for j, (k, ci, co) in enumerate(rows)]  # fmt: skip
 
     def misalign_ms(self, g: Geometry, cin: int, cout: int) -> float:
         """What a layer off the runtime's channel blocking costs beyond its table entry (0 when aligned)."""
@@ -199,10 +233,11 @@ class Profile:
             return m["ms_per_mb"] * activation_mb(g, cin, cout) + m["ms_per_layer"]
         return 0.0
 
-    def predict_layers(self, layers: list[Layer]) -> tuple[float, dict[str, float], list[str]]:
+    def predict_layers(self, layers: list[Layer], model: str | None = None
+                       ) -> tuple[float, dict[str, float], list[str]]:  # fmt: skip
         per_layer, outside = {}, []
         for layer in layers:
-            ms, out = self.layer_ms(layer, layer.cin, layer.cout)
+            ms, out = self.layer_ms(layer, layer.cin, layer.cout, model)
             per_layer[layer.path] = per_layer.get(layer.path, 0.0) + ms
             if out:
                 outside.append(f"{layer.path} ({layer.cin}->{layer.cout})")
@@ -210,7 +245,7 @@ class Profile:
 
     def predict(self, layers: list[Layer], model_name: str | None = None) -> Prediction:
         """Predicted end-to-end ms: calibrated sum of per-layer table lookups."""
-        total, per_layer, outside = self.predict_layers(layers)
+        total, per_layer, outside = self.predict_layers(layers, model_name)
         cal = self.calibration.get(model_name or "")
         ms = cal.scale * total + cal.offset_ms if cal else total
         return Prediction(ms, total, per_layer, outside, cal is not None)
@@ -252,9 +287,7 @@ class Profile:
             misalign = dict(data.get("misalign") or {})
             if misalign and not {"align", "ms_per_mb", "ms_per_layer"} <= set(misalign):
                 raise ProfileError(f"{source}: misalign needs align, ms_per_mb and ms_per_layer")
-            width_scale = {str(k): float(v) for k, v in (data.get("width_scale") or {}).items()}
-            if set(width_scale) - set(tables):
-                raise ProfileError(f"{source}: width_scale names geometries without a table")
+            width_scale = _read_width_scale(data.get("width_scale") or {}, tables, source)
             return cls(dict(data["target"]), dict(data["device"]), dict(data["settings"]), tables, cal, use_scan,
                        block, misalign, width_scale)  # fmt: skip
         except ProfileError:
@@ -285,6 +318,23 @@ class Profile:
         diffs = [f"{k}: profile {self.device.get(k)!r} vs here {here.get(k)!r}"
                  for k in ("cpu", "cores", "gpu", "onnxruntime", "cuda") if self.device.get(k) != here.get(k)]
         return "; ".join(diffs)
+
+
+def _read_width_scale(raw: dict, tables: dict, source: str) -> dict[str, dict]:
+    out = {}
+    for model, entry in raw.items():
+        if not isinstance(entry, dict) or not {"scales", "dense"} <= set(entry):
+            raise ProfileError(
+                f"{source}: width_scale[{model!r}] is not a per-model entry with scales and dense widths (a "
+                "profile from before per-model in-network fits): fit them again with `edgeprune profile TARGET "
+                "--model M --in-network`"
+            )
+        scales = {str(k): float(v) for k, v in entry["scales"].items()}
+        if set(scales) - set(tables):
+            raise ProfileError(f"{source}: width_scale[{model!r}] names geometries without a table")
+        dense = [[str(p), str(k), int(ci), int(co)] for p, k, ci, co in entry["dense"]]
+        out[str(model)] = {"scales": scales, "dense": dense}
+    return out
 
 
 PROFILES_ENV = "EDGEPRUNE_PROFILES"

@@ -202,11 +202,6 @@ def fit_calibration(points: list[dict]) -> Calibration:
     return Calibration(float(scale), float(offset), points)
 
 
-def point_layers(point: dict) -> list[Layer]:
-    """A calibration point's layers, stored as [key, cin, cout]."""
-    return [Layer(f"l{j}", Geometry.from_key(k), ci, co) for j, (k, ci, co) in enumerate(point["layers"])]
-
-
 def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, list[dict]]) -> None:
     """Pick the lookup variant (channel block, staircase scans) and the misalignment term that best explain
     the calibration runs (least RMS relative residual), then fit each model's calibration line with them.
@@ -217,7 +212,8 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
     activations): ms_per_mb of its input and output activations plus ms_per_layer, for a blocking of 8 or
     16. It is shared by all models of the profile; the calibration lines are per model.
     """
-    layers = {(name, i): point_layers(p) for name, points in points_by_model.items() for i, p in enumerate(points)}
+    layers = {(name, i): profile.model_layers(name, p) for name, points in points_by_model.items()
+              for i, p in enumerate(points)}  # fmt: skip
     features = {}  # per point and blocking: (MB moved, number of layers) of its misaligned layers
     for pid, ls in layers.items():
         for align in MISALIGN_BLOCKS:
@@ -226,7 +222,7 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
     best = None
     for block, scan in LOOKUP_CHOICES:
         profile.channel_block, profile.use_scan, profile.misalign = block, scan, {}
-        base = {pid: profile.predict_layers(ls)[0] for pid, ls in layers.items()}
+        base = {pid: profile.predict_layers(ls, pid[0])[0] for pid, ls in layers.items()}
         for align, per_mb, per_layer in itertools.product(MISALIGN_BLOCKS, MISALIGN_PER_MB, MISALIGN_PER_LAYER):
             residuals, fitted = [], {}
             for name, points in points_by_model.items():

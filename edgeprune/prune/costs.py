@@ -60,15 +60,16 @@ class LatencyCost:
     kind, unit = "latency", "ms"
 
     def __init__(self, profile: Profile, model_name: str) -> None:
-        self.profile = profile
+        self.profile, self.model_name = profile, model_name
         self.calibration = profile.calibration.get(model_name)
         self._cache: dict[tuple[str, int, int], float] = {}
         self.extrapolated: set[str] = set()
 
     def layer(self, layer: Layer, cin: int, cout: int) -> float:
-        key = (layer.geometry.key, cin, cout)
+        # layers of one geometry share a cost unless the model's width correction sets them apart
+        key = (layer.geometry.key, cin, cout, self.profile.width_correction(self.model_name, layer))
         if key not in self._cache:
-            ms, outside = self.profile.layer_ms(layer, cin, cout)
+            ms, outside = self.profile.layer_ms(layer, cin, cout, self.model_name)
             if outside:
                 self.extrapolated.add(f"{layer.path} ({cin}->{cout})")
             self._cache[key] = ms
