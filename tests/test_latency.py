@@ -114,6 +114,9 @@ def test_width_scale_scales_a_layers_saving_from_its_own_dense_widths_in_its_own
         Profile.from_dict({**doubled.to_dict(), "width_scale": bad})
     with pytest.raises(ProfileError, match="before per-model"):  # the old flat {geometry: scale} format
         Profile.from_dict({**doubled.to_dict(), "width_scale": {key: 1.0}})
+    moved = [replace(x, cin=16, cout=16) if x.path == layer.path else x for x in dense]
+    doubled.set_width_scales("cifar_resnet20", {key: 2.0}, moved)  # a refit that records 16 as its dense width
+    assert doubled.layer_ms(layer, 16, 16, "cifar_resnet20")[0] == pytest.approx(narrow)  # nothing saved at 16
 
 
 def test_in_network_fit_sets_scales_for_the_narrowed_geometries(tiny_profile, monkeypatch):

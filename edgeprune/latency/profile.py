@@ -203,9 +203,10 @@ class Profile:
         scale = entry["scales"].get(layer.geometry.key) if entry else None
         if scale is None:
             return None
-        if model not in self._references:  # path -> dense widths, built once per model
-            self._references[model] = {path: (key, ci, co) for path, key, ci, co in entry["dense"]}
-        ref = self._references[model].get(layer.path)
+        cached = self._references.get(model)
+        if cached is None or cached[0] is not entry["dense"]:  # path -> dense widths, rebuilt if the entry changed
+            cached = self._references[model] = (entry["dense"], {p: (k, ci, co) for p, k, ci, co in entry["dense"]})
+        ref = cached[1].get(layer.path)
         if ref is None or ref[0] != layer.geometry.key:
             return None  # a layer the fit never saw (another model under this name): its table as measured
         return scale, ref[1], ref[2]
@@ -215,7 +216,6 @@ class Profile:
         old = self.width_scale.get(model, {}).get("scales", {})
         self.width_scale[model] = {"scales": {**old, **scales},
                                    "dense": [[x.path, x.geometry.key, x.cin, x.cout] for x in dense]}  # fmt: skip
-        self._references.pop(model, None)
 
     def model_layers(self, model: str, point: dict) -> list[Layer]:
         """A calibration point's layers, named by the model's layer paths when the fit recorded them (so the
