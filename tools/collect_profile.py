@@ -102,17 +102,20 @@ def trt_runner(path: Path, target: dict, shape: list[int]):
     return run
 
 
+def round_median(run, x: np.ndarray, repeats: int) -> float:
+    """Median ms of ``repeats`` back-to-back runs: one round."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run(x)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
 def time_it(run, x: np.ndarray, warmup: int, repeats: int, rounds: int) -> tuple[float, float]:
     for _ in range(warmup):
         run(x)
-    medians = []
-    for _ in range(rounds):
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            run(x)
-            times.append((time.perf_counter() - t0) * 1e3)
-        medians.append(statistics.median(times))
+    medians = [round_median(run, x, repeats) for _ in range(rounds)]
     median = statistics.median(medians)
     # the interquartile range of round medians, as edgeprune reports its spread (the range below 4 rounds)
     q1, q3 = (statistics.quantiles(medians, n=4)[::2]) if len(medians) >= 4 else (min(medians), max(medians))
@@ -125,16 +128,8 @@ def time_beside(run, dense, x: np.ndarray, warmup: int, repeats: int, rounds: in
     for _ in range(warmup):
         run(x)
         dense(x)
-    medians: dict = {run: [], dense: []}
-    for _ in range(rounds):
-        for r in (dense, run):
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                r(x)
-                times.append((time.perf_counter() - t0) * 1e3)
-            medians[r].append(statistics.median(times))
-    return statistics.median(medians[run]), statistics.median(medians[dense])
+    pairs = [(round_median(dense, x, repeats), round_median(run, x, repeats)) for _ in range(rounds)]
+    return statistics.median(r for _, r in pairs), statistics.median(d for d, _ in pairs)
 
 
 def calibrate(entries: list[dict], kit: Path, runner, target: dict, rng) -> list[dict]:

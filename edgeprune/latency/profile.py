@@ -173,12 +173,11 @@ class Profile:
     # network: {"align": 8|16, "ms_per_mb": .., "ms_per_layer": ..}; fitted by calibration ({}: none).
     misalign: dict = field(default_factory=dict)
     # How much of a geometry's table saving from narrower channels shows up inside one model, fitted on
-    # in-network variants (latency/innet.py): {model: {"scales": {key: s}, "dense": [[path, key, cin, cout]]}}.
+    # in-network variants (latency/innet.py): {model: {"scales": {key: s}, "dense": {path: [key, cin, cout]}}}.
     # In that model a layer costs T(dense) + s * (T(c) - T(dense)): its saving from its own dense widths,
     # scaled. Per model, since another model's layers of the same geometry sit at other widths; a key
     # absent here counts with s = 1.
     width_scale: dict[str, dict] = field(default_factory=dict)
-    _references: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def layer_ms(self, layer: Layer, cin: int, cout: int, model: str | None = None) -> tuple[float, bool]:
         """One layer's ms at (cin, cout): its table lookup, with ``model``'s in-network width correction, plus
@@ -203,10 +202,7 @@ class Profile:
         scale = entry["scales"].get(layer.geometry.key) if entry else None
         if scale is None:
             return None
-        cached = self._references.get(model)
-        if cached is None or cached[0] is not entry["dense"]:  # path -> dense widths, rebuilt if the entry changed
-            cached = self._references[model] = (entry["dense"], {p: (k, ci, co) for p, k, ci, co in entry["dense"]})
-        ref = cached[1].get(layer.path)
+        ref = entry["dense"].get(layer.path)
         if ref is None or ref[0] != layer.geometry.key:
             return None  # a layer the fit never saw (another model under this name): its table as measured
         return scale, ref[1], ref[2]
@@ -215,14 +211,14 @@ class Profile:
         """Record ``model``'s fitted scales (added to its earlier ones) and its dense layers' widths."""
         old = self.width_scale.get(model, {}).get("scales", {})
         self.width_scale[model] = {"scales": {**old, **scales},
-                                   "dense": [[x.path, x.geometry.key, x.cin, x.cout] for x in dense]}  # fmt: skip
+                                   "dense": {x.path: [x.geometry.key, x.cin, x.cout] for x in dense}}  # fmt: skip
 
     def model_layers(self, model: str, point: dict) -> list[Layer]:
         """A calibration point's layers, named by the model's layer paths when the fit recorded them (so the
         in-network correction applies to them as to the model's own layers)."""
         rows = point["layers"]
-        dense = self.width_scale.get(model, {}).get("dense", [])
-        same = len(dense) == len(rows) and all(d[1] == r[0] for d, r in zip(dense, rows))
+        dense = list(self.width_scale.get(model, {}).get("dense", {}).items())
+        same = len(dense) == len(rows) and all(d[1][0] == r[0] for d, r in zip(dense, rows))
         return [Layer(dense[j][0] if same else f"l{j}", Geometry.from_key(k), ci, co)
                 for j, (k, ci, co) in enumerate(rows)]  # fmt: skip
 
@@ -332,7 +328,7 @@ def _read_width_scale(raw: dict, tables: dict, source: str) -> dict[str, dict]:
         scales = {str(k): float(v) for k, v in entry["scales"].items()}
         if set(scales) - set(tables):
             raise ProfileError(f"{source}: width_scale[{model!r}] names geometries without a table")
-        dense = [[str(p), str(k), int(ci), int(co)] for p, k, ci, co in entry["dense"]]
+        dense = {str(p): [str(k), int(ci), int(co)] for p, (k, ci, co) in entry["dense"].items()}
         out[str(model)] = {"scales": scales, "dense": dense}
     return out
 
