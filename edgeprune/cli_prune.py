@@ -26,6 +26,10 @@ def _budget_options(fn):
         click.option("--align", type=click.IntRange(min=1), default=None,
                      help="Keep widths at multiples of this (default: the target's channel blocking; 1: off)."),
         click.option("--no-snap", is_flag=True, help="Do not snap widths to the latency staircase / alignment."),
+        click.option("--measured-rounds", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Time the plan on the target beside the unpruned model and plan again, up to this many "
+                     "plans, until the measured latency meets --latency (the target must run here; 0: trust the "
+                     "profile's prediction)."),
         click.option("--profile", "profile_path", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="Latency profile (default: profiles/<target>--<this device>.json)."),
     ]  # fmt: skip
@@ -35,7 +39,7 @@ def _budget_options(fn):
 
 
 def prune_settings(latency, macs, params, rank_by, solver, min_channels, max_removed, max_removed_shared, align,
-                   no_snap):  # fmt: skip
+                   no_snap, measured_rounds=0):  # fmt: skip
     """PruneSettings from the budget options (exactly one budget)."""
     from edgeprune.prune.planner import Budget, PlanConstraints
     from edgeprune.prune.run import PruneSettings
@@ -47,7 +51,9 @@ def prune_settings(latency, macs, params, rank_by, solver, min_channels, max_rem
     ranked_by = rank_by or ("macs" if budget.kind != "latency" else "latency")
     constraints = PlanConstraints(min_channels=min_channels, max_removed=max_removed,
                                   max_removed_shared=max_removed_shared, snap=not no_snap)  # fmt: skip
-    return PruneSettings(budget, ranked_by, solver, constraints, align)
+    if measured_rounds and budget.kind != "latency":
+        raise click.UsageError("--measured-rounds needs a --latency budget")
+    return PruneSettings(budget, ranked_by, solver, constraints, align, measured_rounds)
 
 
 @click.command("prune")

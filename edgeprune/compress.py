@@ -53,6 +53,8 @@ class CompressConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["prune"]["budget"] = str(self.prune.budget)
+        if not self.prune.measured_rounds:
+            del d["prune"]["measured_rounds"]  # runs saved before the option existed resume as they were
         return d
 
 
@@ -101,7 +103,7 @@ def _export(model_dir: Path, out: Path, name: str) -> None:
         (tmp / "export.json").write_text(json.dumps(record, indent=1))
 
 
-def _validate(cfg: CompressConfig, pruned_dir: Path, out: Path) -> dict:
+def _validate(cfg: CompressConfig, pruned_dir: Path, out: Path, plan_dir: Path) -> dict:
     from edgeprune.latency import Profile
     from edgeprune.latency.profile import find_profile
     from edgeprune.targets import load_target
@@ -112,9 +114,11 @@ def _validate(cfg: CompressConfig, pruned_dir: Path, out: Path) -> dict:
         profile = Profile.load(cfg.profile_path or find_profile(target.name, target.backend))
         cifar = get_entry(cfg.model).family == "cifar" and cfg.data.startswith("cifar10")
         lossless = "cifar10-lossless" if cifar else None
+        # a plan timed while it was planned is gated against that measurement, not the prediction
+        measured = json.loads((plan_dir / "plan_result.json").read_text()).get("measured", {}).get("measured")
         with atomic_dir(out) as tmp:
             validate(resolve_model(cfg.model, cfg.pretrained), resolve_model(str(pruned_dir)), target, tmp, profile,
-                     lossless, cfg.tolerance)  # fmt: skip
+                     lossless, cfg.tolerance, 1 / measured if measured else None)  # fmt: skip
     return json.loads((out / "report.json").read_text())
 
 
@@ -144,7 +148,7 @@ def compress(cfg: CompressConfig, out_dir: str | os.PathLike, progress: bool = T
         _train(str(pruned), run / "finetune", cfg, "none", {}, cfg.finetune, False, progress)
         final = run / "finetune"
     _export(final, run / "export", cfg.model)
-    report = _validate(cfg, final, run / "validate")
+    report = _validate(cfg, final, run / "validate", pruned)
     summary = summarize(cfg, run, report, final)
     atomic_write_text(run / SUMMARY_FILE, json.dumps(summary, indent=1))
     return summary

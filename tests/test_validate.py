@@ -12,7 +12,7 @@ from edgeprune.cli import main
 from edgeprune.export import ExportError, check_onnx, export_onnx
 from edgeprune.models import create_model
 from edgeprune.targets import target_from_dict
-from edgeprune.validate import NumericsFailure, derive, resolve_model, validate
+from edgeprune.validate import NumericsFailure, derive, gate_speedup, resolve_model, validate
 
 CONV_OR_LINEAR = (torch.nn.Conv2d, torch.nn.Linear)
 FAST_ORT = {"backend": "onnxruntime", "threads": 1, "warmup": 2, "repeats": 5, "rounds": 2}
@@ -74,6 +74,14 @@ def test_gate_uses_the_predicted_speedup():
          "memory": {"weight_bytes": 20}}
     d = derive(a, b)
     assert d["predicted_speedup"] == 2.0 and d["measured_speedup"] == 1.25 and d["realization"] == 0.625
+
+
+def test_gate_holds_a_plan_measured_while_planning_to_that_measurement():
+    derived = {"measured_speedup": 1.25, "predicted_speedup": 1.6}
+    assert not gate_speedup(derived, 0.15)["passed"]  # the prediction was off, as measuring the plan showed
+    gate = gate_speedup(derived, 0.15, expected_speedup=1.3)
+    assert gate["passed"] and "measured while planning 1.30x" in gate["reason"]
+    assert not gate_speedup(derived, 0.02, expected_speedup=1.3)["passed"]
 
 
 def test_validate_numerics_failure_exit_code(tmp_path, pruned_dir, monkeypatch):

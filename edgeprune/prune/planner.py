@@ -97,6 +97,8 @@ class PlanResult:
     widths: list[GroupWidth]
     steps: int
     extrapolated: list[str] = field(default_factory=list)
+    minimum: float | None = None  # the budget's metric with every group at its minimum width (reachable minimum)
+    measured: dict | None = None  # the plan timed on the target while planning (prune/measured.py), with its rounds
 
     def to_dict(self) -> dict:
         return {
@@ -105,6 +107,8 @@ class PlanResult:
             "dense": self.dense, "pruned": self.pruned,
             "ratio": {k: self.pruned[k] / self.dense[k] for k in self.dense if self.dense[k]},
             "groups": [vars(w) for w in self.widths], "extrapolated": self.extrapolated,
+            "reachable_minimum": self.minimum,
+            **({"measured": self.measured} if self.measured else {}),
         }  # fmt: skip
 
     def table(self) -> str:
@@ -116,6 +120,10 @@ class PlanResult:
         lines.append("")
         for kind, dense in self.dense.items():
             lines.append(f"- {kind}: {dense:.4g} → {self.pruned[kind]:.4g} ({self.pruned[kind] / dense:.3f}x)")
+        if self.measured:
+            m, n = self.measured, len(self.measured["rounds"])
+            lines.append(f"- measured on the target: {m['dense_ms']:.4g} → {m['ms']:.4g} ms ({m['measured']:.3f}x; "
+                         f"planned to {m['planned']:.3f}x predicted, {n} plan{'s' * (n > 1)} timed)")
         return "\n".join(lines)
 
 
@@ -303,7 +311,8 @@ class Planner:
         extrapolated = sorted(set().union(*(getattr(c, "extrapolated", set()) for c in self.costs.values())))
         plan = Plan(self.graph.model_name, self.graph.fingerprint, keep)
         totals = {k: self.total(k) for k in self.costs}
-        return PlanResult(plan, budget, ranked_by, self.dense, totals, widths, self.steps, extrapolated)
+        return PlanResult(plan, budget, ranked_by, self.dense, totals, widths, self.steps, extrapolated,
+                          self.minimum_total(budget.kind))  # fmt: skip
 
 
 def importance_for(model: nn.Module, graph: ChannelGraph, scores: dict[int, object] | None = None) -> dict:
