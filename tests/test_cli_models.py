@@ -35,6 +35,21 @@ def test_user_factory_and_unknown_names():
         create_model("cifar_resnet110", pretrained=True)
 
 
+def test_pretrained_torchvision_weights_that_cannot_be_downloaded_are_a_clear_error(tmp_path, monkeypatch):
+    import urllib.error
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torchvision.models, "get_model", offline)
+    with pytest.raises(FileNotFoundError, match="pretrained mobilenet_v2 weights.*leave out --pretrained"):
+        create_model("mobilenet_v2", pretrained=True)
+    r = CliRunner().invoke(main, ["prune", "mobilenet_v2", "--pretrained", "--target", "cpu-ort", "--macs", "0.5x",
+                                  "--out", str(tmp_path / "p")])  # fmt: skip
+    assert r.exit_code == 1 and "Traceback" not in r.output and "downloading them failed" in r.output
+    assert not (tmp_path / "p").exists()
+
+
 def test_pretrained_resnet56_accuracy_on_lossless_test_images():
     from edgeprune.train.data import load_lossless_subset
 

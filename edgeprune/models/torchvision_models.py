@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
 import torch.nn as nn
 import torchvision
 
@@ -19,7 +22,16 @@ _DEFAULTS = {"googlenet": {"aux_logits": False, "init_weights": True}, "inceptio
 def _factory(name: str):
     def build(pretrained: bool = False, **kwargs) -> nn.Module:
         weights = "DEFAULT" if pretrained else None
-        return torchvision.models.get_model(name, weights=weights, **kwargs)
+        try:
+            return torchvision.models.get_model(name, weights=weights, **kwargs)
+        except OSError as exc:  # no network (URLError), or a partial file in the cache
+            if not pretrained:
+                raise
+            folder = Path(torch.hub.get_dir()) / "checkpoints"
+            raise FileNotFoundError(
+                f"cannot get the pretrained {name} weights: torchvision loads them from its cache ({folder}) and "
+                f"downloading them failed ({exc}); put the weights file there, or leave out --pretrained"
+            ) from exc
 
     build.__name__ = name
     return build

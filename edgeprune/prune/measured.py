@@ -83,6 +83,7 @@ def plan_to_measured(
         raise BudgetError("a measured budget needs at least one round")
     history: list[MeasuredRound] = []
     best: tuple[PlanResult, MeasuredRound] | None = None
+    floor *= 1 + 1e-9  # the floor as a budget, safe from rounding on its way back through the planner
     planned, goal = min(1.0, max(floor, first)), None
     for _ in range(rounds):
         result = plan_at(planned)
