@@ -136,6 +136,11 @@ def compress(cfg: CompressConfig, out_dir: str | os.PathLike, progress: bool = T
         raise CompressError(f"{run} is not empty and holds no compress run: choose another --out")
     else:
         atomic_write_text(run / CONFIG_FILE, json.dumps(config, indent=1))
+    if cfg.prune.measured_rounds:  # refused now rather than after training
+        from edgeprune.prune.measured import check_measurable
+        from edgeprune.targets import load_target
+
+        check_measurable(cfg.prune.budget, load_target(cfg.target))
     source = cfg.model
     if cfg.train.epochs > 0:
         # regularize what the plan may cut: streams kept whole are left out of the penalty (unless set)
@@ -149,14 +154,15 @@ def compress(cfg: CompressConfig, out_dir: str | os.PathLike, progress: bool = T
         final = run / "finetune"
     _export(final, run / "export", cfg.model)
     report = _validate(cfg, final, run / "validate", pruned)
-    summary = summarize(cfg, run, report, final)
+    summary = summarize(cfg, run, report, final, pruned)
     atomic_write_text(run / SUMMARY_FILE, json.dumps(summary, indent=1))
     return summary
 
 
-def summarize(cfg: CompressConfig, run: Path, report: dict, final: Path) -> dict:
+def summarize(cfg: CompressConfig, run: Path, report: dict, final: Path, plan_dir: Path) -> dict:
     """The numbers a user asks for first: accuracy, MACs, predicted and measured latency, where the report is."""
     a, b, d = report["original"], report["pruned"], report["derived"]
+    planned = json.loads((plan_dir / "plan_result.json").read_text()).get("measured")
     test_acc = None
     if (final / "run.json").is_file():
         test_acc = json.loads((final / "run.json").read_text())["result"].get("test_acc")
@@ -166,7 +172,8 @@ def summarize(cfg: CompressConfig, run: Path, report: dict, final: Path) -> dict
         "test_accuracy_after_finetune": test_acc,
         "macs": {"original": a["macs"], "pruned": b["macs"], "speedup": d["macs_speedup"]},
         "latency_ms": {"original": a["latency"]["median_ms"], "pruned": b["latency"]["median_ms"],
-                       "measured_speedup": d["measured_speedup"], "predicted_speedup": d["predicted_speedup"]},
+                       "measured_speedup": d["measured_speedup"], "predicted_speedup": d["predicted_speedup"],
+                       "speedup_measured_while_planning": 1 / planned["measured"] if planned else None},
         "realization": d["realization"], "gate": report["gate"],
         "report": str(run / "validate" / "report.md"), "onnx": str(run / "export" / "model.onnx"),
     }  # fmt: skip
@@ -174,12 +181,14 @@ def summarize(cfg: CompressConfig, run: Path, report: dict, final: Path) -> dict
 
 def format_summary(s: dict) -> str:
     acc = s["accuracy_lossless"]
+    while_planning = s["latency_ms"].get("speedup_measured_while_planning")
     lines = [
         f"{s['model']} on {s['target']}, budget {s['budget']}:",
         f"  MACs      {s['macs']['original'] / 1e6:.1f}M -> {s['macs']['pruned'] / 1e6:.1f}M "
         f"({s['macs']['speedup']:.2f}x fewer)",
         f"  latency   {s['latency_ms']['original']:.3f} -> {s['latency_ms']['pruned']:.3f} ms: measured "
-        f"{s['latency_ms']['measured_speedup']:.2f}x, predicted {s['latency_ms']['predicted_speedup'] or 0:.2f}x",
+        f"{s['latency_ms']['measured_speedup']:.2f}x, predicted {s['latency_ms']['predicted_speedup'] or 0:.2f}x"
+        + (f", {while_planning:.2f}x when timed while planning" if while_planning else ""),
     ]
     if acc["original"] is not None:
         lines.append(f"  accuracy  {100 * acc['original']:.2f} % -> {100 * acc['pruned']:.2f} % "

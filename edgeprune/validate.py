@@ -204,8 +204,8 @@ def gate_speedup(derived: dict, tolerance: float, expected_speedup: float | None
         floor = expected * (1 - tolerance)
         gate["passed"] = derived["measured_speedup"] >= floor
         verdict = "meets" if gate["passed"] else "falls short of"
-        gate["reason"] = (f"measured speedup {derived['measured_speedup']:.2f}x {verdict} the {source} "
-                          f"{expected:.2f}x within {tolerance:.0%} (floor {floor:.2f}x)")  # fmt: skip
+        gate["reason"] = (f"measured speedup {derived['measured_speedup']:.2f}x {verdict} {expected:.2f}x "
+                          f"({source}) within {tolerance:.0%} (floor {floor:.2f}x)")  # fmt: skip
     return gate
 
 

@@ -123,15 +123,23 @@ def test_prune_cli_measured_rounds_bad_input(tmp_path, extra, message):
     assert not (tmp_path / "p").exists()
 
 
-def test_measured_rounds_plan_in_one_step(tmp_path):
-    settings = PruneSettings(Budget.parse("latency", "0.7x"), measured_rounds=2)
-    with pytest.raises(BudgetError, match="one pruning step"):
-        prune_run("cifar_resnet20", "cpu-ort", settings, tmp_path / "p", schedule=(1, 2, None))
-    assert not (tmp_path / "p").exists()
+def test_a_schedule_measures_only_its_last_step_against_the_unpruned_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(profiler, "measure_variants", params_share(0.8))
+    settings = PruneSettings(Budget.parse("latency", "0.7x"), measured_rounds=4)
+    first = prune_run("cifar_resnet20", "cpu-ort", settings, tmp_path / "s1", schedule=(1, 2, None))
+    assert first.measured is None  # an earlier step goes by the prediction
+    origin = json.loads((tmp_path / "s1" / "plan_result.json").read_text())["origin"]
+    last = prune_run(str(tmp_path / "s1"), "cpu-ort", settings, tmp_path / "s2", schedule=(2, 2, origin))
+    assert last.measured["measured"] <= 0.7 * 1.02
+    # measured against the unpruned ResNet-20, not against the step-1 model it was planned from
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    share = count(load_pruned(tmp_path / "s2" / "model")) / count(create_model("cifar_resnet20"))
+    assert share == pytest.approx(1 - (1 - last.measured["measured"]) / 0.8, rel=1e-6)
+    assert last.measured["predicted"] == pytest.approx(last.pruned["latency"] / origin)
 
 
 def test_compress_gates_a_measured_plan_against_its_measurement(tmp_path, monkeypatch):
-    from edgeprune.compress import CompressConfig, compress
+    from edgeprune.compress import CompressConfig, compress, format_summary
     from edgeprune.train.trainer import TrainConfig
 
     monkeypatch.setattr(profiler, "measure_variants", params_share(0.8))
@@ -140,6 +148,7 @@ def test_compress_gates_a_measured_plan_against_its_measurement(tmp_path, monkey
     cfg = CompressConfig("cifar_resnet20", "cpu-ort", settings, data="synthetic", train=none, finetune=none)
     summary = compress(cfg, tmp_path / "run", progress=False)
     assert "measured while planning" in summary["gate"]["reason"]
+    assert "when timed while planning" in format_summary(summary)
     assert json.loads((tmp_path / "run" / "compress.json").read_text())["prune"]["measured_rounds"] == 3
     plain = CompressConfig("cifar_resnet20", "cpu-ort", PruneSettings(Budget.parse("latency", "0.8x")))
     assert "measured_rounds" not in plain.to_dict()["prune"]  # runs saved before the option resume as they were

@@ -59,6 +59,14 @@ def rows_for(name: str, data: dict) -> list[dict]:
                          f"{r['latency_vs_flops']:.2f}", ">= 1.15"))
             rows.append(("realization", r["model"], "latency-driven: measured / MACs speedup",
                          f"{lat['realization']:.2f} ({lat['measured_speedup']:.2f}x measured)", ">= 1.0 at 2x"))
+    elif name.startswith("measured"):
+        for r in data["rows"]:
+            m = r["measured"]
+            value = m["error"].split(":")[0] if "error" in m else (
+                f"{m['retimed']:.3f}x re-timed ({m['measured']:.3f}x in {len(m['rounds'])} rounds; profile only "
+                + (f"{r['profile_only']['retimed']:.3f}x)" if "retimed" in r["profile_only"] else "refused)"))
+            rows.append(("measured budget", r["model"], f"--latency {r['budget']}x --measured-rounds: latency ratio",
+                         value, f"<= {r['budget']}x (+2 %)"))  # fmt: skip
     elif name == "accuracy":
         rows += accuracy_rows(data)
     elif "trials_ms" in data:  # bench/ratio/MODEL-RUNSxROUNDS.json

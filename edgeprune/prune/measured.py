@@ -9,12 +9,17 @@ machine, measuring the chosen plan closes that loop.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch.nn as nn
+
 from edgeprune.prune.planner import Budget, BudgetError, PlanResult
+from edgeprune.targets import Target
 
 DEFAULT_TOLERANCE = 0.02  # of the goal ratio; a plan this close to the goal is kept without another round
+MEASURE_PASSES = 5  # fresh session pairs per measured plan, ratio = their median; one pair varies by ~2 % (SD)
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ def plan_to_measured(
     measure: Callable[[PlanResult], tuple[float, float]],
     rounds: int,
     tolerance: float = DEFAULT_TOLERANCE,
+    dense_predicted: float | None = None,
 ) -> tuple[PlanResult, MeasuredRound, list[MeasuredRound]]:
     """Search the predicted budget whose plan measures at ``budget`` on the target.
 
@@ -69,6 +75,8 @@ def plan_to_measured(
         measure: (unpruned ms, plan's ms) timed beside each other on the target.
         rounds: plans measured at most.
         tolerance: a plan within this fraction of the goal ratio ends the search.
+        dense_predicted: the unpruned model's predicted latency (default: each plan's own ``dense``, which
+            differs when the plan starts from a model an earlier step pruned).
 
     Returns:
         The least pruned plan that measured within the budget (up to ``tolerance`` above it), its round, and
@@ -90,7 +98,7 @@ def plan_to_measured(
         dense_ms, ms = measure(result)
         if goal is None:  # an absolute budget becomes a ratio once the unpruned model is timed
             goal = budget.value if budget.relative else budget.value / dense_ms
-        predicted = result.pruned["latency"] / result.dense["latency"]
+        predicted = result.pruned["latency"] / (dense_predicted or result.dense["latency"])
         this = MeasuredRound(planned, predicted, ms / dense_ms, dense_ms, ms)
         history.append(this)
         if this.measured <= goal * (1 + tolerance) and (best is None or this.measured > best[1].measured):
@@ -113,3 +121,47 @@ def plan_to_measured(
                           "allow more rounds or relax the budget")  # fmt: skip
     return best[0], best[1], history
 
+
+
+def check_measurable(budget: Budget, target: Target) -> None:
+    """Refuse measured rounds that cannot work, before anything is loaded or measured."""
+    from edgeprune.backends import unavailable_reason
+
+    if budget.kind != "latency":
+        raise BudgetError(f"measured rounds need a latency budget, not {budget}")
+    why = unavailable_reason(target)
+    if why:
+        raise BudgetError(f"measured rounds time plans on {target.name}, which cannot run here: {why}")
+
+
+def plan_measured(
+    budget: Budget,
+    rounds: int,
+    target: Target,
+    reference: nn.Module,
+    shape: tuple[int, ...],
+    origin: float,
+    plan_ms: Callable[[float], PlanResult],
+    shrink: Callable[[PlanResult], nn.Module],
+) -> tuple[PlanResult, MeasuredRound, list[MeasuredRound]]:
+    """:func:`plan_to_measured` on ``target``: each plan's model timed beside ``reference``, the unpruned model.
+
+    Args:
+        origin: ``reference``'s predicted ms; budgets are planned as fractions of it.
+        plan_ms: plans to a predicted latency in ms.
+        shrink: the pruned model of a plan.
+    """
+    from edgeprune.latency import profiler
+
+    floor = plan_ms(origin).minimum / origin  # a plan at the origin removes nothing: it only states the floor
+
+    def measure(result: PlanResult) -> tuple[float, float]:
+        passes = profiler.measure_variants(target, [reference, shrink(result)], shape, MEASURE_PASSES,
+                                           desc="timing plan")  # fmt: skip
+        pairs = [p[0] for p in passes]
+        dense_ms = statistics.median(d for d, _ in pairs)
+        return dense_ms, dense_ms * statistics.median(ms / d for d, ms in pairs)
+
+    first = budget.value if budget.relative else budget.value / origin
+    return plan_to_measured(budget, first, floor, lambda f: plan_ms(f * origin), measure, rounds,
+                            dense_predicted=origin)  # fmt: skip

@@ -4,27 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from edgeprune.atomic import atomic_dir
-from edgeprune.graph import ChannelGraph, build_graph
+from edgeprune.graph import build_graph
 from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.profile import Profile, find_profile
-from edgeprune.models import get_entry
+from edgeprune.models import create_model, get_entry
 from edgeprune.prune import load_model_ref, prune_model, save_pruned
 from edgeprune.prune.costs import make_cost
-from edgeprune.prune.measured import MeasuredRound, plan_to_measured
+from edgeprune.prune.measured import check_measurable, plan_measured
 from edgeprune.prune.oracle import check_shrunk
 from edgeprune.prune.planner import Budget, BudgetError, PlanConstraints, PlanResult, plan_pruning
-from edgeprune.targets import Target, channel_align, load_target
+from edgeprune.targets import channel_align, load_target
 
 IMPORTANCE_FILE = "importance.json"
-MEASURE_PASSES = 3  # fresh session pairs per measured plan; the ratio is their median
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ def prune_run(
         raise FileExistsError(f"{out} is not empty: choose another --out (nothing was written)")
     target = load_target(target_name)
     if settings.measured_rounds:
-        check_measurable(settings.budget, target, schedule[1])
+        check_measurable(settings.budget, target)
     model, name, kwargs, changes = load_model_ref(model_ref, pretrained)
     model.eval()
     shape = target.input_shape(get_entry(name).input_size)
@@ -102,10 +99,16 @@ def prune_run(
         budget = Budget(budget.kind, origin - (origin - budget.resolve(origin)) * step / steps, relative=False)
     plan = lambda b: plan_pruning(model, graph, layers, b, settings.ranked_by, profile, importance,  # noqa: E731
                                   constraints, settings.solver)  # fmt: skip
-    if settings.measured_rounds:
-        result, chosen, rounds = plan_measured(settings, target, model, graph, shape, plan, changes)
+    if settings.measured_rounds and step == steps:  # earlier steps of a schedule go by the prediction
+        # timed beside the model the schedule started from: the budget is a fraction of that one's latency
+        reference = model if steps == 1 else create_model(name, **kwargs).eval()
+        result, chosen, rounds = plan_measured(
+            settings.budget, settings.measured_rounds, target, reference, shape, origin,
+            lambda ms: plan(Budget("latency", ms, relative=False)),
+            lambda r: prune_model(model, graph, r.plan, changes)[0].eval(),
+        )  # fmt: skip
         result.measured = {**asdict(chosen), "rounds": [asdict(r) for r in rounds]}
-        result.budget = budget  # the user's, met as measured; the predicted one it took is in result.measured
+        result.budget = settings.budget  # met as measured; the predicted budget it took is in result.measured
     else:
         result = plan(budget)
     pruned, spec = prune_model(model, graph, result.plan, changes)
@@ -122,44 +125,3 @@ def prune_run(
         (tmp / "plan_result.json").write_text(json.dumps(summary, indent=1))
     return result
 
-
-def check_measurable(budget: Budget, target: Target, steps: int) -> None:
-    """Refuse measured rounds that cannot work, before anything is loaded or measured."""
-    from edgeprune.backends import unavailable_reason
-
-    if budget.kind != "latency":
-        raise BudgetError(f"measured rounds need a latency budget, not {budget}")
-    if steps > 1:
-        raise BudgetError("measured rounds plan in one step: use one pruning step, or no measured rounds")
-    why = unavailable_reason(target)
-    if why:
-        raise BudgetError(f"measured rounds time plans on {target.name}, which cannot run here: {why}")
-
-
-def plan_measured(
-    settings: PruneSettings,
-    target: Target,
-    model: torch.nn.Module,
-    graph: ChannelGraph,
-    shape: tuple[int, ...],
-    plan: Callable[[Budget], PlanResult],
-    changes: dict | None,
-) -> tuple[PlanResult, MeasuredRound, list[MeasuredRound]]:
-    """Plan with :func:`plan_to_measured`: each plan's model timed beside ``model`` on ``target``."""
-    from edgeprune.latency import profiler
-
-    budget = settings.budget
-    probe = plan(Budget("latency", 1.0, relative=True))  # plans nothing; gives the prediction's scale
-    dense_pred = probe.dense["latency"]
-    floor = probe.minimum / dense_pred
-
-    def measure(result):
-        pruned = prune_model(model, graph, result.plan, changes)[0].eval()
-        passes = profiler.measure_variants(target, [model, pruned], shape, MEASURE_PASSES, desc="timing plan")
-        pairs = [p[0] for p in passes]
-        dense_ms = statistics.median(d for d, _ in pairs)
-        return dense_ms, dense_ms * statistics.median(ms / d for d, ms in pairs)
-
-    first = budget.value if budget.relative else budget.value / dense_pred
-    return plan_to_measured(budget, first, floor, lambda b: plan(Budget("latency", b, relative=True)), measure,
-                            settings.measured_rounds)  # fmt: skip
