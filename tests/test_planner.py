@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -85,6 +86,21 @@ def test_impossible_budget_states_the_reachable_minimum(resnet20):
     with pytest.raises(BudgetError, match=r"reachable minimum of [\d.]+ MMACs.*max_removed_shared=0 \(residual"):
         plan_pruning(model, graph, layers, Budget.parse("macs", "0.05x"), "macs",
                      constraints=PlanConstraints(max_removed=0.5))  # fmt: skip
+
+
+def test_reachable_minimum_leaves_alone_groups_whose_narrowing_costs_time(resnet20):
+    model, graph, layers = resnet20
+    profile = staircase_profile(layers)
+    stage1 = next(x.geometry.key for x in layers if x.path == "layer1.0.conv1")
+    table = profile.tables[stage1]  # narrower than 16 channels, stage 1's convs get slower (a slow width)
+    table.ms = [[0.01 + 0.02 * (i < 16 or o < 16) for o in table.cout] for i in table.cin]
+    with pytest.raises(BudgetError, match=r"reachable minimum of ([\d.]+) ms") as info:
+        plan_pruning(model, graph, layers, Budget.parse("latency", "0.05x"), "latency", profile)
+    floor = float(re.search(r"minimum of ([\d.]+) ms", str(info.value)).group(1))
+    result = plan_pruning(model, graph, layers, Budget("latency", floor * 1.001, relative=False), "latency", profile)
+    assert result.pruned["latency"] <= floor * 1.001 and result.minimum == pytest.approx(floor, rel=1e-3)
+    kept = {w.layers.split("(")[0]: w.kept == w.size for w in result.widths}
+    assert kept["layer1.0.conv1"] and not kept["layer2.0.conv1"]  # stage 1 left whole, stage 2 cut
 
 
 def test_least_important_group_goes_first(resnet20):

@@ -265,13 +265,26 @@ class Planner:
         self.steps += 1
 
     def minimum_total(self, kind: str) -> float:
-        """The budget metric with every group at its minimum width (what the constraints allow at best)."""
+        """The least the budget metric can get under the constraints: every group at its minimum width, except
+        groups whose narrowing costs more than it saves (a slow width on the latency staircase), kept as they are.
+        """
+        cost = self.costs[kind]
         cin, cout = self.cin.copy(), self.cout.copy()
-        for state in self.groups:
-            for i, (d_in, d_out) in state.deltas(state.order[: state.width - state.minimum]).items():
+        cuts = [state.deltas(state.order[: state.width - state.minimum]) for state in self.groups]
+        for deltas in cuts:
+            for i, (d_in, d_out) in deltas.items():
                 cin[i] -= d_in
                 cout[i] -= d_out
-        return self.costs[kind].total(self._layer_sum(self.costs[kind], cin, cout))
+        best = self._layer_sum(cost, cin, cout)
+        for deltas in cuts:  # one pass: undo each group's cut where the total drops without it
+            trial_in, trial_out = cin.copy(), cout.copy()
+            for i, (d_in, d_out) in deltas.items():
+                trial_in[i] += d_in
+                trial_out[i] += d_out
+            trial = self._layer_sum(cost, trial_in, trial_out)
+            if trial < best:
+                best, cin, cout = trial, trial_in, trial_out
+        return cost.total(best)
 
     def check_reachable(self, budget: Budget) -> float:
         """The budget in the cost's unit; :class:`BudgetError` stating the reachable minimum when below it."""
