@@ -125,6 +125,11 @@ def _validate(cfg: CompressConfig, pruned_dir: Path, out: Path, plan_dir: Path) 
 def compress(cfg: CompressConfig, out_dir: str | os.PathLike, progress: bool = True) -> dict:
     """Run (or resume) every stage in ``out_dir``; returns the summary also written to ``summary.json``."""
     run = Path(out_dir)
+    if cfg.prune.measured_rounds:  # refused before anything is written, rather than after training
+        from edgeprune.prune.measured import check_measurable
+        from edgeprune.targets import load_target
+
+        check_measurable(cfg.prune.budget, load_target(cfg.target))
     config = json.loads(json.dumps(cfg.to_dict()))  # as it reads back from the file (tuples become lists)
     if (run / CONFIG_FILE).is_file():
         saved = json.loads((run / CONFIG_FILE).read_text())
@@ -136,11 +141,6 @@ def compress(cfg: CompressConfig, out_dir: str | os.PathLike, progress: bool = T
         raise CompressError(f"{run} is not empty and holds no compress run: choose another --out")
     else:
         atomic_write_text(run / CONFIG_FILE, json.dumps(config, indent=1))
-    if cfg.prune.measured_rounds:  # refused now rather than after training
-        from edgeprune.prune.measured import check_measurable
-        from edgeprune.targets import load_target
-
-        check_measurable(cfg.prune.budget, load_target(cfg.target))
     source = cfg.model
     if cfg.train.epochs > 0:
         # regularize what the plan may cut: streams kept whole are left out of the penalty (unless set)

@@ -150,5 +150,9 @@ def test_compress_gates_a_measured_plan_against_its_measurement(tmp_path, monkey
     assert "measured while planning" in summary["gate"]["reason"]
     assert "when timed while planning" in format_summary(summary)
     assert json.loads((tmp_path / "run" / "compress.json").read_text())["prune"]["measured_rounds"] == 3
+    elsewhere = CompressConfig("cifar_resnet20", "cuda-ort", settings, data="synthetic", train=none, finetune=none)
+    with pytest.raises(BudgetError, match="cannot run here"):
+        compress(elsewhere, tmp_path / "other", progress=False)
+    assert not (tmp_path / "other").exists()  # refused before the run folder was written
     plain = CompressConfig("cifar_resnet20", "cpu-ort", PruneSettings(Budget.parse("latency", "0.8x")))
     assert "measured_rounds" not in plain.to_dict()["prune"]  # runs saved before the option resume as they were
