@@ -8,6 +8,8 @@ curve point, every model of an accuracy-benchmark folder (``--compare``) and the
 together in interleaved rounds. The curve's accuracy is then read at each compared model's measured speed
 (linear between neighbouring points; never extrapolated). ``--on-curve M`` adds a compared model pruned
 from the same training run as one more curve point (the accuracy benchmark's own, at its bisected budget).
+``--kind macs`` plans by MACs instead (budgets are MACs fractions; the FLOPs-driven planner with the same
+importance), and ``--also DIR`` times another curve's points in the same timing.
 
     python tools/bench_curve.py bench/accuracy-1.5x-inner-old-profile/runs/oicsr/train \
         --budgets 0.68,0.74,0.8 --compare bench/accuracy-1.5x-inner --on-curve oicsr --out bench/curve-oicsr
@@ -29,24 +31,28 @@ from edgeprune.export import export_onnx
 from edgeprune.latency.profile import find_profile
 from edgeprune.models import create_model
 from edgeprune.prune import load_model_ref
-from edgeprune.prune.planner import Budget
+from edgeprune.prune.planner import Budget, PlanConstraints
 from edgeprune.prune.run import PruneSettings, prune_run
 from edgeprune.targets import load_target
 from edgeprune.train.run import train_run
 from edgeprune.validate import count_macs
 
 
-def curve_point(run: str, budget: float, target, steps: int, out: Path, profile: str | None = None) -> dict:
-    """Prune ``run`` to ``budget`` of the dense predicted latency, fine-tune, export; resumable per budget."""
+def curve_point(run: str, budget: float, target, steps: int, out: Path, profile: str | None = None,
+                kind: str = "latency", step: float = PlanConstraints.step) -> dict:  # fmt: skip
+    """Prune ``run`` to ``budget`` of the dense model's predicted latency (or MACs, ranked by MACs: the
+    FLOPs-driven planner), fine-tune, export; resumable per budget."""
     record = out / "point.json"
     if record.is_file():
         return json.loads(record.read_text())
     pruned, ft = out / "pruned", out / "finetune"
-    result = prune_run(run, target.name, PruneSettings(Budget.parse("latency", f"{budget}x")), pruned, profile)
+    settings = PruneSettings(Budget.parse(kind, f"{budget}x"), ranked_by=kind, constraints=PlanConstraints(step=step))
+    result = prune_run(run, target.name, settings, pruned, profile)
     train_run(str(pruned), ft, "cifar10", "none", {}, ft_config(steps), False, False, None, False)
     model = load_model_ref(str(ft))[0].eval()
     export_onnx(model, torch.randn(*SHAPE), out / "model.onnx")
-    point = {"budget": budget, "predicted_ratio": result.pruned["latency"] / result.dense["latency"],
+    predicted = result.pruned["latency"] / result.dense["latency"] if "latency" in result.pruned else None
+    point = {"budget": budget, "kind": kind, "predicted_ratio": predicted,
              "macs": count_macs(model, torch.randn(*SHAPE))[0], "accuracy": accuracy(model)}  # fmt: skip
     atomic_write_text(record, json.dumps(point, indent=1))
     return point
@@ -65,7 +71,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", help="a sparsity-training run (train/ folder) of cifar_resnet56")
     ap.add_argument("--budgets", default="0.68,0.74,0.8", help="predicted latency fractions, one point each")
+    ap.add_argument("--kind", choices=["latency", "macs"], default="latency",
+                    help="macs: budgets are MACs fractions and plans are ranked by MACs (the FLOPs-driven planner)")
+    ap.add_argument("--step", type=float, default=PlanConstraints.step,
+                    help="fraction of a group removed per greedy step (MACs ranking does not snap to blocking)")
     ap.add_argument("--compare", help="an accuracy-benchmark folder whose models are timed alongside")
+    ap.add_argument("--also", action="append", default=[],
+                    help="another curve folder whose points are timed alongside (and read on this curve)")
     ap.add_argument("--on-curve", action="append", default=[],
                     help="a compared method pruned from this same training run: also a curve point")
     ap.add_argument("--target", default="cpu-ort")
@@ -78,7 +90,7 @@ def main() -> None:
     torch.manual_seed(0)
     target, out = load_target(args.target), Path(args.out)
     points = {f"budget {b:g}": curve_point(args.run, b, target, args.ft_steps, out / "runs" / f"budget-{b:g}",
-                                                args.profile)
+                                           args.profile, args.kind, args.step)
               for b in (float(x) for x in args.budgets.split(","))}  # fmt: skip
     onnx = {label: out / "runs" / f"budget-{p['budget']:g}" / "model.onnx" for label, p in points.items()}
     compared = {}
@@ -88,6 +100,12 @@ def main() -> None:
                 rec = json.loads(record.read_text())
                 compared[rec["method"]] = rec
                 onnx[rec["method"]] = Path(args.compare) / "runs" / rec["method"] / "model.onnx"
+    for other in args.also:  # e.g. the latency-ranked curve beside a MACs-ranked one, in one timing
+        for record in sorted(Path(other).glob("runs/budget-*/point.json")):
+            rec = json.loads(record.read_text())
+            label = f"{Path(other).name} budget {rec['budget']:g}"
+            compared[label] = rec
+            onnx[label] = record.parent / "model.onnx"
     timer = Timer(target, create_model("cifar_resnet56", pretrained=True).eval(), args.rounds)
     runners = {"dense": timer.dense, **{k: prepare_runner(target, p, SHAPE) for k, p in onnx.items()}}
     ms = timer.times(runners)

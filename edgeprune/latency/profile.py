@@ -149,8 +149,11 @@ class Prediction:
 
 
 def misaligned(g: Geometry, cin: int, cout: int, align: int) -> bool:
-    """Whether a conv's channels are off the runtime's channel blocking (linears are not blocked)."""
-    return g.op != "linear" and bool(cin % align or cout % align)
+    """Whether a conv's channels are off the runtime's channel blocking (linears are not blocked). A count
+    that divides the blocking (4 of 8) is on it, as the planner has it: measured on cpu-ort, ResNet-56's
+    stage 1 at 4 channels ran 9 % faster end to end, where the term charged it as misaligned."""
+    off = lambda c: bool(c % align and align % c)  # noqa: E731
+    return g.op != "linear" and (off(cin) or off(cout))
 
 
 def activation_mb(g: Geometry, cin: int, cout: int) -> float:
