@@ -116,7 +116,7 @@ def main() -> None:
     rows += [{"model": k, "accuracy": r["accuracy"], "macs": r["macs"], "measured_speedup": speed[k],
               "curve_jpeg_test_at_this_speed": read_at(curve, speed[k])} for k, r in compared.items()]  # fmt: skip
     profile = args.profile or str(find_profile(target.name, target.backend))
-    summary = {"run": args.run, "target": args.target, "profile": profile,
+    summary = {"run": args.run, "target": args.target, "profile": profile, "kind": args.kind,
                "ft_steps": args.ft_steps, "rounds": args.rounds, "dense_ms": ms["dense"], "rows": rows}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "curve.json", json.dumps(summary, indent=1))

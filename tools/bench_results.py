@@ -49,7 +49,8 @@ def rows_for(name: str, data: dict) -> list[dict]:
         for r in data["rows"]:
             at = r.get("curve_jpeg_test_at_this_speed")
             read = f"; OICSR curve here {at:.2%}" if at is not None else ""
-            rows.append((f"accuracy vs measured speed (planned with {Path(data['profile']).name})", "cifar_resnet56",
+            planned = "by MACs" if data.get("kind") == "macs" else f"with {Path(data['profile']).name}"
+            rows.append((f"accuracy vs measured speed (planned {planned})", "cifar_resnet56",
                          r["model"],
                          f"{r['accuracy']['jpeg_test']:.2%} at {r['measured_speedup']:.2f}x{read}", ""))
     elif name == "planner":
