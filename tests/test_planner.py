@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -101,6 +102,16 @@ def test_reachable_minimum_leaves_alone_groups_whose_narrowing_costs_time(resnet
     assert result.pruned["latency"] <= floor * 1.001 and result.minimum == pytest.approx(floor, rel=1e-3)
     kept = {w.layers.split("(")[0]: w.kept == w.size for w in result.widths}
     assert kept["layer1.0.conv1"] and not kept["layer2.0.conv1"]  # stage 1 left whole, stage 2 cut
+
+
+def test_macs_ranked_plans_keep_to_the_blocking_too(resnet20):
+    model, graph, layers = resnet20
+    budget, fine = Budget.parse("macs", "0.7x"), PlanConstraints(step=1 / 32)
+    result = plan_pruning(model, graph, layers, budget, "macs", constraints=replace(fine, align=8))
+    assert result.pruned["macs"] <= 0.7 * result.dense["macs"]
+    assert all(w.kept % 8 == 0 or 8 % w.kept == 0 for w in result.widths), [w.kept for w in result.widths]
+    free = plan_pruning(model, graph, layers, budget, "macs", constraints=fine)  # align 1: any width
+    assert any(w.kept % 8 and 8 % w.kept for w in free.widths)
 
 
 def test_least_important_group_goes_first(resnet20):

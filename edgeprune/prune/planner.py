@@ -71,8 +71,8 @@ class PlanConstraints:
     # fine-tune, for a measured speed within this VM's noise of keeping them whole.
     max_removed_shared: float = 0.0
     step: float = 1 / 16  # fraction of a group removed per greedy step where no stair says otherwise
-    snap: bool = True  # latency ranking: only stop at widths the runtime computes efficiently
-    align: int = 1  # with snap: widths are multiples (or divisors) of this; 1 = the profile's staircase
+    snap: bool = True  # only stop at widths the runtime computes efficiently (the blocking below, any ranking)
+    align: int = 1  # with snap: widths are multiples (or divisors) of this; 1 = the profile's staircase (latency)
     normalize: bool = True  # divide scores by their group's mean, so groups compare by relative importance
 
 
@@ -228,7 +228,8 @@ class Planner:
         widths = set(range(size - step, state.minimum - 1, -step)) | {state.minimum}
         snap = self.c.snap and ranked_by == "latency"
         stairs = self.staircases.get(state.group.id) if snap else None
-        if snap and self.c.align > 1:
+        # the blocking holds for any ranking: a MACs-ranked plan off it runs as slowly as a latency-ranked one
+        if self.c.snap and self.c.align > 1:
             # measured: widths off the kernels' channel blocking cost as much as the unpruned layer, or more
             a = self.c.align
             aligned = {x for x in range(state.minimum, w) if x % a == 0 or a % x == 0}
