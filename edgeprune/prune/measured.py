@@ -2,9 +2,9 @@
 unpruned one, move the predicted budget by what was measured, plan again.
 
 The profile predicts random plans within a few per cent, but the planner does not pick random plans: it picks
-the ones the profile says save most, which is where the profile's errors are one-sided. On cpu-ort, ResNet-56
-plans that narrow stages 2 and 3 together measured 9-18 % slower than predicted. When the target runs on this
-machine, measuring the chosen plan closes that loop.
+the ones the profile says save most, which is where the profile's errors are one-sided (on cpu-ort, ResNet-56
+plans that narrowed stages 2 and 3 together measured 9-18 % slower than a profile predicted), and a machine's
+speed moves from day to day. When the target runs on this machine, measuring the chosen plan closes that loop.
 """
 
 from __future__ import annotations
