@@ -103,7 +103,7 @@ def _export(model_dir: Path, out: Path, name: str) -> None:
         (tmp / "export.json").write_text(json.dumps(record, indent=1))
 
 
-def _validate(cfg: CompressConfig, pruned_dir: Path, out: Path, plan_dir: Path) -> dict:
+def _validate(cfg: CompressConfig, pruned_dir: Path, out: Path, planned: dict | None) -> dict:
     from edgeprune.latency import Profile
     from edgeprune.latency.profile import find_profile
     from edgeprune.targets import load_target
@@ -115,10 +115,9 @@ def _validate(cfg: CompressConfig, pruned_dir: Path, out: Path, plan_dir: Path) 
         cifar = get_entry(cfg.model).family == "cifar" and cfg.data.startswith("cifar10")
         lossless = "cifar10-lossless" if cifar else None
         # a plan timed while it was planned is gated against that measurement, not the prediction
-        measured = json.loads((plan_dir / "plan_result.json").read_text()).get("measured", {}).get("measured")
         with atomic_dir(out) as tmp:
             validate(resolve_model(cfg.model, cfg.pretrained), resolve_model(str(pruned_dir)), target, tmp, profile,
-                     lossless, cfg.tolerance, 1 / measured if measured else None)  # fmt: skip
+                     lossless, cfg.tolerance, 1 / planned["measured"] if planned else None)  # fmt: skip
     return json.loads((out / "report.json").read_text())
 
 
@@ -153,16 +152,16 @@ def compress(cfg: CompressConfig, out_dir: str | os.PathLike, progress: bool = T
         _train(str(pruned), run / "finetune", cfg, "none", {}, cfg.finetune, False, progress)
         final = run / "finetune"
     _export(final, run / "export", cfg.model)
-    report = _validate(cfg, final, run / "validate", pruned)
-    summary = summarize(cfg, run, report, final, pruned)
+    planned = json.loads((pruned / "plan_result.json").read_text()).get("measured")  # the plan as timed, if it was
+    report = _validate(cfg, final, run / "validate", planned)
+    summary = summarize(cfg, run, report, final, planned)
     atomic_write_text(run / SUMMARY_FILE, json.dumps(summary, indent=1))
     return summary
 
 
-def summarize(cfg: CompressConfig, run: Path, report: dict, final: Path, plan_dir: Path) -> dict:
+def summarize(cfg: CompressConfig, run: Path, report: dict, final: Path, planned: dict | None) -> dict:
     """The numbers a user asks for first: accuracy, MACs, predicted and measured latency, where the report is."""
     a, b, d = report["original"], report["pruned"], report["derived"]
-    planned = json.loads((plan_dir / "plan_result.json").read_text()).get("measured")
     test_acc = None
     if (final / "run.json").is_file():
         test_acc = json.loads((final / "run.json").read_text())["result"].get("test_acc")

@@ -15,7 +15,7 @@ from edgeprune.latency import Geometry, Profile, ProfileError, ProfileMismatchWa
 from edgeprune.latency.check import check_profile, describe_check, error_row, summarize
 from edgeprune.latency.innet import fit_width_scales
 from edgeprune.latency.micro import input_for, micro_model
-from edgeprune.latency.profile import Table
+from edgeprune.latency.profile import Table, misaligned
 from edgeprune.models import create_model
 from edgeprune.targets import load_target
 
@@ -407,3 +407,10 @@ def test_misalignment_term_is_charged_off_the_blocking_and_fitted_by_calibration
     assert Profile.from_dict(profile.to_dict()).misalign == truth
     with pytest.raises(ProfileError, match="misalign"):
         Profile.from_dict({**profile.to_dict(), "misalign": {"align": 8}})
+
+
+def test_a_divisor_of_the_blocking_is_not_misaligned():
+    conv = Geometry.from_key("conv|b1|32x32|k3|s1|gw0|fp32")
+    assert not misaligned(conv, 4, 16, 8) and not misaligned(conv, 16, 24, 8)  # 4 divides 8; 24 is 3 blocks
+    assert misaligned(conv, 12, 16, 8) and misaligned(conv, 16, 6, 8)
+    assert not misaligned(Geometry.from_key("linear|b1|1x1|k1|s1|gw0|fp32"), 12, 10, 8)  # linears are not blocked

@@ -46,7 +46,10 @@ def curve_point(run: str, budget: float, target, steps: int, out: Path, profile:
     if record.is_file():
         return json.loads(record.read_text())
     pruned, ft = out / "pruned", out / "finetune"
-    settings = PruneSettings(Budget.parse(kind, f"{budget}x"), ranked_by=kind, constraints=PlanConstraints(step=step))
+    # MACs ranking: widths by --step, off the target's blocking (align 1), as the committed MACs-ranked curve was
+    # planned before MACs-ranked plans kept to the blocking
+    settings = PruneSettings(Budget.parse(kind, f"{budget}x"), ranked_by=kind, constraints=PlanConstraints(step=step),
+                             align=1 if kind == "macs" else None)  # fmt: skip
     result = prune_run(run, target.name, settings, pruned, profile)
     train_run(str(pruned), ft, "cifar10", "none", {}, ft_config(steps), False, False, None, False)
     model = load_model_ref(str(ft))[0].eval()
@@ -74,7 +77,7 @@ def main() -> None:
     ap.add_argument("--kind", choices=["latency", "macs"], default="latency",
                     help="macs: budgets are MACs fractions and plans are ranked by MACs (the FLOPs-driven planner)")
     ap.add_argument("--step", type=float, default=PlanConstraints.step,
-                    help="fraction of a group removed per greedy step (MACs ranking does not snap to blocking)")
+                    help="fraction of a group removed per greedy step (with --kind macs: the widths, unsnapped)")
     ap.add_argument("--compare", help="an accuracy-benchmark folder whose models are timed alongside")
     ap.add_argument("--also", action="append", default=[],
                     help="another curve folder whose points are timed alongside (and read on this curve)")

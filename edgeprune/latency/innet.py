@@ -18,7 +18,7 @@ import torch
 
 from edgeprune.backends import measure_interleaved
 from edgeprune.graph import build_graph
-from edgeprune.latency.layers import Layer, collect_layers
+from edgeprune.latency.layers import Layer, collect_layers, on_blocking
 from edgeprune.latency.profile import Profile
 from edgeprune.latency.profiler import build_model, fit_calibration, model_input_shape, prepare_model
 from edgeprune.prune import Plan, prune_model
@@ -42,7 +42,8 @@ def narrowed_keep(group, fraction: float, align: int) -> list[int]:
     units = group.prunable_units
     n = round(fraction * group.size / align) * align
     if n < align:  # below one block: the divisor of the blocking nearest the fraction
-        n = min((w for w in range(1, align + 1) if align % w == 0), key=lambda w: (abs(w - fraction * group.size), -w))
+        divisors = [w for w in range(1, align + 1) if on_blocking(w, align)]
+        n = min(divisors, key=lambda w: (abs(w - fraction * group.size), -w))
     n -= len(frozen)
     return sorted(frozen + units[: max(1, min(len(units), n))])
 

@@ -81,3 +81,9 @@ def collect_layers(model: nn.Module, input_shape: tuple[int, ...], dtype: str = 
         for h in handles:
             h.remove()
     return layers
+
+
+def on_blocking(channels: int, align: int) -> bool:
+    """Whether a channel count sits on a runtime's channel blocking: a multiple of it, or a divisor (4 of 8).
+    The planner's widths, the profile's misalignment term and the in-network fit's widths all use this."""
+    return channels % align == 0 or align % channels == 0

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, ChannelGraph, ChannelGroup
-from edgeprune.latency.layers import Layer
+from edgeprune.latency.layers import Layer, on_blocking
 from edgeprune.prune.costs import LayerCost
 from edgeprune.prune.importance import magnitude_scores
 from edgeprune.prune.plan import Plan
@@ -232,7 +232,7 @@ class Planner:
         if self.c.snap and self.c.align > 1:
             # measured: widths off the kernels' channel blocking cost as much as the unpruned layer, or more
             a = self.c.align
-            aligned = {x for x in range(state.minimum, w) if x % a == 0 or a % x == 0}
+            aligned = {x for x in range(state.minimum, w) if on_blocking(x, a)}
             widths = aligned or {min(state.minimum + (-state.minimum) % a, w - 1)}
         elif stairs:
             # below the scanned stairs the coarse steps stand; within them only widths before a step are kept
