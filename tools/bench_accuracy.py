@@ -110,13 +110,13 @@ def bisect(make, lo: float, hi: float, goal: float, timer: Timer, iters: int, lo
     return best[0], best[1]
 
 
-def fit(model: torch.nn.Module, steps: int, out: Path, hook=None) -> None:
+def fit(model: torch.nn.Module, steps: int, out: Path, hook=None, seed: int = 0) -> None:
     """Plain training of an in-memory model (Torch-Pruning's path): same loop and data as edgeprune's."""
     train, test = load_dataset("cifar10")
-    cfg = ft_config(steps)
+    cfg = ft_config(steps, seed)
     graph = build_graph(model, torch.randn(*SHAPE))
     trainer = Trainer(
-        model, NoRegularizer(model, graph), ArrayLoader(train, cfg.batch_size, True), None, cfg, out, False
+        model, NoRegularizer(model, graph), ArrayLoader(train, cfg.batch_size, True, seed), None, cfg, out, False
     )
     if hook is not None:  # runs after backward, before the optimizer step: where TP adds its gradient term
         trainer.opt.register_step_pre_hook(lambda *_: hook())
@@ -131,9 +131,10 @@ def accuracy(model: torch.nn.Module) -> dict:
     return {"jpeg_test": evaluate(model, ArrayLoader(test, 256, False), torch.device("cpu")), "lossless": lossless}
 
 
-def ft_config(steps: int) -> TrainConfig:
-    """``steps`` steps of batch 128 at lr 0.01 (cosine), in epochs of at most 300 steps."""
-    return TrainConfig(epochs=-(-steps // 300), lr=0.01, max_steps_per_epoch=min(steps, 300))
+def ft_config(steps: int, seed: int = 0) -> TrainConfig:
+    """``steps`` steps of batch 128 at lr 0.01 (cosine), in epochs of at most 300 steps; ``seed`` orders the
+    batches and draws the augmentation."""
+    return TrainConfig(epochs=-(-steps // 300), lr=0.01, max_steps_per_epoch=min(steps, 300), seed=seed)
 
 
 def run_edgeprune(method: str, args, target, timer: Timer, out: Path) -> tuple[dict, torch.nn.Module]:
@@ -145,12 +146,15 @@ def run_edgeprune(method: str, args, target, timer: Timer, out: Path) -> tuple[d
     train_dir = out / "train"
     reused = Path(args.train_from or "-") / method / "train"
     if (reused / "run.json").is_file():  # the same sparsity training, pruned to another speed
-        trained = json.loads((reused / "run.json").read_text()).get("reg_kwargs", {})
-        if {"streams": True, **trained} != {"streams": True, **kwargs}:
-            raise SystemExit(f"{reused} was trained with {trained}, not {kwargs}: drop --train-from or match it")
+        run = json.loads((reused / "run.json").read_text())
+        trained, seed = run.get("reg_kwargs", {}), run.get("config", {}).get("seed", 0)
+        if {"streams": True, **trained} != {"streams": True, **kwargs} or seed != args.seed:
+            raise SystemExit(f"{reused} was trained with {trained}, seed {seed}, not {kwargs}, seed {args.seed}: "
+                             "drop --train-from or match it")
         train_dir = reused
     if not (train_dir / "run.json").is_file():
-        train_run(MODEL, train_dir, "cifar10", reg, kwargs, ft_config(args.reg_steps), True, False, None, False)
+        cfg = ft_config(args.reg_steps, args.seed)
+        train_run(MODEL, train_dir, "cifar10", reg, kwargs, cfg, True, False, None, False)
     log: list = []
     out.mkdir(parents=True, exist_ok=True)
     probes = Path(tempfile.mkdtemp(dir=out))
@@ -167,7 +171,8 @@ def run_edgeprune(method: str, args, target, timer: Timer, out: Path) -> tuple[d
     shutil.rmtree(ft_dir, ignore_errors=True)  # a fine-tune interrupted earlier started from another plan
     (probes / f"{fraction:.4f}").rename(pruned_dir)
     shutil.rmtree(probes)
-    train_run(str(pruned_dir), ft_dir, "cifar10", "none", {}, ft_config(args.ft_steps), False, False, None, False)
+    cfg = ft_config(args.ft_steps, args.seed)
+    train_run(str(pruned_dir), ft_dir, "cifar10", "none", {}, cfg, False, False, None, False)
     model = load_model_ref(str(ft_dir))[0]
     return {"regularizer": reg, "kwargs": kwargs, "knob": "latency budget", "value": fraction, "bisection": log,
             "constraints": vars(constraints)}, model  # fmt: skip
@@ -191,7 +196,7 @@ def run_torch_pruning(args, timer: Timer, out: Path) -> tuple[dict, torch.nn.Mod
     sparse = pruner(model, 0.5)
     if hasattr(sparse, "update_regularizer"):
         sparse.update_regularizer()
-    fit(model, args.reg_steps, out / "train", hook=lambda: sparse.regularize(model))
+    fit(model, args.reg_steps, out / "train", hook=lambda: sparse.regularize(model), seed=args.seed)
     log: list = []
 
     def make(ratio: float):
@@ -201,7 +206,7 @@ def run_torch_pruning(args, timer: Timer, out: Path) -> tuple[dict, torch.nn.Mod
 
     # Above a ratio of about 0.7 Torch-Pruning skips layers it would empty and prunes less: stay below.
     ratio, pruned = bisect(make, 0.1, 0.7, args.speedup, timer, args.iters, log, rising=True)
-    fit(pruned, args.ft_steps, out / "finetune")
+    fit(pruned, args.ft_steps, out / "finetune", seed=args.seed)
     note = "inner channels of each block only: Torch-Pruning cannot follow the zero-padded shortcut"
     return {"regularizer": "GroupNormPruner growing reg", "kwargs": {"reg": reg}, "knob": "pruning ratio",
             "value": ratio, "bisection": log, "note": note}, pruned  # fmt: skip
@@ -231,10 +236,11 @@ def main() -> None:
     ap.add_argument("--streams", action="store_true",
                     help="regularize residual streams and let the planner cut them (max_removed_shared 0.75)")
     ap.add_argument("--method", action="append", choices=list(METHODS), help="repeatable; default: all")
+    ap.add_argument("--seed", type=int, default=0, help="training and fine-tuning seed (batch order, augmentation)")
     ap.add_argument("--out", default="bench/accuracy")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     target, out = load_target(args.target), Path(args.out)
     dense = create_model(MODEL, pretrained=True).eval()
     timer = Timer(target, dense, args.rounds)
