@@ -35,7 +35,8 @@ from edgeprune.latency.layers import on_blocking
 from edgeprune.latency.profile import find_profile
 from edgeprune.latency.profiler import build_model, model_input_shape, prepare_model
 from edgeprune.prune import prune_model
-from edgeprune.prune.planner import Budget, PlanConstraints, plan_pruning
+from edgeprune.prune.costs import make_cost
+from edgeprune.prune.planner import Budget, PlanConstraints, Planner, importance_for, plan_pruning
 from edgeprune.targets import channel_align, load_target
 from edgeprune.validate import count_macs
 
@@ -50,9 +51,20 @@ PLANS = {
     "macs-ranked, on the blocking": ("macs", "blocking"),
 }
 BASELINES = [label for label in PLANS if label != "latency-driven"]
+CEILING = "speed ceiling: most ms per MAC, importance ignored"
 
 
-def variants(name: str, target, profile: Profile, budget: Budget, shared: float) -> dict:
+def macs_per_unit(model, graph, layers) -> dict[int, np.ndarray]:
+    """Each unit scored by the MACs its removal saves from the dense model. Ranked by latency with these
+    scores (not normalized), the planner removes the most milliseconds per MAC first: at a MACs budget,
+    about the fastest plan the constraints allow, whatever it costs in accuracy."""
+    planner = Planner(graph, layers, {"macs": make_cost("macs", None, graph.model_name)}, importance_for(model, graph))
+    return {s.group.id: np.full(s.group.size, planner.saving("macs", s.deltas(s.group.prunable_units[:1])))
+            for s in planner.groups}  # fmt: skip
+
+
+def variants(name: str, target, profile: Profile, budget: Budget, shared: float, ceiling: bool = False) -> dict:
+    torch.manual_seed(0)  # the importance is the weight energy of this untrained model: the same in every run
     model = build_model(name, target)
     shape = model_input_shape(name, target)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
@@ -65,6 +77,10 @@ def variants(name: str, target, profile: Profile, budget: Budget, shared: float)
             c = PlanConstraints(step=widths, snap=False, max_removed_shared=shared)
         result = plan_pruning(model, graph, layers, budget, ranked_by, profile, constraints=c)
         out[label] = (prune_model(model, graph, result.plan)[0].eval(), result)
+    if ceiling:
+        c = PlanConstraints(align=channel_align(target), max_removed_shared=shared, normalize=False)
+        result = plan_pruning(model, graph, layers, budget, "latency", profile, macs_per_unit(model, graph, layers), c)
+        out[CEILING] = (prune_model(model, graph, result.plan)[0].eval(), result)
     return out
 
 
@@ -81,13 +97,14 @@ def measure(name: str, target, models: dict, rounds: int) -> dict:
     return {k: s.median_ms for k, s in stats.items()}
 
 
-def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int, shared: float) -> dict:
-    models = variants(name, target, profile, budget, shared)
+def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int, shared: float,
+                ceiling: bool = False) -> dict:  # fmt: skip
+    models = variants(name, target, profile, budget, shared, ceiling)
     ms = measure(name, target, models, rounds)
     x = torch.randn(*model_input_shape(name, target))
     macs = {k: count_macs(m, x)[0] for k, (m, _) in models.items()}
     row = {"model": name, "budget": str(budget), "ms": ms, "macs": macs}
-    for label in PLANS:
+    for label in [k for k in models if k != "dense"]:
         result = models[label][1]
         row[label] = {
             "macs_speedup": macs["dense"] / macs[label],
@@ -99,7 +116,7 @@ def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int
                                      for w in result.widths),  # fmt: skip
             "widths": {str(w.group): [w.kept, w.size] for w in result.widths if w.kept < w.size},
         }
-    row["latency_vs"] = {b: ms[b] / ms["latency-driven"] for b in BASELINES}
+    row["latency_vs"] = {b: ms[b] / ms["latency-driven"] for b in [*BASELINES, CEILING] if b in ms}
     row["latency_vs_flops"] = row["latency_vs"]["flops-driven"]
     return row
 
@@ -109,7 +126,7 @@ def markdown(rows: list[dict]) -> str:
              " plan ms | latency-driven ÷ this |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
         lines.append(f"| {r['model']} | dense | | | | | | {r['ms']['dense']:.3f} | |")
-        for label in PLANS:
+        for label in [k for k in [*PLANS, CEILING] if k in r]:
             d, vs = r[label], r["latency_vs"].get(label)
             ratio = f"**{vs:.2f}**" if vs is not None else ""
             lines.append(f"| {r['model']} | {label} | {d['macs_speedup']:.2f}x | {d['predicted_speedup']:.2f}x | "
@@ -128,6 +145,9 @@ def main() -> None:
                         help="cap on residual-stream cuts, for both plans (default: the planner's)")
     parser.add_argument("--out", default="bench/planner.json")
     parser.add_argument("--profile", help="latency profile (default: the committed one for the target)")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also time the fastest plan the MACs budget allows, ranked by ms per MAC with "
+                             "importance ignored (how fast 'twice as fast from half the MACs' can get here)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     target = load_target(args.target)
@@ -135,10 +155,10 @@ def main() -> None:
     budget = Budget.parse("macs", args.macs)
     rows = []
     for name in args.model or MODELS:
-        rows.append(bench_model(name, target, profile, budget, args.rounds, args.max_removed_shared))
+        rows.append(bench_model(name, target, profile, budget, args.rounds, args.max_removed_shared, args.ceiling))
         print(markdown(rows[-1:]), flush=True)
     settings = {"macs": args.macs, "max_removed_shared": args.max_removed_shared,
-                "profile": args.profile or "committed"}  # fmt: skip
+                "profile": args.profile or "committed", "ceiling": args.ceiling}  # fmt: skip
     atomic_write_text(args.out, json.dumps({"target": args.target, "settings": settings, "rows": rows}, indent=1))
     atomic_write_text(Path(args.out).with_suffix(".md"), markdown(rows) + "\n")
     print(markdown(rows))
