@@ -114,6 +114,18 @@ def test_macs_ranked_plans_keep_to_the_blocking_too(resnet20):
     assert any(w.kept % 8 and 8 % w.kept for w in free.widths)
 
 
+def test_a_floor_off_the_blocking_rises_to_the_next_width_on_it(resnet20):
+    """A cap of 70 % puts a 16-channel group's floor at 5: on a blocking of 16 it stops at 8, not 5."""
+    model, graph, layers = resnet20
+    c = PlanConstraints(align=16, max_removed=0.7)
+    result = plan_pruning(model, graph, layers, Budget.parse("macs", "0.6x"), "macs", constraints=c)
+    assert result.pruned["macs"] <= 0.6 * result.dense["macs"]
+    on = [w.kept % 16 == 0 or 16 % w.kept == 0 for w in result.widths]
+    assert all(on), [(w.kept, w.size) for w in result.widths]
+    assert {(w.size, w.minimum) for w in result.widths if w.minimum < w.size} == {(16, 8), (32, 16), (64, 32)}
+    assert sum(w.kept == w.minimum < w.size for w in result.widths) >= 6
+
+
 def test_least_important_group_goes_first(resnet20):
     model, graph, layers = resnet20
     groups = graph.prunable_groups

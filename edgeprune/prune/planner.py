@@ -139,7 +139,10 @@ class _GroupState:
         frozen = group.size - len(group.prunable_units)
         cap = min(c.max_removed, c.max_removed_shared) if group.shared else c.max_removed
         floor = max(c.min_channels, math.ceil(group.size * (1 - cap)), frozen, 1)
-        self.minimum = min(group.size - len(already), floor)
+        width = group.size - len(already)
+        if c.snap and c.align > 1:  # the least width on the blocking; none left below this one: no cut
+            floor = min((x for x in range(floor, width) if on_blocking(x, c.align)), default=width)
+        self.minimum = min(width, floor)
         table = group.units[0].table
         cols: dict[tuple[str, int], int] = {}
         hits: list[tuple[int, int]] = []  # (unit, column) per member that shrinks a layer
@@ -232,8 +235,7 @@ class Planner:
         if self.c.snap and self.c.align > 1:
             # measured: widths off the kernels' channel blocking cost as much as the unpruned layer, or more
             a = self.c.align
-            aligned = {x for x in range(state.minimum, w) if on_blocking(x, a)}
-            widths = aligned or {min(state.minimum + (-state.minimum) % a, w - 1)}
+            widths = {x for x in range(state.minimum, w) if on_blocking(x, a)}
         elif stairs:
             # below the scanned stairs the coarse steps stand; within them only widths before a step are kept
             low = min(stairs)
