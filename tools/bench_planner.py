@@ -10,9 +10,12 @@ in interleaved rounds so machine drift hits them all alike:
 - ``macs-ranked, on the blocking``: ranked by MACs, widths on the blocking (edgeprune ``--rank-by macs``):
   what the ranking alone buys once both keep to the blocking.
 
-Prints a Markdown table and writes JSON. ``latency_vs_flops`` is against the per-channel FLOPs plan.
+With ``--ceiling``, also a plan ranked by milliseconds saved per MAC with importance ignored: about the
+fastest plan the constraints allow at the budget, which bounds what "twice as fast from half the MACs" can
+reach on the target. Prints a Markdown table and writes JSON. ``latency_vs_flops`` is against the
+per-channel FLOPs plan.
 
-    python tools/bench_planner.py --target cpu-ort --macs 0.5x --out bench/planner.json
+    python tools/bench_planner.py --target cpu-ort --macs 0.5x --ceiling --out bench/planner.json
 """
 
 from __future__ import annotations
