@@ -75,6 +75,11 @@ class PlanConstraints:
     align: int = 1  # with snap: widths are multiples (or divisors) of this; 1 = the profile's staircase (latency)
     normalize: bool = True  # divide scores by their group's mean, so groups compare by relative importance
 
+    @property
+    def blocking(self) -> int | None:
+        """The channel blocking every width keeps to (its multiples or divisors), if any."""
+        return self.align if self.snap and self.align > 1 else None
+
 
 @dataclass
 class GroupWidth:
@@ -140,8 +145,8 @@ class _GroupState:
         cap = min(c.max_removed, c.max_removed_shared) if group.shared else c.max_removed
         floor = max(c.min_channels, math.ceil(group.size * (1 - cap)), frozen, 1)
         width = group.size - len(already)
-        if c.snap and c.align > 1:  # the least width on the blocking; none left below this one: no cut
-            floor = min((x for x in range(floor, width) if on_blocking(x, c.align)), default=width)
+        if c.blocking:  # the least width on the blocking; none left below this one: no cut
+            floor = min((x for x in range(floor, width) if on_blocking(x, c.blocking)), default=width)
         self.minimum = min(width, floor)
         table = group.units[0].table
         cols: dict[tuple[str, int], int] = {}
@@ -232,10 +237,9 @@ class Planner:
         snap = self.c.snap and ranked_by == "latency"
         stairs = self.staircases.get(state.group.id) if snap else None
         # the blocking holds for any ranking: a MACs-ranked plan off it runs as slowly as a latency-ranked one
-        if self.c.snap and self.c.align > 1:
+        if self.c.blocking:
             # measured: widths off the kernels' channel blocking cost as much as the unpruned layer, or more
-            a = self.c.align
-            widths = {x for x in range(state.minimum, w) if on_blocking(x, a)}
+            widths = {x for x in range(state.minimum, w) if on_blocking(x, self.c.blocking)}
         elif stairs:
             # below the scanned stairs the coarse steps stand; within them only widths before a step are kept
             low = min(stairs)
