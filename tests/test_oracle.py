@@ -17,12 +17,15 @@ TOLERANCE = 1e-4
 
 
 def draw_plan(data: st.DataObject, graph) -> Plan:
-    """Per prunable group: keep all, a random subset, or a single channel."""
+    """Per prunable group: keep all, a random subset, a single channel, or (a whole residual branch) none."""
     keep = {}
     for group in graph.prunable_groups:
         units = group.prunable_units
-        mode = data.draw(st.sampled_from(["all", "subset", "single"]))
+        mode = data.draw(st.sampled_from(["all", "subset", "single"] + ["none"] * (group.id in graph.branches)))
         if mode == "all":
+            continue
+        if mode == "none":
+            keep[group.id] = []
             continue
         frozen = [i for i in range(group.size) if group.units[i].frozen]
         n = 1 if mode == "single" else data.draw(st.integers(1, len(units)))

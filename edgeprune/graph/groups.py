@@ -121,6 +121,8 @@ class ChannelGraph:
     groups: list[ChannelGroup]
     param_shapes: dict[str, tuple[int, ...]]
     model_kwargs: dict = field(default_factory=dict)  # what create_model needs to rebuild it
+    # group id -> the residual branch that emptying the group removes (edgeprune.graph.branches.Branch)
+    branches: dict = field(default_factory=dict)
 
     @property
     def prunable_groups(self) -> list[ChannelGroup]:

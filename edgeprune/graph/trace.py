@@ -19,6 +19,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.func import functional_call
 
 from edgeprune.graph import optable, rules
+from edgeprune.graph.branches import find_branches, removable_groups
 from edgeprune.graph.errors import GraphBuildError, UnsupportedOpError
 from edgeprune.graph.groups import PARAM, ChannelGraph, ChannelGroup, MemberTable, Unit
 from edgeprune.graph.ids import NO_CHANNEL, ChannelUnion, along, position_reps
@@ -365,6 +366,7 @@ def build_graph(
             if added.startswith("_tensor_constant"):
                 delattr(model, added)
     groups = assemble_groups(ctx)
+    branches = removable_groups(groups, find_branches(graph, model))
     shapes = {k: tuple(v.shape) for k, v in [*model.named_parameters(), *model.named_buffers()]}
     name = model_name or type(model).__name__
-    return ChannelGraph(name, tuple(example.shape), groups, shapes, dict(model_kwargs or {}))
+    return ChannelGraph(name, tuple(example.shape), groups, shapes, dict(model_kwargs or {}), branches)

@@ -46,3 +46,64 @@ class ChannelRemap(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, out_channels={self.out_channels}, stride={self.stride}"
+
+
+
+def conv_output_size(size: tuple[int, ...], kernel, stride, padding, dilation) -> tuple[int, ...]:
+    """Spatial output size of a conv with these settings (ints or per-dim tuples; padding may be 'same')."""
+    def per_dim(v) -> tuple[int, ...]:
+        return tuple(v) if isinstance(v, (tuple, list)) else (v,) * len(size)
+
+    if padding == "same":
+        return tuple(size)
+    pad = (0,) * len(size) if padding == "valid" else per_dim(padding)
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                 for n, k, s, p, d in zip(size, per_dim(kernel), per_dim(stride), pad, per_dim(dilation)))  # fmt: skip
+
+
+class _ConvShaped(nn.Module):
+    """Keeps a removed conv's geometry, so the (empty or constant) output has the conv's spatial size."""
+
+    def __init__(self, kernel, stride, padding, dilation) -> None:
+        super().__init__()
+        self.kernel, self.stride, self.padding, self.dilation = kernel, stride, padding, dilation
+
+    def out_size(self, x: torch.Tensor) -> tuple[int, ...]:
+        return conv_output_size(tuple(x.shape[2:]), self.kernel, self.stride, self.padding, self.dilation)
+
+    @classmethod
+    def geometry_of(cls, conv: nn.Module) -> dict:
+        return {k: conv.padding if k == "padding" and isinstance(conv.padding, str) else list(getattr(conv, a))
+                for k, a in (("kernel", "kernel_size"), ("stride", "stride"), ("padding", "padding"),
+                             ("dilation", "dilation"))}  # fmt: skip
+
+
+class EmptyChannels(_ConvShaped):
+    """A conv of a removed residual branch: no output channels (its only reader is a ``BranchConstant``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros((x.shape[0], 0, *self.out_size(x)))
+
+
+class BranchConstant(_ConvShaped):
+    """What a removed residual branch adds: one learnable value per channel, over the conv's output shape.
+
+    The value is the branch's last conv (its bias) and norm applied to no input. The output is a full
+    tensor, not a broadcast view, because models add the shortcut to it in place (``out += identity``).
+    """
+
+    def __init__(self, channels: int, kernel, stride, padding, dilation) -> None:
+        super().__init__(kernel, stride, padding, dilation)
+        self.value = nn.Parameter(torch.zeros(channels))
+
+    @property
+    def channels(self) -> int:
+        return int(self.value.numel())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = self.out_size(x)
+        shape = (x.shape[0], self.channels, *size)
+        return self.value.view(1, -1, *([1] * len(size))).expand(shape).contiguous()
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, stride={self.stride}"

@@ -62,10 +62,14 @@ class LatencyCost:
     def __init__(self, profile: Profile, model_name: str) -> None:
         self.profile, self.model_name = profile, model_name
         self.calibration = profile.calibration.get(model_name)
+        # the offset goes with the layers that run (Calibration.layer_offset_ms), so it is added per layer
+        self.share = self.calibration.layer_offset_ms / self.calibration.scale if self.calibration else 0.0
         self._cache: dict[tuple[str, int, int], float] = {}
         self.extrapolated: set[str] = set()
 
     def layer(self, layer: Layer, cin: int, cout: int) -> float:
+        if cin == 0 or cout == 0:  # a layer of a removed residual branch does not run
+            return 0.0
         # layers of one geometry share a cost unless the model's width correction sets them apart
         key = (layer.geometry.key, cin, cout, self.profile.width_correction(self.model_name, layer))
         if key not in self._cache:
@@ -73,11 +77,13 @@ class LatencyCost:
             if outside:
                 self.extrapolated.add(f"{layer.path} ({cin}->{cout})")
             self._cache[key] = ms
-        return self._cache[key]
+        return self._cache[key] + self.share
 
     def total(self, layer_sum: float) -> float:
         cal = self.calibration
-        return cal.scale * layer_sum + cal.offset_ms if cal else layer_sum
+        if cal is None:
+            return layer_sum
+        return cal.scale * layer_sum + (0.0 if self.share else cal.offset_ms)
 
 
 def make_cost(kind: str, profile: Profile | None = None, model_name: str = "") -> LayerCost:

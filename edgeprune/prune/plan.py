@@ -45,8 +45,9 @@ class Plan:
             if not isinstance(gid, int) or not 0 <= gid < len(graph.groups):
                 raise PlanError(f"plan names group {gid!r}; the graph has groups 0..{len(graph.groups) - 1}")
             group = graph.groups[gid]
-            if not kept:
-                raise PlanError(f"plan empties group {gid} entirely (keep at least one channel)")
+            if not kept and gid not in graph.branches:
+                raise PlanError(f"plan empties group {gid} entirely: only a group that is a whole residual branch "
+                                "may be emptied (keep at least one channel)")
             if len(set(kept)) != len(kept):
                 raise PlanError(f"plan keeps a channel of group {gid} twice")
             bad = [i for i in kept if not isinstance(i, int) or not 0 <= i < group.size]

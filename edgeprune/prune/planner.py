@@ -74,6 +74,9 @@ class PlanConstraints:
     snap: bool = True  # only stop at widths the runtime computes efficiently (the blocking below, any ranking)
     align: int = 1  # with snap: widths are multiples (or divisors) of this; 1 = the profile's staircase (latency)
     normalize: bool = True  # divide scores by their group's mean, so groups compare by relative importance
+    # A group that is the whole inside of a residual branch may also go to width 0, whatever the limits above:
+    # the branch is removed and its layers stop running (edgeprune.graph.branches).
+    remove_branches: bool = False
 
     @property
     def blocking(self) -> int | None:
@@ -135,8 +138,9 @@ class PlanResult:
 class _GroupState:
     """One group: its units in removal order and the layer sides each unit's removal shrinks."""
 
-    def __init__(self, group: ChannelGroup, scores: np.ndarray, entries: dict, already: set[int], c: PlanConstraints):
-        self.group = group
+    def __init__(self, group: ChannelGroup, scores: np.ndarray, entries: dict, already: set[int], c: PlanConstraints,
+                 removable: bool = False):  # fmt: skip
+        self.group, self.removable = group, removable
         prunable = [i for i in group.prunable_units if i not in already]
         self.order = sorted(prunable, key=lambda i: (scores[i], i))  # next to remove first
         self.scores = scores
@@ -148,6 +152,7 @@ class _GroupState:
         if c.blocking:  # the least width on the blocking; none left below this one: no cut
             floor = min((x for x in range(floor, width) if on_blocking(x, c.blocking)), default=width)
         self.minimum = min(width, floor)
+        self.lowest = 0 if removable else self.minimum  # the least width any step may reach
         table = group.units[0].table
         cols: dict[tuple[str, int], int] = {}
         hits: list[tuple[int, int]] = []  # (unit, column) per member that shrinks a layer
@@ -203,7 +208,8 @@ class Planner:
             if constraints.normalize:
                 mean = scores[group.prunable_units].mean() if group.prunable_units else 0.0
                 scores = scores / mean if mean > 0 else scores
-            state = _GroupState(group, scores, entries, set(already.get(group.id, [])), constraints)
+            removable = constraints.remove_branches and group.id in graph.branches
+            state = _GroupState(group, scores, entries, set(already.get(group.id, [])), constraints, removable)
             self.groups.append(state)
             for layer_id, (d_in, d_out) in state.deltas(state.removed).items():
                 self.cin[layer_id] -= d_in
@@ -244,13 +250,16 @@ class Planner:
             # below the scanned stairs the coarse steps stand; within them only widths before a step are kept
             low = min(stairs)
             widths = {x for x in widths if x < low} | {x for x in stairs if x >= state.minimum} | {state.minimum}
-        return sorted((x for x in widths if state.minimum <= x < w), reverse=True)
+        widths = {x for x in widths if state.minimum <= x} | ({0} if state.removable else set())
+        return sorted((x for x in widths if x < w), reverse=True)
 
     def best_step(self, ranked_by: str, everything: bool = False):
         best = None
         for state in self.groups:
             widths = self.candidate_widths(state, ranked_by)
-            for width in widths if everything else widths[:LOOKAHEAD]:
+            if not everything:  # removing a branch is always weighed: its saving is not a neighbour's
+                widths = widths[:LOOKAHEAD] + [0] * (state.removable and 0 in widths[LOOKAHEAD:])
+            for width in widths:
                 units = state.order[: state.width - width]
                 deltas = state.deltas(units)
                 saved = self.saving(ranked_by, deltas)
@@ -277,7 +286,7 @@ class Planner:
         """
         cost = self.costs[kind]
         cin, cout = self.cin.copy(), self.cout.copy()
-        cuts = [state.deltas(state.order[: state.width - state.minimum]) for state in self.groups]
+        cuts = [state.deltas(state.order[: state.width - state.lowest]) for state in self.groups]
         for deltas in cuts:
             for i, (d_in, d_out) in deltas.items():
                 cin[i] -= d_in
@@ -327,7 +336,7 @@ class Planner:
     def result(self, budget: Budget, ranked_by: str) -> PlanResult:
         keep = {s.group.id: [i for i in range(s.group.size) if i not in set(s.removed)]
                 for s in self.groups if s.removed}  # fmt: skip
-        widths = [GroupWidth(s.group.id, s.group.size, s.width, s.minimum, s.group.describe()) for s in self.groups]
+        widths = [GroupWidth(s.group.id, s.group.size, s.width, s.lowest, s.group.describe()) for s in self.groups]
         extrapolated = sorted(set().union(*(getattr(c, "extrapolated", set()) for c in self.costs.values())))
         plan = Plan(self.graph.model_name, self.graph.fingerprint, keep)
         totals = {k: self.total(k) for k in self.costs}

@@ -12,10 +12,13 @@ from safetensors.torch import load_file, save_file
 
 from edgeprune.atomic import atomic_path, atomic_write_text
 from edgeprune.models import ChannelRemap, create_model
+from edgeprune.models.layers import BranchConstant, EmptyChannels
 from edgeprune.prune.shrink import ArchChanges
 
 ARCH_SCHEMA = "edgeprune.arch/1"
 ARCH_FILE, WEIGHTS_FILE = "arch.json", "weights.safetensors"
+# What may stand in for a layer of a removed residual branch (prune/shrink.py: remove_branch).
+REPLACEMENTS = {"EmptyChannels": EmptyChannels, "BranchConstant": BranchConstant, "Identity": nn.Identity}
 
 
 class ArchSpecError(ValueError):
@@ -52,6 +55,9 @@ def apply_arch(model: nn.Module, changes: ArchChanges) -> None:
             _resize_tensor(model.get_submodule(owner_path), name, attrs["param_shape"])
             continue
         module = model.get_submodule(path)
+        if "replaces" in attrs:
+            _replace_module(model, path, attrs)
+            continue
         if type(module).__name__ != attrs["type"]:
             found = type(module).__name__
             raise ArchSpecError(f"{path} is a {found} in the model but {attrs['type']} in the spec")
@@ -68,6 +74,20 @@ def apply_arch(model: nn.Module, changes: ArchChanges) -> None:
             shape = _expected_shape(module, name, tensor)
             if tuple(shape) != tuple(tensor.shape):
                 _resize_tensor(module, name, shape)
+
+
+def _replace_module(model: nn.Module, path: str, attrs: dict) -> None:
+    """A layer of a removed residual branch: build its stand-in (weights come with load_state_dict)."""
+    found, wanted = type(model.get_submodule(path)).__name__, attrs["replaces"]
+    if found != wanted:
+        raise ArchSpecError(f"{path} is a {found} in the model but the spec replaces a {wanted}")
+    kind, args = attrs["type"], {k: v for k, v in attrs.items() if k not in ("type", "replaces")}
+    if kind not in REPLACEMENTS:
+        raise ArchSpecError(f"{path}: unknown replacement {kind!r} (known: {', '.join(REPLACEMENTS)})")
+    try:
+        model.set_submodule(path, REPLACEMENTS[kind](**args))
+    except TypeError as exc:
+        raise ArchSpecError(f"{path}: cannot build {kind} from {args}: {exc}") from exc
 
 
 def _resize_tensor(owner: nn.Module, name: str, shape) -> None:

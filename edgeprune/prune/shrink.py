@@ -19,7 +19,7 @@ from edgeprune.graph.groups import (
     REMAP_OUT,
     ChannelGraph,
 )
-from edgeprune.models.layers import ChannelRemap
+from edgeprune.models.layers import BranchConstant, ChannelRemap, EmptyChannels
 from edgeprune.prune.plan import Plan, PlanError
 
 # What shrink changed, per module path: the attributes an arch spec must restore.
@@ -138,4 +138,49 @@ def shrink(model: nn.Module, graph: ChannelGraph, plan: Plan) -> tuple[nn.Module
                 continue
             module = pruned.get_submodule(key)
             changes[key] = {"type": type(module).__name__, **_surgery_for(module)(module, kinds)}
+        for gid, gone in plan.removed(graph).items():
+            if len(gone) == graph.groups[gid].size:  # validate() allowed it: a removable branch
+                changes.update(remove_branch(pruned, graph.branches[gid]))
     return pruned, changes
+
+
+def _folded_constant(conv: nn.Module, norm: nn.Module | None) -> torch.Tensor:
+    """What ``norm(conv(nothing))`` outputs per channel: the bias, through the norm's inference affine."""
+    value = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels)
+    if norm is not None:
+        mean = norm.running_mean if norm.running_mean is not None else torch.zeros_like(value)
+        var = norm.running_var if norm.running_var is not None else torch.ones_like(value)
+        value = (value - mean) / torch.sqrt(var + norm.eps)
+        if norm.weight is not None:
+            value = value * norm.weight.detach() + norm.bias.detach()
+    return value
+
+
+def remove_branch(model: nn.Module, branch) -> ArchChanges:
+    """Replace an emptied residual branch (already shrunk to no inner channels) by its constant output.
+
+    The convs before the tail become :class:`EmptyChannels`, their norms ``Identity``; the tail conv becomes
+    a :class:`BranchConstant` holding its bias through the tail norm, which becomes ``Identity``.
+    """
+    changes: ArchChanges = {}
+
+    def replace(path: str, new: nn.Module, **attrs) -> None:
+        changes[path] = {"type": type(new).__name__, "replaces": type(model.get_submodule(path)).__name__, **attrs}
+        model.set_submodule(path, new)
+
+    tail = model.get_submodule(branch.tail)
+    norm = model.get_submodule(branch.tail_norm) if branch.tail_norm else None
+    geometry = EmptyChannels.geometry_of(tail)
+    constant = BranchConstant(tail.out_channels, **geometry)
+    constant.value.data.copy_(_folded_constant(tail, norm))
+    for path in branch.inner_layers:
+        module = model.get_submodule(path)
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            replace(path, nn.Identity())
+        else:
+            g = EmptyChannels.geometry_of(module)
+            replace(path, EmptyChannels(**g), **g)
+    replace(branch.tail, constant, channels=constant.channels, **geometry)
+    if branch.tail_norm:
+        replace(branch.tail_norm, nn.Identity())
+    return changes

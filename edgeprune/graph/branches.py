@@ -1,0 +1,99 @@
+"""Residual branches a plan may remove whole: channel groups that live entirely inside one branch.
+
+A branch is a chain of layers that ends in a conv (optionally followed by a batch norm) whose output is
+added to something else, every node in it used once. When a group holds every channel inside such a
+chain (the outputs of all its convs but the last, and the last conv's inputs), emptying the group leaves
+the last conv reading nothing: the branch's output is a per-channel constant (the conv's bias through the
+norm), added to the other operand. Shrinking replaces the chain by that constant, so the branch's
+layers stop running at all, which on a small network saves the per-layer overhead that narrowing them
+never does (cpu-ort, ResNet-56: see the README's "Removing residual branches").
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from edgeprune.graph.groups import CONV_IN, CONV_OUT, ChannelGroup
+from edgeprune.graph.optable import ELEMENTWISE_MODULES
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_ADDS = (operator.add, operator.iadd, torch.add)
+
+
+@dataclass(frozen=True)
+class Branch:
+    """The module paths of one removable chain, in forward order; ``tail`` is its last conv."""
+
+    modules: tuple[str, ...]
+    tail: str
+    tail_norm: str | None
+    inner_layers: tuple[str, ...]  # the convs and norms before the tail: all must lose every channel
+
+    @property
+    def removed(self) -> tuple[str, ...]:
+        """What stops running once the branch is a constant: everything but the tail pair."""
+        return tuple(p for p in self.modules if p not in (self.tail, self.tail_norm))
+
+
+def _single_module(node: fx.Node, modules: dict[str, nn.Module], types: tuple[type, ...]) -> bool:
+    return node.op == "call_module" and isinstance(modules.get(node.target), types) and len(node.users) == 1
+
+
+def _chain_into(node: fx.Node, modules: dict[str, nn.Module]) -> Branch | None:
+    """The chain of single-use layers that ends in ``node`` (an addition's operand), if it ends in a conv."""
+    tail_norm = None
+    if _single_module(node, modules, _NORMS):
+        tail_norm, node = node.target, node.args[0]
+    if not isinstance(node, fx.Node) or not _single_module(node, modules, _CONVS):
+        return None
+    tail, chain = node.target, []
+    node = node.args[0]
+    while isinstance(node, fx.Node) and _single_module(node, modules, (*_CONVS, *_NORMS, *ELEMENTWISE_MODULES)):
+        chain.append(node.target)
+        node = node.args[0]
+    chain.reverse()
+    inner = tuple(p for p in chain if isinstance(modules[p], (*_CONVS, *_NORMS)))
+    return Branch(tuple(chain) + (tail,) + ((tail_norm,) if tail_norm else ()), tail, tail_norm, inner)
+
+
+def find_branches(fx_graph: fx.Graph, model: nn.Module) -> list[Branch]:
+    """Every chain that feeds an addition and ends in a conv (or conv + norm)."""
+    modules = dict(model.named_modules())
+    found = []
+    for node in fx_graph.nodes:
+        is_add = (node.op == "call_function" and node.target in _ADDS) or (
+            node.op == "call_method" and node.target in ("add", "add_"))  # fmt: skip
+        if not is_add:
+            continue
+        for operand in node.args[:2]:
+            if isinstance(operand, fx.Node) and (branch := _chain_into(operand, modules)):
+                found.append(branch)
+    return found
+
+
+def removable_groups(groups: list[ChannelGroup], branches: list[Branch]) -> dict[int, Branch]:
+    """Group id -> the branch that emptying the group removes.
+
+    A group qualifies when its members are exactly the inside of a branch: the output channels (and
+    norms) of every conv before the tail, and the tail's input channels. Anything outside the branch
+    reading or writing these channels would change if the branch became a constant.
+    """
+    out = {}
+    for branch in branches:
+        if not branch.inner_layers:
+            continue
+        for group in groups:
+            if not group.prunable or len(group.prunable_units) != group.size:
+                continue
+            kinds = group.modules()
+            inside = set(kinds) - {branch.tail} == set(branch.inner_layers)
+            if kinds.get(branch.tail) == {CONV_IN} and inside and all(CONV_IN not in kinds[p] or CONV_OUT in kinds[p]
+                                                                      for p in branch.inner_layers):  # fmt: skip
+                out[group.id] = branch
+    return out

@@ -1,0 +1,137 @@
+"""Removing whole residual branches: which groups qualify, exact shrinking, export, reload, planning."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+import torch
+import torch.nn as nn
+from conftest import model_and_graph
+
+from edgeprune.export import export_onnx, run_onnxruntime
+from edgeprune.graph import build_graph
+from edgeprune.latency.layers import collect_layers
+from edgeprune.latency.profile import Calibration
+from edgeprune.models import create_model
+from edgeprune.models.layers import BranchConstant, EmptyChannels
+from edgeprune.prune import Plan, PlanError, masked_forward, relative_error, shrink
+from edgeprune.prune.oracle import liven
+from edgeprune.prune.planner import Budget, PlanConstraints, plan_pruning
+from edgeprune.prune.serialize import arch_spec, load_pruned, save_pruned
+
+
+def _convs(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def _without_branches(graph, every: int = 1) -> Plan:
+    return Plan(graph.model_name, graph.fingerprint, {gid: [] for gid in list(graph.branches)[::every]})
+
+
+@pytest.mark.parametrize(("name", "count", "tail"), [
+    ("cifar_resnet56", 27, "layer1.0.conv2"),  # every block, the three that change width included
+    ("mobilenet_v2", 10, "features.3.conv.2"),  # the blocks with a residual addition
+    ("resnet50", 0, None),  # a bottleneck's inside is two groups: emptying one leaves the other running
+])  # fmt: skip
+def test_groups_that_are_a_whole_branch(name, count, tail):
+    _, graph, _ = model_and_graph(name)
+    assert len(graph.branches) == count
+    if tail:
+        assert tail in {b.tail for b in graph.branches.values()}
+    for gid, branch in graph.branches.items():
+        assert set(graph.groups[gid].modules()) == {*branch.inner_layers, branch.tail}
+        assert not graph.groups[gid].shared
+
+
+@pytest.mark.parametrize("name", ["cifar_resnet56", "mobilenet_v2"])
+def test_removed_branches_match_the_masked_model_and_stop_running(name):
+    model, graph, size = model_and_graph(name)
+    plan = _without_branches(graph, every=2)
+    pruned, _ = shrink(model, graph, plan)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        assert relative_error(pruned.eval()(x), masked_forward(model, graph, plan, x)) < 1e-4
+    removed = len(plan.keep)
+    assert sum(isinstance(m, BranchConstant) for m in pruned.modules()) == removed
+    assert _convs(pruned) <= _convs(model) - 2 * removed
+
+
+def test_only_a_whole_branch_may_be_emptied():
+    model, graph, _ = model_and_graph("cifar_resnet56")
+    stream = next(g for g in graph.prunable_groups if g.shared)
+    with pytest.raises(PlanError, match="only a group that is a whole residual branch"):
+        shrink(model, graph, Plan(graph.model_name, graph.fingerprint, {stream.id: []}))
+
+
+def test_exported_model_drops_the_branch_layers(tmp_path):
+    model, graph, size = model_and_graph("cifar_resnet56")
+    pruned, _ = shrink(model, graph, _without_branches(graph, every=3))
+    x = torch.randn(1, 3, size, size)
+    export_onnx(model, x, tmp_path / "dense.onnx")
+    export_onnx(pruned, x, tmp_path / "pruned.onnx")
+    convs = {k: sum(n.op_type == "Conv" for n in onnx.load(tmp_path / f"{k}.onnx").graph.node)
+             for k in ("dense", "pruned")}  # fmt: skip
+    assert convs["pruned"] == convs["dense"] - 2 * 9
+    with torch.no_grad():
+        assert relative_error(torch.from_numpy(run_onnxruntime(tmp_path / "pruned.onnx", x)), pruned.eval()(x)) < 1e-4
+
+
+def test_saved_model_reloads_and_fine_tunes_with_in_place_additions(tmp_path):
+    """torchvision's blocks add the shortcut in place (``out += identity``): the constant must be a full tensor."""
+    torch.manual_seed(0)
+    model = liven(create_model("resnet18"), 64)
+    graph = build_graph(model, torch.randn(1, 3, 64, 64), model_name="resnet18")
+    plan = _without_branches(graph, every=2)
+    pruned, changes = shrink(model, graph, plan)
+    save_pruned(pruned, arch_spec("resnet18", {}, graph.fingerprint, changes), tmp_path)
+    back = load_pruned(tmp_path)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(back.eval()(x), pruned.eval()(x))
+        assert relative_error(pruned(x), masked_forward(model, graph, plan, x)) < 1e-4
+    assert sum(isinstance(m, EmptyChannels) for m in back.modules()) == len(plan.keep)
+    back.train()
+    back(x).sum().backward()
+    constants = [m for m in back.modules() if isinstance(m, BranchConstant)]
+    assert constants and all(c.value.grad is not None for c in constants)
+
+
+@pytest.fixture(scope="module")
+def resnet20():
+    torch.manual_seed(0)
+    model = liven(create_model("cifar_resnet20"), 32)
+    graph = build_graph(model, torch.randn(1, 3, 32, 32), model_name="cifar_resnet20")
+    return model, graph, collect_layers(model, (1, 3, 32, 32))
+
+
+def test_planner_removes_branches_only_when_allowed(resnet20):
+    model, graph, layers = resnet20
+    budget = Budget.parse("macs", "0.3x")
+    results = {allowed: plan_pruning(model, graph, layers, budget, "macs",
+                                     constraints=PlanConstraints(remove_branches=allowed))
+               for allowed in (False, True)}  # fmt: skip
+    emptied = {k: {w.group for w in r.widths if w.kept == 0} for k, r in results.items()}
+    assert emptied[False] == set()
+    assert emptied[True] and emptied[True] <= set(graph.branches)
+    for result in results.values():
+        assert result.pruned["macs"] <= budget.resolve(result.dense["macs"]) + 1e-9
+        pruned, _ = shrink(model, graph, result.plan)
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            assert relative_error(pruned.eval()(x), masked_forward(model, graph, result.plan, x)) < 1e-4
+
+
+def test_the_reachable_minimum_falls_when_branches_may_go(resnet20):
+    model, graph, layers = resnet20
+    budget = Budget.parse("macs", "0.05x")
+    with pytest.raises(ValueError, match="reachable minimum"):
+        plan_pruning(model, graph, layers, budget, "macs")
+    result = plan_pruning(model, graph, layers, budget, "macs", constraints=PlanConstraints(remove_branches=True))
+    assert len([w for w in result.widths if w.kept == 0]) >= 5
+
+
+def test_calibration_offset_goes_with_the_layers_that_run():
+    cal = Calibration(scale=1.5, offset_ms=-2.0, points=[{"layers": [["conv", 1, 1]] * 4}])
+    assert cal.total_ms(10.0, 4) == pytest.approx(1.5 * 10 - 2.0)  # every layer runs: the fitted line
+    assert cal.total_ms(6.0, 2) == pytest.approx(1.5 * 6 - 1.0)  # half the layers gone: half the offset
+    assert Calibration(scale=1.5, offset_ms=-2.0).total_ms(6.0, 2) == pytest.approx(1.5 * 6 - 2.0)
