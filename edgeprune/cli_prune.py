@@ -23,6 +23,9 @@ def _budget_options(fn):
         click.option("--max-removed-shared", type=click.FloatRange(0, 1, max_open=True), default=0.0,
                      show_default=True, help="Largest fraction removed from a residual stream (a group several "
                      "layers write to); 0 keeps streams whole."),
+        click.option("--remove-branches", is_flag=True,
+                     help="Let a group that is the whole inside of a residual branch go to zero channels: the "
+                     "branch is removed and its layers stop running (ResNet basic blocks, MobileNet-V2 blocks)."),
         click.option("--align", type=click.IntRange(min=1), default=None,
                      help="Keep widths at multiples of this (default: the target's channel blocking; 1: off)."),
         click.option("--no-snap", is_flag=True, help="Do not snap widths to the latency staircase / alignment."),
@@ -39,7 +42,7 @@ def _budget_options(fn):
 
 
 def prune_settings(latency, macs, params, rank_by, solver, min_channels, max_removed, max_removed_shared, align,
-                   no_snap, measured_rounds=0):  # fmt: skip
+                   no_snap, measured_rounds=0, remove_branches=False):  # fmt: skip
     """PruneSettings from the budget options (exactly one budget)."""
     from edgeprune.prune.planner import Budget, PlanConstraints
     from edgeprune.prune.run import PruneSettings
@@ -50,7 +53,8 @@ def prune_settings(latency, macs, params, rank_by, solver, min_channels, max_rem
     budget = Budget.parse(*given[0])
     ranked_by = rank_by or ("macs" if budget.kind != "latency" else "latency")
     constraints = PlanConstraints(min_channels=min_channels, max_removed=max_removed,
-                                  max_removed_shared=max_removed_shared, snap=not no_snap)  # fmt: skip
+                                  max_removed_shared=max_removed_shared, snap=not no_snap,
+                                  remove_branches=remove_branches)  # fmt: skip
     if measured_rounds and budget.kind != "latency":
         raise click.UsageError("--measured-rounds needs a --latency budget")
     return PruneSettings(budget, ranked_by, solver, constraints, align, measured_rounds)

@@ -135,3 +135,25 @@ def test_calibration_offset_goes_with_the_layers_that_run():
     assert cal.total_ms(10.0, 4) == pytest.approx(1.5 * 10 - 2.0)  # every layer runs: the fitted line
     assert cal.total_ms(6.0, 2) == pytest.approx(1.5 * 6 - 1.0)  # half the layers gone: half the offset
     assert Calibration(scale=1.5, offset_ms=-2.0).total_ms(6.0, 2) == pytest.approx(1.5 * 6 - 2.0)
+
+
+def test_a_model_with_removed_branches_prunes_again(tmp_path):
+    """Step 2 of a schedule: the graph reads the constants, and cutting the stream slices them too."""
+    from edgeprune.prune import prune_model
+
+    model, graph, size = model_and_graph("cifar_resnet56")
+    first, spec = prune_model(model, graph, _without_branches(graph, every=2))
+    first.eval()
+    again = build_graph(first, torch.randn(1, 3, size, size), model_name=graph.model_name)
+    assert len(again.branches) == len(graph.branches) - len(_without_branches(graph, every=2).keep)
+    streams = [g for g in again.prunable_groups if g.shared]
+    with_constant = next(g for g in streams if any(p.endswith(".value") for p in g.modules()))
+    plan = Plan(graph.model_name, again.fingerprint,
+                {with_constant.id: list(range(with_constant.size // 2)), next(iter(again.branches)): []})  # fmt: skip
+    second, spec = prune_model(first, again, plan, spec["changes"])
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        assert relative_error(second.eval()(x), masked_forward(first, again, plan, x)) < 1e-4
+    save_pruned(second, spec, tmp_path)
+    with torch.no_grad():
+        assert torch.equal(load_pruned(tmp_path).eval()(x), second(x))

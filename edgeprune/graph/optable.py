@@ -15,6 +15,7 @@ from edgeprune.graph.rules import (
     _dim_arg,
     _layer_norm_dims,
     batch_norm,
+    branch_constant,
     channel_shuffle,
     channelwise,
     chunk,
@@ -32,7 +33,7 @@ from edgeprune.graph.rules import (
     split,
     subset,
 )
-from edgeprune.models.layers import ChannelRemap
+from edgeprune.models.layers import BranchConstant, ChannelRemap, EmptyChannels
 
 ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.ELU,
@@ -50,6 +51,8 @@ SHAPE_PRESERVING_MODULES = (*ELEMENTWISE_MODULES, nn.BatchNorm1d, nn.BatchNorm2d
 
 MODULE_RULES: list[tuple[tuple[type, ...], Rule]] = [
     ((ChannelRemap,), remap),
+    ((BranchConstant,), branch_constant),
+    ((EmptyChannels,), constant),
     ((nn.Conv1d, nn.Conv2d, nn.Conv3d), conv),
     ((nn.Linear,), linear),
     ((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d), batch_norm),

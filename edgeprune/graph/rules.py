@@ -23,7 +23,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, NORM, REMAP_IN, REMAP_OUT
+from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, NORM, PARAM, REMAP_IN, REMAP_OUT
 from edgeprune.graph.ids import (
     NO_CHANNEL,
     along,
@@ -32,7 +32,7 @@ from edgeprune.graph.ids import (
     position_reps,
     varying_dims,
 )
-from edgeprune.models.layers import ChannelRemap
+from edgeprune.models.layers import BranchConstant, ChannelRemap
 
 if TYPE_CHECKING:
     from edgeprune.graph.trace import TraceContext
@@ -303,6 +303,14 @@ def remap(ctx, node, args, kwargs, ids, ids_kw, out):
     out_ids = ctx.new_space(m.out_channels)
     ctx.attach(out_ids, REMAP_OUT, node.target)
     return along(out_ids, 1, out.ndim)
+
+
+def branch_constant(ctx, node, args, kwargs, ids, ids_kw, out):
+    """A removed residual branch's constant: its channels are new, and its value is sliced with them."""
+    m: BranchConstant = ctx.module(node)
+    channels = ctx.new_space(m.channels)
+    ctx.attach(channels, PARAM, f"{node.target}.value", dim=0)
+    return along(channels, 1, out.ndim)
 
 
 def _dim_arg(index: int, default: int):

@@ -22,7 +22,8 @@ def prune_model(
     pruned, changes = shrink(model, graph, plan)
     merged = {k: dict(v) for k, v in (previous or {}).items()}
     for path, attrs in changes.items():  # changes hold absolute sizes, so the newer ones win
-        merged[path] = {**merged.get(path, {}), **attrs}
+        # a layer replaced (a removed branch's) is built anew from its entry: earlier resizes do not apply
+        merged[path] = dict(attrs) if "replaces" in attrs else {**merged.get(path, {}), **attrs}
     return pruned, arch_spec(graph.model_name, graph.model_kwargs, graph.fingerprint, merged)
 
 

@@ -56,7 +56,7 @@ def solve_knapsack(planner: Planner, budget: Budget) -> None:
                     b = int(cout[i]) + d[c].get(i, (0, 0))[1] - d[k].get(i, (0, 0))[1]
                     w += cost.layer(planner.layers[i], a, b) / owners[i]
                 row_w.append(w)
-                row_v.append(-float(s.scores[s.order[: s.width - opts[k]]].sum()))
+                row_v.append(-s.importance(s.order[: s.width - opts[k]]))
             weights.append(row_w)
             values.append(row_v)
         new = _multiple_choice(weights, values, sum_limit - untouched)

@@ -153,6 +153,7 @@ class _GroupState:
             floor = min((x for x in range(floor, width) if on_blocking(x, c.blocking)), default=width)
         self.minimum = min(width, floor)
         self.lowest = 0 if removable else self.minimum  # the least width any step may reach
+        self.whole_weight = 1.0  # set by the planner: the group's mean importance against all groups'
         table = group.units[0].table
         cols: dict[tuple[str, int], int] = {}
         hits: list[tuple[int, int]] = []  # (unit, column) per member that shrinks a layer
@@ -169,6 +170,11 @@ class _GroupState:
     @property
     def width(self) -> int:
         return self.group.size - len(self.removed)
+
+    def importance(self, units: list[int]) -> float:
+        """What removing ``units`` (next in order) loses; emptying the group is weighed across groups."""
+        lost = float(self.scores[units].sum())
+        return lost * self.whole_weight if len(units) == self.width else lost
 
     def deltas(self, units: list[int]) -> dict[int, list[int]]:
         """Layer index -> [input channels lost, output channels lost] when ``units`` go."""
@@ -203,13 +209,20 @@ class Planner:
             entries.setdefault(layer.path, []).append(i)
         already = start.removed(graph) if start else {}
         self.groups: list[_GroupState] = []
+        raw = [np.asarray(importance[g.id], dtype=np.float64)[g.prunable_units] for g in graph.prunable_groups]
+        overall = float(np.concatenate(raw).mean()) if raw and sum(map(len, raw)) else 0.0
         for group in graph.prunable_groups:
             scores = np.asarray(importance[group.id], dtype=np.float64)
+            removable = constraints.remove_branches and group.id in graph.branches
+            whole = 1.0
             if constraints.normalize:
                 mean = scores[group.prunable_units].mean() if group.prunable_units else 0.0
                 scores = scores / mean if mean > 0 else scores
-            removable = constraints.remove_branches and group.id in graph.branches
+                # Normalized, every group's channels sum to its width, so a whole branch would weigh only its
+                # width. Emptying a group is weighed by its own mean against all groups' instead.
+                whole = mean / overall if mean > 0 and overall > 0 else 1.0
             state = _GroupState(group, scores, entries, set(already.get(group.id, [])), constraints, removable)
+            state.whole_weight = whole
             self.groups.append(state)
             for layer_id, (d_in, d_out) in state.deltas(state.removed).items():
                 self.cin[layer_id] -= d_in
@@ -265,7 +278,7 @@ class Planner:
                 saved = self.saving(ranked_by, deltas)
                 if saved <= 1e-12:
                     continue
-                score = float(state.scores[units].sum()) / saved
+                score = state.importance(units) / saved
                 if best is None or score < best[0]:
                     best = (score, state, units, deltas)
         return best
