@@ -123,13 +123,16 @@ def kit_cmd(target, models, out_dir) -> None:
 @click.option("--in-network", is_flag=True,
               help="Instead of profiling: fit the profile's in-network width corrections on the models "
                    "(variants timed beside the dense model; minutes).")
+@click.option("--removal", is_flag=True,
+              help="Instead of profiling: measure what removing each kind of residual branch saves inside the "
+                   "models (variants timed beside the dense model; minutes).")
 @click.option("--recalibrate", is_flag=True,
               help="Instead of profiling: time the models' calibration variants again and refit the "
                    "calibration (layer tables kept; minutes).")
 @click.option("--layer-timing", type=click.Choice(["wall", "kernel"]), default="wall", show_default=True,
               help="Time layers by the wall clock, or (CPU onnxruntime) by the profiler's compute-kernel time.")
 def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict, import_path, plot_path,
-                in_network, recalibrate, layer_timing) -> None:
+                in_network, removal, recalibrate, layer_timing) -> None:
     """Measure TARGET's latency profile for the layers of the given models (or --check / --import it)."""
     from edgeprune.latency.check import check_profile, describe_check
     from edgeprune.latency.innet import UnsteadyMeasurement, fit_width_scales
@@ -173,6 +176,17 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict,
                                f"(width scale {r['width_scale']})")
             profile.save(path)  # only after every model's fit: a failure leaves the file as it was
             click.echo(f"wrote {path}: in-network width corrections for {', '.join(models)}")
+            return
+        if removal:
+            from edgeprune.latency.removal import fit_removal_scales
+
+            profile = Profile.load(path, strict=strict)
+            for m in models:
+                for r in fit_removal_scales(profile, t, m):
+                    click.echo(f"{m} {r['variant']}: measured {r['measured_ratio']:.3f} of dense, predicted "
+                               f"{r['predicted_ratio_before']:.3f} -> {r['predicted_ratio_after']:.3f}")
+            profile.save(path)  # only after every model's fit: a failure leaves the file as it was
+            click.echo(f"wrote {path}: removal savings for {', '.join(models)}: {profile.removal_scale}")
             return
         if recalibrate:
             profile = recalibrate_profile(Profile.load(path, strict=strict), t, list(models))

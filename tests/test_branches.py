@@ -18,6 +18,7 @@ from edgeprune.prune import Plan, PlanError, masked_forward, relative_error, shr
 from edgeprune.prune.oracle import liven
 from edgeprune.prune.planner import Budget, PlanConstraints, plan_pruning
 from edgeprune.prune.serialize import arch_spec, load_pruned, save_pruned
+from edgeprune.targets import load_target
 
 
 def _convs(model: nn.Module) -> int:
@@ -157,3 +158,53 @@ def test_a_model_with_removed_branches_prunes_again(tmp_path):
     save_pruned(second, spec, tmp_path)
     with torch.no_grad():
         assert torch.equal(load_pruned(tmp_path).eval()(x), second(x))
+
+
+def _synthetic_profile(layers):
+    from test_planner import staircase_profile
+
+    profile = staircase_profile(layers)
+    profile.calibration["cifar_resnet20"] = Calibration(1.2, -0.1, [{"layers": [[x.geometry.key, x.cin, x.cout]
+                                                                                 for x in layers]}])  # fmt: skip
+    return profile
+
+
+def test_a_removed_layer_leaves_its_unsaved_share(resnet20):
+    from edgeprune.prune.costs import LatencyCost
+
+    _, graph, layers = resnet20
+    profile = _synthetic_profile(layers)
+    tail = next(x for x in layers if x.path == graph.branches[next(iter(graph.branches))].tail)
+    full = LatencyCost(profile, "cifar_resnet20").layer(tail, tail.cin, tail.cout)
+    assert LatencyCost(profile, "cifar_resnet20").layer(tail, 0, tail.cout) == 0.0  # no scale: all of it saved
+    profile.removal_scale["cifar_resnet20"] = {tail.geometry.key: 0.25}
+    assert LatencyCost(profile, "cifar_resnet20").layer(tail, 0, tail.cout) == pytest.approx(0.75 * full)
+    again = type(profile).from_dict(profile.to_dict())
+    assert again.removal_scale == profile.removal_scale
+
+
+def test_removal_fit_recovers_the_savings_it_was_shown(resnet20, monkeypatch):
+    """Timings made up from known per-geometry scales: the fit must find scales that reproduce them."""
+    from edgeprune.latency import removal
+
+    model, graph, layers = resnet20
+    profile = _synthetic_profile(layers)
+    truth = {x.geometry.key: s for x, s in zip(layers, [0.4, 0.9, 1.6] * len(layers))}
+
+    def fake_time(target, models, shape, rounds):
+        with_truth = type(profile).from_dict(profile.to_dict())
+        with_truth.removal_scale["cifar_resnet20"] = truth
+        out = {}
+        for label, m in models.items():
+            paths = {x.path for x in collect_layers(m, shape)}
+            gone = {x.path for x in layers} - paths
+            out[label] = removal.predicted_ratio(with_truth, "cifar_resnet20", layers, gone)
+        return out
+
+    monkeypatch.setattr(removal, "_time", fake_time)
+    monkeypatch.setattr(removal, "build_model", lambda name, target: model)
+    rows = removal.fit_removal_scales(profile, load_target("cpu-ort"), "cifar_resnet20")
+    assert rows and all(r["predicted_ratio_before"] != pytest.approx(r["measured_ratio"], abs=1e-3) for r in rows)
+    for r in rows:  # the ridge pulls scales towards 1, so close, not exact
+        error_before = abs(r["predicted_ratio_before"] - r["measured_ratio"])
+        assert abs(r["predicted_ratio_after"] - r["measured_ratio"]) < 0.5 * error_before, r

@@ -39,7 +39,8 @@ from edgeprune.validate import count_macs
 
 
 def curve_point(run: str, budget: float, target, steps: int, out: Path, profile: str | None = None,
-                kind: str = "latency", step: float = PlanConstraints.step, seed: int = 0) -> dict:  # fmt: skip
+                kind: str = "latency", step: float = PlanConstraints.step, seed: int = 0,
+                branches: bool = False) -> dict:  # fmt: skip
     """Prune ``run`` to ``budget`` of the dense model's predicted latency (or MACs, ranked by MACs: the
     FLOPs-driven planner), fine-tune, export; resumable per budget."""
     record = out / "point.json"
@@ -47,18 +48,22 @@ def curve_point(run: str, budget: float, target, steps: int, out: Path, profile:
         point = json.loads(record.read_text())
         if point.get("seed", 0) != seed:
             raise SystemExit(f"{record} was fine-tuned with seed {point.get('seed', 0)}, not {seed}: use another --out")
+        if point.get("remove_branches", False) != branches:
+            raise SystemExit(f"{record} was planned with remove_branches={not branches}: use another --out")
         return point
     pruned, ft = out / "pruned", out / "finetune"
     # MACs ranking: widths by --step, off the target's blocking (align 1), as the committed MACs-ranked curve was
     # planned before MACs-ranked plans kept to the blocking
-    settings = PruneSettings(Budget.parse(kind, f"{budget}x"), ranked_by=kind, constraints=PlanConstraints(step=step),
+    constraints = PlanConstraints(step=step, remove_branches=branches)
+    settings = PruneSettings(Budget.parse(kind, f"{budget}x"), ranked_by=kind, constraints=constraints,
                              align=1 if kind == "macs" else None)  # fmt: skip
     result = prune_run(run, target.name, settings, pruned, profile)
     train_run(str(pruned), ft, "cifar10", "none", {}, ft_config(steps, seed), False, False, None, False)
     model = load_model_ref(str(ft))[0].eval()
     export_onnx(model, torch.randn(*SHAPE), out / "model.onnx")
     predicted = result.pruned["latency"] / result.dense["latency"] if "latency" in result.pruned else None
-    point = {"budget": budget, "kind": kind, "predicted_ratio": predicted, "seed": seed,
+    point = {"budget": budget, "kind": kind, "predicted_ratio": predicted, "seed": seed, "remove_branches": branches,
+             "branches_removed": sum(w.kept == 0 for w in result.widths),
              "macs": count_macs(model, torch.randn(*SHAPE))[0], "accuracy": accuracy(model)}  # fmt: skip
     atomic_write_text(record, json.dumps(point, indent=1))
     return point
@@ -91,13 +96,14 @@ def main() -> None:
     ap.add_argument("--ft-steps", type=int, default=600, help="fine-tuning steps per point (batch 128)")
     ap.add_argument("--rounds", type=int, default=7, help="final timing, in multiples of the target's rounds")
     ap.add_argument("--seed", type=int, default=0, help="fine-tuning seed (batch order, augmentation)")
+    ap.add_argument("--remove-branches", action="store_true", help="plans may remove whole residual branches")
     ap.add_argument("--out", default="bench/curve")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     torch.manual_seed(args.seed)
     target, out = load_target(args.target), Path(args.out)
     points = {f"budget {b:g}": curve_point(args.run, b, target, args.ft_steps, out / "runs" / f"budget-{b:g}",
-                                           args.profile, args.kind, args.step, args.seed)
+                                           args.profile, args.kind, args.step, args.seed, args.remove_branches)
               for b in (float(x) for x in args.budgets.split(","))}  # fmt: skip
     onnx = {label: out / "runs" / f"budget-{p['budget']:g}" / "model.onnx" for label, p in points.items()}
     compared = {}

@@ -10,6 +10,9 @@ in interleaved rounds so machine drift hits them all alike:
 - ``macs-ranked, on the blocking``: ranked by MACs, widths on the blocking (edgeprune ``--rank-by macs``):
   what the ranking alone buys once both keep to the blocking.
 
+With ``--remove-branches``, every plan may also remove whole residual branches (groups that are a branch's
+entire inside go to width 0), and one more plan, ``latency-driven, channels only``, shows what that adds.
+
 With ``--ceiling``, also a plan ranked by milliseconds saved per MAC with importance ignored: about the
 fastest plan the constraints allow at the budget, which bounds what "twice as fast from half the MACs" can
 reach on the target. Prints a Markdown table and writes JSON; ``latency_vs`` holds each plan's ms over the
@@ -55,6 +58,7 @@ PLANS = {
 }
 BASELINES = [label for label in PLANS if label != "latency-driven"]
 CEILING = "speed ceiling: most ms per MAC, importance ignored"
+CHANNELS_ONLY = "latency-driven, channels only"
 
 
 def macs_per_unit(model, graph, layers) -> dict[int, np.ndarray]:
@@ -66,24 +70,26 @@ def macs_per_unit(model, graph, layers) -> dict[int, np.ndarray]:
             for s in planner.groups}  # fmt: skip
 
 
-def variants(name: str, target, profile: Profile, budget: Budget, shared: float, ceiling: bool = False) -> dict:
+def variants(name: str, target, profile: Profile, budget: Budget, shared: float, ceiling: bool = False,
+             branches: bool = False) -> dict:  # fmt: skip
     torch.manual_seed(0)  # the importance is the weight energy of this untrained model: the same in every run
     model = build_model(name, target)
     shape = model_input_shape(name, target)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
     layers = collect_layers(model, shape)
     out = {"dense": (model, None)}
-    for label, (ranked_by, widths) in PLANS.items():
-        if widths == "blocking":
-            c = PlanConstraints(align=channel_align(target), max_removed_shared=shared)
-        else:
-            c = PlanConstraints(step=widths, snap=False, max_removed_shared=shared)
-        result = plan_pruning(model, graph, layers, budget, ranked_by, profile, constraints=c)
+
+    def add(label: str, ranked_by: str, c: PlanConstraints, importance=None) -> None:
+        result = plan_pruning(model, graph, layers, budget, ranked_by, profile, importance, c)
         out[label] = (prune_model(model, graph, result.plan)[0].eval(), result)
+
+    blocked = PlanConstraints(align=channel_align(target), max_removed_shared=shared, remove_branches=branches)
+    for label, (ranked_by, widths) in PLANS.items():
+        add(label, ranked_by, blocked if widths == "blocking" else replace(blocked, step=widths, snap=False))
+    if branches:
+        add(CHANNELS_ONLY, "latency", replace(blocked, remove_branches=False))
     if ceiling:
-        c = PlanConstraints(align=channel_align(target), max_removed_shared=shared, normalize=False)
-        result = plan_pruning(model, graph, layers, budget, "latency", profile, macs_per_unit(model, graph, layers), c)
-        out[CEILING] = (prune_model(model, graph, result.plan)[0].eval(), result)
+        add(CEILING, "latency", replace(blocked, normalize=False), macs_per_unit(model, graph, layers))
     return out
 
 
@@ -101,8 +107,8 @@ def measure(name: str, target, models: dict, rounds: int) -> dict:
 
 
 def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int, shared: float,
-                ceiling: bool = False) -> dict:  # fmt: skip
-    models = variants(name, target, profile, budget, shared, ceiling)
+                ceiling: bool = False, branches: bool = False) -> dict:  # fmt: skip
+    models = variants(name, target, profile, budget, shared, ceiling, branches)
     ms = measure(name, target, models, rounds)
     x = torch.randn(*model_input_shape(name, target))
     macs = {k: count_macs(m, x)[0] for k, (m, _) in models.items()}
@@ -118,22 +124,24 @@ def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int
             "misaligned_groups": sum(w.kept < w.size and not on_blocking(w.kept, channel_align(target))
                                      for w in result.widths),  # fmt: skip
             "widths": {str(w.group): [w.kept, w.size] for w in result.widths if w.kept < w.size},
+            "branches_removed": sum(w.kept == 0 for w in result.widths),
         }
-    row["latency_vs"] = {b: ms[b] / ms["latency-driven"] for b in [*BASELINES, CEILING] if b in ms}
+    row["latency_vs"] = {b: ms[b] / ms["latency-driven"] for b in [*BASELINES, CHANNELS_ONLY, CEILING] if b in ms}
     return row
 
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| model | plan | MACs speedup | predicted | measured | realization | groups cut off the blocking |"
-             " plan ms | latency-driven ÷ this |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+             " branches removed | plan ms | latency-driven ÷ this |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
-        lines.append(f"| {r['model']} | dense | | | | | | {r['ms']['dense']:.3f} | |")
-        for label in [k for k in [*PLANS, CEILING] if k in r]:
+        lines.append(f"| {r['model']} | dense | | | | | | | {r['ms']['dense']:.3f} | |")
+        for label in [k for k in [*PLANS, CHANNELS_ONLY, CEILING] if k in r]:
             d, vs = r[label], r["latency_vs"].get(label)
             ratio = f"**{vs:.2f}**" if vs is not None else ""
             lines.append(f"| {r['model']} | {label} | {d['macs_speedup']:.2f}x | {d['predicted_speedup']:.2f}x | "
                          f"{d['measured_speedup']:.2f}x | {d['realization']:.2f} | {d['misaligned_groups']} | "
-                         f"{r['ms'][label]:.3f} | {ratio} |")  # fmt: skip
+                         f"{d.get('branches_removed', 0)} | {r['ms'][label]:.3f} | {ratio} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -150,6 +158,8 @@ def main() -> None:
     parser.add_argument("--ceiling", action="store_true",
                         help="also time the fastest plan the MACs budget allows, ranked by ms per MAC with "
                              "importance ignored (how fast 'twice as fast from half the MACs' can get here)")
+    parser.add_argument("--remove-branches", action="store_true",
+                        help="every plan may remove whole residual branches; adds a channels-only latency plan")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     target = load_target(args.target)
@@ -157,10 +167,12 @@ def main() -> None:
     budget = Budget.parse("macs", args.macs)
     rows = []
     for name in args.model or MODELS:
-        rows.append(bench_model(name, target, profile, budget, args.rounds, args.max_removed_shared, args.ceiling))
+        rows.append(bench_model(name, target, profile, budget, args.rounds, args.max_removed_shared, args.ceiling,
+                                args.remove_branches))  # fmt: skip
         print(markdown(rows[-1:]), flush=True)
     settings = {"macs": args.macs, "max_removed_shared": args.max_removed_shared,
-                "profile": args.profile or "committed", "ceiling": args.ceiling}  # fmt: skip
+                "profile": args.profile or "committed", "ceiling": args.ceiling,
+                "remove_branches": args.remove_branches}  # fmt: skip
     atomic_write_text(args.out, json.dumps({"target": args.target, "settings": settings, "rows": rows}, indent=1))
     atomic_write_text(Path(args.out).with_suffix(".md"), markdown(rows) + "\n")
     print(markdown(rows))

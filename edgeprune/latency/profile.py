@@ -197,6 +197,10 @@ class Profile:
     # scaled. Per model, since another model's layers of the same geometry sit at other widths; a key
     # absent here counts with s = 1.
     width_scale: dict[str, dict] = field(default_factory=dict)
+    # How much of a removed layer's predicted cost removing its residual branch saves inside one model,
+    # measured (latency/removal.py): {model: {key: s}}; the layer leaves (1 - s) of its dense cost behind.
+    # A key absent here counts with s = 1 (the removed layer's whole predicted cost is saved).
+    removal_scale: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def layer_ms(self, layer: Layer, cin: int, cout: int, model: str | None = None) -> tuple[float, bool]:
         """One layer's ms at (cin, cout): its table lookup, with ``model``'s in-network width correction, plus
@@ -278,6 +282,7 @@ class Profile:
             "channel_block": self.channel_block,
             "misalign": self.misalign,
             "width_scale": self.width_scale,
+            "removal_scale": self.removal_scale,
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -303,8 +308,12 @@ class Profile:
             if misalign and not {"align", "ms_per_mb", "ms_per_layer"} <= set(misalign):
                 raise ProfileError(f"{source}: misalign needs align, ms_per_mb and ms_per_layer")
             width_scale = _read_width_scale(data.get("width_scale") or {}, tables, source)
+            removal = {str(m): {str(k): float(v) for k, v in scales.items()}
+                       for m, scales in (data.get("removal_scale") or {}).items()}  # fmt: skip
+            if any(set(scales) - set(tables) for scales in removal.values()):
+                raise ProfileError(f"{source}: removal_scale names geometries without a table")
             return cls(dict(data["target"]), dict(data["device"]), dict(data["settings"]), tables, cal, use_scan,
-                       block, misalign, width_scale)  # fmt: skip
+                       block, misalign, width_scale, removal)  # fmt: skip
         except ProfileError:
             raise
         except (KeyError, TypeError, ValueError) as exc:

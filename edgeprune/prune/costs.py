@@ -69,7 +69,8 @@ class LatencyCost:
 
     def layer(self, layer: Layer, cin: int, cout: int) -> float:
         if cin == 0 or cout == 0:  # a layer of a removed residual branch does not run
-            return 0.0
+            s = self.profile.removal_scale.get(self.model_name, {}).get(layer.geometry.key)
+            return 0.0 if s is None else (1 - s) * self.layer(layer, layer.cin, layer.cout)
         # layers of one geometry share a cost unless the model's width correction sets them apart
         key = (layer.geometry.key, cin, cout, self.profile.width_correction(self.model_name, layer))
         if key not in self._cache:

@@ -1,0 +1,85 @@
+"""What removing a residual branch saves inside the network, measured: one scale per layer geometry and model.
+
+The tables time each layer alone, and the calibration line was fitted on plans where every layer still
+runs, so a layer that stops running is priced by extrapolation. On ResNet-56 / cpu-ort that extrapolation
+ranked stage-1 branches as the cheapest to remove per MAC, where dropping whole stages measured them the
+dearest (18.8 ms per GMAC saved against 23.0 for stage 3). This times variants of the network that each
+remove every other branch of one kind (the branches whose layers have the same geometries) beside the dense
+model, and records the measured saving over the predicted one, ``Profile.removal_scale``. A removed layer
+then leaves ``(1 - s)`` of its dense cost in the prediction (edgeprune.prune.costs.LatencyCost).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from edgeprune.graph import build_graph
+from edgeprune.latency.innet import CONTROL_TOLERANCE, RIDGE, SCALE_RANGE, UnsteadyMeasurement, _time
+from edgeprune.latency.layers import Layer, collect_layers
+from edgeprune.latency.profile import Profile, ProfileError
+from edgeprune.latency.profiler import build_model, model_input_shape
+from edgeprune.prune import Plan, prune_model
+from edgeprune.prune.costs import LatencyCost
+from edgeprune.targets import Target
+
+
+def predicted_ratio(profile: Profile, name: str, dense: list[Layer], removed: set[str]) -> float:
+    """Predicted ms with the layers at ``removed`` paths gone, over the dense model's."""
+    cost = LatencyCost(profile, name)
+    full = sum(cost.layer(x, x.cin, x.cout) for x in dense)
+    left = sum(cost.layer(x, 0, 0) if x.path in removed else cost.layer(x, x.cin, x.cout) for x in dense)
+    return cost.total(left) / cost.total(full)
+
+
+def fit_removal_scales(profile: Profile, target: Target, name: str, rounds: int = 2) -> list[dict]:
+    """Time one variant per kind of branch in ``name`` (every other such branch removed) beside the dense
+    model, and set ``profile.removal_scale[name]``. Returns a row per variant."""
+    model, shape = build_model(name, target), model_input_shape(name, target)
+    graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
+    dense = collect_layers(model, shape)
+    if not graph.branches:
+        raise ProfileError(f"{name} has no residual branch that a plan could remove: nothing to fit")
+    geometry = {x.path: x.geometry.key for x in dense}
+    kinds: dict[tuple[str, ...], list[int]] = {}
+    for gid, branch in graph.branches.items():
+        keys = tuple(geometry[p] for p in (*branch.inner_layers, branch.tail) if p in geometry)
+        kinds.setdefault(keys, []).append(gid)
+    variants, removed = {}, {}
+    for i, gids in enumerate(kinds.values()):
+        chosen = gids[::2]  # about half of them, spread over their stage
+        label = f"kind{i} ({len(chosen)} of {len(gids)} branches)"
+        plan = Plan(name, graph.fingerprint, {g: [] for g in chosen})
+        variants[label] = prune_model(model, graph, plan)[0].eval()
+        removed[label] = {p for g in chosen for p in (*graph.branches[g].inner_layers, graph.branches[g].tail)
+                          if p in geometry}  # fmt: skip
+    ms = _time(target, {"dense": model.eval(), **variants, "control": model.eval()}, shape, rounds)
+    control = ms["control"] / ms["dense"]
+    if abs(control - 1) > CONTROL_TOLERANCE:
+        raise UnsteadyMeasurement(
+            f"{name}: two sessions of the same dense model timed {100 * (control - 1):+.1f} % apart in one "
+            f"interleaved run (tolerance {CONTROL_TOLERANCE:.0%}): too unsteady to fit removal savings now"
+        )
+    plain = replace(profile, removal_scale={k: v for k, v in profile.removal_scale.items() if k != name})
+    before = {v: predicted_ratio(plain, name, dense, removed[v]) for v in variants}
+    # One equation per variant: the predicted ms its removed layers save, per geometry, times that geometry's
+    # scale, equals the measured share of the dense model's predicted ms. Kinds of branch share geometries
+    # (a stage's first block and the rest), so the scales are solved together, pulled towards 1 (RIDGE).
+    cost = LatencyCost(plain, name)
+    dense_ms = cost.total(sum(cost.layer(x, x.cin, x.cout) for x in dense))
+    keys = sorted({geometry[p] for paths in removed.values() for p in paths})
+    a = np.zeros((len(variants), len(keys)))
+    for i, v in enumerate(variants):
+        for x in dense:
+            if x.path in removed[v]:
+                a[i, keys.index(x.geometry.key)] += cost.total(cost.layer(x, x.cin, x.cout)) - cost.total(0.0)
+    y = np.array([(1 - ms[v] / ms["dense"]) * dense_ms for v in variants])
+    lam = RIDGE * float(np.abs(a).max(initial=1e-9))
+    fitted = np.linalg.lstsq(np.vstack([a, lam * np.eye(len(keys))]), np.concatenate([y, lam * np.ones(len(keys))]),
+                             rcond=None)[0]  # fmt: skip
+    profile.removal_scale[name] = {k: round(float(np.clip(v, *SCALE_RANGE)), 4) for k, v in zip(keys, fitted)}
+    after = {v: predicted_ratio(profile, name, dense, removed[v]) for v in variants}
+    return [{"variant": v, "measured_ratio": ms[v] / ms["dense"], "control_ratio": control,
+             "predicted_ratio_before": before[v], "predicted_ratio_after": after[v]} for v in variants]  # fmt: skip
