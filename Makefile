@@ -67,7 +67,9 @@ BENCH_FILES := bench/machine.json $(RATIO_FILES) bench/graph.json bench/regulari
 	bench/planner.json bench/accuracy-1.4x/accuracy.json bench/accuracy-1.5x-inner/accuracy.json bench/curve-oicsr/curve.json bench/curve-oicsr-innet/curve.json \
 	bench/curve-oicsr-widths/curve.json bench/curve-oicsr-macs-ranked/curve.json bench/curve-oicsr-refit/curve.json \
 	bench/accuracy/accuracy.json bench/sparsity-r56/sparsity.json \
-	bench/measured-r56.json bench/measured.json bench/accuracy-1.4x-seed1/accuracy.json bench/curve-oicsr-refit-seed1/curve.json
+	bench/measured-r56.json bench/measured.json bench/accuracy-1.4x-seed1/accuracy.json bench/curve-oicsr-refit-seed1/curve.json \
+	bench/planner-branches.json bench/curve-oicsr-branches-seed1/curve.json bench/accuracy-2x-seed1/accuracy.json \
+	bench/curve-oicsr-branches-seed1-t2/curve.json
 
 bench: bench/results.json
 
@@ -98,6 +100,11 @@ bench/predictor.json: | $(STAMP)
 
 bench/planner.json: | $(STAMP)
 	$(PY) tools/bench_planner.py --target cpu-ort --macs 0.5x --ceiling --out $@
+
+# Every plan may remove whole residual branches, beside a channels-only latency plan (about 3 minutes).
+bench/planner-branches.json: | $(STAMP)
+	$(PY) tools/bench_planner.py --target cpu-ort --macs 0.5x --ceiling --remove-branches \
+		--model cifar_resnet56 --model mobilenet_v2 --out $@
 
 # Profile-only plans vs --measured-rounds plans, both timed again afterwards (2 and 15 minutes).
 bench/measured-r56.json: | $(STAMP)
@@ -160,6 +167,22 @@ bench/accuracy-1.4x-seed1/accuracy.json: | $(STAMP)
 bench/curve-oicsr-refit-seed1/curve.json: bench/accuracy-1.4x-seed1/accuracy.json bench/curve-oicsr-refit/curve.json
 	$(PY) tools/bench_curve.py bench/accuracy-1.4x-seed1/runs/oicsr/train --budgets 0.62,0.7,0.78 --seed 1 \
 		--compare bench/accuracy-1.4x-seed1 --also bench/curve-oicsr-refit --out bench/curve-oicsr-refit-seed1
+
+bench/curve-oicsr-branches-seed1/curve.json: bench/accuracy-1.4x-seed1/accuracy.json bench/curve-oicsr-refit-seed1/curve.json
+	$(PY) tools/bench_curve.py bench/accuracy-1.4x-seed1/runs/oicsr/train --budgets 0.5,0.6,0.7 --seed 1 \
+		--remove-branches --compare bench/accuracy-1.4x-seed1 --also bench/curve-oicsr-refit-seed1 \
+		--out bench/curve-oicsr-branches-seed1
+
+# Torch-Pruning aimed at 2x measured (inner channels only: it stops near 1.4x), then the branch curve with
+# one more point, re-timed beside it (the points already fine-tuned are copied and reused).
+bench/accuracy-2x-seed1/accuracy.json: | $(STAMP)
+	$(PY) tools/bench_accuracy.py --speedup 2.0 --rounds 5 --method torch_pruning --seed 1 --out bench/accuracy-2x-seed1
+
+bench/curve-oicsr-branches-seed1-t2/curve.json: bench/curve-oicsr-branches-seed1/curve.json bench/accuracy-2x-seed1/accuracy.json
+	mkdir -p bench/curve-oicsr-branches-seed1-t2 && cp -r bench/curve-oicsr-branches-seed1/runs bench/curve-oicsr-branches-seed1-t2/
+	$(PY) tools/bench_curve.py bench/accuracy-1.4x-seed1/runs/oicsr/train --budgets 0.5,0.6,0.7,0.8 --seed 1 \
+		--remove-branches --compare bench/accuracy-2x-seed1 --also bench/curve-oicsr-refit-seed1 \
+		--out bench/curve-oicsr-branches-seed1-t2
 
 # Streams regularized and cut (the behaviour before the default changed), aimed at 2x measured: about an
 # hour on 2 CPU cores, six methods, each 300 sparsity steps + pruning + 600 fine-tuning steps.

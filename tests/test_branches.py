@@ -185,7 +185,7 @@ def test_a_removed_layer_leaves_its_unsaved_share(resnet20):
 
 def test_removal_fit_recovers_the_savings_it_was_shown(resnet20, monkeypatch):
     """Timings made up from known per-geometry scales: the fit must find scales that reproduce them."""
-    from edgeprune.latency import removal
+    from edgeprune.latency import innet, removal
 
     model, graph, layers = resnet20
     profile = _synthetic_profile(layers)
@@ -201,7 +201,7 @@ def test_removal_fit_recovers_the_savings_it_was_shown(resnet20, monkeypatch):
             out[label] = removal.predicted_ratio(with_truth, "cifar_resnet20", layers, gone)
         return out
 
-    monkeypatch.setattr(removal, "_time", fake_time)
+    monkeypatch.setattr(innet, "_time", fake_time)
     monkeypatch.setattr(removal, "build_model", lambda name, target: model)
     rows = removal.fit_removal_scales(profile, load_target("cpu-ort"), "cifar_resnet20")
     assert rows and all(r["predicted_ratio_before"] != pytest.approx(r["measured_ratio"], abs=1e-3) for r in rows)

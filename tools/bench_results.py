@@ -50,17 +50,20 @@ def rows_for(name: str, data: dict) -> list[dict]:
             at = r.get("curve_jpeg_test_at_this_speed")
             read = f"; OICSR curve here {at:.2%}" if at is not None else ""
             planned = "by MACs" if data.get("kind") == "macs" else f"with {Path(data['profile']).name}"
+            planned += ", branches may go" if any(p.get("remove_branches") for p in data["rows"]) else ""
             rows.append((f"accuracy vs measured speed (planned {planned})", "cifar_resnet56",
                          r["model"],
                          f"{r['accuracy']['jpeg_test']:.2%} at {r['measured_speedup']:.2f}x{read}", ""))
-    elif name == "planner":
+    elif name.startswith("planner"):
+        branches = " (branches may go)" if data.get("settings", {}).get("remove_branches") else ""
         for r in data["rows"]:
             lat = r["latency-driven"]
             # files before session 10 hold only the FLOPs-driven ratio, as latency_vs_flops
             for label, ratio in (r.get("latency_vs") or {"flops-driven": r["latency_vs_flops"]}).items():
-                rows.append(("latency-driven vs " + label, r["model"], f"measured speedup ratio at {r['budget']}",
-                             f"{ratio:.2f}", ">= 1.15" if label == "flops-driven" else ""))  # fmt: skip
-            rows.append(("realization", r["model"], "latency-driven: measured / MACs speedup",
+                rows.append(("latency-driven vs " + label + branches, r["model"],
+                             f"measured speedup ratio at {r['budget']}", f"{ratio:.2f}",
+                             ">= 1.15" if label == "flops-driven" else ""))  # fmt: skip
+            rows.append(("realization" + branches, r["model"], "latency-driven: measured / MACs speedup",
                          f"{lat['realization']:.2f} ({lat['measured_speedup']:.2f}x measured)", ">= 1.0 at 2x"))
     elif name.startswith("measured"):
         for r in data["rows"]:

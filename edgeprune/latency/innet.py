@@ -95,16 +95,7 @@ def fit_width_scales(profile: Profile, target: Target, name: str, fractions: tup
             if w not in widths and w != tuple(g.size for g in chosen):
                 widths.add(w)
                 variants[f"{key}@{f:g}"], geometry[f"{key}@{f:g}"] = _variant(model, graph, chosen, f, align), key
-    # A second session of the dense model is the control: identical work, so its ratio to "dense" is
-    # the measurement's own error in this run. Past CONTROL_TOLERANCE the fit would be fitting noise.
-    ms = _time(target, {"dense": model.eval(), **variants, "control": model.eval()}, shape, rounds)
-    control = ms["control"] / ms["dense"]
-    if abs(control - 1) > CONTROL_TOLERANCE:
-        raise UnsteadyMeasurement(
-            f"{name}: two sessions of the same dense model timed {100 * (control - 1):+.1f} % apart in one "
-            f"interleaved run (tolerance {CONTROL_TOLERANCE:.0%}): this machine's speed is too unsteady for "
-            "an in-network fit now; run it again, or on a quieter machine"
-        )
+    ms, control = time_with_control(target, name, model, variants, shape, rounds)
     narrow = {v: collect_layers(m, shape) for v, m in variants.items()}
     savings = {v: table_savings(profile, dense, layers) for v, layers in narrow.items()}
     keys = sorted({k for s in savings.values() for k, v in s.items() if abs(v) > 1e-9})
@@ -137,6 +128,24 @@ def _ratios(profile: Profile, name: str, narrow: dict[str, list[Layer]], dense: 
 
 def _misalign_ms(profile: Profile, layers: list[Layer]) -> float:
     return sum(profile.misalign_ms(x.geometry, x.cin, x.cout) for x in layers)
+
+
+def time_with_control(target: Target, name: str, model, variants: dict, shape, rounds: int
+                      ) -> tuple[dict[str, float], float]:  # fmt: skip
+    """Median ms of the dense model, ``variants`` and a control, in one interleaved run; and the control's ratio.
+
+    The control is a second session of the dense model: identical work, so its ratio to "dense" is the
+    measurement's own error in this run. Past CONTROL_TOLERANCE a fit would be fitting noise.
+    """
+    ms = _time(target, {"dense": model.eval(), **variants, "control": model.eval()}, shape, rounds)
+    control = ms["control"] / ms["dense"]
+    if abs(control - 1) > CONTROL_TOLERANCE:
+        raise UnsteadyMeasurement(
+            f"{name}: two sessions of the same dense model timed {100 * (control - 1):+.1f} % apart in one "
+            f"interleaved run (tolerance {CONTROL_TOLERANCE:.0%}): this machine's speed is too unsteady for "
+            "an in-network fit now; run it again, or on a quieter machine"
+        )
+    return ms, control
 
 
 def _time(target: Target, models: dict, shape, rounds: int) -> dict[str, float]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from edgeprune.graph import build_graph
-from edgeprune.latency.innet import CONTROL_TOLERANCE, RIDGE, SCALE_RANGE, UnsteadyMeasurement, _time
+from edgeprune.latency.innet import RIDGE, SCALE_RANGE, time_with_control
 from edgeprune.latency.layers import Layer, collect_layers
 from edgeprune.latency.profile import Profile, ProfileError
 from edgeprune.latency.profiler import build_model, model_input_shape
@@ -55,13 +55,7 @@ def fit_removal_scales(profile: Profile, target: Target, name: str, rounds: int 
         variants[label] = prune_model(model, graph, plan)[0].eval()
         removed[label] = {p for g in chosen for p in (*graph.branches[g].inner_layers, graph.branches[g].tail)
                           if p in geometry}  # fmt: skip
-    ms = _time(target, {"dense": model.eval(), **variants, "control": model.eval()}, shape, rounds)
-    control = ms["control"] / ms["dense"]
-    if abs(control - 1) > CONTROL_TOLERANCE:
-        raise UnsteadyMeasurement(
-            f"{name}: two sessions of the same dense model timed {100 * (control - 1):+.1f} % apart in one "
-            f"interleaved run (tolerance {CONTROL_TOLERANCE:.0%}): too unsteady to fit removal savings now"
-        )
+    ms, control = time_with_control(target, name, model, variants, shape, rounds)
     plain = replace(profile, removal_scale={k: v for k, v in profile.removal_scale.items() if k != name})
     before = {v: predicted_ratio(plain, name, dense, removed[v]) for v in variants}
     # One equation per variant: the predicted ms its removed layers save, per geometry, times that geometry's
