@@ -21,7 +21,9 @@ from edgeprune.backends import Runner, get_backend, measure_interleaved, prepare
 from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
 from edgeprune.latency import Profile, collect_layers
 from edgeprune.models import get_entry
+from edgeprune.models.layers import BranchConstant
 from edgeprune.prune import load_model_ref
+from edgeprune.prune.costs import predict_pruned_ms
 from edgeprune.targets import Target
 
 REPORT_SCHEMA = "edgeprune.report/1"
@@ -177,6 +179,12 @@ def validate(
         b, run_b, x_b = measure_side(pruned, target, Path(tmp), profile, data)
         if x.shape != x_b.shape:
             raise ValidationError(f"the models take different inputs: {list(x.shape)} and {list(x_b.shape)}")
+        if profile is not None and any(isinstance(m, BranchConstant) for m in pruned.module.modules()):
+            # residual branches removed: their layers are gone from the pruned model, and only the dense
+            # model's layers say what the profile's removal scales apply to
+            shape = tuple(x.shape)
+            b["predicted_ms"] = predict_pruned_ms(profile, original.name, collect_layers(original.module, shape),
+                                                  collect_layers(pruned.module, shape))  # fmt: skip
         # Alternating rounds: drift during the measurement slows both models alike instead of one of them.
         stats = measure_interleaved({"original": run_a, "pruned": run_b}, x, target)
         a["latency"], b["latency"] = stats["original"].to_dict(), stats["pruned"].to_dict()

@@ -208,3 +208,36 @@ def test_removal_fit_recovers_the_savings_it_was_shown(resnet20, monkeypatch):
     for r in rows:  # the ridge pulls scales towards 1, so close, not exact
         error_before = abs(r["predicted_ratio_before"] - r["measured_ratio"])
         assert abs(r["predicted_ratio_after"] - r["measured_ratio"]) < 0.5 * error_before, r
+
+
+def test_validate_predicts_a_pruned_model_as_the_planner_did(resnet20):
+    """The dense model's layers say which were removed: the prediction matches the plan's, scales included."""
+    from edgeprune.prune import prune_model
+    from edgeprune.prune.costs import predict_pruned_ms
+
+    model, graph, layers = resnet20
+    profile = _synthetic_profile(layers)
+    profile.removal_scale["cifar_resnet20"] = {x.geometry.key: 0.6 for x in layers}
+    result = plan_pruning(model, graph, layers, Budget.parse("macs", "0.3x"), "macs", profile,
+                          constraints=PlanConstraints(remove_branches=True))  # fmt: skip
+    assert any(w.kept == 0 for w in result.widths)
+    pruned = prune_model(model, graph, result.plan)[0]
+    predicted = predict_pruned_ms(profile, "cifar_resnet20", layers, collect_layers(pruned, (1, 3, 32, 32)))
+    assert predicted == pytest.approx(result.pruned["latency"], rel=1e-9)
+    # from the pruned model's own layers alone, the removed ones would count as wholly saved
+    alone = profile.predict(collect_layers(pruned, (1, 3, 32, 32)), "cifar_resnet20").ms
+    assert alone != pytest.approx(predicted, rel=1e-3)
+
+
+def test_prune_command_removes_branches(tmp_path):
+    from click.testing import CliRunner
+
+    from edgeprune.cli import main
+
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["prune", "cifar_resnet20", "--target", "cpu-ort", "--macs", "0.3x",
+                                  "--remove-branches", "--out", str(out)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "→ 0 | 0 %" in (out / "plan.md").read_text()
+    model = load_pruned(out / "model")
+    assert any(isinstance(m, BranchConstant) for m in model.modules())

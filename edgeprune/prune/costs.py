@@ -98,3 +98,14 @@ def make_cost(kind: str, profile: Profile | None = None, model_name: str = "") -
     if kind == "params":
         return ParamsCost()
     raise ValueError(f"unknown cost kind {kind!r} (latency, macs or params)")
+
+
+def predict_pruned_ms(profile: Profile, model_name: str, dense: list[Layer], pruned: list[Layer]) -> float:
+    """A pruned model's predicted ms as the planner counts it: its layers matched to the dense model's by path,
+    and a dense layer it no longer has (one of a removed residual branch) priced as removed."""
+    cost = LatencyCost(profile, model_name)
+    now = {x.path: x for x in pruned}
+    if set(now) - {x.path for x in dense}:
+        raise ProfileError(f"{model_name}: the pruned model has layers the dense one does not")
+    return cost.total(sum(cost.layer(x, now[x.path].cin, now[x.path].cout) if x.path in now else cost.layer(x, 0, 0)
+                          for x in dense))  # fmt: skip

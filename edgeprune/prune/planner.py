@@ -139,8 +139,10 @@ class _GroupState:
     """One group: its units in removal order and the layer sides each unit's removal shrinks."""
 
     def __init__(self, group: ChannelGroup, scores: np.ndarray, entries: dict, already: set[int], c: PlanConstraints,
-                 removable: bool = False):  # fmt: skip
-        self.group, self.removable = group, removable
+                 removable: bool = False, whole_weight: float = 1.0):  # fmt: skip
+        # removable: may go to width 0 (a whole residual branch); whole_weight: what emptying it weighs per
+        # unit of its scores (its mean importance against all groups')
+        self.group, self.removable, self.whole_weight = group, removable, whole_weight
         prunable = [i for i in group.prunable_units if i not in already]
         self.order = sorted(prunable, key=lambda i: (scores[i], i))  # next to remove first
         self.scores = scores
@@ -153,7 +155,6 @@ class _GroupState:
             floor = min((x for x in range(floor, width) if on_blocking(x, c.blocking)), default=width)
         self.minimum = min(width, floor)
         self.lowest = 0 if removable else self.minimum  # the least width any step may reach
-        self.whole_weight = 1.0  # set by the planner: the group's mean importance against all groups'
         table = group.units[0].table
         cols: dict[tuple[str, int], int] = {}
         hits: list[tuple[int, int]] = []  # (unit, column) per member that shrinks a layer
@@ -221,8 +222,7 @@ class Planner:
                 # Normalized, every group's channels sum to its width, so a whole branch would weigh only its
                 # width. Emptying a group is weighed by its own mean against all groups' instead.
                 whole = mean / overall if mean > 0 and overall > 0 else 1.0
-            state = _GroupState(group, scores, entries, set(already.get(group.id, [])), constraints, removable)
-            state.whole_weight = whole
+            state = _GroupState(group, scores, entries, set(already.get(group.id, [])), constraints, removable, whole)
             self.groups.append(state)
             for layer_id, (d_in, d_out) in state.deltas(state.removed).items():
                 self.cin[layer_id] -= d_in
