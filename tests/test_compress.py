@@ -79,3 +79,20 @@ def test_compress_runs_every_stage_then_resumes_only_what_is_missing(tmp_path, m
     assert json.loads((run / "summary.json").read_text())["report"].endswith("report.md")
     with pytest.raises(CompressError, match="other settings"):
         compress(quick_config(steps=1), run, progress=False)
+
+
+def test_compress_removes_branches_over_two_steps(tmp_path):
+    """Step 2 prunes a model whose branches step 1 removed; export and validation take it as it is."""
+    from edgeprune.models.layers import BranchConstant
+    from edgeprune.prune.planner import PlanConstraints
+
+    settings = PruneSettings(Budget.parse("macs", "0.3x"), ranked_by="macs",
+                             constraints=PlanConstraints(remove_branches=True))  # fmt: skip
+    summary = compress(quick_config(steps=2, prune=settings), tmp_path / "run", progress=False)
+    assert summary["macs"]["speedup"] >= 3.0
+    emptied = [json.loads((tmp_path / "run" / "prune" / f"step{i}" / "plan_result.json").read_text())["groups"]
+               for i in (1, 2)]  # fmt: skip
+    assert all(any(g["kept"] == 0 for g in groups) for groups in emptied)
+    final = load_pruned(tmp_path / "run" / "prune" / "step2" / "model")
+    assert any(isinstance(m, BranchConstant) for m in final.modules())
+    assert (tmp_path / "run" / "validate" / "report.json").is_file()
