@@ -23,7 +23,7 @@ from pathlib import Path
 
 from edgeprune.atomic import atomic_write_text
 from edgeprune.latency import Profile
-from edgeprune.latency.check import check_profile, check_variants, describe_check, error_row, summarize
+from edgeprune.latency.check import check_profile, check_variants, describe_check, error_row, predicted_ms, summarize
 from edgeprune.targets import load_target, target_from_dict
 
 
@@ -32,8 +32,8 @@ def reuse_measured(profile: Profile, target, name: str, earlier: dict, seed: int
     old = earlier["results"][name]["plans"]
     if "dense_ms" not in old[0]:
         raise SystemExit(f"the earlier {name} plans were timed without the dense model beside them: measure again")
-    _, layers = check_variants(name, target, len(old), seed)
-    predicted = [profile.predict(x, name).ms for x in layers]
+    _, layers = check_variants(name, target, len(old), seed, earlier["meta"].get("branches", 0.0))
+    predicted = predicted_ms(profile, name, layers)
     rows = [error_row(predicted[j + 1], predicted[0], r.get("passes_ms", [r["measured_ms"]]),
                       r.get("passes_dense_ms", [r["dense_ms"]])) for j, r in enumerate(old)]  # fmt: skip
     return {"model": name, "plans": rows, **summarize(rows, predicted[0])}
@@ -48,6 +48,8 @@ def main() -> int:
     ap.add_argument("--out", default="bench/predictor.json")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--measured", help="reuse the measured times of an earlier result file (same seed)")
+    ap.add_argument("--branches", type=float, default=0.0,
+                    help="chance that a plan removes each residual branch it may remove (0: channel plans only)")
     args = ap.parse_args()
     earlier = json.loads(Path(args.measured).read_text()) if args.measured else None
     if earlier and earlier["meta"]["seed"] != args.seed:
@@ -62,7 +64,7 @@ def main() -> int:
         if earlier:
             report = reuse_measured(profile, target, name, earlier, args.seed)
         else:
-            report = check_profile(profile, target, name, args.plans, args.seed, args.passes)
+            report = check_profile(profile, target, name, args.plans, args.seed, args.passes, args.branches)
         rows = report.pop("plans")
         results[name] = {"summary": {k: v for k, v in report.items() if k != "model"}, "plans": rows}
         print(describe_check({**report, "plans": rows}), flush=True)
@@ -71,7 +73,8 @@ def main() -> int:
             "misalign": profile.misalign, "measured_in": args.measured or "this run", "passes": args.passes,
             "plans_per_model": len(rows), "timing": {**timing, "how": "each plan beside a dense session, in "
                                                       "alternating rounds; fresh sessions"},
-            "plan_sampler": "keep U(0.3, 1.0) of every prunable group, random channels"}  # fmt: skip
+            "plan_sampler": "keep U(0.3, 1.0) of every prunable group, random channels", "branches": args.branches,
+            }  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps({"meta": meta, "results": results}, indent=1))

@@ -27,12 +27,13 @@ def rows_for(name: str, data: dict) -> list[dict]:
             for reg, r in regs.items():
                 if reg != "none":
                     rows.append(("regularizer overhead", model, reg, f"{r['overhead_pct']:.1f} %", "<= 5 %"))
-    elif name == "predictor":
+    elif name.startswith("predictor"):
+        what = "predictor error" + (" (branches removed too)" if data["meta"].get("branches") else "")
         for model, r in data["results"].items():
             s = r["summary"]
-            rows.append(("predictor error", model, "abs. error in ms, median / max",
+            rows.append((what, model, "abs. error in ms, median / max",
                          f"{s['median_abs_error_pct']:.1f} % / {s['max_abs_error_pct']:.1f} %", "<= 5 % / <= 15 %"))
-            rows.append(("predictor error", model, "abs. error in speedup over dense, median / max",
+            rows.append((what, model, "abs. error in speedup over dense, median / max",
                          f"{s['median_abs_speedup_error_pct']:.1f} % / {s['max_abs_speedup_error_pct']:.1f} %", ""))
             if "repeat_max_abs_pct" in s:
                 rows.append(("measurement repeatability", model, "same plans, pass 2 vs pass 1, ms: median / max",

@@ -12,16 +12,31 @@ from edgeprune.latency.layers import Layer, collect_layers
 from edgeprune.latency.profile import Profile
 from edgeprune.latency.profiler import build_model, measure_variants, model_input_shape, random_plan
 from edgeprune.prune import prune_model
+from edgeprune.prune.costs import predict_pruned_ms
 from edgeprune.targets import Target
 
 
-def check_variants(name: str, target: Target, n_plans: int, seed: int = 0) -> tuple[list, list[list[Layer]]]:
-    """The dense model and ``n_plans`` random pruned variants (seeded), with their layers; index 0 is dense."""
+def check_variants(name: str, target: Target, n_plans: int, seed: int = 0, branches: float = 0.0
+                   ) -> tuple[list, list[list[Layer]]]:  # fmt: skip
+    """The dense model and ``n_plans`` random pruned variants (seeded), with their layers; index 0 is dense.
+
+    ``branches``: the chance that a plan removes each residual branch it may remove (0: channel plans only).
+    """
     model, shape = build_model(name, target), model_input_shape(name, target)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
     rng = random.Random(seed)
-    models = [model] + [prune_model(model, graph, random_plan(graph, rng))[0] for _ in range(n_plans)]
+    models = [model]
+    for _ in range(n_plans):
+        plan = random_plan(graph, rng)
+        if branches:
+            plan.keep.update({g: [] for g in graph.branches if rng.random() < branches})
+        models.append(prune_model(model, graph, plan)[0])
     return models, [collect_layers(m, shape) for m in models]
+
+
+def predicted_ms(profile: Profile, name: str, layers: list[list[Layer]]) -> list[float]:
+    """Each variant's prediction as the planner counts it, against the dense model's layers (``layers[0]``)."""
+    return [predict_pruned_ms(profile, name, layers[0], x) for x in layers]
 
 
 def error_row(predicted: float, dense_predicted: float, measured: list[float], dense: list[float]) -> dict:
@@ -62,13 +77,13 @@ def summarize(rows: list[dict], dense_predicted: float) -> dict:
 
 
 def check_profile(profile: Profile, target: Target, name: str, n_plans: int, seed: int = 0,
-                  passes: int = 1) -> dict:  # fmt: skip
+                  passes: int = 1, branches: float = 0.0) -> dict:  # fmt: skip
     """Prediction error (%) over ``n_plans`` random pruned variants measured end to end, in ms and in speedup
     over the dense model timed beside each; ``passes`` > 1 times everything again to show how repeatable the
     measurement itself is."""
-    models, layers = check_variants(name, target, n_plans, seed)
+    models, layers = check_variants(name, target, n_plans, seed, branches)
     shape = model_input_shape(name, target)
-    predicted = [profile.predict(x, name).ms for x in layers]
+    predicted = predicted_ms(profile, name, layers)
     timed = measure_variants(target, models, shape, passes)
     rows = [error_row(predicted[j + 1], predicted[0], [t[j][1] for t in timed], [t[j][0] for t in timed])
             for j in range(n_plans)]  # fmt: skip
