@@ -69,7 +69,7 @@ BENCH_FILES := bench/machine.json $(RATIO_FILES) bench/graph.json bench/regulari
 	bench/accuracy/accuracy.json bench/sparsity-r56/sparsity.json \
 	bench/measured-r56.json bench/measured.json bench/accuracy-1.4x-seed1/accuracy.json bench/curve-oicsr-refit-seed1/curve.json \
 	bench/planner-branches.json bench/curve-oicsr-branches-seed1/curve.json bench/accuracy-2x-seed1/accuracy.json \
-	bench/curve-oicsr-branches-seed1-t2/curve.json bench/predictor-branches.json
+	bench/curve-oicsr-branches-seed1-t2/curve.json bench/predictor-branches.json bench/curve-oicsr-branches/curve.json
 
 bench: bench/results.json
 
@@ -172,6 +172,11 @@ bench/curve-oicsr-branches-seed1/curve.json: bench/accuracy-1.4x-seed1/accuracy.
 	$(PY) tools/bench_curve.py bench/accuracy-1.4x-seed1/runs/oicsr/train --budgets 0.5,0.6,0.7 --seed 1 \
 		--remove-branches --compare bench/accuracy-1.4x-seed1 --also bench/curve-oicsr-refit-seed1 \
 		--out bench/curve-oicsr-branches-seed1
+
+# Seed 0: the same branch curve from the training run behind bench/curve-oicsr-refit.
+bench/curve-oicsr-branches/curve.json: bench/curve-oicsr-refit/curve.json bench/accuracy-1.4x/accuracy.json
+	$(PY) tools/bench_curve.py bench/accuracy-1.5x-inner-old-profile/runs/oicsr/train --budgets 0.6,0.7,0.8 \
+		--remove-branches --compare bench/accuracy-1.4x --also bench/curve-oicsr-refit --out bench/curve-oicsr-branches
 
 # The predictor on random plans that also remove branches (about 6 minutes).
 bench/predictor-branches.json: | $(STAMP)

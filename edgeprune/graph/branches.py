@@ -35,11 +35,6 @@ class Branch:
     tail_norm: str | None
     inner_layers: tuple[str, ...]  # the convs and norms before the tail: all must lose every channel
 
-    @property
-    def removed(self) -> tuple[str, ...]:
-        """What stops running once the branch is a constant: everything but the tail pair."""
-        return tuple(p for p in self.modules if p not in (self.tail, self.tail_norm))
-
 
 def _single_module(node: fx.Node, modules: dict[str, nn.Module], types: tuple[type, ...]) -> bool:
     return node.op == "call_module" and isinstance(modules.get(node.target), types) and len(node.users) == 1
@@ -84,16 +79,17 @@ def removable_groups(groups: list[ChannelGroup], branches: list[Branch]) -> dict
     norms) of every conv before the tail, and the tail's input channels. Anything outside the branch
     reading or writing these channels would change if the branch became a constant.
     """
+    by_tail = {b.tail: b for b in branches if b.inner_layers}
     out = {}
-    for branch in branches:
-        if not branch.inner_layers:
+    for group in groups:
+        if not group.prunable or len(group.prunable_units) != group.size:
             continue
-        for group in groups:
-            if not group.prunable or len(group.prunable_units) != group.size:
-                continue
-            kinds = group.modules()
-            inside = set(kinds) - {branch.tail} == set(branch.inner_layers)
-            if kinds.get(branch.tail) == {CONV_IN} and inside and all(CONV_IN not in kinds[p] or CONV_OUT in kinds[p]
-                                                                      for p in branch.inner_layers):  # fmt: skip
-                out[group.id] = branch
+        kinds = group.modules()
+        tails = [p for p, k in kinds.items() if k == {CONV_IN} and p in by_tail]
+        if len(tails) != 1:
+            continue
+        branch = by_tail[tails[0]]
+        inside = set(kinds) - {branch.tail} == set(branch.inner_layers)
+        if inside and all(CONV_IN not in kinds[p] or CONV_OUT in kinds[p] for p in branch.inner_layers):
+            out[group.id] = branch
     return out
