@@ -325,8 +325,9 @@ class Planner:
             raise BudgetError(
                 f"{budget} ({limit:.4g} {unit}) is below the reachable minimum of {floor:.4g} {unit} "
                 f"({floor / dense:.3f}x) with min_channels={self.c.min_channels}, max_removed={self.c.max_removed:g} "
-                f"and max_removed_shared={self.c.max_removed_shared:g} (residual streams): relax the budget or the "
-                "constraints"
+                f"and max_removed_shared={self.c.max_removed_shared:g} (residual streams)"
+                + (", residual branches removable" if self.c.remove_branches else "")
+                + ": relax the budget or the constraints"
             )
         return limit
 
