@@ -307,6 +307,8 @@ def graph_cmd(model, pretrained, input_size, freeze_unknown, as_json, all_member
         partial = len(g.prunable_units)
         if g.prunable and partial < g.size:
             status += f" ({g.size - partial} channels frozen)"
+        if g.id in graph.branches:
+            status += f"; a whole residual branch (ends in {graph.branches[g.id].tail}: --remove-branches)"
         mods = g.modules()
         shown = ", ".join(f"{p}({'/'.join(sorted(k))})" for p, k in mods.items()) if all_members else g.describe()
         click.echo(f"  [{g.id:3d}] size {g.size:5d}  {status}\n        {shown}")
@@ -325,6 +327,7 @@ def _graph_json(graph: ChannelGraph) -> dict:
                 "frozen_reason": g.frozen,
                 "frozen_units": g.size - len(g.prunable_units),
                 "members": {p: sorted(k) for p, k in g.modules().items()},
+                "branch_tail": graph.branches[g.id].tail if g.id in graph.branches else None,
             }
             for g in graph.groups
         ],

@@ -79,9 +79,11 @@ def test_cli_models_and_graph():
     assert out.exit_code == 0 and "cifar_resnet56" in out.output and "resnet50" not in out.output
     out = runner.invoke(main, ["graph", "cifar_resnet20"])
     assert out.exit_code == 0 and "14 groups, 12 prunable" in out.output and "frozen: model input" in out.output
+    assert out.output.count("a whole residual branch") == 9
     out = runner.invoke(main, ["graph", "cifar_resnet20", "--json"])
     data = json.loads(out.output)
     assert len(data["groups"]) == 14 and data["groups"][0]["frozen_reason"] == "model input"
+    assert sum(g["branch_tail"] is not None for g in data["groups"]) == 9
 
 
 def test_cli_shrink_writes_a_reloadable_model(tmp_path):
