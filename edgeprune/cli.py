@@ -184,7 +184,8 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict,
             for m in models:
                 for r in fit_removal_scales(profile, t, m):
                     click.echo(f"{m} {r['variant']}: measured {r['measured_ratio']:.3f} of dense, predicted "
-                               f"{r['predicted_ratio_before']:.3f} -> {r['predicted_ratio_after']:.3f}")
+                               f"{r['predicted_ratio_before']:.3f} -> {r['predicted_ratio_after']:.3f}; "
+                               f"{100 * r['macs_removed']:.1f} % of the MACs removed")
             profile.save(path)  # only after every model's fit: a failure leaves the file as it was
             click.echo(f"wrote {path}: removal savings for {', '.join(models)}: {profile.removal_scale}")
             return

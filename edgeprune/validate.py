@@ -21,7 +21,6 @@ from edgeprune.backends import Runner, get_backend, measure_interleaved, prepare
 from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
 from edgeprune.latency import Profile, collect_layers
 from edgeprune.models import get_entry
-from edgeprune.models.layers import BranchConstant
 from edgeprune.prune import load_model_ref
 from edgeprune.prune.costs import predict_pruned_ms
 from edgeprune.targets import Target
@@ -90,8 +89,7 @@ def accuracy_on(model: nn.Module, data: str | None, model_name: str) -> float | 
     return float((pred == y).float().mean())
 
 
-def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile | None,
-                 data: str | None) -> tuple[dict, Runner, np.ndarray]:  # fmt: skip
+def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None) -> tuple[dict, Runner, np.ndarray]:
     """Everything about one model but its latency, which :func:`validate` times for both sides together;
     returns the record, the prepared runner and its input."""
     shape = target.input_shape(ref.input_chw)
@@ -128,9 +126,6 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile |
         memory.update(engine_bytes=runner.engine_bytes, device_memory_bytes=runner.device_memory_bytes)
     elif target.device == "cuda":  # this side's own peak: the other side's module may still be resident
         memory["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated() - cuda_base
-    predicted = None
-    if profile is not None:
-        predicted = profile.predict(collect_layers(ref.module, shape), ref.name).ms
     if target.backend == "onnxruntime":
         layers, ops = layer_times.ort_layer_times(onnx_path, target, xn, norms)
     elif target.backend == "tensorrt":
@@ -142,10 +137,18 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, profile: Profile |
         "model": ref.label, "registry_name": ref.name, "input_shape": list(shape), "macs": macs,
         "macs_by_op": macs_by_op, "params": sum(p.numel() for p in ref.module.parameters()),
         "exporter": export.exporter, "export_notes": export.notes, "numerics_rel_err": numerics,
-        "predicted_ms": predicted, "latency": None, "memory": memory, "ms_by_op": ops,
+        "predicted_ms": None, "latency": None, "memory": memory, "ms_by_op": ops,
         "ms_by_layer": layers, "macs_by_layer": macs_by_layer,
         "accuracy": accuracy_on(ref.module, data, ref.name),
     }, runner, xn  # fmt: skip
+
+
+def predict_pair(profile: Profile, original: ModelRef, pruned: ModelRef, shape: tuple[int, ...]) -> tuple[float, float]:
+    """Both models' predicted ms. The pruned one is priced against the original's layers, as the planner prices
+    it: a layer it no longer has is one of a removed residual branch (the profile's removal scale applies)."""
+    dense = collect_layers(original.module, shape)
+    return (profile.predict(dense, original.name).ms,
+            predict_pruned_ms(profile, pruned.name, dense, collect_layers(pruned.module, shape)))  # fmt: skip
 
 
 def _reset_cuda_peak() -> int:
@@ -175,16 +178,12 @@ def validate(
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        a, run_a, x = measure_side(original, target, Path(tmp), profile, data)
-        b, run_b, x_b = measure_side(pruned, target, Path(tmp), profile, data)
+        a, run_a, x = measure_side(original, target, Path(tmp), data)
+        b, run_b, x_b = measure_side(pruned, target, Path(tmp), data)
         if x.shape != x_b.shape:
             raise ValidationError(f"the models take different inputs: {list(x.shape)} and {list(x_b.shape)}")
-        if profile is not None and any(isinstance(m, BranchConstant) for m in pruned.module.modules()):
-            # residual branches removed: their layers are gone from the pruned model, and only the dense
-            # model's layers say what the profile's removal scales apply to
-            shape = tuple(x.shape)
-            b["predicted_ms"] = predict_pruned_ms(profile, original.name, collect_layers(original.module, shape),
-                                                  collect_layers(pruned.module, shape))  # fmt: skip
+        if profile is not None:
+            a["predicted_ms"], b["predicted_ms"] = predict_pair(profile, original, pruned, tuple(x.shape))
         # Alternating rounds: drift during the measurement slows both models alike instead of one of them.
         stats = measure_interleaved({"original": run_a, "pruned": run_b}, x, target)
         a["latency"], b["latency"] = stats["original"].to_dict(), stats["pruned"].to_dict()

@@ -227,6 +227,11 @@ def test_validate_predicts_a_pruned_model_as_the_planner_did(resnet20):
     # from the pruned model's own layers alone, the removed ones would count as wholly saved
     alone = profile.predict(collect_layers(pruned, (1, 3, 32, 32)), "cifar_resnet20").ms
     assert alone != pytest.approx(predicted, rel=1e-3)
+    # with channels only, both ways agree: validate may price every pruned model against the dense layers
+    narrowed = plan_pruning(model, graph, layers, Budget.parse("macs", "0.5x"), "macs", profile)
+    channels = collect_layers(prune_model(model, graph, narrowed.plan)[0], (1, 3, 32, 32))
+    assert predict_pruned_ms(profile, "cifar_resnet20", layers, channels) == pytest.approx(
+        profile.predict(channels, "cifar_resnet20").ms, rel=1e-9)
 
 
 def test_prune_command_removes_branches(tmp_path):

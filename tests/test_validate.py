@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +17,8 @@ from edgeprune.validate import NumericsFailure, derive, gate_speedup, resolve_mo
 
 CONV_OR_LINEAR = (torch.nn.Conv2d, torch.nn.Linear)
 FAST_ORT = {"backend": "onnxruntime", "threads": 1, "warmup": 2, "repeats": 5, "rounds": 2}
+
+PROFILE = Path(__file__).resolve().parents[1] / "profiles" / "cpu-ort--amd-epyc-2c.json"
 
 
 @pytest.fixture(scope="module")
@@ -103,16 +106,9 @@ def test_validate_gate_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
     """A profile that promises far more speedup than measurable makes validate exit 4."""
     import edgeprune.validate as v
 
-    real = v.measure_side
-
-    def optimistic(ref, target, folder, profile, data):
-        side, runner, x = real(ref, target, folder, None, data)
-        side["predicted_ms"] = 1.0 if ref.label == "cifar_resnet20" else 0.01  # predicts a 100x speedup
-        return side, runner, x
-
-    monkeypatch.setattr(v, "measure_side", optimistic)
+    monkeypatch.setattr(v, "predict_pair", lambda *args: (1.0, 0.01))  # predicts a 100x speedup
     out = CliRunner().invoke(main, ["validate", "cifar_resnet20", str(pruned_dir), "--target", "cpu-ort",
-                                    "--out", str(tmp_path / "v")])
+                                    "--profile", str(PROFILE), "--out", str(tmp_path / "v")])
     assert out.exit_code == 4 and "FAIL" in out.output and "falls short" in out.output
 
 

@@ -2,11 +2,11 @@
 
 The tables time each layer alone, and the calibration line was fitted on plans where every layer still
 runs, so a layer that stops running is priced by extrapolation. On ResNet-56 / cpu-ort that extrapolation
-ranked stage-1 branches as the cheapest to remove per MAC, where dropping whole stages measured them the
-dearest (18.8 ms per GMAC saved against 23.0 for stage 3). This times variants of the network that each
-remove every other branch of one kind (the branches whose layers have the same geometries) beside the dense
-model, and records the measured saving over the predicted one, ``Profile.removal_scale``. A removed layer
-then leaves ``(1 - s)`` of its dense cost in the prediction (edgeprune.prune.costs.LatencyCost).
+overstated most what removing stage-1 branches saves (README: "Removing residual branches"). This times
+variants of the network that each remove every other branch of one kind (the branches whose layers have the
+same geometries) beside the dense model, and records the measured saving over the predicted one,
+``Profile.removal_scale``. A removed layer then leaves ``(1 - s)`` of its dense cost in the prediction
+(edgeprune.prune.costs.LatencyCost).
 """
 
 from __future__ import annotations
@@ -22,16 +22,14 @@ from edgeprune.latency.layers import Layer, collect_layers
 from edgeprune.latency.profile import Profile, ProfileError
 from edgeprune.latency.profiler import build_model, model_input_shape
 from edgeprune.prune import Plan, prune_model
-from edgeprune.prune.costs import LatencyCost
+from edgeprune.prune.costs import LatencyCost, MacsCost, predict_pruned_ms
 from edgeprune.targets import Target
 
 
 def predicted_ratio(profile: Profile, name: str, dense: list[Layer], removed: set[str]) -> float:
     """Predicted ms with the layers at ``removed`` paths gone, over the dense model's."""
-    cost = LatencyCost(profile, name)
-    full = sum(cost.layer(x, x.cin, x.cout) for x in dense)
-    left = sum(cost.layer(x, 0, 0) if x.path in removed else cost.layer(x, x.cin, x.cout) for x in dense)
-    return cost.total(left) / cost.total(full)
+    left = [x for x in dense if x.path not in removed]
+    return predict_pruned_ms(profile, name, dense, left) / predict_pruned_ms(profile, name, dense, dense)
 
 
 def fit_removal_scales(profile: Profile, target: Target, name: str, rounds: int = 2) -> list[dict]:
@@ -75,5 +73,10 @@ def fit_removal_scales(profile: Profile, target: Target, name: str, rounds: int 
                              rcond=None)[0]  # fmt: skip
     profile.removal_scale[name] = {k: round(float(np.clip(v, *SCALE_RANGE)), 4) for k, v in zip(keys, fitted)}
     after = {v: predicted_ratio(profile, name, dense, removed[v]) for v in variants}
+    macs = MacsCost()
+    total_macs = sum(macs.layer(x, x.cin, x.cout) for x in dense)
+    macs_removed = {v: sum(macs.layer(x, x.cin, x.cout) for x in dense if x.path in removed[v]) / total_macs
+                    for v in variants}  # fmt: skip
     return [{"variant": v, "measured_ratio": ms[v] / ms["dense"], "control_ratio": control,
-             "predicted_ratio_before": before[v], "predicted_ratio_after": after[v]} for v in variants]  # fmt: skip
+             "predicted_ratio_before": before[v], "predicted_ratio_after": after[v],
+             "macs_removed": macs_removed[v]} for v in variants]  # fmt: skip

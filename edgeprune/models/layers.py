@@ -48,7 +48,6 @@ class ChannelRemap(nn.Module):
         return f"in_channels={self.in_channels}, out_channels={self.out_channels}, stride={self.stride}"
 
 
-
 def conv_output_size(size: tuple[int, ...], kernel, stride, padding, dilation) -> tuple[int, ...]:
     """Spatial output size of a conv with these settings (ints or per-dim tuples; padding may be 'same')."""
     def per_dim(v) -> tuple[int, ...]:

@@ -102,10 +102,11 @@ def make_cost(kind: str, profile: Profile | None = None, model_name: str = "") -
 
 def predict_pruned_ms(profile: Profile, model_name: str, dense: list[Layer], pruned: list[Layer]) -> float:
     """A pruned model's predicted ms as the planner counts it: its layers matched to the dense model's by path,
-    and a dense layer it no longer has (one of a removed residual branch) priced as removed."""
-    cost = LatencyCost(profile, model_name)
+    and a dense layer it no longer has (one of a removed residual branch) priced as removed. A model whose
+    layers are not the dense model's (another network) is predicted from its own layers."""
     now = {x.path: x for x in pruned}
     if set(now) - {x.path for x in dense}:
-        raise ProfileError(f"{model_name}: the pruned model has layers the dense one does not")
+        return profile.predict(pruned, model_name).ms
+    cost = LatencyCost(profile, model_name)
     return cost.total(sum(cost.layer(x, now[x.path].cin, now[x.path].cout) if x.path in now else cost.layer(x, 0, 0)
                           for x in dense))  # fmt: skip

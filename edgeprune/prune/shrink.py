@@ -8,6 +8,7 @@ from collections import defaultdict
 import torch
 import torch.nn as nn
 
+from edgeprune.graph.branches import Branch
 from edgeprune.graph.groups import (
     CONV_IN,
     CONV_OUT,
@@ -156,7 +157,7 @@ def _folded_constant(conv: nn.Module, norm: nn.Module | None) -> torch.Tensor:
     return value
 
 
-def remove_branch(model: nn.Module, branch) -> ArchChanges:
+def remove_branch(model: nn.Module, branch: Branch) -> ArchChanges:
     """Replace an emptied residual branch (already shrunk to no inner channels) by its constant output.
 
     The convs before the tail become :class:`EmptyChannels`, their norms ``Identity``; the tail conv becomes
