@@ -167,27 +167,22 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict,
             keys = plot_staircases(profile, layers, plot_path)
             click.echo(f"wrote {plot_path}: {len(keys)} layer geometries")
             return
-        if in_network:
-            profile = Profile.load(path, strict=strict)
-            for m in models:
-                for r in fit_width_scales(profile, t, m):
-                    click.echo(f"{m} {r['variant']}: measured {r['measured_ratio']:.3f} of dense, predicted "
-                               f"{r['predicted_ratio_before']:.3f} -> {r['predicted_ratio_after']:.3f} "
-                               f"(width scale {r['width_scale']})")
-            profile.save(path)  # only after every model's fit: a failure leaves the file as it was
-            click.echo(f"wrote {path}: in-network width corrections for {', '.join(models)}")
-            return
-        if removal:
+        if in_network and removal:
+            raise click.UsageError("--in-network and --removal are two fits: give one")
+        if in_network or removal:
             from edgeprune.latency.removal import fit_removal_scales
 
             profile = Profile.load(path, strict=strict)
+            fit = fit_width_scales if in_network else fit_removal_scales
             for m in models:
-                for r in fit_removal_scales(profile, t, m):
+                for r in fit(profile, t, m):
+                    detail = (f"(width scale {r['width_scale']})" if in_network
+                              else f"{100 * r['macs_removed']:.1f} % of the MACs removed")  # fmt: skip
                     click.echo(f"{m} {r['variant']}: measured {r['measured_ratio']:.3f} of dense, predicted "
-                               f"{r['predicted_ratio_before']:.3f} -> {r['predicted_ratio_after']:.3f}; "
-                               f"{100 * r['macs_removed']:.1f} % of the MACs removed")
+                               f"{r['predicted_ratio_before']:.3f} -> {r['predicted_ratio_after']:.3f}; {detail}")
             profile.save(path)  # only after every model's fit: a failure leaves the file as it was
-            click.echo(f"wrote {path}: removal savings for {', '.join(models)}: {profile.removal_scale}")
+            what = "in-network width corrections" if in_network else "removal savings"
+            click.echo(f"wrote {path}: {what} for {', '.join(models)}")
             return
         if recalibrate:
             profile = recalibrate_profile(Profile.load(path, strict=strict), t, list(models))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import onnx
 import pytest
 import torch
@@ -246,3 +248,30 @@ def test_prune_command_removes_branches(tmp_path):
     assert "→ 0 | 0 %" in (out / "plan.md").read_text()
     model = load_pruned(out / "model")
     assert any(isinstance(m, BranchConstant) for m in model.modules())
+
+
+def test_profile_removal_command_writes_the_fit_and_refuses_two_fits(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from edgeprune.cli import main
+    from edgeprune.latency import removal
+
+    path = tmp_path / "profile.json"
+    shutil.copy(Path(__file__).resolve().parents[1] / "profiles" / "cpu-ort--amd-epyc-2c.json", path)
+
+    def fake_fit(profile, target, name):
+        profile.removal_scale[name] = {"conv|b1|8x8|k3|s1|gw0|fp32": 0.5}
+        return [{"variant": "kind0", "measured_ratio": 0.9, "predicted_ratio_before": 0.8,
+                 "predicted_ratio_after": 0.9, "macs_removed": 0.15}]  # fmt: skip
+
+    monkeypatch.setattr(removal, "fit_removal_scales", fake_fit)
+    base = ["profile", "cpu-ort", "--model", "cifar_resnet56", "--out", str(path)]
+    r = CliRunner().invoke(main, [*base, "--removal"])
+    assert r.exit_code == 0, r.output
+    assert "15.0 % of the MACs removed" in r.output
+    assert json.loads(path.read_text())["removal_scale"]["cifar_resnet56"] == {"conv|b1|8x8|k3|s1|gw0|fp32": 0.5}
+    r = CliRunner().invoke(main, [*base, "--removal", "--in-network"])
+    assert r.exit_code == 2 and "give one" in r.output
