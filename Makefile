@@ -95,7 +95,7 @@ bench/regularizer.json: | $(STAMP)
 
 # Each plan timed beside the dense model in alternating rounds, twice (about 20 minutes).
 bench/predictor.json: | $(STAMP)
-	$(PY) tools/bench_predictor.py --profile profiles/cpu-ort--amd-epyc-2c.json --passes 2 $(addprefix --model ,$(MODELS)) \
+	$(PY) tools/bench_predictor.py --profile edgeprune/resources/profiles/cpu-ort--amd-epyc-2c.json --passes 2 $(addprefix --model ,$(MODELS)) \
 		--out $@
 
 bench/planner.json: | $(STAMP)
@@ -180,7 +180,7 @@ bench/curve-oicsr-branches/curve.json: bench/curve-oicsr-refit/curve.json bench/
 
 # The predictor on random plans that also remove branches (about 6 minutes).
 bench/predictor-branches.json: | $(STAMP)
-	$(PY) tools/bench_predictor.py --profile profiles/cpu-ort--amd-epyc-2c.json --model cifar_resnet56 \
+	$(PY) tools/bench_predictor.py --profile edgeprune/resources/profiles/cpu-ort--amd-epyc-2c.json --model cifar_resnet56 \
 		--model mobilenet_v2 --branches 0.3 --out $@
 
 # Torch-Pruning aimed at 2x measured (inner channels only: it stops near 1.4x), then the branch curve with

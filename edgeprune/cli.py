@@ -137,7 +137,7 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict,
     from edgeprune.latency.check import check_profile, describe_check
     from edgeprune.latency.innet import UnsteadyMeasurement, fit_width_scales
     from edgeprune.latency.kit import import_result
-    from edgeprune.latency.profile import Profile, ProfileError, device_fingerprint, device_slug
+    from edgeprune.latency.profile import Profile, ProfileError, default_profile_path, device_fingerprint
     from edgeprune.latency.profiler import ProfileBudgetExceeded, profile_target, recalibrate_profile
     from edgeprune.targets import TargetError, load_target
 
@@ -148,7 +148,7 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict,
             if profile.target.get("name") != t.name:
                 measured_for = profile.target.get("name")
                 raise ProfileError(f"{import_path} was measured for target {measured_for!r}, not {t.name!r}")
-            path = Path(out_path or f"profiles/{t.name}--{device_slug(profile.device)}.json")
+            path = Path(out_path or default_profile_path(t.name, profile.device))
             profile.save(path)
             click.echo(f"installed {path}: {len(profile.tables)} layer tables from {profile.device.get('cpu')}")
             return
@@ -156,7 +156,7 @@ def profile_cmd(target, models, out_path, budget_s, check_plans, passes, strict,
             raise click.UsageError("give at least one --model")
         for m in models:
             get_entry(m)
-        path = Path(out_path or f"profiles/{t.name}--{device_slug(device_fingerprint(t.backend))}.json")
+        path = Path(out_path or default_profile_path(t.name, device_fingerprint(t.backend)))
         if plot_path:
             from edgeprune.latency.layers import collect_layers
             from edgeprune.latency.profiler import build_model, model_input_shape

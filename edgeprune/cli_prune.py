@@ -44,8 +44,8 @@ def _budget_options(fn):
 def prune_settings(latency, macs, params, rank_by, solver, min_channels, max_removed, max_removed_shared, align,
                    no_snap, measured_rounds=0, remove_branches=False):  # fmt: skip
     """PruneSettings from the budget options (exactly one budget)."""
-    from edgeprune.prune.planner import Budget, PlanConstraints
-    from edgeprune.prune.run import PruneSettings
+    from edgeprune.plan.planner import Budget, PlanConstraints
+    from edgeprune.plan.run import PruneSettings
 
     given = [(k, v) for k, v in (("latency", latency), ("macs", macs), ("params", params)) if v is not None]
     if len(given) != 1:
@@ -71,7 +71,7 @@ def prune_cmd(model_ref, target_name, profile_path, pretrained, out_dir, **budge
     Writes plan.json, plan.md (per-group widths, predicted totals), plan_result.json and model/.
     """
     from edgeprune.latency import ProfileError
-    from edgeprune.prune.run import prune_run
+    from edgeprune.plan.run import prune_run
     from edgeprune.targets import TargetError
 
     try:

@@ -16,7 +16,7 @@ import torch
 
 from edgeprune.atomic import atomic_dir, atomic_write_text
 from edgeprune.models import get_entry
-from edgeprune.prune.run import PruneSettings, prune_run
+from edgeprune.plan.run import PruneSettings, prune_run
 from edgeprune.train.trainer import CHECKPOINT, TrainConfig
 
 CONFIG_FILE, SUMMARY_FILE = "compress.json", "summary.json"
@@ -125,7 +125,7 @@ def compress(cfg: CompressConfig, out_dir: str | os.PathLike, progress: bool = T
     """Run (or resume) every stage in ``out_dir``; returns the summary also written to ``summary.json``."""
     run = Path(out_dir)
     if cfg.prune.measured_rounds:  # refused before anything is written, rather than after training
-        from edgeprune.prune.measured import check_measurable
+        from edgeprune.plan.measured import check_measurable
         from edgeprune.targets import load_target
 
         check_measurable(cfg.prune.budget, load_target(cfg.target))

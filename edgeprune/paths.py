@@ -1,11 +1,38 @@
-"""Where edgeprune finds data and weights: an explicit path, $EDGEPRUNE_DATA, or ../shared/data."""
+"""Where edgeprune finds things: shipped package data, the per-user folder, and data sets.
+
+Nothing here depends on the current directory or on a source checkout, except the data-set default
+``../shared/data`` that a development checkout uses.
+"""
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 ENV_VAR = "EDGEPRUNE_DATA"
+HOME_ENV = "EDGEPRUNE_HOME"
+
+
+def shipped_dir(kind: str) -> Path:
+    """A folder of package data shipped in the wheel: ``targets`` or ``profiles``."""
+    return Path(str(resources.files("edgeprune.resources") / kind))
+
+
+def home_dir() -> Path:
+    """The per-user folder for what a user measures or adds: ``$EDGEPRUNE_HOME``, else the platform's user
+    data folder (``~/.local/share/edgeprune`` on Linux)."""
+    explicit = os.environ.get(HOME_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("edgeprune", appauthor=False))
+
+
+def user_dir(kind: str) -> Path:
+    """``home_dir()/kind`` (``profiles``, ``targets``); not created until something is written there."""
+    return home_dir() / kind
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path | None:

@@ -1,4 +1,4 @@
-"""Targets: how to run on a device (targets/NAME.toml), loaded into a typed, validated Target."""
+"""Targets: how to run on a device (NAME.toml, shipped or the user's), loaded into a typed, validated Target."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import tomllib
+from edgeprune.paths import shipped_dir, user_dir
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 ENV_VAR = "EDGEPRUNE_TARGETS"
 BACKEND_NAMES = ("onnxruntime", "torch", "tensorrt")
@@ -65,11 +70,12 @@ _CHOICES = {"backend": BACKEND_NAMES, "device": ("cpu", "cuda"), "precision": ("
 
 
 def targets_dirs(explicit: str | os.PathLike | None = None) -> list[Path]:
-    """Folders searched for target files, first match wins."""
+    """Folders searched for target files, first match wins: ``targets_dir``, ``$EDGEPRUNE_TARGETS``, the user's
+    folder (``$EDGEPRUNE_HOME/targets``), then the targets shipped with edgeprune."""
     dirs = [Path(explicit)] if explicit else []
     if os.environ.get(ENV_VAR):
         dirs.append(Path(os.environ[ENV_VAR]))
-    dirs += [Path.cwd() / "targets", Path(__file__).resolve().parents[1] / "targets"]
+    dirs += [user_dir("targets"), shipped_dir("targets")]
     return [d for i, d in enumerate(dirs) if d.is_dir() and d not in dirs[:i]]
 
 

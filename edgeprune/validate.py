@@ -22,7 +22,7 @@ from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
 from edgeprune.latency import Profile, collect_layers
 from edgeprune.models import get_entry
 from edgeprune.prune import load_model_ref
-from edgeprune.prune.costs import predict_pruned_ms
+from edgeprune.latency.costs import predict_pruned_ms
 from edgeprune.targets import Target
 
 REPORT_SCHEMA = "edgeprune.report/1"

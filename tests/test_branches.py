@@ -18,7 +18,7 @@ from edgeprune.models import create_model
 from edgeprune.models.layers import BranchConstant, EmptyChannels
 from edgeprune.prune import Plan, PlanError, masked_forward, relative_error, shrink
 from edgeprune.prune.oracle import liven
-from edgeprune.prune.planner import Budget, PlanConstraints, plan_pruning
+from edgeprune.plan.planner import Budget, PlanConstraints, plan_pruning
 from edgeprune.prune.serialize import arch_spec, load_pruned, save_pruned
 from edgeprune.targets import load_target
 
@@ -172,7 +172,7 @@ def _synthetic_profile(layers):
 
 
 def test_a_removed_layer_leaves_its_unsaved_share(resnet20):
-    from edgeprune.prune.costs import LatencyCost
+    from edgeprune.latency.costs import LatencyCost
 
     _, graph, layers = resnet20
     profile = _synthetic_profile(layers)
@@ -215,7 +215,7 @@ def test_removal_fit_recovers_the_savings_it_was_shown(resnet20, monkeypatch):
 def test_validate_predicts_a_pruned_model_as_the_planner_did(resnet20):
     """The dense model's layers say which were removed: the prediction matches the plan's, scales included."""
     from edgeprune.prune import prune_model
-    from edgeprune.prune.costs import predict_pruned_ms
+    from edgeprune.latency.costs import predict_pruned_ms
 
     model, graph, layers = resnet20
     profile = _synthetic_profile(layers)
@@ -260,7 +260,7 @@ def test_profile_removal_command_writes_the_fit_and_refuses_two_fits(tmp_path, m
     from edgeprune.latency import removal
 
     path = tmp_path / "profile.json"
-    shutil.copy(Path(__file__).resolve().parents[1] / "profiles" / "cpu-ort--amd-epyc-2c.json", path)
+    shutil.copy(Path(__file__).resolve().parents[1] / "edgeprune" / "resources" / "profiles" / "cpu-ort--amd-epyc-2c.json", path)
 
     def fake_fit(profile, target, name):
         profile.removal_scale[name] = {"conv|b1|8x8|k3|s1|gw0|fp32": 0.5}

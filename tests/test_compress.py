@@ -12,8 +12,8 @@ from edgeprune import compress as pipeline
 from edgeprune.cli import main
 from edgeprune.compress import CompressConfig, CompressError, compress
 from edgeprune.prune import load_pruned
-from edgeprune.prune.planner import Budget
-from edgeprune.prune.run import PruneSettings
+from edgeprune.plan.planner import Budget
+from edgeprune.plan.run import PruneSettings
 from edgeprune.train.trainer import TrainConfig
 
 QUICK = TrainConfig(epochs=1, lr=0.01, batch_size=32, max_steps_per_epoch=2)
@@ -84,7 +84,7 @@ def test_compress_runs_every_stage_then_resumes_only_what_is_missing(tmp_path, m
 def test_compress_removes_branches_over_two_steps(tmp_path):
     """Step 2 prunes a model whose branches step 1 removed; export and validation take it as it is."""
     from edgeprune.models.layers import BranchConstant
-    from edgeprune.prune.planner import PlanConstraints
+    from edgeprune.plan.planner import PlanConstraints
 
     settings = PruneSettings(Budget.parse("macs", "0.3x"), ranked_by="macs",
                              constraints=PlanConstraints(remove_branches=True))  # fmt: skip

@@ -11,9 +11,9 @@ import edgeprune.latency.profiler as profiler
 from edgeprune.cli import main
 from edgeprune.models import create_model
 from edgeprune.prune import load_pruned
-from edgeprune.prune.measured import MeasuredRound, next_planned, plan_to_measured
-from edgeprune.prune.planner import Budget, BudgetError
-from edgeprune.prune.run import PruneSettings, prune_run
+from edgeprune.plan.measured import MeasuredRound, next_planned, plan_to_measured
+from edgeprune.plan.planner import Budget, BudgetError
+from edgeprune.plan.run import PruneSettings, prune_run
 
 
 class FakePlan:

@@ -17,7 +17,7 @@ from edgeprune.latency.profiler import grid_axes
 from edgeprune.models import create_model
 from edgeprune.prune import masked_forward, prune_model, relative_error
 from edgeprune.prune.oracle import liven
-from edgeprune.prune.planner import Budget, BudgetError, PlanConstraints, plan_pruning
+from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, plan_pruning
 from edgeprune.validate import count_macs
 
 SHAPE = (1, 3, 32, 32)

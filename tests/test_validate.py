@@ -18,7 +18,7 @@ from edgeprune.validate import NumericsFailure, derive, gate_speedup, resolve_mo
 CONV_OR_LINEAR = (torch.nn.Conv2d, torch.nn.Linear)
 FAST_ORT = {"backend": "onnxruntime", "threads": 1, "warmup": 2, "repeats": 5, "rounds": 2}
 
-PROFILE = Path(__file__).resolve().parents[1] / "profiles" / "cpu-ort--amd-epyc-2c.json"
+PROFILE = Path(__file__).resolve().parents[1] / "edgeprune" / "resources" / "profiles" / "cpu-ort--amd-epyc-2c.json"
 
 
 @pytest.fixture(scope="module")

@@ -40,8 +40,8 @@ from edgeprune.latency.profile import find_profile
 from edgeprune.latency.profiler import prepare_model
 from edgeprune.models import create_model
 from edgeprune.prune import load_model_ref
-from edgeprune.prune.planner import Budget, BudgetError, PlanConstraints
-from edgeprune.prune.run import PruneSettings, prune_run
+from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints
+from edgeprune.plan.run import PruneSettings, prune_run
 from edgeprune.regularize.base import NoRegularizer
 from edgeprune.targets import load_target
 from edgeprune.train.data import ArrayLoader, load_dataset, load_lossless_subset

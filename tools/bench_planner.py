@@ -41,8 +41,8 @@ from edgeprune.latency.layers import on_blocking
 from edgeprune.latency.profile import find_profile
 from edgeprune.latency.profiler import build_model, model_input_shape, prepare_model
 from edgeprune.prune import prune_model
-from edgeprune.prune.costs import make_cost
-from edgeprune.prune.planner import Budget, PlanConstraints, Planner, importance_for, plan_pruning
+from edgeprune.latency.costs import make_cost
+from edgeprune.plan.planner import Budget, PlanConstraints, Planner, importance_for, plan_pruning
 from edgeprune.targets import channel_align, load_target
 from edgeprune.validate import count_macs
 

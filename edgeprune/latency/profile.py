@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeprune.atomic import atomic_write_text
+from edgeprune.paths import shipped_dir, user_dir
 from edgeprune.latency.layers import Geometry, Layer, on_blocking
 
 PROFILE_SCHEMA = "edgeprune.profile/1"
@@ -364,10 +365,16 @@ PROFILES_ENV = "EDGEPRUNE_PROFILES"
 
 
 def profile_dirs() -> list[Path]:
-    """Folders searched for profiles: $EDGEPRUNE_PROFILES, ./profiles, then the ones shipped with edgeprune."""
+    """Folders searched for profiles: ``$EDGEPRUNE_PROFILES``, the user's folder (where ``profile measure``
+    writes), then the profiles shipped with edgeprune."""
     dirs = [Path(os.environ[PROFILES_ENV])] if os.environ.get(PROFILES_ENV) else []
-    dirs += [Path.cwd() / "profiles", Path(__file__).resolve().parents[2] / "profiles"]
+    dirs += [user_dir("profiles"), shipped_dir("profiles")]
     return [d for i, d in enumerate(dirs) if d.is_dir() and d not in dirs[:i]]
+
+
+def default_profile_path(target_name: str, device: dict) -> Path:
+    """Where a profile measured (or imported) here is written unless a path is given: the user's folder."""
+    return user_dir("profiles") / f"{target_name}--{device_slug(device)}.json"
 
 
 def find_profile(target_name: str, backend: str) -> Path:
@@ -383,6 +390,6 @@ def find_profile(target_name: str, backend: str) -> Path:
             return found[0]
     raise ProfileError(
         f"no latency profile for target {target_name!r} (looked for {exact} in "
-        f"{', '.join(str(d) for d in profile_dirs()) or './profiles'}): "
+        f"{', '.join(str(d) for d in profile_dirs())}): "
         f"run `edgeprune profile {target_name} --model MODEL` first, or pass --profile FILE"
     )

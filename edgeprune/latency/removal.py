@@ -6,7 +6,7 @@ overstated most what removing stage-1 branches saves (README: "Removing residual
 variants of the network that each remove every other branch of one kind (the branches whose layers have the
 same geometries) beside the dense model, and records the measured saving over the predicted one,
 ``Profile.removal_scale``. A removed layer then leaves ``(1 - s)`` of its dense cost in the prediction
-(edgeprune.prune.costs.LatencyCost).
+(edgeprune.latency.costs.LatencyCost).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from edgeprune.latency.layers import Layer, collect_layers
 from edgeprune.latency.profile import Profile, ProfileError
 from edgeprune.latency.profiler import build_model, model_input_shape
 from edgeprune.prune import Plan, prune_model
-from edgeprune.prune.costs import LatencyCost, MacsCost, predict_pruned_ms
+from edgeprune.latency.costs import LatencyCost, MacsCost, predict_pruned_ms
 from edgeprune.targets import Target
 
 

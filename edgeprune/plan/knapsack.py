@@ -13,7 +13,7 @@ import copy
 
 import numpy as np
 
-from edgeprune.prune.planner import Budget, Planner
+from edgeprune.plan.planner import Budget, Planner
 
 ROUNDS = 4
 BUCKETS = 2000

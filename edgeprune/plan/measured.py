@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
-from edgeprune.prune.planner import Budget, BudgetError, PlanResult
+from edgeprune.plan.planner import Budget, BudgetError, PlanResult
 from edgeprune.targets import Target
 
 DEFAULT_TOLERANCE = 0.02  # of the goal ratio; a plan this close to the goal is kept without another round

@@ -18,8 +18,8 @@ import torch.nn as nn
 
 from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, ChannelGraph, ChannelGroup
 from edgeprune.latency.layers import Layer, on_blocking
-from edgeprune.prune.budget import Budget, BudgetError, PlanConstraints
-from edgeprune.prune.costs import LayerCost
+from edgeprune.plan.budget import Budget, BudgetError, PlanConstraints
+from edgeprune.latency.costs import LayerCost
 from edgeprune.prune.importance import magnitude_scores
 from edgeprune.prune.plan import Plan
 
@@ -344,8 +344,8 @@ def plan_pruning(
         start: units already removed (iterative pruning continues from them).
     """
     from edgeprune.latency.staircase import group_staircases
-    from edgeprune.prune.costs import make_cost
-    from edgeprune.prune.knapsack import solve_knapsack
+    from edgeprune.latency.costs import make_cost
+    from edgeprune.plan.knapsack import solve_knapsack
 
     if solver not in SOLVERS:
         raise BudgetError(f"unknown solver {solver!r}; known: {', '.join(SOLVERS)}")
