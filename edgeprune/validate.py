@@ -20,9 +20,9 @@ from edgeprune import layer_times
 from edgeprune.backends import Runner, get_backend, measure_interleaved, prepare_runner, unavailable_reason
 from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
 from edgeprune.latency import Profile, collect_layers
+from edgeprune.latency.costs import predict_pruned_ms
 from edgeprune.models import get_entry
 from edgeprune.prune import load_model_ref
-from edgeprune.latency.costs import predict_pruned_ms
 from edgeprune.targets import Target
 
 REPORT_SCHEMA = "edgeprune.report/1"

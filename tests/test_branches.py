@@ -16,9 +16,9 @@ from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.profile import Calibration
 from edgeprune.models import create_model
 from edgeprune.models.layers import BranchConstant, EmptyChannels
+from edgeprune.plan.planner import Budget, PlanConstraints, plan_pruning
 from edgeprune.prune import Plan, PlanError, masked_forward, relative_error, shrink
 from edgeprune.prune.oracle import liven
-from edgeprune.plan.planner import Budget, PlanConstraints, plan_pruning
 from edgeprune.prune.serialize import arch_spec, load_pruned, save_pruned
 from edgeprune.targets import load_target
 
@@ -214,8 +214,8 @@ def test_removal_fit_recovers_the_savings_it_was_shown(resnet20, monkeypatch):
 
 def test_validate_predicts_a_pruned_model_as_the_planner_did(resnet20):
     """The dense model's layers say which were removed: the prediction matches the plan's, scales included."""
-    from edgeprune.prune import prune_model
     from edgeprune.latency.costs import predict_pruned_ms
+    from edgeprune.prune import prune_model
 
     model, graph, layers = resnet20
     profile = _synthetic_profile(layers)

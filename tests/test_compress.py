@@ -11,9 +11,9 @@ import edgeprune.train.run as train_mod
 from edgeprune import compress as pipeline
 from edgeprune.cli import main
 from edgeprune.compress import CompressConfig, CompressError, compress
-from edgeprune.prune import load_pruned
 from edgeprune.plan.planner import Budget
 from edgeprune.plan.run import PruneSettings
+from edgeprune.prune import load_pruned
 from edgeprune.train.trainer import TrainConfig
 
 QUICK = TrainConfig(epochs=1, lr=0.01, batch_size=32, max_steps_per_epoch=2)

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 import edgeprune.latency.profiler as profiler
 from edgeprune.cli import main
 from edgeprune.models import create_model
-from edgeprune.prune import load_pruned
 from edgeprune.plan.measured import MeasuredRound, next_planned, plan_to_measured
 from edgeprune.plan.planner import Budget, BudgetError
 from edgeprune.plan.run import PruneSettings, prune_run
+from edgeprune.prune import load_pruned
 
 
 class FakePlan:

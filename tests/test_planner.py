@@ -15,9 +15,9 @@ from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.profile import Profile, Table
 from edgeprune.latency.profiler import grid_axes
 from edgeprune.models import create_model
+from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, plan_pruning
 from edgeprune.prune import masked_forward, prune_model, relative_error
 from edgeprune.prune.oracle import liven
-from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, plan_pruning
 from edgeprune.validate import count_macs
 
 SHAPE = (1, 3, 32, 32)

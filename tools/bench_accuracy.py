@@ -39,9 +39,9 @@ from edgeprune.graph import build_graph
 from edgeprune.latency.profile import find_profile
 from edgeprune.latency.profiler import prepare_model
 from edgeprune.models import create_model
-from edgeprune.prune import load_model_ref
 from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints
 from edgeprune.plan.run import PruneSettings, prune_run
+from edgeprune.prune import load_model_ref
 from edgeprune.regularize.base import NoRegularizer
 from edgeprune.targets import load_target
 from edgeprune.train.data import ArrayLoader, load_dataset, load_lossless_subset

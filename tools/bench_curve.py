@@ -30,9 +30,9 @@ from edgeprune.backends import prepare_runner
 from edgeprune.export import export_onnx
 from edgeprune.latency.profile import find_profile
 from edgeprune.models import create_model
-from edgeprune.prune import load_model_ref
 from edgeprune.plan.planner import Budget, PlanConstraints
 from edgeprune.plan.run import PruneSettings, prune_run
+from edgeprune.prune import load_model_ref
 from edgeprune.targets import load_target
 from edgeprune.train.run import train_run
 from edgeprune.validate import count_macs

@@ -22,9 +22,9 @@ from bench_planner import measure  # tools/ is on the path when this script runs
 
 from edgeprune.atomic import atomic_write_text
 from edgeprune.latency.profiler import build_model, model_input_shape
-from edgeprune.prune import load_pruned
 from edgeprune.plan.planner import Budget, BudgetError
 from edgeprune.plan.run import PruneSettings, prune_run
+from edgeprune.prune import load_pruned
 from edgeprune.targets import load_target
 from edgeprune.validate import count_macs
 

@@ -37,12 +37,12 @@ from edgeprune.atomic import atomic_write_text
 from edgeprune.backends import measure_interleaved
 from edgeprune.graph import build_graph
 from edgeprune.latency import Profile, collect_layers
+from edgeprune.latency.costs import make_cost
 from edgeprune.latency.layers import on_blocking
 from edgeprune.latency.profile import find_profile
 from edgeprune.latency.profiler import build_model, model_input_shape, prepare_model
-from edgeprune.prune import prune_model
-from edgeprune.latency.costs import make_cost
 from edgeprune.plan.planner import Budget, PlanConstraints, Planner, importance_for, plan_pruning
+from edgeprune.prune import prune_model
 from edgeprune.targets import channel_align, load_target
 from edgeprune.validate import count_macs
 

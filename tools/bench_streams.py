@@ -22,9 +22,9 @@ from bench_accuracy import Timer, ft_config  # tools/ is on the path when this s
 
 from edgeprune.atomic import atomic_write_text
 from edgeprune.models import create_model
-from edgeprune.prune import load_model_ref
 from edgeprune.plan.planner import Budget, PlanConstraints
 from edgeprune.plan.run import PruneSettings, prune_run
+from edgeprune.prune import load_model_ref
 from edgeprune.targets import load_target
 from edgeprune.train.data import ArrayLoader, load_dataset
 from edgeprune.train.run import train_run

@@ -8,11 +8,11 @@ import statistics
 import torch
 
 from edgeprune.graph import build_graph
+from edgeprune.latency.costs import predict_pruned_ms
 from edgeprune.latency.layers import Layer, collect_layers
 from edgeprune.latency.profile import Profile
 from edgeprune.latency.profiler import build_model, measure_variants, model_input_shape, random_plan
 from edgeprune.prune import prune_model
-from edgeprune.latency.costs import predict_pruned_ms
 from edgeprune.targets import Target
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeprune.atomic import atomic_write_text
-from edgeprune.paths import shipped_dir, user_dir
 from edgeprune.latency.layers import Geometry, Layer, on_blocking
+from edgeprune.paths import shipped_dir, user_dir
 
 PROFILE_SCHEMA = "edgeprune.profile/1"
 

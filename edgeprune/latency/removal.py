@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from edgeprune.graph import build_graph
+from edgeprune.latency.costs import LatencyCost, MacsCost, predict_pruned_ms
 from edgeprune.latency.innet import RIDGE, SCALE_RANGE, time_with_control
 from edgeprune.latency.layers import Layer, collect_layers
 from edgeprune.latency.profile import Profile, ProfileError
 from edgeprune.latency.profiler import build_model, model_input_shape
 from edgeprune.prune import Plan, prune_model
-from edgeprune.latency.costs import LatencyCost, MacsCost, predict_pruned_ms
 from edgeprune.targets import Target
 
 

@@ -17,9 +17,9 @@ import torch
 import torch.nn as nn
 
 from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, ChannelGraph, ChannelGroup
+from edgeprune.latency.costs import LayerCost
 from edgeprune.latency.layers import Layer, on_blocking
 from edgeprune.plan.budget import Budget, BudgetError, PlanConstraints
-from edgeprune.latency.costs import LayerCost
 from edgeprune.prune.importance import magnitude_scores
 from edgeprune.prune.plan import Plan
 
@@ -343,8 +343,8 @@ def plan_pruning(
         solver: ``greedy`` (iterative, re-scored after every step) or ``knapsack``.
         start: units already removed (iterative pruning continues from them).
     """
-    from edgeprune.latency.staircase import group_staircases
     from edgeprune.latency.costs import make_cost
+    from edgeprune.latency.staircase import group_staircases
     from edgeprune.plan.knapsack import solve_knapsack
 
     if solver not in SOLVERS:

@@ -11,14 +11,14 @@ import torch
 
 from edgeprune.atomic import atomic_dir
 from edgeprune.graph import build_graph
+from edgeprune.latency.costs import make_cost
 from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.profile import Profile, find_profile
 from edgeprune.models import create_model, get_entry
-from edgeprune.prune import load_model_ref, prune_model, save_pruned
-from edgeprune.latency.costs import make_cost
 from edgeprune.plan.measured import check_measurable, plan_measured
-from edgeprune.prune.oracle import check_shrunk
 from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, PlanResult, plan_pruning
+from edgeprune.prune import load_model_ref, prune_model, save_pruned
+from edgeprune.prune.oracle import check_shrunk
 from edgeprune.targets import channel_align, load_target
 
 IMPORTANCE_FILE = "importance.json"
