@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import onnx
 import pytest
 import torch
@@ -16,6 +14,7 @@ from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.profile import Calibration
 from edgeprune.models import create_model
 from edgeprune.models.layers import BranchConstant, EmptyChannels
+from edgeprune.paths import shipped_dir
 from edgeprune.plan.planner import Budget, PlanConstraints, plan_pruning
 from edgeprune.prune import Plan, PlanError, masked_forward, relative_error, shrink
 from edgeprune.prune.oracle import liven
@@ -260,7 +259,7 @@ def test_profile_removal_command_writes_the_fit_and_refuses_two_fits(tmp_path, m
     from edgeprune.latency import removal
 
     path = tmp_path / "profile.json"
-    shutil.copy(Path(__file__).resolve().parents[1] / "edgeprune" / "resources" / "profiles" / "cpu-ort--amd-epyc-2c.json", path)
+    shutil.copy(shipped_dir("profiles") / "cpu-ort--amd-epyc-2c.json", path)
 
     def fake_fit(profile, target, name):
         profile.removal_scale[name] = {"conv|b1|8x8|k3|s1|gw0|fp32": 0.5}
