@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from edgeprune.atomic import atomic_dir, atomic_write_text
+from edgeprune.errors import EdgepruneError
 from edgeprune.models import get_entry
 from edgeprune.plan.run import PruneSettings, prune_run
 from edgeprune.train.trainer import CHECKPOINT, TrainConfig
@@ -23,12 +24,14 @@ CONFIG_FILE, SUMMARY_FILE = "compress.json", "summary.json"
 STAGES = ("train", "prune", "finetune", "export", "validate")
 
 
-class CompressError(RuntimeError):
+class CompressError(EdgepruneError, RuntimeError):
     """A run folder that holds another configuration, or a stage that cannot go on."""
 
 
-class Interrupted(RuntimeError):
+class Interrupted(EdgepruneError, RuntimeError):
     """Training was interrupted (SIGINT); its checkpoint is saved and a re-run resumes it."""
+
+    exit_code = 130
 
 
 @dataclass(frozen=True)

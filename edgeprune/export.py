@@ -19,13 +19,15 @@ import onnx
 import torch
 import torch.nn as nn
 
+from edgeprune.errors import EdgepruneError
+
 PROTOBUF_LIMIT = 2**31 - 1
 INLINE_WEIGHT_LIMIT = int(1.8e9)  # leave room for the graph itself under the protobuf cap
 # Relative error (norm-wise) allowed between onnxruntime and torch, by precision.
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2}
 
 
-class ExportError(RuntimeError):
+class ExportError(EdgepruneError, RuntimeError):
     """Export failed, or the exported model disagrees with torch."""
 
 

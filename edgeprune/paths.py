@@ -10,6 +10,8 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from edgeprune.errors import DataNotFoundError
+
 ENV_VAR = "EDGEPRUNE_DATA"
 HOME_ENV = "EDGEPRUNE_HOME"
 
@@ -45,7 +47,7 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path | None:
         if value:
             path = Path(value).expanduser()
             if not path.is_dir():
-                raise FileNotFoundError(f"data folder from {source} does not exist: {path}")
+                raise DataNotFoundError(f"data folder from {source} does not exist: {path}")
             return path
     for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
         candidate = base.parent / "shared" / "data"

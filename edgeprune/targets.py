@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from edgeprune.errors import EdgepruneError
 from edgeprune.paths import shipped_dir, user_dir
 
 try:
@@ -17,7 +18,7 @@ ENV_VAR = "EDGEPRUNE_TARGETS"
 BACKEND_NAMES = ("onnxruntime", "torch", "tensorrt")
 
 
-class TargetError(ValueError):
+class TargetError(EdgepruneError, ValueError):
     """An unknown target or a target file with a bad field."""
 
 

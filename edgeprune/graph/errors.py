@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from edgeprune.errors import EdgepruneError
 
-class GraphBuildError(RuntimeError):
+
+class GraphBuildError(EdgepruneError, RuntimeError):
     """The model could not be traced or analysed."""
 
 

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
+from edgeprune.errors import EdgepruneError
 
-class UnknownModelError(KeyError):
+
+class UnknownModelError(EdgepruneError, KeyError):
     """Raised for a model name that is neither registered nor a ``pkg.module:factory`` path."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable

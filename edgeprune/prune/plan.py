@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeprune.atomic import atomic_write_text
+from edgeprune.errors import EdgepruneError
 from edgeprune.graph.groups import ChannelGraph
 
 PLAN_SCHEMA = "edgeprune.plan/1"
 
 
-class PlanError(ValueError):
+class PlanError(EdgepruneError, ValueError):
     """A plan that does not fit the model it is applied to."""
 
 

@@ -11,6 +11,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from edgeprune.atomic import atomic_path, atomic_write_text
+from edgeprune.errors import EdgepruneError
 from edgeprune.models import ChannelRemap, create_model
 from edgeprune.models.layers import BranchConstant, EmptyChannels
 from edgeprune.prune.shrink import ArchChanges
@@ -21,7 +22,7 @@ ARCH_FILE, WEIGHTS_FILE = "arch.json", "weights.safetensors"
 REPLACEMENTS = {"EmptyChannels": EmptyChannels, "BranchConstant": BranchConstant, "Identity": nn.Identity}
 
 
-class ArchSpecError(ValueError):
+class ArchSpecError(EdgepruneError, ValueError):
     """An arch spec or weights file that cannot rebuild a model."""
 
 

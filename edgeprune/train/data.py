@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from edgeprune.atomic import atomic_path
+from edgeprune.errors import DataNotFoundError
 from edgeprune.paths import data_root, looked_in
 
 # The normalisation the pretrained CIFAR ResNet checkpoints were trained with.
@@ -24,10 +25,6 @@ LOSSLESS_SUBSET = "cifar10-lossless-subset/cifar10_lossless_subset.npz"
 JPEG_TARBALL = "cifar10-jpeg/CIFAR-10-images-d7d0561.tar.gz"
 JPEG_ORDER = "cifar10-jpeg/cifar10_original_order_labels.npz"
 DATASETS = ("cifar10", "cifar10-torchvision", "cifar10-lossless", "synthetic")
-
-
-class DataNotFoundError(FileNotFoundError):
-    """The data is not where edgeprune looked; the message says where and how to get it."""
 
 
 @dataclass

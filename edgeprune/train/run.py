@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from edgeprune.atomic import atomic_write_text
+from edgeprune.errors import EdgepruneError
 from edgeprune.graph import build_graph
 from edgeprune.models import get_entry
 from edgeprune.prune import arch_spec, load_model_ref, save_pruned
@@ -21,7 +22,7 @@ from edgeprune.train.trainer import CHECKPOINT, TrainConfig, Trainer, evaluate
 RUN_FILE = "run.json"
 
 
-class RunError(RuntimeError):
+class RunError(EdgepruneError, RuntimeError):
     """A run that cannot start (existing run without --resume, bad model reference...)."""
 
 

@@ -22,13 +22,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from edgeprune.atomic import atomic_path
+from edgeprune.errors import EdgepruneError
 from edgeprune.regularize.base import Regularizer, add_penalty_gradient, loss_to_backpropagate
 from edgeprune.train.data import ArrayLoader
 
 CHECKPOINT = "checkpoint.pt"
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(EdgepruneError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
