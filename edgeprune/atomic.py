@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from edgeprune.errors import OutputExistsError
+
 # Read once: os.umask can only be read by setting it, which would race other threads creating files.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -46,7 +48,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     if path.exists():
-        raise FileExistsError(f"{path} already exists")
+        raise OutputExistsError(f"{path} already exists")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
     try:

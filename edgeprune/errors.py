@@ -14,5 +14,24 @@ class EdgepruneError(Exception):
     exit_code = 1
 
 
-class DataNotFoundError(EdgepruneError, FileNotFoundError):
+class InputError(EdgepruneError, ValueError):
+    """A value, option or file content that edgeprune cannot use; the message says which and why."""
+
+
+class UnknownNameError(EdgepruneError, KeyError):
+    """A name that is not registered (a model, regularizer, ...); the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingError(EdgepruneError, FileNotFoundError):
+    """A file or folder that should exist and does not."""
+
+
+class OutputExistsError(EdgepruneError, FileExistsError):
+    """An output path that already holds something edgeprune will not overwrite."""
+
+
+class DataNotFoundError(MissingError):
     """A data set, data folder or weights file that is not where it was looked for."""

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from edgeprune.atomic import atomic_write_text
+from edgeprune.errors import InputError, MissingError
 from edgeprune.layer_times import layer_table
 
 REPORT_FILE = "report.json"
@@ -124,15 +125,15 @@ def rebuild(run_dir: str | Path) -> list[str]:
     run = Path(run_dir)
     paths = sorted(run.rglob(REPORT_FILE))
     if not paths:
-        raise FileNotFoundError(f"no {REPORT_FILE} under {run}")
+        raise MissingError(f"no {REPORT_FILE} under {run}")
     reports = []
     for p in paths:
         try:
             data = json.loads(p.read_text())
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{p}: not valid JSON ({exc})") from exc
+            raise InputError(f"{p}: not valid JSON ({exc})") from exc
         if data.get("schema") != "edgeprune.report/1":
-            raise ValueError(f"{p}: not an edgeprune report")
+            raise InputError(f"{p}: not an edgeprune report")
         write_report(data, p.parent)
         reports.append(data)
     written = [str(p.parent / "report.md") for p in paths]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from edgeprune.errors import InputError
 from edgeprune.models.layers import ChannelRemap
 from edgeprune.models.pretrained import load_cifar_resnet_checkpoint
 from edgeprune.models.registry import register_model
@@ -35,7 +36,7 @@ class CifarResNet(nn.Module):
     def __init__(self, depth: int, num_classes: int = 10) -> None:
         super().__init__()
         if (depth - 2) % 6:
-            raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+            raise InputError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
         n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
@@ -66,7 +67,7 @@ def _factory(depth: int):
         model = CifarResNet(depth, num_classes)
         if pretrained:
             if num_classes != 10:
-                raise ValueError("pretrained CIFAR ResNets have 10 classes")
+                raise InputError("pretrained CIFAR ResNets have 10 classes")
             load_cifar_resnet_checkpoint(model, depth)
         return model
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from edgeprune.errors import DataNotFoundError, InputError
 from edgeprune.paths import data_root, looked_in
 
 CHECKPOINT_DIR = Path("pretrained") / "cifar10-resnet"
@@ -19,7 +20,7 @@ def find_cifar_resnet_checkpoint(depth: int, data_dir: str | None = None) -> Pat
         hits = sorted((root / CHECKPOINT_DIR).glob(f"resnet{depth}-*.th"))
         if hits:
             return hits[0]
-    raise FileNotFoundError(
+    raise DataNotFoundError(
         f"no pretrained checkpoint resnet{depth}-*.th under <data>/{CHECKPOINT_DIR}; looked in {looked_in()}."
         " Point EDGEPRUNE_DATA at a folder holding pretrained/cifar10-resnet/ (the checkpoints of"
         " akamaster/pytorch_resnet_cifar10)."
@@ -32,6 +33,6 @@ def load_cifar_resnet_checkpoint(model: nn.Module, depth: int, data_dir: str | N
     blob = torch.load(path, map_location="cpu", weights_only=True)
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a dict with 'state_dict', got {type(blob).__name__}")
+        raise InputError(f"{path}: expected a dict with 'state_dict', got {type(blob).__name__}")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model.load_state_dict(state, strict=True)

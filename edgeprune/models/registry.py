@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import InputError, UnknownNameError
 
 
-class UnknownModelError(EdgepruneError, KeyError):
+class UnknownModelError(UnknownNameError):
     """Raised for a model name that is neither registered nor a ``pkg.module:factory`` path."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
@@ -84,7 +84,7 @@ def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
     """
     entry = get_entry(name)
     if pretrained and not entry.has_pretrained:
-        raise ValueError(f"model {name!r} has no pretrained weights in edgeprune")
+        raise InputError(f"model {name!r} has no pretrained weights in edgeprune")
     args = {**entry.defaults, **kwargs}
     if entry.family == "user":
         return entry.factory(**args)

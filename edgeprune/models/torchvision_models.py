@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from edgeprune.errors import DataNotFoundError
 from edgeprune.models.registry import register_model
 
 # Models whose architecture fixes the input size, and the smallest size the others accept.
@@ -28,7 +29,7 @@ def _factory(name: str):
             if not pretrained:
                 raise
             folder = Path(torch.hub.get_dir()) / "checkpoints"
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 f"cannot get the pretrained {name} weights: torchvision loads them from its cache ({folder}) and "
                 f"downloading them failed ({exc}); put the weights file there, or leave out --pretrained"
             ) from exc

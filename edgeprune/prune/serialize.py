@@ -11,7 +11,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from edgeprune.atomic import atomic_path, atomic_write_text
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import EdgepruneError, MissingError
 from edgeprune.models import ChannelRemap, create_model
 from edgeprune.models.layers import BranchConstant, EmptyChannels
 from edgeprune.prune.shrink import ArchChanges
@@ -116,7 +116,7 @@ def load_pruned(model_dir: str | os.PathLike) -> nn.Module:
     arch_path, weights_path = model_dir / ARCH_FILE, model_dir / WEIGHTS_FILE
     for p in (arch_path, weights_path):
         if not p.is_file():
-            raise FileNotFoundError(f"{p} is missing: a pruned model folder holds {ARCH_FILE} and {WEIGHTS_FILE}")
+            raise MissingError(f"{p} is missing: a pruned model folder holds {ARCH_FILE} and {WEIGHTS_FILE}")
     try:
         spec = json.loads(arch_path.read_text())
     except json.JSONDecodeError as exc:
@@ -142,6 +142,6 @@ def load_model_ref(ref: str, pretrained: bool = False) -> tuple[nn.Module, str, 
         return create_model(ref, pretrained=pretrained), ref, {}, {}
     folder = path / "model" if (path / "model" / ARCH_FILE).is_file() else path
     if not (folder / ARCH_FILE).is_file():
-        raise FileNotFoundError(f"{path} holds no {ARCH_FILE}: not a pruned model or a training run")
+        raise MissingError(f"{path} holds no {ARCH_FILE}: not a pruned model or a training run")
     spec = json.loads((folder / ARCH_FILE).read_text())
     return load_pruned(folder), spec["model"], spec.get("model_kwargs", {}), spec.get("changes", {})

@@ -8,6 +8,7 @@ from typing import Protocol
 import torch
 import torch.nn as nn
 
+from edgeprune.errors import UnknownNameError
 from edgeprune.graph.groups import ChannelGraph
 
 
@@ -63,7 +64,7 @@ def list_regularizers() -> list[str]:
 def create_regularizer(name: str, model: nn.Module, graph: ChannelGraph, **kwargs) -> Regularizer:
     """Build a registered regularizer (see :func:`list_regularizers`) for ``model``'s groups."""
     if name not in _REGISTRY:
-        raise KeyError(f"unknown regularizer {name!r}; known: {', '.join(list_regularizers())}")
+        raise UnknownNameError(f"unknown regularizer {name!r}; known: {', '.join(list_regularizers())}")
     return _REGISTRY[name](model, graph, **kwargs)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from edgeprune.errors import InputError
 from edgeprune.graph.groups import ChannelGraph
 from edgeprune.regularize.base import NoRegularizer, register_regularizer
 
@@ -30,7 +31,7 @@ class SSR(NoRegularizer):
     ) -> None:
         super().__init__(model, graph, streams)
         if groups not in ("out", "out-in"):
-            raise ValueError(f"SSR groups must be 'out' (filters, as in the paper) or 'out-in', got {groups!r}")
+            raise InputError(f"SSR groups must be 'out' (filters, as in the paper) or 'out-in', got {groups!r}")
         self.lam, self.rho, self.every = lam, rho, every
         sides = ("out",) if groups == "out" else ("out", "in")
         # The filter matrices (and, for out-in, the consumers' columns); biases and BN stay unregularized.

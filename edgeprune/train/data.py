@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from edgeprune.atomic import atomic_path
-from edgeprune.errors import DataNotFoundError
+from edgeprune.errors import DataNotFoundError, UnknownNameError
 from edgeprune.paths import data_root, looked_in
 
 # The normalisation the pretrained CIFAR ResNet checkpoints were trained with.
@@ -68,7 +68,7 @@ def load_dataset(name: str, data_dir: str | None = None) -> tuple[ArraySplit, Ar
         name = "cifar10-torchvision"
     if name == "cifar10-torchvision":
         return _torchvision_cifar10(data_dir)
-    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    raise UnknownNameError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 
 def _find(relative: str, data_dir: str | None) -> Path:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from edgeprune.atomic import atomic_path
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import EdgepruneError, InputError
 from edgeprune.regularize.base import Regularizer, add_penalty_gradient, loss_to_backpropagate
 from edgeprune.train.data import ArrayLoader
 
@@ -56,7 +56,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
                                weight_decay=cfg.weight_decay)  # fmt: skip
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r} (sgd or adamw)")
+    raise InputError(f"unknown optimizer {cfg.optimizer!r} (sgd or adamw)")
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -68,7 +68,7 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
         return 0.5 * (1 + math.cos(math.pi * progress))
     if schedule == "step":
         return 0.1 ** ((progress >= 0.5) + (progress >= 0.75))
-    raise ValueError(f"unknown schedule {schedule!r} (cosine or step)")
+    raise InputError(f"unknown schedule {schedule!r} (cosine or step)")
 
 
 def _distributed() -> tuple[int, int]:
