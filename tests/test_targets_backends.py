@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
-from edgeprune.backends import BackendError, get_backend, measure_interleaved, measure_latency, unavailable_reason
+from edgeprune.backends import (
+    BackendError,
+    get_backend,
+    measure_interleaved,
+    measure_latency,
+    time_runners,
+    unavailable_reason,
+)
 from edgeprune.cli import main
 from edgeprune.export import export_onnx
 from edgeprune.models import create_model
@@ -71,61 +76,32 @@ def test_onnxruntime_runs_matches_torch_and_times(resnet20_onnx):
     assert 0 < stats.min_ms <= stats.median_ms <= stats.p90_ms
 
 
+class LoggingRunner:
+    """Records its calls; what the timing does with them is tests/test_timing.py's (on a fake clock)."""
+
+    def __init__(self, name: str, log: list) -> None:
+        self.name, self.log = name, log
+
+    def run(self, x):
+        self.log.append((self.name, "run"))
+        return x
+
+    def sync(self) -> None:
+        self.log.append((self.name, "sync"))
+
+
+def test_backend_timing_waits_for_the_device_after_every_run_with_the_targets_counts():
+    target = target_from_dict("t", {"backend": "torch", "warmup": 2, "repeats": 3, "rounds": 4})
+    log: list = []
+    stats = measure_interleaved({"a": LoggingRunner("a", log), "b": LoggingRunner("b", log)}, np.zeros(1), target)
+    assert stats["a"].samples == stats["b"].samples == 12 and len(stats["a"].round_medians_ms) == 4
+    assert log[0::2] == [(k, "run") for k in "aabb" + "aaabbb" + "bbbaaa" + "aaabbb" + "bbbaaa"]
+    assert log[1::2] == [(k, "sync") for k, _ in log[0::2]]
+    timed = time_runners({"a": LoggingRunner("a", []), "b": LoggingRunner("b", [])}, np.zeros(1), target, "a")
+    assert list(timed.ratios) == ["b"] and timed.ratios["b"].rounds == 4
+
+
 @pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider' is not in available:UserWarning")
-class DriftingRunner:
-    """Sleeps ``base_ms`` times a factor that grows with every call made by any runner: a machine slowing
-    down while it measures."""
-
-    calls = 0
-
-    def __init__(self, base_ms: float) -> None:
-        self.base_ms = base_ms
-
-    def run(self, x):
-        DriftingRunner.calls += 1
-        time.sleep(self.base_ms * (1 + 0.03 * DriftingRunner.calls) / 1e3)
-        return x
-
-    def sync(self) -> None:
-        pass
-
-
-def test_interleaved_timing_cancels_drift_that_sequential_timing_credits_to_a_model():
-    target = target_from_dict("drift", {"backend": "torch", "warmup": 1, "repeats": 5, "rounds": 4})
-    x = np.zeros(1)
-    DriftingRunner.calls = 0
-    slow, fast = DriftingRunner(8.0), DriftingRunner(4.0)  # truly 2x apart; long enough that sleep overshoot is small
-    stats = measure_interleaved({"slow": slow, "fast": fast}, x, target)
-    assert stats["slow"].samples == stats["fast"].samples == 20
-    assert 1.6 < stats["slow"].median_ms / stats["fast"].median_ms < 2.3  # within-round drift remains
-    DriftingRunner.calls = 0
-    one_after_the_other = measure_latency(slow, x, target).median_ms / measure_latency(fast, x, target).median_ms
-    assert one_after_the_other < 1.5  # the drift, not the model, sets this ratio
-
-
-class BurstRunner:
-    """Sleeps 2 ms, except through one round, when a neighbour's burst makes it 5x slower."""
-
-    def __init__(self, burst_calls: range) -> None:
-        self.calls, self.burst_calls = 0, burst_calls
-
-    def run(self, x):
-        self.calls += 1
-        time.sleep((10.0 if self.calls in self.burst_calls else 2.0) / 1e3)
-        return x
-
-    def sync(self) -> None:
-        pass
-
-
-def test_one_slow_round_moves_neither_the_median_nor_the_spread():
-    target = target_from_dict("burst", {"backend": "torch", "warmup": 1, "repeats": 3, "rounds": 8})
-    stats = measure_latency(BurstRunner(burst_calls=range(8, 11)), np.zeros(1), target)  # all of round 3
-    assert max(stats.round_medians_ms) > 4 * min(stats.round_medians_ms)  # the burst is in the data
-    assert 1.9 < stats.median_ms < 3.0
-    assert stats.spread_pct < 30  # interquartile: the range would read about 400 %
-
-
 def test_onnxruntime_refuses_a_silent_cpu_fallback(resnet20_onnx):
     _, path = resnet20_onnx
     target = target_from_dict("gpu", {"backend": "onnxruntime", "device": "cuda"})

@@ -9,6 +9,7 @@ from edgeprune.backends.base import (
     Runner,
     measure_interleaved,
     measure_latency,
+    time_runners,
 )
 from edgeprune.backends.onnxruntime import OnnxRuntimeBackend
 from edgeprune.backends.tensorrt import TensorRTBackend
@@ -50,5 +51,6 @@ __all__ = [
     "measure_interleaved",
     "measure_latency",
     "prepare_runner",
+    "time_runners",
     "unavailable_reason",
 ]

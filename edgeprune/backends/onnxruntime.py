@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -14,6 +13,7 @@ import numpy as np
 
 from edgeprune.backends.base import BackendError
 from edgeprune.targets import Target
+from edgeprune.timing import summarize_rounds
 
 _DEVICE_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider"]}
 
@@ -75,11 +75,11 @@ def profile_events(target: Target, onnx_path: str, x: np.ndarray, runs: int) -> 
 
 
 def measure_kernels(target: Target, onnx_path: str, x: np.ndarray, warmup: int, repeats: int, rounds: int):
-    """Median (over rounds of ``repeats`` runs) of :func:`kernel_ms_per_run`, and the spread across rounds."""
+    """Median (over rounds of ``repeats`` runs) of :func:`kernel_ms_per_run`, and the spread across rounds, as
+    :func:`edgeprune.timing.summarize_rounds` states them for wall-clock times."""
     per_run = kernel_ms_per_run(profile_events(target, onnx_path, x, warmup + repeats * rounds))[warmup:]
-    medians = [statistics.median(per_run[i * repeats : (i + 1) * repeats]) for i in range(rounds)]
-    median = statistics.median(medians)
-    return median, 100.0 * (max(medians) - min(medians)) / median if median else 0.0
+    stats = summarize_rounds([per_run[i * repeats : (i + 1) * repeats] for i in range(rounds)])
+    return stats.median_ms, stats.spread_pct
 
 
 def _check_providers(session, wanted: list[str]) -> None:
