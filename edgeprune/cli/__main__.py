@@ -1,0 +1,5 @@
+"""``python -m edgeprune.cli`` (what torchrun launches for multi-process training)."""
+
+from edgeprune.cli import main
+
+main()

@@ -1,0 +1,99 @@
+"""What every command shares: the ordered group that handles errors once, the common options, conflicts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+
+import click
+from click.core import ParameterSource
+
+from edgeprune.errors import EdgepruneError
+
+
+class PipelineGroup(click.Group):
+    """Lists commands in the order they were added (the pipeline's), and turns an :class:`EdgepruneError`
+    into its message and exit code. Any other exception is a bug and keeps its traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EdgepruneError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def options(*decorators: Callable) -> Callable:
+    """Apply click decorators in reading order (the first is the first in --help)."""
+
+    def apply(fn):
+        for d in reversed(decorators):
+            fn = d(fn)
+        return fn
+
+    return apply
+
+
+def hidden(*param_decls: str, **attrs) -> Callable:
+    """An option kept for research or for an old spelling: accepted, but not shown in --help."""
+    return click.option(*param_decls, hidden=True, **attrs)
+
+
+def model_argument(fn: Callable) -> Callable:
+    """MODEL, positional in every command; ``--model M`` still works (hidden) as the older spelling."""
+    fn = hidden("--model", "model_option", default=None, help="Older spelling of MODEL.")(fn)
+    return click.argument("model", required=False)(fn)
+
+
+def resolve_model_arg(model: str | None, model_option: str | None) -> str:
+    if model and model_option:
+        raise click.UsageError("give MODEL once: as the argument or (older spelling) --model, not both")
+    if not (model or model_option):
+        raise click.UsageError("missing MODEL: a registry name (edgeprune models), pkg.module:factory, a training "
+                               "run or a pruned-model folder")
+    return model or model_option
+
+
+target_option = click.option("--target", "target_name", metavar="NAME",
+                             help="Device target (see `edgeprune targets`).")  # fmt: skip
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for pipelines).")
+profile_option = click.option("--profile", "profile_path", type=click.Path(exists=True, dir_okay=False),
+                              default=None, metavar="FILE",
+                              help="Latency profile (default: this device's for the target, else a shipped one).")
+
+
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the user set option ``name`` (on the command line, environment or --config), not its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source not in (ParameterSource.DEFAULT,)
+
+
+def flag_name(ctx: click.Context, name: str) -> str:
+    """The option's longest spelling, for messages."""
+    for p in ctx.command.params:
+        if p.name == name:
+            return max(p.opts, key=len) if p.opts else name
+    return name
+
+
+def forbid(ctx: click.Context, names: Iterable[str], why: str) -> None:
+    """A usage error naming any of ``names`` the user gave: they would be ignored, because ``why``."""
+    extra = [flag_name(ctx, n) for n in names if given(ctx, n)]
+    if extra:
+        raise click.UsageError(f"{', '.join(extra)} cannot be used {why}")
+
+
+def require(ctx: click.Context, name: str, why: str) -> None:
+    if not given(ctx, name) and ctx.params.get(name) in (None, (), False):
+        raise click.UsageError(f"{flag_name(ctx, name)} is required {why}")
+
+
+def emit(as_json: bool, data: dict | list, text: str | Callable[[], str]) -> None:
+    """Print ``data`` as JSON, or the human-readable ``text``."""
+    if as_json:
+        click.echo(json.dumps(data, indent=1, default=str))
+    else:
+        click.echo(text() if callable(text) else text)

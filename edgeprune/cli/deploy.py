@@ -1,0 +1,86 @@
+"""After pruning: export to ONNX, validate on a target, rebuild reports."""
+
+from __future__ import annotations
+
+import click
+
+from edgeprune.cli.common import emit, forbid, json_option, model_argument, profile_option, resolve_model_arg
+
+
+@click.command("export", short_help="Export a model to ONNX, checked against torch.")
+@model_argument
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, metavar="FILE.onnx",
+              help="ONNX file to write.")
+@click.option("--opset", type=click.IntRange(13, 23), default=18, show_default=True)
+@click.option("--no-optimize", is_flag=True, help="Skip the exporter's graph simplification.")
+@click.option("--pretrained", is_flag=True, help="Load pretrained weights (registry names).")
+@json_option
+def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as_json) -> None:
+    """Export MODEL (registry name or pruned-model folder) to one ONNX file with a dynamic batch,
+    checked against torch in onnxruntime."""
+    import torch
+
+    from edgeprune.export import check_onnx, export_onnx
+    from edgeprune.validate import resolve_model
+
+    ref = resolve_model(resolve_model_arg(model, model_option), pretrained)
+    result = export_onnx(ref.module, torch.randn(1, *ref.input_chw), out_path, opset=opset, optimize=not no_optimize)
+    err = check_onnx(ref.module, out_path, torch.randn(3, *ref.input_chw))
+    data = {"out": out_path, "exporter": result.exporter, "opset": opset, "external_data": result.external_data,
+            "notes": result.notes, "max_rel_error": err}  # fmt: skip
+    extra = " (+ external data file)" if result.external_data else ""
+    emit(as_json, data, "".join(f"note: {n}\n" for n in result.notes)
+         + f"wrote {out_path}{extra}: {result.exporter} exporter, opset {opset}, dynamic batch, "
+         f"onnxruntime vs torch relative error {err:.1e}")  # fmt: skip
+
+
+@click.command("validate", short_help="Measure original vs pruned on a target; gate.")
+@click.argument("original")
+@click.argument("pruned")
+@click.option("--target", "target_name", required=True, metavar="NAME", help="Target to measure on.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Report folder.")
+@profile_option
+@click.option("--data", type=click.Choice(["cifar10-lossless"]), default=None, help="Also measure accuracy.")
+@click.option("--tolerance", type=click.FloatRange(0, 1), default=0.15, show_default=True,
+              help="With --profile: allowed shortfall of the measured speedup against the predicted one.")
+@click.option("--pretrained", is_flag=True, help="Load pretrained weights for a registry-name ORIGINAL.")
+@json_option
+@click.pass_context
+def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data, tolerance, pretrained,
+                 as_json) -> None:  # fmt: skip
+    """Compare ORIGINAL and PRUNED on a target: MACs, predicted and measured latency, memory, accuracy.
+
+    Exit code 3 when the exported model's numerics differ from torch, 4 when the measured speedup falls
+    short of the prediction by more than --tolerance (the gate needs --profile).
+    """
+    from edgeprune.latency import Profile
+    from edgeprune.targets import load_target
+    from edgeprune.validate import resolve_model, validate
+
+    if not profile_path:
+        forbid(ctx, ("tolerance",), "without --profile (the gate compares against the profile's prediction)")
+    target = load_target(target_name)
+    profile = Profile.load(profile_path) if profile_path else None
+    report = validate(resolve_model(original, pretrained), resolve_model(pruned), target, out_dir, profile, data,
+                      tolerance)  # fmt: skip
+    d = report["derived"]
+
+    def text() -> str:
+        predicted = f"{d['predicted_speedup']:.2f}x" if d["predicted_speedup"] else "n/a (no profile)"
+        return (f"MACs {d['macs_speedup']:.2f}x, predicted {predicted}, measured {d['measured_speedup']:.2f}x, "
+                f"realization {d['realization']:.2f}; report in {out_dir}/report.md\n"
+                + ("PASS: " if report["gate"]["passed"] else "FAIL: ") + report["gate"]["reason"])  # fmt: skip
+
+    emit(as_json, report, text)
+    if not report["gate"]["passed"]:
+        ctx.exit(4)
+
+
+@click.command("report", short_help="Rebuild reports and charts of a run folder.")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def report_cmd(run_dir) -> None:
+    """Rebuild report.md and the charts from the report.json files under RUN_DIR."""
+    from edgeprune.report import rebuild
+
+    for w in rebuild(run_dir):
+        click.echo(f"wrote {w}")

@@ -1,0 +1,125 @@
+"""Commands that look before anything is changed: models, graph, targets."""
+
+from __future__ import annotations
+
+import click
+import torch
+
+from edgeprune.cli.common import emit, json_option, options
+from edgeprune.graph import build_graph
+from edgeprune.graph.groups import ChannelGraph
+from edgeprune.models import create_model_for_size, get_entry, list_models
+
+model_build_options = options(
+    click.argument("model"),
+    click.option("--pretrained", is_flag=True, help="Load pretrained weights."),
+    click.option("--input-size", type=click.IntRange(min=8), default=None, help="Square input side (default: the "
+                 "model's)."),  # fmt: skip
+    click.option("--freeze-unknown", is_flag=True, help="Freeze channels around unsupported ops instead of failing."),
+)
+
+
+def build_for_graph(model: str, pretrained: bool, input_size: int | None, freeze_unknown: bool):
+    """A registry model, an example input and its channel graph."""
+    entry = get_entry(model)
+    size = input_size or entry.input_size[1]
+    net = create_model_for_size(model, size, pretrained=pretrained).eval()
+    kwargs = {entry.size_kwarg: size} if entry.size_kwarg else {}
+    example = torch.randn(1, entry.input_size[0], size, size)
+    graph = build_graph(net, example, model_name=model, model_kwargs=kwargs, freeze_unknown=freeze_unknown)
+    return net, example, graph
+
+
+@click.command("models", short_help="List the models that can be built by name.")
+@click.option("--family", type=click.Choice(["cifar", "torchvision"]), default=None, help="Only this family.")
+@json_option
+def models_cmd(family: str | None, as_json: bool) -> None:
+    """List the models that can be built by name."""
+    rows = []
+    for name in list_models(family):
+        e = get_entry(name)
+        rows.append({"name": name, "family": e.family, "input": list(e.input_size), "pretrained": e.has_pretrained})
+    emit(as_json, rows, lambda: "\n".join(
+        f"{r['name']:28s} {r['family']:12s} {'x'.join(map(str, r['input'])):11s} "
+        f"{'pretrained' if r['pretrained'] else ''}".rstrip() for r in rows))  # fmt: skip
+
+
+@click.command("graph", short_help="Show a model's channel groups and what is frozen.")
+@model_build_options
+@click.option("--all-members", is_flag=True, help="List every module of every group.")
+@json_option
+def graph_cmd(model, pretrained, input_size, freeze_unknown, all_members, as_json) -> None:
+    """Print MODEL's channel groups: id, size, members, prunable or frozen and why."""
+    _, _, graph = build_for_graph(model, pretrained, input_size, freeze_unknown)
+    emit(as_json, graph_json(graph), lambda: describe_graph(graph, all_members))
+
+
+def describe_graph(graph: ChannelGraph, all_members: bool) -> str:
+    n_prunable = len(graph.prunable_groups)
+    lines = [f"{graph.model_name}: {len(graph.groups)} groups, {n_prunable} prunable, "
+             f"{len(graph.groups) - n_prunable} frozen; input {tuple(graph.input_shape)}; "
+             f"fingerprint {graph.fingerprint}"]  # fmt: skip
+    for g in graph.groups:
+        status = "prunable" if g.prunable else f"frozen: {g.frozen}"
+        partial = len(g.prunable_units)
+        if g.prunable and partial < g.size:
+            status += f" ({g.size - partial} channels frozen)"
+        if g.id in graph.branches:
+            status += f"; a whole residual branch (ends in {graph.branches[g.id].tail}: --remove-branches)"
+        mods = g.modules()
+        shown = ", ".join(f"{p}({'/'.join(sorted(k))})" for p, k in mods.items()) if all_members else g.describe()
+        lines.append(f"  [{g.id:3d}] size {g.size:5d}  {status}\n        {shown}")
+    return "\n".join(lines)
+
+
+def graph_json(graph: ChannelGraph) -> dict:
+    return {
+        "model": graph.model_name,
+        "fingerprint": graph.fingerprint,
+        "input_shape": list(graph.input_shape),
+        "groups": [
+            {
+                "id": g.id,
+                "size": g.size,
+                "prunable": g.prunable,
+                "frozen_reason": g.frozen,
+                "frozen_units": g.size - len(g.prunable_units),
+                "members": {p: sorted(k) for p, k in g.modules().items()},
+                "branch_tail": graph.branches[g.id].tail if g.id in graph.branches else None,
+            }
+            for g in graph.groups
+        ],
+    }
+
+
+@click.command("targets", short_help="List targets and whether each runs here.")
+@click.option("--targets-dir", type=click.Path(file_okay=False), default=None,
+              help="Extra folder of target TOMLs, searched first.")  # fmt: skip
+@json_option
+def targets_cmd(targets_dir: str | None, as_json: bool) -> None:
+    """List the targets and whether each can run on this machine (and why not)."""
+    from edgeprune.backends import unavailable_reason
+    from edgeprune.targets import TargetError, list_targets, load_target
+
+    rows = []
+    for name in list_targets(targets_dir):
+        try:
+            t = load_target(name, targets_dir)
+        except TargetError as exc:
+            rows.append({"name": name, "invalid": str(exc)})
+            continue
+        why = unavailable_reason(t)
+        rows.append({"name": name, "backend": t.backend, "device": t.device, "precision": t.precision,
+                     "runs_here": why is None, "why_not": why, "source": t.source})  # fmt: skip
+
+    def text() -> str:
+        out = []
+        for r in rows:
+            if "invalid" in r:
+                out.append(f"{r['name']:22s} invalid: {r['invalid']}")
+                continue
+            status = "runs here" if r["runs_here"] else f"not here: {r['why_not']}"
+            out.append(f"{r['name']:22s} {r['backend']:12s} {r['device']:5s} {r['precision']:5s} {status}")
+        return "\n".join(out)
+
+    emit(as_json, rows, text)

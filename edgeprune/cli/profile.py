@@ -1,0 +1,199 @@
+"""`edgeprune profile ...`: measure a target's latency profile, check it, fit it, plot it, or take it to a device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeprune.cli.common import PipelineGroup, emit, json_option, options, profile_option
+
+models_option = click.option("--model", "models", multiple=True, required=True, metavar="MODEL",
+                             help="Model whose layers to use; repeatable.")  # fmt: skip
+out_file = click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                        help="Profile file to write (default: this device's profile in the user folder).")  # fmt: skip
+common = options(click.argument("target"), models_option)
+
+
+def _load_target(name: str):
+    from edgeprune.models import get_entry
+    from edgeprune.targets import load_target
+
+    return load_target(name), get_entry
+
+
+def _load(target, profile_path: str | None, strict: bool = False):
+    """The profile to read: --profile, else this device's, else one of the target's shipped profiles."""
+    from edgeprune.latency.profile import Profile, find_profile
+
+    path = Path(profile_path) if profile_path else find_profile(target.name, target.backend)
+    return Profile.load(path, strict=strict), path
+
+
+def _write_path(out_path: str | None, loaded: Path, target) -> Path:
+    """Where a fitted profile goes: --out, else back where it came from unless that is a shipped profile
+    (package data is never changed), else this device's file in the user folder."""
+    from edgeprune.latency.profile import default_profile_path, device_fingerprint
+    from edgeprune.paths import shipped_dir
+
+    if out_path:
+        return Path(out_path)
+    if loaded.resolve().parent == shipped_dir("profiles").resolve():
+        return default_profile_path(target.name, device_fingerprint(target.backend))
+    return loaded
+
+
+@click.group("profile", short_help="Measure, check, fit, plot or import latency profiles.", cls=PipelineGroup)
+def profile_group() -> None:
+    """Latency profiles: per-layer tables measured on a target, and the predictor built on them.
+
+    \b
+    edgeprune profile measure cpu-ort --model cifar_resnet56       measure here (minutes)
+    edgeprune profile check cpu-ort --model cifar_resnet56         predictor error on random plans
+    edgeprune profile kit jetson-orin-trt-fp16 --model M --out KIT  measure on a device without torch
+    """
+
+
+@profile_group.command("measure", short_help="Measure a target's per-layer latency tables.")
+@common
+@out_file
+@click.option("--budget-s", type=click.FloatRange(min=1), default=None,
+              help="Stop after this many seconds; re-running resumes the partial profile.")
+@click.option("--layer-timing", type=click.Choice(["wall", "kernel"]), default="wall", hidden=True,
+              help="Time layers by wall clock or (CPU onnxruntime) by the profiler's kernel time.")  # fmt: skip
+def measure_cmd(target, models, out_path, budget_s, layer_timing) -> None:
+    """Measure TARGET's per-layer latency tables for MODELs' layers, and calibrate them end to end."""
+    from edgeprune.latency.profile import default_profile_path, device_fingerprint
+    from edgeprune.latency.profiler import profile_target
+
+    t, get_entry = _load_target(target)
+    for m in models:
+        get_entry(m)
+    path = Path(out_path) if out_path else default_profile_path(t.name, device_fingerprint(t.backend))
+    profile = profile_target(t, list(models), path, budget_s, timing=layer_timing)
+    click.echo(f"wrote {path}: {len(profile.tables)} layer tables, calibrated for {', '.join(models)}")
+
+
+@profile_group.command("check", short_help="Predictor error on random plans, timed here.")
+@common
+@click.option("--plans", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Random pruning plans to measure.")
+@click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Time every plan this many times, to show how repeatable the measurement is.")
+@profile_option
+@click.option("--strict", is_flag=True, help="A profile from another device or runtime is an error.")
+@json_option
+def check_cmd(target, models, plans, passes, profile_path, strict, as_json) -> None:
+    """Measure random pruned variants of MODELs on TARGET beside the dense model and report the predictor's
+    error, in ms and in speedup."""
+    from edgeprune.latency.check import check_profile, describe_check
+
+    t, get_entry = _load_target(target)
+    for m in models:
+        get_entry(m)
+    profile, _ = _load(t, profile_path, strict)
+    reports = [check_profile(profile, t, m, plans, passes=passes) for m in models]
+    emit(as_json, reports, lambda: "\n".join(describe_check(r) for r in reports))
+
+
+FITS = ("calibration", "widths", "removal")
+
+
+@profile_group.command("fit", short_help="Refit calibration, width or removal terms.")
+@click.argument("target")
+@click.argument("what", type=click.Choice(FITS))
+@models_option
+@profile_option
+@out_file
+def fit_cmd(target, what, models, profile_path, out_path) -> None:
+    """Refit one part of TARGET's profile from end-to-end runs of MODELs (minutes each).
+
+    \b
+    calibration  time the calibration variants again and refit the line (layer tables kept)
+    widths       in-network width corrections: variants that narrow each layer kind
+    removal      what removing each kind of residual branch saves (--remove-branches plans)
+    The profile is written only after every model was measured: a failure leaves it as it was.
+    """
+    from edgeprune.latency.innet import fit_width_scales
+    from edgeprune.latency.profiler import recalibrate_profile
+    from edgeprune.latency.removal import fit_removal_scales
+
+    t, get_entry = _load_target(target)
+    for m in models:
+        get_entry(m)
+    profile, loaded = _load(t, profile_path)
+    path = _write_path(out_path, loaded, t)
+    if what == "calibration":
+        profile = recalibrate_profile(profile, t, list(models))
+        for m, c in profile.calibration.items():
+            click.echo(f"{m}: {c.scale:.3f} x layers {c.offset_ms:+.3f} ms")
+    else:
+        fit = fit_width_scales if what == "widths" else fit_removal_scales
+        for m in models:
+            for r in fit(profile, t, m):
+                detail = (f"(width scale {r['width_scale']})" if what == "widths"
+                          else f"{100 * r['macs_removed']:.1f} % of the MACs removed")  # fmt: skip
+                click.echo(f"{m} {r['variant']}: measured {r['measured_ratio']:.3f} of dense, predicted "
+                           f"{r['predicted_ratio_before']:.3f} -> {r['predicted_ratio_after']:.3f}; {detail}")
+    profile.save(path)
+    click.echo(f"wrote {path}: {what} fitted for {', '.join(models)}")
+
+
+@profile_group.command("plot", short_help="Plot latency against channels (the staircase).")
+@common
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, metavar="FILE.png",
+              help="PNG to write.")
+@profile_option
+def plot_cmd(target, models, out_path, profile_path) -> None:
+    """Draw latency against channels (the staircase) for MODELs' costliest layer kinds on TARGET."""
+    from edgeprune.latency.layers import collect_layers
+    from edgeprune.latency.profiler import build_model, model_input_shape
+    from edgeprune.latency.staircase import plot_staircases
+
+    t, get_entry = _load_target(target)
+    for m in models:
+        get_entry(m)
+    profile, _ = _load(t, profile_path)
+    layers = [x for m in models for x in collect_layers(build_model(m, t), model_input_shape(m, t))]
+    keys = plot_staircases(profile, layers, out_path)
+    click.echo(f"wrote {out_path}: {len(keys)} layer geometries")
+
+
+@profile_group.command("kit", short_help="Write a kit to profile a device without torch.")
+@common
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, metavar="DIR",
+              help="Kit folder to create.")
+def kit_cmd(target, models, out_dir) -> None:
+    """Write a device kit for TARGET: ONNX micro-models, a manifest and the collector, for a device
+    that has only onnxruntime (or TensorRT) and numpy.
+
+    \b
+    on the device:  python KIT/collect.py KIT      (or: python -m edgeprune.kit.collect KIT)
+    back here:      edgeprune profile import TARGET KIT/result.json
+    """
+    from edgeprune.latency.kit import write_kit
+
+    t, get_entry = _load_target(target)
+    for m in models:
+        get_entry(m)
+    out = write_kit(t, list(models), out_dir)
+    click.echo(f"wrote kit {out}; on the device: python {out}/collect.py {out}; then: "
+               f"edgeprune profile import {target} {out}/result.json")
+
+
+@profile_group.command("import", short_help="Install a kit's result as a profile.")
+@click.argument("target")
+@click.argument("result", type=click.Path(exists=True, dir_okay=False))
+@out_file
+def import_cmd(target, result, out_path) -> None:
+    """Install a device kit's RESULT (result.json) as TARGET's profile for that device."""
+    from edgeprune.latency.kit import import_result
+    from edgeprune.latency.profile import ProfileError, default_profile_path
+
+    t, _ = _load_target(target)
+    profile = import_result(result)
+    if profile.target.get("name") != t.name:
+        raise ProfileError(f"{result} was measured for target {profile.target.get('name')!r}, not {t.name!r}")
+    path = Path(out_path) if out_path else default_profile_path(t.name, profile.device)
+    profile.save(path)
+    click.echo(f"installed {path}: {len(profile.tables)} layer tables from {profile.device.get('cpu')}")

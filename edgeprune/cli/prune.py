@@ -1,0 +1,164 @@
+"""`edgeprune prune`: plan under a budget on a target (or apply a plan / a ratio) and shrink the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeprune.cli.common import (
+    emit,
+    forbid,
+    hidden,
+    json_option,
+    model_argument,
+    options,
+    profile_option,
+    resolve_model_arg,
+    target_option,
+)
+
+BUDGETS = ("latency", "macs", "params")
+# options that only mean something when planning under a budget
+PLANNING = ("target_name", "rank_by", "measured_rounds", "remove_branches", "profile_path", "solver",
+            "min_channels", "max_removed", "max_removed_shared", "align", "no_snap")  # fmt: skip
+
+budget_options = options(
+    target_option,
+    click.option("--latency", metavar="B", help="Latency budget: 0.8x of the unpruned model's, or 3.2ms."),
+    click.option("--macs", metavar="B", help="MACs budget: 0.5x, or MMACs."),
+    click.option("--params", metavar="B", help="Parameter budget: 0.5x, or millions."),
+    click.option("--measured-rounds", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+                 help="Time up to this many plans on the target (beside the unpruned model) until the "
+                 "measured latency meets --latency; 0 trusts the profile."),
+    click.option("--remove-branches", is_flag=True,
+                 help="Let whole residual branches go (ResNet basic blocks, MobileNet-V2 blocks)."),
+    click.option("--rank-by", type=click.Choice(["latency", "macs"]), default=None,
+                 help="What a removal saves: latency (default with a latency budget) or macs (FLOPs-driven)."),
+    profile_option,
+    hidden("--solver", type=click.Choice(["greedy", "knapsack"]), default="greedy"),
+    hidden("--min-channels", type=click.IntRange(min=1), default=1, help="Channels every group keeps."),
+    hidden("--max-removed", type=click.FloatRange(0, 1, max_open=True), default=0.75,
+           help="Largest fraction removed from any group (the OICSR paper uses 0.5)."),
+    hidden("--max-removed-shared", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+           help="Largest fraction removed from a residual stream; 0 keeps streams whole."),
+    hidden("--align", type=click.IntRange(min=1), default=None,
+           help="Keep widths at multiples of this (default: the target's blocking; 1: off)."),
+    hidden("--no-snap", is_flag=True, help="Do not snap widths to the latency staircase / alignment."),
+)  # fmt: skip
+
+
+def prune_settings(ctx: click.Context, o: dict):
+    """PruneSettings from the budget options: exactly one budget; options it would ignore are usage errors."""
+    from edgeprune.plan.budget import Budget, PlanConstraints
+    from edgeprune.plan.run import PruneSettings
+
+    given_budgets = [k for k in BUDGETS if o.get(k) is not None]
+    if len(given_budgets) != 1:
+        raise click.UsageError("give exactly one budget: --latency, --macs or --params")
+    if not o.get("target_name"):
+        raise click.UsageError("a budget is planned for a device: give --target (see `edgeprune targets`)")
+    kind = given_budgets[0]
+    budget = Budget.parse(kind, o[kind])
+    if kind != "latency":
+        forbid(ctx, ("measured_rounds",), "without a --latency budget (they time latency)")
+    constraints = PlanConstraints(min_channels=o["min_channels"], max_removed=o["max_removed"],
+                                  max_removed_shared=o["max_removed_shared"], snap=not o["no_snap"],
+                                  remove_branches=o["remove_branches"])  # fmt: skip
+    ranked_by = o["rank_by"] or ("latency" if kind == "latency" else "macs")
+    return PruneSettings(budget, ranked_by, o["solver"], constraints, o["align"], o["measured_rounds"])
+
+
+@click.command("prune", short_help="Plan under a budget (or a ratio/plan) and shrink.")
+@model_argument
+@budget_options
+@click.option("--ratio", type=click.FloatRange(0.0, 1.0, max_open=True), default=None, metavar="R",
+              help="Instead of a budget: remove this fraction of every prunable group (lowest weight energy).")
+@click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+              help="Instead of a budget: apply this plan.json.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, metavar="DIR",
+              help="New folder for the result.")
+@click.option("--pretrained", is_flag=True, help="Pretrained weights (registry names).")
+@json_option
+@click.pass_context
+def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, as_json, **o) -> None:
+    """Plan MODEL under a budget on a target and shrink it; or shrink it by a ratio or a plan file.
+
+    MODEL is a registry name, a training run (its sparsity-trained importance is used) or a pruned folder.
+    Writes plan.json, plan.md and the pruned model in model/, checked against the masked original first.
+
+    \b
+    edgeprune prune cifar_resnet56 --pretrained --target cpu-ort --latency 0.7x --out runs/r56-0.7x
+    edgeprune prune cifar_resnet56 --ratio 0.3 --out runs/r56-30pct
+    """
+    ref = resolve_model_arg(model, model_option)
+    if ratio is not None or plan_path is not None:
+        if ratio is not None and plan_path is not None:
+            raise click.UsageError("give one of --ratio and --plan")
+        forbid(ctx, (*BUDGETS, *PLANNING), "with --ratio or --plan (they plan under a budget)")
+        summary = shrink_by_plan(ref, pretrained, ratio, plan_path, out_dir)
+        emit(as_json, summary, f"{ref}: params {summary['params_before']:,} -> {summary['params_after']:,} "
+             f"({summary['params_after'] / summary['params_before']:.1%}); oracle error "
+             f"{summary['oracle_error']:.1e}; wrote {out_dir}: plan.json, model/")  # fmt: skip
+        return
+    from edgeprune.plan.run import prune_run
+
+    settings = prune_settings(ctx, o)
+    result = prune_run(ref, o["target_name"], settings, out_dir, o["profile_path"], pretrained)
+
+    def text() -> str:
+        lines = [result.table()]
+        if result.extrapolated:
+            lines.append(f"note: {len(result.extrapolated)} layer widths lie outside the profile's grid (clamped)")
+        return "\n".join([*lines, f"wrote {out_dir}: plan.json, plan.md, model/"])
+
+    emit(as_json, {**result.to_dict(), "out": out_dir}, text)
+
+
+def shrink_by_plan(ref: str, pretrained: bool, ratio: float | None, plan_path: str | None, out_dir: str,
+                   layout: str = "run") -> dict:  # fmt: skip
+    """Shrink ``ref`` by a uniform ratio or a plan file; ``layout`` "run" writes out/plan.json + out/model/ (as a
+    budget prune does), "flat" the model files and plan.json straight into out/ (the older `shrink`)."""
+    import torch
+
+    from edgeprune.atomic import atomic_dir
+    from edgeprune.errors import OutputExistsError
+    from edgeprune.graph import build_graph
+    from edgeprune.models import get_entry
+    from edgeprune.prune import Plan, load_model_ref, prune_model, save_pruned, uniform_plan
+    from edgeprune.prune.oracle import check_shrunk
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise OutputExistsError(f"{out} is not empty: choose another --out (nothing was written)")
+    net, name, kwargs, changes = load_model_ref(ref, pretrained)
+    net.eval()
+    example = torch.randn(1, *get_entry(name).input_size)
+    graph = build_graph(net, example, model_name=name, model_kwargs=kwargs)
+    plan = Plan.load(plan_path) if plan_path else uniform_plan(net, graph, ratio)
+    pruned, spec = prune_model(net, graph, plan, changes)
+    err = check_shrunk(net, graph, plan, pruned, example.shape[1:])
+    if out.exists():
+        out.rmdir()
+    with atomic_dir(out) as tmp:
+        save_pruned(pruned, spec, tmp / "model" if layout == "run" else tmp)
+        plan.save(tmp / "plan.json")
+    before = sum(p.numel() for p in net.parameters())
+    return {"model": name, "params_before": before, "params_after": sum(p.numel() for p in pruned.parameters()),
+            "oracle_error": err, "out": str(out)}  # fmt: skip
+
+
+@click.command("shrink", hidden=True)
+@click.argument("model")
+@click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--ratio", type=click.FloatRange(0.0, 1.0, max_open=True), default=None)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--pretrained", is_flag=True)
+def shrink_cmd(model, plan_path, ratio, out_dir, pretrained) -> None:
+    """Older spelling of `prune MODEL --ratio R | --plan FILE` (writes the model files into --out itself)."""
+    if (plan_path is None) == (ratio is None):
+        raise click.UsageError("give exactly one of --plan FILE or --ratio R")
+    s = shrink_by_plan(model, pretrained, ratio, plan_path, out_dir, layout="flat")
+    click.echo(f"{model}: params {s['params_before']:,} -> {s['params_after']:,} "
+               f"({s['params_after'] / s['params_before']:.1%}); oracle error {s['oracle_error']:.1e}; wrote {out_dir}")
+

@@ -1,0 +1,129 @@
+"""Training commands: train (regularized training, or fine-tuning with --reg none) and eval."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from edgeprune.cli.common import emit, forbid, hidden, json_option, model_argument, options, resolve_model_arg
+from edgeprune.train.data import DATASETS
+
+REGULARIZERS = ["oicsr", "ssr_l21", "ssr_l20", "group_lasso", "slimming", "none"]
+# (epochs, lr) when not given: a sparsity run, or a fine-tune
+DEFAULTS = {"train": (10, 0.05), "finetune": (5, 0.01)}
+
+data_options = options(
+    click.option("--data", type=click.Choice(DATASETS), default="cifar10", show_default=True, help="Data set."),
+    click.option("--data-dir", default=None, metavar="DIR",
+                 help="Data folder (default: $EDGEPRUNE_DATA, else ../shared/data, else download)."),
+)  # fmt: skip
+
+train_options = options(
+    model_argument,
+    data_options,
+    click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Run folder."),
+    click.option("--reg", type=click.Choice(REGULARIZERS), default="oicsr", show_default=True,
+                 help="Structured-sparsity regularizer; none fine-tunes (after pruning, or on new data)."),
+    click.option("--lam", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+                 help="Regularization strength."),
+    click.option("--epochs", type=click.IntRange(min=1), default=None,
+                 help="Epochs (default 10; 5 with --reg none)."),
+    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Learning rate (default 0.05; 0.01 with --reg none)."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True),
+    click.option("--pretrained", is_flag=True, help="Start from pretrained weights (registry names)."),
+    click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint."),
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Cap on steps per epoch (quick runs)."),
+    hidden("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd"),
+    hidden("--schedule", type=click.Choice(["cosine", "step"]), default="cosine"),
+    hidden("--warmup", type=click.FloatRange(min=0), default=0.0, help="Warm-up epochs."),
+    hidden("--label-smoothing", type=click.FloatRange(0, 1), default=0.0),
+    hidden("--weight-decay", type=click.FloatRange(min=0), default=5e-4),
+    hidden("--rho", type=click.FloatRange(min=0, min_open=True), default=1e-2, help="SSR: AULM penalty."),
+    hidden("--every", type=click.IntRange(min=1), default=10, help="SSR: steps between prox updates."),
+    hidden("--ssr-groups", type=click.Choice(["out", "out-in"]), default="out"),
+    hidden("--size-weighted", is_flag=True, help="OICSR/group lasso: weight groups by sqrt(size)."),
+    hidden("--penalize-streams", is_flag=True, help="Also regularize residual streams."),
+)  # fmt: skip
+
+
+def regularizer_kwargs(ctx: click.Context, reg: str, o: dict) -> dict:
+    """The regularizer's settings; an option that the chosen regularizer would ignore is a usage error."""
+    ssr = ("rho", "every", "ssr_groups")
+    if reg == "none":
+        forbid(ctx, ("lam", "penalize_streams", "size_weighted", *ssr), "with --reg none (no regularizer)")
+        return {}
+    if not reg.startswith("ssr"):
+        forbid(ctx, ssr, f"with --reg {reg} (they set SSR's AULM solver)")
+    if reg not in ("oicsr", "group_lasso"):
+        forbid(ctx, ("size_weighted",), f"with --reg {reg} (only OICSR and group lasso weight groups)")
+    kwargs: dict = {"lam": o["lam"], "streams": o["penalize_streams"]}
+    if reg.startswith("ssr"):
+        kwargs.update(rho=o["rho"], every=o["every"], groups=o["ssr_groups"])
+    elif reg in ("oicsr", "group_lasso"):
+        kwargs["size_weighted"] = o["size_weighted"]
+    return kwargs
+
+
+def run_training(ctx: click.Context, model: str, reg: str, o: dict) -> None:
+    from edgeprune.train.run import train_run
+    from edgeprune.train.trainer import TrainConfig
+
+    kwargs = regularizer_kwargs(ctx, reg, o)
+    epochs, lr = DEFAULTS["finetune" if reg == "none" else "train"]
+    cfg = TrainConfig(
+        epochs=o["epochs"] or epochs, batch_size=o["batch_size"], optimizer=o["optimizer"], lr=o["lr"] or lr,
+        schedule=o["schedule"], warmup_epochs=o["warmup"], label_smoothing=o["label_smoothing"],
+        weight_decay=o["weight_decay"], seed=o["seed"], max_steps_per_epoch=o["max_steps"],
+    )  # fmt: skip
+    result = train_run(model, o["out_dir"], o["data"], reg, kwargs, cfg, o["pretrained"], o["resume"],
+                       o["data_dir"])  # fmt: skip
+    if result["status"] == "interrupted":
+        click.echo(f"interrupted at epoch {result['epoch'] + 1}; checkpoint saved: rerun with --resume to continue")
+        ctx.exit(130)
+    shown = {k: v for k, v in result.items() if k != "status"}
+    click.echo(f"done: {json.dumps(shown)}; model in {o['out_dir']}/model")
+
+
+@click.command("train", short_help="Sparsity training, or fine-tuning (--reg none).")
+@train_options
+@click.pass_context
+def train_cmd(ctx, model, model_option, reg, **o) -> None:
+    """Train MODEL with a structured-sparsity regularizer, or fine-tune it (--reg none).
+
+    MODEL is a registry name, pkg.module:factory, a training run or a pruned-model folder. The run folder
+    keeps a checkpoint: --resume continues it. Works under torchrun (one process per device, DDP).
+
+    \b
+    edgeprune train cifar_resnet56 --pretrained --data cifar10 --reg oicsr --out runs/r56-oicsr
+    edgeprune train runs/r56-pruned --reg none --epochs 3 --out runs/r56-finetuned
+    """
+    run_training(ctx, resolve_model_arg(model, model_option), reg, o)
+
+
+@click.command("finetune", hidden=True)
+@train_options
+@click.pass_context
+def finetune_cmd(ctx, model, model_option, reg, **o) -> None:
+    """Older spelling of `train --reg none`."""
+    if ctx.get_parameter_source("reg").name != "DEFAULT" and reg != "none":
+        raise click.UsageError("finetune trains without a regularizer: use `edgeprune train --reg ...`")
+    run_training(ctx, resolve_model_arg(model, model_option), "none", o)
+
+
+@click.command("eval", short_help="Top-1 accuracy of a model on a data set.")
+@model_argument
+@data_options
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--pretrained", is_flag=True, help="Pretrained weights (registry names).")
+@json_option
+def eval_cmd(model, model_option, data, data_dir, split, pretrained, as_json) -> None:
+    """Top-1 accuracy of MODEL (registry name, training run or pruned-model folder)."""
+    from edgeprune.train.run import eval_run
+
+    ref = resolve_model_arg(model, model_option)
+    acc = eval_run(ref, data, split, data_dir, pretrained)
+    emit(as_json, {"model": ref, "data": data, "split": split, "top1": acc},
+         f"{ref}: top-1 {100 * acc:.2f} % on {data} {split}")  # fmt: skip
