@@ -44,19 +44,19 @@ bench-graph:
 # ResNet-56, OICSR for 200 steps, latency budget 0.75x as measured on cpu-ort (up to 4 plans timed),
 # 3 capped fine-tuning epochs. Re-running resumes at the first unfinished stage.
 demo: $(STAMP)
-	$(EP) compress --model cifar_resnet56 --pretrained --data cifar10 --target cpu-ort --latency 0.75x \
+	$(EP) compress cifar_resnet56 --pretrained --data cifar10 --target cpu-ort --latency 0.75x \
 		--measured-rounds 4 --reg oicsr --lam 1e-4 --reg-epochs 1 --finetune-epochs 3 --max-steps 200 \
 		--out runs/compress-demo \
 		|| { test $$? -eq 4 && echo 'demo finished; the speedup gate failed (see the report)'; }
 
 # Profiles: measured tables are reused, so re-running only measures what is missing.
 profile: $(STAMP)
-	$(EP) profile $(TARGET) $(addprefix --model ,$(MODELS))
+	$(EP) profile measure $(TARGET) $(addprefix --model ,$(MODELS))
 
 compress: $(RUN)/summary.json
 
 $(RUN)/summary.json: $(STAMP)
-	$(EP) compress --model $(MODEL) --pretrained --target $(TARGET) --latency $(BUDGET) --out $(RUN) $(ARGS)
+	$(EP) compress $(MODEL) --pretrained --target $(TARGET) --latency $(BUDGET) --out $(RUN) $(ARGS)
 
 report: $(RUN)/summary.json
 	$(EP) report $(RUN)

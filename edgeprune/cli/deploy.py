@@ -53,12 +53,12 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
     Exit code 3 when the exported model's numerics differ from torch, 4 when the measured speedup falls
     short of the prediction by more than --tolerance (the gate needs --profile).
     """
+    if not profile_path:
+        forbid(ctx, ("tolerance",), "without --profile (the gate compares against the profile's prediction)")
     from edgeprune.latency import Profile
     from edgeprune.targets import load_target
     from edgeprune.validate import resolve_model, validate
 
-    if not profile_path:
-        forbid(ctx, ("tolerance",), "without --profile (the gate compares against the profile's prediction)")
     target = load_target(target_name)
     profile = Profile.load(profile_path) if profile_path else None
     report = validate(resolve_model(original, pretrained), resolve_model(pruned), target, out_dir, profile, data,

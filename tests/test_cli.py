@@ -1,0 +1,125 @@
+"""The command line as a person meets it: order, help size, conflicts, errors, --json, job files."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import edgeprune
+from edgeprune.cli import main
+
+PIPELINE = ["models", "graph", "train", "eval", "targets", "profile", "prune", "export", "validate", "compress",
+            "report"]  # fmt: skip
+
+
+def visible_commands(group: click.Group, prefix: tuple[str, ...] = ()):
+    for name, cmd in group.commands.items():
+        if cmd.hidden:
+            continue
+        yield (*prefix, name), cmd
+        if isinstance(cmd, click.Group):
+            yield from visible_commands(cmd, (*prefix, name))
+
+
+def test_help_lists_commands_in_pipeline_order():
+    out = CliRunner().invoke(main, ["--help"]).output
+    listed = [line.split()[0] for line in out.split("Commands:")[1].strip().splitlines()]
+    assert listed == PIPELINE
+
+
+@pytest.mark.parametrize("path", [p for p, _ in visible_commands(main)], ids=" ".join)
+def test_every_help_fits_a_screen(path):
+    r = CliRunner().invoke(main, [*path, "--help"], terminal_width=100)
+    assert r.exit_code == 0, r.output
+    assert len(r.output.splitlines()) <= 50, f"{' '.join(path)} --help is {len(r.output.splitlines())} lines"
+
+
+def test_version():
+    r = CliRunner().invoke(main, ["--version"])
+    assert r.exit_code == 0 and edgeprune.__version__ in r.output
+
+
+# (arguments, an option the message must name): every combination where one option would be ignored
+CONFLICTS = [
+    (["prune", "m", "--ratio", "0.3", "--latency", "0.5x", "--out", "o"], "--latency"),
+    (["prune", "m", "--ratio", "0.3", "--target", "cpu-ort", "--out", "o"], "--target"),
+    (["prune", "m", "--ratio", "0.3", "--remove-branches", "--out", "o"], "--remove-branches"),
+    (["prune", "m", "--ratio", "0.3", "--max-removed", "0.5", "--out", "o"], "--max-removed"),
+    (["prune", "m", "--ratio", "0.3", "--plan", "{plan}", "--out", "o"], "--ratio"),
+    (["prune", "m", "--target", "cpu-ort", "--macs", "0.5x", "--measured-rounds", "2", "--out", "o"],
+     "--measured-rounds"),
+    (["prune", "m", "--target", "cpu-ort", "--macs", "0.5x", "--latency", "0.5x", "--out", "o"], "budget"),
+    (["prune", "m", "--latency", "0.5x", "--out", "o"], "--target"),
+    (["prune", "m", "--model", "m", "--ratio", "0.3", "--out", "o"], "MODEL"),
+    (["train", "m", "--reg", "none", "--lam", "0.1", "--out", "o"], "--lam"),
+    (["train", "m", "--reg", "oicsr", "--rho", "0.1", "--out", "o"], "--rho"),
+    (["train", "m", "--reg", "slimming", "--size-weighted", "--out", "o"], "--size-weighted"),
+    (["finetune", "m", "--reg", "oicsr", "--out", "o"], "--reg"),
+    (["compress", "m", "--target", "cpu-ort", "--latency", "0.7x", "--reg", "none", "--lam", "1", "--out", "o"],
+     "--lam"),
+    (["compress", "m", "--target", "cpu-ort", "--latency", "0.7x", "--step-epochs", "2", "--out", "o"],
+     "--step-epochs"),
+    (["compress", "m", "--target", "cpu-ort", "--latency", "0.7x"], "--out"),
+    (["validate", "a", "b", "--target", "cpu-ort", "--tolerance", "0.1", "--out", "o"], "--tolerance"),
+    (["profile", "fit", "cpu-ort", "everything", "--model", "m"], "everything"),
+    (["profile", "measure", "cpu-ort"], "--model"),
+]
+
+
+@pytest.mark.parametrize("args,named", CONFLICTS, ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_options_that_would_be_ignored_are_usage_errors(args, named, tmp_path):
+    plan = tmp_path / "plan.json"
+    plan.write_text("{}")
+    r = CliRunner().invoke(main, [a.format(plan=plan) for a in args])
+    assert r.exit_code == 2, r.output
+    assert named in r.output
+
+
+def test_user_errors_exit_1_with_the_cause_and_bugs_keep_their_traceback(monkeypatch):
+    r = CliRunner().invoke(main, ["graph", "no_such_model"])
+    assert r.exit_code == 1
+    assert "Error: unknown model 'no_such_model'" in r.output and "Traceback" not in r.output
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr("edgeprune.cli.inspect.build_for_graph", broken)
+    r = CliRunner().invoke(main, ["graph", "cifar_resnet20"])
+    assert isinstance(r.exception, ValueError) and "an internal bug" in str(r.exception)
+
+
+def test_json_outputs_parse():
+    models = json.loads(CliRunner().invoke(main, ["models", "--family", "cifar", "--json"]).output)
+    assert {"name": "cifar_resnet20", "family": "cifar", "input": [3, 32, 32], "pretrained": True} in models
+    targets = {t["name"]: t for t in json.loads(CliRunner().invoke(main, ["targets", "--json"]).output)}
+    assert targets["cpu-ort"]["runs_here"] is True and targets["cpu-ort"]["why_not"] is None
+    assert targets["jetson-orin-trt-fp16"]["runs_here"] is False and targets["jetson-orin-trt-fp16"]["why_not"]
+
+
+def test_compress_job_file_is_read_and_the_command_line_wins(tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_text('model = "cifar_resnet20"\ntarget = "no-such-target"\nlatency = "0.7x"\nout = "o"\n')
+    r = CliRunner().invoke(main, ["compress", "--config", str(job)])
+    assert r.exit_code == 1 and "unknown target 'no-such-target'" in r.output
+    r = CliRunner().invoke(main, ["compress", "--config", str(job), "--target", "other-target"])
+    assert r.exit_code == 1 and "unknown target 'other-target'" in r.output
+    job.write_text('model = "cifar_resnet20"\nlatncy = "0.7x"\n')
+    r = CliRunner().invoke(main, ["compress", "--config", str(job)])
+    assert r.exit_code == 1 and "unknown setting 'latncy'" in r.output and "latency" in r.output
+    job.write_text('reg = "none"\nlam = 0.5\ntarget = "cpu-ort"\nlatency = "0.7x"\nout = "o"\n')
+    r = CliRunner().invoke(main, ["compress", "cifar_resnet20", "--config", str(job)])
+    assert r.exit_code == 2 and "--lam" in r.output
+
+
+def test_prune_by_ratio_writes_the_same_layout_as_a_budget_prune(tmp_path):
+    out = tmp_path / "p"
+    r = CliRunner().invoke(main, ["prune", "cifar_resnet20", "--ratio", "0.5", "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output)
+    assert summary["params_after"] < 0.5 * summary["params_before"] and summary["oracle_error"] < 1e-4
+    assert (out / "plan.json").is_file() and (out / "model" / "arch.json").is_file()
+    again = CliRunner().invoke(main, ["prune", "cifar_resnet20", "--ratio", "0.5", "--out", str(out)])
+    assert again.exit_code == 1 and "not empty" in again.output
