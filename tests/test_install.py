@@ -26,7 +26,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_ships_targets_profiles_collector_and_licence(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {f"edgeprune/resources/{kind}/{p.name}" for kind in ("targets", "profiles")
-               for p in (ROOT / "edgeprune" / "resources" / kind).iterdir() if p.suffix in (".toml", ".json")}  # fmt: skip
+               for p in (ROOT / "edgeprune" / "resources" / kind).iterdir() if p.suffix in (".toml", ".json")}
     assert any("/targets/" in n for n in shipped) and any("/profiles/" in n for n in shipped)
     assert shipped <= names
     assert {"edgeprune/kit/collect.py", "edgeprune/timing.py"} <= names
