@@ -1,4 +1,4 @@
-"""The embedding example of the README runs as written, and the README's CLI reference is current."""
+"""The README's embedding example runs as written, and docs/cli.md's command reference is current."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_readme_embedding_example_runs(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "r20" / "model" / "arch.json").is_file()
 
 
-def test_readme_cli_reference_is_current():
+def test_cli_reference_doc_is_current():
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "cli_reference.py"), "--check"], capture_output=True,
                        text=True)  # fmt: skip
     assert r.returncode == 0, r.stderr
