@@ -205,7 +205,7 @@ bench/sparsity-r56/sparsity.json: bench/accuracy/accuracy.json
 	$(PY) tools/bench_sparsity.py --model cifar_resnet56 --steps 300 --lam-scale 10 --from-runs bench/accuracy/runs \
 		--out bench/sparsity-r56
 
-# The README's CLI reference is generated from the click commands (a test fails when it drifts).
+# docs/cli.md's command reference is generated from the click commands (a test fails when it drifts).
 cli-docs: $(STAMP)
 	$(PY) tools/cli_reference.py
 
