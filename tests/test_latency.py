@@ -208,10 +208,9 @@ def test_cli_profile_errors():
 
 
 def test_kit_round_trip_without_torch(tmp_path, monkeypatch):
-    """kit -> collect_profile.py in a process where torch and edgeprune cannot be imported -> import."""
+    """kit -> the kit's own collect.py in a process where torch and edgeprune cannot be imported -> import."""
     import subprocess
     import sys
-    from pathlib import Path
 
     from edgeprune.latency.kit import import_result, write_kit
 
@@ -224,9 +223,9 @@ def test_kit_round_trip_without_torch(tmp_path, monkeypatch):
     kit = write_kit(target, ["cifar_resnet20"], tmp_path / "kit")
     with pytest.raises(FileExistsError):
         write_kit(target, ["cifar_resnet20"], kit)
-    script = Path(__file__).resolve().parents[1] / "tools" / "collect_profile.py"
+    script = kit / "collect.py"  # write_kit copies the collector and its timing module into the kit
     blocker = ("import sys, runpy; sys.modules['torch'] = None; sys.modules['edgeprune'] = None; "
-               f"sys.argv = ['collect_profile.py', {str(kit)!r}]; runpy.run_path({str(script)!r}, run_name='__main__')")
+               f"sys.argv = ['collect.py', {str(kit)!r}]; runpy.run_path({str(script)!r}, run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     profile = import_result(kit / "result.json")

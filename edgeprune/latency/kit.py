@@ -1,7 +1,8 @@
 """Device kits: profile a device that cannot run torch.
 
 ``write_kit`` puts the ONNX micro-models, the calibration models and a manifest in a folder;
-``tools/collect_profile.py`` measures them on the device with only onnxruntime (or TensorRT) and numpy;
+the collector copied into it (``edgeprune.kit.collect``, with the timing harness ``edgeprune.timing``)
+measures them on the device with only onnxruntime (or TensorRT) and numpy;
 ``import_result`` validates what it wrote and turns it into a :class:`Profile`.
 """
 
@@ -16,7 +17,10 @@ from pathlib import Path
 import onnx
 import torch
 
+from edgeprune import timing
 from edgeprune.export import export_onnx
+from edgeprune.kit import collect
+from edgeprune.kit.collect import KIT_SCHEMA, RESULT_SCHEMA
 from edgeprune.latency.layers import Geometry, collect_layers
 from edgeprune.latency.micro import micro_model
 from edgeprune.latency.profile import Profile, ProfileError, Table
@@ -31,9 +35,6 @@ from edgeprune.latency.profiler import (
     target_dict,
 )
 from edgeprune.targets import Target
-
-KIT_SCHEMA = "edgeprune.kit/1"
-RESULT_SCHEMA = "edgeprune.kit-result/1"
 
 
 def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike) -> Path:
@@ -61,6 +62,9 @@ def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike
         manifest = {"schema": KIT_SCHEMA, "target": target_dict(target), "settings": profile_settings(target),
                     "micro_timing": MICRO_TIMING, "entries": entries, "calibration": calibration}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        # the collector and its timing module travel with the kit: the device needs no edgeprune
+        shutil.copyfile(collect.__file__, tmp / "collect.py")
+        shutil.copyfile(timing.__file__, tmp / collect.TIMING_FILE)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
