@@ -17,13 +17,14 @@ import torch
 import torch.nn as nn
 
 from edgeprune import layer_times
-from edgeprune.backends import Runner, get_backend, measure_interleaved, prepare_runner, unavailable_reason
+from edgeprune.backends import Runner, get_backend, prepare_runner, time_runners, unavailable_reason
 from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
 from edgeprune.latency import Profile, collect_layers
 from edgeprune.latency.costs import predict_pruned_ms
 from edgeprune.models import get_entry
 from edgeprune.prune import load_model_ref
 from edgeprune.targets import Target
+from edgeprune.timing import Ratio
 
 REPORT_SCHEMA = "edgeprune.report/1"
 
@@ -185,9 +186,9 @@ def validate(
         if profile is not None:
             a["predicted_ms"], b["predicted_ms"] = predict_pair(profile, original, pruned, tuple(x.shape))
         # Alternating rounds: drift during the measurement slows both models alike instead of one of them.
-        stats = measure_interleaved({"original": run_a, "pruned": run_b}, x, target)
-        a["latency"], b["latency"] = stats["original"].to_dict(), stats["pruned"].to_dict()
-    derived = derive(a, b)
+        timed = time_runners({"original": run_a, "pruned": run_b}, x, target, reference="pruned")
+        a["latency"], b["latency"] = timed.stats["original"].to_dict(), timed.stats["pruned"].to_dict()
+    derived = derive(a, b, timed.ratios["original"])  # the original's time over the pruned one's: the speedup
     gate = gate_speedup(derived, tolerance, expected_speedup)
     report = {
         "schema": REPORT_SCHEMA, "target": target.name, "target_spec": {"backend": target.backend,
@@ -216,17 +217,22 @@ def gate_speedup(derived: dict, tolerance: float, expected_speedup: float | None
     return gate
 
 
-def derive(a: dict, b: dict) -> dict:
+def derive(a: dict, b: dict, speedup: Ratio | None = None) -> dict:
+    """Ratios of the two sides. ``speedup``: the measured speedup paired round by round, with its interval
+    (``speedup_ci``); without it, the ratio of the two median latencies."""
+
     def ratio(x, y):
         return x / y if x and y else None
 
     d = {
         "macs_speedup": ratio(a["macs"], b["macs"]),
         "params_reduction": ratio(a["params"], b["params"]),
-        "measured_speedup": ratio(a["latency"]["median_ms"], b["latency"]["median_ms"]),
+        "measured_speedup": speedup.median if speedup else ratio(a["latency"]["median_ms"], b["latency"]["median_ms"]),
         "predicted_speedup": ratio(a["predicted_ms"], b["predicted_ms"]),
         "weight_memory_reduction": ratio(a["memory"]["weight_bytes"], b["memory"]["weight_bytes"]),
     }
+    if speedup:
+        d["speedup_ci"] = [speedup.low, speedup.high]
     if "runtime_mb" in a["memory"]:
         d["runtime_memory_reduction"] = ratio(a["memory"]["runtime_mb"], b["memory"]["runtime_mb"])
     d["realization"] = ratio(d["measured_speedup"], d["macs_speedup"])

@@ -13,6 +13,7 @@ from edgeprune.cli import main
 from edgeprune.export import ExportError, check_onnx, export_onnx
 from edgeprune.models import create_model
 from edgeprune.targets import target_from_dict
+from edgeprune.timing import Ratio
 from edgeprune.validate import NumericsFailure, derive, gate_speedup, resolve_model, validate
 
 CONV_OR_LINEAR = (torch.nn.Conv2d, torch.nn.Linear)
@@ -53,6 +54,8 @@ def test_validate_report_contents(tmp_path, pruned_dir):
     assert a["macs"] > b["macs"] > 0 and a["params"] > b["params"]
     assert d["macs_speedup"] == pytest.approx(a["macs"] / b["macs"])
     assert d["realization"] == pytest.approx(d["measured_speedup"] / d["macs_speedup"])
+    lo, hi = d["speedup_ci"]  # the paired speedup's interval over the two rounds brackets it
+    assert 0 < lo <= d["measured_speedup"] <= hi
     assert a["numerics_rel_err"]["random"] <= 1e-4 and b["latency"]["median_ms"] > 0
     assert "Conv" in a["ms_by_op"] and a["memory"]["weight_bytes"] > b["memory"]["weight_bytes"]
     assert report["gate"]["passed"] and "not gated" in report["gate"]["reason"]
@@ -77,6 +80,9 @@ def test_gate_uses_the_predicted_speedup():
          "memory": {"weight_bytes": 20}}
     d = derive(a, b)
     assert d["predicted_speedup"] == 2.0 and d["measured_speedup"] == 1.25 and d["realization"] == 0.625
+    assert "speedup_ci" not in d
+    d = derive(a, b, Ratio(1.3, 1.2, 1.4, 5))  # paired round by round: that speedup, with its interval
+    assert d["measured_speedup"] == 1.3 and d["speedup_ci"] == [1.2, 1.4] and d["realization"] == 0.65
 
 
 def test_gate_holds_a_plan_measured_while_planning_to_that_measurement():

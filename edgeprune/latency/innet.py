@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeprune.backends import measure_interleaved
+from edgeprune.backends import time_runners
 from edgeprune.graph import build_graph
 from edgeprune.latency.layers import Layer, collect_layers, on_blocking
 from edgeprune.latency.profile import Profile
@@ -132,7 +132,8 @@ def _misalign_ms(profile: Profile, layers: list[Layer]) -> float:
 
 def time_with_control(target: Target, name: str, model, variants: dict, shape, rounds: int
                       ) -> tuple[dict[str, float], float]:  # fmt: skip
-    """Median ms of the dense model, ``variants`` and a control, in one interleaved run; and the control's ratio.
+    """Ms of the dense model, ``variants`` and a control, in one interleaved run (each on the dense model's scale:
+    its median times the paired ratio, :meth:`edgeprune.timing.Timing.paired_ms`); and the control's ratio.
 
     The control is a second session of the dense model: identical work, so its ratio to "dense" is the
     measurement's own error in this run. Past CONTROL_TOLERANCE a fit would be fitting noise.
@@ -153,5 +154,5 @@ def _time(target: Target, models: dict, shape, rounds: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         runners = {k: prepare_model(target, m, shape, Path(tmp) / f"variant{i}.onnx")
                    for i, (k, m) in enumerate(models.items())}  # fmt: skip
-        stats = measure_interleaved(runners, x, replace(target, rounds=target.rounds * rounds))
-    return {k: s.median_ms for k, s in stats.items()}
+        timed = time_runners(runners, x, replace(target, rounds=target.rounds * rounds), reference="dense")
+    return timed.paired_ms()

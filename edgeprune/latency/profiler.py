@@ -19,7 +19,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from edgeprune.atomic import atomic_write_text
-from edgeprune.backends import get_backend, measure_interleaved, measure_latency, prepare_runner
+from edgeprune.backends import get_backend, measure_latency, prepare_runner, time_runners
 from edgeprune.export import export_onnx
 from edgeprune.graph import build_graph
 from edgeprune.latency.layers import Geometry, Layer, collect_layers
@@ -176,8 +176,9 @@ def measure_model(target: Target, model: nn.Module, input_shape: tuple[int, ...]
 def measure_variants(target: Target, models: list, shape: tuple[int, ...], passes: int = 1,
                      desc: str = "pass") -> list[list[tuple]]:  # fmt: skip
     """``out[p][j]``: (dense ms, ms of variant j) in pass p, for ``models`` = [dense, variant 0, ...]. Each
-    variant is timed in alternating rounds with a fresh session of the dense model, so drift over the
-    minutes this takes hits both alike."""
+    variant is timed in interleaved rounds with a fresh session of the dense model, so drift over the
+    minutes this takes hits both alike; its ms is the dense median times its paired ratio to the dense
+    session (:meth:`edgeprune.timing.Timing.paired_ms`), so ms / dense ms is that ratio."""
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         # exported once; every pass builds fresh sessions from the files
@@ -185,8 +186,8 @@ def measure_variants(target: Target, models: list, shape: tuple[int, ...], passe
 
         def time_pair(item) -> tuple[float, float]:
             runners = {"dense": prepare_runner(target, items[0], shape), "variant": prepare_runner(target, item, shape)}
-            stats = measure_interleaved(runners, x, target)
-            return stats["dense"].median_ms, stats["variant"].median_ms
+            ms = time_runners(runners, x, target, reference="dense").paired_ms()
+            return ms["dense"], ms["variant"]
 
         return [[time_pair(item) for item in tqdm(items[1:], desc=f"{desc} {p + 1}/{passes}", leave=False)]
                 for p in range(passes)]  # fmt: skip

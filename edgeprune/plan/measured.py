@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from edgeprune.plan.planner import Budget, BudgetError, PlanResult
 from edgeprune.targets import Target
+from edgeprune.timing import summarize_ratios
 
 DEFAULT_TOLERANCE = 0.02  # of the goal ratio; a plan this close to the goal is kept without another round
 MEASURE_PASSES = 5  # fresh session pairs per measured plan, ratio = their median; one pair varies by ~2 % (SD)
@@ -160,7 +161,8 @@ def plan_measured(
                                            desc="timing plan")  # fmt: skip
         pairs = [p[0] for p in passes]
         dense_ms = statistics.median(d for d, _ in pairs)
-        return dense_ms, dense_ms * statistics.median(ms / d for d, ms in pairs)
+        # each pass's paired ratio, summarized over the passes of fresh sessions as the harness does rounds
+        return dense_ms, dense_ms * summarize_ratios([ms / d for d, ms in pairs]).median
 
     first = budget.value if budget.relative else budget.value / origin
     return plan_to_measured(budget, first, floor, lambda f: plan_ms(f * origin), measure, rounds,
