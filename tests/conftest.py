@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from edgeprune.graph import build_graph
-from edgeprune.models import create_model_for_size, get_entry
-from edgeprune.prune.oracle import liven
+from edgeprune.prune.oracle import lively_model
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One torch thread per xdist worker: two workers x two threads on two cores thrash (10x slower).
@@ -24,14 +23,23 @@ FAST_MODELS = [
 ]  # fmt: skip
 
 
-@functools.cache
-def model_and_graph(name: str):
-    """(lively eval-mode model, its graph, input side); built once per test session."""
-    size = get_entry(name).test_size
-    torch.manual_seed(0)
-    model = liven(create_model_for_size(name, size), size)
+def build_model_and_graph(name: str):
+    """(lively eval-mode model, its graph, input side), built anew."""
+    model, size = lively_model(name)
     graph = build_graph(model, torch.randn(1, 3, size, size), model_name=name)
     return model, graph, size
+
+
+model_and_graph = functools.cache(build_model_and_graph)  # once per test session
+
+
+def group_of(graph, path, kind, index=0):
+    """The group and unit position holding member (kind, path, index)."""
+    for g in graph.groups:
+        for u, unit in enumerate(g.units):
+            if any(m.kind == kind and m.path == path and m.index == index for m in unit.members):
+                return g, u
+    raise AssertionError(f"no member {kind} {path}[{index}]")
 
 
 @pytest.fixture(params=FAST_MODELS)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 import edgeprune.train.run as train_mod
 from edgeprune import compress as pipeline
 from edgeprune.cli import main
 from edgeprune.compress import CompressConfig, CompressError, compress
+from edgeprune.graph import build_graph
+from edgeprune.models import create_model
 from edgeprune.plan.planner import Budget
 from edgeprune.plan.run import PruneSettings
-from edgeprune.prune import load_pruned
+from edgeprune.prune import Plan, load_pruned, shrink
 from edgeprune.train.trainer import TrainConfig
 
 QUICK = TrainConfig(epochs=1, lr=0.01, batch_size=32, max_steps_per_epoch=2)
@@ -34,7 +37,14 @@ def test_prune_cli_writes_plan_and_model(tmp_path):
     result = json.loads((out / "plan_result.json").read_text())
     assert result["ratio"]["macs"] <= 0.5
     assert result["oracle_error"] < 1e-4
-    assert load_pruned(out / "model") is not None
+    # The saved model is the saved plan applied to the model, and has the conv/linear weights the result counts.
+    saved = load_pruned(out / "model")
+    model = create_model("cifar_resnet20").eval()
+    graph = build_graph(model, torch.randn(1, 3, 32, 32), model_name="cifar_resnet20")
+    expected, _ = shrink(model, graph, Plan.load(out / "plan.json"))
+    assert {k: v.shape for k, v in saved.state_dict().items()} == {k: v.shape for k, v in expected.state_dict().items()}
+    weights = sum(m.weight.numel() for m in saved.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    assert weights == round(result["pruned"]["params"] * 1e6) < round(result["dense"]["params"] * 1e6)
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 1 and "not empty" in again.output
 

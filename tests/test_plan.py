@@ -6,22 +6,23 @@ import json
 
 import pytest
 import torch
+from conftest import group_of
 
 from edgeprune.graph import build_graph
+from edgeprune.graph.groups import CONV_OUT
 from edgeprune.models import create_model
 from edgeprune.prune import (
     ArchSpecError,
     Plan,
     PlanError,
     load_pruned,
-    masked_forward,
+    magnitude_scores,
     prune_model,
-    relative_error,
     save_pruned,
     shrink,
     uniform_plan,
 )
-from edgeprune.prune.oracle import liven
+from edgeprune.prune.oracle import liven, oracle_error
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +87,25 @@ def test_plan_json_round_trip_and_malformed_files(tmp_path, r20):
 def test_uniform_plan_removes_lowest_energy_and_respects_ratio(r20):
     model, graph = r20
     plan = uniform_plan(model, graph, 0.25)
-    for gid, gone in plan.removed(graph).items():
-        assert len(gone) == int(0.25 * graph.groups[gid].size)
+    removed = plan.removed(graph)
+    assert set(removed) == {g.id for g in graph.prunable_groups}  # widths 16, 32, 64: a quarter of each goes
+    for gid, gone in removed.items():
+        group = graph.groups[gid]
+        assert len(gone) == int(0.25 * group.size)
+        scores = magnitude_scores(model, group)
+        kept = [i for i in group.prunable_units if i not in gone]
+        assert scores[gone].max() < scores[kept].min(), f"group {gid} removed a channel above one it kept"
     with pytest.raises(PlanError):
         uniform_plan(model, graph, 1.0)
+
+
+def test_channel_energy_is_every_weight_slice_of_the_channel(r20):
+    """Channel 5 of layer1.0's inner group: conv1's filter, bn1's gamma, and conv2's input slice."""
+    model, graph = r20
+    block = model.layer1[0]
+    group, u = group_of(graph, "layer1.0.conv1", CONV_OUT, 5)
+    expected = block.conv1.weight[5].pow(2).sum() + block.bn1.weight[5] ** 2 + block.conv2.weight[:, 5].pow(2).sum()
+    assert magnitude_scores(model, group)[u].item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("name,size", [("cifar_resnet20", 32), ("mobilenet_v3_small", 64), ("densenet121", 32)])
@@ -104,7 +120,7 @@ def test_save_and_reload_from_spec_and_safetensors(tmp_path, name, size):
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         assert torch.equal(reloaded(x), pruned.eval()(x))
-        assert relative_error(reloaded(x), masked_forward(model, graph, plan, x)) <= 1e-4
+    assert oracle_error(model, graph, plan, reloaded, x) <= 1e-4
 
 
 def test_reload_errors(tmp_path, r20):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import group_of
 
 from edgeprune.graph import build_graph
+from edgeprune.graph.groups import CONV_OUT
 from edgeprune.models import create_model
+from edgeprune.prune.oracle import liven
 from edgeprune.regularize import create_regularizer, list_regularizers
 from edgeprune.train.data import ArrayLoader, load_dataset
 from edgeprune.train.trainer import CHECKPOINT, TrainConfig, Trainer, TrainingDiverged, lr_factor
@@ -26,22 +29,45 @@ CFG = TrainConfig(epochs=2, batch_size=32, lr=0.05, warmup_epochs=0.5)
 
 def test_every_regularizer_penalizes_and_scores_every_prunable_group():
     model, graph, *_ = _setup()
+    liven(model)  # random BN affines, so gammas and betas differ per channel
     assert set(list_regularizers()) >= {"none", "oicsr", "group_lasso", "slimming", "ssr_l21", "ssr_l20"}
-    for name in list_regularizers():
-        reg = create_regularizer(name, model, graph)
-        p = reg.penalty()
-        assert torch.isfinite(p) and (name in ("none", "ssr_l21", "ssr_l20") or p > 0)
-        imp = reg.importance()
-        assert set(imp) == {g.id for g in graph.prunable_groups}
-        assert all(len(imp[g.id]) == g.size for g in graph.prunable_groups)
+    regs = {name: create_regularizer(name, model, graph, lam=0.5) for name in list_regularizers()}
+    imp = {name: reg.importance() for name, reg in regs.items()}
+    for name in regs:
+        assert set(imp[name]) == {g.id for g in graph.prunable_groups}, name
+        assert all(len(imp[name][g.id]) == g.size for g in graph.prunable_groups), name
+    # By hand, for channel 3 of layer1.0's inner group: conv1's filter, bn1's gamma and beta, conv2's input slice.
+    block, c = model.layer1[0], 3
+    group, u = group_of(graph, "layer1.0.conv1", CONV_OUT, c)
+    with torch.no_grad():
+        out = block.conv1.weight[c].pow(2).sum() + block.bn1.weight[c] ** 2 + block.bn1.bias[c] ** 2
+        both = out + block.conv2.weight[:, c].pow(2).sum()
+        expected = {"none": both, "oicsr": both, "group_lasso": out, "slimming": block.bn1.weight[c].abs(),
+                    "ssr_l21": block.conv1.weight[c].norm(), "ssr_l20": block.conv1.weight[c].norm()}  # fmt: skip
+    for name, value in expected.items():
+        assert imp[name][group.id][u].item() == pytest.approx(value.item(), rel=1e-5), name
+    # Penalties: none and SSR before its first step (F = W, Y = 0) are zero; OICSR is lam * sum of group norms,
+    # slimming lam * sum of |gamma|.
+    assert regs["none"].penalty() == 0 and regs["ssr_l21"].penalty() == 0 and regs["ssr_l20"].penalty() == 0
+    norms = sum(e.sqrt().sum() for e in imp["none"].values())
+    assert regs["oicsr"].penalty().item() == pytest.approx(0.5 * norms.item(), rel=1e-5)
+    gammas = sum(e.sum() for e in imp["slimming"].values())
+    assert regs["slimming"].penalty().item() == pytest.approx(0.5 * gammas.item(), rel=1e-5)
+    assert regs["group_lasso"].penalty() > 0
 
 
 def test_oicsr_gradient_shrinks_out_and_in_slices_together():
-    model, graph, reg, *_ = _setup("oicsr", lam=1.0)
+    """One norm per channel over its out- and in-slices: d(lam * ||group||)/dW = lam * W / ||group|| on both sides
+    (streams left out, so conv2's columns carry no second, out-row group)."""
+    model, graph, reg, *_ = _setup("oicsr", lam=2.0, streams=False)
     reg.penalty().backward()
-    conv = model.layer1[0].conv1
-    assert conv.weight.grad.abs().sum() > 0  # out-slices of group 2
-    assert model.layer1[0].conv2.weight.grad.abs().sum() > 0  # the in-slices of the same channels
+    block, c = model.layer1[0], 3
+    with torch.no_grad():
+        norm = (block.conv1.weight[c].pow(2).sum() + block.bn1.weight[c] ** 2 + block.bn1.bias[c] ** 2
+                + block.conv2.weight[:, c].pow(2).sum()).sqrt()  # fmt: skip
+    assert torch.allclose(block.conv1.weight.grad[c], 2.0 * block.conv1.weight[c] / norm, rtol=1e-5)
+    assert torch.allclose(block.conv2.weight.grad[:, c], 2.0 * block.conv2.weight[:, c] / norm, rtol=1e-5)
+    assert torch.allclose(block.bn1.weight.grad[c], 2.0 * block.bn1.weight[c] / norm, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["oicsr", "group_lasso", "slimming", "ssr_l21"])

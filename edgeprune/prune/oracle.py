@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from edgeprune.graph.groups import CONSUMER_KINDS, LINEAR_IN, ChannelGraph
+from edgeprune.models import create_model_for_size, get_entry
 from edgeprune.prune.plan import Plan
 
 
@@ -80,6 +81,15 @@ def liven(model: nn.Module, size: int = 32, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+def lively_model(name: str, seed: int = 0) -> tuple[nn.Module, int]:
+    """Registry model ``name`` at its test input side, seeded and livened: what oracle checks run on.
+
+    Returns the eval-mode model and the input side."""
+    size = get_entry(name).test_size
+    torch.manual_seed(seed)
+    return liven(create_model_for_size(name, size), size, seed), size
+
+
 def is_lively(model: nn.Module, x: torch.Tensor) -> bool:
     """True when the outputs for two samples of ``x`` differ, so an oracle check is meaningful."""
     with torch.no_grad():
@@ -95,12 +105,18 @@ def check_shrunk(model: nn.Module, graph: ChannelGraph, plan: Plan, pruned: nn.M
     :data:`ORACLE_TOLERANCE`. Callers run it before writing anything."""
     from edgeprune.prune.plan import PlanError
 
-    x = torch.randn(2, *input_chw)
-    with torch.no_grad():
-        err = relative_error(pruned.eval()(x), masked_forward(model, graph, plan, x))
+    err = oracle_error(model, graph, plan, pruned, torch.randn(2, *input_chw))
     if not err <= ORACLE_TOLERANCE:
         raise PlanError(f"pruned model deviates from the masked original (relative error {err:.2e}); nothing written")
     return err
+
+
+def oracle_error(model: nn.Module, graph: ChannelGraph, plan: Plan, pruned: nn.Module, x: torch.Tensor) -> float:
+    """Relative error of ``pruned`` on ``x`` against the original with the plan's channels masked (inf when
+    the output shapes differ: broadcasting would hide that)."""
+    with torch.no_grad():
+        actual, expected = pruned.eval()(x), masked_forward(model, graph, plan, x)
+    return relative_error(actual, expected) if actual.shape == expected.shape else float("inf")
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
