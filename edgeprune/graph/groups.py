@@ -73,6 +73,7 @@ class ChannelGroup:
     id: int
     units: list[Unit]
     frozen: str | None = None  # set when no unit of the group may be pruned
+    summed: bool = False  # some of its channels are added to others (a residual add), not only gated
 
     @property
     def size(self) -> int:
@@ -88,10 +89,14 @@ class ChannelGroup:
 
     @property
     def shared(self) -> bool:
-        """Whether several layers write these channels (summed by additions): a residual stream.
+        """Whether several layers write these channels and an addition sums them: a residual stream.
 
-        Depthwise convs read and write the same channels: they pass a group through and do not count.
+        Depthwise convs read and write the same channels: they pass a group through and do not count. A
+        squeeze-excitation gate's last layer also writes the channels, but the gate multiplies: without a sum
+        the group is an ordinary one.
         """
+        if not self.summed:
+            return False
         writes, reads = {CONV_OUT, LINEAR_OUT}, {CONV_IN, LINEAR_IN}
         return sum(1 for kinds in self.modules().values() if kinds & writes and not kinds & reads) > 1
 

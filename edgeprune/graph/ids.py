@@ -23,6 +23,7 @@ class ChannelUnion:
         self._parent: list[int] = [0]  # id 0 is the "no channel" sentinel
         self.frozen: dict[int, str] = {}
         self.space_of: list[int] = [-1]
+        self.summed: set[int] = set()  # ids added to (or subtracted from) another channel: residual streams
 
     def new_ids(self, count: int, space: int) -> torch.Tensor:
         """Allocate ``count`` fresh ids belonging to ``space``; returns them as a 1-D tensor."""

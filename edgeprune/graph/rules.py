@@ -45,12 +45,18 @@ def _tensor_ids(ids_args: tuple) -> list[torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------- elementwise
+SUMMING = {"add", "iadd", "sub", "isub"}  # op names (Tensor.add_, operator.iadd, torch.sub ...) without underscores
+
+
 def elementwise(ctx, node, args, kwargs, ids, ids_kw, out):
     """Same-position channels of all tensor inputs are one channel (add, mul, activations...)."""
     tensors = _tensor_ids(ids) + _tensor_ids(tuple(ids_kw.values()))
     if not tensors:
         return ctx.constant_ids(out)
     result = tensors[0]
+    if len(tensors) > 1 and ctx.op_name(node).rsplit(".", 1)[-1].strip("_") in SUMMING:
+        for t in tensors:  # a sum's writers form a residual stream; a product (a gate) does not
+            ctx.cu.summed.update(i for i in torch.unique(t).tolist() if i != NO_CHANNEL)
     for other in tensors[1:]:
         ctx.cu.union_tensors(result, other)
         a, b = torch.broadcast_tensors(result, other)

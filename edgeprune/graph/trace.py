@@ -297,11 +297,12 @@ def assemble_groups(ctx: TraceContext) -> list[ChannelGroup]:
     by_space: dict[int, list[int]] = {}
     for r in sorted(unit_rows):
         by_space.setdefault(_find(space_parent, spaces[r]), []).append(r)
+    summed = {roots[i] for i in cu.summed}
     groups = []
     for space in sorted(by_space):
         units = [Unit(table, *unit_rows[r], unit_frozen.get(r)) for r in by_space[space]]
         frozen = units[0].frozen if all(u.frozen for u in units) else None
-        groups.append(ChannelGroup(len(groups), units, frozen))
+        groups.append(ChannelGroup(len(groups), units, frozen, summed=any(r in summed for r in by_space[space])))
     return groups
 
 

@@ -1,0 +1,63 @@
+"""Which groups are residual streams: summed writers are, a squeeze-excitation gate and a concat are not."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+from torchvision.ops import SqueezeExcitation
+
+from edgeprune.graph import build_graph
+from edgeprune.latency import collect_layers
+from edgeprune.models import create_model, get_entry
+from edgeprune.plan.budget import Budget
+from edgeprune.plan.planner import plan_pruning
+
+
+class GatedResidual(nn.Module):
+    """stem -> [expand -> depthwise -> SE gate -> project] + stem, then a concat of two heads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.expand = nn.Conv2d(8, 16, 1)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.se = SqueezeExcitation(16, 4)
+        self.project = nn.Conv2d(16, 8, 1)
+        self.left, self.right = nn.Conv2d(8, 6, 1), nn.Conv2d(8, 10, 1)
+        self.head = nn.Conv2d(16, 4, 1)
+
+    def forward(self, x):
+        s = self.stem(x)
+        s = s + self.project(self.se(self.dw(self.expand(s).relu())))
+        return self.head(torch.cat([self.left(s), self.right(s)], dim=1))
+
+
+def group_of(graph, member: str):
+    (group,) = [g for g in graph.groups if any(p == member and "conv_out" in k for p, k in g.modules().items())]
+    return group
+
+
+def test_gate_residual_and_concat_writers_are_classified():
+    graph = build_graph(GatedResidual().eval(), torch.randn(1, 3, 8, 8), model_name="gated")
+    stream = group_of(graph, "stem")
+    assert group_of(graph, "project") is stream
+    assert stream.shared and stream.summed
+    gated = group_of(graph, "expand")
+    assert group_of(graph, "se.fc2") is gated  # the gate writes the same channels...
+    assert gated.summed is False and gated.shared is False  # ...but multiplies them
+    for concat_part in ("left", "right"):
+        part = group_of(graph, concat_part)
+        assert not part.shared and part.prunable
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "mobilenet_v3_large"])
+def test_se_networks_plan_to_half_the_macs_with_default_settings(name):
+    entry = get_entry(name)
+    model = create_model(name).eval()
+    graph = build_graph(model, torch.randn(1, *entry.input_size), model_name=name)
+    gated = [g for g in graph.groups if any(p.endswith("fc2") for p in g.modules())]
+    assert gated and not any(g.shared for g in gated)
+    result = plan_pruning(model, graph, collect_layers(model, (1, *entry.input_size)), Budget.parse("macs", "0.5x"),
+                          ranked_by="macs")  # fmt: skip
+    assert result.pruned["macs"] <= 0.5 * result.dense["macs"] + 1e-6
