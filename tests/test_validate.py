@@ -80,6 +80,11 @@ def test_gate_uses_the_predicted_speedup():
          "memory": {"weight_bytes": 20}}
     d = derive(a, b)
     assert d["predicted_speedup"] == 2.0 and d["measured_speedup"] == 1.25 and d["realization"] == 0.625
+    gate = gate_speedup(d, 0.15)  # 1.25x measured against 2.00x predicted less 15 %: a 1.70x floor
+    assert not gate["passed"] and "falls short of 2.00x (predicted) within 15% (floor 1.70x)" in gate["reason"]
+    assert gate_speedup(d, 0.4)["passed"]  # a 1.20x floor
+    unpredicted = gate_speedup(derive({**a, "predicted_ms": None}, b), 0.15)
+    assert unpredicted["passed"] and "not gated" in unpredicted["reason"]
     assert "speedup_ci" not in d
     d = derive(a, b, Ratio(1.3, 1.2, 1.4, 5))  # paired round by round: that speedup, with its interval
     assert d["measured_speedup"] == 1.3 and d["speedup_ci"] == [1.2, 1.4] and d["realization"] == 0.65
@@ -142,5 +147,8 @@ def test_validate_on_the_torch_backend(tmp_path, pruned_dir):
     target = target_from_dict("fast-torch", {**FAST_ORT, "backend": "torch"})
     report = validate(resolve_model("cifar_resnet20"), resolve_model(str(pruned_dir)), target, tmp_path / "t")
     assert any(op.startswith("aten::") for op in report["original"]["ms_by_op"])
-    assert report["pruned"]["ms_by_layer"]["layer1.0.conv1"] > 0
+    for side in ("original", "pruned"):  # the torch profiler times every leaf module, by its path
+        module = resolve_model("cifar_resnet20" if side == "original" else str(pruned_dir)).module
+        leaves = {n for n, m in module.named_modules() if not list(m.children())}
+        assert set(report[side]["ms_by_layer"]) == leaves
     assert report["derived"]["measured_speedup"] > 0
