@@ -1,6 +1,6 @@
 """edgeprune: structured pruning driven by latency measured on the target device.
 
-The stages, one public entry point each (see the README's "Library" section)::
+The stages, one public entry point each (see the README's Python quickstart and docs/architecture.md)::
 
     build_graph → create_regularizer / train_run → plan_pruning / prune_run → prune_model
     → export_onnx → validate;  run_compress() runs them all, resumably.

@@ -7,9 +7,10 @@ import json
 import click
 
 from edgeprune.cli.common import emit, forbid, hidden, json_option, model_argument, options, resolve_model_arg
+from edgeprune.regularize import list_regularizers
 from edgeprune.train.data import DATASETS
 
-REGULARIZERS = ["oicsr", "ssr_l21", "ssr_l20", "group_lasso", "slimming", "none"]
+REGULARIZERS = list_regularizers()  # "none" (no penalty: fine-tuning) is one of them
 # (epochs, lr) when not given: a sparsity run, or a fine-tune
 DEFAULTS = {"train": (10, 0.05), "finetune": (5, 0.01)}
 

@@ -6,7 +6,7 @@ chain (the outputs of all its convs but the last, and the last conv's inputs), e
 the last conv reading nothing: the branch's output is a per-channel constant (the conv's bias through the
 norm), added to the other operand. Shrinking replaces the chain by that constant, so the branch's
 layers stop running at all, which on a small network saves the per-layer overhead that narrowing them
-never does (cpu-ort, ResNet-56: see the README's "Removing residual branches").
+never does (cpu-ort, ResNet-56: see docs/benchmarks/branch-removal.md).
 """
 
 from __future__ import annotations
