@@ -174,7 +174,8 @@ def summarize(cfg: CompressConfig, run: Path, report: dict, final: Path, planned
         "test_accuracy_after_finetune": test_acc,
         "macs": {"original": a["macs"], "pruned": b["macs"], "speedup": d["macs_speedup"]},
         "latency_ms": {"original": a["latency"]["median_ms"], "pruned": b["latency"]["median_ms"],
-                       "measured_speedup": d["measured_speedup"], "predicted_speedup": d["predicted_speedup"],
+                       "measured_speedup": d["measured_speedup"], "measured_speedup_ci": d.get("speedup_ci"),
+                       "predicted_speedup": d["predicted_speedup"],
                        "speedup_measured_while_planning": 1 / planned["measured"] if planned else None},
         "realization": d["realization"], "gate": report["gate"],
         "report": str(run / "validate" / "report.md"), "onnx": str(run / "export" / "model.onnx"),
@@ -182,6 +183,9 @@ def summarize(cfg: CompressConfig, run: Path, report: dict, final: Path, planned
 
 
 def format_summary(s: dict) -> str:
+    from edgeprune.report import speedup_interval
+
+    interval = speedup_interval({"speedup_ci": s["latency_ms"].get("measured_speedup_ci")})
     acc = s["accuracy_lossless"]
     while_planning = s["latency_ms"].get("speedup_measured_while_planning")
     lines = [
@@ -189,7 +193,7 @@ def format_summary(s: dict) -> str:
         f"  MACs      {s['macs']['original'] / 1e6:.1f}M -> {s['macs']['pruned'] / 1e6:.1f}M "
         f"({s['macs']['speedup']:.2f}x fewer)",
         f"  latency   {s['latency_ms']['original']:.3f} -> {s['latency_ms']['pruned']:.3f} ms: measured "
-        f"{s['latency_ms']['measured_speedup']:.2f}x, predicted {s['latency_ms']['predicted_speedup'] or 0:.2f}x"
+        f"{s['latency_ms']['measured_speedup']:.2f}x{interval}, predicted {s['latency_ms']['predicted_speedup'] or 0:.2f}x"
         + (f", {while_planning:.2f}x when timed while planning" if while_planning else ""),
     ]
     if acc["original"] is not None:

@@ -18,6 +18,12 @@ def _fmt(v, spec: str = ".3g", unit: str = "") -> str:
     return "n/a" if v is None else format(v, spec) + unit
 
 
+def speedup_interval(derived: dict) -> str:
+    """" (95 % CI lo–hi)" for a measured speedup that has its paired interval, else ""."""
+    ci = derived.get("speedup_ci")
+    return f" (95 % CI {ci[0]:.2f}–{ci[1]:.2f})" if ci else ""
+
+
 def markdown(report: dict) -> str:
     a, b, d, gate = report["original"], report["pruned"], report["derived"], report["gate"]
     rows = [
@@ -28,7 +34,7 @@ def markdown(report: dict) -> str:
         ("predicted latency (profile)", _fmt(a["predicted_ms"], ".3g", " ms"), _fmt(b["predicted_ms"], ".3g", " ms"),
          _fmt(d["predicted_speedup"], ".2f", "x")),
         ("measured latency, median", f"{a['latency']['median_ms']:.3g} ms", f"{b['latency']['median_ms']:.3g} ms",
-         _fmt(d["measured_speedup"], ".2f", "x")),
+         _fmt(d["measured_speedup"], ".2f", "x") + speedup_interval(d)),
         ("measured latency, p90", f"{a['latency']['p90_ms']:.3g} ms", f"{b['latency']['p90_ms']:.3g} ms", ""),
         ("weights", f"{a['memory']['weight_bytes'] / 1e6:.2f} MB", f"{b['memory']['weight_bytes'] / 1e6:.2f} MB",
          _fmt(d["weight_memory_reduction"], ".2f", "x")),

@@ -56,6 +56,7 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
     if not profile_path:
         forbid(ctx, ("tolerance",), "without --profile (the gate compares against the profile's prediction)")
     from edgeprune.latency import Profile
+    from edgeprune.report import speedup_interval
     from edgeprune.targets import load_target
     from edgeprune.validate import resolve_model, validate
 
@@ -67,7 +68,8 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
 
     def text() -> str:
         predicted = f"{d['predicted_speedup']:.2f}x" if d["predicted_speedup"] else "n/a (no profile)"
-        return (f"MACs {d['macs_speedup']:.2f}x, predicted {predicted}, measured {d['measured_speedup']:.2f}x, "
+        return (f"MACs {d['macs_speedup']:.2f}x, predicted {predicted}, measured {d['measured_speedup']:.2f}x"
+                f"{speedup_interval(d)}, "
                 f"realization {d['realization']:.2f}; report in {out_dir}/report.md\n"
                 + ("PASS: " if report["gate"]["passed"] else "FAIL: ") + report["gate"]["reason"])  # fmt: skip
 
