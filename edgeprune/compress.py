@@ -193,7 +193,8 @@ def format_summary(s: dict) -> str:
         f"  MACs      {s['macs']['original'] / 1e6:.1f}M -> {s['macs']['pruned'] / 1e6:.1f}M "
         f"({s['macs']['speedup']:.2f}x fewer)",
         f"  latency   {s['latency_ms']['original']:.3f} -> {s['latency_ms']['pruned']:.3f} ms: measured "
-        f"{s['latency_ms']['measured_speedup']:.2f}x{interval}, predicted {s['latency_ms']['predicted_speedup'] or 0:.2f}x"
+        f"{s['latency_ms']['measured_speedup']:.2f}x{interval}, "
+        f"predicted {s['latency_ms']['predicted_speedup'] or 0:.2f}x"
         + (f", {while_planning:.2f}x when timed while planning" if while_planning else ""),
     ]
     if acc["original"] is not None:
