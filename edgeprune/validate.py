@@ -18,9 +18,10 @@ import torch.nn as nn
 
 from edgeprune import layer_times
 from edgeprune.backends import Runner, get_backend, prepare_runner, time_runners, unavailable_reason
+from edgeprune.errors import EdgepruneError
 from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
 from edgeprune.latency import Profile, collect_layers
-from edgeprune.latency.costs import predict_pruned_ms
+from edgeprune.latency.model import LatencyModel
 from edgeprune.models import get_entry
 from edgeprune.prune import load_model_ref
 from edgeprune.targets import Target
@@ -29,12 +30,14 @@ from edgeprune.timing import Ratio
 REPORT_SCHEMA = "edgeprune.report/1"
 
 
-class ValidationError(RuntimeError):
+class ValidationError(EdgepruneError, RuntimeError):
     """Validation could not run (missing backend, bad model reference...)."""
 
 
 class NumericsFailure(ValidationError):
     """The exported model disagrees with torch beyond the precision's tolerance."""
+
+    exit_code = 3
 
 
 @dataclass
@@ -110,7 +113,7 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None) 
         try:
             numerics[kind] = check_onnx(ref.module, onnx_path, inp, TOLERANCE[target.precision])
         except ExportError as exc:
-            raise NumericsFailure(f"{ref.label}: {kind} inputs: {exc}") from exc
+            raise NumericsFailure(f"numerics: {ref.label}: {kind} inputs: {exc}") from exc
     xn = x.numpy()
     cuda_base = _reset_cuda_peak() if target.backend == "torch" and target.device == "cuda" else 0
     runner = prepare_runner(target, ref.module if target.backend == "torch" else onnx_path, shape)
@@ -147,9 +150,9 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None) 
 def predict_pair(profile: Profile, original: ModelRef, pruned: ModelRef, shape: tuple[int, ...]) -> tuple[float, float]:
     """Both models' predicted ms. The pruned one is priced against the original's layers, as the planner prices
     it: a layer it no longer has is one of a removed residual branch (the profile's removal scale applies)."""
-    dense = collect_layers(original.module, shape)
-    return (profile.predict(dense, original.name).ms,
-            predict_pruned_ms(profile, pruned.name, dense, collect_layers(pruned.module, shape)))  # fmt: skip
+    dense, now = collect_layers(original.module, shape), collect_layers(pruned.module, shape)
+    return (LatencyModel(profile, original.name).predict(dense).ms,
+            LatencyModel(profile, pruned.name).predict_pruned(dense, now).ms)  # fmt: skip
 
 
 def _reset_cuda_peak() -> int:

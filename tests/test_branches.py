@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import onnx
 import pytest
 import torch
@@ -11,6 +13,7 @@ from conftest import model_and_graph
 from edgeprune.export import export_onnx, run_onnxruntime
 from edgeprune.graph import build_graph
 from edgeprune.latency.layers import collect_layers
+from edgeprune.latency.model import LatencyModel
 from edgeprune.latency.profile import Calibration
 from edgeprune.models import create_model
 from edgeprune.models.layers import BranchConstant, EmptyChannels
@@ -132,13 +135,6 @@ def test_the_reachable_minimum_falls_when_branches_may_go(resnet20):
     assert len([w for w in result.widths if w.kept == 0]) >= 5
 
 
-def test_calibration_offset_goes_with_the_layers_that_run():
-    cal = Calibration(scale=1.5, offset_ms=-2.0, points=[{"layers": [["conv", 1, 1]] * 4}])
-    assert cal.total_ms(10.0, 4) == pytest.approx(1.5 * 10 - 2.0)  # every layer runs: the fitted line
-    assert cal.total_ms(6.0, 2) == pytest.approx(1.5 * 6 - 1.0)  # half the layers gone: half the offset
-    assert Calibration(scale=1.5, offset_ms=-2.0).total_ms(6.0, 2) == pytest.approx(1.5 * 6 - 2.0)
-
-
 def test_a_model_with_removed_branches_prunes_again(tmp_path):
     """Step 2 of a schedule: the graph reads the constants, and cutting the stream slices them too."""
     from edgeprune.prune import prune_model
@@ -171,17 +167,19 @@ def _synthetic_profile(layers):
 
 
 def test_a_removed_layer_leaves_its_unsaved_share(resnet20):
-    from edgeprune.latency.costs import LatencyCost
-
     _, graph, layers = resnet20
     profile = _synthetic_profile(layers)
     tail = next(x for x in layers if x.path == graph.branches[next(iter(graph.branches))].tail)
-    full = LatencyCost(profile, "cifar_resnet20").layer(tail, tail.cin, tail.cout)
-    assert LatencyCost(profile, "cifar_resnet20").layer(tail, 0, tail.cout) == 0.0  # no scale: all of it saved
-    profile.removal_scale["cifar_resnet20"] = {tail.geometry.key: 0.25}
-    assert LatencyCost(profile, "cifar_resnet20").layer(tail, 0, tail.cout) == pytest.approx(0.75 * full)
-    again = type(profile).from_dict(profile.to_dict())
-    assert again.removal_scale == profile.removal_scale
+    model = LatencyModel(profile, "cifar_resnet20")
+    full = model.layer(tail, tail.cin, tail.cout)
+    # the table's 16-channel block costs 0.01 ms, plus its share of the -0.1 ms offset (per layer, over scale 1.2)
+    assert full == pytest.approx(0.01 - 0.1 / len(layers) / 1.2)
+    assert model.layer(tail, 0, tail.cout) == 0.0  # no scale: all of it saved
+    scaled = replace(profile, removal_scale={"cifar_resnet20": {tail.geometry.key: 0.25}})
+    assert LatencyModel(scaled, "cifar_resnet20").layer(tail, 0, tail.cout) == pytest.approx(0.75 * full)
+    assert LatencyModel(scaled, "cifar_resnet56").layer(tail, 0, tail.cout) == 0.0  # another model's scales: none
+    again = type(profile).from_dict(scaled.to_dict())
+    assert again.removal_scale == scaled.removal_scale
 
 
 def test_removal_fit_recovers_the_savings_it_was_shown(resnet20, monkeypatch):
@@ -193,8 +191,7 @@ def test_removal_fit_recovers_the_savings_it_was_shown(resnet20, monkeypatch):
     truth = {x.geometry.key: s for x, s in zip(layers, [0.4, 0.9, 1.6] * len(layers))}
 
     def fake_time(target, models, shape, rounds):
-        with_truth = type(profile).from_dict(profile.to_dict())
-        with_truth.removal_scale["cifar_resnet20"] = truth
+        with_truth = replace(profile, removal_scale={"cifar_resnet20": truth})
         out = {}
         for label, m in models.items():
             paths = {x.path for x in collect_layers(m, shape)}
@@ -204,7 +201,9 @@ def test_removal_fit_recovers_the_savings_it_was_shown(resnet20, monkeypatch):
 
     monkeypatch.setattr(innet, "_time", fake_time)
     monkeypatch.setattr(removal, "build_model", lambda name, target: model)
-    rows = removal.fit_removal_scales(profile, load_target("cpu-ort"), "cifar_resnet20")
+    fitted, rows = removal.fit_removal(profile, load_target("cpu-ort"), "cifar_resnet20")
+    assert profile.removal_scale == {}  # the fit returns a new profile and leaves its input as it was
+    assert set(fitted.removal_scale["cifar_resnet20"]) <= set(truth)
     assert rows and all(r["predicted_ratio_before"] != pytest.approx(r["measured_ratio"], abs=1e-3) for r in rows)
     for r in rows:  # the ridge pulls scales towards 1, so close, not exact
         error_before = abs(r["predicted_ratio_before"] - r["measured_ratio"])
@@ -213,26 +212,26 @@ def test_removal_fit_recovers_the_savings_it_was_shown(resnet20, monkeypatch):
 
 def test_validate_predicts_a_pruned_model_as_the_planner_did(resnet20):
     """The dense model's layers say which were removed: the prediction matches the plan's, scales included."""
-    from edgeprune.latency.costs import predict_pruned_ms
     from edgeprune.prune import prune_model
+    from edgeprune.validate import ModelRef, predict_pair
 
     model, graph, layers = resnet20
-    profile = _synthetic_profile(layers)
-    profile.removal_scale["cifar_resnet20"] = {x.geometry.key: 0.6 for x in layers}
+    scales = {"cifar_resnet20": {x.geometry.key: 0.6 for x in layers}}
+    profile = replace(_synthetic_profile(layers), removal_scale=scales)
     result = plan_pruning(model, graph, layers, Budget.parse("macs", "0.3x"), "macs", profile,
                           constraints=PlanConstraints(remove_branches=True))  # fmt: skip
     assert any(w.kept == 0 for w in result.widths)
     pruned = prune_model(model, graph, result.plan)[0]
-    predicted = predict_pruned_ms(profile, "cifar_resnet20", layers, collect_layers(pruned, (1, 3, 32, 32)))
+    dense_ms, predicted = predict_pair(profile, ModelRef("original", "cifar_resnet20", model, (3, 32, 32)),
+                                       ModelRef("pruned", "cifar_resnet20", pruned, (3, 32, 32)), (1, 3, 32, 32))
+    assert dense_ms == result.dense["latency"]
     assert predicted == pytest.approx(result.pruned["latency"], rel=1e-9)
-    # from the pruned model's own layers alone, the removed ones would count as wholly saved
-    alone = profile.predict(collect_layers(pruned, (1, 3, 32, 32)), "cifar_resnet20").ms
-    assert alone != pytest.approx(predicted, rel=1e-3)
-    # with channels only, both ways agree: validate may price every pruned model against the dense layers
-    narrowed = plan_pruning(model, graph, layers, Budget.parse("macs", "0.5x"), "macs", profile)
-    channels = collect_layers(prune_model(model, graph, narrowed.plan)[0], (1, 3, 32, 32))
-    assert predict_pruned_ms(profile, "cifar_resnet20", layers, channels) == pytest.approx(
-        profile.predict(channels, "cifar_resnet20").ms, rel=1e-9)
+    # from the pruned model's own layers alone, the removed ones would count as wholly saved; against the dense
+    # layers each leaves 1 - 0.6 of its dense term, on the calibration line's scale
+    lm, now = LatencyModel(profile, "cifar_resnet20"), {x.path for x in collect_layers(pruned, (1, 3, 32, 32))}
+    alone = lm.predict(collect_layers(pruned, (1, 3, 32, 32))).ms
+    left = sum(0.4 * lm.layer(x, x.cin, x.cout) for x in layers if x.path not in now)
+    assert left > 0 and predicted - alone == pytest.approx(1.2 * left, rel=1e-9)
 
 
 def test_prune_command_removes_branches(tmp_path):
@@ -249,7 +248,7 @@ def test_prune_command_removes_branches(tmp_path):
     assert any(isinstance(m, BranchConstant) for m in model.modules())
 
 
-def test_profile_removal_command_writes_the_fit_and_refuses_two_fits(tmp_path, monkeypatch):
+def test_profile_fit_removal_command_writes_the_fit(tmp_path, monkeypatch):
     import json
     import shutil
 
@@ -261,16 +260,18 @@ def test_profile_removal_command_writes_the_fit_and_refuses_two_fits(tmp_path, m
     path = tmp_path / "profile.json"
     shutil.copy(shipped_dir("profiles") / "cpu-ort--amd-epyc-2c.json", path)
 
-    def fake_fit(profile, target, name):
-        profile.removal_scale[name] = {"conv|b1|8x8|k3|s1|gw0|fp32": 0.5}
-        return [{"variant": "kind0", "measured_ratio": 0.9, "predicted_ratio_before": 0.8,
-                 "predicted_ratio_after": 0.9, "macs_removed": 0.15}]  # fmt: skip
+    def fake_fit(profile, target, name, **kwargs):
+        fitted = replace(profile, removal_scale={**profile.removal_scale, name: {"conv|b1|8x8|k3|s1|gw0|fp32": 0.5}})
+        return removal.Fitted(fitted, [{"variant": "kind0", "measured_ratio": 0.9, "predicted_ratio_before": 0.8,
+                                        "predicted_ratio_after": 0.9, "macs_removed": 0.15}])  # fmt: skip
 
-    monkeypatch.setattr(removal, "fit_removal_scales", fake_fit)
-    base = ["profile", "cpu-ort", "--model", "cifar_resnet56", "--out", str(path)]
-    r = CliRunner().invoke(main, [*base, "--removal"])
+    monkeypatch.setattr(removal, "fit_removal", fake_fit)
+    before = json.loads(path.read_text())
+    r = CliRunner().invoke(main, ["profile", "fit", "cpu-ort", "removal", "--model", "cifar_resnet56",
+                                  "--profile", str(path), "--out", str(tmp_path / "fitted.json")])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "15.0 % of the MACs removed" in r.output
-    assert json.loads(path.read_text())["removal_scale"]["cifar_resnet56"] == {"conv|b1|8x8|k3|s1|gw0|fp32": 0.5}
-    r = CliRunner().invoke(main, [*base, "--removal", "--in-network"])
-    assert r.exit_code == 2 and "give one" in r.output
+    written = json.loads((tmp_path / "fitted.json").read_text())
+    fitted = {"conv|b1|8x8|k3|s1|gw0|fp32": 0.5}
+    assert written["removal_scale"] == {**before["removal_scale"], "cifar_resnet56": fitted}
+    assert json.loads(path.read_text()) == before  # --out given: the profile read stays as it was

@@ -36,6 +36,7 @@ def inner_rows(model, graph, target, rounds: int, profile_path: str | None = Non
     from bench_planner import measure
 
     from edgeprune.latency.layers import collect_layers
+    from edgeprune.latency.model import LatencyModel
     from edgeprune.latency.profile import Profile, find_profile
 
     profile = Profile.load(profile_path or find_profile(target.name, target.backend))
@@ -45,7 +46,7 @@ def inner_rows(model, graph, target, rounds: int, profile_path: str | None = Non
         keep = {g.id: list(range(by_size[g.size])) for g in graph.prunable_groups if not g.shared}
         pruned = prune_model(model, graph, Plan(graph.model_name, graph.fingerprint, keep))[0].eval()
         variants[widths] = (pruned, None)
-        predicted[widths] = profile.predict(collect_layers(pruned, (1, 3, 32, 32)), "cifar_resnet56").ms
+        predicted[widths] = LatencyModel(profile, "cifar_resnet56").predict(collect_layers(pruned, (1, 3, 32, 32))).ms
     measured = measure("cifar_resnet56", target, variants, rounds)
     rows = []
     for w in widths_list:

@@ -8,8 +8,8 @@ import statistics
 import torch
 
 from edgeprune.graph import build_graph
-from edgeprune.latency.costs import predict_pruned_ms
 from edgeprune.latency.layers import Layer, collect_layers
+from edgeprune.latency.model import LatencyModel
 from edgeprune.latency.profile import Profile
 from edgeprune.latency.profiler import build_model, measure_variants, model_input_shape, random_plan
 from edgeprune.prune import prune_model
@@ -36,7 +36,8 @@ def check_variants(name: str, target: Target, n_plans: int, seed: int = 0, branc
 
 def predicted_ms(profile: Profile, name: str, layers: list[list[Layer]]) -> list[float]:
     """Each variant's prediction as the planner counts it, against the dense model's layers (``layers[0]``)."""
-    return [predict_pruned_ms(profile, name, layers[0], x) for x in layers]
+    model = LatencyModel(profile, name)
+    return [model.predict_pruned(layers[0], x).ms for x in layers]
 
 
 def error_row(predicted: float, dense_predicted: float, measured: list[float], dense: list[float]) -> dict:

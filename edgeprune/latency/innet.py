@@ -12,26 +12,36 @@ from __future__ import annotations
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from edgeprune.backends import time_runners
+from edgeprune.errors import EdgepruneError
 from edgeprune.graph import build_graph
 from edgeprune.latency.layers import Layer, collect_layers, on_blocking
-from edgeprune.latency.profile import Profile
+from edgeprune.latency.model import LatencyModel
+from edgeprune.latency.profile import DEFAULT_SETTINGS, Profile, ProfileSettings
 from edgeprune.latency.profiler import build_model, fit_calibration, model_input_shape, prepare_model
 from edgeprune.prune import Plan, prune_model
 from edgeprune.targets import Target
 
 SCALE_RANGE = (0.0, 3.0)
 FRACTIONS = (0.25, 0.5, 0.75)  # several widths per geometry: a scale fitted at one width misjudged others
-CONTROL_TOLERANCE = 0.03
 RIDGE = 0.05  # pull towards s = 1 (the table as measured), relative to the typical saving
 
 
-class UnsteadyMeasurement(RuntimeError):
+class UnsteadyMeasurement(EdgepruneError, RuntimeError):
     """Identical models timed apart: the machine moved more than the effect being measured."""
+
+
+class Fitted(NamedTuple):
+    """What a fit returns: the profile with the fitted terms (a copy; the fit leaves its input as it was) and
+    a row per variant it timed."""
+
+    profile: Profile
+    rows: list[dict]
 
 
 def narrowed_keep(group, fraction: float, align: int) -> list[int]:
@@ -62,7 +72,7 @@ def _changed_keys(dense: list[Layer], narrow: list[Layer]) -> set[str]:
 def table_savings(profile: Profile, dense: list[Layer], narrow: list[Layer]) -> dict[str, float]:
     """Per geometry: layer ms the tables alone (no width scale, no misalignment term) save from ``dense``
     to ``narrow``."""
-    plain = replace(profile, width_scale={}, misalign={})
+    plain = LatencyModel(replace(profile, width_scale={}, misalign={}))
     out: dict[str, float] = {}
     for d, n in zip(dense, narrow):
         saved = plain.layer_ms(d, d.cin, d.cout)[0] - plain.layer_ms(n, n.cin, n.cout)[0]
@@ -70,13 +80,14 @@ def table_savings(profile: Profile, dense: list[Layer], narrow: list[Layer]) -> 
     return out
 
 
-def fit_width_scales(profile: Profile, target: Target, name: str, fractions: tuple[float, ...] = FRACTIONS,
-                     align: int = 8, rounds: int = 2) -> list[dict]:  # fmt: skip
+def fit_widths(profile: Profile, target: Target, name: str, fractions: tuple[float, ...] = FRACTIONS, align: int = 8,
+               rounds: int = 2, settings: ProfileSettings = DEFAULT_SETTINGS) -> Fitted:  # fmt: skip
     """Measure variants of ``name`` that narrow each geometry to each of ``fractions`` (distinct widths only),
-    fit ``profile.width_scale`` for those geometries, and refit the model's calibration line on its stored
-    points. Returns a row per variant.
+    fit the model's width scales for those geometries, and refit its calibration line on its stored points.
+    Returns the profile with them and a row per variant.
 
-    ``rounds``: how long the variants are timed, in multiples of the target's rounds."""
+    ``rounds``: how long the variants are timed, in multiples of the target's rounds; ``settings``: the
+    control's tolerance."""
     model, shape = build_model(name, target), model_input_shape(name, target)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
     dense = collect_layers(model, shape)
@@ -95,7 +106,7 @@ def fit_width_scales(profile: Profile, target: Target, name: str, fractions: tup
             if w not in widths and w != tuple(g.size for g in chosen):
                 widths.add(w)
                 variants[f"{key}@{f:g}"], geometry[f"{key}@{f:g}"] = _variant(model, graph, chosen, f, align), key
-    ms, control = time_with_control(target, name, model, variants, shape, rounds)
+    ms, control = time_with_control(target, name, model, variants, shape, rounds, settings.control_tolerance)
     narrow = {v: collect_layers(m, shape) for v, m in variants.items()}
     savings = {v: table_savings(profile, dense, layers) for v, layers in narrow.items()}
     keys = sorted({k for s in savings.values() for k, v in s.items() if abs(v) > 1e-9})
@@ -109,41 +120,53 @@ def fit_width_scales(profile: Profile, target: Target, name: str, fractions: tup
     a_aug, y_aug = np.vstack([a, lam * np.eye(len(keys))]), np.concatenate([y, lam * np.ones(len(keys))])
     fitted = np.clip(np.linalg.lstsq(a_aug, y_aug, rcond=None)[0], *SCALE_RANGE)
     before = _ratios(profile, name, narrow, dense)
-    profile.set_width_scales(name, {k: round(float(s), 4) for k, s in zip(keys, fitted)}, dense)
+    out = profile.with_width_scales(name, {k: round(float(s), 4) for k, s in zip(keys, fitted)}, dense)
     if cal:
-        points = [{**p, "layers_ms": profile.predict_layers(profile.model_layers(name, p), name)[0]}
-                  for p in cal.points]  # fmt: skip
-        profile.calibration[name] = fit_calibration(points)
-    after = _ratios(profile, name, narrow, dense)
-    return [{"variant": v, "geometry": geometry[v], "measured_ratio": ms[v] / ms["dense"], "control_ratio": control,
-             "predicted_ratio_before": before[v], "predicted_ratio_after": after[v],
-             "width_scale": profile.width_scale[name]["scales"].get(geometry[v])} for v in variants]  # fmt: skip
+        model = LatencyModel(out, name)
+        points = [{**p, "layers_ms": model.layers_ms(out.model_layers(name, p))} for p in cal.points]
+        out = replace(out, calibration={**out.calibration, name: fit_calibration(points)})
+    after = _ratios(out, name, narrow, dense)
+    scales = out.width_scale[name]["scales"]
+    return Fitted(out, [{"variant": v, "geometry": geometry[v], "measured_ratio": ms[v] / ms["dense"],
+                         "control_ratio": control, "predicted_ratio_before": before[v],
+                         "predicted_ratio_after": after[v], "width_scale": scales.get(geometry[v])}
+                        for v in variants])  # fmt: skip
+
+
+def fit_width_scales(profile: Profile, target: Target, name: str, **kwargs) -> list[dict]:
+    """:func:`fit_widths`, written into ``profile`` in place: only for the CLI until it takes the returned profile."""
+    fitted = fit_widths(profile, target, name, **kwargs)
+    profile.width_scale, profile.calibration = fitted.profile.width_scale, fitted.profile.calibration
+    return fitted.rows
 
 
 def _ratios(profile: Profile, name: str, narrow: dict[str, list[Layer]], dense: list[Layer]) -> dict[str, float]:
     """Each variant's predicted ms relative to the dense model's, as the profile stands."""
-    dense_ms = profile.predict(dense, name).ms
-    return {v: profile.predict(layers, name).ms / dense_ms for v, layers in narrow.items()}
+    model = LatencyModel(profile, name)
+    dense_ms = model.predict(dense).ms
+    return {v: model.predict(layers).ms / dense_ms for v, layers in narrow.items()}
 
 
 def _misalign_ms(profile: Profile, layers: list[Layer]) -> float:
-    return sum(profile.misalign_ms(x.geometry, x.cin, x.cout) for x in layers)
+    model = LatencyModel(profile)
+    return sum(model.misalign_ms(x.geometry, x.cin, x.cout) for x in layers)
 
 
-def time_with_control(target: Target, name: str, model, variants: dict, shape, rounds: int
+def time_with_control(target: Target, name: str, model, variants: dict, shape, rounds: int,
+                      tolerance: float = DEFAULT_SETTINGS.control_tolerance
                       ) -> tuple[dict[str, float], float]:  # fmt: skip
     """Ms of the dense model, ``variants`` and a control, in one interleaved run (each on the dense model's scale:
     its median times the paired ratio, :meth:`edgeprune.timing.Timing.paired_ms`); and the control's ratio.
 
     The control is a second session of the dense model: identical work, so its ratio to "dense" is the
-    measurement's own error in this run. Past CONTROL_TOLERANCE a fit would be fitting noise.
+    measurement's own error in this run. Past ``tolerance`` a fit would be fitting noise.
     """
     ms = _time(target, {"dense": model.eval(), **variants, "control": model.eval()}, shape, rounds)
     control = ms["control"] / ms["dense"]
-    if abs(control - 1) > CONTROL_TOLERANCE:
+    if abs(control - 1) > tolerance:
         raise UnsteadyMeasurement(
             f"{name}: two sessions of the same dense model timed {100 * (control - 1):+.1f} % apart in one "
-            f"interleaved run (tolerance {CONTROL_TOLERANCE:.0%}): this machine's speed is too unsteady for "
+            f"interleaved run (tolerance {tolerance:.0%}): this machine's speed is too unsteady for "
             "an in-network fit now; run it again, or on a quieter machine"
         )
     return ms, control

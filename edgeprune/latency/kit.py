@@ -18,14 +18,14 @@ import onnx
 import torch
 
 from edgeprune import timing
+from edgeprune.errors import OutputExistsError
 from edgeprune.export import export_onnx
 from edgeprune.kit import collect
 from edgeprune.kit.collect import KIT_SCHEMA, RESULT_SCHEMA
 from edgeprune.latency.layers import Geometry, collect_layers
 from edgeprune.latency.micro import micro_model
-from edgeprune.latency.profile import Profile, ProfileError, Table
+from edgeprune.latency.profile import DEFAULT_SETTINGS, Profile, ProfileError, ProfileSettings, Table
 from edgeprune.latency.profiler import (
-    MICRO_TIMING,
     build_model,
     calibration_variants,
     choose_lookup_and_calibrate,
@@ -37,17 +37,19 @@ from edgeprune.latency.profiler import (
 from edgeprune.targets import Target
 
 
-def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike) -> Path:
+def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike,
+              settings: ProfileSettings = DEFAULT_SETTINGS) -> Path:  # fmt: skip
     """Write the kit folder (built in a temp folder, then moved into place: never half-written)."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty: choose another --out")
+        raise OutputExistsError(f"{out} exists and is not empty: choose another --out")
     tmp = Path(tempfile.mkdtemp(prefix=".kit-", dir=out.parent if out.parent.exists() else None))
     try:
         layers = {n: collect_layers(build_model(n, target), model_input_shape(n, target)) for n in model_names}
         entries = []
         (tmp / "micro").mkdir()
-        for key, (cin_axis, cout_axis) in sorted(grid_axes([x for ls in layers.values() for x in ls]).items()):
+        axes = grid_axes([x for ls in layers.values() for x in ls], settings)
+        for key, (cin_axis, cout_axis) in sorted(axes.items()):
             g = Geometry.from_key(key)
             if cout_axis is None:
                 points = [(ci, ci) for ci in cin_axis]
@@ -58,9 +60,10 @@ def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike
                 onnx.save(micro_model(g, cin, cout), tmp / name)
                 shape = [g.batch, cin] if g.op == "linear" else [g.batch, cin, g.h, g.w]
                 entries.append({"key": key, "cin": cin, "cout": cout, "file": name, "input": shape})
-        calibration = _write_calibration_models(target, model_names, tmp)
-        manifest = {"schema": KIT_SCHEMA, "target": target_dict(target), "settings": profile_settings(target),
-                    "micro_timing": MICRO_TIMING, "entries": entries, "calibration": calibration}
+        calibration = _write_calibration_models(target, model_names, tmp, settings)
+        manifest = {"schema": KIT_SCHEMA, "target": target_dict(target),
+                    "settings": profile_settings(target, "wall", settings), "micro_timing": settings.micro_timing,
+                    "entries": entries, "calibration": calibration}  # fmt: skip
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         # the collector and its timing module travel with the kit: the device needs no edgeprune
         shutil.copyfile(collect.__file__, tmp / "collect.py")
@@ -74,12 +77,13 @@ def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike
     return out
 
 
-def _write_calibration_models(target: Target, model_names: list[str], folder: Path) -> list[dict]:
+def _write_calibration_models(target: Target, model_names: list[str], folder: Path, settings: ProfileSettings
+                              ) -> list[dict]:  # fmt: skip
     (folder / "models").mkdir()
     out = []
     for name in model_names:
         model, shape = build_model(name, target), model_input_shape(name, target)
-        for label, variant in calibration_variants(model, name, shape):
+        for label, variant in calibration_variants(model, name, shape, settings):
             file = f"models/{name}--{label}.onnx"
             export_onnx(variant, torch.randn(*shape), folder / file)
             layers = [[x.geometry.key, x.cin, x.cout] for x in collect_layers(variant, shape)]
@@ -107,7 +111,7 @@ def import_result(path: str | os.PathLike) -> Profile:
                 {"label": c["label"], "layers": c["layers"], "measured_ms": float(c["measured_ms"]),
                  **{k: float(c[k]) for k in ("measured_ratio", "dense_ms") if k in c}}
             )
-        choose_lookup_and_calibrate(profile, by_model)
+        profile = choose_lookup_and_calibrate(profile, by_model)
     except (KeyError, TypeError, ValueError) as exc:
         raise ProfileError(f"{path}: malformed kit result ({type(exc).__name__}: {exc})") from exc
     return profile

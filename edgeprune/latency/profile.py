@@ -1,4 +1,5 @@
-"""The latency profile artifact (profiles/<target>--<device>.json) and the predictor built on it."""
+"""The latency profile artifact (profiles/<target>--<device>.json), plain data: what was measured on a target
+and the terms fitted to it. The predictor built on it is :class:`edgeprune.latency.model.LatencyModel`."""
 
 from __future__ import annotations
 
@@ -6,19 +7,20 @@ import json
 import os
 import platform
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgeprune.atomic import atomic_write_text
-from edgeprune.latency.layers import Geometry, Layer, on_blocking
+from edgeprune.errors import EdgepruneError
+from edgeprune.latency.layers import Geometry, Layer
 from edgeprune.paths import shipped_dir, user_dir
 
 PROFILE_SCHEMA = "edgeprune.profile/1"
 
 
-class ProfileError(ValueError):
+class ProfileError(EdgepruneError, ValueError):
     """A malformed, truncated or mismatching profile."""
 
 
@@ -133,50 +135,31 @@ def _lerp1(ms: np.ndarray, x: float) -> float:
 
 @dataclass
 class Calibration:
-    """measured_ms ≈ scale * sum(layer ms) + offset_ms, fitted on end-to-end runs of one model."""
+    """measured_ms ≈ scale * sum(layer ms) + offset_ms, fitted on end-to-end runs of one model (how a prediction
+    applies it: :class:`edgeprune.latency.model.LatencyModel`)."""
 
     scale: float = 1.0
     offset_ms: float = 0.0
     points: list[dict] = field(default_factory=list)
 
-    @property
-    def layer_offset_ms(self) -> float:
-        """The offset's share per layer of the dense model (the points' first plan), 0 without points.
 
-        The points prune channels only, so every layer runs in each of them and the offset could as well be
-        a constant. Counted per layer, a layer that stops running (a removed residual branch) takes its
-        share with it; what its removal really saves is then measured (latency/removal.py).
-        """
-        layers = self.points[0].get("layers") if self.points else None
-        return self.offset_ms / len(layers) if layers else 0.0
+@dataclass(frozen=True)
+class ProfileSettings:
+    """How a profile is measured and its terms fitted; the defaults make the profiles edgeprune ships. What
+    decides a table's reuse is stamped into the profile file (``latency.profiler.profile_settings``)."""
 
-    def total_ms(self, layers_ms: float, layers_run: int) -> float:
-        """Predicted end-to-end ms from the summed table ms of the ``layers_run`` layers that run."""
-        share = self.layer_offset_ms
-        return self.scale * layers_ms + (share * layers_run if share else self.offset_ms)
-
-
-@dataclass
-class Prediction:
-    ms: float
-    layers_ms: float
-    per_layer: dict[str, float]
-    extrapolated: list[str]
-    calibrated: bool
+    grid_fractions: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)  # of each layer's widths
+    # micro-models: many short rounds (see targets/cpu-ort.toml)
+    micro_timing: dict = field(default_factory=lambda: {"warmup": 5, "repeats": 3, "rounds": 15})
+    scan: dict = field(default_factory=lambda: {"span": 64, "step": 2})  # dense scan below the top width: the staircase
+    # uniform plans the calibration line is fitted on; 0.75 anchors it at small widths
+    calibration_ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
+    calibration_random: int = 6  # random plans per model (seeded apart from the check's), as odd widths cost extra
+    # in-network fits: how far apart two sessions of the dense model may time before the fit is refused
+    control_tolerance: float = 0.03
 
 
-def misaligned(g: Geometry, cin: int, cout: int, align: int) -> bool:
-    """Whether a conv's channels are off the runtime's channel blocking (linears are not blocked). A count
-    that divides the blocking (4 of 8) is on it, as the planner has it: measured on cpu-ort, ResNet-56's
-    stage 1 at 4 channels ran 9 % faster end to end, where the term charged it as misaligned."""
-    return g.op != "linear" and not (on_blocking(cin, align) and on_blocking(cout, align))
-
-
-def activation_mb(g: Geometry, cin: int, cout: int) -> float:
-    """MB of a layer's input and output activations: what a layout reorder around it would move."""
-    size = 2 if g.dtype == "fp16" else 4
-    out_pixels = -(-g.h // g.stride) * -(-g.w // g.stride)
-    return g.batch * (cin * g.h * g.w + cout * out_pixels) * size / 2**20
+DEFAULT_SETTINGS = ProfileSettings()
 
 
 @dataclass
@@ -202,39 +185,11 @@ class Profile:
     # A key absent here counts with s = 1 (the removed layer's whole predicted cost is saved).
     removal_scale: dict[str, dict[str, float]] = field(default_factory=dict)
 
-    def layer_ms(self, layer: Layer, cin: int, cout: int, model: str | None = None) -> tuple[float, bool]:
-        """One layer's ms at (cin, cout): its table lookup, with ``model``'s in-network width correction, plus
-        the misalignment term; flags extrapolation."""
-        table = self.tables.get(layer.geometry.key)
-        if table is None:
-            raise ProfileError(
-                f"layer {layer.path} ({layer.geometry.key}) is not in the profile: profile this model first "
-                f"(edgeprune profile {self.target.get('name')} --model ...)"
-            )
-        ms, outside = table.lookup(cin, cout, self.use_scan, self.channel_block)
-        correction = self.width_correction(model, layer)
-        if correction is not None:
-            scale, dense_cin, dense_cout = correction
-            dense, _ = table.lookup(dense_cin, dense_cout, self.use_scan, self.channel_block)
-            ms = dense + scale * (ms - dense)
-        return ms + self.misalign_ms(layer.geometry, cin, cout), outside
-
-    def width_correction(self, model: str | None, layer: Layer) -> tuple[float, int, int] | None:
-        """(scale, dense cin, dense cout) of ``layer`` in ``model`` when its geometry has an in-network scale."""
-        entry = self.width_scale.get(model or "")
-        scale = entry["scales"].get(layer.geometry.key) if entry else None
-        if scale is None:
-            return None
-        ref = entry["dense"].get(layer.path)
-        if ref is None or ref[0] != layer.geometry.key:
-            return None  # a layer the fit never saw (another model under this name): its table as measured
-        return scale, ref[1], ref[2]
-
-    def set_width_scales(self, model: str, scales: dict[str, float], dense: list[Layer]) -> None:
-        """Record ``model``'s fitted scales (added to its earlier ones) and its dense layers' widths."""
+    def with_width_scales(self, model: str, scales: dict[str, float], dense: list[Layer]) -> Profile:
+        """A copy with ``model``'s fitted width scales (added to its earlier ones) and its dense layers' widths."""
         old = self.width_scale.get(model, {}).get("scales", {})
-        self.width_scale[model] = {"scales": {**old, **scales},
-                                   "dense": {x.path: [x.geometry.key, x.cin, x.cout] for x in dense}}  # fmt: skip
+        entry = {"scales": {**old, **scales}, "dense": {x.path: [x.geometry.key, x.cin, x.cout] for x in dense}}
+        return replace(self, width_scale={**self.width_scale, model: entry})
 
     def model_layers(self, model: str, point: dict) -> list[Layer]:
         """A calibration point's layers, named by the model's layer paths when the fit recorded them (so the
@@ -244,30 +199,6 @@ class Profile:
         same = len(dense) == len(rows) and all(d[1][0] == r[0] for d, r in zip(dense, rows))
         return [Layer(dense[j][0] if same else f"l{j}", Geometry.from_key(k), ci, co)
                 for j, (k, ci, co) in enumerate(rows)]  # fmt: skip
-
-    def misalign_ms(self, g: Geometry, cin: int, cout: int) -> float:
-        """What a layer off the runtime's channel blocking costs beyond its table entry (0 when aligned)."""
-        m = self.misalign
-        if m and misaligned(g, cin, cout, m["align"]):
-            return m["ms_per_mb"] * activation_mb(g, cin, cout) + m["ms_per_layer"]
-        return 0.0
-
-    def predict_layers(self, layers: list[Layer], model: str | None = None
-                       ) -> tuple[float, dict[str, float], list[str]]:  # fmt: skip
-        per_layer, outside = {}, []
-        for layer in layers:
-            ms, out = self.layer_ms(layer, layer.cin, layer.cout, model)
-            per_layer[layer.path] = per_layer.get(layer.path, 0.0) + ms
-            if out:
-                outside.append(f"{layer.path} ({layer.cin}->{layer.cout})")
-        return sum(per_layer.values()), per_layer, outside
-
-    def predict(self, layers: list[Layer], model_name: str | None = None) -> Prediction:
-        """Predicted end-to-end ms: calibrated sum of per-layer table lookups."""
-        total, per_layer, outside = self.predict_layers(layers, model_name)
-        cal = self.calibration.get(model_name or "")
-        ms = cal.total_ms(total, len(layers)) if cal else total
-        return Prediction(ms, total, per_layer, outside, cal is not None)
 
     # -- file format
     def to_dict(self) -> dict:

@@ -20,28 +20,25 @@ from tqdm import tqdm
 
 from edgeprune.atomic import atomic_write_text
 from edgeprune.backends import get_backend, measure_latency, prepare_runner, time_runners
+from edgeprune.errors import EdgepruneError
 from edgeprune.export import export_onnx
 from edgeprune.graph import build_graph
 from edgeprune.latency.layers import Geometry, Layer, collect_layers
 from edgeprune.latency.micro import input_for, micro_model
+from edgeprune.latency.model import LatencyModel, activation_mb, misaligned
 from edgeprune.latency.profile import (
+    DEFAULT_SETTINGS,
     Calibration,
     Profile,
     ProfileError,
+    ProfileSettings,
     Table,
-    activation_mb,
     device_fingerprint,
-    misaligned,
 )
 from edgeprune.models import create_model_for_size, get_entry
 from edgeprune.prune import Plan, prune_model, uniform_plan
 from edgeprune.targets import Target
 
-GRID_FRACTIONS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
-MICRO_TIMING = {"warmup": 5, "repeats": 3, "rounds": 15}  # many short rounds: see targets/cpu-ort.toml
-SCAN = {"span": 64, "step": 2}  # dense output-channel scan below the original width: the staircase
-CALIBRATION_RATIOS = (0.0, 0.25, 0.5, 0.75)  # 0.75: anchors the line at small widths
-CALIBRATION_RANDOM = 6  # random plans per model (seeded apart from the check's), as odd widths cost extra
 CALIBRATION_SEED = 12345
 LOOKUP_CHOICES = [(block, scan) for block in (1, 8, 16) for scan in (True, False)]
 MISALIGN_BLOCKS = (8, 16)
@@ -49,7 +46,7 @@ MISALIGN_PER_MB = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # ms per MB of activat
 MISALIGN_PER_LAYER = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05)  # ms per misaligned layer
 
 
-class ProfileBudgetExceeded(RuntimeError):
+class ProfileBudgetExceeded(EdgepruneError, RuntimeError):
     """Profiling ran out of its time budget; the partial work is kept for a resumed run."""
 
 
@@ -61,7 +58,8 @@ def build_model(name: str, target: Target) -> nn.Module:
     return create_model_for_size(name, model_input_shape(name, target)[-1]).eval()
 
 
-def grid_axes(layers: list[Layer]) -> dict[str, tuple[list[int], list[int] | None]]:
+def grid_axes(layers: list[Layer], settings: ProfileSettings = DEFAULT_SETTINGS
+              ) -> dict[str, tuple[list[int], list[int] | None]]:  # fmt: skip
     """Per geometry: the channel values to measure (fractions of every layer's widths, merged)."""
     axes: dict[str, tuple[set[int], set[int]]] = {}
     for layer in layers:
@@ -71,7 +69,7 @@ def grid_axes(layers: list[Layer]) -> dict[str, tuple[list[int], list[int] | Non
             )
         ins, outs = axes.setdefault(layer.geometry.key, (set(), set()))
         step = layer.geometry.group_width if layer.geometry.op == "gconv" else 1
-        for f in GRID_FRACTIONS:
+        for f in settings.grid_fractions:
             ins.add(max(step, round(f * layer.cin / step) * step))
             outs.add(max(1, round(f * layer.cout)))
     out = {}
@@ -81,9 +79,8 @@ def grid_axes(layers: list[Layer]) -> dict[str, tuple[list[int], list[int] | Non
     return out
 
 
-def _time_layer(
-    target: Target, g: Geometry, cin: int, cout: int, tmp: Path, timing: str = "wall"
-) -> tuple[float, float]:
+def _time_layer(target: Target, g: Geometry, cin: int, cout: int, tmp: Path, timing: str = "wall",
+                settings: ProfileSettings = DEFAULT_SETTINGS) -> tuple[float, float]:  # fmt: skip
     """Median ms and spread of one layer: an ONNX micro-model, or (torch targets) the same in torch."""
     x = input_for(g, cin)
     if target.backend == "torch":
@@ -94,9 +91,9 @@ def _time_layer(
         if timing == "kernel":
             from edgeprune.backends.onnxruntime import measure_kernels
 
-            return measure_kernels(target, str(path), x, **MICRO_TIMING)
+            return measure_kernels(target, str(path), x, **settings.micro_timing)
         runner = prepare_runner(target, path, x.shape)
-    stats = measure_latency(runner, x, replace(target, **MICRO_TIMING))
+    stats = measure_latency(runner, x, replace(target, **settings.micro_timing))
     return stats.median_ms, stats.spread_pct
 
 
@@ -125,32 +122,31 @@ def torch_micro_model(g: Geometry, cin: int, cout: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(cin, cout, g.kernel, g.stride, g.kernel // 2, groups=groups), nn.ReLU())
 
 
-def measure_table(
-    target: Target, key: str, cin_axis: list[int], cout_axis: list[int] | None, tmp: Path, timing: str = "wall"
-) -> Table:
+def measure_table(target: Target, key: str, cin_axis: list[int], cout_axis: list[int] | None, tmp: Path,
+                  timing: str = "wall", settings: ProfileSettings = DEFAULT_SETTINGS) -> Table:  # fmt: skip
     g = Geometry.from_key(key)
     if cout_axis is None:  # depthwise / grouped with cin == cout: whole conv groups go, so cout follows cin
-        results = [_time_layer(target, g, c, c, tmp, timing) for c in cin_axis]
+        results = [_time_layer(target, g, c, c, tmp, timing, settings) for c in cin_axis]
         table = Table(cin_axis, None, [r[0] for r in results], [r[1] for r in results])
     else:
         ms, spread = [], []
         for ci in cin_axis:
-            row = [_time_layer(target, g, ci, co, tmp, timing) for co in cout_axis]
+            row = [_time_layer(target, g, ci, co, tmp, timing, settings) for co in cout_axis]
             ms.append([r[0] for r in row])
             spread.append([r[1] for r in row])
         table = Table(cin_axis, cout_axis, ms, spread)
-    table.scan_c = scan_widths(g, (cout_axis or cin_axis)[-1])
+    table.scan_c = scan_widths(g, (cout_axis or cin_axis)[-1], settings)
     table.scan_ms = []
     for c in table.scan_c:
         cin = c if cout_axis is None else cin_axis[-1]  # 2-D: scan cout at the full input width
-        table.scan_ms.append(_time_layer(target, g, cin, c, tmp, timing)[0])
+        table.scan_ms.append(_time_layer(target, g, cin, c, tmp, timing, settings)[0])
     return table
 
 
-def scan_widths(g: Geometry, top: int) -> list[int]:
-    """Channel counts of the dense scan: every SCAN["step"] (or conv group) down SCAN["span"] from ``top``."""
-    step = g.group_width if g.op == "gconv" else SCAN["step"]
-    return sorted({c for c in range(top, max(0, top - SCAN["span"]) - 1, -step) if c >= max(1, step)})
+def scan_widths(g: Geometry, top: int, settings: ProfileSettings = DEFAULT_SETTINGS) -> list[int]:
+    """Channel counts of the dense scan: every scan["step"] (or conv group) down scan["span"] from ``top``."""
+    span, step = settings.scan["span"], g.group_width if g.op == "gconv" else settings.scan["step"]
+    return sorted({c for c in range(top, max(0, top - span) - 1, -step) if c >= max(1, step)})
 
 
 def export_for(target: Target, model: nn.Module, input_shape: tuple[int, ...], path: Path) -> nn.Module | Path:
@@ -203,10 +199,12 @@ def fit_calibration(points: list[dict]) -> Calibration:
     return Calibration(float(scale), float(offset), points)
 
 
-def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, list[dict]]) -> None:
-    """Pick the lookup variant (channel block, staircase scans) and the misalignment term that best explain
-    the calibration runs (least RMS relative residual), then fit each model's calibration line with them.
-    Each point carries its layers as [key, cin, cout].
+def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, list[dict]],
+                                choices: list[tuple[int, bool]] = LOOKUP_CHOICES) -> Profile:  # fmt: skip
+    """Pick the lookup variant (channel block, staircase scans: one of ``choices``) and the misalignment term
+    that best explain the calibration runs (least RMS relative residual), then fit each model's calibration
+    line with them. Each point carries its layers as [key, cin, cout]. Returns a copy of ``profile`` with
+    them; the calibration lines of models without points are dropped.
 
     The misalignment term is what a layer off the runtime's channel blocking costs inside a network beyond
     its micro-model (onnxruntime leaves its blocked layout around such a layer: two layout reorders of its
@@ -221,9 +219,10 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
             off = [x for x in ls if misaligned(x.geometry, x.cin, x.cout, align)]
             features[pid, align] = (sum(activation_mb(x.geometry, x.cin, x.cout) for x in off), len(off))
     best = None
-    for block, scan in LOOKUP_CHOICES:
-        profile.channel_block, profile.use_scan, profile.misalign = block, scan, {}
-        base = {pid: profile.predict_layers(ls, pid[0])[0] for pid, ls in layers.items()}
+    for block, scan in choices:
+        trial = replace(profile, channel_block=block, use_scan=scan, misalign={})
+        models = {name: LatencyModel(trial, name) for name in points_by_model}
+        base = {pid: models[pid[0]].layers_ms(ls) for pid, ls in layers.items()}
         for align, per_mb, per_layer in itertools.product(MISALIGN_BLOCKS, MISALIGN_PER_MB, MISALIGN_PER_LAYER):
             residuals, fitted = [], {}
             for name, points in points_by_model.items():
@@ -240,7 +239,8 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
             if best is None or score < best[0] - 1e-12:
                 term = {"align": align, "ms_per_mb": per_mb, "ms_per_layer": per_layer}
                 best = (score, block, scan, term if per_mb or per_layer else {}, fitted)
-    _, profile.channel_block, profile.use_scan, profile.misalign, profile.calibration = best
+    _, block, scan, misalign, calibration = best
+    return replace(profile, channel_block=block, use_scan=scan, misalign=misalign, calibration=calibration)
 
 
 def profile_target(
@@ -250,10 +250,12 @@ def profile_target(
     budget_s: float | None = None,
     progress: bool = True,
     timing: str = "wall",
+    settings: ProfileSettings = DEFAULT_SETTINGS,
 ) -> Profile:
     """Measure every layer geometry of ``model_names`` on ``target``, calibrate, write ``out_path``.
 
-    ``timing``: how layers are timed, "wall" or "kernel" (see :func:`layer_timing`).
+    ``timing``: how layers are timed, "wall" or "kernel" (see :func:`layer_timing`); ``settings``: the grid,
+    scans, micro-model timing and calibration plans.
 
     Resumable: finished tables are kept in ``<out>.partial.json`` and reused by the next run. The final
     file is written atomically, only after everything succeeded.
@@ -264,7 +266,7 @@ def profile_target(
     start = time.monotonic()
     partial = out_path.with_suffix(".partial.json")
     timing = layer_timing(target, timing)
-    stamp = {"target": target_dict(target), "settings": profile_settings(target, timing)}
+    stamp = {"target": target_dict(target), "settings": profile_settings(target, timing, settings)}
     done: dict = {**stamp, "tables": {}}
     for source in (partial, out_path):  # resume a run, or recalibrate a finished profile's tables
         if source.exists():
@@ -276,28 +278,29 @@ def profile_target(
                 done = {**stamp, "tables": previous["tables"]}
                 break
     layers = {name: collect_layers(build_model(name, target), model_input_shape(name, target)) for name in model_names}
-    axes = grid_axes([layer for ls in layers.values() for layer in ls])
+    axes = grid_axes([layer for ls in layers.values() for layer in ls], settings)
     todo = [k for k in sorted(axes) if k not in done["tables"]]
     with tempfile.TemporaryDirectory() as tmp:
         for key in tqdm(todo, desc=f"profiling {target.name}", disable=not progress):
             if budget_s is not None and time.monotonic() - start > budget_s:
                 raise ProfileBudgetExceeded(f"time budget of {budget_s:.0f} s used; rerun to resume from {partial}")
-            done["tables"][key] = vars(measure_table(target, key, *axes[key], Path(tmp), timing))
+            done["tables"][key] = vars(measure_table(target, key, *axes[key], Path(tmp), timing, settings))
             atomic_write_text(partial, json.dumps(done))
         tables = {k: Table(**t) for k, t in done["tables"].items() if k in axes}
         profile = Profile(target_dict(target), device_fingerprint(target.backend), stamp["settings"], tables)
-        points = {name: calibration_points(target, name) for name in model_names}
-        choose_lookup_and_calibrate(profile, points)
+        points = {name: calibration_points(target, name, settings) for name in model_names}
+        profile = choose_lookup_and_calibrate(profile, points)
     profile.save(out_path)
     partial.unlink(missing_ok=True)
     return profile
 
 
-def recalibrate_profile(profile: Profile, target: Target, model_names: list[str]) -> Profile:
-    """Measure the calibration runs of ``model_names`` again and refit the lookup variant, the misalignment
-    term and every model's calibration line; the layer tables are kept, and models not named keep their
-    stored points. Minutes instead of a full profile, when the tables still hold but the end-to-end picture
-    moved (a runtime update, a new timing layout)."""
+def recalibrate_profile(profile: Profile, target: Target, model_names: list[str],
+                        settings: ProfileSettings = DEFAULT_SETTINGS) -> Profile:  # fmt: skip
+    """A copy of ``profile`` with the calibration runs of ``model_names`` measured again and the lookup variant,
+    the misalignment term and every model's calibration line refitted; the layer tables are kept, and models
+    not named keep their stored points. Minutes instead of a full profile, when the tables still hold but the
+    end-to-end picture moved (a runtime update, a new timing layout)."""
     reason = get_backend(target.backend).unavailable_reason(target)
     if reason:
         raise ProfileError(f"target {target.name} cannot run here: {reason}")
@@ -310,25 +313,26 @@ def recalibrate_profile(profile: Profile, target: Target, model_names: list[str]
         missing = sorted({x.geometry.key for x in layers} - set(profile.tables))
         if missing:
             raise ProfileError(f"{name} has {len(missing)} layer geometries the profile never measured (e.g. "
-                               f"{missing[0]}): profile it with `edgeprune profile {target.name} --model {name}`")
+                               f"{missing[0]}): profile it with `edgeprune profile measure {target.name} "
+                               f"--model {name}`")  # fmt: skip
     points = {name: cal.points for name, cal in profile.calibration.items()}
-    points.update({name: calibration_points(target, name) for name in model_names})
-    choose_lookup_and_calibrate(profile, points)
-    fresh = profile_settings(target, profile.settings.get("layer_timing", "wall"))
-    profile.settings = {**profile.settings, **{k: fresh[k] for k in ("calibration", "end_to_end")}}
-    return profile
+    points.update({name: calibration_points(target, name, settings) for name in model_names})
+    fitted = choose_lookup_and_calibrate(profile, points)
+    fresh = profile_settings(target, profile.settings.get("layer_timing", "wall"), settings)
+    return replace(fitted, settings={**profile.settings, **{k: fresh[k] for k in ("calibration", "end_to_end")}})
 
 
-def calibration_variants(model: nn.Module, name: str, shape: tuple[int, ...]) -> list[tuple[str, nn.Module]]:
+def calibration_variants(model: nn.Module, name: str, shape: tuple[int, ...],
+                         settings: ProfileSettings = DEFAULT_SETTINGS) -> list[tuple[str, nn.Module]]:  # fmt: skip
     """The pruned variants every calibration measures: uniform ratios, then seeded random plans."""
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
     rng = random.Random(CALIBRATION_SEED)
-    plans = [(f"uniform-{r}", uniform_plan(model, graph, r) if r else None) for r in CALIBRATION_RATIOS]
-    plans += [(f"random-{i}", random_plan(graph, rng)) for i in range(CALIBRATION_RANDOM)]
+    plans = [(f"uniform-{r}", uniform_plan(model, graph, r) if r else None) for r in settings.calibration_ratios]
+    plans += [(f"random-{i}", random_plan(graph, rng)) for i in range(settings.calibration_random)]
     return [(label, prune_model(model, graph, plan)[0] if plan else model) for label, plan in plans]
 
 
-def calibration_points(target: Target, name: str) -> list[dict]:
+def calibration_points(target: Target, name: str, settings: ProfileSettings = DEFAULT_SETTINGS) -> list[dict]:
     """End-to-end runs of uniform and random pruned variants (the dense model among them), each with its
     layer list.
 
@@ -337,7 +341,7 @@ def calibration_points(target: Target, name: str) -> list[dict]:
     a calibration takes (20 % and more on a shared VM) cancels out of the points instead of bending the line.
     """
     model, shape = build_model(name, target), model_input_shape(name, target)
-    variants = calibration_variants(model, name, shape)
+    variants = calibration_variants(model, name, shape, settings)
     pairs = measure_variants(target, [model] + [v for _, v in variants], shape, desc=f"calibrating {name}")[0]
     reference = statistics.median(d for d, _ in pairs)
     return [{"label": label, "layers": [[x.geometry.key, x.cin, x.cout] for x in collect_layers(v, shape)],
@@ -371,12 +375,13 @@ def target_dict(target: Target) -> dict:
     return d
 
 
-def profile_settings(target: Target, timing: str = "wall") -> dict:
+def profile_settings(target: Target, timing: str = "wall", settings: ProfileSettings = DEFAULT_SETTINGS) -> dict:
+    """What the profile file records of how it was made (``_table_stamp`` reads the part tables depend on)."""
     return {
-        "grid_fractions": list(GRID_FRACTIONS),
-        "micro_timing": MICRO_TIMING,
-        "scan": SCAN,
-        "calibration": {"uniform": list(CALIBRATION_RATIOS), "random": CALIBRATION_RANDOM},
+        "grid_fractions": list(settings.grid_fractions),
+        "micro_timing": dict(settings.micro_timing),
+        "scan": dict(settings.scan),
+        "calibration": {"uniform": list(settings.calibration_ratios), "random": settings.calibration_random},
         "end_to_end": {"warmup": target.warmup, "repeats": target.repeats, "rounds": target.rounds,
                        "how": "each variant beside a dense session, alternating rounds; ms = ratio x dense median"},
         "statistic": "median of round medians (ms)",

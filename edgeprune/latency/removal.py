@@ -6,7 +6,7 @@ overstated most what removing stage-1 branches saves (README: "Removing residual
 variants of the network that each remove every other branch of one kind (the branches whose layers have the
 same geometries) beside the dense model, and records the measured saving over the predicted one,
 ``Profile.removal_scale``. A removed layer then leaves ``(1 - s)`` of its dense cost in the prediction
-(edgeprune.latency.costs.LatencyCost).
+(:class:`edgeprune.latency.model.LatencyModel`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from edgeprune.graph import build_graph
-from edgeprune.latency.costs import LatencyCost, MacsCost, predict_pruned_ms
-from edgeprune.latency.innet import RIDGE, SCALE_RANGE, time_with_control
+from edgeprune.latency.costs import MacsCost
+from edgeprune.latency.innet import RIDGE, SCALE_RANGE, Fitted, time_with_control
 from edgeprune.latency.layers import Layer, collect_layers
-from edgeprune.latency.profile import Profile, ProfileError
+from edgeprune.latency.model import LatencyModel
+from edgeprune.latency.profile import DEFAULT_SETTINGS, Profile, ProfileError, ProfileSettings
 from edgeprune.latency.profiler import build_model, model_input_shape
 from edgeprune.prune import Plan, prune_model
 from edgeprune.targets import Target
@@ -28,13 +29,18 @@ from edgeprune.targets import Target
 
 def predicted_ratio(profile: Profile, name: str, dense: list[Layer], removed: set[str]) -> float:
     """Predicted ms with the layers at ``removed`` paths gone, over the dense model's."""
+    model = LatencyModel(profile, name)
     left = [x for x in dense if x.path not in removed]
-    return predict_pruned_ms(profile, name, dense, left) / predict_pruned_ms(profile, name, dense, dense)
+    return model.predict_pruned(dense, left).ms / model.predict(dense).ms
 
 
-def fit_removal_scales(profile: Profile, target: Target, name: str, rounds: int = 2) -> list[dict]:
+def fit_removal(profile: Profile, target: Target, name: str, rounds: int = 2,
+                settings: ProfileSettings = DEFAULT_SETTINGS) -> Fitted:  # fmt: skip
     """Time one variant per kind of branch in ``name`` (every other such branch removed) beside the dense
-    model, and set ``profile.removal_scale[name]``. Returns a row per variant."""
+    model, and fit the model's removal scales. Returns the profile with them and a row per variant.
+
+    ``rounds``: how long the variants are timed, in multiples of the target's rounds; ``settings``: the
+    control's tolerance."""
     model, shape = build_model(name, target), model_input_shape(name, target)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
     dense = collect_layers(model, shape)
@@ -53,14 +59,14 @@ def fit_removal_scales(profile: Profile, target: Target, name: str, rounds: int 
         variants[label] = prune_model(model, graph, plan)[0].eval()
         removed[label] = {p for g in chosen for p in (*graph.branches[g].inner_layers, graph.branches[g].tail)
                           if p in geometry}  # fmt: skip
-    ms, control = time_with_control(target, name, model, variants, shape, rounds)
+    ms, control = time_with_control(target, name, model, variants, shape, rounds, settings.control_tolerance)
     plain = replace(profile, removal_scale={k: v for k, v in profile.removal_scale.items() if k != name})
     before = {v: predicted_ratio(plain, name, dense, removed[v]) for v in variants}
     # One equation per variant: the predicted ms its removed layers save, per geometry, times that geometry's
     # scale, equals the measured share of the dense model's predicted ms. Kinds of branch share geometries
     # (a stage's first block and the rest), so the scales are solved together, pulled towards 1 (RIDGE).
-    cost = LatencyCost(plain, name)
-    dense_ms = cost.total(sum(cost.layer(x, x.cin, x.cout) for x in dense))
+    cost = LatencyModel(plain, name)
+    dense_ms = cost.predict(dense).ms
     keys = sorted({geometry[p] for paths in removed.values() for p in paths})
     a = np.zeros((len(variants), len(keys)))
     for i, v in enumerate(variants):
@@ -71,12 +77,21 @@ def fit_removal_scales(profile: Profile, target: Target, name: str, rounds: int 
     lam = RIDGE * float(np.abs(a).max(initial=1e-9))
     fitted = np.linalg.lstsq(np.vstack([a, lam * np.eye(len(keys))]), np.concatenate([y, lam * np.ones(len(keys))]),
                              rcond=None)[0]  # fmt: skip
-    profile.removal_scale[name] = {k: round(float(np.clip(v, *SCALE_RANGE)), 4) for k, v in zip(keys, fitted)}
-    after = {v: predicted_ratio(profile, name, dense, removed[v]) for v in variants}
+    scales = {k: round(float(np.clip(v, *SCALE_RANGE)), 4) for k, v in zip(keys, fitted)}
+    out = replace(profile, removal_scale={**profile.removal_scale, name: scales})
+    after = {v: predicted_ratio(out, name, dense, removed[v]) for v in variants}
     macs = MacsCost()
     total_macs = sum(macs.layer(x, x.cin, x.cout) for x in dense)
     macs_removed = {v: sum(macs.layer(x, x.cin, x.cout) for x in dense if x.path in removed[v]) / total_macs
                     for v in variants}  # fmt: skip
-    return [{"variant": v, "measured_ratio": ms[v] / ms["dense"], "control_ratio": control,
-             "predicted_ratio_before": before[v], "predicted_ratio_after": after[v],
-             "macs_removed": macs_removed[v]} for v in variants]  # fmt: skip
+    return Fitted(out, [{"variant": v, "measured_ratio": ms[v] / ms["dense"], "control_ratio": control,
+                         "predicted_ratio_before": before[v], "predicted_ratio_after": after[v],
+                         "macs_removed": macs_removed[v]} for v in variants])  # fmt: skip
+
+
+def fit_removal_scales(profile: Profile, target: Target, name: str, **kwargs) -> list[dict]:
+    """:func:`fit_removal`, written into ``profile`` in place: only for the CLI until it takes the returned
+    profile."""
+    fitted = fit_removal(profile, target, name, **kwargs)
+    profile.removal_scale = fitted.profile.removal_scale
+    return fitted.rows

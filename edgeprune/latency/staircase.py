@@ -6,6 +6,7 @@ import os
 
 from edgeprune.graph.groups import CONV_OUT, LINEAR_OUT, ChannelGraph
 from edgeprune.latency.layers import Layer
+from edgeprune.latency.model import LatencyModel
 from edgeprune.latency.profile import Profile
 
 
@@ -39,7 +40,7 @@ def plot_staircases(profile: Profile, layers: list[Layer], path: str | os.PathLi
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    _, per_layer, _ = profile.predict_layers(layers)
+    per_layer = LatencyModel(profile).predict(layers).per_layer  # tables as measured: no model's fitted terms
     cost: dict[str, float] = {}
     for layer in layers:
         cost[layer.geometry.key] = cost.get(layer.geometry.key, 0.0) + per_layer[layer.path]

@@ -1,0 +1,163 @@
+"""The one latency model: what a network, pruned or not, costs on a target, from the target's profile.
+
+A :class:`~edgeprune.latency.profile.Profile` is data; this is the formula. The planner prices its steps
+with it (it is the "latency" :class:`~edgeprune.latency.costs.LayerCost`), ``validate`` and ``profile check``
+predict whole models with it, and the fitters (calibration, in-network widths, removal) take the layer sums
+they fit from it::
+
+    ms = scale * sum(term of each layer) + (offset_ms when the offset is not shared per layer)
+    term = layer ms + share                       for a layer that runs
+         = (1 - s) * its dense term               for a removed layer (s: its removal scale, else 1)
+    layer ms = table lookup at (cin, cout), with the model's in-network width correction,
+               + the misalignment term of a layer off the runtime's channel blocking
+
+``scale``, ``offset_ms``: the model's calibration line; ``share``: the offset's part per layer of the dense
+model, over ``scale``. Without a calibration line, ms is the plain sum of layer ms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeprune.latency.layers import Geometry, Layer, on_blocking
+from edgeprune.latency.profile import Profile, ProfileError
+
+
+@dataclass
+class Prediction:
+    """A network's predicted latency: ``ms`` is the calibrated sum of the ``per_layer`` terms."""
+
+    ms: float
+    per_layer: dict[str, float]  # layer path -> its term of the layer sum (before the calibration line)
+    extrapolated: list[str]  # "path (cin->cout)" of layers outside their table's grid (clamped to it)
+    calibrated: bool  # the model has a calibration line in the profile
+
+
+def misaligned(g: Geometry, cin: int, cout: int, align: int) -> bool:
+    """Whether a conv's channels are off the runtime's channel blocking (linears are not blocked). A count
+    that divides the blocking (4 of 8) is on it, as the planner has it: measured on cpu-ort, ResNet-56's
+    stage 1 at 4 channels ran 9 % faster end to end, where the term charged it as misaligned."""
+    return g.op != "linear" and not (on_blocking(cin, align) and on_blocking(cout, align))
+
+
+def activation_mb(g: Geometry, cin: int, cout: int) -> float:
+    """MB of a layer's input and output activations: what a layout reorder around it would move."""
+    size = 2 if g.dtype == "fp16" else 4
+    out_pixels = -(-g.h // g.stride) * -(-g.w // g.stride)
+    return g.batch * (cin * g.h * g.w + cout * out_pixels) * size / 2**20
+
+
+class LatencyModel:
+    """Predicted latency of ``model_name``'s layers, at any widths, from ``profile`` (see the module docstring).
+
+    Lookups are cached: build a new model for a changed profile.
+    """
+
+    kind, unit = "latency", "ms"
+
+    def __init__(self, profile: Profile, model_name: str = "") -> None:
+        self.profile, self.model_name = profile, model_name
+        self.calibration = profile.calibration.get(model_name)
+        self.share = self._offset_share()
+        self._cache: dict[tuple, tuple[float, bool]] = {}
+        self.extrapolated: set[str] = set()  # every width priced so far outside its table (the planner reports it)
+
+    def _offset_share(self) -> float:
+        """The calibration offset's part per layer of the dense model (the points' first plan), over the scale.
+
+        The points prune channels only, so every layer runs in each of them and the offset could as well be
+        a constant. Counted per layer, a layer that stops running (a removed residual branch) takes its
+        share with it; what its removal really saves is then measured (latency/removal.py). 0 without points:
+        the offset is then added once, as a constant.
+        """
+        cal = self.calibration
+        layers = cal.points[0].get("layers") if cal and cal.points else None
+        return cal.offset_ms / len(layers) / cal.scale if layers and cal.scale else 0.0
+
+    def width_correction(self, layer: Layer) -> tuple[float, int, int] | None:
+        """(scale, dense cin, dense cout) of ``layer`` when its geometry has an in-network scale in this model."""
+        entry = self.profile.width_scale.get(self.model_name)
+        scale = entry["scales"].get(layer.geometry.key) if entry else None
+        if scale is None:
+            return None
+        ref = entry["dense"].get(layer.path)
+        if ref is None or ref[0] != layer.geometry.key:
+            return None  # a layer the fit never saw (another model under this name): its table as measured
+        return scale, ref[1], ref[2]
+
+    def misalign_ms(self, g: Geometry, cin: int, cout: int) -> float:
+        """What a layer off the runtime's channel blocking costs beyond its table entry (0 when aligned)."""
+        m = self.profile.misalign
+        if m and misaligned(g, cin, cout, m["align"]):
+            return m["ms_per_mb"] * activation_mb(g, cin, cout) + m["ms_per_layer"]
+        return 0.0
+
+    def layer_ms(self, layer: Layer, cin: int, cout: int) -> tuple[float, bool]:
+        """A running layer's ms at (cin, cout) before calibration, and whether its table extrapolated."""
+        correction = self.width_correction(layer)
+        # layers of one geometry share a cost unless the model's width correction sets them apart
+        key = (layer.geometry.key, cin, cout, correction)
+        if key not in self._cache:
+            self._cache[key] = self._lookup(layer, cin, cout, correction)
+        return self._cache[key]
+
+    def _lookup(self, layer: Layer, cin: int, cout: int, correction: tuple | None) -> tuple[float, bool]:
+        p = self.profile
+        table = p.tables.get(layer.geometry.key)
+        if table is None:
+            raise ProfileError(
+                f"layer {layer.path} ({layer.geometry.key}) is not in the profile: profile this model first "
+                f"(edgeprune profile measure {p.target.get('name')} --model ...)"
+            )
+        ms, outside = table.lookup(cin, cout, p.use_scan, p.channel_block)
+        if correction is not None:  # the model's saving from its own dense widths, scaled
+            scale, dense_cin, dense_cout = correction
+            dense, _ = table.lookup(dense_cin, dense_cout, p.use_scan, p.channel_block)
+            ms = dense + scale * (ms - dense)
+        return ms + self.misalign_ms(layer.geometry, cin, cout), outside
+
+    def layer(self, layer: Layer, cin: int, cout: int) -> float:
+        """The layer's term of the layer sum at (cin, cout); at width 0 (its residual branch removed), the part
+        of its dense term that removing it leaves: (1 - s) with the model's removal scale s, else nothing."""
+        if cin == 0 or cout == 0:
+            s = self.profile.removal_scale.get(self.model_name, {}).get(layer.geometry.key)
+            return 0.0 if s is None else (1 - s) * self.layer(layer, layer.cin, layer.cout)
+        ms, outside = self.layer_ms(layer, cin, cout)
+        if outside:
+            self.extrapolated.add(f"{layer.path} ({cin}->{cout})")
+        return ms + self.share
+
+    def total(self, layer_sum: float) -> float:
+        """End-to-end ms from the sum of the layers' terms: the model's calibration line, if it has one."""
+        cal = self.calibration
+        if cal is None:
+            return layer_sum
+        return cal.scale * layer_sum + (0.0 if self.share else cal.offset_ms)
+
+    def layers_ms(self, layers: list[Layer]) -> float:
+        """Summed ms of ``layers`` at their own widths, before calibration: what a calibration line is fitted on."""
+        return sum(self.layer_ms(x, x.cin, x.cout)[0] for x in layers)
+
+    def predict(self, layers: list[Layer]) -> Prediction:
+        """A network's predicted ms from its layers, at their own widths."""
+        return self._predict([(x, x.cin, x.cout) for x in layers])
+
+    def predict_pruned(self, dense: list[Layer], pruned: list[Layer]) -> Prediction:
+        """A pruned network's predicted ms as the planner counts it: its layers matched to the ``dense`` ones by
+        path, a dense layer it no longer has (one of a removed residual branch) priced as removed. A network
+        with layers the dense one lacks (another network) is predicted from its own layers."""
+        now = {x.path: x for x in pruned}
+        if set(now) - {x.path for x in dense}:
+            return self.predict(pruned)
+        return self._predict([(x, now[x.path].cin, now[x.path].cout) if x.path in now else (x, 0, 0) for x in dense])
+
+    def _predict(self, rows: list[tuple[Layer, int, int]]) -> Prediction:
+        per_layer: dict[str, float] = {}
+        layer_sum, outside = 0.0, []
+        for x, cin, cout in rows:
+            term = self.layer(x, cin, cout)
+            layer_sum += term
+            per_layer[x.path] = per_layer.get(x.path, 0.0) + term
+            if cin and cout and self.layer_ms(x, cin, cout)[1]:
+                outside.append(f"{x.path} ({cin}->{cout})")
+        return Prediction(self.total(layer_sum), per_layer, outside, self.calibration is not None)
