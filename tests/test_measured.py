@@ -100,8 +100,10 @@ def test_prune_writes_the_plan_that_measured_within_the_budget(tmp_path, monkeyp
     saved = json.loads((tmp_path / "p" / "plan_result.json").read_text())
     measured = saved["measured"]
     assert saved["budget"] == "latency 0.75x" and measured["measured"] <= 0.75 * 1.02
-    assert 1 <= len(measured["rounds"]) <= 4 and measured in [{**r, "rounds": measured["rounds"]}
-                                                               for r in measured["rounds"]]  # fmt: skip
+    assert 1 <= len(measured["rounds"]) <= 4
+    # the plan written is the least pruned one that measured within the budget (and its tolerance)
+    within = [r for r in measured["rounds"] if r["measured"] <= 0.75 * 1.02]
+    assert measured == {**max(within, key=lambda r: r["measured"]), "rounds": measured["rounds"]}
     # the model written is the chosen plan's: its parameter share is what the stand-in measured
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     share = count(load_pruned(tmp_path / "p" / "model")) / count(create_model("cifar_resnet20"))
@@ -111,7 +113,7 @@ def test_prune_writes_the_plan_that_measured_within_the_budget(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--macs", "0.5x"], "needs a --latency budget"),
+    (["--macs", "0.5x"], "without a --latency budget"),
     (["--latency", "0.7x", "--target", "cuda-ort"], "cannot run here"),
 ])  # fmt: skip
 def test_prune_cli_measured_rounds_bad_input(tmp_path, extra, message):
