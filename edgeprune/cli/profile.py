@@ -114,9 +114,9 @@ def fit_cmd(target, what, models, profile_path, out_path) -> None:
     removal      what removing each kind of residual branch saves (--remove-branches plans)
     The profile is written only after every model was measured: a failure leaves it as it was.
     """
-    from edgeprune.latency.innet import fit_width_scales
+    from edgeprune.latency.innet import fit_widths
     from edgeprune.latency.profiler import recalibrate_profile
-    from edgeprune.latency.removal import fit_removal_scales
+    from edgeprune.latency.removal import fit_removal
 
     t, get_entry = _load_target(target)
     for m in models:
@@ -128,9 +128,10 @@ def fit_cmd(target, what, models, profile_path, out_path) -> None:
         for m, c in profile.calibration.items():
             click.echo(f"{m}: {c.scale:.3f} x layers {c.offset_ms:+.3f} ms")
     else:
-        fit = fit_width_scales if what == "widths" else fit_removal_scales
+        fit = fit_widths if what == "widths" else fit_removal
         for m in models:
-            for r in fit(profile, t, m):
+            profile, rows = fit(profile, t, m)
+            for r in rows:
                 detail = (f"(width scale {r['width_scale']})" if what == "widths"
                           else f"{100 * r['macs_removed']:.1f} % of the MACs removed")  # fmt: skip
                 click.echo(f"{m} {r['variant']}: measured {r['measured_ratio']:.3f} of dense, predicted "

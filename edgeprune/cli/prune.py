@@ -79,9 +79,11 @@ def prune_settings(ctx: click.Context, o: dict):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, metavar="DIR",
               help="New folder for the result.")
 @click.option("--pretrained", is_flag=True, help="Pretrained weights (registry names).")
+@click.option("--freeze-unknown", is_flag=True, help="Keep channels around ops the graph does not know, instead "
+              "of failing (`edgeprune graph MODEL --freeze-unknown` shows them).")
 @json_option
 @click.pass_context
-def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, as_json, **o) -> None:
+def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, freeze_unknown, as_json, **o) -> None:
     """Plan MODEL under a budget on a target and shrink it; or shrink it by a ratio or a plan file.
 
     MODEL is a registry name, a training run (its sparsity-trained importance is used) or a pruned folder.
@@ -96,7 +98,7 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, a
         if ratio is not None and plan_path is not None:
             raise click.UsageError("give one of --ratio and --plan")
         forbid(ctx, (*BUDGETS, *PLANNING), "with --ratio or --plan (they plan under a budget)")
-        summary = shrink_by_plan(ref, pretrained, ratio, plan_path, out_dir)
+        summary = shrink_by_plan(ref, pretrained, ratio, plan_path, out_dir, freeze_unknown=freeze_unknown)
         emit(as_json, summary, f"{ref}: params {summary['params_before']:,} -> {summary['params_after']:,} "
              f"({summary['params_after'] / summary['params_before']:.1%}); oracle error "
              f"{summary['oracle_error']:.1e}; wrote {out_dir}: plan.json, model/")  # fmt: skip
@@ -104,7 +106,8 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, a
     from edgeprune.plan.run import prune_run
 
     settings = prune_settings(ctx, o)
-    result = prune_run(ref, o["target_name"], settings, out_dir, o["profile_path"], pretrained)
+    result = prune_run(ref, o["target_name"], settings, out_dir, o["profile_path"], pretrained,
+                       freeze_unknown=freeze_unknown)
 
     def text() -> str:
         lines = [result.table()]
@@ -116,7 +119,7 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, a
 
 
 def shrink_by_plan(ref: str, pretrained: bool, ratio: float | None, plan_path: str | None, out_dir: str,
-                   layout: str = "run") -> dict:  # fmt: skip
+                   layout: str = "run", freeze_unknown: bool = False) -> dict:  # fmt: skip
     """Shrink ``ref`` by a uniform ratio or a plan file; ``layout`` "run" writes out/plan.json + out/model/ (as a
     budget prune does), "flat" the model files and plan.json straight into out/ (the older `shrink`)."""
     import torch
@@ -134,7 +137,7 @@ def shrink_by_plan(ref: str, pretrained: bool, ratio: float | None, plan_path: s
     net, name, kwargs, changes = load_model_ref(ref, pretrained)
     net.eval()
     example = torch.randn(1, *get_entry(name).input_size)
-    graph = build_graph(net, example, model_name=name, model_kwargs=kwargs)
+    graph = build_graph(net, example, model_name=name, model_kwargs=kwargs, freeze_unknown=freeze_unknown)
     plan = Plan.load(plan_path) if plan_path else uniform_plan(net, graph, ratio)
     pruned, spec = prune_model(net, graph, plan, changes)
     err = check_shrunk(net, graph, plan, pruned, example.shape[1:])

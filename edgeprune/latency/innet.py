@@ -133,13 +133,6 @@ def fit_widths(profile: Profile, target: Target, name: str, fractions: tuple[flo
                         for v in variants])  # fmt: skip
 
 
-def fit_width_scales(profile: Profile, target: Target, name: str, **kwargs) -> list[dict]:
-    """:func:`fit_widths`, written into ``profile`` in place: only for the CLI until it takes the returned profile."""
-    fitted = fit_widths(profile, target, name, **kwargs)
-    profile.width_scale, profile.calibration = fitted.profile.width_scale, fitted.profile.calibration
-    return fitted.rows
-
-
 def _ratios(profile: Profile, name: str, narrow: dict[str, list[Layer]], dense: list[Layer]) -> dict[str, float]:
     """Each variant's predicted ms relative to the dense model's, as the profile stands."""
     model = LatencyModel(profile, name)

@@ -87,11 +87,3 @@ def fit_removal(profile: Profile, target: Target, name: str, rounds: int = 2,
     return Fitted(out, [{"variant": v, "measured_ratio": ms[v] / ms["dense"], "control_ratio": control,
                          "predicted_ratio_before": before[v], "predicted_ratio_after": after[v],
                          "macs_removed": macs_removed[v]} for v in variants])  # fmt: skip
-
-
-def fit_removal_scales(profile: Profile, target: Target, name: str, **kwargs) -> list[dict]:
-    """:func:`fit_removal`, written into ``profile`` in place: only for the CLI until it takes the returned
-    profile."""
-    fitted = fit_removal(profile, target, name, **kwargs)
-    profile.removal_scale = fitted.profile.removal_scale
-    return fitted.rows

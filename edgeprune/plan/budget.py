@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgeprune.errors import EdgepruneError
 
-class BudgetError(ValueError):
+
+class BudgetError(EdgepruneError, ValueError):
     """A budget that cannot be parsed or cannot be reached under the constraints."""
 
 

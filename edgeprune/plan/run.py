@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from edgeprune.atomic import atomic_dir
+from edgeprune.errors import OutputExistsError
 from edgeprune.graph import build_graph
 from edgeprune.latency.costs import make_cost
 from edgeprune.latency.layers import collect_layers
@@ -61,6 +62,7 @@ def prune_run(
     profile_path: str | os.PathLike | None = None,
     pretrained: bool = False,
     schedule: tuple[int, int, float | None] = (1, 1, None),
+    freeze_unknown: bool = False,
 ) -> PlanResult:
     """Plan ``model_ref`` (name, pruned folder or training run) under a budget and write the pruned model.
 
@@ -71,14 +73,15 @@ def prune_run(
     """
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty: choose another --out (nothing was written)")
+        raise OutputExistsError(f"{out} is not empty: choose another --out (nothing was written)")
     target = load_target(target_name)
     if settings.measured_rounds:
         check_measurable(settings.budget, target)
     model, name, kwargs, changes = load_model_ref(model_ref, pretrained)
     model.eval()
     shape = target.input_shape(get_entry(name).input_size)
-    graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name, model_kwargs=kwargs)
+    graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name, model_kwargs=kwargs,
+                        freeze_unknown=freeze_unknown)
     layers = collect_layers(model, shape)
     needs_profile = "latency" in (settings.budget.kind, settings.ranked_by)
     profile = None
