@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import edgeprune
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_public_name_resolves():
-    for name in edgeprune.__all__:
-        assert getattr(edgeprune, name) is not None
+def test_every_public_name_resolves_to_its_stage_object():
+    for name, where in edgeprune._API.items():
+        module, _, attr = where.partition(":")
+        assert getattr(edgeprune, name) is getattr(importlib.import_module(module), attr or name)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        edgeprune.no_such_name  # noqa: B018
 
 
 def test_readme_embedding_example_runs(tmp_path, monkeypatch):

@@ -24,11 +24,13 @@ QUICK = {"warmup": 2, "repeats": 5, "rounds": 3}
 
 
 def test_shipped_targets_load():
-    names = list_targets()
-    for required in ("cpu-ort", "cpu-torch", "cuda-torch-fp16", "cuda-ort", "cuda-trt-fp16", "jetson-orin-trt-fp16"):
-        assert required in names
-        target = load_target(required)
-        assert target.backend in ("onnxruntime", "torch", "tensorrt") and target.rounds >= 1
+    expected = {"cpu-ort": ("onnxruntime", "cpu", "fp32"), "cpu-torch": ("torch", "cpu", "fp32"),
+                "cuda-ort": ("onnxruntime", "cuda", "fp32"), "cuda-torch-fp16": ("torch", "cuda", "fp16"),
+                "cuda-trt-fp16": ("tensorrt", "cuda", "fp16"), "jetson-orin-trt-fp16": ("tensorrt", "cuda", "fp16")}
+    assert set(expected) <= set(list_targets())
+    for name, spec in expected.items():
+        target = load_target(name)
+        assert (target.backend, target.device, target.precision) == spec and target.name == name
     assert load_target("cpu-ort").input_shape((3, 32, 32)) == (1, 3, 32, 32)
 
 
@@ -126,7 +128,9 @@ def test_torch_backend_cpu(resnet20_onnx):
     runner = get_backend("torch").prepare(target, module=model)
     x = np.zeros((1, 3, 32, 32), np.float32)
     assert runner.run(x).shape == (1, 10)
-    assert measure_latency(runner, x, target).median_ms > 0
+    stats = measure_latency(runner, x, target)
+    assert stats.samples == QUICK["rounds"] * QUICK["repeats"] and len(stats.round_medians_ms) == QUICK["rounds"]
+    assert 0 < stats.min_ms <= min(stats.round_medians_ms) <= stats.median_ms <= max(stats.round_medians_ms)
     with pytest.raises(BackendError, match="module="):
         get_backend("torch").prepare(target)
 

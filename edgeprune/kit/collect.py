@@ -46,8 +46,8 @@ timing = _load_timing()
 
 
 def fingerprint(backend: str) -> dict:
-    # Mirrors edgeprune.latency.profile.device_fingerprint on purpose: this script must run on devices
-    # without edgeprune, and `profile --import` compares these keys.
+    """What decides a measurement's validity without torch: CPU model, cores, the runtime's version. The
+    profile's device fingerprint (edgeprune.latency.profile) is this plus torch and GPU facts."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -61,7 +61,7 @@ def fingerprint(backend: str) -> dict:
         import onnxruntime
 
         fp["onnxruntime"] = onnxruntime.__version__
-    else:
+    elif backend == "tensorrt":
         import tensorrt
 
         fp["tensorrt"] = tensorrt.__version__

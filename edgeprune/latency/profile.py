@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 
 from edgeprune.atomic import atomic_write_text
 from edgeprune.errors import EdgepruneError
+from edgeprune.kit.collect import fingerprint
 from edgeprune.latency.layers import Geometry, Layer
 from edgeprune.paths import shipped_dir, user_dir
 
@@ -30,19 +30,7 @@ class ProfileMismatchWarning(UserWarning):
 
 def device_fingerprint(backend: str) -> dict:
     """What decides a measurement's validity: CPU model, cores, GPU, runtime versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    fp = {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(), "system": platform.system()}
-    if backend == "onnxruntime":
-        import onnxruntime
-
-        fp["onnxruntime"] = onnxruntime.__version__
+    fp = fingerprint(backend)
     try:
         import torch
 
