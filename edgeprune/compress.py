@@ -52,30 +52,39 @@ class CompressConfig:
     step_epochs: int = 1
     profile_path: str | None = None
     tolerance: float = 0.15
+    distill: str = "off"  # fine-tune from the unpruned model: "off", "labels" (KL + cross-entropy) or "label-free"
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["prune"]["budget"] = str(self.prune.budget)
         if not self.prune.measured_rounds:
             del d["prune"]["measured_rounds"]  # runs saved before the option existed resume as they were
+        if self.distill == "off":
+            del d["distill"]  # likewise
         return d
+
+    def teacher(self, unpruned: str):
+        """The fine-tunes' distillation from ``unpruned`` (the model the plan was made from), or None."""
+        from edgeprune.train.distill import DistillConfig
+
+        return None if self.distill == "off" else DistillConfig(unpruned, labels=self.distill == "labels")
 
 
 def _train(ref: str, out: Path, cfg: CompressConfig, reg: str, reg_kwargs: dict, train_cfg: TrainConfig,
-           pretrained: bool, progress: bool) -> None:  # fmt: skip
+           pretrained: bool, progress: bool, distill=None) -> None:  # fmt: skip
     from edgeprune.train.run import RUN_FILE, train_run
 
     if (out / RUN_FILE).is_file():
         return
     result = train_run(ref, out, cfg.data, reg, reg_kwargs, train_cfg, pretrained, (out / CHECKPOINT).is_file(),
-                       cfg.data_dir, progress)  # fmt: skip
+                       cfg.data_dir, progress, distill)  # fmt: skip
     if result["status"] != "done":
         raise Interrupted(f"training in {out} was interrupted; its checkpoint is saved: re-run to resume")
 
 
 def _prune(source: str, run: Path, cfg: CompressConfig, progress: bool) -> Path:
     """Pruning steps (each but the last followed by a short fine-tune); returns the last step's folder."""
-    origin = None
+    origin, unpruned = None, source
     for step in range(1, cfg.steps + 1):
         folder = run / "prune" / f"step{step}"
         if not (folder / "plan_result.json").is_file():
@@ -86,7 +95,7 @@ def _prune(source: str, run: Path, cfg: CompressConfig, progress: bool) -> Path:
         if step < cfg.steps:
             tuned = run / "prune" / f"step{step}-finetune"
             step_cfg = TrainConfig(**{**asdict(cfg.finetune), "epochs": cfg.step_epochs})
-            _train(source, tuned, cfg, "none", {}, step_cfg, False, progress)
+            _train(source, tuned, cfg, "none", {}, step_cfg, False, progress, cfg.teacher(unpruned))
             source = str(tuned)
     return run / "prune" / f"step{cfg.steps}"
 
@@ -152,7 +161,7 @@ def compress(cfg: CompressConfig, out_dir: str | os.PathLike, progress: bool = T
     pruned = _prune(source, run, cfg, progress)
     final = pruned
     if cfg.finetune.epochs > 0:
-        _train(str(pruned), run / "finetune", cfg, "none", {}, cfg.finetune, False, progress)
+        _train(str(pruned), run / "finetune", cfg, "none", {}, cfg.finetune, False, progress, cfg.teacher(source))
         final = run / "finetune"
     _export(final, run / "export", cfg.model)
     planned = json.loads((pruned / "plan_result.json").read_text()).get("measured")  # the plan as timed, if it was

@@ -52,6 +52,8 @@ def read_job_file(ctx: click.Context, _param, path: str | None) -> str | None:
               help="Sparsity-training epochs (0 skips the stage).")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=2, show_default=True)
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Cap on steps per epoch (quick runs).")
+@click.option("--distill", type=click.Choice(["off", "labels", "label-free"]), default="off", show_default=True,
+              help="Fine-tune learning from the unpruned model: with the labels, or from its outputs alone.")
 @hidden("--lam", type=click.FloatRange(min=0), default=1e-4)
 @hidden("--steps", type=click.IntRange(min=1), default=1, help="Pruning steps, fine-tuned in between.")
 @hidden("--step-epochs", type=click.IntRange(min=1), default=1)
@@ -62,10 +64,9 @@ def read_job_file(ctx: click.Context, _param, path: str | None) -> str | None:
 @json_option
 @click.pass_context
 def compress_cmd(ctx, model, model_option, data, data_dir, out_dir, pretrained, reg, reg_epochs, finetune_epochs,
-                 max_steps, lam, steps, step_epochs, lr, batch_size, tolerance, as_json, **budget) -> None:
-    """Sparsity training -> plan -> shrink -> fine-tune -> export -> validate MODEL, in one resumable run.
-
-    Exit code 4 when the measured speedup falls short of the prediction (the report says by how much).
+                 max_steps, distill, lam, steps, step_epochs, lr, batch_size, tolerance, as_json, **budget) -> None:
+    """Sparsity training -> plan -> shrink -> fine-tune -> export -> validate MODEL, in one resumable run;
+    exit code 4 when the measured speedup falls short of the prediction.
 
     \b
     edgeprune compress cifar_resnet56 --pretrained --target cpu-ort --latency 0.75x --out runs/r56
@@ -91,7 +92,7 @@ def compress_cmd(ctx, model, model_option, data, data_dir, out_dir, pretrained, 
     cfg = CompressConfig(
         ref, budget["target_name"], settings, pretrained, data, data_dir, reg, {} if reg == "none" else {"lam": lam},
         train_cfg(reg_epochs if reg != "none" else 0), train_cfg(finetune_epochs), steps, step_epochs,
-        budget["profile_path"], tolerance,
+        budget["profile_path"], tolerance, distill,
     )  # fmt: skip
     summary = compress(cfg, out_dir)
     emit(as_json, summary, lambda: format_summary(summary))

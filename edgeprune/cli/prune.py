@@ -29,8 +29,7 @@ budget_options = options(
     click.option("--macs", metavar="B", help="MACs budget: 0.5x, or MMACs."),
     click.option("--params", metavar="B", help="Parameter budget: 0.5x, or millions."),
     click.option("--measured-rounds", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
-                 help="Time up to this many plans on the target (beside the unpruned model) until the "
-                 "measured latency meets --latency; 0 trusts the profile."),
+                 help="Time up to N plans on the target until the measured latency meets --latency."),
     click.option("--remove-branches", is_flag=True,
                  help="Let whole residual branches go (ResNet basic blocks, MobileNet-V2 blocks)."),
     click.option("--rank-by", type=click.Choice(["latency", "macs"]), default=None,

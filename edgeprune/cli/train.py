@@ -37,6 +37,14 @@ train_options = options(
     click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint."),
     click.option("--seed", type=int, default=0, show_default=True),
     click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Cap on steps per epoch (quick runs)."),
+    click.option("--distill", "teacher", metavar="TEACHER", default=None,
+                 help="Also learn from TEACHER's outputs (KL at a temperature): the unpruned model, as a registry "
+                 "name (pretrained weights), training run or folder."),
+    click.option("--no-labels", is_flag=True, help="With --distill: label-free, the teacher is the only target."),
+    hidden("--temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, help="Distillation T."),
+    hidden("--distill-weight", type=click.FloatRange(0, 1), default=0.9, help="KL share of the loss (with labels)."),
+    hidden("--feature-weight", type=click.FloatRange(min=0), default=0.0,
+           help="Also match penultimate features (MSE) with this weight."),
     hidden("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd"),
     hidden("--schedule", type=click.Choice(["cosine", "step"]), default="cosine"),
     hidden("--warmup", type=click.FloatRange(min=0), default=0.0, help="Warm-up epochs."),
@@ -68,11 +76,24 @@ def regularizer_kwargs(ctx: click.Context, reg: str, o: dict) -> dict:
     return kwargs
 
 
+def distill_config(ctx: click.Context, o: dict):
+    """The distillation settings, or None; its knobs without --distill are usage errors."""
+    from edgeprune.train.distill import DistillConfig
+
+    if not o["teacher"]:
+        forbid(ctx, ("no_labels", "temperature", "distill_weight", "feature_weight"), "without --distill TEACHER")
+        return None
+    if o["no_labels"]:
+        forbid(ctx, ("distill_weight", "label_smoothing"), "with --no-labels (there is no label term to weigh)")
+    return DistillConfig(o["teacher"], o["temperature"], o["distill_weight"], not o["no_labels"], o["feature_weight"])
+
+
 def run_training(ctx: click.Context, model: str, reg: str, o: dict) -> None:
     from edgeprune.train.run import train_run
     from edgeprune.train.trainer import TrainConfig
 
     kwargs = regularizer_kwargs(ctx, reg, o)
+    distill = distill_config(ctx, o)
     epochs, lr = DEFAULTS["finetune" if reg == "none" else "train"]
     cfg = TrainConfig(
         epochs=o["epochs"] or epochs, batch_size=o["batch_size"], optimizer=o["optimizer"], lr=o["lr"] or lr,
@@ -80,7 +101,7 @@ def run_training(ctx: click.Context, model: str, reg: str, o: dict) -> None:
         weight_decay=o["weight_decay"], seed=o["seed"], max_steps_per_epoch=o["max_steps"],
     )  # fmt: skip
     result = train_run(model, o["out_dir"], o["data"], reg, kwargs, cfg, o["pretrained"], o["resume"],
-                       o["data_dir"])  # fmt: skip
+                       o["data_dir"], distill=distill)  # fmt: skip
     if result["status"] == "interrupted":
         click.echo(f"interrupted at epoch {result['epoch'] + 1}; checkpoint saved: rerun with --resume to continue")
         ctx.exit(130)

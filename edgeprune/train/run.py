@@ -17,6 +17,7 @@ from edgeprune.models import get_entry
 from edgeprune.prune import arch_spec, load_model_ref, save_pruned
 from edgeprune.regularize import create_regularizer
 from edgeprune.train.data import ArrayLoader, load_dataset
+from edgeprune.train.distill import DistillConfig, Distiller
 from edgeprune.train.trainer import CHECKPOINT, TrainConfig, Trainer, evaluate
 
 RUN_FILE = "run.json"
@@ -47,8 +48,10 @@ def train_run(
     resume: bool = False,
     data_dir: str | None = None,
     progress: bool = True,
+    distill: DistillConfig | None = None,
 ) -> dict:
-    """Train ``model_ref`` with regularizer ``reg``; writes checkpoint, metrics, model/, importance.json."""
+    """Train ``model_ref`` with regularizer ``reg`` (and, with ``distill``, learning from a teacher); writes
+    checkpoint, metrics, model/, importance.json."""
     cfg = cfg or TrainConfig()
     out = Path(out_dir)
     if (out / CHECKPOINT).exists() and not resume:
@@ -62,7 +65,7 @@ def train_run(
     train, test = load_dataset(data, data_dir)
     trainer = Trainer(
         model, regularizer, ArrayLoader(train, cfg.batch_size, True, cfg.seed, rank, world),
-        ArrayLoader(test, 256, False), cfg, out, progress,
+        ArrayLoader(test, 256, False), cfg, out, progress, make_distiller(distill, model, (1, c, h, w)),
     )  # fmt: skip
     if resume:
         trainer.resume()
@@ -73,11 +76,27 @@ def train_run(
         record = {"regularizer": regularizer.name, "fingerprint": graph.fingerprint, "groups": importance}
         atomic_write_text(out / "importance.json", json.dumps(record))
         summary = {"model": name, "from": model_ref, "data": data, "regularizer": reg, "reg_kwargs": reg_kwargs or {},
-                   "config": asdict(cfg), "world_size": world, "result": result}
+                   "config": asdict(cfg), "world_size": world, "result": result,
+                   "distill": asdict(distill) if distill else None}
         atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
     if world > 1:
         dist.barrier()
     return result
+
+
+def make_distiller(cfg: DistillConfig | None, student: torch.nn.Module, shape: tuple[int, ...]) -> Distiller | None:
+    """The teacher of ``cfg`` (a registry name with its pretrained weights, or a saved folder), checked to
+    answer with as many classes as the student."""
+    if cfg is None:
+        return None
+    teacher = load_model_ref(cfg.teacher, pretrained=not Path(cfg.teacher).is_dir())[0].eval()
+    with torch.no_grad():
+        x = torch.zeros(shape)
+        t, s = teacher(x).shape, student.eval()(x).shape
+    student.train()
+    if t != s:
+        raise RunError(f"teacher {cfg.teacher} answers {tuple(t)} where the student answers {tuple(s)}")
+    return Distiller(teacher, cfg, student)
 
 
 def eval_run(

@@ -25,6 +25,7 @@ from edgeprune.atomic import atomic_path
 from edgeprune.errors import EdgepruneError, InputError
 from edgeprune.regularize.base import Regularizer, add_penalty_gradient, loss_to_backpropagate
 from edgeprune.train.data import ArrayLoader
+from edgeprune.train.distill import Distiller
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -111,7 +112,8 @@ class Trainer:
     """Trains ``model`` with an optional regularizer, logging to ``out/metrics.jsonl``."""
 
     def __init__(self, model: nn.Module, regularizer: Regularizer, train: ArrayLoader, test: ArrayLoader | None,
-                 cfg: TrainConfig, out_dir: str | os.PathLike, progress: bool = True) -> None:  # fmt: skip
+                 cfg: TrainConfig, out_dir: str | os.PathLike, progress: bool = True,
+                 distiller: Distiller | None = None) -> None:  # fmt: skip
         self.cfg, self.out = cfg, Path(out_dir)
         self.rank, self.world = _distributed()
         cuda = torch.cuda.is_available()
@@ -122,6 +124,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.net = nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model
         self.reg, self.train_data, self.test_data = regularizer, train, test
+        self.distiller = distiller.to(self.device) if distiller else None
         self.opt = make_optimizer(self.model, cfg)
         self.steps_per_epoch = min(train.batches_per_epoch(), cfg.max_steps_per_epoch or 10**12)
         total, warmup = cfg.epochs * self.steps_per_epoch, int(cfg.warmup_epochs * self.steps_per_epoch)
@@ -237,13 +240,19 @@ class Trainer:
             f"or the regularization strength; the last good checkpoint is {self.out / CHECKPOINT}"
         )
 
+    def _task_loss(self, out: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss before regularization, and what accuracy is counted against (label-free: the teacher)."""
+        if self.distiller is None:
+            return F.cross_entropy(out, y, label_smoothing=self.cfg.label_smoothing), y
+        return self.distiller.loss(out, x, y)
+
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         if self.cuda and self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda and self.cfg.amp):
             out = self.net(x)
-            task = F.cross_entropy(out, y, label_smoothing=self.cfg.label_smoothing)
+            task, y = self._task_loss(out, x, y)
         loss = loss_to_backpropagate(self.reg, task)
         if not torch.isfinite(loss):
             self._diverged(float(loss))
