@@ -3,6 +3,7 @@
 from edgeprune.regularize import group_lasso, ssr  # noqa: F401  (registration)
 from edgeprune.regularize.base import NoRegularizer, Regularizer, create_regularizer, list_regularizers
 from edgeprune.regularize.group_lasso import OICSR, NetworkSlimming, SeparatedGroupLasso
+from edgeprune.regularize.hook import HookOrderError, SparsityHook
 from edgeprune.regularize.ssr import SSR, SSRL20, SSRL21
 
 __all__ = [
@@ -14,6 +15,8 @@ __all__ = [
     "NoRegularizer",
     "Regularizer",
     "SeparatedGroupLasso",
+    "SparsityHook",
+    "HookOrderError",
     "create_regularizer",
     "list_regularizers",
 ]

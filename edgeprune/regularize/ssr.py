@@ -44,7 +44,15 @@ class SSR(NoRegularizer):
     def name(self) -> str:
         return f"ssr_{self.norm}"
 
+    def _follow_weights(self) -> None:
+        """Keep F and Y on the weights' device: the model may move (trainer, Lightning) after this is built."""
+        for blocks, fs, ys in zip(self.blocks, self.F, self.Y):
+            for i, b in enumerate(blocks):
+                if fs[i].device != b.param.device:
+                    fs[i], ys[i] = fs[i].to(b.param.device), ys[i].to(b.param.device)
+
     def penalty(self) -> torch.Tensor:
+        self._follow_weights()
         total = torch.zeros(())
         for blocks, fs, ys in zip(self.blocks, self.F, self.Y):
             for b, f, y in zip(blocks, fs, ys):
@@ -54,6 +62,7 @@ class SSR(NoRegularizer):
     @torch.no_grad()
     def add_gradient(self) -> torch.Tensor:
         """Add the W-step penalty's gradient, rho * (W - F + Y/rho) per slice, in place; return the penalty."""
+        self._follow_weights()
         total = torch.zeros(())
         for blocks, fs, ys in zip(self.blocks, self.F, self.Y):
             for b, f, y in zip(blocks, fs, ys):
@@ -72,6 +81,7 @@ class SSR(NoRegularizer):
     def after_step(self, step: int) -> None:
         if (step + 1) % self.every:
             return
+        self._follow_weights()
         for s, blocks, fs, ys in zip(self.slices, self.blocks, self.F, self.Y):
             if not blocks:
                 continue

@@ -13,11 +13,11 @@ import torch.distributed as dist
 from edgeprune.atomic import atomic_write_text
 from edgeprune.errors import EdgepruneError
 from edgeprune.graph import build_graph
-from edgeprune.models import get_entry
-from edgeprune.prune import arch_spec, load_model_ref, save_pruned
-from edgeprune.regularize import create_regularizer
+from edgeprune.prune import load_model_ref
+from edgeprune.regularize import SparsityHook
 from edgeprune.train.data import ArrayLoader, load_dataset
 from edgeprune.train.distill import DistillConfig, Distiller
+from edgeprune.train.sources import Source, folder_eval_loader, load_for_data, make_loaders
 from edgeprune.train.trainer import CHECKPOINT, TrainConfig, Trainer, evaluate
 
 RUN_FILE = "run.json"
@@ -49,6 +49,8 @@ def train_run(
     data_dir: str | None = None,
     progress: bool = True,
     distill: DistillConfig | None = None,
+    input_size: int | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Train ``model_ref`` with regularizer ``reg`` (and, with ``distill``, learning from a teacher); writes
     checkpoint, metrics, model/, importance.json."""
@@ -58,26 +60,24 @@ def train_run(
         raise RunError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     rank, world = _init_distributed()
     torch.manual_seed(cfg.seed)
-    model, name, kwargs, changes = load_model_ref(model_ref, pretrained)
-    c, h, w = get_entry(name).input_size
+    source = Source.open(data, input_size)  # a folder: scanned, its notes told below
+    model, name, kwargs, changes = load_for_data(model_ref, pretrained, source)
+    source.tell(rank)
+    c, h, w = source.chw(name)
     graph = build_graph(model, torch.randn(1, c, h, w), model_name=name, model_kwargs=kwargs)
-    regularizer = create_regularizer(reg, model, graph, **(reg_kwargs or {}))
-    train, test = load_dataset(data, data_dir)
+    hook = SparsityHook.from_graph(model, graph, reg, **(reg_kwargs or {}))
+    train, test = make_loaders(source, model, name, cfg.batch_size, cfg.seed, rank, world, workers, data_dir)
     trainer = Trainer(
-        model, regularizer, ArrayLoader(train, cfg.batch_size, True, cfg.seed, rank, world),
-        ArrayLoader(test, 256, False), cfg, out, progress, make_distiller(distill, model, (1, c, h, w)),
+        model, hook, train, test, cfg, out, progress, make_distiller(distill, model, (1, c, h, w)),
     )  # fmt: skip
     if resume:
         trainer.resume()
     result = trainer.fit()
     if rank == 0 and result["status"] == "done":
-        save_pruned(model.cpu(), arch_spec(name, kwargs, graph.fingerprint, changes), out / "model")
-        importance = {str(g): [float(v) for v in s] for g, s in regularizer.importance().items()}
-        record = {"regularizer": regularizer.name, "fingerprint": graph.fingerprint, "groups": importance}
-        atomic_write_text(out / "importance.json", json.dumps(record))
+        hook.save(out, name, kwargs, changes)  # model/ and importance.json, as a loop of the user's own saves
         summary = {"model": name, "from": model_ref, "data": data, "regularizer": reg, "reg_kwargs": reg_kwargs or {},
                    "config": asdict(cfg), "world_size": world, "result": result,
-                   "distill": asdict(distill) if distill else None}
+                   "distill": asdict(distill) if distill else None, **source.record(name)}
         atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
     if world > 1:
         dist.barrier()
@@ -100,10 +100,16 @@ def make_distiller(cfg: DistillConfig | None, student: torch.nn.Module, shape: t
 
 
 def eval_run(
-    model_ref: str, data: str = "cifar10", split: str = "test", data_dir: str | None = None, pretrained: bool = False
-) -> float:
-    """Top-1 accuracy of a model (name, training run, or pruned folder) on a dataset split."""
-    model, *_ = load_model_ref(model_ref, pretrained)
+    model_ref: str, data: str = "cifar10", split: str = "test", data_dir: str | None = None, pretrained: bool = False,
+    input_size: int | None = None, workers: int | None = None,
+) -> float:  # fmt: skip
+    """Top-1 accuracy of a model (name, training run, or pruned folder) on a dataset split (a folder's "test"
+    split is its val/ images)."""
+    model, name, *_ = load_model_ref(model_ref, pretrained)
+    source = Source.open(data, input_size)
+    source.tell()
+    if source.folder is not None:
+        return evaluate(model, folder_eval_loader(model, name, source, split, workers), torch.device("cpu"))
     train, test = load_dataset(data, data_dir)
     loader = ArrayLoader(train if split == "train" else test, 256, False)
     return evaluate(model, loader, torch.device("cpu"))

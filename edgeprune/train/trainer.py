@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,8 +24,9 @@ from tqdm import tqdm
 
 from edgeprune.atomic import atomic_path
 from edgeprune.errors import EdgepruneError, InputError
-from edgeprune.regularize.base import Regularizer, add_penalty_gradient, loss_to_backpropagate
-from edgeprune.train.data import ArrayLoader
+from edgeprune.regularize.base import Regularizer
+from edgeprune.regularize.hook import SparsityHook
+from edgeprune.train.data import ArrayLoader, epoch_batches
 from edgeprune.train.distill import Distiller
 
 CHECKPOINT = "checkpoint.pt"
@@ -95,12 +97,12 @@ def _flat_tensors(tree) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: ArrayLoader, device: torch.device) -> float:
-    """Top-1 accuracy over the whole split."""
+def evaluate(model: nn.Module, loader: Iterable, device: torch.device) -> float:
+    """Top-1 accuracy over the whole split (any loader of (x, y) batches, see ``epoch_batches``)."""
     was_training = model.training
     model.eval()
     correct = total = 0
-    for x, y in loader.epoch(0):
+    for x, y in epoch_batches(loader, 0):
         pred = model(x.to(device)).argmax(1).cpu()
         correct += int((pred == y).sum())
         total += len(y)
@@ -111,8 +113,8 @@ def evaluate(model: nn.Module, loader: ArrayLoader, device: torch.device) -> flo
 class Trainer:
     """Trains ``model`` with an optional regularizer, logging to ``out/metrics.jsonl``."""
 
-    def __init__(self, model: nn.Module, regularizer: Regularizer, train: ArrayLoader, test: ArrayLoader | None,
-                 cfg: TrainConfig, out_dir: str | os.PathLike, progress: bool = True,
+    def __init__(self, model: nn.Module, regularizer: SparsityHook | Regularizer, train: ArrayLoader,
+                 test: ArrayLoader | None, cfg: TrainConfig, out_dir: str | os.PathLike, progress: bool = True,
                  distiller: Distiller | None = None) -> None:  # fmt: skip
         self.cfg, self.out = cfg, Path(out_dir)
         self.rank, self.world = _distributed()
@@ -123,10 +125,12 @@ class Trainer:
         if self.cuda and cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.net = nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model
-        self.reg, self.train_data, self.test_data = regularizer, train, test
+        self.train_data, self.test_data = train, test
+        # every regularizer call goes through the hook, as in a loop of the user's own
+        self.hook = regularizer if isinstance(regularizer, SparsityHook) else SparsityHook.wrap(model, regularizer)
         self.distiller = distiller.to(self.device) if distiller else None
         self.opt = make_optimizer(self.model, cfg)
-        self.steps_per_epoch = min(train.batches_per_epoch(), cfg.max_steps_per_epoch or 10**12)
+        self.steps_per_epoch = min(len(train), cfg.max_steps_per_epoch or 10**12)
         total, warmup = cfg.epochs * self.steps_per_epoch, int(cfg.warmup_epochs * self.steps_per_epoch)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, total, warmup, cfg.schedule))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda and cfg.amp)
@@ -141,7 +145,7 @@ class Trainer:
         return {
             "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
-            "regularizer": self.reg.state_dict(), "config": asdict(self.cfg), "epoch": self.epoch,
+            "regularizer": self.hook.state_dict(), "config": asdict(self.cfg), "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
             "torch_rng": torch.get_rng_state(),
         }  # fmt: skip
@@ -160,7 +164,7 @@ class Trainer:
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
-        self.reg.load_state_dict(ckpt["regularizer"])
+        self.hook.load_state_dict(ckpt["regularizer"])
         self.epoch, self.step_in_epoch, self.global_step = ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]
         torch.set_rng_state(ckpt["torch_rng"].cpu())
         return True
@@ -193,7 +197,7 @@ class Trainer:
         self.net.train()
         seen = correct = 0
         loss_sum, start = 0.0, time.perf_counter()
-        batches = self.train_data.epoch(self.epoch, skip=self.step_in_epoch)
+        batches = epoch_batches(self.train_data, self.epoch, self.step_in_epoch)
         bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, disable=not self.progress,
                    desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}")  # fmt: skip
         for x, y in batches:
@@ -225,7 +229,7 @@ class Trainer:
         BN running statistics are left out: each rank's last forward updates its own copy (DDP re-broadcasts
         rank 0's at the next forward), so only rank 0's are ever used.
         """
-        tensors = [*(p.detach() for p in self.model.parameters()), *_flat_tensors(self.reg.state_dict())]
+        tensors = [*(p.detach() for p in self.model.parameters()), *_flat_tensors(self.hook.state_dict())]
         checksum = torch.tensor([float(sum(t.double().sum() for t in tensors if t.is_floating_point()))],
                                 dtype=torch.float64, device=self.device)  # fmt: skip
         gathered = [torch.zeros_like(checksum) for _ in range(self.world)]
@@ -253,19 +257,18 @@ class Trainer:
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda and self.cfg.amp):
             out = self.net(x)
             task, y = self._task_loss(out, x, y)
-        loss = loss_to_backpropagate(self.reg, task)
-        if not torch.isfinite(loss):
-            self._diverged(float(loss))
+        if not torch.isfinite(task):
+            self._diverged(float(task))
         self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.opt)  # analytic penalty gradients are added unscaled (a no-op without AMP)
-        penalty = add_penalty_gradient(self.reg)
-        if penalty is not None and not torch.isfinite(penalty):
+        self.scaler.scale(task).backward()
+        self.scaler.unscale_(self.opt)  # the penalty's gradient is added unscaled (a no-op without AMP)
+        penalty = self.hook.after_backward()
+        if not torch.isfinite(penalty):
             self._diverged(float(penalty))
         self.scaler.step(self.opt)
         self.scaler.update()
         self.sched.step()
-        self.reg.after_step(self.global_step)
+        self.hook.after_step()
         self.global_step += 1
         self.step_in_epoch += 1
         return float(task.detach()), int((out.argmax(1) == y).sum())
