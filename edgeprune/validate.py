@@ -81,6 +81,12 @@ def largest_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
 def accuracy_on(model: nn.Module, data: str | None, model_name: str) -> float | None:
     if data is None:
         return None
+    from edgeprune.train.data import is_folder
+
+    if is_folder(data):  # an image folder: its val/ images at the model's input size
+        from edgeprune.train.sources import folder_accuracy
+
+        return folder_accuracy(model, model_name, data)
     if data != "cifar10-lossless":
         raise ValidationError(f"--data {data!r} is not supported yet (supported: cifar10-lossless)")
     if get_entry(model_name).family != "cifar":

@@ -8,7 +8,7 @@ import click
 
 from edgeprune.cli.common import emit, forbid, hidden, json_option, model_argument, resolve_model_arg
 from edgeprune.cli.prune import budget_options, prune_settings
-from edgeprune.cli.train import REGULARIZERS, data_options
+from edgeprune.cli.train import REGULARIZERS, check_data_options, data_options
 
 
 def read_job_file(ctx: click.Context, _param, path: str | None) -> str | None:
@@ -79,6 +79,7 @@ def compress_cmd(ctx, model, model_option, data, data_dir, out_dir, pretrained, 
     ref = resolve_model_arg(model or ctx.lookup_default("model"), model_option)
     if not out_dir:
         raise click.UsageError("missing --out DIR (or `out` in the --config file)")
+    check_data_options(ctx, data)
     if reg == "none":
         forbid(ctx, ("lam", "reg_epochs"), "with --reg none (no sparsity training)")
     if steps == 1:

@@ -8,21 +8,39 @@ import click
 
 from edgeprune.cli.common import emit, forbid, hidden, json_option, model_argument, options, resolve_model_arg
 from edgeprune.regularize import list_regularizers
-from edgeprune.train.data import DATASETS
+from edgeprune.train.data import DATASETS, check_data, is_folder
 
 REGULARIZERS = list_regularizers()  # "none" (no penalty: fine-tuning) is one of them
 # (epochs, lr) when not given: a sparsity run, or a fine-tune
 DEFAULTS = {"train": (10, 0.05), "finetune": (5, 0.01)}
 
 data_options = options(
-    click.option("--data", type=click.Choice(DATASETS), default="cifar10", show_default=True, help="Data set."),
+    click.option("--data", default="cifar10", show_default=True, metavar="NAME|FOLDER",
+                 help=f"Data set ({', '.join(DATASETS)}), or an image folder: FOLDER/train/<class>/* and "
+                 "FOLDER/val/<class>/*, or FOLDER/<class>/* (split 90/10 here)."),
     click.option("--data-dir", default=None, metavar="DIR",
-                 help="Data folder (default: $EDGEPRUNE_DATA, else ../shared/data, else download)."),
+                 help="Where the named data sets are (default: $EDGEPRUNE_DATA, else ../shared/data, else download)."),
 )  # fmt: skip
+# how an image folder is read: options that a named data set (uint8 arrays at their own size) refuses
+folder_options = options(
+    click.option("--input-size", type=click.IntRange(min=8), default=None, metavar="PX",
+                 help="Square input side for an image folder (default: the model's)."),
+    hidden("--workers", type=click.IntRange(min=0), default=None, help="Image-folder decoding processes."),
+)  # fmt: skip
+
+
+def check_data_options(ctx: click.Context, data: str) -> None:
+    """``data`` names a data set or an existing folder; options the other kind would ignore are usage errors."""
+    check_data(data)
+    if is_folder(data):
+        forbid(ctx, ("data_dir",), "with an image folder as --data (it locates the named data sets)")
+    else:
+        forbid(ctx, ("input_size", "workers"), f"with --data {data} (they set how an image folder is read)")
 
 train_options = options(
     model_argument,
     data_options,
+    folder_options,
     click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Run folder."),
     click.option("--reg", type=click.Choice(REGULARIZERS), default="oicsr", show_default=True,
                  help="Structured-sparsity regularizer; none fine-tunes (after pruning, or on new data)."),
@@ -92,6 +110,7 @@ def run_training(ctx: click.Context, model: str, reg: str, o: dict) -> None:
     from edgeprune.train.run import train_run
     from edgeprune.train.trainer import TrainConfig
 
+    check_data_options(ctx, o["data"])
     kwargs = regularizer_kwargs(ctx, reg, o)
     distill = distill_config(ctx, o)
     epochs, lr = DEFAULTS["finetune" if reg == "none" else "train"]
@@ -101,7 +120,7 @@ def run_training(ctx: click.Context, model: str, reg: str, o: dict) -> None:
         weight_decay=o["weight_decay"], seed=o["seed"], max_steps_per_epoch=o["max_steps"],
     )  # fmt: skip
     result = train_run(model, o["out_dir"], o["data"], reg, kwargs, cfg, o["pretrained"], o["resume"],
-                       o["data_dir"], distill=distill)  # fmt: skip
+                       o["data_dir"], distill=distill, input_size=o["input_size"], workers=o["workers"])  # fmt: skip
     if result["status"] == "interrupted":
         click.echo(f"interrupted at epoch {result['epoch'] + 1}; checkpoint saved: rerun with --resume to continue")
         ctx.exit(130)
@@ -138,14 +157,18 @@ def finetune_cmd(ctx, model, model_option, reg, **o) -> None:
 @click.command("eval", short_help="Top-1 accuracy of a model on a data set.")
 @model_argument
 @data_options
-@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@folder_options
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
+              help="test: an image folder's val/ images.")
 @click.option("--pretrained", is_flag=True, help="Pretrained weights (registry names).")
 @json_option
-def eval_cmd(model, model_option, data, data_dir, split, pretrained, as_json) -> None:
+@click.pass_context
+def eval_cmd(ctx, model, model_option, data, data_dir, input_size, workers, split, pretrained, as_json) -> None:
     """Top-1 accuracy of MODEL (registry name, training run or pruned-model folder)."""
     from edgeprune.train.run import eval_run
 
     ref = resolve_model_arg(model, model_option)
-    acc = eval_run(ref, data, split, data_dir, pretrained)
+    check_data_options(ctx, data)
+    acc = eval_run(ref, data, split, data_dir, pretrained, input_size, workers)
     emit(as_json, {"model": ref, "data": data, "split": split, "top1": acc},
          f"{ref}: top-1 {100 * acc:.2f} % on {data} {split}")  # fmt: skip

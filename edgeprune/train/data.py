@@ -1,13 +1,17 @@
 """Training data: CIFAR-10 (JPEG tarball here, python batches via torchvision elsewhere), lossless subset,
 synthetic; held as uint8 arrays and batched with augmentation on tensors (fast on CPU, deterministic).
+Any other ``--data`` is an image folder (:mod:`edgeprune.train.folder`). The trainer takes either loader,
+or any iterable of (x, y) batches with ``len()`` (a plain ``DataLoader``): see :func:`epoch_batches`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import tarfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,21 @@ LOSSLESS_SUBSET = "cifar10-lossless-subset/cifar10_lossless_subset.npz"
 JPEG_TARBALL = "cifar10-jpeg/CIFAR-10-images-d7d0561.tar.gz"
 JPEG_ORDER = "cifar10-jpeg/cifar10_original_order_labels.npz"
 DATASETS = ("cifar10", "cifar10-torchvision", "cifar10-lossless", "synthetic")
+
+
+def is_folder(data: str) -> bool:
+    """Whether ``data`` is an image folder's path rather than a named data set (a name wins: ./cifar10)."""
+    return data not in DATASETS
+
+
+def check_data(data: str) -> None:
+    """A named data set or an existing folder; anything else is an error that says which was expected."""
+    if data in DATASETS or Path(data).expanduser().is_dir():
+        return
+    if os.sep in data or data.startswith(("~", ".")) or Path(data).exists():
+        raise DataNotFoundError(f"data folder {data} does not exist (or is not a folder)")
+    raise UnknownNameError(f"unknown dataset {data!r}; known: {', '.join(DATASETS)}, or an image folder's path "
+                           "(ROOT/train/<class>/*, ROOT/val/<class>/*, or ROOT/<class>/*)")  # fmt: skip
 
 
 @dataclass
@@ -147,6 +166,12 @@ class ArrayLoader:
         n = len(self.labels) // self.world
         return n // self.batch_size if self.train else -(-n // self.batch_size)
 
+    def __len__(self) -> int:
+        return self.batches_per_epoch()
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.epoch(0)
+
     def epoch(self, epoch: int, skip: int = 0):
         """Yield (x, y) for ``epoch``, skipping the first ``skip`` batches (resume mid-epoch).
 
@@ -178,3 +203,15 @@ def augment(x: torch.Tensor, flip: torch.Tensor, dy: torch.Tensor, dx: torch.Ten
     rows = (dy[:, None] + torch.arange(h)[None])[:, :, None]
     cols = (dx[:, None] + torch.arange(w)[None])[:, None, :]
     return padded[torch.arange(n)[:, None, None], rows, cols]
+
+
+def epoch_batches(loader: Iterable, epoch: int, skip: int = 0) -> Iterator:
+    """The (x, y) batches of ``epoch``, from batch ``skip`` on, of any loader: edgeprune's (reproducible per
+    epoch), or an iterable with ``len()`` such as a ``DataLoader`` (its sampler's ``set_epoch`` is called, so a
+    ``DistributedSampler`` reshuffles; a resume skips batches by reading them)."""
+    if hasattr(loader, "epoch"):
+        return loader.epoch(epoch, skip=skip)
+    sampler = getattr(loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+    return itertools.islice(iter(loader), skip, None)

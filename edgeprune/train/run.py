@@ -15,9 +15,9 @@ from edgeprune.errors import EdgepruneError
 from edgeprune.graph import build_graph
 from edgeprune.prune import load_model_ref
 from edgeprune.regularize import SparsityHook
-from edgeprune.train.data import ArrayLoader, load_dataset
+from edgeprune.train.data import ArrayLoader, is_folder, load_dataset
 from edgeprune.train.distill import DistillConfig, Distiller
-from edgeprune.train.sources import Source, folder_eval_loader, load_for_data, make_loaders
+from edgeprune.train.sources import Source, folder_accuracy, load_for_data, make_loaders
 from edgeprune.train.trainer import CHECKPOINT, TrainConfig, Trainer, evaluate
 
 RUN_FILE = "run.json"
@@ -106,10 +106,8 @@ def eval_run(
     """Top-1 accuracy of a model (name, training run, or pruned folder) on a dataset split (a folder's "test"
     split is its val/ images)."""
     model, name, *_ = load_model_ref(model_ref, pretrained)
-    source = Source.open(data, input_size)
-    source.tell()
-    if source.folder is not None:
-        return evaluate(model, folder_eval_loader(model, name, source, split, workers), torch.device("cpu"))
+    if is_folder(data):
+        return folder_accuracy(model, name, data, split, input_size, workers)
     train, test = load_dataset(data, data_dir)
     loader = ArrayLoader(train if split == "train" else test, 256, False)
     return evaluate(model, loader, torch.device("cpu"))
