@@ -17,6 +17,7 @@ _API = {
     "create_model": "edgeprune.models",
     "build_graph": "edgeprune.graph",
     "create_regularizer": "edgeprune.regularize",
+    "SparsityHook": "edgeprune.regularize",
     "train_run": "edgeprune.train.run",
     "Budget": "edgeprune.plan.planner",
     "PlanConstraints": "edgeprune.plan.planner",

@@ -146,7 +146,7 @@ def test_interrupted_then_resumed_run_is_bit_identical(tmp_path):
     model, _, reg, train, test = _setup("ssr_l21", every=3)
     torch.manual_seed(123)  # the checkpoint, not the process, must decide the rest
     t2 = Trainer(model, reg, train, test, CFG, tmp_path / "b", progress=False)
-    assert t2.resume() and (t2.epoch, t2.step_in_epoch) == (1, 3)
+    assert t2.resume() and (t2.epoch, t2.step_in_epoch, t2.hook.step) == (1, 3, 11)  # the hook's AULM clock too
     assert t2.fit()["status"] == "done"
     for k, v in model.state_dict().items():
         assert torch.equal(v, reference[k]), k

@@ -82,6 +82,11 @@ class SparsityHook:
     def name(self) -> str:
         return self.regularizer.name
 
+    @property
+    def pending(self) -> bool:
+        """after_backward() ran and the after_step() that should follow it has not."""
+        return self._pending
+
     def after_backward(self) -> torch.Tensor:
         """Add the penalty's gradient to the parameters' ``.grad``; returns the penalty's value (detached).
 
