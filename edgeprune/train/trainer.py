@@ -26,7 +26,7 @@ from edgeprune.atomic import atomic_path
 from edgeprune.errors import EdgepruneError, InputError
 from edgeprune.regularize.base import Regularizer
 from edgeprune.regularize.hook import SparsityHook
-from edgeprune.train.data import ArrayLoader, epoch_batches
+from edgeprune.train.data import epoch_batches
 from edgeprune.train.distill import Distiller
 
 CHECKPOINT = "checkpoint.pt"
@@ -111,10 +111,11 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device) -> float:
 
 
 class Trainer:
-    """Trains ``model`` with an optional regularizer, logging to ``out/metrics.jsonl``."""
+    """Trains ``model`` with an optional regularizer, logging to ``out/metrics.jsonl``. ``train`` and ``test``
+    are any loaders of (x, y) batches with ``len()``: ArrayLoader, FolderLoader, a DataLoader."""
 
-    def __init__(self, model: nn.Module, regularizer: SparsityHook | Regularizer, train: ArrayLoader,
-                 test: ArrayLoader | None, cfg: TrainConfig, out_dir: str | os.PathLike, progress: bool = True,
+    def __init__(self, model: nn.Module, regularizer: SparsityHook | Regularizer, train: Iterable,
+                 test: Iterable | None, cfg: TrainConfig, out_dir: str | os.PathLike, progress: bool = True,
                  distiller: Distiller | None = None) -> None:  # fmt: skip
         self.cfg, self.out = cfg, Path(out_dir)
         self.rank, self.world = _distributed()
