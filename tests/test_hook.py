@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -237,3 +239,14 @@ def test_without_lightning_the_callback_names_the_extra(monkeypatch):
             integration.SparsityCallback  # noqa: B018
     finally:
         integration._callback_class.cache_clear()
+
+
+def test_the_howto_example_runs_and_prunes_with_the_learned_importance(tmp_path, monkeypatch):
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "howto" / "your-training-loop.md").read_text()
+    block = re.search(r"<!-- hook-example -->\n```python\n(.*?)```", doc, re.S)
+    assert block, "docs/howto/your-training-loop.md lacks its example"
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block.group(1), "your-training-loop example", "exec"), {})  # noqa: S102
+    summary = json.loads((tmp_path / "runs" / "mine-pruned" / "plan_result.json").read_text())
+    assert summary["importance"] == "oicsr importance from runs/mine/importance.json"
+    assert summary["ratio"]["latency"] <= 0.8 and summary["oracle_error"] < 1e-4
