@@ -15,7 +15,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ENV_VAR = "EDGEPRUNE_TARGETS"
-BACKEND_NAMES = ("onnxruntime", "torch", "tensorrt")
+BACKEND_NAMES = ("onnxruntime", "torch", "tensorrt", "openvino")
 
 
 class TargetError(EdgepruneError, ValueError):
@@ -41,6 +41,10 @@ class Target:
     cuda_graphs: bool = False
     platform: str = ""
     channel_align: int = 0  # widths the runtime computes fastest are multiples of this; 0 = decide here
+    # int8: the images the deployed model is calibrated on (a data set name or an image folder; "" = the
+    # command's data) and how many; timing-only runs (profiling, measured rounds) calibrate on random inputs
+    calibration_data: str = ""
+    calibration_count: int = 300
     description: str = ""
     source: str = field(default="", compare=False)
 
@@ -115,10 +119,13 @@ def target_from_dict(name: str, data: dict, source: str = "<dict>") -> Target:
     for key, choices in _CHOICES.items():
         if key in data and data[key] not in choices:
             raise TargetError(f"{source}: {key} = {data[key]!r}, expected one of {choices}")
-    for key in ("batch", "threads", "warmup", "repeats", "rounds", "channel_align"):
+    for key in ("batch", "threads", "warmup", "repeats", "rounds", "channel_align", "calibration_count"):
         low = 0 if key in ("warmup", "channel_align") else 1
         if key in data and (not isinstance(data[key], int) or data[key] < low):
             raise TargetError(f"{source}: {key} must be a positive integer, got {data[key]!r}")
+    if not isinstance(data.get("calibration_data", ""), str):
+        raise TargetError(f"{source}: calibration_data must be a data set name or a folder's path, "
+                          f"got {data['calibration_data']!r}")
     value = dict(data)
     if isinstance(value.get("input"), list):
         if len(value["input"]) != 3 or not all(isinstance(v, int) and v > 0 for v in value["input"]):

@@ -12,11 +12,15 @@ from edgeprune.backends.base import (
     time_runners,
 )
 from edgeprune.backends.onnxruntime import OnnxRuntimeBackend
+from edgeprune.backends.openvino import OpenVINOBackend
+from edgeprune.backends.quantize import CalibrationError, QuantizationError
 from edgeprune.backends.tensorrt import TensorRTBackend
 from edgeprune.backends.torch import TorchBackend
 from edgeprune.targets import Target
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (OnnxRuntimeBackend(), TorchBackend(), TensorRTBackend())}
+BACKENDS: dict[str, Backend] = {
+    b.name: b for b in (OnnxRuntimeBackend(), TorchBackend(), TensorRTBackend(), OpenVINOBackend())
+}
 
 
 def get_backend(name: str) -> Backend:
@@ -25,13 +29,15 @@ def get_backend(name: str) -> Backend:
     return BACKENDS[name]
 
 
-def prepare_runner(target: Target, source, input_shape: tuple[int, ...]) -> Runner:
-    """A runner on ``target``'s backend: ``source`` is a module for torch, else an ONNX file path
-    (TensorRT also gets the input shape it builds its engine for)."""
+def prepare_runner(target: Target, source, input_shape: tuple[int, ...], calibration=None) -> Runner:
+    """A runner on ``target``'s backend: ``source`` is a module for torch, else an ONNX file path, prepared for
+    ``input_shape`` (the engine's or compiled model's shape). An int8 target quantizes the ONNX file, calibrated
+    on ``calibration`` (images, N x C x H x W) or, without it, on random inputs for timing only
+    (:mod:`edgeprune.backends.quantize`)."""
     if target.backend == "torch":
         return get_backend("torch").prepare(target, module=source)
-    shape = {"input_shape": tuple(input_shape)} if target.backend == "tensorrt" else {}
-    return get_backend(target.backend).prepare(target, onnx_path=str(source), **shape)
+    extra = {} if calibration is None else {"calibration": calibration}
+    return get_backend(target.backend).prepare(target, onnx_path=str(source), input_shape=tuple(input_shape), **extra)
 
 
 def unavailable_reason(target: Target) -> str | None:
@@ -45,7 +51,9 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "BackendError",
+    "CalibrationError",
     "LatencyStats",
+    "QuantizationError",
     "Runner",
     "get_backend",
     "measure_interleaved",

@@ -29,8 +29,10 @@ class Backend(Protocol):
     def unavailable_reason(self, target: Target) -> str | None:
         """None when ``target`` can run on this machine, else why not."""
 
-    def prepare(self, target: Target, onnx_path: str | None = None, module=None) -> Runner:
-        """Build a runner from an ONNX file (or, for torch, a module)."""
+    def prepare(self, target: Target, onnx_path: str | None = None, module=None, input_shape=None,
+                calibration=None) -> Runner:  # fmt: skip
+        """Build a runner from an ONNX file (or, for torch, a module), for ``input_shape``; int8 backends
+        calibrate on ``calibration`` images (see :mod:`edgeprune.backends.quantize`)."""
 
 
 def _call(runner: Runner, x: np.ndarray):

@@ -1,17 +1,24 @@
-"""ONNX Runtime backend (CPU, CUDA and TensorRT execution providers)."""
+"""ONNX Runtime backend (CPU, CUDA and TensorRT execution providers; int8: static QDQ quantization on CPU)."""
 
 from __future__ import annotations
 
 import bisect
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from edgeprune.backends.base import BackendError
+from edgeprune.backends.memory import probe_memory
+from edgeprune.backends.quantize import (
+    QuantizationError,
+    artifact_path,
+    calibration_for,
+    is_quantized,
+    onnx_input,
+    quantize_onnx,
+)
 from edgeprune.targets import Target
 from edgeprune.timing import summarize_rounds
 
@@ -58,10 +65,27 @@ def kernel_ms_per_run(events: list[dict]) -> list[float]:
     return totals
 
 
+def runnable_model(target: Target, onnx_path: str | Path, input_shape: tuple[int, ...] | None = None,
+                   calibration: np.ndarray | None = None) -> tuple[Path, str | None]:  # fmt: skip
+    """The file a session on ``target`` runs, and what calibrated it: ``onnx_path`` itself for fp32 (and for a
+    file already quantized), else its int8 artifact (``model.int8.onnx`` beside it) calibrated on
+    ``calibration`` images, or on random inputs when none are given (timing only: see
+    :mod:`edgeprune.backends.quantize`)."""
+    path = Path(onnx_path)
+    if target.precision != "int8":
+        return path, None
+    if is_quantized(path):
+        return path, "given"
+    samples, kind = calibration_for(target, calibration, input_shape or onnx_input(path)[1])
+    return quantize_onnx(path, artifact_path(path, ".int8.onnx"), samples), kind
+
+
 def profile_events(target: Target, onnx_path: str, x: np.ndarray, runs: int) -> list[dict]:
-    """Run ``onnx_path`` ``runs`` times with onnxruntime's profiler on; its events (node and run timings)."""
+    """Run ``onnx_path`` ``runs`` times with onnxruntime's profiler on; its events (node and run timings). An
+    int8 target runs the quantized model (:func:`runnable_model`)."""
     import onnxruntime as ort
 
+    onnx_path, _ = runnable_model(target, onnx_path, x.shape)
     opts = session_options(target)
     opts.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,15 +114,23 @@ def _check_providers(session, wanted: list[str]) -> None:
 
 
 class OrtRunner:
-    def __init__(self, session) -> None:
+    def __init__(self, session, model_path: Path | None = None, calibration: str | None = None) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
+        self.model_path = model_path  # the file the session runs: for int8, the quantized artifact
+        self.calibration = calibration  # int8: "images", "random" (timing only) or "given" (already quantized)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: x})[0]
 
     def sync(self) -> None:  # session.run returns after the device finished
         pass
+
+
+def _int8_reason(target: Target) -> str | None:
+    if target.precision == "int8" and providers_for(target) != ["CPUExecutionProvider"]:
+        return "edgeprune quantizes for onnxruntime's CPU provider only (int8 on CUDA/TensorRT is not built)"
+    return None
 
 
 class OnnxRuntimeBackend:
@@ -113,55 +145,33 @@ class OnnxRuntimeBackend:
         if missing:
             return (f"onnxruntime here offers {ort.get_available_providers()}, not {missing}"
                     " (CUDA needs the gpu extra, which replaces onnxruntime, and a GPU)")
-        return None
+        return _int8_reason(target)
 
-    def prepare(self, target: Target, onnx_path: str | None = None, module=None) -> OrtRunner:
+    def prepare(self, target: Target, onnx_path: str | None = None, module=None, input_shape=None,
+                calibration: np.ndarray | None = None) -> OrtRunner:  # fmt: skip
+        """A session on ``onnx_path``; for an int8 target, on its quantized artifact (:func:`runnable_model`:
+        ``calibration`` images (N, C, H, W), or random inputs for timing only)."""
         import onnxruntime as ort
 
         if onnx_path is None:
             raise BackendError("the onnxruntime backend runs ONNX files: export the model first")
+        if _int8_reason(target):
+            raise BackendError(f"target {target.name}: {_int8_reason(target)}")
+        path, calibrated = runnable_model(target, onnx_path, input_shape, calibration)
         wanted = providers_for(target)
-        session = ort.InferenceSession(str(onnx_path), session_options(target), providers=wanted)
+        try:
+            session = ort.InferenceSession(str(path), session_options(target), providers=wanted)
+        except Exception as exc:  # onnxruntime's own exception types; a quantized model it refuses lands here
+            if calibrated is None:
+                raise
+            raise QuantizationError(f"onnxruntime refused the int8 model {path.name}: {exc}"[:500]) from exc
         _check_providers(session, wanted)
-        return OrtRunner(session)
+        return OrtRunner(session, path, calibrated)
 
     def memory(self, target: Target, onnx_path: str, input_shape: tuple[int, ...]) -> dict:
-        """Memory of a fresh process that loads the model and runs it once (MB)."""
-        code = f"""
-import json, resource, numpy as np, onnxruntime as ort
-from edgeprune.targets import target_from_dict
-from edgeprune.backends.onnxruntime import session_options, providers_for, current_rss_mb
-t = target_from_dict({target.name!r}, json.loads({json.dumps(_fields(target))!r}))
-before = current_rss_mb()
-s = ort.InferenceSession({str(onnx_path)!r}, session_options(t), providers=providers_for(t))
-s.run(None, {{s.get_inputs()[0].name: np.zeros({tuple(input_shape)!r}, np.float32)}})
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"rss_before_mb": before, "rss_after_mb": current_rss_mb(), "peak_rss_mb": peak}}))
-"""
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            raise BackendError(f"memory probe failed: {proc.stderr.strip().splitlines()[-1:]}")
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
-        # Growth of resident memory from loading the session and running it once (the model's cost);
-        # the process peak also counts what importing onnxruntime itself touched.
-        out["runtime_mb"] = max(0.0, out["rss_after_mb"] - out["rss_before_mb"])
-        return out
-
-
-def _fields(target: Target) -> dict:
-    """The target's settings as a JSON-able dict (what target_from_dict takes back)."""
-    out = {k: v for k, v in vars(target).items() if k not in ("name", "source")}
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
-
-
-def current_rss_mb() -> float:
-    """Resident set size now (Linux /proc; falls back to the peak elsewhere)."""
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        """Memory of a fresh process that loads ``onnx_path`` (what the runner runs: ``runner.model_path``) and
+        runs it once (MB)."""
+        load = (f"s = ort.InferenceSession({str(onnx_path)!r}, session_options(t), providers=providers_for(t))\n"
+                f"s.run(None, {{s.get_inputs()[0].name: np.zeros({tuple(input_shape)!r}, np.float32)}})")  # fmt: skip
+        imports = "import onnxruntime as ort\nfrom edgeprune.backends.onnxruntime import session_options, providers_for"
+        return probe_memory(imports, load, target)

@@ -65,6 +65,10 @@ def fingerprint(backend: str) -> dict:
         import tensorrt
 
         fp["tensorrt"] = tensorrt.__version__
+    elif backend == "openvino":
+        import openvino
+
+        fp["openvino"] = openvino.__version__
     return fp
 
 

@@ -1,0 +1,143 @@
+"""Post-training INT8 shared by the int8 backends: calibration samples, and ONNX Runtime's static QDQ quantization.
+
+Where calibration images come from: the deployed model (``edgeprune validate``) is calibrated on real images
+from the user's data, loaded by :func:`edgeprune.train.calibration.calibration_images` and passed in as an
+array. Timing-only runs (profiling micro-models and calibration plans, measured budget rounds) pass none and
+are calibrated on a few random inputs: calibration sets the scales and zero points, not which nodes the
+quantized graph has, so the latency is the same (tests/test_int8.py checks that the graphs match).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edgeprune.atomic import atomic_path
+from edgeprune.backends.base import BackendError
+from edgeprune.errors import EdgepruneError
+from edgeprune.targets import Target
+
+RANDOM_SAMPLES = 8  # timing-only calibration: the values do not change the graph, few samples quantize fast
+CALIBRATION_BATCH = 32
+
+
+class CalibrationError(EdgepruneError, ValueError):
+    """Calibration images that are missing, too few, or not shaped like the model's input."""
+
+
+class QuantizationError(BackendError):
+    """The quantizer failed, or the runtime refused the quantized model."""
+
+
+def require_count(have: int, need: int, source: str) -> None:
+    """Refuse calibration with fewer than ``need`` images, naming the count needed (the one message for it)."""
+    if have < need:
+        raise CalibrationError(f"int8 calibration needs {need} images but {source} has {have}: give more images, "
+                               "or lower calibration_count in the target")  # fmt: skip
+
+
+def random_samples(input_shape: tuple[int, ...], count: int = RANDOM_SAMPLES) -> np.ndarray:
+    """Seeded random inputs, one per row, shaped like one image of ``input_shape`` (timing only)."""
+    return np.random.default_rng(0).standard_normal((count, *input_shape[1:]), dtype=np.float32)
+
+
+def calibration_for(target: Target, images: np.ndarray | None, input_shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
+    """The samples to calibrate on and what they are ("images" or "random"): ``images`` (N, C, H, W) checked
+    against the target's count and the input shape, or random inputs when none were given."""
+    if images is None:
+        return random_samples(input_shape), "random"
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != len(input_shape) or images.shape[1:] != tuple(input_shape[1:]):
+        expected = ", ".join(map(str, input_shape[1:]))
+        raise CalibrationError(f"calibration images of shape {list(images.shape)} do not fit the model's input "
+                               f"{list(input_shape)} (expected [N, {expected}])")  # fmt: skip
+    require_count(len(images), target.calibration_count, "the calibration set given")
+    return images[: target.calibration_count], "images"
+
+
+def onnx_input(path: str | Path) -> tuple[str, tuple[int, ...]]:
+    """The first graph input's name and shape (0 for a symbolic dimension, such as a dynamic batch)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    known = {i.name for i in graph.initializer}
+    first = next(i for i in graph.input if i.name not in known)
+    return first.name, tuple(max(d.dim_value, 0) for d in first.type.tensor_type.shape.dim)
+
+
+def calibration_batches(samples: np.ndarray, batch: int) -> list[np.ndarray]:
+    """``samples`` (N, C, H, W) as the batches a model takes: of ``batch`` samples for a fixed batch size (the
+    remainder left out, fewer samples repeated), of up to CALIBRATION_BATCH for a dynamic one (``batch`` 0)."""
+    samples = np.ascontiguousarray(samples, np.float32)
+    if not batch:
+        return [samples[i : i + CALIBRATION_BATCH] for i in range(0, len(samples), CALIBRATION_BATCH)]
+    if len(samples) < batch:
+        samples = np.resize(samples, (batch, *samples.shape[1:]))
+    return [samples[i : i + batch] for i in range(0, len(samples) - batch + 1, batch)]
+
+
+def is_quantized(path: str | Path) -> bool:
+    """Whether an ONNX file already holds QuantizeLinear nodes (a quantized artifact, not an fp32 export)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(n.op_type == "QuantizeLinear" for n in graph.node)
+
+
+def artifact_path(source: str | Path, suffix: str) -> Path:
+    """Where the int8 artifact of ``source`` is written: beside it, ``model.onnx`` -> ``model<suffix>``."""
+    source = Path(source)
+    return source.with_name(source.stem + suffix)
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over batches of samples."""
+
+    def __init__(self, name: str, batches: list[np.ndarray]) -> None:
+        self.batches = iter([{name: b} for b in batches])
+
+    def get_next(self) -> dict | None:
+        return next(self.batches, None)
+
+    def __iter__(self):  # newer onnxruntime iterates the reader
+        return iter(self.get_next, None)
+
+
+@contextlib.contextmanager
+def _quiet(logger: str = ""):
+    """Hold back a library's advice logged as warnings (onnxruntime suggests a pre-processing pass that
+    changes nothing for edgeprune's exports and takes longer than the quantization)."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def quantize_onnx(source: str | Path, out: str | Path, samples: np.ndarray) -> Path:
+    """Static INT8 quantization of the fp32 ONNX ``source`` into ``out``: QDQ format, per-channel int8
+    weights, uint8 activations with ranges calibrated (min/max) on ``samples`` (N, C, H, W).
+
+    Written to a temporary file and renamed onto ``out`` only when the quantization succeeded, so a failure
+    leaves a previous ``out`` as it was.
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    name, shape = onnx_input(source)
+    out = Path(out)
+    try:
+        with atomic_path(out) as tmp, _quiet():
+            quantize_static(str(source), str(tmp), _Reader(name, calibration_batches(samples, shape[0])),
+                            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8)  # fmt: skip
+    except EdgepruneError:
+        raise
+    except Exception as exc:  # the quantizer raises whatever its numpy/onnx internals raise
+        raise QuantizationError(f"onnxruntime could not quantize {Path(source).name}: {type(exc).__name__}: "
+                                f"{exc}"[:500]) from exc  # fmt: skip
+    return out

@@ -1,0 +1,38 @@
+"""Calibration images for int8 targets: real images of the user's data, preprocessed as the model sees them
+at evaluation. The int8 backends take them as an array (:mod:`edgeprune.backends.quantize`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch.nn as nn
+
+from edgeprune.backends.quantize import require_count
+from edgeprune.models import get_entry
+from edgeprune.train.data import check_data, is_folder, load_dataset, normalize
+
+SEED = 0  # which images calibrate: a seeded draw over the split, so every class is represented
+
+
+def _draw(total: int, count: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(SEED).permutation(total)[:count])
+
+
+def calibration_images(data: str, count: int, model: nn.Module, name: str, side: int | None = None,
+                       data_dir: str | None = None) -> np.ndarray:  # fmt: skip
+    """``count`` images (N, C, H, W float32) of ``data``, a named data set or an image folder: drawn from its
+    train split (a folder without one: its val split), preprocessed as ``model`` (registry name ``name``, input
+    side ``side``) is evaluated. Fewer images than ``count``: a :class:`~edgeprune.backends.CalibrationError`
+    that names the count needed."""
+    check_data(data)
+    if not is_folder(data):
+        split = load_dataset(data, data_dir)[0]
+        require_count(len(split), count, f"{data}'s train split")
+        return normalize(split.images[_draw(len(split), count)]).numpy()
+    from edgeprune.train.folder import FolderDataset, folder_transform, model_preprocess, scan_folder
+
+    folder = scan_folder(data)
+    images, which = (folder.train, "train") if len(folder.train) else (folder.val, "val")
+    require_count(len(images), count, f"{folder.root}'s {which} split")
+    pre = model_preprocess(model, get_entry(name), side)
+    dataset = FolderDataset(images, folder_transform(pre.size, pre.mean, pre.std, False), SEED, False)
+    return np.stack([dataset[(int(i), 0)][0].numpy() for i in _draw(len(images), count)])
