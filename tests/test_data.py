@@ -61,6 +61,7 @@ def test_train_val_layout_labels_are_the_sorted_class_folders(tmp_path):
     (tmp_path / "f" / "train" / "eel" / "notes.txt").parent.mkdir(parents=True)
     root = make_folder(tmp_path / "f", classes=("eel", "cat", "dog"))
     (root / "train" / "eel" / "notes.txt").write_text("not an image: ignored")
+    write_images(root / "train" / "eel" / ".ipynb_checkpoints", 2)  # hidden: ignored
     data = scan_folder(root)
     assert data.classes == CLASSES and data.notes == ()
     assert len(data.train) == 18 and len(data.val) == 6

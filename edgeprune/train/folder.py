@@ -95,8 +95,7 @@ def _class_files(folder: Path) -> dict[str, list[Path]]:
             raise DataError(f"{folder} holds images but no class folders: put each class's images in "
                             f"{folder}/<class>/ (the folder name is the label)")  # fmt: skip
         raise DataError(f"{folder} is empty: expected {folder}/<class>/<image> (or train/ and val/ folders)")
-    files = {d.name: sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-             for d in subdirs}  # fmt: skip
+    files = {d.name: sorted(p for p in d.rglob("*") if _is_image(p, d)) for d in subdirs}
     empty = [c for c, f in files.items() if not f]
     if len(empty) == len(files):
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
@@ -104,6 +103,12 @@ def _class_files(folder: Path) -> dict[str, list[Path]]:
     if empty:
         raise DataError(f"class folders with no images in {folder}: {', '.join(empty)} (remove them or add images)")
     return files
+
+
+def _is_image(path: Path, base: Path) -> bool:
+    """An image file by its suffix; hidden files and folders (.ipynb_checkpoints, ._x.jpg) are not data."""
+    hidden = any(part.startswith(".") for part in path.relative_to(base).parts)
+    return path.suffix.lower() in IMAGE_SUFFIXES and not hidden and path.is_file()
 
 
 def split_classes(files: dict[str, list[Path]]) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
