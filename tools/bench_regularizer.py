@@ -20,8 +20,7 @@ import torch.nn.functional as F
 
 from edgeprune.graph import build_graph
 from edgeprune.models import create_model
-from edgeprune.regularize import create_regularizer, list_regularizers
-from edgeprune.regularize.base import add_penalty_gradient, loss_to_backpropagate
+from edgeprune.regularize import SparsityHook, list_regularizers
 from edgeprune.train.trainer import TrainConfig, make_optimizer
 
 CASES = [("cifar_resnet56", 32, 64), ("resnet50", 224, 8)]  # (model, input side, batch)
@@ -39,19 +38,19 @@ def main() -> int:
         torch.manual_seed(0)
         model = create_model(name).train()
         graph = build_graph(model, torch.randn(1, 3, size, size))
-        regs = {r: create_regularizer(r, model, graph) for r in list_regularizers()}
+        hooks = {r: SparsityHook.from_graph(model, graph, r) for r in list_regularizers()}
         opt = make_optimizer(model, TrainConfig(lr=1e-4))
         x, y = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
-        times: dict[str, list[float]] = {r: [] for r in regs}
+        times: dict[str, list[float]] = {r: [] for r in hooks}
         for step in range(args.steps + 2):  # two warm-up rounds
-            for r, reg in regs.items():
+            for r, hook in hooks.items():
                 t0 = time.perf_counter()
-                loss = loss_to_backpropagate(reg, F.cross_entropy(model(x)[:, :10], y))
+                loss = F.cross_entropy(model(x)[:, :10], y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                add_penalty_gradient(reg)  # the trainer's order: analytic gradients after backward
+                hook.after_backward()  # the trainer's path: the penalty's gradient after backward
                 opt.step()
-                reg.after_step(step)
+                hook.after_step()
                 if step >= 2:
                     times[r].append(time.perf_counter() - t0)
         base, base_mean = statistics.median(times["none"]), statistics.mean(times["none"])

@@ -18,7 +18,7 @@ class Regularizer(Protocol):
     name: str
 
     def penalty(self) -> torch.Tensor:
-        """Term added to the loss at every step (differentiable w.r.t. the model's weights)."""
+        """The term whose gradient joins the task loss's at every step (differentiable w.r.t. the weights)."""
 
     def after_step(self, step: int) -> None:
         """Called after each optimizer step (AULM's proximal and multiplier updates)."""
@@ -32,16 +32,12 @@ class Regularizer(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
     # Optional: ``add_gradient() -> Tensor`` adds d(penalty)/dW to the gradients in place after the task
-    # loss's backward and returns the penalty's value. A regularizer that has it is not put in the loss.
-
-
-def loss_to_backpropagate(reg: Regularizer, task: torch.Tensor) -> torch.Tensor:
-    """The task loss, plus the penalty unless the regularizer adds its gradient itself (see add_gradient)."""
-    return task if hasattr(reg, "add_gradient") else task + reg.penalty().to(task.device)
+    # loss's backward and returns the penalty's value; without it, SparsityHook takes the penalty's gradient
+    # through autograd. Either way the penalty is never part of the task loss.
 
 
 def add_penalty_gradient(reg: Regularizer) -> torch.Tensor | None:
-    """After backward: add an analytic regularizer's gradient; returns its penalty (None: it was in the loss)."""
+    """After backward: add an analytic regularizer's gradient; returns its penalty (None: it has no add_gradient)."""
     add = getattr(reg, "add_gradient", None)
     return None if add is None else add()
 
