@@ -19,3 +19,19 @@ class UnsupportedOpError(GraphBuildError):
             " Rebuild with freeze_unknown=True (CLI: --freeze-unknown) to keep the channels it touches"
             " unpruned, or map it to a rule in edgeprune.graph.optable."
         )
+
+
+class UntraceableError(GraphBuildError):
+    """torch.fx cannot trace the model: its code branches on tensor values or shapes, or makes calls fx
+    cannot record. Names the module and the source line where tracing stopped."""
+
+    def __init__(self, model: str, module: tuple[str, str] | None, line: tuple[str, int, str] | None, cause: str):
+        self.model, self.module, self.line = model, module, line
+        where = f" in {module[0]} ({module[1]})" if module else ""
+        at = f" at {line[0]}:{line[1]} `{line[2]}`" if line else ""
+        first = cause.splitlines()[0] if cause else ""
+        super().__init__(
+            f"cannot trace {model} with torch.fx{where}{at}: {first}. edgeprune follows the model's forward() "
+            "symbolically, so Python control flow on tensor values or shapes cannot be followed; move that code "
+            "into a leaf module (a torch.nn layer) or use a model variant without it."
+        )

@@ -117,6 +117,16 @@ class ChannelGroup:
         return shown + more
 
 
+class SizeAttr(NamedTuple):
+    """A module attribute that sets a split width (``torch.split(x, self.width)``): the pruned model's value is
+    the number of its positions whose unit is kept."""
+
+    path: str  # module
+    attr: str
+    index: int | None  # element of a list attribute; None for an int
+    positions: tuple[tuple[int, int] | None, ...]  # (group id, unit index) per position; None: never removed
+
+
 @dataclass
 class ChannelGraph:
     """Everything pruning needs to know about a model's channel structure."""
@@ -128,6 +138,7 @@ class ChannelGraph:
     model_kwargs: dict = field(default_factory=dict)  # what create_model needs to rebuild it
     # group id -> the residual branch that emptying the group removes (edgeprune.graph.branches.Branch)
     branches: dict = field(default_factory=dict)
+    sizes: list[SizeAttr] = field(default_factory=list)  # split widths that shrink rewrites
 
     @property
     def prunable_groups(self) -> list[ChannelGroup]:

@@ -18,7 +18,6 @@ from edgeprune.graph.rules import (
     branch_constant,
     channel_shuffle,
     channelwise,
-    chunk,
     constant,
     conv,
     elementwise,
@@ -30,9 +29,9 @@ from edgeprune.graph.rules import (
     reduction,
     remap,
     reshape,
-    split,
     subset,
 )
+from edgeprune.graph.splits import chunk, split, tensor_split, unbind
 from edgeprune.models.layers import BranchConstant, ChannelRemap, EmptyChannels
 
 ELEMENTWISE_MODULES = (
@@ -121,7 +120,8 @@ FUNCTION_RULES: dict[Callable, Rule] = {
     operator.getitem: subset,
     torch.narrow: subset,
     torch.select: subset,
-    torch.unbind: subset,
+    torch.unbind: unbind,
+    torch.tensor_split: tensor_split,
     torch.chunk: chunk,
     torch.channel_shuffle: channel_shuffle,
     F.channel_shuffle: channel_shuffle,
@@ -150,9 +150,11 @@ METHOD_RULES: dict[str, Rule] = {
                      "repeat", "movedim", "swapaxes", "swapdims", "flip", "roll", "view_as", "reshape_as"],
                     movement),
     **dict.fromkeys(["view", "reshape"], reshape),
-    **dict.fromkeys(["narrow", "select", "unbind"], subset),
+    **dict.fromkeys(["narrow", "select"], subset),
+    "unbind": unbind,
     "chunk": chunk,
     "split": split,
+    "tensor_split": tensor_split,
     **dict.fromkeys(["mean", "sum", "amax"], reduction),
     "softmax": mixing_along(_dim_arg(1, -1), "softmax"),
     **dict.fromkeys(["matmul", "bmm"], mixing_all),

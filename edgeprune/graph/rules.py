@@ -6,8 +6,9 @@ module slices (members) that belong to each channel.
 
 Kinds of behaviour:
 - elementwise: output position p carries the channels of every input at p (residual add, SE gate).
-- data movement (view, cat, pad, getitem, chunk, shuffle...): run the op on the id tensor itself, so any
-  index map comes out exact, then add the constraints that keep the op valid at smaller widths.
+- data movement (view, cat, pad, getitem, shuffle...; split and chunk are in splits.py): run the op on the
+  id tensor itself, so any index map comes out exact, then add the constraints that keep the op valid at
+  smaller widths.
 - channelwise on dim 1 (pooling, interpolate, batch norm): channels pass through unchanged.
 - consumers with weights (conv, linear): read channels, produce a fresh set.
 - mixing (layer norm, softmax, matmul): removing a channel is not the same as zeroing it, so freeze.
@@ -170,27 +171,6 @@ def _has_tensor_index(index) -> bool:
     return any(isinstance(i, (torch.Tensor, list)) for i in items)
 
 
-def chunk(ctx, node, args, kwargs, ids, ids_kw, out):
-    """chunk (or split by a computed size): equal parts; prune the same positions in every part."""
-    parts = movement(ctx, node, args, kwargs, ids, ids_kw, out)
-    sizes = {tuple(p.shape) for p in out}
-    moved = any(len(varying_dims(p)) for p in parts)
-    if moved and len(sizes) > 1:
-        ctx.cu.freeze(ids[0], f"{ctx.where(node)}: {ctx.op_name(node)} into unequal parts")
-    elif moved:
-        full = [expand_full(p, o.shape) for p, o in zip(parts, out)]
-        for p in full[1:]:
-            ctx.cu.union_tensors(full[0], p)
-    return parts
-
-
-def split(ctx, node, args, kwargs, ids, ids_kw, out):
-    size_arg = node.args[1] if len(node.args) > 1 else node.kwargs.get("split_size_or_sections")
-    if isinstance(size_arg, fx.Node):
-        return chunk(ctx, node, args, kwargs, ids, ids_kw, out)
-    return subset(ctx, node, args, kwargs, ids, ids_kw, out)
-
-
 def channel_shuffle(ctx, node, args, kwargs, ids, ids_kw, out):
     """channel_shuffle(x, g): g is fixed, so an index within a shuffle group is pruned in all g groups."""
     module = ctx.module(node)
@@ -289,7 +269,26 @@ def conv(ctx, node, args, kwargs, ids, ids_kw, out):
         anchor = outs[:, :1]  # first output channel of each conv group
         ctx.cu.union_tensors(anchor, outs)
         ctx.cu.union_tensors(anchor, ins)
+    _conv_extras(ctx, node, m, reps, out_ids)
     return along(out_ids, 1, out.ndim)
+
+
+# Convs that standardize their weight over (input channels x kernel) per output channel (timm's, by class
+# name so the graph does not import timm): removing an input changes every output, so inputs are frozen.
+WEIGHT_STANDARDIZED = {"StdConv2d", "StdConv2dSame", "ScaledStdConv2d", "ScaledStdConv2dSame"}
+
+
+def _conv_extras(ctx, node, m: nn.Module, reps: torch.Tensor, out_ids: torch.Tensor) -> None:
+    """What a conv subclass adds: per-output-channel tensors (a learned gain) go with their channel."""
+    for name, value in [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]:
+        if name in ("weight", "bias") or value is None:
+            continue
+        if value.numel() == m.out_channels and value.shape[0] == m.out_channels:
+            ctx.attach(out_ids, PARAM, f"{node.target}.{name}", dim=0)
+        else:
+            ctx.cu.freeze(out_ids, f"{node.target}: {type(m).__name__}.{name} {tuple(value.shape)} is not per channel")
+    if type(m).__name__ in WEIGHT_STANDARDIZED:
+        ctx.cu.freeze(reps, f"{node.target}: {type(m).__name__} standardizes its weight over its input channels")
 
 
 def linear(ctx, node, args, kwargs, ids, ids_kw, out):

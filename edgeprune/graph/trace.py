@@ -21,31 +21,25 @@ from torch.func import functional_call
 from edgeprune.graph import optable, rules
 from edgeprune.graph.branches import find_branches, removable_groups
 from edgeprune.graph.errors import GraphBuildError, UnsupportedOpError
+from edgeprune.graph.fxtrace import trace_model
 from edgeprune.graph.groups import PARAM, ChannelGraph, ChannelGroup, MemberTable, Unit
 from edgeprune.graph.ids import NO_CHANNEL, ChannelUnion, along, position_reps
-
-
-class _LeafTracer(fx.Tracer):
-    """Keeps torch.nn layers (and edgeprune's own layers) as single nodes; traces through the rest."""
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if optable.module_rule(m) is not None:
-            return True
-        if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
-            return False
-        return m.__module__.startswith("torch.nn")
+from edgeprune.graph.splits import SizeSource, find_size_sources, size_attrs
 
 
 class TraceContext:
     """State shared by the rules while one model is interpreted."""
 
-    def __init__(self, model: nn.Module, freeze_unknown: bool) -> None:
+    def __init__(self, model: nn.Module, freeze_unknown: bool, size_sources: dict | None = None) -> None:
         self.model = model
+        self.size_sources: dict[str, list[SizeSource | None]] = size_sources or {}  # literal split sizes
+        self.size_parts: dict[SizeSource, torch.Tensor] = {}  # per source: the ids of the parts it sizes
         self.modules = dict(model.named_modules())
         self.freeze_unknown = freeze_unknown
         self.cu = ChannelUnion()
         self.blocks: list[tuple[str, str, int]] = []
         self.attached: list[np.ndarray] = []  # per block: the channel of each slice
+        self.block_of: dict[tuple[str, str, int], int] = {}
         self.n_spaces = 0
 
     # -- naming
@@ -73,8 +67,16 @@ class TraceContext:
         return self.cu.new_ids(count, self.n_spaces - 1)
 
     def attach(self, ids: torch.Tensor, kind: str, path: str, dim: int = 0) -> None:
-        """Record that slice ``i`` of (kind, path, dim) belongs to channel ``ids[i]``."""
-        self.blocks.append((kind, path, dim))
+        """Record that slice ``i`` of (kind, path, dim) belongs to channel ``ids[i]``.
+
+        A module called more than once (shared weights) attaches again: each slice is one weight, so the
+        channels it meets in every call are one channel."""
+        block = (kind, path, dim)
+        if block in self.block_of:
+            self.cu.union_tensors(torch.from_numpy(self.attached[self.block_of[block]]), ids.reshape(-1))
+            return
+        self.block_of[block] = len(self.blocks)
+        self.blocks.append(block)
         self.attached.append(ids.reshape(-1).numpy().copy())
 
     def consumer_reps(self, ids: torch.Tensor, dim: int, size: int) -> torch.Tensor:
@@ -142,17 +144,6 @@ def _fetch_attr(model: nn.Module, target: str):
     for part in target.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-def trace_model(model: nn.Module) -> fx.Graph:
-    """Symbolically trace ``model`` (in its current train/eval mode) with torch.nn layers as leaves."""
-    try:
-        return _LeafTracer().trace(model)
-    except Exception as exc:  # fx raises many types; all mean "cannot trace"
-        raise GraphBuildError(
-            f"cannot trace {type(model).__name__} with torch.fx: {type(exc).__name__}: {exc}. Models with "
-            "data-dependent control flow in forward() need that part moved into a leaf module."
-        ) from exc
 
 
 class _MetaRunner:
@@ -275,8 +266,10 @@ def _flatten(tree):
         yield tree
 
 
-def assemble_groups(ctx: TraceContext) -> list[ChannelGroup]:
-    """Turn merged channels into units, and units that share a channel space into groups."""
+def assemble_groups(ctx: TraceContext) -> tuple[list[ChannelGroup], dict[int, tuple[int, int]]]:
+    """Turn merged channels into units, and units that share a channel space into groups.
+
+    Returns the groups and, for each unit's root channel, its (group id, unit index)."""
     cu = ctx.cu
     roots, spaces = cu.roots(), cu.space_of
     # Two spaces that share a unit (residual add, concat) belong to one group: union-find over spaces.
@@ -298,12 +291,13 @@ def assemble_groups(ctx: TraceContext) -> list[ChannelGroup]:
     for r in sorted(unit_rows):
         by_space.setdefault(_find(space_parent, spaces[r]), []).append(r)
     summed = {roots[i] for i in cu.summed}
-    groups = []
+    groups, unit_at = [], {}
     for space in sorted(by_space):
         units = [Unit(table, *unit_rows[r], unit_frozen.get(r)) for r in by_space[space]]
         frozen = units[0].frozen if all(u.frozen for u in units) else None
+        unit_at.update({r: (len(groups), u) for u, r in enumerate(by_space[space])})
         groups.append(ChannelGroup(len(groups), units, frozen, summed=any(r in summed for r in by_space[space])))
-    return groups
+    return groups, unit_at
 
 
 def _member_table(ctx: TraceContext, roots: np.ndarray) -> tuple[MemberTable, dict[int, tuple[int, int]]]:
@@ -347,7 +341,8 @@ def build_graph(
         freeze_unknown: freeze the channels around ops the graph does not understand instead of raising.
 
     Raises:
-        GraphBuildError: the model cannot be traced.
+        UntraceableError: torch.fx cannot trace the model (a :class:`GraphBuildError`).
+        GraphBuildError: an op fails on the example's shapes.
         UnsupportedOpError: an op with no rule, unless ``freeze_unknown``.
     """
     was_training = model.training
@@ -355,19 +350,21 @@ def build_graph(
     attrs_before = set(vars(model))
     try:
         graph = trace_model(model)
-        ctx = TraceContext(model, freeze_unknown)
+        sources = find_size_sources(model, graph, trace_model)
+        ctx = TraceContext(model, freeze_unknown, sources)
         try:
             interpret(ctx, graph, example)
         except _NeedsFake:
-            ctx = TraceContext(model, freeze_unknown)
+            ctx = TraceContext(model, freeze_unknown, sources)
             interpret(ctx, graph, example, fake=True)
     finally:
         model.train(was_training)
         for added in set(vars(model)) - attrs_before:  # fx stores tensor constants on the traced root
             if added.startswith("_tensor_constant"):
                 delattr(model, added)
-    groups = assemble_groups(ctx)
+    groups, unit_at = assemble_groups(ctx)
     branches = removable_groups(groups, find_branches(graph, model))
     shapes = {k: tuple(v.shape) for k, v in [*model.named_parameters(), *model.named_buffers()]}
     name = model_name or type(model).__name__
-    return ChannelGraph(name, tuple(example.shape), groups, shapes, dict(model_kwargs or {}), branches)
+    sizes = size_attrs(ctx.size_parts, ctx.cu.roots(), unit_at)
+    return ChannelGraph(name, tuple(example.shape), groups, shapes, dict(model_kwargs or {}), branches, sizes)

@@ -102,7 +102,9 @@ def _expected_shape(module: nn.Module, name: str, tensor: torch.Tensor) -> tuple
     if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         if name == "weight":
             return (module.out_channels, module.in_channels // module.groups, *tensor.shape[2:])
-        return (module.out_channels,)
+        if name == "bias":
+            return (module.out_channels,)
+        return tuple(tensor.shape)  # a subclass's own tensors (a gain) are resized by their param_shape entry
     if isinstance(module, nn.Linear):
         return (module.out_features, module.in_features) if name == "weight" else (module.out_features,)
     if isinstance(module, nn.modules.batchnorm._BatchNorm):

@@ -142,7 +142,31 @@ def shrink(model: nn.Module, graph: ChannelGraph, plan: Plan) -> tuple[nn.Module
         for gid, gone in plan.removed(graph).items():
             if len(gone) == graph.groups[gid].size:  # validate() allowed it: a removable branch
                 changes.update(remove_branch(pruned, graph.branches[gid]))
+        for path, attrs in rewrite_split_widths(pruned, graph, plan).items():
+            changes.setdefault(path, {"type": type(pruned.get_submodule(path)).__name__}).update(attrs)
     return pruned, changes
+
+
+def rewrite_split_widths(model: nn.Module, graph: ChannelGraph, plan: Plan) -> ArchChanges:
+    """Set each attribute that sizes a split (graph.sizes, see edgeprune.graph.splits) to its pruned width.
+
+    Returns module path -> {attribute: new value} for the arch spec."""
+    removed = {gid: set(gone) for gid, gone in plan.removed(graph).items()}
+    out: ArchChanges = defaultdict(dict)
+    for s in graph.sizes:
+        width = sum(1 for p in s.positions if p is None or p[1] not in removed.get(p[0], ()))
+        if width == 0:
+            raise PlanError(f"plan removes every channel of a split part sized by {s.path}.{s.attr}")
+        module = model.get_submodule(s.path)
+        if s.index is None:
+            value = width
+        else:  # one element of a list or tuple attribute
+            items = list(getattr(module, s.attr))
+            items[s.index] = width
+            value = type(getattr(module, s.attr))(items)
+        setattr(module, s.attr, value)
+        out[s.path][s.attr] = list(value) if isinstance(value, tuple) else value
+    return dict(out)
 
 
 def _folded_constant(conv: nn.Module, norm: nn.Module | None) -> torch.Tensor:

@@ -1,0 +1,59 @@
+"""Symbolic tracing with torch.fx, and a clear error naming the module and line where it stops."""
+
+from __future__ import annotations
+
+import linecache
+import os
+import types
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from edgeprune.graph import optable
+from edgeprune.graph.errors import UntraceableError
+
+
+class LeafTracer(fx.Tracer):
+    """Keeps torch.nn layers (and edgeprune's own layers) as single nodes; traces through the rest."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if optable.module_rule(m) is not None:
+            return True
+        if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            return False
+        return m.__module__.startswith("torch.nn")
+
+
+def trace_model(model: nn.Module) -> fx.Graph:
+    """Symbolically trace ``model`` (in its current train/eval mode) with torch.nn layers as leaves.
+
+    Raises:
+        UntraceableError: fx cannot follow the model's code (Python control flow on tensor values or
+            shapes, calls fx cannot record); the message names the module and the source line.
+    """
+    try:
+        return LeafTracer().trace(model)
+    except Exception as exc:  # fx raises many types; all mean "cannot trace"
+        raise _untraceable(model, exc) from exc
+
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+
+
+def _untraceable(model: nn.Module, exc: Exception) -> UntraceableError:
+    """Find the innermost module of ``model`` whose code was running, and the line of model code that failed."""
+    paths = {id(m): p for p, m in model.named_modules()}
+    module_at, line_at = None, None
+    tb: types.TracebackType | None = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, nn.Module) and id(owner) in paths:
+            module_at = (paths[id(owner)] or "<top level>", type(owner).__name__)
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_TORCH_DIR):  # the model's own code, not fx's machinery
+            text = linecache.getline(filename, tb.tb_lineno).strip()
+            line_at = (os.path.basename(filename), tb.tb_lineno, text)
+        tb = tb.tb_next
+    return UntraceableError(type(model).__name__, module_at, line_at, f"{type(exc).__name__}: {exc}")
