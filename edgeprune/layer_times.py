@@ -14,6 +14,7 @@ cannot be attributed, so the times always add up.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import numpy as np
@@ -102,9 +103,11 @@ class OnnxAttribution:
         return None
 
     def label(self, runtime_name: str, op: str) -> str:
+        # onnxruntime names a node its int8 (QDQ) fusion made after the node it replaced, plus "_token_N"
+        runtime_name = re.sub(r"_token_\d+$", "", runtime_name)
         if runtime_name in self.nodes:
             return self._label(self.nodes[runtime_name])
-        if op.startswith("Reorder"):
+        if op.startswith("Reorder") or op == "Transpose":  # not in the graph: a layout change the runtime added
             return REORDERS
         if runtime_name.endswith("_nchwc"):
             node = self._mac_node_behind(runtime_name[: -len("_nchwc")])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -99,15 +99,53 @@ def accuracy_on(model: nn.Module, data: str | None, model_name: str) -> float | 
     return float((pred == y).float().mean())
 
 
-def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None) -> tuple[dict, Runner, np.ndarray]:
+class DeployedModel(nn.Module):
+    """A prepared runner (the deployed artifact in its runtime) as a module, so accuracy is measured on it the
+    way it is on the torch model; batches are run in pieces of the batch size it was prepared for."""
+
+    def __init__(self, runner: Runner, batch: int, module: nn.Module) -> None:
+        super().__init__()
+        self.runner, self.batch = runner, batch
+        if getattr(module, "pretrained_cfg", None):  # the preprocessing an image folder is read with
+            self.pretrained_cfg = module.pretrained_cfg
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.numpy()
+        n = len(x)
+        padded = np.concatenate([x, np.repeat(x[-1:], -n % self.batch, axis=0)])
+        return torch.from_numpy(np.concatenate([self.runner.run(padded[i : i + self.batch])
+                                                for i in range(0, len(padded), self.batch)])[:n])  # fmt: skip
+
+
+def calibration_source(target: Target, data: str | None, calibration_data: str | None) -> str | None:
+    """What an int8 deployed model is calibrated on: ``calibration_data`` (--calibration-data), else the
+    target's ``calibration_data``, else ``data`` (its train split); None: random inputs, timing only."""
+    if target.precision != "int8":
+        return None
+    return calibration_data or target.calibration_data or data
+
+
+def onnx_file(ref: ModelRef, folder: Path) -> Path:
+    return folder / f"{ref.name}-{'pruned' if Path(ref.label).is_dir() else 'original'}.onnx"
+
+
+def file_bytes(path: Path) -> int:
+    """Bytes of a model file and the files that belong to it (external data, an OpenVINO IR's .bin)."""
+    files = [*path.parent.glob(f"{path.name}*"), *([path.with_suffix(".bin")] if path.suffix == ".xml" else [])]
+    return sum(p.stat().st_size for p in files)
+
+
+def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
+                 calibration_data: str | None = None) -> tuple[dict, Runner, np.ndarray]:  # fmt: skip
     """Everything about one model but its latency, which :func:`validate` times for both sides together;
-    returns the record, the prepared runner and its input."""
+    returns the record, the prepared runner and its input. On an int8 target the runner runs the quantized
+    artifact, calibrated on :func:`calibration_source`, and the record holds its accuracy."""
     shape = target.input_shape(ref.input_chw)
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     macs, macs_by_op, macs_by_module = count_macs(ref.module, x)
     macs_by_layer = layer_times.macs_by_layer(ref.module, macs_by_module)
     norms = layer_times.norm_to_conv(ref.module, x)  # before a backend moves the module to its device
-    onnx_path = folder / f"{ref.name}-{'pruned' if Path(ref.label).is_dir() else 'original'}.onnx"
+    onnx_path = onnx_file(ref, folder)
     export = export_onnx(ref.module, x, onnx_path)
     checks = {"random": x.expand(3, *shape[1:]).clone() + torch.randn(3, *shape[1:])}
     if data == "cifar10-lossless":
@@ -122,22 +160,31 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None) 
             raise NumericsFailure(f"numerics: {ref.label}: {kind} inputs: {exc}") from exc
     xn = x.numpy()
     cuda_base = _reset_cuda_peak() if target.backend == "torch" and target.device == "cuda" else 0
-    runner = prepare_runner(target, ref.module if target.backend == "torch" else onnx_path, shape)
+    source, images = calibration_source(target, data, calibration_data), None
+    if source:
+        from edgeprune.train.calibration import calibration_images
+
+        images = calibration_images(source, target.calibration_count, ref.module, ref.name, ref.input_chw[-1])
+    runner = prepare_runner(target, ref.module if target.backend == "torch" else onnx_path, shape, images)
     runner.run(xn)
     runner.sync()
+    deployed = getattr(runner, "model_path", None) or onnx_path  # what the runtime runs (int8: the quantized file)
     memory = {
-        "model_file_bytes": sum(p.stat().st_size for p in folder.glob(f"{onnx_path.name}*")),
+        "model_file_bytes": file_bytes(onnx_path),
+        "deployed_file_bytes": file_bytes(deployed),
         "weight_bytes": sum(p.numel() * p.element_size() for p in ref.module.parameters()),
         "largest_activation_bytes": largest_activation_bytes(ref.module, x),
     }
-    if target.backend == "onnxruntime":
-        memory.update(get_backend(target.backend).memory(target, str(onnx_path), shape))
+    if target.backend in ("onnxruntime", "openvino"):
+        memory.update(get_backend(target.backend).memory(target, str(deployed), shape))
     elif target.backend == "tensorrt":
         memory.update(engine_bytes=runner.engine_bytes, device_memory_bytes=runner.device_memory_bytes)
     elif target.device == "cuda":  # this side's own peak: the other side's module may still be resident
         memory["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated() - cuda_base
     if target.backend == "onnxruntime":
-        layers, ops = layer_times.ort_layer_times(onnx_path, target, xn, norms)
+        layers, ops = layer_times.ort_layer_times(deployed, target, xn, norms)
+    elif target.backend == "openvino":  # OpenVINO's per-layer counters are not read (yet)
+        layers, ops = {}, {}
     elif target.backend == "tensorrt":
         engine = runner.layer_times(xn)
         layers, ops = layer_times.attribute_engine_layers(engine, onnx_path, norms), engine
@@ -150,6 +197,10 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None) 
         "predicted_ms": None, "latency": None, "memory": memory, "ms_by_op": ops,
         "ms_by_layer": layers, "macs_by_layer": macs_by_layer,
         "accuracy": accuracy_on(ref.module, data, ref.name),
+        "deployed_accuracy": accuracy_on(DeployedModel(runner, shape[0], ref.module), data, ref.name)
+        if target.precision == "int8" else None,
+        "calibration": {"data": source, "count": len(images) if images is not None else None,
+                        "kind": getattr(runner, "calibration", None)} if target.precision == "int8" else None,
     }, runner, xn  # fmt: skip
 
 
@@ -175,11 +226,16 @@ def validate(
     data: str | None = None,
     tolerance: float = 0.15,
     expected_speedup: float | None = None,
+    calibration_data: str | None = None,
 ) -> dict:
     """Measure both models, derive the speedups, gate, and write ``report.json`` into ``out_dir``.
 
     The gate holds the measured speedup against ``expected_speedup`` when given (what the plan measured while
     it was planned: the prediction is then known to be off), else against the profile's prediction.
+
+    On an int8 target both models run quantized (calibrated on :func:`calibration_source`): the gate's speedup
+    is over the quantized original, the dense fp32 original on the same runtime is timed beside them
+    (``speedup_over_fp32``), and with ``data`` the quantized models' accuracy is measured too.
     """
     reason = unavailable_reason(target)
     if reason:
@@ -188,16 +244,23 @@ def validate(
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        a, run_a, x = measure_side(original, target, Path(tmp), data)
-        b, run_b, x_b = measure_side(pruned, target, Path(tmp), data)
+        a, run_a, x = measure_side(original, target, Path(tmp), data, calibration_data)
+        b, run_b, x_b = measure_side(pruned, target, Path(tmp), data, calibration_data)
         if x.shape != x_b.shape:
             raise ValidationError(f"the models take different inputs: {list(x.shape)} and {list(x_b.shape)}")
         if profile is not None:
             a["predicted_ms"], b["predicted_ms"] = predict_pair(profile, original, pruned, tuple(x.shape))
         # Alternating rounds: drift during the measurement slows both models alike instead of one of them.
-        timed = time_runners({"original": run_a, "pruned": run_b}, x, target, reference="pruned")
+        runners = {"original": run_a, "pruned": run_b}
+        if target.precision == "int8":  # the dense fp32 model on the same runtime: what quantizing is weighed by
+            runners["original-fp32"] = prepare_runner(replace(target, precision="fp32"), onnx_file(original, Path(tmp)),
+                                                      x.shape)  # fmt: skip
+        timed = time_runners(runners, x, target, reference="pruned")
         a["latency"], b["latency"] = timed.stats["original"].to_dict(), timed.stats["pruned"].to_dict()
-    derived = derive(a, b, timed.ratios["original"])  # the original's time over the pruned one's: the speedup
+        if "original-fp32" in runners:
+            a["latency_fp32"] = timed.stats["original-fp32"].to_dict()
+    # the original's time over the pruned one's: the speedup
+    derived = derive(a, b, timed.ratios["original"], timed.ratios.get("original-fp32"))
     gate = gate_speedup(derived, tolerance, expected_speedup)
     report = {
         "schema": REPORT_SCHEMA, "target": target.name, "target_spec": {"backend": target.backend,
@@ -226,9 +289,12 @@ def gate_speedup(derived: dict, tolerance: float, expected_speedup: float | None
     return gate
 
 
-def derive(a: dict, b: dict, speedup: Ratio | None = None) -> dict:
+def derive(a: dict, b: dict, speedup: Ratio | None = None, over_fp32: Ratio | None = None) -> dict:
     """Ratios of the two sides. ``speedup``: the measured speedup paired round by round, with its interval
-    (``speedup_ci``); without it, the ratio of the two median latencies."""
+    (``speedup_ci``); without it, the ratio of the two median latencies. ``over_fp32`` (int8 targets): the dense
+    fp32 original's time over the pruned quantized one's. Accuracy deltas in points: pruning
+    (``accuracy_delta_points``, torch vs torch), quantization (``quantization_delta_points``, the pruned model
+    deployed vs in torch) and both (``deployed_delta_points``, the pruned model deployed vs the torch original)."""
 
     def ratio(x, y):
         return x / y if x and y else None
@@ -245,6 +311,11 @@ def derive(a: dict, b: dict, speedup: Ratio | None = None) -> dict:
     if "runtime_mb" in a["memory"]:
         d["runtime_memory_reduction"] = ratio(a["memory"]["runtime_mb"], b["memory"]["runtime_mb"])
     d["realization"] = ratio(d["measured_speedup"], d["macs_speedup"])
+    if over_fp32:
+        d["speedup_over_fp32"], d["speedup_over_fp32_ci"] = over_fp32.median, [over_fp32.low, over_fp32.high]
     if a.get("accuracy") is not None and b.get("accuracy") is not None:
         d["accuracy_delta_points"] = 100 * (b["accuracy"] - a["accuracy"])
+    if b.get("deployed_accuracy") is not None and b.get("accuracy") is not None:
+        d["quantization_delta_points"] = 100 * (b["deployed_accuracy"] - b["accuracy"])
+        d["deployed_delta_points"] = 100 * (b["deployed_accuracy"] - a["accuracy"])
     return d

@@ -41,13 +41,15 @@ def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Report folder.")
 @profile_option
 @click.option("--data", type=click.Choice(["cifar10-lossless"]), default=None, help="Also measure accuracy.")
+@click.option("--calibration-data", metavar="NAME|DIR", default=None,
+              help="int8 targets: calibrate on this data set or image folder (default: the target's, else --data).")
 @click.option("--tolerance", type=click.FloatRange(0, 1), default=0.15, show_default=True,
               help="With --profile: allowed shortfall of the measured speedup against the predicted one.")
 @click.option("--pretrained", is_flag=True, help="Load pretrained weights for a registry-name ORIGINAL.")
 @json_option
 @click.pass_context
-def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data, tolerance, pretrained,
-                 as_json) -> None:  # fmt: skip
+def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data, calibration_data, tolerance,
+                 pretrained, as_json) -> None:  # fmt: skip
     """Compare ORIGINAL and PRUNED on a target: MACs, predicted and measured latency, memory, accuracy.
 
     Exit code 3 when the exported model's numerics differ from torch, 4 when the measured speedup falls
@@ -61,17 +63,28 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
     from edgeprune.validate import resolve_model, validate
 
     target = load_target(target_name)
+    if target.precision != "int8":
+        forbid(ctx, ("calibration_data",), f"with {target.name}, which is not int8")
     profile = Profile.load(profile_path) if profile_path else None
     report = validate(resolve_model(original, pretrained), resolve_model(pruned), target, out_dir, profile, data,
-                      tolerance)  # fmt: skip
+                      tolerance, calibration_data=calibration_data)  # fmt: skip
     d = report["derived"]
 
     def text() -> str:
         predicted = f"{d['predicted_speedup']:.2f}x" if d["predicted_speedup"] else "n/a (no profile)"
         return (f"MACs {d['macs_speedup']:.2f}x, predicted {predicted}, measured {d['measured_speedup']:.2f}x"
                 f"{speedup_interval(d)}, "
-                f"realization {d['realization']:.2f}; report in {out_dir}/report.md\n"
+                f"realization {d['realization']:.2f}; report in {out_dir}/report.md\n" + quantized()
                 + ("PASS: " if report["gate"]["passed"] else "FAIL: ") + report["gate"]["reason"])  # fmt: skip
+
+    def quantized() -> str:
+        if "speedup_over_fp32" not in d:
+            return ""
+        line = f"{target.precision}: pruned {d['speedup_over_fp32']:.2f}x faster than the dense fp32 model"
+        if "quantization_delta_points" in d:
+            line += (f"; accuracy {d['accuracy_delta_points']:+.2f} points from pruning, "
+                     f"{d['quantization_delta_points']:+.2f} from quantizing")  # fmt: skip
+        return line + "\n"
 
     emit(as_json, report, text)
     if not report["gate"]["passed"]:

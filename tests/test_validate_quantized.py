@@ -1,0 +1,52 @@
+"""validate on int8 targets: the deployed (quantized) artifact's accuracy and size, the pruning and quantization
+drops apart, and the speedup over the dense fp32 model on the same runtime beside the gated one."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from edgeprune.cli import main
+from edgeprune.targets import target_from_dict
+from edgeprune.train import data
+from edgeprune.validate import resolve_model, validate
+
+FAST = {"precision": "int8", "threads": 1, "warmup": 1, "repeats": 2, "rounds": 2, "calibration_count": 64}
+
+
+@pytest.fixture(scope="module")
+def pruned_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "pruned"
+    result = CliRunner().invoke(main, ["shrink", "cifar_resnet20", "--ratio", "0.3", "--pretrained", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_validate_measures_the_quantized_artifact(backend, pruned_dir, tmp_path, monkeypatch):
+    x, y = data.load_lossless_subset("test")
+    monkeypatch.setattr(data, "load_lossless_subset", lambda split="test", data_dir=None: (x[:300], y[:300]))  # faster
+    target = target_from_dict(f"fast-{backend}-int8", {"backend": backend, **FAST})
+    report = validate(resolve_model("cifar_resnet20", pretrained=True), resolve_model(str(pruned_dir)), target,
+                      tmp_path / "v", data="cifar10-lossless")  # fmt: skip
+    a, b, d = report["original"], report["pruned"], report["derived"]
+    for side in (a, b):
+        assert side["calibration"] == {"data": "cifar10-lossless", "count": 64, "kind": "images"}
+        # the quantized file is what was measured: much smaller than the fp32 export
+        assert side["memory"]["deployed_file_bytes"] < 0.6 * side["memory"]["model_file_bytes"]
+        assert side["memory"]["runtime_mb"] > 0
+    assert a["accuracy"] > 0.9 and abs(a["deployed_accuracy"] - a["accuracy"]) < 0.02  # int8 keeps the trained model
+    assert d["quantization_delta_points"] == pytest.approx(100 * (b["deployed_accuracy"] - b["accuracy"]))
+    assert d["accuracy_delta_points"] == pytest.approx(100 * (b["accuracy"] - a["accuracy"]))
+    assert d["deployed_delta_points"] == pytest.approx(d["accuracy_delta_points"] + d["quantization_delta_points"])
+    lo, hi = d["speedup_over_fp32_ci"]
+    assert lo <= d["speedup_over_fp32"] <= hi and len(a["latency_fp32"]["round_medians_ms"]) == 2
+    assert "latency_fp32" not in b
+    if backend == "onnxruntime":  # per-layer times of the quantized model, its convolutions attributed
+        assert "QLinearConv" in a["ms_by_op"] and "layer1.0.conv1" in a["ms_by_layer"]
+
+
+def test_validate_refuses_calibration_data_for_a_float_target():
+    r = CliRunner().invoke(main, ["validate", "a", "b", "--target", "cpu-ort", "--calibration-data", "cifar10",
+                                  "--out", "o"])  # fmt: skip
+    assert r.exit_code == 2 and "--calibration-data cannot be used with cpu-ort, which is not int8" in r.output
