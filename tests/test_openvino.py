@@ -6,6 +6,7 @@ import sys
 from dataclasses import replace
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -13,6 +14,8 @@ from edgeprune.backends import BackendError, QuantizationError, get_backend, pre
 from edgeprune.backends import unavailable_reason as why_not
 from edgeprune.backends.openvino import quantize_openvino, runtime_precisions
 from edgeprune.export import export_onnx
+from edgeprune.latency.layers import Geometry
+from edgeprune.latency.micro import input_for, micro_model
 from edgeprune.models import create_model
 from edgeprune.targets import load_target
 from edgeprune.train.calibration import calibration_images
@@ -96,3 +99,14 @@ def test_targets_say_why_openvino_cannot_run(monkeypatch):
     with pytest.raises(BackendError, match="edgeprune\\[openvino\\]"):
         prepare_runner(load_target("cpu-openvino"), "model.onnx", (1, 3, 32, 32))
     assert "CPU only" in why_not(replace(load_target("cpu-openvino"), device="cuda"))
+
+
+def test_a_profiler_micro_model_runs_in_int8_calibrated_on_random_inputs(tmp_path):
+    """Profiling hands the backend fp32 one-layer models with a fixed batch; no images are needed for timing."""
+    g = Geometry("conv", 1, 8, 8, 3, 1, 0)
+    path = tmp_path / "micro.onnx"
+    onnx.save(micro_model(g, 16, 24), path)
+    x = input_for(g, 16)
+    runner = prepare_runner(load_target("cpu-openvino-int8"), path, x.shape)
+    assert runner.calibration == "random" and runner.run(x).shape == (1, 24, 8, 8)
+    assert runtime_precisions(runner.compiled)["Convolution"] & {"u8", "i8"}
