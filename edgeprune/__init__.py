@@ -31,6 +31,7 @@ _API = {
     "Profile": "edgeprune.latency",
     "LatencyModel": "edgeprune.latency.model",
     "EdgepruneError": "edgeprune.errors",
+    "DataError": "edgeprune.train.folder",
     "DistillConfig": "edgeprune.train.distill",
     "validate": "edgeprune.validate",
     "resolve_model": "edgeprune.validate",

@@ -40,7 +40,8 @@ def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as
 @click.option("--target", "target_name", required=True, metavar="NAME", help="Target to measure on.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Report folder.")
 @profile_option
-@click.option("--data", type=click.Choice(["cifar10-lossless"]), default=None, help="Also measure accuracy.")
+@click.option("--data", default=None, metavar="DATA",
+              help="Also measure accuracy: cifar10-lossless, or an image folder (its val/ images).")
 @click.option("--calibration-data", metavar="NAME|DIR", default=None,
               help="int8 targets: calibrate on this data set or image folder (default: the target's, else --data).")
 @click.option("--tolerance", type=click.FloatRange(0, 1), default=0.15, show_default=True,
