@@ -7,6 +7,9 @@ their older built-in base, so ``except ValueError`` in a user's code still works
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class EdgepruneError(Exception):
     """A problem with the user's input, files or machine, reported as one line and a non-zero exit."""
@@ -35,3 +38,17 @@ class OutputExistsError(EdgepruneError, FileExistsError):
 
 class DataNotFoundError(MissingError):
     """A data set, data folder or weights file that is not where it was looked for."""
+
+
+class MissingExtraError(EdgepruneError, ImportError):
+    """An optional dependency that is not installed; the message names the extra that installs it."""
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import ``module`` of an optional integration, or say which ``edgeprune[extra]`` installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{module} is not installed: install the {extra!r} extra (pip install 'edgeprune[{extra}]')"
+        ) from exc
