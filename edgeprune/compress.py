@@ -124,12 +124,15 @@ def _validate(cfg: CompressConfig, pruned_dir: Path, out: Path, planned: dict | 
     if not out.is_dir():
         target = load_target(cfg.target)
         profile = Profile.load(cfg.profile_path or find_profile(target.name, target.backend))
+        from edgeprune.train.data import is_folder
+
         cifar = get_entry(cfg.model).family == "cifar" and cfg.data.startswith("cifar10")
-        lossless = "cifar10-lossless" if cifar else None
+        accuracy_data = "cifar10-lossless" if cifar else cfg.data if is_folder(cfg.data) else None
         # a plan timed while it was planned is gated against that measurement, not the prediction
         with atomic_dir(out) as tmp:
             validate(resolve_model(cfg.model, cfg.pretrained), resolve_model(str(pruned_dir)), target, tmp, profile,
-                     lossless, cfg.tolerance, 1 / planned["measured"] if planned else None)  # fmt: skip
+                     accuracy_data, cfg.tolerance, 1 / planned["measured"] if planned else None,
+                     calibration_data=cfg.data if target.precision == "int8" else None)  # fmt: skip
     return json.loads((out / "report.json").read_text())
 
 

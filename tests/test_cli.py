@@ -138,3 +138,9 @@ def test_prune_freezes_unknown_ops_only_when_asked(tmp_path):
     pruned = edgeprune.load_pruned(tmp_path / "b" / "model")
     # upstream of the cumsum is halved; the channels the cumsum mixes are kept whole
     assert [m.out_channels for m in pruned if hasattr(m, "out_channels")] == [4, 8, 4]
+
+
+@pytest.mark.parametrize("target", ["cpu-ort-int8", "cpu-openvino"])
+def test_a_kit_refuses_targets_its_collector_cannot_time(target, tmp_path):
+    r = CliRunner().invoke(main, ["profile", "kit", target, "--model", "cifar_resnet20", "--out", str(tmp_path / "k")])
+    assert r.exit_code == 1 and "device kit" in r.output and not (tmp_path / "k").exists()

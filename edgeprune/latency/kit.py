@@ -34,12 +34,16 @@ from edgeprune.latency.profiler import (
     profile_settings,
     target_dict,
 )
-from edgeprune.targets import Target
+from edgeprune.targets import Target, TargetError
 
 
 def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike,
               settings: ProfileSettings = DEFAULT_SETTINGS) -> Path:  # fmt: skip
     """Write the kit folder (built in a temp folder, then moved into place: never half-written)."""
+    if target.backend not in ("onnxruntime", "tensorrt") or target.precision == "int8":
+        raise TargetError(f"a device kit times fp32/fp16 ONNX models with onnxruntime or TensorRT; target "
+                          f"{target.name} ({target.backend}, {target.precision}) is profiled on its device with "
+                          f"`edgeprune profile measure`")  # fmt: skip
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise OutputExistsError(f"{out} exists and is not empty: choose another --out")
