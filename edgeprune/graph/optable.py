@@ -66,14 +66,49 @@ MODULE_RULES: list[tuple[tuple[type, ...], Rule]] = [
 ]
 
 
+# Subclasses of the layers above (by qualified name) that override forward but move channels as their base
+# does: padding before a conv, an activation after a norm, a cast.
+SAME_AS_BASE = {
+    f"timm.layers.{name}" for name in (
+        "conv2d_same.Conv2dSame", "conv2d_same.Conv2dSameExport", "linear.Linear", "norm.GroupNorm",
+        "norm.GroupNorm1", "norm.LayerNorm", "norm.LayerNormFp32", "norm_act.BatchNormAct2d", "norm_act.GroupNormAct",
+        "norm_act.GroupNorm1Act", "norm_act.LayerNormAct", "norm_act.LayerNormActFp32", "pool2d_same.AvgPool2dSame",
+        "pool2d_same.MaxPool2dSame", "split_batchnorm.SplitBatchNorm2d", "std_conv.StdConv2d",
+        "std_conv.StdConv2dSame", "std_conv.ScaledStdConv2d", "std_conv.ScaledStdConv2dSame",
+    )
+} | {"timm.models.metaformer.GroupNorm1NoBias"}  # fmt: skip
+# LayerNorm subclasses that normalize NCHW over the channel axis (permute, norm, permute back).
+_CHANNEL_LAYER_NORM = mixing_along(_channel_dim, "a channel LayerNorm")
+SUBCLASS_RULES: dict[str, Rule] = {
+    name: _CHANNEL_LAYER_NORM
+    for name in ("torchvision.models.convnext.LayerNorm2d", "timm.layers.norm.LayerNorm2d",
+                 "timm.layers.norm.LayerNorm2dFp32", "timm.layers.norm.LayerNormExp2d",
+                 "timm.layers.norm_act.LayerNormAct2d", "timm.layers.norm_act.LayerNormAct2dFp32",
+                 "timm.models.metaformer.LayerNorm2dNoBias")
+}  # fmt: skip
+
 _RULE_BY_TYPE: dict[type, Rule | None] = {}
 
 
 def module_rule(module: nn.Module) -> Rule | None:
+    """The rule of a layer kept whole while tracing; None: fx traces into it and its ops decide."""
     cls = type(module)
     if cls not in _RULE_BY_TYPE:
-        _RULE_BY_TYPE[cls] = next((rule for types, rule in MODULE_RULES if issubclass(cls, types)), None)
+        _RULE_BY_TYPE[cls] = _find_rule(cls)
     return _RULE_BY_TYPE[cls]
+
+
+def _find_rule(cls: type) -> Rule | None:
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    if name in SUBCLASS_RULES:
+        return SUBCLASS_RULES[name]
+    for types, rule in MODULE_RULES:
+        base = next((t for t in types if issubclass(cls, t)), None)
+        if base is not None:
+            trusted = cls.forward is base.forward or cls.__module__.startswith("torch.") or name in SAME_AS_BASE
+            # A subclass with a forward of its own may do anything (normalize over another axis): trace into it.
+            return rule if trusted else None
+    return None
 
 
 # ---------------------------------------------------------------------------------- functions and methods

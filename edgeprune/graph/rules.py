@@ -239,6 +239,9 @@ def mixing_along(dims_of: Callable[[fx.Node, tuple, dict, nn.Module | None], lis
         dims = {d % x_ids.ndim for d in dims_of(node, args, kwargs, ctx.module(node))}
         if dims & set(varying_dims(x_ids)):
             ctx.cu.freeze(x_ids, f"{ctx.where(node)}: {what} mixes values across channels")
+        for other in _tensor_ids(ids[1:]) + _tensor_ids(tuple(ids_kw.values())):
+            # a functional norm's weight and bias: sized by the mixed dims, which keep their size
+            ctx.cu.freeze(other, f"{ctx.where(node)}: {what} weight over the dims it mixes")
         return x_ids
 
     return rule
@@ -259,7 +262,7 @@ def freeze_through(ctx, ids, ids_kw, out, reason: str):
 # ------------------------------------------------------------------------------------------------ modules
 def conv(ctx, node, args, kwargs, ids, ids_kw, out):
     m: nn.Conv2d = ctx.module(node)
-    reps = ctx.consumer_reps(ids[0], 1, m.in_channels)
+    reps = ctx.consumer_reps(ids[0], 1, m.in_channels, node.target)
     ctx.attach(reps, CONV_IN, node.target)
     out_ids = ctx.new_space(m.out_channels)
     ctx.attach(out_ids, CONV_OUT, node.target)
@@ -293,7 +296,7 @@ def _conv_extras(ctx, node, m: nn.Module, reps: torch.Tensor, out_ids: torch.Ten
 
 def linear(ctx, node, args, kwargs, ids, ids_kw, out):
     m: nn.Linear = ctx.module(node)
-    reps = ctx.consumer_reps(ids[0], -1, m.in_features)
+    reps = ctx.consumer_reps(ids[0], -1, m.in_features, node.target)
     ctx.attach(reps, LINEAR_IN, node.target)
     out_ids = ctx.new_space(m.out_features)
     ctx.attach(out_ids, LINEAR_OUT, node.target)
@@ -303,7 +306,7 @@ def linear(ctx, node, args, kwargs, ids, ids_kw, out):
 def remap(ctx, node, args, kwargs, ids, ids_kw, out):
     """ChannelRemap: an index map between two groups, not a merge: both sides prune independently."""
     m: ChannelRemap = ctx.module(node)
-    reps = ctx.consumer_reps(ids[0], 1, m.in_channels)
+    reps = ctx.consumer_reps(ids[0], 1, m.in_channels, node.target)
     ctx.attach(reps, REMAP_IN, node.target)
     out_ids = ctx.new_space(m.out_channels)
     ctx.attach(out_ids, REMAP_OUT, node.target)

@@ -79,12 +79,16 @@ class TraceContext:
         self.blocks.append(block)
         self.attached.append(ids.reshape(-1).numpy().copy())
 
-    def consumer_reps(self, ids: torch.Tensor, dim: int, size: int) -> torch.Tensor:
-        """One channel per input index of a weighted consumer; zero inputs get a channel of their own."""
+    def consumer_reps(self, ids: torch.Tensor, dim: int, size: int, path: str) -> torch.Tensor:
+        """One channel per input index of a weighted consumer (module ``path``).
+
+        An input that no channel produces (a constant, such as a positional encoding computed from the
+        shape) gets a frozen channel of its own: whatever makes it keeps its width after pruning."""
         reps = position_reps(self.cu, ids, dim, size)
         missing = reps == NO_CHANNEL
         if bool(missing.any()):
             reps[missing] = self.new_space(int(missing.sum()))
+            self.cu.freeze(reps[missing], f"{path}: input channels that no layer produces (a constant)")
         return reps
 
     def constant_ids(self, out):
@@ -127,6 +131,16 @@ def _rule_for(ctx: TraceContext, node: fx.Node):
     if node.op == "call_method":
         return optable.METHOD_RULES.get(node.target)
     return optable.FUNCTION_RULES.get(node.target)
+
+
+def _has_channel(tree) -> bool:
+    if isinstance(tree, torch.Tensor):
+        return bool((tree != NO_CHANNEL).any())
+    if isinstance(tree, (list, tuple)):
+        return any(_has_channel(t) for t in tree)
+    if isinstance(tree, dict):
+        return any(_has_channel(t) for t in tree.values())
+    return False
 
 
 def _has_ids(tree) -> bool:
@@ -237,6 +251,8 @@ def _node_ids(ctx, node, args, kwargs, a_ids, k_ids, out):
         return None
     if not _has_ids(a_ids) and not _has_ids(k_ids):
         return ctx.constant_ids(out)
+    if node.op != "call_module" and not _has_channel(a_ids) and not _has_channel(k_ids):
+        return ctx.constant_ids(out)  # a function of constants only (a mask built from a shape): no channels
     if node.op == "call_method" and node.target in optable.SHAPE_METHODS:
         return None
     rule = _rule_for(ctx, node)

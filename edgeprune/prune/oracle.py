@@ -68,7 +68,7 @@ def liven(model: nn.Module, size: int = 32, seed: int = 0) -> nn.Module:
                 if m.bias is not None:
                     m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
             for name, p in m.named_parameters(recurse=False):
-                if "layer_scale" in name:
+                if "layer_scale" in name or name.startswith("gamma"):  # timm's LayerScale / EdgeNeXt: gamma
                     p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
         for m in norms:
             m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
