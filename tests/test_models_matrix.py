@@ -1,8 +1,9 @@
 """The model matrix: every registered model is traced, shrunk by a seeded random uneven plan, and checked
 against the masked-equivalence oracle; a few of each kind also go through ONNX and onnxruntime.
 
-The default run keeps FAST_MATRIX; ``pytest -m slow -k matrix`` runs every other registered model
-(``make zoo`` adds MACs, ONNX and peak memory for all of them).
+The default run keeps FAST_MATRIX; ``pytest -m slow -k matrix`` runs every other registered model, and the
+checked timm models (``timm:<name>``, edgeprune.models.timm_models.CHECKED) through ONNX as well (``make zoo``
+adds MACs, ONNX and peak memory for all of them). timm families that cannot be handled fail with a clear error.
 """
 
 from __future__ import annotations
@@ -15,16 +16,22 @@ import torch
 from conftest import build_model_and_graph, model_and_graph
 
 from edgeprune.export import check_onnx, export_onnx
+from edgeprune.graph import GraphBuildError, build_graph
 from edgeprune.latency.profiler import random_plan
 from edgeprune.models import list_models
+from edgeprune.models.timm_models import NOT_SUPPORTED
 from edgeprune.prune import shrink
-from edgeprune.prune.oracle import ORACLE_TOLERANCE, check_shrunk, is_lively
+from edgeprune.prune.oracle import ORACLE_TOLERANCE, check_shrunk, is_lively, relative_error
 
 # One or two of each kind: a CIFAR ResNet (option-A shortcuts), a CIFAR VGG, an ImageNet ResNet, an
 # inverted-residual net with depthwise convs, and channel split + shuffle. Through ONNX as well: the ones
 # whose export differs most (an index-map shortcut; flatten into a linear; shuffle).
-FAST_MATRIX = ["cifar_resnet20", "cifar_vgg16", "resnet18", "mobilenet_v2", "shufflenet_v2_x0_5"]
-FAST_ONNX = ["cifar_resnet20", "cifar_vgg16", "shufflenet_v2_x0_5"]
+# timm: a mobile CNN, and Res2Net (splits its channels by a width attribute that shrink rewrites).
+FAST_MATRIX = ["cifar_resnet20", "cifar_vgg16", "resnet18", "mobilenet_v2", "shufflenet_v2_x0_5", "timm:lcnet_050",
+               "timm:res2net50_14w_8s"]  # fmt: skip
+FAST_ONNX = ["cifar_resnet20", "cifar_vgg16", "shufflenet_v2_x0_5", "timm:lcnet_050"]
+# Every checked timm model also goes through ONNX (slow beyond the fast one).
+ONNX = FAST_ONNX + [n for n in list_models("timm") if n not in FAST_ONNX]
 
 
 def shrunk_by_random_plan(name: str, build=build_model_and_graph):
@@ -53,11 +60,26 @@ def test_matrix_random_plan_shrinks_exactly(name):
     assert len(kept_share) > 1 or len(groups) == 1, f"{name}: the plan is uniform"
     if plan.removed(graph):
         assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
+        # The removed channels matter: otherwise the oracle below would pass whatever shrink did.
+        x = torch.randn(2, 3, size, size)
+        with torch.no_grad():
+            assert relative_error(pruned(x), model(x)) > 1e-2, f"{name}: pruning does not change the output"
     assert check_shrunk(model, graph, plan, pruned, (3, size, size)) <= ORACLE_TOLERANCE
 
 
-@pytest.mark.parametrize("name", FAST_ONNX)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in FAST_ONNX else pytest.mark.slow) for n in ONNX])
 def test_matrix_shrunk_model_exports_and_onnxruntime_matches(tmp_path, name):
-    *_, pruned, size = fast_shrunk(name)
+    *_, pruned, size = fast_shrunk(name) if name in FAST_MATRIX else shrunk_by_random_plan(name)
     export_onnx(pruned, torch.randn(1, 3, size, size), tmp_path / "m.onnx")
     assert check_onnx(pruned, tmp_path / "m.onnx", torch.randn(3, 3, size, size)) <= 1e-4  # dynamic batch
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(NOT_SUPPORTED))
+def test_matrix_unsupported_timm_models_fail_with_a_clear_error(name):
+    import timm
+
+    model = timm.create_model(name).eval()
+    with pytest.raises(GraphBuildError) as info:
+        build_graph(model, torch.randn(1, 3, 64, 64))
+    assert " at " in str(info.value) and "Traceback" not in str(info.value)  # names the module (and line)

@@ -8,7 +8,7 @@ import torch
 from edgeprune.cli.common import emit, json_option, options
 from edgeprune.graph import build_graph
 from edgeprune.graph.groups import ChannelGraph
-from edgeprune.models import create_model_for_size, get_entry, list_models
+from edgeprune.models import create_model_for_size, families, get_entry, list_models
 
 model_build_options = options(
     click.argument("model"),
@@ -31,7 +31,7 @@ def build_for_graph(model: str, pretrained: bool, input_size: int | None, freeze
 
 
 @click.command("models", short_help="List the models that can be built by name.")
-@click.option("--family", type=click.Choice(["cifar", "torchvision"]), default=None, help="Only this family.")
+@click.option("--family", type=click.Choice(families()), default=None, help="Only this family (timm: those checked).")
 @json_option
 def models_cmd(family: str | None, as_json: bool) -> None:
     """List the models that can be built by name."""

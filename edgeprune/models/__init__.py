@@ -1,12 +1,13 @@
 """Model registry. Importing this package registers every family."""
 
-from edgeprune.models import cifar_resnet, cifar_vgg, torchvision_models  # noqa: F401  (registration)
+from edgeprune.models import cifar_resnet, cifar_vgg, timm_models, torchvision_models  # noqa: F401  (registration)
 from edgeprune.models.layers import ChannelRemap
 from edgeprune.models.registry import (
     ModelEntry,
     UnknownModelError,
     create_model,
     create_model_for_size,
+    families,
     get_entry,
     list_models,
     register_model,
@@ -18,6 +19,7 @@ __all__ = [
     "UnknownModelError",
     "create_model",
     "create_model_for_size",
+    "families",
     "get_entry",
     "list_models",
     "register_model",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 
-from edgeprune.errors import DataNotFoundError, InputError
+from edgeprune.errors import DataNotFoundError
+from edgeprune.models.weights import load_weights
 from edgeprune.paths import data_root, looked_in
 
 CHECKPOINT_DIR = Path("pretrained") / "cifar10-resnet"
@@ -29,10 +29,4 @@ def find_cifar_resnet_checkpoint(depth: int, data_dir: str | None = None) -> Pat
 
 def load_cifar_resnet_checkpoint(model: nn.Module, depth: int, data_dir: str | None = None) -> None:
     """Load ``{'state_dict': {'module.…': …}}`` strictly into ``model`` (tensors only, no pickled code)."""
-    path = find_cifar_resnet_checkpoint(depth, data_dir)
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
-    if not isinstance(state, dict):
-        raise InputError(f"{path}: expected a dict with 'state_dict', got {type(blob).__name__}")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    model.load_state_dict(state, strict=True)
+    load_weights(model, find_cifar_resnet_checkpoint(depth, data_dir))

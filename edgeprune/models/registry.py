@@ -1,18 +1,21 @@
 """Model registry: build any supported network by name.
 
-Families register a factory with :func:`register_model`; :func:`create_model` builds by name, and a
-``"pkg.module:factory"`` string builds a user's own model.
+Families register a factory with :func:`register_model`, or a name prefix with :func:`register_prefix`
+(``timm:<name>`` builds any timm model); :func:`create_model` builds by name, and a
+``"pkg.module:factory"`` string builds a user's own model (a registered prefix is recognized first).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch.nn as nn
 
 from edgeprune.errors import InputError, UnknownNameError
+from edgeprune.models.weights import load_weights
 
 
 class UnknownModelError(UnknownNameError):
@@ -34,9 +37,14 @@ class ModelEntry:
     has_pretrained: bool = False
     defaults: dict = field(default_factory=dict)
     size_kwarg: str | None = None  # factory argument that sets the input size (ViT's image_size)
+    # How the model's own pretraining fed it images, where the family says (timm's pretrained config):
+    # mean, std, crop_pct, interpolation.
+    data_config: dict = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+# prefix -> (family, entry for a full name, the names `edgeprune models` lists)
+_PREFIXES: dict[str, tuple[str, Callable[[str], ModelEntry], tuple[str, ...]]] = {}
 
 
 def register_model(
@@ -58,15 +66,33 @@ def register_model(
     )
 
 
+def register_prefix(prefix: str, family: str, resolve: Callable[[str], ModelEntry], listed: list[str]) -> None:
+    """Build every name that starts with ``prefix`` through ``resolve(name)`` (names it cannot build raise
+    :class:`UnknownModelError`); ``listed`` are the names checked and shown by ``edgeprune models``."""
+    if prefix in _PREFIXES:
+        raise ValueError(f"model prefix {prefix!r} is already registered")
+    _PREFIXES[prefix] = (family, resolve, tuple(listed))
+
+
+def families() -> list[str]:
+    """Every family a model can belong to (for ``edgeprune models --family``)."""
+    return sorted({e.family for e in _REGISTRY.values()} | {f for f, _, _ in _PREFIXES.values()})
+
+
 def list_models(family: str | None = None) -> list[str]:
-    """Names of the registered models, optionally of one family, sorted."""
-    return sorted(n for n, e in _REGISTRY.items() if family is None or e.family == family)
+    """Names of the registered models (and the checked names of prefix families), optionally of one family."""
+    names = [n for n, e in _REGISTRY.items() if family is None or e.family == family]
+    names += [n for f, _, listed in _PREFIXES.values() if family in (None, f) for n in listed]
+    return sorted(names)
 
 
 def get_entry(name: str) -> ModelEntry:
     """The registry entry for ``name``; user factories get a generic entry."""
     if name in _REGISTRY:
         return _REGISTRY[name]
+    for prefix, (_, resolve, _) in _PREFIXES.items():
+        if name.startswith(prefix):
+            return resolve(name)
     if ":" in name:
         return ModelEntry(name, _load_user_factory(name), "user", (3, 224, 224), 64)
     close = [n for n in _REGISTRY if name.lower() in n.lower()][:5]
@@ -74,21 +100,26 @@ def get_entry(name: str) -> ModelEntry:
     raise UnknownModelError(f"unknown model {name!r}.{hint} A user model is given as 'pkg.module:factory'.")
 
 
-def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
-    """Build a model by registry name or ``pkg.module:factory``.
+def create_model(name: str, pretrained: bool = False, weights: str | os.PathLike | None = None, **kwargs) -> nn.Module:
+    """Build a model by registry name, ``timm:<name>`` or ``pkg.module:factory``.
 
     Args:
-        name: registered name (see :func:`list_models`) or ``"pkg.module:factory"``.
+        name: registered name (see :func:`list_models`), a prefixed name or ``"pkg.module:factory"``.
         pretrained: load the family's pretrained weights (an error where none exist).
+        weights: a local weights file to load instead (safetensors, or a torch checkpoint holding a state
+            dict): every tensor must fit the model (see :func:`edgeprune.models.weights.load_weights`).
         **kwargs: forwarded to the factory (e.g. ``num_classes``).
     """
     entry = get_entry(name)
+    if pretrained and weights is not None:
+        raise InputError("give pretrained weights or a weights file, not both")
     if pretrained and not entry.has_pretrained:
         raise InputError(f"model {name!r} has no pretrained weights in edgeprune")
     args = {**entry.defaults, **kwargs}
-    if entry.family == "user":
-        return entry.factory(**args)
-    return entry.factory(pretrained=pretrained, **args)
+    model = entry.factory(**args) if entry.family == "user" else entry.factory(pretrained=pretrained, **args)
+    if weights is not None:
+        load_weights(model, weights)
+    return model
 
 
 def create_model_for_size(name: str, size: int, pretrained: bool = False, **kwargs) -> nn.Module:

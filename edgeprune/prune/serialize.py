@@ -134,14 +134,19 @@ def load_pruned(model_dir: str | os.PathLike) -> nn.Module:
     return model
 
 
-def load_model_ref(ref: str, pretrained: bool = False) -> tuple[nn.Module, str, dict, dict]:
-    """A model by registry name, or from a saved folder (a pruned model, or a training run's ``model/``).
+def load_model_ref(
+    ref: str, pretrained: bool = False, weights: str | os.PathLike | None = None
+) -> tuple[nn.Module, str, dict, dict]:
+    """A model by registry name (``weights``: a local weights file for it), or from a saved folder (a pruned
+    model, or a training run's ``model/``).
 
     Returns (module, registry name, model kwargs, arch changes).
     """
     path = Path(ref)
     if not path.is_dir():
-        return create_model(ref, pretrained=pretrained), ref, {}, {}
+        return create_model(ref, pretrained=pretrained, weights=weights), ref, {}, {}
+    if weights is not None:
+        raise ArchSpecError(f"{ref} is a saved model folder: it holds its own weights (leave out the weights file)")
     folder = path / "model" if (path / "model" / ARCH_FILE).is_file() else path
     if not (folder / ARCH_FILE).is_file():
         raise MissingError(f"{path} holds no {ARCH_FILE}: not a pruned model or a training run")

@@ -1,0 +1,103 @@
+"""timm models by name: ``timm:<name>`` builds any model of the installed timm (the ``timm`` extra).
+
+timm is imported on first use. Input size and normalization come from the model's pretrained config.
+No hub is used: weights come from a local file, ``create_model("timm:<name>", weights=PATH)`` (see
+:mod:`edgeprune.models.weights`), or with ``pretrained=True`` from
+``<data folder>/pretrained/timm/<name>.(safetensors|pth|pth.tar|bin)``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch.nn as nn
+
+from edgeprune.errors import DataNotFoundError, require
+from edgeprune.models.registry import ModelEntry, UnknownModelError, register_prefix
+from edgeprune.models.weights import load_weights
+from edgeprune.paths import data_root, looked_in
+
+PREFIX = "timm:"
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pth.tar", ".bin")
+
+# Checked by tests/test_models_matrix.py: traced, shrunk by seeded random non-uniform plans and held to the
+# masked-equivalence oracle (name -> the input side the checks use). `edgeprune models --family timm`.
+CHECKED: dict[str, int] = {
+    "mobilenetv3_large_100": 64,
+    "mobilenetv3_small_050": 64,
+    "mobilenetv4_conv_small": 64,
+    "efficientnet_lite0": 64,
+    "ghostnet_100": 64,
+    "ghostnetv2_100": 64,
+    "repvgg_a0": 64,
+    "mobileone_s0": 64,
+    "lcnet_050": 64,
+    "fbnetc_100": 64,
+    "edgenext_xx_small": 64,
+    "res2net50_14w_8s": 64,
+}
+
+# Families that cannot be pruned through the channel graph, and why (docs/support.md lists them; the matrix
+# test checks that each fails with that clear error, naming the op and module).
+NOT_SUPPORTED: dict[str, str] = {}
+
+
+def _timm():
+    return require("timm", "timm")
+
+
+def timm_name(name: str) -> str:
+    """``timm:mobilenetv3_large_100`` -> ``mobilenetv3_large_100``."""
+    return name.removeprefix(PREFIX)
+
+
+@functools.cache
+def timm_entry(name: str) -> ModelEntry:
+    """The registry entry for ``timm:<name>``, from the model's pretrained config (no model is built)."""
+    timm = _timm()
+    arch = timm_name(name)
+    if not timm.is_model(arch):
+        close = timm.list_models(f"*{arch}*")[:5]
+        hint = f" Did you mean: {', '.join(PREFIX + c for c in close)}?" if close else ""
+        raise UnknownModelError(f"timm has no model {arch!r} (timm {timm.__version__}).{hint}")
+    cfg = timm.get_pretrained_cfg(arch)
+    resolve = require("timm.data", "timm").resolve_data_config
+    data = resolve(pretrained_cfg=cfg.to_dict()) if cfg is not None else {}
+    keep = ("mean", "std", "crop_pct", "crop_mode", "interpolation")
+    input_size = tuple(data.get("input_size", (3, 224, 224)))
+    return ModelEntry(
+        name,
+        functools.partial(build_timm_model, arch),
+        "timm",
+        input_size,
+        CHECKED.get(arch, 64),
+        has_pretrained=cfg is not None,
+        size_kwarg="img_size" if cfg is not None and cfg.fixed_input_size else None,
+        data_config={k: data[k] for k in keep if k in data},
+    )
+
+
+def build_timm_model(arch: str, pretrained: bool = False, **kwargs) -> nn.Module:
+    """``timm.create_model(arch, pretrained=False, **kwargs)``; ``pretrained`` loads the local weights file."""
+    model = _timm().create_model(arch, pretrained=False, **kwargs)
+    if pretrained:
+        load_weights(model, find_timm_weights(arch))
+    return model
+
+
+def find_timm_weights(arch: str):
+    """The local weights file of a timm model under ``<data folder>/pretrained/timm/``."""
+    root = data_root()
+    if root is not None:
+        for suffix in WEIGHT_SUFFIXES:
+            path = root / "pretrained" / "timm" / f"{arch}{suffix}"
+            if path.is_file():
+                return path
+    raise DataNotFoundError(
+        f"no local weights for timm model {arch!r}: looked for pretrained/timm/{arch}"
+        f"({'|'.join(WEIGHT_SUFFIXES)}) in the data folder ({looked_in()}). No hub is used: put the file there, "
+        "or pass a file (Python: create_model(..., weights=PATH))."
+    )
+
+
+register_prefix(PREFIX, "timm", timm_entry, [PREFIX + n for n in CHECKED])

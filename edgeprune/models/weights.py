@@ -1,0 +1,66 @@
+"""Weights from a local file: safetensors, or a torch checkpoint (timm's .pth / .pth.tar, a training script's).
+
+Only tensors are read (``torch.load(weights_only=True)``): no pickled code runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from edgeprune.errors import InputError, MissingError
+
+# Where checkpoints keep the state dict, in the order tried (timm writes state_dict and state_dict_ema).
+STATE_KEYS = ("state_dict", "model", "state_dict_ema", "model_ema")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file, with a DataParallel ``module.`` prefix removed."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(path)
+        except SafetensorError as exc:
+            raise InputError(f"{path}: not a readable safetensors file ({exc})") from exc
+    else:
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle, zip and unsupported-global errors all mean "not a weights file"
+            raise InputError(f"{path}: not a torch checkpoint of tensors ({type(exc).__name__}: {exc})") from exc
+        state = _find_state(blob, path)
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _find_state(blob, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(blob, dict):
+        for key in STATE_KEYS:
+            if isinstance(blob.get(key), dict):
+                return blob[key]
+        if blob and all(isinstance(v, torch.Tensor) for v in blob.values()):
+            return blob
+    kind = f"a dict with keys {sorted(blob)[:8]}" if isinstance(blob, dict) else type(blob).__name__
+    raise InputError(f"{path}: expected a state dict (or a checkpoint with one of {', '.join(STATE_KEYS)}), got {kind}")
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load a weights file strictly into ``model``; a file for another architecture is an :class:`InputError`
+    that names the first mismatching tensors."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} (model: {tuple(v.shape)})" for k, v in own.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]  # fmt: skip
+    if missing or extra or wrong:
+        found = (("missing", missing), ("unexpected", extra), ("wrong shape", wrong))
+        parts = [f"{label}: {', '.join(v[:3])}{' ...' if len(v) > 3 else ''}" for label, v in found if v]
+        raise InputError(f"{path} does not fit {type(model).__name__}: {'; '.join(parts)}")
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,166 @@
+"""timm models by name (timm:<name>): registry entries from timm's pretrained config, local weights files,
+Res2Net under non-uniform plans, weight-standardized convs, untraceable models, and the command line."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+
+import pytest
+import timm
+import torch
+import torch.nn as nn
+from click.testing import CliRunner
+from conftest import model_and_graph
+from safetensors.torch import save_file
+
+from edgeprune.cli import main
+from edgeprune.errors import InputError, MissingError, MissingExtraError
+from edgeprune.graph import build_graph
+from edgeprune.graph.errors import UntraceableError
+from edgeprune.latency.profiler import random_plan
+from edgeprune.models import UnknownModelError, create_model, get_entry, list_models
+from edgeprune.models.timm_models import CHECKED, NOT_SUPPORTED, timm_entry
+from edgeprune.prune import Plan, load_pruned, shrink
+from edgeprune.prune.oracle import ORACLE_TOLERANCE, liven, oracle_error
+from edgeprune.prune.serialize import arch_spec, save_pruned
+
+SMALL = "timm:lcnet_050"
+
+
+def test_timm_names_resolve_from_the_pretrained_config():
+    entry = get_entry("timm:edgenext_xx_small")
+    cfg = timm.get_pretrained_cfg("edgenext_xx_small")
+    assert entry.family == "timm" and entry.input_size == cfg.input_size == (3, 256, 256)
+    assert entry.data_config["mean"] == cfg.mean and entry.data_config["crop_pct"] == cfg.crop_pct
+    assert get_entry("timm:vit_tiny_patch16_224").size_kwarg == "img_size"  # fixed input size: built for it
+    assert list_models("timm") == sorted(f"timm:{n}" for n in CHECKED)
+    model = create_model(SMALL, num_classes=7)
+    assert type(model).__name__ == "MobileNetV3" and model.get_classifier().out_features == 7
+    with pytest.raises(UnknownModelError, match="Did you mean: timm:mobilenetv3_large_075"):
+        get_entry("timm:mobilenetv3_larg")
+    # the prefix is recognized before pkg.module:factory, so it never imports timm's module as a factory
+    with pytest.raises(UnknownModelError, match="timm has no model 'create_model'"):
+        create_model("timm:create_model")
+
+
+def test_without_timm_installed_the_error_names_the_extra(monkeypatch):
+    timm_entry.cache_clear()
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm now raises ImportError
+    try:
+        with pytest.raises(MissingExtraError, match=r"pip install 'edgeprune\[timm\]'"):
+            get_entry("timm:lcnet_050")
+    finally:
+        timm_entry.cache_clear()
+
+
+def test_weights_from_local_files(tmp_path, monkeypatch):
+    torch.manual_seed(1)
+    source = create_model(SMALL).eval()
+    state = source.state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "w.safetensors")
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "ckpt.pth.tar")
+    x = torch.randn(1, 3, 64, 64)
+    for path in (tmp_path / "w.safetensors", tmp_path / "ckpt.pth.tar"):
+        loaded = create_model(SMALL, weights=path).eval()
+        torch.testing.assert_close(loaded(x), source(x))
+    with pytest.raises(InputError, match=r"does not fit MobileNetV3: .*wrong shape: conv_stem.weight \(16, 3, 3, 3\)"):
+        torch.save(create_model("timm:mobilenetv3_small_100").state_dict(), tmp_path / "other.pth")
+        create_model(SMALL, weights=tmp_path / "other.pth")
+    with pytest.raises(MissingError, match="nowhere.safetensors does not exist"):
+        create_model(SMALL, weights=tmp_path / "nowhere.safetensors")
+    with pytest.raises(InputError, match="not both"):
+        create_model(SMALL, pretrained=True, weights=tmp_path / "w.safetensors")
+    (tmp_path / "data" / "pretrained" / "timm").mkdir(parents=True)
+    monkeypatch.setenv("EDGEPRUNE_DATA", str(tmp_path / "data"))
+    with pytest.raises(MissingError, match=r"pretrained/timm/lcnet_050\(.safetensors"):
+        create_model(SMALL, pretrained=True)
+    (tmp_path / "w.safetensors").rename(tmp_path / "data" / "pretrained" / "timm" / "lcnet_050.safetensors")
+    torch.testing.assert_close(create_model(SMALL, pretrained=True).eval()(x), source(x))
+
+
+def test_res2net_prunes_with_its_split_widths_rewritten():
+    """The issue's hole: timm's Res2Net splits by self.width; different removals per part broke the shrunk model."""
+    model, graph, size = model_and_graph("timm:res2net50_14w_8s")
+    assert {(s.attr, s.index, len(s.positions)) for s in graph.sizes} == {("width", None, 14), ("width", None, 28),
+                                                                         ("width", None, 56), ("width", None, 112)}
+    assert len(graph.sizes) == 16  # one per Bottle2neck
+    plan = random_plan(graph, random.Random(7))
+    pruned, changes = shrink(model, graph, plan)
+    narrower = 0
+    for s in graph.sizes:
+        block, original = pruned.get_submodule(s.path), model.get_submodule(s.path)
+        assert block.width == changes[s.path]["width"] == block.convs[0].in_channels <= original.width
+        narrower += block.width < original.width
+    assert narrower >= 8
+    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, size, size)) <= ORACLE_TOLERANCE
+
+
+def std_conv_net() -> nn.Module:
+    """Weight-standardized convs (NFNet / BiT style) around a plain conv."""
+    from timm.layers import ScaledStdConv2d, StdConv2d
+
+    return nn.Sequential(
+        StdConv2d(3, 12, 3, padding=1), nn.ReLU(), nn.Conv2d(12, 10, 1), nn.ReLU(),
+        ScaledStdConv2d(10, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+    )  # fmt: skip
+
+
+def test_weight_standardized_convs_freeze_inputs_and_shrink_their_gain(tmp_path):
+    torch.manual_seed(0)
+    model = liven(std_conv_net(), 16)
+    with torch.no_grad():
+        model[4].gain.uniform_(0.5, 1.5)
+    graph = build_graph(model, torch.randn(1, 3, 16, 16), model_name="test_timm:std_conv_net")
+    frozen = {g.frozen for g in graph.groups if g.frozen}
+    assert "4: ScaledStdConv2d standardizes its weight over its input channels" in frozen  # conv 2's outputs
+    # Their outputs prune: StdConv2d's into the plain conv, ScaledStdConv2d's (with its gain) into the head.
+    first, group = graph.prunable_groups
+    assert first.modules() == {"0": {"conv_out"}, "2": {"conv_in"}}
+    assert group.modules() == {"4": {"conv_out"}, "4.gain": {"param"}, "8": {"linear_in"}}
+    plan = Plan(graph.model_name, graph.fingerprint, {group.id: [0, 3, 5]})
+    pruned, changes = shrink(model, graph, plan)
+    assert pruned[4].gain.shape == (3, 1, 1, 1) and changes["4.gain"] == {"param_shape": [3, 1, 1, 1]}
+    x = torch.randn(2, 3, 16, 16)
+    assert oracle_error(model, graph, plan, pruned, x) <= ORACLE_TOLERANCE
+    save_pruned(pruned, arch_spec("test_timm:std_conv_net", {}, graph.fingerprint, changes), tmp_path)
+    torch.testing.assert_close(load_pruned(tmp_path).eval()(x), pruned(x))
+
+
+def test_models_torch_fx_cannot_trace_are_a_clear_error():
+    model = timm.create_model("mobilevit_xxs")
+    with pytest.raises(UntraceableError) as info:
+        build_graph(model, torch.randn(1, 3, 64, 64))
+    msg = str(info.value)
+    assert "cannot trace ByobNet with torch.fx in stages.2.1 (MobileVitBlock) at mobilevit.py:" in msg
+    assert "`if new_h != H or new_w != W:`" in msg  # the line that branches on a shape
+    assert "control flow" in msg and "Traceback" not in msg
+    for name, reason in NOT_SUPPORTED.items():
+        assert reason and name not in CHECKED
+
+
+def test_cli_prune_export_graph_validate_on_a_timm_model(tmp_path):
+    runner = CliRunner()
+    out = runner.invoke(main, ["graph", SMALL, "--input-size", "64", "--json"])
+    assert out.exit_code == 0, out.output
+    graph = json.loads(out.output)
+    assert graph["model"] == SMALL and sum(g["prunable"] for g in graph["groups"]) >= 15
+    out = runner.invoke(main, ["prune", SMALL, "--ratio", "0.3", "--out", str(tmp_path / "p"), "--json"])
+    assert out.exit_code == 0, out.output
+    spec = json.loads((tmp_path / "p" / "model" / "arch.json").read_text())
+    assert spec["model"] == SMALL and spec["model_kwargs"] == {}
+    pruned = load_pruned(tmp_path / "p" / "model")
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in create_model(SMALL).parameters())
+    out = runner.invoke(main, ["export", str(tmp_path / "p" / "model"), "--out", str(tmp_path / "m.onnx"), "--json"])
+    assert out.exit_code == 0, out.output
+    from edgeprune.export import check_onnx
+
+    assert check_onnx(pruned.eval(), tmp_path / "m.onnx", torch.randn(2, 3, 224, 224)) <= 1e-4
+    from edgeprune.targets import target_from_dict
+    from edgeprune.validate import resolve_model, validate
+
+    fast = {"backend": "onnxruntime", "threads": 1, "warmup": 1, "repeats": 3, "rounds": 1}
+    report = validate(resolve_model(SMALL), resolve_model(str(tmp_path / "p" / "model")),
+                      target_from_dict("t", fast), tmp_path / "v")  # fmt: skip
+    assert report["derived"]["macs_speedup"] > 1.1 and report["original"]["model"] == SMALL
