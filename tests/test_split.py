@@ -116,6 +116,25 @@ def test_sizes_that_no_attribute_holds_are_frozen_with_a_reason():
     assert stem2.frozen == "<top level> (split_1): split size 4 is a constant in the model's code"
 
 
+class LoopWidth(nn.Module):
+    """The split width is also a loop count: patching it would change the graph, so it is not rewritten."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.width, self.stem, self.conv = 4, nn.Conv2d(3, 8, 1), nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        a, b = torch.split(self.stem(x), self.width, 1)
+        for _ in range(self.width):
+            a = self.conv(a)
+        return torch.cat([a, b], 1)
+
+
+def test_a_width_that_also_counts_a_loop_is_frozen_and_the_retrace_stops_early():
+    graph = build_graph(LoopWidth(), torch.randn(1, 3, 8, 8))
+    assert graph.sizes == [] and group_writing(graph, "stem").frozen.endswith("is a constant in the model's code")
+
+
 def test_unbind_over_channels_and_a_shorter_last_part_are_frozen():
     _, graph = lively("unbind_net")
     assert group_writing(graph, "stem.0").frozen == "<top level> (unbind): unbind over a channel axis"

@@ -15,7 +15,18 @@ from edgeprune.graph.errors import UntraceableError
 
 
 class LeafTracer(fx.Tracer):
-    """Keeps torch.nn layers (and edgeprune's own layers) as single nodes; traces through the rest."""
+    """Keeps torch.nn layers (and edgeprune's own layers) as single nodes; traces through the rest.
+
+    ``max_nodes`` stops a trace that grows past it (a loop over a patched attribute, see splits.py)."""
+
+    def __init__(self, max_nodes: int | None = None) -> None:
+        super().__init__()
+        self.max_nodes = max_nodes
+
+    def create_node(self, *args, **kwargs) -> fx.Node:
+        if self.max_nodes is not None and len(self.graph.nodes) >= self.max_nodes:
+            raise RuntimeError(f"the trace grew past {self.max_nodes} nodes")
+        return super().create_node(*args, **kwargs)
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if optable.module_rule(m) is not None:
@@ -25,7 +36,7 @@ class LeafTracer(fx.Tracer):
         return m.__module__.startswith("torch.nn")
 
 
-def trace_model(model: nn.Module) -> fx.Graph:
+def trace_model(model: nn.Module, max_nodes: int | None = None) -> fx.Graph:
     """Symbolically trace ``model`` (in its current train/eval mode) with torch.nn layers as leaves.
 
     Raises:
@@ -33,7 +44,7 @@ def trace_model(model: nn.Module) -> fx.Graph:
             shapes, calls fx cannot record); the message names the module and the source line.
     """
     try:
-        return LeafTracer().trace(model)
+        return LeafTracer(max_nodes).trace(model)
     except Exception as exc:  # fx raises many types; all mean "cannot trace"
         raise _untraceable(model, exc) from exc
 

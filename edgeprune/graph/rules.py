@@ -183,9 +183,13 @@ def channel_shuffle(ctx, node, args, kwargs, ids, ids_kw, out):
 
 
 def pad(ctx, node, args, kwargs, ids, ids_kw, out):
-    """F.pad: padding a channel axis by a constant amount pins its channel count."""
+    """F.pad (or a padding layer): padding a channel axis by a constant amount pins its channel count."""
     result = movement(ctx, node, args, kwargs, ids, ids_kw, out)
-    widths = list(args[1]) if len(args) > 1 else list(kwargs["pad"])
+    module = ctx.module(node)
+    if module is not None:  # nn.ConstantPad2d and friends (their padding is always a tuple)
+        widths = list(module.padding)
+    else:
+        widths = list(args[1]) if len(args) > 1 else list(kwargs["pad"])
     ndim = ids[0].ndim
     padded_dims = {ndim - 1 - i // 2 for i, w in enumerate(widths) if w}
     if padded_dims & set(varying_dims(ids[0])):

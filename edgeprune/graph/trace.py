@@ -366,7 +366,8 @@ def build_graph(
     attrs_before = set(vars(model))
     try:
         graph = trace_model(model)
-        sources = find_size_sources(model, graph, trace_model)
+        limit = 2 * len(graph.nodes) + 16  # a retrace with patched sizes has the same nodes, or it is not used
+        sources = find_size_sources(model, graph, lambda m: trace_model(m, max_nodes=limit))
         ctx = TraceContext(model, freeze_unknown, sources)
         try:
             interpret(ctx, graph, example)
