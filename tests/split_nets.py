@@ -98,6 +98,21 @@ class ListedSplit(nn.Module):
         return self.head(torch.cat([self.a(a), self.b(b)], 1))
 
 
+class CspLike(nn.Module):
+    """CSPNet: the expanded channels are split in halves by ``self.expand_chs // 2``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expand_chs = 12
+        self.expand = _block(3, 12)
+        self.blocks = nn.Sequential(_block(6, 6), _block(6, 6))
+        self.head = _Head(12)
+
+    def forward(self, x):
+        xs, xb = self.expand(x).split(self.expand_chs // 2, dim=1)
+        return self.head(torch.cat([xs, self.blocks(xb)], 1))
+
+
 class ConstantSplit(nn.Module):
     """Split sizes that no attribute holds (a literal; an attribute that also scales a value): frozen."""
 
@@ -147,6 +162,10 @@ def chunk_net() -> nn.Module:
 
 def listed_split() -> nn.Module:
     return ListedSplit()
+
+
+def csp_like() -> nn.Module:
+    return CspLike()
 
 
 def constant_split() -> nn.Module:

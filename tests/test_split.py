@@ -20,7 +20,7 @@ from edgeprune.prune.oracle import ORACLE_TOLERANCE, liven, oracle_error
 from edgeprune.prune.serialize import arch_spec, save_pruned
 
 SIZE = 16
-PRUNABLE_SPLITS = ["equal_split", "equal_split_method", "res2net_like", "chunk_net", "listed_split"]
+PRUNABLE_SPLITS = ["equal_split", "equal_split_method", "res2net_like", "chunk_net", "listed_split", "csp_like"]
 
 
 @functools.cache
@@ -104,8 +104,14 @@ def test_listed_sizes_are_rewritten_element_by_element():
     assert oracle_error(model, graph, plan, pruned, x_batch()) <= ORACLE_TOLERANCE
 
 
-def frozen_reasons(graph) -> set[str]:
-    return {g.frozen for g in graph.groups if g.frozen} | {u.frozen for g in graph.groups for u in g.units if u.frozen}
+def test_an_attribute_holding_a_multiple_of_the_width_is_rewritten_as_that_multiple():
+    model, graph = lively("csp_like")
+    (size,) = graph.sizes
+    assert (size.attr, size.scale, len(size.positions)) == ("expand_chs", 2, 6)
+    plan = plan_removing(graph, group_writing(graph, "expand.0"), 2)
+    pruned, changes = shrink(model, graph, plan)
+    assert pruned.expand_chs == 8 and changes[""] == {"type": "CspLike", "expand_chs": 8}
+    assert oracle_error(model, graph, plan, pruned, x_batch()) <= ORACLE_TOLERANCE
 
 
 def test_sizes_that_no_attribute_holds_are_frozen_with_a_reason():

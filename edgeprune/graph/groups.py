@@ -125,6 +125,7 @@ class SizeAttr(NamedTuple):
     attr: str
     index: int | None  # element of a list attribute; None for an int
     positions: tuple[tuple[int, int] | None, ...]  # (group id, unit index) per position; None: never removed
+    scale: int = 1  # the attribute holds this multiple of the width
 
 
 @dataclass

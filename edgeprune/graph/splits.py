@@ -28,11 +28,16 @@ SENTINEL_BASE = 1_000_003  # far above any channel count, so a sentinel never eq
 
 
 class SizeSource(NamedTuple):
-    """Module attribute that sets a split size: ``path.attr`` (element ``index`` of a list attribute)."""
+    """Module attribute that sets a split size: ``path.attr`` (element ``index`` of a list attribute), divided
+    by ``scale`` (a CSP block splits ``self.expand_chs // 2``)."""
 
     path: str
     attr: str
     index: int | None = None
+    scale: int = 1
+
+
+MAX_SCALE = 8  # an int attribute up to this multiple of a split size may be its source
 
 
 def split_spec(node: fx.Node):
@@ -61,16 +66,19 @@ def owner_path(node: fx.Node) -> str | None:
     return next(reversed(stack.values()))[0] if stack else None
 
 
-def _candidates(module: nn.Module, sizes: set[int]) -> dict[str, object]:
-    """Attributes of ``module`` that could hold one of ``sizes``: ints, or lists/tuples of them."""
+def _candidates(module: nn.Module, sizes: set[int]) -> dict[str, tuple[object, int]]:
+    """Attributes of ``module`` that could hold one of ``sizes``, with the multiple they hold: ints (or a small
+    multiple of a size), or lists/tuples of sizes."""
     out = {}
     for attr, value in vars(module).items():
         if attr.startswith("_") or isinstance(value, bool):
             continue
-        if isinstance(value, int) and value in sizes:
-            out[attr] = value
+        if isinstance(value, int) and value > 0:
+            scale = next((k for k in range(1, MAX_SCALE + 1) if value % k == 0 and value // k in sizes), None)
+            if scale is not None:
+                out[attr] = (value, scale)
         elif isinstance(value, (list, tuple)) and value and all(type(v) is int and v in sizes for v in value):
-            out[attr] = value
+            out[attr] = (value, 1)
     return out
 
 
@@ -89,14 +97,15 @@ def _patched(model: nn.Module, values: dict[tuple[str, str], object]) -> Iterato
             setattr(model.get_submodule(path) if path else model, attr, value)
 
 
-def _sentinels(cands: dict[tuple[str, str], object]) -> tuple[dict, dict[int, SizeSource]]:
-    """A sentinel value for every candidate (element-wise for lists), and sentinel -> source."""
+def _sentinels(cands: dict[tuple[str, str], tuple[object, int]]) -> tuple[dict, dict[int, SizeSource]]:
+    """A sentinel value for every candidate (element-wise for lists), and sentinel -> source. A candidate that
+    holds ``scale`` times a size gets ``scale`` times a sentinel, so the size it sets reads as the sentinel."""
     values, back = {}, {}
     counter = iter(range(SENTINEL_BASE, SENTINEL_BASE + 10**6))
-    for (path, attr), value in cands.items():
+    for (path, attr), (value, scale) in cands.items():
         if isinstance(value, int):
             s = next(counter)
-            values[(path, attr)], back[s] = s, SizeSource(path, attr)
+            values[(path, attr)], back[s] = s * scale, SizeSource(path, attr, None, scale)
         else:
             items = [next(counter) for _ in value]
             values[(path, attr)] = type(value)(items)
@@ -143,7 +152,7 @@ def find_size_sources(
     candidate when patching all at once changes the graph beyond the split sizes.
     """
     sites = {n.name: spec for n in graph.nodes if (spec := split_spec(n)) is not None and is_literal(spec)}
-    cands: dict[tuple[str, str], object] = {}
+    cands: dict[tuple[str, str], tuple[object, int]] = {}
     for name, spec in sites.items():
         node = next(n for n in graph.nodes if n.name == name)
         path = owner_path(node) or ""
@@ -181,7 +190,7 @@ def size_attrs(parts: dict[SizeSource, torch.Tensor], roots: list[int], unit_at:
     out = []
     for source, ids in parts.items():
         positions = tuple(unit_at.get(roots[i]) if i else None for i in ids.reshape(-1).tolist())
-        out.append(SizeAttr(source.path, source.attr, source.index, positions))
+        out.append(SizeAttr(source.path, source.attr, source.index, positions, source.scale))
     return out
 
 

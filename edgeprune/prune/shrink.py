@@ -159,7 +159,7 @@ def rewrite_split_widths(model: nn.Module, graph: ChannelGraph, plan: Plan) -> A
             raise PlanError(f"plan removes every channel of a split part sized by {s.path}.{s.attr}")
         module = model.get_submodule(s.path)
         if s.index is None:
-            value = width
+            value = width * s.scale
         else:  # one element of a list or tuple attribute
             items = list(getattr(module, s.attr))
             items[s.index] = width
