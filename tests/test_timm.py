@@ -80,7 +80,7 @@ def test_weights_from_local_files(tmp_path, monkeypatch):
     torch.testing.assert_close(create_model(SMALL, pretrained=True).eval()(x), source(x))
 
 
-def test_res2net_prunes_with_its_split_widths_rewritten():
+def test_res2net_prunes_with_its_split_widths_rewritten(tmp_path):
     """The issue's hole: timm's Res2Net splits by self.width; different removals per part broke the shrunk model."""
     model, graph, size = model_and_graph("timm:res2net50_14w_8s")
     assert {(s.attr, s.index, len(s.positions)) for s in graph.sizes} == {("width", None, 14), ("width", None, 28),
@@ -94,7 +94,15 @@ def test_res2net_prunes_with_its_split_widths_rewritten():
         assert block.width == changes[s.path]["width"] == block.convs[0].in_channels <= original.width
         narrower += block.width < original.width
     assert narrower >= 8
-    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, size, size)) <= ORACLE_TOLERANCE
+    x = torch.randn(2, 3, size, size)
+    assert oracle_error(model, graph, plan, pruned, x) <= ORACLE_TOLERANCE
+    # arch.json records the timm name and the rewritten widths: the reloaded model needs no training code
+    save_pruned(pruned, arch_spec(graph.model_name, {}, graph.fingerprint, changes), tmp_path)
+    spec = json.loads((tmp_path / "arch.json").read_text())
+    assert spec["model"] == "timm:res2net50_14w_8s" and spec["changes"]["layer1.0"]["type"] == "Bottle2neck"
+    loaded = load_pruned(tmp_path).eval()
+    assert [b.width for b in loaded.layer1] == [b.width for b in pruned.layer1]
+    torch.testing.assert_close(loaded(x), pruned.eval()(x))
 
 
 def std_conv_net() -> nn.Module:

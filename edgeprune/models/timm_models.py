@@ -20,26 +20,34 @@ from edgeprune.paths import data_root, looked_in
 PREFIX = "timm:"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pth.tar", ".bin")
 
-# Checked by tests/test_models_matrix.py: traced, shrunk by seeded random non-uniform plans and held to the
-# masked-equivalence oracle (name -> the input side the checks use). `edgeprune models --family timm`.
+# Checked by tests/test_models_matrix.py: traced, shrunk by a seeded random non-uniform plan, held to the
+# masked-equivalence oracle and run through ONNX (name -> the input side the checks use). These are what
+# `edgeprune models --family timm` lists; any other timm name builds too.
 CHECKED: dict[str, int] = {
-    "mobilenetv3_large_100": 64,
-    "mobilenetv3_small_050": 64,
-    "mobilenetv4_conv_small": 64,
-    "efficientnet_lite0": 64,
-    "ghostnet_100": 64,
-    "ghostnetv2_100": 64,
-    "repvgg_a0": 64,
-    "mobileone_s0": 64,
-    "lcnet_050": 64,
-    "fbnetc_100": 64,
-    "edgenext_xx_small": 64,
-    "res2net50_14w_8s": 64,
-}
+    **dict.fromkeys([
+        # mobile CNNs
+        "mobilenetv1_100", "mobilenetv3_large_100", "mobilenetv3_small_050", "mobilenetv4_conv_small",
+        "mobilenetv4_conv_medium", "mobilenetv4_hybrid_medium", "efficientnet_lite0", "efficientnet_b0",
+        "ghostnet_100", "ghostnetv2_100", "ghostnetv3_050", "repghostnet_050", "repvgg_a0", "mobileone_s0",
+        "lcnet_050", "fbnetc_100", "mnasnet_small", "semnasnet_050", "spnasnet_100", "hardcorenas_a", "tinynet_e",
+        "mixnet_s", "rexnet_100", "starnet_s050", "fastvit_t8", "edgenext_xx_small",
+        # other CNNs: split widths (Res2Net, CSP), channel LayerNorms, weight standardization
+        "res2net50_14w_8s", "dla60_res2net", "cs3darknet_s", "convnext_atto", "inception_next_atto",
+        "fasternet_t0", "hgnetv2_b0", "regnetx_002", "ese_vovnet19b_slim_dw", "resnet18d", "nf_regnet_b0",
+    ], 64),
+    "efficientformerv2_s0": 224,  # attention sized for 224 inputs
+    "levit_128s": 224,
+}  # fmt: skip
 
-# Families that cannot be pruned through the channel graph, and why (docs/support.md lists them; the matrix
-# test checks that each fails with that clear error, naming the op and module).
-NOT_SUPPORTED: dict[str, str] = {}
+# Models torch.fx cannot trace (docs/support.md; the matrix test checks each fails with this clear error).
+NOT_SUPPORTED: dict[str, str] = {
+    "mobilevit_xxs": "MobileVitBlock branches on the feature map's size (if new_h != H or new_w != W)",
+    "mobilevitv2_050": "MobileVitV2Block branches on the feature map's size (if new_h != H or new_w != W)",
+    "efficientvit_b0": "LiteMLA branches on the tensor's device (v.device.type != 'meta')",
+    "efficientvit_m0": "LocalWindowAttention branches on the input size (if H == ws and W == ws)",
+    "tiny_vit_5m_224": "TinyVitBlock branches on the input size (if H == self.window_size ...)",
+    "vgg11_bn": "the VGG head (ConvMlp) branches on the input size (if x.shape[-2] < self.input_kernel_size ...)",
+}
 
 
 def _timm():
@@ -70,7 +78,7 @@ def timm_entry(name: str) -> ModelEntry:
         functools.partial(build_timm_model, arch),
         "timm",
         input_size,
-        CHECKED.get(arch, 64),
+        CHECKED.get(arch, input_size[1] if cfg is not None and cfg.fixed_input_size else 64),
         has_pretrained=cfg is not None,
         size_kwarg="img_size" if cfg is not None and cfg.fixed_input_size else None,
         data_config={k: data[k] for k in keep if k in data},
