@@ -55,7 +55,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     that names the first mismatching tensors."""
     state = read_state_dict(path)
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]  # older files lack it
     extra = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} (model: {tuple(v.shape)})" for k, v in own.items()
              if k in state and tuple(state[k].shape) != tuple(v.shape)]  # fmt: skip
