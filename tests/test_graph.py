@@ -232,3 +232,42 @@ def test_tensor_indexing_freezes_indices_and_leaves_the_model_untouched():
     assert not any("_tensor_constant" in p for g in graph.prunable_groups for p in g.modules())
     conv_group, _ = group_of(graph, "conv", CONV_OUT)
     assert not conv_group.prunable and "parameter table" in conv_group.frozen  # the gathered bias pins it
+
+
+class ChannelNorm(nn.LayerNorm):
+    """A LayerNorm subclass with a forward of its own that normalizes over channels (timm's LayerNorm2d)."""
+
+    def forward(self, x):
+        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias).permute(0, 3, 1, 2)
+
+
+class SubclassAndPadNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.norm, self.b = nn.Conv2d(3, 8, 1), ChannelNorm(8), nn.Conv2d(8, 6, 3)
+        self.pad, self.c = nn.ReflectionPad2d(1), nn.Conv2d(6, 4, 1)
+        self.pos = nn.Conv2d(2, 4, 1)
+
+    def forward(self, x):
+        y = self.pad(self.b(self.norm(self.a(x))))  # a spatial pad layer: channels pass through
+        grid = torch.ones(1, 2, y.shape[2], y.shape[3]).cumsum(2)  # built from constants: no channels
+        return self.c(y) + self.pos(grid)
+
+
+def test_own_forward_subclasses_are_traced_into_pad_layers_pass_constants_have_no_channels():
+    graph = build_graph(SubclassAndPadNet(), torch.randn(1, 3, 8, 8))
+    ga, _ = group_of(graph, "a", CONV_OUT)
+    gb, _ = group_of(graph, "b", CONV_OUT)
+    gpos, _ = group_of(graph, "pos", CONV_IN)
+    # traced into: the layer_norm over the permuted channel axis freezes them, with its weight
+    assert not ga.prunable and "layer_norm mixes values across channels" in ga.frozen
+    assert gb.prunable and gb.size == 6  # through the reflection pad
+    # the constant grid's channels are no layer's output: frozen, so the conv keeps reading both
+    assert gpos.frozen.endswith("pos: input channels that no layer produces (a constant)")
+    with pytest.raises(UnsupportedOpError):  # the cumsum on a channel would be unknown; on constants it is fine
+        build_graph(nn.Sequential(nn.Conv2d(3, 4, 1), _Cumsum()), torch.randn(1, 3, 8, 8))
+
+
+class _Cumsum(nn.Module):
+    def forward(self, x):
+        return x.cumsum(1)

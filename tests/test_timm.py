@@ -150,6 +150,9 @@ def test_models_torch_fx_cannot_trace_are_a_clear_error():
 
 def test_cli_prune_export_graph_validate_on_a_timm_model(tmp_path):
     runner = CliRunner()
+    out = runner.invoke(main, ["models", "--family", "timm", "--json"])
+    listed = {r["name"]: r for r in json.loads(out.output)}
+    assert set(listed) == {f"timm:{n}" for n in CHECKED} and listed[SMALL]["input"] == [3, 224, 224]
     out = runner.invoke(main, ["graph", SMALL, "--input-size", "64", "--json"])
     assert out.exit_code == 0, out.output
     graph = json.loads(out.output)
