@@ -1,7 +1,10 @@
 """Stage 1: trace a model once and find its channel groups."""
 
-from edgeprune.graph.errors import GraphBuildError, UnsupportedOpError
+from edgeprune.graph.errors import GraphBuildError, UnsupportedOpError, UntraceableError
 from edgeprune.graph.groups import ChannelGraph, ChannelGroup, Member, Unit
 from edgeprune.graph.trace import build_graph
 
-__all__ = ["ChannelGraph", "ChannelGroup", "GraphBuildError", "Member", "Unit", "UnsupportedOpError", "build_graph"]
+__all__ = [
+    "ChannelGraph", "ChannelGroup", "GraphBuildError", "Member", "Unit", "UnsupportedOpError", "UntraceableError",
+    "build_graph",
+]  # fmt: skip

@@ -151,11 +151,11 @@ def find_size_sources(
     ``retrace`` traces ``model`` again (with the attributes patched); it is called once, or once per
     candidate when patching all at once changes the graph beyond the split sizes.
     """
-    sites = {n.name: spec for n in graph.nodes if (spec := split_spec(n)) is not None and is_literal(spec)}
+    nodes = [n for n in graph.nodes if (spec := split_spec(n)) is not None and is_literal(spec)]
+    sites = {n.name: split_spec(n) for n in nodes}
     cands: dict[tuple[str, str], tuple[object, int]] = {}
-    for name, spec in sites.items():
-        node = next(n for n in graph.nodes if n.name == name)
-        path = owner_path(node) or ""
+    for node in nodes:
+        spec, path = sites[node.name], owner_path(node) or ""
         sizes = set(spec) if isinstance(spec, (list, tuple)) else {spec}
         for attr, value in _candidates(model.get_submodule(path) if path else model, sizes).items():
             cands[(path, attr)] = value
