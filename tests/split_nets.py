@@ -83,7 +83,7 @@ class ListedSplit(nn.Module):
     def __init__(self, listed: bool = True) -> None:
         super().__init__()
         self.listed = listed
-        self.splits = [4, 8, 6]
+        self.splits = (4, 8, 6)
         self.dim_a, self.dim_b = 8, 10
         self.stem = _block(3, 18)
         self.convs = nn.ModuleList(_block(c, c) for c in self.splits)

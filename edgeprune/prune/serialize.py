@@ -67,6 +67,8 @@ def apply_arch(model: nn.Module, changes: ArchChanges) -> None:
                 continue
             if key == "index" and isinstance(module, ChannelRemap):
                 module.index = torch.tensor(value, dtype=torch.long)
+            elif isinstance(getattr(module, key, None), tuple):  # JSON has no tuples: a split-size tuple stays one
+                setattr(module, key, tuple(value))
             else:
                 setattr(module, key, value)
         for name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
