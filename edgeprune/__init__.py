@@ -33,8 +33,8 @@ _API = {
     "EdgepruneError": "edgeprune.errors",
     "DataError": "edgeprune.train.folder",
     "DistillConfig": "edgeprune.train.distill",
-    "validate": "edgeprune.validate",
-    "resolve_model": "edgeprune.validate",
+    "validate": "edgeprune.validation",
+    "resolve_model": "edgeprune.validation",
     "CompressConfig": "edgeprune.compress",
     "run_compress": "edgeprune.compress:compress",  # not `compress`: that name is the submodule
 }

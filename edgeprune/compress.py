@@ -119,7 +119,7 @@ def _validate(cfg: CompressConfig, pruned_dir: Path, out: Path, planned: dict | 
     from edgeprune.latency import Profile
     from edgeprune.latency.profile import find_profile
     from edgeprune.targets import load_target
-    from edgeprune.validate import resolve_model, validate
+    from edgeprune.validation import resolve_model, validate
 
     if not out.is_dir():
         target = load_target(cfg.target)

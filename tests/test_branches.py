@@ -213,7 +213,7 @@ def test_removal_fit_recovers_the_savings_it_was_shown(resnet20, monkeypatch):
 def test_validate_predicts_a_pruned_model_as_the_planner_did(resnet20):
     """The dense model's layers say which were removed: the prediction matches the plan's, scales included."""
     from edgeprune.prune import prune_model
-    from edgeprune.validate import ModelRef, predict_pair
+    from edgeprune.validation import ModelRef, predict_pair
 
     model, graph, layers = resnet20
     scales = {"cifar_resnet20": {x.geometry.key: 0.6 for x in layers}}

@@ -19,7 +19,7 @@ ROOT = Path(edgeprune.__file__).parent
 FOUNDATIONS = ["errors", "paths", "atomic", "targets", "timing", "resources"]
 # in order: a stage may import the foundations, itself and the stages before it
 STAGES = ["models", "graph", "prune", "backends", "export", "kit", "latency", "plan", "regularize", "train",
-          "integrations", "layer_times", "report", "validate", "compress", "cli"]  # fmt: skip
+          "integrations", "layer_times", "report", "validation", "compress", "cli"]  # fmt: skip
 
 
 def stage_of(module: str) -> str:

@@ -18,7 +18,7 @@ from edgeprune.models import create_model
 from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, plan_pruning
 from edgeprune.prune import masked_forward, prune_model, relative_error
 from edgeprune.prune.oracle import liven
-from edgeprune.validate import count_macs
+from edgeprune.validation import count_macs
 
 SHAPE = (1, 3, 32, 32)
 

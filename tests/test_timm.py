@@ -169,7 +169,7 @@ def test_cli_prune_export_graph_validate_on_a_timm_model(tmp_path):
 
     assert check_onnx(pruned.eval(), tmp_path / "m.onnx", torch.randn(2, 3, 224, 224)) <= 1e-4
     from edgeprune.targets import target_from_dict
-    from edgeprune.validate import resolve_model, validate
+    from edgeprune.validation import resolve_model, validate
 
     fast = {"backend": "onnxruntime", "threads": 1, "warmup": 1, "repeats": 3, "rounds": 1}
     report = validate(resolve_model(SMALL), resolve_model(str(tmp_path / "p" / "model")),

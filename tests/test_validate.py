@@ -14,7 +14,7 @@ from edgeprune.export import ExportError, check_onnx, export_onnx
 from edgeprune.models import create_model
 from edgeprune.targets import target_from_dict
 from edgeprune.timing import Ratio
-from edgeprune.validate import NumericsFailure, derive, gate_speedup, resolve_model, validate
+from edgeprune.validation import NumericsFailure, derive, gate_speedup, resolve_model, validate
 
 CONV_OR_LINEAR = (torch.nn.Conv2d, torch.nn.Linear)
 FAST_ORT = {"backend": "onnxruntime", "threads": 1, "warmup": 2, "repeats": 5, "rounds": 2}
@@ -99,7 +99,7 @@ def test_gate_holds_a_plan_measured_while_planning_to_that_measurement():
 
 
 def test_validate_numerics_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
-    import edgeprune.validate as v
+    import edgeprune.validation as v
 
     def broken(*args, **kwargs):
         raise ExportError("onnxruntime output differs from torch: relative error 1e+00 > 1e-04")
@@ -115,7 +115,7 @@ def test_validate_numerics_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
 
 def test_validate_gate_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
     """A profile that promises far more speedup than measurable makes validate exit 4."""
-    import edgeprune.validate as v
+    import edgeprune.validation as v
 
     monkeypatch.setattr(v, "predict_pair", lambda *args: (1.0, 0.01))  # predicts a 100x speedup
     out = CliRunner().invoke(main, ["validate", "cifar_resnet20", str(pruned_dir), "--target", "cpu-ort",

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from edgeprune.cli import main
 from edgeprune.targets import target_from_dict
 from edgeprune.train import data
-from edgeprune.validate import resolve_model, validate
+from edgeprune.validation import resolve_model, validate
 
 FAST = {"precision": "int8", "threads": 1, "warmup": 1, "repeats": 2, "rounds": 2, "calibration_count": 64}
 

@@ -47,7 +47,7 @@ from edgeprune.targets import load_target
 from edgeprune.train.data import ArrayLoader, load_dataset, load_lossless_subset
 from edgeprune.train.run import train_run
 from edgeprune.train.trainer import TrainConfig, Trainer, evaluate
-from edgeprune.validate import count_macs
+from edgeprune.validation import count_macs
 
 MODEL, SHAPE = "cifar_resnet56", (1, 3, 32, 32)
 # Same lambda for OICSR and separated group lasso, as in the OICSR paper's ablation. SSR's lambdas put the

@@ -35,7 +35,7 @@ from edgeprune.plan.run import PruneSettings, prune_run
 from edgeprune.prune import load_model_ref
 from edgeprune.targets import load_target
 from edgeprune.train.run import train_run
-from edgeprune.validate import count_macs
+from edgeprune.validation import count_macs
 
 
 def curve_point(run: str, budget: float, target, steps: int, out: Path, profile: str | None = None,

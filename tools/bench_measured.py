@@ -26,7 +26,7 @@ from edgeprune.plan.planner import Budget, BudgetError
 from edgeprune.plan.run import PruneSettings, prune_run
 from edgeprune.prune import load_pruned
 from edgeprune.targets import load_target
-from edgeprune.validate import count_macs
+from edgeprune.validation import count_macs
 
 MODELS = ["cifar_resnet56", "mobilenet_v2", "resnet50"]
 

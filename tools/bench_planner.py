@@ -44,7 +44,7 @@ from edgeprune.latency.profiler import build_model, model_input_shape, prepare_m
 from edgeprune.plan.planner import Budget, PlanConstraints, Planner, importance_for, plan_pruning
 from edgeprune.prune import prune_model
 from edgeprune.targets import channel_align, load_target
-from edgeprune.validate import count_macs
+from edgeprune.validation import count_macs
 
 MODELS = ["cifar_resnet56", "mobilenet_v2", "resnet50"]
 

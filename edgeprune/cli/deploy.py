@@ -21,7 +21,7 @@ def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as
     import torch
 
     from edgeprune.export import check_onnx, export_onnx
-    from edgeprune.validate import resolve_model
+    from edgeprune.validation import resolve_model
 
     ref = resolve_model(resolve_model_arg(model, model_option), pretrained)
     result = export_onnx(ref.module, torch.randn(1, *ref.input_chw), out_path, opset=opset, optimize=not no_optimize)
@@ -61,7 +61,7 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
     from edgeprune.latency import Profile
     from edgeprune.report import speedup_interval
     from edgeprune.targets import load_target
-    from edgeprune.validate import resolve_model, validate
+    from edgeprune.validation import resolve_model, validate
 
     target = load_target(target_name)
     if target.precision != "int8":
