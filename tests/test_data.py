@@ -267,3 +267,18 @@ def test_train_prune_eval_on_an_image_folder(tmp_path):
     assert top1 * 6 == pytest.approx(round(top1 * 6))  # a count of the 6 val images
     r = cli("eval", pruned, "--data", folder)  # at the model's own input size (224)
     assert r.exit_code == 0 and "on " + str(folder) + " test" in r.output
+
+
+def test_a_timm_model_trains_with_oicsr_on_a_folder_then_prunes_and_evaluates(tmp_path):
+    folder = make_folder(tmp_path / "f")
+    run, pruned = tmp_path / "run", tmp_path / "p"
+    r = cli("train", "timm:lcnet_050", "--data", folder, "--input-size", "64", "--reg", "oicsr", "--epochs", "1",
+            "--max-steps", "2", "--batch-size", "4", "--out", run)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "run.json").read_text())["model"] == "timm:lcnet_050"
+    r = cli("prune", run, "--target", "cpu-ort", "--macs", "0.7x", "--out", pruned, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads((pruned / "plan_result.json").read_text())["importance"].startswith("oicsr")
+    r = cli("eval", pruned / "model", "--data", folder, "--input-size", "64", "--json")
+    assert r.exit_code == 0, r.output
+    assert 0.0 <= json.loads(r.output)["top1"] <= 1.0
