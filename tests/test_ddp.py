@@ -20,18 +20,20 @@ from edgeprune.train.trainer import TrainConfig
 TESTS = Path(__file__).resolve().parent
 
 
+def torchrun_train(args: list[str], out: Path) -> None:
+    """`edgeprune train ARGS --out OUT` as two torchrun processes (one thread each)."""
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "edgeprune.cli", "train", *args,
+                           "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
 def test_two_processes_match_one_on_the_same_global_batch(tmp_path, monkeypatch):
     args = ["--model", "tiny_nets:plain_cnn", "--data", "synthetic", "--epochs", "2", "--max-steps", "3",
             "--reg", "ssr_l21", "--every", "2", "--lr", "0.05", "--seed", "2"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
-    torchrun = str(Path(sys.executable).parent / "torchrun")
-    proc = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "edgeprune.cli", "train", *args,
-         "--batch-size", "8", "--out", str(tmp_path / "ddp")],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_train([*args, "--batch-size", "8"], tmp_path / "ddp")
     monkeypatch.syspath_prepend(str(TESTS))
     cfg = TrainConfig(epochs=2, batch_size=16, lr=0.05, seed=2, max_steps_per_epoch=3)
     train_run("tiny_nets:plain_cnn", tmp_path / "one", "synthetic", "ssr_l21", {"every": 2}, cfg, progress=False)
@@ -60,14 +62,7 @@ def test_two_processes_shard_an_image_folder_like_one_process(tmp_path, monkeypa
                 Image.fromarray(image).save(tmp_path / "f" / split / f"c{k}" / f"{i}.png")
     args = ["--model", "tiny_nets:plain_cnn", "--data", str(tmp_path / "f"), "--input-size", "16", "--epochs", "1",
             "--max-steps", "2", "--reg", "none", "--lr", "0.05", "--seed", "2", "--workers", "0"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
-    torchrun = str(Path(sys.executable).parent / "torchrun")
-    proc = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "edgeprune.cli", "train", *args,
-         "--batch-size", "4", "--out", str(tmp_path / "ddp")],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_train([*args, "--batch-size", "4"], tmp_path / "ddp")
     monkeypatch.syspath_prepend(str(TESTS))
     cfg = TrainConfig(epochs=1, batch_size=8, lr=0.05, seed=2, max_steps_per_epoch=2)
     train_run("tiny_nets:plain_cnn", tmp_path / "one", str(tmp_path / "f"), "none", {}, cfg, progress=False,
