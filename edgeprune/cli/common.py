@@ -86,11 +86,6 @@ def forbid(ctx: click.Context, names: Iterable[str], why: str) -> None:
         raise click.UsageError(f"{', '.join(extra)} cannot be used {why}")
 
 
-def require(ctx: click.Context, name: str, why: str) -> None:
-    if not given(ctx, name) and ctx.params.get(name) in (None, (), False):
-        raise click.UsageError(f"{flag_name(ctx, name)} is required {why}")
-
-
 def emit(as_json: bool, data: dict | list, text: str | Callable[[], str]) -> None:
     """Print ``data`` as JSON, or the human-readable ``text``."""
     if as_json:

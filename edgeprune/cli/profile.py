@@ -15,11 +15,14 @@ out_file = click.option("--out", "out_path", type=click.Path(dir_okay=False), de
 common = options(click.argument("target"), models_option)
 
 
-def _load_target(name: str):
+def _load_target(name: str, models: tuple[str, ...] = ()):
+    """The target, after checking that every model name is known (before anything is measured)."""
     from edgeprune.models import get_entry
     from edgeprune.targets import load_target
 
-    return load_target(name), get_entry
+    for m in models:
+        get_entry(m)
+    return load_target(name)
 
 
 def _load(target, profile_path: str | None, strict: bool = False):
@@ -66,9 +69,7 @@ def measure_cmd(target, models, out_path, budget_s, layer_timing) -> None:
     from edgeprune.latency.profile import default_profile_path, device_fingerprint
     from edgeprune.latency.profiler import profile_target
 
-    t, get_entry = _load_target(target)
-    for m in models:
-        get_entry(m)
+    t = _load_target(target, models)
     path = Path(out_path) if out_path else default_profile_path(t.name, device_fingerprint(t.backend))
     profile = profile_target(t, list(models), path, budget_s, timing=layer_timing)
     click.echo(f"wrote {path}: {len(profile.tables)} layer tables, calibrated for {', '.join(models)}")
@@ -88,9 +89,7 @@ def check_cmd(target, models, plans, passes, profile_path, strict, as_json) -> N
     error, in ms and in speedup."""
     from edgeprune.latency.check import check_profile, describe_check
 
-    t, get_entry = _load_target(target)
-    for m in models:
-        get_entry(m)
+    t = _load_target(target, models)
     profile, _ = _load(t, profile_path, strict)
     reports = [check_profile(profile, t, m, plans, passes=passes) for m in models]
     emit(as_json, reports, lambda: "\n".join(describe_check(r) for r in reports))
@@ -118,9 +117,7 @@ def fit_cmd(target, what, models, profile_path, out_path) -> None:
     from edgeprune.latency.profiler import recalibrate_profile
     from edgeprune.latency.removal import fit_removal
 
-    t, get_entry = _load_target(target)
-    for m in models:
-        get_entry(m)
+    t = _load_target(target, models)
     profile, loaded = _load(t, profile_path)
     path = _write_path(out_path, loaded, t)
     if what == "calibration":
@@ -151,9 +148,7 @@ def plot_cmd(target, models, out_path, profile_path) -> None:
     from edgeprune.latency.profiler import build_model, model_input_shape
     from edgeprune.latency.staircase import plot_staircases
 
-    t, get_entry = _load_target(target)
-    for m in models:
-        get_entry(m)
+    t = _load_target(target, models)
     profile, _ = _load(t, profile_path)
     layers = [x for m in models for x in collect_layers(build_model(m, t), model_input_shape(m, t))]
     keys = plot_staircases(profile, layers, out_path)
@@ -174,9 +169,7 @@ def kit_cmd(target, models, out_dir) -> None:
     """
     from edgeprune.latency.kit import write_kit
 
-    t, get_entry = _load_target(target)
-    for m in models:
-        get_entry(m)
+    t = _load_target(target, models)
     out = write_kit(t, list(models), out_dir)
     click.echo(f"wrote kit {out}; on the device: python {out}/collect.py {out}; then: "
                f"edgeprune profile import {target} {out}/result.json")
@@ -191,7 +184,7 @@ def import_cmd(target, result, out_path) -> None:
     from edgeprune.latency.kit import import_result
     from edgeprune.latency.profile import ProfileError, default_profile_path
 
-    t, _ = _load_target(target)
+    t = _load_target(target)
     profile = import_result(result)
     if profile.target.get("name") != t.name:
         raise ProfileError(f"{result} was measured for target {profile.target.get('name')!r}, not {t.name!r}")
