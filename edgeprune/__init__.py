@@ -24,6 +24,7 @@ _API = {
     "plan_pruning": "edgeprune.plan.planner",
     "PruneSettings": "edgeprune.plan.run",
     "prune_run": "edgeprune.plan.run",
+    "shrink_run": "edgeprune.plan.run",
     "prune_model": "edgeprune.prune",
     "load_pruned": "edgeprune.prune",
     "export_onnx": "edgeprune.export",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from edgeprune.cli.common import (
@@ -97,7 +95,9 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, f
         if ratio is not None and plan_path is not None:
             raise click.UsageError("give one of --ratio and --plan")
         forbid(ctx, (*BUDGETS, *PLANNING), "with --ratio or --plan (they plan under a budget)")
-        summary = shrink_by_plan(ref, pretrained, ratio, plan_path, out_dir, freeze_unknown=freeze_unknown)
+        from edgeprune.plan.run import shrink_run
+
+        summary = shrink_run(ref, pretrained, ratio, plan_path, out_dir, freeze_unknown=freeze_unknown)
         emit(as_json, summary, f"{ref}: params {summary['params_before']:,} -> {summary['params_after']:,} "
              f"({summary['params_after'] / summary['params_before']:.1%}); oracle error "
              f"{summary['oracle_error']:.1e}; wrote {out_dir}: plan.json, model/")  # fmt: skip
@@ -117,39 +117,6 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, f
     emit(as_json, {**result.to_dict(), "out": out_dir}, text)
 
 
-def shrink_by_plan(ref: str, pretrained: bool, ratio: float | None, plan_path: str | None, out_dir: str,
-                   layout: str = "run", freeze_unknown: bool = False) -> dict:  # fmt: skip
-    """Shrink ``ref`` by a uniform ratio or a plan file; ``layout`` "run" writes out/plan.json + out/model/ (as a
-    budget prune does), "flat" the model files and plan.json straight into out/ (the older `shrink`)."""
-    import torch
-
-    from edgeprune.atomic import atomic_dir
-    from edgeprune.errors import OutputExistsError
-    from edgeprune.graph import build_graph
-    from edgeprune.models import get_entry
-    from edgeprune.prune import Plan, load_model_ref, prune_model, save_pruned, uniform_plan
-    from edgeprune.prune.oracle import check_shrunk
-
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise OutputExistsError(f"{out} is not empty: choose another --out (nothing was written)")
-    net, name, kwargs, changes = load_model_ref(ref, pretrained)
-    net.eval()
-    example = torch.randn(1, *get_entry(name).input_size)
-    graph = build_graph(net, example, model_name=name, model_kwargs=kwargs, freeze_unknown=freeze_unknown)
-    plan = Plan.load(plan_path) if plan_path else uniform_plan(net, graph, ratio)
-    pruned, spec = prune_model(net, graph, plan, changes)
-    err = check_shrunk(net, graph, plan, pruned, example.shape[1:])
-    if out.exists():
-        out.rmdir()
-    with atomic_dir(out) as tmp:
-        save_pruned(pruned, spec, tmp / "model" if layout == "run" else tmp)
-        plan.save(tmp / "plan.json")
-    before = sum(p.numel() for p in net.parameters())
-    return {"model": name, "params_before": before, "params_after": sum(p.numel() for p in pruned.parameters()),
-            "oracle_error": err, "out": str(out)}  # fmt: skip
-
-
 @click.command("shrink", hidden=True)
 @click.argument("model")
 @click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False), default=None)
@@ -160,7 +127,9 @@ def shrink_cmd(model, plan_path, ratio, out_dir, pretrained) -> None:
     """Older spelling of `prune MODEL --ratio R | --plan FILE` (writes the model files into --out itself)."""
     if (plan_path is None) == (ratio is None):
         raise click.UsageError("give exactly one of --plan FILE or --ratio R")
-    s = shrink_by_plan(model, pretrained, ratio, plan_path, out_dir, layout="flat")
+    from edgeprune.plan.run import shrink_run
+
+    s = shrink_run(model, pretrained, ratio, plan_path, out_dir, layout="flat")
     click.echo(f"{model}: params {s['params_before']:,} -> {s['params_after']:,} "
                f"({s['params_after'] / s['params_before']:.1%}); oracle error {s['oracle_error']:.1e}; wrote {out_dir}")
 

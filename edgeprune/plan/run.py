@@ -18,7 +18,7 @@ from edgeprune.latency.profile import Profile, find_profile
 from edgeprune.models import create_model, get_entry
 from edgeprune.plan.measured import check_measurable, plan_measured
 from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, PlanResult, plan_pruning
-from edgeprune.prune import load_model_ref, prune_model, save_pruned
+from edgeprune.prune import Plan, load_model_ref, prune_model, save_pruned, uniform_plan
 from edgeprune.prune.oracle import check_shrunk
 from edgeprune.targets import channel_align, load_target
 
@@ -71,9 +71,7 @@ def prune_run(
     cost of the unpruned model) makes this step i of an iterative schedule: it goes i/steps of the way from
     the unpruned cost to the budget, and the per-group cap is shared out over the steps.
     """
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise OutputExistsError(f"{out} is not empty: choose another --out (nothing was written)")
+    out = _empty_out(out_dir)
     target = load_target(target_name)
     if settings.measured_rounds:
         check_measurable(settings.budget, target)
@@ -128,3 +126,32 @@ def prune_run(
         (tmp / "plan_result.json").write_text(json.dumps(summary, indent=1))
     return result
 
+
+def _empty_out(out_dir: str | os.PathLike) -> Path:
+    """The output folder, refused before any work when it already holds something."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise OutputExistsError(f"{out} is not empty: choose another --out (nothing was written)")
+    return out
+
+
+def shrink_run(ref: str, pretrained: bool, ratio: float | None, plan_path: str | None, out_dir: str,
+               layout: str = "run", freeze_unknown: bool = False) -> dict:  # fmt: skip
+    """Shrink ``ref`` by a uniform ratio or a plan file; ``layout`` "run" writes out/plan.json + out/model/ (as a
+    budget prune does), "flat" the model files and plan.json straight into out/ (the older `shrink`)."""
+    out = _empty_out(out_dir)
+    net, name, kwargs, changes = load_model_ref(ref, pretrained)
+    net.eval()
+    example = torch.randn(1, *get_entry(name).input_size)
+    graph = build_graph(net, example, model_name=name, model_kwargs=kwargs, freeze_unknown=freeze_unknown)
+    plan = Plan.load(plan_path) if plan_path else uniform_plan(net, graph, ratio)
+    pruned, spec = prune_model(net, graph, plan, changes)
+    err = check_shrunk(net, graph, plan, pruned, example.shape[1:])
+    if out.exists():
+        out.rmdir()
+    with atomic_dir(out) as tmp:
+        save_pruned(pruned, spec, tmp / "model" if layout == "run" else tmp)
+        plan.save(tmp / "plan.json")
+    before = sum(p.numel() for p in net.parameters())
+    return {"model": name, "params_before": before, "params_after": sum(p.numel() for p in pruned.parameters()),
+            "oracle_error": err, "out": str(out)}  # fmt: skip
