@@ -15,7 +15,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ENV_VAR = "EDGEPRUNE_TARGETS"
-BACKEND_NAMES = ("onnxruntime", "torch", "tensorrt", "openvino")
+BACKEND_NAMES = ("onnxruntime", "torch", "tensorrt", "openvino", "executorch")
 
 
 class TargetError(EdgepruneError, ValueError):

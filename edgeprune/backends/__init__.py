@@ -11,6 +11,7 @@ from edgeprune.backends.base import (
     measure_latency,
     time_runners,
 )
+from edgeprune.backends.executorch import ExecutorchBackend
 from edgeprune.backends.onnxruntime import OnnxRuntimeBackend
 from edgeprune.backends.openvino import OpenVINOBackend
 from edgeprune.backends.quantize import CalibrationError, QuantizationError
@@ -19,8 +20,11 @@ from edgeprune.backends.torch import TorchBackend
 from edgeprune.targets import Target
 
 BACKENDS: dict[str, Backend] = {
-    b.name: b for b in (OnnxRuntimeBackend(), TorchBackend(), TensorRTBackend(), OpenVINOBackend())
+    b.name: b
+    for b in (OnnxRuntimeBackend(), TorchBackend(), TensorRTBackend(), OpenVINOBackend(), ExecutorchBackend())
 }
+# backends that build from the torch module itself; the others read its ONNX export
+MODULE_BACKENDS = ("torch", "executorch")
 
 
 def get_backend(name: str) -> Backend:
@@ -29,15 +33,19 @@ def get_backend(name: str) -> Backend:
     return BACKENDS[name]
 
 
+def takes_module(target: Target) -> bool:
+    """Whether ``target``'s backend builds from the torch module (else from its ONNX export)."""
+    return target.backend in MODULE_BACKENDS
+
+
 def prepare_runner(target: Target, source, input_shape: tuple[int, ...], calibration=None) -> Runner:
-    """A runner on ``target``'s backend: ``source`` is a module for torch, else an ONNX file path, prepared for
-    ``input_shape`` (the engine's or compiled model's shape). An int8 target quantizes the ONNX file, calibrated
-    on ``calibration`` (images, N x C x H x W) or, without it, on random inputs for timing only
-    (:mod:`edgeprune.backends.quantize`)."""
-    if target.backend == "torch":
-        return get_backend("torch").prepare(target, module=source)
+    """A runner on ``target``'s backend: ``source`` is a module where :func:`takes_module`, else an ONNX file
+    path, prepared for ``input_shape`` (the engine's, compiled model's or exported program's shape). An int8
+    target quantizes the model, calibrated on ``calibration`` (images, N x C x H x W) or, without it, on random
+    inputs for timing only (:mod:`edgeprune.backends.quantize`)."""
+    model = {"module": source} if takes_module(target) else {"onnx_path": str(source)}
     extra = {} if calibration is None else {"calibration": calibration}
-    return get_backend(target.backend).prepare(target, onnx_path=str(source), input_shape=tuple(input_shape), **extra)
+    return get_backend(target.backend).prepare(target, input_shape=tuple(input_shape), **model, **extra)
 
 
 def unavailable_reason(target: Target) -> str | None:
@@ -49,6 +57,7 @@ def unavailable_reason(target: Target) -> str | None:
 
 __all__ = [
     "BACKENDS",
+    "MODULE_BACKENDS",
     "Backend",
     "BackendError",
     "CalibrationError",
@@ -59,6 +68,7 @@ __all__ = [
     "measure_interleaved",
     "measure_latency",
     "prepare_runner",
+    "takes_module",
     "time_runners",
     "unavailable_reason",
 ]

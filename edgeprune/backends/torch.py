@@ -62,7 +62,8 @@ class TorchBackend:
             return "the torch backend times fp32/fp16 only"
         return None
 
-    def prepare(self, target: Target, onnx_path: str | None = None, module=None) -> TorchRunner:
+    def prepare(self, target: Target, onnx_path: str | None = None, module=None, input_shape=None) -> TorchRunner:
+        """Eager ``module`` as the target asks (any input shape: ``input_shape`` is not needed)."""
         if module is None:
             raise BackendError("the torch backend runs nn.Modules: pass module=")
         return TorchRunner(module, target)

@@ -69,6 +69,10 @@ def fingerprint(backend: str) -> dict:
         import openvino
 
         fp["openvino"] = openvino.__version__
+    elif backend == "executorch":
+        from executorch.version import __version__
+
+        fp["executorch"] = __version__
     return fp
 
 

@@ -19,7 +19,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from edgeprune.atomic import atomic_write_text
-from edgeprune.backends import get_backend, measure_latency, prepare_runner, time_runners
+from edgeprune.backends import get_backend, measure_latency, prepare_runner, takes_module, time_runners
 from edgeprune.errors import EdgepruneError
 from edgeprune.export import export_onnx
 from edgeprune.graph import build_graph
@@ -81,9 +81,9 @@ def grid_axes(layers: list[Layer], settings: ProfileSettings = DEFAULT_SETTINGS
 
 def _time_layer(target: Target, g: Geometry, cin: int, cout: int, tmp: Path, timing: str = "wall",
                 settings: ProfileSettings = DEFAULT_SETTINGS) -> tuple[float, float]:  # fmt: skip
-    """Median ms and spread of one layer: an ONNX micro-model, or (torch targets) the same in torch."""
+    """Median ms and spread of one layer: an ONNX micro-model, or (backends that take modules) the same in torch."""
     x = input_for(g, cin)
-    if target.backend == "torch":
+    if takes_module(target):
         runner = prepare_runner(target, torch_micro_model(g, cin, cout), x.shape)
     else:
         path = tmp / "micro.onnx"
@@ -150,20 +150,21 @@ def scan_widths(g: Geometry, top: int, settings: ProfileSettings = DEFAULT_SETTI
 
 
 def export_for(target: Target, model: nn.Module, input_shape: tuple[int, ...], path: Path) -> nn.Module | Path:
-    """What :func:`prepare_runner` takes for ``model``: the module itself for torch, else its ONNX at ``path``."""
-    if target.backend == "torch":
+    """What :func:`prepare_runner` takes for ``model``: the module itself (:func:`takes_module`), else its ONNX
+    at ``path``."""
+    if takes_module(target):
         return model
     export_onnx(model, torch.randn(*input_shape), path)
     return path
 
 
 def prepare_model(target: Target, model: nn.Module, input_shape: tuple[int, ...], path: Path):
-    """A runner for ``model`` on ``target`` (exported to ONNX at ``path`` unless the backend is torch)."""
+    """A runner for ``model`` on ``target`` (exported to ONNX at ``path`` unless the backend takes the module)."""
     return prepare_runner(target, export_for(target, model, input_shape, path), input_shape)
 
 
 def measure_model(target: Target, model: nn.Module, input_shape: tuple[int, ...], tmp: Path) -> float:
-    """End-to-end median ms of ``model`` on ``target`` (exported to ONNX unless the backend is torch)."""
+    """End-to-end median ms of ``model`` on ``target`` (exported to ONNX unless the backend takes the module)."""
     runner = prepare_model(target, model, input_shape, tmp / "model.onnx")
     x = np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)
     return measure_latency(runner, x, target).median_ms

@@ -1,0 +1,229 @@
+"""ExecuTorch backend with the XNNPACK delegate (CPU): the torch module exported with torch.export, lowered to
+XNNPACK (``to_edge_transform_and_lower``), saved as a ``.pte`` program and run by the ExecuTorch runtime; int8
+through PT2E quantization with XNNPACK's quantizer. All imported on first use (the ``executorch`` extra)."""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeprune.backends.base import BackendError
+from edgeprune.backends.memory import probe_memory
+from edgeprune.backends.quantize import QuantizationError, calibration_batches, calibration_for
+from edgeprune.targets import Target
+
+INSTALL_HINT = "pip install 'edgeprune[executorch]'"
+DELEGATE = "XnnpackBackend"
+# Ops that carry the MACs: none may be left to ExecuTorch's portable (reference) kernels.
+_MAC_OPS = ("convolution", "linear", "addmm", "mm", "bmm")
+_DEQUANTIZE = ("dequantize_per_tensor", "dequantize_per_channel")
+_PLUMBING = ("executorch_call_delegate", "getitem")
+# ExecuTorch's threadpool is one per process and an XNNPACK program keeps the pool it was loaded with, so
+# the pool is sized once, by the first program loaded (see set_threads).
+_loaded_threads: int | None = None
+
+
+def _import(module: str):
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise BackendError(f"{module.split('.')[0]} is not installed ({INSTALL_HINT})") from exc
+    except (ImportError, OSError) as exc:  # a wheel whose libraries do not load against this torch
+        import torch
+
+        raise BackendError(f"{module} does not load with torch {torch.__version__}: {exc}"[:500]) from exc
+
+
+def _op(node) -> str:
+    """The op's bare name: ``convolution`` for aten.convolution.default, in aten or edge dialect."""
+    target = node.target
+    name = target.name() if hasattr(target, "name") else getattr(target, "__name__", str(target))
+    return name.split("::")[-1].split(".")[0]
+
+
+@dataclass
+class Delegation:
+    """What the lowered program runs where: op counts inside XNNPACK subgraphs and outside them (left to the
+    portable kernels), and how many MAC ops take int8 weights."""
+
+    subgraphs: int = 0
+    delegated: Counter = field(default_factory=Counter)
+    outside: Counter = field(default_factory=Counter)
+    int8_macs: int = 0
+
+
+def _is_dequantized(weight) -> bool:
+    """Whether a MAC op's weight comes out of a dequantize node (PT2E's form of an int8 weight)."""
+    return getattr(weight, "op", "") == "call_function" and _op(weight) in _DEQUANTIZE
+
+
+def delegation(edge) -> Delegation:
+    """Count the ops of a lowered program (``to_edge_transform_and_lower``'s result) in and out of XNNPACK."""
+    out = Delegation()
+    graph_module = edge.exported_program().graph_module
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function":
+            continue
+        if _op(node) == "executorch_call_delegate":
+            lowered = getattr(graph_module, node.args[0].target)
+            if lowered.backend_id != DELEGATE:
+                continue
+            out.subgraphs += 1
+            for inner in lowered.original_module.graph.nodes:
+                if inner.op == "call_function":
+                    out.delegated[_op(inner)] += 1
+                    if _op(inner) in _MAC_OPS and _is_dequantized(inner.args[1]):
+                        out.int8_macs += 1
+        elif _op(node) not in _PLUMBING:
+            out.outside[_op(node)] += 1
+    return out
+
+
+def check_delegation(found: Delegation, target: Target) -> None:
+    """Refuse a program that XNNPACK does not run: no XNNPACK subgraph, a MAC op left to the portable kernels,
+    or (int8) no convolution or linear layer with int8 weights."""
+    if not found.subgraphs:
+        raise BackendError(f"XNNPACK took no part of the model; the portable kernels would run {dict(found.outside)}")
+    left = {op: n for op, n in found.outside.items() if op in _MAC_OPS}
+    if left:
+        raise BackendError(f"XNNPACK left {left} to ExecuTorch's portable kernels")
+    if target.precision == "int8" and not found.int8_macs:
+        raise QuantizationError("XNNPACK runs no convolution or linear layer with int8 weights")
+
+
+def export_program(module, input_shape: tuple[int, ...]):
+    """``torch.export`` of ``module`` (eval mode) at the fixed ``input_shape``."""
+    import torch
+
+    try:
+        return torch.export.export(module.eval(), (torch.zeros(input_shape),))
+    except Exception as exc:  # torch.export raises its own errors for unsupported Python
+        raise BackendError(f"torch.export could not export the model: {type(exc).__name__}: {exc}"[:500]) from exc
+
+
+def quantize_program(program, input_shape: tuple[int, ...], samples: np.ndarray):
+    """PT2E int8 of an exported program with XNNPACK's quantizer (per-channel symmetric weights, per-tensor
+    activations) calibrated on ``samples`` (N, C, H, W), exported again."""
+    import torch
+
+    quantizer_module = _import("executorch.backends.xnnpack.quantizer.xnnpack_quantizer")
+    pt2e = _import("torchao.quantization.pt2e.quantize_pt2e")
+    config = quantizer_module.get_symmetric_quantization_config(is_per_channel=True)
+    try:
+        observed = pt2e.prepare_pt2e(program.module(), quantizer_module.XNNPACKQuantizer().set_global(config))
+        with torch.no_grad():
+            for batch in calibration_batches(samples, input_shape[0]):
+                observed(torch.from_numpy(batch))
+        return torch.export.export(pt2e.convert_pt2e(observed), (torch.zeros(input_shape),))
+    except Exception as exc:  # the quantizer raises whatever torch.export and its observers raise
+        raise QuantizationError(f"XNNPACK's quantizer could not quantize the model: {type(exc).__name__}: "
+                                f"{exc}"[:500]) from exc  # fmt: skip
+
+
+def lower(target: Target, module, input_shape: tuple[int, ...], calibration: np.ndarray | None = None
+          ) -> tuple[bytes, Delegation, str | None]:  # fmt: skip
+    """The ``.pte`` program of ``module`` lowered to XNNPACK, its checked :class:`Delegation`, and what
+    calibrated it (int8: "images", or "random" for timing only; see :mod:`edgeprune.backends.quantize`)."""
+    exir = _import("executorch.exir")
+    partitioner = _import("executorch.backends.xnnpack.partition.xnnpack_partitioner").XnnpackPartitioner
+    program, calibrated = export_program(module, input_shape), None
+    if target.precision == "int8":
+        samples, calibrated = calibration_for(target, calibration, input_shape)
+        program = quantize_program(program, input_shape, samples)
+    edge = exir.to_edge_transform_and_lower(program, partitioner=[partitioner()])
+    found = delegation(edge)
+    check_delegation(found, target)
+    return edge.to_executorch().buffer, found, calibrated
+
+
+def set_threads(threads: int) -> None:
+    """Size ExecuTorch's process-wide threadpool (XNNPACK's threads); refuse a second size in one process."""
+    global _loaded_threads
+    if _loaded_threads is not None and _loaded_threads != threads:
+        raise BackendError(f"ExecuTorch's threadpool is shared by the process and already runs programs on "
+                           f"{_loaded_threads} threads, not {threads}: time this target in a process of its own")
+    lib = _import("executorch.extension.pybindings.portable_lib")
+    if lib._threadpool_get_thread_count() != threads:
+        lib._unsafe_reset_threadpool(threads)
+    got = lib._threadpool_get_thread_count()
+    if got != threads:
+        raise BackendError(f"requested {threads} threads, ExecuTorch's threadpool has {got}")
+    _loaded_threads = threads
+
+
+def load_method(target: Target, path: str | Path):
+    """The ``forward`` method of the ``.pte`` program at ``path``, loaded on ``target.threads`` threads."""
+    runtime = _import("executorch.runtime").Runtime.get()
+    set_threads(target.threads)
+    return runtime.load_program(str(path)).load_method("forward")
+
+
+class ExecutorchRunner:
+    def __init__(self, method, folder: tempfile.TemporaryDirectory, model_path: Path, found: Delegation,
+                 calibration: str | None) -> None:  # fmt: skip
+        import torch
+
+        self.torch = torch
+        self.method = method
+        self._folder = folder  # holds the .pte for as long as the runner lives
+        self.model_path = model_path  # the .pte the runtime runs (what validate measures)
+        self.delegation = found
+        self.calibration = calibration  # int8: "images" or "random" (timing only)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        # the runtime reads a tensor's memory in its dim order, ignoring strides: a strided view (an NHWC image
+        # batch seen as NCHW) would be read as garbage
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return self.method.execute([self.torch.from_numpy(x)])[0].numpy()
+
+    def sync(self) -> None:  # execute() returns when the program has run
+        pass
+
+
+class ExecutorchBackend:
+    name = "executorch"
+
+    def unavailable_reason(self, target: Target) -> str | None:
+        if target.device != "cpu":
+            return "edgeprune runs ExecuTorch (XNNPACK) on the CPU only (device = \"cpu\")"
+        if target.precision not in ("fp32", "int8"):
+            return f"the executorch backend runs fp32 or int8, not {target.precision}"
+        try:
+            runtime = _import("executorch.runtime").Runtime.get()
+            _import("executorch.backends.xnnpack.partition.xnnpack_partitioner")
+            if target.precision == "int8":
+                _import("executorch.backends.xnnpack.quantizer.xnnpack_quantizer")
+                _import("torchao.quantization.pt2e.quantize_pt2e")
+        except BackendError as exc:
+            return str(exc)
+        if not runtime.backend_registry.is_available(DELEGATE):
+            names = runtime.backend_registry.registered_backend_names
+            return f"this ExecuTorch runtime has no {DELEGATE} (it has {names})"
+        return None
+
+    def prepare(self, target: Target, onnx_path: str | None = None, module=None, input_shape=None,
+                calibration: np.ndarray | None = None) -> ExecutorchRunner:  # fmt: skip
+        """``module`` lowered to XNNPACK at ``input_shape`` (int8: quantized first, see :func:`lower`), written
+        as a ``.pte`` in a folder the runner keeps, and loaded by the runtime."""
+        if module is None or input_shape is None:
+            raise BackendError("the executorch backend lowers a torch module (torch.export), not an ONNX file: "
+                               "pass module= and input_shape=")  # fmt: skip
+        why = self.unavailable_reason(target)
+        if why:
+            raise BackendError(f"target {target.name} cannot run here: {why}")
+        program, found, calibrated = lower(target, module, tuple(input_shape), calibration)
+        folder = tempfile.TemporaryDirectory(prefix="edgeprune-pte-")
+        path = Path(folder.name) / "model.pte"
+        path.write_bytes(program)
+        return ExecutorchRunner(load_method(target, path), folder, path, found, calibrated)
+
+    def memory(self, target: Target, model_path: str, input_shape: tuple[int, ...]) -> dict:
+        """Memory of a fresh process that loads the ``.pte`` at ``model_path`` and runs it once (MB)."""
+        load = f"load_method(t, {str(model_path)!r}).execute([torch.zeros({tuple(input_shape)!r})])"
+        return probe_memory("import torch\nimport executorch.runtime\n"
+                            "from edgeprune.backends.executorch import load_method", load, target)  # fmt: skip

@@ -1,0 +1,149 @@
+"""cpu-xnnpack and cpu-xnnpack-int8: ExecuTorch with the XNNPACK delegate, built from the torch module."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from edgeprune.backends import BackendError, QuantizationError, get_backend, prepare_runner, time_runners
+from edgeprune.backends import unavailable_reason as why_not
+from edgeprune.backends.executorch import Delegation, check_delegation, delegation, export_program, set_threads
+from edgeprune.cli import main
+from edgeprune.graph import build_graph
+from edgeprune.latency.layers import Geometry
+from edgeprune.latency.micro import input_for
+from edgeprune.latency.profiler import export_for, torch_micro_model
+from edgeprune.models import create_model
+from edgeprune.prune import shrink, uniform_plan
+from edgeprune.targets import load_target
+from edgeprune.train.calibration import calibration_images
+from edgeprune.train.data import load_lossless_subset
+
+SHAPE = (64, 3, 32, 32)  # the 64 test images in one run
+COUNT = 64
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.fixture(scope="module")
+def runners():
+    model = create_model("cifar_resnet20", pretrained=True).eval()
+    images = calibration_images("cifar10-lossless", COUNT, model, "cifar_resnet20")
+    int8 = replace(load_target("cpu-xnnpack-int8"), calibration_count=COUNT)
+    return {"model": model, "test": load_lossless_subset("test")[0][:64].numpy(),
+            "fp32": prepare_runner(load_target("cpu-xnnpack"), model, SHAPE),
+            "int8": prepare_runner(int8, model, SHAPE, images)}  # fmt: skip
+
+
+def test_a_pruned_model_runs_as_torch_does_with_every_conv_in_xnnpack():
+    model = create_model("cifar_resnet20", pretrained=True).eval()
+    x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    graph = build_graph(model, x[:1], model_name="cifar_resnet20")
+    pruned = shrink(model, graph, uniform_plan(model, graph, 0.5))[0].eval()
+    runner = prepare_runner(load_target("cpu-xnnpack"), pruned, tuple(x.shape))
+    with torch.no_grad():
+        ref = pruned(x).numpy()
+    assert _relative(runner.run(x.numpy()), ref) < 1e-5
+    convs = sum(isinstance(m, nn.Conv2d) for m in pruned.modules())
+    found = runner.delegation
+    assert found.delegated["convolution"] == convs and found.delegated["linear"] == 1
+    assert not {"convolution", "linear"} & set(found.outside) and found.int8_macs == 0
+    assert runner.model_path.suffix == ".pte" and runner.model_path.is_file()
+
+
+def test_int8_runs_every_conv_with_int8_weights_and_agrees_on_top1(runners):
+    q, f, test = runners["int8"], runners["fp32"], runners["test"]
+    assert q.calibration == "images" and f.calibration is None
+    assert q.delegation.int8_macs == 20  # ResNet-20: 19 convolutions and the classifier
+    with torch.no_grad():
+        ref = runners["model"](torch.from_numpy(test)).numpy()
+    qo, fo = q.run(test), f.run(test)
+    assert _relative(fo, ref) < 1e-5
+    assert (qo.argmax(1) == fo.argmax(1)).mean() >= 0.9
+    assert np.abs(qo - fo).max() > 1e-3  # quantized, not the fp32 program
+    assert q.model_path.stat().st_size < 0.4 * f.model_path.stat().st_size  # int8 weights
+
+
+def test_runners_time_through_the_shared_harness(runners):
+    target = replace(load_target("cpu-xnnpack"), warmup=1, repeats=2, rounds=3)
+    eager = prepare_runner(load_target("cpu-torch"), runners["model"], SHAPE)
+    timed = time_runners({"torch": eager, "fp32": runners["fp32"], "int8": runners["int8"]}, runners["test"], target,
+                         reference="torch")  # fmt: skip
+    assert set(timed.stats) == {"torch", "fp32", "int8"} and set(timed.ratios) == {"fp32", "int8"}
+    assert all(len(s.round_medians_ms) == 3 for s in timed.stats.values())
+
+
+def test_memory_of_the_program(runners):
+    mem = get_backend("executorch").memory(load_target("cpu-xnnpack"), str(runners["fp32"].model_path), SHAPE)
+    assert mem["rss_after_mb"] > mem["rss_before_mb"] and mem["runtime_mb"] > 0
+    assert mem["peak_rss_mb"] >= mem["rss_after_mb"] - 1
+
+
+def test_the_threadpool_is_sized_once_per_process(runners):
+    lib = pytest.importorskip("executorch.extension.pybindings.portable_lib")
+    assert lib._threadpool_get_thread_count() == load_target("cpu-xnnpack").threads
+    with pytest.raises(BackendError, match="process of its own"):
+        set_threads(load_target("cpu-xnnpack").threads + 1)
+
+
+def test_a_program_xnnpack_does_not_run_is_refused():
+    exir = pytest.importorskip("executorch.exir")
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    edge = exir.to_edge_transform_and_lower(export_program(net, (1, 3, 8, 8)), partitioner=[])  # nothing delegated
+    found = delegation(edge)
+    assert found.subgraphs == 0 and found.outside["convolution"] == 2
+    with pytest.raises(BackendError, match="XNNPACK took no part"):
+        check_delegation(found, load_target("cpu-xnnpack"))
+    with pytest.raises(BackendError, match="left {'linear': 1}"):
+        check_delegation(Delegation(1, Counter(convolution=2), Counter(linear=1)), load_target("cpu-xnnpack"))
+    with pytest.raises(QuantizationError, match="int8 weights"):
+        check_delegation(Delegation(1, Counter(convolution=2)), load_target("cpu-xnnpack-int8"))
+
+
+class _DataDependent(nn.Module):
+    def forward(self, x):
+        return x * 2 if x.sum() > 0 else x
+
+
+def test_a_model_torch_export_cannot_take_is_a_backend_error():
+    with pytest.raises(BackendError, match="torch.export could not export"):
+        prepare_runner(load_target("cpu-xnnpack"), _DataDependent(), (1, 3, 8, 8))
+
+
+def test_a_profiler_micro_model_runs_in_int8_calibrated_on_random_inputs(tmp_path):
+    """Profiling lowers the torch micro-model (no ONNX file) and times it quantized, without images."""
+    target = load_target("cpu-xnnpack-int8")
+    g = Geometry("conv", 1, 8, 8, 3, 1, 0)
+    micro, x = torch_micro_model(g, 16, 24), input_for(g, 16)
+    assert export_for(target, micro, x.shape, tmp_path / "micro.onnx") is micro and not list(tmp_path.iterdir())
+    runner = prepare_runner(target, micro, x.shape)
+    assert runner.calibration == "random" and runner.run(x).shape == (1, 24, 8, 8)
+    assert runner.delegation.int8_macs == 1
+
+
+def test_targets_say_why_xnnpack_cannot_run(monkeypatch):
+    assert why_not(load_target("cpu-xnnpack")) is None and why_not(load_target("cpu-xnnpack-int8")) is None
+    assert "CPU only" in why_not(replace(load_target("cpu-xnnpack"), device="cuda"))
+    assert "fp32 or int8, not fp16" in why_not(replace(load_target("cpu-xnnpack"), precision="fp16"))
+    with pytest.raises(BackendError, match="not an ONNX file"):
+        get_backend("executorch").prepare(load_target("cpu-xnnpack"), onnx_path="model.onnx", input_shape=SHAPE)
+    monkeypatch.setitem(sys.modules, "torchao.quantization.pt2e.quantize_pt2e", None)  # an import of it now fails
+    assert why_not(load_target("cpu-xnnpack-int8")) == "torchao is not installed (pip install 'edgeprune[executorch]')"
+    assert why_not(load_target("cpu-xnnpack")) is None  # fp32 needs no quantizer
+    monkeypatch.setitem(sys.modules, "executorch.runtime", None)
+    hint = "executorch is not installed (pip install 'edgeprune[executorch]')"
+    assert why_not(load_target("cpu-xnnpack")) == hint
+    rows = {r["name"]: r for r in json.loads(CliRunner().invoke(main, ["targets", "--json"]).output)}
+    assert rows["cpu-xnnpack"]["runs_here"] is False and rows["cpu-xnnpack"]["why_not"] == hint
+    with pytest.raises(BackendError, match="edgeprune\\[executorch\\]"):
+        prepare_runner(load_target("cpu-xnnpack"), nn.Conv2d(3, 4, 1), (1, 3, 8, 8))
