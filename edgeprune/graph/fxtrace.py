@@ -1,10 +1,20 @@
-"""Symbolic tracing with torch.fx, and a clear error naming the module and line where it stops."""
+"""Symbolic tracing with torch.fx, and a clear error naming the module and line where it stops.
+
+A model whose submodules have a forward fx cannot follow (a ``list(tensor.chunk(...))``) may name
+trace-time substitutes in an attribute ``fx_forwards``: module type -> ``fn(module, *args, **kwargs)``
+computing the same thing in a traceable way. The substitute runs as that module's forward (its nodes
+belong to the module, so split widths are found on its attributes); it is used for instances whose class
+keeps that type's forward. Only the trace uses it: the model runs its own code, and the oracle checks
+that the two agree.
+"""
 
 from __future__ import annotations
 
+import functools
 import linecache
 import os
 import types
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.fx as fx
@@ -19,9 +29,22 @@ class LeafTracer(fx.Tracer):
 
     ``max_nodes`` stops a trace that grows past it (a loop over a patched attribute, see splits.py)."""
 
-    def __init__(self, max_nodes: int | None = None) -> None:
+    def __init__(self, max_nodes: int | None = None, forwards: Mapping[type, Callable] | None = None) -> None:
         super().__init__()
         self.max_nodes = max_nodes
+        self.forwards = dict(forwards or {})
+
+    def call_module(self, m: nn.Module, forward: Callable, args, kwargs):
+        substitute = self._substitute(type(m))
+        if substitute is not None:
+            forward = functools.partial(substitute, m)
+        return super().call_module(m, forward, args, kwargs)
+
+    def _substitute(self, cls: type) -> Callable | None:
+        for base in cls.__mro__:
+            if base in self.forwards and cls.forward is base.forward:
+                return self.forwards[base]
+        return None
 
     def create_node(self, *args, **kwargs) -> fx.Node:
         if self.max_nodes is not None and len(self.graph.nodes) >= self.max_nodes:
@@ -44,7 +67,7 @@ def trace_model(model: nn.Module, max_nodes: int | None = None) -> fx.Graph:
             shapes, calls fx cannot record); the message names the module and the source line.
     """
     try:
-        return LeafTracer(max_nodes).trace(model)
+        return LeafTracer(max_nodes, getattr(model, "fx_forwards", None)).trace(model)
     except Exception as exc:  # fx raises many types; all mean "cannot trace"
         raise _untraceable(model, exc) from exc
 

@@ -25,6 +25,7 @@ from edgeprune.graph.rules import (
     mixing_all,
     mixing_along,
     movement,
+    no_surgery,
     pad,
     reduction,
     remap,
@@ -66,6 +67,7 @@ MODULE_RULES: list[tuple[tuple[type, ...], Rule]] = [
     ((nn.GroupNorm, nn.LocalResponseNorm), mixing_along(_channel_dim, "a cross-channel norm")),
     ((nn.Softmax, nn.LogSoftmax), mixing_along(_dim_arg(1, -1), "softmax")),
     ((nn.MultiheadAttention,), mixing_all),
+    ((nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d), no_surgery),
 ]
 
 

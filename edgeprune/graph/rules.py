@@ -256,6 +256,12 @@ def mixing_all(ctx, node, args, kwargs, ids, ids_kw, out):
     return freeze_through(ctx, ids, ids_kw, out, f"{ctx.where(node)}: {ctx.op_name(node)} mixes channels")
 
 
+def no_surgery(ctx, node, args, kwargs, ids, ids_kw, out):
+    """A layer with weights that shrink cannot resize (a transposed conv): its channels keep their width."""
+    reason = f"{ctx.where(node)}: {ctx.op_name(node)} has no channel surgery in edgeprune"
+    return freeze_through(ctx, ids, ids_kw, out, reason)
+
+
 def freeze_through(ctx, ids, ids_kw, out, reason: str):
     """Freeze every channel going into an op and give its output one frozen channel."""
     for i in _tensor_ids(ids) + _tensor_ids(tuple(ids_kw.values())):

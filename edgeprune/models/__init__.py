@@ -1,6 +1,12 @@
 """Model registry. Importing this package registers every family."""
 
-from edgeprune.models import cifar_resnet, cifar_vgg, timm_models, torchvision_models  # noqa: F401  (registration)
+from edgeprune.models import (  # noqa: F401  (registration)
+    cifar_resnet,
+    cifar_vgg,
+    timm_models,
+    torchvision_models,
+    ultralytics_models,
+)
 from edgeprune.models.layers import ChannelRemap
 from edgeprune.models.registry import (
     ModelEntry,

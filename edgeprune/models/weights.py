@@ -53,7 +53,11 @@ def _find_state(blob, path: Path) -> dict[str, torch.Tensor]:
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Load a weights file strictly into ``model``; a file for another architecture is an :class:`InputError`
     that names the first mismatching tensors."""
-    state = read_state_dict(path)
+    load_state(model, read_state_dict(path), str(path))
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` strictly into ``model``; an :class:`InputError` names ``source`` and the first mismatches."""
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]  # older files lack it
     extra = [k for k in state if k not in own]
@@ -62,5 +66,5 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     if missing or extra or wrong:
         found = (("missing", missing), ("unexpected", extra), ("wrong shape", wrong))
         parts = [f"{label}: {', '.join(v[:3])}{' ...' if len(v) > 3 else ''}" for label, v in found if v]
-        raise InputError(f"{path} does not fit {type(model).__name__}: {'; '.join(parts)}")
+        raise InputError(f"{source} does not fit {type(model).__name__}: {'; '.join(parts)}")
     model.load_state_dict(state, strict=True)

@@ -38,7 +38,12 @@ def arch_spec(model_name: str, model_kwargs: dict, source_fingerprint: str, chan
 
 
 def save_pruned(model: nn.Module, spec: dict, out_dir: str | os.PathLike) -> Path:
-    """Write ``arch.json`` and ``weights.safetensors`` into ``out_dir``, each atomically."""
+    """Write ``arch.json`` and ``weights.safetensors`` into ``out_dir``, each atomically.
+
+    A model with an ``arch_kwargs()`` method (an Ultralytics model read from a checkpoint) adds what rebuilds
+    its architecture without the file it came from to the spec's ``model_kwargs``."""
+    if callable(getattr(model, "arch_kwargs", None)):
+        spec = {**spec, "model_kwargs": {**model.arch_kwargs(), **spec.get("model_kwargs", {})}}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}

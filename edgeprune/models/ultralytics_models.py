@@ -1,0 +1,221 @@
+"""Ultralytics YOLO detectors by reference: ``ultralytics:<file>`` (the ``ultralytics`` extra, AGPL-3.0).
+
+``<file>`` is an architecture yaml that Ultralytics builds (``yolov8n.yaml``, ``yolo11s.yaml``,
+``yolov8n-seg.yaml``, any scale letter; or a path to a yaml of your own), or a ``.pt`` checkpoint that
+Ultralytics wrote. A yaml builds with random weights; ``pretrained=True`` then loads
+``<data folder>/pretrained/ultralytics/<stem>.pt``. A checkpoint is loaded by Ultralytics' own loader
+with its allow-list (``weights_only`` unpickling of the known Ultralytics and torch classes): only load a
+checkpoint you trust, such as your own.
+
+The model is a :class:`YoloRaw`: it holds the Ultralytics ``DetectionModel`` (``.model``, unchanged and
+usable with Ultralytics) and its forward returns the head's raw outputs, the tensor every later stage
+(oracle, ONNX, latency) compares. Decoding (DFL, anchors) stays in Ultralytics' own ``model.model(x)``.
+``ultralytics`` is imported on first use, never by ``import edgeprune``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from edgeprune.errors import DataNotFoundError, InputError, MissingError, require
+from edgeprune.models.registry import ModelEntry, register_prefix
+from edgeprune.models.weights import load_state
+from edgeprune.paths import data_root, looked_in
+
+PREFIX = "ultralytics:"
+INPUT_SIZE = (3, 640, 640)
+TEST_SIZE = 128  # the smallest side whose P5 map (stride 32) is still 4 x 4
+# Checked by tests/test_ultralytics.py (random non-uniform plans against the oracle, ONNX); any other
+# Ultralytics detection yaml or checkpoint builds too.
+CHECKED = ["yolov8n.yaml", "yolo11n.yaml"]
+TASKS = ("detect", "segment")
+
+
+def _ultralytics(module: str = "nn.tasks"):
+    """``ultralytics.<module>``, or the error naming the extra."""
+    return require(f"ultralytics.{module}", "ultralytics")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Ultralytics logs every build (layer table, nc overrides): keep it out of edgeprune's output."""
+    logger = logging.getLogger("ultralytics")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def source_of(name: str) -> str:
+    """``ultralytics:yolov8n.yaml`` -> ``yolov8n.yaml``."""
+    return name.removeprefix(PREFIX)
+
+
+@functools.cache
+def ultralytics_entry(name: str) -> ModelEntry:
+    """The registry entry of ``ultralytics:<file>`` (nothing is built or read here)."""
+    source = source_of(name)
+    if Path(source).suffix not in (".yaml", ".yml", ".pt"):
+        raise InputError(f"{name!r}: expected ultralytics:<architecture .yaml> or ultralytics:<checkpoint .pt>")
+    return ModelEntry(
+        name, functools.partial(build_yolo, source), "ultralytics", INPUT_SIZE, TEST_SIZE, has_pretrained=True
+    )
+
+
+def build_yolo(source: str, pretrained: bool = False, cfg: dict | None = None, names: dict | None = None) -> YoloRaw:
+    """The :class:`YoloRaw` of ``source`` (a yaml or a checkpoint).
+
+    ``cfg`` (an Ultralytics architecture dict) builds that architecture instead of reading ``source``: an
+    arch spec records it, so a pruned model reloads without its checkpoint. ``names`` are the class names.
+    """
+    if cfg is not None:
+        model = _from_yaml(copy.deepcopy(cfg), source)
+    elif Path(source).suffix == ".pt":
+        model = _from_checkpoint(Path(source))
+    else:
+        model = _from_yaml(source, source)
+        if pretrained:
+            path = find_yolo_weights(Path(source).stem)
+            trained = _from_checkpoint(path)
+            load_state(model, trained.state_dict(), str(path))
+            model.names = trained.names
+    if names:
+        model.names = {int(k): v for k, v in names.items()}
+    return YoloRaw(model.eval())
+
+
+def _from_yaml(cfg: str | dict, source: str) -> nn.Module:
+    """Build an Ultralytics model from a yaml name, path or dict; an InputError names what cannot build."""
+    tasks = _ultralytics()
+    with _quiet():
+        try:
+            task = tasks.guess_model_task(cfg)
+            build = {"detect": tasks.DetectionModel, "segment": tasks.SegmentationModel}.get(task)
+            model = build(cfg, verbose=False) if build is not None else None
+        except Exception as exc:  # a missing file, bad yaml, an unknown module: Ultralytics raises many types
+            raise InputError(f"Ultralytics cannot build {source}: {type(exc).__name__}: {exc}") from exc
+    return _supported(model, task, source)
+
+
+def _supported(model: nn.Module | None, task: str, source: str | Path) -> nn.Module:
+    """``model`` when edgeprune handles its task (the heads whose raw outputs :func:`raw_head` knows)."""
+    if task not in TASKS or model is None:
+        raise InputError(f"{source}: an Ultralytics {task} model; edgeprune handles {' and '.join(TASKS)}")
+    return model
+
+
+def _from_checkpoint(path: Path) -> nn.Module:
+    """The model of an Ultralytics checkpoint (its EMA when saved), in float32."""
+    if not path.is_file():
+        raise MissingError(f"checkpoint {path} does not exist")
+    tasks = _ultralytics()
+    with _quiet():
+        try:
+            ckpt, _ = tasks.torch_safe_load(str(path), safe_only=True)
+        except Exception as exc:  # not a zip, not a pickle, a class outside the allow-list
+            raise InputError(f"{path}: not an Ultralytics checkpoint ({type(exc).__name__}: {exc})") from exc
+    model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
+    if not isinstance(model, tasks.DetectionModel):
+        found = type(model).__name__ if model is not None else f"no model in {type(ckpt).__name__}"
+        raise InputError(f"{path}: expected an Ultralytics checkpoint of a detection model, found {found}")
+    conv = _ultralytics("nn.modules.conv").Conv
+    if any(isinstance(m, conv) and not hasattr(m, "bn") for m in model.modules()):
+        # the arch spec rebuilds from the yaml, which has the norms: a fused model could not reload
+        raise InputError(f"{path}: a fused model (batch norms folded into the convs): use the checkpoint before fusing")
+    return _supported(model, tasks.guess_model_task(model), path).float().eval()
+
+
+def find_yolo_weights(stem: str) -> Path:
+    """``<data folder>/pretrained/ultralytics/<stem>.pt``."""
+    root = data_root()
+    path = root / "pretrained" / "ultralytics" / f"{stem}.pt" if root is not None else None
+    if path is None or not path.is_file():
+        raise DataNotFoundError(
+            f"no local weights for {stem}: looked for pretrained/ultralytics/{stem}.pt in the data folder "
+            f"({looked_in()}). No hub is used: put the file there, or use ultralytics:<path to the .pt>."
+        )
+    return path
+
+
+# ------------------------------------------------------------------------------------------ the model
+class YoloRaw(nn.Module):
+    """An Ultralytics detection model as edgeprune sees it.
+
+    ``forward(x)`` runs the layer list with its static ``f`` indices and returns the head's raw outputs,
+    one tensor of shape (batch, channels, anchors): for each head branch (one-to-many, one-to-one when the
+    model has it) the box distributions (4 * reg_max), the class logits (nc) and, for Segment, the mask
+    coefficients, over every anchor of every scale; a Segment model appends its flattened prototypes, so the
+    result is (batch, values). Being the model's output, these channels never prune.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self.model.model)
+        keep = set(self.model.save)
+        saved: list[torch.Tensor | None] = []
+        for i, m in enumerate(layers[:-1]):
+            if m.f != -1:
+                x = saved[m.f] if isinstance(m.f, int) else [x if j == -1 else saved[j] for j in m.f]
+            x = m(x)
+            saved.append(x if i in keep else None)
+        head = layers[-1]
+        return raw_head(head, [x if j == -1 else saved[j] for j in head.f])
+
+    def arch_kwargs(self) -> dict:
+        """What rebuilds this architecture without its source file (recorded in a pruned model's arch spec)."""
+        return {"cfg": self.model.yaml, "names": {str(k): v for k, v in self.model.names.items()}}
+
+    @property
+    def fx_forwards(self) -> dict:
+        """Trace-time forwards for the blocks fx cannot follow (see edgeprune.graph.fxtrace)."""
+        block = _ultralytics("nn.modules.block")
+        return {block.C2f: c2f_forward, block.Attention: attention_forward}
+
+
+def c2f_forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """C2f (and C3k2) as fx can trace it: split by the block's own width ``c``, so pruning rewrites ``c``."""
+    parts = m.cv1(x).split((m.c, m.c), 1)
+    y = [parts[0], parts[1]]
+    for block in m.m:
+        y.append(block(y[-1]))
+    return m.cv2(torch.cat(y, 1))
+
+
+def attention_forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """YOLO11's attention (in C2PSA) views its heads' output back to its input's width ``x.shape[1]``: that
+    width is ``num_heads * head_dim`` and cannot change without changing the heads. The trace reshapes the
+    input to that written width first (the same tensor), so the graph freezes it."""
+    b, _, h, w = x.shape
+    return type(m).forward(m, x.reshape(b, m.num_heads * m.head_dim, h, w))
+
+
+def raw_head(head: nn.Module, feats: list[torch.Tensor]) -> torch.Tensor:
+    """The Detect / Segment head's outputs before decoding (see :class:`YoloRaw`)."""
+    segment = hasattr(head, "proto")
+    branches = []
+    for prefix in ("", "one2one_"):
+        convs = [getattr(head, f"{prefix}cv{k}", None) for k in ((2, 3, 4) if segment else (2, 3))]
+        if any(c is None for c in convs):  # no one-to-one head, or fusing removed a branch
+            continue
+        for stack in convs:
+            branches.append(torch.cat([stack[i](feats[i]).flatten(2) for i in range(head.nl)], 2))
+    out = torch.cat(branches, 1)
+    if segment:
+        out = torch.cat([out.flatten(1), head.proto(feats[0]).flatten(1)], 1)
+    return out
+
+
+register_prefix(PREFIX, "ultralytics", ultralytics_entry, [PREFIX + n for n in CHECKED])
