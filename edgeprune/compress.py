@@ -18,6 +18,7 @@ from edgeprune.atomic import atomic_dir, atomic_write_text
 from edgeprune.errors import EdgepruneError
 from edgeprune.models import get_entry
 from edgeprune.plan.run import PruneSettings, prune_run
+from edgeprune.train.data import is_folder
 from edgeprune.train.trainer import CHECKPOINT, TrainConfig
 
 CONFIG_FILE, SUMMARY_FILE = "compress.json", "summary.json"
@@ -41,7 +42,7 @@ class CompressConfig:
     model: str
     target: str
     prune: PruneSettings
-    pretrained: bool = False
+    pretrained: bool | str = False  # True, or a weights file for the registry model
     data: str = "cifar10"
     data_dir: str | None = None
     reg: str = "oicsr"
@@ -53,14 +54,17 @@ class CompressConfig:
     profile_path: str | None = None
     tolerance: float = 0.15
     distill: str = "off"  # fine-tune from the unpruned model: "off", "labels" (KL + cross-entropy) or "label-free"
+    input_size: int | None = None  # an image folder's square side (default: the model's)
+    workers: int | None = None  # image-folder decoding processes
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["prune"]["budget"] = str(self.prune.budget)
         if not self.prune.measured_rounds:
             del d["prune"]["measured_rounds"]  # runs saved before the option existed resume as they were
-        if self.distill == "off":
-            del d["distill"]  # likewise
+        for key, unset in (("distill", "off"), ("input_size", None), ("workers", None)):
+            if d[key] == unset:
+                del d[key]  # likewise
         return d
 
     def teacher(self, unpruned: str):
@@ -71,13 +75,13 @@ class CompressConfig:
 
 
 def _train(ref: str, out: Path, cfg: CompressConfig, reg: str, reg_kwargs: dict, train_cfg: TrainConfig,
-           pretrained: bool, progress: bool, distill=None) -> None:  # fmt: skip
+           pretrained: bool | str, progress: bool, distill=None) -> None:  # fmt: skip
     from edgeprune.train.run import RUN_FILE, train_run
 
     if (out / RUN_FILE).is_file():
         return
     result = train_run(ref, out, cfg.data, reg, reg_kwargs, train_cfg, pretrained, (out / CHECKPOINT).is_file(),
-                       cfg.data_dir, progress, distill)  # fmt: skip
+                       cfg.data_dir, progress, distill, cfg.input_size, cfg.workers)  # fmt: skip
     if result["status"] != "done":
         raise Interrupted(f"training in {out} was interrupted; its checkpoint is saved: re-run to resume")
 
@@ -88,8 +92,9 @@ def _prune(source: str, run: Path, cfg: CompressConfig, progress: bool) -> Path:
     for step in range(1, cfg.steps + 1):
         folder = run / "prune" / f"step{step}"
         if not (folder / "plan_result.json").is_file():
-            pretrained = cfg.pretrained and source == cfg.model  # only a registry name takes pretrained weights
-            prune_run(source, cfg.target, cfg.prune, folder, cfg.profile_path, pretrained, (step, cfg.steps, origin))
+            pretrained = cfg.pretrained if source == cfg.model else False  # only a registry name takes weights
+            prune_run(source, cfg.target, cfg.prune, folder, cfg.profile_path, pretrained, (step, cfg.steps, origin),
+                      input_size=cfg.input_size)  # fmt: skip
         origin = json.loads((folder / "plan_result.json").read_text())["origin"]
         source = str(folder)
         if step < cfg.steps:
@@ -100,14 +105,14 @@ def _prune(source: str, run: Path, cfg: CompressConfig, progress: bool) -> Path:
     return run / "prune" / f"step{cfg.steps}"
 
 
-def _export(model_dir: Path, out: Path, name: str) -> None:
+def _export(model_dir: Path, out: Path) -> None:
     from edgeprune.export import check_onnx, export_onnx
-    from edgeprune.prune import load_model_ref
+    from edgeprune.validation import resolve_model
 
     if out.is_dir():
         return
-    model = load_model_ref(str(model_dir))[0].eval()
-    chw = get_entry(name).input_size
+    ref = resolve_model(str(model_dir))
+    model, chw = ref.module, ref.input_chw
     with atomic_dir(out) as tmp:
         result = export_onnx(model, torch.randn(1, *chw), tmp / "model.onnx")
         err = check_onnx(model, tmp / "model.onnx", torch.randn(3, *chw))
@@ -115,23 +120,27 @@ def _export(model_dir: Path, out: Path, name: str) -> None:
         (tmp / "export.json").write_text(json.dumps(record, indent=1))
 
 
-def _validate(cfg: CompressConfig, pruned_dir: Path, out: Path, planned: dict | None) -> dict:
+def _validate(cfg: CompressConfig, original: str, pruned_dir: Path, out: Path, planned: dict | None) -> dict:
     from edgeprune.latency import Profile
-    from edgeprune.latency.profile import find_profile
+    from edgeprune.latency.profile import ProfileError, find_profile
     from edgeprune.targets import load_target
-    from edgeprune.validation import resolve_model, validate
+    from edgeprune.validation import predict_pair, resolve_pair, validate
 
     if not out.is_dir():
         target = load_target(cfg.target)
         profile = Profile.load(cfg.profile_path or find_profile(target.name, target.backend))
-        from edgeprune.train.data import is_folder
-
         cifar = get_entry(cfg.model).family == "cifar" and cfg.data.startswith("cifar10")
         accuracy_data = "cifar10-lossless" if cifar else cfg.data if is_folder(cfg.data) else None
+        pair = resolve_pair(original, str(pruned_dir), cfg.pretrained if original == cfg.model else False)
+        if "latency" not in (cfg.prune.budget.kind, cfg.prune.ranked_by):
+            try:  # a plan made without the profile is still predicted by it, where it holds the model's layers
+                predict_pair(profile, *pair, target.input_shape(pair[1].input_chw))
+            except ProfileError:
+                profile = None  # validated on measurements alone (the report says: not gated)
         # a plan timed while it was planned is gated against that measurement, not the prediction
         with atomic_dir(out) as tmp:
-            validate(resolve_model(cfg.model, cfg.pretrained), resolve_model(str(pruned_dir)), target, tmp, profile,
-                     accuracy_data, cfg.tolerance, 1 / planned["measured"] if planned else None,
+            validate(*pair, target, tmp, profile, accuracy_data,
+                     cfg.tolerance, 1 / planned["measured"] if planned else None,
                      calibration_data=cfg.data if target.precision == "int8" else None)  # fmt: skip
     return json.loads((out / "report.json").read_text())
 
@@ -144,6 +153,9 @@ def compress(cfg: CompressConfig, out_dir: str | os.PathLike, progress: bool = T
         from edgeprune.targets import load_target
 
         check_measurable(cfg.prune.budget, load_target(cfg.target))
+    if is_folder(cfg.data) and cfg.train.epochs == 0:
+        raise CompressError(f"--data {cfg.data} is an image folder: the training stage sizes the model's head to its "
+                            "classes, so --reg-epochs must be at least 1 (--reg none only fits the model)")  # fmt: skip
     config = json.loads(json.dumps(cfg.to_dict()))  # as it reads back from the file (tuples become lists)
     if (run / CONFIG_FILE).is_file():
         saved = json.loads((run / CONFIG_FILE).read_text())
@@ -166,9 +178,11 @@ def compress(cfg: CompressConfig, out_dir: str | os.PathLike, progress: bool = T
     if cfg.finetune.epochs > 0:
         _train(str(pruned), run / "finetune", cfg, "none", {}, cfg.finetune, False, progress, cfg.teacher(source))
         final = run / "finetune"
-    _export(final, run / "export", cfg.model)
+    _export(final, run / "export")
     planned = json.loads((pruned / "plan_result.json").read_text()).get("measured")  # the plan as timed, if it was
-    report = _validate(cfg, final, run / "validate", planned)
+    # on an image folder the registry model answers other classes: the unpruned model trained on it is the reference
+    original = source if is_folder(cfg.data) else cfg.model
+    report = _validate(cfg, original, final, run / "validate", planned)
     summary = summarize(cfg, run, report, final, planned)
     atomic_write_text(run / SUMMARY_FILE, json.dumps(summary, indent=1))
     return summary

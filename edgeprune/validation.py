@@ -17,13 +17,14 @@ import torch
 import torch.nn as nn
 
 from edgeprune import layer_times
-from edgeprune.backends import Runner, get_backend, prepare_runner, time_runners, unavailable_reason
+from edgeprune.backends import Runner, get_backend, prepare_runner, takes_module, time_runners, unavailable_reason
 from edgeprune.errors import EdgepruneError
 from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
 from edgeprune.latency import Profile, collect_layers
 from edgeprune.latency.model import LatencyModel
 from edgeprune.models import get_entry
-from edgeprune.prune import load_model_ref
+from edgeprune.models.registry import Pretrained
+from edgeprune.prune import input_chw, load_model_ref
 from edgeprune.targets import Target
 from edgeprune.timing import Ratio
 
@@ -48,12 +49,18 @@ class ModelRef:
     input_chw: tuple[int, int, int]
 
 
-def resolve_model(ref: str, pretrained: bool = False) -> ModelRef:
-    """A registry name, or a folder written by ``edgeprune shrink`` / ``train`` (arch.json + weights)."""
+def resolve_model(ref: str, pretrained: Pretrained = False, side: int | None = None) -> ModelRef:
+    """A registry name, or a folder written by ``edgeprune prune`` / ``train`` (arch.json + weights), at the
+    square ``side`` (default: the size saved with the folder, else the registry's)."""
     module, name, kwargs, _ = load_model_ref(ref, pretrained)
-    entry = get_entry(name)
-    size = kwargs.get(entry.size_kwarg or "", entry.input_size[1])
-    return ModelRef(ref, name, module.eval(), (entry.input_size[0], size, size))
+    return ModelRef(ref, name, module.eval(), input_chw(ref, name, kwargs, side))
+
+
+def resolve_pair(original: str, pruned: str, pretrained: Pretrained = False) -> tuple[ModelRef, ModelRef]:
+    """The two sides of a validation, both at the pruned model's input size (a model trained and pruned at
+    ``--input-size`` is compared with its original at that size)."""
+    b = resolve_model(pruned)
+    return resolve_model(original, pretrained, b.input_chw[1]), b
 
 
 def count_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int], dict[str, int]]:
@@ -78,7 +85,7 @@ def largest_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
     return biggest
 
 
-def accuracy_on(model: nn.Module, data: str | None, model_name: str) -> float | None:
+def accuracy_on(model: nn.Module, data: str | None, model_name: str, side: int | None = None) -> float | None:
     if data is None:
         return None
     from edgeprune.train.data import is_folder
@@ -86,7 +93,7 @@ def accuracy_on(model: nn.Module, data: str | None, model_name: str) -> float | 
     if is_folder(data):  # an image folder: its val/ images at the model's input size
         from edgeprune.train.sources import folder_accuracy
 
-        return folder_accuracy(model, model_name, data)
+        return folder_accuracy(model, model_name, data, side=side)
     if data != "cifar10-lossless":
         raise ValidationError(f"--data {data!r} is not supported yet (supported: cifar10-lossless)")
     if get_entry(model_name).family != "cifar":
@@ -165,7 +172,7 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
         from edgeprune.train.calibration import calibration_images
 
         images = calibration_images(source, target.calibration_count, ref.module, ref.name, ref.input_chw[-1])
-    runner = prepare_runner(target, ref.module if target.backend == "torch" else onnx_path, shape, images)
+    runner = prepare_runner(target, ref.module if takes_module(target) else onnx_path, shape, images)
     runner.run(xn)
     runner.sync()
     deployed = getattr(runner, "model_path", None) or onnx_path  # what the runtime runs (int8: the quantized file)
@@ -175,7 +182,7 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
         "weight_bytes": sum(p.numel() * p.element_size() for p in ref.module.parameters()),
         "largest_activation_bytes": largest_activation_bytes(ref.module, x),
     }
-    if target.backend in ("onnxruntime", "openvino"):
+    if target.backend in ("onnxruntime", "openvino", "executorch"):
         memory.update(get_backend(target.backend).memory(target, str(deployed), shape))
     elif target.backend == "tensorrt":
         memory.update(engine_bytes=runner.engine_bytes, device_memory_bytes=runner.device_memory_bytes)
@@ -183,7 +190,7 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
         memory["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated() - cuda_base
     if target.backend == "onnxruntime":
         layers, ops = layer_times.ort_layer_times(deployed, target, xn, norms)
-    elif target.backend == "openvino":  # OpenVINO's per-layer counters are not read (yet)
+    elif target.backend in ("openvino", "executorch"):  # their per-layer counters are not read (yet)
         layers, ops = {}, {}
     elif target.backend == "tensorrt":
         engine = runner.layer_times(xn)
@@ -196,8 +203,8 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
         "exporter": export.exporter, "export_notes": export.notes, "numerics_rel_err": numerics,
         "predicted_ms": None, "latency": None, "memory": memory, "ms_by_op": ops,
         "ms_by_layer": layers, "macs_by_layer": macs_by_layer,
-        "accuracy": accuracy_on(ref.module, data, ref.name),
-        "deployed_accuracy": accuracy_on(DeployedModel(runner, shape[0], ref.module), data, ref.name)
+        "accuracy": accuracy_on(ref.module, data, ref.name, ref.input_chw[1]),
+        "deployed_accuracy": accuracy_on(DeployedModel(runner, shape[0], ref.module), data, ref.name, ref.input_chw[1])
         if target.precision == "int8" else None,
         "calibration": {"data": source, "count": len(images) if images is not None else None,
                         "kind": getattr(runner, "calibration", None)} if target.precision == "int8" else None,
@@ -253,8 +260,8 @@ def validate(
         # Alternating rounds: drift during the measurement slows both models alike instead of one of them.
         runners = {"original": run_a, "pruned": run_b}
         if target.precision == "int8":  # the dense fp32 model on the same runtime: what quantizing is weighed by
-            runners["original-fp32"] = prepare_runner(replace(target, precision="fp32"), onnx_file(original, Path(tmp)),
-                                                      x.shape)  # fmt: skip
+            source = original.module if takes_module(target) else onnx_file(original, Path(tmp))
+            runners["original-fp32"] = prepare_runner(replace(target, precision="fp32"), source, x.shape)
         timed = time_runners(runners, x, target, reference="pruned")
         a["latency"], b["latency"] = timed.stats["original"].to_dict(), timed.stats["pruned"].to_dict()
         if "original-fp32" in runners:

@@ -70,6 +70,9 @@ CONFLICTS = [
     (["validate", "a", "b", "--target", "cpu-ort", "--tolerance", "0.1", "--out", "o"], "--tolerance"),
     (["profile", "fit", "cpu-ort", "everything", "--model", "m"], "everything"),
     (["profile", "measure", "cpu-ort"], "--model"),
+    (["prune", "m", "--ratio", "0.3", "--pretrained", "--weights", "{plan}", "--out", "o"], "--weights"),
+    (["compress", "m", "--target", "cpu-ort", "--latency", "0.7x", "--input-size", "64", "--out", "o"],
+     "--input-size"),
 ]
 
 

@@ -106,3 +106,31 @@ def test_compress_removes_branches_over_two_steps(tmp_path):
     final = load_pruned(tmp_path / "run" / "prune" / "step2" / "model")
     assert any(isinstance(m, BranchConstant) for m in final.modules())
     assert (tmp_path / "run" / "validate" / "report.json").is_file()
+
+
+def test_compress_runs_a_timm_model_on_an_image_folder_at_its_input_size_from_a_weights_file(tmp_path):
+    import onnx
+    from safetensors.torch import save_file
+    from test_data import make_folder
+
+    folder, run = make_folder(tmp_path / "f"), tmp_path / "run"
+    start = create_model("timm:lcnet_050", num_classes=3)
+    save_file(dict(start.state_dict()), str(tmp_path / "w.safetensors"))
+    args = ["compress", "timm:lcnet_050", "--weights", tmp_path / "w.safetensors", "--data", folder, "--input-size",
+            "64", "--target", "cpu-ort", "--macs", "0.6x", "--reg-epochs", "1", "--finetune-epochs", "1", "--max-steps",
+            "1", "--batch-size", "4", "--tolerance", "1", "--out", run, "--json"]  # fmt: skip
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["macs"]["speedup"] >= 1.4
+    # every stage after training works at the folder's size: recorded with the models, planned, exported, timed
+    for model_dir in (run / "train" / "model", run / "prune" / "step1" / "model", run / "finetune" / "model"):
+        assert json.loads((model_dir / "arch.json").read_text())["input_size"] == [3, 64, 64], model_dir
+    dims = onnx.load(run / "export" / "model.onnx").graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims][1:] == [3, 64, 64]
+    report = json.loads((run / "validate" / "report.json").read_text())
+    assert report["original"]["input_shape"][1:] == [3, 64, 64] == report["pruned"]["input_shape"][1:]
+    assert report["pruned"]["accuracy"] * 6 == pytest.approx(round(report["pruned"]["accuracy"] * 6))
+    # training started from the file's weights (a 3-class head), not from a fresh model
+    config = json.loads((run / "compress.json").read_text())
+    assert config["pretrained"] == str(tmp_path / "w.safetensors") and config["input_size"] == 64

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable
 
@@ -55,6 +56,23 @@ def resolve_model_arg(model: str | None, model_option: str | None) -> str:
         raise click.UsageError("missing MODEL: a registry name (edgeprune models), pkg.module:factory, a training "
                                "run or a pruned-model folder")
     return model or model_option
+
+
+def weights_options(fn: Callable) -> Callable:
+    """``--pretrained`` and ``--weights FILE``: the command receives one ``pretrained`` value (False, True or the
+    file's path), which every library stage takes as it is."""
+
+    @functools.wraps(fn)
+    def merged(*args, pretrained: bool, weights: str | None, **kwargs):
+        if pretrained and weights:
+            raise click.UsageError("give --pretrained or --weights FILE, not both")
+        return fn(*args, pretrained=weights or pretrained, **kwargs)
+
+    return options(
+        click.option("--pretrained", is_flag=True, help="Start from the model's pretrained weights."),
+        click.option("--weights", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+                     help="Start from this weights file (safetensors, torch checkpoint)."),
+    )(merged)  # fmt: skip
 
 
 target_option = click.option("--target", "target_name", metavar="NAME",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from edgeprune.cli.common import emit, forbid, hidden, json_option, model_argument, resolve_model_arg
+from edgeprune.cli.common import emit, forbid, hidden, json_option, model_argument, resolve_model_arg, weights_options
 from edgeprune.cli.prune import budget_options, prune_settings
-from edgeprune.cli.train import REGULARIZERS, check_data_options, data_options
+from edgeprune.cli.train import REGULARIZERS, check_data_options, data_options, folder_options
 
 
 def read_job_file(ctx: click.Context, _param, path: str | None) -> str | None:
@@ -40,20 +40,22 @@ def read_job_file(ctx: click.Context, _param, path: str | None) -> str | None:
 @model_argument
 @budget_options
 @data_options
+@folder_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=False, metavar="DIR",
-              help="Run folder; re-running the same command resumes at the first unfinished stage.")
+              help="Run folder (running the command again resumes it).")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False), callback=read_job_file, is_eager=True,
-              expose_value=False, metavar="JOB.toml", help="Settings from a TOML file (keys = option names); "
-              "options on the command line override it.")
-@click.option("--pretrained", is_flag=True, help="Start from pretrained weights.")
-@click.option("--reg", type=click.Choice(REGULARIZERS), default="oicsr", show_default=True,
-              help="Regularizer of the sparsity-training stage.")
-@click.option("--reg-epochs", type=click.IntRange(min=0), default=2, show_default=True,
+              expose_value=False, metavar="JOB.toml", help="Settings from a TOML file; the command line wins.")
+@weights_options
+@click.option("--reg", type=click.Choice(REGULARIZERS), default="oicsr", show_default=True, metavar="NAME",
+              help=f"Sparsity regularizer: {', '.join(REGULARIZERS)}.")
+@click.option("--reg-epochs", type=click.IntRange(min=0), metavar="N", default=2, show_default=True,
               help="Sparsity-training epochs (0 skips the stage).")
-@click.option("--finetune-epochs", type=click.IntRange(min=0), default=2, show_default=True)
-@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Cap on steps per epoch (quick runs).")
+@click.option("--finetune-epochs", type=click.IntRange(min=0), metavar="N", default=2, show_default=True,
+              help="Fine-tuning epochs after pruning.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Cap on steps per epoch (quick runs).")
 @click.option("--distill", type=click.Choice(["off", "labels", "label-free"]), default="off", show_default=True,
-              help="Fine-tune learning from the unpruned model: with the labels, or from its outputs alone.")
+              metavar="MODE", help="Fine-tune from the unpruned model's outputs: off, labels, label-free.")
 @hidden("--lam", type=click.FloatRange(min=0), default=1e-4)
 @hidden("--steps", type=click.IntRange(min=1), default=1, help="Pruning steps, fine-tuned in between.")
 @hidden("--step-epochs", type=click.IntRange(min=1), default=1)
@@ -63,8 +65,9 @@ def read_job_file(ctx: click.Context, _param, path: str | None) -> str | None:
         help="Allowed shortfall of measured vs predicted speedup in the validation gate.")
 @json_option
 @click.pass_context
-def compress_cmd(ctx, model, model_option, data, data_dir, out_dir, pretrained, reg, reg_epochs, finetune_epochs,
-                 max_steps, distill, lam, steps, step_epochs, lr, batch_size, tolerance, as_json, **budget) -> None:
+def compress_cmd(ctx, model, model_option, data, data_dir, input_size, workers, out_dir, pretrained, reg, reg_epochs,
+                 finetune_epochs, max_steps, distill, lam, steps, step_epochs, lr, batch_size, tolerance, as_json,
+                 **budget) -> None:  # fmt: skip
     """Sparsity training -> plan -> shrink -> fine-tune -> export -> validate MODEL, in one resumable run;
     exit code 4 when the measured speedup falls short of the prediction.
 
@@ -93,7 +96,7 @@ def compress_cmd(ctx, model, model_option, data, data_dir, out_dir, pretrained, 
     cfg = CompressConfig(
         ref, budget["target_name"], settings, pretrained, data, data_dir, reg, {} if reg == "none" else {"lam": lam},
         train_cfg(reg_epochs if reg != "none" else 0), train_cfg(finetune_epochs), steps, step_epochs,
-        budget["profile_path"], tolerance, distill,
+        budget["profile_path"], tolerance, distill, input_size, workers,
     )  # fmt: skip
     summary = compress(cfg, out_dir)
     emit(as_json, summary, lambda: format_summary(summary))

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from edgeprune.cli.common import emit, forbid, json_option, model_argument, profile_option, resolve_model_arg
+from edgeprune.cli.common import (
+    emit,
+    forbid,
+    json_option,
+    model_argument,
+    profile_option,
+    resolve_model_arg,
+    weights_options,
+)
 
 
 @click.command("export", short_help="Export a model to ONNX, checked against torch.")
@@ -13,7 +21,7 @@ from edgeprune.cli.common import emit, forbid, json_option, model_argument, prof
               help="ONNX file to write.")
 @click.option("--opset", type=click.IntRange(13, 23), default=18, show_default=True)
 @click.option("--no-optimize", is_flag=True, help="Skip the exporter's graph simplification.")
-@click.option("--pretrained", is_flag=True, help="Load pretrained weights (registry names).")
+@weights_options
 @json_option
 def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as_json) -> None:
     """Export MODEL (registry name or pruned-model folder) to one ONNX file with a dynamic batch,
@@ -46,7 +54,7 @@ def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as
               help="int8 targets: calibrate on this data set or image folder (default: the target's, else --data).")
 @click.option("--tolerance", type=click.FloatRange(0, 1), default=0.15, show_default=True,
               help="With --profile: allowed shortfall of the measured speedup against the predicted one.")
-@click.option("--pretrained", is_flag=True, help="Load pretrained weights for a registry-name ORIGINAL.")
+@weights_options
 @json_option
 @click.pass_context
 def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data, calibration_data, tolerance,
@@ -61,14 +69,14 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
     from edgeprune.latency import Profile
     from edgeprune.report import speedup_interval
     from edgeprune.targets import load_target
-    from edgeprune.validation import resolve_model, validate
+    from edgeprune.validation import resolve_pair, validate
 
     target = load_target(target_name)
     if target.precision != "int8":
         forbid(ctx, ("calibration_data",), f"with {target.name}, which is not int8")
     profile = Profile.load(profile_path) if profile_path else None
-    report = validate(resolve_model(original, pretrained), resolve_model(pruned), target, out_dir, profile, data,
-                      tolerance, calibration_data=calibration_data)  # fmt: skip
+    report = validate(*resolve_pair(original, pruned, pretrained), target, out_dir, profile, data, tolerance,
+                      calibration_data=calibration_data)  # fmt: skip
     d = report["derived"]
 
     def text() -> str:

@@ -5,21 +5,21 @@ from __future__ import annotations
 import click
 import torch
 
-from edgeprune.cli.common import emit, json_option, options
+from edgeprune.cli.common import emit, json_option, options, weights_options
 from edgeprune.graph import build_graph
 from edgeprune.graph.groups import ChannelGraph
 from edgeprune.models import create_model_for_size, families, get_entry, list_models
 
 model_build_options = options(
     click.argument("model"),
-    click.option("--pretrained", is_flag=True, help="Load pretrained weights."),
+    weights_options,
     click.option("--input-size", type=click.IntRange(min=8), default=None, help="Square input side (default: the "
                  "model's)."),  # fmt: skip
     click.option("--freeze-unknown", is_flag=True, help="Freeze channels around unsupported ops instead of failing."),
 )
 
 
-def build_for_graph(model: str, pretrained: bool, input_size: int | None, freeze_unknown: bool):
+def build_for_graph(model: str, pretrained: bool | str, input_size: int | None, freeze_unknown: bool):
     """A registry model, an example input and its channel graph."""
     entry = get_entry(model)
     size = input_size or entry.input_size[1]

@@ -14,6 +14,7 @@ from edgeprune.cli.common import (
     profile_option,
     resolve_model_arg,
     target_option,
+    weights_options,
 )
 
 BUDGETS = ("latency", "macs", "params")
@@ -27,7 +28,7 @@ budget_options = options(
     click.option("--macs", metavar="B", help="MACs budget: 0.5x, or MMACs."),
     click.option("--params", metavar="B", help="Parameter budget: 0.5x, or millions."),
     click.option("--measured-rounds", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
-                 help="Time up to N plans on the target until the measured latency meets --latency."),
+                 help="Time up to N plans until the measured latency meets --latency."),
     click.option("--remove-branches", is_flag=True,
                  help="Let whole residual branches go (ResNet basic blocks, MobileNet-V2 blocks)."),
     click.option("--rank-by", type=click.Choice(["latency", "macs"]), default=None,
@@ -75,12 +76,15 @@ def prune_settings(ctx: click.Context, o: dict):
               help="Instead of a budget: apply this plan.json.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, metavar="DIR",
               help="New folder for the result.")
-@click.option("--pretrained", is_flag=True, help="Pretrained weights (registry names).")
+@weights_options
+@click.option("--input-size", type=click.IntRange(min=8), default=None, metavar="PX",
+              help="Square input side to plan at (default: the size saved with MODEL, else the registry's).")
 @click.option("--freeze-unknown", is_flag=True, help="Keep channels around ops the graph does not know, instead "
               "of failing (`edgeprune graph MODEL --freeze-unknown` shows them).")
 @json_option
 @click.pass_context
-def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, freeze_unknown, as_json, **o) -> None:
+def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, input_size, freeze_unknown, as_json,
+              **o) -> None:  # fmt: skip
     """Plan MODEL under a budget on a target and shrink it; or shrink it by a ratio or a plan file.
 
     MODEL is a registry name, a training run (its sparsity-trained importance is used) or a pruned folder.
@@ -97,7 +101,8 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, f
         forbid(ctx, (*BUDGETS, *PLANNING), "with --ratio or --plan (they plan under a budget)")
         from edgeprune.plan.run import shrink_run
 
-        summary = shrink_run(ref, pretrained, ratio, plan_path, out_dir, freeze_unknown=freeze_unknown)
+        summary = shrink_run(ref, pretrained, ratio, plan_path, out_dir, freeze_unknown=freeze_unknown,
+                             input_size=input_size)
         emit(as_json, summary, f"{ref}: params {summary['params_before']:,} -> {summary['params_after']:,} "
              f"({summary['params_after'] / summary['params_before']:.1%}); oracle error "
              f"{summary['oracle_error']:.1e}; wrote {out_dir}: plan.json, model/")  # fmt: skip
@@ -106,7 +111,7 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, f
 
     settings = prune_settings(ctx, o)
     result = prune_run(ref, o["target_name"], settings, out_dir, o["profile_path"], pretrained,
-                       freeze_unknown=freeze_unknown)
+                       freeze_unknown=freeze_unknown, input_size=input_size)
 
     def text() -> str:
         lines = [result.table()]

@@ -6,7 +6,16 @@ import json
 
 import click
 
-from edgeprune.cli.common import emit, forbid, hidden, json_option, model_argument, options, resolve_model_arg
+from edgeprune.cli.common import (
+    emit,
+    forbid,
+    hidden,
+    json_option,
+    model_argument,
+    options,
+    resolve_model_arg,
+    weights_options,
+)
 from edgeprune.regularize import list_regularizers
 from edgeprune.train.data import DATASETS, check_data, is_folder
 
@@ -16,10 +25,10 @@ DEFAULTS = {"train": (10, 0.05), "finetune": (5, 0.01)}
 
 data_options = options(
     click.option("--data", default="cifar10", show_default=True, metavar="NAME|FOLDER",
-                 help=f"Data set ({', '.join(DATASETS)}), or an image folder: FOLDER/train/<class>/* and "
-                 "FOLDER/val/<class>/*, or FOLDER/<class>/* (split 90/10 here)."),
+                 help=f"Data set ({', '.join(DATASETS)}), or an image folder with train/ and val/ "
+                 "class folders (or only class folders: split 90/10)."),
     click.option("--data-dir", default=None, metavar="DIR",
-                 help="Where the named data sets are (default: $EDGEPRUNE_DATA, else ../shared/data, else download)."),
+                 help="Where named data sets are (default: $EDGEPRUNE_DATA, ../shared/data, download)."),
 )  # fmt: skip
 # how an image folder is read: options that a named data set (uint8 arrays at their own size) refuses
 folder_options = options(
@@ -51,7 +60,7 @@ train_options = options(
     click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
                  help="Learning rate (default 0.05; 0.01 with --reg none)."),
     click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True),
-    click.option("--pretrained", is_flag=True, help="Start from pretrained weights (registry names)."),
+    weights_options,
     click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint."),
     click.option("--seed", type=int, default=0, show_default=True),
     click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Cap on steps per epoch (quick runs)."),
@@ -160,7 +169,7 @@ def finetune_cmd(ctx, model, model_option, reg, **o) -> None:
 @folder_options
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
               help="test: an image folder's val/ images.")
-@click.option("--pretrained", is_flag=True, help="Pretrained weights (registry names).")
+@weights_options
 @json_option
 @click.pass_context
 def eval_cmd(ctx, model, model_option, data, data_dir, input_size, workers, split, pretrained, as_json) -> None:

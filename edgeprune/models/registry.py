@@ -100,16 +100,27 @@ def get_entry(name: str) -> ModelEntry:
     raise UnknownModelError(f"unknown model {name!r}.{hint} A user model is given as 'pkg.module:factory'.")
 
 
-def create_model(name: str, pretrained: bool = False, weights: str | os.PathLike | None = None, **kwargs) -> nn.Module:
+# True: the family's own pretrained weights; a path: a local weights file (safetensors or a torch checkpoint)
+Pretrained = bool | str | os.PathLike
+
+
+def create_model(
+    name: str, pretrained: Pretrained = False, weights: str | os.PathLike | None = None, **kwargs
+) -> nn.Module:
     """Build a model by registry name, ``timm:<name>`` or ``pkg.module:factory``.
 
     Args:
         name: registered name (see :func:`list_models`), a prefixed name or ``"pkg.module:factory"``.
-        pretrained: load the family's pretrained weights (an error where none exist).
+        pretrained: True loads the family's pretrained weights (an error where none exist); a path is the
+            same as ``weights`` (so every stage that forwards ``pretrained`` also takes a weights file).
         weights: a local weights file to load instead (safetensors, or a torch checkpoint holding a state
             dict): every tensor must fit the model (see :func:`edgeprune.models.weights.load_weights`).
         **kwargs: forwarded to the factory (e.g. ``num_classes``).
     """
+    if not isinstance(pretrained, bool):
+        if weights is not None:
+            raise InputError("give the weights file once (pretrained=PATH or weights=PATH)")
+        pretrained, weights = False, pretrained
     entry = get_entry(name)
     if pretrained and weights is not None:
         raise InputError("give pretrained weights or a weights file, not both")
@@ -122,7 +133,7 @@ def create_model(name: str, pretrained: bool = False, weights: str | os.PathLike
     return model
 
 
-def create_model_for_size(name: str, size: int, pretrained: bool = False, **kwargs) -> nn.Module:
+def create_model_for_size(name: str, size: int, pretrained: Pretrained = False, **kwargs) -> nn.Module:
     """Like :func:`create_model`, telling size-bound models (ViT) the square input side ``size``."""
     entry = get_entry(name)
     if entry.size_kwarg and entry.size_kwarg not in kwargs:

@@ -15,10 +15,11 @@ from edgeprune.graph import build_graph
 from edgeprune.latency.costs import make_cost
 from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.profile import Profile, find_profile
-from edgeprune.models import create_model, get_entry
+from edgeprune.models import create_model
+from edgeprune.models.registry import Pretrained
 from edgeprune.plan.measured import check_measurable, plan_measured
 from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, PlanResult, plan_pruning
-from edgeprune.prune import Plan, load_model_ref, prune_model, save_pruned, uniform_plan
+from edgeprune.prune import Plan, input_chw, load_model_ref, prune_model, save_pruned, uniform_plan
 from edgeprune.prune.oracle import check_shrunk
 from edgeprune.targets import channel_align, load_target
 
@@ -60,16 +61,18 @@ def prune_run(
     settings: PruneSettings,
     out_dir: str | os.PathLike,
     profile_path: str | os.PathLike | None = None,
-    pretrained: bool = False,
+    pretrained: Pretrained = False,
     schedule: tuple[int, int, float | None] = (1, 1, None),
     freeze_unknown: bool = False,
+    input_size: int | None = None,
 ) -> PlanResult:
     """Plan ``model_ref`` (name, pruned folder or training run) under a budget and write the pruned model.
 
     Writes ``plan.json``, ``plan.md`` and ``plan_result.json`` and the pruned model in ``model/``; checks
     the shrunk model against the masked-equivalence oracle before saving it. ``schedule`` = (step, steps,
     cost of the unpruned model) makes this step i of an iterative schedule: it goes i/steps of the way from
-    the unpruned cost to the budget, and the per-group cap is shared out over the steps.
+    the unpruned cost to the budget, and the per-group cap is shared out over the steps. ``input_size``: the
+    square side to plan at (default: the size saved with a model folder, else the registry's).
     """
     out = _empty_out(out_dir)
     target = load_target(target_name)
@@ -77,7 +80,8 @@ def prune_run(
         check_measurable(settings.budget, target)
     model, name, kwargs, changes = load_model_ref(model_ref, pretrained)
     model.eval()
-    shape = target.input_shape(get_entry(name).input_size)
+    chw = input_chw(model_ref, name, kwargs, input_size)
+    shape = target.input_shape(chw)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name, model_kwargs=kwargs,
                         freeze_unknown=freeze_unknown)
     layers = collect_layers(model, shape)
@@ -106,13 +110,13 @@ def prune_run(
         result, chosen, rounds = plan_measured(
             settings.budget, settings.measured_rounds, target, reference, shape, origin,
             lambda ms: plan(Budget("latency", ms, relative=False)),
-            lambda r: prune_model(model, graph, r.plan, changes)[0].eval(),
+            lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval(),
         )  # fmt: skip
         result.measured = {**asdict(chosen), "rounds": [asdict(r) for r in rounds]}
         result.budget = settings.budget  # met as measured; the predicted budget it took is in result.measured
     else:
         result = plan(budget)
-    pruned, spec = prune_model(model, graph, result.plan, changes)
+    pruned, spec = prune_model(model, graph, result.plan, changes, chw)
     err = check_shrunk(model, graph, result.plan, pruned, shape[1:])
     if out.exists():
         out.rmdir()
@@ -135,17 +139,18 @@ def _empty_out(out_dir: str | os.PathLike) -> Path:
     return out
 
 
-def shrink_run(ref: str, pretrained: bool, ratio: float | None, plan_path: str | None, out_dir: str,
-               layout: str = "run", freeze_unknown: bool = False) -> dict:  # fmt: skip
+def shrink_run(ref: str, pretrained: Pretrained, ratio: float | None, plan_path: str | None, out_dir: str,
+               layout: str = "run", freeze_unknown: bool = False, input_size: int | None = None) -> dict:  # fmt: skip
     """Shrink ``ref`` by a uniform ratio or a plan file; ``layout`` "run" writes out/plan.json + out/model/ (as a
     budget prune does), "flat" the model files and plan.json straight into out/ (the older `shrink`)."""
     out = _empty_out(out_dir)
     net, name, kwargs, changes = load_model_ref(ref, pretrained)
     net.eval()
-    example = torch.randn(1, *get_entry(name).input_size)
+    chw = input_chw(ref, name, kwargs, input_size)
+    example = torch.randn(1, *chw)
     graph = build_graph(net, example, model_name=name, model_kwargs=kwargs, freeze_unknown=freeze_unknown)
     plan = Plan.load(plan_path) if plan_path else uniform_plan(net, graph, ratio)
-    pruned, spec = prune_model(net, graph, plan, changes)
+    pruned, spec = prune_model(net, graph, plan, changes, chw)
     err = check_shrunk(net, graph, plan, pruned, example.shape[1:])
     if out.exists():
         out.rmdir()

@@ -8,23 +8,32 @@ from edgeprune.graph.groups import ChannelGraph
 from edgeprune.prune.importance import magnitude_scores, uniform_plan
 from edgeprune.prune.oracle import masked_forward, relative_error
 from edgeprune.prune.plan import Plan, PlanError
-from edgeprune.prune.serialize import ArchSpecError, arch_spec, load_model_ref, load_pruned, save_pruned
+from edgeprune.prune.serialize import (
+    ArchSpecError,
+    arch_spec,
+    input_chw,
+    load_model_ref,
+    load_pruned,
+    save_pruned,
+)
 from edgeprune.prune.shrink import shrink
 
 
 def prune_model(
-    model: nn.Module, graph: ChannelGraph, plan: Plan, previous: dict | None = None
+    model: nn.Module, graph: ChannelGraph, plan: Plan, previous: dict | None = None,
+    input_size: tuple[int, int, int] | None = None,
 ) -> tuple[nn.Module, dict]:
     """Shrink ``model`` by ``plan``; returns the smaller model and the arch spec to save with it.
 
-    ``previous`` are the arch changes ``model`` already carries (when pruning a pruned model again).
+    ``previous`` are the arch changes ``model`` already carries (when pruning a pruned model again);
+    ``input_size`` the (C, H, W) it works at, recorded when it is not the registry's.
     """
     pruned, changes = shrink(model, graph, plan)
     merged = {k: dict(v) for k, v in (previous or {}).items()}
     for path, attrs in changes.items():  # changes hold absolute sizes, so the newer ones win
         # a layer replaced (a removed branch's) is built anew from its entry: earlier resizes do not apply
         merged[path] = dict(attrs) if "replaces" in attrs else {**merged.get(path, {}), **attrs}
-    return pruned, arch_spec(graph.model_name, graph.model_kwargs, graph.fingerprint, merged)
+    return pruned, arch_spec(graph.model_name, graph.model_kwargs, graph.fingerprint, merged, input_size)
 
 
 __all__ = [
@@ -32,6 +41,7 @@ __all__ = [
     "Plan",
     "PlanError",
     "arch_spec",
+    "input_chw",
     "load_model_ref",
     "load_pruned",
     "magnitude_scores",

@@ -12,8 +12,9 @@ from safetensors.torch import load_file, save_file
 
 from edgeprune.atomic import atomic_path, atomic_write_text
 from edgeprune.errors import EdgepruneError, MissingError
-from edgeprune.models import ChannelRemap, create_model
+from edgeprune.models import ChannelRemap, create_model, get_entry
 from edgeprune.models.layers import BranchConstant, EmptyChannels
+from edgeprune.models.registry import Pretrained
 from edgeprune.prune.shrink import ArchChanges
 
 ARCH_SCHEMA = "edgeprune.arch/1"
@@ -26,15 +27,58 @@ class ArchSpecError(EdgepruneError, ValueError):
     """An arch spec or weights file that cannot rebuild a model."""
 
 
-def arch_spec(model_name: str, model_kwargs: dict, source_fingerprint: str, changes: ArchChanges) -> dict:
-    """The JSON document that, with the weights, rebuilds a pruned model from its registry name."""
-    return {
+def arch_spec(model_name: str, model_kwargs: dict, source_fingerprint: str, changes: ArchChanges,
+              input_size: tuple[int, int, int] | None = None) -> dict:  # fmt: skip
+    """The JSON document that, with the weights, rebuilds a pruned model from its registry name.
+
+    ``input_size`` (C, H, W) is kept when the model works at another size than its registry entry's (trained
+    on an image folder at ``--input-size``): every later stage then plans, exports and times it at that size.
+    """
+    spec = {
         "schema": ARCH_SCHEMA,
         "model": model_name,
         "model_kwargs": model_kwargs,
         "source_fingerprint": source_fingerprint,
         "changes": changes,
     }
+    if input_size is not None and tuple(input_size) != default_input_chw(model_name, model_kwargs):
+        spec["input_size"] = [int(v) for v in input_size]
+    return spec
+
+
+def default_input_chw(name: str, kwargs: dict) -> tuple[int, int, int]:
+    """The registry's input shape of ``name`` built with ``kwargs`` (a size-bound model's size argument wins)."""
+    entry = get_entry(name)
+    c, h, w = entry.input_size
+    if entry.size_kwarg and entry.size_kwarg in kwargs:
+        h = w = int(kwargs[entry.size_kwarg])
+    return (c, h, w)
+
+
+def saved_input_size(ref: str | os.PathLike) -> tuple[int, int, int] | None:
+    """The input size recorded in a saved model folder (or a training run's ``model/``), else None."""
+    path = Path(ref)
+    for arch in (path / ARCH_FILE, path / "model" / ARCH_FILE):
+        if arch.is_file():
+            try:
+                size = json.loads(arch.read_text()).get("input_size")
+            except (json.JSONDecodeError, AttributeError):
+                return None  # load_pruned reports a broken spec with its own message
+            return tuple(int(v) for v in size) if size else None
+    return None
+
+
+def saved_side(ref: str | os.PathLike) -> int | None:
+    """The square side saved with a model folder, else None."""
+    size = saved_input_size(ref)
+    return size[1] if size else None
+
+
+def input_chw(ref: str | os.PathLike, name: str, kwargs: dict, side: int | None = None) -> tuple[int, int, int]:
+    """The input shape the model ``ref`` (loaded as registry ``name`` with ``kwargs``) works at: ``side`` when
+    given, else the size saved with a model folder, else the registry's."""
+    c, h, w = saved_input_size(ref) or default_input_chw(name, kwargs)
+    return (c, side, side) if side else (c, h, w)
 
 
 def save_pruned(model: nn.Module, spec: dict, out_dir: str | os.PathLike) -> Path:
@@ -142,17 +186,17 @@ def load_pruned(model_dir: str | os.PathLike) -> nn.Module:
 
 
 def load_model_ref(
-    ref: str, pretrained: bool = False, weights: str | os.PathLike | None = None
+    ref: str, pretrained: Pretrained = False, weights: str | os.PathLike | None = None
 ) -> tuple[nn.Module, str, dict, dict]:
-    """A model by registry name (``weights``: a local weights file for it), or from a saved folder (a pruned
-    model, or a training run's ``model/``).
+    """A model by registry name (``pretrained``: True or a local weights file for it), or from a saved folder
+    (a pruned model, or a training run's ``model/``).
 
     Returns (module, registry name, model kwargs, arch changes).
     """
     path = Path(ref)
     if not path.is_dir():
         return create_model(ref, pretrained=pretrained, weights=weights), ref, {}, {}
-    if weights is not None:
+    if weights is not None or not isinstance(pretrained, bool):
         raise ArchSpecError(f"{ref} is a saved model folder: it holds its own weights (leave out the weights file)")
     folder = path / "model" if (path / "model" / ARCH_FILE).is_file() else path
     if not (folder / ARCH_FILE).is_file():

@@ -139,12 +139,13 @@ class SparsityHook:
         self._pending = False
 
     def save(self, folder: str | os.PathLike, model_name: str, model_kwargs: dict | None = None,
-             changes: dict | None = None) -> Path:  # fmt: skip
+             changes: dict | None = None, input_size: tuple[int, int, int] | None = None) -> Path:  # fmt: skip
         """Write what ``edgeprune prune FOLDER`` needs: ``model/`` (arch.json + weights.safetensors) and
         ``importance.json`` (the training-run layout).
 
         ``model_name`` (a registry name or ``pkg.module:factory``) and ``model_kwargs`` rebuild the
-        architecture; ``changes`` are the arch changes when the model was itself pruned already.
+        architecture; ``changes`` are the arch changes when the model was itself pruned already;
+        ``input_size`` (C, H, W) is recorded when the model was trained at another size than the registry's.
         """
         # prune and plan come before this stage; imported here so that `import edgeprune.regularize` stays light
         from edgeprune.atomic import atomic_write_text
@@ -157,7 +158,8 @@ class SparsityHook:
         out = Path(folder)
         fingerprint = self.graph.fingerprint
         # safetensors copies device tensors to the host itself: the model stays where it trains
-        save_pruned(self.model, arch_spec(model_name, model_kwargs or {}, fingerprint, changes or {}), out / "model")
+        spec = arch_spec(model_name, model_kwargs or {}, fingerprint, changes or {}, input_size)
+        save_pruned(self.model, spec, out / "model")
         groups = {str(g): [float(v) for v in s] for g, s in self.importance().items()}
         record = {"regularizer": self.name, "fingerprint": fingerprint, "groups": groups}
         atomic_write_text(out / IMPORTANCE_FILE, json.dumps(record))

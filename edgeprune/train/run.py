@@ -13,7 +13,9 @@ import torch.distributed as dist
 from edgeprune.atomic import atomic_write_text
 from edgeprune.errors import EdgepruneError
 from edgeprune.graph import build_graph
+from edgeprune.models.registry import Pretrained
 from edgeprune.prune import load_model_ref
+from edgeprune.prune.serialize import saved_side
 from edgeprune.regularize import SparsityHook
 from edgeprune.train.data import ArrayLoader, is_folder, load_dataset
 from edgeprune.train.distill import DistillConfig, Distiller
@@ -44,7 +46,7 @@ def train_run(
     reg: str = "oicsr",
     reg_kwargs: dict | None = None,
     cfg: TrainConfig | None = None,
-    pretrained: bool = False,
+    pretrained: Pretrained = False,
     resume: bool = False,
     data_dir: str | None = None,
     progress: bool = True,
@@ -60,7 +62,8 @@ def train_run(
         raise RunError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     rank, world = _init_distributed()
     torch.manual_seed(cfg.seed)
-    source = Source.open(data, input_size)  # a folder: scanned, its notes told below
+    # a model folder trained at another size keeps training at it unless told otherwise
+    source = Source.open(data, input_size or saved_side(model_ref))
     model, name, kwargs, changes = load_for_data(model_ref, pretrained, source)
     source.tell(rank)
     c, h, w = source.chw(name)
@@ -74,7 +77,7 @@ def train_run(
         trainer.resume()
     result = trainer.fit()
     if rank == 0 and result["status"] == "done":
-        hook.save(out, name, kwargs, changes)  # model/ and importance.json, as a loop of the user's own saves
+        hook.save(out, name, kwargs, changes, (c, h, w))  # model/ and importance.json, as a user's loop saves
         summary = {"model": name, "from": model_ref, "data": data, "regularizer": reg, "reg_kwargs": reg_kwargs or {},
                    "config": asdict(cfg), "world_size": world, "result": result,
                    "distill": asdict(distill) if distill else None, **source.record(name)}
@@ -100,14 +103,15 @@ def make_distiller(cfg: DistillConfig | None, student: torch.nn.Module, shape: t
 
 
 def eval_run(
-    model_ref: str, data: str = "cifar10", split: str = "test", data_dir: str | None = None, pretrained: bool = False,
-    input_size: int | None = None, workers: int | None = None,
+    model_ref: str, data: str = "cifar10", split: str = "test", data_dir: str | None = None,
+    pretrained: Pretrained = False, input_size: int | None = None, workers: int | None = None,
 ) -> float:  # fmt: skip
     """Top-1 accuracy of a model (name, training run, or pruned folder) on a dataset split (a folder's "test"
     split is its val/ images)."""
     model, name, *_ = load_model_ref(model_ref, pretrained)
     if is_folder(data):
-        return folder_accuracy(model, name, data, split, input_size, workers)
+        side = input_size or saved_side(model_ref)
+        return folder_accuracy(model, name, data, split, side, workers)
     train, test = load_dataset(data, data_dir)
     loader = ArrayLoader(train if split == "train" else test, 256, False)
     return evaluate(model, loader, torch.device("cpu"))

@@ -11,7 +11,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from edgeprune.errors import InputError
 from edgeprune.models import create_model, get_entry
+from edgeprune.models.registry import Pretrained
 from edgeprune.prune import load_model_ref
 from edgeprune.train.data import ArrayLoader, is_folder, load_dataset
 from edgeprune.train.folder import DataError, FolderData, FolderLoader, folder_transform, model_preprocess, scan_folder
@@ -75,7 +77,7 @@ def check_classes(model: nn.Module, label: str, chw: tuple[int, int, int], folde
                         "it)")  # fmt: skip
 
 
-def load_for_data(ref: str, pretrained: bool, source: Source) -> tuple[nn.Module, str, dict, dict]:
+def load_for_data(ref: str, pretrained: Pretrained, source: Source) -> tuple[nn.Module, str, dict, dict]:
     """``load_model_ref``, fitted to a folder's classes: a registry model whose head answers another count is
     rebuilt with ``num_classes`` (with ``pretrained``, every weight but the head's is kept)."""
     if source.folder is None:
@@ -86,6 +88,11 @@ def load_for_data(ref: str, pretrained: bool, source: Source) -> tuple[nn.Module
         return model, name, kwargs, changes
     entry, n = get_entry(ref), len(source.folder.classes)
     kwargs = {entry.size_kwarg: source.side} if entry.size_kwarg and source.side else {}
+    if not isinstance(pretrained, bool):  # a weights file, perhaps with a head for these classes already
+        try:
+            return create_model(ref, pretrained, **kwargs, num_classes=n), ref, {**kwargs, "num_classes": n}, {}
+        except (InputError, TypeError):
+            pass  # another head (or no num_classes): the backbone is kept below, the head is new
     model = create_model(ref, pretrained, **kwargs)
     k = class_count(model, source.chw(ref))
     if k == n:
