@@ -27,6 +27,7 @@ from edgeprune.latency.costs import MacsCost
 from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.profiler import random_plan
 from edgeprune.models import create_model, get_entry, list_models
+from edgeprune.models.ultralytics_models import CHECKED
 from edgeprune.paths import data_root
 from edgeprune.prune import load_pruned, prune_model, save_pruned, shrink
 from edgeprune.prune.oracle import ORACLE_TOLERANCE, liven, masked_forward, oracle_error, relative_error
@@ -68,23 +69,31 @@ def head_of(graph_model: nn.Module) -> tuple[str, nn.Module]:
     return path, graph_model.get_submodule(path)
 
 
+def assert_head_outputs_frozen(model: nn.Module, graph) -> int:
+    """The head's last convs (box distributions, class logits; both branches of a one-to-one head) are the
+    model's output: every output channel frozen. Returns how many convs were checked."""
+    path, head = head_of(model)
+    convs = [f"{path}.{prefix}{stack}.{i}.{len(getattr(head, prefix + stack)[i]) - 1}"
+             for prefix in ("", "one2one_") if hasattr(head, f"{prefix}cv2")
+             for stack in ("cv2", "cv3") for i in range(head.nl)]  # fmt: skip
+    for conv in convs:
+        units = [u for g in graph.groups for u in g.units if any(m.path == conv and m.kind == CONV_OUT
+                                                                 for m in u.members)]  # fmt: skip
+        assert len(units) == model.get_submodule(conv).out_channels
+        assert all(u.frozen == "model output" for u in units), conv
+    return len(convs)
+
+
 @pytest.mark.parametrize("name", ["yolov8n.yaml", "yolo11n.yaml"])
 def test_random_plans_shrink_exactly_and_keep_the_head_outputs(name):
     model, graph = lively(name)
-    assert list_models("ultralytics") == ["ultralytics:yolo11n.yaml", "ultralytics:yolov8n.yaml"]
+    assert list_models("ultralytics") == [f"ultralytics:{n}" for n in sorted(CHECKED)]
     assert get_entry(f"ultralytics:{name}").input_size == (3, 640, 640)
     assert len(graph.prunable_groups) >= 40
     # Every C2f / C3k2 splits by its width c: the graph records it, so shrink rewrites it.
     c2f = [p for p, m in model.named_modules() if type(m).__name__ in ("C2f", "C3k2")]
     assert {s.path for s in graph.sizes if s.attr == "c"} >= set(c2f) and len(c2f) == 8
-    # The head's last convs (box distributions, class logits) are the model's output: never pruned.
-    path, head = head_of(model)
-    for stack in ("cv2", "cv3"):
-        for i in range(head.nl):
-            conv = f"{path}.{stack}.{i}.2"
-            groups = [g for g in graph.groups if any(p == conv and CONV_OUT in k for p, k in g.modules().items())]
-            assert groups and all(u.frozen == "model output" for g in groups for u in g.units
-                                  if any(m.path == conv and m.kind == CONV_OUT for m in u.members))  # fmt: skip
+    assert assert_head_outputs_frozen(model, graph) == 6
 
     @settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(seed=st.integers(0, 2**31), low=st.floats(0.05, 0.8))
@@ -97,6 +106,17 @@ def test_random_plans_shrink_exactly_and_keep_the_head_outputs(name):
             assert 2 * shrunk.c == shrunk.cv1.conv.out_channels <= 2 * model.get_submodule(block).c
 
     prop()
+
+
+@pytest.mark.parametrize("name", ["yolov9t.yaml", "yolo26n.yaml"])
+def test_other_generations_prune_exactly(name):
+    """YOLOv9's ELAN blocks split like C2f; YOLO26 adds a one-to-one head branch (DFL-free boxes)."""
+    model, graph = lively(name)
+    assert assert_head_outputs_frozen(model, graph) == (12 if name.startswith("yolo26") else 6)
+    plan = random_plan(graph, random.Random(4), low=0.1)
+    pruned, _ = shrink(model, graph, plan)
+    assert macs(pruned) < macs(model)
+    assert oracle_error(model, graph, plan, pruned, batch()) <= ORACLE_TOLERANCE
 
 
 def test_the_shrunk_detection_model_runs_as_ultralytics_runs_it():

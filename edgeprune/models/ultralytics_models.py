@@ -33,9 +33,9 @@ from edgeprune.paths import data_root, looked_in
 PREFIX = "ultralytics:"
 INPUT_SIZE = (3, 640, 640)
 TEST_SIZE = 128  # the smallest side whose P5 map (stride 32) is still 4 x 4
-# Checked by tests/test_ultralytics.py (random non-uniform plans against the oracle, ONNX); any other
-# Ultralytics detection yaml or checkpoint builds too.
-CHECKED = ["yolov8n.yaml", "yolo11n.yaml"]
+# Checked by tests/test_ultralytics.py and the slow model matrix (random non-uniform plans against the
+# oracle); any other Ultralytics detection or segmentation yaml or checkpoint builds too.
+CHECKED = ["yolov8n.yaml", "yolo11n.yaml", "yolov8n-seg.yaml", "yolov9t.yaml", "yolo26n.yaml"]
 TASKS = ("detect", "segment")
 
 
@@ -182,16 +182,18 @@ class YoloRaw(nn.Module):
     def fx_forwards(self) -> dict:
         """Trace-time forwards for the blocks fx cannot follow (see edgeprune.graph.fxtrace)."""
         block = _ultralytics("nn.modules.block")
-        return {block.C2f: c2f_forward, block.Attention: attention_forward}
+        return {block.C2f: csp_forward, block.RepNCSPELAN4: csp_forward, block.Attention: attention_forward}
 
 
-def c2f_forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """C2f (and C3k2) as fx can trace it: split by the block's own width ``c``, so pruning rewrites ``c``."""
+def csp_forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """C2f / C3k2 / RepNCSPELAN4 / ELAN1 as fx can trace them (their ``list(tensor.chunk(2, 1))`` cannot be):
+    split by the block's own half width ``c``, so that pruning rewrites ``c`` (``forward_split`` reads it)."""
+    blocks, merge = ((m.cv2, m.cv3), m.cv4) if hasattr(m, "cv4") else (m.m, m.cv2)
     parts = m.cv1(x).split((m.c, m.c), 1)
     y = [parts[0], parts[1]]
-    for block in m.m:
+    for block in blocks:
         y.append(block(y[-1]))
-    return m.cv2(torch.cat(y, 1))
+    return merge(torch.cat(y, 1))
 
 
 def attention_forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
