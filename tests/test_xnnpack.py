@@ -89,11 +89,13 @@ def test_memory_of_the_program(runners):
     assert mem["peak_rss_mb"] >= mem["rss_after_mb"] - 1
 
 
-def test_the_threadpool_is_sized_once_per_process(runners):
+def test_the_threadpool_keeps_its_size_while_runners_use_it(runners):
     lib = pytest.importorskip("executorch.extension.pybindings.portable_lib")
-    assert lib._threadpool_get_thread_count() == load_target("cpu-xnnpack").threads
-    with pytest.raises(BackendError, match="process of its own"):
-        set_threads(load_target("cpu-xnnpack").threads + 1)
+    threads = load_target("cpu-xnnpack").threads
+    assert lib._threadpool_get_thread_count() == threads and runners["fp32"].threads == threads
+    with pytest.raises(BackendError, match=f"programs loaded on {threads} threads are still in use"):
+        set_threads(threads + 1)
+    assert lib._threadpool_get_thread_count() == threads
 
 
 def test_a_program_xnnpack_does_not_run_is_refused():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import tempfile
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,9 @@ DELEGATE = "XnnpackBackend"
 _MAC_OPS = ("convolution", "linear", "addmm", "mm", "bmm")
 _DEQUANTIZE = ("dequantize_per_tensor", "dequantize_per_channel")
 _PLUMBING = ("executorch_call_delegate", "getitem")
-# ExecuTorch's threadpool is one per process and an XNNPACK program keeps the pool it was loaded with, so
-# the pool is sized once, by the first program loaded (see set_threads).
-_loaded_threads: int | None = None
+# ExecuTorch's threadpool is one per process; resizing it frees the old pool, which the XNNPACK programs
+# loaded on it still point to: it may be resized only while no runner holds a program (see set_threads)
+_live_runners: weakref.WeakSet = weakref.WeakSet()
 
 
 def _import(module: str):
@@ -142,18 +143,19 @@ def lower(target: Target, module, input_shape: tuple[int, ...], calibration: np.
 
 
 def set_threads(threads: int) -> None:
-    """Size ExecuTorch's process-wide threadpool (XNNPACK's threads); refuse a second size in one process."""
-    global _loaded_threads
-    if _loaded_threads is not None and _loaded_threads != threads:
-        raise BackendError(f"ExecuTorch's threadpool is shared by the process and already runs programs on "
-                           f"{_loaded_threads} threads, not {threads}: time this target in a process of its own")
+    """Size ExecuTorch's process-wide threadpool (XNNPACK's threads); refused while a runner's program runs on
+    a pool of another size."""
+    busy = sorted({r.threads for r in _live_runners} - {threads})
+    if busy:
+        raise BackendError(f"ExecuTorch's threadpool is shared by the process and programs loaded on {busy[0]} "
+                           f"threads are still in use, so it cannot run one on {threads}: release those runners "
+                           "or time this target in a process of its own")  # fmt: skip
     lib = _import("executorch.extension.pybindings.portable_lib")
     if lib._threadpool_get_thread_count() != threads:
         lib._unsafe_reset_threadpool(threads)
     got = lib._threadpool_get_thread_count()
     if got != threads:
         raise BackendError(f"requested {threads} threads, ExecuTorch's threadpool has {got}")
-    _loaded_threads = threads
 
 
 def load_method(target: Target, path: str | Path):
@@ -164,12 +166,14 @@ def load_method(target: Target, path: str | Path):
 
 
 class ExecutorchRunner:
-    def __init__(self, method, folder: tempfile.TemporaryDirectory, model_path: Path, found: Delegation,
-                 calibration: str | None) -> None:  # fmt: skip
+    def __init__(self, method, threads: int, folder: tempfile.TemporaryDirectory, model_path: Path,
+                 found: Delegation, calibration: str | None) -> None:  # fmt: skip
         import torch
 
         self.torch = torch
         self.method = method
+        self.threads = threads  # the threadpool size the program was loaded on
+        _live_runners.add(self)
         self._folder = folder  # holds the .pte for as long as the runner lives
         self.model_path = model_path  # the .pte the runtime runs (what validate measures)
         self.delegation = found
@@ -220,7 +224,7 @@ class ExecutorchBackend:
         folder = tempfile.TemporaryDirectory(prefix="edgeprune-pte-")
         path = Path(folder.name) / "model.pte"
         path.write_bytes(program)
-        return ExecutorchRunner(load_method(target, path), folder, path, found, calibrated)
+        return ExecutorchRunner(load_method(target, path), target.threads, folder, path, found, calibrated)
 
     def memory(self, target: Target, model_path: str, input_shape: tuple[int, ...]) -> dict:
         """Memory of a fresh process that loads the ``.pte`` at ``model_path`` and runs it once (MB)."""
