@@ -191,6 +191,7 @@ def test_real_checkpoint_prunes_saves_and_reloads_without_the_file(tmp_path, che
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), pruned.eval()(x))
     # pretrained=True for a yaml name finds the same checkpoint in the data folder
+    assert get_entry("ultralytics:yolov8n.yaml").has_pretrained and get_entry(f"ultralytics:{own}").has_pretrained
     with torch.no_grad():
         torch.testing.assert_close(create_model("ultralytics:yolov8n.yaml", pretrained=True).eval()(x), model(x))
 
@@ -214,6 +215,10 @@ def test_what_cannot_build_is_a_clear_error(tmp_path, monkeypatch):
         create_model(f"ultralytics:{tmp_path / 'junk.pt'}")
     with pytest.raises(MissingError, match="nowhere.pt does not exist"):
         create_model(f"ultralytics:{tmp_path / 'nowhere.pt'}")
+    monkeypatch.setenv("EDGEPRUNE_DATA", str(tmp_path))  # a data folder without pretrained/ultralytics/
+    assert not get_entry("ultralytics:yolov8n.yaml").has_pretrained
+    with pytest.raises(InputError, match="no pretrained weights"):
+        create_model("ultralytics:yolov8n.yaml", pretrained=True)
     for module in ("ultralytics", "ultralytics.nn.tasks"):
         monkeypatch.setitem(sys.modules, module, None)  # import ultralytics now raises ImportError
     with pytest.raises(MissingExtraError, match=r"pip install 'edgeprune\[ultralytics\]'"):

@@ -61,14 +61,18 @@ def source_of(name: str) -> str:
     return name.removeprefix(PREFIX)
 
 
-@functools.cache
 def ultralytics_entry(name: str) -> ModelEntry:
-    """The registry entry of ``ultralytics:<file>`` (nothing is built or read here)."""
-    source = source_of(name)
-    if Path(source).suffix not in (".yaml", ".yml", ".pt"):
+    """The registry entry of ``ultralytics:<file>`` (nothing is built or read here). A checkpoint has its
+    weights; a yaml has pretrained weights where the data folder holds ``<stem>.pt``."""
+    source = Path(source_of(name))
+    if source.suffix not in (".yaml", ".yml", ".pt"):
         raise InputError(f"{name!r}: expected ultralytics:<architecture .yaml> or ultralytics:<checkpoint .pt>")
+    try:
+        pretrained = source.suffix == ".pt" or _local_weights(source.stem) is not None
+    except DataNotFoundError:  # $EDGEPRUNE_DATA names no folder: said when weights are asked for
+        pretrained = False
     return ModelEntry(
-        name, functools.partial(build_yolo, source), "ultralytics", INPUT_SIZE, TEST_SIZE, has_pretrained=True
+        name, functools.partial(build_yolo, str(source)), "ultralytics", INPUT_SIZE, TEST_SIZE, pretrained
     )
 
 
@@ -135,11 +139,16 @@ def _from_checkpoint(path: Path) -> nn.Module:
     return _supported(model, tasks.guess_model_task(model), path).float().eval()
 
 
-def find_yolo_weights(stem: str) -> Path:
-    """``<data folder>/pretrained/ultralytics/<stem>.pt``."""
+def _local_weights(stem: str) -> Path | None:
     root = data_root()
     path = root / "pretrained" / "ultralytics" / f"{stem}.pt" if root is not None else None
-    if path is None or not path.is_file():
+    return path if path is not None and path.is_file() else None
+
+
+def find_yolo_weights(stem: str) -> Path:
+    """``<data folder>/pretrained/ultralytics/<stem>.pt``."""
+    path = _local_weights(stem)
+    if path is None:
         raise DataNotFoundError(
             f"no local weights for {stem}: looked for pretrained/ultralytics/{stem}.pt in the data folder "
             f"({looked_in()}). No hub is used: put the file there, or use ultralytics:<path to the .pt>."
