@@ -208,3 +208,48 @@ def test_code_fx_cannot_follow_is_an_error_naming_module_and_line():
     assert isinstance(info.value, GraphBuildError)
     assert "in 1.1 (_Gate)" in msg and "test_split.py" in msg and "x if x.sum() > 0 else -x" in msg
     assert "control flow" in msg and "Traceback" not in msg
+
+
+class _ListChunk(nn.Module):
+    """A C2f-like block fx cannot follow (list() of a chunk), with its half width in ``c``."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.c, self.cv1, self.cv2 = c, nn.Conv2d(c, 2 * c, 1), nn.Conv2d(3 * c, c, 1)
+        self.m = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        y = list(self.cv1(x).chunk(2, 1))
+        y.append(self.m(y[-1]))
+        return self.cv2(torch.cat(y, 1))
+
+
+def _list_chunk_traceable(m: _ListChunk, x):
+    parts = m.cv1(x).split((m.c, m.c), 1)
+    return m.cv2(torch.cat([parts[0], parts[1], m.m(parts[1])], 1))
+
+
+class _OwnForward(_ListChunk):
+    def forward(self, x):  # a forward of its own: the substitute for _ListChunk does not apply
+        return super().forward(x)
+
+
+def test_a_model_names_trace_time_forwards_for_blocks_fx_cannot_follow():
+    def net(block: type, forwards: dict | None) -> nn.Module:
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), block(8), nn.ReLU(), nn.Conv2d(8, 4, 1))
+        model.fx_forwards = forwards
+        return liven(model, SIZE)
+
+    with pytest.raises(UntraceableError, match=r"in 2 \(_ListChunk\)"):
+        build_graph(net(_ListChunk, None), x_batch()[:1])
+    with pytest.raises(UntraceableError, match=r"in 2 \(_OwnForward\)"):
+        build_graph(net(_OwnForward, {_ListChunk: _list_chunk_traceable}), x_batch()[:1])
+    torch.manual_seed(0)
+    model = net(_ListChunk, {_ListChunk: _list_chunk_traceable})
+    graph = build_graph(model, x_batch()[:1], model_name="test_split:list_chunk")
+    assert [(s.path, s.attr) for s in graph.sizes] == [("2", "c")]  # found on the block: it ran as its forward
+    (halves,) = [g for g in graph.prunable_groups if CONV_OUT in g.modules().get("2.cv1", ())]
+    plan = Plan(graph.model_name, graph.fingerprint, {halves.id: [0, 3, 5]})
+    pruned, _ = shrink(model, graph, plan)
+    assert pruned[2].c == 3 and pruned[2].cv1.out_channels == 6
+    assert oracle_error(model, graph, plan, pruned, x_batch()) <= ORACLE_TOLERANCE  # the model's own forward
