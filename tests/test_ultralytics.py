@@ -205,6 +205,8 @@ def test_what_cannot_build_is_a_clear_error(tmp_path, monkeypatch):
         create_model(f"ultralytics:{bad}")
     with pytest.raises(InputError, match="edgeprune handles detect and segment"):
         create_model("ultralytics:yolov8n-cls.yaml")
+    with pytest.raises(InputError, match="yolo26n-seg.yaml: its Segment26 head is not handled"):
+        create_model("ultralytics:yolo26n-seg.yaml")
     with pytest.raises(InputError, match="expected ultralytics:<architecture .yaml>"):
         create_model("ultralytics:yolov8n")
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "state.pt")

@@ -37,6 +37,9 @@ TEST_SIZE = 128  # the smallest side whose P5 map (stride 32) is still 4 x 4
 # oracle); any other Ultralytics detection or segmentation yaml or checkpoint builds too.
 CHECKED = ["yolov8n.yaml", "yolo11n.yaml", "yolov8n-seg.yaml", "yolov9t.yaml", "yolo26n.yaml"]
 TASKS = ("detect", "segment")
+# Heads by exact class: a subclass may change what its convs mean (YOLO-World's text-contrastive classes)
+# or take other inputs (YOLO26's multi-scale prototypes).
+HEADS = ("Detect", "v10Detect", "Segment")
 
 
 def _ultralytics(module: str = "nn.tasks"):
@@ -112,9 +115,12 @@ def _from_yaml(cfg: str | dict, source: str) -> nn.Module:
 
 
 def _supported(model: nn.Module | None, task: str, source: str | Path) -> nn.Module:
-    """``model`` when edgeprune handles its task (the heads whose raw outputs :func:`raw_head` knows)."""
+    """``model`` when edgeprune handles its task and head (those whose raw outputs :func:`raw_head` knows)."""
     if task not in TASKS or model is None:
         raise InputError(f"{source}: an Ultralytics {task} model; edgeprune handles {' and '.join(TASKS)}")
+    head = type(model.model[-1]).__name__
+    if head not in HEADS:
+        raise InputError(f"{source}: its {head} head is not handled (edgeprune handles {', '.join(HEADS)})")
     return model
 
 
