@@ -120,6 +120,14 @@ def _export(model_dir: Path, out: Path) -> None:
         (tmp / "export.json").write_text(json.dumps(record, indent=1))
 
 
+def _accuracy_data(cfg: CompressConfig) -> str | None:
+    """What validation measures accuracy on: the lossless CIFAR-10 test images for a CIFAR model trained on
+    CIFAR-10, a folder's val images, else nothing (synthetic data)."""
+    if get_entry(cfg.model).family == "cifar" and cfg.data.startswith("cifar10"):
+        return "cifar10-lossless"
+    return cfg.data if is_folder(cfg.data) else None
+
+
 def _validate(cfg: CompressConfig, original: str, pruned_dir: Path, out: Path, planned: dict | None) -> dict:
     from edgeprune.latency import Profile
     from edgeprune.latency.profile import ProfileError, find_profile
@@ -129,8 +137,7 @@ def _validate(cfg: CompressConfig, original: str, pruned_dir: Path, out: Path, p
     if not out.is_dir():
         target = load_target(cfg.target)
         profile = Profile.load(cfg.profile_path or find_profile(target.name, target.backend))
-        cifar = get_entry(cfg.model).family == "cifar" and cfg.data.startswith("cifar10")
-        accuracy_data = "cifar10-lossless" if cifar else cfg.data if is_folder(cfg.data) else None
+        accuracy_data = _accuracy_data(cfg)
         pair = resolve_pair(original, str(pruned_dir), cfg.pretrained if original == cfg.model else False)
         if "latency" not in (cfg.prune.budget.kind, cfg.prune.ranked_by):
             try:  # a plan made without the profile is still predicted by it, where it holds the model's layers
@@ -196,7 +203,7 @@ def summarize(cfg: CompressConfig, run: Path, report: dict, final: Path, planned
         test_acc = json.loads((final / "run.json").read_text())["result"].get("test_acc")
     return {
         "model": cfg.model, "target": report["target"], "budget": str(cfg.prune.budget),
-        "accuracy_lossless": {"original": a.get("accuracy"), "pruned": b.get("accuracy")},
+        "accuracy": {"original": a.get("accuracy"), "pruned": b.get("accuracy"), "data": _accuracy_data(cfg)},
         "test_accuracy_after_finetune": test_acc,
         "macs": {"original": a["macs"], "pruned": b["macs"], "speedup": d["macs_speedup"]},
         "latency_ms": {"original": a["latency"]["median_ms"], "pruned": b["latency"]["median_ms"],
@@ -212,7 +219,8 @@ def format_summary(s: dict) -> str:
     from edgeprune.report import speedup_interval
 
     interval = speedup_interval({"speedup_ci": s["latency_ms"].get("measured_speedup_ci")})
-    acc = s["accuracy_lossless"]
+    acc = s["accuracy"]
+    predicted = s["latency_ms"]["predicted_speedup"]
     while_planning = s["latency_ms"].get("speedup_measured_while_planning")
     lines = [
         f"{s['model']} on {s['target']}, budget {s['budget']}:",
@@ -220,12 +228,12 @@ def format_summary(s: dict) -> str:
         f"({s['macs']['speedup']:.2f}x fewer)",
         f"  latency   {s['latency_ms']['original']:.3f} -> {s['latency_ms']['pruned']:.3f} ms: measured "
         f"{s['latency_ms']['measured_speedup']:.2f}x{interval}, "
-        f"predicted {s['latency_ms']['predicted_speedup'] or 0:.2f}x"
+        + (f"predicted {predicted:.2f}x" if predicted else "not predicted (the profile lacks its layers)")
         + (f", {while_planning:.2f}x when timed while planning" if while_planning else ""),
     ]
     if acc["original"] is not None:
-        lines.append(f"  accuracy  {100 * acc['original']:.2f} % -> {100 * acc['pruned']:.2f} % "
-                     "(1,017 lossless CIFAR-10 test images)")
+        on = "1,017 lossless CIFAR-10 test images" if acc["data"] == "cifar10-lossless" else f"{acc['data']} val"
+        lines.append(f"  accuracy  {100 * acc['original']:.2f} % -> {100 * acc['pruned']:.2f} % ({on})")
     if s["test_accuracy_after_finetune"] is not None:
         lines.append(f"  test accuracy after fine-tuning: {100 * s['test_accuracy_after_finetune']:.2f} %")
     lines.append(f"  gate: {'PASS' if s['gate']['passed'] else 'FAIL'}: {s['gate']['reason']}")
