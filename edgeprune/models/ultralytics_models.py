@@ -19,6 +19,7 @@ import contextlib
 import copy
 import functools
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,7 +44,9 @@ HEADS = ("Detect", "v10Detect", "Segment")
 
 
 def _ultralytics(module: str = "nn.tasks"):
-    """``ultralytics.<module>``, or the error naming the extra."""
+    """``ultralytics.<module>``, or the error naming the extra. Before its first import Ultralytics is told it
+    is offline (unless the environment says otherwise): it checks connectivity and telemetry at import."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
     return require(f"ultralytics.{module}", "ultralytics")
 
 

@@ -1,0 +1,121 @@
+"""Detection data sets as Ultralytics reads them: a dataset yaml naming a root (``path``), image folders or
+list files (``train``, ``val``, ``test``) and the class ``names``; labels are YOLO text files in the
+``labels/`` folder beside each ``images/`` folder.
+
+edgeprune checks the yaml before Ultralytics sees it, so that a missing folder is a clear error before any
+training (Ultralytics would otherwise run a ``download:`` entry, or train on images without labels), and
+writes a resolved copy (absolute paths, no ``download``) that Ultralytics then reads. A relative ``path`` is
+taken from the yaml's own folder (Ultralytics would look in its settings' datasets folder).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from edgeprune.atomic import atomic_write_text
+from edgeprune.errors import DataNotFoundError, InputError
+from edgeprune.models.ultralytics_models import _ultralytics
+
+SPLITS = ("train", "val", "test")
+
+
+def is_detection_data(data: str | os.PathLike) -> bool:
+    """Whether ``--data`` names a dataset yaml (what a detector trains and evaluates on)."""
+    return Path(data).suffix.lower() in (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class DetectionData:
+    """A checked dataset yaml: its root, the image sources of each split it names, the class names."""
+
+    source: Path
+    root: Path
+    splits: dict[str, list[Path]]
+    names: dict[int, str]
+    images: dict[str, int]  # images found per checked split
+
+    @property
+    def nc(self) -> int:
+        return len(self.names)
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """The resolved yaml that Ultralytics reads (absolute paths; nothing to download)."""
+        doc = {"path": str(self.root), "names": self.names}
+        for split, sources in self.splits.items():
+            doc[split] = str(sources[0]) if len(sources) == 1 else [str(s) for s in sources]
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, yaml.safe_dump(doc, sort_keys=False))
+        return out
+
+
+def check_detection_data(data_yaml: str | os.PathLike, splits: tuple[str, ...] = ("train", "val"),
+                         labels: bool = True) -> DetectionData:  # fmt: skip
+    """Read and check a dataset yaml: every split in ``splits`` exists and holds images (and, with
+    ``labels``, has its ``labels/`` folder). Errors name the path that is missing."""
+    source = Path(data_yaml).expanduser()
+    if not source.is_file():
+        raise DataNotFoundError(f"dataset yaml {source} does not exist")
+    try:
+        doc = yaml.safe_load(source.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{source}: not valid YAML ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise InputError(f"{source}: expected a mapping with path, train, val and names (Ultralytics' dataset yaml)")
+    names = _names(doc, source)
+    root = _root(doc, source)
+    found: dict[str, list[Path]] = {}
+    counts: dict[str, int] = {}
+    for split in SPLITS:  # every split is resolved (Ultralytics wants train: and val:); those asked are checked
+        entry = doc.get(split)
+        if entry:
+            found[split] = [(root / str(e)).resolve() for e in (entry if isinstance(entry, list) else [entry])]
+        elif split in splits:
+            raise InputError(f"{source}: no '{split}:' entry (the {split} images, relative to path: {root})")
+    for split in splits:
+        counts[split] = sum(_check_source(p, split, source, labels) for p in found[split])
+    return DetectionData(source, root, found, names, counts)
+
+
+def _names(doc: dict, source: Path) -> dict[int, str]:
+    names, nc = doc.get("names"), doc.get("nc")
+    if isinstance(names, dict):
+        return {int(k): str(v) for k, v in sorted(names.items(), key=lambda kv: int(kv[0]))}
+    if isinstance(names, list):
+        return dict(enumerate(map(str, names)))
+    if isinstance(nc, int) and nc > 0:
+        return {i: f"class_{i}" for i in range(nc)}
+    raise InputError(f"{source}: no class 'names:' (or 'nc:') entry")
+
+
+def _root(doc: dict, source: Path) -> Path:
+    given = doc.get("path")
+    root = source.parent if not given else Path(str(given)).expanduser()
+    root = (source.parent / root).resolve() if not root.is_absolute() else root
+    if not root.is_dir():
+        raise DataNotFoundError(f"dataset root {root} (path: in {source}) does not exist: set path: to the data "
+                                "folder (absolute, or relative to the yaml's folder)")  # fmt: skip
+    return root
+
+
+def _check_source(path: Path, split: str, source: Path, labels: bool) -> int:
+    """How many images ``path`` (a folder, or a text file listing images) holds; errors when none or no labels."""
+    if not path.exists():
+        raise DataNotFoundError(f"{split} images {path} (from {source}) do not exist")
+    utils = _ultralytics("data.utils")
+    if path.is_dir():
+        images = [p for p in sorted(path.rglob("*")) if p.suffix[1:].lower() in utils.IMG_FORMATS]
+    else:
+        lines = [s.strip() for s in path.read_text().splitlines() if s.strip()]
+        images = [Path(s) if Path(s).is_absolute() else (path.parent / s) for s in lines]
+    if not images:
+        raise DataNotFoundError(f"no images in {path} ({split} split of {source})")
+    label_dir = Path(utils.img2label_paths([str(images[0])])[0]).parent
+    if labels and not label_dir.is_dir():
+        raise DataNotFoundError(f"no labels folder {label_dir} for the {split} images {path} (YOLO layout: "
+                                "<root>/images/<split>/x.jpg with <root>/labels/<split>/x.txt)")  # fmt: skip
+    return len(images)
