@@ -16,17 +16,19 @@ from edgeprune.cli.common import (
     resolve_model_arg,
     weights_options,
 )
+from edgeprune.cli.detect import detection_route, eval_detector, train_detector
 from edgeprune.regularize import list_regularizers
 from edgeprune.train.data import DATASETS, check_data, is_folder
+from edgeprune.train.detect_data import is_detection_data
 
 REGULARIZERS = list_regularizers()  # "none" (no penalty: fine-tuning) is one of them
 # (epochs, lr) when not given: a sparsity run, or a fine-tune
 DEFAULTS = {"train": (10, 0.05), "finetune": (5, 0.01)}
 
 data_options = options(
-    click.option("--data", default="cifar10", show_default=True, metavar="NAME|FOLDER",
-                 help=f"Data set ({', '.join(DATASETS)}), or an image folder with train/ and val/ "
-                 "class folders (or only class folders: split 90/10)."),
+    click.option("--data", default="cifar10", show_default=True, metavar="NAME|FOLDER|YAML",
+                 help=f"Data set ({', '.join(DATASETS)}), an image folder with train/ and val/ "
+                 "class folders (or only class folders: split 90/10), or a dataset .yaml (train, eval of a YOLO)."),
     click.option("--data-dir", default=None, metavar="DIR",
                  help="Where named data sets are (default: $EDGEPRUNE_DATA, ../shared/data, download)."),
 )  # fmt: skip
@@ -40,6 +42,9 @@ folder_options = options(
 
 def check_data_options(ctx: click.Context, data: str) -> None:
     """``data`` names a data set or an existing folder; options the other kind would ignore are usage errors."""
+    if is_detection_data(data):  # train and eval route detectors before this
+        raise click.UsageError(f"--data {data}: a detection dataset yaml works with train and eval of an "
+                               "Ultralytics detector")  # fmt: skip
     check_data(data)
     if is_folder(data):
         forbid(ctx, ("data_dir",), "with an image folder as --data (it locates the named data sets)")
@@ -119,6 +124,8 @@ def run_training(ctx: click.Context, model: str, reg: str, o: dict) -> None:
     from edgeprune.train.run import train_run
     from edgeprune.train.trainer import TrainConfig
 
+    if detection_route(model, o["data"]):
+        return train_detector(ctx, model, reg, o, regularizer_kwargs(ctx, reg, o), distill_config(ctx, o))
     check_data_options(ctx, o["data"])
     kwargs = regularizer_kwargs(ctx, reg, o)
     distill = distill_config(ctx, o)
@@ -163,7 +170,7 @@ def finetune_cmd(ctx, model, model_option, reg, **o) -> None:
     run_training(ctx, resolve_model_arg(model, model_option), "none", o)
 
 
-@click.command("eval", short_help="Top-1 accuracy of a model on a data set.")
+@click.command("eval", short_help="Top-1 accuracy (a detector: mAP) of a model on a data set.")
 @model_argument
 @data_options
 @folder_options
@@ -173,10 +180,13 @@ def finetune_cmd(ctx, model, model_option, reg, **o) -> None:
 @json_option
 @click.pass_context
 def eval_cmd(ctx, model, model_option, data, data_dir, input_size, workers, split, pretrained, as_json) -> None:
-    """Top-1 accuracy of MODEL (registry name, training run or pruned-model folder)."""
+    """Top-1 accuracy of MODEL (registry name, training run or pruned-model folder); an Ultralytics detector's
+    mAP50-95 and mAP50 on a dataset yaml."""
     from edgeprune.train.run import eval_run
 
     ref = resolve_model_arg(model, model_option)
+    if detection_route(ref, data):
+        return eval_detector(ctx, ref, data, input_size, split, pretrained, as_json)
     check_data_options(ctx, data)
     acc = eval_run(ref, data, split, data_dir, pretrained, input_size, workers)
     emit(as_json, {"model": ref, "data": data, "split": split, "top1": acc},

@@ -14,10 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from edgeprune.atomic import atomic_write_text
-from edgeprune.errors import DataNotFoundError, InputError
+from edgeprune.errors import DataNotFoundError, InputError, require
 from edgeprune.models.ultralytics_models import _ultralytics
 
 SPLITS = ("train", "val", "test")
@@ -44,6 +42,7 @@ class DetectionData:
 
     def write(self, path: str | os.PathLike) -> Path:
         """The resolved yaml that Ultralytics reads (absolute paths; nothing to download)."""
+        yaml = require("yaml", "ultralytics")  # PyYAML comes with Ultralytics
         doc = {"path": str(self.root), "names": self.names}
         for split, sources in self.splits.items():
             doc[split] = str(sources[0]) if len(sources) == 1 else [str(s) for s in sources]
@@ -57,6 +56,8 @@ def check_detection_data(data_yaml: str | os.PathLike, splits: tuple[str, ...] =
                          labels: bool = True) -> DetectionData:  # fmt: skip
     """Read and check a dataset yaml: every split in ``splits`` exists and holds images (and, with
     ``labels``, has its ``labels/`` folder). Errors name the path that is missing."""
+    utils = _ultralytics("data.utils")  # first: without the extra nothing below can run
+    yaml = require("yaml", "ultralytics")
     source = Path(data_yaml).expanduser()
     if not source.is_file():
         raise DataNotFoundError(f"dataset yaml {source} does not exist")
@@ -77,7 +78,7 @@ def check_detection_data(data_yaml: str | os.PathLike, splits: tuple[str, ...] =
         elif split in splits:
             raise InputError(f"{source}: no '{split}:' entry (the {split} images, relative to path: {root})")
     for split in splits:
-        counts[split] = sum(_check_source(p, split, source, labels) for p in found[split])
+        counts[split] = sum(_check_source(p, split, source, labels, utils) for p in found[split])
     return DetectionData(source, root, found, names, counts)
 
 
@@ -102,11 +103,10 @@ def _root(doc: dict, source: Path) -> Path:
     return root
 
 
-def _check_source(path: Path, split: str, source: Path, labels: bool) -> int:
+def _check_source(path: Path, split: str, source: Path, labels: bool, utils) -> int:
     """How many images ``path`` (a folder, or a text file listing images) holds; errors when none or no labels."""
     if not path.exists():
         raise DataNotFoundError(f"{split} images {path} (from {source}) do not exist")
-    utils = _ultralytics("data.utils")
     if path.is_dir():
         images = [p for p in sorted(path.rglob("*")) if p.suffix[1:].lower() in utils.IMG_FORMATS]
     else:
