@@ -50,3 +50,15 @@ def test_validate_refuses_calibration_data_for_a_float_target():
     r = CliRunner().invoke(main, ["validate", "a", "b", "--target", "cpu-ort", "--calibration-data", "cifar10",
                                   "--out", "o"])  # fmt: skip
     assert r.exit_code == 2 and "--calibration-data cannot be used with cpu-ort, which is not int8" in r.output
+
+
+def test_validate_calibration_count_overrides_the_target_and_a_short_set_names_the_count(tmp_path):
+    r = CliRunner().invoke(main, ["validate", "cifar_resnet20", "cifar_resnet20", "--target", "cpu-ort-int8",
+                                  "--calibration-data", "synthetic", "--calibration-count", "257",
+                                  "--out", str(tmp_path / "v")])  # fmt: skip
+    assert r.exit_code == 1, r.output
+    assert "needs 257 images but synthetic's train split has 256" in r.output and "--calibration-count" in r.output
+    assert not (tmp_path / "v" / "report.json").exists()
+    r = CliRunner().invoke(main, ["validate", "a", "b", "--target", "cpu-ort", "--calibration-count", "10",
+                                  "--out", "o"])  # fmt: skip
+    assert r.exit_code == 2 and "--calibration-count cannot be used with cpu-ort" in r.output

@@ -36,7 +36,8 @@ def require_count(have: int, need: int, source: str) -> None:
     """Refuse calibration with fewer than ``need`` images, naming the count needed (the one message for it)."""
     if have < need:
         raise CalibrationError(f"int8 calibration needs {need} images but {source} has {have}: give more images, "
-                               "or lower calibration_count in the target")  # fmt: skip
+                               "or calibrate on fewer (validate --calibration-count N, or calibration_count in "
+                               "the target)")  # fmt: skip
 
 
 def random_samples(input_shape: tuple[int, ...], count: int = RANDOM_SAMPLES) -> np.ndarray:

@@ -52,13 +52,15 @@ def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as
               help="Also measure accuracy: cifar10-lossless, or an image folder (its val/ images).")
 @click.option("--calibration-data", metavar="NAME|DIR", default=None,
               help="int8 targets: calibrate on this data set or image folder (default: the target's, else --data).")
+@click.option("--calibration-count", type=click.IntRange(min=1), default=None, metavar="N",
+              help="int8 targets: calibrate on N images (default: the target's calibration_count).")
 @click.option("--tolerance", type=click.FloatRange(0, 1), default=0.15, show_default=True,
               help="With --profile: allowed shortfall of the measured speedup against the predicted one.")
 @weights_options
 @json_option
 @click.pass_context
-def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data, calibration_data, tolerance,
-                 pretrained, as_json) -> None:  # fmt: skip
+def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data, calibration_data,
+                 calibration_count, tolerance, pretrained, as_json) -> None:  # fmt: skip
     """Compare ORIGINAL and PRUNED on a target: MACs, predicted and measured latency, memory, accuracy.
 
     Exit code 3 when the exported model's numerics differ from torch, 4 when the measured speedup falls
@@ -73,7 +75,11 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
 
     target = load_target(target_name)
     if target.precision != "int8":
-        forbid(ctx, ("calibration_data",), f"with {target.name}, which is not int8")
+        forbid(ctx, ("calibration_data", "calibration_count"), f"with {target.name}, which is not int8")
+    elif calibration_count:
+        from dataclasses import replace
+
+        target = replace(target, calibration_count=calibration_count)
     profile = Profile.load(profile_path) if profile_path else None
     report = validate(*resolve_pair(original, pruned, pretrained), target, out_dir, profile, data, tolerance,
                       calibration_data=calibration_data)  # fmt: skip
