@@ -216,6 +216,8 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
             trainer.add_callback("on_pretrain_routine_end", lambda tr: setattr(tr.model, "criterion", criterion(tr)))
         trainer.add_callback("on_fit_epoch_end", lambda tr: epochs_log.append(_epoch_record(tr, progress)))
         trainer.train()
+    with contextlib.suppress(OSError):  # Ultralytics made its checkpoint folder; nothing was saved in it
+        trainer.wdir.rmdir()
     # keep the EMA weights (what was validated) in the trained module, whose parameters the hook holds
     net.load_state_dict(trainer.ema.ema.state_dict())
     net.criterion = None
