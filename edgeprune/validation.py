@@ -215,8 +215,8 @@ def predict_pair(profile: Profile, original: ModelRef, pruned: ModelRef, shape: 
     """Both models' predicted ms. The pruned one is priced against the original's layers, as the planner prices
     it: a layer it no longer has is one of a removed residual branch (the profile's removal scale applies)."""
     dense, now = collect_layers(original.module, shape), collect_layers(pruned.module, shape)
-    return (LatencyModel(profile, original.name).predict(dense).ms,
-            LatencyModel(profile, pruned.name).predict_pruned(dense, now).ms)  # fmt: skip
+    return (LatencyModel(profile, original.name, shape[-1]).predict(dense).ms,
+            LatencyModel(profile, pruned.name, shape[-1]).predict_pruned(dense, now).ms)  # fmt: skip
 
 
 def _reset_cuda_peak() -> int:

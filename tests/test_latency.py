@@ -491,3 +491,36 @@ def test_a_divisor_of_the_blocking_is_not_misaligned():
     assert not misaligned(conv, 4, 16, 8) and not misaligned(conv, 16, 24, 8)  # 4 divides 8; 24 is 3 blocks
     assert misaligned(conv, 12, 16, 8) and misaligned(conv, 16, 6, 8)
     assert not misaligned(Geometry.from_key("linear|b1|1x1|k1|s1|gw0|fp32"), 12, 10, 8)  # linears are not blocked
+
+
+def test_a_profile_at_another_input_size_keeps_its_own_calibration_line(tmp_path, monkeypatch):
+    """Measured at 16 px instead of cifar_resnet20's 32, the layers are the 16 px ones and the line is keyed
+    name@16: the planner at 16 px uses it, at 32 px the plain name's line (here: none, so the plain sum).
+    Measuring the registry size into the same file then adds its tables and line and keeps the 16 px ones."""
+    sides = []
+
+    def fake_table(target, key, cin_axis, cout_axis, tmp, timing="wall", settings=None):
+        ms = [1.0] * len(cin_axis) if cout_axis is None else [[1.0] * len(cout_axis) for _ in cin_axis]
+        return Table(cin_axis, cout_axis, ms, ms)
+
+    def fake_pairs(target, models, shape, passes=1, desc=""):
+        sides.append(shape[-1])  # the variants are built and timed at the given size
+        return [[(1.0, 2.0) for _ in models[1:]]]
+
+    monkeypatch.setattr(profiler, "measure_table", fake_table)
+    monkeypatch.setattr(profiler, "measure_variants", fake_pairs)
+    path = tmp_path / "p.json"
+    profile = profiler.profile_target(load_target("cpu-ort"), ["cifar_resnet20"], path, progress=False,
+                                      settings=FAST, side=16)  # fmt: skip
+    assert list(Profile.load(path).calibration) == ["cifar_resnet20@16"] and sides == [16]
+    assert {(g.h, g.w) for g in map(Geometry.from_key, profile.tables)} == {(16, 16), (8, 8), (4, 4), (1, 1)}
+    assert LatencyModel(profile, "cifar_resnet20", 16).calibration is profile.calibration["cifar_resnet20@16"]
+    assert LatencyModel(profile, "cifar_resnet20", 32).calibration is None
+    both = replace(profile, calibration={"cifar_resnet20": Calibration(1.0), "cifar_resnet20@16": Calibration(3.0)})
+    assert make_cost("latency", both, "cifar_resnet20", 16).calibration.scale == 3.0
+    assert make_cost("latency", both, "cifar_resnet20", 32).calibration.scale == 1.0
+    assert make_cost("latency", both, "cifar_resnet20").calibration.scale == 1.0
+    added = profiler.profile_target(load_target("cpu-ort"), ["cifar_resnet20"], path, progress=False, settings=FAST)
+    assert sorted(added.calibration) == ["cifar_resnet20", "cifar_resnet20@16"] and sides == [16, 32]
+    assert added.calibration["cifar_resnet20@16"].points == profile.calibration["cifar_resnet20@16"].points
+    assert {(g.h, g.w) for g in map(Geometry.from_key, added.tables)} == {(32, 32), (16, 16), (8, 8), (4, 4), (1, 1)}

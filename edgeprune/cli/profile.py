@@ -13,6 +13,9 @@ models_option = click.option("--model", "models", multiple=True, required=True, 
 out_file = click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                         help="Profile file to write (default: this device's profile in the user folder).")  # fmt: skip
 common = options(click.argument("target"), models_option)
+size_option = click.option("--input-size", type=click.IntRange(min=8), default=None, metavar="PX",
+                           help="Square input side (default: each model's registry size); its calibration "
+                                "line is kept apart from other sizes'.")  # fmt: skip
 
 
 def _load_target(name: str, models: tuple[str, ...] = ()):
@@ -59,24 +62,26 @@ def profile_group() -> None:
 
 @profile_group.command("measure", short_help="Measure a target's per-layer latency tables.")
 @common
+@size_option
 @out_file
 @click.option("--budget-s", type=click.FloatRange(min=1), default=None,
               help="Stop after this many seconds; re-running resumes the partial profile.")
 @click.option("--layer-timing", type=click.Choice(["wall", "kernel"]), default="wall", hidden=True,
               help="Time layers by wall clock or (CPU onnxruntime) by the profiler's kernel time.")  # fmt: skip
-def measure_cmd(target, models, out_path, budget_s, layer_timing) -> None:
+def measure_cmd(target, models, input_size, out_path, budget_s, layer_timing) -> None:
     """Measure TARGET's per-layer latency tables for MODELs' layers, and calibrate them end to end."""
     from edgeprune.latency.profile import default_profile_path, device_fingerprint
     from edgeprune.latency.profiler import profile_target
 
     t = _load_target(target, models)
     path = Path(out_path) if out_path else default_profile_path(t.name, device_fingerprint(t.backend))
-    profile = profile_target(t, list(models), path, budget_s, timing=layer_timing)
+    profile = profile_target(t, list(models), path, budget_s, timing=layer_timing, side=input_size)
     click.echo(f"wrote {path}: {len(profile.tables)} layer tables, calibrated for {', '.join(models)}")
 
 
 @profile_group.command("check", short_help="Predictor error on random plans, timed here.")
 @common
+@size_option
 @click.option("--plans", type=click.IntRange(min=1), default=5, show_default=True,
               help="Random pruning plans to measure.")
 @click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True,
@@ -84,14 +89,14 @@ def measure_cmd(target, models, out_path, budget_s, layer_timing) -> None:
 @profile_option
 @click.option("--strict", is_flag=True, help="A profile from another device or runtime is an error.")
 @json_option
-def check_cmd(target, models, plans, passes, profile_path, strict, as_json) -> None:
+def check_cmd(target, models, input_size, plans, passes, profile_path, strict, as_json) -> None:
     """Measure random pruned variants of MODELs on TARGET beside the dense model and report the predictor's
     error, in ms and in speedup."""
     from edgeprune.latency.check import check_profile, describe_check
 
     t = _load_target(target, models)
     profile, _ = _load(t, profile_path, strict)
-    reports = [check_profile(profile, t, m, plans, passes=passes) for m in models]
+    reports = [check_profile(profile, t, m, plans, passes=passes, side=input_size) for m in models]
     emit(as_json, reports, lambda: "\n".join(describe_check(r) for r in reports))
 
 

@@ -16,13 +16,13 @@ from edgeprune.prune import prune_model
 from edgeprune.targets import Target
 
 
-def check_variants(name: str, target: Target, n_plans: int, seed: int = 0, branches: float = 0.0
-                   ) -> tuple[list, list[list[Layer]]]:  # fmt: skip
+def check_variants(name: str, target: Target, n_plans: int, seed: int = 0, branches: float = 0.0,
+                   side: int | None = None) -> tuple[list, list[list[Layer]]]:  # fmt: skip
     """The dense model and ``n_plans`` random pruned variants (seeded), with their layers; index 0 is dense.
 
     ``branches``: the chance that a plan removes each residual branch it may remove (0: channel plans only).
     """
-    model, shape = build_model(name, target), model_input_shape(name, target)
+    model, shape = build_model(name, target, side), model_input_shape(name, target, side)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
     rng = random.Random(seed)
     models = [model]
@@ -34,9 +34,9 @@ def check_variants(name: str, target: Target, n_plans: int, seed: int = 0, branc
     return models, [collect_layers(m, shape) for m in models]
 
 
-def predicted_ms(profile: Profile, name: str, layers: list[list[Layer]]) -> list[float]:
+def predicted_ms(profile: Profile, name: str, layers: list[list[Layer]], side: int | None = None) -> list[float]:
     """Each variant's prediction as the planner counts it, against the dense model's layers (``layers[0]``)."""
-    model = LatencyModel(profile, name)
+    model = LatencyModel(profile, name, side)
     return [model.predict_pruned(layers[0], x).ms for x in layers]
 
 
@@ -78,13 +78,13 @@ def summarize(rows: list[dict], dense_predicted: float) -> dict:
 
 
 def check_profile(profile: Profile, target: Target, name: str, n_plans: int, seed: int = 0,
-                  passes: int = 1, branches: float = 0.0) -> dict:  # fmt: skip
+                  passes: int = 1, branches: float = 0.0, side: int | None = None) -> dict:  # fmt: skip
     """Prediction error (%) over ``n_plans`` random pruned variants measured end to end, in ms and in speedup
     over the dense model timed beside each; ``passes`` > 1 times everything again to show how repeatable the
     measurement itself is."""
-    models, layers = check_variants(name, target, n_plans, seed, branches)
-    shape = model_input_shape(name, target)
-    predicted = predicted_ms(profile, name, layers)
+    models, layers = check_variants(name, target, n_plans, seed, branches, side)
+    shape = model_input_shape(name, target, side)
+    predicted = predicted_ms(profile, name, layers, side)
     timed = measure_variants(target, models, shape, passes)
     rows = [error_row(predicted[j + 1], predicted[0], [t[j][1] for t in timed], [t[j][0] for t in timed])
             for j in range(n_plans)]  # fmt: skip

@@ -56,12 +56,13 @@ class ParamsCost:
         return layer_sum
 
 
-def make_cost(kind: str, profile: Profile | None = None, model_name: str = "") -> LayerCost:
-    """The cost model for a budget or ranking kind; latency needs a profile."""
+def make_cost(kind: str, profile: Profile | None = None, model_name: str = "", side: int | None = None) -> LayerCost:
+    """The cost model for a budget or ranking kind; latency needs a profile (``side``: the square input side,
+    which picks the model's calibration line)."""
     if kind == "latency":
         if profile is None:
             raise ProfileError("a latency budget or ranking needs the target's latency profile")
-        return LatencyModel(profile, model_name)
+        return LatencyModel(profile, model_name, side)
     if kind == "macs":
         return MacsCost()
     if kind == "params":

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgeprune.latency.layers import Geometry, Layer, on_blocking
-from edgeprune.latency.profile import Profile, ProfileError
+from edgeprune.latency.profile import Profile, ProfileError, calibration_name
 
 
 @dataclass
@@ -55,9 +55,9 @@ class LatencyModel:
 
     kind, unit = "latency", "ms"
 
-    def __init__(self, profile: Profile, model_name: str = "") -> None:
+    def __init__(self, profile: Profile, model_name: str = "", side: int | None = None) -> None:
         self.profile, self.model_name = profile, model_name
-        self.calibration = profile.calibration.get(model_name)
+        self.calibration = profile.calibration.get(calibration_name(model_name, side))  # the line of this input size
         self.share = self._offset_share()
         self._cache: dict[tuple, tuple[float, bool]] = {}
         self.extrapolated: set[str] = set()  # every width priced so far outside its table (the planner reports it)

@@ -131,6 +131,20 @@ class Calibration:
     points: list[dict] = field(default_factory=list)
 
 
+def calibration_name(model: str, side: int | None = None) -> str:
+    """The key of ``model``'s calibration line at the square input ``side``: the model's name at its registry
+    input size (or with no side given), ``name@side`` at another, so lines measured at two sizes coexist."""
+    if side is None or not model:
+        return model
+    from edgeprune.models import get_entry
+
+    try:
+        default = get_entry(model).input_size[-1]
+    except EdgepruneError:  # a name only the caller knows: no registry size to compare with
+        default = None
+    return model if side == default else f"{model}@{side}"
+
+
 @dataclass(frozen=True)
 class ProfileSettings:
     """How a profile is measured and its terms fitted; the defaults make the profiles edgeprune ships. What

@@ -33,6 +33,7 @@ from edgeprune.latency.profile import (
     ProfileError,
     ProfileSettings,
     Table,
+    calibration_name,
     device_fingerprint,
 )
 from edgeprune.models import create_model_for_size, get_entry
@@ -50,12 +51,14 @@ class ProfileBudgetExceeded(EdgepruneError, RuntimeError):
     """Profiling ran out of its time budget; the partial work is kept for a resumed run."""
 
 
-def model_input_shape(name: str, target: Target) -> tuple[int, ...]:
-    return target.input_shape(get_entry(name).input_size)
+def model_input_shape(name: str, target: Target, side: int | None = None) -> tuple[int, ...]:
+    """The target's input shape for ``name``: at its registry size, or square ``side`` when given."""
+    channels, *size = get_entry(name).input_size
+    return target.input_shape((channels, side, side) if side else (channels, *size))
 
 
-def build_model(name: str, target: Target) -> nn.Module:
-    return create_model_for_size(name, model_input_shape(name, target)[-1]).eval()
+def build_model(name: str, target: Target, side: int | None = None) -> nn.Module:
+    return create_model_for_size(name, model_input_shape(name, target, side)[-1]).eval()
 
 
 def grid_axes(layers: list[Layer], settings: ProfileSettings = DEFAULT_SETTINGS
@@ -252,14 +255,18 @@ def profile_target(
     progress: bool = True,
     timing: str = "wall",
     settings: ProfileSettings = DEFAULT_SETTINGS,
+    side: int | None = None,
 ) -> Profile:
     """Measure every layer geometry of ``model_names`` on ``target``, calibrate, write ``out_path``.
 
     ``timing``: how layers are timed, "wall" or "kernel" (see :func:`layer_timing`); ``settings``: the grid,
-    scans, micro-model timing and calibration plans.
+    scans, micro-model timing and calibration plans; ``side``: a square input side other than the models'
+    registry sizes (their calibration lines are then keyed ``name@side``, see :func:`calibration_name`).
 
     Resumable: finished tables are kept in ``<out>.partial.json`` and reused by the next run. The final
-    file is written atomically, only after everything succeeded.
+    file is written atomically, only after everything succeeded. Additive: a finished profile at ``out_path``
+    whose tables were measured the same way keeps its tables, the calibration lines of the models (and
+    input sizes) not measured now, and its in-network fits; the lookup variant is refitted on all lines.
     """
     reason = get_backend(target.backend).unavailable_reason(target)
     if reason:
@@ -278,7 +285,9 @@ def profile_target(
             if _table_stamp(previous) == _table_stamp(stamp):  # only tables measured the same way
                 done = {**stamp, "tables": previous["tables"]}
                 break
-    layers = {name: collect_layers(build_model(name, target), model_input_shape(name, target)) for name in model_names}
+    earlier = _earlier_profile(out_path, stamp)
+    layers = {name: collect_layers(build_model(name, target, side), model_input_shape(name, target, side))
+              for name in model_names}  # fmt: skip
     axes = grid_axes([layer for ls in layers.values() for layer in ls], settings)
     todo = [k for k in sorted(axes) if k not in done["tables"]]
     with tempfile.TemporaryDirectory() as tmp:
@@ -287,13 +296,26 @@ def profile_target(
                 raise ProfileBudgetExceeded(f"time budget of {budget_s:.0f} s used; rerun to resume from {partial}")
             done["tables"][key] = vars(measure_table(target, key, *axes[key], Path(tmp), timing, settings))
             atomic_write_text(partial, json.dumps(done))
-        tables = {k: Table(**t) for k, t in done["tables"].items() if k in axes}
+        tables = {k: Table(**t) for k, t in done["tables"].items() if k in axes or earlier}
         profile = Profile(target_dict(target), device_fingerprint(target.backend), stamp["settings"], tables)
-        points = {name: calibration_points(target, name, settings) for name in model_names}
+        points = {name: c.points for name, c in earlier.calibration.items()} if earlier else {}
+        points.update({calibration_name(name, side): calibration_points(target, name, settings, side)
+                       for name in model_names})  # fmt: skip
         profile = choose_lookup_and_calibrate(profile, points)
+        if earlier:
+            profile = replace(profile, width_scale=earlier.width_scale, removal_scale=earlier.removal_scale)
     profile.save(out_path)
     partial.unlink(missing_ok=True)
     return profile
+
+
+def _earlier_profile(path: Path, stamp: dict) -> Profile | None:
+    """The finished profile at ``path`` when its tables were measured as ``stamp`` says (a run adds to it)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return Profile.from_dict(data, str(path)) if _table_stamp(data) == _table_stamp(stamp) else None
 
 
 def recalibrate_profile(profile: Profile, target: Target, model_names: list[str],
@@ -333,7 +355,8 @@ def calibration_variants(model: nn.Module, name: str, shape: tuple[int, ...],
     return [(label, prune_model(model, graph, plan)[0] if plan else model) for label, plan in plans]
 
 
-def calibration_points(target: Target, name: str, settings: ProfileSettings = DEFAULT_SETTINGS) -> list[dict]:
+def calibration_points(target: Target, name: str, settings: ProfileSettings = DEFAULT_SETTINGS,
+                       side: int | None = None) -> list[dict]:  # fmt: skip
     """End-to-end runs of uniform and random pruned variants (the dense model among them), each with its
     layer list.
 
@@ -341,7 +364,7 @@ def calibration_points(target: Target, name: str, settings: ProfileSettings = DE
     its ratio to that session times the median dense ms of all pairs: the machine's drift over the minutes
     a calibration takes (20 % and more on a shared VM) cancels out of the points instead of bending the line.
     """
-    model, shape = build_model(name, target), model_input_shape(name, target)
+    model, shape = build_model(name, target, side), model_input_shape(name, target, side)
     variants = calibration_variants(model, name, shape, settings)
     pairs = measure_variants(target, [model] + [v for _, v in variants], shape, desc=f"calibrating {name}")[0]
     reference = statistics.median(d for d, _ in pairs)

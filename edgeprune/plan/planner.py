@@ -327,6 +327,7 @@ def plan_pruning(
     constraints: PlanConstraints = PlanConstraints(),
     solver: str = "greedy",
     start: Plan | None = None,
+    side: int | None = None,
 ) -> PlanResult:
     """Plan which channels to remove so that ``budget`` holds.
 
@@ -342,6 +343,7 @@ def plan_pruning(
         constraints: per-group limits.
         solver: ``greedy`` (iterative, re-scored after every step) or ``knapsack``.
         start: units already removed (iterative pruning continues from them).
+        side: the square input side ``layers`` were collected at (picks the profile's calibration line).
     """
     from edgeprune.latency.costs import make_cost
     from edgeprune.latency.staircase import group_staircases
@@ -352,7 +354,7 @@ def plan_pruning(
     if start is not None:
         start.validate(graph)
     kinds = dict.fromkeys([budget.kind, ranked_by, "macs", "params"] + (["latency"] if profile else []))
-    costs = {k: make_cost(k, profile, graph.model_name) for k in kinds}
+    costs = {k: make_cost(k, profile, graph.model_name, side) for k in kinds}
     snap = profile is not None and constraints.snap
     stairs = group_staircases(graph, layers, profile) if snap else {}
     planner = Planner(graph, layers, costs, importance_for(model, graph, importance), constraints, stairs, start)

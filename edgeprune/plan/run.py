@@ -97,13 +97,13 @@ def prune_run(
     constraints = PlanConstraints(**{**vars(c), "align": align, "max_removed": share(c.max_removed),
                                      "max_removed_shared": share(c.max_removed_shared)})  # fmt: skip
     budget = settings.budget
-    cost = make_cost(budget.kind, profile, name)
+    cost = make_cost(budget.kind, profile, name, shape[-1])
     now = cost.total(sum(cost.layer(x, x.cin, x.cout) for x in layers))
     origin = origin or now
     if steps > 1:
         budget = Budget(budget.kind, origin - (origin - budget.resolve(origin)) * step / steps, relative=False)
     plan = lambda b: plan_pruning(model, graph, layers, b, settings.ranked_by, profile, importance,  # noqa: E731
-                                  constraints, settings.solver)  # fmt: skip
+                                  constraints, settings.solver, side=shape[-1])  # fmt: skip
     if settings.measured_rounds and step == steps:  # earlier steps of a schedule go by the prediction
         # timed beside the model the schedule started from: the budget is a fraction of that one's latency
         reference = model if steps == 1 else create_model(name, **kwargs).eval()
