@@ -45,3 +45,23 @@ def test_without_interference_only_the_step_edges_are_timed_again():
     assert sorted(set(sweep.remeasured)) == [(64, 46), (64, 48)]
     assert len(calls) == len(line) + 4  # two more timings of each edge, then nothing stands off
     assert sweep.spread((64, 48)) == 5.0
+
+
+def test_the_profiler_measures_tables_by_the_sweep(monkeypatch, tmp_path):
+    from edgeprune.latency import profiler
+    from edgeprune.targets import load_target
+
+    calls = []
+
+    def fake_time_layer(target, g, cin, cout, tmp, timing, settings):
+        calls.append((cin, cout))
+        ms = 0.01 * cin * cout / 64 + (0.5 if cout >= 60 else 0.0)  # a real step at 60 channels
+        return (3 * ms if 10 <= len(calls) < 20 else ms, 1.0)  # a burst: ten calls in a row
+
+    monkeypatch.setattr(profiler, "_time_layer", fake_time_layer)
+    key = "conv|b1|8x8|k3|s1|gw0|fp32"
+    table = profiler.measure_table(load_target("cpu-ort"), key, [32, 64], [32, 48, 64], tmp_path)
+    assert table.ms == [[0.01 * ci * co / 64 + (0.5 if co >= 60 else 0.0) for co in (32, 48, 64)] for ci in (32, 64)]
+    assert table.scan_ms == [0.01 * 64 * c / 64 + (0.5 if c >= 60 else 0.0) for c in table.scan_c]
+    points = {(ci, co) for ci in (32, 64) for co in (32, 48, 64)} | {(64, c) for c in table.scan_c}
+    assert table.retimed >= 10 and len(calls) == len(points) + 2 * table.retimed  # each point once, then twice

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import tempfile
 from pathlib import Path
@@ -53,20 +54,20 @@ def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike
         entries = []
         (tmp / "micro").mkdir()
         axes = grid_axes([x for ls in layers.values() for x in ls], settings)
-        for key, (cin_axis, cout_axis) in sorted(axes.items()):
+        points = [(key, a, a if cout_axis is None else b) for key, (cin_axis, cout_axis) in sorted(axes.items())
+                  for a in cin_axis for b in (cout_axis or [None])]  # fmt: skip
+        random.Random(0).shuffle(points)  # the collector times in file order: a burst scatters over widths
+        for key, cin, cout in points:
             g = Geometry.from_key(key)
-            if cout_axis is None:
-                points = [(ci, ci) for ci in cin_axis]
-            else:
-                points = [(a, b) for a in cin_axis for b in cout_axis]
-            for cin, cout in points:
-                name = f"micro/{len(entries):05d}.onnx"
-                onnx.save(micro_model(g, cin, cout), tmp / name)
-                shape = [g.batch, cin] if g.op == "linear" else [g.batch, cin, g.h, g.w]
-                entries.append({"key": key, "cin": cin, "cout": cout, "file": name, "input": shape})
+            name = f"micro/{len(entries):05d}.onnx"
+            onnx.save(micro_model(g, cin, cout), tmp / name)
+            shape = [g.batch, cin] if g.op == "linear" else [g.batch, cin, g.h, g.w]
+            entries.append({"key": key, "cin": cin, "cout": cout, "file": name, "input": shape})
         calibration = _write_calibration_models(target, model_names, tmp, settings)
         manifest = {"schema": KIT_SCHEMA, "target": target_dict(target),
-                    "settings": profile_settings(target, "wall", settings), "micro_timing": settings.micro_timing,
+                    # shuffled, but not re-timed: the torch-free collector has no neighbours to compare
+                    "settings": {**profile_settings(target, "wall", settings), "sweep": {"order": "shuffled"}},
+                    "micro_timing": settings.micro_timing,
                     "entries": entries, "calibration": calibration}  # fmt: skip
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         # the collector and its timing module travel with the kit: the device needs no edgeprune

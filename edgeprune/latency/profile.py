@@ -65,6 +65,7 @@ class Table:
     spread_pct: list
     scan_c: list[int] | None = None
     scan_ms: list[float] | None = None
+    retimed: int = 0  # points the sweep timed twice more because they stood off their neighbours
 
     def grid_lookup(self, cin: int, cout: int) -> tuple[float, bool]:
         """Bilinear (or linear) interpolation on the coarse grid, clamped, with an out-of-range flag."""
@@ -154,6 +155,8 @@ class ProfileSettings:
     # micro-models: many short rounds (see targets/cpu-ort.toml)
     micro_timing: dict = field(default_factory=lambda: {"warmup": 5, "repeats": 3, "rounds": 15})
     scan: dict = field(default_factory=lambda: {"span": 64, "step": 2})  # dense scan below the top width: the staircase
+    # widths timed in shuffled order; a point further than tolerance from its neighbours is timed twice more
+    sweep: dict = field(default_factory=lambda: {"tolerance": 0.1, "repeats": 2})
     # uniform plans the calibration line is fitted on; 0.75 anchors it at small widths
     calibration_ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
     calibration_random: int = 6  # random plans per model (seeded apart from the check's), as odd widths cost extra
@@ -230,7 +233,7 @@ class Profile:
             for key, t in data["tables"].items():
                 Geometry.from_key(key)
                 table = Table(list(t["cin"]), None if t["cout"] is None else list(t["cout"]), t["ms"],
-                              t["spread_pct"], t.get("scan_c"), t.get("scan_ms"))
+                              t["spread_pct"], t.get("scan_c"), t.get("scan_ms"), int(t.get("retimed", 0)))
                 shape = (len(table.cin),) if table.cout is None else (len(table.cin), len(table.cout))
                 if np.asarray(table.ms, dtype=np.float64).shape != shape or sorted(table.cin) != table.cin:
                     raise ProfileError(f"{source}: table {key} has ms of the wrong shape (expected {shape})")

@@ -9,6 +9,7 @@ import random
 import statistics
 import tempfile
 import time
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from edgeprune.latency.profile import (
     calibration_name,
     device_fingerprint,
 )
+from edgeprune.latency.sweep import run_sweep
 from edgeprune.models import create_model_for_size, get_entry
 from edgeprune.prune import Plan, prune_model, uniform_plan
 from edgeprune.targets import Target
@@ -127,22 +129,25 @@ def torch_micro_model(g: Geometry, cin: int, cout: int) -> nn.Module:
 
 def measure_table(target: Target, key: str, cin_axis: list[int], cout_axis: list[int] | None, tmp: Path,
                   timing: str = "wall", settings: ProfileSettings = DEFAULT_SETTINGS) -> Table:  # fmt: skip
+    """One geometry's grid and staircase scan, timed by a shuffled, re-timed sweep (:mod:`.sweep`): a step
+    in the table is one that survived re-timing, not a burst from a neighbour on the machine."""
     g = Geometry.from_key(key)
+    scan_c = scan_widths(g, (cout_axis or cin_axis)[-1], settings)
     if cout_axis is None:  # depthwise / grouped with cin == cout: whole conv groups go, so cout follows cin
-        results = [_time_layer(target, g, c, c, tmp, timing, settings) for c in cin_axis]
-        table = Table(cin_axis, None, [r[0] for r in results], [r[1] for r in results])
+        rows = [[(c, c) for c in cin_axis]]
+        scan = [(c, c) for c in scan_c]
     else:
-        ms, spread = [], []
-        for ci in cin_axis:
-            row = [_time_layer(target, g, ci, co, tmp, timing, settings) for co in cout_axis]
-            ms.append([r[0] for r in row])
-            spread.append([r[1] for r in row])
-        table = Table(cin_axis, cout_axis, ms, spread)
-    table.scan_c = scan_widths(g, (cout_axis or cin_axis)[-1], settings)
-    table.scan_ms = []
-    for c in table.scan_c:
-        cin = c if cout_axis is None else cin_axis[-1]  # 2-D: scan cout at the full input width
-        table.scan_ms.append(_time_layer(target, g, cin, c, tmp, timing, settings)[0])
+        rows = [[(ci, co) for co in cout_axis] for ci in cin_axis]
+        scan = [(cin_axis[-1], c) for c in scan_c]  # 2-D: scan cout at the full input width
+    columns = [list(col) for col in zip(*rows)] if cout_axis is not None else []
+    sweep = run_sweep([p for row in rows for p in row] + scan, [*rows, *columns, scan],
+                      lambda ci, co: _time_layer(target, g, ci, co, tmp, timing, settings),
+                      seed=zlib.crc32(key.encode()), **settings.sweep)  # fmt: skip
+    ms = [[sweep.ms(p) for p in row] for row in rows]
+    spread = [[sweep.spread(p) for p in row] for row in rows]
+    table = Table(cin_axis, cout_axis, ms[0] if cout_axis is None else ms, spread[0] if cout_axis is None else spread)
+    table.scan_c, table.scan_ms = scan_c, [sweep.ms(p) for p in scan]
+    table.retimed = len(set(sweep.remeasured))
     return table
 
 
@@ -388,7 +393,7 @@ def _table_stamp(record: dict) -> tuple:
     """What decides whether a stored layer table can be reused: how the layers were run and timed."""
     t, st = record.get("target", {}), record.get("settings", {})
     run = tuple(t.get(k) for k in ("backend", "device", "precision", "threads", "providers"))
-    how = tuple(st.get(k) for k in ("grid_fractions", "micro_timing", "scan", "fusion"))
+    how = tuple(st.get(k) for k in ("grid_fractions", "micro_timing", "scan", "sweep", "fusion"))
     return run, how + (st.get("layer_timing", "wall"),)  # profiles from before the option were wall-timed
 
 
@@ -405,6 +410,7 @@ def profile_settings(target: Target, timing: str = "wall", settings: ProfileSett
         "grid_fractions": list(settings.grid_fractions),
         "micro_timing": dict(settings.micro_timing),
         "scan": dict(settings.scan),
+        "sweep": {"order": "shuffled", **settings.sweep},
         "calibration": {"uniform": list(settings.calibration_ratios), "random": settings.calibration_random},
         "end_to_end": {"warmup": target.warmup, "repeats": target.repeats, "rounds": target.rounds,
                        "how": "each variant beside a dense session, alternating rounds; ms = ratio x dense median"},
