@@ -327,5 +327,5 @@ def find_profile(target_name: str, backend: str) -> Path:
     raise ProfileError(
         f"no latency profile for target {target_name!r} (looked for {exact} in "
         f"{', '.join(str(d) for d in profile_dirs())}): "
-        f"run `edgeprune profile {target_name} --model MODEL` first, or pass --profile FILE"
+        f"run `edgeprune profile measure {target_name} --model MODEL` first, or pass --profile FILE"
     )
