@@ -15,7 +15,8 @@ import numpy as np
 
 from edgeprune.backends.base import BackendError
 from edgeprune.backends.memory import probe_memory
-from edgeprune.backends.quantize import QuantizationError, _quiet, calibration_batches, calibration_for
+from edgeprune.backends.quantize import QuantizationError, calibration_batches, calibration_for
+from edgeprune.logs import quiet
 from edgeprune.targets import Target
 
 INSTALL_HINT = "pip install 'edgeprune[executorch]'"
@@ -32,7 +33,7 @@ _live_runners: weakref.WeakSet = weakref.WeakSet()
 def _import(module: str):
     try:
         # torchao registers an Enum as a pytree constant, which newer torch logs as deprecated on every import
-        with _quiet("torch.utils._pytree"):
+        with quiet("torch.utils._pytree"):
             return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         raise BackendError(f"{module.split('.')[0]} is not installed ({INSTALL_HINT})") from exc

@@ -9,8 +9,6 @@ quantized graph has, so the latency is the same (tests/test_int8.py checks that 
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import numpy as np
 from edgeprune.atomic import atomic_path
 from edgeprune.backends.base import BackendError
 from edgeprune.errors import EdgepruneError
+from edgeprune.logs import quiet
 from edgeprune.targets import Target
 
 RANDOM_SAMPLES = 8  # timing-only calibration: the values do not change the graph, few samples quantize fast
@@ -107,19 +106,6 @@ class _Reader:
         return iter(self.get_next, None)
 
 
-@contextlib.contextmanager
-def _quiet(logger: str = ""):
-    """Hold back a library's advice logged as warnings (onnxruntime suggests a pre-processing pass that
-    changes nothing for edgeprune's exports and takes longer than the quantization)."""
-    log = logging.getLogger(logger)
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
 def quantize_onnx(source: str | Path, out: str | Path, samples: np.ndarray) -> Path:
     """Static INT8 quantization of the fp32 ONNX ``source`` into ``out``: QDQ format, per-channel int8
     weights, uint8 activations with ranges calibrated (min/max) on ``samples`` (N, C, H, W).
@@ -132,7 +118,7 @@ def quantize_onnx(source: str | Path, out: str | Path, samples: np.ndarray) -> P
     name, shape = onnx_input(source)
     out = Path(out)
     try:
-        with atomic_path(out) as tmp, _quiet():
+        with atomic_path(out) as tmp, quiet():
             quantize_static(str(source), str(tmp), _Reader(name, calibration_batches(samples, shape[0])),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8)  # fmt: skip

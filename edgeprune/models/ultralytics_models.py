@@ -15,18 +15,16 @@ usable with Ultralytics) and its forward returns the head's raw outputs, the ten
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
-import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from edgeprune.errors import DataNotFoundError, InputError, MissingError, require
+from edgeprune.logs import quiet
 from edgeprune.models.registry import ModelEntry, register_prefix
 from edgeprune.models.weights import load_state
 from edgeprune.paths import data_root, looked_in
@@ -48,18 +46,6 @@ def _ultralytics(module: str = "nn.tasks"):
     is offline (unless the environment says otherwise): it checks connectivity and telemetry at import."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     return require(f"ultralytics.{module}", "ultralytics")
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Ultralytics logs every build (layer table, nc overrides): keep it out of edgeprune's output."""
-    logger = logging.getLogger("ultralytics")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def source_of(name: str) -> str:
@@ -107,7 +93,7 @@ def build_yolo(source: str, pretrained: bool = False, cfg: dict | None = None, n
 def _from_yaml(cfg: str | dict, source: str) -> nn.Module:
     """Build an Ultralytics model from a yaml name, path or dict; an InputError names what cannot build."""
     tasks = _ultralytics()
-    with _quiet():
+    with quiet("ultralytics"):
         try:
             task = tasks.guess_model_task(cfg)
             build = {"detect": tasks.DetectionModel, "segment": tasks.SegmentationModel}.get(task)
@@ -132,7 +118,7 @@ def _from_checkpoint(path: Path) -> nn.Module:
     if not path.is_file():
         raise MissingError(f"checkpoint {path} does not exist")
     tasks = _ultralytics()
-    with _quiet():
+    with quiet("ultralytics"):
         try:
             ckpt, _ = tasks.torch_safe_load(str(path), safe_only=True)
         except Exception as exc:  # not a zip, not a pickle, a class outside the allow-list

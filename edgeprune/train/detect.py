@@ -24,11 +24,12 @@ from unittest import mock
 import torch
 import torch.nn as nn
 
+from edgeprune import logs
 from edgeprune.atomic import atomic_write_text
 from edgeprune.errors import InputError, OutputExistsError
 from edgeprune.graph import build_graph
 from edgeprune.models.registry import Pretrained
-from edgeprune.models.ultralytics_models import YoloRaw, _quiet, _ultralytics
+from edgeprune.models.ultralytics_models import YoloRaw, _ultralytics
 from edgeprune.prune import load_model_ref
 from edgeprune.regularize import SparsityHook
 from edgeprune.train.detect_data import DetectionData, check_detection_data
@@ -59,7 +60,7 @@ def ultralytics_session(quiet: bool = True) -> Iterator[None]:
             mock.patch.object(_ultralytics("utils.callbacks"), "add_integration_callbacks", lambda instance: None)
         )
         if quiet:
-            stack.enter_context(_quiet())
+            stack.enter_context(logs.quiet("ultralytics"))
         yield
 
 
