@@ -14,7 +14,7 @@ MODELS ?= cifar_resnet56 resnet50 mobilenet_v2
 ARGS   ?=
 RUN    ?= runs/$(MODEL)--$(TARGET)--$(BUDGET)
 
-.PHONY: setup test test-all lint demo zoo bench bench-graph profile compress report cli-docs clean
+.PHONY: setup test test-all lint demo zoo bench bench-graph bench-yolo profile compress report cli-docs clean
 
 setup: $(STAMP)
 
@@ -204,6 +204,28 @@ bench/accuracy/accuracy.json: | $(STAMP)
 bench/sparsity-r56/sparsity.json: bench/accuracy/accuracy.json
 	$(PY) tools/bench_sparsity.py --model cifar_resnet56 --steps 300 --lam-scale 10 --from-runs bench/accuracy/runs \
 		--out bench/sparsity-r56
+
+# YOLO on cpu-ort (docs/benchmarks/yolo.md): the model's profile at 640 and 320 (measured once, about 6
+# minutes), latency plans at YOLO_BUDGETS as measured, uniform magnitude ratios matched to their measured
+# speed, everything fine-tuned YOLO_EPOCHS at YOLO_TRAIN_SIZE and evaluated at 640 on the val images; then
+# Torch-Pruning's attempt. About 40 minutes on 2 CPU cores; delete a result under YOLO_OUT to redo its step.
+YOLO_MODEL      ?= ultralytics:yolov8n.yaml
+YOLO_BUDGETS    ?= 0.8,0.6
+YOLO_EPOCHS     ?= 5
+YOLO_TRAIN_SIZE ?= 320
+YOLO_DATA       ?= ../shared/data
+YOLO_OUT        ?= bench/yolo
+YOLO_PROFILE    ?= $(YOLO_OUT)/cpu-ort-yolov8n.json
+
+bench-yolo: | $(STAMP)
+	$(PY) -m pip install -e ".[bench]" -q
+	mkdir -p runs/yolo $(YOLO_OUT)
+	sed "s#^path: .*#path: $$(realpath $(YOLO_DATA)/coco256)#" $(YOLO_DATA)/coco256/coco256.yaml > runs/yolo/coco256.yaml
+	test -f $(YOLO_PROFILE) || { $(EP) profile measure cpu-ort --model $(YOLO_MODEL) --out $(YOLO_PROFILE) && \
+		$(EP) profile measure cpu-ort --model $(YOLO_MODEL) --input-size 320 --out $(YOLO_PROFILE); }
+	$(PY) tools/bench_yolo.py --model $(YOLO_MODEL) --budgets $(YOLO_BUDGETS) --data runs/yolo/coco256.yaml \
+		--profile $(YOLO_PROFILE) --tries 7 --epochs $(YOLO_EPOCHS) --train-size $(YOLO_TRAIN_SIZE) --out $(YOLO_OUT) --runs runs/yolo
+	$(PY) tools/bench_yolo_tp.py --model $(YOLO_MODEL) --ratio 0.2 --out $(YOLO_OUT)/torch-pruning.json
 
 # docs/cli.md's command reference is generated from the click commands (a test fails when it drifts).
 cli-docs: $(STAMP)
