@@ -1,15 +1,8 @@
-"""Shuffled, re-timed width sweeps: an interference burst is outvoted, a real step survives."""
+"""Width sweeps: two shuffled passes and a deciding third timing outvote an interference burst, keep a step."""
 
 from __future__ import annotations
 
-from edgeprune.latency.sweep import off_neighbours, run_sweep
-
-
-def test_off_neighbours_flags_a_spike_and_both_edges_of_a_step_but_nothing_flat():
-    assert off_neighbours([1.0] * 8, 0.1) == []
-    assert off_neighbours([1.0, 1.0, 1.0, 2.0, 1.0, 1.0, 1.0], 0.1) == [3]
-    assert off_neighbours([1.0, 1.0, 1.0, 1.5, 1.5, 1.5], 0.1) == [2, 3]
-    assert off_neighbours([1.0, 1.05, 0.96, 1.0], 0.1) == []
+from edgeprune.latency.sweep import disagree, run_sweep
 
 
 def make_machine(burst: range):
@@ -29,22 +22,22 @@ def test_a_burst_is_outvoted_and_the_real_step_survives():
     widths = list(range(2, 65, 2))
     line = [(64, c) for c in widths]
     measure, calls = make_machine(range(4, 12))
-    sweep = run_sweep(line, [line], measure, seed=3)
+    sweep = run_sweep(line, measure, seed=3)
     assert [sweep.ms(p) for p in line] == [1.5 if c >= 48 else 1.0 for c in widths]
     hit = [p for p in line if sweep.first_ms(p) != sweep.ms(p)]
-    assert len(hit) == 8 and set(hit) <= set(sweep.remeasured)
+    assert len(hit) == 8 and set(hit) == set(sweep.retimed)  # the burst's points, each timed a third time
     # shuffled: the burst's eight widths are scattered, not the contiguous run an in-order sweep would show
     assert max(c for _, c in hit) - min(c for _, c in hit) > 2 * 8
-    assert len(calls) == len(line) + len(sweep.remeasured)
+    assert len(calls) == 2 * len(line) + len(sweep.retimed)
 
 
-def test_without_interference_only_the_step_edges_are_timed_again():
+def test_without_interference_each_width_is_timed_twice_and_the_step_stays():
     line = [(64, c) for c in range(2, 65, 2)]
     measure, calls = make_machine(range(0))
-    sweep = run_sweep(line, [line], measure, seed=0)
-    assert sorted(set(sweep.remeasured)) == [(64, 46), (64, 48)]
-    assert len(calls) == len(line) + 4  # two more timings of each edge, then nothing stands off
-    assert sweep.spread((64, 48)) == 5.0
+    sweep = run_sweep(line, measure, seed=0)
+    assert sweep.retimed == [] and len(calls) == 2 * len(line)
+    assert sweep.ms((64, 46)) == 1.0 and sweep.ms((64, 48)) == 1.5 and sweep.spread((64, 48)) == 5.0
+    assert not disagree(1.0, 1.09, 0.1) and disagree(1.0, 1.11, 0.1)
 
 
 def test_the_profiler_measures_tables_by_the_sweep(monkeypatch, tmp_path):
@@ -60,8 +53,9 @@ def test_the_profiler_measures_tables_by_the_sweep(monkeypatch, tmp_path):
 
     monkeypatch.setattr(profiler, "_time_layer", fake_time_layer)
     key = "conv|b1|8x8|k3|s1|gw0|fp32"
-    table = profiler.measure_table(load_target("cpu-ort"), key, [32, 64], [32, 48, 64], tmp_path)
-    assert table.ms == [[0.01 * ci * co / 64 + (0.5 if co >= 60 else 0.0) for co in (32, 48, 64)] for ci in (32, 64)]
+    axis = [8 * k for k in range(1, 9)]
+    table = profiler.measure_table(load_target("cpu-ort"), key, axis, axis, tmp_path)
+    assert table.ms == [[0.01 * ci * co / 64 + (0.5 if co >= 60 else 0.0) for co in axis] for ci in axis]
     assert table.scan_ms == [0.01 * 64 * c / 64 + (0.5 if c >= 60 else 0.0) for c in table.scan_c]
-    points = {(ci, co) for ci in (32, 64) for co in (32, 48, 64)} | {(64, c) for c in table.scan_c}
-    assert table.retimed >= 10 and len(calls) == len(points) + 2 * table.retimed  # each point once, then twice
+    points = {(ci, co) for ci in axis for co in axis} | {(64, c) for c in table.scan_c}
+    assert table.retimed == 10 and len(calls) == 2 * len(points) + table.retimed

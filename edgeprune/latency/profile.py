@@ -65,7 +65,7 @@ class Table:
     spread_pct: list
     scan_c: list[int] | None = None
     scan_ms: list[float] | None = None
-    retimed: int = 0  # points the sweep timed twice more because they stood off their neighbours
+    retimed: int = 0  # points the sweep timed a third time because its two passes disagreed
 
     def grid_lookup(self, cin: int, cout: int) -> tuple[float, bool]:
         """Bilinear (or linear) interpolation on the coarse grid, clamped, with an out-of-range flag."""
@@ -155,8 +155,8 @@ class ProfileSettings:
     # micro-models: many short rounds (see targets/cpu-ort.toml)
     micro_timing: dict = field(default_factory=lambda: {"warmup": 5, "repeats": 3, "rounds": 15})
     scan: dict = field(default_factory=lambda: {"span": 64, "step": 2})  # dense scan below the top width: the staircase
-    # widths timed in shuffled order; a point further than tolerance from its neighbours is timed twice more
-    sweep: dict = field(default_factory=lambda: {"tolerance": 0.1, "repeats": 2})
+    # every width timed in two shuffled passes, and a third time where they differ by more than tolerance
+    sweep: dict = field(default_factory=lambda: {"tolerance": 0.1, "passes": 2})
     # uniform plans the calibration line is fitted on; 0.75 anchors it at small widths
     calibration_ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
     calibration_random: int = 6  # random plans per model (seeded apart from the check's), as odd widths cost extra

@@ -1,10 +1,10 @@
 """Width sweeps that show the runtime, not the neighbours.
 
 Timed in increasing order, a burst of interference from another process lands on a contiguous run of widths
-and looks exactly like a step of the staircase; the planner then obeys it. So a sweep times its points in a
-seeded shuffled order (a burst scatters over unrelated widths), then re-times every point that stands off the
-median of its neighbours along a line of the table, in a new shuffled order, and keeps the median of all its
-timings. A real step is re-timed and stays; a burst is outvoted.
+and looks exactly like a step of the staircase; the planner then obeys it. So a sweep times every point
+twice, each pass in its own seeded shuffled order (a burst lands on scattered widths, and not on the same
+ones twice), and a third time where the two passes disagree; a point keeps the median of its timings. A real
+step is the same in every pass and stays; a burst is outvoted.
 """
 
 from __future__ import annotations
@@ -19,57 +19,47 @@ Point = tuple[int, int]  # (cin, cout)
 
 @dataclass
 class Sweep:
-    """Every timing of every point, in the order they were taken (the first is the shuffled pass's)."""
+    """Every timing of every point, in the order they were taken (one per pass, then the deciding one)."""
 
     timings: dict[Point, list[tuple[float, float]]] = field(default_factory=dict)
-    remeasured: list[Point] = field(default_factory=list)  # in the order they were re-timed (repeats included)
+    retimed: list[Point] = field(default_factory=list)  # points whose passes disagreed: timed once more
 
     def ms(self, p: Point) -> float:
         """The median of the point's timings."""
         return statistics.median(t[0] for t in self.timings[p])
 
     def spread(self, p: Point) -> float:
-        """The spread of the point's timing that ``ms`` comes from (the largest one when re-timed)."""
+        """The largest spread among the point's timings."""
         return max(t[1] for t in self.timings[p])
 
     def first_ms(self, p: Point) -> float:
-        """The shuffled pass's timing alone: what the sweep would have said without re-timing."""
+        """The first pass's timing alone: what a single sweep would have said."""
         return self.timings[p][0][0]
 
 
-def off_neighbours(values: Sequence[float], tolerance: float, window: int = 2) -> list[int]:
-    """Indices of ``values`` (a line of a table, in width order) further than ``tolerance`` (relative) from the
-    median of up to ``window`` neighbours on each side, itself left out."""
-    out = []
-    for i, v in enumerate(values):
-        around = [values[j] for j in range(max(0, i - window), min(len(values), i + window + 1)) if j != i]
-        if around:
-            ref = statistics.median(around)
-            if ref > 0 and abs(v - ref) > tolerance * ref:
-                out.append(i)
-    return out
+def disagree(a: float, b: float, tolerance: float) -> bool:
+    """Whether two timings of one point differ by more than ``tolerance`` of the smaller."""
+    return abs(a - b) > tolerance * min(a, b)
 
 
-def run_sweep(points: Sequence[Point], lines: Sequence[Sequence[Point]], measure: Callable[[int, int], tuple],
-              seed: int = 0, tolerance: float = 0.1, repeats: int = 2) -> Sweep:  # fmt: skip
-    """Time ``points`` with ``measure(cin, cout) -> (ms, spread)`` in shuffled order, then up to ``repeats``
-    rounds of re-timing (twice more, once per point) the points that stand off their neighbours along any of
-    ``lines`` (ordered runs of points, e.g. a row of the grid or the staircase scan); a later round takes the
-    points that stand off only once their neighbours were corrected."""
+def run_sweep(points: Sequence[Point], measure: Callable[[int, int], tuple], seed: int = 0,
+              tolerance: float = 0.1, passes: int = 2) -> Sweep:  # fmt: skip
+    """Time ``points`` with ``measure(cin, cout) -> (ms, spread)`` in ``passes`` shuffled passes, then once
+    more each point whose passes are further apart than ``tolerance`` (relative), also in shuffled order."""
     rng = random.Random(seed)
-    sweep = Sweep({p: [] for p in points})
     order = list(dict.fromkeys(points))
-    rng.shuffle(order)
-    for p in order:
-        sweep.timings[p].append(tuple(measure(*p)))
-    for _ in range(repeats):
-        flagged = {line[i] for line in lines for i in off_neighbours([sweep.ms(p) for p in line], tolerance)}
-        flagged -= set(sweep.remeasured)  # three timings decided it: a step that stays is a step
-        if not flagged:
-            break
-        again = sorted(flagged) * 2  # two more timings each: the median of three decides
-        rng.shuffle(again)
-        for p in again:
+    sweep = Sweep({p: [] for p in order})
+
+    def time_all(todo: list[Point]) -> None:
+        todo = list(todo)
+        rng.shuffle(todo)
+        for p in todo:
             sweep.timings[p].append(tuple(measure(*p)))
-            sweep.remeasured.append(p)
+
+    for _ in range(passes):
+        time_all(order)
+    if passes > 1:
+        sweep.retimed = [p for p in order if disagree(min(t[0] for t in sweep.timings[p]),
+                                                      max(t[0] for t in sweep.timings[p]), tolerance)]  # fmt: skip
+        time_all(sweep.retimed)
     return sweep
