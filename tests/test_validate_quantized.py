@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgeprune.cli import main
-from edgeprune.targets import target_from_dict
+from edgeprune.targets import load_target, target_from_dict
 from edgeprune.train import data
 from edgeprune.validation import resolve_model, validate
 
@@ -26,7 +26,10 @@ def pruned_dir(tmp_path_factory):
 def test_validate_measures_the_quantized_artifact(backend, pruned_dir, tmp_path, monkeypatch):
     x, y = data.load_lossless_subset("test")
     monkeypatch.setattr(data, "load_lossless_subset", lambda split="test", data_dir=None: (x[:300], y[:300]))  # faster
-    target = target_from_dict(f"fast-{backend}-int8", {"backend": backend, **FAST})
+    # ExecuTorch's threadpool is one per process: its tests keep the shipped targets' size, so it is never
+    # reset under programs that other tests in this worker loaded
+    threads = {"threads": load_target("cpu-xnnpack").threads} if backend == "executorch" else {}
+    target = target_from_dict(f"fast-{backend}-int8", {"backend": backend, **FAST, **threads})
     report = validate(resolve_model("cifar_resnet20", pretrained=True), resolve_model(str(pruned_dir)), target,
                       tmp_path / "v", data="cifar10-lossless")  # fmt: skip
     a, b, d = report["original"], report["pruned"], report["derived"]

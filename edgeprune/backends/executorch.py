@@ -28,6 +28,7 @@ _PLUMBING = ("executorch_call_delegate", "getitem")
 # ExecuTorch's threadpool is one per process; resizing it frees the old pool, which the XNNPACK programs
 # loaded on it still point to: it may be resized only while no runner holds a program (see set_threads)
 _live_runners: weakref.WeakSet = weakref.WeakSet()
+_loaded = [False]  # whether this process has loaded a program (the pool is then never resized)
 
 
 def _import(module: str):
@@ -155,6 +156,10 @@ def set_threads(threads: int) -> None:
                            "or time this target in a process of its own")  # fmt: skip
     lib = _import("executorch.extension.pybindings.portable_lib")
     if lib._threadpool_get_thread_count() != threads:
+        if _loaded[0]:  # XNNPACK keeps state from programs loaded earlier; a worker crashed after such a reset
+            raise BackendError(f"ExecuTorch's threadpool runs {lib._threadpool_get_thread_count()} threads for "
+                               f"programs loaded earlier in this process; resizing it to {threads} is not safe: "
+                               "time this target in a process of its own")  # fmt: skip
         lib._unsafe_reset_threadpool(threads)
     got = lib._threadpool_get_thread_count()
     if got != threads:
@@ -165,6 +170,7 @@ def load_method(target: Target, path: str | Path):
     """The ``forward`` method of the ``.pte`` program at ``path``, loaded on ``target.threads`` threads."""
     runtime = _import("executorch.runtime").Runtime.get()
     set_threads(target.threads)
+    _loaded[0] = True
     return runtime.load_program(str(path)).load_method("forward")
 
 
