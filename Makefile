@@ -24,8 +24,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
 
+# ExecuTorch's tests run in a process of their own (see the executorch marker in pyproject.toml)
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q -m "not slow and not gpu and not trt and not executorch"
+	$(PY) -m pytest -q -m executorch
 
 test-all: $(STAMP)
 	$(PY) -m pytest -n 2 -q -m "not gpu and not trt"

@@ -22,7 +22,9 @@ def pruned_dir(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "executorch"])
+@pytest.mark.parametrize(
+    "backend", ["onnxruntime", "openvino", pytest.param("executorch", marks=pytest.mark.executorch)]
+)
 def test_validate_measures_the_quantized_artifact(backend, pruned_dir, tmp_path, monkeypatch):
     x, y = data.load_lossless_subset("test")
     monkeypatch.setattr(data, "load_lossless_subset", lambda split="test", data_dir=None: (x[:300], y[:300]))  # faster

@@ -30,6 +30,10 @@ from edgeprune.train.data import load_lossless_subset
 SHAPE = (64, 3, 32, 32)  # the 64 test images in one run
 COUNT = 64
 
+# ExecuTorch's first program crashed an xdist worker that had run the rest of the suite (2026-12-02, three
+# runs, cause not found); in a fresh process it passes, so make test runs these tests in one of their own
+pytestmark = pytest.mark.executorch
+
 
 def _relative(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
