@@ -11,10 +11,20 @@ import pytest
 from click.testing import CliRunner
 
 from edgeprune.cli import main
-from edgeprune.latency import Geometry, Profile, ProfileError, ProfileMismatchWarning, collect_layers, innet, profiler
+from edgeprune.latency import (
+    Geometry,
+    Profile,
+    ProfileError,
+    ProfileMismatchWarning,
+    collect_layers,
+    innet,
+    profiler,
+    tables,
+)
 from edgeprune.latency.check import check_profile, check_variants, describe_check, error_row, summarize
 from edgeprune.latency.costs import make_cost
 from edgeprune.latency.innet import fit_widths
+from edgeprune.latency.layers import Layer
 from edgeprune.latency.micro import input_for, micro_model
 from edgeprune.latency.model import LatencyModel, misaligned
 from edgeprune.latency.profile import Calibration, ProfileSettings, Table
@@ -59,7 +69,7 @@ def two_layer_profile(calibration: Calibration | None = None, **fields) -> tuple
     tables = {ga.key: Table([4, 8], [4, 8], [[1.0, 2.0], [3.0, 4.0]], [[0, 0], [0, 0]]),
               gb.key: Table([4, 8], [4, 8], [[0.5, 1.0], [1.0, 2.0]], [[0, 0], [0, 0]])}  # fmt: skip
     cal = {"net": calibration} if calibration else {}
-    dense = [profiler.Layer("a", ga, 8, 8), profiler.Layer("b", gb, 8, 8)]
+    dense = [Layer("a", ga, 8, 8), Layer("b", gb, 8, 8)]
     return Profile({"name": "t"}, {}, {}, tables, cal, **fields), dense
 
 
@@ -133,7 +143,7 @@ def test_profile_file_round_trips_and_predicts(tiny_profile):
 
 
 def grid_axes_of(name: str) -> dict:
-    return profiler.grid_axes(collect_layers(create_model(name), (1, 3, 32, 32)), FAST)
+    return tables.grid_axes(collect_layers(create_model(name), (1, 3, 32, 32)), FAST)
 
 
 def settings_stamp(profile: Profile) -> tuple:
@@ -444,16 +454,16 @@ def test_kernel_time_per_run_leaves_out_reorders_and_session_overhead():
 
 def test_kernel_layer_timing_is_an_option_for_cpu_onnxruntime_only():
     assert profiler.profile_settings(load_target("cpu-ort"))["layer_timing"] == "wall"
-    assert profiler.layer_timing(load_target("cpu-ort"), "kernel") == "kernel"
+    assert tables.layer_timing(load_target("cpu-ort"), "kernel") == "kernel"
     with pytest.raises(ProfileError, match="kernel timing needs onnxruntime on CPU"):
-        profiler.layer_timing(load_target("cuda-ort"), "kernel")  # GPU node events are launch times
+        tables.layer_timing(load_target("cuda-ort"), "kernel")  # GPU node events are launch times
     with pytest.raises(ProfileError, match="wall' or 'kernel"):
-        profiler.layer_timing(load_target("cpu-ort"), "cycles")
+        tables.layer_timing(load_target("cpu-ort"), "cycles")
 
 
 def test_kernel_timed_micro_model_runs(tmp_path):
     g = Geometry("conv", 1, 16, 16, 3, 1, 0)
-    ms, spread = profiler._time_layer(load_target("cpu-ort"), g, 16, 16, tmp_path, "kernel")
+    ms, spread = tables._time_layer(load_target("cpu-ort"), g, 16, 16, tmp_path, "kernel")
     assert ms > 0 and spread >= 0
 
 
@@ -475,7 +485,7 @@ def test_misalignment_term_is_charged_off_the_blocking_and_fitted_by_calibration
               for name, cal in fitted.calibration.items()}  # fmt: skip
     for pts in points.values():
         for q in pts:
-            ls = [profiler.Layer(f"l{i}", Geometry.from_key(k), ci, co) for i, (k, ci, co) in enumerate(q["layers"])]
+            ls = [Layer(f"l{i}", Geometry.from_key(k), ci, co) for i, (k, ci, co) in enumerate(q["layers"])]
             q["measured_ms"] = 2.0 * paying.layers_ms(ls) + 0.3
     profile = profiler.choose_lookup_and_calibrate(profile, points, choices=[(profile.channel_block, profile.use_scan)])
     assert profile.misalign == truth

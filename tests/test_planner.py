@@ -13,7 +13,7 @@ import torch
 from edgeprune.graph import build_graph
 from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.profile import Profile, Table
-from edgeprune.latency.profiler import grid_axes
+from edgeprune.latency.tables import grid_axes
 from edgeprune.models import create_model
 from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, plan_pruning
 from edgeprune.prune import masked_forward, prune_model, relative_error

@@ -41,7 +41,7 @@ def test_without_interference_each_width_is_timed_twice_and_the_step_stays():
 
 
 def test_the_profiler_measures_tables_by_the_sweep(monkeypatch, tmp_path):
-    from edgeprune.latency import profiler
+    from edgeprune.latency import tables
     from edgeprune.targets import load_target
 
     calls = []
@@ -51,10 +51,10 @@ def test_the_profiler_measures_tables_by_the_sweep(monkeypatch, tmp_path):
         ms = 0.01 * cin * cout / 64 + (0.5 if cout >= 60 else 0.0)  # a real step at 60 channels
         return (3 * ms if 10 <= len(calls) < 20 else ms, 1.0)  # a burst: ten calls in a row
 
-    monkeypatch.setattr(profiler, "_time_layer", fake_time_layer)
+    monkeypatch.setattr(tables, "_time_layer", fake_time_layer)
     key = "conv|b1|8x8|k3|s1|gw0|fp32"
     axis = [8 * k for k in range(1, 9)]
-    table = profiler.measure_table(load_target("cpu-ort"), key, axis, axis, tmp_path)
+    table = tables.measure_table(load_target("cpu-ort"), key, axis, axis, tmp_path)
     assert table.ms == [[0.01 * ci * co / 64 + (0.5 if co >= 60 else 0.0) for co in axis] for ci in axis]
     assert table.scan_ms == [0.01 * 64 * c / 64 + (0.5 if c >= 60 else 0.0) for c in table.scan_c]
     points = {(ci, co) for ci in axis for co in axis} | {(64, c) for c in table.scan_c}

@@ -20,7 +20,8 @@ from edgeprune.cli import main
 from edgeprune.graph import build_graph
 from edgeprune.latency.layers import Geometry
 from edgeprune.latency.micro import input_for
-from edgeprune.latency.profiler import export_for, torch_micro_model
+from edgeprune.latency.profiler import export_for
+from edgeprune.latency.tables import torch_micro_model
 from edgeprune.models import create_model
 from edgeprune.prune import shrink, uniform_plan
 from edgeprune.targets import load_target

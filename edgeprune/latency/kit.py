@@ -30,11 +30,11 @@ from edgeprune.latency.profiler import (
     build_model,
     calibration_variants,
     choose_lookup_and_calibrate,
-    grid_axes,
     model_input_shape,
     profile_settings,
     target_dict,
 )
+from edgeprune.latency.tables import grid_axes
 from edgeprune.targets import Target, TargetError
 
 
