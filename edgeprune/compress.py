@@ -129,21 +129,22 @@ def _accuracy_data(cfg: CompressConfig) -> str | None:
 
 
 def _validate(cfg: CompressConfig, original: str, pruned_dir: Path, out: Path, planned: dict | None) -> dict:
-    from edgeprune.latency import Profile
-    from edgeprune.latency.profile import ProfileError, find_profile
+    from edgeprune.latency import Profile, collect_layers
+    from edgeprune.latency.profile import find_profile
     from edgeprune.targets import load_target
-    from edgeprune.validation import predict_pair, resolve_pair, validate
+    from edgeprune.validation import resolve_pair, validate
 
     if not out.is_dir():
         target = load_target(cfg.target)
         profile = Profile.load(cfg.profile_path or find_profile(target.name, target.backend))
         accuracy_data = _accuracy_data(cfg)
         pair = resolve_pair(original, str(pruned_dir), cfg.pretrained if original == cfg.model else False)
-        if "latency" not in (cfg.prune.budget.kind, cfg.prune.ranked_by):
-            try:  # a plan made without the profile is still predicted by it, where it holds the model's layers
-                predict_pair(profile, *pair, target.input_shape(pair[1].input_chw))
-            except ProfileError:
-                profile = None  # validated on measurements alone (the report says: not gated)
+        planned_by_latency = "latency" in (cfg.prune.budget.kind, cfg.prune.ranked_by)
+        # a plan made without the profile is still predicted by it, where it holds the model's layers; else
+        # validated on measurements alone (the report says: not gated)
+        layers = None if planned_by_latency else collect_layers(pair[0].module, target.input_shape(pair[0].input_chw))
+        if layers is not None and profile.missing(layers):
+            profile = None
         # a plan timed while it was planned is gated against that measurement, not the prediction
         with atomic_dir(out) as tmp:
             validate(*pair, target, tmp, profile, accuracy_data,

@@ -131,6 +131,8 @@ def test_compress_runs_a_timm_model_on_an_image_folder_at_its_input_size_from_a_
     report = json.loads((run / "validate" / "report.json").read_text())
     assert report["original"]["input_shape"][1:] == [3, 64, 64] == report["pruned"]["input_shape"][1:]
     assert report["pruned"]["accuracy"] * 6 == pytest.approx(round(report["pruned"]["accuracy"] * 6))
+    # the shipped profile holds no 64² LCNet layers: validated on measurements alone, and the report says so
+    assert report["pruned"]["predicted_ms"] is None and report["gate"]["reason"].startswith("no profile")
     # training started from the file's weights (a 3-class head), not from a fresh model
     config = json.loads((run / "compress.json").read_text())
     assert config["pretrained"] == str(tmp_path / "w.safetensors") and config["input_size"] == 64

@@ -221,6 +221,10 @@ class Profile:
             "removal_scale": self.removal_scale,
         }
 
+    def missing(self, layers: list[Layer]) -> list[str]:
+        """The layer geometries of ``layers`` that the profile holds no table for, sorted."""
+        return sorted({x.geometry.key for x in layers} - set(self.tables))
+
     def save(self, path: str | os.PathLike) -> None:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 

@@ -241,7 +241,7 @@ def recalibrate_profile(profile: Profile, target: Target, model_names: list[str]
                            f"({profile.target}): profile again instead of recalibrating")  # fmt: skip
     for name in model_names:
         layers = collect_layers(build_model(name, target), model_input_shape(name, target))
-        missing = sorted({x.geometry.key for x in layers} - set(profile.tables))
+        missing = profile.missing(layers)
         if missing:
             raise ProfileError(f"{name} has {len(missing)} layer geometries the profile never measured (e.g. "
                                f"{missing[0]}): profile it with `edgeprune profile measure {target.name} "
