@@ -45,3 +45,14 @@ def group_of(graph, path, kind, index=0):
 @pytest.fixture(params=FAST_MODELS)
 def fast_model(request):
     return (request.param, *model_and_graph(request.param))
+
+
+@pytest.fixture(autouse=True)
+def _default_sigchld():
+    """A torch DataLoader with workers leaves its SIGCHLD handler in the process; an xdist worker that later
+    waited on a subprocess died ("node down") in three full runs. Each test starts with the default."""
+    import signal
+
+    if hasattr(signal, "SIGCHLD"):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    yield
