@@ -60,8 +60,9 @@ class CompressConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["prune"]["budget"] = str(self.prune.budget)
-        if not self.prune.measured_rounds:
-            del d["prune"]["measured_rounds"]  # runs saved before the option existed resume as they were
+        for key in ("measured_rounds", "compare_plans"):
+            if not d["prune"][key]:
+                del d["prune"][key]  # runs saved before the option existed resume as they were
         for key, unset in (("distill", "off"), ("input_size", None), ("workers", None)):
             if d[key] == unset:
                 del d[key]  # likewise
@@ -161,6 +162,11 @@ def compress(cfg: CompressConfig, out_dir: str | os.PathLike, progress: bool = T
         from edgeprune.targets import load_target
 
         check_measurable(cfg.prune.budget, load_target(cfg.target))
+    if cfg.prune.compare_plans:
+        from edgeprune.plan.measured import check_runs_here
+        from edgeprune.targets import load_target
+
+        check_runs_here(load_target(cfg.target))
     if is_folder(cfg.data) and cfg.train.epochs == 0:
         raise CompressError(f"--data {cfg.data} is an image folder: the training stage sizes the model's head to its "
                             "classes, so --reg-epochs must be at least 1 (--reg none only fits the model)")  # fmt: skip

@@ -18,8 +18,9 @@ from edgeprune.cli.common import (
 )
 
 BUDGETS = ("latency", "macs", "params")
+CALIBRATION_COUNT = 64  # images that calibrated pruning measures on (YOLOv8n: 64 at 640 take about 30 s)
 # options that only mean something when planning under a budget
-PLANNING = ("target_name", "rank_by", "measured_rounds", "remove_branches", "profile_path", "solver",
+PLANNING = ("target_name", "rank_by", "measured_rounds", "compare_plans", "remove_branches", "profile_path", "solver",
             "min_channels", "max_removed", "max_removed_shared", "align", "no_snap")  # fmt: skip
 
 budget_options = options(
@@ -29,6 +30,9 @@ budget_options = options(
     click.option("--params", metavar="B", help="Parameter budget: 0.5x, or millions."),
     click.option("--measured-rounds", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
                  help="Time up to N plans until the measured latency meets --latency."),
+    click.option("--compare-plans", is_flag=True,
+                 help="Time a latency-ranked, a MACs-ranked and a uniform plan for the budget on the target "
+                      "(it must run here) and keep the fastest."),
     click.option("--remove-branches", is_flag=True,
                  help="Let whole residual branches go (ResNet basic blocks, MobileNet-V2 blocks)."),
     click.option("--rank-by", type=click.Choice(["latency", "macs"]), default=None,
@@ -64,7 +68,10 @@ def prune_settings(ctx: click.Context, o: dict):
                                   max_removed_shared=o["max_removed_shared"], snap=not o["no_snap"],
                                   remove_branches=o["remove_branches"])  # fmt: skip
     ranked_by = o["rank_by"] or ("latency" if kind == "latency" else "macs")
-    return PruneSettings(budget, ranked_by, o["solver"], constraints, o["align"], o["measured_rounds"])
+    if o["compare_plans"]:
+        forbid(ctx, ("measured_rounds", "rank_by"), "with --compare-plans (it tries every ranking)")
+    return PruneSettings(budget, ranked_by, o["solver"], constraints, o["align"], o["measured_rounds"],
+                         o["compare_plans"])
 
 
 @click.command("prune", short_help="Plan under a budget (or a ratio/plan) and shrink.")
@@ -81,10 +88,16 @@ def prune_settings(ctx: click.Context, o: dict):
               help="Square input side to plan at (default: the size saved with MODEL, else the registry's).")
 @click.option("--freeze-unknown", is_flag=True, help="Keep channels around ops the graph does not know, instead "
               "of failing (`edgeprune graph MODEL --freeze-unknown` shows them).")
+@click.option("--calibration-data", metavar="NAME|DIR|YAML", default=None,
+              help="Rank channels by how much the output changes without them on real images of this data set "
+                   "(image folder, named data set, or a detector's dataset yaml), and fold removed channels' mean "
+                   "output into the next layers. Default: weight energy, removed channels dropped.")
+@click.option("--calibration-count", type=click.IntRange(min=1), default=None, metavar="N",
+              help=f"With --calibration-data: measure on N train images [default: {CALIBRATION_COUNT}].")
 @json_option
 @click.pass_context
-def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, input_size, freeze_unknown, as_json,
-              **o) -> None:  # fmt: skip
+def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, input_size, freeze_unknown,
+              calibration_data, calibration_count, as_json, **o) -> None:  # fmt: skip
     """Plan MODEL under a budget on a target and shrink it; or shrink it by a ratio or a plan file.
 
     MODEL is a registry name, a training run (its sparsity-trained importance is used) or a pruned folder.
@@ -95,6 +108,9 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, i
     edgeprune prune cifar_resnet56 --ratio 0.3 --out runs/r56-30pct
     """
     ref = resolve_model_arg(model, model_option)
+    if calibration_data is None:
+        forbid(ctx, ("calibration_count",), "without --calibration-data")
+    calibration = _calibration_loader(calibration_data, calibration_count or CALIBRATION_COUNT)
     if ratio is not None or plan_path is not None:
         if ratio is not None and plan_path is not None:
             raise click.UsageError("give one of --ratio and --plan")
@@ -102,7 +118,7 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, i
         from edgeprune.plan.run import shrink_run
 
         summary = shrink_run(ref, pretrained, ratio, plan_path, out_dir, freeze_unknown=freeze_unknown,
-                             input_size=input_size)
+                             input_size=input_size, calibration=calibration)
         emit(as_json, summary, f"{ref}: params {summary['params_before']:,} -> {summary['params_after']:,} "
              f"({summary['params_after'] / summary['params_before']:.1%}); oracle error "
              f"{summary['oracle_error']:.1e}; wrote {out_dir}: plan.json, model/")  # fmt: skip
@@ -111,7 +127,7 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, i
 
     settings = prune_settings(ctx, o)
     result = prune_run(ref, o["target_name"], settings, out_dir, o["profile_path"], pretrained,
-                       freeze_unknown=freeze_unknown, input_size=input_size)
+                       freeze_unknown=freeze_unknown, input_size=input_size, calibration=calibration)
 
     def text() -> str:
         lines = [result.table()]
@@ -120,6 +136,21 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, i
         return "\n".join([*lines, f"wrote {out_dir}: plan.json, plan.md, model/"])
 
     emit(as_json, {**result.to_dict(), "out": out_dir}, text)
+
+
+def _calibration_loader(data: str | None, count: int):
+    """What prune_run calls for its calibration images once it has the model (None without --calibration-data)."""
+    if data is None:
+        return None
+
+    def load(model, name: str, side: int):
+        import torch
+
+        from edgeprune.train.calibration import calibration_images
+
+        return torch.from_numpy(calibration_images(data, count, model, name, side))
+
+    return load
 
 
 @click.command("shrink", hidden=True)

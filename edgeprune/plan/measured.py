@@ -126,13 +126,18 @@ def plan_to_measured(
 
 def check_measurable(budget: Budget, target: Target) -> None:
     """Refuse measured rounds that cannot work, before anything is loaded or measured."""
-    from edgeprune.backends import unavailable_reason
-
     if budget.kind != "latency":
         raise BudgetError(f"measured rounds need a latency budget, not {budget}")
+    check_runs_here(target)
+
+
+def check_runs_here(target: Target) -> None:
+    """Refuse timing plans on a target this machine cannot run, before anything is loaded."""
+    from edgeprune.backends import unavailable_reason
+
     why = unavailable_reason(target)
     if why:
-        raise BudgetError(f"measured rounds time plans on {target.name}, which cannot run here: {why}")
+        raise BudgetError(f"timing plans needs the target on this machine, and {target.name} cannot run here: {why}")
 
 
 def plan_measured(

@@ -50,6 +50,7 @@ class PlanResult:
     extrapolated: list[str] = field(default_factory=list)
     minimum: float | None = None  # the budget's metric with every group at its minimum width (reachable minimum)
     measured: dict | None = None  # the plan timed on the target while planning (prune/measured.py), with its rounds
+    compared: dict | None = None  # the plan shapes timed on the target to choose this one (plan/candidates.py)
 
     def to_dict(self) -> dict:
         return {
@@ -60,6 +61,7 @@ class PlanResult:
             "groups": [vars(w) for w in self.widths], "extrapolated": self.extrapolated,
             "reachable_minimum": self.minimum,
             **({"measured": self.measured} if self.measured else {}),
+            **({"compared": self.compared} if self.compared else {}),
         }  # fmt: skip
 
     def table(self) -> str:
@@ -75,6 +77,13 @@ class PlanResult:
             m, n = self.measured, len(self.measured["rounds"])
             lines.append(f"- measured on the target: {m['dense_ms']:.4g} → {m['ms']:.4g} ms ({m['measured']:.3f}x; "
                          f"planned to {m['planned']:.3f}x predicted, {n} plan{'s' * (n > 1)} timed)")
+        if self.compared:
+            lines.append(f"- plan shapes timed on the target (kept: {self.compared['chosen']}):")
+            for r in self.compared["plans"]:
+                twin = f", the same plan as {r['same_as']}" if r["same_as"] else ""
+                lines.append(f"  - {r['shape']}: {r['measured']:.3f}x of the unpruned latency "
+                             f"({r['low']:.3f}-{r['high']:.3f}), MACs {r['macs']:.3f}x{twin}")
+            lines += [f"  - {k}: no plan ({v})" for k, v in self.compared["skipped"].items()]
         return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,13 +18,17 @@ from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.profile import Profile, find_profile
 from edgeprune.models import create_model
 from edgeprune.models.registry import Pretrained
-from edgeprune.plan.measured import check_measurable, plan_measured
+from edgeprune.plan.candidates import choose_fastest, compared_summary, plan_shapes
+from edgeprune.plan.measured import check_measurable, check_runs_here, plan_measured
 from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, PlanResult, plan_pruning
-from edgeprune.prune import Plan, input_chw, load_model_ref, prune_model, save_pruned, uniform_plan
+from edgeprune.plan.uniform import plan_uniform
+from edgeprune.prune import Plan, input_chw, load_model_ref, measure_channels, prune_model, save_pruned, uniform_plan
 from edgeprune.prune.oracle import check_shrunk
 from edgeprune.targets import channel_align, load_target
 
 IMPORTANCE_FILE = "importance.json"
+# Calibration images, or a function of (model, registry name, input side) that returns them (N, C, H, W).
+Calibration = torch.Tensor | Callable[[torch.nn.Module, str, int], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,9 @@ class PruneSettings:
     # > 0: time each plan on the target beside the unpruned model and plan again, up to this many plans, until
     # the measured latency meets the (latency) budget (prune/measured.py); the target must run on this machine
     measured_rounds: int = 0
+    # time a latency-ranked, a MACs-ranked and a uniform plan for the budget on the target and keep the fastest
+    # (plan/candidates.py); the target must run on this machine
+    compare_plans: bool = False
 
 
 def read_importance(ref: str | os.PathLike, fingerprint: str) -> tuple[dict[int, list[float]] | None, str]:
@@ -65,6 +73,7 @@ def prune_run(
     schedule: tuple[int, int, float | None] = (1, 1, None),
     freeze_unknown: bool = False,
     input_size: int | None = None,
+    calibration: Calibration | None = None,
 ) -> PlanResult:
     """Plan ``model_ref`` (name, pruned folder or training run) under a budget and write the pruned model.
 
@@ -72,12 +81,18 @@ def prune_run(
     the shrunk model against the masked-equivalence oracle before saving it. ``schedule`` = (step, steps,
     cost of the unpruned model) makes this step i of an iterative schedule: it goes i/steps of the way from
     the unpruned cost to the budget, and the per-group cap is shared out over the steps. ``input_size``: the
-    square side to plan at (default: the size saved with a model folder, else the registry's).
+    square side to plan at (default: the size saved with a model folder, else the registry's). ``calibration``:
+    rank channels by how much the output changes without them on these images, across groups (no per-group
+    normalization), and fold the removed channels' means into the next layers (:mod:`edgeprune.prune.calibrate`).
     """
     out = _empty_out(out_dir)
     target = load_target(target_name)
+    if settings.measured_rounds and settings.compare_plans:
+        raise BudgetError("measured rounds and plan comparison both time plans on the target: choose one")
     if settings.measured_rounds:
         check_measurable(settings.budget, target)
+    if settings.compare_plans:
+        check_runs_here(target)
     model, name, kwargs, changes = load_model_ref(model_ref, pretrained)
     model.eval()
     chw = input_chw(model_ref, name, kwargs, input_size)
@@ -85,17 +100,21 @@ def prune_run(
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name, model_kwargs=kwargs,
                         freeze_unknown=freeze_unknown)
     layers = collect_layers(model, shape)
-    needs_profile = "latency" in (settings.budget.kind, settings.ranked_by)
+    needs_profile = "latency" in (settings.budget.kind, settings.ranked_by) or settings.compare_plans
     profile = None
     if needs_profile:
         profile = Profile.load(profile_path or find_profile(target.name, target.backend))
     importance, source = read_importance(model_ref, graph.fingerprint)
+    stats = _calibrate(model, graph, name, shape[-1], calibration)
+    if stats is not None:
+        importance, source = stats.scores, f"output change on {stats.images} calibration images"
     align = settings.align if settings.align is not None else channel_align(target)
     step, steps, origin = schedule
     c = settings.constraints
     share = lambda removed: 1 - (1 - removed) ** (1 / steps)  # noqa: E731
     constraints = PlanConstraints(**{**vars(c), "align": align, "max_removed": share(c.max_removed),
-                                     "max_removed_shared": share(c.max_removed_shared)})  # fmt: skip
+                                     "max_removed_shared": share(c.max_removed_shared),
+                                     "normalize": c.normalize and stats is None})  # fmt: skip
     budget = settings.budget
     cost = make_cost(budget.kind, profile, name, shape[-1])
     now = cost.total(sum(cost.layer(x, x.cin, x.cout) for x in layers))
@@ -114,10 +133,14 @@ def prune_run(
         )  # fmt: skip
         result.measured = {**asdict(chosen), "rounds": [asdict(r) for r in rounds]}
         result.budget = settings.budget  # met as measured; the predicted budget it took is in result.measured
+    elif settings.compare_plans:
+        result = _compare_shapes(model, graph, layers, budget, profile, importance, constraints, settings, target,
+                                 shape, lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval())
     else:
         result = plan(budget)
-    pruned, spec = prune_model(model, graph, result.plan, changes, chw)
-    err = check_shrunk(model, graph, result.plan, pruned, shape[1:])
+    means = stats.means if stats is not None else None
+    pruned, spec = prune_model(model, graph, result.plan, changes, chw, means)
+    err = check_shrunk(model, graph, result.plan, pruned, shape[1:], means)
     if out.exists():
         out.rmdir()
     summary = {**result.to_dict(), "model": name, "from": str(model_ref), "target": target.name,
@@ -131,6 +154,31 @@ def prune_run(
     return result
 
 
+def _compare_shapes(model, graph, layers, budget, profile, importance, constraints, settings, target, shape,
+                    shrink) -> PlanResult:  # fmt: skip
+    """The fastest of the plan shapes for ``budget``, timed on ``target`` beside ``model`` (plan/candidates.py)."""
+
+    def plan_shape(kind: str) -> PlanResult:
+        if kind == "uniform":
+            return plan_uniform(model, graph, layers, budget, profile, importance, constraints, shape[-1])
+        return plan_pruning(model, graph, layers, budget, kind, profile, importance, constraints, settings.solver,
+                            side=shape[-1])  # fmt: skip
+
+    plans, skipped = plan_shapes(plan_shape)
+    chosen, rows = choose_fastest(plans, target, model, shape, shrink)
+    result = plans[chosen]
+    result.compared = compared_summary(chosen, rows, skipped)
+    return result
+
+
+def _calibrate(model: torch.nn.Module, graph, name: str, side: int, calibration: Calibration | None):
+    """The channel statistics of ``model`` on the calibration images, or None without them."""
+    if calibration is None:
+        return None
+    images = calibration if isinstance(calibration, torch.Tensor) else calibration(model, name, side)
+    return measure_channels(model, graph, torch.as_tensor(images))
+
+
 def _empty_out(out_dir: str | os.PathLike) -> Path:
     """The output folder, refused before any work when it already holds something."""
     out = Path(out_dir)
@@ -140,18 +188,23 @@ def _empty_out(out_dir: str | os.PathLike) -> Path:
 
 
 def shrink_run(ref: str, pretrained: Pretrained, ratio: float | None, plan_path: str | None, out_dir: str,
-               layout: str = "run", freeze_unknown: bool = False, input_size: int | None = None) -> dict:  # fmt: skip
+               layout: str = "run", freeze_unknown: bool = False, input_size: int | None = None,
+               calibration: Calibration | None = None) -> dict:  # fmt: skip
     """Shrink ``ref`` by a uniform ratio or a plan file; ``layout`` "run" writes out/plan.json + out/model/ (as a
-    budget prune does), "flat" the model files and plan.json straight into out/ (the older `shrink`)."""
+    budget prune does), "flat" the model files and plan.json straight into out/ (the older `shrink`).
+    ``calibration``: as :func:`prune_run` (the ratio removes the channels whose loss changes the output least)."""
     out = _empty_out(out_dir)
     net, name, kwargs, changes = load_model_ref(ref, pretrained)
     net.eval()
     chw = input_chw(ref, name, kwargs, input_size)
     example = torch.randn(1, *chw)
     graph = build_graph(net, example, model_name=name, model_kwargs=kwargs, freeze_unknown=freeze_unknown)
-    plan = Plan.load(plan_path) if plan_path else uniform_plan(net, graph, ratio)
-    pruned, spec = prune_model(net, graph, plan, changes, chw)
-    err = check_shrunk(net, graph, plan, pruned, example.shape[1:])
+    stats = _calibrate(net, graph, name, chw[-1], calibration)
+    scores = stats.scores if stats is not None else None
+    plan = Plan.load(plan_path) if plan_path else uniform_plan(net, graph, ratio, scores)
+    means = stats.means if stats is not None else None
+    pruned, spec = prune_model(net, graph, plan, changes, chw, means)
+    err = check_shrunk(net, graph, plan, pruned, example.shape[1:], means)
     if out.exists():
         out.rmdir()
     with atomic_dir(out) as tmp:

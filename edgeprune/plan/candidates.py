@@ -1,0 +1,90 @@
+"""Choose a plan's shape by measuring it: several plans for one budget, timed on the target, the fastest kept.
+
+The latency model prices layers one at a time. Inside a network the runtime adds costs no per-layer table
+sees: layout reorders around layers it cannot run in its blocked layout, narrow layers that leave the fast
+kernels, per-node overheads that do not shrink with channels. Which shape wins therefore depends on the
+model and the runtime: a greedy latency-ranked plan that narrows a few stages hard, a MACs-ranked one, or a
+uniform cut that narrows everything a little. When the target runs on this machine, the planner makes one
+plan of each shape for the same budget, times them beside the unpruned model and keeps the fastest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch.nn as nn
+
+from edgeprune.plan.budget import BudgetError
+from edgeprune.plan.planner import PlanResult
+from edgeprune.targets import Target
+from edgeprune.timing import summarize_ratios
+
+SHAPES = ("latency", "macs", "uniform")  # ranked by profiled ms saved, by MACs saved, one fraction everywhere
+PASSES = 3  # fresh session pairs per plan; the ratio is their median
+
+
+@dataclass(frozen=True)
+class Compared:
+    """One shape's plan as timed beside the unpruned model."""
+
+    shape: str
+    same_as: str | None  # an earlier shape that gave the identical plan (timed once)
+    macs: float  # the plan's MACs over the unpruned model's
+    predicted: float | None  # predicted latency ratio (None without a profile)
+    measured: float  # measured latency ratio to the unpruned model: median over the passes
+    low: float  # its 95 % interval
+    high: float
+
+
+def plan_shapes(plan_shape: Callable[[str], PlanResult], shapes: tuple[str, ...] = SHAPES
+                ) -> tuple[dict[str, PlanResult], dict[str, str]]:  # fmt: skip
+    """Each shape's plan, and why a shape has none (its budget unreachable for that shape)."""
+    plans, skipped = {}, {}
+    for shape in shapes:
+        try:
+            plans[shape] = plan_shape(shape)
+        except BudgetError as exc:
+            skipped[shape] = str(exc)
+    if not plans:
+        raise BudgetError("no plan shape reaches the budget: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return plans, skipped
+
+
+def choose_fastest(
+    plans: dict[str, PlanResult],
+    target: Target,
+    reference: nn.Module,
+    shape: tuple[int, ...],
+    shrink: Callable[[PlanResult], nn.Module],
+    passes: int = PASSES,
+) -> tuple[str, list[Compared]]:
+    """The shape whose plan ran fastest on ``target`` (each timed beside ``reference`` in ``passes`` fresh
+    session pairs), and every shape's timing. Identical plans are timed once."""
+    from edgeprune.latency import profiler
+
+    if passes < 1:
+        raise BudgetError("comparing plans needs at least one timing pass")
+    first_of: dict[str, str] = {}
+    unique: list[str] = []
+    for label, result in plans.items():
+        twin = next((u for u in unique if plans[u].plan.keep == result.plan.keep), None)
+        if twin is None:
+            unique.append(label)
+        first_of[label] = twin or label
+    timed = profiler.measure_variants(target, [reference, *(shrink(plans[u]) for u in unique)], shape, passes,
+                                      desc="timing plan shapes")  # fmt: skip
+    ratio = {u: summarize_ratios([p[j][1] / p[j][0] for p in timed]) for j, u in enumerate(unique)}
+    rows = []
+    for label, result in plans.items():
+        r = ratio[first_of[label]]
+        predicted = result.pruned["latency"] / result.dense["latency"] if "latency" in result.dense else None
+        rows.append(Compared(label, None if first_of[label] == label else first_of[label],
+                             result.pruned["macs"] / result.dense["macs"], predicted, r.median, r.low, r.high))
+    fastest = min(unique, key=lambda u: ratio[u].median)
+    return fastest, rows
+
+
+def compared_summary(chosen: str, rows: list[Compared], skipped: dict[str, str]) -> dict:
+    """What ``plan_result.json`` records of the comparison."""
+    return {"chosen": chosen, "plans": [asdict(r) for r in rows], "skipped": skipped}

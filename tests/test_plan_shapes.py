@@ -1,0 +1,125 @@
+"""Plan shapes: the uniform plan under a budget, and choosing among shapes by measuring them on the target."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import edgeprune.latency.profiler as profiler
+from edgeprune.cli import main
+from edgeprune.graph import build_graph
+from edgeprune.latency import collect_layers
+from edgeprune.latency.layers import on_blocking
+from edgeprune.models import create_model
+from edgeprune.plan.budget import Budget, BudgetError, PlanConstraints
+from edgeprune.plan.candidates import SHAPES
+from edgeprune.plan.planner import importance_for
+from edgeprune.plan.run import PruneSettings, prune_run
+from edgeprune.plan.uniform import plan_uniform
+from edgeprune.prune import load_pruned, prune_model
+from edgeprune.prune.oracle import check_shrunk
+from edgeprune.validation import count_macs
+
+SHAPE = (1, 3, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def resnet20():
+    torch.manual_seed(0)
+    model = create_model("cifar_resnet20").eval()
+    graph = build_graph(model, torch.randn(*SHAPE), model_name="cifar_resnet20")
+    return model, graph, collect_layers(model, SHAPE)
+
+
+@pytest.mark.parametrize("fraction", [0.7, 0.5])
+def test_uniform_plan_cuts_every_inner_group_alike_on_the_blocking_and_meets_the_budget(resnet20, fraction):
+    model, graph, layers = resnet20
+    c = PlanConstraints(align=16)
+    result = plan_uniform(model, graph, layers, Budget.parse("macs", f"{fraction}x"), constraints=c)
+    assert result.pruned["macs"] <= fraction * result.dense["macs"] + 1e-9
+    assert result.pruned["macs"] >= (fraction - 0.1) * result.dense["macs"]  # the least cut, not the deepest
+    shared = {g.id for g in graph.prunable_groups if g.shared}
+    cut = [w for w in result.widths if w.kept < w.size]
+    assert cut and all(on_blocking(w.kept, 16) for w in cut)
+    assert not any(w.group in shared for w in cut)  # residual streams whole, as the planner keeps them
+    inner = [w.kept / w.size for w in result.widths if w.group not in shared]
+    # as uniform as the widths allow (16 channels: 16, 8, 4): every group within one width step of the others
+    assert max(inner) <= 2 * min(inner) + 1e-9
+    # the shrunk model is the masked one and keeps what the plan says it keeps
+    pruned, _ = prune_model(model, graph, result.plan)
+    assert check_shrunk(model, graph, result.plan, pruned, SHAPE[1:]) < 1e-4
+    x = torch.randn(*SHAPE)
+    assert count_macs(pruned, x)[0] <= fraction * count_macs(model, x)[0] * 1.01
+
+
+def test_uniform_plan_keeps_the_most_important_units_of_each_group(resnet20):
+    model, graph, layers = resnet20
+    scores = importance_for(model, graph)
+    result = plan_uniform(model, graph, layers, Budget.parse("macs", "0.6x"), constraints=PlanConstraints(align=16))
+    for gid, keep in result.plan.keep.items():
+        dropped = [i for i in range(len(scores[gid])) if i not in keep]
+        assert min(scores[gid][keep]) >= max(scores[gid][dropped])
+
+
+def test_uniform_plan_below_its_reach_names_the_floor(resnet20):
+    model, graph, layers = resnet20
+    with pytest.raises(BudgetError, match=r"below what a uniform cut reaches \(0\.\d+x"):
+        plan_uniform(model, graph, layers, Budget.parse("macs", "0.1x"), constraints=PlanConstraints(align=16))
+
+
+def ms_from_params(target, models, shape, passes=1, desc=""):
+    """measure_variants stand-in: each model's ms is its parameter count (the fewest parameters run fastest)."""
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    dense = count(models[0])
+    return [[(1.0, count(m) / dense) for m in models[1:]] for _ in range(passes)]
+
+
+def test_compare_plans_keeps_the_shape_that_measured_fastest_and_records_every_shape(tmp_path, monkeypatch):
+    timed: list[int] = []
+
+    def fake(target, models, shape, passes=1, desc=""):
+        timed.append(len(models) - 1)
+        return ms_from_params(target, models, shape, passes, desc)
+
+    monkeypatch.setattr(profiler, "measure_variants", fake)
+    settings = PruneSettings(Budget.parse("macs", "0.6x"), compare_plans=True)
+    result = prune_run("cifar_resnet20", "cpu-ort", settings, tmp_path / "p")
+    saved = json.loads((tmp_path / "p" / "plan_result.json").read_text())["compared"]
+    rows = {r["shape"]: r for r in saved["plans"]}
+    assert set(rows) | set(saved["skipped"]) == set(SHAPES)
+    # identical plans are timed once; the rest each once per pass
+    assert timed == [len([r for r in rows.values() if r["same_as"] is None])]
+    assert saved["chosen"] == min(rows, key=lambda k: (rows[k]["measured"], list(rows).index(k)))
+    assert result.ranked_by == saved["chosen"]
+    # the model written is the chosen plan's: its measured ratio (here its parameter share) matches
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    share = count(load_pruned(tmp_path / "p" / "model")) / count(create_model("cifar_resnet20"))
+    assert share == pytest.approx(rows[saved["chosen"]]["measured"])
+    assert all(r["macs"] <= 0.6 + 1e-9 for r in rows.values())
+    assert f"kept: {saved['chosen']}" in (tmp_path / "p" / "plan.md").read_text()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--macs", "0.5x", "--rank-by", "macs"], "--rank-by cannot be used with --compare-plans"),
+    (["--latency", "0.7x", "--measured-rounds", "2"], "--measured-rounds cannot be used with --compare-plans"),
+    (["--macs", "0.5x", "--target", "cuda-ort"], "cannot run here"),
+])  # fmt: skip
+def test_compare_plans_bad_input(tmp_path, extra, message):
+    args = ["prune", "cifar_resnet20", "--compare-plans", "--out", str(tmp_path / "p")] + extra
+    if "--target" not in extra:
+        args += ["--target", "cpu-ort"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code != 0 and message in r.output
+    assert not (tmp_path / "p").exists()
+
+
+def test_compare_plans_times_real_plans_on_the_cpu(tmp_path):
+    r = CliRunner().invoke(main, ["prune", "cifar_resnet20", "--target", "cpu-ort", "--macs", "0.6x",
+                                  "--compare-plans", "--out", str(tmp_path / "p")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    saved = json.loads((tmp_path / "p" / "plan_result.json").read_text())["compared"]
+    assert saved["chosen"] in SHAPES
+    assert all(0.2 < p["measured"] < 1.5 and p["low"] <= p["measured"] <= p["high"] for p in saved["plans"])
