@@ -31,8 +31,10 @@ def magnitude_scores(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
     return scores
 
 
-def uniform_plan(model: nn.Module, graph: ChannelGraph, ratio: float) -> Plan:
-    """Remove the ``ratio`` lowest-energy prunable units of every prunable group (at least one kept)."""
+def uniform_plan(model: nn.Module, graph: ChannelGraph, ratio: float,
+                 scores: dict[int, torch.Tensor] | None = None) -> Plan:  # fmt: skip
+    """Remove the ``ratio`` least important prunable units of every prunable group (at least one kept): by
+    ``scores`` (group id -> per-unit scores, e.g. calibrated ones) where given, else by weight energy."""
     if not 0.0 <= ratio < 1.0:
         raise PlanError(f"prune ratio must be in [0, 1), got {ratio}")
     keep: dict[int, list[int]] = {}
@@ -41,8 +43,8 @@ def uniform_plan(model: nn.Module, graph: ChannelGraph, ratio: float) -> Plan:
         n_remove = min(int(ratio * len(prunable)), len(prunable) - (0 if len(prunable) < group.size else 1))
         if n_remove <= 0:
             continue
-        scores = magnitude_scores(model, group)
-        order = sorted(prunable, key=lambda i: (float(scores[i]), i))
+        score = scores[group.id] if scores is not None and group.id in scores else magnitude_scores(model, group)
+        order = sorted(prunable, key=lambda i: (float(score[i]), i))
         gone = set(order[:n_remove])
         keep[group.id] = [i for i in range(group.size) if i not in gone]
     return Plan(graph.model_name, graph.fingerprint, keep)

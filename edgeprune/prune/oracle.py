@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from edgeprune.graph.groups import CONSUMER_KINDS, LINEAR_IN, ChannelGraph
+from edgeprune.graph.groups import CONSUMER_KINDS, CONV_IN, LINEAR_IN, ChannelGraph
 from edgeprune.models import create_model_for_size, get_entry
 from edgeprune.prune.plan import Plan
 
@@ -26,10 +26,32 @@ def consumed_removals(graph: ChannelGraph, plan: Plan) -> dict[str, tuple[str, l
     return {p: (k, sorted(idx)) for p, (k, idx) in out.items()}
 
 
+def _mean_added(module: nn.Module, kind: str, index: torch.Tensor, mean: torch.Tensor) -> torch.Tensor | None:
+    """Per output of ``module``: what inputs ``index`` add when they hold ``mean`` away from any padding."""
+    w = module.weight
+    if kind == LINEAR_IN:
+        return torch.einsum("oi,i->o", w[:, index], mean[index].to(w.dtype))
+    if getattr(module, "groups", 1) > 1 or kind != CONV_IN:
+        return None
+    return torch.einsum("oi...,i->o", w[:, index], mean[index].to(w.dtype))
+
+
 @torch.no_grad()
-def masked_forward(model: nn.Module, graph: ChannelGraph, plan: Plan, x: torch.Tensor) -> torch.Tensor:
-    """Run the *original* model with the plan's removed channels zeroed at every consumer."""
+def masked_forward(model: nn.Module, graph: ChannelGraph, plan: Plan, x: torch.Tensor,
+                   means: dict[str, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+    """Run the *original* model with the plan's removed channels zeroed at every consumer.
+
+    With ``means`` (consumer path -> input channel means, as shrink compensates), each consumer's output also
+    gets what the removed channels add when they hold their means (a constant per output channel)."""
     handles = []
+
+    def add_hook(added: torch.Tensor, kind: str):
+        shape = (-1,) if kind == LINEAR_IN else (-1, *[1] * (x.dim() - 2))
+
+        def hook(module, args, out):
+            return out + added.view(shape)
+
+        return hook
 
     def zero_hook(kind: str, index: torch.Tensor):
         def hook(module, args):
@@ -46,6 +68,10 @@ def masked_forward(model: nn.Module, graph: ChannelGraph, plan: Plan, x: torch.T
         for path, (kind, idx) in consumed_removals(graph, plan).items():
             module = model.get_submodule(path)
             handles.append(module.register_forward_pre_hook(zero_hook(kind, torch.tensor(idx))))
+            compensated = means is not None and kind in (CONV_IN, LINEAR_IN)  # as shrink: not a channel remap
+            added = _mean_added(module, kind, torch.tensor(idx), means[path]) if compensated else None
+            if added is not None:
+                handles.append(module.register_forward_hook(add_hook(added, kind)))
         return model(x)
     finally:
         for h in handles:
@@ -100,22 +126,24 @@ def is_lively(model: nn.Module, x: torch.Tensor) -> bool:
 ORACLE_TOLERANCE = 1e-4
 
 
-def check_shrunk(model: nn.Module, graph: ChannelGraph, plan: Plan, pruned: nn.Module, input_chw) -> float:
-    """Relative error of ``pruned`` against the masked original on random inputs; :class:`PlanError` above
-    :data:`ORACLE_TOLERANCE`. Callers run it before writing anything."""
+def check_shrunk(model: nn.Module, graph: ChannelGraph, plan: Plan, pruned: nn.Module, input_chw,
+                 means: dict[str, torch.Tensor] | None = None) -> float:  # fmt: skip
+    """Relative error of ``pruned`` against the masked original on random inputs (``means``: as shrink
+    compensated); :class:`PlanError` above :data:`ORACLE_TOLERANCE`. Callers run it before writing anything."""
     from edgeprune.prune.plan import PlanError
 
-    err = oracle_error(model, graph, plan, pruned, torch.randn(2, *input_chw))
+    err = oracle_error(model, graph, plan, pruned, torch.randn(2, *input_chw), means)
     if not err <= ORACLE_TOLERANCE:
         raise PlanError(f"pruned model deviates from the masked original (relative error {err:.2e}); nothing written")
     return err
 
 
-def oracle_error(model: nn.Module, graph: ChannelGraph, plan: Plan, pruned: nn.Module, x: torch.Tensor) -> float:
+def oracle_error(model: nn.Module, graph: ChannelGraph, plan: Plan, pruned: nn.Module, x: torch.Tensor,
+                 means: dict[str, torch.Tensor] | None = None) -> float:  # fmt: skip
     """Relative error of ``pruned`` on ``x`` against the original with the plan's channels masked (inf when
     the output shapes differ: broadcasting would hide that)."""
     with torch.no_grad():
-        actual, expected = pruned.eval()(x), masked_forward(model, graph, plan, x)
+        actual, expected = pruned.eval()(x), masked_forward(model, graph, plan, x, means)
     return relative_error(actual, expected) if actual.shape == expected.shape else float("inf")
 
 

@@ -114,7 +114,10 @@ def apply_arch(model: nn.Module, changes: ArchChanges) -> None:
         for key, value in attrs.items():
             if key == "type":
                 continue
-            if key == "index" and isinstance(module, ChannelRemap):
+            if key == "bias":  # compensation gave a bias-free layer one (prune/shrink.py: compensate)
+                if value and module.bias is None:
+                    module.bias = nn.Parameter(torch.empty(0))  # sized below
+            elif key == "index" and isinstance(module, ChannelRemap):
                 module.index = torch.tensor(value, dtype=torch.long)
             elif isinstance(getattr(module, key, None), tuple):  # JSON has no tuples: a split-size tuple stays one
                 setattr(module, key, tuple(value))

@@ -123,15 +123,56 @@ def shrink_param(model: nn.Module, key: str, removed: set[int]) -> tuple[str, tu
     return path, tuple(getattr(owner, attr).shape)
 
 
-def shrink(model: nn.Module, graph: ChannelGraph, plan: Plan) -> tuple[nn.Module, ArchChanges]:
+def removed_contribution(module: nn.Module, kind: str, index: list[int], mean: torch.Tensor) -> torch.Tensor | None:
+    """What input channels ``index`` holding their ``mean`` add to each output of ``module`` (a conv away from
+    its zero padding, or a linear); None for a grouped conv, whose removed inputs take their outputs along."""
+    idx = torch.tensor(index, dtype=torch.long)
+    w = module.weight.detach()
+    if kind == LINEAR_IN:
+        return w[:, idx] @ mean[idx].to(w.dtype)
+    if getattr(module, "groups", 1) > 1:
+        return None
+    return (w[:, idx].flatten(2).sum(2) * mean[idx].to(w.dtype)).sum(1)
+
+
+def compensate(model: nn.Module, graph: ChannelGraph, plan: Plan, means: dict[str, torch.Tensor]) -> ArchChanges:
+    """Fold each removed channel's mean (``means``: consumer path -> mean of each input channel, see
+    :func:`edgeprune.prune.calibrate.measure_channels`) into the bias of every conv or linear that reads it, in
+    place, before surgery. A channel that is constant then leaves the output unchanged (exactly, except where a
+    padded conv's window covers its zero padding). A layer without a bias gets one: returned for the arch spec."""
+    added: ArchChanges = {}
+    for path, kinds in removed_slices(graph, plan).items():
+        for kind in (CONV_IN, LINEAR_IN):
+            if kind not in kinds:
+                continue
+            if path not in means:
+                raise PlanError(f"no calibration mean for {path}, which reads removed channels: measure the "
+                                "channels of this model (edgeprune.prune.calibrate.measure_channels)")  # fmt: skip
+            module = model.get_submodule(path)
+            delta = removed_contribution(module, kind, sorted(kinds[kind]), means[path])
+            if delta is None:
+                continue
+            if module.bias is None:
+                module.bias = nn.Parameter(delta.clone(), requires_grad=module.weight.requires_grad)
+                added[path] = {"bias": True}
+            else:
+                module.bias.data += delta
+    return added
+
+
+def shrink(model: nn.Module, graph: ChannelGraph, plan: Plan,
+           means: dict[str, torch.Tensor] | None = None) -> tuple[nn.Module, ArchChanges]:  # fmt: skip
     """Return a physically smaller copy of ``model`` and the architecture changes made.
 
+    ``means`` (consumer path -> mean of each input channel on calibration images): the removed channels' means
+    are folded into the layers that read them (:func:`compensate`) instead of being dropped as zeros.
     The original is untouched. Raises :class:`PlanError` (before any change) when the plan does not fit.
     """
     plan.validate(graph)
     pruned = copy.deepcopy(model)
     changes: ArchChanges = {}
     with torch.no_grad():
+        added = compensate(pruned, graph, plan, means) if means is not None else {}
         for key, kinds in removed_slices(graph, plan).items():
             if PARAM in kinds:
                 path, shape = shrink_param(pruned, key, kinds[PARAM])
@@ -144,6 +185,9 @@ def shrink(model: nn.Module, graph: ChannelGraph, plan: Plan) -> tuple[nn.Module
                 changes.update(remove_branch(pruned, graph.branches[gid]))
         for path, attrs in rewrite_split_widths(pruned, graph, plan).items():
             changes.setdefault(path, {"type": type(pruned.get_submodule(path)).__name__}).update(attrs)
+        for path, attrs in added.items():
+            if "replaces" not in changes.get(path, {}):  # a removed branch's tail keeps its bias in its constant
+                changes[path].update(attrs)
     return pruned, changes
 
 

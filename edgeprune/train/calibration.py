@@ -1,5 +1,6 @@
-"""Calibration images for int8 targets: real images of the user's data, preprocessed as the model sees them
-at evaluation. The int8 backends take them as an array (:mod:`edgeprune.backends.quantize`)."""
+"""Calibration images for int8 targets and for calibrated pruning: real images of the user's data, preprocessed as
+the model sees them at evaluation. The int8 backends take them as an array (:mod:`edgeprune.backends.quantize`),
+pruning as a tensor (:func:`edgeprune.prune.calibrate.measure_channels`)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,11 @@ def calibration_images(data: str, count: int, model: nn.Module, name: str, side:
     """``count`` images (N, C, H, W float32) of ``data``, a named data set or an image folder: drawn from its
     train split (a folder without one: its val split), preprocessed as ``model`` (registry name ``name``, input
     side ``side``) is evaluated. Fewer images than ``count``: a :class:`~edgeprune.backends.CalibrationError`
-    that names the count needed."""
+    that names the count needed. A dataset yaml (a detector's): its train images resized to ``side``."""
+    from edgeprune.train.detect_data import detection_images, is_detection_data
+
+    if is_detection_data(data):
+        return detection_images(data, count, side or get_entry(name).input_size[-1])
     check_data(data)
     if not is_folder(data):
         split = load_dataset(data, data_dir)[0]

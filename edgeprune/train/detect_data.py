@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from edgeprune.atomic import atomic_write_text
 from edgeprune.errors import DataNotFoundError, InputError, require
 from edgeprune.models.ultralytics_models import _ultralytics
@@ -107,11 +109,7 @@ def _check_source(path: Path, split: str, source: Path, labels: bool, utils) -> 
     """How many images ``path`` (a folder, or a text file listing images) holds; errors when none or no labels."""
     if not path.exists():
         raise DataNotFoundError(f"{split} images {path} (from {source}) do not exist")
-    if path.is_dir():
-        images = [p for p in sorted(path.rglob("*")) if p.suffix[1:].lower() in utils.IMG_FORMATS]
-    else:
-        lines = [s.strip() for s in path.read_text().splitlines() if s.strip()]
-        images = [Path(s) if Path(s).is_absolute() else (path.parent / s) for s in lines]
+    images = _image_files(path, utils)
     if not images:
         raise DataNotFoundError(f"no images in {path} ({split} split of {source})")
     label_dir = Path(utils.img2label_paths([str(images[0])])[0]).parent
@@ -119,3 +117,27 @@ def _check_source(path: Path, split: str, source: Path, labels: bool, utils) -> 
         raise DataNotFoundError(f"no labels folder {label_dir} for the {split} images {path} (YOLO layout: "
                                 "<root>/images/<split>/x.jpg with <root>/labels/<split>/x.txt)")  # fmt: skip
     return len(images)
+
+
+def _image_files(path: Path, utils) -> list[Path]:
+    """The images of a split source: a folder (searched recursively) or a text file listing them."""
+    if path.is_dir():
+        return [p for p in sorted(path.rglob("*")) if p.suffix[1:].lower() in utils.IMG_FORMATS]
+    lines = [s.strip() for s in path.read_text().splitlines() if s.strip()]
+    return [Path(s) if Path(s).is_absolute() else (path.parent / s) for s in lines]
+
+
+def detection_images(data_yaml: str | os.PathLike, count: int, side: int, seed: int = 0) -> np.ndarray:
+    """``count`` train images of a dataset yaml (a seeded draw), RGB in [0, 1], resized to ``side`` square
+    (N, 3, side, side float32): what a detector's channels are calibrated on (labels are not needed)."""
+    data = check_detection_data(data_yaml, ("train",), labels=False)
+    utils = _ultralytics("data.utils")
+    files = [f for source in data.splits["train"] for f in _image_files(source, utils)]
+    if len(files) < count:
+        raise InputError(f"calibration on {count} images, but the train split of {data.source} has {len(files)}: "
+                         "give a smaller --calibration-count")  # fmt: skip
+    chosen = [files[i] for i in np.sort(np.random.default_rng(seed).permutation(len(files))[:count])]
+    from PIL import Image
+
+    arrays = [np.asarray(Image.open(f).convert("RGB").resize((side, side)), dtype=np.float32) / 255 for f in chosen]
+    return np.stack(arrays).transpose(0, 3, 1, 2).copy()
