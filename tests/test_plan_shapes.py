@@ -123,3 +123,13 @@ def test_compare_plans_times_real_plans_on_the_cpu(tmp_path):
     saved = json.loads((tmp_path / "p" / "plan_result.json").read_text())["compared"]
     assert saved["chosen"] in SHAPES
     assert all(0.2 < p["measured"] < 1.5 and p["low"] <= p["measured"] <= p["high"] for p in saved["plans"])
+
+
+def test_compare_plans_on_a_model_the_profile_lacks_times_the_shapes_it_can_plan(tmp_path, monkeypatch):
+    monkeypatch.setattr(profiler, "measure_variants", ms_from_params)
+    settings = PruneSettings(Budget.parse("macs", "0.7x"), compare_plans=True)
+    prune_run("cifar_vgg16", "cpu-ort", settings, tmp_path / "p")  # two of its geometries are not profiled
+    saved = json.loads((tmp_path / "p" / "plan_result.json").read_text())["compared"]
+    assert {r["shape"] for r in saved["plans"]} == {"macs", "uniform"}
+    assert "no table for 2 of the model's layer geometries" in saved["skipped"]["latency"]
+    assert all(r["predicted"] is None for r in saved["plans"])

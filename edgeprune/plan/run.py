@@ -15,7 +15,7 @@ from edgeprune.errors import OutputExistsError
 from edgeprune.graph import build_graph
 from edgeprune.latency.costs import make_cost
 from edgeprune.latency.layers import collect_layers
-from edgeprune.latency.profile import Profile, find_profile
+from edgeprune.latency.profile import Profile, ProfileError, find_profile
 from edgeprune.models import create_model
 from edgeprune.models.registry import Pretrained
 from edgeprune.plan.candidates import choose_fastest, compared_summary, plan_shapes
@@ -100,7 +100,7 @@ def prune_run(
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name, model_kwargs=kwargs,
                         freeze_unknown=freeze_unknown)
     layers = collect_layers(model, shape)
-    needs_profile = "latency" in (settings.budget.kind, settings.ranked_by) or settings.compare_plans
+    needs_profile = "latency" in (settings.budget.kind, settings.ranked_by)
     profile = None
     if needs_profile:
         profile = Profile.load(profile_path or find_profile(target.name, target.backend))
@@ -134,7 +134,8 @@ def prune_run(
         result.measured = {**asdict(chosen), "rounds": [asdict(r) for r in rounds]}
         result.budget = settings.budget  # met as measured; the predicted budget it took is in result.measured
     elif settings.compare_plans:
-        result = _compare_shapes(model, graph, layers, budget, profile, importance, constraints, settings, target,
+        priced, why = _profile_for_shapes(profile, profile_path, target, layers)
+        result = _compare_shapes(model, graph, layers, budget, priced, why, importance, constraints, settings, target,
                                  shape, lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval())
     else:
         result = plan(budget)
@@ -154,11 +155,28 @@ def prune_run(
     return result
 
 
-def _compare_shapes(model, graph, layers, budget, profile, importance, constraints, settings, target, shape,
+def _profile_for_shapes(profile: Profile | None, path, target, layers) -> tuple[Profile | None, str]:
+    """The profile that prices the shapes of a MACs or parameter budget, or why there is none: the shapes are
+    timed anyway, so a missing profile only takes the latency-ranked shape out."""
+    if profile is None:
+        try:
+            profile = Profile.load(path or find_profile(target.name, target.backend))
+        except ProfileError as exc:
+            return None, str(exc)
+    gaps = profile.missing(layers)
+    if gaps:
+        return None, f"the profile has no table for {len(gaps)} of the model's layer geometries (e.g. {gaps[0]})"
+    return profile, ""
+
+
+def _compare_shapes(model, graph, layers, budget, profile, why, importance, constraints, settings, target, shape,
                     shrink) -> PlanResult:  # fmt: skip
-    """The fastest of the plan shapes for ``budget``, timed on ``target`` beside ``model`` (plan/candidates.py)."""
+    """The fastest of the plan shapes for ``budget``, timed on ``target`` beside ``model`` (plan/candidates.py);
+    ``why`` says why there is no ``profile`` (the latency-ranked shape is then skipped)."""
 
     def plan_shape(kind: str) -> PlanResult:
+        if kind == "latency" and profile is None:
+            raise BudgetError(why)
         if kind == "uniform":
             return plan_uniform(model, graph, layers, budget, profile, importance, constraints, shape[-1])
         return plan_pruning(model, graph, layers, budget, kind, profile, importance, constraints, settings.solver,
