@@ -13,6 +13,11 @@ in interleaved rounds so machine drift hits them all alike:
 With ``--remove-branches``, every plan may also remove whole residual branches (groups that are a branch's
 entire inside go to width 0), and one more plan, ``latency-driven, channels only``, shows what that adds.
 
+``uniform, on the blocking`` is every group cut by one fraction (edgeprune's uniform plan shape). With
+``--peer``, Torch-Pruning's uniform and global plans at the same MACs join the run (tools/peer_plans.py),
+and the row ``compare_plans_chose`` says which of edgeprune's shapes ``prune --compare-plans`` keeps, chosen
+by its own timing before this run's.
+
 With ``--ceiling``, also a plan ranked by milliseconds saved per MAC with importance ignored: about the
 fastest plan the constraints allow at the budget, which bounds what "twice as fast from half the MACs" can
 reach on the target. Prints a Markdown table and writes JSON; ``latency_vs`` holds each plan's ms over the
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import warnings
 from dataclasses import replace
@@ -41,10 +47,17 @@ from edgeprune.latency.costs import make_cost
 from edgeprune.latency.layers import on_blocking
 from edgeprune.latency.profile import find_profile
 from edgeprune.latency.profiler import build_model, model_input_shape, prepare_model
+from edgeprune.models import create_model
+from edgeprune.plan.candidates import choose_fastest
 from edgeprune.plan.planner import Budget, PlanConstraints, Planner, importance_for, plan_pruning
+from edgeprune.plan.uniform import plan_uniform
 from edgeprune.prune import prune_model
 from edgeprune.targets import channel_align, load_target
+from edgeprune.timing import summarize_ratios
 from edgeprune.validation import count_macs
+
+sys.path.insert(0, str(Path(__file__).parent))
+from peer_plans import torch_pruning_plans  # noqa: E402
 
 MODELS = ["cifar_resnet56", "mobilenet_v2", "resnet50"]
 
@@ -55,7 +68,10 @@ PLANS = {
     "flops-driven": ("macs", 0.0),  # a step of under one channel rounds up to one channel
     "flops-driven, 1/16 steps": ("macs", PlanConstraints.step),
     "macs-ranked, on the blocking": ("macs", "blocking"),
+    "uniform, on the blocking": ("uniform", "blocking"),
 }
+SHAPE_OF = {"latency-driven": "latency", "macs-ranked, on the blocking": "macs", "uniform, on the blocking": "uniform"}
+SHAPE_OF_LABEL = {v: k for k, v in SHAPE_OF.items()}
 BASELINES = [label for label in PLANS if label != "latency-driven"]
 CEILING = "speed ceiling: most ms per MAC, importance ignored"
 CHANNELS_ONLY = "latency-driven, channels only"
@@ -71,16 +87,19 @@ def macs_per_unit(model, graph, layers) -> dict[int, np.ndarray]:
 
 
 def variants(name: str, target, profile: Profile, budget: Budget, shared: float, ceiling: bool = False,
-             branches: bool = False) -> dict:  # fmt: skip
+             branches: bool = False, peer: bool = False, pretrained: bool = False) -> dict:  # fmt: skip
     torch.manual_seed(0)  # the importance is the weight energy of this untrained model: the same in every run
-    model = build_model(name, target)
+    model = create_model(name, pretrained=True).eval() if pretrained else build_model(name, target)
     shape = model_input_shape(name, target)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
     layers = collect_layers(model, shape)
     out = {"dense": (model, None)}
 
     def add(label: str, ranked_by: str, c: PlanConstraints, importance=None) -> None:
-        result = plan_pruning(model, graph, layers, budget, ranked_by, profile, importance, c)
+        if ranked_by == "uniform":
+            result = plan_uniform(model, graph, layers, budget, profile, importance, c, shape[-1])
+        else:
+            result = plan_pruning(model, graph, layers, budget, ranked_by, profile, importance, c, side=shape[-1])
         out[label] = (prune_model(model, graph, result.plan)[0].eval(), result)
 
     blocked = PlanConstraints(align=channel_align(target), max_removed_shared=shared, remove_branches=branches)
@@ -90,7 +109,18 @@ def variants(name: str, target, profile: Profile, budget: Budget, shared: float,
         add(CHANNELS_ONLY, "latency", replace(blocked, remove_branches=False))
     if ceiling:
         add(CEILING, "latency", replace(blocked, normalize=False), macs_per_unit(model, graph, layers))
+    if peer:
+        out.update({k: (m, None) for k, m in torch_pruning_plans(model, name, shape, budget.value).items()})
     return out
+
+
+def compare_plans_choice(name: str, target, models: dict) -> str:
+    """Which of edgeprune's plan shapes ``prune --compare-plans`` keeps, timed as it times them."""
+    plans = {SHAPE_OF[k]: r for k, (_, r) in models.items() if k in SHAPE_OF}
+    shrunk = {id(r): m for k, (m, r) in models.items() if k in SHAPE_OF}
+    chosen, _ = choose_fastest(plans, target, models["dense"][0], model_input_shape(name, target),
+                               lambda r: shrunk[id(r)])  # fmt: skip
+    return chosen
 
 
 def measure(name: str, target, models: dict, rounds: int) -> dict:
@@ -103,21 +133,36 @@ def measure(name: str, target, models: dict, rounds: int) -> dict:
             runners[label] = prepare_model(target, m, shape, path)
         # alternating rounds: drift while they are timed hits every variant
         stats = measure_interleaved(runners, x, replace(target, rounds=target.rounds * rounds))
-    return {k: s.median_ms for k, s in stats.items()}
+    return {k: s.median_ms for k, s in stats.items()}, {k: s.round_medians_ms for k, s in stats.items()}
+
+
+def paired(rounds: dict[str, list[float]], slow: str, fast: str) -> list[float]:
+    """How many times faster ``fast`` ran than ``slow``: the median of the per-round ratios, with its 95 %
+    interval (rounds alternate between the models, so each round's ratio is a paired one)."""
+    r = summarize_ratios([a / b for a, b in zip(rounds[slow], rounds[fast])])
+    return [r.median, r.low, r.high]
 
 
 def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int, shared: float,
-                ceiling: bool = False, branches: bool = False) -> dict:  # fmt: skip
-    models = variants(name, target, profile, budget, shared, ceiling, branches)
-    ms = measure(name, target, models, rounds)
+                ceiling: bool = False, branches: bool = False, peer: bool = False, pretrained: bool = False
+                ) -> dict:  # fmt: skip
+    models = variants(name, target, profile, budget, shared, ceiling, branches, peer, pretrained)
+    chose = compare_plans_choice(name, target, models) if peer else None
+    ms, per_round = measure(name, target, models, rounds)
     x = torch.randn(*model_input_shape(name, target))
     macs = {k: count_macs(m, x)[0] for k, (m, _) in models.items()}
-    row = {"model": name, "budget": str(budget), "ms": ms, "macs": macs}
+    row = {"model": name, "budget": str(budget), "ms": ms, "macs": macs, "compare_plans_chose": chose}
     for label in [k for k in models if k != "dense"]:
         result = models[label][1]
+        if result is None:  # a peer's plan: no prediction, widths read off the model
+            row[label] = {"macs_speedup": macs["dense"] / macs[label], "measured_speedup": ms["dense"] / ms[label],
+                          "speedup_ci": paired(per_round, "dense", label), "predicted_speedup": None,
+                          "realization": (ms["dense"] / ms[label]) / (macs["dense"] / macs[label])}  # fmt: skip
+            continue
         row[label] = {
             "macs_speedup": macs["dense"] / macs[label],
             "measured_speedup": ms["dense"] / ms[label],
+            "speedup_ci": paired(per_round, "dense", label),
             "predicted_speedup": result.dense["latency"] / result.pruned["latency"],
             "realization": (ms["dense"] / ms[label]) / (macs["dense"] / macs[label]),
             # groups cut to a width off the blocking (an untouched group keeps its own width, whatever it is)
@@ -126,7 +171,11 @@ def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int
             "widths": {str(w.group): [w.kept, w.size] for w in result.widths if w.kept < w.size},
             "branches_removed": sum(w.kept == 0 for w in result.widths),
         }
-    row["latency_vs"] = {b: ms[b] / ms["latency-driven"] for b in [*BASELINES, CHANNELS_ONLY, CEILING] if b in ms}
+    row["latency_vs"] = {b: ms[b] / ms["latency-driven"] for b in ms if b not in ("dense", "latency-driven")}
+    if peer:  # the goal's figure: edgeprune's plan over the peer's fastest, paired per round
+        ours = SHAPE_OF_LABEL[chose]
+        theirs = min((k for k in ms if k.startswith("Torch-Pruning")), key=ms.get)
+        row["vs_peer"] = {"ours": ours, "theirs": theirs, "speedup": paired(per_round, theirs, ours)}
     return row
 
 
@@ -136,12 +185,20 @@ def markdown(rows: list[dict]) -> str:
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
         lines.append(f"| {r['model']} | dense | | | | | | | {r['ms']['dense']:.3f} | |")
-        for label in [k for k in [*PLANS, CHANNELS_ONLY, CEILING] if k in r]:
+        for label in [k for k in r["ms"] if k != "dense"]:
             d, vs = r[label], r["latency_vs"].get(label)
             ratio = f"**{vs:.2f}**" if vs is not None else ""
-            lines.append(f"| {r['model']} | {label} | {d['macs_speedup']:.2f}x | {d['predicted_speedup']:.2f}x | "
-                         f"{d['measured_speedup']:.2f}x | {d['realization']:.2f} | {d['misaligned_groups']} | "
-                         f"{d.get('branches_removed', 0)} | {r['ms'][label]:.3f} | {ratio} |")  # fmt: skip
+            pred = f"{d['predicted_speedup']:.2f}x" if d["predicted_speedup"] else ""
+            ci = d.get("speedup_ci")
+            measured = f"{d['measured_speedup']:.2f}x" + (f" ({ci[1]:.2f}–{ci[2]:.2f})" if ci else "")
+            chosen = " (kept by --compare-plans)" if SHAPE_OF.get(label, "-") == r.get("compare_plans_chose") else ""
+            lines.append(f"| {r['model']} | {label}{chosen} | {d['macs_speedup']:.2f}x | {pred} | "
+                         f"{measured} | {d['realization']:.2f} | {d.get('misaligned_groups', '')} | "
+                         f"{d.get('branches_removed', '')} | {r['ms'][label]:.3f} | {ratio} |")  # fmt: skip
+        if r.get("vs_peer"):
+            v = r["vs_peer"]
+            lines.append(f"| {r['model']} | **{v['ours']} ÷ {v['theirs']}** | | | **{v['speedup'][0]:.2f}x "
+                         f"({v['speedup'][1]:.2f}–{v['speedup'][2]:.2f})** | | | | | |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -160,6 +217,9 @@ def main() -> None:
                              "importance ignored (how fast 'twice as fast from half the MACs' can get here)")
     parser.add_argument("--remove-branches", action="store_true",
                         help="every plan may remove whole residual branches; adds a channels-only latency plan")
+    parser.add_argument("--peer", action="store_true",
+                        help="also Torch-Pruning's uniform and global plans at the MACs budget (the bench extra)")
+    parser.add_argument("--pretrained", action="store_true", help="plan the pretrained weights (where there are)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     target = load_target(args.target)
@@ -168,11 +228,11 @@ def main() -> None:
     rows = []
     for name in args.model or MODELS:
         rows.append(bench_model(name, target, profile, budget, args.rounds, args.max_removed_shared, args.ceiling,
-                                args.remove_branches))  # fmt: skip
+                                args.remove_branches, args.peer, args.pretrained))  # fmt: skip
         print(markdown(rows[-1:]), flush=True)
     settings = {"macs": args.macs, "max_removed_shared": args.max_removed_shared,
                 "profile": args.profile or "committed", "ceiling": args.ceiling,
-                "remove_branches": args.remove_branches}  # fmt: skip
+                "remove_branches": args.remove_branches, "peer": args.peer, "pretrained": args.pretrained}  # fmt: skip
     atomic_write_text(args.out, json.dumps({"target": args.target, "settings": settings, "rows": rows}, indent=1))
     atomic_write_text(Path(args.out).with_suffix(".md"), markdown(rows) + "\n")
     print(markdown(rows))

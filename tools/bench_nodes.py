@@ -1,0 +1,103 @@
+"""Where a pruned plan's time goes inside onnxruntime: kernel time per operator type, dense against plans.
+
+Builds the plans of tools/bench_planner.py for one model at a MACs budget (with ``--peer``, Torch-Pruning's
+too), runs each under onnxruntime's profiler and sums the node kernel times per operator type per run
+(layout reorders the runtime inserts are their own rows), with how many nodes of each type ran. What the
+per-layer tables of a latency profile miss shows up as rows that do not shrink with the MACs.
+
+    python tools/bench_nodes.py --model cifar_resnet56 --macs 0.5x --peer --pretrained --out bench/nodes-r56
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_planner import variants  # noqa: E402
+
+from edgeprune.atomic import atomic_write_text  # noqa: E402
+from edgeprune.backends.onnxruntime import profile_events  # noqa: E402
+from edgeprune.export import export_onnx  # noqa: E402
+from edgeprune.latency import Profile  # noqa: E402
+from edgeprune.latency.profile import find_profile  # noqa: E402
+from edgeprune.latency.profiler import model_input_shape  # noqa: E402
+from edgeprune.plan.budget import Budget, PlanConstraints  # noqa: E402
+from edgeprune.targets import load_target  # noqa: E402
+
+WARMUP = 20
+
+
+def op_times(events: list[dict], runs: int) -> dict[str, tuple[float, float]]:
+    """Operator type -> (median kernel ms per run, nodes per run) over the profiled runs after the warmup."""
+    starts = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")[WARMUP:]
+    per_run: list[dict[str, float]] = [defaultdict(float) for _ in starts]
+    counts: dict[str, int] = defaultdict(int)
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        op = e.get("args", {}).get("op_name", "?")
+        for i, (a, b) in enumerate(starts):
+            if a <= e["ts"] <= b:
+                per_run[i][op] += e["dur"] / 1e3
+                counts[op] += 1
+                break
+    ops = sorted({op for r in per_run for op in r})
+    return {op: (statistics.median(r.get(op, 0.0) for r in per_run), counts[op] / len(starts)) for op in ops}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="cifar_resnet56")
+    parser.add_argument("--target", default="cpu-ort")
+    parser.add_argument("--macs", default="0.5x")
+    parser.add_argument("--runs", type=int, default=300, help="profiled runs per model after a warmup of 20")
+    parser.add_argument("--peer", action="store_true", help="also Torch-Pruning's plans (the bench extra)")
+    parser.add_argument("--pretrained", action="store_true")
+    parser.add_argument("--out", default="bench/nodes")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    target = load_target(args.target)
+    if target.backend != "onnxruntime":
+        raise SystemExit(f"{args.target}: the per-node profile needs an onnxruntime target")
+    profile = Profile.load(find_profile(target.name, target.backend))
+    budget = Budget.parse("macs", args.macs)
+    models = variants(args.model, target, profile, budget, PlanConstraints.max_removed_shared, peer=args.peer,
+                      pretrained=args.pretrained)  # fmt: skip
+    keep = ["dense", "latency-driven", "macs-ranked, on the blocking", "uniform, on the blocking",
+            "Torch-Pruning uniform", "Torch-Pruning global"]  # fmt: skip
+    shape = model_input_shape(args.model, target)
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    table: dict[str, dict[str, tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, label in enumerate(k for k in keep if k in models):
+            path = Path(tmp) / f"m{i}.onnx"
+            export_onnx(models[label][0], torch.randn(*shape), path)
+            table[label] = op_times(profile_events(target, str(path), x, WARMUP + args.runs), args.runs)
+    ops = sorted({op for t in table.values() for op in t}, key=lambda o: -table["dense"].get(o, (0, 0))[0])
+    lines = [f"{args.model} on {args.target}, {budget}: median kernel ms per run (nodes per run)", "",
+             "| operator | " + " | ".join(table) + " |", "|---|" + "---:|" * len(table)]  # fmt: skip
+    for op in ops:
+        cells = [f"{t[op][0]:.3f} ({t[op][1]:.0f})" if op in t else "" for t in table.values()]
+        lines.append(f"| {op} | " + " | ".join(cells) + " |")
+    totals = [f"**{sum(v[0] for v in t.values()):.3f}**" for t in table.values()]
+    lines.append("| all kernels | " + " | ".join(totals) + " |")
+    out = Path(args.out)
+    atomic_write_text(out.with_suffix(".json"), json.dumps({"model": args.model, "target": args.target,
+                      "macs": args.macs, "ops": {k: {o: list(v) for o, v in t.items()} for k, t in table.items()}},
+                      indent=1))  # fmt: skip
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
