@@ -189,11 +189,13 @@ def markdown(rows: list[dict]) -> str:
             d, vs = r[label], r["latency_vs"].get(label)
             ratio = f"**{vs:.2f}**" if vs is not None else ""
             pred = f"{d['predicted_speedup']:.2f}x" if d["predicted_speedup"] else ""
-            ci = d.get("speedup_ci")
-            measured = f"{d['measured_speedup']:.2f}x" + (f" ({ci[1]:.2f}–{ci[2]:.2f})" if ci else "")
+            # the paired figure (median of per-round ratios) with its interval, where the run recorded it
+            ci = d.get("speedup_ci") or [d["measured_speedup"]]
+            measured = f"{ci[0]:.2f}x" + (f" ({ci[1]:.2f}–{ci[2]:.2f})" if len(ci) == 3 else "")
+            realization = ci[0] / d["macs_speedup"]
             chosen = " (kept by --compare-plans)" if SHAPE_OF.get(label, "-") == r.get("compare_plans_chose") else ""
             lines.append(f"| {r['model']} | {label}{chosen} | {d['macs_speedup']:.2f}x | {pred} | "
-                         f"{measured} | {d['realization']:.2f} | {d.get('misaligned_groups', '')} | "
+                         f"{measured} | {realization:.2f} | {d.get('misaligned_groups', '')} | "
                          f"{d.get('branches_removed', '')} | {r['ms'][label]:.3f} | {ratio} |")  # fmt: skip
         if r.get("vs_peer"):
             v = r["vs_peer"]
@@ -220,7 +222,13 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true",
                         help="also Torch-Pruning's uniform and global plans at the MACs budget (the bench extra)")
     parser.add_argument("--pretrained", action="store_true", help="plan the pretrained weights (where there are)")
+    parser.add_argument("--render", metavar="JSON", help="only write the Markdown table of an earlier run's JSON")
     args = parser.parse_args()
+    if args.render:
+        rows = json.loads(Path(args.render).read_text())["rows"]
+        atomic_write_text(Path(args.render).with_suffix(".md"), markdown(rows) + "\n")
+        print(markdown(rows))
+        return
     warnings.simplefilter("ignore")
     target = load_target(args.target)
     profile = Profile.load(args.profile or find_profile(target.name, target.backend))
