@@ -119,6 +119,7 @@ def masked_metrics(model, graph, removed, stats, data: str, side: int, mode: str
 def main() -> None:
     from edgeprune.graph import build_graph
     from edgeprune.models import create_model
+    from edgeprune.prune import Plan
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="ultralytics:yolov8n.yaml")
@@ -130,6 +131,7 @@ def main() -> None:
     ap.add_argument("--variants", default="energy:zero,energy:mean,energy+bias:zero,act2:zero,contrib:zero,"
                     "contrib:mean,varcontrib:mean")  # fmt: skip
     ap.add_argument("--single", default="energy:zero", help="importance:mode for each cut group alone ('' skips)")
+    ap.add_argument("--plan", default=None, help="with --single: each group this plan.json cuts, its channels")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     model = create_model(a.model, pretrained=True).eval()
@@ -148,9 +150,9 @@ def main() -> None:
         out.write_text(json.dumps(result, indent=1) + "\n")
     if a.single:
         name, mode = a.single.split(":")
-        removed = removed_by(graph, widths, all_scores[name])
+        removed = Plan.load(a.plan).removed(graph) if a.plan else removed_by(graph, widths, all_scores[name])
         for gid, units in removed.items():
-            key = f"only group {gid} ({graph.groups[gid].size}->{widths[gid]}) {a.single}"
+            key = f"only group {gid} ({graph.groups[gid].size}->{widths[gid]}) {a.plan or a.single}"
             result[key] = masked_metrics(model, graph, {gid: units}, stats, a.data, a.side, mode)
             result[key]["layers"] = graph.groups[gid].describe()
             print(key, result[key], flush=True)
