@@ -178,3 +178,32 @@ def test_compensated_yolo_matches_the_masked_original():
     pruned, _ = shrink(model, graph, plan, stats.means)
     assert oracle_error(model, graph, plan, pruned, batch(), stats.means) <= ORACLE_TOLERANCE
     assert oracle_error(model, graph, plan, pruned, batch()) > 10 * ORACLE_TOLERANCE  # the means did change it
+
+
+def test_a_model_weighs_its_outputs():
+    class Weighed(Toy):
+        def output_weights(self, x, y):
+            return torch.full((1, y.shape[1], 1, 1), 2.0)
+
+    model, graph = _toy()
+    weighed = Weighed().eval()
+    weighed.load_state_dict(model.state_dict())
+    plain = measure_channels(model, graph, _images()).scores
+    scaled = measure_channels(weighed, graph, _images()).scores
+    assert all(torch.allclose(scaled[g], 4 * plain[g]) for g in plain)  # the projection sees 2 y
+
+
+def test_yolo_weighs_every_scale_the_same():
+    pytest.importorskip("ultralytics")
+    from test_ultralytics import SIZE, batch, lively
+
+    model, _ = lively("yolov8n.yaml")
+    x = batch(1)
+    with torch.no_grad():
+        y = model(x)
+    w = model.output_weights(x, y)
+    counts = [(SIZE // s) ** 2 for s in (8, 16, 32)]
+    assert w.shape == (sum(counts),) and y.shape[-1] == sum(counts)
+    totals = [float(part.pow(2).sum()) for part in w.split(counts)]
+    assert totals == pytest.approx([sum(counts) / 3] * 3)
+    assert float(w[-1]) == pytest.approx(4 * float(w[0]))  # P5 has 1/16 of P3's anchors

@@ -41,6 +41,13 @@ def prob(y):
     return torch.cat([y[:, :64].view(b, 4, 16, a).softmax(2).flatten(1, 2), y[:, 64:].sigmoid()], 1)
 
 
+def per_scale(y):
+    """Each scale's anchors weighted so that every scale weighs the same (640: 6400, 1600, 400 anchors)."""
+    counts = [(SIDE // s) ** 2 for s in (8, 16, 32)]
+    w = torch.cat([torch.full((n,), (sum(counts) / (len(counts) * n)) ** 0.5) for n in counts])
+    return y * w
+
+
 def taylor(centered: bool, fn=lambda y: y) -> dict[int, np.ndarray]:
     """E over images of (sum_p a_c(p) g_c(p))^2, g = d(v . y)/da, v ~ N(0, I) per image: ||J_c a_c||^2."""
     paths = {m.path for g in graph.prunable_groups for u in g.units for m in u.members if m.kind == CONV_IN}
@@ -84,10 +91,14 @@ def taylor(centered: bool, fn=lambda y: y) -> dict[int, np.ndarray]:
 t = time.time()
 for p in model.parameters():
     p.requires_grad_(True)
-sc["taylor"] = taylor(False)
-sc["taylor-mean"] = taylor(True)
-sc["taylorp"] = taylor(False, prob)
-sc["taylorp-mean"] = taylor(True, prob)
+sc["taylor"] = taylor(False) if "taylor:" in sys.argv[1] else None
+sc["taylor-mean"] = taylor(True) if "taylor-mean:" in sys.argv[1] else None
+wanted = sys.argv[1]
+if "taylorp" in wanted:
+    sc["taylorp"] = taylor(False, prob)
+    sc["taylorp-mean"] = taylor(True, prob)
+if "taylors" in wanted:  # per-scale weighted output change
+    sc["taylors-mean"] = taylor(True, per_scale)
 print("taylor seconds", round(time.time() - t, 1), flush=True)
 profile = Profile.load("bench/yolo/cpu-ort-yolov8n.json")
 layers = collect_layers(model, (1, 3, SIDE, SIDE))

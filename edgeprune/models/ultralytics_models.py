@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import os
 from pathlib import Path
 
@@ -177,6 +178,20 @@ class YoloRaw(nn.Module):
             saved.append(x if i in keep else None)
         head = layers[-1]
         return raw_head(head, [x if j == -1 else saved[j] for j in head.f])
+
+    def output_weights(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        """Per anchor of the raw outputs ``y`` for input ``x``: weights under which every scale counts the same
+        (P3 has 16 times P5's anchors), for calibrated pruning (edgeprune.prune.calibrate); None for Segment,
+        whose outputs are flattened with the prototypes."""
+        head = self.model.model[-1]
+        if hasattr(head, "proto"):
+            return None
+        h, w = x.shape[-2:]
+        counts = [math.ceil(h / int(s)) * math.ceil(w / int(s)) for s in head.stride.tolist()]
+        if sum(counts) != y.shape[-1]:
+            return None  # a head whose anchors are laid out otherwise: unweighted
+        per = [torch.full((n,), (sum(counts) / (len(counts) * n)) ** 0.5) for n in counts]
+        return torch.cat(per).to(y.dtype)
 
     def arch_kwargs(self) -> dict:
         """What rebuilds this architecture without its source file (recorded in a pruned model's arch spec)."""

@@ -13,6 +13,12 @@ consumers, removing it and folding ``mu`` into the consumers' biases changes the
 projection ``v ~ N(0, I)`` of the output: ``E_v[(v . J (a - mu))^2]``, where ``v . J (a - mu)`` is the sum over
 positions and consumers of ``(a - mu) * d(v . y)/da`` (Molchanov et al.'s Taylor criterion with a random
 surrogate loss). One forward and one backward per batch.
+
+A model may weigh its outputs: ``model.output_weights(x, y)`` (when it has the method) returns a tensor that
+broadcasts against ``y`` and multiplies it before the projection. A YOLO detector weighs each scale's anchors
+so that every scale counts the same (:class:`edgeprune.models.ultralytics_models.YoloRaw`): unweighted, P5's
+400 anchors of 8400 at 640 make the coarse scales' head convs look cheap, and cutting them cost 11 to 13
+mAP50-95 points each on YOLOv8n.
 """
 
 from __future__ import annotations
@@ -83,7 +89,9 @@ def measure_channels(model: nn.Module, graph: ChannelGraph, images: torch.Tensor
                 if not isinstance(y, torch.Tensor):
                     raise InputError(f"calibration needs a model whose output is one tensor; {type(model).__name__} "
                                      f"returns {type(y).__name__}")  # fmt: skip
-                (y * torch.randn(y.shape, generator=gen)).sum().backward()
+                weigh = getattr(model, "output_weights", None)
+                w = weigh(batch, y) if callable(weigh) else None
+                ((y if w is None else y * w) * torch.randn(y.shape, generator=gen)).sum().backward()
             for path, a in live.items():
                 g = a.grad if a.grad is not None else torch.zeros_like(a)
                 dims = _channel_dims(consumers[path], a)
