@@ -2,8 +2,10 @@
 
 Builds the plans of tools/bench_planner.py for one model at a MACs budget (with ``--peer``, Torch-Pruning's
 too), runs each under onnxruntime's profiler and sums the node kernel times per operator type per run
-(layout reorders the runtime inserts are their own rows), with how many nodes of each type ran. What the
-per-layer tables of a latency profile miss shows up as rows that do not shrink with the MACs.
+(layout reorders the runtime inserts are their own rows), with how many nodes of each type ran. Every
+model has its own profiled session and they run in alternating rounds, so the machine's drift hits them
+alike (profiled one after another, identical Add nodes read 0.09 to 0.15 ms). What the per-layer tables
+of a latency profile miss shows up as rows that do not shrink with the MACs.
 
     python tools/bench_nodes.py --model cifar_resnet56 --macs 0.5x --peer --pretrained --out bench/nodes-r56
 """
@@ -26,7 +28,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_planner import variants  # noqa: E402
 
 from edgeprune.atomic import atomic_write_text  # noqa: E402
-from edgeprune.backends.onnxruntime import profile_events  # noqa: E402
+from edgeprune.backends.onnxruntime import (  # noqa: E402
+    check_providers,  # noqa: E402
+    providers_for,
+    session_options,
+)
 from edgeprune.export import export_onnx  # noqa: E402
 from edgeprune.latency import Profile  # noqa: E402
 from edgeprune.latency.profile import find_profile  # noqa: E402
@@ -35,6 +41,7 @@ from edgeprune.plan.budget import Budget, PlanConstraints  # noqa: E402
 from edgeprune.targets import load_target  # noqa: E402
 
 WARMUP = 20
+ROUND = 10  # runs per model per round
 
 
 def op_times(events: list[dict], runs: int) -> dict[str, tuple[float, float]]:
@@ -53,6 +60,30 @@ def op_times(events: list[dict], runs: int) -> dict[str, tuple[float, float]]:
                 break
     ops = sorted({op for r in per_run for op in r})
     return {op: (statistics.median(r.get(op, 0.0) for r in per_run), counts[op] / len(starts)) for op in ops}
+
+
+def profile_interleaved(target, paths: list[Path], x: np.ndarray, runs: int) -> list[list[dict]]:
+    """Each model's onnxruntime profile events: sessions built first, then ``WARMUP + runs`` runs each in
+    alternating rounds of ``ROUND``."""
+    import onnxruntime as ort
+
+    sessions = []
+    for path in paths:
+        opts = session_options(target)
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(path.with_suffix(""))
+        sessions.append(ort.InferenceSession(str(path), opts, providers=providers_for(target)))
+    for s in sessions:
+        check_providers(s, providers_for(target))
+    name = sessions[0].get_inputs()[0].name
+    for _ in range(WARMUP):
+        for s in sessions:
+            s.run(None, {name: x})
+    for _ in range(-(-runs // ROUND)):
+        for s in sessions:
+            for _ in range(ROUND):
+                s.run(None, {name: x})
+    return [json.loads(Path(s.end_profiling()).read_text()) for s in sessions]
 
 
 def main() -> None:
@@ -78,11 +109,14 @@ def main() -> None:
     shape = model_input_shape(args.model, target)
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     table: dict[str, dict[str, tuple[float, float]]] = {}
+    labels = [k for k in keep if k in models]
+    runs = -(-args.runs // ROUND) * ROUND
     with tempfile.TemporaryDirectory() as tmp:
-        for i, label in enumerate(k for k in keep if k in models):
-            path = Path(tmp) / f"m{i}.onnx"
+        paths = [Path(tmp) / f"m{i}.onnx" for i in range(len(labels))]
+        for label, path in zip(labels, paths):
             export_onnx(models[label][0], torch.randn(*shape), path)
-            table[label] = op_times(profile_events(target, str(path), x, WARMUP + args.runs), args.runs)
+        for label, events in zip(labels, profile_interleaved(target, paths, x, runs)):
+            table[label] = op_times(events, runs)
     ops = sorted({op for t in table.values() for op in t}, key=lambda o: -table["dense"].get(o, (0, 0))[0])
     lines = [f"{args.model} on {args.target}, {budget}: median kernel ms per run (nodes per run)", "",
              "| operator | " + " | ".join(table) + " |", "|---|" + "---:|" * len(table)]  # fmt: skip

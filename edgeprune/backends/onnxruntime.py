@@ -91,7 +91,7 @@ def profile_events(target: Target, onnx_path: str, x: np.ndarray, runs: int) -> 
     with tempfile.TemporaryDirectory() as tmp:
         opts.profile_file_prefix = str(Path(tmp) / "ort")
         session = ort.InferenceSession(str(onnx_path), opts, providers=providers_for(target))
-        _check_providers(session, providers_for(target))
+        check_providers(session, providers_for(target))
         name = session.get_inputs()[0].name
         for _ in range(runs):
             session.run(None, {name: x})
@@ -106,7 +106,7 @@ def measure_kernels(target: Target, onnx_path: str, x: np.ndarray, warmup: int, 
     return stats.median_ms, stats.spread_pct
 
 
-def _check_providers(session, wanted: list[str]) -> None:
+def check_providers(session, wanted: list[str]) -> None:
     active = session.get_providers()
     # A requested CUDA/TensorRT provider whose libraries fail to load silently falls back to CPU.
     if active[0] != wanted[0]:
@@ -165,7 +165,7 @@ class OnnxRuntimeBackend:
             if calibrated is None:
                 raise
             raise QuantizationError(f"onnxruntime refused the int8 model {path.name}: {exc}"[:500]) from exc
-        _check_providers(session, wanted)
+        check_providers(session, wanted)
         return OrtRunner(session, path, calibrated)
 
     def memory(self, target: Target, onnx_path: str, input_shape: tuple[int, ...]) -> dict:
