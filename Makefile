@@ -14,7 +14,7 @@ MODELS ?= cifar_resnet56 resnet50 mobilenet_v2
 ARGS   ?=
 RUN    ?= runs/$(MODEL)--$(TARGET)--$(BUDGET)
 
-.PHONY: setup test test-all lint demo zoo bench bench-graph bench-yolo profile compress report cli-docs clean
+.PHONY: setup test test-all lint demo zoo bench bench-graph bench-peer bench-yolo profile compress report cli-docs clean
 
 setup: $(STAMP)
 
@@ -107,6 +107,20 @@ bench/planner.json: | $(STAMP)
 bench/planner-branches.json: | $(STAMP)
 	$(PY) tools/bench_planner.py --target cpu-ort --macs 0.5x --ceiling --remove-branches \
 		--model cifar_resnet56 --model mobilenet_v2 --out $@
+
+# edgeprune's plan shapes against Torch-Pruning's at half the MACs, one interleaved run per model (about
+# 5 minutes each on cpu-ort); TARGET=cpu-ort-int8 or cpu-openvino for the other runtimes.
+PEER_FILES := $(foreach m,r56-channels r56-branches mobilenet_v2 resnet50,bench/planner-peer/$(m).json)
+bench-peer: $(PEER_FILES)
+
+bench/planner-peer/r56-%.json: | $(STAMP)
+	$(PY) -m pip install -e ".[bench]" -q
+	$(PY) tools/bench_planner.py --target $(TARGET) --model cifar_resnet56 --pretrained --peer \
+		$(if $(filter branches,$*),--remove-branches) --out $@
+
+bench/planner-peer/%.json: | $(STAMP)
+	$(PY) -m pip install -e ".[bench]" -q
+	$(PY) tools/bench_planner.py --target $(TARGET) --model $* --peer --out $@
 
 # Profile-only plans vs --measured-rounds plans, both timed again afterwards (2 and 15 minutes).
 bench/measured-r56.json: | $(STAMP)
