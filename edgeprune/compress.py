@@ -17,7 +17,7 @@ import torch
 from edgeprune.atomic import atomic_dir, atomic_write_text
 from edgeprune.errors import EdgepruneError
 from edgeprune.models import get_entry
-from edgeprune.plan.run import PruneSettings, prune_run
+from edgeprune.plan.run import CALIBRATION_COUNT, PruneSettings, calibration_loader, prune_run
 from edgeprune.train.data import is_folder
 from edgeprune.train.trainer import CHECKPOINT, TrainConfig
 
@@ -56,6 +56,10 @@ class CompressConfig:
     distill: str = "off"  # fine-tune from the unpruned model: "off", "labels" (KL + cross-entropy) or "label-free"
     input_size: int | None = None  # an image folder's square side (default: the model's)
     workers: int | None = None  # image-folder decoding processes
+    # calibrated pruning (plan/run.py): importance measured on this many train images of this data set, and
+    # removed channels' means folded into the next layers; None: the regularizer's importance, channels dropped
+    calibration_data: str | None = None
+    calibration_count: int | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -63,7 +67,8 @@ class CompressConfig:
         for key in ("measured_rounds", "compare_plans"):
             if not d["prune"][key]:
                 del d["prune"][key]  # runs saved before the option existed resume as they were
-        for key, unset in (("distill", "off"), ("input_size", None), ("workers", None)):
+        for key, unset in (("distill", "off"), ("input_size", None), ("workers", None), ("calibration_data", None),
+                           ("calibration_count", None)):  # fmt: skip
             if d[key] == unset:
                 del d[key]  # likewise
         return d
@@ -94,8 +99,9 @@ def _prune(source: str, run: Path, cfg: CompressConfig, progress: bool) -> Path:
         folder = run / "prune" / f"step{step}"
         if not (folder / "plan_result.json").is_file():
             pretrained = cfg.pretrained if source == cfg.model else False  # only a registry name takes weights
+            calibration = calibration_loader(cfg.calibration_data, cfg.calibration_count or CALIBRATION_COUNT)
             prune_run(source, cfg.target, cfg.prune, folder, cfg.profile_path, pretrained, (step, cfg.steps, origin),
-                      input_size=cfg.input_size)  # fmt: skip
+                      input_size=cfg.input_size, calibration=calibration)  # fmt: skip
         origin = json.loads((folder / "plan_result.json").read_text())["origin"]
         source = str(folder)
         if step < cfg.steps:

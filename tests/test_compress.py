@@ -136,3 +136,21 @@ def test_compress_runs_a_timm_model_on_an_image_folder_at_its_input_size_from_a_
     # training started from the file's weights (a 3-class head), not from a fresh model
     config = json.loads((run / "compress.json").read_text())
     assert config["pretrained"] == str(tmp_path / "w.safetensors") and config["input_size"] == 64
+
+
+def test_compress_prunes_on_calibration_images_when_asked(tmp_path):
+    none = TrainConfig(epochs=0)
+    cfg = quick_config(train=none, finetune=none, calibration_data="synthetic", calibration_count=8)
+    compress(cfg, tmp_path / "run", progress=False)
+    planned = json.loads((tmp_path / "run" / "prune" / "step1" / "plan_result.json").read_text())
+    assert planned["importance"] == "output change on 8 calibration images"
+    saved = json.loads((tmp_path / "run" / "compress.json").read_text())
+    assert (saved["calibration_data"], saved["calibration_count"]) == ("synthetic", 8)
+    assert "calibration_data" not in quick_config().to_dict()  # runs saved before the option resume as they were
+
+
+def test_compress_cli_calibration_count_needs_calibration_data(tmp_path):
+    r = CliRunner().invoke(main, ["compress", "cifar_resnet20", "--target", "cpu-ort", "--macs", "0.6x",
+                                  "--calibration-count", "8", "--out", str(tmp_path / "run")])  # fmt: skip
+    assert r.exit_code == 2 and "--calibration-count cannot be used without --calibration-data" in r.output
+    assert not (tmp_path / "run").exists()

@@ -18,10 +18,27 @@ from edgeprune.cli.common import (
 )
 
 BUDGETS = ("latency", "macs", "params")
-CALIBRATION_COUNT = 64  # images that calibrated pruning measures on (YOLOv8n: 64 at 640 take about 30 s)
 # options that only mean something when planning under a budget
 PLANNING = ("target_name", "rank_by", "measured_rounds", "compare_plans", "remove_branches", "profile_path", "solver",
             "min_channels", "max_removed", "max_removed_shared", "align", "no_snap")  # fmt: skip
+
+calibration_options = options(
+    click.option("--calibration-data", metavar="DATA", default=None,
+                 help="Rank channels by the output change without them on images of DATA (named set, folder, "
+                      "dataset yaml); fold removed channels' means into the next layers."),
+    click.option("--calibration-count", type=click.IntRange(min=1), default=None, metavar="N",
+                 help="Images --calibration-data measures on [default: 64]."),
+)  # fmt: skip
+
+
+def calibration_from(ctx: click.Context, data: str | None, count: int | None):
+    """The calibration loader of the options (None without --calibration-data, where a count is a usage error)."""
+    from edgeprune.plan.run import CALIBRATION_COUNT, calibration_loader
+
+    if data is None:
+        forbid(ctx, ("calibration_count",), "without --calibration-data")
+    return calibration_loader(data, count or CALIBRATION_COUNT)
+
 
 budget_options = options(
     target_option,
@@ -88,12 +105,7 @@ def prune_settings(ctx: click.Context, o: dict):
               help="Square input side to plan at (default: the size saved with MODEL, else the registry's).")
 @click.option("--freeze-unknown", is_flag=True, help="Keep channels around ops the graph does not know, instead "
               "of failing (`edgeprune graph MODEL --freeze-unknown` shows them).")
-@click.option("--calibration-data", metavar="NAME|DIR|YAML", default=None,
-              help="Rank channels by how much the output changes without them on real images of this data set "
-                   "(image folder, named data set, or a detector's dataset yaml), and fold removed channels' mean "
-                   "output into the next layers. Default: weight energy, removed channels dropped.")
-@click.option("--calibration-count", type=click.IntRange(min=1), default=None, metavar="N",
-              help=f"With --calibration-data: measure on N train images [default: {CALIBRATION_COUNT}].")
+@calibration_options
 @json_option
 @click.pass_context
 def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, input_size, freeze_unknown,
@@ -108,9 +120,7 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, i
     edgeprune prune cifar_resnet56 --ratio 0.3 --out runs/r56-30pct
     """
     ref = resolve_model_arg(model, model_option)
-    if calibration_data is None:
-        forbid(ctx, ("calibration_count",), "without --calibration-data")
-    calibration = _calibration_loader(calibration_data, calibration_count or CALIBRATION_COUNT)
+    calibration = calibration_from(ctx, calibration_data, calibration_count)
     if ratio is not None or plan_path is not None:
         if ratio is not None and plan_path is not None:
             raise click.UsageError("give one of --ratio and --plan")
@@ -136,21 +146,6 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, i
         return "\n".join([*lines, f"wrote {out_dir}: plan.json, plan.md, model/"])
 
     emit(as_json, {**result.to_dict(), "out": out_dir}, text)
-
-
-def _calibration_loader(data: str | None, count: int):
-    """What prune_run calls for its calibration images once it has the model (None without --calibration-data)."""
-    if data is None:
-        return None
-
-    def load(model, name: str, side: int):
-        import torch
-
-        from edgeprune.train.calibration import calibration_images
-
-        return torch.from_numpy(calibration_images(data, count, model, name, side))
-
-    return load
 
 
 @click.command("shrink", hidden=True)
