@@ -17,7 +17,8 @@ import torch
 from edgeprune.atomic import atomic_dir, atomic_write_text
 from edgeprune.errors import EdgepruneError
 from edgeprune.models import get_entry
-from edgeprune.plan.run import CALIBRATION_COUNT, PruneSettings, calibration_loader, prune_run
+from edgeprune.plan.run import PruneSettings, prune_run
+from edgeprune.train.calibration import CALIBRATION_COUNT, calibration_loader
 from edgeprune.train.data import is_folder
 from edgeprune.train.trainer import CHECKPOINT, TrainConfig
 

@@ -33,7 +33,7 @@ calibration_options = options(
 
 def calibration_from(ctx: click.Context, data: str | None, count: int | None):
     """The calibration loader of the options (None without --calibration-data, where a count is a usage error)."""
-    from edgeprune.plan.run import CALIBRATION_COUNT, calibration_loader
+    from edgeprune.train.calibration import CALIBRATION_COUNT, calibration_loader
 
     if data is None:
         forbid(ctx, ("calibration_count",), "without --calibration-data")

@@ -27,7 +27,6 @@ from edgeprune.prune.oracle import check_shrunk
 from edgeprune.targets import channel_align, load_target
 
 IMPORTANCE_FILE = "importance.json"
-CALIBRATION_COUNT = 64  # images that calibrated pruning measures on (YOLOv8n: 64 at 640 take about 30 s)
 # Calibration images, or a function of (model, registry name, input side) that returns them (N, C, H, W).
 Calibration = torch.Tensor | Callable[[torch.nn.Module, str, int], torch.Tensor]
 
@@ -196,20 +195,6 @@ def _calibrate(model: torch.nn.Module, graph, name: str, side: int, calibration:
         return None
     images = calibration if isinstance(calibration, torch.Tensor) else calibration(model, name, side)
     return measure_channels(model, graph, torch.as_tensor(images))
-
-
-def calibration_loader(data: str | None, count: int = CALIBRATION_COUNT):
-    """What :func:`prune_run` takes as ``calibration`` for ``count`` train images of ``data`` (a named data set,
-    an image folder or a detector's dataset yaml), loaded once the model is known; None without data."""
-    if data is None:
-        return None
-
-    def load(model, name: str, side: int):
-        from edgeprune.train.calibration import calibration_images
-
-        return torch.from_numpy(calibration_images(data, count, model, name, side))
-
-    return load
 
 
 def _empty_out(out_dir: str | os.PathLike) -> Path:
