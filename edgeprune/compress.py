@@ -18,7 +18,7 @@ from edgeprune.atomic import atomic_dir, atomic_write_text
 from edgeprune.errors import EdgepruneError
 from edgeprune.models import get_entry
 from edgeprune.plan.run import PruneSettings, prune_run
-from edgeprune.train.calibration import CALIBRATION_COUNT, calibration_loader
+from edgeprune.train.calibration import calibration_loader
 from edgeprune.train.data import is_folder
 from edgeprune.train.trainer import CHECKPOINT, TrainConfig
 
@@ -100,7 +100,7 @@ def _prune(source: str, run: Path, cfg: CompressConfig, progress: bool) -> Path:
         folder = run / "prune" / f"step{step}"
         if not (folder / "plan_result.json").is_file():
             pretrained = cfg.pretrained if source == cfg.model else False  # only a registry name takes weights
-            calibration = calibration_loader(cfg.calibration_data, cfg.calibration_count or CALIBRATION_COUNT)
+            calibration = calibration_loader(cfg.calibration_data, cfg.calibration_count)
             prune_run(source, cfg.target, cfg.prune, folder, cfg.profile_path, pretrained, (step, cfg.steps, origin),
                       input_size=cfg.input_size, calibration=calibration)  # fmt: skip
         origin = json.loads((folder / "plan_result.json").read_text())["origin"]
@@ -164,16 +164,11 @@ def _validate(cfg: CompressConfig, original: str, pruned_dir: Path, out: Path, p
 def compress(cfg: CompressConfig, out_dir: str | os.PathLike, progress: bool = True) -> dict:
     """Run (or resume) every stage in ``out_dir``; returns the summary also written to ``summary.json``."""
     run = Path(out_dir)
-    if cfg.prune.measured_rounds:  # refused before anything is written, rather than after training
-        from edgeprune.plan.measured import check_measurable
+    if cfg.prune.measured_rounds or cfg.prune.compare_plans:  # refused before anything is written, not after training
+        from edgeprune.plan.run import check_timing
         from edgeprune.targets import load_target
 
-        check_measurable(cfg.prune.budget, load_target(cfg.target))
-    if cfg.prune.compare_plans:
-        from edgeprune.plan.measured import check_runs_here
-        from edgeprune.targets import load_target
-
-        check_runs_here(load_target(cfg.target))
+        check_timing(cfg.prune, load_target(cfg.target))
     if is_folder(cfg.data) and cfg.train.epochs == 0:
         raise CompressError(f"--data {cfg.data} is an image folder: the training stage sizes the model's head to its "
                             "classes, so --reg-epochs must be at least 1 (--reg none only fits the model)")  # fmt: skip

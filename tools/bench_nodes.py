@@ -18,7 +18,6 @@ import statistics
 import sys
 import tempfile
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_planner import variants  # noqa: E402
 
 from edgeprune.atomic import atomic_write_text  # noqa: E402
-from edgeprune.backends.onnxruntime import (  # noqa: E402
-    check_providers,  # noqa: E402
-    providers_for,
-    session_options,
-)
+from edgeprune.backends.onnxruntime import kernel_ms_by_op, profile_sessions  # noqa: E402
 from edgeprune.export import export_onnx  # noqa: E402
 from edgeprune.latency import Profile  # noqa: E402
 from edgeprune.latency.profile import find_profile  # noqa: E402
@@ -40,50 +35,16 @@ from edgeprune.latency.profiler import model_input_shape  # noqa: E402
 from edgeprune.plan.budget import Budget, PlanConstraints  # noqa: E402
 from edgeprune.targets import load_target  # noqa: E402
 
-WARMUP = 20
+WARMUP = 20  # runs per model, the first rounds, left out
 ROUND = 10  # runs per model per round
 
 
-def op_times(events: list[dict], runs: int) -> dict[str, tuple[float, float]]:
+def op_times(events: list[dict]) -> dict[str, tuple[float, float]]:
     """Operator type -> (median kernel ms per run, nodes per run) over the profiled runs after the warmup."""
-    starts = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")[WARMUP:]
-    per_run: list[dict[str, float]] = [defaultdict(float) for _ in starts]
-    counts: dict[str, int] = defaultdict(int)
-    for e in events:
-        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
-            continue
-        op = e.get("args", {}).get("op_name", "?")
-        for i, (a, b) in enumerate(starts):
-            if a <= e["ts"] <= b:
-                per_run[i][op] += e["dur"] / 1e3
-                counts[op] += 1
-                break
-    ops = sorted({op for r in per_run for op in r})
-    return {op: (statistics.median(r.get(op, 0.0) for r in per_run), counts[op] / len(starts)) for op in ops}
-
-
-def profile_interleaved(target, paths: list[Path], x: np.ndarray, runs: int) -> list[list[dict]]:
-    """Each model's onnxruntime profile events: sessions built first, then ``WARMUP + runs`` runs each in
-    alternating rounds of ``ROUND``."""
-    import onnxruntime as ort
-
-    sessions = []
-    for path in paths:
-        opts = session_options(target)
-        opts.enable_profiling = True
-        opts.profile_file_prefix = str(path.with_suffix(""))
-        sessions.append(ort.InferenceSession(str(path), opts, providers=providers_for(target)))
-    for s in sessions:
-        check_providers(s, providers_for(target))
-    name = sessions[0].get_inputs()[0].name
-    for _ in range(WARMUP):
-        for s in sessions:
-            s.run(None, {name: x})
-    for _ in range(-(-runs // ROUND)):
-        for s in sessions:
-            for _ in range(ROUND):
-                s.run(None, {name: x})
-    return [json.loads(Path(s.end_profiling()).read_text()) for s in sessions]
+    runs = kernel_ms_by_op(events)[WARMUP:]
+    ops = sorted({op for r in runs for op in r})
+    return {op: (statistics.median(sum(r.get(op, [])) for r in runs), sum(len(r.get(op, [])) for r in runs) / len(runs))
+            for op in ops}  # fmt: skip
 
 
 def main() -> None:
@@ -115,8 +76,8 @@ def main() -> None:
         paths = [Path(tmp) / f"m{i}.onnx" for i in range(len(labels))]
         for label, path in zip(labels, paths):
             export_onnx(models[label][0], torch.randn(*shape), path)
-        for label, events in zip(labels, profile_interleaved(target, paths, x, runs)):
-            table[label] = op_times(events, runs)
+        for label, events in zip(labels, profile_sessions(target, paths, x, WARMUP + runs, ROUND)):
+            table[label] = op_times(events)
     ops = sorted({op for t in table.values() for op in t}, key=lambda o: -table["dense"].get(o, (0, 0))[0])
     lines = [f"{args.model} on {args.target}, {budget}: median kernel ms per run (nodes per run)", "",
              "| operator | " + " | ".join(table) + " |", "|---|" + "---:|" * len(table)]  # fmt: skip

@@ -72,7 +72,6 @@ PLANS = {
 }
 SHAPE_OF = {"latency-driven": "latency", "macs-ranked, on the blocking": "macs", "uniform, on the blocking": "uniform"}
 SHAPE_OF_LABEL = {v: k for k, v in SHAPE_OF.items()}
-BASELINES = [label for label in PLANS if label != "latency-driven"]
 CEILING = "speed ceiling: most ms per MAC, importance ignored"
 CHANNELS_ONLY = "latency-driven, channels only"
 

@@ -43,26 +43,30 @@ def session_options(target: Target):
     return opts
 
 
+def kernel_ms_by_op(events: list[dict]) -> list[dict[str, list[float]]]:
+    """Per session.run, from an onnxruntime profile: operator type -> the durations (ms) of its compute kernels
+    in that run. A node event falls inside the ``model_run`` event that times its run."""
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")
+    per_run: list[dict[str, list[float]]] = [{} for _ in runs]
+    starts = [r[0] for r in runs]
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        i = bisect.bisect_right(starts, e["ts"]) - 1
+        if i >= 0 and e["ts"] <= runs[i][1]:
+            per_run[i].setdefault(e.get("args", {}).get("op_name", "?"), []).append(e["dur"] / 1e3)
+    return per_run
+
+
 def kernel_ms_per_run(events: list[dict]) -> list[float]:
     """Per session.run: the summed duration (ms) of the compute kernels, from an onnxruntime profile.
 
     Layout reorders are left out: a lone layer needs them, a chain of layers in a real network mostly
     does not. Session overhead (input copy, output allocation) is left out with them, which is why a
     micro-model timed this way costs what the layer costs inside a network, not what a one-layer network
-    costs. A node event falls inside the ``model_run`` event that times its run.
+    costs.
     """
-    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")
-    totals = [0.0] * len(runs)
-    starts = [r[0] for r in runs]
-    for e in events:
-        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
-            continue
-        if e.get("args", {}).get("op_name", "").startswith("Reorder"):
-            continue
-        i = bisect.bisect_right(starts, e["ts"]) - 1
-        if i >= 0 and e["ts"] <= runs[i][1]:
-            totals[i] += e["dur"] / 1e3
-    return totals
+    return [sum(sum(ms) for op, ms in run.items() if not op.startswith("Reorder")) for run in kernel_ms_by_op(events)]
 
 
 def runnable_model(target: Target, onnx_path: str | Path, input_shape: tuple[int, ...] | None = None,
@@ -83,19 +87,32 @@ def runnable_model(target: Target, onnx_path: str | Path, input_shape: tuple[int
 def profile_events(target: Target, onnx_path: str, x: np.ndarray, runs: int) -> list[dict]:
     """Run ``onnx_path`` ``runs`` times with onnxruntime's profiler on; its events (node and run timings). An
     int8 target runs the quantized model (:func:`runnable_model`)."""
+    return profile_sessions(target, [onnx_path], x, runs)[0]
+
+
+def profile_sessions(target: Target, onnx_paths: list, x: np.ndarray, runs: int, per_round: int | None = None
+                     ) -> list[list[dict]]:  # fmt: skip
+    """:func:`profile_events` of several models, each in its own profiled session, run in alternating rounds of
+    ``per_round`` runs (default: all at once) so that the machine's drift hits them alike."""
     import onnxruntime as ort
 
-    onnx_path, _ = runnable_model(target, onnx_path, x.shape)
-    opts = session_options(target)
-    opts.enable_profiling = True
+    paths = [runnable_model(target, p, x.shape)[0] for p in onnx_paths]
     with tempfile.TemporaryDirectory() as tmp:
-        opts.profile_file_prefix = str(Path(tmp) / "ort")
-        session = ort.InferenceSession(str(onnx_path), opts, providers=providers_for(target))
-        check_providers(session, providers_for(target))
-        name = session.get_inputs()[0].name
-        for _ in range(runs):
-            session.run(None, {name: x})
-        return json.loads(Path(session.end_profiling()).read_text())
+        sessions = []
+        for i, path in enumerate(paths):
+            opts = session_options(target)
+            opts.enable_profiling = True
+            opts.profile_file_prefix = str(Path(tmp) / f"ort{i}")
+            session = ort.InferenceSession(str(path), opts, providers=providers_for(target))
+            _check_providers(session, providers_for(target))
+            sessions.append(session)
+        name = sessions[0].get_inputs()[0].name
+        step = per_round or runs
+        for start in range(0, runs, step):
+            for session in sessions:
+                for _ in range(min(step, runs - start)):
+                    session.run(None, {name: x})
+        return [json.loads(Path(s.end_profiling()).read_text()) for s in sessions]
 
 
 def measure_kernels(target: Target, onnx_path: str, x: np.ndarray, warmup: int, repeats: int, rounds: int):
@@ -106,7 +123,7 @@ def measure_kernels(target: Target, onnx_path: str, x: np.ndarray, warmup: int, 
     return stats.median_ms, stats.spread_pct
 
 
-def check_providers(session, wanted: list[str]) -> None:
+def _check_providers(session, wanted: list[str]) -> None:
     active = session.get_providers()
     # A requested CUDA/TensorRT provider whose libraries fail to load silently falls back to CPU.
     if active[0] != wanted[0]:
@@ -165,7 +182,7 @@ class OnnxRuntimeBackend:
             if calibrated is None:
                 raise
             raise QuantizationError(f"onnxruntime refused the int8 model {path.name}: {exc}"[:500]) from exc
-        check_providers(session, wanted)
+        _check_providers(session, wanted)
         return OrtRunner(session, path, calibrated)
 
     def memory(self, target: Target, onnx_path: str, input_shape: tuple[int, ...]) -> dict:

@@ -33,11 +33,11 @@ calibration_options = options(
 
 def calibration_from(ctx: click.Context, data: str | None, count: int | None):
     """The calibration loader of the options (None without --calibration-data, where a count is a usage error)."""
-    from edgeprune.train.calibration import CALIBRATION_COUNT, calibration_loader
+    from edgeprune.train.calibration import calibration_loader
 
     if data is None:
         forbid(ctx, ("calibration_count",), "without --calibration-data")
-    return calibration_loader(data, count or CALIBRATION_COUNT)
+    return calibration_loader(data, count)
 
 
 budget_options = options(

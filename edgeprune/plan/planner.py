@@ -325,6 +325,15 @@ def importance_for(model: nn.Module, graph: ChannelGraph, scores: dict[int, obje
 SOLVERS = ("greedy", "knapsack")
 
 
+def make_costs(kinds: list[str], profile=None, model_name: str = "", side: int | None = None) -> dict[str, LayerCost]:
+    """The cost models a planner keeps totals of: ``kinds`` (the budget's, the ranking's), MACs and parameters,
+    and latency whenever there is a profile."""
+    from edgeprune.latency.costs import make_cost
+
+    wanted = dict.fromkeys([*kinds, "macs", "params"] + (["latency"] if profile else []))
+    return {k: make_cost(k, profile, model_name, side) for k in wanted}
+
+
 def plan_pruning(
     model: nn.Module,
     graph: ChannelGraph,
@@ -354,7 +363,6 @@ def plan_pruning(
         start: units already removed (iterative pruning continues from them).
         side: the square input side ``layers`` were collected at (picks the profile's calibration line).
     """
-    from edgeprune.latency.costs import make_cost
     from edgeprune.latency.staircase import group_staircases
     from edgeprune.plan.knapsack import solve_knapsack
 
@@ -362,8 +370,7 @@ def plan_pruning(
         raise BudgetError(f"unknown solver {solver!r}; known: {', '.join(SOLVERS)}")
     if start is not None:
         start.validate(graph)
-    kinds = dict.fromkeys([budget.kind, ranked_by, "macs", "params"] + (["latency"] if profile else []))
-    costs = {k: make_cost(k, profile, graph.model_name, side) for k in kinds}
+    costs = make_costs([budget.kind, ranked_by], profile, graph.model_name, side)
     snap = profile is not None and constraints.snap
     stairs = group_staircases(graph, layers, profile) if snap else {}
     planner = Planner(graph, layers, costs, importance_for(model, graph, importance), constraints, stairs, start)

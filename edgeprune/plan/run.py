@@ -48,6 +48,16 @@ class PruneSettings:
     compare_plans: bool = False
 
 
+def check_timing(settings: PruneSettings, target) -> None:
+    """Refuse settings that time plans on ``target`` and cannot, before anything is loaded or written."""
+    if settings.measured_rounds and settings.compare_plans:
+        raise BudgetError("measured rounds and plan comparison both time plans on the target: choose one")
+    if settings.measured_rounds:
+        check_measurable(settings.budget, target)
+    if settings.compare_plans:
+        check_runs_here(target)
+
+
 def read_importance(ref: str | os.PathLike, fingerprint: str) -> tuple[dict[int, list[float]] | None, str]:
     """A training run's per-channel importance (when ``ref`` is one), checked against the graph."""
     path = Path(ref) / IMPORTANCE_FILE
@@ -87,12 +97,7 @@ def prune_run(
     """
     out = _empty_out(out_dir)
     target = load_target(target_name)
-    if settings.measured_rounds and settings.compare_plans:
-        raise BudgetError("measured rounds and plan comparison both time plans on the target: choose one")
-    if settings.measured_rounds:
-        check_measurable(settings.budget, target)
-    if settings.compare_plans:
-        check_runs_here(target)
+    check_timing(settings, target)
     model, name, kwargs, changes = load_model_ref(model_ref, pretrained)
     model.eval()
     chw = input_chw(model_ref, name, kwargs, input_size)

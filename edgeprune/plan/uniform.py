@@ -13,7 +13,7 @@ import torch.nn as nn
 from edgeprune.graph.groups import ChannelGraph
 from edgeprune.latency.layers import Layer
 from edgeprune.plan.budget import Budget, BudgetError, PlanConstraints
-from edgeprune.plan.planner import Planner, PlanResult, importance_for
+from edgeprune.plan.planner import Planner, PlanResult, importance_for, make_costs
 
 
 def _next_cut(planner: Planner, kind: str):
@@ -56,10 +56,7 @@ def plan_uniform(
     Raises:
         BudgetError: the budget is below what cutting every group to its floor reaches.
     """
-    from edgeprune.latency.costs import make_cost
-
-    kinds = dict.fromkeys([budget.kind, "macs", "params"] + (["latency"] if profile else []))
-    costs = {k: make_cost(k, profile, graph.model_name, side) for k in kinds}
+    costs = make_costs([budget.kind], profile, graph.model_name, side)
     no_branches = PlanConstraints(**{**vars(constraints), "remove_branches": False})
     planner = Planner(graph, layers, costs, importance_for(model, graph, importance), no_branches)
     limit = budget.resolve(planner.dense[budget.kind])

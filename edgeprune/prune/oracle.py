@@ -13,6 +13,7 @@ import torch.nn as nn
 from edgeprune.graph.groups import CONSUMER_KINDS, CONV_IN, LINEAR_IN, ChannelGraph
 from edgeprune.models import create_model_for_size, get_entry
 from edgeprune.prune.plan import Plan
+from edgeprune.prune.shrink import removed_contribution
 
 
 def consumed_removals(graph: ChannelGraph, plan: Plan) -> dict[str, tuple[str, list[int]]]:
@@ -24,16 +25,6 @@ def consumed_removals(graph: ChannelGraph, plan: Plan) -> dict[str, tuple[str, l
                 if m.kind in CONSUMER_KINDS:
                     out.setdefault(m.path, (m.kind, set()))[1].add(m.index)
     return {p: (k, sorted(idx)) for p, (k, idx) in out.items()}
-
-
-def _mean_added(module: nn.Module, kind: str, index: torch.Tensor, mean: torch.Tensor) -> torch.Tensor | None:
-    """Per output of ``module``: what inputs ``index`` add when they hold ``mean`` away from any padding."""
-    w = module.weight
-    if kind == LINEAR_IN:
-        return torch.einsum("oi,i->o", w[:, index], mean[index].to(w.dtype))
-    if getattr(module, "groups", 1) > 1 or kind != CONV_IN:
-        return None
-    return torch.einsum("oi...,i->o", w[:, index], mean[index].to(w.dtype))
 
 
 @torch.no_grad()
@@ -69,7 +60,7 @@ def masked_forward(model: nn.Module, graph: ChannelGraph, plan: Plan, x: torch.T
             module = model.get_submodule(path)
             handles.append(module.register_forward_pre_hook(zero_hook(kind, torch.tensor(idx))))
             compensated = means is not None and kind in (CONV_IN, LINEAR_IN)  # as shrink: not a channel remap
-            added = _mean_added(module, kind, torch.tensor(idx), means[path]) if compensated else None
+            added = removed_contribution(module, kind, idx, means[path]) if compensated else None
             if added is not None:
                 handles.append(module.register_forward_hook(add_hook(added, kind)))
         return model(x)

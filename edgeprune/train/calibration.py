@@ -47,12 +47,13 @@ def calibration_images(data: str, count: int, model: nn.Module, name: str, side:
 CALIBRATION_COUNT = 64  # images that calibrated pruning measures on (YOLOv8n: 64 at 640 take about 30 s)
 
 
-def calibration_loader(data: str | None, count: int = CALIBRATION_COUNT):
-    """What :func:`edgeprune.plan.run.prune_run` takes as ``calibration``: ``count`` train images of ``data`` (a
-    named data set, an image folder or a detector's dataset yaml), loaded once the model is known; None
-    without data."""
+def calibration_loader(data: str | None, count: int | None = None):
+    """What :func:`edgeprune.plan.run.prune_run` takes as ``calibration``: ``count`` (default
+    :data:`CALIBRATION_COUNT`) train images of ``data`` (a named data set, an image folder or a detector's dataset
+    yaml), loaded once the model is known; None without data."""
     if data is None:
         return None
+    count = count or CALIBRATION_COUNT
 
     def load(model: nn.Module, name: str, side: int) -> torch.Tensor:
         return torch.from_numpy(calibration_images(data, count, model, name, side))
