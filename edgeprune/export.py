@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from edgeprune.errors import EdgepruneError
+from edgeprune.graph import tree_tensors
 
 PROTOBUF_LIMIT = 2**31 - 1
 INLINE_WEIGHT_LIMIT = int(1.8e9)  # leave room for the graph itself under the protobuf cap
@@ -57,13 +58,15 @@ def export_onnx(
     notes = []
     if external:
         notes.append(f"weights ({weight_bytes / 1e9:.2f} GB) exceed the 2 GB protobuf limit: stored beside {path.name}")
+    with torch.no_grad():  # one name per output tensor: a detector returns several
+        names = output_names(model(example))
     batch = torch.export.Dim("batch", min=1, max=1024)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # exporter chatter
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model, (example,), str(path), dynamo=True, external_data=external, opset_version=opset,
-                input_names=["input"], output_names=["output"], dynamic_shapes=({0: batch},), optimize=optimize,
+                input_names=["input"], output_names=names, dynamic_shapes=({0: batch},), optimize=optimize,
             )  # fmt: skip
         exporter = "dynamo"
     except Exception as dynamo_exc:
@@ -73,8 +76,8 @@ def export_onnx(
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
                     model, (example,), str(path), dynamo=False, opset_version=opset,
-                    input_names=["input"], output_names=["output"],
-                    dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                    input_names=["input"], output_names=names,
+                    dynamic_axes={name: {0: "batch"} for name in ["input", *names]},
                 )  # fmt: skip
             exporter = "torchscript"
         except Exception as ts_exc:
@@ -86,23 +89,41 @@ def export_onnx(
     return ExportResult(path, exporter, external, opset, notes)
 
 
-def run_onnxruntime(path: str | os.PathLike, x: torch.Tensor, threads: int = 1) -> np.ndarray:
-    """Run an ONNX file on onnxruntime's CPU provider, set up as the onnxruntime backend does."""
+def output_names(outputs, prefix: str = "") -> list[str]:
+    """The exported graph's output names for a model's ``outputs``: ``output`` for one tensor; a dict's keys
+    (``bbox_regression``, ``cls_logits``); ``output0``, ``output1``... for a list or tuple."""
+    if isinstance(outputs, dict):
+        return [n for k, v in outputs.items() for n in output_names(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(outputs, (list, tuple)):
+        return [n for i, v in enumerate(outputs) for n in output_names(v, f"{prefix or 'output'}{i}")]
+    return [prefix or "output"] if isinstance(outputs, torch.Tensor) else []
+
+
+def onnxruntime_outputs(path: str | os.PathLike, x: torch.Tensor, threads: int = 1) -> list[np.ndarray]:
+    """Every output of an ONNX file on ``x``, run on onnxruntime's CPU provider set up as the backend does."""
     from edgeprune.backends import get_backend
     from edgeprune.targets import target_from_dict
 
     target = target_from_dict("export-check", {"backend": "onnxruntime", "threads": threads})
-    return get_backend("onnxruntime").prepare(target, onnx_path=str(path)).run(x.numpy())
+    runner = get_backend("onnxruntime").prepare(target, onnx_path=str(path))
+    return runner.session.run(None, {runner.input_name: x.numpy()})
+
+
+def run_onnxruntime(path: str | os.PathLike, x: torch.Tensor, threads: int = 1) -> np.ndarray:
+    """The first output of an ONNX file on ``x`` (see :func:`onnxruntime_outputs`)."""
+    return onnxruntime_outputs(path, x, threads)[0]
 
 
 def check_onnx(model: nn.Module, path: str | os.PathLike, x: torch.Tensor, rtol: float = TOLERANCE["fp32"]) -> float:
-    """Relative error of onnxruntime vs torch on ``x``; raises :class:`ExportError` above ``rtol``."""
+    """Relative error of onnxruntime vs torch on ``x``, the largest over every output tensor; raises
+    :class:`ExportError` above ``rtol``."""
     with torch.no_grad():
-        expected = model.eval()(x).numpy()
-    actual = run_onnxruntime(path, x)
-    if actual.shape != expected.shape:
-        raise ExportError(f"onnxruntime output shape {actual.shape} differs from torch {expected.shape}")
-    err = float(np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1e-12))
+        expected = [t.numpy() for t in tree_tensors(model.eval()(x))]
+    actual = onnxruntime_outputs(path, x)
+    if [a.shape for a in actual] != [e.shape for e in expected]:
+        raise ExportError(f"onnxruntime output shapes {[a.shape for a in actual]} differ from torch's "
+                          f"{[e.shape for e in expected]}")  # fmt: skip
+    err = max(float(np.linalg.norm(a - e) / max(np.linalg.norm(e), 1e-12)) for a, e in zip(actual, expected))
     if not err <= rtol:
         raise ExportError(f"onnxruntime output differs from torch: relative error {err:.2e} > {rtol:.0e}")
     return err

@@ -2,9 +2,9 @@
 
 from edgeprune.graph.errors import GraphBuildError, UnsupportedOpError, UntraceableError
 from edgeprune.graph.groups import ChannelGraph, ChannelGroup, Member, Unit
-from edgeprune.graph.trace import build_graph
+from edgeprune.graph.trace import build_graph, tree_tensors
 
 __all__ = [
     "ChannelGraph", "ChannelGroup", "GraphBuildError", "Member", "Unit", "UnsupportedOpError", "UntraceableError",
-    "build_graph",
+    "build_graph", "tree_tensors",
 ]  # fmt: skip

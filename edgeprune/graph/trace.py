@@ -9,6 +9,7 @@ node gets its output shape and an id tensor (see :mod:`edgeprune.graph.ids`) tha
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -224,7 +225,7 @@ def interpret(ctx: TraceContext, graph: fx.Graph, example: torch.Tensor, fake: b
             ids[node] = ctx.param_ids(node.target, value) if isinstance(value, torch.Tensor) else None
             continue
         if node.op == "output":
-            for out_ids in _flatten(fx.node.map_arg(node.args[0], lambda n: ids[n])):
+            for out_ids in tree_leaves(fx.node.map_arg(node.args[0], lambda n: ids[n])):
                 if isinstance(out_ids, torch.Tensor):
                     ctx.cu.freeze(out_ids, "model output")
             continue
@@ -271,15 +272,21 @@ def _call(ctx: TraceContext, runner: _MetaRunner, node: fx.Node, args, kwargs):
     return rules.call_target(node, None, args, kwargs)
 
 
-def _flatten(tree):
+def tree_leaves(tree) -> Iterator:
+    """The leaves of nested lists, tuples and dicts, in order: a model's output tensors, however returned."""
     if isinstance(tree, (list, tuple)):
         for t in tree:
-            yield from _flatten(t)
+            yield from tree_leaves(t)
     elif isinstance(tree, dict):
         for t in tree.values():
-            yield from _flatten(t)
+            yield from tree_leaves(t)
     else:
         yield tree
+
+
+def tree_tensors(tree) -> list[torch.Tensor]:
+    """Every tensor in nested lists, tuples and dicts (a model's outputs, a state dict), in order."""
+    return [t for t in tree_leaves(tree) if isinstance(t, torch.Tensor)]
 
 
 def assemble_groups(ctx: TraceContext) -> tuple[list[ChannelGroup], dict[int, tuple[int, int]]]:

@@ -4,6 +4,7 @@ from edgeprune.models import (  # noqa: F401  (registration)
     cifar_resnet,
     cifar_vgg,
     timm_models,
+    torchvision_dense,
     torchvision_models,
     ultralytics_models,
 )

@@ -20,19 +20,24 @@ _INPUT_SIZE = {"inception_v3": 299}
 _DEFAULTS = {"googlenet": {"aux_logits": False, "init_weights": True}, "inception_v3": {"aux_logits": False}}
 
 
+def get_torchvision(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
+    """torchvision's ``name`` with its default weights (from torchvision's cache) or none; a clear error when
+    the weights cannot be had."""
+    try:
+        return torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None, **kwargs)
+    except OSError as exc:  # no network (URLError), or a partial file in the cache
+        if not pretrained:
+            raise
+        folder = Path(torch.hub.get_dir()) / "checkpoints"
+        raise DataNotFoundError(
+            f"cannot get the pretrained {name} weights: torchvision loads them from its cache ({folder}) and "
+            f"downloading them failed ({exc}); put the weights file there, or leave out --pretrained"
+        ) from exc
+
+
 def _factory(name: str):
     def build(pretrained: bool = False, **kwargs) -> nn.Module:
-        weights = "DEFAULT" if pretrained else None
-        try:
-            return torchvision.models.get_model(name, weights=weights, **kwargs)
-        except OSError as exc:  # no network (URLError), or a partial file in the cache
-            if not pretrained:
-                raise
-            folder = Path(torch.hub.get_dir()) / "checkpoints"
-            raise DataNotFoundError(
-                f"cannot get the pretrained {name} weights: torchvision loads them from its cache ({folder}) and "
-                f"downloading them failed ({exc}); put the weights file there, or leave out --pretrained"
-            ) from exc
+        return get_torchvision(name, pretrained, **kwargs)
 
     build.__name__ = name
     return build

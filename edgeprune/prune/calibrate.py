@@ -18,7 +18,9 @@ A model may weigh its outputs: ``model.output_weights(x, y)`` (when it has the m
 broadcasts against ``y`` and multiplies it before the projection. A YOLO detector weighs each scale's anchors
 so that every scale counts the same (:class:`edgeprune.models.ultralytics_models.YoloRaw`): unweighted, P5's
 400 anchors of 8400 at 640 make the coarse scales' head convs look cheap, and cutting them cost 11 to 13
-mAP50-95 points each on YOLOv8n.
+mAP50-95 points each on YOLOv8n. A model with several outputs (a torchvision detector's heads, a dict) has
+each output tensor projected apart and scaled by one over the root of its per-sample size, so that each counts
+alike.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from edgeprune.errors import InputError
+from edgeprune.graph import tree_tensors
 from edgeprune.graph.groups import CONV_IN, LINEAR_IN, ChannelGraph
 
 MEASURED_KINDS = (CONV_IN, LINEAR_IN)
@@ -86,12 +89,16 @@ def measure_channels(model: nn.Module, graph: ChannelGraph, images: torch.Tensor
         for batch in images.float().split(batch_size):
             with torch.enable_grad():
                 y = model(batch.clone().requires_grad_(True))
-                if not isinstance(y, torch.Tensor):
-                    raise InputError(f"calibration needs a model whose output is one tensor; {type(model).__name__} "
+                outputs = tree_tensors(y)
+                if not outputs:
+                    raise InputError(f"calibration needs a model that returns tensors; {type(model).__name__} "
                                      f"returns {type(y).__name__}")  # fmt: skip
-                weigh = getattr(model, "output_weights", None)
-                w = weigh(batch, y) if callable(weigh) else None
-                ((y if w is None else y * w) * torch.randn(y.shape, generator=gen)).sum().backward()
+                if isinstance(y, torch.Tensor):
+                    weigh = getattr(model, "output_weights", None)
+                    w = weigh(batch, y) if callable(weigh) else None
+                    outputs = [y if w is None else y * w]
+                scales = [1.0] if len(outputs) == 1 else [t[0].numel() ** -0.5 for t in outputs]
+                sum((t * torch.randn(t.shape, generator=gen)).sum() * c for t, c in zip(outputs, scales)).backward()
             for path, a in live.items():
                 g = a.grad if a.grad is not None else torch.zeros_like(a)
                 dims = _channel_dims(consumers[path], a)

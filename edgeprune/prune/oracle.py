@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from edgeprune.graph import tree_tensors
 from edgeprune.graph.groups import CONSUMER_KINDS, CONV_IN, LINEAR_IN, ChannelGraph
 from edgeprune.models import create_model_for_size, get_entry
 from edgeprune.prune.plan import Plan
@@ -108,10 +109,10 @@ def lively_model(name: str, seed: int = 0) -> tuple[nn.Module, int]:
 
 
 def is_lively(model: nn.Module, x: torch.Tensor) -> bool:
-    """True when the outputs for two samples of ``x`` differ, so an oracle check is meaningful."""
+    """True when every output tensor differs between two samples of ``x``, so an oracle check is meaningful."""
     with torch.no_grad():
-        y = model(x)
-    return bool((y[0] - y[1]).norm() > 1e-3 * y.norm())
+        outputs = tree_tensors(model(x))
+    return bool(outputs) and all(bool((y[0] - y[1]).norm() > 1e-3 * y.norm()) for y in outputs)
 
 
 ORACLE_TOLERANCE = 1e-4
@@ -131,11 +132,20 @@ def check_shrunk(model: nn.Module, graph: ChannelGraph, plan: Plan, pruned: nn.M
 
 def oracle_error(model: nn.Module, graph: ChannelGraph, plan: Plan, pruned: nn.Module, x: torch.Tensor,
                  means: dict[str, torch.Tensor] | None = None) -> float:  # fmt: skip
-    """Relative error of ``pruned`` on ``x`` against the original with the plan's channels masked (inf when
-    the output shapes differ: broadcasting would hide that)."""
+    """Relative error of ``pruned`` on ``x`` against the original with the plan's channels masked: the largest
+    over every output tensor (a detector's or a dict's outputs too); inf when the outputs' count or shapes
+    differ (broadcasting would hide that)."""
     with torch.no_grad():
-        actual, expected = pruned.eval()(x), masked_forward(model, graph, plan, x, means)
-    return relative_error(actual, expected) if actual.shape == expected.shape else float("inf")
+        return output_error(pruned.eval()(x), masked_forward(model, graph, plan, x, means))
+
+
+def output_error(actual, expected) -> float:
+    """The largest :func:`relative_error` over the output tensors of two models (a tensor, or tensors in lists,
+    tuples and dicts); inf when their count or shapes differ."""
+    actual, expected = tree_tensors(actual), tree_tensors(expected)
+    if not expected or [a.shape for a in actual] != [e.shape for e in expected]:
+        return float("inf")
+    return max(relative_error(a, e) for a, e in zip(actual, expected))
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from edgeprune.atomic import atomic_path
 from edgeprune.errors import EdgepruneError, InputError
+from edgeprune.graph import tree_tensors
 from edgeprune.regularize.base import Regularizer
 from edgeprune.regularize.hook import SparsityHook
 from edgeprune.train.data import epoch_batches
@@ -84,16 +85,6 @@ def atomic_torch_save(obj: dict, path: Path) -> None:
     """A crash while saving never leaves half a checkpoint (temp file, fsync, rename)."""
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-
-
-def _flat_tensors(tree) -> list[torch.Tensor]:
-    if isinstance(tree, torch.Tensor):
-        return [tree]
-    if isinstance(tree, dict):
-        return [t for v in tree.values() for t in _flat_tensors(v)]
-    if isinstance(tree, (list, tuple)):
-        return [t for v in tree for t in _flat_tensors(v)]
-    return []
 
 
 @torch.no_grad()
@@ -230,7 +221,7 @@ class Trainer:
         BN running statistics are left out: each rank's last forward updates its own copy (DDP re-broadcasts
         rank 0's at the next forward), so only rank 0's are ever used.
         """
-        tensors = [*(p.detach() for p in self.model.parameters()), *_flat_tensors(self.hook.state_dict())]
+        tensors = [*(p.detach() for p in self.model.parameters()), *tree_tensors(self.hook.state_dict())]
         checksum = torch.tensor([float(sum(t.double().sum() for t in tensors if t.is_floating_point()))],
                                 dtype=torch.float64, device=self.device)  # fmt: skip
         gathered = [torch.zeros_like(checksum) for _ in range(self.world)]
