@@ -46,7 +46,7 @@ def test_the_profiler_measures_tables_by_the_sweep(monkeypatch, tmp_path):
 
     calls = []
 
-    def fake_time_layer(target, g, cin, cout, tmp, timing, settings):
+    def fake_time_layer(target, g, cin, cout, tmp, timing, settings, built=None):
         calls.append((cin, cout))
         ms = 0.01 * cin * cout / 64 + (0.5 if cout >= 60 else 0.0)  # a real step at 60 channels
         return (3 * ms if 10 <= len(calls) < 20 else ms, 1.0)  # a burst: ten calls in a row
@@ -59,3 +59,36 @@ def test_the_profiler_measures_tables_by_the_sweep(monkeypatch, tmp_path):
     assert table.scan_ms == [0.01 * 64 * c / 64 + (0.5 if c >= 60 else 0.0) for c in table.scan_c]
     points = {(ci, co) for ci in axis for co in axis} | {(64, c) for c in table.scan_c}
     assert table.retimed == 10 and len(calls) == 2 * len(points) + table.retimed
+
+
+def test_module_backends_build_each_micro_model_once_per_table(monkeypatch, tmp_path):
+    """ExecuTorch / torch runners are built once per point and timed again in later passes; ONNX sessions are
+    made fresh for every timing."""
+    from edgeprune.latency import tables
+    from edgeprune.targets import load_target
+    from edgeprune.timing import LatencyStats
+
+    builds = []
+
+    class Runner:
+        def run(self, x):
+            return x
+
+        def sync(self):
+            pass
+
+    def fake_prepare(target, model_or_path, shape):
+        builds.append(shape)
+        return Runner()
+
+    monkeypatch.setattr(tables, "prepare_runner", fake_prepare)
+    monkeypatch.setattr(tables, "measure_latency", lambda runner, x, target: LatencyStats(1.0, 1.0, 1.0, [1.0], 0.0, 3))
+    key = "conv|b1|8x8|k3|s1|gw0|fp32"
+    axis = [8, 16]
+    points = {(ci, co) for ci in axis for co in axis} | {(16, c) for c in tables.scan_widths(
+        tables.Geometry.from_key(key), 16)}  # fmt: skip
+    tables.measure_table(load_target("cpu-torch"), key, axis, axis, tmp_path)
+    assert len(builds) == len(points)  # two passes, one build each
+    builds.clear()
+    tables.measure_table(load_target("cpu-ort"), key, axis, axis, tmp_path)
+    assert len(builds) == 2 * len(points)
