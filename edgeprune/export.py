@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.graph import tree_tensors
+from edgeprune.prune.oracle import output_error
 
 PROTOBUF_LIMIT = 2**31 - 1
 INLINE_WEIGHT_LIMIT = int(1.8e9)  # leave room for the graph itself under the protobuf cap
@@ -123,7 +124,7 @@ def check_onnx(model: nn.Module, path: str | os.PathLike, x: torch.Tensor, rtol:
     if [a.shape for a in actual] != [e.shape for e in expected]:
         raise ExportError(f"onnxruntime output shapes {[a.shape for a in actual]} differ from torch's "
                           f"{[e.shape for e in expected]}")  # fmt: skip
-    err = max(float(np.linalg.norm(a - e) / max(np.linalg.norm(e), 1e-12)) for a, e in zip(actual, expected))
+    err = output_error([torch.from_numpy(a) for a in actual], [torch.from_numpy(e) for e in expected])
     if not err <= rtol:
         raise ExportError(f"onnxruntime output differs from torch: relative error {err:.2e} > {rtol:.0e}")
     return err

@@ -52,13 +52,11 @@ def _time_layer(target: Target, g: Geometry, cin: int, cout: int, tmp: Path, tim
     ``built``: runners of module backends kept by (cin, cout) across the sweep's passes. Building one costs far
     more than timing it there (ExecuTorch lowers and loads a program: about 1 s, against about 1 ms of runs),
     and a later pass needs a later timing, not a new build. ONNX sessions are cheap and made fresh each time."""
-    x = input_for(g, cin)
+    x, built = input_for(g, cin), {} if built is None else built
     if takes_module(target):
-        runner = built.get((cin, cout)) if built is not None else None
-        if runner is None:
-            runner = prepare_runner(target, torch_micro_model(g, cin, cout), x.shape)
-            if built is not None:
-                built[(cin, cout)] = runner
+        if (cin, cout) not in built:
+            built[(cin, cout)] = prepare_runner(target, torch_micro_model(g, cin, cout), x.shape)
+        runner = built[(cin, cout)]
     else:
         path = tmp / "micro.onnx"
         onnx.save(micro_model(g, cin, cout), path)

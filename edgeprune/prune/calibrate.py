@@ -89,15 +89,16 @@ def measure_channels(model: nn.Module, graph: ChannelGraph, images: torch.Tensor
         for batch in images.float().split(batch_size):
             with torch.enable_grad():
                 y = model(batch.clone().requires_grad_(True))
-                outputs = tree_tensors(y)
-                if not outputs:
-                    raise InputError(f"calibration needs a model that returns tensors; {type(model).__name__} "
-                                     f"returns {type(y).__name__}")  # fmt: skip
                 if isinstance(y, torch.Tensor):
                     weigh = getattr(model, "output_weights", None)
                     w = weigh(batch, y) if callable(weigh) else None
-                    outputs = [y if w is None else y * w]
-                scales = [1.0] if len(outputs) == 1 else [t[0].numel() ** -0.5 for t in outputs]
+                    outputs, scales = [y if w is None else y * w], [1.0]
+                else:
+                    outputs = tree_tensors(y)
+                    if not outputs:
+                        raise InputError(f"calibration needs a model that returns tensors; {type(model).__name__} "
+                                         f"returns {type(y).__name__}")  # fmt: skip
+                    scales = [t[0].numel() ** -0.5 for t in outputs]
                 sum((t * torch.randn(t.shape, generator=gen)).sum() * c for t, c in zip(outputs, scales)).backward()
             for path, a in live.items():
                 g = a.grad if a.grad is not None else torch.zeros_like(a)
