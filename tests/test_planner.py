@@ -84,9 +84,16 @@ def test_constraints_hold(resnet20):
 
 def test_impossible_budget_states_the_reachable_minimum(resnet20):
     model, graph, layers = resnet20
-    with pytest.raises(BudgetError, match=r"reachable minimum of [\d.]+ MMACs.*max_removed_shared=0 \(residual"):
+    with pytest.raises(BudgetError, match=r"reachable minimum of [\d.]+ MMACs.*max_removed_shared=0 \(residual") as err:
         plan_pruning(model, graph, layers, Budget.parse("macs", "0.05x"), "macs",
                      constraints=PlanConstraints(max_removed=0.5))  # fmt: skip
+    streams = sum(1 for g in graph.prunable_groups if g.shared)
+    assert f"{streams} of {len(graph.prunable_groups)} prunable groups are residual streams" in str(err.value)
+    assert "--max-removed-shared" in str(err.value)
+    with pytest.raises(BudgetError) as err:  # streams may be cut: the hint is gone
+        plan_pruning(model, graph, layers, Budget.parse("macs", "0.01x"), "macs",
+                     constraints=PlanConstraints(max_removed=0.5, max_removed_shared=0.5))  # fmt: skip
+    assert "residual streams, kept whole" not in str(err.value)
 
 
 def test_reachable_minimum_leaves_alone_groups_whose_narrowing_costs_time(resnet20):

@@ -279,9 +279,19 @@ class Planner:
                 f"({floor / dense:.3f}x) with min_channels={self.c.min_channels}, max_removed={self.c.max_removed:g} "
                 f"and max_removed_shared={self.c.max_removed_shared:g} (residual streams)"
                 + (", residual branches removable" if self.c.remove_branches else "")
-                + ": relax the budget or the constraints"
+                + ": relax the budget or the constraints" + self._stream_hint()
             )
         return limit
+
+    def _stream_hint(self) -> str:
+        """Why the floor is high when residual streams hold it up, and the knobs that let them be cut."""
+        streams = sum(1 for s in self.groups if s.group.shared)
+        if not streams or self.c.max_removed_shared > 0:
+            return ""
+        which = ("every prunable group is a residual stream" if streams == len(self.groups)
+                 else f"{streams} of {len(self.groups)} prunable groups are residual streams")  # fmt: skip
+        return (f" ({which}, kept whole by default; "
+                "--max-removed-shared F lets F of each be cut, --remove-branches lets whole blocks go)")
 
     def run(self, budget: Budget, ranked_by: str) -> float:
         """Remove steps until ``budget`` holds; returns the resolved budget in the cost's unit."""
