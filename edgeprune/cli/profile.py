@@ -128,7 +128,9 @@ def fit_cmd(target, what, models, profile_path, out_path) -> None:
     if what == "calibration":
         profile = recalibrate_profile(profile, t, list(models))
         for m, c in profile.calibration.items():
-            click.echo(f"{m}: {c.scale:.3f} x layers {c.offset_ms:+.3f} ms")
+            terms = ([f"{c.scale:.3f} x layers"] if c.tables else []) + ([f"{c.ms_per_mb:.3f} ms/MB x activations"]
+                                                                        if c.ms_per_mb else [])  # fmt: skip
+            click.echo(f"{m}: {' + '.join(terms)} {c.offset_ms:+.3f} ms")
     else:
         fit = fit_widths if what == "widths" else fit_removal
         for m in models:

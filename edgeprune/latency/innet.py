@@ -20,10 +20,11 @@ import torch
 from edgeprune.backends import time_runners
 from edgeprune.errors import EdgepruneError
 from edgeprune.graph import build_graph
+from edgeprune.latency.calibration import activations_mb, fit_calibration
 from edgeprune.latency.layers import Layer, collect_layers, on_blocking
 from edgeprune.latency.model import LatencyModel
-from edgeprune.latency.profile import DEFAULT_SETTINGS, Profile, ProfileSettings
-from edgeprune.latency.profiler import build_model, fit_calibration, model_input_shape, prepare_model
+from edgeprune.latency.profile import DEFAULT_SETTINGS, Profile, ProfileError, ProfileSettings
+from edgeprune.latency.profiler import build_model, model_input_shape, prepare_model
 from edgeprune.prune import Plan, prune_model
 from edgeprune.targets import Target
 
@@ -88,6 +89,9 @@ def fit_widths(profile: Profile, target: Target, name: str, fractions: tuple[flo
 
     ``rounds``: how long the variants are timed, in multiples of the target's rounds; ``settings``: the
     control's tolerance."""
+    if not getattr(profile.calibration.get(name), "tables", True):
+        raise ProfileError(f"{name}'s calibration leaves the layer tables out (its activations alone predicted its "
+                           "runs better): there are no table widths to correct")  # fmt: skip
     model, shape = build_model(name, target), model_input_shape(name, target)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
     dense = collect_layers(model, shape)
@@ -111,11 +115,11 @@ def fit_widths(profile: Profile, target: Target, name: str, fractions: tuple[flo
     savings = {v: table_savings(profile, dense, layers) for v, layers in narrow.items()}
     keys = sorted({k for s in savings.values() for k, v in s.items() if abs(v) > 1e-9})
     cal = profile.calibration.get(name)
-    scale = cal.scale if cal else 1.0
+    scale, per_mb = (cal.scale, cal.ms_per_mb) if cal else (1.0, 0.0)
     a = np.array([[savings[v].get(k, 0.0) for k in keys] for v in variants])
-    # the misalignment term's share of a saving is the term's to explain, not the table's
-    y = np.array([(ms["dense"] - ms[v]) / scale + _misalign_ms(profile, narrow[v]) - _misalign_ms(profile, dense)
-                  for v in variants])  # fmt: skip
+    # the misalignment and activation terms' shares of a saving are theirs to explain, not the table's
+    y = np.array([(ms["dense"] - ms[v] - per_mb * (activations_mb(dense) - activations_mb(narrow[v]))) / scale
+                  + _misalign_ms(profile, narrow[v]) - _misalign_ms(profile, dense) for v in variants])  # fmt: skip
     lam = RIDGE * float(np.abs(a).max(initial=1e-9))  # ridge rows: lam * (s_k - 1) = 0
     a_aug, y_aug = np.vstack([a, lam * np.eye(len(keys))]), np.concatenate([y, lam * np.ones(len(keys))])
     fitted = np.clip(np.linalg.lstsq(a_aug, y_aug, rcond=None)[0], *SCALE_RANGE)
@@ -123,7 +127,8 @@ def fit_widths(profile: Profile, target: Target, name: str, fractions: tuple[flo
     out = profile.with_width_scales(name, {k: round(float(s), 4) for k, s in zip(keys, fitted)}, dense)
     if cal:
         model = LatencyModel(out, name)
-        points = [{**p, "layers_ms": model.layers_ms(out.model_layers(name, p))} for p in cal.points]
+        points = [{**p, "layers_ms": model.layers_ms(ls), "act_mb": activations_mb(ls)}
+                  for p in cal.points for ls in [out.model_layers(name, p)]]  # fmt: skip
         out = replace(out, calibration={**out.calibration, name: fit_calibration(points)})
     after = _ratios(out, name, narrow, dense)
     scales = out.width_scale[name]["scales"]

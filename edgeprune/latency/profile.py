@@ -124,12 +124,16 @@ def _lerp1(ms: np.ndarray, x: float) -> float:
 
 @dataclass
 class Calibration:
-    """measured_ms ≈ scale * sum(layer ms) + offset_ms, fitted on end-to-end runs of one model (how a prediction
-    applies it: :class:`edgeprune.latency.model.LatencyModel`)."""
+    """measured_ms ≈ scale * sum(layer ms) + ms_per_mb * sum(activation MB) + offset_ms, fitted on end-to-end
+    runs of one model; ``tables`` False: the layer tables left out (scale 1, they explained the runs worse
+    than the activations alone). How a prediction applies it: :class:`edgeprune.latency.model.LatencyModel`;
+    how it is fitted: :mod:`edgeprune.latency.calibration`."""
 
     scale: float = 1.0
     offset_ms: float = 0.0
     points: list[dict] = field(default_factory=list)
+    ms_per_mb: float = 0.0
+    tables: bool = True
 
 
 def calibration_name(model: str, side: int | None = None) -> str:

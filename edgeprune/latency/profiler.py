@@ -22,11 +22,11 @@ from edgeprune.backends import get_backend, measure_latency, prepare_runner, tak
 from edgeprune.errors import EdgepruneError
 from edgeprune.export import export_onnx
 from edgeprune.graph import build_graph
+from edgeprune.latency.calibration import activations_mb, fit_calibration, fit_line
 from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.model import LatencyModel, activation_mb, misaligned
 from edgeprune.latency.profile import (
     DEFAULT_SETTINGS,
-    Calibration,
     Profile,
     ProfileError,
     ProfileSettings,
@@ -101,16 +101,6 @@ def measure_variants(target: Target, models: list, shape: tuple[int, ...], passe
                 for p in range(passes)]  # fmt: skip
 
 
-def fit_calibration(points: list[dict]) -> Calibration:
-    layers = np.array([p["layers_ms"] for p in points])
-    measured = np.array([p["measured_ms"] for p in points])
-    if len(points) >= 2 and np.ptp(layers) > 0:
-        scale, offset = np.polyfit(layers, measured, 1)
-    else:
-        scale, offset = 1.0, float(measured.mean() - layers.mean())
-    return Calibration(float(scale), float(offset), points)
-
-
 def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, list[dict]],
                                 choices: list[tuple[int, bool]] = LOOKUP_CHOICES) -> Profile:  # fmt: skip
     """Pick the lookup variant (channel block, staircase scans: one of ``choices``) and the misalignment term
@@ -130,7 +120,7 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
         for align in MISALIGN_BLOCKS:
             off = [x for x in ls if misaligned(x.geometry, x.cin, x.cout, align)]
             features[pid, align] = (sum(activation_mb(x.geometry, x.cin, x.cout) for x in off), len(off))
-    best = None
+    best, act = None, {pid: activations_mb(ls) for pid, ls in layers.items()}
     for block, scan in choices:
         trial = replace(profile, channel_block=block, use_scan=scan, misalign={})
         models = {name: LatencyModel(trial, name) for name in points_by_model}
@@ -141,8 +131,9 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
                 pts = []
                 for i, p in enumerate(points):
                     mb, n = features[(name, i), align]
-                    pts.append({**p, "layers_ms": base[name, i] + per_mb * mb + per_layer * n})
-                cal = fitted[name] = fit_calibration(pts)
+                    pts.append({**p, "layers_ms": base[name, i] + per_mb * mb + per_layer * n, "act_mb": act[name, i]})
+                cal = fit_line(pts)
+                fitted[name] = pts
                 residuals += [abs(cal.scale * q["layers_ms"] + cal.offset_ms - q["measured_ms"]) / q["measured_ms"]
                               for q in pts]  # fmt: skip
             # RMS, not the median: a median lets a term explain the random plans and leave up to half of
@@ -151,7 +142,9 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
             if best is None or score < best[0] - 1e-12:
                 term = {"align": align, "ms_per_mb": per_mb, "ms_per_layer": per_layer}
                 best = (score, block, scan, term if per_mb or per_layer else {}, fitted)
-    _, block, scan, misalign, calibration = best
+    _, block, scan, misalign, points = best
+    # the lookup is chosen on the plain line; each model's calibration then takes the terms that predict best
+    calibration = {name: fit_calibration(pts) for name, pts in points.items()}
     return replace(profile, channel_block=block, use_scan=scan, misalign=misalign, calibration=calibration)
 
 

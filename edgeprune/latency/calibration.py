@@ -1,0 +1,85 @@
+"""Fitting a model's calibration from its end-to-end runs: which terms, and their weights.
+
+A point is one pruned variant run end to end: its measured ms, the sum of its layers' table ms
+(``layers_ms``) and the MB of activations its layers read and write (``act_mb``). Three forms compete:
+
+    tables        measured ≈ scale * layers_ms + offset
+    tables + MB   measured ≈ scale * layers_ms + ms_per_mb * act_mb + offset
+    MB alone      measured ≈ ms_per_mb * act_mb + offset
+
+and the one with the least leave-one-out error is kept, so a term is added only where it predicts runs it was
+not fitted on. Where a one-layer micro-model's time is mostly the call around the layer, the tables barely
+move with the channels while the network's time does, with the data it moves (ExecuTorch, OpenVINO here:
+docs/benchmarks/targets.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edgeprune.latency.layers import Layer
+from edgeprune.latency.model import activation_mb
+from edgeprune.latency.profile import Calibration
+
+MIN_POINTS_PER_TERM = 2  # a form is tried with at least this many points per coefficient, plus one to leave out
+
+
+def activations_mb(layers: list[Layer]) -> float:
+    """MB of activations the layers read and write, at their own widths (the MB term's feature)."""
+    return sum(activation_mb(x.geometry, x.cin, x.cout) for x in layers)
+
+
+def fit_line(points: list[dict]) -> Calibration:
+    """measured ≈ scale * layers_ms + offset, least squares (a constant offset with fewer than 2 distinct sums)."""
+    layers = np.array([p["layers_ms"] for p in points])
+    measured = np.array([p["measured_ms"] for p in points])
+    if len(points) >= 2 and np.ptp(layers) > 0:
+        scale, offset = np.polyfit(layers, measured, 1)
+    else:
+        scale, offset = 1.0, float(measured.mean() - layers.mean())
+    return Calibration(float(scale), float(offset), points)
+
+
+def _columns(points: list[dict], form: str) -> np.ndarray:
+    t, a = [p["layers_ms"] for p in points], [p.get("act_mb", 0.0) for p in points]
+    cols = {"tables": [t], "tables+mb": [t, a], "mb": [a]}[form]
+    return np.column_stack(cols + [np.ones(len(points))])
+
+
+def _solve(points: list[dict], form: str) -> np.ndarray | None:
+    """Least-squares coefficients of ``form`` (None when a weight comes out negative: no physical reading)."""
+    coef = np.linalg.lstsq(_columns(points, form), np.array([p["measured_ms"] for p in points]), rcond=None)[0]
+    return None if (coef[:-1] <= 0).any() else coef
+
+
+def _loo_error(points: list[dict], form: str) -> float:
+    """RMS relative error of each point predicted by the form fitted on the others."""
+    errors = []
+    for i, p in enumerate(points):
+        coef = _solve(points[:i] + points[i + 1 :], form)
+        if coef is None:
+            return math.inf
+        predicted = float(_columns([p], form)[0] @ coef)
+        errors.append((predicted - p["measured_ms"]) / p["measured_ms"])
+    return math.sqrt(float(np.mean(np.square(errors))))
+
+
+def fit_calibration(points: list[dict]) -> Calibration:
+    """The calibration of the form that predicts left-out points best; the plain line when the points carry
+    no ``act_mb`` or are too few to leave one out."""
+    forms = ["tables"]
+    if all("act_mb" in p for p in points):
+        forms += [f for f, terms in (("tables+mb", 2), ("mb", 1)) if len(points) > MIN_POINTS_PER_TERM * (terms + 1)]
+    if len(forms) == 1 or len(points) <= MIN_POINTS_PER_TERM * 2:
+        return fit_line(points)
+    best = min(forms, key=lambda f: _loo_error(points, f))
+    if best == "tables":
+        return fit_line(points)
+    coef = _solve(points, best)
+    if coef is None:
+        return fit_line(points)
+    if best == "mb":
+        return Calibration(1.0, float(coef[1]), points, ms_per_mb=float(coef[0]), tables=False)
+    return Calibration(float(coef[0]), float(coef[2]), points, ms_per_mb=float(coef[1]))
