@@ -47,10 +47,39 @@ def test_both_terms_when_each_explains_part():
 
 
 def test_points_of_older_profiles_or_too_few_fit_the_plain_line():
-    old = points([3.0, 5.0, 7.0], [1.0, 2.0, 3.0])  # no act_mb: stored before the term
+    rng = np.random.default_rng(3)
+    act = rng.uniform(0.5, 2.0, 10)
+    measured, tables = 0.24 * act + 0.06, 1.3 + rng.normal(0, 0.05, 10)  # the activations would win...
+    assert not fit_calibration(points(measured, tables, act)).tables
+    old = points(measured, tables)  # ...but points stored before the term carry none
     assert fit_calibration(old) == fit_line(old)
-    few = points([3.0, 5.0, 7.0, 9.0], [1.0, 2.0, 3.0, 4.0], [9.0, 1.0, 5.0, 2.0])
+    few = points(measured[:4], tables[:4], act[:4])
     assert fit_calibration(few) == fit_line(few)
+
+
+def test_a_term_the_points_cannot_tell_apart_is_not_fitted():
+    rng = np.random.default_rng(4)
+    flat = 1.3 + rng.normal(0, 0.05, 10)  # tables that explain nothing: the line fails left-out points
+    constant = fit_calibration(points(rng.uniform(0.9, 1.1, 10), flat, np.ones(10)))  # every plan moves 1 MB
+    assert constant.tables and constant.ms_per_mb == 0.0  # no slope made up for the constant column
+    tables = rng.uniform(1.0, 3.0, 10)
+    measured = 2.0 * tables + 1.0 + rng.normal(0, 0.3, 10)
+    inverted = fit_calibration(points(measured, tables, 5.0 - tables))  # fewer MB, more ms: no reading
+    assert inverted.ms_per_mb == 0.0
+
+
+def test_the_activation_fields_are_stored_only_when_used_and_read_back():
+    from edgeprune.latency.profile import Profile
+
+    profile, _ = two_layer_profile(Calibration(2.0, 1.0))
+    assert set(profile.to_dict()["calibration"]["net"]) == {"scale", "offset_ms", "points"}  # as before the term
+    used = replace(profile, calibration={"net": Calibration(1.0, 0.5, [], 0.3, tables=False)})
+    back = Profile.from_dict(used.to_dict())
+    assert back.calibration["net"] == used.calibration["net"]
+    broken = used.to_dict()
+    broken["calibration"]["net"]["tables"] = "false"
+    with pytest.raises(ProfileError, match="tables must be true or false"):
+        Profile.from_dict(broken)
 
 
 def test_the_latency_model_applies_the_activation_term_per_layer():

@@ -49,9 +49,11 @@ def _columns(points: list[dict], form: str) -> np.ndarray:
 
 
 def _solve(points: list[dict], form: str) -> np.ndarray | None:
-    """Least-squares coefficients of ``form`` (None when a weight comes out negative: no physical reading)."""
-    coef = np.linalg.lstsq(_columns(points, form), np.array([p["measured_ms"] for p in points]), rcond=None)[0]
-    return None if (coef[:-1] <= 0).any() else coef
+    """Least-squares coefficients of ``form``; None when the points cannot tell its terms apart (a constant or
+    collinear column) or a weight comes out negative (no physical reading)."""
+    a = _columns(points, form)
+    coef, _, rank, _ = np.linalg.lstsq(a, np.array([p["measured_ms"] for p in points]), rcond=None)
+    return None if rank < a.shape[1] or (coef[:-1] <= 0).any() else coef
 
 
 def _loo_error(points: list[dict], form: str) -> float:
@@ -74,12 +76,12 @@ def fit_calibration(points: list[dict]) -> Calibration:
         forms += [f for f, terms in (("tables+mb", 2), ("mb", 1)) if len(points) > MIN_POINTS_PER_TERM * (terms + 1)]
     if len(forms) == 1 or len(points) <= MIN_POINTS_PER_TERM * 2:
         return fit_line(points)
-    best = min(forms, key=lambda f: _loo_error(points, f))
-    if best == "tables":
-        return fit_line(points)
-    coef = _solve(points, best)
-    if coef is None:
-        return fit_line(points)
-    if best == "mb":
-        return Calibration(1.0, float(coef[1]), points, ms_per_mb=float(coef[0]), tables=False)
-    return Calibration(float(coef[0]), float(coef[2]), points, ms_per_mb=float(coef[1]))
+    for form in sorted(forms, key=lambda f: _loo_error(points, f)):  # stable: the line first among ties
+        coef = None if form == "tables" else _solve(points, form)
+        if form == "mb" and coef is not None:
+            return Calibration(1.0, float(coef[1]), points, ms_per_mb=float(coef[0]), tables=False)
+        if form == "tables+mb" and coef is not None:
+            return Calibration(float(coef[0]), float(coef[2]), points, ms_per_mb=float(coef[1]))
+        if form == "tables":
+            break
+    return fit_line(points)

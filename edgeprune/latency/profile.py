@@ -136,6 +136,14 @@ class Calibration:
     tables: bool = True
 
 
+def _calibration_dict(c: Calibration) -> dict:
+    """A calibration as stored; the activation fields only when used, so a line reads as before they existed."""
+    d = vars(c).copy()
+    if not c.ms_per_mb and c.tables:
+        del d["ms_per_mb"], d["tables"]
+    return d
+
+
 def calibration_name(model: str, side: int | None = None) -> str:
     """The key of ``model``'s calibration line at the square input ``side``: the model's name at its registry
     input size (or with no side given), ``name@side`` at another, so lines measured at two sizes coexist."""
@@ -217,7 +225,7 @@ class Profile:
             "device": self.device,
             "settings": self.settings,
             "tables": {k: vars(t) for k, t in sorted(self.tables.items())},
-            "calibration": {k: vars(c) for k, c in sorted(self.calibration.items())},
+            "calibration": {k: _calibration_dict(c) for k, c in sorted(self.calibration.items())},
             "use_scan": self.use_scan,
             "channel_block": self.channel_block,
             "misalign": self.misalign,
@@ -247,6 +255,8 @@ class Profile:
                     raise ProfileError(f"{source}: table {key} has ms of the wrong shape (expected {shape})")
                 tables[key] = table
             cal = {k: Calibration(**c) for k, c in data.get("calibration", {}).items()}
+            if any(not isinstance(c.tables, bool) for c in cal.values()):
+                raise ProfileError(f"{source}: a calibration's tables must be true or false")
             use_scan, block = bool(data.get("use_scan", True)), int(data.get("channel_block", 1))
             misalign = dict(data.get("misalign") or {})
             if misalign and not {"align", "ms_per_mb", "ms_per_layer"} <= set(misalign):

@@ -290,8 +290,8 @@ class Planner:
             return ""
         which = ("every prunable group is a residual stream" if streams == len(self.groups)
                  else f"{streams} of {len(self.groups)} prunable groups are residual streams")  # fmt: skip
-        return (f" ({which}, kept whole by default; "
-                "--max-removed-shared F lets F of each be cut, --remove-branches lets whole blocks go)")
+        branches = "" if self.c.remove_branches else ", --remove-branches lets whole blocks go"
+        return f" ({which}, kept whole by default; --max-removed-shared F lets F of each be cut{branches})"
 
     def run(self, budget: Budget, ranked_by: str) -> float:
         """Remove steps until ``budget`` holds; returns the resolved budget in the cost's unit."""
