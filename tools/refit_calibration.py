@@ -10,20 +10,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from edgeprune.latency.calibration import activations_mb, fit_calibration
-from edgeprune.latency.model import LatencyModel
+from edgeprune.latency.calibration import describe, refit_stored
 from edgeprune.latency.profile import Profile
 
 
 def refit(profile: Profile) -> Profile:
-    fitted = {}
-    for name, cal in profile.calibration.items():
-        plain = replace(profile, calibration={})  # layer ms as the tables give them, before any line
-        model = LatencyModel(replace(plain, width_scale=profile.width_scale), name)
-        points = [{**p, "layers_ms": model.layers_ms(ls), "act_mb": activations_mb(ls)}
-                  for p in cal.points for ls in [profile.model_layers(name, p)]]  # fmt: skip
-        fitted[name] = fit_calibration(points)
-    return replace(profile, calibration=fitted)
+    return replace(profile, calibration={name: refit_stored(profile, name) for name in profile.calibration})
 
 
 def main() -> None:
@@ -34,10 +26,7 @@ def main() -> None:
     before = Profile.load(args.profile)
     after = refit(before)
     for name, cal in after.calibration.items():
-        old = before.calibration[name]
-        form = ("layers" if cal.tables else "") + (" + activations" if cal.ms_per_mb else "")
-        print(f"{name}: {old.scale:.3f} x layers {old.offset_ms:+.3f} ms -> {form.strip(' +')}: scale "
-              f"{cal.scale:.3f}, {cal.ms_per_mb:.3f} ms/MB, offset {cal.offset_ms:+.3f} ms")
+        print(f"{name}: {describe(before.calibration[name])} -> {describe(cal)}")
     after.save(args.out)
 
 

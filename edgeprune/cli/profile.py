@@ -118,6 +118,7 @@ def fit_cmd(target, what, models, profile_path, out_path) -> None:
     removal      what removing each kind of residual branch saves (--remove-branches plans)
     The profile is written only after every model was measured: a failure leaves it as it was.
     """
+    from edgeprune.latency.calibration import describe
     from edgeprune.latency.innet import fit_widths
     from edgeprune.latency.profiler import recalibrate_profile
     from edgeprune.latency.removal import fit_removal
@@ -128,9 +129,7 @@ def fit_cmd(target, what, models, profile_path, out_path) -> None:
     if what == "calibration":
         profile = recalibrate_profile(profile, t, list(models))
         for m, c in profile.calibration.items():
-            terms = ([f"{c.scale:.3f} x layers"] if c.tables else []) + ([f"{c.ms_per_mb:.3f} ms/MB x activations"]
-                                                                        if c.ms_per_mb else [])  # fmt: skip
-            click.echo(f"{m}: {' + '.join(terms)} {c.offset_ms:+.3f} ms")
+            click.echo(f"{m}: {describe(c)}")
     else:
         fit = fit_widths if what == "widths" else fit_removal
         for m in models:

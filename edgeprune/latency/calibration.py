@@ -20,8 +20,8 @@ import math
 import numpy as np
 
 from edgeprune.latency.layers import Layer
-from edgeprune.latency.model import activation_mb
-from edgeprune.latency.profile import Calibration
+from edgeprune.latency.model import LatencyModel, activation_mb
+from edgeprune.latency.profile import Calibration, Profile
 
 MIN_POINTS_PER_TERM = 2  # a form is tried with at least this many points per coefficient, plus one to leave out
 
@@ -85,3 +85,20 @@ def fit_calibration(points: list[dict]) -> Calibration:
         if form == "tables":
             break
     return fit_line(points)
+
+
+def refit_stored(profile: Profile, name: str) -> Calibration:
+    """``name``'s calibration fitted again on the points ``profile`` stores, their layer ms taken from the profile
+    as it stands (lookup, width corrections, misalignment): no timing. After a fit changed the tables' terms, or
+    for a profile fitted before the activation term."""
+    model = LatencyModel(profile, name)
+    points = [{**p, "layers_ms": model.layers_ms(ls), "act_mb": activations_mb(ls)}
+              for p in profile.calibration[name].points for ls in [profile.model_layers(name, p)]]  # fmt: skip
+    return fit_calibration(points)
+
+
+def describe(cal: Calibration) -> str:
+    """The calibration in words: its terms and offset."""
+    terms = ([f"{cal.scale:.3f} x layers"] if cal.tables else []) + (
+        [f"{cal.ms_per_mb:.3f} ms/MB x activations"] if cal.ms_per_mb else [])  # fmt: skip
+    return f"{' + '.join(terms)} {cal.offset_ms:+.3f} ms"

@@ -20,7 +20,7 @@ import torch
 from edgeprune.backends import time_runners
 from edgeprune.errors import EdgepruneError
 from edgeprune.graph import build_graph
-from edgeprune.latency.calibration import activations_mb, fit_calibration
+from edgeprune.latency.calibration import activations_mb, refit_stored
 from edgeprune.latency.layers import Layer, collect_layers, on_blocking
 from edgeprune.latency.model import LatencyModel
 from edgeprune.latency.profile import DEFAULT_SETTINGS, Profile, ProfileError, ProfileSettings
@@ -126,10 +126,7 @@ def fit_widths(profile: Profile, target: Target, name: str, fractions: tuple[flo
     before = _ratios(profile, name, narrow, dense)
     out = profile.with_width_scales(name, {k: round(float(s), 4) for k, s in zip(keys, fitted)}, dense)
     if cal:
-        model = LatencyModel(out, name)
-        points = [{**p, "layers_ms": model.layers_ms(ls), "act_mb": activations_mb(ls)}
-                  for p in cal.points for ls in [out.model_layers(name, p)]]  # fmt: skip
-        out = replace(out, calibration={**out.calibration, name: fit_calibration(points)})
+        out = replace(out, calibration={**out.calibration, name: refit_stored(out, name)})
     after = _ratios(out, name, narrow, dense)
     scales = out.width_scale[name]["scales"]
     return Fitted(out, [{"variant": v, "geometry": geometry[v], "measured_ratio": ms[v] / ms["dense"],

@@ -126,14 +126,13 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
         models = {name: LatencyModel(trial, name) for name in points_by_model}
         base = {pid: models[pid[0]].layers_ms(ls) for pid, ls in layers.items()}
         for align, per_mb, per_layer in itertools.product(MISALIGN_BLOCKS, MISALIGN_PER_MB, MISALIGN_PER_LAYER):
-            residuals, fitted = [], {}
+            residuals, scored = [], {}
             for name, points in points_by_model.items():
                 pts = []
                 for i, p in enumerate(points):
                     mb, n = features[(name, i), align]
                     pts.append({**p, "layers_ms": base[name, i] + per_mb * mb + per_layer * n, "act_mb": act[name, i]})
-                cal = fit_line(pts)
-                fitted[name] = pts
+                cal, scored[name] = fit_line(pts), pts
                 residuals += [abs(cal.scale * q["layers_ms"] + cal.offset_ms - q["measured_ms"]) / q["measured_ms"]
                               for q in pts]  # fmt: skip
             # RMS, not the median: a median lets a term explain the random plans and leave up to half of
@@ -141,7 +140,7 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
             score = math.sqrt(statistics.fmean(r * r for r in residuals)) if residuals else 0.0
             if best is None or score < best[0] - 1e-12:
                 term = {"align": align, "ms_per_mb": per_mb, "ms_per_layer": per_layer}
-                best = (score, block, scan, term if per_mb or per_layer else {}, fitted)
+                best = (score, block, scan, term if per_mb or per_layer else {}, scored)
     _, block, scan, misalign, points = best
     # the lookup is chosen on the plain line; each model's calibration then takes the terms that predict best
     calibration = {name: fit_calibration(pts) for name, pts in points.items()}

@@ -19,10 +19,10 @@ from edgeprune.models.torchvision_models import get_torchvision
 
 SEGMENTATION = torchvision.models.list_models(module=torchvision.models.segmentation)
 DETECTION = torchvision.models.list_models(module=torchvision.models.detection)
-# The square input each detector is built for (its transform's min_size; SSDs have a fixed size).
-_DETECTION_SIZE = {"ssd300_vgg16": 300, "ssdlite320_mobilenet_v3_large": 320,
-                   "fasterrcnn_mobilenet_v3_large_320_fpn": 320}  # fmt: skip
-_SSD_TEST_SIZE = {"ssd300_vgg16": 300, "ssdlite320_mobilenet_v3_large": 320}  # their extra layers need it
+# The square input each detector is built for (its transform's min_size); the SSDs' is fixed, and their extra
+# layers need it in tests too.
+_SSD_SIZE = {"ssd300_vgg16": 300, "ssdlite320_mobilenet_v3_large": 320}
+_DETECTION_SIZE = {**_SSD_SIZE, "fasterrcnn_mobilenet_v3_large_320_fpn": 320}
 # nn.Module's own bookkeeping; every other attribute of a torchvision model is its configuration
 _MODULE_STATE = frozenset(vars(nn.Module()))
 
@@ -92,4 +92,4 @@ for _name in SEGMENTATION:
 for _name in DETECTION:
     _side = _DETECTION_SIZE.get(_name, 800)
     register_model(_name, _factory(_name), family="torchvision-detection", input_size=(3, _side, _side),
-                   test_size=_SSD_TEST_SIZE.get(_name, 128), has_pretrained=True)  # fmt: skip
+                   test_size=_SSD_SIZE.get(_name, 128), has_pretrained=True)  # fmt: skip
