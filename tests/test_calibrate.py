@@ -151,7 +151,9 @@ def test_prune_command_calibrates_on_images(tmp_path):
     args = ["prune", "cifar_resnet20", "--ratio", "0.3", "--calibration-data", str(data), "--calibration-count", "8"]
     r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "cal"), "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["oracle_error"] <= ORACLE_TOLERANCE
+    summary = json.loads(r.output)
+    assert summary["oracle_error"] <= ORACLE_TOLERANCE
+    assert summary["refit"] and all(f["after"] <= f["before"] for f in summary["refit"])  # the next layers refitted
     spec = json.loads((tmp_path / "cal" / "model" / "arch.json").read_text())
     assert any(c.get("bias") is True for c in spec["changes"].values())  # means folded into bias-free convs
     plain = CliRunner().invoke(main, ["prune", "cifar_resnet20", "--ratio", "0.3", "--out", str(tmp_path / "p")])

@@ -25,7 +25,7 @@ PLANNING = ("target_name", "rank_by", "measured_rounds", "compare_plans", "remov
 calibration_options = options(
     click.option("--calibration-data", metavar="DATA", default=None,
                  help="Rank channels by the output change without them on images of DATA (named set, folder, "
-                      "dataset yaml); fold removed channels' means into the next layers."),
+                      "dataset yaml); fold removed channels' means into the next layers and refit those layers."),
     click.option("--calibration-count", type=click.IntRange(min=1), default=None, metavar="N",
                  help="Images --calibration-data measures on [default: 64]."),
 )  # fmt: skip

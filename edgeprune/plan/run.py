@@ -24,6 +24,7 @@ from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, PlanRes
 from edgeprune.plan.uniform import plan_uniform
 from edgeprune.prune import Plan, input_chw, load_model_ref, measure_channels, prune_model, save_pruned, uniform_plan
 from edgeprune.prune.oracle import check_shrunk
+from edgeprune.prune.reconstruct import refit_layers
 from edgeprune.targets import channel_align, load_target
 
 IMPORTANCE_FILE = "importance.json"
@@ -110,16 +111,16 @@ def prune_run(
     if needs_profile:
         profile = Profile.load(profile_path or find_profile(target.name, target.backend))
     importance, source = read_importance(model_ref, graph.fingerprint)
-    stats = _calibrate(model, graph, name, shape[-1], calibration)
-    if stats is not None:
-        importance, source = stats.scores, f"output change on {stats.images} calibration images"
+    calibrated = _calibrate(model, graph, name, shape[-1], calibration)
+    if calibrated is not None:
+        importance, source = calibrated[1].scores, f"output change on {calibrated[1].images} calibration images"
     align = settings.align if settings.align is not None else channel_align(target)
     step, steps, origin = schedule
     c = settings.constraints
     share = lambda removed: 1 - (1 - removed) ** (1 / steps)  # noqa: E731
     constraints = PlanConstraints(**{**vars(c), "align": align, "max_removed": share(c.max_removed),
                                      "max_removed_shared": share(c.max_removed_shared),
-                                     "normalize": c.normalize and stats is None})  # fmt: skip
+                                     "normalize": c.normalize and calibrated is None})  # fmt: skip
     budget = settings.budget
     cost = make_cost(budget.kind, profile, name, shape[-1])
     now = cost.total(sum(cost.layer(x, x.cin, x.cout) for x in layers))
@@ -144,14 +145,12 @@ def prune_run(
                                  shape, lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval())
     else:
         result = plan(budget)
-    means = stats.means if stats is not None else None
-    pruned, spec = prune_model(model, graph, result.plan, changes, chw, means)
-    err = check_shrunk(model, graph, result.plan, pruned, shape[1:], means)
+    pruned, spec, err, refits = _shrink_checked(model, graph, result.plan, changes, chw, calibrated)
     if out.exists():
         out.rmdir()
     summary = {**result.to_dict(), "model": name, "from": str(model_ref), "target": target.name,
                "importance": source, "align": align, "origin": origin, "step": [step, steps],
-               "solver": settings.solver, "oracle_error": err}  # fmt: skip
+               "solver": settings.solver, "oracle_error": err, "refit": refits}  # fmt: skip
     with atomic_dir(out) as tmp:  # all of it or nothing
         result.plan.save(tmp / "plan.json")
         (tmp / "plan.md").write_text(f"# Plan for {name} on {target.name} ({result.budget})\n\n{result.table()}\n")
@@ -195,11 +194,25 @@ def _compare_shapes(model, graph, layers, budget, profile, why, importance, cons
 
 
 def _calibrate(model: torch.nn.Module, graph, name: str, side: int, calibration: Calibration | None):
-    """The channel statistics of ``model`` on the calibration images, or None without them."""
+    """The calibration images and ``model``'s channel statistics on them, or None without them."""
     if calibration is None:
         return None
-    images = calibration if isinstance(calibration, torch.Tensor) else calibration(model, name, side)
-    return measure_channels(model, graph, torch.as_tensor(images))
+    images = torch.as_tensor(calibration if isinstance(calibration, torch.Tensor) else calibration(model, name, side))
+    return images, measure_channels(model, graph, images)
+
+
+def _shrink_checked(model: torch.nn.Module, graph, plan: Plan, changes, chw, calibrated):
+    """Shrink ``model`` by ``plan`` and check it against the oracle; with calibration statistics, removed channels'
+    means are folded into the next layers and those layers are then refitted to the unpruned outputs
+    (:mod:`edgeprune.prune.reconstruct`; after the oracle, which checks the surgery, not the refit).
+    Returns the pruned model, its spec, the oracle error and each refitted layer's output errors."""
+    means = calibrated[1].means if calibrated is not None else None
+    pruned, spec = prune_model(model, graph, plan, changes, chw, means)
+    err = check_shrunk(model, graph, plan, pruned, tuple(chw), means)
+    refits = []
+    if calibrated is not None:
+        refits = [asdict(r) for r in refit_layers(model, pruned, graph, plan, calibrated[0])]
+    return pruned, spec, err, refits
 
 
 def _empty_out(out_dir: str | os.PathLike) -> Path:
@@ -222,12 +235,10 @@ def shrink_run(ref: str, pretrained: Pretrained, ratio: float | None, plan_path:
     chw = input_chw(ref, name, kwargs, input_size)
     example = torch.randn(1, *chw)
     graph = build_graph(net, example, model_name=name, model_kwargs=kwargs, freeze_unknown=freeze_unknown)
-    stats = _calibrate(net, graph, name, chw[-1], calibration)
-    scores = stats.scores if stats is not None else None
+    calibrated = _calibrate(net, graph, name, chw[-1], calibration)
+    scores = calibrated[1].scores if calibrated is not None else None
     plan = Plan.load(plan_path) if plan_path else uniform_plan(net, graph, ratio, scores)
-    means = stats.means if stats is not None else None
-    pruned, spec = prune_model(net, graph, plan, changes, chw, means)
-    err = check_shrunk(net, graph, plan, pruned, example.shape[1:], means)
+    pruned, spec, err, refits = _shrink_checked(net, graph, plan, changes, chw, calibrated)
     if out.exists():
         out.rmdir()
     with atomic_dir(out) as tmp:
@@ -235,4 +246,4 @@ def shrink_run(ref: str, pretrained: Pretrained, ratio: float | None, plan_path:
         plan.save(tmp / "plan.json")
     before = sum(p.numel() for p in net.parameters())
     return {"model": name, "params_before": before, "params_after": sum(p.numel() for p in pruned.parameters()),
-            "oracle_error": err, "out": str(out)}  # fmt: skip
+            "oracle_error": err, "refit": refits, "out": str(out)}  # fmt: skip

@@ -1,0 +1,223 @@
+"""Refit the layers that read removed channels so that they compute what the unpruned model computed.
+
+Folding a removed channel's mean into the next layer keeps the constant it carried; what varied is lost. Much
+of it is still there in the kept channels, which are correlated with the removed ones. For each layer that
+reads removed channels (a conv with ``groups == 1``, or a linear), in the order the model runs them, the kept
+weights and the bias are refitted by least squares so that the layer's output on the *pruned* model's inputs
+matches the *unpruned* model's output on calibration images (He et al., ICCV 2017, without their LASSO channel
+choice: the planner chose the channels). Later layers are fitted on the inputs of the already refitted earlier
+ones, so errors do not add up along the network.
+
+Only the weights change: the pruned model's architecture and its saved spec stay as shrink made them. Ridge
+regularization (relative to the inputs' mean power) keeps a layer whose kept inputs are nearly collinear from
+taking huge weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgeprune.errors import InputError
+from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, ChannelGraph
+from edgeprune.prune.plan import Plan
+from edgeprune.prune.shrink import removed_slices
+
+SAMPLES_PER_IMAGE = 512  # output positions per image and layer that enter a conv's fit
+RIDGE = 1e-3  # relative to the mean diagonal of the inputs' Gram matrix
+
+
+@dataclass(frozen=True)
+class Refit:
+    """One refitted layer: its output error relative to the unpruned model's, on the calibration images, before
+    and after the refit (root mean square over the fitted positions, over that of the unpruned output)."""
+
+    path: str
+    before: float
+    after: float
+
+
+class _Stop(Exception):
+    """Raised by a hook once the layer it watches has run: the rest of the forward pass is not needed."""
+
+
+def _rows(module: nn.Module, x: torch.Tensor, pick: torch.Tensor | None) -> torch.Tensor:
+    """The inputs of ``module``'s outputs as rows (one per output position): unfolded patches for a conv."""
+    if isinstance(module, nn.Conv2d):
+        cols = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)  # N, C*k*k, L
+        cols = cols.transpose(1, 2)
+        return (cols[:, pick] if pick is not None else cols).reshape(-1, cols.shape[-1])
+    return x.reshape(-1, x.shape[-1])
+
+
+def _outputs(module: nn.Module, y: torch.Tensor, pick: torch.Tensor | None) -> torch.Tensor:
+    if isinstance(module, nn.Conv2d):
+        y = y.flatten(2).transpose(1, 2)  # N, L, C
+        return (y[:, pick] if pick is not None else y).reshape(-1, y.shape[-1])
+    return y.reshape(-1, y.shape[-1])
+
+
+def _fittable(path: str, dense: nn.Module, pruned: nn.Module) -> bool:
+    try:
+        d, p = dense.get_submodule(path), pruned.get_submodule(path)
+    except AttributeError:  # replaced with a constant when its branch was removed
+        return False
+    if isinstance(p, nn.Conv2d) and isinstance(d, nn.Conv2d):
+        return p.groups == 1 and d.groups == 1 and p.padding_mode == "zeros"
+    return isinstance(p, nn.Linear) and isinstance(d, nn.Linear)
+
+
+def _run_order(model: nn.Module, paths: list[str], x: torch.Tensor) -> list[str]:
+    """``paths`` in the order ``model`` runs them on ``x``."""
+    seen: list[str] = []
+    handles = [model.get_submodule(p).register_forward_pre_hook(lambda m, a, p=p: seen.append(p)) for p in paths]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return list(dict.fromkeys(seen))
+
+
+def refit_layers(dense: nn.Module, pruned: nn.Module, graph: ChannelGraph, plan: Plan, images: torch.Tensor,
+                 batch_size: int = 8, seed: int = 0) -> list[Refit]:  # fmt: skip
+    """Refit, in place, ``pruned``'s layers that read channels ``plan`` removed (see the module docstring), on
+    ``images`` (N, C, H, W, as the models take them). ``dense`` is the model ``plan`` was made for; it is not
+    changed. Returns each layer's output error before and after, in run order."""
+    if images.dim() < 2 or len(images) == 0:
+        raise InputError(f"refitting needs a batch of calibration images; got shape {tuple(images.shape)}")
+    removed = removed_slices(graph, plan)
+    paths = [p for p, kinds in removed.items()
+             if (CONV_IN in kinds or LINEAR_IN in kinds) and _fittable(p, dense, pruned)]  # fmt: skip
+    if not paths:
+        return []
+    modes = dense.training, pruned.training
+    dense.eval()
+    pruned.eval()
+    try:
+        batches = list(images.float().split(batch_size))
+        paths = _run_order(dense, paths, batches[0][:1])
+        targets = _dense_outputs(dense, paths, removed, batches, seed)
+        # a layer that runs more than once per forward pass (shared) has no single output to match
+        return [_refit_one(pruned, p, batches, targets[p]) for p in paths if len(targets[p]) == len(batches)]
+    finally:
+        dense.train(modes[0])
+        pruned.train(modes[1])
+
+
+def _dense_outputs(dense: nn.Module, paths: list[str], removed: dict, batches: list[torch.Tensor], seed: int
+                   ) -> dict[str, list[tuple[torch.Tensor | None, torch.Tensor]]]:  # fmt: skip
+    """Per layer and batch: the output positions drawn for the fit and the unpruned layer's output there (its
+    kept output channels only), in one pass of the unpruned model."""
+    gen = torch.Generator().manual_seed(seed)
+    out: dict[str, list] = {p: [] for p in paths}
+
+    def grab(path: str):
+        kinds = removed[path]
+        gone = kinds.get(CONV_OUT, set()) | kinds.get(LINEAR_OUT, set())
+
+        def hook(module, args, y):
+            pick = None
+            if isinstance(module, nn.Conv2d):
+                positions = y.shape[-2] * y.shape[-1]
+                pick = torch.randperm(positions, generator=gen)[:SAMPLES_PER_IMAGE]
+            rows = _outputs(module, y, pick).double()
+            keep = [c for c in range(rows.shape[1]) if c not in gone]
+            out[path].append((pick, rows[:, keep]))
+
+        return hook
+
+    handles = [dense.get_submodule(p).register_forward_hook(grab(p)) for p in paths]
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                dense(batch)
+    finally:
+        for h in handles:
+            h.remove()
+    return out
+
+
+class _Normal:
+    """Sums for a least-squares fit of outputs ``y`` on rows ``a``: A'A, A'y, |y|^2 and the current error."""
+
+    def __init__(self) -> None:
+        self.gram = self.cross = None
+        self.power = self.error = 0.0
+
+    def add(self, a: torch.Tensor, y: torch.Tensor, now: torch.Tensor) -> None:
+        self.gram = a.T @ a if self.gram is None else self.gram + a.T @ a
+        self.cross = a.T @ y if self.cross is None else self.cross + a.T @ y
+        self.power += y.pow(2).sum().item()
+        self.error += (now - y).pow(2).sum().item()
+
+    def error_of(self, w: torch.Tensor) -> float:
+        """|A w - y|^2 from the sums alone."""
+        return max((w * (self.gram @ w)).sum().item() - 2 * (w * self.cross).sum().item() + self.power, 0.0)
+
+
+def _solve(gram: torch.Tensor, cross: torch.Tensor, n: int) -> torch.Tensor:
+    """Ridge solution; the first ``n`` unknowns are weights (shrunk), a last one the bias (not shrunk)."""
+    reg = torch.zeros_like(gram)
+    reg.diagonal()[:n] = RIDGE * gram.diagonal()[:n].mean().clamp_min(1e-12)
+    return torch.linalg.solve(gram + reg, cross)
+
+
+def _refit_one(pruned: nn.Module, path: str, batches: list[torch.Tensor], targets: list) -> Refit:
+    """Least-squares refit of one layer of ``pruned`` (weights and bias) against the unpruned outputs, fitted on
+    three images in four and kept only if it also lowers the error on the fourth (a layer with more weights than
+    the images constrain would otherwise fit noise); the kept fit is then redone on every batch."""
+    module = pruned.get_submodule(path)
+    has_bias = module.bias is not None  # a layer without one is fitted without: its architecture stays
+    fit, check = _Normal(), _Normal()
+    current: dict[str, torch.Tensor] = {}
+
+    def catch(m, args):
+        if "x" not in current:  # not when the layer is called below on the captured input
+            current["x"] = args[0]
+            raise _Stop
+
+    handle = module.register_forward_pre_hook(catch)
+    try:
+        with torch.no_grad():
+            first = 0  # index of the batch's first image
+            for batch, (pick, y) in zip(batches, targets):
+                try:
+                    pruned(batch)
+                except _Stop:
+                    pass
+                x = current["x"]
+                rows = _rows(module, x, pick).double()
+                a = torch.cat([rows, torch.ones(rows.shape[0], 1, dtype=rows.dtype)], 1) if has_bias else rows
+                now = _outputs(module, module(x), pick).double()
+                del current["x"]
+                per_image, odd = divmod(rows.shape[0], len(batch))
+                image = torch.arange(first, first + len(batch)).repeat_interleave(per_image)
+                held = image % 4 == 3 if not odd else torch.zeros(rows.shape[0], dtype=torch.bool)
+                fit.add(a[~held], y[~held], now[~held])
+                if held.any():
+                    check.add(a[held], y[held], now[held])
+                first += len(batch)
+    finally:
+        handle.remove()
+    power = max(fit.power + check.power, 1e-30)
+    before = ((fit.error + check.error) / power) ** 0.5
+    n = fit.gram.shape[0] - int(has_bias)
+    if before < 1e-6:  # upstream of every change: already exact
+        return Refit(path, before, before)
+    if check.gram is not None and check.error_of(_solve(fit.gram, fit.cross, n)) >= check.error:
+        return Refit(path, before, before)  # does not generalize to the held-out batches: left as it was
+    gram = fit.gram + check.gram if check.gram is not None else fit.gram
+    cross = fit.cross + check.cross if check.cross is not None else fit.cross
+    solution = _solve(gram, cross, n)  # (n [+ 1], out)
+    whole = _Normal()
+    whole.gram, whole.cross, whole.power = gram, cross, fit.power + check.power
+    with torch.no_grad():
+        module.weight.copy_(solution[:n].T.reshape(module.weight.shape).to(module.weight.dtype))
+        if has_bias:
+            module.bias.copy_(solution[n].to(module.bias.dtype))
+    return Refit(path, before, (whole.error_of(solution) / power) ** 0.5)
