@@ -104,3 +104,27 @@ def test_refit_on_a_detector_keeps_every_output_closer():
         after = output_error(pruned(held_out), expected)
     assert fits and all(f.after <= f.before + 1e-9 for f in fits)
     assert after < before, (before, after)
+
+
+def test_prune_in_steps_reaches_the_budget(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+    from test_calibrate import _image_folder
+
+    from edgeprune.cli import main
+
+    data = _image_folder(tmp_path / "data")
+    args = ["prune", "cifar_resnet20", "--target", "cpu-ort", "--macs", "0.6x", "--calibration-data", str(data),
+            "--calibration-count", "8"]  # fmt: skip
+    r = CliRunner().invoke(main, [*args, "--steps", "2", "--out", str(tmp_path / "two"), "--json"])
+    assert r.exit_code == 0, r.output
+    result = json.loads((tmp_path / "two" / "plan_result.json").read_text())
+    assert result["step"] == [2, 2] and result["refit"]
+    first_step = 1 - (1 - 0.6) / 2  # the first step went half way: the last one prunes the rest from there
+    origin = result["origin"]
+    assert result["pruned"]["macs"] <= 0.6 * origin + 1e-6 < result["dense"]["macs"] <= first_step * origin + 1e-6
+    bad = CliRunner().invoke(main, ["prune", "cifar_resnet20", "--ratio", "0.3", "--steps", "2", "--out",
+                                    str(tmp_path / "x")])  # fmt: skip
+    assert bad.exit_code == 2 and "--steps cannot be used with --ratio" in bad.output
+    assert not (tmp_path / "x").exists()

@@ -106,10 +106,12 @@ def prune_settings(ctx: click.Context, o: dict):
 @click.option("--freeze-unknown", is_flag=True, help="Keep channels around ops the graph does not know, instead "
               "of failing (`edgeprune graph MODEL --freeze-unknown` shows them).")
 @calibration_options
+@hidden("--steps", type=click.IntRange(min=1), default=1,
+        help="Reach the budget in N prunes without training between them (each measures and refits anew).")
 @json_option
 @click.pass_context
 def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, input_size, freeze_unknown,
-              calibration_data, calibration_count, as_json, **o) -> None:  # fmt: skip
+              calibration_data, calibration_count, steps, as_json, **o) -> None:  # fmt: skip
     """Plan MODEL under a budget on a target and shrink it; or shrink it by a ratio or a plan file.
 
     MODEL is a registry name, a training run (its sparsity-trained importance is used) or a pruned folder.
@@ -124,7 +126,7 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, i
     if ratio is not None or plan_path is not None:
         if ratio is not None and plan_path is not None:
             raise click.UsageError("give one of --ratio and --plan")
-        forbid(ctx, (*BUDGETS, *PLANNING), "with --ratio or --plan (they plan under a budget)")
+        forbid(ctx, (*BUDGETS, *PLANNING, "steps"), "with --ratio or --plan (they plan under a budget)")
         from edgeprune.plan.run import shrink_run
 
         summary = shrink_run(ref, pretrained, ratio, plan_path, out_dir, freeze_unknown=freeze_unknown,
@@ -133,11 +135,14 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, i
              f"({summary['params_after'] / summary['params_before']:.1%}); oracle error "
              f"{summary['oracle_error']:.1e}; wrote {out_dir}: plan.json, model/")  # fmt: skip
         return
-    from edgeprune.plan.run import prune_run
+    from edgeprune.plan.run import prune_in_steps
 
     settings = prune_settings(ctx, o)
-    result = prune_run(ref, o["target_name"], settings, out_dir, o["profile_path"], pretrained,
-                       freeze_unknown=freeze_unknown, input_size=input_size, calibration=calibration)
+    if steps > 1 and settings.compare_plans:
+        forbid(ctx, ("steps",), "with --compare-plans")
+    result = prune_in_steps(ref, o["target_name"], settings, out_dir, steps, pretrained,
+                            profile_path=o["profile_path"], freeze_unknown=freeze_unknown, input_size=input_size,
+                            calibration=calibration)  # fmt: skip
 
     def text() -> str:
         lines = [result.table()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -157,6 +158,28 @@ def prune_run(
         save_pruned(pruned, spec, tmp / "model")
         (tmp / "plan_result.json").write_text(json.dumps(summary, indent=1))
     return result
+
+
+def prune_in_steps(model_ref: str, target_name: str, settings: PruneSettings, out_dir: str | os.PathLike,
+                   steps: int, pretrained: Pretrained = False, **options) -> PlanResult:  # fmt: skip
+    """:func:`prune_run` in ``steps`` prunes without training between them, step i going i/steps of the way to the
+    budget from the unpruned cost. Each step plans on the model the previous one left, so with ``calibration``
+    it measures importance again and refits the next layers to that model's outputs: removing a little at a time
+    lets each refit correct what the last one left. Intermediate models are discarded; the last goes to
+    ``out_dir``. ``options``: :func:`prune_run`'s keywords (profile_path, freeze_unknown, input_size,
+    calibration)."""
+    _empty_out(out_dir)
+    origin, source = None, model_ref
+    with tempfile.TemporaryDirectory(prefix="edgeprune-steps-") as tmp:
+        for step in range(1, steps):
+            folder = Path(tmp) / f"step{step}"
+            prune_run(source, target_name, settings, folder, pretrained=pretrained if step == 1 else False,
+                      schedule=(step, steps, origin), **options)  # fmt: skip
+            origin = json.loads((folder / "plan_result.json").read_text())["origin"]
+            source = str(folder)
+            options = {**options, "input_size": None}  # a pruned folder carries its size
+        return prune_run(source, target_name, settings, out_dir, pretrained=pretrained if steps == 1 else False,
+                         schedule=(steps, steps, origin), **options)  # fmt: skip
 
 
 def _profile_for_shapes(profile: Profile | None, path, target, layers) -> tuple[Profile | None, str]:
