@@ -26,7 +26,7 @@ from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, Cha
 from edgeprune.prune.plan import Plan
 from edgeprune.prune.shrink import removed_slices
 
-SAMPLES_PER_IMAGE = 512  # output positions per image and layer that enter a conv's fit
+SAMPLES_PER_IMAGE = 512  # output positions (a conv's pixels, a linear's tokens) per image and layer in a fit
 RIDGE = 1e-3  # relative to the mean diagonal of the inputs' Gram matrix
 
 
@@ -44,20 +44,20 @@ class _Stop(Exception):
     """Raised by a hook once the layer it watches has run: the rest of the forward pass is not needed."""
 
 
-def _rows(module: nn.Module, x: torch.Tensor, pick: torch.Tensor | None) -> torch.Tensor:
-    """The inputs of ``module``'s outputs as rows (one per output position): unfolded patches for a conv."""
+def _positions(module: nn.Module, t: torch.Tensor, is_input: bool) -> torch.Tensor:
+    """``t`` (a layer's input or output) as (N, positions, features): a conv's input as unfolded patches, one per
+    output position; a linear's leading dims after the batch as positions (one, for a plain (N, F) input)."""
     if isinstance(module, nn.Conv2d):
-        cols = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)  # N, C*k*k, L
-        cols = cols.transpose(1, 2)
-        return (cols[:, pick] if pick is not None else cols).reshape(-1, cols.shape[-1])
-    return x.reshape(-1, x.shape[-1])
+        if is_input:
+            return F.unfold(t, module.kernel_size, module.dilation, module.padding, module.stride).transpose(1, 2)
+        return t.flatten(2).transpose(1, 2)
+    return t.reshape(t.shape[0], -1, t.shape[-1])
 
 
-def _outputs(module: nn.Module, y: torch.Tensor, pick: torch.Tensor | None) -> torch.Tensor:
-    if isinstance(module, nn.Conv2d):
-        y = y.flatten(2).transpose(1, 2)  # N, L, C
-        return (y[:, pick] if pick is not None else y).reshape(-1, y.shape[-1])
-    return y.reshape(-1, y.shape[-1])
+def _rows(module: nn.Module, t: torch.Tensor, is_input: bool, pick: torch.Tensor) -> torch.Tensor:
+    """The fitted positions of ``t`` as rows: image-major, ``pick`` within each image."""
+    per = _positions(module, t, is_input)
+    return per[:, pick].reshape(-1, per.shape[-1])
 
 
 def _fittable(path: str, dense: nn.Module, pruned: nn.Module) -> bool:
@@ -110,7 +110,7 @@ def refit_layers(dense: nn.Module, pruned: nn.Module, graph: ChannelGraph, plan:
 
 
 def _dense_outputs(dense: nn.Module, paths: list[str], removed: dict, batches: list[torch.Tensor], seed: int
-                   ) -> dict[str, list[tuple[torch.Tensor | None, torch.Tensor]]]:  # fmt: skip
+                   ) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:  # fmt: skip
     """Per layer and batch: the output positions drawn for the fit and the unpruned layer's output there (its
     kept output channels only), in one pass of the unpruned model."""
     gen = torch.Generator().manual_seed(seed)
@@ -121,13 +121,11 @@ def _dense_outputs(dense: nn.Module, paths: list[str], removed: dict, batches: l
         gone = kinds.get(CONV_OUT, set()) | kinds.get(LINEAR_OUT, set())
 
         def hook(module, args, y):
-            pick = None
-            if isinstance(module, nn.Conv2d):
-                positions = y.shape[-2] * y.shape[-1]
-                pick = torch.randperm(positions, generator=gen)[:SAMPLES_PER_IMAGE]
-            rows = _outputs(module, y, pick).double()
+            positions = _positions(module, y, False).shape[1]
+            pick = torch.randperm(positions, generator=gen)[:SAMPLES_PER_IMAGE]
+            rows = _rows(module, y, False, pick)
             keep = [c for c in range(rows.shape[1]) if c not in gone]
-            out[path].append((pick, rows[:, keep]))
+            out[path].append((pick, rows[:, keep]))  # float32 until fitted: these are held for every layer
 
         return hook
 
@@ -191,9 +189,10 @@ def _refit_one(pruned: nn.Module, path: str, batches: list[torch.Tensor], target
                 except _Stop:
                     pass
                 x = current["x"]
-                rows = _rows(module, x, pick).double()
+                rows = _rows(module, x, True, pick).double()
                 a = torch.cat([rows, torch.ones(rows.shape[0], 1, dtype=rows.dtype)], 1) if has_bias else rows
-                now = _outputs(module, module(x), pick).double()
+                now = _rows(module, module(x), False, pick).double()
+                y = y.double()
                 del current["x"]
                 per_image, odd = divmod(rows.shape[0], len(batch))
                 image = torch.arange(first, first + len(batch)).repeat_interleave(per_image)
