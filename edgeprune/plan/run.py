@@ -130,16 +130,19 @@ def prune_run(
         budget = Budget(budget.kind, origin - (origin - budget.resolve(origin)) * step / steps, relative=False)
     plan = lambda b: plan_pruning(model, graph, layers, b, settings.ranked_by, profile, importance,  # noqa: E731
                                   constraints, settings.solver, side=shape[-1])  # fmt: skip
-    if settings.measured_rounds and step == steps:  # earlier steps of a schedule go by the prediction
-        # timed beside the model the schedule started from: the budget is a fraction of that one's latency
+    relative = settings.budget.relative
+    if settings.measured_rounds and (step == steps or relative):  # an ms budget's earlier steps go by prediction
+        # timed beside the model the schedule started from: the budget is a fraction of that one's latency, and
+        # each step is timed to its share of the way (the predictor's error would otherwise all land on the last)
         reference = model if steps == 1 else create_model(name, **kwargs).eval()
+        share = 1 - (1 - settings.budget.value) * step / steps if relative else settings.budget.value
         result, chosen, rounds = plan_measured(
-            settings.budget, settings.measured_rounds, target, reference, shape, origin,
+            Budget("latency", share, relative), settings.measured_rounds, target, reference, shape, origin,
             lambda ms: plan(Budget("latency", ms, relative=False)),
             lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval(),
         )  # fmt: skip
         result.measured = {**asdict(chosen), "rounds": [asdict(r) for r in rounds]}
-        result.budget = settings.budget  # met as measured; the predicted budget it took is in result.measured
+        result.budget = Budget("latency", share, relative)  # met as measured; its predicted budget: result.measured
     elif settings.compare_plans:
         priced, why = _profile_for_shapes(profile, profile_path, target, layers)
         result = _compare_shapes(model, graph, layers, budget, priced, why, importance, constraints, settings, target,
