@@ -168,7 +168,7 @@ def _solve(gram: torch.Tensor, cross: torch.Tensor, n: int) -> torch.Tensor:
 def _refit_one(pruned: nn.Module, path: str, batches: list[torch.Tensor], targets: list) -> Refit:
     """Least-squares refit of one layer of ``pruned`` (weights and bias) against the unpruned outputs, fitted on
     three images in four and kept only if it also lowers the error on the fourth (a layer with more weights than
-    the images constrain would otherwise fit noise); the kept fit is then redone on every batch."""
+    the images constrain would otherwise fit noise); the kept fit is then redone on every image."""
     module = pruned.get_submodule(path)
     has_bias = module.bias is not None  # a layer without one is fitted without: its architecture stays
     fit, check = _Normal(), _Normal()
@@ -209,7 +209,7 @@ def _refit_one(pruned: nn.Module, path: str, batches: list[torch.Tensor], target
     if before < 1e-6:  # upstream of every change: already exact
         return Refit(path, before, before)
     if check.gram is not None and check.error_of(_solve(fit.gram, fit.cross, n)) >= check.error:
-        return Refit(path, before, before)  # does not generalize to the held-out batches: left as it was
+        return Refit(path, before, before)  # does not generalize to the held-out images: left as it was
     gram = fit.gram + check.gram if check.gram is not None else fit.gram
     cross = fit.cross + check.cross if check.cross is not None else fit.cross
     solution = _solve(gram, cross, n)  # (n [+ 1], out)
