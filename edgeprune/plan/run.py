@@ -23,9 +23,17 @@ from edgeprune.plan.candidates import choose_fastest, compared_summary, plan_sha
 from edgeprune.plan.measured import check_measurable, check_runs_here, plan_measured
 from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, PlanResult, plan_pruning
 from edgeprune.plan.uniform import plan_uniform
-from edgeprune.prune import Plan, input_chw, load_model_ref, measure_channels, prune_model, save_pruned, uniform_plan
+from edgeprune.prune import (
+    Plan,
+    input_chw,
+    load_model_ref,
+    measure_channels,
+    prune_model,
+    refit_layers,
+    save_pruned,
+    uniform_plan,
+)
 from edgeprune.prune.oracle import check_shrunk
-from edgeprune.prune.reconstruct import refit_layers
 from edgeprune.targets import channel_align, load_target
 
 IMPORTANCE_FILE = "importance.json"

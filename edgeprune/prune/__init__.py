@@ -10,6 +10,7 @@ from edgeprune.prune.calibrate import ChannelStats, measure_channels
 from edgeprune.prune.importance import magnitude_scores, uniform_plan
 from edgeprune.prune.oracle import masked_forward, relative_error
 from edgeprune.prune.plan import Plan, PlanError
+from edgeprune.prune.reconstruct import Refit, refit_layers
 from edgeprune.prune.serialize import (
     ArchSpecError,
     arch_spec,
@@ -52,6 +53,8 @@ __all__ = [
     "masked_forward",
     "measure_channels",
     "prune_model",
+    "refit_layers",
+    "Refit",
     "relative_error",
     "save_pruned",
     "shrink",
