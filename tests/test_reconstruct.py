@@ -34,6 +34,16 @@ def test_a_removed_copy_of_a_kept_channel_is_recovered_exactly():
     assert model.conv2.weight.shape[1] == 5 and model.conv2.bias is None  # the unpruned model is untouched
 
 
+def test_without_a_held_out_image_nothing_is_refitted():
+    model, graph = _toy(kernel=3)
+    plan = Plan("toy", graph.fingerprint, {group_of(graph, "conv1", CONV_OUT)[0].id: [0, 1, 4]})
+    calib = _images(3)  # images 0..2: the fourth of every four is the held-out one
+    pruned, _ = shrink(model, graph, plan, measure_channels(model, graph, calib).means)
+    weight = pruned.conv2.weight.clone()
+    fits = refit_layers(model, pruned, graph, plan, calib)
+    assert torch.equal(pruned.conv2.weight, weight) and fits[0].after == fits[0].before
+
+
 def test_a_layer_without_bias_keeps_its_architecture():
     class Chain(nn.Module):
         def __init__(self) -> None:
@@ -102,7 +112,7 @@ def test_refit_on_a_detector_keeps_every_output_closer():
         before = output_error(pruned.eval()(held_out), expected)
         fits = refit_layers(model, pruned, graph, plan, calib)
         after = output_error(pruned(held_out), expected)
-    assert fits and all(f.after <= f.before + 1e-9 for f in fits)
+    assert fits and all(f.after <= f.before + 1e-9 for f in fits) and any(f.after < f.before for f in fits)
     assert after < before, (before, after)
 
 
@@ -128,3 +138,6 @@ def test_prune_in_steps_reaches_the_budget(tmp_path):
                                     str(tmp_path / "x")])  # fmt: skip
     assert bad.exit_code == 2 and "--steps cannot be used with --ratio" in bad.output
     assert not (tmp_path / "x").exists()
+    blind = CliRunner().invoke(main, [*args[:6], "--steps", "2", "--out", str(tmp_path / "y")])
+    assert blind.exit_code == 2 and "--steps needs --calibration-data" in blind.output
+    assert result["from"] == "cifar_resnet20"  # not the discarded folder of the step before

@@ -140,6 +140,8 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, i
     settings = prune_settings(ctx, o)
     if steps > 1 and settings.compare_plans:
         forbid(ctx, ("steps",), "with --compare-plans")
+    if steps > 1 and calibration is None:
+        raise click.UsageError("--steps needs --calibration-data: each step measures importance and refits anew")
     result = prune_in_steps(ref, o["target_name"], settings, out_dir, steps, pretrained,
                             profile_path=o["profile_path"], freeze_unknown=freeze_unknown, input_size=input_size,
                             calibration=calibration)  # fmt: skip

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from edgeprune.atomic import atomic_dir
+from edgeprune.atomic import atomic_dir, atomic_write_text
 from edgeprune.errors import OutputExistsError
 from edgeprune.graph import build_graph
 from edgeprune.latency.costs import make_cost
@@ -143,21 +143,22 @@ def prune_run(
         # timed beside the model the schedule started from: the budget is a fraction of that one's latency, and
         # each step is timed to its share of the way (the predictor's error would otherwise all land on the last)
         reference = model if steps == 1 else create_model(name, **kwargs).eval()
-        share = 1 - (1 - settings.budget.value) * step / steps if relative else settings.budget.value
+        goal = Budget("latency", 1 - (1 - settings.budget.value) * step / steps if relative else settings.budget.value,
+                      relative)  # fmt: skip
         result, chosen, rounds = plan_measured(
-            Budget("latency", share, relative), settings.measured_rounds, target, reference, shape, origin,
+            goal, settings.measured_rounds, target, reference, shape, origin,
             lambda ms: plan(Budget("latency", ms, relative=False)),
             lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval(),
         )  # fmt: skip
         result.measured = {**asdict(chosen), "rounds": [asdict(r) for r in rounds]}
-        result.budget = Budget("latency", share, relative)  # met as measured; its predicted budget: result.measured
+        result.budget = goal  # met as measured; the predicted budget it took is in result.measured
     elif settings.compare_plans:
         priced, why = _profile_for_shapes(profile, profile_path, target, layers)
         result = _compare_shapes(model, graph, layers, budget, priced, why, importance, constraints, settings, target,
                                  shape, lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval())
     else:
         result = plan(budget)
-    pruned, spec, err, refits = _shrink_checked(model, graph, result.plan, changes, chw, calibrated)
+    pruned, spec, err, refits = _shrink_checked(model, graph, result.plan, changes, chw, shape[1:], calibrated)
     if out.exists():
         out.rmdir()
     summary = {**result.to_dict(), "model": name, "from": str(model_ref), "target": target.name,
@@ -174,23 +175,29 @@ def prune_run(
 def prune_in_steps(model_ref: str, target_name: str, settings: PruneSettings, out_dir: str | os.PathLike,
                    steps: int, pretrained: Pretrained = False, **options) -> PlanResult:  # fmt: skip
     """:func:`prune_run` in ``steps`` prunes without training between them, step i going i/steps of the way to the
-    budget from the unpruned cost. Each step plans on the model the previous one left, so with ``calibration``
-    it measures importance again and refits the next layers to that model's outputs: removing a little at a time
-    lets each refit correct what the last one left. Intermediate models are discarded; the last goes to
-    ``out_dir``. ``options``: :func:`prune_run`'s keywords (profile_path, freeze_unknown, input_size,
-    calibration)."""
-    _empty_out(out_dir)
+    budget from the unpruned cost. Each step plans on the model the previous one left: with ``calibration`` it
+    measures importance again and refits the next layers to that model's outputs, so each cut is chosen and
+    compensated knowing the cuts before it. Intermediate models are discarded; the last goes to ``out_dir``, and
+    its ``plan_result.json`` names ``model_ref`` as its source (its plan applies to the step before it).
+    ``options``: :func:`prune_run`'s keywords (profile_path, freeze_unknown, input_size, calibration)."""
+    out = _empty_out(out_dir)
+    if steps == 1:
+        return prune_run(model_ref, target_name, settings, out, pretrained=pretrained, **options)
+    if options.get("calibration") is None:
+        raise BudgetError("pruning in steps needs calibration images: without them every step ranks channels by "
+                          "weight energy, and a training run's importance holds for its first step only")  # fmt: skip
     origin, source = None, model_ref
     with tempfile.TemporaryDirectory(prefix="edgeprune-steps-") as tmp:
-        for step in range(1, steps):
-            folder = Path(tmp) / f"step{step}"
-            prune_run(source, target_name, settings, folder, pretrained=pretrained if step == 1 else False,
-                      schedule=(step, steps, origin), **options)  # fmt: skip
+        for step in range(1, steps + 1):
+            folder = out if step == steps else Path(tmp) / f"step{step}"
+            result = prune_run(source, target_name, settings, folder, pretrained=pretrained if step == 1 else False,
+                               schedule=(step, steps, origin), **options)  # fmt: skip
             origin = json.loads((folder / "plan_result.json").read_text())["origin"]
             source = str(folder)
             options = {**options, "input_size": None}  # a pruned folder carries its size
-        return prune_run(source, target_name, settings, out_dir, pretrained=pretrained if steps == 1 else False,
-                         schedule=(steps, steps, origin), **options)  # fmt: skip
+    summary = json.loads((out / "plan_result.json").read_text())
+    atomic_write_text(out / "plan_result.json", json.dumps({**summary, "from": str(model_ref)}, indent=1))
+    return result
 
 
 def _profile_for_shapes(profile: Profile | None, path, target, layers) -> tuple[Profile | None, str]:
@@ -235,14 +242,14 @@ def _calibrate(model: torch.nn.Module, graph, name: str, side: int, calibration:
     return images, measure_channels(model, graph, images)
 
 
-def _shrink_checked(model: torch.nn.Module, graph, plan: Plan, changes, chw, calibrated):
+def _shrink_checked(model: torch.nn.Module, graph, plan: Plan, changes, chw, checked_chw, calibrated):
     """Shrink ``model`` by ``plan`` and check it against the oracle; with calibration statistics, removed channels'
     means are folded into the next layers and those layers are then refitted to the unpruned outputs
     (:mod:`edgeprune.prune.reconstruct`; after the oracle, which checks the surgery, not the refit).
     Returns the pruned model, its spec, the oracle error and each refitted layer's output errors."""
     means = calibrated[1].means if calibrated is not None else None
     pruned, spec = prune_model(model, graph, plan, changes, chw, means)
-    err = check_shrunk(model, graph, plan, pruned, tuple(chw), means)
+    err = check_shrunk(model, graph, plan, pruned, checked_chw, means)
     refits = []
     if calibrated is not None:
         refits = [asdict(r) for r in refit_layers(model, pruned, graph, plan, calibrated[0])]
@@ -272,7 +279,7 @@ def shrink_run(ref: str, pretrained: Pretrained, ratio: float | None, plan_path:
     calibrated = _calibrate(net, graph, name, chw[-1], calibration)
     scores = calibrated[1].scores if calibrated is not None else None
     plan = Plan.load(plan_path) if plan_path else uniform_plan(net, graph, ratio, scores)
-    pruned, spec, err, refits = _shrink_checked(net, graph, plan, changes, chw, calibrated)
+    pruned, spec, err, refits = _shrink_checked(net, graph, plan, changes, chw, example.shape[1:], calibrated)
     if out.exists():
         out.rmdir()
     with atomic_dir(out) as tmp:

@@ -40,7 +40,7 @@ class Refit:
     after: float
 
 
-class _Stop(Exception):
+class _Stop(BaseException):  # not Exception: model code that catches those must not swallow it
     """Raised by a hook once the layer it watches has run: the rest of the forward pass is not needed."""
 
 
@@ -65,8 +65,8 @@ def _fittable(path: str, dense: nn.Module, pruned: nn.Module) -> bool:
         d, p = dense.get_submodule(path), pruned.get_submodule(path)
     except AttributeError:  # replaced with a constant when its branch was removed
         return False
-    if isinstance(p, nn.Conv2d) and isinstance(d, nn.Conv2d):
-        return p.groups == 1 and d.groups == 1 and p.padding_mode == "zeros"
+    if isinstance(p, nn.Conv2d) and isinstance(d, nn.Conv2d):  # unfold takes numeric zero padding only
+        return p.groups == 1 and d.groups == 1 and p.padding_mode == "zeros" and not isinstance(p.padding, str)
     return isinstance(p, nn.Linear) and isinstance(d, nn.Linear)
 
 
@@ -188,15 +188,17 @@ def _refit_one(pruned: nn.Module, path: str, batches: list[torch.Tensor], target
                     pruned(batch)
                 except _Stop:
                     pass
+                if "x" not in current:  # it ran in the unpruned model but not in this one
+                    return Refit(path, float("nan"), float("nan"))
                 x = current["x"]
                 rows = _rows(module, x, True, pick).double()
-                a = torch.cat([rows, torch.ones(rows.shape[0], 1, dtype=rows.dtype)], 1) if has_bias else rows
+                ones = torch.ones(rows.shape[0], 1, dtype=rows.dtype, device=rows.device)
+                a = torch.cat([rows, ones], 1) if has_bias else rows
                 now = _rows(module, module(x), False, pick).double()
                 y = y.double()
                 del current["x"]
-                per_image, odd = divmod(rows.shape[0], len(batch))
-                image = torch.arange(first, first + len(batch)).repeat_interleave(per_image)
-                held = image % 4 == 3 if not odd else torch.zeros(rows.shape[0], dtype=torch.bool)
+                image = torch.arange(first, first + len(batch), device=rows.device)  # rows are image-major
+                held = (image % 4 == 3).repeat_interleave(rows.shape[0] // len(batch))
                 fit.add(a[~held], y[~held], now[~held])
                 if held.any():
                     check.add(a[held], y[held], now[held])
@@ -208,10 +210,9 @@ def _refit_one(pruned: nn.Module, path: str, batches: list[torch.Tensor], target
     n = fit.gram.shape[0] - int(has_bias)
     if before < 1e-6:  # upstream of every change: already exact
         return Refit(path, before, before)
-    if check.gram is not None and check.error_of(_solve(fit.gram, fit.cross, n)) >= check.error:
-        return Refit(path, before, before)  # does not generalize to the held-out images: left as it was
-    gram = fit.gram + check.gram if check.gram is not None else fit.gram
-    cross = fit.cross + check.cross if check.cross is not None else fit.cross
+    if check.gram is None or check.error_of(_solve(fit.gram, fit.cross, n)) >= check.error:
+        return Refit(path, before, before)  # no held-out image (under 4), or it does not generalize: left as it was
+    gram, cross = fit.gram + check.gram, fit.cross + check.cross
     solution = _solve(gram, cross, n)  # (n [+ 1], out)
     whole = _Normal()
     whole.gram, whole.cross, whole.power = gram, cross, fit.power + check.power
