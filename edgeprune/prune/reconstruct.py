@@ -212,12 +212,9 @@ def _refit_one(pruned: nn.Module, path: str, batches: list[torch.Tensor], target
         return Refit(path, before, before)
     if check.gram is None or check.error_of(_solve(fit.gram, fit.cross, n)) >= check.error:
         return Refit(path, before, before)  # no held-out image (under 4), or it does not generalize: left as it was
-    gram, cross = fit.gram + check.gram, fit.cross + check.cross
-    solution = _solve(gram, cross, n)  # (n [+ 1], out)
-    whole = _Normal()
-    whole.gram, whole.cross, whole.power = gram, cross, fit.power + check.power
+    solution = _solve(fit.gram + check.gram, fit.cross + check.cross, n)  # (n [+ 1], out), on every image
     with torch.no_grad():
         module.weight.copy_(solution[:n].T.reshape(module.weight.shape).to(module.weight.dtype))
         if has_bias:
             module.bias.copy_(solution[n].to(module.bias.dtype))
-    return Refit(path, before, (whole.error_of(solution) / power) ** 0.5)
+    return Refit(path, before, ((fit.error_of(solution) + check.error_of(solution)) / power) ** 0.5)
