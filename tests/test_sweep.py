@@ -61,9 +61,9 @@ def test_the_profiler_measures_tables_by_the_sweep(monkeypatch, tmp_path):
     assert table.retimed == 10 and len(calls) == 2 * len(points) + table.retimed
 
 
-def test_module_backends_build_each_micro_model_once_per_table(monkeypatch, tmp_path):
-    """ExecuTorch / torch runners are built once per point and timed again in later passes; ONNX sessions are
-    made fresh for every timing."""
+def test_costly_runners_are_built_once_per_point_and_table(monkeypatch, tmp_path):
+    """ExecuTorch / torch runners and int8 (quantized) runners are built once per point and timed again in later
+    passes; plain ONNX sessions are made fresh for every timing."""
     from edgeprune.latency import tables
     from edgeprune.targets import load_target
     from edgeprune.timing import LatencyStats
@@ -89,6 +89,9 @@ def test_module_backends_build_each_micro_model_once_per_table(monkeypatch, tmp_
         tables.Geometry.from_key(key), 16)}  # fmt: skip
     tables.measure_table(load_target("cpu-torch"), key, axis, axis, tmp_path)
     assert len(builds) == len(points)  # two passes, one build each
+    builds.clear()
+    tables.measure_table(load_target("cpu-ort-int8"), key, axis, axis, tmp_path)
+    assert len(builds) == len(points)
     builds.clear()
     tables.measure_table(load_target("cpu-ort"), key, axis, axis, tmp_path)
     assert len(builds) == 2 * len(points)

@@ -49,22 +49,24 @@ def _time_layer(target: Target, g: Geometry, cin: int, cout: int, tmp: Path, tim
                 ) -> tuple[float, float]:  # fmt: skip
     """Median ms and spread of one layer: an ONNX micro-model, or (backends that take modules) the same in torch.
 
-    ``built``: runners of module backends kept by (cin, cout) across the sweep's passes. Building one costs far
-    more than timing it there (ExecuTorch lowers and loads a program: about 1 s, against about 1 ms of runs),
-    and a later pass needs a later timing, not a new build. ONNX sessions are cheap and made fresh each time."""
+    ``built``: runners kept by (cin, cout) across the sweep's passes where building one costs far more than
+    timing it (ExecuTorch lowers and loads a program, an int8 target quantizes: 0.3 to 1 s, against about 1 ms
+    of runs); a later pass needs a later timing, not a new build. Plain ONNX sessions are made fresh each time."""
     x, built = input_for(g, cin), {} if built is None else built
-    if takes_module(target):
-        if (cin, cout) not in built:
-            built[(cin, cout)] = prepare_runner(target, torch_micro_model(g, cin, cout), x.shape)
+    if (cin, cout) in built:
         runner = built[(cin, cout)]
+    elif takes_module(target):
+        runner = built[(cin, cout)] = prepare_runner(target, torch_micro_model(g, cin, cout), x.shape)
     else:
-        path = tmp / "micro.onnx"
+        path = tmp / f"micro-{cin}x{cout}.onnx"
         onnx.save(micro_model(g, cin, cout), path)
         if timing == "kernel":
             from edgeprune.backends.onnxruntime import measure_kernels
 
             return measure_kernels(target, str(path), x, **settings.micro_timing)
         runner = prepare_runner(target, path, x.shape)
+        if target.precision == "int8":
+            built[(cin, cout)] = runner
     stats = measure_latency(runner, x, replace(target, **settings.micro_timing))
     return stats.median_ms, stats.spread_pct
 
