@@ -58,7 +58,7 @@ def _time_layer(target: Target, g: Geometry, cin: int, cout: int, tmp: Path, tim
     elif takes_module(target):
         runner = built[(cin, cout)] = prepare_runner(target, torch_micro_model(g, cin, cout), x.shape)
     else:
-        path = tmp / f"micro-{cin}x{cout}.onnx"
+        path = tmp / "micro.onnx"  # read when the runner is made: a cached runner no longer needs it
         onnx.save(micro_model(g, cin, cout), path)
         if timing == "kernel":
             from edgeprune.backends.onnxruntime import measure_kernels
