@@ -1,0 +1,145 @@
+"""The latency model by hand: micro-models, table lookup, pricing a plan, blocking and misalignment, and
+how a layer is timed (wall clock or the runtime's kernel time)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import onnxruntime as ort
+import pytest
+
+from edgeprune.latency import (
+    Geometry,
+    Profile,
+    ProfileError,
+    collect_layers,
+    profiler,
+    tables,
+)
+from edgeprune.latency.costs import make_cost
+from edgeprune.latency.layers import Layer
+from edgeprune.latency.micro import input_for, micro_model
+from edgeprune.latency.model import LatencyModel, misaligned
+from edgeprune.latency.profile import Calibration, Table
+from edgeprune.models import create_model
+from edgeprune.targets import load_target
+
+
+@pytest.mark.parametrize("op,gw", [("conv", 0), ("dwconv", 1), ("gconv", 4), ("linear", 0)])
+def test_micro_models_run_with_the_declared_shapes(op, gw):
+    g = Geometry(op, 1, 8, 8, 3 if op != "linear" else 1, 2 if op == "conv" else 1, gw)
+    cin, cout = (8, 8) if op in ("dwconv", "gconv") else (6, 5)
+    model = micro_model(g, cin, cout)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"input": input_for(g, cin)})[0]
+    assert out.shape[1] == cout
+
+
+def test_collect_layers_sees_depthwise_and_linear():
+    layers = collect_layers(create_model("mobilenet_v3_small"), (1, 3, 64, 64))
+    ops = {layer.geometry.op for layer in layers}
+    assert {"conv", "dwconv", "linear"} <= ops
+    assert all(layer.geometry.key == Geometry.from_key(layer.geometry.key).key for layer in layers)
+
+
+def test_table_bilinear_lookup_and_extrapolation_flag():
+    t = Table([8, 16], [8, 16], [[1.0, 2.0], [3.0, 4.0]], [[0, 0], [0, 0]])
+    assert t.lookup(8, 8) == (1.0, False)
+    assert t.lookup(12, 12) == (2.5, False)
+    assert t.lookup(32, 16) == (4.0, True)  # clamped and flagged
+    t1 = Table([4, 8], None, [1.0, 3.0], [0, 0])
+    assert t1.lookup(6, 6) == (2.0, False)
+
+
+def two_layer_profile(calibration: Calibration | None = None, **fields) -> tuple[Profile, list]:
+    """Two convs with hand-made tables: "a" costs 4 ms dense, "b" 2 ms."""
+    ga, gb = Geometry.from_key("conv|b1|8x8|k3|s1|gw0|fp32"), Geometry.from_key("conv|b1|4x4|k1|s1|gw0|fp32")
+    tables = {ga.key: Table([4, 8], [4, 8], [[1.0, 2.0], [3.0, 4.0]], [[0, 0], [0, 0]]),
+              gb.key: Table([4, 8], [4, 8], [[0.5, 1.0], [1.0, 2.0]], [[0, 0], [0, 0]])}  # fmt: skip
+    cal = {"net": calibration} if calibration else {}
+    dense = [Layer("a", ga, 8, 8), Layer("b", gb, 8, 8)]
+    return Profile({"name": "t"}, {}, {}, tables, cal, **fields), dense
+
+
+def test_the_latency_model_prices_a_plan_as_computed_by_hand():
+    # scale 2 and offset 1 ms, fitted on the two-layer model: each layer carries 1 / 2 / 2 = 0.25 of the offset
+    profile, dense = two_layer_profile(Calibration(2.0, 1.0, [{"layers": [["k", 8, 8], ["k", 8, 8]]}]))
+    a, b = dense
+    model = LatencyModel(profile, "net")
+    pred = model.predict(dense)
+    assert pred.per_layer == {"a": 4.25, "b": 2.25} and pred.ms == 2 * (4 + 2) + 1 and pred.calibrated
+    narrowed = [replace(a, cout=4), replace(b, cin=4)]  # a 8->4 (3 ms), b 4->8 (1 ms)
+    assert model.predict_pruned(dense, narrowed).ms == model.predict(narrowed).ms == 2 * (3 + 1) + 1
+    # b's branch removed: it stops running and takes its share of the offset with it
+    assert model.predict_pruned(dense, [a]).ms == 2 * 4 + 0.5
+    # measured, removing it saves only a quarter of its cost: 3/4 of its term stays
+    kept = LatencyModel(replace(profile, removal_scale={"net": {b.geometry.key: 0.25}}), "net")
+    assert kept.predict_pruned(dense, [a]).ms == 2 * (4.25 + 0.75 * 2.25)
+    assert kept.layer(b, 0, 8) == 0.75 * kept.layer(b, 8, 8)  # the planner's price of the same removal
+    # another network (a layer the dense one lacks) is priced from its own layers
+    other = [a, replace(b, path="c", cin=4)]
+    assert model.predict_pruned(dense, other).ms == model.predict(other).ms == 2 * (4 + 1) + 1
+    # without points the offset is a constant; without a line the layer ms add up plainly
+    constant = LatencyModel(two_layer_profile(Calibration(2.0, 1.0))[0], "net")
+    assert constant.predict(dense).ms == 13.0 and constant.predict_pruned(dense, [a]).ms == 2 * 4 + 1
+    assert LatencyModel(profile, "another").predict(dense).ms == 6.0
+    # the planner's latency cost is this model: its dense total is the prediction
+    cost = make_cost("latency", profile, "net")
+    assert cost.total(sum(cost.layer(x, x.cin, x.cout) for x in dense)) == pred.ms and cost.unit == "ms"
+
+
+def test_width_correction_misalignment_and_extrapolation_by_hand():
+    profile, dense = two_layer_profile(misalign={"align": 8, "ms_per_mb": 0.0, "ms_per_layer": 0.1})
+    a = dense[0]
+    model = LatencyModel(profile.with_width_scales("net", {a.geometry.key: 0.5}, dense), "net")
+    # a at 8 -> 4 (4 divides the blocking of 8): its table saves 1 ms, the model's width scale keeps half of it
+    assert model.layer_ms(a, 8, 4) == (4 + 0.5 * (3 - 4), False)
+    assert model.layer_ms(a, 6, 8) == (pytest.approx(4 + 0.5 * (3 - 4) + 0.1), False)  # 6 channels: off the blocking
+    pred = LatencyModel(profile).predict([replace(a, cin=16)])  # past the grid: clamped to it, and flagged
+    assert pred.ms == 4.0 and pred.extrapolated == ["a (16->8)"]
+
+
+def test_channel_block_rounds_up_within_the_measured_range():
+    t = Table([8, 16, 24], [8, 16, 24], [[1, 2, 3], [2, 3, 4], [3, 4, 5]], [[0] * 3] * 3)
+    assert t.lookup(9, 8, use_scan=False, block=8)[0] == t.lookup(16, 8, use_scan=False)[0]
+    assert t.lookup(24, 24, use_scan=False, block=16)[0] == t.lookup(24, 24, use_scan=False)[0]  # capped at the top
+
+
+def test_kernel_time_per_run_leaves_out_reorders_and_session_overhead():
+    from edgeprune.backends.onnxruntime import kernel_ms_per_run
+
+    def node(name, op, ts, dur):
+        return {"cat": "Node", "name": f"{name}_kernel_time", "ts": ts, "dur": dur, "args": {"op_name": op}}
+
+    def run(ts, dur):
+        return {"cat": "Session", "name": "model_run", "ts": ts, "dur": dur}
+
+    events = [
+        node("ReorderInput", "ReorderInput", 10, 300), node("out_nchwc", "Conv", 310, 2000),
+        node("ReorderOutput", "ReorderOutput", 2310, 400), run(5, 3000),
+        node("FusedConv_2", "FusedConv", 5010, 700), run(5000, 900),
+        node("late", "Conv", 9000, 50),  # outside every run (e.g. a run left unfinished): ignored
+    ]  # fmt: skip
+    assert kernel_ms_per_run(events) == [2.0, 0.7]
+
+
+def test_kernel_layer_timing_is_an_option_for_cpu_onnxruntime_only():
+    assert profiler.profile_settings(load_target("cpu-ort"))["layer_timing"] == "wall"
+    assert tables.layer_timing(load_target("cpu-ort"), "kernel") == "kernel"
+    with pytest.raises(ProfileError, match="kernel timing needs onnxruntime on CPU"):
+        tables.layer_timing(load_target("cuda-ort"), "kernel")  # GPU node events are launch times
+    with pytest.raises(ProfileError, match="wall' or 'kernel"):
+        tables.layer_timing(load_target("cpu-ort"), "cycles")
+
+
+def test_kernel_timed_micro_model_runs(tmp_path):
+    g = Geometry("conv", 1, 16, 16, 3, 1, 0)
+    ms, spread = tables._time_layer(load_target("cpu-ort"), g, 16, 16, tmp_path, "kernel")
+    assert ms > 0 and spread >= 0
+
+
+def test_a_divisor_of_the_blocking_is_not_misaligned():
+    conv = Geometry.from_key("conv|b1|32x32|k3|s1|gw0|fp32")
+    assert not misaligned(conv, 4, 16, 8) and not misaligned(conv, 16, 24, 8)  # 4 divides 8; 24 is 3 blocks
+    assert misaligned(conv, 12, 16, 8) and misaligned(conv, 16, 6, 8)
+    assert not misaligned(Geometry.from_key("linear|b1|1x1|k1|s1|gw0|fp32"), 12, 10, 8)  # linears are not blocked
