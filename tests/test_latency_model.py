@@ -143,3 +143,33 @@ def test_a_divisor_of_the_blocking_is_not_misaligned():
     assert not misaligned(conv, 4, 16, 8) and not misaligned(conv, 16, 24, 8)  # 4 divides 8; 24 is 3 blocks
     assert misaligned(conv, 12, 16, 8) and misaligned(conv, 16, 6, 8)
     assert not misaligned(Geometry.from_key("linear|b1|1x1|k1|s1|gw0|fp32"), 12, 10, 8)  # linears are not blocked
+
+
+def test_each_model_keeps_the_lookup_its_own_runs_chose():
+    """Two models whose runs follow different lookups: each gets its own, and adding the second to a profile
+    leaves the first one's lookup, line and predictions exactly as they were."""
+    from edgeprune.latency.profiler import choose_lookup_and_calibrate
+
+    profile, dense = two_layer_profile()
+    a, b = dense
+    widths = [(8, 8), (5, 8), (8, 6), (6, 5), (4, 4), (7, 4), (5, 5)]
+    variants = [[replace(a, cout=ca), replace(b, cin=ca, cout=cb)] for ca, cb in widths]
+
+    def runs(misalign: dict) -> list[dict]:  # what a runtime paying this term would measure: 2 ms per unit + 0.5
+        model = LatencyModel(replace(profile, use_scan=False, misalign=misalign))
+        return [{"label": f"p{i}", "layers": [[x.geometry.key, x.cin, x.cout] for x in ls],
+                 "measured_ms": 2.0 * model.layers_ms(ls) + 0.5} for i, ls in enumerate(variants)]  # fmt: skip
+
+    choices, term = [(1, False)], {"align": 8, "ms_per_mb": 0.0, "ms_per_layer": 0.05}
+    alone = choose_lookup_and_calibrate(profile, {"x": runs({})}, choices)
+    both = choose_lookup_and_calibrate(profile, {"x": runs({}), "y": runs(term)}, choices)
+    assert both.lookup_for("x") == alone.lookup_for("x") == (1, False, {})
+    assert both.lookup_for("y") == (1, False, term)
+    assert both.calibration["x"].scale == pytest.approx(2.0) and both.calibration["y"].offset_ms == pytest.approx(0.5)
+    assert [LatencyModel(both, "x").predict(v).ms for v in variants] == [
+        LatencyModel(alone, "x").predict(v).ms for v in variants]  # fmt: skip
+    assert both.lookup_for("not calibrated") == (both.channel_block, both.use_scan, both.misalign)
+    # the file keeps them; a malformed entry names itself
+    assert Profile.from_dict(both.to_dict()).lookups == both.lookups
+    with pytest.raises(ProfileError, match=r"lookups\['y'\] needs channel_block"):
+        Profile.from_dict({**both.to_dict(), "lookups": {"y": {"use_scan": True}}})

@@ -70,7 +70,8 @@ def main() -> int:
         print(describe_check({**report, "plans": rows}), flush=True)
     meta = {"profile": args.profile, "device": profile.device, "target": profile.target["name"], "seed": args.seed,
             "lookup": {"channel_block": profile.channel_block, "use_scan": profile.use_scan},
-            "misalign": profile.misalign, "measured_in": args.measured or "this run", "passes": args.passes,
+            "misalign": profile.misalign, "lookups": profile.lookups, "measured_in": args.measured or "this run",
+            "passes": args.passes,
             "plans_per_model": len(rows), "timing": {**timing, "how": "each plan beside a dense session, in "
                                                       "alternating rounds; fresh sessions"},
             "plan_sampler": "keep U(0.3, 1.0) of every prunable group, random channels", "branches": args.branches,

@@ -70,10 +70,11 @@ def _changed_keys(dense: list[Layer], narrow: list[Layer]) -> set[str]:
     return {n.geometry.key for d, n in zip(dense, narrow) if (d.cin, d.cout) != (n.cin, n.cout)}
 
 
-def table_savings(profile: Profile, dense: list[Layer], narrow: list[Layer]) -> dict[str, float]:
+def table_savings(profile: Profile, dense: list[Layer], narrow: list[Layer], name: str = "") -> dict[str, float]:
     """Per geometry: layer ms the tables alone (no width scale, no misalignment term) save from ``dense``
-    to ``narrow``."""
-    plain = LatencyModel(replace(profile, width_scale={}, misalign={}))
+    to ``narrow``, with model ``name``'s lookup."""
+    plain = LatencyModel(replace(profile, width_scale={}), name)
+    plain.misalign = {}
     out: dict[str, float] = {}
     for d, n in zip(dense, narrow):
         saved = plain.layer_ms(d, d.cin, d.cout)[0] - plain.layer_ms(n, n.cin, n.cout)[0]
@@ -112,14 +113,15 @@ def fit_widths(profile: Profile, target: Target, name: str, fractions: tuple[flo
                 variants[f"{key}@{f:g}"], geometry[f"{key}@{f:g}"] = _variant(model, graph, chosen, f, align), key
     ms, control = time_with_control(target, name, model, variants, shape, rounds, settings.control_tolerance)
     narrow = {v: collect_layers(m, shape) for v, m in variants.items()}
-    savings = {v: table_savings(profile, dense, layers) for v, layers in narrow.items()}
+    savings = {v: table_savings(profile, dense, layers, name) for v, layers in narrow.items()}
     keys = sorted({k for s in savings.values() for k, v in s.items() if abs(v) > 1e-9})
     cal = profile.calibration.get(name)
     scale, per_mb = (cal.scale, cal.ms_per_mb) if cal else (1.0, 0.0)
     a = np.array([[savings[v].get(k, 0.0) for k in keys] for v in variants])
     # the misalignment and activation terms' shares of a saving are theirs to explain, not the table's
+    off_blocking = {v: _misalign_ms(profile, name, layers) for v, layers in {"dense": dense, **narrow}.items()}
     y = np.array([(ms["dense"] - ms[v] - per_mb * (activations_mb(dense) - activations_mb(narrow[v]))) / scale
-                  + _misalign_ms(profile, narrow[v]) - _misalign_ms(profile, dense) for v in variants])  # fmt: skip
+                  + off_blocking[v] - off_blocking["dense"] for v in variants])  # fmt: skip
     lam = RIDGE * float(np.abs(a).max(initial=1e-9))  # ridge rows: lam * (s_k - 1) = 0
     a_aug, y_aug = np.vstack([a, lam * np.eye(len(keys))]), np.concatenate([y, lam * np.ones(len(keys))])
     fitted = np.clip(np.linalg.lstsq(a_aug, y_aug, rcond=None)[0], *SCALE_RANGE)
@@ -142,8 +144,8 @@ def _ratios(profile: Profile, name: str, narrow: dict[str, list[Layer]], dense: 
     return {v: model.predict(layers).ms / dense_ms for v, layers in narrow.items()}
 
 
-def _misalign_ms(profile: Profile, layers: list[Layer]) -> float:
-    model = LatencyModel(profile)
+def _misalign_ms(profile: Profile, name: str, layers: list[Layer]) -> float:
+    model = LatencyModel(profile, name)
     return sum(model.misalign_ms(x.geometry, x.cin, x.cout) for x in layers)
 
 

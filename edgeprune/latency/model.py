@@ -59,7 +59,9 @@ class LatencyModel:
 
     def __init__(self, profile: Profile, model_name: str = "", side: int | None = None) -> None:
         self.profile, self.model_name = profile, model_name
-        self.calibration = profile.calibration.get(calibration_name(model_name, side))  # the line of this input size
+        line = calibration_name(model_name, side)
+        self.calibration = profile.calibration.get(line)  # the line of this input size
+        self.block, self.use_scan, self.misalign = profile.lookup_for(line)
         self.share = self._offset_share()
         self._cache: dict[tuple, tuple[float, bool]] = {}
         self.extrapolated: set[str] = set()  # every width priced so far outside its table (the planner reports it)
@@ -89,7 +91,7 @@ class LatencyModel:
 
     def misalign_ms(self, g: Geometry, cin: int, cout: int) -> float:
         """What a layer off the runtime's channel blocking costs beyond its table entry (0 when aligned)."""
-        m = self.profile.misalign
+        m = self.misalign
         if m and misaligned(g, cin, cout, m["align"]):
             return m["ms_per_mb"] * activation_mb(g, cin, cout) + m["ms_per_layer"]
         return 0.0
@@ -111,10 +113,10 @@ class LatencyModel:
                 f"layer {layer.path} ({layer.geometry.key}) is not in the profile: profile this model first "
                 f"(edgeprune profile measure {p.target.get('name')} --model ...)"
             )
-        ms, outside = table.lookup(cin, cout, p.use_scan, p.channel_block)
+        ms, outside = table.lookup(cin, cout, self.use_scan, self.block)
         if correction is not None:  # the model's saving from its own dense widths, scaled
             scale, dense_cin, dense_cout = correction
-            dense, _ = table.lookup(dense_cin, dense_cout, p.use_scan, p.channel_block)
+            dense, _ = table.lookup(dense_cin, dense_cout, self.use_scan, self.block)
             ms = dense + scale * (ms - dense)
         return ms + self.misalign_ms(layer.geometry, cin, cout), outside
 

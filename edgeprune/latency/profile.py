@@ -191,6 +191,9 @@ class Profile:
     # What a layer whose channels are off the runtime's blocking costs beyond its table entry, inside a
     # network: {"align": 8|16, "ms_per_mb": .., "ms_per_layer": ..}; fitted by calibration ({}: none).
     misalign: dict = field(default_factory=dict)
+    # The lookup each calibrated model explains its own runs best with, by calibration name:
+    # {name: {"channel_block", "use_scan", "misalign"}}; a model without an entry takes the fields above.
+    lookups: dict[str, dict] = field(default_factory=dict)
     # How much of a geometry's table saving from narrower channels shows up inside one model, fitted on
     # in-network variants (latency/innet.py): {model: {"scales": {key: s}, "dense": {path: [key, cin, cout]}}}.
     # In that model a layer costs T(dense) + s * (T(c) - T(dense)): its saving from its own dense widths,
@@ -207,6 +210,13 @@ class Profile:
         old = self.width_scale.get(model, {}).get("scales", {})
         entry = {"scales": {**old, **scales}, "dense": {x.path: [x.geometry.key, x.cin, x.cout] for x in dense}}
         return replace(self, width_scale={**self.width_scale, model: entry})
+
+    def lookup_for(self, name: str) -> tuple[int, bool, dict]:
+        """(channel block, staircase scans, misalignment term) for the calibration line ``name``."""
+        own = self.lookups.get(name)
+        if own is None:
+            return self.channel_block, self.use_scan, self.misalign
+        return own["channel_block"], own["use_scan"], own["misalign"]
 
     def model_layers(self, model: str, point: dict) -> list[Layer]:
         """A calibration point's layers, named by the model's layer paths when the fit recorded them (so the
@@ -229,6 +239,7 @@ class Profile:
             "use_scan": self.use_scan,
             "channel_block": self.channel_block,
             "misalign": self.misalign,
+            "lookups": {k: v for k, v in sorted(self.lookups.items())},
             "width_scale": self.width_scale,
             "removal_scale": self.removal_scale,
         }
@@ -258,16 +269,16 @@ class Profile:
             if any(not isinstance(c.tables, bool) for c in cal.values()):
                 raise ProfileError(f"{source}: a calibration's tables must be true or false")
             use_scan, block = bool(data.get("use_scan", True)), int(data.get("channel_block", 1))
-            misalign = dict(data.get("misalign") or {})
-            if misalign and not {"align", "ms_per_mb", "ms_per_layer"} <= set(misalign):
-                raise ProfileError(f"{source}: misalign needs align, ms_per_mb and ms_per_layer")
+            misalign = _read_misalign(data.get("misalign"), f"{source}: misalign")
+            lookups = {str(k): _read_lookup(v, f"{source}: lookups[{k!r}]")
+                       for k, v in (data.get("lookups") or {}).items()}  # fmt: skip
             width_scale = _read_width_scale(data.get("width_scale") or {}, tables, source)
             removal = {str(m): {str(k): float(v) for k, v in scales.items()}
                        for m, scales in (data.get("removal_scale") or {}).items()}  # fmt: skip
             if any(set(scales) - set(tables) for scales in removal.values()):
                 raise ProfileError(f"{source}: removal_scale names geometries without a table")
             return cls(dict(data["target"]), dict(data["device"]), dict(data["settings"]), tables, cal, use_scan,
-                       block, misalign, width_scale, removal)  # fmt: skip
+                       block, misalign, lookups, width_scale, removal)  # fmt: skip
         except ProfileError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -296,6 +307,20 @@ class Profile:
         diffs = [f"{k}: profile {self.device.get(k)!r} vs here {here.get(k)!r}"
                  for k in ("cpu", "cores", "gpu", "onnxruntime", "cuda") if self.device.get(k) != here.get(k)]
         return "; ".join(diffs)
+
+
+def _read_misalign(raw, where: str) -> dict:
+    misalign = dict(raw or {})
+    if misalign and not {"align", "ms_per_mb", "ms_per_layer"} <= set(misalign):
+        raise ProfileError(f"{where} needs align, ms_per_mb and ms_per_layer")
+    return misalign
+
+
+def _read_lookup(raw: dict, where: str) -> dict:
+    if not isinstance(raw, dict) or not {"channel_block", "use_scan"} <= set(raw):
+        raise ProfileError(f"{where} needs channel_block and use_scan")
+    return {"channel_block": int(raw["channel_block"]), "use_scan": bool(raw["use_scan"]),
+            "misalign": _read_misalign(raw.get("misalign"), f"{where}'s misalign")}  # fmt: skip
 
 
 def _read_width_scale(raw: dict, tables: dict, source: str) -> dict[str, dict]:

@@ -111,20 +111,37 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
     The misalignment term is what a layer off the runtime's channel blocking costs inside a network beyond
     its micro-model (onnxruntime leaves its blocked layout around such a layer: two layout reorders of its
     activations): ms_per_mb of its input and output activations plus ms_per_layer, for a blocking of 8 or
-    16. It is shared by all models of the profile; the calibration lines are per model.
+    16. Each model takes the variant and term that explain its own runs (``Profile.lookups``), so adding a
+    model to a profile leaves the others' predictions as they were; the variant that explains all runs
+    together is the default for models the profile was not calibrated on.
     """
     layers = {(name, i): profile.model_layers(name, p) for name, points in points_by_model.items()
               for i, p in enumerate(points)}  # fmt: skip
+    searched = {name: _best_lookup(profile, {name: pts}, layers, choices) for name, pts in points_by_model.items()}
+    _, block, scan, misalign, _ = _best_lookup(profile, points_by_model, layers, choices)
+    lookups = {name: {"channel_block": b, "use_scan": u, "misalign": m} for name, (_, b, u, m, _) in searched.items()}
+    # the lookup is chosen on the plain line; each model's calibration then takes the terms that predict best
+    calibration = {name: fit_calibration(found[4][name]) for name, found in searched.items()}
+    return replace(profile, channel_block=block, use_scan=scan, misalign=misalign, lookups=lookups,
+                   calibration=calibration)  # fmt: skip
+
+
+def _best_lookup(profile: Profile, points_by_model: dict[str, list[dict]], layers: dict,
+                 choices: list[tuple[int, bool]]) -> tuple:  # fmt: skip
+    """(RMS residual, block, scan, misalignment term, points with their layer sums) that best explain the runs
+    of ``points_by_model`` on one calibration line per model; ``layers``: each point's layers by (name, i)."""
     features = {}  # per point and blocking: (MB moved, number of layers) of its misaligned layers
-    for pid, ls in layers.items():
-        for align in MISALIGN_BLOCKS:
-            off = [x for x in ls if misaligned(x.geometry, x.cin, x.cout, align)]
-            features[pid, align] = (sum(activation_mb(x.geometry, x.cin, x.cout) for x in off), len(off))
+    for name, points in points_by_model.items():
+        for i in range(len(points)):
+            for align in MISALIGN_BLOCKS:
+                off = [x for x in layers[name, i] if misaligned(x.geometry, x.cin, x.cout, align)]
+                features[(name, i), align] = (sum(activation_mb(x.geometry, x.cin, x.cout) for x in off), len(off))
     best, act = None, {pid: activations_mb(ls) for pid, ls in layers.items()}
     for block, scan in choices:
-        trial = replace(profile, channel_block=block, use_scan=scan, misalign={})
+        trial = replace(profile, channel_block=block, use_scan=scan, misalign={}, lookups={})
         models = {name: LatencyModel(trial, name) for name in points_by_model}
-        base = {pid: models[pid[0]].layers_ms(ls) for pid, ls in layers.items()}
+        base = {(name, i): models[name].layers_ms(layers[name, i])
+                for name, points in points_by_model.items() for i in range(len(points))}  # fmt: skip
         for align, per_mb, per_layer in itertools.product(MISALIGN_BLOCKS, MISALIGN_PER_MB, MISALIGN_PER_LAYER):
             residuals, scored = [], {}
             for name, points in points_by_model.items():
@@ -141,10 +158,7 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
             if best is None or score < best[0] - 1e-12:
                 term = {"align": align, "ms_per_mb": per_mb, "ms_per_layer": per_layer}
                 best = (score, block, scan, term if per_mb or per_layer else {}, scored)
-    _, block, scan, misalign, points = best
-    # the lookup is chosen on the plain line; each model's calibration then takes the terms that predict best
-    calibration = {name: fit_calibration(pts) for name, pts in points.items()}
-    return replace(profile, channel_block=block, use_scan=scan, misalign=misalign, calibration=calibration)
+    return best
 
 
 def profile_target(
