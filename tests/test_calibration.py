@@ -8,7 +8,7 @@ import pytest
 from edgeprune.latency.calibration import activations_mb, fit_calibration, fit_line
 from edgeprune.latency.model import LatencyModel, activation_mb
 from edgeprune.latency.profile import Calibration, ProfileError
-from tests.test_latency import two_layer_profile
+from tests.test_latency_model import two_layer_profile
 
 
 def points(measured, layers_ms, act_mb=None):
