@@ -408,7 +408,11 @@ def test_a_profile_at_another_input_size_keeps_its_own_calibration_line(tmp_path
     assert make_cost("latency", both, "cifar_resnet20", 16).calibration.scale == 3.0
     assert make_cost("latency", both, "cifar_resnet20", 32).calibration.scale == 1.0
     assert make_cost("latency", both, "cifar_resnet20").calibration.scale == 1.0
+    # the 16 px line and lookup as another fit left them: measuring 32 px into the file must not touch them
+    line = replace(profile.calibration["cifar_resnet20@16"], scale=3.0, offset_ms=0.25)
+    own = {"channel_block": 16, "use_scan": False, "misalign": {}}
+    replace(profile, calibration={"cifar_resnet20@16": line}, lookups={"cifar_resnet20@16": own}).save(path)
     added = profiler.profile_target(load_target("cpu-ort"), ["cifar_resnet20"], path, progress=False, settings=FAST)
     assert sorted(added.calibration) == ["cifar_resnet20", "cifar_resnet20@16"] and sides == [16, 32]
-    assert added.calibration["cifar_resnet20@16"].points == profile.calibration["cifar_resnet20@16"].points
+    assert added.calibration["cifar_resnet20@16"] == line and added.lookup_for("cifar_resnet20@16") == (16, False, {})
     assert {(g.h, g.w) for g in map(Geometry.from_key, added.tables)} == {(32, 32), (16, 16), (8, 8), (4, 4), (1, 1)}

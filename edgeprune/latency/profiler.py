@@ -179,8 +179,9 @@ def profile_target(
 
     Resumable: finished tables are kept in ``<out>.partial.json`` and reused by the next run. The final
     file is written atomically, only after everything succeeded. Additive: a finished profile at ``out_path``
-    whose tables were measured the same way keeps its tables, the calibration lines of the models (and
-    input sizes) not measured now, and its in-network fits; the lookup variant is refitted on all lines.
+    whose tables were measured the same way keeps its tables, the models (and input sizes) not measured now
+    as they were (calibration line and lookup), and its in-network fits; the default lookup, for models
+    without a line, is refitted on all lines.
     """
     reason = get_backend(target.backend).unavailable_reason(target)
     if reason:
@@ -217,10 +218,20 @@ def profile_target(
                        for name in model_names})  # fmt: skip
         profile = choose_lookup_and_calibrate(profile, points)
         if earlier:
-            profile = replace(profile, width_scale=earlier.width_scale, removal_scale=earlier.removal_scale)
+            profile = _keep_earlier_models(profile, earlier, {calibration_name(n, side) for n in model_names})
     profile.save(out_path)
     partial.unlink(missing_ok=True)
     return profile
+
+
+def _keep_earlier_models(profile: Profile, earlier: Profile, measured: set[str]) -> Profile:
+    """``profile`` with the models ``earlier`` was calibrated on and not ``measured`` now as they were there
+    (calibration line, lookup: their tables are unchanged), and ``earlier``'s in-network fits."""
+    kept = set(earlier.calibration) - measured
+    lookups = {name: dict(zip(("channel_block", "use_scan", "misalign"), earlier.lookup_for(name))) for name in kept}
+    return replace(profile, calibration={**profile.calibration, **{n: earlier.calibration[n] for n in kept}},
+                   lookups={**profile.lookups, **lookups}, width_scale=earlier.width_scale,
+                   removal_scale=earlier.removal_scale)  # fmt: skip
 
 
 def _earlier_profile(path: Path, stamp: dict) -> Profile | None:
