@@ -95,3 +95,34 @@ def test_costly_runners_are_built_once_per_point_and_table(monkeypatch, tmp_path
     builds.clear()
     tables.measure_table(load_target("cpu-ort"), key, axis, axis, tmp_path)
     assert len(builds) == 2 * len(points)
+
+
+def test_a_shared_table_that_lacks_a_new_models_widths_is_measured_again_over_both(tmp_path, monkeypatch):
+    """ResNet-20's classifier (64 -> 10) and VGG-16's (512 -> 512, 512 -> 10) share one geometry key: measuring
+    VGG-16 into ResNet-20's profile must widen that table, not price 512 channels off a 64-channel grid."""
+    from edgeprune.latency import profiler
+    from edgeprune.latency.profile import ProfileSettings, Table
+    from edgeprune.targets import load_target
+
+    measured = []
+
+    def fake_table(target, key, cin_axis, cout_axis, tmp, timing="wall", settings=None):
+        measured.append(key)
+        ms = [1.0] * len(cin_axis) if cout_axis is None else [[1.0] * len(cout_axis) for _ in cin_axis]
+        return Table(cin_axis, cout_axis, ms, ms)
+
+    monkeypatch.setattr(profiler, "measure_table", fake_table)
+    monkeypatch.setattr(profiler, "measure_variants", lambda target, models, shape, passes=1, desc="": [
+        [(1.0, 2.0) for _ in models[1:]]])  # fmt: skip
+    fast = ProfileSettings(grid_fractions=(0.5, 1.0), calibration_ratios=(0.0, 0.5), calibration_random=1)
+    path, linear = tmp_path / "p.json", "linear|b1|1x1|k1|s1|gw0|fp32"
+    first = profiler.profile_target(load_target("cpu-ort"), ["cifar_resnet20"], path, progress=False, settings=fast)
+    assert first.tables[linear].cin == [32, 64] and first.tables[linear].cout == [5, 10]
+    measured.clear()
+    both = profiler.profile_target(load_target("cpu-ort"), ["cifar_vgg16"], path, progress=False, settings=fast)
+    assert both.tables[linear].cin == [32, 64, 256, 512] and both.tables[linear].cout == [5, 10, 256, 512]
+    assert linear in measured
+    # of ResNet-20's tables, only those whose grid had to grow were measured again
+    widened = {k for k in first.tables if (first.tables[k].cin, first.tables[k].cout) != (both.tables[k].cin,
+                                                                                       both.tables[k].cout)}
+    assert set(measured) & set(first.tables) == widened

@@ -179,9 +179,10 @@ def profile_target(
 
     Resumable: finished tables are kept in ``<out>.partial.json`` and reused by the next run. The final
     file is written atomically, only after everything succeeded. Additive: a finished profile at ``out_path``
-    whose tables were measured the same way keeps its tables, the models (and input sizes) not measured now
-    as they were (calibration line and lookup), and its in-network fits; the default lookup, for models
-    without a line, is refitted on all lines.
+    whose tables were measured the same way keeps its tables (one that lacks widths the new models need is
+    measured again over both grids), the models (and input sizes) not measured now as they were
+    (calibration line and lookup), and its in-network fits; the default lookup, for models without a line,
+    is refitted on all lines.
     """
     reason = get_backend(target.backend).unavailable_reason(target)
     if reason:
@@ -204,7 +205,10 @@ def profile_target(
     layers = {name: collect_layers(build_model(name, target, side), model_input_shape(name, target, side))
               for name in model_names}  # fmt: skip
     axes = grid_axes([layer for ls in layers.values() for layer in ls], settings)
-    todo = [k for k in sorted(axes) if k not in done["tables"]]
+    # a table measured for another model's widths that misses some of these is measured again over both grids
+    axes = {k: _merged_axes(done["tables"].get(k), a) for k, a in axes.items()}
+    todo = [k for k in sorted(axes) if done["tables"].get(k, {}).get("cin") != axes[k][0]
+            or done["tables"][k].get("cout") != axes[k][1]]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for key in tqdm(todo, desc=f"profiling {target.name}", disable=not progress):
             if budget_s is not None and time.monotonic() - start > budget_s:
@@ -222,6 +226,16 @@ def profile_target(
     profile.save(out_path)
     partial.unlink(missing_ok=True)
     return profile
+
+
+def _merged_axes(stored: dict | None, axes: tuple[list[int], list[int] | None]) -> tuple[list[int], list[int] | None]:
+    """``axes``, or the union with a stored table's grid when that grid lacks some of them."""
+    if stored is None:
+        return axes
+    cin, cout = sorted(set(stored["cin"]) | set(axes[0])), None
+    if axes[1] is not None:
+        cout = sorted(set(stored["cout"] or []) | set(axes[1]))
+    return cin, cout
 
 
 def _keep_earlier_models(profile: Profile, earlier: Profile, measured: set[str]) -> Profile:
