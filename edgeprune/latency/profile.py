@@ -239,7 +239,7 @@ class Profile:
             "use_scan": self.use_scan,
             "channel_block": self.channel_block,
             "misalign": self.misalign,
-            "lookups": {k: v for k, v in sorted(self.lookups.items())},
+            "lookups": dict(sorted(self.lookups.items())),
             "width_scale": self.width_scale,
             "removal_scale": self.removal_scale,
         }

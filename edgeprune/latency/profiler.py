@@ -117,48 +117,43 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
     """
     layers = {(name, i): profile.model_layers(name, p) for name, points in points_by_model.items()
               for i, p in enumerate(points)}  # fmt: skip
-    searched = {name: _best_lookup(profile, {name: pts}, layers, choices) for name, pts in points_by_model.items()}
-    _, block, scan, misalign, _ = _best_lookup(profile, points_by_model, layers, choices)
-    lookups = {name: {"channel_block": b, "use_scan": u, "misalign": m} for name, (_, b, u, m, _) in searched.items()}
-    # the lookup is chosen on the plain line; each model's calibration then takes the terms that predict best
-    calibration = {name: fit_calibration(found[4][name]) for name, found in searched.items()}
-    return replace(profile, channel_block=block, use_scan=scan, misalign=misalign, lookups=lookups,
-                   calibration=calibration)  # fmt: skip
-
-
-def _best_lookup(profile: Profile, points_by_model: dict[str, list[dict]], layers: dict,
-                 choices: list[tuple[int, bool]]) -> tuple:  # fmt: skip
-    """(RMS residual, block, scan, misalignment term, points with their layer sums) that best explain the runs
-    of ``points_by_model`` on one calibration line per model; ``layers``: each point's layers by (name, i)."""
     features = {}  # per point and blocking: (MB moved, number of layers) of its misaligned layers
-    for name, points in points_by_model.items():
-        for i in range(len(points)):
-            for align in MISALIGN_BLOCKS:
-                off = [x for x in layers[name, i] if misaligned(x.geometry, x.cin, x.cout, align)]
-                features[(name, i), align] = (sum(activation_mb(x.geometry, x.cin, x.cout) for x in off), len(off))
-    best, act = None, {pid: activations_mb(ls) for pid, ls in layers.items()}
+    for pid, ls in layers.items():
+        for align in MISALIGN_BLOCKS:
+            off = [x for x in ls if misaligned(x.geometry, x.cin, x.cout, align)]
+            features[pid, align] = (sum(activation_mb(x.geometry, x.cin, x.cout) for x in off), len(off))
+    act = {pid: activations_mb(ls) for pid, ls in layers.items()}
+    # per model, and (key None) over all models' runs together: (RMS residual, lookup, its scored points)
+    best: dict[str | None, tuple] = {}
     for block, scan in choices:
         trial = replace(profile, channel_block=block, use_scan=scan, misalign={}, lookups={})
         models = {name: LatencyModel(trial, name) for name in points_by_model}
-        base = {(name, i): models[name].layers_ms(layers[name, i])
-                for name, points in points_by_model.items() for i in range(len(points))}  # fmt: skip
+        base = {pid: models[pid[0]].layers_ms(ls) for pid, ls in layers.items()}
         for align, per_mb, per_layer in itertools.product(MISALIGN_BLOCKS, MISALIGN_PER_MB, MISALIGN_PER_LAYER):
-            residuals, scored = [], {}
+            term = {"align": align, "ms_per_mb": per_mb, "ms_per_layer": per_layer} if per_mb or per_layer else {}
+            lookup = {"channel_block": block, "use_scan": scan, "misalign": term}
+            squares, scored = {}, {}
             for name, points in points_by_model.items():
                 pts = []
                 for i, p in enumerate(points):
                     mb, n = features[(name, i), align]
                     pts.append({**p, "layers_ms": base[name, i] + per_mb * mb + per_layer * n, "act_mb": act[name, i]})
                 cal, scored[name] = fit_line(pts), pts
-                residuals += [abs(cal.scale * q["layers_ms"] + cal.offset_ms - q["measured_ms"]) / q["measured_ms"]
-                              for q in pts]  # fmt: skip
-            # RMS, not the median: a median lets a term explain the random plans and leave up to half of
-            # the points (all the uniform ones) unexplained, and the term is then a different one each time
-            score = math.sqrt(statistics.fmean(r * r for r in residuals)) if residuals else 0.0
-            if best is None or score < best[0] - 1e-12:
-                term = {"align": align, "ms_per_mb": per_mb, "ms_per_layer": per_layer}
-                best = (score, block, scan, term if per_mb or per_layer else {}, scored)
-    return best
+                squares[name] = [((cal.scale * q["layers_ms"] + cal.offset_ms) / q["measured_ms"] - 1) ** 2
+                                 for q in pts]  # fmt: skip
+            for key, names in [*((n, [n]) for n in points_by_model), (None, list(points_by_model))]:
+                # RMS, not the median: a median lets a term explain the random plans and leave up to half of
+                # the points (all the uniform ones) unexplained, and the term is then a different one each time
+                sq = [r for n in names for r in squares[n]]
+                score = math.sqrt(statistics.fmean(sq)) if sq else 0.0
+                if key not in best or score < best[key][0] - 1e-12:
+                    best[key] = (score, lookup, scored.get(key))
+    joint = best[None][1]
+    lookups = {name: best[name][1] for name in points_by_model}
+    # the lookup is chosen on the plain line; each model's calibration then takes the terms that predict best
+    calibration = {name: fit_calibration(best[name][2]) for name in points_by_model}
+    return replace(profile, channel_block=joint["channel_block"], use_scan=joint["use_scan"],
+                   misalign=joint["misalign"], lookups=lookups, calibration=calibration)  # fmt: skip
 
 
 def profile_target(
@@ -207,8 +202,7 @@ def profile_target(
     axes = grid_axes([layer for ls in layers.values() for layer in ls], settings)
     # a table measured for another model's widths that misses some of these is measured again over both grids
     axes = {k: _merged_axes(done["tables"].get(k), a) for k, a in axes.items()}
-    todo = [k for k in sorted(axes) if done["tables"].get(k, {}).get("cin") != axes[k][0]
-            or done["tables"][k].get("cout") != axes[k][1]]  # fmt: skip
+    todo = [k for k in sorted(axes) if k not in done["tables"] or _grid(done["tables"][k]) != axes[k]]
     with tempfile.TemporaryDirectory() as tmp:
         for key in tqdm(todo, desc=f"profiling {target.name}", disable=not progress):
             if budget_s is not None and time.monotonic() - start > budget_s:
@@ -228,19 +222,22 @@ def profile_target(
     return profile
 
 
+def _grid(table: dict) -> tuple[list[int], list[int] | None]:
+    return table["cin"], table["cout"]
+
+
 def _merged_axes(stored: dict | None, axes: tuple[list[int], list[int] | None]) -> tuple[list[int], list[int] | None]:
-    """``axes``, or the union with a stored table's grid when that grid lacks some of them."""
+    """``axes``, united with a stored table's grid (that grid itself when it holds them all)."""
     if stored is None:
         return axes
-    cin, cout = sorted(set(stored["cin"]) | set(axes[0])), None
-    if axes[1] is not None:
-        cout = sorted(set(stored["cout"] or []) | set(axes[1]))
-    return cin, cout
+    cin, cout = _grid(stored)
+    return sorted({*cin, *axes[0]}), None if axes[1] is None else sorted({*(cout or []), *axes[1]})
 
 
 def _keep_earlier_models(profile: Profile, earlier: Profile, measured: set[str]) -> Profile:
     """``profile`` with the models ``earlier`` was calibrated on and not ``measured`` now as they were there
-    (calibration line, lookup: their tables are unchanged), and ``earlier``'s in-network fits."""
+    (calibration line, lookup), and ``earlier``'s in-network fits. Their tables are unchanged unless a new
+    model needed one over more widths (then it was measured again over both grids)."""
     kept = set(earlier.calibration) - measured
     lookups = {name: dict(zip(("channel_block", "use_scan", "misalign"), earlier.lookup_for(name))) for name in kept}
     return replace(profile, calibration={**profile.calibration, **{n: earlier.calibration[n] for n in kept}},
