@@ -23,7 +23,7 @@ from edgeprune.latency.micro import input_for
 from edgeprune.latency.profiler import export_for
 from edgeprune.latency.tables import torch_micro_model
 from edgeprune.models import create_model
-from edgeprune.prune import shrink, uniform_plan
+from edgeprune.prune import Plan, shrink, uniform_plan
 from edgeprune.targets import load_target
 from edgeprune.train.calibration import calibration_images
 from edgeprune.train.data import load_lossless_subset
@@ -64,6 +64,24 @@ def test_a_pruned_model_runs_as_torch_does_with_every_conv_in_xnnpack():
     assert found.delegated["convolution"] == convs and found.delegated["linear"] == 1
     assert not {"convolution", "linear"} & set(found.outside) and found.int8_macs == 0
     assert runner.model_path.suffix == ".pte" and runner.model_path.is_file()
+
+
+@pytest.mark.parametrize("target", ["cpu-xnnpack", "cpu-xnnpack-int8"])
+def test_removed_branches_leave_the_delegated_graph_whole(target):
+    """A removed branch's constant is folded, not left to the portable kernels where it splits XNNPACK's graph."""
+    model = create_model("cifar_resnet20").eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    graph = build_graph(model, x[:1], model_name="cifar_resnet20")
+    plan = Plan(graph.model_name, graph.fingerprint, {gid: [] for gid in sorted(graph.branches)[:3]})
+    pruned = shrink(model, graph, plan)[0].eval()
+    t = replace(load_target(target), calibration_count=2)
+    dense, removed = (prepare_runner(t, m, tuple(x.shape)) for m in (model, pruned))
+    assert removed.delegation.subgraphs == dense.delegation.subgraphs
+    assert removed.delegation.outside == dense.delegation.outside  # nothing of the three branches outside
+    assert removed.delegation.delegated["convolution"] == dense.delegation.delegated["convolution"] - 6
+    if t.precision == "fp32":
+        with torch.no_grad():
+            assert _relative(removed.run(x.numpy()), pruned(x).numpy()) < 1e-5
 
 
 def test_int8_runs_every_conv_with_int8_weights_and_agrees_on_top1(runners):
