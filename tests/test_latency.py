@@ -126,9 +126,10 @@ def test_width_scale_scales_a_layers_saving_from_its_own_dense_widths_in_its_own
     assert ms(refit, 16) == pytest.approx(narrow)  # nothing saved at 16
 
 
-def test_in_network_fit_sets_scales_for_the_narrowed_geometries(tiny_profile):
+def test_in_network_fit_sets_scales_for_the_narrowed_geometries(tiny_profile, monkeypatch):
     target, _, profile = tiny_profile
     profile = replace(profile, width_scale={})
+    monkeypatch.setattr(innet, "CONTROL_ATTEMPTS", 1)
     with pytest.raises(innet.UnsteadyMeasurement, match="too unsteady"):  # any control deviation at all: refused
         fit_widths(profile, target, "cifar_resnet20", rounds=1, settings=ProfileSettings(control_tolerance=-1.0))
     before = profile.to_dict()

@@ -7,12 +7,14 @@ from dataclasses import replace
 
 import onnxruntime as ort
 import pytest
+from torch import nn
 
 from edgeprune.latency import (
     Geometry,
     Profile,
     ProfileError,
     collect_layers,
+    innet,
     profiler,
     tables,
 )
@@ -173,3 +175,19 @@ def test_each_model_keeps_the_lookup_its_own_runs_chose():
     assert Profile.from_dict(both.to_dict()).lookups == both.lookups
     with pytest.raises(ProfileError, match=r"lookups\['y'\] needs channel_block"):
         Profile.from_dict({**both.to_dict(), "lookups": {"y": {"use_scan": True}}})
+
+
+def test_an_unsteady_control_is_timed_again_with_new_sessions(monkeypatch):
+    controls = iter([1.05, 0.96, 1.01])  # the control's ms over the dense model's, run by run
+    runs = []
+
+    def fake_time(target, models, shape, rounds):
+        runs.append(list(models))
+        return {**{k: 1.0 for k in models}, "control": next(controls)}
+
+    monkeypatch.setattr(innet, "_time", fake_time)
+    ms, control = innet.time_with_control(None, "m", nn.Identity(), {"v": None}, (1,), 1, tolerance=0.03)
+    assert control == 1.01 and len(runs) == 3 and runs[0] == ["dense", "v", "control"]
+    controls = iter([1.05, 0.96, 1.04])
+    with pytest.raises(innet.UnsteadyMeasurement, match=r"\+5.0 %, -4.0 %, \+4.0 % apart in 3"):
+        innet.time_with_control(None, "m", nn.Identity(), {"v": None}, (1,), 1, tolerance=0.03)
