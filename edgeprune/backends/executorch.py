@@ -114,8 +114,8 @@ def export_program(module, input_shape: tuple[int, ...]):
 def fold_constants(program):
     """``program`` with the ops that read weights only folded into constants: a removed residual branch's
     per-channel constant (expand, copy), the index masks of a zero-padded shortcut. XNNPACK takes none of them;
-    left to the portable kernels, each splits the delegated graph, with layout copies in and out of it (a
-    ResNet-56 with its nine stage-1 blocks removed ran 1.5x slower than the dense model)."""
+    left to the portable kernels, each splits the delegated graph, with layout copies in and out of it
+    (docs/benchmarks/targets.md has what that cost)."""
     return _import("executorch.exir.passes.constant_prop_pass").constant_prop_pass(program)
 
 
