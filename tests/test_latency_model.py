@@ -191,3 +191,20 @@ def test_an_unsteady_control_is_timed_again_with_new_sessions(monkeypatch):
     controls = iter([1.05, 0.96, 1.04])
     with pytest.raises(innet.UnsteadyMeasurement, match=r"\+5.0 %, -4.0 %, \+4.0 % apart in 3"):
         innet.time_with_control(None, "m", nn.Identity(), {"v": None}, (1,), 1, tolerance=0.03)
+
+
+def test_a_stored_check_is_predicted_again_against_its_own_times():
+    """Replaying a check with the profile that made it reproduces its errors; the formula lives in error_row."""
+    from edgeprune.latency.check import check_variants, error_row, predicted_ms, replay_check, summarize
+    from edgeprune.latency.profile import find_profile
+
+    target = load_target("cpu-ort")
+    profile = Profile.load(find_profile(target.name, target.backend), strict=False)
+    _, layers = check_variants("cifar_resnet20", target, 3)
+    pred = predicted_ms(profile, "cifar_resnet20", layers)
+    # every plan timed 10 % slower than predicted, the dense model as predicted, over two passes
+    rows = [error_row(p, pred[0], [1.1 * p, 1.1 * p], [pred[0], pred[0]]) for p in pred[1:]]
+    report = {"model": "cifar_resnet20", "plans": rows, **summarize(rows, pred[0])}
+    again = replay_check(profile, target, report)
+    assert again["median_abs_speedup_error_pct"] == pytest.approx(10.0)
+    assert again["plans"][0]["predicted_speedup"] == pytest.approx(rows[0]["predicted_speedup"])

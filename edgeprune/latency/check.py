@@ -91,6 +91,17 @@ def check_profile(profile: Profile, target: Target, name: str, n_plans: int, see
     return {"model": name, "plans": rows, **summarize(rows, predicted[0])}
 
 
+def replay_check(profile: Profile, target: Target, report: dict, seed: int = 0) -> dict:
+    """A stored :func:`check_profile` report's plans (drawn again from ``seed``) predicted by ``profile``, against
+    the times that report measured: no timing, so profiles can be compared on the same measurements."""
+    name, plans = report["model"], report["plans"]
+    _, layers = check_variants(name, target, len(plans), seed)
+    predicted = predicted_ms(profile, name, layers)
+    rows = [error_row(predicted[j + 1], predicted[0], p.get("passes_ms", [p["measured_ms"]]),
+                      p.get("passes_dense_ms", [p["dense_ms"]])) for j, p in enumerate(plans)]  # fmt: skip
+    return {"model": name, "plans": rows, **summarize(rows, predicted[0])}
+
+
 def describe_check(report: dict) -> str:
     """The check's summary in words."""
     r, n = report, len(report["plans"])

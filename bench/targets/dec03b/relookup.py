@@ -7,13 +7,12 @@ plans of earlier `profile check` runs (seeded, so the same plans) against the sp
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import warnings
 from dataclasses import replace
 
 from edgeprune.latency import Profile
-from edgeprune.latency.check import check_variants, predicted_ms
+from edgeprune.latency.check import replay_check
 from edgeprune.latency.profiler import choose_lookup_and_calibrate
 from edgeprune.paths import shipped_dir
 from edgeprune.targets import load_target
@@ -29,16 +28,13 @@ shipped = Profile.load(next(shipped_dir("profiles").glob(f"{target_name}--*.json
 out = {"target": target_name, "from": src, "lookups": new.lookups, "models": {}}
 for path in checks:
     for report in json.load(open(path)):
-        name, plans = report["model"], report["plans"]
-        _, layers = check_variants(name, target, len(plans))
-        row = {"check": path, "measured_speedups": [p["measured_speedup"] for p in plans]}
+        name = report["model"]
+        row = {"check": path, "measured_speedups": [p["measured_speedup"] for p in report["plans"]]}
         for label, profile in (("joint lookup", old), ("own lookup", new), ("shipped", shipped)):
             if name not in profile.calibration:
                 continue
-            pred = predicted_ms(profile, name, layers)
-            errs = [100 * ((pred[0] / pred[j + 1]) / p["measured_speedup"] - 1) for j, p in enumerate(plans)]
-            row[label] = {"predicted_speedups": [pred[0] / x for x in pred[1:]],
-                          "median_abs_speedup_error_pct": statistics.median(abs(e) for e in errs),
-                          "max_abs_speedup_error_pct": max(abs(e) for e in errs)}  # fmt: skip
+            again = replay_check(profile, target, report)
+            row[label] = {"predicted_speedups": [p["predicted_speedup"] for p in again["plans"]],
+                          **{k: again[k] for k in ("median_abs_speedup_error_pct", "max_abs_speedup_error_pct")}}
         out["models"].setdefault(name, []).append(row)
 print(json.dumps(out, indent=1))
