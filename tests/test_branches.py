@@ -61,6 +61,37 @@ def test_removed_branches_match_the_masked_model_and_stop_running(name):
     assert _convs(pruned) <= _convs(model) - 2 * removed
 
 
+class _ActBlocks(nn.Module):
+    """Two residual blocks whose branch ends conv -> norm -> activation before the addition: the first calls
+    its own SiLU once, the second calls one ReLU twice (inside the branch and at its end)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a1, self.a2 = nn.Conv2d(8, 6, 3, padding=1), nn.Conv2d(6, 8, 3, padding=1)
+        self.na, self.act_a = nn.BatchNorm2d(8), nn.SiLU()
+        self.b1, self.b2 = nn.Conv2d(8, 6, 3, padding=1), nn.Conv2d(6, 8, 3, padding=1)
+        self.nb, self.relu = nn.BatchNorm2d(8), nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x + self.act_a(self.na(self.a2(self.a1(x))))
+        return x + self.relu(self.nb(self.b2(self.relu(self.b1(x)))))
+
+
+def test_a_tail_activation_folds_into_the_constant_when_only_this_call_uses_it():
+    torch.manual_seed(0)
+    model = liven(_ActBlocks(), 16)
+    graph = build_graph(model, torch.randn(1, 3, 16, 16), model_name="act_blocks")
+    assert [(b.tail, b.tail_act) for b in graph.branches.values()] == [("a2", "act_a")]
+    plan = _without_branches(graph)
+    pruned, _ = shrink(model, graph, plan)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert relative_error(pruned.eval()(x), masked_forward(model, graph, plan, x)) < 1e-4
+    assert isinstance(pruned.act_a, nn.Identity) and isinstance(pruned.a2, BranchConstant)
+
+
 def test_only_a_whole_branch_may_be_emptied():
     model, graph, _ = model_and_graph("cifar_resnet56")
     stream = next(g for g in graph.prunable_groups if g.shared)

@@ -27,9 +27,10 @@ from edgeprune.latency.costs import MacsCost
 from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.profiler import random_plan
 from edgeprune.models import create_model, get_entry, list_models
+from edgeprune.models.layers import BranchConstant
 from edgeprune.models.ultralytics_models import CHECKED
 from edgeprune.paths import data_root
-from edgeprune.prune import load_pruned, prune_model, save_pruned, shrink
+from edgeprune.prune import Plan, load_pruned, prune_model, save_pruned, shrink
 from edgeprune.prune.oracle import ORACLE_TOLERANCE, liven, masked_forward, oracle_error, relative_error
 
 SIZE = 128  # the P5 map is 4 x 4
@@ -157,6 +158,30 @@ def test_pruned_model_exports_to_onnx_and_onnxruntime_matches(tmp_path):
     pruned, _ = shrink(model, graph, random_plan(graph, random.Random(9)))
     export_onnx(pruned, batch(1), tmp_path / "m.onnx")
     assert check_onnx(pruned, tmp_path / "m.onnx", batch(3)) <= 1e-4  # every raw output, dynamic batch
+
+
+@pytest.mark.parametrize(("name", "count"), [("yolov8n.yaml", 6), ("yolo11n.yaml", 12)])
+def test_bottlenecks_go_whole_and_the_shared_activation_stays(name, count, tmp_path):
+    """A C2f / C3k2 bottleneck ends conv -> norm -> SiLU before its addition, and that SiLU is one module
+    every Ultralytics conv shares: removing the bottleneck folds it into the constant and replaces it at
+    that conv alone. The model saves and reloads."""
+    model, graph = lively(name)
+    assert len(graph.branches) == count
+    plan = Plan(graph.model_name, graph.fingerprint, {g: [] for g in graph.branches})
+    pruned, spec = prune_model(model, graph, plan)
+    assert oracle_error(model, graph, plan, pruned, batch()) <= ORACLE_TOLERANCE
+    assert sum(isinstance(m, BranchConstant) for m in pruned.modules()) == count
+    folded = [type(model.get_submodule(b.tail_act)) for b in graph.branches.values()]
+    assert folded.count(nn.SiLU) >= count - 1  # YOLO11's attention FFN ends in a conv without activation
+    assert all(isinstance(pruned.get_submodule(b.tail_act), nn.Identity) for b in graph.branches.values())
+    def silu(net: nn.Module) -> int:
+        return sum(isinstance(m, nn.SiLU) for _, m in net.named_modules(remove_duplicate=False))
+
+    assert silu(pruned) == silu(model) - folded.count(nn.SiLU)
+    save_pruned(pruned, spec, tmp_path)
+    x = batch()
+    with torch.no_grad():
+        torch.testing.assert_close(load_pruned(tmp_path).eval()(x), pruned.eval()(x))
 
 
 @pytest.fixture(scope="module")

@@ -229,7 +229,7 @@ def remove_branch(model: nn.Module, branch: Branch) -> ArchChanges:
     """Replace an emptied residual branch (already shrunk to no inner channels) by its constant output.
 
     The convs before the tail become :class:`EmptyChannels`, their norms ``Identity``; the tail conv becomes
-    a :class:`BranchConstant` holding its bias through the tail norm, which becomes ``Identity``.
+    a :class:`BranchConstant` holding its bias through the tail norm and activation, which become ``Identity``.
     """
     changes: ArchChanges = {}
 
@@ -241,7 +241,11 @@ def remove_branch(model: nn.Module, branch: Branch) -> ArchChanges:
     norm = model.get_submodule(branch.tail_norm) if branch.tail_norm else None
     geometry = EmptyChannels.geometry_of(tail)
     constant = BranchConstant(tail.out_channels, **geometry)
-    constant.value.data.copy_(_folded_constant(tail, norm))
+    value = _folded_constant(tail, norm)
+    if branch.tail_act:
+        with torch.no_grad():
+            value = model.get_submodule(branch.tail_act)(value)
+    constant.value.data.copy_(value)
     for path in branch.inner_layers:
         module = model.get_submodule(path)
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -250,6 +254,7 @@ def remove_branch(model: nn.Module, branch: Branch) -> ArchChanges:
             g = EmptyChannels.geometry_of(module)
             replace(path, EmptyChannels(**g), **g)
     replace(branch.tail, constant, channels=constant.channels, **geometry)
-    if branch.tail_norm:
-        replace(branch.tail_norm, nn.Identity())
+    for path in (branch.tail_norm, branch.tail_act):
+        if path:
+            replace(path, nn.Identity())
     return changes

@@ -1,0 +1,78 @@
+"""Every stored two-pass `profile check` predicted again with the profile that ships now (no timing), so the
+issue's goal -- the predictor's median error within the measurement's own pass-to-pass spread on every
+committed profile -- is read off one table. Writes status.json and status.md beside this file.
+
+    python bench/targets/status/replay_all.py
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import warnings
+from pathlib import Path
+
+from edgeprune.latency import Profile
+from edgeprune.latency.check import replay_check
+from edgeprune.targets import load_target
+
+warnings.simplefilter("ignore")
+HERE = Path(__file__).parent
+ROOT = HERE.parents[2]
+CHECKS = {  # stored check -> the target it timed on
+    "bench/profiles/check-cpu-openvino-2pass.json": "cpu-openvino",
+    "bench/profiles/check-cpu-openvino-int8.json": "cpu-openvino-int8",
+    "bench/profiles/check-cpu-ort-int8-2pass.json": "cpu-ort-int8",
+    "bench/profiles/check-cpu-xnnpack.json": "cpu-xnnpack",
+    "bench/targets/act/check-cpu-openvino-int8.json": "cpu-openvino-int8",
+    "bench/targets/act/check-cpu-openvino.json": "cpu-openvino",
+    "bench/targets/act/check-cpu-ort-int8.json": "cpu-ort-int8",
+    "bench/targets/act/check-cpu-xnnpack.json": "cpu-xnnpack",
+    "bench/targets/refit/check-cpu-openvino.json": "cpu-openvino",
+    "bench/targets/refit/check-cpu-ort-int8.json": "cpu-ort-int8",
+    "bench/targets/refit/check-cpu-xnnpack.json": "cpu-xnnpack",
+    "bench/targets/dec03/check-ov8-mbv2.json": "cpu-openvino-int8",
+    "bench/targets/dec03/check-ov8-r56.json": "cpu-openvino-int8",
+    "bench/targets/dec03/check-x8-r56.json": "cpu-xnnpack-int8",
+    "bench/targets/dec03b/check-fix-ov8.json": "cpu-openvino-int8",
+    "bench/targets/dec03b/check-fix-x32.json": "cpu-xnnpack",
+    "bench/targets/dec03b/check-x32.json": "cpu-xnnpack",
+    "bench/targets/fold/check-cpu-xnnpack-int8-r56.json": "cpu-xnnpack-int8",
+    "bench/targets/fold/check-cpu-xnnpack-r56.json": "cpu-xnnpack",
+    "bench/targets/widths/check-cpu-xnnpack-cifar_resnet56.json": "cpu-xnnpack",
+    "bench/targets/widths/check-cpu-xnnpack-mobilenet_v2.json": "cpu-xnnpack",
+}
+
+
+def committed(path: str) -> str:
+    """When the check was committed (UTC), as a stand-in for when it ran."""
+    out = subprocess.run(["git", "log", "-1", "--date=format-local:%Y-%m-%d %H:%M", "--format=%cd", "--", path],
+                         capture_output=True, text=True, cwd=ROOT, env={"TZ": "UTC"})  # fmt: skip
+    return out.stdout.strip()
+
+
+rows = []
+for path, target_name in CHECKS.items():
+    target = load_target(target_name)
+    profile = Profile.load(ROOT / f"edgeprune/resources/profiles/{target_name}--amd-epyc-2c.json", strict=False)
+    reports = json.loads((ROOT / path).read_text())
+    for report in reports if isinstance(reports, list) else [reports]:
+        if report["model"] not in profile.calibration or "repeat_speedup_median_abs_pct" not in report:
+            continue
+        again = replay_check(profile, target, report)
+        rows.append({"target": target_name, "model": report["model"], "check": path, "committed": committed(path),
+                     "shipped_median_pct": again["median_abs_speedup_error_pct"],
+                     "shipped_max_pct": again["max_abs_speedup_error_pct"],
+                     "pass_to_pass_median_pct": report["repeat_speedup_median_abs_pct"],
+                     "pass_to_pass_max_pct": report["repeat_speedup_max_abs_pct"]})  # fmt: skip
+rows.sort(key=lambda r: (r["target"], r["model"], r["committed"]))
+(HERE / "status.json").write_text(json.dumps(rows, indent=1) + "\n")
+lines = ["| target | model | check (committed, UTC) | shipped profile: median / max | pass to pass: median / max | "
+         "median within? |", "|---|---|---|---:|---:|---|"]  # fmt: skip
+for r in rows:
+    within = "yes" if r["shipped_median_pct"] <= r["pass_to_pass_median_pct"] else "no"
+    lines.append(f"| `{r['target']}` | {r['model']} | `{r['check']}` ({r['committed']}) | "
+                 f"{r['shipped_median_pct']:.1f} / {r['shipped_max_pct']:.1f} % | "
+                 f"{r['pass_to_pass_median_pct']:.1f} / {r['pass_to_pass_max_pct']:.1f} % | {within} |")
+(HERE / "status.md").write_text("\n".join(lines) + "\n")
+print("\n".join(lines))
