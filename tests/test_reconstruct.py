@@ -141,3 +141,22 @@ def test_prune_in_steps_reaches_the_budget(tmp_path):
     blind = CliRunner().invoke(main, [*args[:6], "--steps", "2", "--out", str(tmp_path / "y")])
     assert blind.exit_code == 2 and "--steps needs --calibration-data" in blind.output
     assert result["from"] == "cifar_resnet20"  # not the discarded folder of the step before
+
+
+def test_the_layers_reading_a_sum_a_removed_branch_fed_are_refitted():
+    """Removing a residual branch keeps every channel but changes the sum it was added to: the layers that
+    read that sum (the next blocks' first convs, the shortcuts) are refitted to the unpruned outputs."""
+    model, graph, size = model_and_graph("cifar_resnet20")
+    plan = Plan("cifar_resnet20", graph.fingerprint, {g: [] for g in list(graph.branches)[::3]})
+    gen = torch.Generator().manual_seed(1)
+    calib, held_out = torch.randn(32, 3, size, size, generator=gen), torch.randn(8, 3, size, size, generator=gen)
+    pruned, _ = shrink(model, graph, plan)
+    with torch.no_grad():
+        expected = model(held_out)
+        before = relative_error(pruned.eval()(held_out), expected)
+        fits = refit_layers(model, pruned, graph, plan, calib)
+        after = relative_error(pruned(held_out), expected)
+    tails = {graph.branches[g].tail for g in plan.keep}
+    assert fits and not {f.path for f in fits} & tails
+    assert any(f.after < f.before for f in fits)
+    assert after < 0.9 * before, (before, after)

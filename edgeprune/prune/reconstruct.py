@@ -1,4 +1,5 @@
-"""Refit the layers that read removed channels so that they compute what the unpruned model computed.
+"""Refit the layers that read removed channels (or a sum a removed branch fed) so that they compute what the
+unpruned model computed.
 
 Folding a removed channel's mean into the next layer keeps the constant it carried; what varied is lost. Much
 of it is still there in the kept channels, which are correlated with the removed ones. For each layer that
@@ -70,6 +71,18 @@ def _fittable(path: str, dense: nn.Module, pruned: nn.Module) -> bool:
     return isinstance(p, nn.Linear) and isinstance(d, nn.Linear)
 
 
+def _branch_readers(graph: ChannelGraph, plan: Plan) -> list[str]:
+    """The layers reading a sum that a removed residual branch was added to: their channels are all kept, but
+    what flows in changed (the branch's constant for its output), so they are refitted too."""
+    tails = {graph.branches[g].tail for g, keep in plan.keep.items() if g in graph.branches and not keep}
+    out: list[str] = []
+    for group in graph.groups:
+        members = [m for u in group.units for m in u.members]
+        if any(m.path in tails and m.kind == CONV_OUT for m in members):
+            out += [m.path for m in members if m.kind in (CONV_IN, LINEAR_IN) and m.path not in tails]
+    return list(dict.fromkeys(out))
+
+
 def _run_order(model: nn.Module, paths: list[str], x: torch.Tensor) -> list[str]:
     """``paths`` in the order ``model`` runs them on ``x``."""
     seen: list[str] = []
@@ -91,8 +104,8 @@ def refit_layers(dense: nn.Module, pruned: nn.Module, graph: ChannelGraph, plan:
     if images.dim() < 2 or len(images) == 0:
         raise InputError(f"refitting needs a batch of calibration images; got shape {tuple(images.shape)}")
     removed = removed_slices(graph, plan)
-    paths = [p for p, kinds in removed.items()
-             if (CONV_IN in kinds or LINEAR_IN in kinds) and _fittable(p, dense, pruned)]  # fmt: skip
+    readers = [p for p, kinds in removed.items() if CONV_IN in kinds or LINEAR_IN in kinds]
+    paths = [p for p in dict.fromkeys(readers + _branch_readers(graph, plan)) if _fittable(p, dense, pruned)]
     if not paths:
         return []
     modes = dense.training, pruned.training
