@@ -55,8 +55,8 @@ def _own_path(act: nn.Module, tail: str, model: nn.Module, calls: Counter) -> st
     """The path under ``tail``'s parent that holds ``act``, if replacing it there changes only this call.
 
     That holds when each holder of the module calls it once: as many call sites in the trace as paths in
-    the model (Ultralytics' convs each call the shared activation once; a block calling its own ReLU twice,
-    as torchvision's BasicBlock does, fails).
+    the model (Ultralytics' convs each call the shared activation once; a block that calls its one ReLU
+    both inside the branch and at its end fails).
     """
     parent = tail.rpartition(".")[0]
     names = [n for n, m in model.get_submodule(parent).named_children() if m is act]

@@ -2,6 +2,10 @@
 issue's goal -- the predictor's median error within the measurement's own pass-to-pass spread on every
 committed profile -- is read off one table. Writes status.json and status.md beside this file.
 
+The checks draw the same seeded plans, so a second table puts each (target, model)'s runs together: how far
+one run's measured speedup of a plan strays from the mean of all runs (run to run), against the shipped
+predictor's error on that mean.
+
     python bench/targets/status/replay_all.py
 """
 
@@ -11,6 +15,8 @@ import json
 import subprocess
 import warnings
 from pathlib import Path
+
+import numpy as np
 
 from edgeprune.latency import Profile
 from edgeprune.latency.check import replay_check
@@ -41,6 +47,9 @@ CHECKS = {  # stored check -> the target it timed on
     "bench/targets/fold/check-cpu-xnnpack-r56.json": "cpu-xnnpack",
     "bench/targets/widths/check-cpu-xnnpack-cifar_resnet56.json": "cpu-xnnpack",
     "bench/targets/widths/check-cpu-xnnpack-mobilenet_v2.json": "cpu-xnnpack",
+    "bench/targets/widths/check-cpu-ort-int8-mobilenet_v2.json": "cpu-ort-int8",
+    "bench/targets/widths/check-cpu-openvino-mobilenet_v2.json": "cpu-openvino",
+    "bench/targets/status/check-cpu-ort.json": "cpu-ort",
 }
 
 
@@ -51,8 +60,10 @@ def committed(path: str) -> str:
     return out.stdout.strip()
 
 
-rows = []
+rows, runs = [], {}
 for path, target_name in CHECKS.items():
+    if not (ROOT / path).exists():
+        continue
     target = load_target(target_name)
     profile = Profile.load(ROOT / f"edgeprune/resources/profiles/{target_name}--amd-epyc-2c.json", strict=False)
     reports = json.loads((ROOT / path).read_text())
@@ -60,6 +71,8 @@ for path, target_name in CHECKS.items():
         if report["model"] not in profile.calibration or "repeat_speedup_median_abs_pct" not in report:
             continue
         again = replay_check(profile, target, report)
+        runs.setdefault((target_name, report["model"]), []).append(
+            ([p["measured_speedup"] for p in report["plans"]], [p["predicted_speedup"] for p in again["plans"]]))
         rows.append({"target": target_name, "model": report["model"], "check": path, "committed": committed(path),
                      "shipped_median_pct": again["median_abs_speedup_error_pct"],
                      "shipped_max_pct": again["max_abs_speedup_error_pct"],
@@ -74,5 +87,17 @@ for r in rows:
     lines.append(f"| `{r['target']}` | {r['model']} | `{r['check']}` ({r['committed']}) | "
                  f"{r['shipped_median_pct']:.1f} / {r['shipped_max_pct']:.1f} % | "
                  f"{r['pass_to_pass_median_pct']:.1f} / {r['pass_to_pass_max_pct']:.1f} % | {within} |")
+lines += ["", "| target | model | checks | run to run: median / max | shipped predictor on the mean of runs: "
+          "median / max | median within? |", "|---|---|---:|---:|---:|---|"]  # fmt: skip
+for (target_name, model), got in sorted(runs.items()):
+    if len(got) < 2:
+        continue
+    measured = np.array([m for m, _ in got])  # runs x plans
+    mean, predicted = measured.mean(axis=0), np.array(got[0][1])
+    drift = np.abs(100 * (measured / mean - 1)).ravel()
+    error = np.abs(100 * (predicted / mean - 1))
+    within = "yes" if np.median(error) <= np.median(drift) else "no"
+    lines.append(f"| `{target_name}` | {model} | {len(got)} | {np.median(drift):.1f} / {drift.max():.1f} % | "
+                 f"{np.median(error):.1f} / {error.max():.1f} % | {within} |")
 (HERE / "status.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
