@@ -174,6 +174,7 @@ def test_bottlenecks_go_whole_and_the_shared_activation_stays(name, count, tmp_p
     folded = [type(model.get_submodule(b.tail_act)) for b in graph.branches.values()]
     assert folded.count(nn.SiLU) >= count - 1  # YOLO11's attention FFN ends in a conv without activation
     assert all(isinstance(pruned.get_submodule(b.tail_act), nn.Identity) for b in graph.branches.values())
+
     def silu(net: nn.Module) -> int:
         return sum(isinstance(m, nn.SiLU) for _, m in net.named_modules(remove_duplicate=False))
 

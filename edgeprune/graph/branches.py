@@ -51,22 +51,21 @@ def _single_module(node: fx.Node, modules: dict[str, nn.Module], types: tuple[ty
     return node.op == "call_module" and isinstance(modules.get(node.target), types) and len(node.users) == 1
 
 
-def _own_path(act: nn.Module, tail: str, model: nn.Module, calls: Counter) -> str | None:
+def _own_path(act: nn.Module, tail: str, model: nn.Module, once: set[int]) -> str | None:
     """The path under ``tail``'s parent that holds ``act``, if replacing it there changes only this call.
 
-    That holds when each holder of the module calls it once: as many call sites in the trace as paths in
-    the model (Ultralytics' convs each call the shared activation once; a block that calls its one ReLU
-    both inside the branch and at its end fails).
+    ``once``: ids of the modules each holder calls once (as many call sites in the trace as paths in the
+    model): Ultralytics' convs each call the shared activation once; a block that calls its one ReLU both
+    inside the branch and at its end is not in it.
     """
     parent = tail.rpartition(".")[0]
     names = [n for n, m in model.get_submodule(parent).named_children() if m is act]
-    holders = sum(1 for _, m in model.named_modules(remove_duplicate=False) if m is act)
-    if len(names) != 1 or calls[id(act)] != holders:
+    if len(names) != 1 or id(act) not in once:
         return None
     return f"{parent}.{names[0]}" if parent else names[0]
 
 
-def _chain_into(node: fx.Node, modules: dict[str, nn.Module], model: nn.Module, calls: Counter) -> Branch | None:
+def _chain_into(node: fx.Node, modules: dict[str, nn.Module], model: nn.Module, once: set[int]) -> Branch | None:
     """The chain of single-use layers that ends in ``node`` (an addition's operand), if it ends in a conv."""
     act = None
     if _single_module(node, modules, _TAIL_ACTS):
@@ -77,7 +76,7 @@ def _chain_into(node: fx.Node, modules: dict[str, nn.Module], model: nn.Module, 
     if not isinstance(node, fx.Node) or not _single_module(node, modules, _CONVS):
         return None
     tail, chain = node.target, []
-    tail_act = _own_path(act, tail, model, calls) if act is not None else None
+    tail_act = _own_path(act, tail, model, once) if act is not None else None
     if act is not None and tail_act is None:
         return None
     node = node.args[0]
@@ -94,6 +93,8 @@ def find_branches(fx_graph: fx.Graph, model: nn.Module) -> list[Branch]:
     """Every chain that feeds an addition and ends in a conv (then optionally a norm and an activation)."""
     modules = dict(model.named_modules())
     calls = Counter(id(modules[n.target]) for n in fx_graph.nodes if n.op == "call_module")
+    holders = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
+    once = {i for i, n in calls.items() if n == holders[i]}
     found = []
     for node in fx_graph.nodes:
         is_add = (node.op == "call_function" and node.target in _ADDS) or (
@@ -101,7 +102,7 @@ def find_branches(fx_graph: fx.Graph, model: nn.Module) -> list[Branch]:
         if not is_add:
             continue
         for operand in node.args[:2]:
-            if isinstance(operand, fx.Node) and (branch := _chain_into(operand, modules, model, calls)):
+            if isinstance(operand, fx.Node) and (branch := _chain_into(operand, modules, model, once)):
                 found.append(branch)
     return found
 

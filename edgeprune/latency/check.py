@@ -86,8 +86,13 @@ def check_profile(profile: Profile, target: Target, name: str, n_plans: int, see
     shape = model_input_shape(name, target, side)
     predicted = predicted_ms(profile, name, layers, side)
     timed = measure_variants(target, models, shape, passes)
-    rows = [error_row(predicted[j + 1], predicted[0], [t[j][1] for t in timed], [t[j][0] for t in timed])
-            for j in range(n_plans)]  # fmt: skip
+    return _report(name, predicted, [([t[j][1] for t in timed], [t[j][0] for t in timed]) for j in range(n_plans)])
+
+
+def _report(name: str, predicted: list[float], times: list[tuple[list[float], list[float]]]) -> dict:
+    """A check's report: each variant's (ms per pass, the dense model's ms per pass) against ``predicted``
+    (index 0 is dense)."""
+    rows = [error_row(predicted[j + 1], predicted[0], ms, dense) for j, (ms, dense) in enumerate(times)]
     return {"model": name, "plans": rows, **summarize(rows, predicted[0])}
 
 
@@ -96,10 +101,8 @@ def replay_check(profile: Profile, target: Target, report: dict, seed: int = 0) 
     the times that report measured: no timing, so profiles can be compared on the same measurements."""
     name, plans = report["model"], report["plans"]
     _, layers = check_variants(name, target, len(plans), seed)
-    predicted = predicted_ms(profile, name, layers)
-    rows = [error_row(predicted[j + 1], predicted[0], p.get("passes_ms", [p["measured_ms"]]),
-                      p.get("passes_dense_ms", [p["dense_ms"]])) for j, p in enumerate(plans)]  # fmt: skip
-    return {"model": name, "plans": rows, **summarize(rows, predicted[0])}
+    times = [(p.get("passes_ms", [p["measured_ms"]]), p.get("passes_dense_ms", [p["dense_ms"]])) for p in plans]
+    return _report(name, predicted_ms(profile, name, layers), times)
 
 
 def describe_check(report: dict) -> str:

@@ -6,11 +6,15 @@ The checks draw the same seeded plans, so a second table puts each (target, mode
 one run's measured speedup of a plan strays from the mean of all runs (run to run), against the shipped
 predictor's error on that mean.
 
-    python bench/targets/status/replay_all.py
+    python bench/targets/status/replay_all.py [--profile TARGET=PATH ...] [--out NAME]
+
+``--profile`` predicts one target with another profile file (an unshipped fit, an earlier version) and writes
+NAME.json / NAME.md instead of status.*.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import warnings
@@ -60,12 +64,18 @@ def committed(path: str) -> str:
     return out.stdout.strip()
 
 
+parser = argparse.ArgumentParser()
+parser.add_argument("--profile", action="append", default=[], metavar="TARGET=PATH")
+parser.add_argument("--out", default="status")
+args = parser.parse_args()
+override = dict(item.split("=", 1) for item in args.profile)
 rows, runs = [], {}
 for path, target_name in CHECKS.items():
     if not (ROOT / path).exists():
         continue
     target = load_target(target_name)
-    profile = Profile.load(ROOT / f"edgeprune/resources/profiles/{target_name}--amd-epyc-2c.json", strict=False)
+    shipped = ROOT / f"edgeprune/resources/profiles/{target_name}--amd-epyc-2c.json"
+    profile = Profile.load(override.get(target_name, shipped), strict=False)
     reports = json.loads((ROOT / path).read_text())
     for report in reports if isinstance(reports, list) else [reports]:
         if report["model"] not in profile.calibration or "repeat_speedup_median_abs_pct" not in report:
@@ -79,7 +89,7 @@ for path, target_name in CHECKS.items():
                      "pass_to_pass_median_pct": report["repeat_speedup_median_abs_pct"],
                      "pass_to_pass_max_pct": report["repeat_speedup_max_abs_pct"]})  # fmt: skip
 rows.sort(key=lambda r: (r["target"], r["model"], r["committed"]))
-(HERE / "status.json").write_text(json.dumps(rows, indent=1) + "\n")
+(HERE / f"{args.out}.json").write_text(json.dumps(rows, indent=1) + "\n")
 lines = ["| target | model | check (committed, UTC) | shipped profile: median / max | pass to pass: median / max | "
          "median within? |", "|---|---|---|---:|---:|---|"]  # fmt: skip
 for r in rows:
@@ -99,5 +109,5 @@ for (target_name, model), got in sorted(runs.items()):
     within = "yes" if np.median(error) <= np.median(drift) else "no"
     lines.append(f"| `{target_name}` | {model} | {len(got)} | {np.median(drift):.1f} / {drift.max():.1f} % | "
                  f"{np.median(error):.1f} / {error.max():.1f} % | {within} |")
-(HERE / "status.md").write_text("\n".join(lines) + "\n")
+(HERE / f"{args.out}.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
