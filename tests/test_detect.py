@@ -29,8 +29,9 @@ SIDE, NC = 64, 80  # yolov8n.yaml detects the 80 COCO classes
 COLORS = {0: (230, 30, 30), 1: (30, 200, 30), 2: (40, 40, 230)}  # a class is a coloured rectangle
 
 
-def make_split(root, split: str, n: int, rng: np.random.Generator) -> dict[int, int]:
-    """n images with one or two boxes each; returns images per class."""
+def make_split(root, split: str, n: int, rng: np.random.Generator, polygons: bool = False) -> dict[int, int]:
+    """n images with one or two boxes each (``polygons``: labelled as rectangle polygons); returns images per
+    class."""
     (root / "images" / split).mkdir(parents=True)
     (root / "labels" / split).mkdir(parents=True)
     per_class: dict[int, int] = {}
@@ -42,7 +43,11 @@ def make_split(root, split: str, n: int, rng: np.random.Generator) -> dict[int, 
             w, h = rng.integers(16, 32, 2)
             x, y = rng.integers(0, SIDE - w), rng.integers(0, SIDE - h)
             img[y : y + h, x : x + w] = COLORS[c]
-            lines.append(f"{c} {(x + w / 2) / SIDE:.4f} {(y + h / 2) / SIDE:.4f} {w / SIDE:.4f} {h / SIDE:.4f}")
+            if polygons:
+                corners = [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
+                lines.append(f"{c} " + " ".join(f"{u / SIDE:.4f} {v / SIDE:.4f}" for u, v in corners))
+            else:
+                lines.append(f"{c} {(x + w / 2) / SIDE:.4f} {(y + h / 2) / SIDE:.4f} {w / SIDE:.4f} {h / SIDE:.4f}")
             seen.add(c)
         Image.fromarray(img).save(root / "images" / split / f"{i:03d}.jpg")
         (root / "labels" / split / f"{i:03d}.txt").write_text("\n".join(lines) + "\n")

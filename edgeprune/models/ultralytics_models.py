@@ -3,9 +3,11 @@
 ``<file>`` is an architecture yaml that Ultralytics builds (``yolov8n.yaml``, ``yolo11s.yaml``,
 ``yolov8n-seg.yaml``, any scale letter; or a path to a yaml of your own), or a ``.pt`` checkpoint that
 Ultralytics wrote. A yaml builds with random weights; ``pretrained=True`` then loads
-``<data folder>/pretrained/ultralytics/<stem>.pt``. A checkpoint is loaded by Ultralytics' own loader
-with its allow-list (``weights_only`` unpickling of the known Ultralytics and torch classes): only load a
-checkpoint you trust, such as your own.
+``<data folder>/pretrained/ultralytics/<stem>.pt``; for a segmentation yaml (``yolov8n-seg.yaml``) without
+its own weights there, the detection checkpoint of the same model (``yolov8n.pt``) fills every tensor it
+shares, and the mask head (prototypes and mask coefficients) starts random: train it before use. A
+checkpoint is loaded by Ultralytics' own loader with its allow-list (``weights_only`` unpickling of the
+known Ultralytics and torch classes): only load a checkpoint you trust, such as your own.
 
 The model is a :class:`YoloRaw`: it holds the Ultralytics ``DetectionModel`` (``.model``, unchanged and
 usable with Ultralytics) and its forward returns the head's raw outputs, the tensor every later stage
@@ -19,6 +21,7 @@ import copy
 import functools
 import math
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,7 +30,7 @@ import torch.nn as nn
 from edgeprune.errors import DataNotFoundError, InputError, MissingError, require
 from edgeprune.logs import quiet
 from edgeprune.models.registry import ModelEntry, register_prefix
-from edgeprune.models.weights import load_state
+from edgeprune.models.weights import check_state, load_state
 from edgeprune.paths import data_root, looked_in
 
 PREFIX = "ultralytics:"
@@ -40,6 +43,7 @@ TASKS = ("detect", "segment")
 # Heads by exact class: a subclass may change what its convs mean (YOLO-World's text-contrastive classes)
 # or take other inputs (YOLO26's multi-scale prototypes).
 HEADS = ("Detect", "v10Detect", "Segment")
+SEG_SUFFIX = "-seg"
 
 
 def _ultralytics(module: str = "nn.tasks"):
@@ -61,7 +65,7 @@ def ultralytics_entry(name: str) -> ModelEntry:
     if source.suffix not in (".yaml", ".yml", ".pt"):
         raise InputError(f"{name!r}: expected ultralytics:<architecture .yaml> or ultralytics:<checkpoint .pt>")
     try:
-        pretrained = source.suffix == ".pt" or _local_weights(source.stem) is not None
+        pretrained = source.suffix == ".pt" or _pretrained_weights(source.stem)[0] is not None
     except DataNotFoundError:  # $EDGEPRUNE_DATA names no folder: said when weights are asked for
         pretrained = False
     return ModelEntry(
@@ -82,9 +86,9 @@ def build_yolo(source: str, pretrained: bool = False, cfg: dict | None = None, n
     else:
         model = _from_yaml(source, source)
         if pretrained:
-            path = find_yolo_weights(Path(source).stem)
-            trained = _from_checkpoint(path)
-            load_state(model, trained.state_dict(), str(path))
+            path, transfer = _pretrained_weights(Path(source).stem)
+            trained = _from_checkpoint(path if path is not None else find_yolo_weights(Path(source).stem))
+            (_transfer_detection if transfer else load_state)(model, trained.state_dict(), str(path))
             model.names = trained.names
     if names:
         model.names = {int(k): v for k, v in names.items()}
@@ -141,6 +145,28 @@ def _local_weights(stem: str) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
+def _pretrained_weights(stem: str) -> tuple[Path | None, bool]:
+    """The local weights of ``stem`` and whether they are a detection checkpoint to transfer from (a ``-seg``
+    stem without weights of its own); (None, False) when there are none."""
+    own = _local_weights(stem)
+    if own is not None or not stem.endswith(SEG_SUFFIX):
+        return own, False
+    detection = _local_weights(stem.removesuffix(SEG_SUFFIX))
+    return detection, detection is not None
+
+
+def _transfer_detection(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load a detection checkpoint into a segmentation model of the same backbone: every tensor outside the
+    Segment head's mask branches (``proto``, ``cv4``) must fit; those branches keep their random weights."""
+    head = f"model.{len(model.model) - 1}."
+    own = model.state_dict()
+    mask = {k for k in own if k.startswith((head + "proto.", head + "cv4."))}
+    check_state({k: v for k, v in own.items() if k not in mask}, state, source, type(model).__name__)
+    model.load_state_dict({**own, **state}, strict=True)
+    warnings.warn(f"{source}: a detection checkpoint, loaded into every tensor but the mask head's {len(mask)} "
+                  "(prototypes and mask coefficients start random: train them before use)", stacklevel=3)  # fmt: skip
+
+
 def find_yolo_weights(stem: str) -> Path:
     """``<data folder>/pretrained/ultralytics/<stem>.pt``."""
     path = _local_weights(stem)
@@ -160,12 +186,14 @@ class YoloRaw(nn.Module):
     one tensor of shape (batch, channels, anchors): for each head branch (one-to-many, one-to-one when the
     model has it) the box distributions (4 * reg_max), the class logits (nc) and, for Segment, the mask
     coefficients, over every anchor of every scale; a Segment model appends its flattened prototypes, so the
-    result is (batch, values). Being the model's output, these channels never prune.
+    result is (batch, values). Being the model's output, these channels never prune. ``prototypes=False``
+    leaves the prototypes out (a Segment model's output is then (batch, channels, anchors) too): what a
+    distillation teacher answers with.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, prototypes: bool = True) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.prototypes = model, prototypes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layers = list(self.model.model)
@@ -177,7 +205,7 @@ class YoloRaw(nn.Module):
             x = m(x)
             saved.append(x if i in keep else None)
         head = layers[-1]
-        return raw_head(head, [x if j == -1 else saved[j] for j in head.f])
+        return raw_head(head, [x if j == -1 else saved[j] for j in head.f], self.prototypes)
 
     def output_weights(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
         """Per anchor of the raw outputs ``y`` for input ``x``: weights under which every scale counts the same
@@ -223,7 +251,7 @@ def attention_forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return type(m).forward(m, x.reshape(b, m.num_heads * m.head_dim, h, w))
 
 
-def raw_head(head: nn.Module, feats: list[torch.Tensor]) -> torch.Tensor:
+def raw_head(head: nn.Module, feats: list[torch.Tensor], prototypes: bool = True) -> torch.Tensor:
     """The Detect / Segment head's outputs before decoding (see :class:`YoloRaw`)."""
     segment = hasattr(head, "proto")
     branches = []
@@ -234,7 +262,7 @@ def raw_head(head: nn.Module, feats: list[torch.Tensor]) -> torch.Tensor:
         for stack in convs:
             branches.append(torch.cat([stack[i](feats[i]).flatten(2) for i in range(head.nl)], 2))
     out = torch.cat(branches, 1)
-    if segment:
+    if segment and prototypes:
         out = torch.cat([out.flatten(1), head.proto(feats[0]).flatten(1)], 1)
     return out
 

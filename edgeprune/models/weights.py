@@ -58,13 +58,18 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load ``state`` strictly into ``model``; an :class:`InputError` names ``source`` and the first mismatches."""
-    own = model.state_dict()
+    check_state(model.state_dict(), state, source, type(model).__name__)
+    model.load_state_dict(state, strict=True)
+
+
+def check_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str, label: str) -> None:
+    """An :class:`InputError` naming the first tensors of ``state`` that are missing from ``own``, extra or
+    of another shape (``label``: what ``own`` belongs to)."""
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]  # older files lack it
     extra = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} (model: {tuple(v.shape)})" for k, v in own.items()
              if k in state and tuple(state[k].shape) != tuple(v.shape)]  # fmt: skip
     if missing or extra or wrong:
         found = (("missing", missing), ("unexpected", extra), ("wrong shape", wrong))
-        parts = [f"{label}: {', '.join(v[:3])}{' ...' if len(v) > 3 else ''}" for label, v in found if v]
-        raise InputError(f"{source} does not fit {type(model).__name__}: {'; '.join(parts)}")
-    model.load_state_dict(state, strict=True)
+        parts = [f"{kind}: {', '.join(v[:3])}{' ...' if len(v) > 3 else ''}" for kind, v in found if v]
+        raise InputError(f"{source} does not fit {label}: {'; '.join(parts)}")

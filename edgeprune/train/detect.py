@@ -1,5 +1,6 @@
-"""Fine-tune and evaluate Ultralytics detectors, pruned or not, with Ultralytics' own detection loss, data
-pipeline (augmentation, letterboxing) and validator (mAP), run on the module edgeprune hands it.
+"""Fine-tune and evaluate Ultralytics detectors and segmenters, pruned or not, with Ultralytics' own loss,
+data pipeline (augmentation, letterboxing) and validator (box mAP; a segmentation model also mask mAP), run
+on the module edgeprune hands it.
 
 Ultralytics' trainer would rebuild a model from its ``yaml``, which still describes the unpruned widths:
 here it trains the given ``DetectionModel`` itself (``.model`` of a ``YoloRaw``), and edgeprune saves the
@@ -32,7 +33,7 @@ from edgeprune.models.registry import Pretrained
 from edgeprune.models.ultralytics_models import YoloRaw, _ultralytics
 from edgeprune.prune import load_model_ref
 from edgeprune.regularize import SparsityHook
-from edgeprune.train.detect_data import DetectionData, check_detection_data
+from edgeprune.train.detect_data import DetectionData, check_detection_data, check_segment_labels
 from edgeprune.train.detect_distill import DetectionDistillLoss
 from edgeprune.train.distill import DistillConfig
 
@@ -40,6 +41,9 @@ RUN_FILE = "run.json"
 OPTIMIZERS = ("SGD", "AdamW", "Adam", "NAdam", "RAdam", "RMSprop")
 METRICS = {"mAP50-95": "metrics/mAP50-95(B)", "mAP50": "metrics/mAP50(B)",
            "precision": "metrics/precision(B)", "recall": "metrics/recall(B)"}  # fmt: skip
+# a segmentation model is scored on its boxes (the keys above) and on its masks
+MASK_METRICS = {"mask mAP50-95": "metrics/mAP50-95(M)", "mask mAP50": "metrics/mAP50(M)"}
+TASK_MODULES = {"detect": ("models.yolo.detect", "Detection"), "segment": ("models.yolo.segment", "Segmentation")}
 SPLIT_KEYS = {"test": "val", "val": "val", "train": "train"}  # edgeprune's --split test is the yaml's val:
 
 
@@ -65,14 +69,28 @@ def ultralytics_session(quiet: bool = True) -> Iterator[None]:
 
 
 def detection_net(model: nn.Module, label: str) -> nn.Module:
-    """The Ultralytics ``DetectionModel`` of ``model`` (a ``YoloRaw`` or the model itself); segmentation and
-    other tasks are refused."""
+    """The Ultralytics ``DetectionModel`` (or its subclass ``SegmentationModel``) of ``model`` (a ``YoloRaw``
+    or the model itself)."""
     net = model.model if isinstance(model, YoloRaw) else model
-    tasks = _ultralytics()
-    if not isinstance(net, tasks.DetectionModel) or isinstance(net, tasks.SegmentationModel):
-        raise InputError(f"{label} is not an Ultralytics detection model (fine-tuning and mAP handle detection "
-                         "heads; segmentation masks are not trained or scored here)")  # fmt: skip
+    if not isinstance(net, _ultralytics().DetectionModel):
+        raise InputError(f"{label} is not an Ultralytics detection or segmentation model")
     return net
+
+
+def task_of(net: nn.Module) -> str:
+    """``segment`` for an Ultralytics ``SegmentationModel``, else ``detect``."""
+    return "segment" if isinstance(net, _ultralytics().SegmentationModel) else "detect"
+
+
+def task_metrics(task: str) -> dict[str, str]:
+    """edgeprune's metric names and Ultralytics' keys for them, for ``task``."""
+    return {**METRICS, **MASK_METRICS} if task == "segment" else METRICS
+
+
+def _task_class(task: str, kind: str) -> type:
+    """Ultralytics' ``DetectionTrainer`` / ``SegmentationValidator``... for ``task`` and ``kind``."""
+    module, prefix = TASK_MODULES[task]
+    return getattr(_ultralytics(module), prefix + kind)
 
 
 def _check_classes(net: nn.Module, data: DetectionData, label: str) -> None:
@@ -93,7 +111,9 @@ def detection_metrics(model: str | os.PathLike | nn.Module, data_yaml: str | os.
                       quiet: bool = True) -> dict:  # fmt: skip
     """mAP50-95, mAP50, precision and recall of a detector on a split of a dataset yaml, computed by
     Ultralytics' ``DetectionValidator`` (its defaults: rectangular batches, conf 0.001, NMS IoU 0.7) on a copy
-    of the model (validation fuses batch norms); ``per_class`` counts each class's images and instances.
+    of the model (validation fuses batch norms); ``per_class`` counts each class's images and instances. A
+    segmentation model is scored by the ``SegmentationValidator``: box metrics as above, plus ``mask mAP50-95``
+    and ``mask mAP50`` against the polygon labels.
 
     ``model``: a model reference (``ultralytics:<yaml or .pt>``, a pruned folder or training run), a
     ``YoloRaw`` or a ``DetectionModel``. ``split``: ``val`` (also ``test``: the yaml's val:) or ``train``.
@@ -105,28 +125,32 @@ def detection_metrics(model: str | os.PathLike | nn.Module, data_yaml: str | os.
     module, label = _load(model, pretrained)
     net = detection_net(module, label)
     _check_classes(net, data, label)
-    validator_cls = _ultralytics("models.yolo.detect").DetectionValidator
+    task = task_of(net)
+    if task == "segment":
+        check_segment_labels(data, key)
     with tempfile.TemporaryDirectory(prefix="edgeprune-val-") as tmp, ultralytics_session(quiet):
         args = dict(data=str(data.write(Path(tmp) / "data.yaml")), imgsz=imgsz, batch=batch, split=key, rect=True,
                     plots=False, save_json=False, verbose=False, device=device, workers=0, project=tmp, name="val",
-                    exist_ok=True, mode="val", task="detect")  # fmt: skip
-        validator = validator_cls(args=args)
+                    exist_ok=True, mode="val", task=task)  # fmt: skip
+        validator = _task_class(task, "Validator")(args=args)
         stats = validator(model=copy.deepcopy(net).float().eval())
     m, names = validator.metrics, validator.names
     per_class = {}
     for i, c in enumerate(m.ap_class_index):
-        _, _, ap50, ap = m.class_result(i)
+        scores = m.class_result(i)  # box precision, recall, AP50, AP (a segmenter: then the same for masks)
         per_class[names[int(c)]] = {"images": int(m.nt_per_image[c]), "instances": int(m.nt_per_class[c]),
-                                    "mAP50": float(ap50), "mAP50-95": float(ap)}  # fmt: skip
-    result = {k: float(stats[v]) for k, v in METRICS.items()}
-    return {**result, "images": int(validator.seen), "instances": int(m.nt_per_class.sum()), "imgsz": imgsz,
-            "split": key, "per_class": per_class}  # fmt: skip
+                                    "mAP50": float(scores[2]), "mAP50-95": float(scores[3])}  # fmt: skip
+        if task == "segment":
+            per_class[names[int(c)]].update({"mask mAP50": float(scores[6]), "mask mAP50-95": float(scores[7])})
+    result = {k: float(stats[v]) for k, v in task_metrics(task).items()}
+    return {**result, "task": task, "images": int(validator.seen), "instances": int(m.nt_per_class.sum()),
+            "imgsz": imgsz, "split": key, "per_class": per_class}  # fmt: skip
 
 
 @functools.cache
-def _trainer_class() -> type:
-    """Ultralytics' DetectionTrainer, made to train the module it is given (see the module docstring)."""
-    base = _ultralytics("models.yolo.detect").DetectionTrainer
+def _trainer_class(task: str) -> type:
+    """Ultralytics' trainer for ``task``, made to train the module it is given (see the module docstring)."""
+    base = _task_class(task, "Trainer")
 
     class ModuleTrainer(base):
         def __init__(self, net: nn.Module, hook: SparsityHook | None, overrides: dict, frozen_bn: bool) -> None:
@@ -167,7 +191,8 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
                       pretrained: Pretrained = False, teacher: str | DistillConfig | None = None, reg: str = "none",
                       reg_kwargs: dict | None = None, device: str = "cpu", progress: bool = True,
                       extra: dict | None = None) -> dict:  # fmt: skip
-    """Fine-tune a (pruned) Ultralytics detector on a dataset yaml through Ultralytics' DetectionTrainer.
+    """Fine-tune a (pruned) Ultralytics detector on a dataset yaml through Ultralytics' DetectionTrainer (a
+    segmentation model: its SegmentationTrainer, on polygon labels, with the mask metrics in run.json).
 
     Writes ``out_dir/model`` (arch.json + safetensors: the EMA weights Ultralytics validates),
     ``importance.json``, ``run.json`` (settings and the metrics of every epoch, measured on the val split),
@@ -194,6 +219,9 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
     model, name, kwargs, changes = load_model_ref(model_ref, pretrained)
     net = detection_net(model, model_ref)
     _check_classes(net, data, model_ref)
+    task = task_of(net)
+    if task == "segment":
+        check_segment_labels(data, "train")
     stride = int(net.stride.max())
     if imgsz % stride:
         raise InputError(f"input size {imgsz}: a YOLO input side is a multiple of its largest stride ({stride})")
@@ -206,16 +234,16 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
                      batch=batch, nbs=batch, lr0=lr, optimizer=optimizer, weight_decay=weight_decay,
                      warmup_epochs=warmup_epochs, seed=seed, deterministic=True, amp=False, plots=False,
                      device=device, workers=0, project=str(out.resolve()), name="ultralytics", exist_ok=True,
-                     val=True, verbose=False, **(extra or {}))  # fmt: skip
+                     val=True, verbose=False, task=task, **(extra or {}))  # fmt: skip
     epochs_log: list[dict] = []
     with ultralytics_session():
         try:
-            trainer = _trainer_class()(net, hook if reg != "none" else None, overrides, not train_bn)
+            trainer = _trainer_class(task)(net, hook if reg != "none" else None, overrides, not train_bn)
         except (SyntaxError, TypeError, ValueError) as exc:  # get_cfg rejects unknown or ill-typed arguments
             raise InputError(f"Ultralytics refused a training argument: {exc}") from exc
         if criterion is not None:
             trainer.add_callback("on_pretrain_routine_end", lambda tr: setattr(tr.model, "criterion", criterion(tr)))
-        trainer.add_callback("on_fit_epoch_end", lambda tr: epochs_log.append(_epoch_record(tr, progress)))
+        trainer.add_callback("on_fit_epoch_end", lambda tr: epochs_log.append(_epoch_record(tr, task, progress)))
         trainer.train()
     with contextlib.suppress(OSError):  # Ultralytics made its checkpoint folder; nothing was saved in it
         trainer.wdir.rmdir()
@@ -229,8 +257,9 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
                 "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "seed": seed, "train_bn": train_bn,
                 "device": device,
                 "extra": extra or {}}  # fmt: skip
-    result = {"status": "done", **{k: epochs_log[-1][k] for k in METRICS}} if epochs_log else {"status": "done"}
-    summary = {"model": name, "from": str(model_ref), "data": str(data.source), "task": "detect", "regularizer": reg,
+    scores = {k: epochs_log[-1][k] for k in task_metrics(task)} if epochs_log else {}
+    result = {"status": "done", **scores}
+    summary = {"model": name, "from": str(model_ref), "data": str(data.source), "task": task, "regularizer": reg,
                "reg_kwargs": reg_kwargs or {}, "config": settings, "distill": distill.__dict__ if distill else None,
                "classes": data.nc, "images": data.images, "epochs": epochs_log, "result": result}  # fmt: skip
     atomic_write_text(out / RUN_FILE, json.dumps(summary, indent=1))
@@ -240,12 +269,13 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
 def _distill_criterion(cfg: DistillConfig, student: YoloRaw):
     """A factory of the distillation criterion for a trainer (Ultralytics' own criterion inside it), after
     checking that the teacher answers on the student's anchors."""
-    teacher = load_model_ref(cfg.teacher, pretrained=not Path(cfg.teacher).is_dir())[0]
-    teacher = teacher if isinstance(teacher, YoloRaw) else YoloRaw(detection_net(teacher, cfg.teacher))
-    head, their = student.model.model[-1], detection_net(teacher, cfg.teacher).model[-1]
+    loaded = load_model_ref(cfg.teacher, pretrained=not Path(cfg.teacher).is_dir())[0]
+    # a segmentation teacher answers without its prototypes: (batch, channels, anchors) as a detector does
+    teacher = YoloRaw(detection_net(loaded, cfg.teacher), prototypes=False)
+    head, their = student.model.model[-1], teacher.model.model[-1]
     x = torch.zeros(1, 3, 64, 64)
     with torch.no_grad():
-        t, s = teacher.eval()(x).shape, student.eval()(x).shape
+        t, s = teacher.eval()(x).shape, YoloRaw(student.model, prototypes=False).eval()(x).shape
     if (their.nc, their.reg_max, t[2]) != (head.nc, head.reg_max, s[2]):
         raise InputError(f"teacher {cfg.teacher} has {their.nc} classes, {their.reg_max} box bins and {t[2]} "
                          f"anchors at 64 px where the student has {head.nc}, {head.reg_max} and {s[2]}")  # fmt: skip
@@ -257,15 +287,16 @@ def _distill_criterion(cfg: DistillConfig, student: YoloRaw):
     return build
 
 
-def _epoch_record(trainer, progress: bool) -> dict:
+def _epoch_record(trainer, task: str, progress: bool) -> dict:
     """One epoch of run.json: the val metrics, the mean train loss terms and the val loss terms, the time."""
     metrics = trainer.metrics or {}
-    record = {"epoch": trainer.epoch + 1, **{k: float(metrics.get(v, 0.0)) for k, v in METRICS.items()},
+    record = {"epoch": trainer.epoch + 1, **{k: float(metrics.get(v, 0.0)) for k, v in task_metrics(task).items()},
               "train_loss": {k: float(v) for k, v in (trainer.tloss or {}).items()},
               "val_loss": {k.removeprefix("val/"): float(v) for k, v in metrics.items() if k.startswith("val/")},
               "seconds": round(float(trainer.epoch_time or 0.0), 2)}  # fmt: skip
     if progress:
         loss = sum(record["train_loss"].values())
+        masks = f", mask mAP50-95 {record['mask mAP50-95']:.4f}" if task == "segment" else ""
         print(f"epoch {record['epoch']}/{trainer.epochs}: train loss {loss:.3f}, mAP50-95 {record['mAP50-95']:.4f}, "
-              f"mAP50 {record['mAP50']:.4f} ({record['seconds']:.0f} s)", file=sys.stderr)  # fmt: skip
+              f"mAP50 {record['mAP50']:.4f}{masks} ({record['seconds']:.0f} s)", file=sys.stderr)  # fmt: skip
     return record

@@ -84,6 +84,25 @@ def check_detection_data(data_yaml: str | os.PathLike, splits: tuple[str, ...] =
     return DetectionData(source, root, found, names, counts)
 
 
+def check_segment_labels(data: DetectionData, split: str) -> int:
+    """How many polygon rows the labels of ``split`` hold; an :class:`InputError` naming the first label file
+    with a box row (``class cx cy w h``) or none at all. A segmentation model trains and is scored on polygons
+    (``class x1 y1 x2 y2 ...``); Ultralytics would silently drop every polygon of a split that mixes the two."""
+    utils = _ultralytics("data.utils")
+    images = [str(f) for source in data.splits[split] for f in _image_files(source, utils)]
+    polygons = 0
+    for path in map(Path, utils.img2label_paths(images)):
+        rows = [r.split() for r in path.read_text().splitlines() if r.strip()] if path.is_file() else []
+        boxes = [r for r in rows if len(r) <= 5]
+        if boxes:
+            raise InputError(f"{path}: a box label ({' '.join(boxes[0])}); a segmentation model needs polygon "
+                             "labels, class x1 y1 x2 y2 x3 y3 ... (normalized)")  # fmt: skip
+        polygons += len(rows)
+    if not polygons:
+        raise InputError(f"the {split} labels of {data.source} hold no polygon: a segmentation model needs them")
+    return polygons
+
+
 def _names(doc: dict, source: Path) -> dict[int, str]:
     names, nc = doc.get("names"), doc.get("nc")
     if isinstance(names, dict):
