@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import click
 import pytest
@@ -147,3 +148,27 @@ def test_prune_freezes_unknown_ops_only_when_asked(tmp_path):
 def test_a_kit_refuses_targets_its_collector_cannot_time(target, tmp_path):
     r = CliRunner().invoke(main, ["profile", "kit", target, "--model", "cifar_resnet20", "--out", str(tmp_path / "k")])
     assert r.exit_code == 1 and "device kit" in r.output and not (tmp_path / "k").exists()
+
+
+def test_edgeprune_warnings_read_as_one_line_and_other_warnings_as_before(monkeypatch):
+    from edgeprune.cli.common import PACKAGE
+
+    @click.command("warn")
+    def warn() -> None:
+        warnings.warn_explicit("from edgeprune", UserWarning, str(PACKAGE / "models" / "registry.py"), 130)
+        warnings.warn_explicit("from a library", UserWarning, "/elsewhere/lib.py", 7)
+
+    monkeypatch.setitem(main.commands, "warn", warn)
+    shown: list[tuple[str, str]] = []
+
+    def display(message, category, filename, lineno, file=None, line=None) -> None:
+        shown.append((str(message), filename))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = display  # the display in place before the command
+        r = CliRunner().invoke(main, ["warn"])
+        assert warnings.showwarning is display
+    assert r.exit_code == 0, r.output
+    assert r.stderr == "Warning: from edgeprune\n"
+    assert shown == [("from a library", "/elsewhere/lib.py")]

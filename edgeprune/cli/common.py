@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import click
 from click.core import ParameterSource
@@ -21,10 +23,24 @@ class PipelineGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():  # restores the display that was in place after the command
+                warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+                return super().invoke(ctx)
         except EdgepruneError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+
+
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def _show_warning(shown: Callable, message, category, filename, lineno, file=None, line=None) -> None:
+    """edgeprune's own warnings as one ``Warning: ...`` line (a user needs the message, not our source line);
+    other libraries' warnings as ``shown`` (the display in place before) shows them."""
+    if Path(filename).resolve().is_relative_to(PACKAGE):
+        click.echo(f"Warning: {message}", err=True)
+    else:
+        shown(message, category, filename, lineno, file, line)
 
 
 def options(*decorators: Callable) -> Callable:
