@@ -181,7 +181,7 @@ def finetune_cmd(ctx, model, model_option, reg, **o) -> None:
 @click.pass_context
 def eval_cmd(ctx, model, model_option, data, data_dir, input_size, workers, split, pretrained, as_json) -> None:
     """Top-1 accuracy of MODEL (registry name, training run or pruned-model folder); an Ultralytics detector's
-    mAP50-95 and mAP50 on a dataset yaml."""
+    mAP50-95 and mAP50 on a dataset yaml (a segmentation model's also on its masks, against polygon labels)."""
     from edgeprune.train.run import eval_run
 
     ref = resolve_model_arg(model, model_option)
