@@ -172,3 +172,21 @@ def test_edgeprune_warnings_read_as_one_line_and_other_warnings_as_before(monkey
     assert r.exit_code == 0, r.output
     assert r.stderr == "Warning: from edgeprune\n"
     assert shown == [("from a library", "/elsewhere/lib.py")]
+
+
+def test_a_macs_budget_ranks_by_latency_where_the_profile_prices_the_model_else_by_macs_saying_why(tmp_path):
+    r = CliRunner().invoke(main, ["prune", "cifar_resnet20", "--target", "cpu-ort", "--macs", "0.5x", "--json",
+                                  "--out", str(tmp_path / "priced")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    priced = json.loads(r.stdout)  # stderr: the profile's note that it was measured with another version
+    assert priced["ranked_by"] == "latency" and "latency" in priced["dense"] and "note" not in priced
+    args = ["prune", "tiny_nets:plain_cnn", "--input-size", "20", "--target", "cpu-ort", "--macs", "0.5x"]
+    r = CliRunner().invoke(main, [*args, "--json", "--out", str(tmp_path / "unpriced")])
+    assert r.exit_code == 0, r.output
+    unpriced = json.loads(r.stdout)
+    assert unpriced["ranked_by"] == "macs" and unpriced["pruned"]["macs"] <= 0.5 * unpriced["dense"]["macs"]
+    note = unpriced["note"]
+    assert "no table for" in note and "profile measure cpu-ort --model tiny_nets:plain_cnn" in note
+    assert unpriced["note"] in (tmp_path / "unpriced" / "plan.md").read_text()
+    r = CliRunner().invoke(main, [*args, "--rank-by", "latency", "--out", str(tmp_path / "asked")])
+    assert r.exit_code == 1 and "is not in the profile" in r.output and not (tmp_path / "asked").exists()

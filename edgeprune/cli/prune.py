@@ -53,7 +53,9 @@ budget_options = options(
     click.option("--remove-branches", is_flag=True,
                  help="Let whole residual branches go (ResNet basic blocks, MobileNet-V2 blocks)."),
     click.option("--rank-by", type=click.Choice(["latency", "macs"]), default=None,
-                 help="What a removal saves: latency (default with a latency budget) or macs (FLOPs-driven)."),
+                 help="What a removal saves: latency or macs (FLOPs-driven). Default: latency, unless a --macs or "
+                      "--params budget meets a profile without tables for the model's layers (then macs, and the "
+                      "plan says so)."),
     profile_option,
     hidden("--solver", type=click.Choice(["greedy", "knapsack"]), default="greedy"),
     hidden("--min-channels", type=click.IntRange(min=1), default=1, help="Channels every group keeps."),
@@ -84,7 +86,7 @@ def prune_settings(ctx: click.Context, o: dict):
     constraints = PlanConstraints(min_channels=o["min_channels"], max_removed=o["max_removed"],
                                   max_removed_shared=o["max_removed_shared"], snap=not o["no_snap"],
                                   remove_branches=o["remove_branches"])  # fmt: skip
-    ranked_by = o["rank_by"] or ("latency" if kind == "latency" else "macs")
+    ranked_by = o["rank_by"] or "auto"
     if o["compare_plans"]:
         forbid(ctx, ("measured_rounds", "rank_by"), "with --compare-plans (it tries every ranking)")
     return PruneSettings(budget, ranked_by, o["solver"], constraints, o["align"], o["measured_rounds"],

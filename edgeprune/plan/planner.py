@@ -51,6 +51,7 @@ class PlanResult:
     minimum: float | None = None  # the budget's metric with every group at its minimum width (reachable minimum)
     measured: dict | None = None  # the plan timed on the target while planning (prune/measured.py), with its rounds
     compared: dict | None = None  # the plan shapes timed on the target to choose this one (plan/candidates.py)
+    note: str = ""  # why the plan was ranked as it was, when that was not what was asked (plan/run.py)
 
     def to_dict(self) -> dict:
         return {
@@ -62,6 +63,7 @@ class PlanResult:
             "reachable_minimum": self.minimum,
             **({"measured": self.measured} if self.measured else {}),
             **({"compared": self.compared} if self.compared else {}),
+            **({"note": self.note} if self.note else {}),
         }  # fmt: skip
 
     def table(self) -> str:
@@ -84,6 +86,8 @@ class PlanResult:
                 lines.append(f"  - {r['shape']}: {r['measured']:.3f}x of the unpruned latency "
                              f"({r['low']:.3f}-{r['high']:.3f}), MACs {r['macs']:.3f}x{twin}")
             lines += [f"  - {k}: no plan ({v})" for k, v in self.compared["skipped"].items()]
+        if self.note:
+            lines.append(f"- note: {self.note}")
         return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -46,7 +46,9 @@ class PruneSettings:
     """How to plan: the budget, what ranks a step, the solver and the per-group constraints."""
 
     budget: Budget
-    ranked_by: str = "latency"
+    # latency, macs, or auto: latency for a latency budget and wherever the target's profile prices every
+    # layer of the model; else macs, and the plan says why
+    ranked_by: str = "auto"
     solver: str = "greedy"
     constraints: PlanConstraints = PlanConstraints()
     align: int | None = None  # None: the target's channel blocking (see targets.channel_align)
@@ -115,6 +117,7 @@ def prune_run(
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name, model_kwargs=kwargs,
                         freeze_unknown=freeze_unknown)
     layers = collect_layers(model, shape)
+    settings, note = _resolve_ranking(settings, profile_path, target, layers, name)
     needs_profile = "latency" in (settings.budget.kind, settings.ranked_by)
     profile = None
     if needs_profile:
@@ -158,6 +161,7 @@ def prune_run(
                                  shape, lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval())
     else:
         result = plan(budget)
+    result.note = note
     pruned, spec, err, refits = _shrink_checked(model, graph, result.plan, changes, chw, shape[1:], calibrated)
     if out.exists():
         out.rmdir()
@@ -198,6 +202,22 @@ def prune_in_steps(model_ref: str, target_name: str, settings: PruneSettings, ou
     summary = json.loads((out / "plan_result.json").read_text())
     atomic_write_text(out / "plan_result.json", json.dumps({**summary, "from": str(model_ref)}, indent=1))
     return result
+
+
+def _resolve_ranking(settings: PruneSettings, path, target, layers, name: str) -> tuple[PruneSettings, str]:
+    """``settings`` with an ``auto`` ranking made ``latency`` or ``macs`` (see :class:`PruneSettings`), and
+    the note that says why a MACs or parameter budget is ranked by MACs."""
+    if settings.ranked_by != "auto":
+        return settings, ""
+    if settings.budget.kind == "latency":
+        return replace(settings, ranked_by="latency"), ""
+    if settings.compare_plans:  # it plans every ranking, and needs no profile for the MACs-ranked ones
+        return replace(settings, ranked_by="macs"), ""
+    priced, why = _profile_for_shapes(None, path, target, layers)
+    if priced is not None:
+        return replace(settings, ranked_by="latency"), ""
+    hint = f"edgeprune profile measure {target.name} --model {name}"
+    return replace(settings, ranked_by="macs"), f"ranked by MACs, not latency: {why}; for a latency-ranked plan: {hint}"
 
 
 def _profile_for_shapes(profile: Profile | None, path, target, layers) -> tuple[Profile | None, str]:
