@@ -59,20 +59,28 @@ def prune(model: list[str], how: list[str], a: argparse.Namespace, name: str) ->
 
 
 def uniform_plan_file(model_ref: str, ratio: float, side: int, path: Path, round_to: int = 8) -> Path:
-    """A uniform plan as Torch-Pruning makes one with ``round_to``: every prunable group keeps the multiple of
-    ``round_to`` nearest ``(1 - ratio)`` of its channels (at least ``round_to``), its highest-magnitude ones.
+    """A uniform plan as Torch-Pruning makes one with ``round_to`` (see :func:`uniform_keep`), of the pretrained
+    ``model_ref`` at ``side``, saved to ``path`` (kept when it exists).
     `prune --ratio` keeps exact fractions instead, widths off the runtime's channel blocking."""
     import torch
 
     from edgeprune.graph import build_graph
     from edgeprune.models import create_model
     from edgeprune.prune import Plan
-    from edgeprune.prune.importance import magnitude_scores
 
     if path.exists():
         return path
     model = create_model(model_ref, pretrained=True).eval()
     graph = build_graph(model, torch.randn(1, 3, side, side), model_name=model_ref)
+    Plan(graph.model_name, graph.fingerprint, uniform_keep(model, graph, ratio, round_to)).save(path)
+    return path
+
+
+def uniform_keep(model, graph, ratio: float, round_to: int = 8) -> dict[int, list[int]]:
+    """Every prunable group keeps the multiple of ``round_to`` nearest ``(1 - ratio)`` of its channels (at least
+    ``round_to``), its highest-magnitude ones: the channels kept per changed group."""
+    from edgeprune.prune.importance import magnitude_scores
+
     keep = {}
     for g in graph.prunable_groups:
         frozen = [i for i in range(g.size) if g.units[i].frozen]
@@ -81,8 +89,7 @@ def uniform_plan_file(model_ref: str, ratio: float, side: int, path: Path, round
         best = sorted(g.prunable_units, key=lambda i: (-float(scores[i]), i))[: max(0, n - len(frozen))]
         if len(frozen) + len(best) < g.size:
             keep[g.id] = sorted(frozen + best)
-    Plan(graph.model_name, graph.fingerprint, keep).save(path)
-    return path
+    return keep
 
 
 def matched_ratio(model: list[str], goal: float, a: argparse.Namespace, tag: str) -> tuple[str, list[dict]]:

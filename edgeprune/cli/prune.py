@@ -86,7 +86,8 @@ def prune_settings(ctx: click.Context, o: dict):
     constraints = PlanConstraints(min_channels=o["min_channels"], max_removed=o["max_removed"],
                                   max_removed_shared=o["max_removed_shared"], snap=not o["no_snap"],
                                   remove_branches=o["remove_branches"])  # fmt: skip
-    ranked_by = o["rank_by"] or "auto"
+    # a latency budget always ranks by latency (so written: compress runs saved before "auto" resume as they were)
+    ranked_by = o["rank_by"] or ("latency" if kind == "latency" else "auto")
     if o["compare_plans"]:
         forbid(ctx, ("measured_rounds", "rank_by"), "with --compare-plans (it tries every ranking)")
     return PruneSettings(budget, ranked_by, o["solver"], constraints, o["align"], o["measured_rounds"],
