@@ -174,10 +174,16 @@ def test_edgeprune_warnings_read_as_one_line_and_other_warnings_as_before(monkey
     assert shown == [("from a library", "/elsewhere/lib.py")]
 
 
-def test_a_macs_budget_ranks_by_latency_where_the_profile_prices_the_model_else_by_macs_saying_why(tmp_path):
+def test_a_macs_budget_ranks_by_latency_where_the_profile_prices_the_model_else_by_macs_saying_why(tmp_path,
+                                                                                                 monkeypatch):
+    from edgeprune.latency import Profile
+
+    loads, load = [], Profile.load.__func__
+    monkeypatch.setattr(Profile, "load", classmethod(lambda cls, *a, **k: loads.append(a) or load(cls, *a, **k)))
     r = CliRunner().invoke(main, ["prune", "cifar_resnet20", "--target", "cpu-ort", "--macs", "0.5x", "--json",
                                   "--out", str(tmp_path / "priced")])  # fmt: skip
     assert r.exit_code == 0, r.output
+    assert len(loads) == 1  # the profile that decided the ranking is the one the plan is priced with
     priced = json.loads(r.stdout)  # stderr: the profile's note that it was measured with another version
     assert priced["ranked_by"] == "latency" and "latency" in priced["dense"] and "note" not in priced
     args = ["prune", "tiny_nets:plain_cnn", "--input-size", "20", "--target", "cpu-ort", "--macs", "0.5x"]

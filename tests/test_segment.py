@@ -76,6 +76,13 @@ def test_box_labels_are_a_clear_error_for_a_segmentation_model(polygons, tmp_pat
     assert not (tmp_path / "out").exists()
     with pytest.raises(InputError, match="needs polygon labels"):
         detection_metrics(str(pruned), boxes, imgsz=SIDE)
+    mixed = tmp_path / "mixed"  # polygons to train on, boxes to validate on: the trainer validates every epoch
+    make_split(mixed, "train", 2, np.random.default_rng(0), polygons=True)
+    make_split(mixed, "val", 2, np.random.default_rng(1))
+    with pytest.raises(InputError, match=r"val/000.txt: a box label"):
+        finetune_detector(str(pruned), write_yaml(tmp_path / "mixed.yaml", mixed), tmp_path / "out", epochs=1,
+                          imgsz=SIDE)  # fmt: skip
+    assert not (tmp_path / "out").exists()
     for f in (tmp_path / "labels" / "train").iterdir():
         f.write_text("")  # images without objects only
     shutil.rmtree(tmp_path / "labels" / "val")

@@ -117,10 +117,8 @@ def prune_run(
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name, model_kwargs=kwargs,
                         freeze_unknown=freeze_unknown)
     layers = collect_layers(model, shape)
-    settings, note = _resolve_ranking(settings, profile_path, target, layers, name)
-    needs_profile = "latency" in (settings.budget.kind, settings.ranked_by)
-    profile = None
-    if needs_profile:
+    settings, note, profile = _resolve_ranking(settings, profile_path, target, layers, name)
+    if profile is None and "latency" in (settings.budget.kind, settings.ranked_by):
         profile = Profile.load(profile_path or find_profile(target.name, target.backend))
     importance, source = read_importance(model_ref, graph.fingerprint)
     calibrated = _calibrate(model, graph, name, shape[-1], calibration)
@@ -204,20 +202,22 @@ def prune_in_steps(model_ref: str, target_name: str, settings: PruneSettings, ou
     return result
 
 
-def _resolve_ranking(settings: PruneSettings, path, target, layers, name: str) -> tuple[PruneSettings, str]:
-    """``settings`` with an ``auto`` ranking made ``latency`` or ``macs`` (see :class:`PruneSettings`), and
-    the note that says why a MACs or parameter budget is ranked by MACs."""
+def _resolve_ranking(settings: PruneSettings, path, target, layers,
+                     name: str) -> tuple[PruneSettings, str, Profile | None]:  # fmt: skip
+    """``settings`` with an ``auto`` ranking made ``latency`` or ``macs`` (see :class:`PruneSettings`), the
+    note that says why a MACs or parameter budget is ranked by MACs, and the profile when it was read here."""
     if settings.ranked_by != "auto":
-        return settings, ""
+        return settings, "", None
     if settings.budget.kind == "latency":
-        return replace(settings, ranked_by="latency"), ""
+        return replace(settings, ranked_by="latency"), "", None
     if settings.compare_plans:  # it plans every ranking, and needs no profile for the MACs-ranked ones
-        return replace(settings, ranked_by="macs"), ""
+        return replace(settings, ranked_by="macs"), "", None
     priced, why = _profile_for_shapes(None, path, target, layers)
     if priced is not None:
-        return replace(settings, ranked_by="latency"), ""
+        return replace(settings, ranked_by="latency"), "", priced
     hint = f"edgeprune profile measure {target.name} --model {name}"
-    return replace(settings, ranked_by="macs"), f"ranked by MACs, not latency: {why}; for a latency-ranked plan: {hint}"
+    note = f"ranked by MACs, not latency: {why}; for a latency-ranked plan: {hint}"
+    return replace(settings, ranked_by="macs"), note, None
 
 
 def _profile_for_shapes(profile: Profile | None, path, target, layers) -> tuple[Profile | None, str]:

@@ -220,8 +220,9 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
     net = detection_net(model, model_ref)
     _check_classes(net, data, model_ref)
     task = task_of(net)
-    if task == "segment":
-        check_segment_labels(data, "train")
+    if task == "segment":  # the trainer validates every epoch: both splits are read as polygons
+        for split in ("train", "val"):
+            check_segment_labels(data, split)
     stride = int(net.stride.max())
     if imgsz % stride:
         raise InputError(f"input size {imgsz}: a YOLO input side is a multiple of its largest stride ({stride})")

@@ -84,9 +84,9 @@ def check_detection_data(data_yaml: str | os.PathLike, splits: tuple[str, ...] =
     return DetectionData(source, root, found, names, counts)
 
 
-def check_segment_labels(data: DetectionData, split: str) -> int:
-    """How many polygon rows the labels of ``split`` hold; an :class:`InputError` naming the first label file
-    with a box row (``class cx cy w h``) or none at all. A segmentation model trains and is scored on polygons
+def check_segment_labels(data: DetectionData, split: str) -> None:
+    """An :class:`InputError` naming the first label file of ``split`` with a box row (``class cx cy w h``),
+    or saying that the split holds no polygon at all. A segmentation model trains and is scored on polygons
     (``class x1 y1 x2 y2 ...``); Ultralytics would silently drop every polygon of a split that mixes the two."""
     utils = _ultralytics("data.utils")
     images = [str(f) for source in data.splits[split] for f in _image_files(source, utils)]
@@ -100,7 +100,6 @@ def check_segment_labels(data: DetectionData, split: str) -> int:
         polygons += len(rows)
     if not polygons:
         raise InputError(f"the {split} labels of {data.source} hold no polygon: a segmentation model needs them")
-    return polygons
 
 
 def _names(doc: dict, source: Path) -> dict[int, str]:
