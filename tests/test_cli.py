@@ -192,7 +192,8 @@ def test_a_macs_budget_ranks_by_latency_where_the_profile_prices_the_model_else_
     unpriced = json.loads(r.stdout)
     assert unpriced["ranked_by"] == "macs" and unpriced["pruned"]["macs"] <= 0.5 * unpriced["dense"]["macs"]
     note = unpriced["note"]
-    assert "no table for" in note and "profile measure cpu-ort --model tiny_nets:plain_cnn" in note
+    assert "no table for" in note and "profile measure cpu-ort --model tiny_nets:plain_cnn --input-size 20" in note
     assert unpriced["note"] in (tmp_path / "unpriced" / "plan.md").read_text()
     r = CliRunner().invoke(main, [*args, "--rank-by", "latency", "--out", str(tmp_path / "asked")])
     assert r.exit_code == 1 and "is not in the profile" in r.output and not (tmp_path / "asked").exists()
+    assert "profile measure cpu-ort --model tiny_nets:plain_cnn --input-size 20)" in r.output

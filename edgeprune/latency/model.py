@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgeprune.latency.layers import Geometry, Layer, on_blocking
-from edgeprune.latency.profile import Profile, ProfileError, calibration_name
+from edgeprune.latency.profile import Profile, ProfileError, calibration_name, measure_hint
 
 
 @dataclass
@@ -58,7 +58,7 @@ class LatencyModel:
     kind, unit = "latency", "ms"
 
     def __init__(self, profile: Profile, model_name: str = "", side: int | None = None) -> None:
-        self.profile, self.model_name = profile, model_name
+        self.profile, self.model_name, self.side = profile, model_name, side
         line = calibration_name(model_name, side)
         self.calibration = profile.calibration.get(line)  # the line of this input size
         self.block, self.use_scan, self.misalign = profile.lookup_for(line)
@@ -111,7 +111,7 @@ class LatencyModel:
         if table is None:
             raise ProfileError(
                 f"layer {layer.path} ({layer.geometry.key}) is not in the profile: profile this model first "
-                f"(edgeprune profile measure {p.target.get('name')} --model ...)"
+                f"({measure_hint(p.target.get('name', 'TARGET'), self.model_name, self.side)})"
             )
         ms, outside = table.lookup(cin, cout, self.use_scan, self.block)
         if correction is not None:  # the model's saving from its own dense widths, scaled

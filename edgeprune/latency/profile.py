@@ -158,6 +158,14 @@ def calibration_name(model: str, side: int | None = None) -> str:
     return model if side == default else f"{model}@{side}"
 
 
+def measure_hint(target: str, model: str, side: int | None = None) -> str:
+    """The command that measures the tables ``model`` needs on ``target`` (with its input size when it is not
+    the registry's: the line and geometries of another size are another model's to the profile)."""
+    line = calibration_name(model, side)
+    size = f" --input-size {side}" if "@" in line[len(model):] else ""
+    return f"edgeprune profile measure {target} --model {model or 'MODEL'}{size}"
+
+
 @dataclass(frozen=True)
 class ProfileSettings:
     """How a profile is measured and its terms fitted; the defaults make the profiles edgeprune ships. What

@@ -16,7 +16,7 @@ from edgeprune.errors import OutputExistsError
 from edgeprune.graph import build_graph
 from edgeprune.latency.costs import make_cost
 from edgeprune.latency.layers import collect_layers
-from edgeprune.latency.profile import Profile, ProfileError, find_profile
+from edgeprune.latency.profile import Profile, ProfileError, find_profile, measure_hint
 from edgeprune.models import create_model
 from edgeprune.models.registry import Pretrained
 from edgeprune.plan.candidates import choose_fastest, compared_summary, plan_shapes
@@ -117,7 +117,7 @@ def prune_run(
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name, model_kwargs=kwargs,
                         freeze_unknown=freeze_unknown)
     layers = collect_layers(model, shape)
-    settings, note, profile = _resolve_ranking(settings, profile_path, target, layers, name)
+    settings, note, profile = _resolve_ranking(settings, profile_path, target, layers, name, shape[-1])
     if profile is None and "latency" in (settings.budget.kind, settings.ranked_by):
         profile = Profile.load(profile_path or find_profile(target.name, target.backend))
     importance, source = read_importance(model_ref, graph.fingerprint)
@@ -202,8 +202,8 @@ def prune_in_steps(model_ref: str, target_name: str, settings: PruneSettings, ou
     return result
 
 
-def _resolve_ranking(settings: PruneSettings, path, target, layers,
-                     name: str) -> tuple[PruneSettings, str, Profile | None]:  # fmt: skip
+def _resolve_ranking(settings: PruneSettings, path, target, layers, name: str,
+                     side: int) -> tuple[PruneSettings, str, Profile | None]:  # fmt: skip
     """``settings`` with an ``auto`` ranking made ``latency`` or ``macs`` (see :class:`PruneSettings`), the
     note that says why a MACs or parameter budget is ranked by MACs, and the profile when it was read here."""
     if settings.ranked_by != "auto":
@@ -215,7 +215,7 @@ def _resolve_ranking(settings: PruneSettings, path, target, layers,
     priced, why = _profile_for_shapes(None, path, target, layers)
     if priced is not None:
         return replace(settings, ranked_by="latency"), "", priced
-    hint = f"edgeprune profile measure {target.name} --model {name}"
+    hint = measure_hint(target.name, name, side)
     note = f"ranked by MACs, not latency: {why}; for a latency-ranked plan: {hint}"
     return replace(settings, ranked_by="macs"), note, None
 
