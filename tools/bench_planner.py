@@ -18,6 +18,9 @@ entire inside go to width 0), and one more plan, ``latency-driven, channels only
 and the row ``compare_plans_chose`` says which of edgeprune's shapes ``prune --compare-plans`` keeps, chosen
 by its own timing before this run's.
 
+With ``--also-profile P`` (repeatable), also the latency-driven plan another profile makes (predicted by that
+profile), timed in the same run: which of two profiles plans faster on this machine, today.
+
 With ``--ceiling``, also a plan ranked by milliseconds saved per MAC with importance ignored: about the
 fastest plan the constraints allow at the budget, which bounds what "twice as fast from half the MACs" can
 reach on the target. Prints a Markdown table and writes JSON; ``latency_vs`` holds each plan's ms over the
@@ -86,7 +89,8 @@ def macs_per_unit(model, graph, layers) -> dict[int, np.ndarray]:
 
 
 def variants(name: str, target, profile: Profile, budget: Budget, shared: float, ceiling: bool = False,
-             branches: bool = False, peer: bool = False, pretrained: bool = False) -> dict:  # fmt: skip
+             branches: bool = False, peer: bool = False, pretrained: bool = False,
+             others: dict[str, Profile] | None = None) -> dict:  # fmt: skip
     torch.manual_seed(0)  # the importance is the weight energy of this untrained model: the same in every run
     model = create_model(name, pretrained=True).eval() if pretrained else build_model(name, target)
     shape = model_input_shape(name, target)
@@ -94,16 +98,18 @@ def variants(name: str, target, profile: Profile, budget: Budget, shared: float,
     layers = collect_layers(model, shape)
     out = {"dense": (model, None)}
 
-    def add(label: str, ranked_by: str, c: PlanConstraints, importance=None) -> None:
+    def add(label: str, ranked_by: str, c: PlanConstraints, importance=None, prof: Profile = profile) -> None:
         if ranked_by == "uniform":
-            result = plan_uniform(model, graph, layers, budget, profile, importance, c, shape[-1])
+            result = plan_uniform(model, graph, layers, budget, prof, importance, c, shape[-1])
         else:
-            result = plan_pruning(model, graph, layers, budget, ranked_by, profile, importance, c, side=shape[-1])
+            result = plan_pruning(model, graph, layers, budget, ranked_by, prof, importance, c, side=shape[-1])
         out[label] = (prune_model(model, graph, result.plan)[0].eval(), result)
 
     blocked = PlanConstraints(align=channel_align(target), max_removed_shared=shared, remove_branches=branches)
     for label, (ranked_by, widths) in PLANS.items():
         add(label, ranked_by, blocked if widths == "blocking" else replace(blocked, step=widths, snap=False))
+    for label, other in (others or {}).items():
+        add(f"latency-driven, {label}", "latency", blocked, prof=other)
     if branches:
         add(CHANNELS_ONLY, "latency", replace(blocked, remove_branches=False))
     if ceiling:
@@ -143,9 +149,9 @@ def paired(rounds: dict[str, list[float]], slow: str, fast: str) -> list[float]:
 
 
 def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int, shared: float,
-                ceiling: bool = False, branches: bool = False, peer: bool = False, pretrained: bool = False
-                ) -> dict:  # fmt: skip
-    models = variants(name, target, profile, budget, shared, ceiling, branches, peer, pretrained)
+                ceiling: bool = False, branches: bool = False, peer: bool = False, pretrained: bool = False,
+                others: dict[str, Profile] | None = None) -> dict:  # fmt: skip
+    models = variants(name, target, profile, budget, shared, ceiling, branches, peer, pretrained, others)
     chose = compare_plans_choice(name, target, models) if peer else None
     ms, per_round = measure(name, target, models, rounds)
     x = torch.randn(*model_input_shape(name, target))
@@ -213,6 +219,8 @@ def main() -> None:
                         help="cap on residual-stream cuts, for both plans (default: the planner's)")
     parser.add_argument("--out", default="bench/planner.json")
     parser.add_argument("--profile", help="latency profile (default: the committed one for the target)")
+    parser.add_argument("--also-profile", action="append", default=[], metavar="PATH",
+                        help="also the latency-driven plan this profile makes (repeatable)")
     parser.add_argument("--ceiling", action="store_true",
                         help="also time the fastest plan the MACs budget allows, ranked by ms per MAC with "
                              "importance ignored (how fast 'twice as fast from half the MACs' can get here)")
@@ -232,13 +240,14 @@ def main() -> None:
     target = load_target(args.target)
     profile = Profile.load(args.profile or find_profile(target.name, target.backend))
     budget = Budget.parse("macs", args.macs)
+    others = {f"profile {p}": Profile.load(p) for p in args.also_profile}  # the path: shipped and copies share names
     rows = []
     for name in args.model or MODELS:
         rows.append(bench_model(name, target, profile, budget, args.rounds, args.max_removed_shared, args.ceiling,
-                                args.remove_branches, args.peer, args.pretrained))  # fmt: skip
+                                args.remove_branches, args.peer, args.pretrained, others))  # fmt: skip
         print(markdown(rows[-1:]), flush=True)
     settings = {"macs": args.macs, "max_removed_shared": args.max_removed_shared,
-                "profile": args.profile or "committed", "ceiling": args.ceiling,
+                "profile": args.profile or "committed", "also_profile": args.also_profile, "ceiling": args.ceiling,
                 "remove_branches": args.remove_branches, "peer": args.peer, "pretrained": args.pretrained}  # fmt: skip
     atomic_write_text(args.out, json.dumps({"target": args.target, "settings": settings, "rows": rows}, indent=1))
     atomic_write_text(Path(args.out).with_suffix(".md"), markdown(rows) + "\n")
