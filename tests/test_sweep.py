@@ -59,6 +59,7 @@ def test_the_profiler_measures_tables_by_the_sweep(monkeypatch, tmp_path):
     assert table.scan_ms == [0.01 * 64 * c / 64 + (0.5 if c >= 60 else 0.0) for c in table.scan_c]
     points = {(ci, co) for ci in axis for co in axis} | {(64, c) for c in table.scan_c}
     assert table.retimed == 10 and len(calls) == 2 * len(points) + table.retimed
+    assert table.timed == len(points)
 
 
 def test_costly_runners_are_built_once_per_point_and_table(monkeypatch, tmp_path):

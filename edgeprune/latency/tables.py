@@ -117,7 +117,7 @@ def measure_table(target: Target, key: str, cin_axis: list[int], cout_axis: list
     spread = [[sweep.spread(p) for p in row] for row in rows]
     table = Table(cin_axis, cout_axis, ms[0] if cout_axis is None else ms, spread[0] if cout_axis is None else spread)
     table.scan_c, table.scan_ms = scan_c, [sweep.ms(p) for p in scan]
-    table.retimed = len(sweep.retimed)
+    table.retimed, table.timed = len(sweep.retimed), len(sweep.timings)
     return table
 
 
