@@ -421,10 +421,10 @@ def test_a_profile_at_another_input_size_keeps_its_own_calibration_line(tmp_path
 
 def test_profile_measure_says_how_many_widths_needed_a_third_timing(tiny_profile, monkeypatch, tmp_path):
     _, _, profile = tiny_profile
-    retimed, timed = profile.disputed()
+    retimed, spikes, timed = profile.disputed()
     grids = sum(len(t.cin) * len(t.cout or [0]) for t in profile.tables.values())
     assert grids <= timed <= grids + sum(len(t.scan_c or []) for t in profile.tables.values())
-    assert 0 <= retimed <= timed
+    assert 0 <= retimed <= timed and 0 <= spikes <= timed
     tables = dict(profile.tables)
     first = next(iter(tables))
     tables[first] = replace(tables[first], retimed=tables[first].timed)  # every width of one table disputed
@@ -433,5 +433,5 @@ def test_profile_measure_says_how_many_widths_needed_a_third_timing(tiny_profile
     r = CliRunner().invoke(main, ["profile", "measure", "cpu-ort", "--model", "cifar_resnet20",
                                   "--out", str(tmp_path / "p.json")])  # fmt: skip
     assert r.exit_code == 0, r.output
-    n, total = busy.disputed()
+    n, _, total = busy.disputed()
     assert n > retimed and f"{n:,} of {total:,} widths ({100 * n / total:.0f} %) needed a third timing" in r.output

@@ -59,7 +59,7 @@ def test_the_profiler_measures_tables_by_the_sweep(monkeypatch, tmp_path):
     assert table.scan_ms == [0.01 * 64 * c / 64 + (0.5 if c >= 60 else 0.0) for c in table.scan_c]
     points = {(ci, co) for ci in axis for co in axis} | {(64, c) for c in table.scan_c}
     assert table.retimed == 10 and len(calls) == 2 * len(points) + table.retimed
-    assert table.timed == len(points)
+    assert table.timed == len(points) and table.spikes == 0  # the step at 60 stays up on one side: no spike
 
 
 def test_costly_runners_are_built_once_per_point_and_table(monkeypatch, tmp_path):
@@ -127,3 +127,28 @@ def test_a_shared_table_that_lacks_a_new_models_widths_is_measured_again_over_bo
     widened = {k for k in first.tables if (first.tables[k].cin, first.tables[k].cout) != (both.tables[k].cin,
                                                                                        both.tables[k].cout)}
     assert set(measured) & set(first.tables) == widened
+
+
+def test_a_width_hit_twice_comes_down_and_a_slow_width_of_the_runtime_stays():
+    """Two bursts on one width agree with each other, so the passes do not retime it; standing above both its
+    neighbours, it is timed three more times. A width the runtime itself runs slowly stays slow."""
+    line = [(64, c) for c in range(2, 65, 2)]
+    hits = {(64, 20): 2}  # the first two timings of this width fall in bursts
+    calls = []
+
+    def measure(cin: int, cout: int) -> tuple[float, float]:
+        calls.append((cin, cout))
+        ms = 1.5 if cout >= 48 else 1.0
+        if cout == 40:
+            ms = 1.8  # the runtime's own slow path at this width
+        if hits.get((cin, cout), 0) > 0:
+            hits[(cin, cout)] -= 1
+            ms *= 2
+        return ms, 5.0
+
+    sweep = run_sweep(line, measure, seed=1, lines=[line])
+    assert set(sweep.spikes) == {(64, 20), (64, 40)} and sweep.retimed == []
+    assert sweep.ms((64, 20)) == 1.0 and sweep.ms((64, 40)) == 1.8 and sweep.ms((64, 48)) == 1.5
+    assert len(calls) == 2 * len(line) + 3 * len(sweep.spikes)
+    plain = run_sweep(line, lambda ci, co: (2.0 if co == 20 else 1.0, 5.0), seed=1)  # no lines: no spike pass
+    assert plain.spikes == [] and plain.ms((64, 20)) == 2.0

@@ -77,12 +77,13 @@ def measure_cmd(target, models, input_size, out_path, budget_s, layer_timing) ->
     path = Path(out_path) if out_path else default_profile_path(t.name, device_fingerprint(t.backend))
     profile = profile_target(t, list(models), path, budget_s, timing=layer_timing, side=input_size)
     click.echo(f"wrote {path}: {len(profile.tables)} layer tables, calibrated for {', '.join(models)}")
-    retimed, timed = profile.disputed()
+    retimed, spikes, timed = profile.disputed()
     if timed:
         tolerance = profile.settings.get("sweep", {}).get("tolerance", 0.1)
         click.echo(f"{retimed:,} of {timed:,} widths ({100 * retimed / timed:.0f} %) needed a third timing: their two "
-                   f"passes were more than {tolerance:.0%} apart. The more there are, the busier the machine was, and "
-                   f"the more of the staircase may be noise (`edgeprune profile plot` draws it).")  # fmt: skip
+                   f"passes were more than {tolerance:.0%} apart; {spikes:,} stood above both neighbours and were "
+                   f"timed three more times. The more there are, the busier the machine was, and the more of the "
+                   f"staircase may be noise (`edgeprune profile plot` draws it).")  # fmt: skip
 
 
 @profile_group.command("check", short_help="Predictor error on random plans, timed here.")

@@ -67,6 +67,7 @@ class Table:
     scan_ms: list[float] | None = None
     retimed: int = 0  # points the sweep timed a third time because its two passes disagreed
     timed: int = 0  # points the sweep timed (grid and scan); 0 in profiles from before it was recorded
+    spikes: int = 0  # points above both neighbours after the passes, timed three times more
 
     def grid_lookup(self, cin: int, cout: int) -> tuple[float, bool]:
         """Bilinear (or linear) interpolation on the coarse grid, clamped, with an out-of-range flag."""
@@ -237,11 +238,12 @@ class Profile:
                 for j, (k, ci, co) in enumerate(rows)]  # fmt: skip
 
     # -- file format
-    def disputed(self) -> tuple[int, int]:
-        """(points timed a third time, points timed) over the tables that record both: how often two passes
-        of the sweep were further apart than its tolerance. A busy or throttled machine shows here first."""
+    def disputed(self) -> tuple[int, int, int]:
+        """(points timed a third time, spikes timed again, points timed) over the tables that record them: how
+        often two passes of the sweep were further apart than its tolerance, and how many widths stood above
+        both neighbours. A busy or throttled machine shows here first."""
         counted = [t for t in self.tables.values() if t.timed]
-        return sum(t.retimed for t in counted), sum(t.timed for t in counted)
+        return sum(t.retimed for t in counted), sum(t.spikes for t in counted), sum(t.timed for t in counted)
 
     def to_dict(self) -> dict:
         return {
@@ -276,7 +278,7 @@ class Profile:
                 Geometry.from_key(key)
                 table = Table(list(t["cin"]), None if t["cout"] is None else list(t["cout"]), t["ms"],
                               t["spread_pct"], t.get("scan_c"), t.get("scan_ms"), int(t.get("retimed", 0)),
-                              int(t.get("timed", 0)))  # fmt: skip
+                              int(t.get("timed", 0)), int(t.get("spikes", 0)))  # fmt: skip
                 shape = (len(table.cin),) if table.cout is None else (len(table.cin), len(table.cout))
                 if np.asarray(table.ms, dtype=np.float64).shape != shape or sorted(table.cin) != table.cin:
                     raise ProfileError(f"{source}: table {key} has ms of the wrong shape (expected {shape})")

@@ -5,6 +5,11 @@ and looks exactly like a step of the staircase; the planner then obeys it. So a 
 twice, each pass in its own seeded shuffled order (a burst lands on scattered widths, and not on the same
 ones twice), and a third time where the two passes disagree; a point keeps the median of its timings. A real
 step is the same in every pass and stays; a burst is outvoted.
+
+A burst can still hit one width twice out of three. Such a width stands above both its neighbours on the
+staircase, where a real step stays up on one side. So a width more than the tolerance above both neighbours
+is timed three times more, and keeps the median of all its timings: a slow path of the runtime at that width
+stays, a twice-unlucky width comes down.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ class Sweep:
 
     timings: dict[Point, list[tuple[float, float]]] = field(default_factory=dict)
     retimed: list[Point] = field(default_factory=list)  # points whose passes disagreed: timed once more
+    spikes: list[Point] = field(default_factory=list)  # points above both neighbours: timed SPIKE_RETIMES more
 
     def ms(self, p: Point) -> float:
         """The median of the point's timings."""
@@ -42,10 +48,25 @@ def disagree(a: float, b: float, tolerance: float) -> bool:
     return abs(a - b) > tolerance * min(a, b)
 
 
+SPIKE_RETIMES = 3  # after two or three earlier timings, two of them slow: the median of all is a fresh one
+
+
+def spikes(sweep: Sweep, lines: Sequence[Sequence[Point]], tolerance: float) -> list[Point]:
+    """Points more than ``tolerance`` above both neighbours on some line (a row of the grid, the scan)."""
+    out = []
+    for line in lines:
+        for left, p, right in zip(line, line[1:], line[2:]):
+            if sweep.ms(p) > (1 + tolerance) * max(sweep.ms(left), sweep.ms(right)):
+                out.append(p)
+    return list(dict.fromkeys(out))
+
+
 def run_sweep(points: Sequence[Point], measure: Callable[[int, int], tuple], seed: int = 0,
-              tolerance: float = 0.1, passes: int = 2) -> Sweep:  # fmt: skip
+              tolerance: float = 0.1, passes: int = 2, lines: Sequence[Sequence[Point]] = ()) -> Sweep:  # fmt: skip
     """Time ``points`` with ``measure(cin, cout) -> (ms, spread)`` in ``passes`` shuffled passes, then once
-    more each point whose passes are further apart than ``tolerance`` (relative), also in shuffled order."""
+    more each point whose passes are further apart than ``tolerance`` (relative), also in shuffled order;
+    then :data:`SPIKE_RETIMES` more times each point that stands above both its neighbours on one of
+    ``lines`` (ordered runs of ``points`` along which the staircase is read)."""
     rng = random.Random(seed)
     order = list(dict.fromkeys(points))
     sweep = Sweep({p: [] for p in order})
@@ -62,4 +83,8 @@ def run_sweep(points: Sequence[Point], measure: Callable[[int, int], tuple], see
         sweep.retimed = [p for p in order if disagree(min(t[0] for t in sweep.timings[p]),
                                                       max(t[0] for t in sweep.timings[p]), tolerance)]  # fmt: skip
         time_all(sweep.retimed)
+    if passes > 1 and lines:
+        sweep.spikes = spikes(sweep, lines, tolerance)
+        for _ in range(SPIKE_RETIMES):
+            time_all(sweep.spikes)
     return sweep

@@ -112,12 +112,12 @@ def measure_table(target: Target, key: str, cin_axis: list[int], cout_axis: list
     built: dict = {}  # one table's runners at a time: they are freed with it
     sweep = run_sweep([p for row in rows for p in row] + scan,
                       lambda ci, co: _time_layer(target, g, ci, co, tmp, timing, settings, built),
-                      seed=zlib.crc32(key.encode()), **settings.sweep)  # fmt: skip
+                      seed=zlib.crc32(key.encode()), lines=[*rows, scan], **settings.sweep)  # fmt: skip
     ms = [[sweep.ms(p) for p in row] for row in rows]
     spread = [[sweep.spread(p) for p in row] for row in rows]
     table = Table(cin_axis, cout_axis, ms[0] if cout_axis is None else ms, spread[0] if cout_axis is None else spread)
     table.scan_c, table.scan_ms = scan_c, [sweep.ms(p) for p in scan]
-    table.retimed, table.timed = len(sweep.retimed), len(sweep.timings)
+    table.retimed, table.timed, table.spikes = len(sweep.retimed), len(sweep.timings), len(sweep.spikes)
     return table
 
 
