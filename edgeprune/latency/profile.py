@@ -163,8 +163,7 @@ def calibration_name(model: str, side: int | None = None) -> str:
 def measure_hint(target: str, model: str, side: int | None = None) -> str:
     """The command that measures the tables ``model`` needs on ``target`` (with its input size when it is not
     the registry's: the line and geometries of another size are another model's to the profile)."""
-    line = calibration_name(model, side)
-    size = f" --input-size {side}" if "@" in line[len(model):] else ""
+    size = f" --input-size {side}" if calibration_name(model, side) != model else ""
     return f"edgeprune profile measure {target} --model {model or 'MODEL'}{size}"
 
 
