@@ -152,3 +152,26 @@ def test_a_width_hit_twice_comes_down_and_a_slow_width_of_the_runtime_stays():
     assert len(calls) == 2 * len(line) + 3 * len(sweep.spikes)
     plain = run_sweep(line, lambda ci, co: (2.0 if co == 20 else 1.0, 5.0), seed=1)  # no lines: no spike pass
     assert plain.spikes == [] and plain.ms((64, 20)) == 2.0
+
+
+def test_profile_measure_says_how_many_widths_needed_a_third_timing(monkeypatch, tmp_path):
+    import json
+    from dataclasses import replace
+
+    from click.testing import CliRunner
+
+    from edgeprune.cli import main
+    from edgeprune.latency import Profile, profiler
+    from edgeprune.paths import shipped_dir
+
+    data = json.loads((shipped_dir("profiles") / "cpu-ort-int8--amd-epyc-2c.json").read_text())
+    shipped = Profile.from_dict(data)
+    assert shipped.disputed() == (0, 0, 0)  # tables from before the counts were recorded are left out
+    busy = replace(shipped, tables={k: replace(t, timed=100, retimed=30, spikes=2) for k, t in shipped.tables.items()})
+    monkeypatch.setattr(profiler, "profile_target", lambda *a, **k: busy)
+    r = CliRunner().invoke(main, ["profile", "measure", "cpu-ort", "--model", "cifar_resnet20",
+                                  "--out", str(tmp_path / "p.json")])  # fmt: skip
+    n = len(busy.tables)
+    assert r.exit_code == 0, r.output
+    assert f"{30 * n:,} of {100 * n:,} widths (30 %) needed a third timing" in r.output
+    assert f"{2 * n:,} stood above both neighbours" in r.output
