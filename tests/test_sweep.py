@@ -175,3 +175,4 @@ def test_profile_measure_says_how_many_widths_needed_a_third_timing(monkeypatch,
     assert r.exit_code == 0, r.output
     assert f"{30 * n:,} of {100 * n:,} widths (30 %) needed a third timing" in r.output
     assert f"{2 * n:,} stood above both neighbours" in r.output
+    assert busy.disputed()[0] > shipped.disputed()[0]

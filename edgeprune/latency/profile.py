@@ -236,7 +236,6 @@ class Profile:
         return [Layer(dense[j][0] if same else f"l{j}", Geometry.from_key(k), ci, co)
                 for j, (k, ci, co) in enumerate(rows)]  # fmt: skip
 
-    # -- file format
     def disputed(self) -> tuple[int, int, int]:
         """(points timed a third time, spikes timed again, points timed) over the tables that record them: how
         often two passes of the sweep were further apart than its tolerance, and how many widths stood above
@@ -244,6 +243,7 @@ class Profile:
         counted = [t for t in self.tables.values() if t.timed]
         return sum(t.retimed for t in counted), sum(t.spikes for t in counted), sum(t.timed for t in counted)
 
+    # -- file format
     def to_dict(self) -> dict:
         return {
             "schema": PROFILE_SCHEMA,
