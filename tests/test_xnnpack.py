@@ -177,20 +177,15 @@ def test_targets_say_why_xnnpack_cannot_run(monkeypatch):
 
 def test_the_post_training_quantizer_annotates_a_conv_bn_model_as_xnnpacks_own():
     """Dropping the training-only conv+BN patterns must not change what gets quantized: same ops, same output."""
-    from edgeprune.backends.executorch import _import, post_training_quantizer
+    from edgeprune.backends.executorch import _import, quantize_program
 
-    quantizers = _import("executorch.backends.xnnpack.quantizer.xnnpack_quantizer")
-    pt2e = _import("torchao.quantization.pt2e.quantize_pt2e")
-    config = quantizers.get_symmetric_quantization_config(is_per_channel=True)
+    stock = _import("executorch.backends.xnnpack.quantizer.xnnpack_quantizer").XNNPACKQuantizer()
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8),
                           nn.Flatten(), nn.Linear(8 * 6 * 6, 4)).eval()  # fmt: skip
     x = torch.rand(2, 3, 8, 8)
-    converted = []
-    for quantizer in (quantizers.XNNPACKQuantizer(), post_training_quantizer(quantizers)):
-        observed = pt2e.prepare_pt2e(export_program(model, tuple(x.shape)).module(), quantizer.set_global(config))
-        observed(x)
-        converted.append(pt2e.convert_pt2e(observed))
-    stock, ours = ([str(n.target) for n in c.graph.nodes] for c in converted)
-    assert ours == stock and sum("quantize_per_channel" in op for op in ours) == 3
-    assert torch.equal(converted[0](x), converted[1](x))
+    converted = [quantize_program(export_program(model, tuple(x.shape)), tuple(x.shape), x.numpy(), quantizer=q)
+                 for q in (stock, None)]  # fmt: skip
+    theirs, ours = ([str(n.target) for n in c.graph.nodes] for c in converted)
+    assert ours == theirs and sum("dequantize_per_channel" in op for op in ours) == 3
+    assert torch.equal(converted[0].module()(x), converted[1].module()(x))

@@ -119,11 +119,11 @@ def fold_constants(program):
     return _import("executorch.exir.passes.constant_prop_pass").constant_prop_pass(program)
 
 
-def post_training_quantizer(quantizer_module):
+def post_training_quantizer():
     """XNNPACK's quantizer without its training-only conv+BN patterns. ``prepare_pt2e`` folds every BN into its
     conv before annotating, so after it they match nothing, yet each one exports its pattern graphs again on
     every call: most of the time quantizing one small model took."""
-    base = quantizer_module.XNNPACKQuantizer
+    base = _import("executorch.backends.xnnpack.quantizer.xnnpack_quantizer").XNNPACKQuantizer
 
     class PostTrainingQuantizer(base):
         SUPPORTED_PATTERNS = [p for p in base.SUPPORTED_PATTERNS if not p.is_qat]
@@ -131,16 +131,17 @@ def post_training_quantizer(quantizer_module):
     return PostTrainingQuantizer()
 
 
-def quantize_program(program, input_shape: tuple[int, ...], samples: np.ndarray):
+def quantize_program(program, input_shape: tuple[int, ...], samples: np.ndarray, quantizer=None):
     """PT2E int8 of an exported program with XNNPACK's quantizer (per-channel symmetric weights, per-tensor
-    activations) calibrated on ``samples`` (N, C, H, W), exported again."""
+    activations) calibrated on ``samples`` (N, C, H, W), exported again. ``quantizer``: another XNNPACK
+    quantizer instance than :func:`post_training_quantizer`'s (to compare against XNNPACK's stock one)."""
     import torch
 
     quantizer_module = _import("executorch.backends.xnnpack.quantizer.xnnpack_quantizer")
     pt2e = _import("torchao.quantization.pt2e.quantize_pt2e")
     config = quantizer_module.get_symmetric_quantization_config(is_per_channel=True)
     try:
-        observed = pt2e.prepare_pt2e(program.module(), post_training_quantizer(quantizer_module).set_global(config))
+        observed = pt2e.prepare_pt2e(program.module(), (quantizer or post_training_quantizer()).set_global(config))
         with torch.no_grad():
             for batch in calibration_batches(samples, input_shape[0]):
                 observed(torch.from_numpy(batch))

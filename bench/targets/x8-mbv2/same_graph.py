@@ -11,16 +11,11 @@ import torch
 from edgeprune.backends import executorch as ex
 from edgeprune.models import create_model
 
-quantizers = ex._import("executorch.backends.xnnpack.quantizer.xnnpack_quantizer")
-pt2e = ex._import("torchao.quantization.pt2e.quantize_pt2e")
-config = quantizers.get_symmetric_quantization_config(is_per_channel=True)
+stock = ex._import("executorch.backends.xnnpack.quantizer.xnnpack_quantizer").XNNPACKQuantizer
 for name, shape in [("cifar_resnet56", (1, 3, 32, 32)), ("mobilenet_v2", (1, 3, 224, 224))]:
     model, x = create_model(name).eval(), torch.rand(shape)
-    converted = []
-    for quantizer in (quantizers.XNNPACKQuantizer(), ex.post_training_quantizer(quantizers)):
-        observed = pt2e.prepare_pt2e(ex.export_program(model, shape).module(), quantizer.set_global(config))
-        observed(x)
-        converted.append(pt2e.convert_pt2e(observed))
+    converted = [ex.quantize_program(ex.export_program(model, shape), shape, x.numpy(), quantizer=q)
+                 for q in (stock(), None)]  # fmt: skip
     ops = [[str(n.target) for n in c.graph.nodes] for c in converted]
-    diff = (converted[0](x) - converted[1](x)).abs().max().item()
+    diff = (converted[0].module()(x) - converted[1].module()(x)).abs().max().item()
     print(f"{name}: {len(ops[0])} ops, same ops: {ops[0] == ops[1]}, max output difference: {diff}")
