@@ -24,6 +24,28 @@ def speedup_interval(derived: dict) -> str:
     return f" (95 % CI {ci[0]:.2f}–{ci[1]:.2f})" if ci else ""
 
 
+def accuracy_rows(a: dict, b: dict) -> list[tuple[str, str, str, str]]:
+    """The accuracy rows of the table: the metric in torch (a detector: each of its task metrics) and, on an
+    int8 target, in the deployed artifact."""
+    if a.get("accuracy") is None:
+        return []
+    metric = a.get("accuracy_metric") or "accuracy"  # reports from before the field: top-1
+    unit = " %" if metric != "mAP50-95" else ""
+
+    def row(label: str, x: float | None, y: float | None) -> tuple[str, str, str, str]:
+        delta = f"{100 * (y - x):+.2f} points" if x is not None and y is not None else ""
+        pct = [_fmt(None if v is None else 100 * v, ".2f", unit) for v in (x, y)]
+        return label, pct[0], pct[1], delta
+
+    rows = [row(metric, a["accuracy"], b["accuracy"])]
+    rows += [row(k, a["task_metrics"][k], b["task_metrics"].get(k)) for k in (a.get("task_metrics") or {})
+             if k not in ("mAP50-95", "task", "images", "instances", "imgsz", "split")]  # fmt: skip
+    if a.get("deployed_accuracy") is not None:
+        rows.append(row(f"{metric}, deployed (the quantized artifact in its runtime)", a["deployed_accuracy"],
+                        b.get("deployed_accuracy")))  # fmt: skip
+    return rows
+
+
 def markdown(report: dict) -> str:
     a, b, d, gate = report["original"], report["pruned"], report["derived"], report["gate"]
     rows = [
@@ -44,9 +66,7 @@ def markdown(report: dict) -> str:
     if "runtime_mb" in a["memory"]:
         rows.append(("runtime memory (fresh process, resident growth)", f"{a['memory']['runtime_mb']:.1f} MB",
                      f"{b['memory']['runtime_mb']:.1f} MB", _fmt(d.get("runtime_memory_reduction"), ".2f", "x")))
-    if a.get("accuracy") is not None:
-        rows.append(("accuracy", f"{100 * a['accuracy']:.2f} %", f"{100 * b['accuracy']:.2f} %",
-                     f"{d['accuracy_delta_points']:+.2f} points"))
+    rows += accuracy_rows(a, b)
     lines = [
         f"# edgeprune validation: {a['model']} vs {b['model']} on `{report['target']}`",
         "",

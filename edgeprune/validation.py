@@ -106,6 +106,25 @@ def accuracy_on(model: nn.Module, data: str | None, model_name: str, side: int |
     return float((pred == y).float().mean())
 
 
+def score_on(model: nn.Module, data: str | None, model_name: str, side: int | None = None,
+             deployed: Runner | None = None, batch: int = 1) -> tuple[float | None, dict | None]:  # fmt: skip
+    """The figure validate reports as accuracy and the task's metrics: a classifier's top-1 (no metrics), or, with
+    a dataset yaml as ``data``, a detector's mAP50-95 and Ultralytics' metrics (images letterboxed to ``side``
+    square, as the exported model runs). With ``deployed`` (a prepared runner of ``model``'s export, its batch
+    ``batch``), the deployed artifact is scored instead of the torch model."""
+    from edgeprune.train.detect_data import is_detection_data
+
+    runs = DeployedModel(deployed, batch, model) if deployed is not None else None
+    if data is None or not is_detection_data(data):
+        return accuracy_on(runs or model, data, model_name, side), None
+    from edgeprune.train.detect import detection_metrics, detection_net
+    from edgeprune.train.detect_deployed import deployed_detector
+
+    net = detection_net(model, model_name)
+    metrics = detection_metrics(deployed_detector(net, runs) if runs else net, data, imgsz=side, rect=False)
+    return metrics["mAP50-95"], {k: v for k, v in metrics.items() if k != "per_class"}
+
+
 class DeployedModel(nn.Module):
     """A prepared runner (the deployed artifact in its runtime) as a module, so accuracy is measured on it the
     way it is on the torch model; batches are run in pieces of the batch size it was prepared for."""
@@ -188,6 +207,11 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
         memory.update(engine_bytes=runner.engine_bytes, device_memory_bytes=runner.device_memory_bytes)
     elif target.device == "cuda":  # this side's own peak: the other side's module may still be resident
         memory["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated() - cuda_base
+    side = ref.input_chw[1]
+    score = score_on(ref.module, data, ref.name, side)
+    on_runtime = score_on(ref.module, data, ref.name, side, runner, shape[0]) if target.precision == "int8" \
+        else (None, None)  # fmt: skip
+    metric = None if score[0] is None else "mAP50-95" if score[1] else "top-1"
     if target.backend == "onnxruntime":
         layers, ops = layer_times.ort_layer_times(deployed, target, xn, norms)
     elif target.backend in ("openvino", "executorch"):  # their per-layer counters are not read (yet)
@@ -203,9 +227,8 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
         "exporter": export.exporter, "export_notes": export.notes, "numerics_rel_err": numerics,
         "predicted_ms": None, "latency": None, "memory": memory, "ms_by_op": ops,
         "ms_by_layer": layers, "macs_by_layer": macs_by_layer,
-        "accuracy": accuracy_on(ref.module, data, ref.name, ref.input_chw[1]),
-        "deployed_accuracy": accuracy_on(DeployedModel(runner, shape[0], ref.module), data, ref.name, ref.input_chw[1])
-        if target.precision == "int8" else None,
+        "accuracy": score[0], "accuracy_metric": metric, "task_metrics": score[1],
+        "deployed_accuracy": on_runtime[0], "deployed_task_metrics": on_runtime[1],
         "calibration": {"data": source, "count": len(images) if images is not None else None,
                         "kind": getattr(runner, "calibration", None)} if target.precision == "int8" else None,
     }, runner, xn  # fmt: skip

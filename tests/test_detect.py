@@ -15,15 +15,20 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from edgeprune.backends import prepare_runner
 from edgeprune.cli import main
 from edgeprune.errors import DataNotFoundError, InputError, MissingExtraError, OutputExistsError
+from edgeprune.export import export_onnx
 from edgeprune.paths import data_root
 from edgeprune.plan.run import shrink_run
 from edgeprune.prune import load_model_ref, save_pruned
 from edgeprune.regularize import SparsityHook
+from edgeprune.targets import target_from_dict
+from edgeprune.train.calibration import calibration_images
 from edgeprune.train.detect import detection_metrics, finetune_detector
 from edgeprune.train.detect_data import check_detection_data
 from edgeprune.train.detect_distill import detection_kd
+from edgeprune.validation import resolve_model, resolve_pair, score_on, validate
 
 SIDE, NC = 64, 80  # yolov8n.yaml detects the 80 COCO classes
 COLORS = {0: (230, 30, 30), 1: (30, 200, 30), 2: (40, 40, 230)}  # a class is a coloured rectangle
@@ -198,7 +203,8 @@ def test_detection_routes_and_their_usage_errors(tiny, monkeypatch):
         check_detection_data(data)
 
 
-def test_real_yolov8n_scores_on_coco256_val(tmp_path):
+def coco256(tmp_path) -> tuple[str, str]:
+    """(the real yolov8n checkpoint's model reference, a copy of coco256.yaml with its path set); skips without them."""
     root = data_root()
     weights = root / "pretrained" / "ultralytics" / "yolov8n.pt" if root is not None else None
     if weights is None or not weights.is_file() or not (root / "coco256" / "coco256.yaml").is_file():
@@ -206,6 +212,44 @@ def test_real_yolov8n_scores_on_coco256_val(tmp_path):
     text = (root / "coco256" / "coco256.yaml").read_text()
     data = tmp_path / "coco256.yaml"  # the shared file stays as it is: a copy with its path set
     data.write_text("\n".join(f"path: {root / 'coco256'}" if s.startswith("path:") else s for s in text.splitlines()))
-    m = detection_metrics(f"ultralytics:{weights}", data, imgsz=256)
+    return f"ultralytics:{weights}", str(data)
+
+
+def test_real_yolov8n_scores_on_coco256_val(tmp_path):
+    model, data = coco256(tmp_path)
+    m = detection_metrics(model, data, imgsz=256)
     assert m["images"] == 128 and m["instances"] == 898 and m["per_class"]["person"]["images"] > 0
     assert 0.15 < m["mAP50-95"] < m["mAP50"] < 1
+
+
+def test_the_deployed_artifact_scores_as_the_torch_model_on_real_images(tmp_path):
+    """mAP through the ONNX export in onnxruntime equals torch's (the head decodes the runtime's raw outputs);
+    the int8 artifact, calibrated on real train images, loses a little and still detects."""
+    model, data = coco256(tmp_path)
+    ref, shape = resolve_model(model, side=256), (1, 3, 256, 256)
+    export_onnx(ref.module, torch.randn(shape), tmp_path / "m.onnx")
+    fp32 = target_from_dict("t-fp32", {"backend": "onnxruntime", "threads": 2})
+    int8 = target_from_dict("t-int8", {"backend": "onnxruntime", "threads": 2, "precision": "int8",
+                                       "calibration_count": 32})  # fmt: skip
+    images = calibration_images(data, 32, ref.module, ref.name, 256)
+    torch_map, metrics = score_on(ref.module, data, ref.name, 256)
+    ort_map, _ = score_on(ref.module, data, ref.name, 256, prepare_runner(fp32, tmp_path / "m.onnx", shape), 1)
+    q_map, _ = score_on(ref.module, data, ref.name, 256, prepare_runner(int8, tmp_path / "m.onnx", shape, images), 1)
+    assert metrics["images"] == 128 and 0.15 < torch_map < metrics["mAP50"]
+    assert ort_map == pytest.approx(torch_map, abs=2e-3)
+    assert torch_map - 0.05 < q_map < torch_map + 0.01
+
+
+def test_validate_reports_a_detectors_map_in_torch_and_deployed_int8(tiny, tmp_path):
+    data, _, pruned = tiny
+    target = target_from_dict("t-int8", {"backend": "onnxruntime", "threads": 1, "precision": "int8", "warmup": 1,
+                                         "repeats": 2, "rounds": 2, "calibration_count": 8})  # fmt: skip
+    report = validate(*resolve_pair("ultralytics:yolov8n.yaml", str(pruned)), target, tmp_path / "v", data=data)
+    a, b, d = report["original"], report["pruned"], report["derived"]
+    for side in (a, b):
+        assert side["accuracy_metric"] == "mAP50-95" and side["calibration"]["count"] == 8
+        assert side["accuracy"] == side["task_metrics"]["mAP50-95"] and side["task_metrics"]["images"] == 6
+        assert side["deployed_accuracy"] == side["deployed_task_metrics"]["mAP50-95"]
+    assert d["quantization_delta_points"] == pytest.approx(100 * (b["deployed_accuracy"] - b["accuracy"]))
+    text = (tmp_path / "v" / "report.md").read_text()
+    assert "| mAP50-95 |" in text and "| mAP50 |" in text and "| mAP50-95, deployed (the quantized" in text

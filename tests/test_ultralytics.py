@@ -257,3 +257,23 @@ def test_importing_edgeprune_does_not_import_ultralytics():
     code = "import sys, edgeprune.models, edgeprune.graph, edgeprune.prune; print('ultralytics' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize("name", ["yolov8n.yaml", "yolo11n.yaml", "yolov8n-seg.yaml", "yolo26n.yaml"])
+def test_raw_outputs_decode_to_what_the_model_answers(name):
+    """A deployed artifact computes YoloRaw's raw outputs; the head decodes them to the model's own eval answer
+    (boxes and scores; a segmenter's mask coefficients and prototypes; YOLO26's end-to-end top detections)."""
+    from edgeprune.train.detect_deployed import decode_raw, deployed_detector
+
+    model, _ = lively(name)
+    x = batch()
+    with torch.no_grad():
+        expected = copy.deepcopy(model.model).eval()(x)[0]
+        decoded, _ = deployed_detector(model.model, copy.deepcopy(model).eval())(x)
+    if isinstance(expected, tuple):  # Segment: (detections, prototypes)
+        torch.testing.assert_close(decoded[1], expected[1])
+        decoded, expected = decoded[0], expected[0]
+    assert decoded.shape == expected.shape
+    torch.testing.assert_close(decoded, expected)
+    with pytest.raises(InputError, match="not this detector's raw outputs"):
+        decode_raw(model.model.model[-1], torch.zeros(2, 10), (SIZE, SIZE))

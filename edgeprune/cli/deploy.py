@@ -49,9 +49,11 @@ def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Report folder.")
 @profile_option
 @click.option("--data", default=None, metavar="DATA",
-              help="Also measure accuracy: cifar10-lossless, or an image folder (its val/ images).")
+              help="Also measure accuracy: cifar10-lossless, an image folder (top-1 on its val/ images), or a "
+              "detector's dataset yaml (mAP50-95 on its val images, letterboxed to the input size).")
 @click.option("--calibration-data", metavar="NAME|DIR", default=None,
-              help="int8 targets: calibrate on this data set or image folder (default: the target's, else --data).")
+              help="int8 targets: calibrate on this data set, image folder or dataset yaml (default: the target's, "
+              "else --data).")
 @click.option("--calibration-count", type=click.IntRange(min=1), default=None, metavar="N",
               help="int8 targets: calibrate on N images (default: the target's calibration_count).")
 @click.option("--tolerance", type=click.FloatRange(0, 1), default=0.15, show_default=True,
@@ -97,7 +99,8 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
             return ""
         line = f"{target.precision}: pruned {d['speedup_over_fp32']:.2f}x faster than the dense fp32 model"
         if "quantization_delta_points" in d:
-            line += (f"; accuracy {d['accuracy_delta_points']:+.2f} points from pruning, "
+            metric = report["original"].get("accuracy_metric") or "accuracy"
+            line += (f"; {metric} {d['accuracy_delta_points']:+.2f} points from pruning, "
                      f"{d['quantization_delta_points']:+.2f} from quantizing")  # fmt: skip
         return line + "\n"
 

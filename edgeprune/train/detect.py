@@ -108,7 +108,7 @@ def _load(model: str | os.PathLike | nn.Module, pretrained: Pretrained) -> tuple
 
 def detection_metrics(model: str | os.PathLike | nn.Module, data_yaml: str | os.PathLike, imgsz: int = 640,
                       batch: int = 16, split: str = "val", pretrained: Pretrained = False, device: str = "cpu",
-                      quiet: bool = True) -> dict:  # fmt: skip
+                      quiet: bool = True, rect: bool = True) -> dict:  # fmt: skip
     """mAP50-95, mAP50, precision and recall of a detector on a split of a dataset yaml, computed by
     Ultralytics' ``DetectionValidator`` (its defaults: rectangular batches, conf 0.001, NMS IoU 0.7) on a copy
     of the model (validation fuses batch norms); ``per_class`` counts each class's images and instances. A
@@ -117,6 +117,7 @@ def detection_metrics(model: str | os.PathLike | nn.Module, data_yaml: str | os.
 
     ``model``: a model reference (``ultralytics:<yaml or .pt>``, a pruned folder or training run), a
     ``YoloRaw`` or a ``DetectionModel``. ``split``: ``val`` (also ``test``: the yaml's val:) or ``train``.
+    ``rect=False`` letterboxes every image to ``imgsz`` square: what a model exported at that size runs on.
     """
     if split not in SPLIT_KEYS:
         raise InputError(f"split {split!r}: expected one of {', '.join(SPLIT_KEYS)}")
@@ -129,7 +130,7 @@ def detection_metrics(model: str | os.PathLike | nn.Module, data_yaml: str | os.
     if task == "segment":
         check_segment_labels(data, key)
     with tempfile.TemporaryDirectory(prefix="edgeprune-val-") as tmp, ultralytics_session(quiet):
-        args = dict(data=str(data.write(Path(tmp) / "data.yaml")), imgsz=imgsz, batch=batch, split=key, rect=True,
+        args = dict(data=str(data.write(Path(tmp) / "data.yaml")), imgsz=imgsz, batch=batch, split=key, rect=rect,
                     plots=False, save_json=False, verbose=False, device=device, workers=0, project=tmp, name="val",
                     exist_ok=True, mode="val", task=task)  # fmt: skip
         validator = _task_class(task, "Validator")(args=args)

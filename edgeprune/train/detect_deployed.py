@@ -1,0 +1,71 @@
+"""A detector as deployed, scored like the torch model: the exported artifact (ONNX, quantized ONNX, OpenVINO,
+.pte) computes the head's raw outputs in its runtime (:class:`~edgeprune.models.ultralytics_models.YoloRaw`'s
+layout), and the model's own Ultralytics head decodes them into the boxes, scores (and mask coefficients and
+prototypes) its validator reads. Only the network runs in the runtime; the decoding and NMS stay in torch, as
+they do in an exported model's usual deployment.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+
+from edgeprune.errors import InputError
+
+
+def _layout(head: nn.Module, raw: torch.Tensor, hw: tuple[int, int]) -> tuple[int, int, list[tuple[int, int]]]:
+    """(values per anchor in one branch, branches, each scale's (h, w)) of ``raw`` for an input of ``hw``."""
+    sizes = [(math.ceil(hw[0] / int(s)), math.ceil(hw[1] / int(s))) for s in head.stride.tolist()]
+    per_anchor = 4 * head.reg_max + head.nc + (head.nm if hasattr(head, "proto") else 0)
+    branches = 2 if getattr(head, "one2one_cv2", None) is not None else 1
+    return per_anchor, branches, sizes
+
+
+def decode_raw(head: nn.Module, raw: torch.Tensor, hw: tuple[int, int]):
+    """What ``head`` (an Ultralytics Detect or Segment head) answers in eval mode, from the raw outputs ``raw``
+    of an input of spatial size ``hw``: ``(boxes and scores, {})``, for Segment ``((..., prototypes), {})``."""
+    per_anchor, branches, sizes = _layout(head, raw, hw)
+    anchors = sum(h * w for h, w in sizes)
+    b = raw.shape[0]
+    segment = hasattr(head, "proto")
+    if per_anchor * branches * anchors > raw[0].numel():
+        raise InputError(f"the deployed model's output ({list(raw.shape)}) does not hold {branches} head branch(es) "
+                         f"of {per_anchor} values for {anchors} anchors: not this detector's raw outputs")  # fmt: skip
+    heads = raw.reshape(b, -1)[:, : per_anchor * branches * anchors].reshape(b, per_anchor * branches, anchors)
+    branch = 1 if branches == 2 and getattr(head, "end2end", False) else 0
+    x = heads[:, branch * per_anchor : (branch + 1) * per_anchor]
+    r4 = 4 * head.reg_max
+    preds = {"boxes": x[:, :r4], "scores": x[:, r4 : r4 + head.nc],
+             "feats": [raw.new_empty(b, 1, h, w) for h, w in sizes]}  # fmt: skip; only their shapes are read
+    if segment:
+        preds["mask_coefficient"] = x[:, r4 + head.nc :]
+    y = head._inference(preds)
+    if getattr(head, "end2end", False):
+        y = head.postprocess(y.permute(0, 2, 1))
+    if not segment:
+        return y, {}
+    ph, pw = 2 * sizes[0][0], 2 * sizes[0][1]  # the prototypes: twice the first scale's side
+    proto = raw.reshape(b, -1)[:, per_anchor * branches * anchors :]
+    if proto.shape[1] != head.nm * ph * pw:
+        raise InputError(f"the deployed segmenter's output holds {proto.shape[1]} prototype values, expected "
+                         f"{head.nm} x {ph} x {pw}: export it with its prototypes")  # fmt: skip
+    return (y, proto.reshape(b, head.nm, ph, pw)), {}
+
+
+def deployed_detector(net: nn.Module, raw: Callable[[torch.Tensor], torch.Tensor]) -> nn.Module:
+    """A copy of the Ultralytics ``net`` (a ``DetectionModel``) whose forward computes the raw outputs with
+    ``raw`` (the deployed artifact) and decodes them with ``net``'s head: Ultralytics' validator scores it as it
+    scores ``net``."""
+    deployed = copy.deepcopy(net).eval()
+    head = deployed.model[-1]
+
+    def forward(x: torch.Tensor, *args, **kwargs):  # the validator's keywords (augment, ...) do not apply
+        with torch.no_grad():
+            return decode_raw(head, raw(x).to(x.dtype), tuple(x.shape[-2:]))
+
+    deployed.forward = forward  # a plain function: deep copies (the validator makes one) share it
+    return deployed
