@@ -56,10 +56,11 @@ def resolve_model(ref: str, pretrained: Pretrained = False, side: int | None = N
     return ModelRef(ref, name, module.eval(), input_chw(ref, name, kwargs, side))
 
 
-def resolve_pair(original: str, pruned: str, pretrained: Pretrained = False) -> tuple[ModelRef, ModelRef]:
-    """The two sides of a validation, both at the pruned model's input size (a model trained and pruned at
-    ``--input-size`` is compared with its original at that size)."""
-    b = resolve_model(pruned)
+def resolve_pair(original: str, pruned: str, pretrained: Pretrained = False,
+                 side: int | None = None) -> tuple[ModelRef, ModelRef]:  # fmt: skip
+    """The two sides of a validation, both at ``side`` or else the pruned model's input size (a model trained and
+    pruned at ``--input-size`` is compared with its original at that size)."""
+    b = resolve_model(pruned, side=side)
     return resolve_model(original, pretrained, b.input_chw[1]), b
 
 

@@ -253,3 +253,12 @@ def test_validate_reports_a_detectors_map_in_torch_and_deployed_int8(tiny, tmp_p
     assert d["quantization_delta_points"] == pytest.approx(100 * (b["deployed_accuracy"] - b["accuracy"]))
     text = (tmp_path / "v" / "report.md").read_text()
     assert "| mAP50-95 |" in text and "| mAP50 |" in text and "| mAP50-95, deployed (the quantized" in text
+
+
+def test_validate_input_size_sets_both_sides(tiny, tmp_path):
+    _, _, pruned = tiny  # saved at 64 px
+    r = CliRunner().invoke(main, ["validate", "ultralytics:yolov8n.yaml", str(pruned), "--target", "cpu-ort",
+                                  "--input-size", "96", "--out", str(tmp_path / "v")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "v" / "report.json").read_text())
+    assert report["original"]["input_shape"][1:] == report["pruned"]["input_shape"][1:] == [3, 96, 96]

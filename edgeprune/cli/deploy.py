@@ -56,13 +56,16 @@ def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as
               "else --data).")
 @click.option("--calibration-count", type=click.IntRange(min=1), default=None, metavar="N",
               help="int8 targets: calibrate on N images (default: the target's calibration_count).")
+@click.option("--input-size", type=click.IntRange(min=8), default=None, metavar="PX",
+              help="Square input side both models are exported, timed and scored at (default: the size saved "
+              "with PRUNED, else the registry's).")
 @click.option("--tolerance", type=click.FloatRange(0, 1), default=0.15, show_default=True,
               help="With --profile: allowed shortfall of the measured speedup against the predicted one.")
 @weights_options
 @json_option
 @click.pass_context
 def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data, calibration_data,
-                 calibration_count, tolerance, pretrained, as_json) -> None:  # fmt: skip
+                 calibration_count, input_size, tolerance, pretrained, as_json) -> None:  # fmt: skip
     """Compare ORIGINAL and PRUNED on a target: MACs, predicted and measured latency, memory, accuracy.
 
     Exit code 3 when the exported model's numerics differ from torch, 4 when the measured speedup falls
@@ -83,8 +86,8 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
 
         target = replace(target, calibration_count=calibration_count)
     profile = Profile.load(profile_path) if profile_path else None
-    report = validate(*resolve_pair(original, pruned, pretrained), target, out_dir, profile, data, tolerance,
-                      calibration_data=calibration_data)  # fmt: skip
+    pair = resolve_pair(original, pruned, pretrained, input_size)
+    report = validate(*pair, target, out_dir, profile, data, tolerance, calibration_data=calibration_data)
     d = report["derived"]
 
     def text() -> str:
