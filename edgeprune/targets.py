@@ -45,6 +45,9 @@ class Target:
     # command's data) and how many; timing-only runs (profiling, measured rounds) calibrate on random inputs
     calibration_data: str = ""
     calibration_count: int = 300
+    # how activation ranges come from those images: minmax (the widest value seen), or entropy / percentile,
+    # which clip rare outliers (onnxruntime targets only; see backends/quantize.py)
+    calibration_method: str = "minmax"
     description: str = ""
     source: str = field(default="", compare=False)
 
@@ -71,7 +74,9 @@ def channel_align(target: Target) -> int:
     return 16 if " avx512f" in flags else 8
 
 
-_CHOICES = {"backend": BACKEND_NAMES, "device": ("cpu", "cuda"), "precision": ("fp32", "fp16", "int8")}
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+_CHOICES = {"backend": BACKEND_NAMES, "device": ("cpu", "cuda"), "precision": ("fp32", "fp16", "int8"),
+            "calibration_method": CALIBRATION_METHODS}
 
 
 def targets_dirs(explicit: str | os.PathLike | None = None) -> list[Path]:
@@ -126,6 +131,9 @@ def target_from_dict(name: str, data: dict, source: str = "<dict>") -> Target:
     if not isinstance(data.get("calibration_data", ""), str):
         raise TargetError(f"{source}: calibration_data must be a data set name or a folder's path, "
                           f"got {data['calibration_data']!r}")
+    if data.get("calibration_method", "minmax") != "minmax" and data["backend"] != "onnxruntime":
+        raise TargetError(f"{source}: calibration_method = {data['calibration_method']!r} is for onnxruntime "
+                          f"targets; {data['backend']} calibrates with its own quantizer (leave it out)")
     value = dict(data)
     if isinstance(value.get("input"), list):
         if len(value["input"]) != 3 or not all(isinstance(v, int) and v > 0 for v in value["input"]):

@@ -85,6 +85,38 @@ def test_too_few_or_misshaped_calibration_images_are_refused(exported, target):
         prepare_runner(target, path, SHAPE, images[:, :, :16, :16])
 
 
+def activation_scales(path) -> dict[str, float]:
+    """The scale each activation (by tensor name) is quantized with."""
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return {n.input[0]: float(inits[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear"
+            and n.input[0] not in inits}  # fmt: skip
+
+
+def input_scale(path) -> float:
+    return activation_scales(path)[onnx.load(str(path)).graph.input[0].name]
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_calibration_sets_other_ranges_on_the_same_graph(exported, tmp_path, method):
+    """One stray pixel sets minmax's input range and percentile clips it; entropy chooses its own ranges. The
+    quantized graph is the same whatever the method (so is the latency)."""
+    path, images, _ = exported
+    stray = images.copy()
+    stray[0, 0, 0, 0] = 40.0
+    wide = quantize_onnx(path, tmp_path / "minmax.onnx", stray)
+    clipped = quantize_onnx(path, tmp_path / f"{method}.onnx", stray, method)
+    assert input_scale(wide) > 40 / 255 * 0.99
+    if method == "percentile":
+        assert input_scale(clipped) < input_scale(wide) / 3
+    a, b = activation_scales(wide), activation_scales(clipped)
+    assert a.keys() == b.keys() and sum(abs(a[k] - b[k]) > 0.05 * a[k] for k in a) >= 3  # minmax: none
+    assert ops(clipped) == ops(wide)
+    target = replace(load_target("cpu-ort-int8"), calibration_count=COUNT, calibration_method=method)
+    runner = prepare_runner(target, path, SHAPE, stray)
+    assert input_scale(runner.model_path) == input_scale(clipped)
+
+
 def test_failed_quantization_leaves_the_previous_artifact(exported, tmp_path):
     path, images, _ = exported
     out = quantize_onnx(path, tmp_path / "model.int8.onnx", images)
@@ -123,3 +155,10 @@ def test_calibration_fields_of_a_target():
         target_from_dict("x", {"backend": "onnxruntime", "calibration_count": 0})
     with pytest.raises(TargetError, match="calibration_data must be"):
         target_from_dict("x", {"backend": "onnxruntime", "calibration_data": 5})
+    assert t.calibration_method == "minmax"
+    with pytest.raises(TargetError, match=r"calibration_method = 'kl', expected one of \('minmax'"):
+        target_from_dict("x", {"backend": "onnxruntime", "calibration_method": "kl"})
+    with pytest.raises(TargetError, match="is for onnxruntime targets; openvino calibrates with its own quantizer"):
+        target_from_dict("x", {"backend": "openvino", "precision": "int8", "calibration_method": "entropy"})
+    with pytest.raises(CalibrationError, match="unknown calibration method 'kl'"):
+        quantize_onnx("unused.onnx", "unused.int8.onnx", random_samples(SHAPE), "kl")

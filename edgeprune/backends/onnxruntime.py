@@ -81,7 +81,7 @@ def runnable_model(target: Target, onnx_path: str | Path, input_shape: tuple[int
     if is_quantized(path):
         return path, "given"
     samples, kind = calibration_for(target, calibration, input_shape or onnx_input(path)[1])
-    return quantize_onnx(path, artifact_path(path, ".int8.onnx"), samples), kind
+    return quantize_onnx(path, artifact_path(path, ".int8.onnx"), samples, target.calibration_method), kind
 
 
 def profile_events(target: Target, onnx_path: str, x: np.ndarray, runs: int) -> list[dict]:

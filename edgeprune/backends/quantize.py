@@ -9,6 +9,8 @@ quantized graph has, so the latency is the same (tests/test_int8.py checks that 
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -94,10 +96,18 @@ def artifact_path(source: str | Path, suffix: str) -> Path:
 
 
 class _Reader:
-    """onnxruntime's CalibrationDataReader protocol over batches of samples."""
+    """onnxruntime's CalibrationDataReader protocol over batches of samples; ``set_range`` lets the quantizer
+    collect a few batches at a time (its strided calibration), which bounds the histogram methods' memory."""
 
     def __init__(self, name: str, batches: list[np.ndarray]) -> None:
-        self.batches = iter([{name: b} for b in batches])
+        self.feeds = [{name: b} for b in batches]
+        self.set_range(0, len(self.feeds))
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.batches = iter(self.feeds[start_index:end_index])
 
     def get_next(self) -> dict | None:
         return next(self.batches, None)
@@ -106,22 +116,31 @@ class _Reader:
         return iter(self.get_next, None)
 
 
-def quantize_onnx(source: str | Path, out: str | Path, samples: np.ndarray) -> Path:
+def quantize_onnx(source: str | Path, out: str | Path, samples: np.ndarray, method: str = "minmax") -> Path:
     """Static INT8 quantization of the fp32 ONNX ``source`` into ``out``: QDQ format, per-channel int8
-    weights, uint8 activations with ranges calibrated (min/max) on ``samples`` (N, C, H, W).
+    weights, uint8 activations with ranges calibrated on ``samples`` (N, C, H, W) by ``method``: ``minmax``
+    (the widest value seen), ``entropy`` or ``percentile`` (histograms that clip rare outliers, collected one
+    batch at a time so that the memory they take does not grow with the number of images).
 
     Written to a temporary file and renamed onto ``out`` only when the quantization succeeded, so a failure
     leaves a previous ``out`` as it was.
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}  # fmt: skip
+    if method not in methods:
+        raise CalibrationError(f"unknown calibration method {method!r}; expected one of {sorted(methods)}")
     name, shape = onnx_input(source)
     out = Path(out)
+    strided = {} if method == "minmax" else {"CalibStridedMinMax": 1}  # one batch of activations held at a time
     try:
-        with atomic_path(out) as tmp, quiet():
+        # the histogram calibrators print their progress: kept off stdout, which may carry --json output
+        with atomic_path(out) as tmp, quiet(), contextlib.redirect_stdout(io.StringIO()):
             quantize_static(str(source), str(tmp), _Reader(name, calibration_batches(samples, shape[0])),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8)  # fmt: skip
+                            weight_type=QuantType.QInt8, calibrate_method=methods[method],
+                            extra_options=strided)  # fmt: skip
     except EdgepruneError:
         raise
     except Exception as exc:  # the quantizer raises whatever its numpy/onnx internals raise
