@@ -114,7 +114,7 @@ def test_histogram_calibration_sets_other_ranges_on_the_same_graph(exported, tmp
     assert ops(clipped) == ops(wide)
     target = replace(load_target("cpu-ort-int8"), calibration_count=COUNT, calibration_method=method)
     runner = prepare_runner(target, path, SHAPE, stray)
-    assert input_scale(runner.model_path) == input_scale(clipped)
+    assert activation_scales(runner.model_path) == b  # the target's method reached the artifact
 
 
 def test_failed_quantization_leaves_the_previous_artifact(exported, tmp_path):
@@ -160,5 +160,5 @@ def test_calibration_fields_of_a_target():
         target_from_dict("x", {"backend": "onnxruntime", "calibration_method": "kl"})
     with pytest.raises(TargetError, match="is for onnxruntime targets; openvino calibrates with its own quantizer"):
         target_from_dict("x", {"backend": "openvino", "precision": "int8", "calibration_method": "entropy"})
-    with pytest.raises(CalibrationError, match="unknown calibration method 'kl'"):
+    with pytest.raises(CalibrationError, match=r"unknown calibration method 'kl'; expected one of \('minmax'"):
         quantize_onnx("unused.onnx", "unused.int8.onnx", random_samples(SHAPE), "kl")

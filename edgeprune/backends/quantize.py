@@ -19,7 +19,7 @@ from edgeprune.atomic import atomic_path
 from edgeprune.backends.base import BackendError
 from edgeprune.errors import EdgepruneError
 from edgeprune.logs import quiet
-from edgeprune.targets import Target
+from edgeprune.targets import CALIBRATION_METHODS, Target
 
 RANDOM_SAMPLES = 8  # timing-only calibration: the values do not change the graph, few samples quantize fast
 CALIBRATION_BATCH = 32
@@ -119,28 +119,28 @@ class _Reader:
 def quantize_onnx(source: str | Path, out: str | Path, samples: np.ndarray, method: str = "minmax") -> Path:
     """Static INT8 quantization of the fp32 ONNX ``source`` into ``out``: QDQ format, per-channel int8
     weights, uint8 activations with ranges calibrated on ``samples`` (N, C, H, W) by ``method``: ``minmax``
-    (the widest value seen), ``entropy`` or ``percentile`` (histograms that clip rare outliers, collected one
-    batch at a time so that the memory they take does not grow with the number of images).
+    (the widest value seen), ``entropy`` or ``percentile`` (histograms that clip rare outliers). Activations
+    are collected one batch at a time and onnxruntime merges the batches' ranges or histograms as it goes: the
+    same ranges as one pass, without the histogram methods holding every image's activations at once.
 
     Written to a temporary file and renamed onto ``out`` only when the quantization succeeded, so a failure
     leaves a previous ``out`` as it was.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}  # fmt: skip
-    if method not in methods:
-        raise CalibrationError(f"unknown calibration method {method!r}; expected one of {sorted(methods)}")
+    if method not in CALIBRATION_METHODS:
+        raise CalibrationError(f"unknown calibration method {method!r}; expected one of {CALIBRATION_METHODS}")
+    calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                 "percentile": CalibrationMethod.Percentile}[method]  # fmt: skip
     name, shape = onnx_input(source)
     out = Path(out)
-    strided = {} if method == "minmax" else {"CalibStridedMinMax": 1}  # one batch of activations held at a time
     try:
         # the histogram calibrators print their progress: kept off stdout, which may carry --json output
         with atomic_path(out) as tmp, quiet(), contextlib.redirect_stdout(io.StringIO()):
             quantize_static(str(source), str(tmp), _Reader(name, calibration_batches(samples, shape[0])),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, calibrate_method=methods[method],
-                            extra_options=strided)  # fmt: skip
+                            weight_type=QuantType.QInt8, calibrate_method=calibrate,
+                            extra_options={"CalibStridedMinMax": 1})  # fmt: skip
     except EdgepruneError:
         raise
     except Exception as exc:  # the quantizer raises whatever its numpy/onnx internals raise

@@ -1,7 +1,6 @@
 """mAP50-95 of YOLOv8n at 640 quantized by each calibration method through edgeprune's int8 target, on coco256's
 128 val images, calibrated on its 128 train images (no timing: the quantized graph is the same for every method).
-usage: python bench/yolo/int8-calibration/run.py OUT.json METHOD...   (needs /tmp/int8-mixed/coco256.yaml: see
-bench/yolo/int8-mixed/explore.py)"""
+usage: python bench/yolo/int8-calibration/run.py OUT.json METHOD..."""
 import json
 import resource
 import sys
@@ -18,8 +17,11 @@ from edgeprune.train.calibration import calibration_images
 from edgeprune.validation import resolve_model, score_on
 
 root = data_root()
-tmp = Path("/tmp/int8-mixed")
-data = tmp / "coco256.yaml"
+tmp = Path("/tmp/int8-calibration")
+tmp.mkdir(exist_ok=True)
+text = (root / "coco256" / "coco256.yaml").read_text()
+data = tmp / "coco256.yaml"  # a copy with its path set; the shared file stays as it is
+data.write_text("\n".join(f"path: {root / 'coco256'}" if s.startswith("path:") else s for s in text.splitlines()))
 ref = resolve_model(f"ultralytics:{root}/pretrained/ultralytics/yolov8n.pt", side=640)
 shape = (1, 3, 640, 640)
 images = calibration_images(str(data), 128, ref.module, ref.name, 640)
