@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 from edgeprune.backends import CalibrationError, QuantizationError, prepare_runner, time_runners
 from edgeprune.backends.onnxruntime import profile_events
-from edgeprune.backends.quantize import quantize_onnx, random_samples
+from edgeprune.backends.quantize import calibration_batches, quantize_onnx, random_samples
 from edgeprune.export import export_onnx
 from edgeprune.latency.layers import Geometry
 from edgeprune.latency.micro import input_for, micro_model
@@ -73,6 +73,19 @@ def test_random_calibration_quantizes_to_the_same_graph(exported, tmp_path):
     assert ops(real) == ops(rand)
     runner = prepare_runner(replace(load_target("cpu-ort-int8"), calibration_count=COUNT), path, SHAPE)
     assert runner.calibration == "random" and ops(runner.model_path) == ops(real)
+    # a histogram method is for real images: random ones are calibrated by minmax, which is faster
+    entropy = replace(load_target("cpu-ort-int8"), calibration_count=COUNT, calibration_method="entropy")
+    runner = prepare_runner(entropy, path, SHAPE)
+    assert activation_scales(runner.model_path) == activation_scales(rand)
+
+
+@pytest.mark.parametrize(("side", "batch"), [(32, 32), (224, 10), (640, 1)])
+def test_calibration_batches_hold_a_bounded_number_of_pixels(side, batch):
+    """A dynamic-batch model calibrates in batches whose activations fit in memory; a fixed batch is kept."""
+    samples = np.zeros((33, 3, side, side), np.float32)
+    sizes = [len(b) for b in calibration_batches(samples, 0)]
+    assert sum(sizes) == 33 and max(sizes) == batch
+    assert [len(b) for b in calibration_batches(samples, 4)] == [4] * 8
 
 
 def test_too_few_or_misshaped_calibration_images_are_refused(exported, target):

@@ -23,6 +23,9 @@ from edgeprune.targets import CALIBRATION_METHODS, Target
 
 RANDOM_SAMPLES = 8  # timing-only calibration: the values do not change the graph, few samples quantize fast
 CALIBRATION_BATCH = 32
+# a dynamic-batch model calibrates on batches of at most this many input pixels: onnxruntime holds every
+# activation of a batch at once, so 32 images at 640² took 16-19 GB; at this bound a 640² detector takes 1
+CALIBRATION_PIXELS = 2**19
 
 
 class CalibrationError(EdgepruneError, ValueError):
@@ -72,10 +75,12 @@ def onnx_input(path: str | Path) -> tuple[str, tuple[int, ...]]:
 
 def calibration_batches(samples: np.ndarray, batch: int) -> list[np.ndarray]:
     """``samples`` (N, C, H, W) as the batches a model takes: of ``batch`` samples for a fixed batch size (the
-    remainder left out, fewer samples repeated), of up to CALIBRATION_BATCH for a dynamic one (``batch`` 0)."""
+    remainder left out, fewer samples repeated), for a dynamic one (``batch`` 0) of up to CALIBRATION_BATCH
+    samples and CALIBRATION_PIXELS pixels (at least one sample)."""
     samples = np.ascontiguousarray(samples, np.float32)
     if not batch:
-        return [samples[i : i + CALIBRATION_BATCH] for i in range(0, len(samples), CALIBRATION_BATCH)]
+        step = max(1, min(CALIBRATION_BATCH, CALIBRATION_PIXELS // max(1, int(np.prod(samples.shape[2:])))))
+        return [samples[i : i + step] for i in range(0, len(samples), step)]
     if len(samples) < batch:
         samples = np.resize(samples, (batch, *samples.shape[1:]))
     return [samples[i : i + batch] for i in range(0, len(samples) - batch + 1, batch)]
