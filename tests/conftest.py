@@ -5,11 +5,16 @@ from __future__ import annotations
 import functools
 import os
 
+import numpy as np
 import pytest
 import torch
 
 from edgeprune.graph import build_graph
+from edgeprune.latency import Profile, profiler
+from edgeprune.latency.model import LatencyModel
+from edgeprune.latency.profile import ProfileSettings
 from edgeprune.prune.oracle import lively_model
+from edgeprune.targets import load_target
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One torch thread per xdist worker: two workers x two threads on two cores thrash (10x slower).
@@ -56,3 +61,26 @@ def _default_sigchld():
     if hasattr(signal, "SIGCHLD"):
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     yield
+
+
+# latency profiles measured in tests, coarse and short: 2 grid points per axis, a short scan, 3 calibration
+# plans, one timing round per micro-model
+FAST = ProfileSettings(grid_fractions=(0.5, 1.0), micro_timing={"warmup": 1, "repeats": 3, "rounds": 1},
+                       scan={"span": 4, "step": 2}, calibration_ratios=(0.0, 0.5), calibration_random=1)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_profile(tmp_path_factory):
+    """A real but coarse cpu-ort profile of cifar_resnet20."""
+    target = load_target("cpu-ort")
+    fast = profiler.replace(target, warmup=2, repeats=5, rounds=1)
+    path = tmp_path_factory.mktemp("prof") / "p.json"
+    profile = profiler.profile_target(fast, ["cifar_resnet20"], path, progress=False, settings=FAST)
+    return fast, path, profile
+
+
+def assert_line_fits_its_points(profile: Profile, name: str) -> None:
+    """The calibration line is the least-squares line through its points, priced as the profile prices them."""
+    cal, model = profile.calibration[name], LatencyModel(profile, name)
+    xs = [model.layers_ms(profile.model_layers(name, p)) for p in cal.points]
+    assert [cal.scale, cal.offset_ms] == pytest.approx(list(np.polyfit(xs, [p["measured_ms"] for p in cal.points], 1)))
