@@ -1,10 +1,9 @@
-"""Plan shapes: the uniform and global plans under a budget, and choosing among shapes by timing them."""
+"""Plan shapes: the uniform plan under a budget, and choosing among shapes by measuring them on the target."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -19,7 +18,7 @@ from edgeprune.plan.budget import Budget, BudgetError, PlanConstraints
 from edgeprune.plan.candidates import SHAPES
 from edgeprune.plan.planner import importance_for
 from edgeprune.plan.run import PruneSettings, prune_run
-from edgeprune.plan.shapes import plan_by_shape
+from edgeprune.plan.uniform import plan_uniform
 from edgeprune.prune import load_pruned, prune_model
 from edgeprune.prune.oracle import check_shrunk
 from edgeprune.validation import count_macs
@@ -39,7 +38,7 @@ def resnet20():
 def test_uniform_plan_cuts_every_inner_group_alike_on_the_blocking_and_meets_the_budget(resnet20, fraction):
     model, graph, layers = resnet20
     c = PlanConstraints(align=16)
-    result = plan_by_shape(model, graph, layers, Budget.parse("macs", f"{fraction}x"), constraints=c)
+    result = plan_uniform(model, graph, layers, Budget.parse("macs", f"{fraction}x"), constraints=c)
     assert result.pruned["macs"] <= fraction * result.dense["macs"] + 1e-9
     assert result.pruned["macs"] >= (fraction - 0.1) * result.dense["macs"]  # the least cut, not the deepest
     shared = {g.id for g in graph.prunable_groups if g.shared}
@@ -59,7 +58,7 @@ def test_uniform_plan_cuts_every_inner_group_alike_on_the_blocking_and_meets_the
 def test_uniform_plan_keeps_the_most_important_units_of_each_group(resnet20):
     model, graph, layers = resnet20
     scores = importance_for(model, graph)
-    result = plan_by_shape(model, graph, layers, Budget.parse("macs", "0.6x"), constraints=PlanConstraints(align=16))
+    result = plan_uniform(model, graph, layers, Budget.parse("macs", "0.6x"), constraints=PlanConstraints(align=16))
     for gid, keep in result.plan.keep.items():
         dropped = [i for i in range(len(scores[gid])) if i not in keep]
         assert min(scores[gid][keep]) >= max(scores[gid][dropped])
@@ -68,27 +67,7 @@ def test_uniform_plan_keeps_the_most_important_units_of_each_group(resnet20):
 def test_uniform_plan_below_its_reach_names_the_floor(resnet20):
     model, graph, layers = resnet20
     with pytest.raises(BudgetError, match=r"below what a uniform cut reaches \(0\.\d+x"):
-        plan_by_shape(model, graph, layers, Budget.parse("macs", "0.1x"), constraints=PlanConstraints(align=16))
-
-
-def test_global_plan_cuts_where_units_matter_least_to_their_group(resnet20):
-    """Half of one group's units score near zero against its mean, every other group is flat: a global plan
-    takes that half first, whatever it saves, and cuts nothing deeper elsewhere; a uniform one cuts alike."""
-    model, graph, layers = resnet20
-    inner = [g for g in graph.prunable_groups if not g.shared and g.size == 16]
-    skewed = inner[0].id
-    scores = {g.id: np.ones(g.size) + np.arange(g.size) * 1e-3 for g in graph.prunable_groups}
-    scores[skewed] = np.r_[np.full(8, 0.01), np.full(8, 1.99)]
-    c, budget = PlanConstraints(align=16), Budget.parse("macs", "0.95x")
-    result = plan_by_shape(model, graph, layers, budget, None, scores, c, shape="global")
-    kept = {w.group: w.kept for w in result.widths}
-    assert result.ranked_by == "global" and result.pruned["macs"] <= 0.95 * result.dense["macs"] + 1e-9
-    assert kept[skewed] == 8 and result.plan.keep[skewed] == list(range(8, 16))
-    assert all(kept[g.id] >= 8 for g in inner)
-    pruned, _ = prune_model(model, graph, result.plan)
-    assert check_shrunk(model, graph, result.plan, pruned, SHAPE[1:]) < 1e-4
-    uniform = plan_by_shape(model, graph, layers, budget, None, scores, c)
-    assert {w.group: w.kept for w in uniform.widths} != kept
+        plan_uniform(model, graph, layers, Budget.parse("macs", "0.1x"), constraints=PlanConstraints(align=16))
 
 
 def ms_from_params(target, models, shape, passes=1, desc=""):
@@ -151,6 +130,6 @@ def test_compare_plans_on_a_model_the_profile_lacks_times_the_shapes_it_can_plan
     settings = PruneSettings(Budget.parse("macs", "0.7x"), compare_plans=True)
     prune_run("cifar_vgg16", "cpu-ort", settings, tmp_path / "p")  # two of its geometries are not profiled
     saved = json.loads((tmp_path / "p" / "plan_result.json").read_text())["compared"]
-    assert {r["shape"] for r in saved["plans"]} == {"macs", "uniform", "global"}
+    assert {r["shape"] for r in saved["plans"]} == {"macs", "uniform"}
     assert "no table for 2 of the model's layer geometries" in saved["skipped"]["latency"]
     assert all(r["predicted"] is None for r in saved["plans"])

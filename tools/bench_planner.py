@@ -13,8 +13,7 @@ in interleaved rounds so machine drift hits them all alike:
 With ``--remove-branches``, every plan may also remove whole residual branches (groups that are a branch's
 entire inside go to width 0), and one more plan, ``latency-driven, channels only``, shows what that adds.
 
-``uniform, on the blocking`` is every group cut by one fraction (edgeprune's uniform plan shape);
-``global, on the blocking`` cuts the least important units network-wide, cost ignored (its global shape). With
+``uniform, on the blocking`` is every group cut by one fraction (edgeprune's uniform plan shape). With
 ``--peer``, Torch-Pruning's uniform and global plans at the same MACs join the run (tools/peer_plans.py),
 and the row ``compare_plans_chose`` says which of edgeprune's shapes ``prune --compare-plans`` keeps, chosen
 by its own timing before this run's.
@@ -54,7 +53,7 @@ from edgeprune.latency.profiler import build_model, model_input_shape, prepare_m
 from edgeprune.models import create_model
 from edgeprune.plan.candidates import choose_fastest
 from edgeprune.plan.planner import Budget, PlanConstraints, Planner, importance_for, plan_pruning
-from edgeprune.plan.shapes import plan_by_shape
+from edgeprune.plan.uniform import plan_uniform
 from edgeprune.prune import prune_model
 from edgeprune.targets import channel_align, load_target
 from edgeprune.timing import summarize_ratios
@@ -73,10 +72,8 @@ PLANS = {
     "flops-driven, 1/16 steps": ("macs", PlanConstraints.step),
     "macs-ranked, on the blocking": ("macs", "blocking"),
     "uniform, on the blocking": ("uniform", "blocking"),
-    "global, on the blocking": ("global", "blocking"),
 }
-SHAPE_OF = {"latency-driven": "latency", "macs-ranked, on the blocking": "macs", "uniform, on the blocking": "uniform",
-            "global, on the blocking": "global"}  # fmt: skip
+SHAPE_OF = {"latency-driven": "latency", "macs-ranked, on the blocking": "macs", "uniform, on the blocking": "uniform"}
 SHAPE_OF_LABEL = {v: k for k, v in SHAPE_OF.items()}
 CEILING = "speed ceiling: most ms per MAC, importance ignored"
 CHANNELS_ONLY = "latency-driven, channels only"
@@ -102,8 +99,8 @@ def variants(name: str, target, profile: Profile, budget: Budget, shared: float,
     out = {"dense": (model, None)}
 
     def add(label: str, ranked_by: str, c: PlanConstraints, importance=None, prof: Profile = profile) -> None:
-        if ranked_by in ("uniform", "global"):
-            result = plan_by_shape(model, graph, layers, budget, prof, importance, c, shape[-1], ranked_by)
+        if ranked_by == "uniform":
+            result = plan_uniform(model, graph, layers, budget, prof, importance, c, shape[-1])
         else:
             result = plan_pruning(model, graph, layers, budget, ranked_by, prof, importance, c, side=shape[-1])
         out[label] = (prune_model(model, graph, result.plan)[0].eval(), result)

@@ -48,8 +48,8 @@ budget_options = options(
     click.option("--measured-rounds", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
                  help="Time up to N plans until the measured latency meets --latency."),
     click.option("--compare-plans", is_flag=True,
-                 help="Time a latency-ranked, a MACs-ranked, a uniform and a global plan for the budget on the "
-                      "target (it must run here) and keep the fastest."),
+                 help="Time a latency-ranked, a MACs-ranked and a uniform plan for the budget on the target "
+                      "(it must run here) and keep the fastest."),
     click.option("--remove-branches", is_flag=True,
                  help="Let whole residual branches go (ResNet basic blocks, MobileNet-V2 blocks)."),
     click.option("--rank-by", type=click.Choice(["latency", "macs"]), default=None,

@@ -3,9 +3,8 @@
 The latency model prices layers one at a time. Inside a network the runtime adds costs no per-layer table
 sees: layout reorders around layers it cannot run in its blocked layout, narrow layers that leave the fast
 kernels, per-node overheads that do not shrink with channels. Which shape wins therefore depends on the
-model and the runtime: a greedy latency-ranked plan that narrows a few stages hard, a MACs-ranked one, a
-uniform cut that narrows everything a little, or a global one that cuts the least important units wherever
-they are. When the target runs on this machine, the planner makes one
+model and the runtime: a greedy latency-ranked plan that narrows a few stages hard, a MACs-ranked one, or a
+uniform cut that narrows everything a little. When the target runs on this machine, the planner makes one
 plan of each shape for the same budget, times them beside the unpruned model and keeps the fastest.
 """
 
@@ -21,8 +20,7 @@ from edgeprune.plan.planner import PlanResult
 from edgeprune.targets import Target
 from edgeprune.timing import summarize_ratios
 
-# ranked by profiled ms saved, by MACs saved; one fraction everywhere; least important first, cost ignored
-SHAPES = ("latency", "macs", "uniform", "global")
+SHAPES = ("latency", "macs", "uniform")  # ranked by profiled ms saved, by MACs saved, one fraction everywhere
 PASSES = 3  # fresh session pairs per plan; the ratio is their median
 
 

@@ -22,7 +22,7 @@ from edgeprune.models.registry import Pretrained
 from edgeprune.plan.candidates import choose_fastest, compared_summary, plan_shapes
 from edgeprune.plan.measured import check_measurable, check_runs_here, plan_measured
 from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, PlanResult, plan_pruning
-from edgeprune.plan.shapes import plan_by_shape
+from edgeprune.plan.uniform import plan_uniform
 from edgeprune.prune import (
     Plan,
     input_chw,
@@ -242,8 +242,8 @@ def _compare_shapes(model, graph, layers, budget, profile, why, importance, cons
     def plan_shape(kind: str) -> PlanResult:
         if kind == "latency" and profile is None:
             raise BudgetError(why)
-        if kind in ("uniform", "global"):
-            return plan_by_shape(model, graph, layers, budget, profile, importance, constraints, shape[-1], kind)
+        if kind == "uniform":
+            return plan_uniform(model, graph, layers, budget, profile, importance, constraints, shape[-1])
         return plan_pruning(model, graph, layers, budget, kind, profile, importance, constraints, settings.solver,
                             side=shape[-1])  # fmt: skip
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# ResNet-56 (pretrained), channels only, at half the MACs: every edgeprune plan shape, the global one included,
+# timed beside Torch-Pruning's uniform and global plans in one interleaved run per target.
+#   bash bench/targets/global/run.sh TARGET...
+set -eu
+cd "$(dirname "$0")/../../.."
+source .venv/bin/activate
+for T in "$@"; do
+  echo "== $T $(date -u +%H:%M:%S)"
+  python tools/bench_planner.py --target $T --macs 0.5x --model cifar_resnet56 --pretrained --peer \
+    --out bench/targets/global/planner-$T
+done
+echo "== done $(date -u +%H:%M:%S)"
