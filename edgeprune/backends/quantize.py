@@ -23,8 +23,8 @@ from edgeprune.targets import CALIBRATION_METHODS, Target
 
 RANDOM_SAMPLES = 8  # timing-only calibration: the values do not change the graph, few samples quantize fast
 CALIBRATION_BATCH = 32
-# a dynamic-batch model calibrates on batches of at most this many input pixels: onnxruntime holds every
-# activation of a batch at once, so 32 images at 640² took 16-19 GB; at this bound a 640² detector takes 1
+# a dynamic-batch model calibrates on batches of at most this many input pixels (one 640² image): onnxruntime
+# holds every activation of a batch at once, which for a detector at 640² outgrows a laptop's memory
 CALIBRATION_PIXELS = 2**19
 
 
@@ -102,7 +102,7 @@ def artifact_path(source: str | Path, suffix: str) -> Path:
 
 class _Reader:
     """onnxruntime's CalibrationDataReader protocol over batches of samples; ``set_range`` lets the quantizer
-    collect a few batches at a time (its strided calibration), which bounds the histogram methods' memory."""
+    collect a few batches at a time (its strided calibration), which bounds the memory every method takes."""
 
     def __init__(self, name: str, batches: list[np.ndarray]) -> None:
         self.feeds = [{name: b} for b in batches]
@@ -125,8 +125,9 @@ def quantize_onnx(source: str | Path, out: str | Path, samples: np.ndarray, meth
     """Static INT8 quantization of the fp32 ONNX ``source`` into ``out``: QDQ format, per-channel int8
     weights, uint8 activations with ranges calibrated on ``samples`` (N, C, H, W) by ``method``: ``minmax``
     (the widest value seen), ``entropy`` or ``percentile`` (histograms that clip rare outliers). Activations
-    are collected one batch at a time and onnxruntime merges the batches' ranges or histograms as it goes: the
-    same ranges as one pass, without the histogram methods holding every image's activations at once.
+    are collected one batch at a time (:func:`calibration_batches`) and onnxruntime merges the batches' ranges
+    or histograms as it goes, so no method holds every image's activations at once. minmax gives the ranges of
+    one pass; the histogram methods re-bin as they merge, so their ranges move a little with the batching.
 
     Written to a temporary file and renamed onto ``out`` only when the quantization succeeded, so a failure
     leaves a previous ``out`` as it was.
