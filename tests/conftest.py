@@ -69,7 +69,7 @@ FAST = ProfileSettings(grid_fractions=(0.5, 1.0), micro_timing={"warmup": 1, "re
                        scan={"span": 4, "step": 2}, calibration_ratios=(0.0, 0.5), calibration_random=1)  # fmt: skip
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # read only; shared by test_latency.py and test_calibration_line.py
 def tiny_profile(tmp_path_factory):
     """A real but coarse cpu-ort profile of cifar_resnet20."""
     target = load_target("cpu-ort")

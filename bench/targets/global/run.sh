@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# ResNet-56 (pretrained), channels only, at half the MACs: every edgeprune plan shape, the global one included,
-# timed beside Torch-Pruning's uniform and global plans in one interleaved run per target.
+# ResNet-56 (pretrained), channels only, at half the MACs: every edgeprune plan shape timed beside
+# Torch-Pruning's uniform and global plans in one interleaved run per target. The committed results were run at
+# 37c01f0, which also had a "global, on the blocking" shape (taken out in 04b61ad).
 #   bash bench/targets/global/run.sh TARGET...
 set -eu
 cd "$(dirname "$0")/../../.."
