@@ -10,6 +10,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+import edgeprune.backends.onnxruntime as ort_backend
 from edgeprune.backends import CalibrationError, QuantizationError, prepare_runner, time_runners
 from edgeprune.backends.onnxruntime import profile_events
 from edgeprune.backends.quantize import calibration_batches, quantize_onnx, random_samples
@@ -65,7 +66,7 @@ def test_int8_runner_runs_a_per_channel_qdq_model_that_agrees_with_fp32(exported
     assert 0 < np.abs(q - f).max() < np.abs(f).max()  # quantized, not an fp32 copy, and still close
 
 
-def test_random_calibration_quantizes_to_the_same_graph(exported, tmp_path):
+def test_random_calibration_quantizes_to_the_same_graph(exported, tmp_path, monkeypatch):
     """Timing-only runs calibrate on random inputs: only scales and zero points differ, never the nodes."""
     path, images, _ = exported
     real = quantize_onnx(path, tmp_path / "real.onnx", images)
@@ -77,6 +78,11 @@ def test_random_calibration_quantizes_to_the_same_graph(exported, tmp_path):
     entropy = replace(load_target("cpu-ort-int8"), calibration_count=COUNT, calibration_method="entropy")
     runner = prepare_runner(entropy, path, SHAPE)
     assert activation_scales(runner.model_path) == activation_scales(rand)
+    methods = []  # on random inputs entropy's scales can equal minmax's: check the method the quantizer got
+    monkeypatch.setattr(ort_backend, "quantize_onnx", lambda *a: methods.append(a[3]) or quantize_onnx(*a))
+    prepare_runner(entropy, path, SHAPE)
+    prepare_runner(entropy, path, SHAPE, images)
+    assert methods == ["minmax", "entropy"]
 
 
 @pytest.mark.parametrize(("side", "batch"), [(32, 32), (224, 10), (640, 1)])
