@@ -103,6 +103,25 @@ def test_backend_timing_waits_for_the_device_after_every_run_with_the_targets_co
     assert list(timed.ratios) == ["b"] and timed.ratios["b"].rounds == 4
 
 
+class ConvertingRunner(LoggingRunner):
+    """A runner whose input is converted before it runs (as a GPU runner copies it to the device)."""
+
+    def to_input(self, x: np.ndarray):
+        self.log.append((self.name, "convert"))
+        return ("converted", x)
+
+    def run(self, x) -> None:
+        assert x[0] == "converted", "the harness handed run an unconverted input"
+        super().run(x)
+
+
+def test_timing_converts_the_input_once_not_in_every_timed_run():
+    target = target_from_dict("t", {"backend": "torch", "warmup": 1, "repeats": 3, "rounds": 2})
+    log: list = []
+    measure_latency(ConvertingRunner("a", log), np.zeros(1), target)
+    assert log.count(("a", "convert")) == 1 and log.count(("a", "run")) == 7
+
+
 @pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider' is not in available:UserWarning")
 def test_onnxruntime_refuses_a_silent_cpu_fallback(resnet20_onnx):
     _, path = resnet20_onnx
@@ -128,6 +147,12 @@ def test_torch_backend_cpu(resnet20_onnx):
     runner = get_backend("torch").prepare(target, module=model)
     x = np.zeros((1, 3, 32, 32), np.float32)
     assert runner.run(x).shape == (1, 10)
+    x1 = np.random.default_rng(0).standard_normal((1, 3, 32, 32), dtype=np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x1))
+    # a converted input runs as the array it came from, and converting it again changes nothing
+    assert torch.allclose(runner.run(runner.to_input(runner.to_input(x1))), expected, atol=1e-5)
+    assert not torch.allclose(runner.run(x), expected, atol=1e-3)
     stats = measure_latency(runner, x, target)
     assert stats.samples == QUICK["rounds"] * QUICK["repeats"] and len(stats.round_medians_ms) == QUICK["rounds"]
     assert 0 < stats.min_ms <= min(stats.round_medians_ms) <= stats.median_ms <= max(stats.round_medians_ms)

@@ -190,7 +190,7 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
                       imgsz: int = 640, batch: int = 16, lr: float = 1e-4, *, optimizer: str = "AdamW",
                       weight_decay: float = 5e-4, warmup_epochs: float = 0.0, seed: int = 0, train_bn: bool = False,
                       pretrained: Pretrained = False, teacher: str | DistillConfig | None = None, reg: str = "none",
-                      reg_kwargs: dict | None = None, device: str = "cpu", progress: bool = True,
+                      reg_kwargs: dict | None = None, device: str | None = None, progress: bool = True,
                       extra: dict | None = None) -> dict:  # fmt: skip
     """Fine-tune a (pruned) Ultralytics detector on a dataset yaml through Ultralytics' DetectionTrainer (a
     segmentation model: its SegmentationTrainer, on polygon labels, with the mask metrics in run.json).
@@ -205,8 +205,10 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
     convs (the rebuilt checkpoints of the data folder) loses most of its accuracy in one epoch otherwise.
     ``teacher``: distillation from that model (see :mod:`edgeprune.train.detect_distill`). ``reg``:
     a regularizer (``edgeprune.regularize``) whose gradient is added before every optimizer step (Ultralytics
-    sums its loss over the batch: scale ``lam`` accordingly). ``extra``: further Ultralytics train arguments
-    (``mosaic=0.5``, ``close_mosaic=0``...).
+    sums its loss over the batch: scale ``lam`` accordingly). ``device``: Ultralytics' device string; by
+    default the first GPU when torch sees one (images then load in up to 8 worker processes), else the CPU.
+    ``extra``: further Ultralytics train arguments (``mosaic=0.5``, ``close_mosaic=0``, ``workers=4``...),
+    which take precedence over the ones set here.
     """
     out = Path(out_dir)
     if (out / RUN_FILE).exists() or (out / "model").exists():
@@ -232,11 +234,15 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
     hook = SparsityHook.from_graph(raw, graph, reg, **(reg_kwargs or {}))
     criterion = _distill_criterion(distill, raw) if distill else None
     out.mkdir(parents=True, exist_ok=True)
+    if device is None:
+        device = "0" if torch.cuda.is_available() else "cpu"
+    workers = 0 if device == "cpu" else min(8, os.cpu_count() or 1)  # loading in the main process on CPU
     overrides = dict(model=str(model_ref), data=str(data.write(out / "data.yaml")), epochs=epochs, imgsz=imgsz,
                      batch=batch, nbs=batch, lr0=lr, optimizer=optimizer, weight_decay=weight_decay,
                      warmup_epochs=warmup_epochs, seed=seed, deterministic=True, amp=False, plots=False,
-                     device=device, workers=0, project=str(out.resolve()), name="ultralytics", exist_ok=True,
-                     val=True, verbose=False, task=task, **(extra or {}))  # fmt: skip
+                     device=device, workers=workers, project=str(out.resolve()), name="ultralytics", exist_ok=True,
+                     val=True, verbose=False, task=task)  # fmt: skip
+    overrides.update(extra or {})
     epochs_log: list[dict] = []
     with ultralytics_session():
         try:

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The GPU run of issues 21 and 22 (one lent H200, minutes of device time): fine-tune the pruned YOLOv8n on the
+# GPU; time it against the dense model with torch CUDA fp16 (CUDA graphs and eager, batch 1 and 32); measure
+# cuda-torch-fp16 profiles (batch 1 and 32) of ResNet-56, MobileNet-V2 and ResNet-50; check the predictor on
+# them and compare latency-driven with FLOPs-driven plans at half the MACs. Every step has a time cap; a failed
+# step is logged and the next one runs.
+#   bash bench/gpu/run.sh OUT_DIR     (from the repository root; .gpu/ holds what the machine lacks:
+#                                      site/ packages, data/ = EDGEPRUNE_DATA, p-0.7x/ the pruned model)
+# Dry run on a CPU: T1=cpu.toml TE=cpu.toml T32=cpu32.toml FT_MIN=0.5 LIMIT=600 bash bench/gpu/run.sh /tmp/x
+set -u
+OUT=${1:?OUT_DIR}
+R=$OUT/r
+mkdir -p "$R"
+export PYTHONPATH=$PWD:$PWD/.gpu/site PYTHONUNBUFFERED=1 EDGEPRUNE_DATA=$PWD/.gpu/data EDGEPRUNE_HOME=/tmp/ep-home
+T1=${T1:-cuda-torch-fp16}
+TE=${TE:-bench/gpu/targets/cuda-torch-fp16-eager.toml}
+T32=${T32:-bench/gpu/targets/cuda-torch-fp16-b32.toml}
+FT_MIN=${FT_MIN:-2.5}
+LIMIT=${LIMIT:-540}
+START=$(date +%s)
+PY=python3
+EP="$PY -m edgeprune.cli"
+MODELS=${MODELS:-"cifar_resnet56 mobilenet_v2 resnet50"}
+
+left() { echo $((LIMIT - ($(date +%s) - START))); }
+step() {  # step CAP_S COMMAND...: run it for at most CAP_S seconds (less if the run's time is nearly out)
+  local cap=$1 l
+  shift
+  l=$(left)
+  if [ "$l" -lt 20 ]; then echo "== skipped (time): $*" >&2; return; fi
+  [ "$cap" -gt "$l" ] && cap=$l
+  echo "== $(date -u +%T) ($l s left, cap $cap s): $*" >&2
+  timeout "$cap" "$@"
+  echo "== rc $?" >&2
+}
+slug() { $PY -c "from edgeprune.latency.profile import device_fingerprint as f, device_slug as s; print(s(f('torch')))"; }
+
+{ nvidia-smi; $PY -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available())"; } \
+  > "$R/machine.txt" 2>&1
+Y=$R/coco256.yaml
+sed "s#^path: .*#path: $EDGEPRUNE_DATA/coco256#" "$EDGEPRUNE_DATA/coco256/coco256.yaml" > "$Y"
+DEV=$(slug)
+echo "device: $DEV"
+
+# issue 21: the pruned YOLOv8n (0.7x cpu-ort latency plan) fine-tuned with distillation, as on the CPU, longer
+step $((${FT_MIN%.*} * 60 + 80)) $PY bench/gpu/finetune_yolo.py .gpu/p-0.7x/model "$Y" "$R/ft" "$FT_MIN"
+step 90 $PY tools/bench_latency.py "$R/yolo-latency.json" --target "$T1" --target "$TE" --batch 1 --batch 32 \
+  --input-size 640 --model ultralytics:yolov8n.yaml --model .gpu/p-0.7x/model
+# the dense classifiers, CUDA graphs against eager (the first target is each run's reference)
+step 40 $PY tools/bench_latency.py "$R/cnn32-latency.json" --target "$T1" --target "$TE" --batch 1 --batch 32 \
+  --input-size 32 --model cifar_resnet56
+step 60 $PY tools/bench_latency.py "$R/cnn224-latency.json" --target "$T1" --target "$TE" --batch 1 --batch 32 \
+  --input-size 224 --model mobilenet_v2 --model resnet50
+
+# issue 22: profiles, the predictor's check, latency-driven vs FLOPs-driven plans
+for T in "$T1" "$T32"; do
+  name=$(basename "$T" .toml)
+  P=$R/$name--$DEV.json
+  for m in $MODELS; do
+    step 100 $EP profile measure "$T" --model $m --out "$P" --budget-s 80
+  done
+  step 60 $EP profile check "$T" $(printf -- "--model %s " $MODELS) --profile "$P" --plans 5 --json \
+    > "$R/check-$name.json"
+  step 120 $PY tools/bench_planner.py --target "$T" --macs 0.5x $(printf -- "--model %s " $MODELS) --profile "$P" --peer \
+    --out "$R/planner-$name.json"
+done
+
+echo "== done $(date -u +%T), $(( $(date +%s) - START )) s"
