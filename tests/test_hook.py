@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from edgeprune import Budget, PruneSettings, SparsityHook, prune_run
+from edgeprune.graph import build_graph
 from edgeprune.models import create_model
 from edgeprune.regularize import HookOrderError
 
@@ -79,6 +80,23 @@ def test_importance_has_one_score_per_channel_of_every_prunable_group(trained):
     norms = channel_norms(model)
     for g, v in imp.items():
         assert torch.allclose(v.sqrt(), norms[g], rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["oicsr", "group_lasso"])
+def test_the_regularizer_works_on_weights_away_from_its_cpu_indices(method):
+    """Slices index with CPU tensors; a trainer may move the model to a GPU after the hook was built
+    (Ultralytics' does). The meta device stands in for the GPU: it checks that tensors share a device as CUDA
+    does. (``module.to("meta")`` makes new parameters, so the hook is built on the moved model's graph.)"""
+    model = create_model("cifar_resnet20")
+    graph = build_graph(model, EXAMPLE)
+    model.to("meta")
+    hook = SparsityHook.from_graph(model, graph, method, lam=0.05)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    hook.regularizer.add_gradient()  # gathers and scatters on the weights
+    assert {s.unit_energy().device.type for s in hook.regularizer.slices} == {"meta"}
+    # the indices the CPU-side code uses stay where they were
+    assert {b.unit.device.type for s in hook.regularizer.slices for b in s.blocks} == {"cpu"}
 
 
 def test_slimming_goes_through_autograd_and_adds_exactly_its_penalty_gradient():

@@ -160,6 +160,14 @@ def test_torch_backend_cpu(resnet20_onnx):
         get_backend("torch").prepare(target)
 
 
+def test_torch_runner_converts_a_copy_not_the_callers_model(resnet20_onnx):
+    model, _ = resnet20_onnx
+    target = target_from_dict("t", {"backend": "torch", "precision": "fp16", "channels_last": True, **QUICK})
+    runner = get_backend("torch").prepare(target, module=model)
+    assert runner.module.conv1.weight.dtype == torch.float16
+    assert model.conv1.weight.dtype == torch.float32 and model.conv1.weight.is_contiguous()
+
+
 def test_tensorrt_missing_is_a_clear_error():
     try:
         import tensorrt  # noqa: F401

@@ -17,6 +17,8 @@ TE=${TE:-bench/gpu/targets/cuda-torch-fp16-eager.toml}
 T32=${T32:-bench/gpu/targets/cuda-torch-fp16-b32.toml}
 FT_MIN=${FT_MIN:-2.5}
 LIMIT=${LIMIT:-540}
+PARTS=${PARTS:-"ft e2e profiles"}  # a subset reruns part of it
+has() { [[ " $PARTS " == *" $1 "* ]]; }
 START=$(date +%s)
 PY=python3
 EP="$PY -m edgeprune.cli"
@@ -43,17 +45,17 @@ DEV=$(slug)
 echo "device: $DEV"
 
 # issue 21: the pruned YOLOv8n (0.7x cpu-ort latency plan) fine-tuned with distillation, as on the CPU, longer
-step $((${FT_MIN%.*} * 60 + 80)) $PY bench/gpu/finetune_yolo.py .gpu/p-0.7x/model "$Y" "$R/ft" "$FT_MIN"
-step 90 $PY tools/bench_latency.py "$R/yolo-latency.json" --target "$T1" --target "$TE" --batch 1 --batch 32 \
+has ft && step $((${FT_MIN%.*} * 60 + 80)) $PY bench/gpu/finetune_yolo.py .gpu/p-0.7x/model "$Y" "$R/ft" "$FT_MIN"
+has e2e && step 90 $PY tools/bench_latency.py "$R/yolo-latency.json" --target "$T1" --target "$TE" --batch 1 --batch 32 \
   --input-size 640 --model ultralytics:yolov8n.yaml --model .gpu/p-0.7x/model
 # the dense classifiers, CUDA graphs against eager (the first target is each run's reference)
-step 40 $PY tools/bench_latency.py "$R/cnn32-latency.json" --target "$T1" --target "$TE" --batch 1 --batch 32 \
+has e2e && step 40 $PY tools/bench_latency.py "$R/cnn32-latency.json" --target "$T1" --target "$TE" --batch 1 --batch 32 \
   --input-size 32 --model cifar_resnet56
-step 60 $PY tools/bench_latency.py "$R/cnn224-latency.json" --target "$T1" --target "$TE" --batch 1 --batch 32 \
+has e2e && step 60 $PY tools/bench_latency.py "$R/cnn224-latency.json" --target "$T1" --target "$TE" --batch 1 --batch 32 \
   --input-size 224 --model mobilenet_v2 --model resnet50
 
 # issue 22: profiles, the predictor's check, latency-driven vs FLOPs-driven plans
-for T in "$T1" "$T32"; do
+has profiles && for T in "$T1" "$T32"; do
   name=$(basename "$T" .toml)
   P=$R/$name--$DEV.json
   for m in $MODELS; do

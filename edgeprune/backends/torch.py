@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from edgeprune.backends.base import BackendError
@@ -16,6 +18,8 @@ class TorchRunner:
         self.device = torch.device(target.device)
         self.dtype = torch.float16 if target.precision == "fp16" else torch.float32
         self.memory_format = torch.channels_last if target.channels_last else torch.contiguous_format
+        if (self.device.type, self.dtype, target.channels_last) != ("cpu", torch.float32, False):
+            module = copy.deepcopy(module)  # .to() converts in place: the caller's model stays as it was
         self.module = module.eval().to(self.device, self.dtype, memory_format=self.memory_format)
         self.graph = None
         self.use_graphs = target.cuda_graphs and self.device.type == "cuda"
@@ -26,7 +30,8 @@ class TorchRunner:
         """``x`` (an array, or a tensor from an earlier call) on the device, in the dtype and layout run takes."""
         if isinstance(x, np.ndarray):
             x = self.torch.from_numpy(x)
-        return x.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
+        x = x.to(self.device, self.dtype)
+        return x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x  # a linear layer's input: 2-D
 
     def run(self, x):
         torch = self.torch

@@ -257,6 +257,7 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
         trainer.wdir.rmdir()
     # keep the EMA weights (what was validated) in the trained module, whose parameters the hook holds
     net.load_state_dict(trainer.ema.ema.state_dict())
+    net.cpu()  # trained on a GPU: saved (and its importance computed) on the CPU
     net.criterion = None
     net.eval()
     kwargs = {**kwargs, **raw.arch_kwargs()}  # the class names now are the data's
