@@ -149,6 +149,33 @@ def test_distillation_and_a_regularizer_run_in_ultralytics_loop(tiny, tmp_path, 
     assert groups and run["regularizer"] == "oicsr"
 
 
+class TrainerStopped(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("cuda", "extra", "device", "workers"),
+                         [(False, None, "cpu", 0), (True, None, "0", 8), (True, {"workers": 2, "time": 0.1}, "0", 2)])
+def test_the_fine_tune_trains_on_the_gpu_when_there_is_one_and_extra_arguments_win(tiny, tmp_path, monkeypatch,
+                                                                                    cuda, extra, device, workers):
+    data, _, pruned = tiny
+    seen: dict = {}
+
+    def trainer_class(task):
+        def build(net, hook, overrides, frozen_bn):
+            seen.update(overrides)
+            raise TrainerStopped
+
+        return build
+
+    monkeypatch.setattr("edgeprune.train.detect._trainer_class", trainer_class)
+    monkeypatch.setattr("edgeprune.train.detect.torch.cuda.is_available", lambda: cuda)
+    monkeypatch.setattr("edgeprune.train.detect.os.cpu_count", lambda: 16)
+    with pytest.raises(TrainerStopped):
+        finetune_detector(str(pruned), data, tmp_path / "run", epochs=1, imgsz=SIDE, extra=extra)
+    assert (seen["device"], seen["workers"]) == (device, workers)
+    assert seen.get("time") == (extra or {}).get("time")
+
+
 def test_distillation_term_is_zero_for_the_teacher_itself_and_pulls_a_student_toward_it():
     g = torch.Generator().manual_seed(0)
     box, cls = torch.randn(2, 64, 21, generator=g), torch.randn(2, 80, 21, generator=g) - 4

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The GPU run of issues 21 and 22 (one lent H200, minutes of device time): fine-tune the pruned YOLOv8n on the
 # GPU; time it against the dense model with torch CUDA fp16 (CUDA graphs and eager, batch 1 and 32); measure
-# cuda-torch-fp16 profiles (batch 1 and 32) of ResNet-56, MobileNet-V2 and ResNet-50; check the predictor on
-# them and compare latency-driven with FLOPs-driven plans at half the MACs. Every step has a time cap; a failed
-# step is logged and the next one runs.
+# cuda-torch-fp16 profiles of ResNet-56, MobileNet-V2 and ResNet-50; check the predictor on them and compare
+# latency-driven with FLOPs-driven plans at half the MACs. Every step has a time cap; a failed step is logged
+# and the next one runs. Results of 2026-12-04: docs/benchmarks/gpu.md.
 #   bash bench/gpu/run.sh OUT_DIR     (from the repository root; .gpu/ holds what the machine lacks:
 #                                      site/ packages, data/ = EDGEPRUNE_DATA, p-0.7x/ the pruned model)
+# PARTS picks steps ("ft e2e profiles"). On the H200 the fine-tune took 150 s plus 30 s of start-up, the
+# timings 75 s; ResNet-56's 6 layer tables took about 1 s each, MobileNet-V2's and ResNet-50's 16 tables 1 to
+# 25 s each (about 2 min a model). PROFILE_S caps each model; a capped one resumes from its .partial.json
+# when rerun on the same machine.
+# PROFILE_TARGETS="cuda-torch-fp16 bench/gpu/targets/cuda-torch-fp16-b32.toml" adds batch 32.
 # Dry run on a CPU: T1=cpu.toml TE=cpu.toml T32=cpu32.toml FT_MIN=0.5 LIMIT=600 bash bench/gpu/run.sh /tmp/x
 set -u
 OUT=${1:?OUT_DIR}
@@ -23,6 +28,8 @@ START=$(date +%s)
 PY=python3
 EP="$PY -m edgeprune.cli"
 MODELS=${MODELS:-"cifar_resnet56 mobilenet_v2 resnet50"}
+PROFILE_TARGETS=${PROFILE_TARGETS:-$T1}
+PROFILE_S=${PROFILE_S:-170}
 
 left() { echo $((LIMIT - ($(date +%s) - START))); }
 step() {  # step CAP_S COMMAND...: run it for at most CAP_S seconds (less if the run's time is nearly out)
@@ -55,11 +62,11 @@ has e2e && step 60 $PY tools/bench_latency.py "$R/cnn224-latency.json" --target 
   --input-size 224 --model mobilenet_v2 --model resnet50
 
 # issue 22: profiles, the predictor's check, latency-driven vs FLOPs-driven plans
-has profiles && for T in "$T1" "$T32"; do
+has profiles && for T in $PROFILE_TARGETS; do
   name=$(basename "$T" .toml)
   P=$R/$name--$DEV.json
   for m in $MODELS; do
-    step 100 $EP profile measure "$T" --model $m --out "$P" --budget-s 80
+    step $((PROFILE_S + 20)) $EP profile measure "$T" --model $m --out "$P" --budget-s "$PROFILE_S"
   done
   step 60 $EP profile check "$T" $(printf -- "--model %s " $MODELS) --profile "$P" --plans 5 --json \
     > "$R/check-$name.json"
