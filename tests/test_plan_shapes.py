@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 import pytest
 import torch
@@ -15,12 +16,13 @@ from edgeprune.latency import collect_layers
 from edgeprune.latency.layers import on_blocking
 from edgeprune.models import create_model
 from edgeprune.plan.budget import Budget, BudgetError, PlanConstraints
-from edgeprune.plan.candidates import SHAPES
+from edgeprune.plan.candidates import SHAPES, choose_fastest
 from edgeprune.plan.planner import importance_for
 from edgeprune.plan.run import PruneSettings, prune_run
 from edgeprune.plan.uniform import plan_uniform
 from edgeprune.prune import load_pruned, prune_model
 from edgeprune.prune.oracle import check_shrunk
+from edgeprune.targets import load_target
 from edgeprune.validation import count_macs
 
 SHAPE = (1, 3, 32, 32)
@@ -100,6 +102,24 @@ def test_compare_plans_keeps_the_shape_that_measured_fastest_and_records_every_s
     assert share == pytest.approx(rows[saved["chosen"]]["measured"])
     assert all(r["macs"] <= 0.6 + 1e-9 for r in rows.values())
     assert f"kept: {saved['chosen']}" in (tmp_path / "p" / "plan.md").read_text()
+
+
+@pytest.mark.parametrize(("passes", "kept"), [
+    ([(0.60, 0.55), (0.60, 0.58), (0.60, 0.59)], "other"),  # faster in every pass: switch
+    ([(0.60, 0.55), (0.60, 0.58), (0.60, 0.62)], "first"),  # faster by the median, slower once: noise
+    ([(0.60, 0.60)] * 3, "first"),  # a tie keeps the planner's own
+])  # fmt: skip
+def test_compare_plans_switches_from_the_first_shape_only_on_a_win_in_every_pass(monkeypatch, passes, kept):
+    def fake(target, models, shape, passes_=1, desc=""):
+        return [[(1.0, first), (1.0, other)] for first, other in passes]
+
+    monkeypatch.setattr(profiler, "measure_variants", fake)
+    model = create_model("cifar_resnet20")
+    plans = {"first": mock.Mock(plan=mock.Mock(keep={0: [0]}), pruned={"macs": 1}, dense={"macs": 2}),
+             "other": mock.Mock(plan=mock.Mock(keep={0: [1]}), pruned={"macs": 1}, dense={"macs": 2})}
+    chosen, rows = choose_fastest(plans, load_target("cpu-ort"), model, (1, 3, 32, 32), lambda r: model)
+    assert chosen == kept
+    assert [r.shape for r in rows] == ["first", "other"]
 
 
 @pytest.mark.parametrize(("extra", "message"), [

@@ -59,8 +59,9 @@ def choose_fastest(
     shrink: Callable[[PlanResult], nn.Module],
     passes: int = PASSES,
 ) -> tuple[str, list[Compared]]:
-    """The shape whose plan ran fastest on ``target`` (each timed beside ``reference`` in ``passes`` fresh
-    session pairs), and every shape's timing. Identical plans are timed once."""
+    """The shape kept on ``target``, and every shape's timing. Each plan is timed beside ``reference`` in
+    ``passes`` fresh session pairs; identical plans are timed once. The first shape (the planner's own) is
+    kept unless the fastest one beat it in every pass: a win inside the timing noise is no reason to switch."""
     from edgeprune.latency import profiler
 
     if passes < 1:
@@ -82,7 +83,9 @@ def choose_fastest(
         rows.append(Compared(label, None if first_of[label] == label else first_of[label],
                              result.pruned["macs"] / result.dense["macs"], predicted, r.median, r.low, r.high))
     fastest = min(unique, key=lambda u: ratio[u].median)
-    return fastest, rows
+    j = unique.index(fastest)
+    over_first = summarize_ratios([(p[j][1] / p[j][0]) / (p[0][1] / p[0][0]) for p in timed])  # paired by pass
+    return (fastest if over_first.high < 1.0 else unique[0]), rows
 
 
 def compared_summary(chosen: str, rows: list[Compared], skipped: dict[str, str]) -> dict:
