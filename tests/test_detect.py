@@ -154,7 +154,8 @@ class TrainerStopped(Exception):
 
 
 @pytest.mark.parametrize(("cuda", "extra", "device", "workers"),
-                         [(False, None, "cpu", 0), (True, None, "0", 8), (True, {"workers": 2, "time": 0.1}, "0", 2)])
+                         [(False, None, "cpu", 0), (True, None, "0", 8), (True, {"workers": 2, "time": 0.1}, "0", 2),
+                          (True, {"device": "cpu"}, "cpu", 0)])
 def test_the_fine_tune_trains_on_the_gpu_when_there_is_one_and_extra_arguments_win(tiny, tmp_path, monkeypatch,
                                                                                     cuda, extra, device, workers):
     data, _, pruned = tiny

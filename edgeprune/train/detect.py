@@ -234,9 +234,10 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
     hook = SparsityHook.from_graph(raw, graph, reg, **(reg_kwargs or {}))
     criterion = _distill_criterion(distill, raw) if distill else None
     out.mkdir(parents=True, exist_ok=True)
+    device = (extra or {}).get("device", device)
     if device is None:
         device = "0" if torch.cuda.is_available() else "cpu"
-    workers = 0 if device == "cpu" else min(8, os.cpu_count() or 1)  # loading in the main process on CPU
+    workers = 0 if str(device) == "cpu" else min(8, os.cpu_count() or 1)  # loading in the main process on CPU
     overrides = dict(model=str(model_ref), data=str(data.write(out / "data.yaml")), epochs=epochs, imgsz=imgsz,
                      batch=batch, nbs=batch, lr0=lr, optimizer=optimizer, weight_decay=weight_decay,
                      warmup_epochs=warmup_epochs, seed=seed, deterministic=True, amp=False, plots=False,
