@@ -4,11 +4,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from test_latency_model import two_layer_profile
 
 from edgeprune.latency.calibration import activations_mb, fit_calibration, fit_line
 from edgeprune.latency.model import LatencyModel, activation_mb
 from edgeprune.latency.profile import Calibration, ProfileError
-from tests.test_latency_model import two_layer_profile
 
 
 def points(measured, layers_ms, act_mb=None):
