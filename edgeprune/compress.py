@@ -137,14 +137,14 @@ def _accuracy_data(cfg: CompressConfig) -> str | None:
 
 
 def _validate(cfg: CompressConfig, original: str, pruned_dir: Path, out: Path, planned: dict | None) -> dict:
-    from edgeprune.latency import Profile, collect_layers
-    from edgeprune.latency.profile import find_profile
+    from edgeprune.latency import collect_layers
+    from edgeprune.latency.profile import load_for_target
     from edgeprune.targets import load_target
     from edgeprune.validation import resolve_pair, validate
 
     if not out.is_dir():
         target = load_target(cfg.target)
-        profile = Profile.load(cfg.profile_path or find_profile(target.name, target.backend))
+        profile = load_for_target(target, cfg.profile_path)
         accuracy_data = _accuracy_data(cfg)
         pair = resolve_pair(original, str(pruned_dir), cfg.pretrained if original == cfg.model else False)
         planned_by_latency = "latency" in (cfg.prune.budget.kind, cfg.prune.ranked_by)

@@ -22,6 +22,7 @@ from edgeprune.errors import EdgepruneError
 from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
 from edgeprune.latency import Profile, collect_layers
 from edgeprune.latency.model import LatencyModel
+from edgeprune.latency.profile import run_mismatch
 from edgeprune.models import get_entry
 from edgeprune.models.registry import Pretrained
 from edgeprune.prune import input_chw, load_model_ref
@@ -271,6 +272,8 @@ def validate(
     reason = unavailable_reason(target)
     if reason:
         raise ValidationError(f"target {target.name} cannot run here: {reason}")
+    if profile is not None and (mismatch := run_mismatch(profile, target)):
+        raise ValidationError(mismatch)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()

@@ -123,6 +123,22 @@ def test_validate_gate_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
     assert out.exit_code == 4 and "FAIL" in out.output and "falls short" in out.output
 
 
+@pytest.mark.parametrize("command", [
+    ["validate", "cifar_resnet20", "PRUNED", "--target", "cpu-ort-int8", "--profile", str(PROFILE)],
+    ["prune", "cifar_resnet20", "--target", "cpu-ort-int8", "--latency", "0.8x", "--profile", str(PROFILE)],
+    ["profile", "check", "cpu-torch", "--model", "cifar_resnet20", "--profile", str(PROFILE)],
+])  # fmt: skip
+def test_a_profile_measured_running_otherwise_cannot_price_the_target(tmp_path, pruned_dir, command):
+    """The fp32 onnxruntime tables would price int8 (or torch) layers: an error naming what differs."""
+    args = [str(pruned_dir) if a == "PRUNED" else a for a in command] + ["--out", str(tmp_path / "o")]
+    if command[0] == "profile":
+        args = args[:-2]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 1, out.output
+    assert "measured for target 'cpu-ort' with" in out.output and "cannot price" in out.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_report_rebuild_and_pareto(tmp_path, pruned_dir):
     target = target_from_dict("fast-ort", FAST_ORT)
     report = validate(resolve_model("cifar_resnet20"), resolve_model(str(pruned_dir)), target, tmp_path / "a")

@@ -16,7 +16,7 @@ from edgeprune.errors import OutputExistsError
 from edgeprune.graph import build_graph
 from edgeprune.latency.costs import make_cost
 from edgeprune.latency.layers import collect_layers
-from edgeprune.latency.profile import Profile, ProfileError, find_profile, measure_hint
+from edgeprune.latency.profile import Profile, ProfileError, load_for_target, measure_hint
 from edgeprune.models import create_model
 from edgeprune.models.registry import Pretrained
 from edgeprune.plan.candidates import choose_fastest, compared_summary, plan_shapes
@@ -119,7 +119,7 @@ def prune_run(
     layers = collect_layers(model, shape)
     settings, note, profile = _resolve_ranking(settings, profile_path, target, layers, name, shape[-1])
     if profile is None and "latency" in (settings.budget.kind, settings.ranked_by):
-        profile = Profile.load(profile_path or find_profile(target.name, target.backend))
+        profile = load_for_target(target, profile_path)
     importance, source = read_importance(model_ref, graph.fingerprint)
     calibrated = _calibrate(model, graph, name, shape[-1], calibration)
     if calibrated is not None:
@@ -225,7 +225,7 @@ def _profile_for_shapes(profile: Profile | None, path, target, layers) -> tuple[
     timed anyway, so a missing profile only takes the latency-ranked shape out."""
     if profile is None:
         try:
-            profile = Profile.load(path or find_profile(target.name, target.backend))
+            profile = load_for_target(target, path)
         except ProfileError as exc:
             return None, str(exc)
     gaps = profile.missing(layers)
