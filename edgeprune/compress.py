@@ -138,7 +138,7 @@ def _accuracy_data(cfg: CompressConfig) -> str | None:
 
 def _validate(cfg: CompressConfig, original: str, pruned_dir: Path, out: Path, planned: dict | None) -> dict:
     from edgeprune.latency import collect_layers
-    from edgeprune.latency.profile import load_for_target
+    from edgeprune.latency.target_profile import load_for_target
     from edgeprune.targets import load_target
     from edgeprune.validation import resolve_pair, validate
 

@@ -22,7 +22,7 @@ from edgeprune.errors import EdgepruneError
 from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
 from edgeprune.latency import Profile, collect_layers
 from edgeprune.latency.model import LatencyModel
-from edgeprune.latency.profile import run_mismatch
+from edgeprune.latency.target_profile import run_mismatch
 from edgeprune.models import get_entry
 from edgeprune.models.registry import Pretrained
 from edgeprune.prune import input_chw, load_model_ref

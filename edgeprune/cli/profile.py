@@ -30,7 +30,8 @@ def _load_target(name: str, models: tuple[str, ...] = ()):
 
 def _load(target, profile_path: str | None, strict: bool = False):
     """The profile to read: --profile, else this device's, else one of the target's shipped profiles."""
-    from edgeprune.latency.profile import find_profile, load_for_target
+    from edgeprune.latency.profile import find_profile
+    from edgeprune.latency.target_profile import load_for_target
 
     path = Path(profile_path) if profile_path else find_profile(target.name, target.backend)
     return load_for_target(target, path, strict), path

@@ -368,30 +368,6 @@ def profile_dirs() -> list[Path]:
     return [d for i, d in enumerate(dirs) if d.is_dir() and d not in dirs[:i]]
 
 
-RUN_FIELDS = ("backend", "device", "precision", "batch")  # what makes a profile's tables the target's
-
-
-def run_mismatch(profile: Profile, target) -> str:
-    """How ``profile``'s tables were measured otherwise than ``target`` runs ("" when they match): another
-    backend, device, precision or batch prices another runtime's layers."""
-    differ = [f"{k} {profile.target.get(k)!r} (the target: {getattr(target, k)!r})" for k in RUN_FIELDS
-              if k in profile.target and profile.target[k] != getattr(target, k)]  # fmt: skip
-    if not differ:
-        return ""
-    return (f"the profile was measured for target {profile.target.get('name')!r} with {', '.join(differ)}: it "
-            f"cannot price {target.name!r} (edgeprune profile measure {target.name} --model MODEL makes one)")
-
-
-def load_for_target(target, path: str | os.PathLike | None = None, strict: bool = False) -> Profile:
-    """``path`` (else :func:`find_profile`'s) loaded for ``target``; :class:`ProfileError` on a
-    :func:`run_mismatch`."""
-    path = path or find_profile(target.name, target.backend)
-    profile = Profile.load(path, strict=strict)
-    if mismatch := run_mismatch(profile, target):
-        raise ProfileError(f"{path}: {mismatch}")
-    return profile
-
-
 def default_profile_path(target_name: str, device: dict) -> Path:
     """Where a profile measured (or imported) here is written unless a path is given: the user's folder."""
     return user_dir("profiles") / f"{target_name}--{device_slug(device)}.json"

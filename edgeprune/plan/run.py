@@ -16,7 +16,8 @@ from edgeprune.errors import OutputExistsError
 from edgeprune.graph import build_graph
 from edgeprune.latency.costs import make_cost
 from edgeprune.latency.layers import collect_layers
-from edgeprune.latency.profile import Profile, ProfileError, load_for_target, measure_hint
+from edgeprune.latency.profile import Profile, ProfileError, measure_hint
+from edgeprune.latency.target_profile import load_for_target
 from edgeprune.models import create_model
 from edgeprune.models.registry import Pretrained
 from edgeprune.plan.candidates import choose_fastest, compared_summary, plan_shapes
