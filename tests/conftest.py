@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -73,7 +74,7 @@ FAST = ProfileSettings(grid_fractions=(0.5, 1.0), micro_timing={"warmup": 1, "re
 def tiny_profile(tmp_path_factory):
     """A real but coarse cpu-ort profile of cifar_resnet20."""
     target = load_target("cpu-ort")
-    fast = profiler.replace(target, warmup=2, repeats=5, rounds=1)
+    fast = replace(target, warmup=2, repeats=5, rounds=1)
     path = tmp_path_factory.mktemp("prof") / "p.json"
     profile = profiler.profile_target(fast, ["cifar_resnet20"], path, progress=False, settings=FAST)
     return fast, path, profile

@@ -7,7 +7,7 @@
 #   bash bench/gpu/run.sh OUT_DIR     (from the repository root; .gpu/ holds what the machine lacks:
 #                                      site/ packages, data/ = EDGEPRUNE_DATA, p-0.7x/ the pruned model;
 #                                      bash bench/gpu/bundle.sh builds it)
-# PARTS picks steps ("ft e2e profiles"). On the H200 the fine-tune took 150 s plus 30 s of start-up, the
+# PARTS picks steps ("ft e2e profiles"). On the H200 the fine-tune step took 162 s (150 s of training), the
 # timings 75 s; ResNet-56's 6 layer tables took about 1 s each, MobileNet-V2's and ResNet-50's 16 tables 1 to
 # 25 s each (about 2 min a model). PROFILE_S caps each model; a capped one resumes from its .partial.json
 # when rerun on the same machine.
