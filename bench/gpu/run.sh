@@ -7,11 +7,12 @@
 #   bash bench/gpu/run.sh OUT_DIR     (from the repository root; .gpu/ holds what the machine lacks:
 #                                      site/ packages, data/ = EDGEPRUNE_DATA, p-0.7x/ the pruned model;
 #                                      bash bench/gpu/bundle.sh builds it)
-# PARTS picks steps ("ft e2e profiles"). On the H200 the fine-tune step took 162 s (150 s of training), the
+# PARTS picks steps ("ft e2e profiles branches"). On the H200 the fine-tune step took 162 s (150 s of training), the
 # timings 75 s; ResNet-56's 6 layer tables took about 1 s each, MobileNet-V2's and ResNet-50's 16 tables 1 to
 # 25 s each (about 2 min a model). PROFILE_S caps each model; a capped one resumes from its .partial.json
 # when rerun on the same machine.
-# PROFILE_TARGETS="cuda-torch-fp16 bench/gpu/targets/cuda-torch-fp16-b32.toml" adds batch 32.
+# PROFILES="cuda-torch-fp16:cifar_resnet56,resnet50 bench/gpu/targets/cuda-torch-fp16-b32.toml:cifar_resnet56"
+# picks targets and models; SEEDS (below) resumes from tables measured on an earlier lease.
 # Dry run on a CPU: T1=cpu.toml TE=cpu.toml T32=cpu32.toml FT_MIN=0.5 LIMIT=600 bash bench/gpu/run.sh /tmp/x
 set -u
 OUT=${1:?OUT_DIR}
@@ -23,13 +24,12 @@ TE=${TE:-bench/gpu/targets/cuda-torch-fp16-eager.toml}
 T32=${T32:-bench/gpu/targets/cuda-torch-fp16-b32.toml}
 FT_MIN=${FT_MIN:-2.5}
 LIMIT=${LIMIT:-540}
-PARTS=${PARTS:-"ft e2e profiles"}  # a subset reruns part of it
+PARTS=${PARTS:-"ft e2e profiles branches"}  # a subset reruns part of it
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 START=$(date +%s)
 PY=python3
 EP="$PY -m edgeprune.cli"
 MODELS=${MODELS:-"cifar_resnet56 mobilenet_v2 resnet50"}
-PROFILE_TARGETS=${PROFILE_TARGETS:-$T1}
 PROFILE_S=${PROFILE_S:-170}
 
 left() { echo $((LIMIT - ($(date +%s) - START))); }
@@ -48,7 +48,7 @@ slug() { $PY -c "from edgeprune.latency.profile import device_fingerprint as f, 
 { nvidia-smi; $PY -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available())"; } \
   > "$R/machine.txt" 2>&1
 Y=$R/coco256.yaml
-sed "s#^path: .*#path: $EDGEPRUNE_DATA/coco256#" "$EDGEPRUNE_DATA/coco256/coco256.yaml" > "$Y"
+has ft && sed "s#^path: .*#path: $EDGEPRUNE_DATA/coco256#" "$EDGEPRUNE_DATA/coco256/coco256.yaml" > "$Y"
 DEV=$(slug)
 echo "device: $DEV"
 
@@ -62,17 +62,51 @@ has e2e && step 40 $PY tools/bench_latency.py "$R/cnn32-latency.json" --target "
 has e2e && step 60 $PY tools/bench_latency.py "$R/cnn224-latency.json" --target "$T1" --target "$TE" --batch 1 --batch 32 \
   --input-size 224 --model mobilenet_v2 --model resnet50
 
-# issue 22: profiles, the predictor's check, latency-driven vs FLOPs-driven plans
-has profiles && for T in $PROFILE_TARGETS; do
+# issue 22: profiles, the predictor's check, latency-driven vs FLOPs-driven plans. PROFILES lists TARGET:MODELS;
+# SEEDS lists TARGET:PARTIAL_JSON... of tables measured on an earlier lease of the same kind of machine (the
+# largest grid of each geometry is kept), so a run resumes instead of measuring them again.
+PROFILES=${PROFILES:-"$T1:${MODELS// /,}"}
+SEEDS=${SEEDS:-}
+seed() {  # seed TARGET_NAME PARTIAL_OUT: merge the target's seed files into PARTIAL_OUT unless it exists
+  local files
+  files=$(for s in $SEEDS; do [ "${s%%:*}" = "$1" ] && echo "${s#*:}" | tr , ' '; done)
+  [ -n "$files" ] && [ ! -f "$2" ] || return 0
+  $PY - "$2" $files <<'PYEOF'
+import json, sys
+out, merged = sys.argv[1], None
+for f in sys.argv[2:]:
+    d = json.load(open(f))
+    merged = merged or {**d, "tables": {}}
+    for k, t in d["tables"].items():
+        size = lambda x: len(x["cin"]) * len(x["cout"] or [1])
+        if k not in merged["tables"] or size(t) > size(merged["tables"][k]):
+            merged["tables"][k] = t
+json.dump(merged, open(out, "w"))
+print(f"seeded {out}: {len(merged['tables'])} tables", file=sys.stderr)
+PYEOF
+}
+has profiles && for spec in $PROFILES; do
+  T=${spec%%:*}
+  models=${spec#*:}
+  models=${models//,/ }
   name=$(basename "$T" .toml)
   P=$R/$name--$DEV.json
-  for m in $MODELS; do
+  seed "$name" "${P%.json}.partial.json"
+  for m in $models; do
     step $((PROFILE_S + 20)) $EP profile measure "$T" --model $m --out "$P" --budget-s "$PROFILE_S"
   done
-  step 60 $EP profile check "$T" $(printf -- "--model %s " $MODELS) --profile "$P" --plans 5 --json \
+  step 60 $EP profile check "$T" $(printf -- "--model %s " $models) --profile "$P" --plans 5 --json \
     > "$R/check-$name.json"
-  step 120 $PY tools/bench_planner.py --target "$T" --macs 0.5x $(printf -- "--model %s " $MODELS) --profile "$P" --peer \
-    --out "$R/planner-$name.json"
+  step 150 $PY tools/bench_planner.py --target "$T" --macs 0.5x $(printf -- "--model %s " $models) --profile "$P" \
+    --peer --ceiling --out "$R/planner-$name.json"
+done
+
+# whole residual branches: at batch 1 on a GPU a layer costs its launch whatever its width (the tables), so
+# removing layers may be the one cut that pays
+P1=$R/$(basename "$T1" .toml)--$DEV.json
+has branches && for m in cifar_resnet56 resnet50; do
+  step 90 $PY tools/bench_planner.py --target "$T1" --macs 0.5x --model $m --profile "$P1" --remove-branches \
+    --out "$R/planner-branches-$m.json"
 done
 
 echo "== done $(date -u +%T), $(( $(date +%s) - START )) s"
