@@ -191,6 +191,21 @@ def test_budget_exceeded_keeps_partial_and_never_writes_the_profile(tmp_path, mo
     assert 1 <= len(partial["tables"]) < 6  # some tables done, kept for the resumed run
 
 
+def test_a_resumed_run_keeps_the_partial_tables_of_models_it_does_not_measure(tmp_path):
+    quick = replace(FAST, grid_fractions=(1.0,), scan={"span": 0, "step": 2}, calibration_ratios=(0.0,),
+                    calibration_random=1)  # fmt: skip
+    out, target = tmp_path / "p.json", load_target("cpu-ort")
+    profiler.profile_target(target, ["cifar_vgg16"], tmp_path / "vgg.json", progress=False, settings=quick)
+    vgg = json.loads((tmp_path / "vgg.json").read_text())
+    out.with_suffix(".partial.json").write_text(json.dumps(vgg))  # as if a run for VGG-16 had stopped here
+    profile = profiler.profile_target(target, ["cifar_resnet20"], out, progress=False, settings=quick)
+    resnet20 = set(tables.grid_axes(collect_layers(create_model("cifar_resnet20"), (1, 3, 32, 32)), quick))
+    only_vgg = set(vgg["tables"]) - resnet20
+    assert only_vgg and set(profile.tables) == resnet20 | only_vgg
+    assert all(profile.tables[k].ms == vgg["tables"][k]["ms"] for k in only_vgg)  # kept, not measured again
+    assert set(profile.calibration) == {"cifar_resnet20"} and not out.with_suffix(".partial.json").exists()
+
+
 def test_cli_profile_errors(tmp_path):
     runner = CliRunner()
     out = runner.invoke(main, ["profile", "measure", "no-such-target", "--model", "cifar_resnet20"])

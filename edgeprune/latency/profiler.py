@@ -209,7 +209,9 @@ def profile_target(
                 raise ProfileBudgetExceeded(f"time budget of {budget_s:.0f} s used; rerun to resume from {partial}")
             done["tables"][key] = vars(measure_table(target, key, *axes[key], Path(tmp), timing, settings))
             atomic_write_text(partial, json.dumps(done))
-        tables = {k: Table(**t) for k, t in done["tables"].items() if k in axes or earlier}
+        # every table measured this way is kept, also a resumed run's tables of models not measured now: they
+        # would be measured again otherwise (the partial file goes once the profile is written)
+        tables = {k: Table(**t) for k, t in done["tables"].items()}
         profile = Profile(target_dict(target), device_fingerprint(target.backend), stamp["settings"], tables)
         points = {name: c.points for name, c in earlier.calibration.items()} if earlier else {}
         points.update({calibration_name(name, side): calibration_points(target, name, settings, side)
