@@ -54,7 +54,7 @@ def plot_staircases(profile: Profile, layers: list[Layer], path: str | os.PathLi
         ax.set_title(key, fontsize=8)
         ax.set_ylabel("ms")
     axes[-1, 0].set_xlabel("output channels (green: widths right before a latency step)")
-    fig.suptitle(f"{profile.target.get('name')} on {profile.device.get('cpu')}", fontsize=9)
+    fig.suptitle(f"{profile.target.get('name')} on {profile.device.get('gpu') or profile.device.get('cpu')}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
