@@ -16,7 +16,7 @@ from edgeprune.latency import collect_layers
 from edgeprune.latency.layers import on_blocking
 from edgeprune.models import create_model
 from edgeprune.plan.budget import Budget, BudgetError, PlanConstraints
-from edgeprune.plan.candidates import SHAPES, choose_fastest
+from edgeprune.plan.candidates import PREDICTED_MARGIN, SHAPES, choose_fastest, choose_predicted
 from edgeprune.plan.planner import importance_for
 from edgeprune.plan.run import PruneSettings, prune_run
 from edgeprune.plan.uniform import plan_uniform
@@ -153,3 +153,39 @@ def test_compare_plans_on_a_model_the_profile_lacks_times_the_shapes_it_can_plan
     assert {r["shape"] for r in saved["plans"]} == {"macs", "uniform"}
     assert "no table for 2 of the model's layer geometries" in saved["skipped"]["latency"]
     assert all(r["predicted"] is None for r in saved["plans"])
+
+
+def test_a_macs_budget_by_default_keeps_the_shape_the_profile_prices_lowest_without_timing(tmp_path, monkeypatch):
+    def no_timing(*args, **kwargs):
+        raise AssertionError("the default plan times nothing")
+
+    monkeypatch.setattr(profiler, "measure_variants", no_timing)
+    result = prune_run("cifar_resnet20", "cpu-ort", PruneSettings(Budget.parse("macs", "0.6x")), tmp_path / "p")
+    saved = json.loads((tmp_path / "p" / "plan_result.json").read_text())["compared"]
+    rows = {r["shape"]: r for r in saved["plans"]}
+    assert saved["by"] == "predicted" and set(rows) == set(SHAPES)
+    assert all(r["macs"] <= 0.6 + 1e-9 and 0.2 < r["predicted"] < 1.0 for r in rows.values())
+    lowest = min(rows, key=lambda k: rows[k]["predicted"])
+    switch = rows[lowest]["predicted"] < (1 - PREDICTED_MARGIN) * rows["latency"]["predicted"]
+    assert saved["chosen"] == (lowest if switch else "latency") == result.ranked_by
+    assert result.pruned["latency"] / result.dense["latency"] == pytest.approx(rows[saved["chosen"]]["predicted"])
+    assert f"priced by the profile (kept: {saved['chosen']})" in (tmp_path / "p" / "plan.md").read_text()
+    # asked for by name, the latency-ranked plan is the planner's own, with no shapes beside it
+    explicit = prune_run("cifar_resnet20", "cpu-ort", PruneSettings(Budget.parse("macs", "0.6x"), ranked_by="latency"),
+                         tmp_path / "q")  # fmt: skip
+    assert explicit.ranked_by == "latency" and explicit.compared is None
+
+
+@pytest.mark.parametrize(("first", "other", "kept"), [
+    (1.00, 0.96, "other"),  # predicted 4 % faster: switch
+    (1.00, 0.98, "first"),  # 2 %: inside the predictor's error, keep the planner's own
+    (None, 0.90, "first"),  # the first shape unpriced: nothing to compare it with
+])  # fmt: skip
+def test_the_default_switches_shape_only_when_another_is_predicted_clearly_faster(first, other, kept):
+    def shape(ratio):
+        return mock.Mock(pruned={"macs": 1, **({"latency": ratio} if ratio else {})},
+                         dense={"macs": 2, **({"latency": 1.0} if ratio else {})})  # fmt: skip
+
+    chosen, rows = choose_predicted({"first": shape(first), "other": shape(other)})
+    assert chosen == kept
+    assert [(r["shape"], r["predicted"]) for r in rows] == [("first", first), ("other", other)]

@@ -16,7 +16,8 @@ entire inside go to width 0), and one more plan, ``latency-driven, channels only
 ``uniform, on the blocking`` is every group cut by one fraction (edgeprune's uniform plan shape). With
 ``--peer``, Torch-Pruning's uniform and global plans at the same MACs join the run (tools/peer_plans.py),
 and the row ``compare_plans_chose`` says which of edgeprune's shapes ``prune --compare-plans`` keeps, chosen
-by its own timing before this run's.
+by its own timing before this run's. ``default_chose`` is the shape plain ``prune --macs`` keeps: the one
+the profile prices lowest (plan/candidates.py).
 
 With ``--also-profile P`` (repeatable), also the latency-driven plan another profile makes (predicted by that
 profile), timed in the same run: which of two profiles plans faster on this machine, today.
@@ -51,7 +52,7 @@ from edgeprune.latency.layers import on_blocking
 from edgeprune.latency.profile import find_profile
 from edgeprune.latency.profiler import build_model, model_input_shape, prepare_model
 from edgeprune.models import create_model
-from edgeprune.plan.candidates import choose_fastest
+from edgeprune.plan.candidates import choose_fastest, choose_predicted
 from edgeprune.plan.planner import Budget, PlanConstraints, Planner, importance_for, plan_pruning
 from edgeprune.plan.uniform import plan_uniform
 from edgeprune.prune import prune_model
@@ -153,10 +154,13 @@ def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int
                 others: dict[str, Profile] | None = None) -> dict:  # fmt: skip
     models = variants(name, target, profile, budget, shared, ceiling, branches, peer, pretrained, others)
     chose = compare_plans_choice(name, target, models) if peer else None
+    # what `prune --macs` keeps by default: the shape the profile prices lowest, the latency-ranked one first
+    default, _ = choose_predicted({SHAPE_OF[k]: models[k][1] for k in SHAPE_OF})
     ms, per_round = measure(name, target, models, rounds)
     x = torch.randn(*model_input_shape(name, target))
     macs = {k: count_macs(m, x)[0] for k, (m, _) in models.items()}
-    row = {"model": name, "budget": str(budget), "ms": ms, "macs": macs, "compare_plans_chose": chose}
+    row = {"model": name, "budget": str(budget), "ms": ms, "macs": macs, "compare_plans_chose": chose,
+           "default_chose": default}  # fmt: skip
     for label in [k for k in models if k != "dense"]:
         result = models[label][1]
         if result is None:  # a peer's plan: no prediction, widths read off the model
@@ -198,7 +202,10 @@ def markdown(rows: list[dict]) -> str:
             ci = d.get("speedup_ci") or [d["measured_speedup"]]
             measured = f"{ci[0]:.2f}x" + (f" ({ci[1]:.2f}–{ci[2]:.2f})" if len(ci) == 3 else "")
             realization = ci[0] / d["macs_speedup"]
-            chosen = " (kept by --compare-plans)" if SHAPE_OF.get(label, "-") == r.get("compare_plans_chose") else ""
+            shape = SHAPE_OF.get(label, "-")
+            kept = [k for k, by in (("default", "default_chose"), ("--compare-plans", "compare_plans_chose"))
+                    if shape == r.get(by)]  # fmt: skip
+            chosen = f" (kept by {' and '.join(kept)})" if kept else ""
             lines.append(f"| {r['model']} | {label}{chosen} | {d['macs_speedup']:.2f}x | {pred} | "
                          f"{measured} | {realization:.2f} | {d.get('misaligned_groups', '')} | "
                          f"{d.get('branches_removed', '')} | {r['ms'][label]:.3f} | {ratio} |")  # fmt: skip

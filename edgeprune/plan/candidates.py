@@ -1,4 +1,5 @@
-"""Choose a plan's shape by measuring it: several plans for one budget, timed on the target, the fastest kept.
+"""Choose a plan's shape: several plans for one MACs or parameter budget, the fastest kept, as timed on the
+target (``--compare-plans``) or, by default, as the profile predicts them.
 
 The latency model prices layers one at a time. Inside a network the runtime adds costs no per-layer table
 sees: layout reorders around layers it cannot run in its blocked layout, narrow layers that leave the fast
@@ -6,6 +7,11 @@ kernels, per-node overheads that do not shrink with channels. Which shape wins t
 model and the runtime: a greedy latency-ranked plan that narrows a few stages hard, a MACs-ranked one, or a
 uniform cut that narrows everything a little. When the target runs on this machine, the planner makes one
 plan of each shape for the same budget, times them beside the unpruned model and keeps the fastest.
+
+Without timing, the profile still prices every shape. The greedy latency-ranked plan is not always the one it
+prices lowest: on a GPU at batch 32 it was predicted at 0.95x of the unpruned speed where the uniform cut on
+the channel blocking was predicted at 1.12x, and they ran at 0.94x and 1.13x. So the default keeps the shape
+the profile predicts fastest, the planner's own unless another is predicted clearly faster.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from edgeprune.timing import summarize_ratios
 
 SHAPES = ("latency", "macs", "uniform")  # ranked by profiled ms saved, by MACs saved, one fraction everywhere
 PASSES = 3  # fresh session pairs per plan; the ratio is their median
+PREDICTED_MARGIN = 0.03  # a shape predicted faster by less than the predictor's typical error is no reason to switch
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,22 @@ def choose_fastest(
     return (fastest if over_first.high < 1.0 else unique[0]), rows
 
 
-def compared_summary(chosen: str, rows: list[Compared], skipped: dict[str, str]) -> dict:
-    """What ``plan_result.json`` records of the comparison."""
-    return {"chosen": chosen, "plans": [asdict(r) for r in rows], "skipped": skipped}
+def choose_predicted(plans: dict[str, PlanResult], margin: float = PREDICTED_MARGIN) -> tuple[str, list[dict]]:
+    """The shape kept by prediction, and every shape's MACs and predicted latency (ratios to the unpruned model).
+    The first shape (the planner's own) is kept unless another is predicted more than ``margin`` faster."""
+    rows = [{"shape": k, "macs": r.pruned["macs"] / r.dense["macs"],
+             "predicted": r.pruned["latency"] / r.dense["latency"] if "latency" in r.dense else None}
+            for k, r in plans.items()]  # fmt: skip
+    priced = [r for r in rows if r["predicted"] is not None]
+    first = rows[0]
+    if first["predicted"] is None or not priced:
+        return first["shape"], rows
+    best = min(priced, key=lambda r: r["predicted"])
+    return (best["shape"] if best["predicted"] < (1 - margin) * first["predicted"] else first["shape"]), rows
+
+
+def compared_summary(chosen: str, rows: list[Compared] | list[dict], skipped: dict[str, str]) -> dict:
+    """What ``plan_result.json`` records of the comparison: timed rows (:class:`Compared`) or predicted ones."""
+    timed = bool(rows) and isinstance(rows[0], Compared)
+    return {"chosen": chosen, "by": "measured" if timed else "predicted",
+            "plans": [asdict(r) if timed else r for r in rows], "skipped": skipped}

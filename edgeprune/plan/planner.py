@@ -10,7 +10,6 @@ latency staircase and the coupling between neighbouring layers are seen as width
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,75 +19,12 @@ from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, Cha
 from edgeprune.latency.costs import LayerCost
 from edgeprune.latency.layers import Layer, on_blocking
 from edgeprune.plan.budget import Budget, BudgetError, PlanConstraints
+from edgeprune.plan.result import GroupWidth, PlanResult
 from edgeprune.prune.importance import magnitude_scores
 from edgeprune.prune.plan import Plan
 
 _SIDE = {CONV_OUT: 1, LINEAR_OUT: 1, CONV_IN: 0, LINEAR_IN: 0}  # 0 = input channels, 1 = output channels
 LOOKAHEAD = 4  # candidate widths tried per group and step before widening to all of them
-
-
-@dataclass
-class GroupWidth:
-    group: int
-    size: int
-    kept: int
-    minimum: int
-    layers: str
-
-
-@dataclass
-class PlanResult:
-    """The plan with what the planner predicted for it."""
-
-    plan: Plan
-    budget: Budget
-    ranked_by: str
-    dense: dict[str, float]  # cost kind -> unpruned total
-    pruned: dict[str, float]  # cost kind -> total under the plan
-    widths: list[GroupWidth]
-    steps: int
-    extrapolated: list[str] = field(default_factory=list)
-    minimum: float | None = None  # the budget's metric with every group at its minimum width (reachable minimum)
-    measured: dict | None = None  # the plan timed on the target while planning (prune/measured.py), with its rounds
-    compared: dict | None = None  # the plan shapes timed on the target to choose this one (plan/candidates.py)
-    note: str = ""  # why the plan was ranked as it was, when that was not what was asked (plan/run.py)
-
-    def to_dict(self) -> dict:
-        return {
-            "schema": "edgeprune.planresult/1",
-            "budget": str(self.budget), "ranked_by": self.ranked_by, "steps": self.steps,
-            "dense": self.dense, "pruned": self.pruned,
-            "ratio": {k: self.pruned[k] / self.dense[k] for k in self.dense if self.dense[k]},
-            "groups": [vars(w) for w in self.widths], "extrapolated": self.extrapolated,
-            "reachable_minimum": self.minimum,
-            **({"measured": self.measured} if self.measured else {}),
-            **({"compared": self.compared} if self.compared else {}),
-            **({"note": self.note} if self.note else {}),
-        }  # fmt: skip
-
-    def table(self) -> str:
-        """Markdown: the width of every group the plan changes, then the totals."""
-        lines = ["| group | width | kept | layers |", "|---:|---:|---:|---|"]
-        for w in self.widths:
-            if w.kept < w.size:
-                lines.append(f"| {w.group} | {w.size} → {w.kept} | {100 * w.kept / w.size:.0f} % | {w.layers} |")
-        lines.append("")
-        for kind, dense in self.dense.items():
-            lines.append(f"- {kind}: {dense:.4g} → {self.pruned[kind]:.4g} ({self.pruned[kind] / dense:.3f}x)")
-        if self.measured:
-            m, n = self.measured, len(self.measured["rounds"])
-            lines.append(f"- measured on the target: {m['dense_ms']:.4g} → {m['ms']:.4g} ms ({m['measured']:.3f}x; "
-                         f"planned to {m['planned']:.3f}x predicted, {n} plan{'s' * (n > 1)} timed)")
-        if self.compared:
-            lines.append(f"- plan shapes timed on the target (kept: {self.compared['chosen']}):")
-            for r in self.compared["plans"]:
-                twin = f", the same plan as {r['same_as']}" if r["same_as"] else ""
-                lines.append(f"  - {r['shape']}: {r['measured']:.3f}x of the unpruned latency "
-                             f"({r['low']:.3f}-{r['high']:.3f}), MACs {r['macs']:.3f}x{twin}")
-            lines += [f"  - {k}: no plan ({v})" for k, v in self.compared["skipped"].items()]
-        if self.note:
-            lines.append(f"- note: {self.note}")
-        return "\n".join(lines)
 
 
 class _GroupState:

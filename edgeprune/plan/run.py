@@ -20,7 +20,7 @@ from edgeprune.latency.profile import Profile, ProfileError, measure_hint
 from edgeprune.latency.target_profile import load_for_target
 from edgeprune.models import create_model
 from edgeprune.models.registry import Pretrained
-from edgeprune.plan.candidates import choose_fastest, compared_summary, plan_shapes
+from edgeprune.plan.candidates import choose_fastest, choose_predicted, compared_summary, plan_shapes
 from edgeprune.plan.measured import check_measurable, check_runs_here, plan_measured
 from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, PlanResult, plan_pruning
 from edgeprune.plan.uniform import plan_uniform
@@ -47,8 +47,9 @@ class PruneSettings:
     """How to plan: the budget, what ranks a step, the solver and the per-group constraints."""
 
     budget: Budget
-    # latency, macs, or auto: latency for a latency budget and wherever the target's profile prices every
-    # layer of the model; else macs, and the plan says why
+    # latency, macs, or auto: latency for a latency budget; for a MACs or parameter budget, wherever the target's
+    # profile prices every layer of the model, the latency-ranked, MACs-ranked or uniform plan it prices lowest
+    # (plan/candidates.py choose_predicted); else macs, and the plan says why
     ranked_by: str = "auto"
     solver: str = "greedy"
     constraints: PlanConstraints = PlanConstraints()
@@ -118,6 +119,7 @@ def prune_run(
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name, model_kwargs=kwargs,
                         freeze_unknown=freeze_unknown)
     layers = collect_layers(model, shape)
+    by_default = settings.ranked_by == "auto" and settings.budget.kind != "latency"
     settings, note, profile = _resolve_ranking(settings, profile_path, target, layers, name, shape[-1])
     if profile is None and "latency" in (settings.budget.kind, settings.ranked_by):
         profile = load_for_target(target, profile_path)
@@ -154,10 +156,12 @@ def prune_run(
         )  # fmt: skip
         result.measured = {**asdict(chosen), "rounds": [asdict(r) for r in rounds]}
         result.budget = goal  # met as measured; the predicted budget it took is in result.measured
-    elif settings.compare_plans:
+    elif settings.compare_plans or (by_default and settings.ranked_by == "latency"):
+        # a MACs or parameter budget ranked by default: the shape the profile prices lowest (plan/candidates.py)
         priced, why = _profile_for_shapes(profile, profile_path, target, layers)
+        shrink = lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval()  # noqa: E731
         result = _compare_shapes(model, graph, layers, budget, priced, why, importance, constraints, settings, target,
-                                 shape, lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval())
+                                 shape, shrink if settings.compare_plans else None)  # fmt: skip
     else:
         result = plan(budget)
     result.note = note
@@ -237,8 +241,9 @@ def _profile_for_shapes(profile: Profile | None, path, target, layers) -> tuple[
 
 def _compare_shapes(model, graph, layers, budget, profile, why, importance, constraints, settings, target, shape,
                     shrink) -> PlanResult:  # fmt: skip
-    """The fastest of the plan shapes for ``budget``, timed on ``target`` beside ``model`` (plan/candidates.py);
-    ``why`` says why there is no ``profile`` (the latency-ranked shape is then skipped)."""
+    """The fastest of the plan shapes for ``budget``, timed on ``target`` beside ``model`` with ``shrink``, or
+    without it as ``profile`` prices them (plan/candidates.py); ``why`` says why there is no ``profile`` (the
+    latency-ranked shape is then skipped)."""
 
     def plan_shape(kind: str) -> PlanResult:
         if kind == "latency" and profile is None:
@@ -249,7 +254,7 @@ def _compare_shapes(model, graph, layers, budget, profile, why, importance, cons
                             side=shape[-1])  # fmt: skip
 
     plans, skipped = plan_shapes(plan_shape)
-    chosen, rows = choose_fastest(plans, target, model, shape, shrink)
+    chosen, rows = choose_fastest(plans, target, model, shape, shrink) if shrink else choose_predicted(plans)
     result = plans[chosen]
     result.compared = compared_summary(chosen, rows, skipped)
     return result
