@@ -158,7 +158,9 @@ class Planner:
         widths = {x for x in widths if state.minimum <= x} | ({0} if state.removable else set())
         return sorted((x for x in widths if x < w), reverse=True)
 
-    def best_step(self, ranked_by: str, everything: bool = False):
+    def best_step(self, ranked_by: str, everything: bool = False, priced: tuple[str, float] | None = None):
+        """The step with the least importance per unit of ``ranked_by`` saved. ``priced`` = (kind, rate): each
+        step's importance also counts ``rate`` times what it adds to ``kind`` (a MACs step that adds time)."""
         best = None
         for state in self.groups:
             widths = self.candidate_widths(state, ranked_by)
@@ -170,7 +172,10 @@ class Planner:
                 saved = self.saving(ranked_by, deltas)
                 if saved <= 1e-12:
                     continue
-                score = state.importance(units) / saved
+                cost = state.importance(units)
+                if priced:
+                    cost += priced[1] * max(0.0, -self.saving(priced[0], deltas))
+                score = cost / saved
                 if best is None or score < best[0]:
                     best = (score, state, units, deltas)
         return best
@@ -237,10 +242,15 @@ class Planner:
         """Remove steps until ``budget`` holds; returns the resolved budget in the cost's unit."""
         limit = self.check_reachable(budget)
         unit = self.costs[budget.kind].unit
+        rate = 0.0  # importance given up per unit of ranked_by saved, at the last step that saved some
         while self.total(budget.kind) > limit:
             step = self.best_step(ranked_by) or self.best_step(ranked_by, everything=True)
-            if step is None and budget.kind != ranked_by:  # what is left saves MACs but no time (a flat stair)
-                step = self.best_step(budget.kind, everything=True)
+            if step is not None:
+                rate = step[0]
+            elif budget.kind != ranked_by:  # what is left saves MACs but no time (a flat stair): every step adds
+                # some; each is charged at the rate the steps before it paid for time, so the cuts that slow the
+                # model least per MAC go first, and importance still counts
+                step = self.best_step(budget.kind, everything=True, priced=(ranked_by, rate))
             if step is None:
                 raise BudgetError(
                     f"no step that still lowers {budget.kind} is left at {self.total(budget.kind):.4g} {unit}, "
