@@ -10,8 +10,9 @@ plan of each shape for the same budget, times them beside the unpruned model and
 
 Without timing, the profile still prices every shape. The greedy latency-ranked plan is not always the one it
 prices lowest: on a GPU at batch 32 it was predicted at 0.95x of the unpruned speed where the uniform cut on
-the channel blocking was predicted at 1.12x, and they ran at 0.94x and 1.13x. So the default keeps the shape
-the profile predicts fastest, the planner's own unless another is predicted clearly faster.
+the channel blocking was predicted at 1.12x, and they ran at 0.94x and 1.13x (that greedy fault is fixed, see
+``Planner.run``; others may remain). So the default keeps the shape the profile predicts fastest, the
+planner's own unless another is predicted clearly faster.
 """
 
 from __future__ import annotations
