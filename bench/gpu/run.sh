@@ -3,14 +3,14 @@
 # GPU; time it against the dense model with torch CUDA fp16 (CUDA graphs and eager, batch 1 and 32); measure
 # cuda-torch-fp16 profiles of ResNet-56, MobileNet-V2 and ResNet-50; check the predictor on them and compare
 # latency-driven with FLOPs-driven plans at half the MACs. Every step has a time cap; a failed step is logged
-# and the next one runs. Results of 2026-12-04: docs/benchmarks/gpu.md.
+# and the next one runs. Results of the two leases of 2026-12-04: docs/benchmarks/gpu.md.
 #   bash bench/gpu/run.sh OUT_DIR     (from the repository root; .gpu/ holds what the machine lacks:
 #                                      site/ packages, data/ = EDGEPRUNE_DATA, p-0.7x/ the pruned model;
 #                                      bash bench/gpu/bundle.sh builds it)
 # PARTS picks steps ("ft e2e profiles branches"). On the H200 the fine-tune step took 162 s (150 s of training), the
-# timings 75 s; ResNet-56's 6 layer tables took about 1 s each, MobileNet-V2's and ResNet-50's 16 tables 1 to
-# 25 s each (about 2 min a model). PROFILE_S caps each model; a capped one resumes from its .partial.json
-# when rerun on the same machine.
+# timings 75 s; ResNet-56's 6 layer tables took about 1 s each, MobileNet-V2's 16 tables 94 s and ResNet-50's
+# 110 s, each model's calibration 10-20 s; the planner comparison over three models needs more than 150 s.
+# PROFILE_S caps each model; a capped one resumes from its .partial.json when rerun on the same machine.
 # PROFILES="cuda-torch-fp16:cifar_resnet56,resnet50 bench/gpu/targets/cuda-torch-fp16-b32.toml:cifar_resnet56"
 # picks targets and models; SEEDS (below) resumes from tables measured on an earlier lease.
 # Dry run on a CPU: T1=cpu.toml TE=cpu.toml T32=cpu32.toml FT_MIN=0.5 LIMIT=600 bash bench/gpu/run.sh /tmp/x
