@@ -189,3 +189,12 @@ def test_the_default_switches_shape_only_when_another_is_predicted_clearly_faste
     chosen, rows = choose_predicted({"first": shape(first), "other": shape(other)})
     assert chosen == kept
     assert [(r["shape"], r["predicted"]) for r in rows] == [("first", first), ("other", other)]
+
+
+@pytest.mark.parametrize("change", [{"solver": "knapsack"}, {"constraints": PlanConstraints(remove_branches=True)}])
+def test_the_default_weighs_no_other_shape_for_the_knapsack_or_branch_removal(tmp_path, change):
+    # the knapsack ignores the ranking, and the uniform shape removes no branch: the planner's plan stays
+    settings = PruneSettings(Budget.parse("macs", "0.6x"), **change)
+    result = prune_run("cifar_resnet20", "cpu-ort", settings, tmp_path / "p")
+    assert result.compared is None
+    assert "compared" not in json.loads((tmp_path / "p" / "plan_result.json").read_text())

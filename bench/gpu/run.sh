@@ -104,7 +104,7 @@ done
 # whole residual branches: at batch 1 on a GPU a layer costs its launch whatever its width (the tables), so
 # removing layers may be the one cut that pays
 P1=$R/$(basename "$T1" .toml)--$DEV.json
-has branches && for m in cifar_resnet56 resnet50; do
+has branches && [ -f "$P1" ] && for m in cifar_resnet56 resnet50; do  # needs T1's profile from the step above
   step 90 $PY tools/bench_planner.py --target "$T1" --macs 0.5x --model $m --profile "$P1" --remove-branches \
     --out "$R/planner-branches-$m.json"
 done

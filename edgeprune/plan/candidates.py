@@ -5,8 +5,9 @@ The latency model prices layers one at a time. Inside a network the runtime adds
 sees: layout reorders around layers it cannot run in its blocked layout, narrow layers that leave the fast
 kernels, per-node overheads that do not shrink with channels. Which shape wins therefore depends on the
 model and the runtime: a greedy latency-ranked plan that narrows a few stages hard, a MACs-ranked one, or a
-uniform cut that narrows everything a little. When the target runs on this machine, the planner makes one
-plan of each shape for the same budget, times them beside the unpruned model and keeps the fastest.
+uniform cut that narrows everything a little. With ``--compare-plans`` (the target must run on this machine)
+the planner makes one plan of each shape for the same budget, times them beside the unpruned model and keeps
+the fastest.
 
 Without timing, the profile still prices every shape. The greedy latency-ranked plan is not always the one it
 prices lowest: on a GPU at batch 32 it was predicted at 0.95x of the unpruned speed where the uniform cut on

@@ -48,8 +48,9 @@ class PruneSettings:
 
     budget: Budget
     # latency, macs, or auto: latency for a latency budget; for a MACs or parameter budget, wherever the target's
-    # profile prices every layer of the model, the latency-ranked, MACs-ranked or uniform plan it prices lowest
-    # (plan/candidates.py choose_predicted); else macs, and the plan says why
+    # profile prices every layer of the model, latency, and for a one-step channels-only greedy plan the
+    # latency-ranked, MACs-ranked or uniform plan it prices lowest (plan/candidates.py choose_predicted); else
+    # macs, and the plan says why
     ranked_by: str = "auto"
     solver: str = "greedy"
     constraints: PlanConstraints = PlanConstraints()
@@ -119,7 +120,11 @@ def prune_run(
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name, model_kwargs=kwargs,
                         freeze_unknown=freeze_unknown)
     layers = collect_layers(model, shape)
-    by_default = settings.ranked_by == "auto" and settings.budget.kind != "latency"
+    # the plan shapes are weighed for a one-step, channels-only greedy plan of a MACs or parameter budget: the
+    # knapsack ignores the ranking, and the uniform shape never removes a branch
+    step, steps, origin = schedule
+    by_default = (settings.ranked_by == "auto" and settings.budget.kind != "latency" and settings.solver == "greedy"
+                  and not settings.constraints.remove_branches and steps == 1)  # fmt: skip
     settings, note, profile = _resolve_ranking(settings, profile_path, target, layers, name, shape[-1])
     if profile is None and "latency" in (settings.budget.kind, settings.ranked_by):
         profile = load_for_target(target, profile_path)
@@ -128,7 +133,6 @@ def prune_run(
     if calibrated is not None:
         importance, source = calibrated[1].scores, f"output change on {calibrated[1].images} calibration images"
     align = settings.align if settings.align is not None else channel_align(target)
-    step, steps, origin = schedule
     c = settings.constraints
     share = lambda removed: 1 - (1 - removed) ** (1 / steps)  # noqa: E731
     constraints = PlanConstraints(**{**vars(c), "align": align, "max_removed": share(c.max_removed),
