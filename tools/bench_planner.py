@@ -155,7 +155,8 @@ def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int
     models = variants(name, target, profile, budget, shared, ceiling, branches, peer, pretrained, others)
     chose = compare_plans_choice(name, target, models) if peer else None
     # what `prune --macs` keeps by default: the shape the profile prices lowest, the latency-ranked one first
-    default, _ = choose_predicted({SHAPE_OF[k]: models[k][1] for k in SHAPE_OF})
+    # (with branch removal it weighs no other shape: the uniform one removes no branch)
+    default = "latency" if branches else choose_predicted({SHAPE_OF[k]: models[k][1] for k in SHAPE_OF})[0]
     ms, per_round = measure(name, target, models, rounds)
     x = torch.randn(*model_input_shape(name, target))
     macs = {k: count_macs(m, x)[0] for k, (m, _) in models.items()}
