@@ -52,7 +52,7 @@ from edgeprune.latency.layers import on_blocking
 from edgeprune.latency.profile import find_profile
 from edgeprune.latency.profiler import build_model, model_input_shape, prepare_model
 from edgeprune.models import create_model
-from edgeprune.plan.candidates import choose_fastest, choose_predicted
+from edgeprune.plan.candidates import choose_fastest, choose_predicted, weighs_shapes
 from edgeprune.plan.planner import Budget, PlanConstraints, Planner, importance_for, plan_pruning
 from edgeprune.plan.uniform import plan_uniform
 from edgeprune.prune import prune_model
@@ -155,8 +155,8 @@ def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int
     models = variants(name, target, profile, budget, shared, ceiling, branches, peer, pretrained, others)
     chose = compare_plans_choice(name, target, models) if peer else None
     # what `prune --macs` keeps by default: the shape the profile prices lowest, the latency-ranked one first
-    # (with branch removal it weighs no other shape: the uniform one removes no branch)
-    default = "latency" if branches else choose_predicted({SHAPE_OF[k]: models[k][1] for k in SHAPE_OF})[0]
+    weighed = weighs_shapes("greedy", PlanConstraints(remove_branches=branches))
+    default = choose_predicted({SHAPE_OF[k]: models[k][1] for k in SHAPE_OF})[0] if weighed else "latency"
     ms, per_round = measure(name, target, models, rounds)
     x = torch.randn(*model_input_shape(name, target))
     macs = {k: count_macs(m, x)[0] for k, (m, _) in models.items()}

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import torch.nn as nn
 
-from edgeprune.plan.budget import BudgetError
+from edgeprune.plan.budget import BudgetError, PlanConstraints
 from edgeprune.plan.planner import PlanResult
 from edgeprune.targets import Target
 from edgeprune.timing import summarize_ratios
@@ -95,6 +95,13 @@ def choose_fastest(
     j = unique.index(fastest)
     over_first = summarize_ratios([(p[j][1] / p[j][0]) / (p[0][1] / p[0][0]) for p in timed])  # paired by pass
     return (fastest if over_first.high < 1.0 else unique[0]), rows
+
+
+def weighs_shapes(solver: str, constraints: PlanConstraints, steps: int = 1) -> bool:
+    """Whether a MACs or parameter budget ranked by default weighs the plan shapes (:func:`choose_predicted`):
+    for a one-step channels-only greedy plan. The knapsack ignores the ranking, and the uniform shape removes
+    no branch."""
+    return solver == "greedy" and not constraints.remove_branches and steps == 1
 
 
 def choose_predicted(plans: dict[str, PlanResult], margin: float = PREDICTED_MARGIN) -> tuple[str, list[dict]]:

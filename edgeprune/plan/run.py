@@ -20,7 +20,7 @@ from edgeprune.latency.profile import Profile, ProfileError, measure_hint
 from edgeprune.latency.target_profile import load_for_target
 from edgeprune.models import create_model
 from edgeprune.models.registry import Pretrained
-from edgeprune.plan.candidates import choose_fastest, choose_predicted, compared_summary, plan_shapes
+from edgeprune.plan.candidates import choose_fastest, choose_predicted, compared_summary, plan_shapes, weighs_shapes
 from edgeprune.plan.measured import check_measurable, check_runs_here, plan_measured
 from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, PlanResult, plan_pruning
 from edgeprune.plan.uniform import plan_uniform
@@ -120,11 +120,9 @@ def prune_run(
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name, model_kwargs=kwargs,
                         freeze_unknown=freeze_unknown)
     layers = collect_layers(model, shape)
-    # the plan shapes are weighed for a one-step, channels-only greedy plan of a MACs or parameter budget: the
-    # knapsack ignores the ranking, and the uniform shape never removes a branch
     step, steps, origin = schedule
-    by_default = (settings.ranked_by == "auto" and settings.budget.kind != "latency" and settings.solver == "greedy"
-                  and not settings.constraints.remove_branches and steps == 1)  # fmt: skip
+    by_default = (settings.ranked_by == "auto" and settings.budget.kind != "latency"
+                  and weighs_shapes(settings.solver, settings.constraints, steps))  # fmt: skip
     settings, note, profile = _resolve_ranking(settings, profile_path, target, layers, name, shape[-1])
     if profile is None and "latency" in (settings.budget.kind, settings.ranked_by):
         profile = load_for_target(target, profile_path)

@@ -59,7 +59,7 @@ class OICSR(NoRegularizer):
             total = total + (w * norm).sum()
             coef = self.lam * w / norm
             for b in s.blocks:
-                b.add_scaled_to_grad(coef[b.on_device()[1]])
+                b.add_scaled_to_grad(coef[b.on_device().unit])
         return self.lam * total
 
 
@@ -80,7 +80,7 @@ class SeparatedGroupLasso(OICSR):
                 if b.param.ndim < 2:  # biases and BN affine ride along with their filter in this view
                     continue
                 norms = (b.gather().pow(2).sum(1) + EPS).sqrt()
-                total = total + (w[b.on_device()[1]] * norms).sum()
+                total = total + (w[b.on_device().unit] * norms).sum()
         return self.lam * total
 
     @torch.no_grad()
@@ -93,8 +93,9 @@ class SeparatedGroupLasso(OICSR):
                 if b.param.ndim < 2:
                     continue
                 norms = (b.gather().pow(2).sum(1) + EPS).sqrt()
-                total = total + (w[b.on_device()[1]] * norms).sum()
-                b.add_scaled_to_grad(self.lam * w[b.on_device()[1]] / norms)
+                wb = w[b.on_device().unit]
+                total = total + (wb * norms).sum()
+                b.add_scaled_to_grad(self.lam * wb / norms)
         return self.lam * total
 
     def importance(self) -> dict[int, torch.Tensor]:

@@ -8,6 +8,7 @@ not a Python loop over channels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -15,6 +16,11 @@ import torch.nn as nn
 from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, NORM, PARAM, ChannelGraph, ChannelGroup
 
 OUT_KINDS = (CONV_OUT, LINEAR_OUT)
+
+
+class DeviceIndex(NamedTuple):
+    index: torch.Tensor
+    unit: torch.Tensor
 IN_KINDS = (CONV_IN, LINEAR_IN)
 
 
@@ -33,19 +39,19 @@ class SliceBlock:
         # Most blocks cover the whole tensor in order (a conv's out-rows in one group): then a view will do.
         n = self.param.shape[self.dim]
         self.whole = len(self.index) == n and bool((self.index == torch.arange(n)).all())
-        self._device_index: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._device_index: DeviceIndex | None = None
 
-    def on_device(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def on_device(self) -> DeviceIndex:
         """Copies of ``index`` and ``unit`` where the parameter is now (a trainer may move the model to a GPU
         after the slices were built); ``index`` and ``unit`` themselves stay on the CPU."""
         device = self.param.device
-        if self._device_index is None or self._device_index[0].device != device:
-            self._device_index = (self.index.to(device), self.unit.to(device))
+        if self._device_index is None or self._device_index.index.device != device:
+            self._device_index = DeviceIndex(self.index.to(device), self.unit.to(device))
         return self._device_index
 
     def gather(self) -> torch.Tensor:
         """(n_slices, slice_numel) view of the current weights (a copy only for partial blocks)."""
-        rows = self.param if self.whole else self.param.index_select(self.dim, self.on_device()[0])
+        rows = self.param if self.whole else self.param.index_select(self.dim, self.on_device().index)
         return rows.movedim(self.dim, 0).reshape(len(self.index), -1)
 
     @torch.no_grad()
@@ -55,7 +61,7 @@ class SliceBlock:
         shape = [1] * self.param.ndim
         shape[self.dim] = len(self.index)
         coef = coef.to(self.param.dtype).view(shape)
-        rows = self.param if self.whole else self.param.index_select(self.dim, self.on_device()[0])
+        rows = self.param if self.whole else self.param.index_select(self.dim, self.on_device().index)
         self._add_to_grad(rows * coef)
 
     @torch.no_grad()
@@ -71,7 +77,7 @@ class SliceBlock:
         if self.whole:
             self.param.grad.add_(delta)
         else:
-            self.param.grad.index_add_(self.dim, self.on_device()[0], delta)
+            self.param.grad.index_add_(self.dim, self.on_device().index, delta)
 
 
 @dataclass
@@ -87,7 +93,7 @@ class GroupSlices:
             if b.side not in sides:
                 continue
             part = torch.zeros(self.group.size, device=b.param.device, dtype=b.param.dtype)
-            part = part.index_add(0, b.on_device()[1], b.gather().pow(2).sum(1))
+            part = part.index_add(0, b.on_device().unit, b.gather().pow(2).sum(1))
             energy = part if energy is None else energy + part
         if energy is None:
             return torch.zeros(self.group.size)

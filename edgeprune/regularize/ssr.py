@@ -88,11 +88,11 @@ class SSR(NoRegularizer):
             vs = [b.gather() + y / self.rho for b, y in zip(blocks, ys)]
             norms_sq = torch.zeros(s.group.size, device=vs[0].device, dtype=vs[0].dtype)
             for b, v in zip(blocks, vs):
-                norms_sq.index_add_(0, b.on_device()[1], v.pow(2).sum(1))
+                norms_sq.index_add_(0, b.on_device().unit, v.pow(2).sum(1))
             scale = self._threshold(norms_sq)
             scale = torch.where(s.trainable.to(scale.device), scale, torch.ones_like(scale))  # frozen: no prox
             for b, v, f, y in zip(blocks, vs, fs, ys):
-                f.copy_(v * scale[b.on_device()[1]][:, None])
+                f.copy_(v * scale[b.on_device().unit][:, None])
                 y.add_(self.rho * (b.gather() - f))
 
     def importance(self) -> dict[int, torch.Tensor]:
