@@ -236,3 +236,26 @@ def test_past_the_last_step_that_saves_time_a_macs_budget_cuts_where_it_slows_th
     uniform = plan_uniform(model, graph, layers, budget, profile, constraints=c, side=32)
     assert greedy.pruned["macs"] <= 0.5 * greedy.dense["macs"]
     assert greedy.pruned["latency"] <= uniform.pruned["latency"] < greedy.dense["latency"]
+
+
+@pytest.mark.parametrize("name, beyond", [("mobilenet_v3_large", True), ("resnet18", False)])
+def test_a_plan_predicted_below_every_calibration_run_says_its_prediction_extrapolates(name, beyond):
+    """A profile measured on this VM fits MobileNet-V3-Large's calibration line on runs no faster than 0.43x of
+    dense, with a large negative offset; the line prices its half-MACs plan at 0.22x, and it ran 0.58x. The plan
+    must say that its prediction lies below every run the line was fitted on. ResNet-18's runs reach 0.14x:
+    its plan is inside them and says nothing."""
+    profile = Profile.load(Path(__file__).parent.parent / "bench" / "planner-peer" / "unbenchmarked"
+                           / "profile-cpu-ort.json")  # fmt: skip
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    shape = (1, 3, 224, 224)
+    graph = build_graph(model, torch.randn(*shape), model_name=name)
+    result = plan_pruning(model, graph, collect_layers(model, shape), Budget.parse("macs", "0.5x"), "latency",
+                          profile, constraints=PlanConstraints(align=8), side=224)  # fmt: skip
+    predicted = result.pruned["latency"] / result.dense["latency"]
+    if beyond:
+        b = result.beyond_calibration
+        assert b["predicted"] == pytest.approx(predicted) and b["predicted"] < 0.9 * b["lowest_calibrated"]
+        assert "extrapolates" in result.table() and result.to_dict()["beyond_calibration"] == b
+    else:
+        assert result.beyond_calibration is None and "extrapolates" not in result.table()

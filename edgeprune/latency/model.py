@@ -78,6 +78,15 @@ class LatencyModel:
         layers = cal.points[0].get("layers") if cal and cal.points else None
         return cal.offset_ms / len(layers) / cal.scale if layers and cal.scale else 0.0
 
+    def lowest_calibrated(self) -> float | None:
+        """The fastest calibration run's latency as a fraction of the dense run's (None without a line). A plan
+        predicted well below it is priced by the line extrapolated past every run it was fitted on: on models
+        whose calibration runs sit off the channel blocking, a fresh cpu-ort profile predicted blocked plans
+        2.8x faster than they ran (docs/benchmarks/latency-vs-flops.md)."""
+        points = self.calibration.points if self.calibration else []
+        dense = points[0]["measured_ms"] if points else 0.0  # the first calibration plan is the dense model
+        return min(p["measured_ms"] for p in points) / dense if dense > 0 else None
+
     def width_correction(self, layer: Layer) -> tuple[float, int, int] | None:
         """(scale, dense cin, dense cout) of ``layer`` when its geometry has an in-network scale in this model."""
         entry = self.profile.width_scale.get(self.model_name)

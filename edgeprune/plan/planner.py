@@ -18,6 +18,7 @@ import torch.nn as nn
 from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, ChannelGraph, ChannelGroup
 from edgeprune.latency.costs import LayerCost
 from edgeprune.latency.layers import Layer, on_blocking
+from edgeprune.latency.model import LatencyModel
 from edgeprune.plan.budget import Budget, BudgetError, PlanConstraints
 from edgeprune.plan.result import GroupWidth, PlanResult
 from edgeprune.prune.importance import magnitude_scores
@@ -25,6 +26,7 @@ from edgeprune.prune.plan import Plan
 
 _SIDE = {CONV_OUT: 1, LINEAR_OUT: 1, CONV_IN: 0, LINEAR_IN: 0}  # 0 = input channels, 1 = output channels
 LOOKAHEAD = 4  # candidate widths tried per group and step before widening to all of them
+BEYOND_MARGIN = 0.10  # a prediction this far below the fastest calibration run is an extrapolation worth a note
 
 
 class _GroupState:
@@ -267,7 +269,16 @@ class Planner:
         plan = Plan(self.graph.model_name, self.graph.fingerprint, keep)
         totals = {k: self.total(k) for k in self.costs}
         return PlanResult(plan, budget, ranked_by, self.dense, totals, widths, self.steps, extrapolated,
-                          self.minimum_total(budget.kind))  # fmt: skip
+                          self.minimum_total(budget.kind), beyond_calibration=self._beyond_calibration(totals))
+
+    def _beyond_calibration(self, totals: dict[str, float]) -> dict | None:
+        """The predicted and the lowest calibrated latency ratio, when the plan lies below the calibration."""
+        cost = self.costs.get("latency")
+        lowest = cost.lowest_calibrated() if isinstance(cost, LatencyModel) else None
+        predicted = totals["latency"] / self.dense["latency"] if lowest is not None and self.dense["latency"] else None
+        if predicted is None or predicted >= lowest * (1 - BEYOND_MARGIN):
+            return None
+        return {"predicted": predicted, "lowest_calibrated": lowest}
 
 
 def importance_for(model: nn.Module, graph: ChannelGraph, scores: dict[int, object] | None = None) -> dict:

@@ -50,6 +50,9 @@ class PlanResult:
     measured: dict | None = None  # the plan timed on the target while planning (prune/measured.py), with its rounds
     compared: dict | None = None  # the plan shapes, timed or priced, it was chosen from (plan/candidates.py)
     note: str = ""  # why the plan was ranked as it was, when that was not what was asked (plan/run.py)
+    # the predicted latency ratio and the fastest calibration run's, when the plan lies well below every run
+    # the profile's calibration line was fitted on (LatencyModel.lowest_calibrated): an extrapolation
+    beyond_calibration: dict | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -62,6 +65,7 @@ class PlanResult:
             **({"measured": self.measured} if self.measured else {}),
             **({"compared": self.compared} if self.compared else {}),
             **({"note": self.note} if self.note else {}),
+            **({"beyond_calibration": self.beyond_calibration} if self.beyond_calibration else {}),
         }  # fmt: skip
 
     def table(self) -> str:
@@ -81,4 +85,9 @@ class PlanResult:
             lines += compared_lines(self.compared)
         if self.note:
             lines.append(f"- note: {self.note}")
+        if self.beyond_calibration:
+            b = self.beyond_calibration
+            lines.append(f"- note: predicted {b['predicted']:.3f}x of the unpruned latency, below the fastest run the "
+                         f"profile's calibration saw ({b['lowest_calibrated']:.3f}x): the prediction extrapolates; "
+                         "time the plan (--measured-rounds, --compare-plans or `edgeprune validate`)")
         return "\n".join(lines)
