@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # Models no other benchmark covers, planned as a user would: profile them on this machine's cpu-ort, then
 # edgeprune's plan shapes, the speed ceiling and Torch-Pruning's two plans at half the MACs, one interleaved
-# run per model. Random weights (seeded), registry input sizes.
+# run per model, and the predictor's error on random plans (two passes). Random weights (seeded), registry
+# input sizes. Two sets, each with its own profile file (steps whose output exists are skipped):
+#   bash bench/planner-peer/unbenchmarked/run.sh            # set 1 (2026-12-04 20:55-21:28 UTC)
+#   SET=2 bash bench/planner-peer/unbenchmarked/run.sh      # set 2
 set -euo pipefail
 here=bench/planner-peer/unbenchmarked
-models=(mobilenet_v3_large timm:efficientnet_b0 resnet18)
+case "${SET:-1}" in
+  1) models=(mobilenet_v3_large timm:efficientnet_b0 resnet18); tag="" ;;
+  2) models=(timm:regnety_004 timm:mobilenetv4_conv_small); tag="-2" ;;
+esac
 args=(); for m in "${models[@]}"; do args+=(--model "$m"); done
-[ -f "$here/profile-cpu-ort.json" ] || edgeprune profile measure cpu-ort "${args[@]}" --out "$here/profile-cpu-ort.json"
-python tools/bench_planner.py --target cpu-ort --macs 0.5x --peer --ceiling --rounds "${ROUNDS:-3}" \
-  --profile "$here/profile-cpu-ort.json" "${args[@]}" --out "$here/planner.json"
-edgeprune profile check cpu-ort --model mobilenet_v3_large --model timm:efficientnet_b0 --model resnet18 --passes 2 --profile $here/profile-cpu-ort.json --json > $here/check-2pass.json
+profile=$here/profile-cpu-ort$tag.json
+[ -f "$profile" ] || edgeprune profile measure cpu-ort "${args[@]}" --out "$profile"
+[ -f "$here/planner$tag.json" ] || python tools/bench_planner.py --target cpu-ort --macs 0.5x --peer --ceiling \
+  --rounds "${ROUNDS:-3}" --profile "$profile" "${args[@]}" --out "$here/planner$tag.json"
+if [ ! -f "$here/check-2pass$tag.json" ]; then
+  edgeprune profile check cpu-ort "${args[@]}" --passes 2 --profile "$profile" --json > "$here/check$tag.tmp"
+  mv "$here/check$tag.tmp" "$here/check-2pass$tag.json"
+fi
