@@ -125,6 +125,7 @@ def test_compare_plans_switches_from_the_first_shape_only_on_a_win_in_every_pass
 @pytest.mark.parametrize(("extra", "message"), [
     (["--macs", "0.5x", "--rank-by", "macs"], "--rank-by cannot be used with --compare-plans"),
     (["--latency", "0.7x", "--measured-rounds", "2"], "--measured-rounds cannot be used with --compare-plans"),
+    (["--macs", "0.5x", "--no-compare-plans"], "--no-compare-plans cannot be used with --compare-plans"),
     (["--macs", "0.5x", "--target", "cuda-ort"], "cannot run here"),
 ])  # fmt: skip
 def test_compare_plans_bad_input(tmp_path, extra, message):
@@ -159,7 +160,11 @@ def test_a_macs_budget_by_default_keeps_the_shape_the_profile_prices_lowest_with
     def no_timing(*args, **kwargs):
         raise AssertionError("the default plan times nothing")
 
+    from edgeprune.latency.profile import Profile
+
     monkeypatch.setattr(profiler, "measure_variants", no_timing)
+    # a profile measured elsewhere (the shipped one, unless this is the machine it was measured on)
+    monkeypatch.setattr(Profile, "device_mismatch", lambda self: "cpu: elsewhere")
     result = prune_run("cifar_resnet20", "cpu-ort", PruneSettings(Budget.parse("macs", "0.6x")), tmp_path / "p")
     saved = json.loads((tmp_path / "p" / "plan_result.json").read_text())["compared"]
     rows = {r["shape"]: r for r in saved["plans"]}
@@ -198,3 +203,41 @@ def test_the_default_weighs_no_other_shape_for_the_knapsack_or_branch_removal(tm
     result = prune_run("cifar_resnet20", "cpu-ort", settings, tmp_path / "p")
     assert result.compared is None
     assert "compared" not in json.loads((tmp_path / "p" / "plan_result.json").read_text())
+
+
+@pytest.mark.parametrize(("measured_here", "option", "timed"), [
+    (True, None, True),  # the user is on the device the profile describes: the shapes are timed
+    (False, None, False),  # a profile from elsewhere prices them
+    (True, False, False),  # --no-compare-plans: priced even here
+])  # fmt: skip
+def test_a_macs_budget_times_the_shapes_by_default_on_the_device_its_profile_was_measured_on(
+        tmp_path, monkeypatch, measured_here, option, timed):  # fmt: skip
+    from edgeprune.latency.profile import Profile
+
+    calls: list[int] = []
+
+    def fake(target, models, shape, passes=1, desc=""):
+        calls.append(len(models))
+        return ms_from_params(target, models, shape, passes, desc)
+
+    monkeypatch.setattr(profiler, "measure_variants", fake)
+    monkeypatch.setattr(Profile, "device_mismatch", lambda self: "" if measured_here else "cpu: elsewhere")
+    settings = PruneSettings(Budget.parse("macs", "0.6x"), compare_plans=option)
+    result = prune_run("cifar_resnet20", "cpu-ort", settings, tmp_path / "p")
+    saved = json.loads((tmp_path / "p" / "plan_result.json").read_text())["compared"]
+    assert bool(calls) == timed and saved["by"] == ("measured" if timed else "predicted")
+    assert result.ranked_by == saved["chosen"]
+
+
+def test_no_compare_plans_on_the_command_line_prices_the_shapes_on_the_profiles_own_device(tmp_path, monkeypatch):
+    from edgeprune.latency.profile import Profile
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("--no-compare-plans times nothing")
+
+    monkeypatch.setattr(profiler, "measure_variants", no_timing)
+    monkeypatch.setattr(Profile, "device_mismatch", lambda self: "")
+    r = CliRunner().invoke(main, ["prune", "cifar_resnet20", "--target", "cpu-ort", "--macs", "0.6x",
+                                  "--no-compare-plans", "--out", str(tmp_path / "p")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "p" / "plan_result.json").read_text())["compared"]["by"] == "predicted"

@@ -19,8 +19,9 @@ from edgeprune.cli.common import (
 
 BUDGETS = ("latency", "macs", "params")
 # options that only mean something when planning under a budget
-PLANNING = ("target_name", "rank_by", "measured_rounds", "compare_plans", "remove_branches", "profile_path", "solver",
-            "min_channels", "max_removed", "max_removed_shared", "align", "no_snap")  # fmt: skip
+PLANNING = ("target_name", "rank_by", "measured_rounds", "compare_plans", "no_compare_plans", "remove_branches",
+            "profile_path", "solver", "min_channels", "max_removed", "max_removed_shared", "align",
+            "no_snap")  # fmt: skip
 
 calibration_options = options(
     click.option("--calibration-data", metavar="DATA", default=None,
@@ -48,15 +49,16 @@ budget_options = options(
     click.option("--measured-rounds", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
                  help="Time up to N plans until the measured latency meets --latency."),
     click.option("--compare-plans", is_flag=True,
-                 help="Time a latency-ranked, a MACs-ranked and a uniform plan for the budget on the target "
-                      "(it must run here) and keep the fastest."),
+                 help="Time a latency-ranked, a MACs-ranked and a uniform plan on the target and keep the "
+                      "fastest: the default for --macs/--params where the profile was measured on this device "
+                      "(--no-compare-plans prices them instead)."),
     click.option("--remove-branches", is_flag=True,
                  help="Let whole residual branches go (ResNet basic blocks, MobileNet-V2 blocks)."),
     click.option("--rank-by", type=click.Choice(["latency", "macs"]), default=None,
-                 help="What a removal saves: latency or macs (FLOPs-driven). Default: latency; for a --macs or "
-                      "--params budget, the latency-ranked plan unless the profile prices the MACs-ranked or "
-                      "uniform one 3 % faster; macs where the profile lacks the model's layers."),
+                 help="What a removal saves: latency or macs (FLOPs-driven). Default: latency; for --macs/--params "
+                      "the fastest plan shape (--compare-plans); macs where the profile lacks the model's layers."),
     profile_option,
+    hidden("--no-compare-plans", is_flag=True, help="Price the plan shapes by the profile, even on its device."),
     hidden("--solver", type=click.Choice(["greedy", "knapsack"]), default="greedy"),
     hidden("--min-channels", type=click.IntRange(min=1), default=1, help="Channels every group keeps."),
     hidden("--max-removed", type=click.FloatRange(0, 1, max_open=True), default=0.75,
@@ -89,9 +91,10 @@ def prune_settings(ctx: click.Context, o: dict):
     # a latency budget always ranks by latency (so written: compress runs saved before "auto" resume as they were)
     ranked_by = o["rank_by"] or ("latency" if kind == "latency" else "auto")
     if o["compare_plans"]:
-        forbid(ctx, ("measured_rounds", "rank_by"), "with --compare-plans (it tries every ranking)")
-    return PruneSettings(budget, ranked_by, o["solver"], constraints, o["align"], o["measured_rounds"],
-                         o["compare_plans"])
+        forbid(ctx, ("measured_rounds", "rank_by", "no_compare_plans"), "with --compare-plans (it tries every ranking)")
+    # None: timed where the profile was measured on this device (plan/run.py on_its_device)
+    compare = True if o["compare_plans"] else False if o.get("no_compare_plans") else None
+    return PruneSettings(budget, ranked_by, o["solver"], constraints, o["align"], o["measured_rounds"], compare)
 
 
 @click.command("prune", short_help="Plan under a budget (or a ratio/plan) and shrink.")

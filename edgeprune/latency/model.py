@@ -80,9 +80,8 @@ class LatencyModel:
 
     def lowest_calibrated(self) -> float | None:
         """The fastest calibration run's latency as a fraction of the dense run's (None without a line). A plan
-        predicted well below it is priced by the line extrapolated past every run it was fitted on: on models
-        whose calibration runs sit off the channel blocking, a fresh cpu-ort profile predicted blocked plans
-        2.8x faster than they ran (docs/benchmarks/latency-vs-flops.md)."""
+        predicted well below it is priced by the line extrapolated past every run it was fitted on, where a
+        negative offset takes it towards zero (docs/concepts/profiles-and-predictor.md)."""
         points = self.calibration.points if self.calibration else []
         dense = points[0]["measured_ms"] if points else 0.0  # the first calibration plan is the dense model
         return min(p["measured_ms"] for p in points) / dense if dense > 0 else None

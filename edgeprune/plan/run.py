@@ -59,8 +59,9 @@ class PruneSettings:
     # the measured latency meets the (latency) budget (prune/measured.py); the target must run on this machine
     measured_rounds: int = 0
     # time a latency-ranked, a MACs-ranked and a uniform plan for the budget on the target and keep the fastest
-    # (plan/candidates.py); the target must run on this machine
-    compare_plans: bool = False
+    # (plan/candidates.py); the target must run on this machine. None: where the budget weighs the shapes by
+    # default, timed when the profile was measured on this device and the target runs here, else priced
+    compare_plans: bool | None = None
 
 
 def check_timing(settings: PruneSettings, target) -> None:
@@ -162,8 +163,9 @@ def prune_run(
         # a MACs or parameter budget ranked by default: the shape the profile prices lowest (plan/candidates.py)
         priced, why = _profile_for_shapes(profile, profile_path, target, layers)
         shrink = lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval()  # noqa: E731
+        timed = settings.compare_plans or (settings.compare_plans is None and on_its_device(priced, target))
         result = _compare_shapes(model, graph, layers, budget, priced, why, importance, constraints, settings, target,
-                                 shape, shrink if settings.compare_plans else None)  # fmt: skip
+                                 shape, shrink if timed else None)  # fmt: skip
     else:
         result = plan(budget)
     result.note = note
@@ -225,6 +227,15 @@ def _resolve_ranking(settings: PruneSettings, path, target, layers, name: str,
     hint = measure_hint(target.name, name, side)
     note = f"ranked by MACs, not latency: {why}; for a latency-ranked plan: {hint}"
     return replace(settings, ranked_by="macs"), note, None
+
+
+def on_its_device(profile: Profile | None, target) -> bool:
+    """Whether the plan shapes are timed by default: the profile was measured on this device (the user is on
+    the target) and the target runs here. The profile's prices can pick the wrong shape where timing them does
+    not (docs/benchmarks/latency-vs-flops.md); elsewhere they are all there is."""
+    from edgeprune.backends import unavailable_reason
+
+    return profile is not None and not profile.device_mismatch() and not unavailable_reason(target)
 
 
 def _profile_for_shapes(profile: Profile | None, path, target, layers) -> tuple[Profile | None, str]:
