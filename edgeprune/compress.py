@@ -66,8 +66,8 @@ class CompressConfig:
         d = asdict(self)
         d["prune"]["budget"] = str(self.prune.budget)
         for key in ("measured_rounds", "compare_plans"):
-            if not d["prune"][key]:
-                del d["prune"][key]  # runs saved before the option existed resume as they were
+            if d["prune"][key] is None:
+                del d["prune"][key]  # the default (timed on the profile's own device) is left to the code
         for key, unset in (("distill", "off"), ("input_size", None), ("workers", None), ("calibration_data", None),
                            ("calibration_count", None)):  # fmt: skip
             if d[key] == unset:

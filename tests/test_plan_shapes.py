@@ -241,3 +241,43 @@ def test_no_compare_plans_on_the_command_line_prices_the_shapes_on_the_profiles_
                                   "--no-compare-plans", "--out", str(tmp_path / "p")])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "p" / "plan_result.json").read_text())["compared"]["by"] == "predicted"
+
+
+@pytest.mark.parametrize(("measured_here", "rounds", "timed"), [
+    (True, None, True),  # on the profile's own device a latency budget is met as timed
+    (False, None, False),  # a profile from elsewhere: by prediction
+    (True, 0, False),  # --measured-rounds 0: by prediction even here
+])  # fmt: skip
+def test_a_latency_budget_is_timed_by_default_on_the_device_its_profile_was_measured_on(
+        tmp_path, monkeypatch, measured_here, rounds, timed):  # fmt: skip
+    from edgeprune.latency.profile import Profile
+    from edgeprune.plan.run import AUTO_MEASURED_ROUNDS
+
+    calls: list[int] = []
+
+    def fake(target, models, shape, passes=1, desc=""):
+        calls.append(len(models))
+        return ms_from_params(target, models, shape, passes, desc)
+
+    monkeypatch.setattr(profiler, "measure_variants", fake)
+    monkeypatch.setattr(Profile, "device_mismatch", lambda self: "" if measured_here else "cpu: elsewhere")
+    settings = PruneSettings(Budget.parse("latency", "0.8x"), measured_rounds=rounds)
+    result = prune_run("cifar_resnet20", "cpu-ort", settings, tmp_path / "p")
+    saved = json.loads((tmp_path / "p" / "plan_result.json").read_text())
+    assert bool(calls) == timed and ("measured" in saved) == timed
+    if timed:
+        assert 1 <= len(saved["measured"]["rounds"]) == len(calls) <= AUTO_MEASURED_ROUNDS  # one timing a round
+        assert result.measured["measured"] <= 0.8 * 1.02  # the budget holds as timed (here: parameter share)
+
+
+def test_a_latency_budget_timed_by_default_that_no_plan_meets_says_how_to_plan_by_prediction(tmp_path, monkeypatch):
+    from edgeprune.latency.profile import Profile
+
+    def nothing_gets_faster(target, models, shape, passes=1, desc=""):
+        return [[(1.0, 1.0) for _ in models[1:]] for _ in range(passes)]
+
+    monkeypatch.setattr(profiler, "measure_variants", nothing_gets_faster)
+    monkeypatch.setattr(Profile, "device_mismatch", lambda self: "")
+    with pytest.raises(BudgetError, match="--measured-rounds 0 plans by prediction alone"):
+        prune_run("cifar_resnet20", "cpu-ort", PruneSettings(Budget.parse("latency", "0.8x")), tmp_path / "p")
+    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())  # nothing half-written

@@ -46,8 +46,9 @@ budget_options = options(
     click.option("--latency", metavar="B", help="Latency budget: 0.8x of the unpruned model's, or 3.2ms."),
     click.option("--macs", metavar="B", help="MACs budget: 0.5x, or MMACs."),
     click.option("--params", metavar="B", help="Parameter budget: 0.5x, or millions."),
-    click.option("--measured-rounds", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
-                 help="Time up to N plans until the measured latency meets --latency."),
+    click.option("--measured-rounds", type=click.IntRange(min=0), default=None, metavar="N",
+                 help="Time up to N plans until the measured latency meets --latency (default: 4 where the "
+                      "profile was measured on this device, else 0)."),
     click.option("--compare-plans", is_flag=True,
                  help="Time a latency-ranked, a MACs-ranked and a uniform plan on the target and keep the "
                       "fastest: the default for --macs/--params where the profile was measured on this device "

@@ -57,11 +57,14 @@ class PruneSettings:
     align: int | None = None  # None: the target's channel blocking (see targets.channel_align)
     # > 0: time each plan on the target beside the unpruned model and plan again, up to this many plans, until
     # the measured latency meets the (latency) budget (prune/measured.py); the target must run on this machine
-    measured_rounds: int = 0
+    measured_rounds: int | None = None  # None: AUTO_MEASURED_ROUNDS where the profile was measured here, else 0
     # time a latency-ranked, a MACs-ranked and a uniform plan for the budget on the target and keep the fastest
     # (plan/candidates.py); the target must run on this machine. None: where the budget weighs the shapes by
     # default, timed when the profile was measured on this device and the target runs here, else priced
     compare_plans: bool | None = None
+
+
+AUTO_MEASURED_ROUNDS = 4  # a latency budget's plans timed by default on the profile's own device
 
 
 def check_timing(settings: PruneSettings, target) -> None:
@@ -146,17 +149,27 @@ def prune_run(
     plan = lambda b: plan_pruning(model, graph, layers, b, settings.ranked_by, profile, importance,  # noqa: E731
                                   constraints, settings.solver, side=shape[-1])  # fmt: skip
     relative = settings.budget.relative
-    if settings.measured_rounds and (step == steps or relative):  # an ms budget's earlier steps go by prediction
+    measured_rounds = settings.measured_rounds
+    if measured_rounds is None:  # a latency budget is met as timed, by default, on the device the profile describes
+        auto = budget.kind == "latency" and not settings.compare_plans and on_its_device(profile, target)
+        measured_rounds = AUTO_MEASURED_ROUNDS if auto else 0
+    if measured_rounds and (step == steps or relative):  # an ms budget's earlier steps go by prediction
         # timed beside the model the schedule started from: the budget is a fraction of that one's latency, and
         # each step is timed to its share of the way (the predictor's error would otherwise all land on the last)
         reference = model if steps == 1 else create_model(name, **kwargs).eval()
         goal = Budget("latency", 1 - (1 - settings.budget.value) * step / steps if relative else settings.budget.value,
                       relative)  # fmt: skip
-        result, chosen, rounds = plan_measured(
-            goal, settings.measured_rounds, target, reference, shape, origin,
-            lambda ms: plan(Budget("latency", ms, relative=False)),
-            lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval(),
-        )  # fmt: skip
+        try:
+            result, chosen, rounds = plan_measured(
+                goal, measured_rounds, target, reference, shape, origin,
+                lambda ms: plan(Budget("latency", ms, relative=False)),
+                lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval(),
+            )  # fmt: skip
+        except BudgetError as exc:
+            if settings.measured_rounds is not None:
+                raise
+            raise BudgetError(f"{exc} (plans are timed by default where the profile was measured; "
+                              "--measured-rounds 0 plans by prediction alone)") from exc
         result.measured = {**asdict(chosen), "rounds": [asdict(r) for r in rounds]}
         result.budget = goal  # met as measured; the predicted budget it took is in result.measured
     elif settings.compare_plans or (by_default and settings.ranked_by == "latency"):
