@@ -83,8 +83,10 @@ class LatencyModel:
         predicted well below it is priced by the line extrapolated past every run it was fitted on, where a
         negative offset takes it towards zero (docs/concepts/profiles-and-predictor.md)."""
         points = self.calibration.points if self.calibration else []
-        dense = points[0]["measured_ms"] if points else 0.0  # the first calibration plan is the dense model
-        return min(p["measured_ms"] for p in points) / dense if dense > 0 else None
+        # the dense run: labelled so by calibration (profiler.calibration_variants), else the first one
+        dense = next((p for p in points if p.get("label") == "uniform-0.0"), points[0] if points else None)
+        ms = dense["measured_ms"] if dense else 0.0
+        return min(p["measured_ms"] for p in points) / ms if ms > 0 else None
 
     def width_correction(self, layer: Layer) -> tuple[float, int, int] | None:
         """(scale, dense cin, dense cout) of ``layer`` when its geometry has an in-network scale in this model."""

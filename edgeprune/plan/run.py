@@ -173,7 +173,7 @@ def prune_run(
         result.measured = {**asdict(chosen), "rounds": [asdict(r) for r in rounds]}
         result.budget = goal  # met as measured; the predicted budget it took is in result.measured
     elif settings.compare_plans or (by_default and settings.ranked_by == "latency"):
-        # a MACs or parameter budget ranked by default: the shape the profile prices lowest (plan/candidates.py)
+        # a MACs or parameter budget ranked by default: the fastest shape, timed or priced (plan/candidates.py)
         priced, why = _profile_for_shapes(profile, profile_path, target, layers)
         shrink = lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval()  # noqa: E731
         timed = settings.compare_plans or (settings.compare_plans is None and on_its_device(priced, target))
@@ -243,9 +243,10 @@ def _resolve_ranking(settings: PruneSettings, path, target, layers, name: str,
 
 
 def on_its_device(profile: Profile | None, target) -> bool:
-    """Whether the plan shapes are timed by default: the profile was measured on this device (the user is on
-    the target) and the target runs here. The profile's prices can pick the wrong shape where timing them does
-    not (docs/benchmarks/latency-vs-flops.md); elsewhere they are all there is."""
+    """Whether plans are timed by default (a latency budget's measured rounds, a MACs or parameter budget's plan
+    shapes): the profile was measured on this device (the user is on the target) and the target runs here. The
+    profile's prices can miss a budget or pick the wrong shape where timing does not
+    (docs/benchmarks/latency-vs-flops.md); elsewhere they are all there is."""
     from edgeprune.backends import unavailable_reason
 
     return profile is not None and not profile.device_mismatch() and not unavailable_reason(target)
