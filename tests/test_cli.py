@@ -174,7 +174,7 @@ def test_edgeprune_warnings_read_as_one_line_and_other_warnings_as_before(monkey
     assert shown == [("from a library", "/elsewhere/lib.py")]
 
 
-def test_a_macs_budget_ranks_by_latency_where_the_profile_prices_the_model_else_by_macs_saying_why(tmp_path,
+def test_a_macs_budget_ranks_by_latency_where_the_profile_prices_the_model_else_cuts_uniformly_saying_why(tmp_path,
                                                                                                  monkeypatch):
     from edgeprune.latency import Profile
 
@@ -190,8 +190,12 @@ def test_a_macs_budget_ranks_by_latency_where_the_profile_prices_the_model_else_
     r = CliRunner().invoke(main, [*args, "--json", "--out", str(tmp_path / "unpriced")])
     assert r.exit_code == 0, r.output
     unpriced = json.loads(r.stdout)
-    assert unpriced["ranked_by"] == "macs" and unpriced["pruned"]["macs"] <= 0.5 * unpriced["dense"]["macs"]
+    # unpriced, a MACs budget is cut uniformly on the channel blocking (the shape that ran fastest most often)
+    assert unpriced["ranked_by"] == "uniform" and unpriced["pruned"]["macs"] <= 0.5 * unpriced["dense"]["macs"]
+    cut = [g for g in unpriced["groups"] if g["kept"] < g["size"]]
+    assert cut and all(g["kept"] % 8 == 0 or 8 % g["kept"] == 0 for g in cut)
     note = unpriced["note"]
+    assert note.startswith("cut uniformly on the channel blocking, not by latency: ")
     assert "no table for" in note and "profile measure cpu-ort --model tiny_nets:plain_cnn --input-size 20" in note
     assert unpriced["note"] in (tmp_path / "unpriced" / "plan.md").read_text()
     r = CliRunner().invoke(main, [*args, "--rank-by", "latency", "--out", str(tmp_path / "asked")])

@@ -82,7 +82,7 @@ class LatencyModel:
         """The fastest calibration run's latency as a fraction of the dense run's (None without a line). A plan
         predicted well below it is priced by the line extrapolated past every run it was fitted on, where a
         negative offset takes it towards zero (docs/concepts/profiles-and-predictor.md)."""
-        points = self.calibration.points if self.calibration else []
+        points = [p for p in (self.calibration.points if self.calibration else []) if "measured_ms" in p]
         # the dense run: labelled so by calibration (profiler.calibration_variants), else the first one
         dense = next((p for p in points if p.get("label") == "uniform-0.0"), points[0] if points else None)
         ms = dense["measured_ms"] if dense else 0.0

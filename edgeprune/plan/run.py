@@ -127,7 +127,12 @@ def prune_run(
     step, steps, origin = schedule
     by_default = (settings.ranked_by == "auto" and settings.budget.kind != "latency"
                   and weighs_shapes(settings.solver, settings.constraints, steps))  # fmt: skip
-    settings, note, profile = _resolve_ranking(settings, profile_path, target, layers, name, shape[-1])
+    settings, unpriced, profile = _resolve_ranking(settings, profile_path, target, layers, name, shape[-1])
+    # unpriced by default: the uniform shape on the blocking, which ran faster than the MACs-ranked one on most
+    # models benchmarked (docs/benchmarks/latency-vs-flops.md); other solvers and branch removal rank by MACs
+    uniform = by_default and bool(unpriced)
+    shape_note = "cut uniformly on the channel blocking" if uniform else "ranked by MACs"
+    note = f"{shape_note}, not by latency: {unpriced}" if unpriced else ""
     if profile is None and "latency" in (settings.budget.kind, settings.ranked_by):
         profile = load_for_target(target, profile_path)
     importance, source = read_importance(model_ref, graph.fingerprint)
@@ -179,6 +184,8 @@ def prune_run(
         timed = settings.compare_plans or (settings.compare_plans is None and on_its_device(priced, target))
         result = _compare_shapes(model, graph, layers, budget, priced, why, importance, constraints, settings, target,
                                  shape, shrink if timed else None)  # fmt: skip
+    elif uniform:
+        result = plan_uniform(model, graph, layers, budget, None, importance, constraints, shape[-1])
     else:
         result = plan(budget)
     result.note = note
@@ -227,7 +234,8 @@ def prune_in_steps(model_ref: str, target_name: str, settings: PruneSettings, ou
 def _resolve_ranking(settings: PruneSettings, path, target, layers, name: str,
                      side: int) -> tuple[PruneSettings, str, Profile | None]:  # fmt: skip
     """``settings`` with an ``auto`` ranking made ``latency`` or ``macs`` (see :class:`PruneSettings`), the
-    note that says why a MACs or parameter budget is ranked by MACs, and the profile when it was read here."""
+    reason a MACs or parameter budget is not ranked by latency (the profile cannot price the model, with the
+    command that fixes it), and the profile when it was read here."""
     if settings.ranked_by != "auto":
         return settings, "", None
     if settings.budget.kind == "latency":
@@ -238,8 +246,7 @@ def _resolve_ranking(settings: PruneSettings, path, target, layers, name: str,
     if priced is not None:
         return replace(settings, ranked_by="latency"), "", priced
     hint = measure_hint(target.name, name, side)
-    note = f"ranked by MACs, not latency: {why}; for a latency-ranked plan: {hint}"
-    return replace(settings, ranked_by="macs"), note, None
+    return replace(settings, ranked_by="macs"), f"{why}; for a latency-ranked plan: {hint}", None
 
 
 def on_its_device(profile: Profile | None, target) -> bool:
