@@ -205,13 +205,9 @@ def test_the_default_weighs_no_other_shape_for_the_knapsack_or_branch_removal(tm
     assert "compared" not in json.loads((tmp_path / "p" / "plan_result.json").read_text())
 
 
-@pytest.mark.parametrize(("measured_here", "option", "timed"), [
-    (True, None, True),  # the user is on the device the profile describes: the shapes are timed
-    (False, None, False),  # a profile from elsewhere prices them
-    (True, False, False),  # --no-compare-plans: priced even here
-])  # fmt: skip
-def test_a_macs_budget_times_the_shapes_by_default_on_the_device_its_profile_was_measured_on(
-        tmp_path, monkeypatch, measured_here, option, timed):  # fmt: skip
+def timings_on(monkeypatch, measured_here: bool) -> list[int]:
+    """Timings faked by parameter share (:func:`ms_from_params`), the profile measured here or elsewhere; the
+    list fills with one entry per timing call."""
     from edgeprune.latency.profile import Profile
 
     calls: list[int] = []
@@ -222,11 +218,34 @@ def test_a_macs_budget_times_the_shapes_by_default_on_the_device_its_profile_was
 
     monkeypatch.setattr(profiler, "measure_variants", fake)
     monkeypatch.setattr(Profile, "device_mismatch", lambda self: "" if measured_here else "cpu: elsewhere")
-    settings = PruneSettings(Budget.parse("macs", "0.6x"), compare_plans=option)
-    result = prune_run("cifar_resnet20", "cpu-ort", settings, tmp_path / "p")
-    saved = json.loads((tmp_path / "p" / "plan_result.json").read_text())["compared"]
-    assert bool(calls) == timed and saved["by"] == ("measured" if timed else "predicted")
-    assert result.ranked_by == saved["chosen"]
+    return calls
+
+
+@pytest.mark.parametrize(("budget", "option", "measured_here", "timed"), [
+    ("macs", {}, True, True),  # the user is on the device the profile describes: the shapes are timed
+    ("macs", {}, False, False),  # a profile from elsewhere prices them
+    ("macs", {"compare_plans": False}, True, False),  # --no-compare-plans: priced even here
+    ("latency", {}, True, True),  # a latency budget is met as timed
+    ("latency", {}, False, False),  # by prediction
+    ("latency", {"measured_rounds": 0}, True, False),  # --measured-rounds 0: by prediction even here
+])  # fmt: skip
+def test_plans_are_timed_by_default_on_the_device_their_profile_was_measured_on(
+        tmp_path, monkeypatch, budget, option, measured_here, timed):  # fmt: skip
+    from edgeprune.plan.run import AUTO_MEASURED_ROUNDS
+
+    calls = timings_on(monkeypatch, measured_here)
+    result = prune_run("cifar_resnet20", "cpu-ort", PruneSettings(Budget.parse(budget, "0.7x"), **option),
+                       tmp_path / "p")  # fmt: skip
+    saved = json.loads((tmp_path / "p" / "plan_result.json").read_text())
+    assert bool(calls) == timed
+    if budget == "macs":  # the shapes, one timing call for all of them
+        assert saved["compared"]["by"] == ("measured" if timed else "predicted")
+        assert result.ranked_by == saved["compared"]["chosen"]
+    else:  # the rounds, one timing call each
+        assert ("measured" in saved) == timed
+        if timed:
+            assert 1 <= len(saved["measured"]["rounds"]) == len(calls) <= AUTO_MEASURED_ROUNDS
+            assert result.measured["measured"] <= 0.7 * 1.02  # the budget holds as timed (here: parameter share)
 
 
 def test_no_compare_plans_on_the_command_line_prices_the_shapes_on_the_profiles_own_device(tmp_path, monkeypatch):
@@ -241,33 +260,6 @@ def test_no_compare_plans_on_the_command_line_prices_the_shapes_on_the_profiles_
                                   "--no-compare-plans", "--out", str(tmp_path / "p")])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "p" / "plan_result.json").read_text())["compared"]["by"] == "predicted"
-
-
-@pytest.mark.parametrize(("measured_here", "rounds", "timed"), [
-    (True, None, True),  # on the profile's own device a latency budget is met as timed
-    (False, None, False),  # a profile from elsewhere: by prediction
-    (True, 0, False),  # --measured-rounds 0: by prediction even here
-])  # fmt: skip
-def test_a_latency_budget_is_timed_by_default_on_the_device_its_profile_was_measured_on(
-        tmp_path, monkeypatch, measured_here, rounds, timed):  # fmt: skip
-    from edgeprune.latency.profile import Profile
-    from edgeprune.plan.run import AUTO_MEASURED_ROUNDS
-
-    calls: list[int] = []
-
-    def fake(target, models, shape, passes=1, desc=""):
-        calls.append(len(models))
-        return ms_from_params(target, models, shape, passes, desc)
-
-    monkeypatch.setattr(profiler, "measure_variants", fake)
-    monkeypatch.setattr(Profile, "device_mismatch", lambda self: "" if measured_here else "cpu: elsewhere")
-    settings = PruneSettings(Budget.parse("latency", "0.8x"), measured_rounds=rounds)
-    result = prune_run("cifar_resnet20", "cpu-ort", settings, tmp_path / "p")
-    saved = json.loads((tmp_path / "p" / "plan_result.json").read_text())
-    assert bool(calls) == timed and ("measured" in saved) == timed
-    if timed:
-        assert 1 <= len(saved["measured"]["rounds"]) == len(calls) <= AUTO_MEASURED_ROUNDS  # one timing a round
-        assert result.measured["measured"] <= 0.8 * 1.02  # the budget holds as timed (here: parameter share)
 
 
 def test_a_latency_budget_timed_by_default_that_no_plan_meets_says_how_to_plan_by_prediction(tmp_path, monkeypatch):
