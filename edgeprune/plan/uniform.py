@@ -59,7 +59,7 @@ def plan_uniform(
     costs = make_costs([budget.kind], profile, graph.model_name, side)
     no_branches = PlanConstraints(**{**vars(constraints), "remove_branches": False})
     planner = Planner(graph, layers, costs, importance_for(model, graph, importance), no_branches)
-    limit = budget.resolve(planner.dense[budget.kind])
+    limit = planner.check_reachable(budget)  # the planner's own error: the floor, and the knobs that lower it
     while planner.total(budget.kind) > limit:
         cut = _next_cut(planner, budget.kind)
         if cut is None:
