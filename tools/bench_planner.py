@@ -16,8 +16,8 @@ entire inside go to width 0), and one more plan, ``latency-driven, channels only
 ``uniform, on the blocking`` is every group cut by one fraction (edgeprune's uniform plan shape). With
 ``--peer``, Torch-Pruning's uniform and global plans at the same MACs join the run (tools/peer_plans.py),
 and the row ``compare_plans_chose`` says which of edgeprune's shapes ``prune --compare-plans`` keeps, chosen
-by its own timing before this run's. ``default_chose`` is the shape plain ``prune --macs`` keeps: the one
-the profile prices lowest (plan/candidates.py).
+by its own timing before this run's. ``default_chose`` is the shape plain ``prune --macs`` keeps: on the
+profile's own device that timed choice, elsewhere the one the profile prices lowest (plan/candidates.py).
 
 With ``--also-profile P`` (repeatable), also the latency-driven plan another profile makes (predicted by that
 profile), timed in the same run: which of two profiles plans faster on this machine, today.
@@ -54,6 +54,7 @@ from edgeprune.latency.profiler import build_model, model_input_shape, prepare_m
 from edgeprune.models import create_model
 from edgeprune.plan.candidates import choose_fastest, choose_predicted, weighs_shapes
 from edgeprune.plan.planner import Budget, PlanConstraints, Planner, importance_for, plan_pruning
+from edgeprune.plan.run import on_its_device
 from edgeprune.plan.uniform import plan_uniform
 from edgeprune.prune import prune_model
 from edgeprune.targets import channel_align, load_target
@@ -153,10 +154,13 @@ def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int
                 ceiling: bool = False, branches: bool = False, peer: bool = False, pretrained: bool = False,
                 others: dict[str, Profile] | None = None) -> dict:  # fmt: skip
     models = variants(name, target, profile, budget, shared, ceiling, branches, peer, pretrained, others)
-    chose = compare_plans_choice(name, target, models) if peer else None
-    # what `prune --macs` keeps by default: the shape the profile prices lowest, the latency-ranked one first
+    # what `prune --macs` keeps by default: on the profile's own device the shape timed fastest, elsewhere the
+    # one the profile prices lowest (the latency-ranked one first)
     weighed = weighs_shapes("greedy", PlanConstraints(remove_branches=branches))
-    default = choose_predicted({SHAPE_OF[k]: models[k][1] for k in SHAPE_OF})[0] if weighed else "latency"
+    timed = weighed and on_its_device(profile, target)
+    chose = compare_plans_choice(name, target, models) if peer or timed else None
+    default = (chose if timed else choose_predicted({SHAPE_OF[k]: models[k][1] for k in SHAPE_OF})[0]) \
+        if weighed else "latency"
     ms, per_round = measure(name, target, models, rounds)
     x = torch.randn(*model_input_shape(name, target))
     macs = {k: count_macs(m, x)[0] for k, (m, _) in models.items()}
