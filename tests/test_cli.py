@@ -192,6 +192,8 @@ def test_a_macs_budget_ranks_by_latency_where_the_profile_prices_the_model_else_
     unpriced = json.loads(r.stdout)
     # unpriced, a MACs budget is cut uniformly on the channel blocking (the shape that ran fastest most often)
     assert unpriced["ranked_by"] == "uniform" and unpriced["pruned"]["macs"] <= 0.5 * unpriced["dense"]["macs"]
+    assert unpriced["compared"]["chosen"] == "uniform" and unpriced["compared"]["by"] == "predicted"
+    assert "latency" in unpriced["compared"]["skipped"]  # no profile tables: that shape has no plan
     cut = [g for g in unpriced["groups"] if g["kept"] < g["size"]]
     assert cut and all(g["kept"] % 8 == 0 or 8 % g["kept"] == 0 for g in cut)
     note = unpriced["note"]

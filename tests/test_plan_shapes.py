@@ -16,7 +16,7 @@ from edgeprune.latency import collect_layers
 from edgeprune.latency.layers import on_blocking
 from edgeprune.models import create_model
 from edgeprune.plan.budget import Budget, BudgetError, PlanConstraints
-from edgeprune.plan.candidates import PREDICTED_MARGIN, SHAPES, choose_fastest, choose_predicted
+from edgeprune.plan.candidates import PREDICTED_MARGIN, SHAPES, choose_fastest, choose_predicted, plan_shapes
 from edgeprune.plan.planner import importance_for
 from edgeprune.plan.run import PruneSettings, prune_run
 from edgeprune.plan.uniform import plan_uniform
@@ -196,6 +196,13 @@ def test_the_default_switches_shape_only_when_another_is_predicted_clearly_faste
     assert [(r["shape"], r["predicted"]) for r in rows] == [("first", first), ("other", other)]
 
 
+@pytest.mark.parametrize(("shapes", "kept"), [(("macs", "uniform"), "uniform"), (("macs",), "macs")])
+def test_with_no_shape_priced_the_default_keeps_the_uniform_one_where_it_has_a_plan(shapes, kept):
+    unpriced = mock.Mock(pruned={"macs": 1}, dense={"macs": 2})
+    chosen, rows = choose_predicted({s: unpriced for s in shapes})
+    assert chosen == kept and all(r["predicted"] is None for r in rows)
+
+
 @pytest.mark.parametrize("change", [{"solver": "knapsack"}, {"constraints": PlanConstraints(remove_branches=True)}])
 def test_the_default_weighs_no_other_shape_for_the_knapsack_or_branch_removal(tmp_path, change):
     # the knapsack ignores the ranking, and the uniform shape removes no branch: the planner's plan stays
@@ -273,3 +280,15 @@ def test_a_latency_budget_timed_by_default_that_no_plan_meets_says_how_to_plan_b
     with pytest.raises(BudgetError, match="--measured-rounds 0 plans by prediction alone"):
         prune_run("cifar_resnet20", "cpu-ort", PruneSettings(Budget.parse("latency", "0.8x")), tmp_path / "p")
     assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())  # nothing half-written
+
+
+def test_shapes_refused_for_one_reason_are_named_together_once():
+    reasons = {"latency": "no table", "macs": "below the reachable minimum", "uniform": "below the reachable minimum"}
+
+    def refuse(shape):
+        raise BudgetError(reasons[shape])
+
+    with pytest.raises(BudgetError) as exc:
+        plan_shapes(refuse)
+    expected = "no plan shape reaches the budget: latency: no table; macs, uniform: below the reachable minimum"
+    assert str(exc.value) == expected

@@ -159,8 +159,9 @@ def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int
     weighed = weighs_shapes("greedy", PlanConstraints(remove_branches=branches))
     timed = weighed and on_its_device(profile, target)
     chose = compare_plans_choice(name, target, models) if peer or timed else None
-    default = (chose if timed else choose_predicted({SHAPE_OF[k]: models[k][1] for k in SHAPE_OF})[0]) \
-        if weighed else "latency"
+    default = "latency"
+    if weighed:
+        default = chose if timed else choose_predicted({SHAPE_OF[k]: models[k][1] for k in SHAPE_OF})[0]
     ms, per_round = measure(name, target, models, rounds)
     x = torch.randn(*model_input_shape(name, target))
     macs = {k: count_macs(m, x)[0] for k, (m, _) in models.items()}
@@ -191,8 +192,8 @@ def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int
         ours = SHAPE_OF_LABEL[default]
         row["vs_peer"] = {"ours": ours, "theirs": theirs, "speedup": paired(per_round, theirs, ours)}
         if chose != default:  # and the plan --compare-plans kept by its own timing
-            timed = SHAPE_OF_LABEL[chose]
-            row["compared_vs_peer"] = {"ours": timed, "theirs": theirs, "speedup": paired(per_round, theirs, timed)}
+            kept = SHAPE_OF_LABEL[chose]
+            row["compared_vs_peer"] = {"ours": kept, "theirs": theirs, "speedup": paired(per_round, theirs, kept)}
     return row
 
 

@@ -82,11 +82,9 @@ class LatencyModel:
         """The fastest calibration run's latency as a fraction of the dense run's (None without a line). A plan
         predicted well below it is priced by the line extrapolated past every run it was fitted on, where a
         negative offset takes it towards zero (docs/concepts/profiles-and-predictor.md)."""
-        points = [p for p in (self.calibration.points if self.calibration else []) if "measured_ms" in p]
-        # the dense run: labelled so by calibration (profiler.calibration_variants), else the first one
-        dense = next((p for p in points if p.get("label") == "uniform-0.0"), points[0] if points else None)
-        ms = dense["measured_ms"] if dense else 0.0
-        return min(p["measured_ms"] for p in points) / ms if ms > 0 else None
+        timed = [p["measured_ms"] for p in (self.calibration.points if self.calibration else []) if "measured_ms" in p]
+        # the dense run is the first calibration plan, as for the offset's share
+        return min(timed) / timed[0] if timed and timed[0] > 0 else None
 
     def width_correction(self, layer: Layer) -> tuple[float, int, int] | None:
         """(scale, dense cin, dense cout) of ``layer`` when its geometry has an in-network scale in this model."""

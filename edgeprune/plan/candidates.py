@@ -1,5 +1,5 @@
 """Choose a plan's shape: several plans for one MACs or parameter budget, the fastest kept, as timed on the
-target (``--compare-plans``) or, by default, as the profile predicts them.
+target (``--compare-plans``, the default on the profile's own device) or as the profile predicts them.
 
 The latency model prices layers one at a time. Inside a network the runtime adds costs no per-layer table
 sees: layout reorders around layers it cannot run in its blocked layout, narrow layers that leave the fast
@@ -13,7 +13,8 @@ Without timing, the profile still prices every shape. The greedy latency-ranked 
 prices lowest: on a GPU at batch 32 it was predicted at 0.95x of the unpruned speed where the uniform cut on
 the channel blocking was predicted at 1.12x, and they ran at 0.94x and 1.13x (that greedy fault is fixed, see
 ``Planner.run``; others may remain). So the default keeps the shape the profile predicts fastest, the
-planner's own unless another is predicted clearly faster.
+planner's own unless another is predicted clearly faster. Where the profile cannot price the model at all,
+the uniform shape is kept: timed, it beat the MACs-ranked one on most models (docs/benchmarks/latency-vs-flops.md).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from edgeprune.timing import summarize_ratios
 SHAPES = ("latency", "macs", "uniform")  # ranked by profiled ms saved, by MACs saved, one fraction everywhere
 PASSES = 3  # fresh session pairs per plan; the ratio is their median
 PREDICTED_MARGIN = 0.03  # a shape predicted faster by less than the predictor's typical error is no reason to switch
+UNPRICED = "uniform"  # the shape kept when no shape is priced (the profile lacks the model's layers)
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,11 @@ def plan_shapes(plan_shape: Callable[[str], PlanResult], shapes: tuple[str, ...]
         except BudgetError as exc:
             skipped[shape] = str(exc)
     if not plans:
-        raise BudgetError("no plan shape reaches the budget: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+        by_reason: dict[str, list[str]] = {}  # shapes refused alike (the same floor) are named together, once
+        for shape, why in skipped.items():
+            by_reason.setdefault(why, []).append(shape)
+        raise BudgetError("no plan shape reaches the budget: "
+                          + "; ".join(f"{', '.join(ks)}: {why}" for why, ks in by_reason.items()))  # fmt: skip
     return plans, skipped
 
 
@@ -106,13 +112,16 @@ def weighs_shapes(solver: str, constraints: PlanConstraints, steps: int = 1) -> 
 
 def choose_predicted(plans: dict[str, PlanResult], margin: float = PREDICTED_MARGIN) -> tuple[str, list[dict]]:
     """The shape kept by prediction, and every shape's MACs and predicted latency (ratios to the unpruned model).
-    The first shape (the planner's own) is kept unless another is predicted more than ``margin`` faster."""
+    The first shape (the planner's own) is kept unless another is predicted more than ``margin`` faster; with no
+    shape priced, :data:`UNPRICED` where it has a plan."""
     rows = [{"shape": k, "macs": r.pruned["macs"] / r.dense["macs"],
              "predicted": r.pruned["latency"] / r.dense["latency"] if "latency" in r.dense else None}
             for k, r in plans.items()]  # fmt: skip
     priced = [r for r in rows if r["predicted"] is not None]
     first = rows[0]
-    if first["predicted"] is None or not priced:
+    if not priced:
+        return (UNPRICED if UNPRICED in plans else first["shape"]), rows
+    if first["predicted"] is None:
         return first["shape"], rows
     best = min(priced, key=lambda r: r["predicted"])
     return (best["shape"] if best["predicted"] < (1 - margin) * first["predicted"] else first["shape"]), rows

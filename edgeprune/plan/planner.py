@@ -274,9 +274,11 @@ class Planner:
     def _beyond_calibration(self, totals: dict[str, float]) -> dict | None:
         """The predicted and the lowest calibrated latency ratio, when the plan lies below the calibration."""
         cost = self.costs.get("latency")
-        lowest = cost.lowest_calibrated() if isinstance(cost, LatencyModel) else None
-        predicted = totals["latency"] / self.dense["latency"] if lowest is not None and self.dense["latency"] else None
-        if predicted is None or predicted >= lowest * (1 - BEYOND_MARGIN):
+        lowest = cost.lowest_calibrated() if isinstance(cost, LatencyModel) and self.dense["latency"] else None
+        if not lowest:
+            return None
+        predicted = totals["latency"] / self.dense["latency"]
+        if predicted >= lowest * (1 - BEYOND_MARGIN):
             return None
         return {"predicted": predicted, "lowest_calibrated": lowest}
 

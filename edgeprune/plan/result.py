@@ -20,7 +20,8 @@ class GroupWidth:
 def compared_lines(compared: dict) -> list[str]:
     """Markdown lines of the plan shapes a plan was chosen from (plan/candidates.py)."""
     timed = compared.get("by", "measured") == "measured"
-    how = "timed on the target" if timed else "priced by the profile"
+    priced = timed or any(r["predicted"] is not None for r in compared["plans"])
+    how = "timed on the target" if timed else "priced by the profile" if priced else "not priced, no profile tables"
     lines = [f"- plan shapes {how} (kept: {compared['chosen']}):"]
     for r in compared["plans"]:
         if timed:

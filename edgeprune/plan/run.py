@@ -47,10 +47,10 @@ class PruneSettings:
     """How to plan: the budget, what ranks a step, the solver and the per-group constraints."""
 
     budget: Budget
-    # latency, macs, or auto: latency for a latency budget; for a MACs or parameter budget, wherever the target's
-    # profile prices every layer of the model, latency, and for a one-step channels-only greedy plan the
-    # latency-ranked, MACs-ranked or uniform plan it prices lowest (plan/candidates.py choose_predicted); else
-    # macs, and the plan says why
+    # latency, macs, or auto: latency for a latency budget; for a MACs or parameter budget, a one-step
+    # channels-only greedy plan keeps the fastest of the latency-ranked, MACs-ranked and uniform plans, timed or
+    # priced (plan/candidates.py; uniform where the profile cannot price the model); other solvers and branch
+    # removal rank by latency where the profile prices every layer, else by MACs, and the plan says why
     ranked_by: str = "auto"
     solver: str = "greedy"
     constraints: PlanConstraints = PlanConstraints()
@@ -128,11 +128,6 @@ def prune_run(
     by_default = (settings.ranked_by == "auto" and settings.budget.kind != "latency"
                   and weighs_shapes(settings.solver, settings.constraints, steps))  # fmt: skip
     settings, unpriced, profile = _resolve_ranking(settings, profile_path, target, layers, name, shape[-1])
-    # unpriced by default: the uniform shape on the blocking, which ran faster than the MACs-ranked one on most
-    # models benchmarked (docs/benchmarks/latency-vs-flops.md); other solvers and branch removal rank by MACs
-    uniform = by_default and bool(unpriced)
-    shape_note = "cut uniformly on the channel blocking" if uniform else "ranked by MACs"
-    note = f"{shape_note}, not by latency: {unpriced}" if unpriced else ""
     if profile is None and "latency" in (settings.budget.kind, settings.ranked_by):
         profile = load_for_target(target, profile_path)
     importance, source = read_importance(model_ref, graph.fingerprint)
@@ -177,18 +172,20 @@ def prune_run(
                               "--measured-rounds 0 plans by prediction alone)") from exc
         result.measured = {**asdict(chosen), "rounds": [asdict(r) for r in rounds]}
         result.budget = goal  # met as measured; the predicted budget it took is in result.measured
-    elif settings.compare_plans or (by_default and settings.ranked_by == "latency"):
-        # a MACs or parameter budget ranked by default: the fastest shape, timed or priced (plan/candidates.py)
-        priced, why = _profile_for_shapes(profile, profile_path, target, layers)
+    elif settings.compare_plans or by_default:
+        # a MACs or parameter budget ranked by default: the fastest shape, timed or priced (plan/candidates.py);
+        # the default read the profile already (_resolve_ranking), --compare-plans did not
+        priced, why = (_profile_for_shapes(profile, profile_path, target, layers) if settings.compare_plans
+                       else (profile, unpriced))  # fmt: skip
         shrink = lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval()  # noqa: E731
         timed = settings.compare_plans or (settings.compare_plans is None and on_its_device(priced, target))
         result = _compare_shapes(model, graph, layers, budget, priced, why, importance, constraints, settings, target,
                                  shape, shrink if timed else None)  # fmt: skip
-    elif uniform:
-        result = plan_uniform(model, graph, layers, budget, None, importance, constraints, shape[-1])
     else:
         result = plan(budget)
-    result.note = note
+    if unpriced:  # why the plan is not ranked by latency, and what it is instead
+        how = "cut uniformly on the channel blocking" if result.ranked_by == "uniform" else "ranked by MACs"
+        result.note = f"{how}, not by latency: {unpriced}"
     pruned, spec, err, refits = _shrink_checked(model, graph, result.plan, changes, chw, shape[1:], calibrated)
     if out.exists():
         out.rmdir()

@@ -16,12 +16,14 @@ import torch.nn as nn
 from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, NORM, PARAM, ChannelGraph, ChannelGroup
 
 OUT_KINDS = (CONV_OUT, LINEAR_OUT)
+IN_KINDS = (CONV_IN, LINEAR_IN)
 
 
 class DeviceIndex(NamedTuple):
+    """A block's ``index`` and ``unit`` copied to its parameter's device."""
+
     index: torch.Tensor
     unit: torch.Tensor
-IN_KINDS = (CONV_IN, LINEAR_IN)
 
 
 @dataclass
