@@ -175,3 +175,43 @@ def test_cli_prune_export_graph_validate_on_a_timm_model(tmp_path):
     report = validate(resolve_model(SMALL), resolve_model(str(tmp_path / "p" / "model")),
                       target_from_dict("t", fast), tmp_path / "v")  # fmt: skip
     assert report["derived"]["macs_speedup"] > 1.1 and report["original"]["model"] == SMALL
+
+
+def test_reparameterizable_models_are_built_as_deployed_and_load_either_forms_weights(tmp_path):
+    """RepVGG's training form adds a 1x1 and an identity branch to every 3x3 conv: exported as is, those run as
+    extra layers, and the identity ties every layer of a stage into one residual stream that plans keep whole."""
+    name = "timm:repvgg_a0"
+    torch.manual_seed(0)
+    training = liven(create_model(name, reparameterize=False), 64)
+    assert any(type(m).__name__ == "RepVggBlock" and m.conv_1x1 is not None for m in training.modules())
+    save_file({k: v.contiguous() for k, v in training.state_dict().items()}, tmp_path / "train.safetensors")
+    deployed = create_model(name, weights=tmp_path / "train.safetensors").eval()
+    convs = [m for m in deployed.modules() if isinstance(m, nn.Conv2d)]
+    assert all(m.kernel_size == (3, 3) for m in convs) and len(convs) == 22  # one conv a block, no branch left
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in deployed.modules())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(deployed(x), training(x), rtol=1e-4, atol=1e-4)
+    # a file saved from the deploy form (what a training run or a pruned model's source holds) loads too
+    save_file({k: v.contiguous() for k, v in deployed.state_dict().items()}, tmp_path / "deploy.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(create_model(name, weights=tmp_path / "deploy.safetensors").eval()(x), deployed(x))
+    # in the deploy form no group is a residual stream: every layer can be narrowed
+    graph = build_graph(deployed, x[:1], model_name=name)
+    assert graph.prunable_groups and not any(g.shared for g in graph.prunable_groups)
+    assert any(g.shared for g in build_graph(training, x[:1], model_name=name).prunable_groups)
+    with pytest.raises(InputError, match="does not fit"):  # neither form's weights: the training form's error
+        torch.save(create_model("timm:repvgg_a1").state_dict(), tmp_path / "other.pth")
+        create_model(name, weights=tmp_path / "other.pth")
+
+
+def test_cli_plans_repvgg_to_half_its_macs_and_the_saved_model_reloads_in_the_deploy_form(tmp_path):
+    out = CliRunner().invoke(main, ["prune", "timm:repvgg_a0", "--target", "cpu-ort", "--macs", "0.5x",
+                                    "--out", str(tmp_path / "p"), "--json"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    result = json.loads((tmp_path / "p" / "plan_result.json").read_text())
+    assert 0.45 <= result["ratio"]["macs"] <= 0.5
+    pruned = load_pruned(tmp_path / "p" / "model").eval()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in pruned.modules())
+    with torch.no_grad():
+        assert pruned(torch.randn(1, 3, 64, 64)).shape == (1, 1000)

@@ -40,6 +40,9 @@ class ModelEntry:
     # How the model's own pretraining fed it images, where the family says (timm's pretrained config):
     # mean, std, crop_pct, interpolation.
     data_config: dict = field(default_factory=dict)
+    # What turns the built model into the form it is deployed in (timm's RepVGG-style branches fused into one
+    # conv), applied after its weights load; ``create_model(..., reparameterize=False)`` keeps the training form.
+    deploy_form: Callable[[nn.Module], nn.Module] | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -115,7 +118,9 @@ def create_model(
             same as ``weights`` (so every stage that forwards ``pretrained`` also takes a weights file).
         weights: a local weights file to load instead (safetensors, or a torch checkpoint holding a state
             dict): every tensor must fit the model (see :func:`edgeprune.models.weights.load_weights`).
-        **kwargs: forwarded to the factory (e.g. ``num_classes``).
+        **kwargs: forwarded to the factory (e.g. ``num_classes``). For a family with a deploy form (timm
+            models with re-parameterizable blocks), ``reparameterize=False`` keeps the training form; by default
+            the model is built as it is deployed, after its weights load.
     """
     if not isinstance(pretrained, bool):
         if weights is not None:
@@ -127,10 +132,20 @@ def create_model(
     if pretrained and not entry.has_pretrained:
         raise InputError(f"model {name!r} has no pretrained weights in edgeprune")
     args = {**entry.defaults, **kwargs}
+    deploy = entry.deploy_form if entry.deploy_form is not None and args.pop("reparameterize", True) else None
     model = entry.factory(**args) if entry.family == "user" else entry.factory(pretrained=pretrained, **args)
-    if weights is not None:
+    if weights is None:
+        return deploy(model) if deploy else model
+    try:
         load_weights(model, weights)
-    return model
+    except InputError:
+        if deploy is None:
+            raise
+        # a file saved from the deploy form (a training run, a pruned model's source) fits only that form
+        model = deploy(model)
+        load_weights(model, weights)
+        return model
+    return deploy(model) if deploy else model
 
 
 def create_model_for_size(name: str, size: int, pretrained: Pretrained = False, **kwargs) -> nn.Module:

@@ -82,6 +82,7 @@ def timm_entry(name: str) -> ModelEntry:
         has_pretrained=cfg is not None,
         size_kwarg="img_size" if cfg is not None and cfg.fixed_input_size else None,
         data_config={k: data[k] for k in keep if k in data},
+        deploy_form=to_deploy_form,
     )
 
 
@@ -91,6 +92,21 @@ def build_timm_model(arch: str, pretrained: bool = False, **kwargs) -> nn.Module
     if pretrained:
         load_weights(model, find_timm_weights(arch))
     return model
+
+
+# The methods timm's reparameterize_model calls on a block that has an inference form.
+REPARAMETERIZE_HOOKS = ("fuse", "reparameterize", "switch_to_deploy")
+
+
+def to_deploy_form(model: nn.Module) -> nn.Module:
+    """The model as it is deployed: timm's ``reparameterize_model`` fuses RepVGG / MobileOne branches and
+    conv+norm pairs. The training form's branches would be timed, exported and pruned as separate layers, and
+    its identity branches tie every layer of a stage into one residual stream (RepVGG could not be pruned)."""
+    if not any(hasattr(m, hook) for m in model.modules() for hook in REPARAMETERIZE_HOOKS):
+        return model
+    training = model.training
+    fused = require("timm.utils.model", "timm").reparameterize_model(model, inplace=True)
+    return fused.train(training)
 
 
 def find_timm_weights(arch: str):

@@ -102,10 +102,15 @@ def liven(model: nn.Module, size: int = 32, seed: int = 0) -> nn.Module:
 def lively_model(name: str, seed: int = 0) -> tuple[nn.Module, int]:
     """Registry model ``name`` at its test input side, seeded and livened: what oracle checks run on.
 
-    Returns the eval-mode model and the input side."""
-    size = get_entry(name).test_size
+    Returns the eval-mode model and the input side. A model with a deploy form is livened in its training form,
+    whose norms give the random weights life, then fused as it is deployed."""
+    entry = get_entry(name)
+    size = entry.test_size
     torch.manual_seed(seed)
-    return liven(create_model_for_size(name, size), size, seed), size
+    if entry.deploy_form is None:
+        return liven(create_model_for_size(name, size), size, seed), size
+    model = liven(create_model_for_size(name, size, reparameterize=False), size, seed)
+    return entry.deploy_form(model).eval(), size
 
 
 def is_lively(model: nn.Module, x: torch.Tensor) -> bool:
