@@ -199,7 +199,16 @@ def test_reparameterizable_models_are_built_as_deployed_and_load_either_forms_we
     # in the deploy form no group is a residual stream: every layer can be narrowed
     graph = build_graph(deployed, x[:1], model_name=name)
     assert graph.prunable_groups and not any(g.shared for g in graph.prunable_groups)
-    assert any(g.shared for g in build_graph(training, x[:1], model_name=name).prunable_groups)
+    kept = {"reparameterize": False}
+    train_graph = build_graph(training, x[:1], model_name=name, model_kwargs=kept)
+    assert any(g.shared for g in train_graph.prunable_groups)
+    # the training form, pruned, reloads as the training form: arch.json keeps the keyword
+    pruned, changes = shrink(training, train_graph, random_plan(train_graph, random.Random(3)))
+    save_pruned(pruned, arch_spec(name, train_graph.model_kwargs, train_graph.fingerprint, changes), tmp_path / "p")
+    loaded = load_pruned(tmp_path / "p").eval()
+    assert json.loads((tmp_path / "p" / "arch.json").read_text())["model_kwargs"] == kept
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), pruned.eval()(x))
     with pytest.raises(InputError, match="does not fit"):  # neither form's weights: the training form's error
         torch.save(create_model("timm:repvgg_a1").state_dict(), tmp_path / "other.pth")
         create_model(name, weights=tmp_path / "other.pth")
