@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch.nn as nn
 
 from edgeprune.errors import InputError, UnknownNameError
-from edgeprune.models.weights import load_weights
+from edgeprune.models.weights import load_state, read_state_dict
 
 
 class UnknownModelError(UnknownNameError):
@@ -136,14 +136,18 @@ def create_model(
     model = entry.factory(**args) if entry.family == "user" else entry.factory(pretrained=pretrained, **args)
     if weights is None:
         return deploy(model) if deploy else model
+    state = read_state_dict(weights)
     try:
-        load_weights(model, weights)
-    except InputError:
+        load_state(model, state, str(weights))
+    except InputError as training_form:
         if deploy is None:
             raise
         # a file saved from the deploy form (a training run, a pruned model's source) fits only that form
         model = deploy(model)
-        load_weights(model, weights)
+        try:
+            load_state(model, state, str(weights))
+        except InputError:
+            raise training_form from None  # fits neither: the training form's mismatch is the one timm users know
         return model
     return deploy(model) if deploy else model
 
