@@ -3,6 +3,7 @@ Res2Net under non-uniform plans, weight-standardized convs, untraceable models, 
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import sys
@@ -213,6 +214,22 @@ def test_reparameterizable_models_are_built_as_deployed_and_load_either_forms_we
     with pytest.raises(InputError, match=r"does not fit ByobNet: wrong shape: stem.conv_kxk.conv.weight"):
         torch.save(create_model("timm:repvgg_a1", reparameterize=False).state_dict(), tmp_path / "other.pth")
         create_model(name, weights=tmp_path / "other.pth")
+
+
+@pytest.mark.parametrize("name", ["timm:efficientvim_m1", "timm:repvit_m0_9"])
+def test_models_that_fuse_only_in_eval_mode_build_fused_and_stay_in_train_mode(name):
+    """EfficientViM's blocks assert eval mode when fused; a model is built in train mode, as any nn.Module."""
+    torch.manual_seed(0)
+    training = create_model(name, reparameterize=False)
+    deployed = create_model(name)
+    assert deployed.training
+    deployed.load_state_dict(get_entry(name).deploy_form(copy.deepcopy(training)).state_dict())
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(deployed) < count(create_model(name, reparameterize=False))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        y = training.eval()(x)
+        assert ((deployed.eval()(x) - y).norm() / y.norm()).item() < 1e-4
 
 
 def test_cli_plans_repvgg_to_half_its_macs_and_the_saved_model_reloads_in_the_deploy_form(tmp_path):

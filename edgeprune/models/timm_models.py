@@ -105,6 +105,7 @@ def to_deploy_form(model: nn.Module) -> nn.Module:
     if not any(hasattr(m, hook) for m in model.modules() for hook in REPARAMETERIZE_HOOKS):
         return model
     training = model.training
+    model.eval()  # some blocks fuse only in eval mode (EfficientViM asserts it); the norms' statistics are the same
     fused = require("timm.utils.model", "timm").reparameterize_model(model, inplace=True)
     return fused.train(training)
 
