@@ -208,3 +208,25 @@ def test_a_stored_check_is_predicted_again_against_its_own_times():
     again = replay_check(profile, target, report)
     assert again["median_abs_speedup_error_pct"] == pytest.approx(10.0)
     assert again["plans"][0]["predicted_speedup"] == pytest.approx(rows[0]["predicted_speedup"])
+
+
+def test_a_grouped_conv_with_several_filters_per_channel_is_profiled_along_its_inputs(monkeypatch, tmp_path):
+    """FastViT downsamples with a 3x3 conv of two filters per input channel (48 -> 96, groups 48): profiling
+    it was refused ("not profiled yet"), and with it any latency budget on the model."""
+    net = nn.Sequential(nn.Conv2d(3, 48, 3), nn.Conv2d(48, 96, 3, groups=48), nn.Conv2d(96, 72, 1, groups=24))
+    doubled, odd = collect_layers(net[:2], (1, 3, 16, 16))[1], collect_layers(net, (1, 3, 16, 16))[2]
+    assert doubled.geometry.key == "gconv|b1|14x14|k3|s1|gw1m2|fp32" and doubled.geometry.multiplier == 2
+    assert Geometry.from_key(doubled.geometry.key) == doubled.geometry
+    assert Geometry.from_key("gconv|b1|8x8|k3|s1|gw4|fp32").multiplier == 1  # keys of older profiles read alike
+    axes = tables.grid_axes([doubled])
+    (cin_axis, cout_axis), = axes.values()
+    assert cout_axis is None and cin_axis[-1] == 48
+    timed = []
+    monkeypatch.setattr(tables, "_time_layer", lambda t, g, ci, co, *a, **k: timed.append((ci, co)) or (1.0, 0.0))
+    table = tables.measure_table(load_target("cpu-ort"), doubled.geometry.key, cin_axis, None, tmp_path)
+    assert timed and all(co == 2 * ci for ci, co in timed) and table.cout is None
+    model = micro_model(doubled.geometry, 48, 96)  # the micro-model runs at those widths
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"input": input_for(doubled.geometry, 48)})[0].shape[1] == 96
+    with pytest.raises(ProfileError, match=r"grouped conv with 96 -> 72 channels \(not a whole number"):
+        tables.grid_axes([odd])

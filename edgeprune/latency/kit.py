@@ -54,7 +54,8 @@ def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike
         entries = []
         (tmp / "micro").mkdir()
         axes = grid_axes([x for ls in layers.values() for x in ls], settings)
-        points = [(key, a, a if cout_axis is None else b) for key, (cin_axis, cout_axis) in sorted(axes.items())
+        points = [(key, a, Geometry.from_key(key).paired_cout(a) if cout_axis is None else b)
+                  for key, (cin_axis, cout_axis) in sorted(axes.items())
                   for a in cin_axis for b in (cout_axis or [None])]  # fmt: skip
         random.Random(0).shuffle(points)  # the collector times in file order: a burst scatters over widths
         for key, cin, cout in points:
@@ -125,7 +126,8 @@ def import_result(path: str | os.PathLike) -> Profile:
 def _table_from_points(key: str, points: dict[tuple[int, int], tuple[float, float]]) -> Table:
     cins = sorted({c for c, _ in points})
     if Geometry.from_key(key).op in ("dwconv", "gconv"):
-        return Table(cins, None, [points[(c, c)][0] for c in cins], [points[(c, c)][1] for c in cins])
+        pairs = [(c, Geometry.from_key(key).paired_cout(c)) for c in cins]
+        return Table(cins, None, [points[p][0] for p in pairs], [points[p][1] for p in pairs])
     couts = sorted({c for _, c in points})
     missing = [(a, b) for a in cins for b in couts if (a, b) not in points]
     if missing:

@@ -20,18 +20,27 @@ class Geometry:
     stride: int
     group_width: int  # input channels per conv group (1 for dwconv, cin for plain conv -> 0)
     dtype: str = "fp32"
+    # A grouped conv's output channels per input channel (FastViT's downsampling: a 3x3 conv with two filters
+    # per channel, 48 -> 96): its table runs along cin with cout = multiplier x cin. In the key only when not 1.
+    multiplier: int = 1
 
     @property
     def key(self) -> str:
-        parts = (self.op, f"b{self.batch}", f"{self.h}x{self.w}", f"k{self.kernel}", f"s{self.stride}",
-                 f"gw{self.group_width}", self.dtype)  # fmt: skip
+        gw = f"gw{self.group_width}" + (f"m{self.multiplier}" if self.multiplier != 1 else "")
+        parts = (self.op, f"b{self.batch}", f"{self.h}x{self.w}", f"k{self.kernel}", f"s{self.stride}", gw,
+                 self.dtype)  # fmt: skip
         return "|".join(parts)
 
     @classmethod
     def from_key(cls, key: str) -> Geometry:
         op, b, hw, k, s, gw, dtype = key.split("|")
         h, w = hw.split("x")
-        return cls(op, int(b[1:]), int(h), int(w), int(k[1:]), int(s[1:]), int(gw[2:]), dtype)
+        width, _, multiplier = gw[2:].partition("m")
+        return cls(op, int(b[1:]), int(h), int(w), int(k[1:]), int(s[1:]), int(width), dtype, int(multiplier or 1))
+
+    def paired_cout(self, cin: int) -> int:
+        """The output channels a one-axis table (depthwise, grouped) times at ``cin`` input channels."""
+        return cin * self.multiplier
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,9 @@ def conv_geometry(m: nn.Conv2d, batch: int, h: int, w: int, dtype: str) -> Geome
         return Geometry("conv", batch, h, w, k, s, 0, dtype)
     if m.groups == m.in_channels == m.out_channels:
         return Geometry("dwconv", batch, h, w, k, s, 1, dtype)
-    return Geometry("gconv", batch, h, w, k, s, m.in_channels // m.groups, dtype)
+    whole = m.out_channels % m.in_channels == 0  # another ratio keeps 1, and profiling it is refused (tables.py)
+    multiplier = m.out_channels // m.in_channels if whole else 1
+    return Geometry("gconv", batch, h, w, k, s, m.in_channels // m.groups, dtype, multiplier)
 
 
 def collect_layers(model: nn.Module, input_shape: tuple[int, ...], dtype: str = "fp32") -> list[Layer]:

@@ -28,9 +28,10 @@ def grid_axes(layers: list[Layer], settings: ProfileSettings = DEFAULT_SETTINGS
     """Per geometry: the channel values to measure (fractions of every layer's widths, merged)."""
     axes: dict[str, tuple[set[int], set[int]]] = {}
     for layer in layers:
-        if layer.geometry.op == "gconv" and layer.cin != layer.cout:
+        if layer.geometry.op == "gconv" and layer.cout != layer.geometry.paired_cout(layer.cin):
             raise ProfileError(
-                f"{layer.path}: grouped conv with {layer.cin} -> {layer.cout} channels is not profiled yet"
+                f"{layer.path}: grouped conv with {layer.cin} -> {layer.cout} channels (not a whole number of "
+                "filters per input channel) is not profiled yet"
             )
         ins, outs = axes.setdefault(layer.geometry.key, (set(), set()))
         step = layer.geometry.group_width if layer.geometry.op == "gconv" else 1
@@ -103,9 +104,9 @@ def measure_table(target: Target, key: str, cin_axis: list[int], cout_axis: list
     a neighbour on the machine."""
     g = Geometry.from_key(key)
     scan_c = scan_widths(g, (cout_axis or cin_axis)[-1], settings)
-    if cout_axis is None:  # depthwise / grouped with cin == cout: whole conv groups go, so cout follows cin
-        rows = [[(c, c) for c in cin_axis]]
-        scan = [(c, c) for c in scan_c]
+    if cout_axis is None:  # depthwise / grouped: whole conv groups go, so cout follows cin
+        rows = [[(c, g.paired_cout(c)) for c in cin_axis]]
+        scan = [(c, g.paired_cout(c)) for c in scan_c]
     else:
         rows = [[(ci, co) for co in cout_axis] for ci in cin_axis]
         scan = [(cin_axis[-1], c) for c in scan_c]  # 2-D: scan cout at the full input width

@@ -6,12 +6,14 @@
 #   bash bench/planner-peer/unbenchmarked/run.sh            # set 1 (2026-12-04 20:55-21:28 UTC)
 #   SET=2 bash bench/planner-peer/unbenchmarked/run.sh      # set 2
 #   SET=3 bash bench/planner-peer/unbenchmarked/run.sh      # set 3: re-parameterized models, in their deploy form
+#   SET=4 bash bench/planner-peer/unbenchmarked/run.sh      # set 4: the same, two more
 set -euo pipefail
 here=bench/planner-peer/unbenchmarked
 case "${SET:-1}" in
   1) models=(mobilenet_v3_large timm:efficientnet_b0 resnet18); tag="" ;;
   2) models=(timm:regnety_004 timm:mobilenetv4_conv_small); tag="-2" ;;
   3) models=(timm:repvgg_a0 timm:mobileone_s0); tag="-3" ;;
+  4) models=(timm:repvit_m0_9 timm:fastvit_t8); tag="-4" ;;
 esac
 args=(); for m in "${models[@]}"; do args+=(--model "$m"); done
 profile=$here/profile-cpu-ort$tag.json
