@@ -92,7 +92,8 @@ def macs_per_unit(model, graph, layers) -> dict[int, np.ndarray]:
 
 def variants(name: str, target, profile: Profile, budget: Budget, shared: float, ceiling: bool = False,
              branches: bool = False, peer: bool = False, pretrained: bool = False,
-             others: dict[str, Profile] | None = None) -> dict:  # fmt: skip
+             others: dict[str, Profile] | None = None, peer_failed: dict[str, str] | None = None
+             ) -> dict:  # fmt: skip
     torch.manual_seed(0)  # the importance is the weight energy of this untrained model: the same in every run
     model = create_model(name, pretrained=True).eval() if pretrained else build_model(name, target)
     shape = model_input_shape(name, target)
@@ -117,7 +118,8 @@ def variants(name: str, target, profile: Profile, budget: Budget, shared: float,
     if ceiling:
         add(CEILING, "latency", replace(blocked, normalize=False), macs_per_unit(model, graph, layers))
     if peer:
-        out.update({k: (m, None) for k, m in torch_pruning_plans(model, name, shape, budget.value).items()})
+        tp = torch_pruning_plans(model, name, shape, budget.value, peer_failed)
+        out.update({k: (m, None) for k, m in tp.items()})
     return out
 
 
@@ -153,7 +155,8 @@ def paired(rounds: dict[str, list[float]], slow: str, fast: str) -> list[float]:
 def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int, shared: float,
                 ceiling: bool = False, branches: bool = False, peer: bool = False, pretrained: bool = False,
                 others: dict[str, Profile] | None = None) -> dict:  # fmt: skip
-    models = variants(name, target, profile, budget, shared, ceiling, branches, peer, pretrained, others)
+    peer_failed: dict[str, str] = {}
+    models = variants(name, target, profile, budget, shared, ceiling, branches, peer, pretrained, others, peer_failed)
     # what `prune --macs` keeps by default: on the profile's own device the shape timed fastest, elsewhere the
     # one the profile prices lowest (the latency-ranked one first)
     weighed = weighs_shapes("greedy", PlanConstraints(remove_branches=branches))
@@ -187,7 +190,10 @@ def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int
             "branches_removed": sum(w.kept == 0 for w in result.widths),
         }
     row["latency_vs"] = {b: ms[b] / ms["latency-driven"] for b in ms if b not in ("dense", "latency-driven")}
-    if peer:  # the goal's figure: edgeprune's default plan over the peer's fastest, paired per round
+    if peer_failed:
+        row["peer_failed"] = peer_failed
+    if peer and any(k.startswith("Torch-Pruning") for k in ms):  # the goal's figure: edgeprune's default plan
+        # over the peer's fastest, paired per round
         theirs = min((k for k in ms if k.startswith("Torch-Pruning")), key=ms.get)
         ours = SHAPE_OF_LABEL[default]
         row["vs_peer"] = {"ours": ours, "theirs": theirs, "speedup": paired(per_round, theirs, ours)}
@@ -218,6 +224,8 @@ def markdown(rows: list[dict]) -> str:
             lines.append(f"| {r['model']} | {label}{chosen} | {d['macs_speedup']:.2f}x | {pred} | "
                          f"{measured} | {realization:.2f} | {d.get('misaligned_groups', '')} | "
                          f"{d.get('branches_removed', '')} | {r['ms'][label]:.3f} | {ratio} |")  # fmt: skip
+        for label, error in r.get("peer_failed", {}).items():
+            lines.append(f"| {r['model']} | {label}: **failed** ({error[:120]}) | | | | | | | | |")
         for v in filter(None, (r.get("vs_peer"), r.get("compared_vs_peer"))):
             lines.append(f"| {r['model']} | **{v['ours']} ÷ {v['theirs']}** | | | **{v['speedup'][0]:.2f}x "
                          f"({v['speedup'][1]:.2f}–{v['speedup'][2]:.2f})** | | | | | |")  # fmt: skip

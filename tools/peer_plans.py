@@ -40,19 +40,28 @@ def _pruned(model: torch.nn.Module, name: str, shape: tuple[int, ...], ratio: fl
     return m.eval()
 
 
-def torch_pruning_plans(model: torch.nn.Module, name: str, shape: tuple[int, ...], macs_fraction: float
-                        ) -> dict[str, torch.nn.Module]:  # fmt: skip
+def torch_pruning_plans(model: torch.nn.Module, name: str, shape: tuple[int, ...], macs_fraction: float,
+                        failed: dict[str, str] | None = None) -> dict[str, torch.nn.Module]:  # fmt: skip
     """``{"Torch-Pruning uniform": model, "Torch-Pruning global": model}``, each at the ratio whose MACs come
     nearest ``macs_fraction`` of the dense model's. With the per-layer cap and rounding to 8, Torch-Pruning's
     MACs are not monotone in its ratio and may not reach the fraction exactly (ResNet-56: 0.504 at best for
-    0.5), so the ratios are scanned rather than bisected; the table reports each plan's own MACs."""
+    0.5), so the ratios are scanned rather than bisected; the table reports each plan's own MACs.
+
+    ``failed``: where Torch-Pruning raises on the model, its error is recorded here under the plan's label and
+    the plan left out (without it, the error propagates)."""
     x = torch.randn(*shape)
     dense = count_macs(model, x)[0]
     out = {}
     for label, global_ in (("Torch-Pruning uniform", False), ("Torch-Pruning global", True)):
         scanned = []
-        for ratio in RATIOS:
-            m = _pruned(model, name, shape, ratio, global_)
-            scanned.append((abs(count_macs(m, x)[0] / dense - macs_fraction), ratio, m))
+        try:
+            for ratio in RATIOS:
+                m = _pruned(model, name, shape, ratio, global_)
+                scanned.append((abs(count_macs(m, x)[0] / dense - macs_fraction), ratio, m))
+        except Exception as exc:  # the peer's own failure on this model is a result, not a crash of the run
+            if failed is None:
+                raise
+            failed[label] = f"{type(exc).__name__}: {exc}"
+            continue
         out[label] = min(scanned, key=lambda t: t[:2])[2]
     return out
