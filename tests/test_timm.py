@@ -242,3 +242,16 @@ def test_cli_plans_repvgg_to_half_its_macs_and_the_saved_model_reloads_in_the_de
     assert not any(isinstance(m, nn.BatchNorm2d) for m in pruned.modules())
     with torch.no_grad():
         assert pruned(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
+
+
+def test_training_a_fused_model_from_random_weights_is_refused_with_what_to_start_from(tmp_path):
+    """Fused from random weights, MobileOne's and RepVGG's deploy form has no norms: its loss went to 1e14 and
+    NaN in the first steps. A model with nothing to fuse, or one given weights, trains as before."""
+    from edgeprune.train.sources import check_trainable
+
+    out = CliRunner().invoke(main, ["train", "timm:mobileone_s0", "--data", "synthetic", "--epochs", "1",
+                                    "--max-steps", "1", "--out", str(tmp_path / "t")])  # fmt: skip
+    assert out.exit_code != 0 and "diverges" in out.output and "reparameterize=False" in out.output
+    assert not (tmp_path / "t" / "model").exists()
+    check_trainable(SMALL, False)  # lcnet: nothing to fuse
+    check_trainable("timm:mobileone_s0", str(tmp_path / "w.safetensors"))  # trained weights given

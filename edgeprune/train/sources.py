@@ -77,9 +77,29 @@ def check_classes(model: nn.Module, label: str, chw: tuple[int, int, int], folde
                         "it)")  # fmt: skip
 
 
+def check_trainable(ref: str, pretrained: Pretrained) -> None:
+    """A registry model built in its deploy form (timm's RepVGG, MobileOne: branches and norms fused) from random
+    weights has no norms left to train with, and diverges: an :class:`InputError` saying what to start from."""
+    if pretrained or Path(ref).is_dir():
+        return
+    entry = get_entry(ref)
+    if entry.deploy_form is None:
+        return
+    training = create_model(ref, reparameterize=False)
+    before = sum(p.numel() for p in training.parameters())
+    if sum(p.numel() for p in entry.deploy_form(training).parameters()) == before:
+        return  # nothing fused: the model trains as built
+    raise InputError(
+        f"{ref} is built as it is deployed, its branches and norms fused, and trained from random weights that "
+        "form diverges (no norms are left): start from trained weights (--pretrained or --weights FILE), or train "
+        f"the training form with your own loop (Python: create_model({ref!r}, reparameterize=False))"
+    )
+
+
 def load_for_data(ref: str, pretrained: Pretrained, source: Source) -> tuple[nn.Module, str, dict, dict]:
     """``load_model_ref``, fitted to a folder's classes: a registry model whose head answers another count is
     rebuilt with ``num_classes`` (with ``pretrained``, every weight but the head's is kept)."""
+    check_trainable(ref, pretrained)
     if source.folder is None:
         return load_model_ref(ref, pretrained)
     if Path(ref).is_dir():
