@@ -134,21 +134,20 @@ def create_model(
     args = {**entry.defaults, **kwargs}
     deploy = entry.deploy_form if entry.deploy_form is not None and args.pop("reparameterize", True) else None
     model = entry.factory(**args) if entry.family == "user" else entry.factory(pretrained=pretrained, **args)
-    if weights is None:
-        return deploy(model) if deploy else model
-    state = read_state_dict(weights)
-    try:
-        load_state(model, state, str(weights))
-    except InputError as training_form:
-        if deploy is None:
-            raise
-        # a file saved from the deploy form (a training run, a pruned model's source) fits only that form
-        model = deploy(model)
+    if weights is not None:
+        state = read_state_dict(weights)
         try:
             load_state(model, state, str(weights))
-        except InputError:
-            raise training_form from None  # fits neither: the training form's mismatch is the one timm users know
-        return model
+        except InputError as training_form:
+            if deploy is None:
+                raise
+            # a file saved from the deploy form (a training run, a pruned model's source) fits only that form
+            model = deploy(model)
+            try:
+                load_state(model, state, str(weights))
+            except InputError:
+                raise training_form from None  # fits neither: the training form's mismatch is the one users know
+            return model
     return deploy(model) if deploy else model
 
 

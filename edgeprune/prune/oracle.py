@@ -107,10 +107,9 @@ def lively_model(name: str, seed: int = 0) -> tuple[nn.Module, int]:
     entry = get_entry(name)
     size = entry.test_size
     torch.manual_seed(seed)
-    if entry.deploy_form is None:
-        return liven(create_model_for_size(name, size), size, seed), size
-    model = liven(create_model_for_size(name, size, reparameterize=False), size, seed)
-    return entry.deploy_form(model).eval(), size
+    kwargs = {"reparameterize": False} if entry.deploy_form else {}
+    model = liven(create_model_for_size(name, size, **kwargs), size, seed)
+    return (entry.deploy_form(model).eval() if entry.deploy_form else model), size
 
 
 def is_lively(model: nn.Module, x: torch.Tensor) -> bool:
