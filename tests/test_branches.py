@@ -258,11 +258,11 @@ def test_validate_predicts_a_pruned_model_as_the_planner_did(resnet20):
     assert dense_ms == result.dense["latency"]
     assert predicted == pytest.approx(result.pruned["latency"], rel=1e-9)
     # from the pruned model's own layers alone, the removed ones would count as wholly saved; against the dense
-    # layers each leaves 1 - 0.6 of its dense term, on the calibration line's scale
-    lm, now = LatencyModel(profile, "cifar_resnet20"), {x.path for x in collect_layers(pruned, (1, 3, 32, 32))}
-    alone = lm.predict(collect_layers(pruned, (1, 3, 32, 32))).ms
-    left = sum(0.4 * lm.layer(x, x.cin, x.cout) for x in layers if x.path not in now)
-    assert left > 0 and predicted - alone == pytest.approx(1.2 * left, rel=1e-9)
+    # layers each leaves 1 - 0.6 of its dense term in the layer sum
+    lm, own = LatencyModel(profile, "cifar_resnet20"), collect_layers(pruned, (1, 3, 32, 32))
+    alone, against = lm.predict(own).per_layer, lm.predict_pruned(layers, own).per_layer
+    left = sum(0.4 * lm.layer(x, x.cin, x.cout) for x in layers if x.path not in {y.path for y in own})
+    assert left > 0 and sum(against.values()) - sum(alone.values()) == pytest.approx(left, rel=1e-9)
 
 
 def test_prune_command_removes_branches(tmp_path):

@@ -65,7 +65,8 @@ def two_layer_profile(calibration: Calibration | None = None, **fields) -> tuple
 
 def test_the_latency_model_prices_a_plan_as_computed_by_hand():
     # scale 2 and offset 1 ms, fitted on the two-layer model: each layer carries 1 / 2 / 2 = 0.25 of the offset
-    profile, dense = two_layer_profile(Calibration(2.0, 1.0, [{"layers": [["k", 8, 8], ["k", 8, 8]]}]))
+    keys = ["conv|b1|8x8|k3|s1|gw0|fp32", "conv|b1|4x4|k1|s1|gw0|fp32"]
+    profile, dense = two_layer_profile(Calibration(2.0, 1.0, [{"layers": [[k, 8, 8] for k in keys]}]))
     a, b = dense
     model = LatencyModel(profile, "net")
     pred = model.predict(dense)
@@ -88,6 +89,27 @@ def test_the_latency_model_prices_a_plan_as_computed_by_hand():
     # the planner's latency cost is this model: its dense total is the prediction
     cost = make_cost("latency", profile, "net")
     assert cost.total(sum(cost.layer(x, x.cin, x.cout) for x in dense)) == pred.ms and cost.unit == "ms"
+
+
+def test_below_its_lowest_run_a_line_with_a_negative_offset_is_floored_by_that_run_scaled():
+    """MobileNet-V3-Large's line on this VM (1.21 x tables - 4.54 ms) priced its half-MACs plan at 3.83x where it
+    ran 1.56x: below every calibration run the negative offset took the prediction towards zero."""
+    (a, b), line = two_layer_profile()[1], Calibration(2.0, -4.0)
+    ka, kb = a.geometry.key, b.geometry.key
+    points = [{"layers": [[ka, 8, 8], [kb, 8, 8]]},  # dense: tables 4 + 2 ms
+              {"layers": [[ka, 8, 4], [kb, 4, 8]]}]  # the lowest run: tables 3 + 1 ms  # fmt: skip
+    profile = two_layer_profile(replace(line, points=points))[0]
+    model = LatencyModel(profile, "net")
+    assert model.predict([a, b]).ms == 2 * 6 - 4
+    assert model.predict([replace(a, cout=4), replace(b, cin=4)]).ms == 2 * 4 - 4  # at the knee: the line
+    below = [replace(a, cout=4), replace(b, cin=4, cout=4)]  # tables 3 + 0.5: the line says 3 ms
+    assert model.predict(below).ms == pytest.approx(4 * 3.5 / 4)
+    assert model.knee() == (4.0, 2 * 4 - 4)  # (tables sum, line ms) of the lowest run
+    # a positive offset already stays above the proportional floor: the line is kept
+    positive = LatencyModel(two_layer_profile(Calibration(2.0, 1.0, points))[0], "net")
+    assert positive.predict(below).ms == pytest.approx(2 * 3.5 + 1)
+    # without recorded runs there is no knee, and the line stands
+    assert LatencyModel(two_layer_profile(line)[0], "net").predict(below).ms == 2 * 3.5 - 4
 
 
 def test_width_correction_misalignment_and_extrapolation_by_hand():

@@ -64,6 +64,7 @@ class LatencyModel:
         self.block, self.use_scan, self.misalign = profile.lookup_for(line)
         self.share = self._offset_share()
         self._cache: dict[tuple, tuple[float, bool]] = {}
+        self._knee: tuple[float, float] | None | bool = False  # (layer sum, ms) of the lowest point; False: not yet
         self.extrapolated: set[str] = set()  # every width priced so far outside its table (the planner reports it)
 
     def _offset_share(self) -> float:
@@ -77,14 +78,6 @@ class LatencyModel:
         cal = self.calibration
         layers = cal.points[0].get("layers") if cal and cal.points else None
         return cal.offset_ms / len(layers) / cal.scale if layers and cal.scale else 0.0
-
-    def lowest_calibrated(self) -> float | None:
-        """The fastest calibration run's latency as a fraction of the dense run's (None without a line). A plan
-        predicted well below it is priced by the line extrapolated past every run it was fitted on, where a
-        negative offset takes it towards zero (docs/concepts/profiles-and-predictor.md)."""
-        timed = [p["measured_ms"] for p in (self.calibration.points if self.calibration else []) if "measured_ms" in p]
-        # the dense run is the first calibration plan, as for the offset's share
-        return min(timed) / timed[0] if timed and timed[0] > 0 else None
 
     def width_correction(self, layer: Layer) -> tuple[float, int, int] | None:
         """(scale, dense cin, dense cout) of ``layer`` when its geometry has an in-network scale in this model."""
@@ -145,11 +138,43 @@ class LatencyModel:
         return (ms if cal.tables else 0.0) + moved + self.share
 
     def total(self, layer_sum: float) -> float:
-        """End-to-end ms from the sum of the layers' terms: the model's calibration line, if it has one."""
+        """End-to-end ms from the sum of the layers' terms: the model's calibration line, if it has one.
+
+        Below the lowest table sum the line was fitted on, a line with a negative offset runs towards zero ms;
+        there the prediction is at least the lowest point's scaled by the table sum (proportional, through the
+        origin), the most the runs it saw support."""
         cal = self.calibration
         if cal is None:
             return layer_sum
-        return cal.scale * layer_sum + (0.0 if self.share else cal.offset_ms)
+        ms = cal.scale * layer_sum + (0.0 if self.share else cal.offset_ms)
+        knee = self.knee()
+        tables = self.tables_sum(layer_sum)
+        if knee and 0 < tables < knee[0]:
+            ms = max(ms, knee[1] * tables / knee[0])
+        return ms
+
+    def tables_sum(self, layer_sum: float) -> float:
+        """The layer sum without the offset's shares (the dense model's): the x-axis the calibration line was
+        fitted along."""
+        cal = self.calibration
+        return layer_sum - (cal.offset_ms / cal.scale if self.share else 0.0)
+
+    def knee(self) -> tuple[float, float] | None:
+        """(tables sum, line ms) at the calibration point with the lowest tables sum, where the line stops being
+        fitted and the proportional floor of :meth:`total` starts; None without recorded layers."""
+        if self._knee is False:
+            cal, self._knee = self.calibration, None
+            rows = [self.profile.model_layers(self.model_name, p) for p in (cal.points if cal else []) if "layers" in p]
+            seen = set(self.extrapolated)  # the runs' widths are not the plan's: they flag nothing
+            try:
+                low = min((sum(self.layer(x, x.cin, x.cout) for x in ls) for ls in rows), default=0.0)
+            except ProfileError:  # a run with a layer the tables lack: the line stands alone, as it was fitted
+                low = 0.0
+            self.extrapolated = seen
+            if low:
+                line = cal.scale * low + (0.0 if self.share else cal.offset_ms)
+                self._knee = (self.tables_sum(low), line) if self.tables_sum(low) > 0 and line > 0 else None
+        return self._knee
 
     def layers_ms(self, layers: list[Layer]) -> float:
         """Summed ms of ``layers`` at their own widths, before calibration: what a calibration line is fitted on."""

@@ -123,7 +123,8 @@ class Planner:
                 self.cout[layer_id] -= d_out
         self.sums = {k: self._layer_sum(cost) for k, cost in costs.items()}
         full_in, full_out = np.array([x.cin for x in layers]), np.array([x.cout for x in layers])
-        self.dense = {k: c.total(self._layer_sum(c, full_in, full_out)) for k, c in costs.items()}
+        self.dense_sums = {k: self._layer_sum(c, full_in, full_out) for k, c in costs.items()}
+        self.dense = {k: c.total(self.dense_sums[k]) for k, c in costs.items()}
         self.steps = 0
 
     def _layer_sum(self, cost: LayerCost, cin=None, cout=None) -> float:
@@ -290,15 +291,17 @@ class Planner:
                           self.minimum_total(budget.kind), beyond_calibration=self._beyond_calibration(totals))
 
     def _beyond_calibration(self, totals: dict[str, float]) -> dict | None:
-        """The predicted and the lowest calibrated latency ratio, when the plan lies below the calibration."""
+        """The plan's and the lowest calibration run's table sums, each over the dense model's, when the plan's is
+        well below every run the profile's calibration line was fitted on (its prediction then extrapolates)."""
         cost = self.costs.get("latency")
-        lowest = cost.lowest_calibrated() if isinstance(cost, LatencyModel) and self.dense["latency"] else None
-        if not lowest:
+        knee = cost.knee() if isinstance(cost, LatencyModel) and self.dense["latency"] else None
+        if not knee:
             return None
-        predicted = totals["latency"] / self.dense["latency"]
-        if predicted >= lowest * (1 - BEYOND_MARGIN):
+        dense = cost.tables_sum(self.dense_sums["latency"])
+        lowest, tables = knee[0] / dense, cost.tables_sum(self.sums["latency"]) / dense
+        if tables >= lowest * (1 - BEYOND_MARGIN):
             return None
-        return {"predicted": predicted, "lowest_calibrated": lowest}
+        return {"tables": tables, "lowest_calibrated": lowest, "predicted": totals["latency"] / self.dense["latency"]}
 
 
 def importance_for(model: nn.Module, graph: ChannelGraph, scores: dict[int, object] | None = None) -> dict:

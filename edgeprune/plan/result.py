@@ -51,8 +51,8 @@ class PlanResult:
     measured: dict | None = None  # the plan timed on the target while planning (prune/measured.py), with its rounds
     compared: dict | None = None  # the plan shapes, timed or priced, it was chosen from (plan/candidates.py)
     note: str = ""  # why the plan was ranked as it was, when that was not what was asked (plan/run.py)
-    # the predicted latency ratio and the fastest calibration run's, when the plan lies well below every run
-    # the profile's calibration line was fitted on (LatencyModel.lowest_calibrated): an extrapolation
+    # the plan's table sum and the lowest calibration run's (each over dense) and the predicted latency ratio,
+    # when the plan lies well below every run the profile's calibration line was fitted on (LatencyModel.knee)
     beyond_calibration: dict | None = None
 
     def to_dict(self) -> dict:
@@ -88,7 +88,8 @@ class PlanResult:
             lines.append(f"- note: {self.note}")
         if self.beyond_calibration:
             b = self.beyond_calibration
-            lines.append(f"- note: predicted {b['predicted']:.3f}x of the unpruned latency, below the fastest run the "
-                         f"profile's calibration saw ({b['lowest_calibrated']:.3f}x): the prediction extrapolates; "
-                         "time the plan (--measured-rounds, --compare-plans or `edgeprune validate`)")
+            lines.append(f"- note: the plan's layer tables sum to {b['tables']:.3f}x of the unpruned model's, below "
+                         f"every run the profile's calibration saw ({b['lowest_calibrated']:.3f}x): its predicted "
+                         f"{b['predicted']:.3f}x extrapolates; time the plan (--measured-rounds, --compare-plans "
+                         "or `edgeprune validate`)")
         return "\n".join(lines)
