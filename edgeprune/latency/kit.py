@@ -35,7 +35,7 @@ from edgeprune.latency.profiler import (
     target_dict,
 )
 from edgeprune.latency.tables import grid_axes
-from edgeprune.targets import Target, TargetError
+from edgeprune.targets import Target, TargetError, channel_align
 
 
 def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike,
@@ -89,7 +89,7 @@ def _write_calibration_models(target: Target, model_names: list[str], folder: Pa
     out = []
     for name in model_names:
         model, shape = build_model(name, target), model_input_shape(name, target)
-        for label, variant in calibration_variants(model, name, shape, settings):
+        for label, variant in calibration_variants(model, name, shape, settings, channel_align(target)):
             file = f"models/{name}--{label}.onnx"
             export_onnx(variant, torch.randn(*shape), folder / file)
             layers = [[x.geometry.key, x.cin, x.cout] for x in collect_layers(variant, shape)]

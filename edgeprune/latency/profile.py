@@ -181,6 +181,8 @@ class ProfileSettings:
     # uniform plans the calibration line is fitted on; 0.75 anchors it at small widths
     calibration_ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
     calibration_random: int = 6  # random plans per model (seeded apart from the check's), as odd widths cost extra
+    # random plans on the target's channel blocking, as the planner's plans are: the line is fitted where they lie
+    calibration_blocked: int = 4
     # in-network fits: how far apart two sessions of the dense model may time before the fit is refused
     control_tolerance: float = 0.03
 

@@ -37,7 +37,7 @@ from edgeprune.latency.profile import (
 from edgeprune.latency.tables import grid_axes, layer_timing, measure_table
 from edgeprune.models import create_model_for_size, get_entry
 from edgeprune.prune import Plan, prune_model, uniform_plan
-from edgeprune.targets import Target
+from edgeprune.targets import Target, channel_align
 
 CALIBRATION_SEED = 12345
 LOOKUP_CHOICES = [(block, scan) for block in (1, 8, 16) for scan in (True, False)]
@@ -284,12 +284,15 @@ def recalibrate_profile(profile: Profile, target: Target, model_names: list[str]
 
 
 def calibration_variants(model: nn.Module, name: str, shape: tuple[int, ...],
-                         settings: ProfileSettings = DEFAULT_SETTINGS) -> list[tuple[str, nn.Module]]:  # fmt: skip
-    """The pruned variants every calibration measures: uniform ratios, then seeded random plans."""
+                         settings: ProfileSettings = DEFAULT_SETTINGS, align: int = 1) -> list[tuple[str, nn.Module]]:
+    """The pruned variants every calibration measures: uniform ratios, seeded random plans, then seeded random
+    plans on the channel blocking ``align`` (when it is over 1)."""
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
     rng = random.Random(CALIBRATION_SEED)
     plans = [(f"uniform-{r}", uniform_plan(model, graph, r) if r else None) for r in settings.calibration_ratios]
     plans += [(f"random-{i}", random_plan(graph, rng)) for i in range(settings.calibration_random)]
+    if align > 1:  # drawn after the others, so those stay the plans earlier profiles were fitted on
+        plans += [(f"blocked-{i}", random_plan(graph, rng, align=align)) for i in range(settings.calibration_blocked)]
     return [(label, prune_model(model, graph, plan)[0] if plan else model) for label, plan in plans]
 
 
@@ -303,7 +306,7 @@ def calibration_points(target: Target, name: str, settings: ProfileSettings = DE
     a calibration takes (20 % and more on a shared VM) cancels out of the points instead of bending the line.
     """
     model, shape = build_model(name, target, side), model_input_shape(name, target, side)
-    variants = calibration_variants(model, name, shape, settings)
+    variants = calibration_variants(model, name, shape, settings, channel_align(target))
     pairs = measure_variants(target, [model] + [v for _, v in variants], shape, desc=f"calibrating {name}")[0]
     reference = statistics.median(d for d, _ in pairs)
     return [{"label": label, "layers": [[x.geometry.key, x.cin, x.cout] for x in collect_layers(v, shape)],
@@ -311,13 +314,17 @@ def calibration_points(target: Target, name: str, settings: ProfileSettings = DE
             for (label, v), (dense, ms) in zip(variants, pairs)]  # fmt: skip
 
 
-def random_plan(graph, rng: random.Random, low: float = 0.3, high: float = 1.0) -> Plan:
-    """Keep a random fraction in [low, high] of every prunable group (random channels)."""
+def random_plan(graph, rng: random.Random, low: float = 0.3, high: float = 1.0, align: int = 1) -> Plan:
+    """Keep a random fraction in [low, high] of every prunable group (random channels); with ``align``, the
+    width a group keeps is rounded down to a multiple of it, where the group is wider than that."""
     keep = {}
     for g in graph.prunable_groups:
         units = g.prunable_units
         n = max(1, round(rng.uniform(low, high) * len(units)))
         frozen = [i for i in range(g.size) if g.units[i].frozen]
+        if align > 1 and g.size > align:
+            width = max((n + len(frozen)) // align * align, align)
+            n = min(max(width - len(frozen), 1), len(units))
         keep[g.id] = sorted(frozen + rng.sample(units, n))
     return Plan(graph.model_name, graph.fingerprint, keep)
 
@@ -344,7 +351,8 @@ def profile_settings(target: Target, timing: str = "wall", settings: ProfileSett
         "micro_timing": dict(settings.micro_timing),
         "scan": dict(settings.scan),
         "sweep": {"order": "shuffled", **settings.sweep},
-        "calibration": {"uniform": list(settings.calibration_ratios), "random": settings.calibration_random},
+        "calibration": {"uniform": list(settings.calibration_ratios), "random": settings.calibration_random,
+                        "blocked": settings.calibration_blocked},
         "end_to_end": {"warmup": target.warmup, "repeats": target.repeats, "rounds": target.rounds,
                        "how": "each variant beside a dense session, alternating rounds; ms = ratio x dense median"},
         "statistic": "median of round medians (ms)",
