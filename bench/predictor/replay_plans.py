@@ -10,7 +10,8 @@ random plans of `profile check` (bench/targets/status/replay_all.py).
 
 With no FILE, every `bench/**/*.json` that tools/bench_planner.py wrote and whose profile is still here.
 ``--profile`` predicts one target's plans with another profile file (an unshipped fit).
-Writes NAME.json and NAME.md beside this script (default NAME: plans). `plans-line.*` was written by the code before the floor below the lowest calibration run (commit c68df12).
+Writes NAME.json and NAME.md beside this script (default NAME: plans). `plans-line.*` were written with the
+code before the floor below the lowest calibration run (commit c68df12 on the import path).
 """
 
 from __future__ import annotations
