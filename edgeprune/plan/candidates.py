@@ -13,7 +13,7 @@ Without timing, the profile still prices every shape. The greedy latency-ranked 
 prices lowest: on a GPU at batch 32 it was predicted at 0.95x of the unpruned speed where the uniform cut on
 the channel blocking was predicted at 1.12x, and they ran at 0.94x and 1.13x (that greedy fault is fixed, see
 ``Planner.run``; others may remain). So the default keeps the shape the profile predicts fastest, the
-planner's own unless another is predicted clearly faster. Where the profile cannot price the model at all,
+planner's own unless another is predicted faster. Where the profile cannot price the model at all,
 the uniform shape is kept: timed, it beat the MACs-ranked one on most models (docs/benchmarks/latency-vs-flops.md).
 """
 
@@ -31,7 +31,9 @@ from edgeprune.timing import summarize_ratios
 
 SHAPES = ("latency", "macs", "uniform")  # ranked by profiled ms saved, by MACs saved, one fraction everywhere
 PASSES = 3  # fresh session pairs per plan; the ratio is their median
-PREDICTED_MARGIN = 0.03  # a shape predicted faster by less than the predictor's typical error is no reason to switch
+# how much faster another shape must be priced to replace the planner's own: none. The planner's own plan is the
+# one its prices flatter most (docs/benchmarks/latency-vs-flops.md, "The predictor on the plans the planner makes")
+PREDICTED_MARGIN = 0.0
 UNPRICED = "uniform"  # the shape kept when no shape is priced (the profile lacks the model's layers)
 
 
