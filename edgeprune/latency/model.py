@@ -64,7 +64,7 @@ class LatencyModel:
         self.block, self.use_scan, self.misalign = profile.lookup_for(line)
         self.share = self._offset_share()
         self._cache: dict[tuple, tuple[float, bool]] = {}
-        self._knee: tuple[float, float] | None | bool = False  # (layer sum, ms) of the lowest point; False: not yet
+        self._knee: tuple[float, float] | None | bool = False  # see knee(); False: not computed yet
         self.extrapolated: set[str] = set()  # every width priced so far outside its table (the planner reports it)
 
     def _offset_share(self) -> float:
