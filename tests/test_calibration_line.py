@@ -28,7 +28,7 @@ def rms_residual(profile: Profile, name: str) -> float:
 def test_lookup_variant_is_chosen_by_calibration_residual(tiny_profile):
     _, _, profile = tiny_profile
     points = {name: cal.points for name, cal in profile.calibration.items()}
-    assert [p["label"] for p in points["cifar_resnet20"]] == ["uniform-0.0", "uniform-0.5", "random-0"]
+    assert [p["label"] for p in points["cifar_resnet20"]] == ["uniform-0.0", "uniform-0.5", "random-0", "blocked-0"]
     chosen = rms_residual(profile, "cifar_resnet20")
     for choice in profiler.LOOKUP_CHOICES:  # the best fit with each variant alone explains the runs no better
         alone = profiler.choose_lookup_and_calibrate(profile, points, choices=[choice])
@@ -39,17 +39,18 @@ def test_lookup_variant_is_chosen_by_calibration_residual(tiny_profile):
 def test_calibration_points_are_ratios_to_the_dense_model_timed_beside_them(monkeypatch):
     """The machine slows 3x halfway through: points timed one after the other would bend the line; points
     taken as ratios to the dense session beside them do not."""
-    slow = [1.0, 1.0, 3.0]  # the dense model's ms in each pair: the machine slowed for the last one
+    slow = [1.0, 1.0, 3.0, 3.0]  # the dense model's ms in each pair: the machine slowed for the last two
 
     def fake_pairs(target, models, shape, passes=1, desc=""):
-        assert len(models) == 4 and models[0] is models[1]  # [dense, dense as uniform-0.0, 0.5, random-0]
-        return [[(d, d * ratio) for d, ratio in zip(slow, (1.0, 0.5, 0.8))]]
+        # [dense, dense as uniform-0.0, 0.5, random-0, blocked-0 (on the CPU's channel blocking)]
+        assert len(models) == 5 and models[0] is models[1]
+        return [[(d, d * ratio) for d, ratio in zip(slow, (1.0, 0.5, 0.8, 0.7))]]
 
     monkeypatch.setattr(profiler, "measure_variants", fake_pairs)
     points = profiler.calibration_points(load_target("cpu-ort"), "cifar_resnet20", FAST)
-    assert [p["label"] for p in points] == ["uniform-0.0", "uniform-0.5", "random-0"]
-    assert [p["measured_ratio"] for p in points] == pytest.approx([1.0, 0.5, 0.8])
-    assert [p["measured_ms"] for p in points] == pytest.approx([1.0, 0.5, 0.8])  # x the median dense ms, 1.0
+    assert [p["label"] for p in points] == ["uniform-0.0", "uniform-0.5", "random-0", "blocked-0"]
+    assert [p["measured_ratio"] for p in points] == pytest.approx([1.0, 0.5, 0.8, 0.7])
+    assert [p["measured_ms"] for p in points] == pytest.approx([2.0, 1.0, 1.6, 1.4])  # x the median dense ms, 2.0
     assert points[2]["dense_ms"] == 3.0
 
 
@@ -62,10 +63,10 @@ def test_recalibrate_keeps_the_tables_and_refits_the_line(tiny_profile):
     assert stored.to_dict() == before  # a new profile: the one given is left as it was
     assert {k: vars(t) for k, t in again.tables.items()} == {k: vars(t) for k, t in stored.tables.items()}
     points = again.calibration["cifar_resnet20"].points
-    assert [p["label"] for p in points] == ["uniform-0.0", "uniform-0.5", "random-0"]
+    assert [p["label"] for p in points] == ["uniform-0.0", "uniform-0.5", "random-0", "blocked-0"]
     assert points != stored.calibration["cifar_resnet20"].points and all("measured_ratio" in p for p in points)
     assert again.settings["end_to_end"]["rounds"] == 2 and again.settings["calibration"] == {"uniform": [0.0, 0.5],
-                                                                                              "random": 1}
+                                                                                              "random": 1, "blocked": 1}
     assert_line_fits_its_points(again, "cifar_resnet20")
     with pytest.raises(ProfileError, match="never measured"):
         profiler.recalibrate_profile(stored, fast, ["cifar_vgg16"], FAST)

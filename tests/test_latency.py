@@ -8,10 +8,12 @@ import warnings
 from dataclasses import replace
 
 import pytest
+import torch
 from click.testing import CliRunner
 from conftest import FAST, assert_line_fits_its_points
 
 from edgeprune.cli import main
+from edgeprune.graph import build_graph
 from edgeprune.latency import (
     Profile,
     ProfileError,
@@ -25,8 +27,9 @@ from edgeprune.latency.check import check_profile, check_variants, describe_chec
 from edgeprune.latency.innet import fit_widths
 from edgeprune.latency.model import LatencyModel
 from edgeprune.latency.profile import ProfileSettings, Table
+from edgeprune.latency.profiler import build_model
 from edgeprune.models import create_model
-from edgeprune.targets import load_target
+from edgeprune.targets import channel_align, load_target
 
 
 def assert_dense_model_is_on_its_calibration_line(profile: Profile, name: str, layers) -> None:
@@ -78,6 +81,36 @@ def test_predictor_error_is_measured_on_random_plans_beside_the_dense_model(tiny
     assert report["max_abs_speedup_error_pct"] >= report["median_abs_speedup_error_pct"] >= 0
     assert report["repeat_max_abs_pct"] >= report["repeat_median_abs_pct"] >= 0
     assert "pass to pass" in describe_check(report)
+
+
+def test_check_also_times_the_plans_the_planner_makes_and_reports_them_apart(tiny_profile, tmp_path):
+    """The issue's goal is the predictor's error on the plans the planner picks, which its prices flatter most
+    (docs/benchmarks/latency-vs-flops.md): `profile check --planned-macs B` times them beside the random ones."""
+    from edgeprune.plan.planner import Budget, PlanConstraints, plan_pruning
+
+    target, path, profile = tiny_profile
+    runner = CliRunner()
+    out = runner.invoke(main, ["profile", "check", "cpu-ort", "--model", "cifar_resnet20", "--planned-macs", "2x",
+                               "--profile", str(path)])  # fmt: skip
+    assert out.exit_code == 1 and "at most 1x" in out.output and "speedup" not in out.output
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = runner.invoke(main, ["profile", "check", "cpu-ort", "--model", "cifar_resnet20", "--plans", "1",
+                                   "--planned-macs", "0.5x", "--profile", str(path), "--json"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)[0]
+    assert len(report["plans"]) == 1 and [p["plan"] for p in report["planned"]] == ["latency-ranked plan at macs 0.5x"]
+    # priced as the planner priced it: the same plan, from the same profile
+    with torch.random.fork_rng():  # the check's weights: seeded as its random plans are
+        torch.manual_seed(0)
+        model, shape = build_model("cifar_resnet20", target).eval(), (1, 3, 32, 32)
+    graph = build_graph(model, torch.randn(shape), model_name="cifar_resnet20")
+    result = plan_pruning(model, graph, collect_layers(model, shape), Budget.parse("macs", "0.5x"), "latency",
+                          Profile.load(path), constraints=PlanConstraints(align=channel_align(target)), side=32)
+    row = report["planned"][0]
+    assert row["predicted_speedup"] == pytest.approx(result.dense["latency"] / result.pruned["latency"], rel=1e-9)
+    assert row["measured_ms"] > 0 and row["speedup_error_pct"] == pytest.approx(
+        100 * (row["predicted_speedup"] / row["measured_speedup"] - 1))
 
 
 def test_calibration_also_times_random_plans_on_the_channel_blocking():
@@ -257,7 +290,7 @@ def test_kit_round_trip_without_torch(tmp_path, monkeypatch):
     points = profile.calibration["cifar_resnet20"].points  # each timed beside the dense model, on the device too
     assert points[0]["label"] == "uniform-0.0" and 0.5 < points[0]["measured_ratio"] < 2  # dense beside itself
     assert all(p["measured_ratio"] > 0 for p in points)
-    assert len(points) == 3 and settings_stamp(profile) == (list(quick.grid_fractions), quick.micro_timing, quick.scan)
+    assert len(points) == 4 and settings_stamp(profile) == (list(quick.grid_fractions), quick.micro_timing, quick.scan)
     layers = collect_layers(create_model("cifar_resnet20"), (1, 3, 32, 32))
     assert_dense_model_is_on_its_calibration_line(profile, "cifar_resnet20", layers)
     runner = CliRunner()

@@ -94,18 +94,40 @@ def measure_cmd(target, models, input_size, out_path, budget_s, layer_timing) ->
               help="Random pruning plans to measure.")
 @click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Time every plan this many times, to show how repeatable the measurement is.")
+@click.option("--planned-macs", "planned", multiple=True, metavar="B",
+              help="Also time the latency-ranked plan the planner makes at this MACs budget (0.5x; repeatable) "
+                   "and report its error apart: the plan a planner picks is the one its prices flatter most.")
 @profile_option
 @click.option("--strict", is_flag=True, help="A profile from another device or runtime is an error.")
 @json_option
-def check_cmd(target, models, input_size, plans, passes, profile_path, strict, as_json) -> None:
+def check_cmd(target, models, input_size, plans, passes, planned, profile_path, strict, as_json) -> None:
     """Measure random pruned variants of MODELs on TARGET beside the dense model and report the predictor's
     error, in ms and in speedup."""
     from edgeprune.latency.check import check_profile, describe_check
+    from edgeprune.plan.budget import Budget
 
+    budgets = [Budget.parse("macs", b) for b in planned]  # a bad budget fails before anything is timed
     t = _load_target(target, models)
     profile, _ = _load(t, profile_path, strict)
-    reports = [check_profile(profile, t, m, plans, passes=passes, side=input_size) for m in models]
+    maker = _planner(t, profile, budgets) if budgets else None
+    reports = [check_profile(profile, t, m, plans, passes=passes, side=input_size, planned=maker) for m in models]
     emit(as_json, reports, lambda: "\n".join(describe_check(r) for r in reports))
+
+
+def _planner(target, profile, budgets):
+    """The check's plan maker: the latency-ranked greedy plan on the target's channel blocking, per budget."""
+    from edgeprune.plan.budget import PlanConstraints
+    from edgeprune.plan.planner import plan_pruning
+    from edgeprune.targets import channel_align
+
+    constraints = PlanConstraints(align=channel_align(target))
+
+    def make(model, graph, layers, side):
+        return [(f"latency-ranked plan at {b}",
+                 plan_pruning(model, graph, layers, b, "latency", profile, constraints=constraints, side=side).plan)
+                for b in budgets]  # fmt: skip
+
+    return make
 
 
 FITS = ("calibration", "widths", "removal")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import statistics
+from collections.abc import Callable
 
 import torch
 
@@ -12,8 +13,12 @@ from edgeprune.latency.layers import Layer, collect_layers
 from edgeprune.latency.model import LatencyModel
 from edgeprune.latency.profile import Profile
 from edgeprune.latency.profiler import build_model, measure_variants, model_input_shape, random_plan
-from edgeprune.prune import prune_model
+from edgeprune.prune import Plan, prune_model
 from edgeprune.targets import Target
+
+# (model, graph, dense layers, input side) -> [(label, plan)]: plans a planner makes, to check beside the random
+# ones (the CLI passes the planner in, so this stage does not import the planning one)
+PlanMaker = Callable[[torch.nn.Module, object, list[Layer], int], list[tuple[str, Plan]]]
 
 
 def check_variants(name: str, target: Target, n_plans: int, seed: int = 0, branches: float = 0.0,
@@ -22,7 +27,10 @@ def check_variants(name: str, target: Target, n_plans: int, seed: int = 0, branc
 
     ``branches``: the chance that a plan removes each residual branch it may remove (0: channel plans only).
     """
-    model, shape = build_model(name, target, side), model_input_shape(name, target, side)
+    with torch.random.fork_rng():  # seeded weights: a plan ranked by their importance is the same every run
+        torch.manual_seed(seed)
+        model = build_model(name, target, side)
+    shape = model_input_shape(name, target, side)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
     rng = random.Random(seed)
     models = [model]
@@ -32,6 +40,15 @@ def check_variants(name: str, target: Target, n_plans: int, seed: int = 0, branc
             plan.keep.update({g: [] for g in graph.branches if rng.random() < branches})
         models.append(prune_model(model, graph, plan)[0])
     return models, [collect_layers(m, shape) for m in models]
+
+
+def planned_variants(model: torch.nn.Module, name: str, shape: tuple[int, ...], planned: PlanMaker
+                     ) -> tuple[list[str], list, list[list[Layer]]]:  # fmt: skip
+    """The plans ``planned`` makes for ``model``: their labels, pruned models and layers."""
+    graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
+    made = planned(model, graph, collect_layers(model, shape), shape[-1])
+    pruned = [prune_model(model, graph, plan)[0] for _, plan in made]
+    return [label for label, _ in made], pruned, [collect_layers(m, shape) for m in pruned]
 
 
 def predicted_ms(profile: Profile, name: str, layers: list[list[Layer]], side: int | None = None) -> list[float]:
@@ -77,16 +94,24 @@ def summarize(rows: list[dict], dense_predicted: float) -> dict:
     return out
 
 
-def check_profile(profile: Profile, target: Target, name: str, n_plans: int, seed: int = 0,
-                  passes: int = 1, branches: float = 0.0, side: int | None = None) -> dict:  # fmt: skip
+def check_profile(profile: Profile, target: Target, name: str, n_plans: int, seed: int = 0, passes: int = 1,
+                  branches: float = 0.0, side: int | None = None, planned: PlanMaker | None = None) -> dict:
     """Prediction error (%) over ``n_plans`` random pruned variants measured end to end, in ms and in speedup
     over the dense model timed beside each; ``passes`` > 1 times everything again to show how repeatable the
-    measurement itself is."""
+    measurement itself is. ``planned``: plans a planner makes, timed alike and reported apart (``planned``), as
+    the plan a planner picks is the one its prices flatter most."""
     models, layers = check_variants(name, target, n_plans, seed, branches, side)
     shape = model_input_shape(name, target, side)
+    labels, more, more_layers = planned_variants(models[0], name, shape, planned) if planned else ([], [], [])
+    models, layers = models + more, layers + more_layers
     predicted = predicted_ms(profile, name, layers, side)
     timed = measure_variants(target, models, shape, passes)
-    return _report(name, predicted, [([t[j][1] for t in timed], [t[j][0] for t in timed]) for j in range(n_plans)])
+    times = [([t[j][1] for t in timed], [t[j][0] for t in timed]) for j in range(len(models) - 1)]
+    report = _report(name, predicted[: n_plans + 1], times[:n_plans])
+    if labels:
+        report["planned"] = [{"plan": label, **error_row(predicted[n_plans + 1 + i], predicted[0], ms, dense)}
+                             for i, (label, (ms, dense)) in enumerate(zip(labels, times[n_plans:]))]  # fmt: skip
+    return report
 
 
 def _report(name: str, predicted: list[float], times: list[tuple[list[float], list[float]]]) -> dict:
@@ -116,4 +141,7 @@ def describe_check(report: dict) -> str:
         text += (f"\n{r['model']}: the measurement itself, pass to pass: ms |change| median "
                  f"{r['repeat_median_abs_pct']:.1f} %, max {r['repeat_max_abs_pct']:.1f} %; speedup median "
                  f"{r['repeat_speedup_median_abs_pct']:.1f} %, max {r['repeat_speedup_max_abs_pct']:.1f} %")
+    for p in r.get("planned", []):
+        text += (f"\n{r['model']}: {p['plan']}: speedup over dense predicted {p['predicted_speedup']:.2f}x, measured "
+                 f"{p['measured_speedup']:.2f}x ({p['speedup_error_pct']:+.1f} %)")
     return text
