@@ -55,13 +55,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300, help="profiled runs per model after a warmup of 20")
     parser.add_argument("--peer", action="store_true", help="also Torch-Pruning's plans (the bench extra)")
     parser.add_argument("--pretrained", action="store_true")
+    parser.add_argument("--profile", help="latency profile (default: this device's, else the shipped one)")
     parser.add_argument("--out", default="bench/nodes")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     target = load_target(args.target)
     if target.backend != "onnxruntime":
         raise SystemExit(f"{args.target}: the per-node profile needs an onnxruntime target")
-    profile = Profile.load(find_profile(target.name, target.backend))
+    profile = Profile.load(args.profile or find_profile(target.name, target.backend))
     budget = Budget.parse("macs", args.macs)
     models = variants(args.model, target, profile, budget, PlanConstraints.max_removed_shared, peer=args.peer,
                       pretrained=args.pretrained)  # fmt: skip
