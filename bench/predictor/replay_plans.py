@@ -8,7 +8,8 @@ random plans of `profile check` (bench/targets/status/replay_all.py).
 
     python bench/predictor/replay_plans.py [--profile TARGET=PATH ...] [--out NAME] [FILE ...]
 
-With no FILE, every `bench/**/*.json` that tools/bench_planner.py wrote and whose profile is still here.
+With no FILE, every `bench/**/*.json` that tools/bench_planner.py wrote and whose profile is still here (the
+plain-line profiles of bench/predictor/rank/ are made by its run.sh, not committed).
 ``--profile`` predicts one target's plans with another profile file (an unshipped fit).
 Writes NAME.json and NAME.md beside this script (default NAME: plans). `plans-line.*` were written with the
 code before the floor below the lowest calibration run (commit c68df12 on the import path).
