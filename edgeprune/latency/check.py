@@ -27,28 +27,29 @@ def check_variants(name: str, target: Target, n_plans: int, seed: int = 0, branc
 
     ``branches``: the chance that a plan removes each residual branch it may remove (0: channel plans only).
     """
+    models, layers, _ = _variants(name, target, n_plans, seed, branches, side)
+    return models, layers
+
+
+def _variants(name: str, target: Target, n_plans: int, seed: int = 0, branches: float = 0.0,
+              side: int | None = None, planned: PlanMaker | None = None) -> tuple[list, list[list[Layer]], list[str]]:
+    """:func:`check_variants`, then the plans ``planned`` makes, and those plans' labels."""
     with torch.random.fork_rng():  # seeded weights: a plan ranked by their importance is the same every run
         torch.manual_seed(seed)
         model = build_model(name, target, side)
     shape = model_input_shape(name, target, side)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
     rng = random.Random(seed)
-    models = [model]
+    plans = []
     for _ in range(n_plans):
         plan = random_plan(graph, rng)
         if branches:
             plan.keep.update({g: [] for g in graph.branches if rng.random() < branches})
-        models.append(prune_model(model, graph, plan)[0])
-    return models, [collect_layers(m, shape) for m in models]
-
-
-def planned_variants(model: torch.nn.Module, name: str, shape: tuple[int, ...], planned: PlanMaker
-                     ) -> tuple[list[str], list, list[list[Layer]]]:  # fmt: skip
-    """The plans ``planned`` makes for ``model``: their labels, pruned models and layers."""
-    graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
-    made = planned(model, graph, collect_layers(model, shape), shape[-1])
-    pruned = [prune_model(model, graph, plan)[0] for _, plan in made]
-    return [label for label, _ in made], pruned, [collect_layers(m, shape) for m in pruned]
+        plans.append(plan)
+    dense = collect_layers(model, shape)
+    made = planned(model, graph, dense, shape[-1]) if planned else []
+    models = [prune_model(model, graph, plan)[0] for plan in plans + [plan for _, plan in made]]
+    return [model] + models, [dense] + [collect_layers(m, shape) for m in models], [label for label, _ in made]
 
 
 def predicted_ms(profile: Profile, name: str, layers: list[list[Layer]], side: int | None = None) -> list[float]:
@@ -100,10 +101,8 @@ def check_profile(profile: Profile, target: Target, name: str, n_plans: int, see
     over the dense model timed beside each; ``passes`` > 1 times everything again to show how repeatable the
     measurement itself is. ``planned``: plans a planner makes, timed alike and reported apart (``planned``), as
     the plan a planner picks is the one its prices flatter most."""
-    models, layers = check_variants(name, target, n_plans, seed, branches, side)
+    models, layers, labels = _variants(name, target, n_plans, seed, branches, side, planned)
     shape = model_input_shape(name, target, side)
-    labels, more, more_layers = planned_variants(models[0], name, shape, planned) if planned else ([], [], [])
-    models, layers = models + more, layers + more_layers
     predicted = predicted_ms(profile, name, layers, side)
     timed = measure_variants(target, models, shape, passes)
     times = [([t[j][1] for t in timed], [t[j][0] for t in timed]) for j in range(len(models) - 1)]

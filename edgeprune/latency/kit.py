@@ -125,8 +125,9 @@ def import_result(path: str | os.PathLike) -> Profile:
 
 def _table_from_points(key: str, points: dict[tuple[int, int], tuple[float, float]]) -> Table:
     cins = sorted({c for c, _ in points})
-    if Geometry.from_key(key).op in ("dwconv", "gconv"):
-        pairs = [(c, Geometry.from_key(key).paired_cout(c)) for c in cins]
+    g = Geometry.from_key(key)
+    if g.op in ("dwconv", "gconv"):
+        pairs = [(c, g.paired_cout(c)) for c in cins]
         return Table(cins, None, [points[p][0] for p in pairs], [points[p][1] for p in pairs])
     couts = sorted({c for _, c in points})
     missing = [(a, b) for a in cins for b in couts if (a, b) not in points]

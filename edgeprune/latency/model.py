@@ -127,9 +127,13 @@ class LatencyModel:
         if cin == 0 or cout == 0:
             s = self.profile.removal_scale.get(self.model_name, {}).get(layer.geometry.key)
             return 0.0 if s is None else (1 - s) * self.layer(layer, layer.cin, layer.cout)
-        ms, outside = self.layer_ms(layer, cin, cout)
-        if outside:
+        if self.layer_ms(layer, cin, cout)[1]:
             self.extrapolated.add(f"{layer.path} ({cin}->{cout})")
+        return self._term(layer, cin, cout)
+
+    def _term(self, layer: Layer, cin: int, cout: int) -> float:
+        """A running layer's term, without flagging its extrapolation (see :meth:`layer`)."""
+        ms = self.layer_ms(layer, cin, cout)[0]
         cal = self.calibration
         if cal is None:
             return ms + self.share
@@ -165,12 +169,10 @@ class LatencyModel:
         if self._knee is False:
             cal, self._knee = self.calibration, None
             rows = [self.profile.model_layers(self.model_name, p) for p in (cal.points if cal else []) if "layers" in p]
-            seen = set(self.extrapolated)  # the runs' widths are not the plan's: they flag nothing
-            try:
-                low = min((sum(self.layer(x, x.cin, x.cout) for x in ls) for ls in rows), default=0.0)
+            try:  # the runs' widths are not the plan's: they flag no extrapolation
+                low = min((sum(self._term(x, x.cin, x.cout) for x in ls) for ls in rows), default=0.0)
             except ProfileError:  # a run with a layer the tables lack: the line stands alone, as it was fitted
                 low = 0.0
-            self.extrapolated = seen
             if low:
                 line = cal.scale * low + (0.0 if self.share else cal.offset_ms)
                 self._knee = (self.tables_sum(low), line) if self.tables_sum(low) > 0 and line > 0 else None
