@@ -18,6 +18,7 @@ code before the floor below the lowest calibration run (commit c68df12 on the im
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import warnings
 from pathlib import Path
@@ -37,6 +38,12 @@ from edgeprune.targets import load_target
 warnings.simplefilter("ignore")
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
+
+
+@functools.cache
+def load_profile(path: Path) -> Profile:
+    """A profile file, read once however many runs and plans name it."""
+    return Profile.load(path, strict=False)
 
 
 def stored_runs() -> list[Path]:
@@ -78,7 +85,7 @@ def replay(path: Path) -> list[dict]:
     if ppath is None:
         print(f"skip {path.relative_to(ROOT)}: its profile {data['settings'].get('profile')} is not here")
         return []
-    profile = Profile.load(ppath, strict=False)
+    profile = load_profile(ppath)
     out = []
     for row in data["rows"]:
         name = row["model"]
@@ -98,7 +105,7 @@ def replay(path: Path) -> list[dict]:
             other = label.removeprefix(ALSO) if label.startswith(ALSO) else None
             if other and not (ROOT / other).is_file():
                 continue
-            latency = LatencyModel(Profile.load(ROOT / other, strict=False) if other else profile, name, shape[-1])
+            latency = LatencyModel(load_profile(ROOT / other) if other else profile, name, shape[-1])
             if latency.calibration is None:
                 continue
             dense_ms = latency.predict(dense).ms
