@@ -68,7 +68,7 @@ def _default_sigchld():
 # plans, one timing round per micro-model
 FAST = ProfileSettings(grid_fractions=(0.5, 1.0), micro_timing={"warmup": 1, "repeats": 3, "rounds": 1},
                        scan={"span": 4, "step": 2}, calibration_ratios=(0.0, 0.5), calibration_random=1,
-                       calibration_blocked=1)  # fmt: skip
+                       calibration_blocked=1, calibration_planned=())  # fmt: skip
 
 
 @pytest.fixture(scope="session")  # read only; shared by test_latency.py and test_calibration_line.py

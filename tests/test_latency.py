@@ -22,6 +22,7 @@ from edgeprune.latency import (
     innet,
     profiler,
     tables,
+    variants,
 )
 from edgeprune.latency.check import check_profile, check_variants, describe_check, error_row, summarize
 from edgeprune.latency.innet import fit_widths
@@ -118,8 +119,8 @@ def test_calibration_also_times_random_plans_on_the_channel_blocking():
     slower than dense): plans on the blocking join them, drawn after them so those stay as they were."""
     model, shape = create_model("cifar_resnet20").eval(), (1, 3, 32, 32)
     settings = replace(FAST, calibration_random=2, calibration_blocked=3)
-    plain = profiler.calibration_variants(model, "cifar_resnet20", shape, settings)
-    blocked = profiler.calibration_variants(model, "cifar_resnet20", shape, settings, align=8)
+    plain = variants.calibration_variants(model, "cifar_resnet20", shape, settings)
+    blocked = variants.calibration_variants(model, "cifar_resnet20", shape, settings, align=8)
     assert [label for label, _ in blocked] == [label for label, _ in plain] + ["blocked-0", "blocked-1", "blocked-2"]
     widths = [[(x.cin, x.cout) for x in collect_layers(m, shape)] for _, m in blocked]
     assert widths[: len(plain)] == [[(x.cin, x.cout) for x in collect_layers(m, shape)] for _, m in plain]

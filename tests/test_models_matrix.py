@@ -17,7 +17,7 @@ from conftest import build_model_and_graph, model_and_graph
 
 from edgeprune.export import check_onnx, export_onnx
 from edgeprune.graph import GraphBuildError, build_graph
-from edgeprune.latency.profiler import random_plan
+from edgeprune.latency.variants import random_plan
 from edgeprune.models import list_models
 from edgeprune.models.timm_models import NOT_SUPPORTED
 from edgeprune.prune import shrink

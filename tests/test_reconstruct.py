@@ -99,7 +99,7 @@ def test_refit_on_a_detector_keeps_every_output_closer():
 
     from test_ultralytics import SIZE, lively
 
-    from edgeprune.latency.profiler import random_plan
+    from edgeprune.latency.variants import random_plan
     from edgeprune.prune.oracle import output_error
 
     model, graph = lively("yolov8n.yaml")

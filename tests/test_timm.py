@@ -20,7 +20,7 @@ from edgeprune.cli import main
 from edgeprune.errors import InputError, MissingError, MissingExtraError
 from edgeprune.graph import build_graph
 from edgeprune.graph.errors import UntraceableError
-from edgeprune.latency.profiler import random_plan
+from edgeprune.latency.variants import random_plan
 from edgeprune.models import UnknownModelError, create_model, get_entry, list_models
 from edgeprune.models.timm_models import CHECKED, NOT_SUPPORTED, timm_entry
 from edgeprune.prune import Plan, load_pruned, shrink

@@ -11,7 +11,7 @@ import torch
 
 from edgeprune.export import check_onnx, export_onnx
 from edgeprune.graph import build_graph, tree_tensors
-from edgeprune.latency.profiler import random_plan
+from edgeprune.latency.variants import random_plan
 from edgeprune.models import create_model, get_entry, list_models
 from edgeprune.prune import load_pruned, prune_model, save_pruned
 from edgeprune.prune.oracle import ORACLE_TOLERANCE, is_lively, lively_model, oracle_error

@@ -25,7 +25,7 @@ from edgeprune.graph import build_graph
 from edgeprune.graph.groups import CONV_OUT
 from edgeprune.latency.costs import MacsCost
 from edgeprune.latency.layers import collect_layers
-from edgeprune.latency.profiler import random_plan
+from edgeprune.latency.variants import random_plan
 from edgeprune.models import create_model, get_entry, list_models
 from edgeprune.models.layers import BranchConstant
 from edgeprune.models.ultralytics_models import CHECKED

@@ -76,7 +76,8 @@ def measure_cmd(target, models, input_size, out_path, budget_s, layer_timing) ->
 
     t = _load_target(target, models)
     path = Path(out_path) if out_path else default_profile_path(t.name, device_fingerprint(t.backend))
-    profile = profile_target(t, list(models), path, budget_s, timing=layer_timing, side=input_size)
+    profile = profile_target(t, list(models), path, budget_s, timing=layer_timing, side=input_size,
+                             planner=_planner(t))
     click.echo(f"wrote {path}: {len(profile.tables)} layer tables, calibrated for {', '.join(models)}")
     retimed, spikes, timed = profile.disputed()
     if timed:
@@ -109,25 +110,29 @@ def check_cmd(target, models, input_size, plans, passes, planned, profile_path, 
     budgets = [Budget.parse("macs", b) for b in planned]  # a bad budget fails before anything is timed
     t = _load_target(target, models)
     profile, _ = _load(t, profile_path, strict)
-    maker = _planner(t, profile, budgets) if budgets else None
+    maker = _planner(t)(profile, list(planned)) if budgets else None
     reports = [check_profile(profile, t, m, plans, passes=passes, side=input_size, planned=maker) for m in models]
     emit(as_json, reports, lambda: "\n".join(describe_check(r) for r in reports))
 
 
-def _planner(target, profile, budgets):
-    """The check's plan maker: the latency-ranked greedy plan on the target's channel blocking, per budget."""
-    from edgeprune.plan.budget import PlanConstraints
+def _planner(target):
+    """What the profile stage plans with (it does not import the planning stage): for a profile and MACs budgets,
+    the latency-ranked greedy plan on the target's channel blocking at each budget, as `prune` plans by default."""
+    from edgeprune.plan.budget import Budget, PlanConstraints
     from edgeprune.plan.planner import plan_pruning
     from edgeprune.targets import channel_align
 
     constraints = PlanConstraints(align=channel_align(target))
 
-    def make(model, graph, layers, side):
-        return [(f"latency-ranked plan at {b}",
-                 plan_pruning(model, graph, layers, b, "latency", profile, constraints=constraints, side=side).plan)
-                for b in budgets]  # fmt: skip
+    def planner(profile, budgets):
+        def make(model, graph, layers, side):
+            return [(f"latency-ranked plan at {b}", plan_pruning(model, graph, layers, b, "latency", profile,
+                                                                 constraints=constraints, side=side).plan)
+                    for b in (Budget.parse("macs", s) for s in budgets)]  # fmt: skip
 
-    return make
+        return make
+
+    return planner
 
 
 FITS = ("calibration", "widths", "removal")
@@ -157,7 +162,7 @@ def fit_cmd(target, what, models, profile_path, out_path) -> None:
     profile, loaded = _load(t, profile_path)
     path = _write_path(out_path, loaded, t)
     if what == "calibration":
-        profile = recalibrate_profile(profile, t, list(models))
+        profile = recalibrate_profile(profile, t, list(models), planner=_planner(t))
         for m, c in profile.calibration.items():
             click.echo(f"{m}: {describe(c)}")
     else:

@@ -10,7 +10,8 @@ A point is one pruned variant run end to end: its measured ms, the sum of its la
 and the one with the least leave-one-out error is kept, so a term is added only where it predicts runs it was
 not fitted on. Where a one-layer micro-model's time is mostly the call around the layer, the tables barely
 move with the channels while the network's time does, with the data it moves (ExecuTorch, OpenVINO here:
-docs/benchmarks/targets.md).
+docs/benchmarks/targets.md). The planner's own plans (points labelled ``planned-*``) weigh as much together
+as all the other points together (:func:`point_weights`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ from edgeprune.latency.model import LatencyModel, activation_mb
 from edgeprune.latency.profile import Calibration, Profile
 
 MIN_POINTS_PER_TERM = 2  # a form is tried with at least this many points per coefficient, plus one to leave out
+PLANNED = "planned-"  # label prefix of the calibration runs of the planner's own plans
+
+
+def point_weights(points: list[dict]) -> np.ndarray:
+    """Least-squares weight of each point: the planner's own plans (``planned-*``) together weigh as much as the
+    others together. Those are the plans a profile prices in use, and the ones its tables flatter most: fitted
+    as one point among many, the line still overrated them (docs/benchmarks/latency-vs-flops.md)."""
+    planned = np.array([str(p.get("label", "")).startswith(PLANNED) for p in points])
+    k = int(planned.sum())
+    return np.where(planned, (len(points) - k) / k, 1.0) if 0 < k < len(points) else np.ones(len(points))
 
 
 def activations_mb(layers: list[Layer]) -> float:
@@ -31,14 +42,16 @@ def activations_mb(layers: list[Layer]) -> float:
     return sum(activation_mb(x.geometry, x.cin, x.cout) for x in layers)
 
 
-def fit_line(points: list[dict]) -> Calibration:
-    """measured ≈ scale * layers_ms + offset, least squares (a constant offset with fewer than 2 distinct sums)."""
+def fit_line(points: list[dict], weighted: bool = True) -> Calibration:
+    """measured ≈ scale * layers_ms + offset, least squares (a constant offset with fewer than 2 distinct sums);
+    ``weighted``: by :func:`point_weights`, else every point alike."""
     layers = np.array([p["layers_ms"] for p in points])
     measured = np.array([p["measured_ms"] for p in points])
+    w = point_weights(points) if weighted else np.ones(len(points))
     if len(points) >= 2 and np.ptp(layers) > 0:
-        scale, offset = np.polyfit(layers, measured, 1)
+        scale, offset = np.polyfit(layers, measured, 1, w=np.sqrt(w))
     else:
-        scale, offset = 1.0, float(measured.mean() - layers.mean())
+        scale, offset = 1.0, float(np.average(measured - layers, weights=w))
     return Calibration(float(scale), float(offset), points)
 
 
@@ -51,13 +64,14 @@ def _columns(points: list[dict], form: str) -> np.ndarray:
 def _solve(points: list[dict], form: str) -> np.ndarray | None:
     """Least-squares coefficients of ``form``; None when the points cannot tell its terms apart (a constant or
     collinear column) or a weight comes out negative (no physical reading)."""
-    a = _columns(points, form)
-    coef, _, rank, _ = np.linalg.lstsq(a, np.array([p["measured_ms"] for p in points]), rcond=None)
+    a, root_w = _columns(points, form), np.sqrt(point_weights(points))
+    coef, _, rank, _ = np.linalg.lstsq(a * root_w[:, None], np.array([p["measured_ms"] for p in points]) * root_w,
+                                       rcond=None)  # fmt: skip
     return None if rank < a.shape[1] or (coef[:-1] <= 0).any() else coef
 
 
 def _loo_error(points: list[dict], form: str) -> float:
-    """RMS relative error of each point predicted by the form fitted on the others."""
+    """RMS relative error of each point predicted by the form fitted on the others (weighted as the fit)."""
     errors = []
     for i, p in enumerate(points):
         coef = _solve(points[:i] + points[i + 1 :], form)
@@ -65,7 +79,7 @@ def _loo_error(points: list[dict], form: str) -> float:
             return math.inf
         predicted = float(_columns([p], form)[0] @ coef)
         errors.append((predicted - p["measured_ms"]) / p["measured_ms"])
-    return math.sqrt(float(np.mean(np.square(errors))))
+    return math.sqrt(float(np.average(np.square(errors), weights=point_weights(points))))
 
 
 def fit_calibration(points: list[dict]) -> Calibration:

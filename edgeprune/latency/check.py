@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import statistics
-from collections.abc import Callable
 
 import torch
 
@@ -12,13 +11,10 @@ from edgeprune.graph import build_graph
 from edgeprune.latency.layers import Layer, collect_layers
 from edgeprune.latency.model import LatencyModel
 from edgeprune.latency.profile import Profile
-from edgeprune.latency.profiler import build_model, measure_variants, model_input_shape, random_plan
-from edgeprune.prune import Plan, prune_model
+from edgeprune.latency.profiler import build_model, measure_variants, model_input_shape
+from edgeprune.latency.variants import PlanMaker, random_plan
+from edgeprune.prune import prune_model
 from edgeprune.targets import Target
-
-# (model, graph, dense layers, input side) -> [(label, plan)]: plans a planner makes, to check beside the random
-# ones (the CLI passes the planner in, so this stage does not import the planning one)
-PlanMaker = Callable[[torch.nn.Module, object, list[Layer], int], list[tuple[str, Plan]]]
 
 
 def check_variants(name: str, target: Target, n_plans: int, seed: int = 0, branches: float = 0.0,

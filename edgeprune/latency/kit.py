@@ -28,13 +28,13 @@ from edgeprune.latency.micro import micro_model
 from edgeprune.latency.profile import DEFAULT_SETTINGS, Profile, ProfileError, ProfileSettings, Table
 from edgeprune.latency.profiler import (
     build_model,
-    calibration_variants,
     choose_lookup_and_calibrate,
     model_input_shape,
     profile_settings,
     target_dict,
 )
 from edgeprune.latency.tables import grid_axes
+from edgeprune.latency.variants import calibration_variants
 from edgeprune.targets import Target, TargetError, channel_align
 
 

@@ -183,6 +183,9 @@ class ProfileSettings:
     calibration_random: int = 6  # random plans per model (seeded apart from the check's), as odd widths cost extra
     # random plans on the target's channel blocking, as the planner's plans are: the line is fitted where they lie
     calibration_blocked: int = 4
+    # MACs budgets at which the planner's own plan is timed too (when a planner is passed): the plan it picks is
+    # the one the tables flatter most, so the line must be fitted where such plans lie
+    calibration_planned: tuple[float, ...] = (0.7, 0.45, 0.3)
     # in-network fits: how far apart two sessions of the dense model may time before the fit is refused
     control_tolerance: float = 0.03
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import random
 import statistics
 import tempfile
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,8 +21,7 @@ from edgeprune.atomic import atomic_write_text
 from edgeprune.backends import get_backend, measure_latency, prepare_runner, takes_module, time_runners
 from edgeprune.errors import EdgepruneError
 from edgeprune.export import export_onnx
-from edgeprune.graph import build_graph
-from edgeprune.latency.calibration import activations_mb, fit_calibration, fit_line
+from edgeprune.latency.calibration import PLANNED, activations_mb, fit_calibration, fit_line
 from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.model import LatencyModel, activation_mb, misaligned
 from edgeprune.latency.profile import (
@@ -35,11 +34,10 @@ from edgeprune.latency.profile import (
     device_fingerprint,
 )
 from edgeprune.latency.tables import grid_axes, layer_timing, measure_table
+from edgeprune.latency.variants import CALIBRATION_SEED, Planner, calibration_variants, planned_variants
 from edgeprune.models import create_model_for_size, get_entry
-from edgeprune.prune import Plan, prune_model, uniform_plan
 from edgeprune.targets import Target, channel_align
 
-CALIBRATION_SEED = 12345
 LOOKUP_CHOICES = [(block, scan) for block in (1, 8, 16) for scan in (True, False)]
 MISALIGN_BLOCKS = (8, 16)
 MISALIGN_PER_MB = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # ms per MB of activations around a misaligned layer
@@ -138,7 +136,7 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
                 for i, p in enumerate(points):
                     mb, n = features[(name, i), align]
                     pts.append({**p, "layers_ms": base[name, i] + per_mb * mb + per_layer * n, "act_mb": act[name, i]})
-                cal, scored[name] = fit_line(pts), pts
+                cal, scored[name] = fit_line(pts, weighted=False), pts
                 squares[name] = [((cal.scale * q["layers_ms"] + cal.offset_ms) / q["measured_ms"] - 1) ** 2
                                  for q in pts]  # fmt: skip
             for key, names in [*((n, [n]) for n in points_by_model), (None, list(points_by_model))]:
@@ -150,7 +148,9 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
                     best[key] = (score, lookup, scored.get(key))
     joint = best[None][1]
     lookups = {name: best[name][1] for name in points_by_model}
-    # the lookup is chosen on the plain line; each model's calibration then takes the terms that predict best
+    # the lookup is chosen on the plain line, every run counted alike (the planner's plans keep to the blocking: they
+    # say less of the misalignment term than the others); each model's calibration then takes the terms that
+    # predict best
     calibration = {name: fit_calibration(best[name][2]) for name in points_by_model}
     return replace(profile, channel_block=joint["channel_block"], use_scan=joint["use_scan"],
                    misalign=joint["misalign"], lookups=lookups, calibration=calibration)  # fmt: skip
@@ -165,12 +165,14 @@ def profile_target(
     timing: str = "wall",
     settings: ProfileSettings = DEFAULT_SETTINGS,
     side: int | None = None,
+    planner: Planner | None = None,
 ) -> Profile:
     """Measure every layer geometry of ``model_names`` on ``target``, calibrate, write ``out_path``.
 
     ``timing``: how layers are timed, "wall" or "kernel" (see :func:`layer_timing`); ``settings``: the grid,
     scans, micro-model timing and calibration plans; ``side``: a square input side other than the models'
-    registry sizes (their calibration lines are then keyed ``name@side``, see :func:`calibration_name`).
+    registry sizes (their calibration lines are then keyed ``name@side``, see :func:`calibration_name`);
+    ``planner``: also calibrate on the plans it makes (:func:`calibrate_models`).
 
     Resumable: finished tables are kept in ``<out>.partial.json`` and reused by the next run. The final
     file is written atomically, only after everything succeeded. Additive: a finished profile at ``out_path``
@@ -214,9 +216,7 @@ def profile_target(
         tables = {k: Table(**t) for k, t in done["tables"].items()}
         profile = Profile(target_dict(target), device_fingerprint(target.backend), stamp["settings"], tables)
         points = {name: c.points for name, c in earlier.calibration.items()} if earlier else {}
-        points.update({calibration_name(name, side): calibration_points(target, name, settings, side)
-                       for name in model_names})  # fmt: skip
-        profile = choose_lookup_and_calibrate(profile, points)
+        profile = calibrate_models(profile, target, model_names, points, settings, side, planner)
         if earlier:
             profile = _keep_earlier_models(profile, earlier, {calibration_name(n, side) for n in model_names})
     profile.save(out_path)
@@ -257,11 +257,12 @@ def _earlier_profile(path: Path, stamp: dict) -> Profile | None:
 
 
 def recalibrate_profile(profile: Profile, target: Target, model_names: list[str],
-                        settings: ProfileSettings = DEFAULT_SETTINGS) -> Profile:  # fmt: skip
+                        settings: ProfileSettings = DEFAULT_SETTINGS,
+                        planner: Planner | None = None) -> Profile:  # fmt: skip
     """A copy of ``profile`` with the calibration runs of ``model_names`` measured again and the lookup variant,
     the misalignment term and every model's calibration line refitted; the layer tables are kept, and models
     not named keep their stored points. Minutes instead of a full profile, when the tables still hold but the
-    end-to-end picture moved (a runtime update, a new timing layout)."""
+    end-to-end picture moved (a runtime update, a new timing layout). ``planner``: as :func:`calibrate_models`."""
     reason = get_backend(target.backend).unavailable_reason(target)
     if reason:
         raise ProfileError(f"target {target.name} cannot run here: {reason}")
@@ -277,23 +278,9 @@ def recalibrate_profile(profile: Profile, target: Target, model_names: list[str]
                                f"{missing[0]}): profile it with `edgeprune profile measure {target.name} "
                                f"--model {name}`")  # fmt: skip
     points = {name: cal.points for name, cal in profile.calibration.items()}
-    points.update({name: calibration_points(target, name, settings) for name in model_names})
-    fitted = choose_lookup_and_calibrate(profile, points)
+    fitted = calibrate_models(profile, target, model_names, points, settings, planner=planner)
     fresh = profile_settings(target, profile.settings.get("layer_timing", "wall"), settings)
     return replace(fitted, settings={**profile.settings, **{k: fresh[k] for k in ("calibration", "end_to_end")}})
-
-
-def calibration_variants(model: nn.Module, name: str, shape: tuple[int, ...],
-                         settings: ProfileSettings = DEFAULT_SETTINGS, align: int = 1) -> list[tuple[str, nn.Module]]:
-    """The pruned variants every calibration measures: uniform ratios, seeded random plans, then seeded random
-    plans on the channel blocking ``align`` (when it is over 1)."""
-    graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=name)
-    rng = random.Random(CALIBRATION_SEED)
-    plans = [(f"uniform-{r}", uniform_plan(model, graph, r) if r else None) for r in settings.calibration_ratios]
-    plans += [(f"random-{i}", random_plan(graph, rng)) for i in range(settings.calibration_random)]
-    if align > 1:  # drawn after the others, so those stay the plans earlier profiles were fitted on
-        plans += [(f"blocked-{i}", random_plan(graph, rng, align=align)) for i in range(settings.calibration_blocked)]
-    return [(label, prune_model(model, graph, plan)[0] if plan else model) for label, plan in plans]
 
 
 def calibration_points(target: Target, name: str, settings: ProfileSettings = DEFAULT_SETTINGS,
@@ -306,27 +293,60 @@ def calibration_points(target: Target, name: str, settings: ProfileSettings = DE
     a calibration takes (20 % and more on a shared VM) cancels out of the points instead of bending the line.
     """
     model, shape = build_model(name, target, side), model_input_shape(name, target, side)
-    variants = calibration_variants(model, name, shape, settings, channel_align(target))
-    pairs = measure_variants(target, [model] + [v for _, v in variants], shape, desc=f"calibrating {name}")[0]
-    reference = statistics.median(d for d, _ in pairs)
+    return _timed_points(target, model, calibration_variants(model, name, shape, settings, channel_align(target)),
+                         shape, f"calibrating {name}")  # fmt: skip
+
+
+def planned_points(target: Target, profile: Profile, name: str, planner: Planner, reference: float,
+                   settings: ProfileSettings = DEFAULT_SETTINGS, side: int | None = None) -> list[dict]:  # fmt: skip
+    """End-to-end runs of the plans ``planner`` makes with ``profile`` at each MACs budget of
+    ``settings.calibration_planned``, as :func:`calibration_points` (``reference``: their dense median ms).
+
+    The plan a planner picks is the one its prices flatter most, so the points it is fitted on must include
+    such plans. A budget the planner cannot reach is left out with a warning."""
+    with torch.random.fork_rng():  # seeded weights: the importance ranking, and so the plans, repeat
+        torch.manual_seed(CALIBRATION_SEED)
+        model = build_model(name, target, side)
+    shape = model_input_shape(name, target, side)
+    layers, variants = collect_layers(model, shape), []
+    for fraction in settings.calibration_planned:
+        try:
+            made = planned_variants(model, name, shape, layers, planner(profile, [f"{fraction:g}x"]))
+        except EdgepruneError as e:
+            warnings.warn(f"{name}: no planned calibration run at {fraction:g}x MACs: {e}", stacklevel=2)
+            continue
+        variants += [(f"{PLANNED}{fraction:g}x", m) for _, m in made]
+    return _timed_points(target, model, variants, shape, f"calibrating {name} (planned)", reference)
+
+
+def _timed_points(target: Target, model: nn.Module, variants: list[tuple[str, nn.Module]], shape: tuple[int, ...],
+                  desc: str, reference: float | None = None) -> list[dict]:  # fmt: skip
+    """Calibration points of ``variants``, each timed beside ``model``; ms = ratio x ``reference`` (default: the
+    median of the dense timings)."""
+    if not variants:
+        return []
+    pairs = measure_variants(target, [model] + [v for _, v in variants], shape, desc=desc)[0]
+    reference = reference or statistics.median(d for d, _ in pairs)
     return [{"label": label, "layers": [[x.geometry.key, x.cin, x.cout] for x in collect_layers(v, shape)],
              "measured_ms": reference * ms / dense, "measured_ratio": ms / dense, "dense_ms": dense}
             for (label, v), (dense, ms) in zip(variants, pairs)]  # fmt: skip
 
 
-def random_plan(graph, rng: random.Random, low: float = 0.3, high: float = 1.0, align: int = 1) -> Plan:
-    """Keep a random fraction in [low, high] of every prunable group (random channels); with ``align``, the
-    width a group keeps is rounded down to a multiple of it, where the group is wider than that."""
-    keep = {}
-    for g in graph.prunable_groups:
-        units = g.prunable_units
-        n = max(1, round(rng.uniform(low, high) * len(units)))
-        frozen = [i for i in range(g.size) if g.units[i].frozen]
-        if align > 1 and g.size > align:
-            width = max((n + len(frozen)) // align * align, align)
-            n = min(max(width - len(frozen), 1), len(units))
-        keep[g.id] = sorted(frozen + rng.sample(units, n))
-    return Plan(graph.model_name, graph.fingerprint, keep)
+def calibrate_models(profile: Profile, target: Target, model_names: list[str], points: dict[str, list[dict]],
+                     settings: ProfileSettings = DEFAULT_SETTINGS, side: int | None = None,
+                     planner: Planner | None = None) -> Profile:  # fmt: skip
+    """``profile`` calibrated on ``points`` (other models' stored runs) and fresh runs of ``model_names``: their
+    calibration variants first; then, with a ``planner``, the plans it makes with the profile fitted so far,
+    and everything fitted again."""
+    fresh = {calibration_name(n, side): calibration_points(target, n, settings, side) for n in model_names}
+    profile = choose_lookup_and_calibrate(profile, {**points, **fresh})
+    if planner is None or not settings.calibration_planned:
+        return profile
+    for n in model_names:
+        line = fresh[calibration_name(n, side)]
+        reference = statistics.median(p["dense_ms"] for p in line)
+        line += planned_points(target, profile, n, planner, reference, settings, side)
+    return choose_lookup_and_calibrate(profile, {**points, **fresh})
 
 
 def _table_stamp(record: dict) -> tuple:
@@ -352,7 +372,7 @@ def profile_settings(target: Target, timing: str = "wall", settings: ProfileSett
         "scan": dict(settings.scan),
         "sweep": {"order": "shuffled", **settings.sweep},
         "calibration": {"uniform": list(settings.calibration_ratios), "random": settings.calibration_random,
-                        "blocked": settings.calibration_blocked},
+                        "blocked": settings.calibration_blocked, "planned": list(settings.calibration_planned)},
         "end_to_end": {"warmup": target.warmup, "repeats": target.repeats, "rounds": target.rounds,
                        "how": "each variant beside a dense session, alternating rounds; ms = ratio x dense median"},
         "statistic": "median of round medians (ms)",
