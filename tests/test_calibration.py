@@ -159,7 +159,6 @@ def test_the_planners_own_plans_weigh_as_much_together_as_the_other_runs():
         rows[i] = {**rows[i], "label": f"planned-0.{i}x", "measured_ms": tables[i] + 1.0}
     assert list(point_weights(rows)) == [1, 1, 4, 1, 1, 1, 1, 4, 1, 1]
     assert fit_line(rows).offset_ms == pytest.approx(0.5) and fit_line(rows).scale == pytest.approx(1.0)
-    assert fit_line(rows, weighted=False).offset_ms == pytest.approx(0.2)
     assert fit_calibration(rows) == fit_line(rows)
     plain = [{k: v for k, v in r.items() if k != "label"} for r in rows]
     assert list(point_weights(plain)) == [1] * 10 and fit_line(plain).offset_ms == pytest.approx(0.2)

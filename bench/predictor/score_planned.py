@@ -28,7 +28,7 @@ from pathlib import Path
 from edgeprune.atomic import atomic_write_text
 from edgeprune.cli.profile import _planner
 from edgeprune.latency import Profile
-from edgeprune.latency.calibration import PLANNED, describe
+from edgeprune.latency.calibration import describe, is_planned
 from edgeprune.latency.check import _variants, predicted_ms
 from edgeprune.latency.profiler import choose_lookup_and_calibrate
 from edgeprune.targets import load_target
@@ -40,7 +40,7 @@ HERE = Path(__file__).parent
 def refit(profile: Profile, planned: bool = True) -> Profile:
     """``profile`` with its lookup and calibration refitted on its stored points (``planned``: with the planned
     ones, else without them)."""
-    points = {n: [p for p in c.points if planned or not p["label"].startswith(PLANNED)]
+    points = {n: [p for p in c.points if planned or not is_planned(p)]
               for n, c in profile.calibration.items()}  # fmt: skip
     return choose_lookup_and_calibrate(profile, points)
 

@@ -70,7 +70,8 @@ def profile_group() -> None:
 @click.option("--layer-timing", type=click.Choice(["wall", "kernel"]), default="wall", hidden=True,
               help="Time layers by wall clock or (CPU onnxruntime) by the profiler's kernel time.")  # fmt: skip
 def measure_cmd(target, models, input_size, out_path, budget_s, layer_timing) -> None:
-    """Measure TARGET's per-layer latency tables for MODELs' layers, and calibrate them end to end."""
+    """Measure TARGET's per-layer latency tables for MODELs' layers, and calibrate them end to end on uniform,
+    random and the planner's own pruned plans."""
     from edgeprune.latency.profile import default_profile_path, device_fingerprint
     from edgeprune.latency.profiler import profile_target
 
@@ -148,7 +149,7 @@ def fit_cmd(target, what, models, profile_path, out_path) -> None:
     """Refit one part of TARGET's profile from end-to-end runs of MODELs (minutes each).
 
     \b
-    calibration  time the calibration variants again and refit the line (layer tables kept)
+    calibration  time the calibration runs again (the planner's plans among them) and refit (tables kept)
     widths       in-network width corrections: variants that narrow each layer kind
     removal      what removing each kind of residual branch saves (--remove-branches plans)
     The profile is written only after every model was measured: a failure leaves it as it was.

@@ -28,11 +28,16 @@ MIN_POINTS_PER_TERM = 2  # a form is tried with at least this many points per co
 PLANNED = "planned-"  # label prefix of the calibration runs of the planner's own plans
 
 
+def is_planned(point: dict) -> bool:
+    """Whether a calibration point is a run of the planner's own plan."""
+    return str(point.get("label", "")).startswith(PLANNED)
+
+
 def point_weights(points: list[dict]) -> np.ndarray:
     """Least-squares weight of each point: the planner's own plans (``planned-*``) together weigh as much as the
     others together. Those are the plans a profile prices in use, and the ones its tables flatter most: fitted
     as one point among many, the line still overrated them (docs/benchmarks/latency-vs-flops.md)."""
-    planned = np.array([str(p.get("label", "")).startswith(PLANNED) for p in points])
+    planned = np.array([is_planned(p) for p in points])
     k = int(planned.sum())
     return np.where(planned, (len(points) - k) / k, 1.0) if 0 < k < len(points) else np.ones(len(points))
 
@@ -42,12 +47,11 @@ def activations_mb(layers: list[Layer]) -> float:
     return sum(activation_mb(x.geometry, x.cin, x.cout) for x in layers)
 
 
-def fit_line(points: list[dict], weighted: bool = True) -> Calibration:
-    """measured ≈ scale * layers_ms + offset, least squares (a constant offset with fewer than 2 distinct sums);
-    ``weighted``: by :func:`point_weights`, else every point alike."""
+def fit_line(points: list[dict]) -> Calibration:
+    """measured ≈ scale * layers_ms + offset, least squares weighted by :func:`point_weights` (a constant offset
+    with fewer than 2 distinct sums)."""
     layers = np.array([p["layers_ms"] for p in points])
-    measured = np.array([p["measured_ms"] for p in points])
-    w = point_weights(points) if weighted else np.ones(len(points))
+    measured, w = np.array([p["measured_ms"] for p in points]), point_weights(points)
     if len(points) >= 2 and np.ptp(layers) > 0:
         scale, offset = np.polyfit(layers, measured, 1, w=np.sqrt(w))
     else:
