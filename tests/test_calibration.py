@@ -164,3 +164,17 @@ def test_the_planners_own_plans_weigh_as_much_together_as_the_other_runs():
     assert list(point_weights(plain)) == [1] * 10 and fit_line(plain).offset_ms == pytest.approx(0.2)
     every = [{**r, "label": "planned-0.5x"} for r in rows]  # all planned: nothing to weigh against
     assert list(point_weights(every)) == [1] * 10
+
+
+def test_the_form_is_chosen_without_the_planners_own_plans():
+    """The planner's plans are the ones it picked with some form; the form is chosen on the other runs, then
+    fitted on all (on `cpu-openvino` ResNet-56 letting them vote switched to the MB-alone form and doubled the
+    random plans' error)."""
+    rng = np.random.default_rng(1)
+    tables, act = rng.uniform(1.0, 2.0, 16), rng.uniform(0.5, 2.0, 16)
+    rows = points(tables + rng.normal(0, 0.002, 16), tables, act)[:8]  # the tables explain these runs, MB do not
+    planned = [{**r, "label": f"planned-{i}", "measured_ms": r["layers_ms"] + 2.0 * r["act_mb"]}
+               for i, r in enumerate(points(tables, tables, act)[8:])]  # fmt: skip
+    assert fit_calibration(rows + planned).ms_per_mb == 0.0 and fit_calibration(rows + planned).tables
+    unlabelled = [{k: v for k, v in p.items() if k != "label"} for p in planned]
+    assert fit_calibration(rows + unlabelled).ms_per_mb > 0  # counted as ordinary runs, they would bring MB in

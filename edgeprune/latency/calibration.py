@@ -75,7 +75,7 @@ def _solve(points: list[dict], form: str) -> np.ndarray | None:
 
 
 def _loo_error(points: list[dict], form: str) -> float:
-    """RMS relative error of each point predicted by the form fitted on the others (weighted as the fit)."""
+    """RMS relative error of each point predicted by the form fitted on the others."""
     errors = []
     for i, p in enumerate(points):
         coef = _solve(points[:i] + points[i + 1 :], form)
@@ -83,18 +83,20 @@ def _loo_error(points: list[dict], form: str) -> float:
             return math.inf
         predicted = float(_columns([p], form)[0] @ coef)
         errors.append((predicted - p["measured_ms"]) / p["measured_ms"])
-    return math.sqrt(float(np.average(np.square(errors), weights=point_weights(points))))
+    return math.sqrt(float(np.mean(np.square(errors))))
 
 
 def fit_calibration(points: list[dict]) -> Calibration:
     """The calibration of the form that predicts left-out points best; the plain line when the points carry
-    no ``act_mb`` or are too few to leave one out."""
+    no ``act_mb`` or are too few to leave one out. The form is chosen on the points other than the planner's
+    own plans, as the lookup is (``choose_lookup_and_calibrate``); its weights are then fitted on all of them."""
+    chooses = [p for p in points if not is_planned(p)]
     forms = ["tables"]
     if all("act_mb" in p for p in points):
-        forms += [f for f, terms in (("tables+mb", 2), ("mb", 1)) if len(points) > MIN_POINTS_PER_TERM * (terms + 1)]
-    if len(forms) == 1 or len(points) <= MIN_POINTS_PER_TERM * 2:
+        forms += [f for f, terms in (("tables+mb", 2), ("mb", 1)) if len(chooses) > MIN_POINTS_PER_TERM * (terms + 1)]
+    if len(forms) == 1 or len(chooses) <= MIN_POINTS_PER_TERM * 2:
         return fit_line(points)
-    for form in sorted(forms, key=lambda f: _loo_error(points, f)):  # stable: the line first among ties
+    for form in sorted(forms, key=lambda f: _loo_error(chooses, f)):  # stable: the line first among ties
         coef = None if form == "tables" else _solve(points, form)
         if form == "mb" and coef is not None:
             return Calibration(1.0, float(coef[1]), points, ms_per_mb=float(coef[0]), tables=False)
