@@ -178,3 +178,14 @@ def test_the_form_is_chosen_without_the_planners_own_plans():
     assert fit_calibration(rows + planned).ms_per_mb == 0.0 and fit_calibration(rows + planned).tables
     unlabelled = [{k: v for k, v in p.items() if k != "label"} for p in planned]
     assert fit_calibration(rows + unlabelled).ms_per_mb > 0  # counted as ordinary runs, they would bring MB in
+
+
+def test_the_planners_own_plans_change_a_plans_price_not_the_ranking_of_cuts():
+    rng = np.random.default_rng(2)
+    tables, act = rng.uniform(1.0, 2.0, 14), rng.uniform(0.5, 2.0, 14)
+    rows = points(0.5 * tables + 0.3 * act + 0.2 + rng.normal(0, 0.001, 14), tables, act)
+    planned = [{**r, "label": f"planned-{i}", "measured_ms": 1.3 * r["measured_ms"]} for i, r in enumerate(rows[:3])]
+    alone, both = fit_calibration(rows), fit_calibration(rows + planned)
+    assert alone.ms_per_mb > 0 and alone.tables and both.ms_per_mb > 0 and both.tables
+    assert both.ms_per_mb / both.scale == pytest.approx(alone.ms_per_mb / alone.scale)  # cuts rank alike
+    assert both.scale > 1.05 * alone.scale  # and the planned runs, 30 % slower, raise the price

@@ -10,8 +10,10 @@ A point is one pruned variant run end to end: its measured ms, the sum of its la
 and the one with the least leave-one-out error is kept, so a term is added only where it predicts runs it was
 not fitted on. Where a one-layer micro-model's time is mostly the call around the layer, the tables barely
 move with the channels while the network's time does, with the data it moves (ExecuTorch, OpenVINO here:
-docs/benchmarks/targets.md). The planner's own plans (points labelled ``planned-*``) weigh as much together
-as all the other points together (:func:`point_weights`).
+docs/benchmarks/targets.md). The planner's own plans (points labelled ``planned-*``) take no part in
+choosing the form or the ratio of its terms, which rank one cut against another; in the line that prices a
+plan they weigh as much together as all the other points together (:func:`point_weights`). So they change
+what a plan is predicted at, not which plan is made.
 """
 
 from __future__ import annotations
@@ -68,9 +70,8 @@ def _columns(points: list[dict], form: str) -> np.ndarray:
 def _solve(points: list[dict], form: str) -> np.ndarray | None:
     """Least-squares coefficients of ``form``; None when the points cannot tell its terms apart (a constant or
     collinear column) or a weight comes out negative (no physical reading)."""
-    a, root_w = _columns(points, form), np.sqrt(point_weights(points))
-    coef, _, rank, _ = np.linalg.lstsq(a * root_w[:, None], np.array([p["measured_ms"] for p in points]) * root_w,
-                                       rcond=None)  # fmt: skip
+    a = _columns(points, form)
+    coef, _, rank, _ = np.linalg.lstsq(a, np.array([p["measured_ms"] for p in points]), rcond=None)
     return None if rank < a.shape[1] or (coef[:-1] <= 0).any() else coef
 
 
@@ -88,8 +89,9 @@ def _loo_error(points: list[dict], form: str) -> float:
 
 def fit_calibration(points: list[dict]) -> Calibration:
     """The calibration of the form that predicts left-out points best; the plain line when the points carry
-    no ``act_mb`` or are too few to leave one out. The form is chosen on the points other than the planner's
-    own plans, as the lookup is (``choose_lookup_and_calibrate``); its weights are then fitted on all of them."""
+    no ``act_mb`` or are too few to leave one out. The form, and the ratio of its terms, come from the points
+    other than the planner's own plans, as the lookup does (``choose_lookup_and_calibrate``); the line through
+    the composite is then fitted on all of them, weighted (:func:`point_weights`)."""
     chooses = [p for p in points if not is_planned(p)]
     forms = ["tables"]
     if all("act_mb" in p for p in points):
@@ -97,13 +99,23 @@ def fit_calibration(points: list[dict]) -> Calibration:
     if len(forms) == 1 or len(chooses) <= MIN_POINTS_PER_TERM * 2:
         return fit_line(points)
     for form in sorted(forms, key=lambda f: _loo_error(chooses, f)):  # stable: the line first among ties
-        coef = None if form == "tables" else _solve(points, form)
-        if form == "mb" and coef is not None:
-            return Calibration(1.0, float(coef[1]), points, ms_per_mb=float(coef[0]), tables=False)
-        if form == "tables+mb" and coef is not None:
-            return Calibration(float(coef[0]), float(coef[2]), points, ms_per_mb=float(coef[1]))
+        coef = None if form == "tables" else _solve(chooses, form)
         if form == "tables":
             break
+        if coef is None:
+            continue
+        # the terms' ratio (what ranks one cut against another) from the same runs as the form; the line through
+        # the composite (what a plan is priced at) from all of them, weighted: the planner's own runs change
+        # the price of a plan, never which plan is made
+        if form == "mb":
+            line = fit_line([{**p, "layers_ms": p["act_mb"]} for p in points])
+            if line.scale > 0:
+                return Calibration(1.0, line.offset_ms, points, ms_per_mb=line.scale, tables=False)
+        else:
+            ratio = float(coef[1] / coef[0])  # ms per MB over ms per table ms
+            line = fit_line([{**p, "layers_ms": p["layers_ms"] + ratio * p["act_mb"]} for p in points])
+            if line.scale > 0:
+                return Calibration(line.scale, line.offset_ms, points, ms_per_mb=line.scale * ratio)
     return fit_line(points)
 
 
