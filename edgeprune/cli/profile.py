@@ -201,35 +201,53 @@ def plot_cmd(target, models, out_path, profile_path) -> None:
 @common
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, metavar="DIR",
               help="Kit folder to create.")
-def kit_cmd(target, models, out_dir) -> None:
+@click.option("--planned-from", "planned_from", type=click.Path(exists=True, dir_okay=False), default=None,
+              metavar="FILE", help="A profile imported from this device: write a small second kit of the plans the "
+                                   "planner makes with it, to calibrate it on them.")  # fmt: skip
+def kit_cmd(target, models, out_dir, planned_from) -> None:
     """Write a device kit for TARGET: ONNX micro-models, a manifest and the collector, for a device
     that has only onnxruntime (or TensorRT) and numpy.
 
     \b
     on the device:  python KIT/collect.py KIT      (or: python -m edgeprune.kit.collect KIT)
-    back here:      edgeprune profile import TARGET KIT/result.json
+    back here:      edgeprune profile import TARGET KIT/result.json --out P.json
+    then, to calibrate P on the planner's own plans as `profile measure` does:
+      edgeprune profile kit TARGET --model M --planned-from P.json --out KIT2
+      (on the device: python KIT2/collect.py KIT2)
+      edgeprune profile import TARGET KIT2/result.json --profile P.json
     """
     from edgeprune.latency.kit import write_kit
 
     t = _load_target(target, models)
-    out = write_kit(t, list(models), out_dir)
+    planned = (_load(t, planned_from)[0], _planner(t)) if planned_from else None
+    out = write_kit(t, list(models), out_dir, planned=planned)
+    extra = f" --profile {planned_from}" if planned_from else ""
     click.echo(f"wrote kit {out}; on the device: python {out}/collect.py {out}; then: "
-               f"edgeprune profile import {target} {out}/result.json")
+               f"edgeprune profile import {target} {out}/result.json{extra}")
 
 
 @profile_group.command("import", short_help="Install a kit's result as a profile.")
 @click.argument("target")
 @click.argument("result", type=click.Path(exists=True, dir_okay=False))
 @out_file
-def import_cmd(target, result, out_path) -> None:
-    """Install a device kit's RESULT (result.json) as TARGET's profile for that device."""
+@click.option("--profile", "into_path", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+              help="For a kit written with --planned-from: the profile to add its runs to (written back to it "
+                   "unless --out).")  # fmt: skip
+def import_cmd(target, result, out_path, into_path) -> None:
+    """Install a device kit's RESULT (result.json) as TARGET's profile for that device, or add a planned kit's
+    runs to the profile they were planned with (--profile)."""
     from edgeprune.latency.kit import import_result
     from edgeprune.latency.profile import ProfileError, default_profile_path
 
     t = _load_target(target)
-    profile = import_result(result)
+    into = _load(t, into_path)[0] if into_path else None
+    profile = import_result(result, into)
     if profile.target.get("name") != t.name:
         raise ProfileError(f"{result} was measured for target {profile.target.get('name')!r}, not {t.name!r}")
-    path = Path(out_path) if out_path else default_profile_path(t.name, profile.device)
+    if into_path:  # back where it came from, unless that is a shipped profile (see _write_path)
+        path = _write_path(out_path, Path(into_path), t)
+    else:
+        path = Path(out_path) if out_path else default_profile_path(t.name, profile.device)
     profile.save(path)
-    click.echo(f"installed {path}: {len(profile.tables)} layer tables from {profile.device.get('cpu')}")
+    click.echo(f"installed {path}: {len(profile.tables)} layer tables from {profile.device.get('cpu')}"
+               + (", calibrated on the planner's own plans" if into else ""))  # fmt: skip

@@ -4,6 +4,11 @@
 the collector copied into it (``edgeprune.kit.collect``, with the timing harness ``edgeprune.timing``)
 measures them on the device with only onnxruntime (or TensorRT) and numpy;
 ``import_result`` validates what it wrote and turns it into a :class:`Profile`.
+
+A second, smaller kit (``write_kit(..., planned=(profile, planner))``) holds only the dense models and the
+plans the planner makes with the imported profile; its result is imported into that profile
+(``import_result(path, into=profile)``), which then calibrates on the planner's own plans as a profile measured
+here does (:func:`edgeprune.latency.profiler.calibrate_models`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -30,17 +36,21 @@ from edgeprune.latency.profiler import (
     build_model,
     choose_lookup_and_calibrate,
     model_input_shape,
+    planned_variants_of,
     profile_settings,
     target_dict,
 )
 from edgeprune.latency.tables import grid_axes
-from edgeprune.latency.variants import calibration_variants
+from edgeprune.latency.variants import Planner, calibration_variants
 from edgeprune.targets import Target, TargetError, channel_align
 
 
 def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike,
-              settings: ProfileSettings = DEFAULT_SETTINGS) -> Path:  # fmt: skip
-    """Write the kit folder (built in a temp folder, then moved into place: never half-written)."""
+              settings: ProfileSettings = DEFAULT_SETTINGS,
+              planned: tuple[Profile, Planner] | None = None) -> Path:  # fmt: skip
+    """Write the kit folder (built in a temp folder, then moved into place: never half-written). ``planned``: a
+    kit of the plans the planner makes with that profile (imported from a first kit) at the MACs budgets of
+    ``settings.calibration_planned``, beside each dense model; no micro-models."""
     if target.backend not in ("onnxruntime", "tensorrt") or target.precision == "int8":
         raise TargetError(f"a device kit times fp32/fp16 ONNX models with onnxruntime or TensorRT; target "
                           f"{target.name} ({target.backend}, {target.precision}) is profiled on its device with "
@@ -53,7 +63,7 @@ def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike
         layers = {n: collect_layers(build_model(n, target), model_input_shape(n, target)) for n in model_names}
         entries = []
         (tmp / "micro").mkdir()
-        axes = grid_axes([x for ls in layers.values() for x in ls], settings)
+        axes = {} if planned else grid_axes([x for ls in layers.values() for x in ls], settings)
         points = [(key, a, Geometry.from_key(key).paired_cout(a) if cout_axis is None else b)
                   for key, (cin_axis, cout_axis) in sorted(axes.items())
                   for a in cin_axis for b in (cout_axis or [None])]  # fmt: skip
@@ -64,7 +74,7 @@ def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike
             onnx.save(micro_model(g, cin, cout), tmp / name)
             shape = [g.batch, cin] if g.op == "linear" else [g.batch, cin, g.h, g.w]
             entries.append({"key": key, "cin": cin, "cout": cout, "file": name, "input": shape})
-        calibration = _write_calibration_models(target, model_names, tmp, settings)
+        calibration = _write_calibration_models(target, model_names, tmp, settings, planned)
         manifest = {"schema": KIT_SCHEMA, "target": target_dict(target),
                     # shuffled, but not re-timed: the torch-free collector has no neighbours to compare
                     "settings": {**profile_settings(target, "wall", settings), "sweep": {"order": "shuffled"}},
@@ -83,13 +93,18 @@ def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike
     return out
 
 
-def _write_calibration_models(target: Target, model_names: list[str], folder: Path, settings: ProfileSettings
-                              ) -> list[dict]:  # fmt: skip
+def _write_calibration_models(target: Target, model_names: list[str], folder: Path, settings: ProfileSettings,
+                              planned: tuple[Profile, Planner] | None = None) -> list[dict]:  # fmt: skip
     (folder / "models").mkdir()
     out = []
     for name in model_names:
         model, shape = build_model(name, target), model_input_shape(name, target)
-        for label, variant in calibration_variants(model, name, shape, settings, channel_align(target)):
+        if planned:  # the collector times every model beside its dense one, labelled uniform-0.0
+            model, variants = planned_variants_of(target, *planned, name, settings)
+            variants = [("uniform-0.0", model)] + variants
+        else:
+            variants = calibration_variants(model, name, shape, settings, channel_align(target))
+        for label, variant in variants:
             file = f"models/{name}--{label}.onnx"
             export_onnx(variant, torch.randn(*shape), folder / file)
             layers = [[x.geometry.key, x.cin, x.cout] for x in collect_layers(variant, shape)]
@@ -97,14 +112,17 @@ def _write_calibration_models(target: Target, model_names: list[str], folder: Pa
     return out
 
 
-def import_result(path: str | os.PathLike) -> Profile:
-    """Validate a kit result and build the Profile (tables + calibration fitted here)."""
+def import_result(path: str | os.PathLike, into: Profile | None = None) -> Profile:
+    """Validate a kit result and build the Profile (tables + calibration fitted here); a planned kit's result
+    (no micro-models) is added to ``into``, the profile it was planned with."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ProfileError(f"cannot read kit result {path}: {exc}") from exc
     if not isinstance(data, dict) or data.get("schema") != RESULT_SCHEMA:
         raise ProfileError(f"{path}: not a kit result (expected schema {RESULT_SCHEMA!r})")
+    if not data.get("measurements") and data.get("calibration"):
+        return _import_planned(path, data, into)
     try:
         tables: dict[str, dict] = {}
         for e in data["measurements"]:
@@ -135,3 +153,28 @@ def _table_from_points(key: str, points: dict[tuple[int, int], tuple[float, floa
         raise ProfileError(f"kit result lacks {len(missing)} grid points of {key}, e.g. {missing[0]}")
     return Table(cins, couts, [[points[(a, b)][0] for b in couts] for a in cins],
                  [[points[(a, b)][1] for b in couts] for a in cins])
+
+
+def _import_planned(path, data: dict, into: Profile | None) -> Profile:
+    """``into`` with a planned kit's runs added to each model's calibration points and everything refitted."""
+    if into is None:
+        raise ProfileError(f"{path} holds runs of planned plans only: import it into the profile they were planned "
+                           "with (--profile)")  # fmt: skip
+    if data.get("target", {}).get("name") != into.target.get("name"):
+        raise ProfileError(f"{path} was measured for target {data.get('target', {}).get('name')!r}, the profile is "
+                           f"for {into.target.get('name')!r}")  # fmt: skip
+    points = {name: list(cal.points) for name, cal in into.calibration.items()}
+    try:
+        for c in data["calibration"]:
+            name, label = c["model"], c["label"]
+            if name not in points:
+                raise ProfileError(f"{path}: {name} has no calibration in the profile to add planned runs to")
+            if label == "uniform-0.0":  # the pair's reference on the device; the profile has its own dense run
+                continue
+            reference = statistics.median(p.get("dense_ms", p["measured_ms"]) for p in points[name])
+            points[name] = [p for p in points[name] if p["label"] != label] + [
+                {"label": label, "layers": c["layers"], "measured_ms": reference * float(c["measured_ratio"]),
+                 "measured_ratio": float(c["measured_ratio"]), "dense_ms": float(c["dense_ms"])}]  # fmt: skip
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProfileError(f"{path}: malformed kit result ({type(exc).__name__}: {exc})") from exc
+    return choose_lookup_and_calibrate(into, points)

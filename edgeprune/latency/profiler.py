@@ -305,6 +305,17 @@ def planned_points(target: Target, profile: Profile, name: str, planner: Planner
 
     The plan a planner picks is the one its prices flatter most, so the points it is fitted on must include
     such plans. A budget the planner cannot reach is left out with a warning."""
+    model, variants = planned_variants_of(target, profile, planner, name, settings, side)
+    shape = model_input_shape(name, target, side)
+    return _timed_points(target, model, variants, shape, f"calibrating {name} (planned)", reference)
+
+
+def planned_variants_of(target: Target, profile: Profile, planner: Planner, name: str,
+                        settings: ProfileSettings = DEFAULT_SETTINGS, side: int | None = None
+                        ) -> tuple[nn.Module, list[tuple[str, nn.Module]]]:  # fmt: skip
+    """The dense model (seeded weights) and the plans ``planner`` makes of it with ``profile`` at each MACs
+    budget of ``settings.calibration_planned``, labelled ``planned-B``; a budget it cannot reach is left out
+    with a warning."""
     with torch.random.fork_rng():  # seeded weights: the importance ranking, and so the plans, repeat
         torch.manual_seed(CALIBRATION_SEED)
         model = build_model(name, target, side)
@@ -314,10 +325,10 @@ def planned_points(target: Target, profile: Profile, name: str, planner: Planner
         try:
             made = planned_variants(model, name, shape, layers, planner(profile, [f"{fraction:g}x"]))
         except EdgepruneError as e:
-            warnings.warn(f"{name}: no planned calibration run at {fraction:g}x MACs: {e}", stacklevel=2)
+            warnings.warn(f"{name}: no planned calibration run at {fraction:g}x MACs: {e}", stacklevel=3)
             continue
         variants += [(f"{PLANNED}{fraction:g}x", m) for _, m in made]
-    return _timed_points(target, model, variants, shape, f"calibrating {name} (planned)", reference)
+    return model, variants
 
 
 def _timed_points(target: Target, model: nn.Module, variants: list[tuple[str, nn.Module]], shape: tuple[int, ...],
