@@ -63,3 +63,8 @@ def test_a_planned_kit_calibrates_an_imported_profile_on_the_planners_own_plans(
     assert Profile.load(tmp_path / "p.json").calibration["cifar_resnet20"].points[-1]["label"] == "planned-0.5x"
     out = runner.invoke(main, ["profile", "import", "cpu-torch", str(result), "--profile", str(path)])
     assert out.exit_code == 1 and "target" in out.output
+    elsewhere = tmp_path / "elsewhere.json"  # the runs must come from the device the tables were measured on
+    data = json.loads(result.read_text())
+    elsewhere.write_text(json.dumps({**data, "device": {**data["device"], "cpu": "Another CPU"}}))
+    with pytest.raises(ProfileError, match="another device.*cpu: profile .* vs kit 'Another CPU'"):
+        import_result(elsewhere, into=profile)

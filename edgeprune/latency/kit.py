@@ -163,6 +163,9 @@ def _import_planned(path, data: dict, into: Profile | None) -> Profile:
     if data.get("target", {}).get("name") != into.target.get("name"):
         raise ProfileError(f"{path} was measured for target {data.get('target', {}).get('name')!r}, the profile is "
                            f"for {into.target.get('name')!r}")  # fmt: skip
+    mismatch = into.device_mismatch(data.get("device", {}), "kit")
+    if mismatch:
+        raise ProfileError(f"{path} ran on another device than the profile's tables ({mismatch})")
     points = {name: list(cal.points) for name, cal in into.calibration.items()}
     try:
         for c in data["calibration"]:

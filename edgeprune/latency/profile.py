@@ -324,9 +324,10 @@ class Profile:
             warnings.warn(message, ProfileMismatchWarning, stacklevel=2)
         return profile
 
-    def device_mismatch(self) -> str:
-        here = device_fingerprint(self.target.get("backend", ""))
-        diffs = [f"{k}: profile {self.device.get(k)!r} vs here {here.get(k)!r}"
+    def device_mismatch(self, other: dict | None = None, name: str = "here") -> str:
+        """How the profile's device differs from ``other`` (a fingerprint, called ``name``; default: this one)."""
+        here = other if other is not None else device_fingerprint(self.target.get("backend", ""))
+        diffs = [f"{k}: profile {self.device.get(k)!r} vs {name} {here.get(k)!r}"
                  for k in ("cpu", "cores", "gpu", "onnxruntime", "cuda") if self.device.get(k) != here.get(k)]
         return "; ".join(diffs)
 
