@@ -66,5 +66,11 @@ def test_a_planned_kit_calibrates_an_imported_profile_on_the_planners_own_plans(
     elsewhere = tmp_path / "elsewhere.json"  # the runs must come from the device the tables were measured on
     data = json.loads(result.read_text())
     elsewhere.write_text(json.dumps({**data, "device": {**data["device"], "cpu": "Another CPU"}}))
+    first = tmp_path / "first.json"  # a first kit's result never replaces the profile named by --profile
+    first.write_text(json.dumps({**data, "measurements": [{"key": "k", "cin": 1, "cout": 1, "ms": 1.0,
+                                                            "spread_pct": 0.0}]}))  # fmt: skip
+    before = path.read_text()
+    out = runner.invoke(main, ["profile", "import", "cpu-ort", str(first), "--profile", str(path)])
+    assert out.exit_code == 1 and "without --profile" in out.output and path.read_text() == before
     with pytest.raises(ProfileError, match="another device.*cpu: profile .* vs kit 'Another CPU'"):
         import_result(elsewhere, into=profile)

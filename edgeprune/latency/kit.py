@@ -123,6 +123,9 @@ def import_result(path: str | os.PathLike, into: Profile | None = None) -> Profi
         raise ProfileError(f"{path}: not a kit result (expected schema {RESULT_SCHEMA!r})")
     if not data.get("measurements") and data.get("calibration"):
         return _import_planned(path, data, into)
+    if into is not None:  # a whole profile would replace the one named, tables and all
+        raise ProfileError(f"{path} is a first kit's result (layer tables and calibration): import it without "
+                           "--profile; --profile takes a kit written with --planned-from")  # fmt: skip
     try:
         tables: dict[str, dict] = {}
         for e in data["measurements"]:
