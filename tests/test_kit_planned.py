@@ -12,7 +12,9 @@ from conftest import FAST
 
 from edgeprune.cli import main
 from edgeprune.cli.profile import _planner
+from edgeprune.kit.collect import RESULT_SCHEMA
 from edgeprune.latency import Profile, ProfileError, collect_layers
+from edgeprune.latency.calibration import dense_reference
 from edgeprune.latency.kit import import_result, write_kit
 from edgeprune.latency.profiler import build_model
 from edgeprune.latency.variants import CALIBRATION_SEED, planned_variants
@@ -74,3 +76,22 @@ def test_a_planned_kit_calibrates_an_imported_profile_on_the_planners_own_plans(
     assert out.exit_code == 1 and "without --profile" in out.output and path.read_text() == before
     with pytest.raises(ProfileError, match="another device.*cpu: profile .* vs kit 'Another CPU'"):
         import_result(elsewhere, into=profile)
+
+
+def test_every_planned_run_of_a_kit_is_stated_on_the_profiles_own_dense_reference(tiny_profile, tmp_path):
+    """Each run's ms is its device ratio times the dense ms of the profile's own runs, taken before the kit's
+    runs join them: a later run of the same kit is not stated on a reference the earlier one moved."""
+    target, _, profile = tiny_profile
+    base = profile.calibration["cifar_resnet20"].points
+    layers = base[0]["layers"]
+    runs = [{"model": "cifar_resnet20", "label": label, "layers": layers, "measured_ms": 1.0, "measured_ratio": r,
+             "dense_ms": d} for label, r, d in (("uniform-0.0", 1.0, 50.0), ("planned-0.7x", 0.8, 50.0),
+                                                 ("planned-0.45x", 0.6, 60.0))]  # fmt: skip
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps({"schema": RESULT_SCHEMA, "target": profile.target, "device": profile.device,
+                                  "settings": {}, "measurements": [], "calibration": runs}))  # fmt: skip
+    points = import_result(result, into=profile).calibration["cifar_resnet20"].points
+    reference = dense_reference(base)
+    assert [p["label"] for p in points[len(base) :]] == ["planned-0.7x", "planned-0.45x"]
+    assert [p["measured_ms"] for p in points[len(base) :]] == pytest.approx([0.8 * reference, 0.6 * reference])
+    assert [p["dense_ms"] for p in points[len(base) :]] == [50.0, 60.0]

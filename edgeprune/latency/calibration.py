@@ -35,6 +35,21 @@ def is_planned(point: dict) -> bool:
     return str(point.get("label", "")).startswith(PLANNED)
 
 
+def run_point(label: str, layers: list, ratio: float, dense_ms: float, reference: float) -> dict:
+    """A calibration point: a run's paired ratio to the dense session timed beside it (``dense_ms``), stated in
+    ms as that ratio times the model's ``reference`` dense ms, so drift between runs cancels out."""
+    return {"label": label, "layers": layers, "measured_ms": reference * ratio, "measured_ratio": ratio,
+            "dense_ms": dense_ms}  # fmt: skip
+
+
+def dense_reference(points: list[dict]) -> float:
+    """The dense ms a model's runs are stated on: the median of the dense sessions timed beside its runs, the
+    planner's own left out (they may come later, from another session); points from before the pairing: the
+    dense run's own ms."""
+    dense = [p["dense_ms"] for p in points if "dense_ms" in p and not is_planned(p)]
+    return float(np.median(dense)) if dense else points[0]["measured_ms"]
+
+
 def point_weights(points: list[dict]) -> np.ndarray:
     """Least-squares weight of each point: the planner's own plans (``planned-*``) together weigh as much as the
     others together. Those are the plans a profile prices in use, and the ones its tables flatter most: fitted
@@ -99,9 +114,9 @@ def fit_calibration(points: list[dict]) -> Calibration:
     if len(forms) == 1 or len(chooses) <= MIN_POINTS_PER_TERM * 2:
         return fit_line(points)
     for form in sorted(forms, key=lambda f: _loo_error(chooses, f)):  # stable: the line first among ties
-        coef = None if form == "tables" else _solve(chooses, form)
         if form == "tables":
             break
+        coef = _solve(chooses, form)
         if coef is None:
             continue
         # the terms' ratio (what ranks one cut against another) from the same runs as the form; the line through

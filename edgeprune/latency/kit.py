@@ -17,7 +17,6 @@ import json
 import os
 import random
 import shutil
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from edgeprune.errors import OutputExistsError
 from edgeprune.export import export_onnx
 from edgeprune.kit import collect
 from edgeprune.kit.collect import KIT_SCHEMA, RESULT_SCHEMA
+from edgeprune.latency.calibration import dense_reference, run_point
 from edgeprune.latency.layers import Geometry, collect_layers
 from edgeprune.latency.micro import micro_model
 from edgeprune.latency.profile import DEFAULT_SETTINGS, Profile, ProfileError, ProfileSettings, Table
@@ -60,10 +60,11 @@ def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike
         raise OutputExistsError(f"{out} exists and is not empty: choose another --out")
     tmp = Path(tempfile.mkdtemp(prefix=".kit-", dir=out.parent if out.parent.exists() else None))
     try:
-        layers = {n: collect_layers(build_model(n, target), model_input_shape(n, target)) for n in model_names}
         entries = []
         (tmp / "micro").mkdir()
-        axes = {} if planned else grid_axes([x for ls in layers.values() for x in ls], settings)
+        dense = [] if planned else [collect_layers(build_model(n, target), model_input_shape(n, target))
+                                    for n in model_names]  # a planned kit has no micro-models  # fmt: skip
+        axes = grid_axes([x for ls in dense for x in ls], settings)
         points = [(key, a, Geometry.from_key(key).paired_cout(a) if cout_axis is None else b)
                   for key, (cin_axis, cout_axis) in sorted(axes.items())
                   for a in cin_axis for b in (cout_axis or [None])]  # fmt: skip
@@ -98,11 +99,12 @@ def _write_calibration_models(target: Target, model_names: list[str], folder: Pa
     (folder / "models").mkdir()
     out = []
     for name in model_names:
-        model, shape = build_model(name, target), model_input_shape(name, target)
+        shape = model_input_shape(name, target)
         if planned:  # the collector times every model beside its dense one, labelled uniform-0.0
             model, variants = planned_variants_of(target, *planned, name, settings)
             variants = [("uniform-0.0", model)] + variants
         else:
+            model = build_model(name, target)
             variants = calibration_variants(model, name, shape, settings, channel_align(target))
         for label, variant in variants:
             file = f"models/{name}--{label}.onnx"
@@ -170,17 +172,18 @@ def _import_planned(path, data: dict, into: Profile | None) -> Profile:
     if mismatch:
         raise ProfileError(f"{path} ran on another device than the profile's tables ({mismatch})")
     points = {name: list(cal.points) for name, cal in into.calibration.items()}
+    # each model's runs are stated on the dense ms of its earlier runs (the kit's own dense run is only the pair's
+    # reference on the device), taken before any of this kit's runs join them
+    reference = {name: dense_reference(pts) for name, pts in points.items()}
     try:
         for c in data["calibration"]:
             name, label = c["model"], c["label"]
             if name not in points:
                 raise ProfileError(f"{path}: {name} has no calibration in the profile to add planned runs to")
-            if label == "uniform-0.0":  # the pair's reference on the device; the profile has its own dense run
+            if label == "uniform-0.0":
                 continue
-            reference = statistics.median(p.get("dense_ms", p["measured_ms"]) for p in points[name])
-            points[name] = [p for p in points[name] if p["label"] != label] + [
-                {"label": label, "layers": c["layers"], "measured_ms": reference * float(c["measured_ratio"]),
-                 "measured_ratio": float(c["measured_ratio"]), "dense_ms": float(c["dense_ms"])}]  # fmt: skip
+            run = run_point(label, c["layers"], float(c["measured_ratio"]), float(c["dense_ms"]), reference[name])
+            points[name] = [p for p in points[name] if p["label"] != label] + [run]
     except (KeyError, TypeError, ValueError) as exc:
         raise ProfileError(f"{path}: malformed kit result ({type(exc).__name__}: {exc})") from exc
     return choose_lookup_and_calibrate(into, points)

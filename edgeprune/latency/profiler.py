@@ -21,7 +21,15 @@ from edgeprune.atomic import atomic_write_text
 from edgeprune.backends import get_backend, measure_latency, prepare_runner, takes_module, time_runners
 from edgeprune.errors import EdgepruneError
 from edgeprune.export import export_onnx
-from edgeprune.latency.calibration import PLANNED, activations_mb, fit_calibration, fit_line, is_planned
+from edgeprune.latency.calibration import (
+    PLANNED,
+    activations_mb,
+    dense_reference,
+    fit_calibration,
+    fit_line,
+    is_planned,
+    run_point,
+)
 from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.model import LatencyModel, activation_mb, misaligned
 from edgeprune.latency.profile import (
@@ -121,6 +129,7 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
             off = [x for x in ls if misaligned(x.geometry, x.cin, x.cout, align)]
             features[pid, align] = (sum(activation_mb(x.geometry, x.cin, x.cout) for x in off), len(off))
     act = {pid: activations_mb(ls) for pid, ls in layers.items()}
+    planned = {name: [is_planned(p) for p in points] for name, points in points_by_model.items()}
     # per model, and (key None) over all models' runs together: (RMS residual, lookup, its scored points)
     best: dict[str | None, tuple] = {}
     for block, scan in choices:
@@ -136,7 +145,7 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
                 for i, p in enumerate(points):
                     mb, n = features[(name, i), align]
                     pts.append({**p, "layers_ms": base[name, i] + per_mb * mb + per_layer * n, "act_mb": act[name, i]})
-                chooses = [q for q in pts if not is_planned(q)]
+                chooses = [q for q, own in zip(pts, planned[name]) if not own]
                 cal, scored[name] = fit_line(chooses), pts
                 squares[name] = [((cal.scale * q["layers_ms"] + cal.offset_ms) / q["measured_ms"] - 1) ** 2
                                  for q in chooses]  # fmt: skip
@@ -339,9 +348,8 @@ def _timed_points(target: Target, model: nn.Module, variants: list[tuple[str, nn
         return []
     pairs = measure_variants(target, [model] + [v for _, v in variants], shape, desc=desc)[0]
     reference = reference or statistics.median(d for d, _ in pairs)
-    return [{"label": label, "layers": [[x.geometry.key, x.cin, x.cout] for x in collect_layers(v, shape)],
-             "measured_ms": reference * ms / dense, "measured_ratio": ms / dense, "dense_ms": dense}
-            for (label, v), (dense, ms) in zip(variants, pairs)]  # fmt: skip
+    return [run_point(label, [[x.geometry.key, x.cin, x.cout] for x in collect_layers(v, shape)], ms / dense, dense,
+                      reference) for (label, v), (dense, ms) in zip(variants, pairs)]  # fmt: skip
 
 
 def calibrate_models(profile: Profile, target: Target, model_names: list[str], points: dict[str, list[dict]],
@@ -356,8 +364,7 @@ def calibrate_models(profile: Profile, target: Target, model_names: list[str], p
         return profile
     for n in model_names:
         line = fresh[calibration_name(n, side)]
-        reference = statistics.median(p["dense_ms"] for p in line)
-        line += planned_points(target, profile, n, planner, reference, settings, side)
+        line += planned_points(target, profile, n, planner, dense_reference(line), settings, side)
     return choose_lookup_and_calibrate(profile, {**points, **fresh})
 
 
