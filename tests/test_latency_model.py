@@ -104,7 +104,7 @@ def test_below_its_lowest_run_a_line_with_a_negative_offset_is_floored_by_that_r
     assert model.predict([replace(a, cout=4), replace(b, cin=4)]).ms == 2 * 4 - 4  # at the knee: the line
     below = [replace(a, cout=4), replace(b, cin=4, cout=4)]  # tables 3 + 0.5: the line says 3 ms
     assert model.predict(below).ms == pytest.approx(4 * 3.5 / 4)
-    assert model.knee() == (4.0, 2 * 4 - 4)  # (tables sum, line ms) of the lowest run
+    assert model.knee == (4.0, 2 * 4 - 4)  # (tables sum, line ms) of the lowest run
     # a positive offset already stays above the proportional floor: the line is kept
     positive = LatencyModel(two_layer_profile(Calibration(2.0, 1.0, points))[0], "net")
     assert positive.predict(below).ms == pytest.approx(2 * 3.5 + 1)

@@ -20,6 +20,7 @@ calibration line, ms is the plain sum of layer ms.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from edgeprune.latency.layers import Geometry, Layer, on_blocking
 from edgeprune.latency.profile import Profile, ProfileError, calibration_name, measure_hint
@@ -64,7 +65,6 @@ class LatencyModel:
         self.block, self.use_scan, self.misalign = profile.lookup_for(line)
         self.share = self._offset_share()
         self._cache: dict[tuple, tuple[float, bool]] = {}
-        self._knee: tuple[float, float] | None | bool = False  # see knee(); False: not computed yet
         self.extrapolated: set[str] = set()  # every width priced so far outside its table (the planner reports it)
 
     def _offset_share(self) -> float:
@@ -151,7 +151,7 @@ class LatencyModel:
         if cal is None:
             return layer_sum
         ms = cal.scale * layer_sum + (0.0 if self.share else cal.offset_ms)
-        knee = self.knee()
+        knee = self.knee
         tables = self.tables_sum(layer_sum)
         if knee and 0 < tables < knee[0]:
             ms = max(ms, knee[1] * tables / knee[0])
@@ -163,20 +163,20 @@ class LatencyModel:
         cal = self.calibration
         return layer_sum - (cal.offset_ms / cal.scale if self.share else 0.0)
 
+    @cached_property
     def knee(self) -> tuple[float, float] | None:
         """(tables sum, line ms) at the calibration point with the lowest tables sum, where the line stops being
         fitted and the proportional floor of :meth:`total` starts; None without recorded layers."""
-        if self._knee is False:
-            cal, self._knee = self.calibration, None
-            rows = [self.profile.model_layers(self.model_name, p) for p in (cal.points if cal else []) if "layers" in p]
-            try:  # the runs' widths are not the plan's: they flag no extrapolation
-                low = min((sum(self._term(x, x.cin, x.cout) for x in ls) for ls in rows), default=0.0)
-            except ProfileError:  # a run with a layer the tables lack: the line stands alone, as it was fitted
-                low = 0.0
-            if low:
-                line = cal.scale * low + (0.0 if self.share else cal.offset_ms)
-                self._knee = (self.tables_sum(low), line) if self.tables_sum(low) > 0 and line > 0 else None
-        return self._knee
+        cal = self.calibration
+        rows = [self.profile.model_layers(self.model_name, p) for p in (cal.points if cal else []) if "layers" in p]
+        try:  # the runs' widths are not the plan's: they flag no extrapolation
+            low = min((sum(self._term(x, x.cin, x.cout) for x in ls) for ls in rows), default=0.0)
+        except ProfileError:  # a run with a layer the tables lack: the line stands alone, as it was fitted
+            return None
+        if not low:
+            return None
+        line = cal.scale * low + (0.0 if self.share else cal.offset_ms)
+        return (self.tables_sum(low), line) if self.tables_sum(low) > 0 and line > 0 else None
 
     def layers_ms(self, layers: list[Layer]) -> float:
         """Summed ms of ``layers`` at their own widths, before calibration: what a calibration line is fitted on."""

@@ -294,7 +294,7 @@ class Planner:
         """The plan's and the lowest calibration run's table sums, each over the dense model's, when the plan's is
         well below every run the profile's calibration line was fitted on (its prediction then extrapolates)."""
         cost = self.costs.get("latency")
-        knee = cost.knee() if isinstance(cost, LatencyModel) and self.dense["latency"] else None
+        knee = cost.knee if isinstance(cost, LatencyModel) and self.dense["latency"] else None
         if not knee:
             return None
         dense = cost.tables_sum(self.dense_sums["latency"])
