@@ -8,7 +8,7 @@ import torch
 from conftest import FAST
 from test_latency_model import two_layer_profile
 
-from edgeprune.latency.calibration import activations_mb, fit_calibration, fit_line, point_weights
+from edgeprune.latency.calibration import activations_mb, dense_reference, fit_calibration, fit_line, point_weights
 from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.model import LatencyModel, activation_mb
 from edgeprune.latency.profile import Calibration, ProfileError
@@ -143,7 +143,10 @@ def test_calibration_also_times_the_plans_the_planner_makes_with_the_profile_fit
                                     _planner(target)(seen[0][0], ["0.5x"]))  # fmt: skip
     assert points[-1]["layers"] == [[x.geometry.key, x.cin, x.cout] for x in collect_layers(pruned, shape)]
     assert points[-1]["layers"] != points[0]["layers"]
-    assert points[-1]["measured_ratio"] < 1.0 and points[-1]["dense_ms"] > 0
+    # timed beside its own dense session and stated on the model's dense reference (no bound on the ratio itself:
+    # a tiny model's 0.5x plan ran 1.39x the dense time on a loaded CI machine)
+    assert points[-1]["measured_ratio"] > 0 and points[-1]["dense_ms"] > 0
+    assert points[-1]["measured_ms"] == pytest.approx(points[-1]["measured_ratio"] * dense_reference(points))
     assert profile.calibration["cifar_resnet20"].points != points  # the fixture's profile is left as it was
     assert fit_calibration(points) == fitted.calibration["cifar_resnet20"]  # fitted on all of them
     assert recalibrate_profile(profile, target, ["cifar_resnet20"], settings).calibration[

@@ -289,7 +289,7 @@ def test_kit_round_trip_without_torch(tmp_path, monkeypatch):
     profile = import_result(kit / "result.json")
     assert "cifar_resnet20" in profile.calibration and len(profile.tables) == 6
     points = profile.calibration["cifar_resnet20"].points  # each timed beside the dense model, on the device too
-    assert points[0]["label"] == "uniform-0.0" and 0.5 < points[0]["measured_ratio"] < 2  # dense beside itself
+    assert points[0]["label"] == "uniform-0.0" and 0.25 < points[0]["measured_ratio"] < 4  # dense beside itself
     assert all(p["measured_ratio"] > 0 for p in points)
     assert len(points) == 4 and settings_stamp(profile) == (list(quick.grid_fractions), quick.micro_timing, quick.scan)
     layers = collect_layers(create_model("cifar_resnet20"), (1, 3, 32, 32))
