@@ -8,6 +8,9 @@ alike (profiled one after another, identical Add nodes read 0.09 to 0.15 ms). Wh
 of a latency profile miss shows up as rows that do not shrink with the MACs.
 
     python tools/bench_nodes.py --model cifar_resnet56 --macs 0.5x --peer --pretrained --out bench/nodes-r56
+
+``--random N`` profiles the dense model beside the first N seeded random plans of `edgeprune profile check`
+instead (the same plans, widths off the blocking included), to see what the predictor misses on them.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from edgeprune.atomic import atomic_write_text  # noqa: E402
 from edgeprune.backends.onnxruntime import kernel_ms_by_op, profile_sessions  # noqa: E402
 from edgeprune.export import export_onnx  # noqa: E402
 from edgeprune.latency import Profile  # noqa: E402
+from edgeprune.latency.check import _variants  # noqa: E402
 from edgeprune.latency.profile import find_profile  # noqa: E402
 from edgeprune.latency.profiler import model_input_shape  # noqa: E402
 from edgeprune.plan.budget import Budget, PlanConstraints  # noqa: E402
@@ -56,18 +60,25 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true", help="also Torch-Pruning's plans (the bench extra)")
     parser.add_argument("--pretrained", action="store_true")
     parser.add_argument("--profile", help="latency profile (default: this device's, else the shipped one)")
+    parser.add_argument("--random", type=int, default=0, metavar="N",
+                        help="the dense model and profile check's first N random plans instead of the budget's plans")
     parser.add_argument("--out", default="bench/nodes")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     target = load_target(args.target)
     if target.backend != "onnxruntime":
         raise SystemExit(f"{args.target}: the per-node profile needs an onnxruntime target")
-    profile = Profile.load(args.profile or find_profile(target.name, target.backend))
     budget = Budget.parse("macs", args.macs)
-    models = variants(args.model, target, profile, budget, PlanConstraints.max_removed_shared, peer=args.peer,
-                      pretrained=args.pretrained)  # fmt: skip
-    keep = ["dense", "latency-driven", "macs-ranked, on the blocking", "uniform, on the blocking",
-            "Torch-Pruning uniform", "Torch-Pruning global"]  # fmt: skip
+    if args.random:
+        built = _variants(args.model, target, args.random)[0]  # seed 0: the check's own plans
+        models = {label: (m,) for label, m in zip(["dense"] + [f"random-{i}" for i in range(args.random)], built)}
+        keep, budget = list(models), f"dense and {args.random} random plans"
+    else:
+        profile = Profile.load(args.profile or find_profile(target.name, target.backend))
+        models = variants(args.model, target, profile, budget, PlanConstraints.max_removed_shared, peer=args.peer,
+                          pretrained=args.pretrained)  # fmt: skip
+        keep = ["dense", "latency-driven", "macs-ranked, on the blocking", "uniform, on the blocking",
+                "Torch-Pruning uniform", "Torch-Pruning global"]  # fmt: skip
     shape = model_input_shape(args.model, target)
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     table: dict[str, dict[str, tuple[float, float]]] = {}
