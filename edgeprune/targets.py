@@ -61,7 +61,8 @@ def channel_align(target: Target) -> int:
     """Channel multiple the target's kernels block by: set in the target, else from the hardware.
 
     ORT's and oneDNN's CPU kernels block channels by 16 with AVX-512 and by 8 otherwise; fp16 tensor
-    cores want multiples of 8. Widths off these multiples can run *slower* than the unpruned model.
+    cores want multiples of 8. Widths off these multiples can run *slower* than the unpruned model (ORT on
+    AVX-512 still blocks a multiple of 8, padded to 16, at the cost of the next multiple of 16).
     """
     if target.channel_align:
         return target.channel_align
