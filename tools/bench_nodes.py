@@ -33,7 +33,7 @@ from edgeprune.atomic import atomic_write_text  # noqa: E402
 from edgeprune.backends.onnxruntime import kernel_ms_by_op, profile_sessions  # noqa: E402
 from edgeprune.export import export_onnx  # noqa: E402
 from edgeprune.latency import Profile  # noqa: E402
-from edgeprune.latency.check import _variants  # noqa: E402
+from edgeprune.latency.check import check_variants  # noqa: E402
 from edgeprune.latency.profile import find_profile  # noqa: E402
 from edgeprune.latency.profiler import model_input_shape  # noqa: E402
 from edgeprune.plan.budget import Budget, PlanConstraints  # noqa: E402
@@ -69,10 +69,11 @@ def main() -> None:
     if target.backend != "onnxruntime":
         raise SystemExit(f"{args.target}: the per-node profile needs an onnxruntime target")
     budget = Budget.parse("macs", args.macs)
+    what = str(budget)
     if args.random:
-        built = _variants(args.model, target, args.random)[0]  # seed 0: the check's own plans
+        built = check_variants(args.model, target, args.random)[0]  # seed 0: the check's own plans
         models = {label: (m,) for label, m in zip(["dense"] + [f"random-{i}" for i in range(args.random)], built)}
-        keep, budget = list(models), f"dense and {args.random} random plans"
+        keep, what = list(models), f"dense and {args.random} random plans"
     else:
         profile = Profile.load(args.profile or find_profile(target.name, target.backend))
         models = variants(args.model, target, profile, budget, PlanConstraints.max_removed_shared, peer=args.peer,
@@ -91,7 +92,7 @@ def main() -> None:
         for label, events in zip(labels, profile_sessions(target, paths, x, WARMUP + runs, ROUND)):
             table[label] = op_times(events)
     ops = sorted({op for t in table.values() for op in t}, key=lambda o: -table["dense"].get(o, (0, 0))[0])
-    lines = [f"{args.model} on {args.target}, {budget}: median kernel ms per run (nodes per run)", "",
+    lines = [f"{args.model} on {args.target}, {what}: median kernel ms per run (nodes per run)", "",
              "| operator | " + " | ".join(table) + " |", "|---|" + "---:|" * len(table)]  # fmt: skip
     for op in ops:
         cells = [f"{t[op][0]:.3f} ({t[op][1]:.0f})" if op in t else "" for t in table.values()]

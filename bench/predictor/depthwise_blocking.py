@@ -14,7 +14,6 @@ Writes NAME.json and NAME.md beside this script.
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import statistics
 import tempfile
@@ -26,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from edgeprune.atomic import atomic_write_text
-from edgeprune.backends.onnxruntime import profile_sessions
+from edgeprune.backends.onnxruntime import kernel_ms_by_op, profile_sessions
 from edgeprune.export import export_onnx
 from edgeprune.targets import load_target
 
@@ -44,11 +43,8 @@ def case(channels: int, in_block: bool) -> tuple[nn.Module, tuple[int, ...]]:
 
 def node_ms(events: list[dict]) -> dict[str, float]:
     """'op: node' -> median kernel ms per run after the warmup."""
-    per = collections.defaultdict(list)
-    for e in events:
-        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
-            per[f"{e['args'].get('op_name', '?')}: {e['name'][: -len('_kernel_time')]}"].append(e["dur"] / 1e3)
-    return {k: statistics.median(v[WARMUP:]) for k, v in per.items()}
+    runs = kernel_ms_by_op(events, by_node=True)[WARMUP:]
+    return {k: statistics.median(sum(r.get(k, [])) for r in runs) for k in runs[0]}
 
 
 def main() -> None:

@@ -31,16 +31,16 @@ HERE = Path(__file__).parent
 SETTINGS = [(1.0, False), (3.0, False), (10.0, False), (10.0, True), (1000.0, True)]  # (W, dense anchored)
 
 
-def weights(w: float, anchored: bool):
-    """A `point_weights` with the planned runs (and, ``anchored``, the dense run) at ``w`` times the default."""
+def weights(w: float, anchored: bool, default=calibration.point_weights):
+    """`point_weights` with the planned runs (and, ``anchored``, the dense run) at ``w`` times its planned weight."""
 
     def point_weights(points: list[dict]) -> np.ndarray:
+        base = default(points)
         planned = np.array([calibration.is_planned(p) for p in points])
-        k, n = int(planned.sum()), len(points)
-        if not 0 < k < n:
-            return np.ones(n)
+        if not planned.any() or planned.all():
+            return base
         heavy = planned | (anchored & np.array([p.get("label") == "uniform-0.0" for p in points]))
-        return np.where(heavy, w * (n - k) / k, 1.0)
+        return np.where(heavy, w * base[planned][0], base)
 
     return point_weights
 

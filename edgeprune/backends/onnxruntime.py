@@ -43,9 +43,10 @@ def session_options(target: Target):
     return opts
 
 
-def kernel_ms_by_op(events: list[dict]) -> list[dict[str, list[float]]]:
-    """Per session.run, from an onnxruntime profile: operator type -> the durations (ms) of its compute kernels
-    in that run. A node event falls inside the ``model_run`` event that times its run."""
+def kernel_ms_by_op(events: list[dict], by_node: bool = False) -> list[dict[str, list[float]]]:
+    """Per session.run, from an onnxruntime profile: operator type (``by_node``: "op: node name") -> the
+    durations (ms) of its compute kernels in that run. A node event falls inside the ``model_run`` event that
+    times its run."""
     runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")
     per_run: list[dict[str, list[float]]] = [{} for _ in runs]
     starts = [r[0] for r in runs]
@@ -54,7 +55,9 @@ def kernel_ms_by_op(events: list[dict]) -> list[dict[str, list[float]]]:
             continue
         i = bisect.bisect_right(starts, e["ts"]) - 1
         if i >= 0 and e["ts"] <= runs[i][1]:
-            per_run[i].setdefault(e.get("args", {}).get("op_name", "?"), []).append(e["dur"] / 1e3)
+            op = e.get("args", {}).get("op_name", "?")
+            key = f"{op}: {e['name'][: -len('_kernel_time')]}" if by_node else op
+            per_run[i].setdefault(key, []).append(e["dur"] / 1e3)
     return per_run
 
 

@@ -109,7 +109,7 @@ def _write_calibration_models(target: Target, model_names: list[str], folder: Pa
         for label, variant in variants:
             file = f"models/{name}--{label}.onnx"
             export_onnx(variant, torch.randn(*shape), folder / file)
-            layers = [[x.geometry.key, x.cin, x.cout] for x in collect_layers(variant, shape)]
+            layers = [x.row for x in collect_layers(variant, shape)]
             out.append({"model": name, "label": label, "file": file, "input": list(shape), "layers": layers})
     return out
 
@@ -183,7 +183,7 @@ def _import_planned(path, data: dict, into: Profile | None) -> Profile:
             if label == "uniform-0.0":
                 continue
             run = run_point(label, c["layers"], float(c["measured_ratio"]), float(c["dense_ms"]), reference[name])
-            points[name] = [p for p in points[name] if p["label"] != label] + [run]
+            points[name] = [p for p in points[name] if p.get("label") != label] + [run]
     except (KeyError, TypeError, ValueError) as exc:
         raise ProfileError(f"{path}: malformed kit result ({type(exc).__name__}: {exc})") from exc
     return choose_lookup_and_calibrate(into, points)

@@ -52,6 +52,11 @@ class Layer:
     cin: int
     cout: int
 
+    @property
+    def row(self) -> list:
+        """[geometry key, cin, cout]: the layer as a profile stores it (calibration points, width fits)."""
+        return [self.geometry.key, self.cin, self.cout]
+
 
 def conv_geometry(m: nn.Conv2d, batch: int, h: int, w: int, dtype: str) -> Geometry:
     k, s = m.kernel_size[0], m.stride[0]

@@ -222,7 +222,7 @@ class Profile:
     def with_width_scales(self, model: str, scales: dict[str, float], dense: list[Layer]) -> Profile:
         """A copy with ``model``'s fitted width scales (added to its earlier ones) and its dense layers' widths."""
         old = self.width_scale.get(model, {}).get("scales", {})
-        entry = {"scales": {**old, **scales}, "dense": {x.path: [x.geometry.key, x.cin, x.cout] for x in dense}}
+        entry = {"scales": {**old, **scales}, "dense": {x.path: x.row for x in dense}}
         return replace(self, width_scale={**self.width_scale, model: entry})
 
     def lookup_for(self, name: str) -> tuple[int, bool, dict]:

@@ -348,8 +348,8 @@ def _timed_points(target: Target, model: nn.Module, variants: list[tuple[str, nn
         return []
     pairs = measure_variants(target, [model] + [v for _, v in variants], shape, desc=desc)[0]
     reference = reference or statistics.median(d for d, _ in pairs)
-    return [run_point(label, [[x.geometry.key, x.cin, x.cout] for x in collect_layers(v, shape)], ms / dense, dense,
-                      reference) for (label, v), (dense, ms) in zip(variants, pairs)]  # fmt: skip
+    return [run_point(label, [x.row for x in collect_layers(v, shape)], ms / dense, dense, reference)
+            for (label, v), (dense, ms) in zip(variants, pairs)]  # fmt: skip
 
 
 def calibrate_models(profile: Profile, target: Target, model_names: list[str], points: dict[str, list[dict]],
