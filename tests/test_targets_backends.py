@@ -160,6 +160,24 @@ def test_torch_backend_cpu(resnet20_onnx):
         get_backend("torch").prepare(target)
 
 
+def test_torch_runner_sets_its_threads_for_its_own_calls_only():
+    """torch's thread count belongs to the whole process: a runner that kept its own set after a run slowed every
+    later torch call of the caller (two test workers on two cores ran a detector refit 19x slower)."""
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return x
+
+    before = torch.get_num_threads()
+    target = target_from_dict("t", {"backend": "torch", "threads": before + 1, **QUICK})
+    runner = get_backend("torch").prepare(target, module=Probe())
+    assert torch.get_num_threads() == before
+    runner.run(np.zeros((1, 3, 4, 4), np.float32))
+    assert seen == [before + 1] and torch.get_num_threads() == before
+
+
 def test_torch_runner_converts_a_copy_not_the_callers_model(resnet20_onnx):
     model, _ = resnet20_onnx
     target = target_from_dict("t", {"backend": "torch", "precision": "fp16", "channels_last": True, **QUICK})

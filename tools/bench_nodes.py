@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_planner import variants  # noqa: E402
+from bench_planner import CEILING, variants  # noqa: E402
 
 from edgeprune.atomic import atomic_write_text  # noqa: E402
 from edgeprune.backends.onnxruntime import kernel_ms_by_op, profile_sessions  # noqa: E402
@@ -76,10 +76,10 @@ def main() -> None:
         keep, what = list(models), f"dense and {args.random} random plans"
     else:
         profile = Profile.load(args.profile or find_profile(target.name, target.backend))
-        models = variants(args.model, target, profile, budget, PlanConstraints.max_removed_shared, peer=args.peer,
-                          pretrained=args.pretrained)  # fmt: skip
+        models = variants(args.model, target, profile, budget, PlanConstraints.max_removed_shared, ceiling=True,
+                          peer=args.peer, pretrained=args.pretrained)  # fmt: skip
         keep = ["dense", "latency-driven", "macs-ranked, on the blocking", "uniform, on the blocking",
-                "Torch-Pruning uniform", "Torch-Pruning global"]  # fmt: skip
+                CEILING, "Torch-Pruning uniform", "Torch-Pruning global"]  # fmt: skip
     shape = model_input_shape(args.model, target)
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     table: dict[str, dict[str, tuple[float, float]]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -23,8 +24,8 @@ class TorchRunner:
         self.module = module.eval().to(self.device, self.dtype, memory_format=self.memory_format)
         self.graph = None
         self.use_graphs = target.cuda_graphs and self.device.type == "cuda"
-        if self.device.type == "cpu":
-            torch.set_num_threads(target.threads)
+        # torch's thread count is the whole process's: set for the runner's calls only, the caller's kept
+        self.threads = target.threads if self.device.type == "cpu" else None
 
     def to_input(self, x):
         """``x`` (an array, or a tensor from an earlier call) on the device, in the dtype and layout run takes."""
@@ -37,7 +38,7 @@ class TorchRunner:
         torch = self.torch
         if isinstance(x, np.ndarray):  # a tensor is to_input's already: nothing to redo in a timed run
             x = self.to_input(x)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._threads():
             if not self.use_graphs:
                 return self.module(x)
             if self.graph is None:  # capture once with a static input buffer
@@ -54,6 +55,17 @@ class TorchRunner:
             self.static_in.copy_(x)
             self.graph.replay()
             return self.static_out
+
+    @contextmanager
+    def _threads(self):
+        before = self.torch.get_num_threads()
+        if self.threads and self.threads != before:
+            self.torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            if self.torch.get_num_threads() != before:
+                self.torch.set_num_threads(before)
 
     def sync(self) -> None:
         if self.device.type == "cuda":
