@@ -243,7 +243,7 @@ def test_budget_exceeded_keeps_partial_and_never_writes_the_profile(tmp_path, mo
 def test_a_resumed_run_keeps_the_partial_tables_of_models_it_does_not_measure(tmp_path):
     quick = replace(FAST, grid_fractions=(1.0,), scan={"span": 0, "step": 2}, calibration_ratios=(0.0,),
                     calibration_random=1)  # fmt: skip
-    out, target = tmp_path / "p.json", load_target("cpu-ort")
+    out, target = tmp_path / "p.json", replace(load_target("cpu-ort"), warmup=2, repeats=5, rounds=1)
     profiler.profile_target(target, ["cifar_vgg16"], tmp_path / "vgg.json", progress=False, settings=quick)
     vgg = json.loads((tmp_path / "vgg.json").read_text())
     out.with_suffix(".partial.json").write_text(json.dumps(vgg))  # as if a run for VGG-16 had stopped here

@@ -1,0 +1,117 @@
+"""What the two group normalizations cost in accuracy: pretrained CIFAR ResNet-56 planned at half the MACs
+(weight-energy importance, latency-ranked on the blocking, as ``prune --pretrained`` plans without data),
+scored on the 10,000 CIFAR-10 test images before any fine-tuning: as shrunk, and with its batch-norm
+statistics re-estimated on train images, and after ``--ft-steps`` steps of fine-tuning (the recipe of
+tools/bench_accuracy.py: batch 128, lr 0.01 cosine, the same seed and batches for every plan).
+
+    python bench/planner-peer/normalization/accuracy.py \
+        --profile bench/predictor/planned-calibration/profile-cpu-ort.json --out accuracy-r56
+
+Writes NAME.json and NAME.md beside this script. Needs the CIFAR-10 data (``EDGEPRUNE_DATA``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from edgeprune.atomic import atomic_write_text
+from edgeprune.graph import build_graph
+from edgeprune.latency import Profile, collect_layers
+from edgeprune.models import create_model
+from edgeprune.plan.planner import Budget, PlanConstraints, importance_for, plan_pruning
+from edgeprune.prune import prune_model
+from edgeprune.targets import channel_align, load_target
+from edgeprune.train.data import load_dataset, normalize
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
+from bench_accuracy import fit  # noqa: E402
+
+HERE = Path(__file__).parent
+POWERS = {"mean (default)": 0.0, "sum": 1.0, "sqrt": 0.5}  # scores / group mean / width ** power
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    hits = sum((model(xb).argmax(1) == yb).sum().item() for xb, yb in zip(x.split(500), y.split(500)))
+    return 100.0 * hits / len(y)
+
+
+@torch.no_grad()
+def reestimate_norms(model: nn.Module, x: torch.Tensor) -> None:
+    """Batch-norm running statistics recomputed as plain averages over ``x``, in batches of 128."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    for xb in x.split(128):
+        model(xb)
+    model.eval()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", required=True)
+    ap.add_argument("--macs", default="0.5x")
+    ap.add_argument("--norm-images", type=int, default=2048, help="train images the norms are re-estimated on")
+    ap.add_argument("--ft-steps", type=int, default=0, help="fine-tuning steps after the norms (0: none)")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    torch.manual_seed(0)
+    train, test = load_dataset("cifar10")
+    x_test, y_test = normalize(test.images), torch.from_numpy(test.labels)
+    x_norm = normalize(train.images[torch.randperm(len(train.labels))[: args.norm_images].numpy()])
+    target, profile, budget = load_target("cpu-ort"), Profile.load(args.profile), Budget.parse("macs", args.macs)
+    model = create_model("cifar_resnet56", pretrained=True).eval()
+    shape = (1, 3, 32, 32)
+    graph = build_graph(model, torch.randn(*shape), model_name="cifar_resnet56")
+    layers, scores = collect_layers(model, shape), importance_for(model, graph)
+    rows = {"dense": {"top1": accuracy(model, x_test, y_test)}}
+    for label, power in POWERS.items():
+        weighed = {}
+        for g in graph.prunable_groups:
+            s, units = scores[g.id], g.prunable_units
+            weighed[g.id] = s / s[units].mean() / len(units) ** power if units else s
+        c = PlanConstraints(align=channel_align(target), normalize=False)  # the scores come normalized
+        result = plan_pruning(model, graph, layers, budget, "latency", profile, weighed, c, side=32)
+        pruned = prune_model(model, graph, result.plan)[0]
+        shrunk = accuracy(pruned, x_test, y_test)
+        reestimate_norms(pruned, x_norm)
+        norms = accuracy(pruned, x_test, y_test)
+        if args.ft_steps:
+            with tempfile.TemporaryDirectory() as tmp:
+                fit(pruned, args.ft_steps, Path(tmp))
+        rows[label] = {"top1_shrunk": shrunk, "top1_norms_reestimated": norms,
+                       "top1_finetuned": accuracy(pruned, x_test, y_test) if args.ft_steps else None,
+                       "predicted_speedup": result.dense["latency"] / result.pruned["latency"],
+                       "macs_ratio": result.pruned["macs"] / result.dense["macs"],
+                       "widths": {str(w.group): [w.kept, w.size] for w in result.widths if w.kept < w.size},
+                       }  # fmt: skip
+    out = HERE / args.out
+    atomic_write_text(out.with_suffix(".json"), json.dumps({"profile": args.profile, "macs": args.macs,
+                      "norm_images": args.norm_images, "ft_steps": args.ft_steps, "rows": rows}, indent=1))  # fmt: skip
+    lines = [f"cifar_resnet56 (pretrained) at {args.macs} MACs, CIFAR-10 test top-1 % before fine-tuning "
+             f"(dense {rows['dense']['top1']:.2f})", "",
+             f"| normalization | predicted speedup | top-1 as shrunk | top-1, norms re-estimated | top-1, "
+             f"{args.ft_steps} fine-tuning steps |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for label in POWERS:
+        r = rows[label]
+        ft = f"{r['top1_finetuned']:.2f}" if args.ft_steps else ""
+        lines.append(f"| {label} | {r['predicted_speedup']:.2f}x | {r['top1_shrunk']:.2f} | "
+                     f"{r['top1_norms_reestimated']:.2f} | {ft} |")  # fmt: skip
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
