@@ -68,6 +68,8 @@ class CompressConfig:
         for key in ("measured_rounds", "compare_plans"):
             if d["prune"][key] is None:
                 del d["prune"][key]  # the default (timed on the profile's own device) is left to the code
+        if d["prune"]["constraints"]["width_power"] == 0:
+            del d["prune"]["constraints"]["width_power"]  # the default, as runs saved before it existed read
         for key, unset in (("distill", "off"), ("input_size", None), ("workers", None), ("calibration_data", None),
                            ("calibration_count", None)):  # fmt: skip
             if d[key] == unset:

@@ -149,6 +149,18 @@ def test_compress_prunes_on_calibration_images_when_asked(tmp_path):
     assert "calibration_data" not in quick_config().to_dict()  # runs saved before the option resume as they were
 
 
+def test_the_width_power_is_saved_only_when_set_so_older_runs_resume():
+    """Runs saved before the width power existed planned at its default (0) and have no such key: a default run
+    writes none either, so they resume; a run that sets it differs from them and is refused."""
+    from edgeprune.plan.budget import PlanConstraints
+
+    assert PlanConstraints.width_power == 0.0
+    assert "width_power" not in quick_config().to_dict()["prune"]["constraints"]
+    set_ = quick_config(prune=PruneSettings(Budget.parse("macs", "0.6x"), ranked_by="macs",
+                                            constraints=PlanConstraints(width_power=0.5)))  # fmt: skip
+    assert set_.to_dict()["prune"]["constraints"]["width_power"] == 0.5
+
+
 def test_compress_cli_calibration_count_needs_calibration_data(tmp_path):
     r = CliRunner().invoke(main, ["compress", "cifar_resnet20", "--target", "cpu-ort", "--macs", "0.6x",
                                   "--calibration-count", "8", "--out", str(tmp_path / "run")])  # fmt: skip

@@ -16,7 +16,7 @@ from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.profile import Profile, Table
 from edgeprune.latency.tables import grid_axes
 from edgeprune.models import create_model
-from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, plan_pruning
+from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, Planner, make_costs, plan_pruning
 from edgeprune.prune import masked_forward, prune_model, relative_error
 from edgeprune.prune.oracle import liven
 from edgeprune.validation import count_macs
@@ -144,6 +144,23 @@ def test_least_important_group_goes_first(resnet20):
     removed = {w.group: w.size - w.kept for w in result.widths}
     assert removed[victim] > 0
     assert sum(removed.values()) == removed[victim]
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_the_width_power_weighs_a_channel_by_its_groups_width(resnet20, power):
+    """Scores divided by the group's mean and by its width to the power: with every score 1, one channel of a group
+    of n weighs 1 / n ** power, and emptying it n ** (1 - power) (times its mean over all groups', here 1)."""
+    model, graph, layers = resnet20
+    scores = {g.id: np.ones(g.size) for g in graph.prunable_groups}
+    planner = Planner(graph, layers, make_costs(["macs"]), scores, PlanConstraints(width_power=power))
+    widths = set()
+    for s in planner.groups:
+        n = len(s.group.prunable_units)
+        widths.add(n)
+        assert s.importance(s.order[:1]) == pytest.approx(1 / n**power)
+        if n == s.width:
+            assert s.importance(s.order) == pytest.approx(n ** (1 - power))
+    assert {16, 32, 64} <= widths
 
 
 @pytest.mark.parametrize("shared_cap", [0.0, 0.5])

@@ -21,7 +21,7 @@ BUDGETS = ("latency", "macs", "params")
 # options that only mean something when planning under a budget
 PLANNING = ("target_name", "rank_by", "measured_rounds", "compare_plans", "no_compare_plans", "remove_branches",
             "profile_path", "solver", "min_channels", "max_removed", "max_removed_shared", "align",
-            "no_snap")  # fmt: skip
+            "no_snap", "width_power")  # fmt: skip
 
 calibration_options = options(
     click.option("--calibration-data", metavar="DATA", default=None,
@@ -69,6 +69,9 @@ budget_options = options(
     hidden("--align", type=click.IntRange(min=1), default=None,
            help="Keep widths at multiples of this (default: the target's blocking; 1: off)."),
     hidden("--no-snap", is_flag=True, help="Do not snap widths to the latency staircase / alignment."),
+    hidden("--width-power", type=click.FloatRange(0, 1), default=None,
+           help="Group scores are divided by their mean and by the group's width to this power [default: 0: "
+                "a channel counts alike in every group; 1: halving any group costs alike]."),
 )  # fmt: skip
 
 
@@ -86,9 +89,10 @@ def prune_settings(ctx: click.Context, o: dict):
     budget = Budget.parse(kind, o[kind])
     if kind != "latency":
         forbid(ctx, ("measured_rounds",), "without a --latency budget (they time latency)")
+    power = PlanConstraints.width_power if o["width_power"] is None else o["width_power"]
     constraints = PlanConstraints(min_channels=o["min_channels"], max_removed=o["max_removed"],
                                   max_removed_shared=o["max_removed_shared"], snap=not o["no_snap"],
-                                  remove_branches=o["remove_branches"])  # fmt: skip
+                                  remove_branches=o["remove_branches"], width_power=power)  # fmt: skip
     # a latency budget always ranks by latency (so written: compress runs saved before "auto" resume as they were)
     ranked_by = o["rank_by"] or ("latency" if kind == "latency" else "auto")
     if o["compare_plans"]:

@@ -55,6 +55,10 @@ class PlanConstraints:
     snap: bool = True  # only stop at widths the runtime computes efficiently (the blocking below, any ranking)
     align: int = 1  # with snap: widths are multiples (or divisors) of this; 1 = the profile's staircase (latency)
     normalize: bool = True  # divide scores by their group's mean, so groups compare by relative importance
+    # ...and by the group's width to this power: at 0 a channel counts alike in any group, so halving a wide
+    # group costs far more than halving a narrow one; at 1 halving any group costs alike. Above 0 plans ran
+    # faster on some models and slower on others (docs/concepts/planner.md), so 0 stays.
+    width_power: float = 0.0
     # A group that is the whole inside of a residual branch may also go to width 0, whatever the limits above:
     # the branch is removed and its layers stop running (edgeprune.graph.branches).
     remove_branches: bool = False

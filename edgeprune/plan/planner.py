@@ -111,10 +111,12 @@ class Planner:
             removable = constraints.remove_branches and group.id in graph.branches
             whole = 1.0
             if constraints.normalize:
-                mean = scores[group.prunable_units].mean() if group.prunable_units else 0.0
-                scores = scores / mean if mean > 0 else scores
-                # Normalized, every group's channels sum to its width, so a whole branch would weigh only its
-                # width. Emptying a group is weighed by its own mean against all groups' instead.
+                units = group.prunable_units
+                mean = scores[units].mean() if units else 0.0
+                spread = len(units) ** constraints.width_power if units else 1.0
+                scores = scores / (mean * spread) if mean > 0 else scores
+                # Normalized, every group's channels sum to its width over the spread whatever their energy, so
+                # emptying a group (a whole branch) is weighed by its own mean against all groups' as well.
                 whole = mean / overall if mean > 0 and overall > 0 else 1.0
             state = _GroupState(group, scores, entries, set(already.get(group.id, [])), constraints, removable, whole)
             self.groups.append(state)

@@ -1,16 +1,16 @@
 """How the planner weighs one group's channels against another's, tried on one model at half the MACs.
 
-The planner divides a group's importance scores by the group's mean (``PlanConstraints.normalize``): every
-channel then counts about 1, whatever its group's width, so halving a 1024-wide group costs 32 times what
-halving a 32-wide one does. Dividing by the group's sum instead ("sum": halving any group costs about 0.5) or
-by mean × sqrt(width) ("sqrt") lets wide late groups go sooner, as the speed ceiling and Torch-Pruning's
-global plan do on MobileNet-V1. Each is planned latency-ranked on the blocking and timed in one interleaved
-run beside the default plan, the speed ceiling and Torch-Pruning's two plans (the bench extra).
+The planner divides a group's importance scores by the group's mean and by the group's width to a power
+(``PlanConstraints.width_power``). At 0 (the default until 2026-12-05) every channel counts about 1, whatever
+its group's width, so halving a 1024-wide group costs 32 times what halving a 32-wide one does; at 1 halving
+any group costs alike; 0.5 is the default since. Each power is planned latency-ranked on the blocking and timed
+in one interleaved run beside the speed ceiling and Torch-Pruning's two plans (the bench extra).
 
     python bench/planner-peer/normalization/normalization.py --model timm:mobilenetv1_100 \
         --profile bench/planner-peer/unbenchmarked/profile-cpu-ort-8.json --out normalization-mobilenetv1
 
-``--pretrained``: plan the model's pretrained weights (cifar_resnet56) instead of seeded random ones.
+``--pretrained``: plan the model's pretrained weights (cifar_resnet56) instead of seeded random ones;
+``--remove-branches``: every plan may also remove whole residual branches.
 
 Writes NAME.json and NAME.md beside this script.
 """
@@ -33,13 +33,13 @@ from edgeprune.atomic import atomic_write_text  # noqa: E402
 from edgeprune.graph import build_graph  # noqa: E402
 from edgeprune.latency import Profile, collect_layers  # noqa: E402
 from edgeprune.latency.profiler import model_input_shape  # noqa: E402
-from edgeprune.plan.planner import Budget, PlanConstraints, importance_for, plan_pruning  # noqa: E402
+from edgeprune.plan.planner import Budget, PlanConstraints, plan_pruning  # noqa: E402
 from edgeprune.prune import prune_model  # noqa: E402
 from edgeprune.targets import channel_align, load_target  # noqa: E402
 
 HERE = Path(__file__).parent
-POWERS = {"sum": 1.0, "sqrt": 0.5}  # scores / group mean / width ** power
-KEEP = ["dense", "latency-driven", CEILING, "Torch-Pruning uniform", "Torch-Pruning global"]
+POWERS = {"width power 0 (default until 2026-12-05)": 0.0, "width power 0.5 (default)": 0.5, "width power 1": 1.0}
+KEEP = ["dense", CEILING, "Torch-Pruning uniform", "Torch-Pruning global"]
 
 
 def main() -> None:
@@ -48,25 +48,21 @@ def main() -> None:
     ap.add_argument("--profile", required=True)
     ap.add_argument("--rounds", type=int, default=3, help="timing, times the target's rounds")
     ap.add_argument("--pretrained", action="store_true")
+    ap.add_argument("--remove-branches", action="store_true")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     target, profile, budget = load_target("cpu-ort"), Profile.load(args.profile), Budget.parse("macs", "0.5x")
     built = variants(args.model, target, profile, budget, PlanConstraints.max_removed_shared, ceiling=True, peer=True,
-                     pretrained=args.pretrained)  # fmt: skip
+                     pretrained=args.pretrained, branches=args.remove_branches)  # fmt: skip
     models = {k: built[k] for k in KEEP if k in built}
     model, shape = models["dense"][0], model_input_shape(args.model, target)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=args.model)
-    layers, scores = collect_layers(model, shape), importance_for(model, graph)
-    raw = PlanConstraints(align=channel_align(target), normalize=False)  # the scores below come normalized
+    layers = collect_layers(model, shape)
     for label, power in POWERS.items():
-        weighed = {}
-        for g in graph.prunable_groups:
-            units = g.prunable_units
-            s = scores[g.id]
-            weighed[g.id] = s / s[units].mean() / len(units) ** power if units else s
-        result = plan_pruning(model, graph, layers, budget, "latency", profile, weighed, raw, side=shape[-1])
-        models[f"latency-driven, {label}"] = (prune_model(model, graph, result.plan)[0].eval(), result)
+        c = PlanConstraints(align=channel_align(target), width_power=power, remove_branches=args.remove_branches)
+        result = plan_pruning(model, graph, layers, budget, "latency", profile, constraints=c, side=shape[-1])
+        models[label] = (prune_model(model, graph, result.plan)[0].eval(), result)
     ms, rounds = measure(args.model, target, models, args.rounds)
     peer = min((k for k in ms if k.startswith("Torch-Pruning")), key=ms.get)
     rows = {}
@@ -76,7 +72,8 @@ def main() -> None:
         rows[label] = {"measured_speedup": paired(rounds, "dense", label), "vs_peer": paired(rounds, peer, label),
                        "predicted_speedup": result.dense["latency"] / result.pruned["latency"] if result else None,
                        "widths": {str(w.group): [w.kept, w.size] for w in result.widths if w.kept < w.size}
-                       if result else None}  # fmt: skip
+                       if result else None,
+                       "branches_removed": sum(w.kept == 0 for w in result.widths) if result else None}  # fmt: skip
     out = HERE / args.out
     atomic_write_text(out.with_suffix(".json"), json.dumps({"model": args.model, "profile": args.profile,
                       "peer": peer, "ms": ms, "plans": rows}, indent=1))  # fmt: skip
