@@ -1,11 +1,12 @@
-"""What the two group normalizations cost in accuracy: pretrained CIFAR ResNet-56 planned at half the MACs
-(weight-energy importance, latency-ranked on the blocking, as ``prune --pretrained`` plans without data),
-scored on the 10,000 CIFAR-10 test images before any fine-tuning: as shrunk, and with its batch-norm
-statistics re-estimated on train images, and after ``--ft-steps`` steps of fine-tuning (the recipe of
-tools/bench_accuracy.py: batch 128, lr 0.01 cosine, the same seed and batches for every plan).
+"""What each width power costs in accuracy: pretrained CIFAR ResNet-56 planned at half the MACs (weight-energy
+importance divided by the group's mean and its width to the power, latency-ranked on the blocking, as
+``prune --pretrained --width-power P`` plans without data; the scores are divided here, as they were before the
+option existed, which gives the planner's plans), scored on the 10,000 CIFAR-10 JPEG test images: as shrunk,
+with its batch-norm statistics re-estimated on train images, and after ``--ft-steps`` steps of fine-tuning
+(the recipe of tools/bench_accuracy.py: batch 128, lr 0.01 cosine, the same seed and batches for every plan).
 
     python bench/planner-peer/normalization/accuracy.py \
-        --profile bench/predictor/planned-calibration/profile-cpu-ort.json --out accuracy-r56
+        --profile bench/predictor/planned-calibration/profile-cpu-ort.json --ft-steps 600 --out accuracy-r56
 
 Writes NAME.json and NAME.md beside this script. Needs the CIFAR-10 data (``EDGEPRUNE_DATA``).
 """
