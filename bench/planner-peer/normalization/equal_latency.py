@@ -1,0 +1,102 @@
+"""The width power at one latency budget: pretrained CIFAR ResNet-56 planned to the same predicted latency
+with each power (weight energy, latency-ranked on the blocking, as ``prune --pretrained --latency B`` plans
+without data), timed together in one interleaved run, then fine-tuned alike and scored on the 10,000 CIFAR-10
+JPEG test images. At a MACs budget a higher power bought speed with accuracy; at a latency budget every plan
+is meant to run alike, so what is left to compare is the accuracy, and how closely each meets the budget.
+
+    python bench/planner-peer/normalization/equal_latency.py \
+        --profile bench/predictor/planned-calibration/profile-cpu-ort.json --latency 0.65x --ft-steps 600 \
+        --out equal-latency-r56
+
+Writes NAME.json and NAME.md beside this script. Needs the CIFAR-10 data (``EDGEPRUNE_DATA``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parents[2] / "tools"))
+sys.path.insert(0, str(HERE))
+from accuracy import accuracy, reestimate_norms  # noqa: E402
+from bench_accuracy import fit  # noqa: E402
+from bench_planner import measure, paired  # noqa: E402
+
+from edgeprune.atomic import atomic_write_text  # noqa: E402
+from edgeprune.graph import build_graph  # noqa: E402
+from edgeprune.latency import Profile, collect_layers  # noqa: E402
+from edgeprune.models import create_model  # noqa: E402
+from edgeprune.plan.planner import Budget, PlanConstraints, plan_pruning  # noqa: E402
+from edgeprune.prune import prune_model  # noqa: E402
+from edgeprune.targets import channel_align, load_target  # noqa: E402
+from edgeprune.train.data import load_dataset, normalize  # noqa: E402
+
+POWERS = {"0 (default)": 0.0, "0.5": 0.5, "1": 1.0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", required=True)
+    ap.add_argument("--latency", default="0.65x", help="predicted latency budget, of dense")
+    ap.add_argument("--rounds", type=int, default=3, help="timing, times the target's rounds")
+    ap.add_argument("--norm-images", type=int, default=2048, help="train images the norms are re-estimated on")
+    ap.add_argument("--ft-steps", type=int, default=600)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    torch.manual_seed(0)
+    train, test = load_dataset("cifar10")
+    x_test, y_test = normalize(test.images), torch.from_numpy(test.labels)
+    x_norm = normalize(train.images[torch.randperm(len(train.labels))[: args.norm_images].numpy()])
+    target, profile = load_target("cpu-ort"), Profile.load(args.profile)
+    budget = Budget.parse("latency", args.latency)
+    model = create_model("cifar_resnet56", pretrained=True).eval()
+    shape = (1, 3, 32, 32)
+    graph = build_graph(model, torch.randn(*shape), model_name="cifar_resnet56")
+    layers = collect_layers(model, shape)
+    models, results = {"dense": (model, None)}, {}
+    for label, power in POWERS.items():
+        c = PlanConstraints(align=channel_align(target), width_power=power)
+        results[label] = plan_pruning(model, graph, layers, budget, "latency", profile, constraints=c, side=32)
+        models[label] = (prune_model(model, graph, results[label].plan)[0].eval(), results[label])
+    ms, rounds = measure("cifar_resnet56", target, models, args.rounds)
+    rows = {"dense": {"top1": accuracy(model, x_test, y_test), "ms": ms["dense"]}}
+    for label, result in results.items():
+        pruned = models[label][0]
+        shrunk = accuracy(pruned, x_test, y_test)
+        reestimate_norms(pruned, x_norm)
+        norms = accuracy(pruned, x_test, y_test)
+        with tempfile.TemporaryDirectory() as tmp:
+            fit(pruned, args.ft_steps, Path(tmp))
+        rows[label] = {"measured_speedup": paired(rounds, "dense", label),
+                       "predicted_speedup": result.dense["latency"] / result.pruned["latency"],
+                       "macs_ratio": result.pruned["macs"] / result.dense["macs"], "ms": ms[label],
+                       "top1_shrunk": shrunk, "top1_norms_reestimated": norms,
+                       "top1_finetuned": accuracy(pruned, x_test, y_test),
+                       "widths": {str(w.group): [w.kept, w.size] for w in result.widths if w.kept < w.size},
+                       }  # fmt: skip
+    out = HERE / args.out
+    atomic_write_text(out.with_suffix(".json"), json.dumps({"profile": args.profile, "latency": args.latency,
+                      "ft_steps": args.ft_steps, "rows": rows}, indent=1))  # fmt: skip
+    lines = [f"cifar_resnet56 (pretrained) at {args.latency} predicted latency; CIFAR-10 JPEG test top-1 % "
+             f"(dense {rows['dense']['top1']:.2f})", "",
+             "| width power | MACs | predicted speedup | measured speedup | as shrunk | norms re-estimated | "
+             f"after {args.ft_steps} fine-tuning steps |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for label in POWERS:
+        r, s = rows[label], rows[label]["measured_speedup"]
+        lines.append(f"| {label} | {r['macs_ratio']:.3f}x | {r['predicted_speedup']:.2f}x | {s[0]:.2f}x "
+                     f"({s[1]:.2f}–{s[2]:.2f}) | {r['top1_shrunk']:.2f} | {r['top1_norms_reestimated']:.2f} | "
+                     f"{r['top1_finetuned']:.2f} |")  # fmt: skip
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
