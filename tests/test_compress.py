@@ -151,7 +151,7 @@ def test_compress_prunes_on_calibration_images_when_asked(tmp_path):
 
 def test_the_width_power_is_saved_only_when_set_so_older_runs_resume():
     """Runs saved before the width power existed planned at its default (0) and have no such key: a default run
-    writes none either, so they resume; a run that sets it differs from them and is refused."""
+    writes none either, so they resume; a run that sets it writes it, so the settings check tells them apart."""
     from edgeprune.plan.budget import PlanConstraints
 
     assert PlanConstraints.width_power == 0.0
