@@ -14,7 +14,8 @@ With ``--remove-branches``, every plan may also remove whole residual branches (
 entire inside go to width 0), and one more plan, ``latency-driven, channels only``, shows what that adds.
 
 ``uniform, on the blocking`` is every group cut by one fraction (edgeprune's uniform plan shape). With
-``--peer``, Torch-Pruning's uniform and global plans at the same MACs join the run (tools/peer_plans.py),
+``--peer``, Torch-Pruning's uniform and global plans at the same MACs join the run (tools/peer_plans.py; the JSON
+keeps the [cin, cout] of each layer they narrowed, ``layer_widths``),
 and the row ``compare_plans_chose`` says which of edgeprune's shapes ``prune --compare-plans`` keeps, chosen
 by its own timing before this run's. ``default_chose`` is the shape plain ``prune --macs`` keeps: on the
 profile's own device that timed choice, elsewhere the one the profile prices lowest (plan/candidates.py).
@@ -170,12 +171,17 @@ def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int
     macs = {k: count_macs(m, x)[0] for k, (m, _) in models.items()}
     row = {"model": name, "budget": str(budget), "ms": ms, "macs": macs, "compare_plans_chose": chose,
            "default_chose": default}  # fmt: skip
+    shape = model_input_shape(name, target)
+    dense_widths = {x.path: [x.cin, x.cout] for x in collect_layers(models["dense"][0], shape)}
     for label in [k for k in models if k != "dense"]:
         result = models[label][1]
-        if result is None:  # a peer's plan: no prediction, widths read off the model
+        if result is None:  # a peer's plan: no prediction; the layers it narrowed, read off the model
+            narrowed = {x.path: [x.cin, x.cout] for x in collect_layers(models[label][0], shape)
+                        if [x.cin, x.cout] != dense_widths.get(x.path)}  # fmt: skip
             row[label] = {"macs_speedup": macs["dense"] / macs[label], "measured_speedup": ms["dense"] / ms[label],
                           "speedup_ci": paired(per_round, "dense", label), "predicted_speedup": None,
-                          "realization": (ms["dense"] / ms[label]) / (macs["dense"] / macs[label])}  # fmt: skip
+                          "realization": (ms["dense"] / ms[label]) / (macs["dense"] / macs[label]),
+                          "layer_widths": narrowed}  # fmt: skip
             continue
         row[label] = {
             "macs_speedup": macs["dense"] / macs[label],
