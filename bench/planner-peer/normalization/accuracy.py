@@ -39,6 +39,23 @@ HERE = Path(__file__).parent
 POWERS = {"mean (default)": 0.0, "sum": 1.0, "sqrt": 0.5}  # scores / group mean / width ** power
 
 
+def cifar_images(norm_images: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CIFAR-10's JPEG copy, normalized: the test images, their labels, and ``norm_images`` train images drawn
+    with seed 0 (the torch seed is set here, before anything else draws)."""
+    torch.manual_seed(0)
+    train, test = load_dataset("cifar10")
+    x_norm = normalize(train.images[torch.randperm(len(train.labels))[:norm_images].numpy()])
+    return normalize(test.images), torch.from_numpy(test.labels), x_norm
+
+
+def pretrained_resnet56() -> tuple[nn.Module, object, list]:
+    """The pretrained CIFAR ResNet-56, its graph and its layers at 32²."""
+    model = create_model("cifar_resnet56", pretrained=True).eval()
+    shape = (1, 3, 32, 32)
+    graph = build_graph(model, torch.randn(*shape), model_name="cifar_resnet56")
+    return model, graph, collect_layers(model, shape)
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
@@ -68,15 +85,10 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    torch.manual_seed(0)
-    train, test = load_dataset("cifar10")
-    x_test, y_test = normalize(test.images), torch.from_numpy(test.labels)
-    x_norm = normalize(train.images[torch.randperm(len(train.labels))[: args.norm_images].numpy()])
+    x_test, y_test, x_norm = cifar_images(args.norm_images)
     target, profile, budget = load_target("cpu-ort"), Profile.load(args.profile), Budget.parse("macs", args.macs)
-    model = create_model("cifar_resnet56", pretrained=True).eval()
-    shape = (1, 3, 32, 32)
-    graph = build_graph(model, torch.randn(*shape), model_name="cifar_resnet56")
-    layers, scores = collect_layers(model, shape), importance_for(model, graph)
+    model, graph, layers = pretrained_resnet56()
+    scores = importance_for(model, graph)
     rows = {"dense": {"top1": accuracy(model, x_test, y_test)}}
     for label, power in POWERS.items():
         weighed = {}

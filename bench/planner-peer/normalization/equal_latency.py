@@ -5,7 +5,7 @@ JPEG test images. At a MACs budget a higher power bought speed with accuracy; at
 is meant to run alike, so what is left to compare is the accuracy, and how closely each meets the budget.
 
     python bench/planner-peer/normalization/equal_latency.py \
-        --profile bench/predictor/planned-calibration/profile-cpu-ort.json --latency 0.65x --ft-steps 600 \
+        --profile bench/predictor/planned-calibration/profile-cpu-ort.json --latency 0.7x --ft-steps 600 \
         --out equal-latency-r56
 
 Writes NAME.json and NAME.md beside this script. Needs the CIFAR-10 data (``EDGEPRUNE_DATA``).
@@ -20,23 +20,18 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import torch
-
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parents[2] / "tools"))
 sys.path.insert(0, str(HERE))
-from accuracy import accuracy, reestimate_norms  # noqa: E402
+from accuracy import accuracy, cifar_images, pretrained_resnet56, reestimate_norms  # noqa: E402
 from bench_accuracy import fit  # noqa: E402
 from bench_planner import measure, paired  # noqa: E402
 
 from edgeprune.atomic import atomic_write_text  # noqa: E402
-from edgeprune.graph import build_graph  # noqa: E402
-from edgeprune.latency import Profile, collect_layers  # noqa: E402
-from edgeprune.models import create_model  # noqa: E402
+from edgeprune.latency import Profile  # noqa: E402
 from edgeprune.plan.planner import Budget, PlanConstraints, plan_pruning  # noqa: E402
 from edgeprune.prune import prune_model  # noqa: E402
 from edgeprune.targets import channel_align, load_target  # noqa: E402
-from edgeprune.train.data import load_dataset, normalize  # noqa: E402
 
 POWERS = {"0 (default)": 0.0, "0.5": 0.5, "1": 1.0}
 
@@ -44,23 +39,17 @@ POWERS = {"0 (default)": 0.0, "0.5": 0.5, "1": 1.0}
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", required=True)
-    ap.add_argument("--latency", default="0.65x", help="predicted latency budget, of dense")
+    ap.add_argument("--latency", default="0.7x", help="predicted latency budget, of dense")
     ap.add_argument("--rounds", type=int, default=3, help="timing, times the target's rounds")
     ap.add_argument("--norm-images", type=int, default=2048, help="train images the norms are re-estimated on")
     ap.add_argument("--ft-steps", type=int, default=600)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    torch.manual_seed(0)
-    train, test = load_dataset("cifar10")
-    x_test, y_test = normalize(test.images), torch.from_numpy(test.labels)
-    x_norm = normalize(train.images[torch.randperm(len(train.labels))[: args.norm_images].numpy()])
+    x_test, y_test, x_norm = cifar_images(args.norm_images)
     target, profile = load_target("cpu-ort"), Profile.load(args.profile)
     budget = Budget.parse("latency", args.latency)
-    model = create_model("cifar_resnet56", pretrained=True).eval()
-    shape = (1, 3, 32, 32)
-    graph = build_graph(model, torch.randn(*shape), model_name="cifar_resnet56")
-    layers = collect_layers(model, shape)
+    model, graph, layers = pretrained_resnet56()
     models, results = {"dense": (model, None)}, {}
     for label, power in POWERS.items():
         c = PlanConstraints(align=channel_align(target), width_power=power)
