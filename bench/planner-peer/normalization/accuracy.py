@@ -1,7 +1,7 @@
 """What each width power costs in accuracy: pretrained CIFAR ResNet-56 planned at half the MACs (weight-energy
 importance divided by the group's mean and its width to the power, latency-ranked on the blocking, as
-``prune --pretrained --width-power P`` plans without data; the scores are divided here, as they were before the
-option existed, which gives the planner's plans), scored on the 10,000 CIFAR-10 JPEG test images: as shrunk,
+``prune --pretrained --width-power P`` plans without data; the table's labels name the powers by their divisor,
+mean × width ** P), scored on the 10,000 CIFAR-10 JPEG test images: as shrunk,
 with its batch-norm statistics re-estimated on train images, and after ``--ft-steps`` steps of fine-tuning
 (the recipe of tools/bench_accuracy.py: batch 128, lr 0.01 cosine, the same seed and batches for every plan).
 
@@ -27,7 +27,7 @@ from edgeprune.atomic import atomic_write_text
 from edgeprune.graph import build_graph
 from edgeprune.latency import Profile, collect_layers
 from edgeprune.models import create_model
-from edgeprune.plan.planner import Budget, PlanConstraints, importance_for, plan_pruning
+from edgeprune.plan.planner import Budget, PlanConstraints, plan_pruning
 from edgeprune.prune import prune_model
 from edgeprune.targets import channel_align, load_target
 from edgeprune.train.data import load_dataset, normalize
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 from bench_accuracy import fit  # noqa: E402
 
 HERE = Path(__file__).parent
-POWERS = {"mean (default)": 0.0, "sum": 1.0, "sqrt": 0.5}  # scores / group mean / width ** power
+POWERS = {"mean (default)": 0.0, "sum": 1.0, "sqrt": 0.5}  # label -> width power: the table's labels
 
 
 def cifar_images(norm_images: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -88,15 +88,10 @@ def main() -> None:
     x_test, y_test, x_norm = cifar_images(args.norm_images)
     target, profile, budget = load_target("cpu-ort"), Profile.load(args.profile), Budget.parse("macs", args.macs)
     model, graph, layers = pretrained_resnet56()
-    scores = importance_for(model, graph)
     rows = {"dense": {"top1": accuracy(model, x_test, y_test)}}
     for label, power in POWERS.items():
-        weighed = {}
-        for g in graph.prunable_groups:
-            s, units = scores[g.id], g.prunable_units
-            weighed[g.id] = s / s[units].mean() / len(units) ** power if units else s
-        c = PlanConstraints(align=channel_align(target), normalize=False)  # the scores come normalized
-        result = plan_pruning(model, graph, layers, budget, "latency", profile, weighed, c, side=32)
+        c = PlanConstraints(align=channel_align(target), width_power=power)
+        result = plan_pruning(model, graph, layers, budget, "latency", profile, constraints=c, side=32)
         pruned = prune_model(model, graph, result.plan)[0]
         shrunk = accuracy(pruned, x_test, y_test)
         reestimate_norms(pruned, x_norm)
