@@ -1,9 +1,9 @@
 """How the planner weighs one group's channels against another's, tried on one model at half the MACs.
 
 The planner divides a group's importance scores by the group's mean and by the group's width to a power
-(``PlanConstraints.width_power``). At 0 (the default until 2026-12-05) every channel counts about 1, whatever
-its group's width, so halving a 1024-wide group costs 32 times what halving a 32-wide one does; at 1 halving
-any group costs alike; 0.5 is the default since. Each power is planned latency-ranked on the blocking and timed
+(``PlanConstraints.width_power``). At 0 (the default) every channel counts about 1, whatever its group's
+width, so halving a 1024-wide group costs 32 times what halving a 32-wide one does; at 1 halving any group
+costs alike. Each power is planned latency-ranked on the blocking and timed
 in one interleaved run beside the speed ceiling and Torch-Pruning's two plans (the bench extra).
 
     python bench/planner-peer/normalization/normalization.py --model timm:mobilenetv1_100 \
@@ -38,7 +38,7 @@ from edgeprune.prune import prune_model  # noqa: E402
 from edgeprune.targets import channel_align, load_target  # noqa: E402
 
 HERE = Path(__file__).parent
-POWERS = {"width power 0 (default until 2026-12-05)": 0.0, "width power 0.5 (default)": 0.5, "width power 1": 1.0}
+POWERS = {"width power 0 (default)": 0.0, "width power 0.5": 0.5, "width power 1": 1.0}
 KEEP = ["dense", CEILING, "Torch-Pruning uniform", "Torch-Pruning global"]
 
 
