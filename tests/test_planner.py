@@ -153,14 +153,15 @@ def test_the_width_power_weighs_a_channel_by_its_groups_width(resnet20, power):
     model, graph, layers = resnet20
     scores = {g.id: np.ones(g.size) for g in graph.prunable_groups}
     planner = Planner(graph, layers, make_costs(["macs"]), scores, PlanConstraints(width_power=power))
-    widths = set()
+    widths, emptied = set(), 0
     for s in planner.groups:
         n = len(s.group.prunable_units)
         widths.add(n)
         assert s.importance(s.order[:1]) == pytest.approx(1 / n**power)
         if n == s.width:
             assert s.importance(s.order) == pytest.approx(n ** (1 - power))
-    assert {16, 32, 64} <= widths
+            emptied += 1
+    assert {16, 32, 64} <= widths and emptied  # the emptying weight was checked on some group
 
 
 @pytest.mark.parametrize("shared_cap", [0.0, 0.5])
