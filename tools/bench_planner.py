@@ -167,11 +167,11 @@ def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int
     if weighed:
         default = chose if timed else choose_predicted({SHAPE_OF[k]: models[k][1] for k in SHAPE_OF})[0]
     ms, per_round = measure(name, target, models, rounds)
-    x = torch.randn(*model_input_shape(name, target))
+    shape = model_input_shape(name, target)
+    x = torch.randn(*shape)
     macs = {k: count_macs(m, x)[0] for k, (m, _) in models.items()}
     row = {"model": name, "budget": str(budget), "ms": ms, "macs": macs, "compare_plans_chose": chose,
            "default_chose": default}  # fmt: skip
-    shape = model_input_shape(name, target)
     dense_widths = {x.path: [x.cin, x.cout] for x in collect_layers(models["dense"][0], shape)}
     for label in [k for k in models if k != "dense"]:
         result = models[label][1]
