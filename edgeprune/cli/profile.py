@@ -144,7 +144,9 @@ FITS = ("calibration", "widths", "removal")
 @click.argument("what", type=click.Choice(FITS))
 @models_option
 @profile_option
-@out_file
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Profile file to write (default: back to the profile read; a shipped one goes to this "
+                   "device's profile in the user folder).")  # fmt: skip
 def fit_cmd(target, what, models, profile_path, out_path) -> None:
     """Refit one part of TARGET's profile from end-to-end runs of MODELs (minutes each).
 
