@@ -4,9 +4,11 @@ importance divided by the group's mean and its width to the power, latency-ranke
 mean × width ** P), scored on the 10,000 CIFAR-10 JPEG test images: as shrunk,
 with its batch-norm statistics re-estimated on train images, and after ``--ft-steps`` steps of fine-tuning
 (the recipe of tools/bench_accuracy.py: batch 128, lr 0.01 cosine, the same seed and batches for every plan).
+``--peer`` also scores Torch-Pruning's uniform and global plans at the same MACs (tools/peer_plans.py, the
+plans tools/bench_planner.py times), through the same steps.
 
     python bench/planner-peer/normalization/accuracy.py \
-        --profile bench/predictor/planned-calibration/profile-cpu-ort.json --ft-steps 600 --out accuracy-r56
+        --profile bench/predictor/planned-calibration/profile-cpu-ort.json --ft-steps 600 --peer --out accuracy-r56
 
 Writes NAME.json and NAME.md beside this script. Needs the CIFAR-10 data (``EDGEPRUNE_DATA``).
 """
@@ -31,9 +33,11 @@ from edgeprune.plan.planner import Budget, PlanConstraints, plan_pruning
 from edgeprune.prune import prune_model
 from edgeprune.targets import channel_align, load_target
 from edgeprune.train.data import load_dataset, normalize
+from edgeprune.validation import count_macs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 from bench_accuracy import fit  # noqa: E402
+from peer_plans import torch_pruning_plans  # noqa: E402
 
 HERE = Path(__file__).parent
 POWERS = {"mean (default)": 0.0, "sum": 1.0, "sqrt": 0.5}  # label -> width power: the table's labels
@@ -76,12 +80,25 @@ def reestimate_norms(model: nn.Module, x: torch.Tensor) -> None:
     model.eval()
 
 
+def score(pruned: nn.Module, x_test, y_test, x_norm, ft_steps: int) -> dict:
+    """Top-1 as shrunk, with the norms re-estimated, and after ``ft_steps`` steps of fine-tuning (None at 0)."""
+    shrunk = accuracy(pruned, x_test, y_test)
+    reestimate_norms(pruned, x_norm)
+    norms = accuracy(pruned, x_test, y_test)
+    if ft_steps:
+        with tempfile.TemporaryDirectory() as tmp:
+            fit(pruned, ft_steps, Path(tmp))
+    return {"top1_shrunk": shrunk, "top1_norms_reestimated": norms,
+            "top1_finetuned": accuracy(pruned, x_test, y_test) if ft_steps else None}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", required=True)
     ap.add_argument("--macs", default="0.5x")
     ap.add_argument("--norm-images", type=int, default=2048, help="train images the norms are re-estimated on")
     ap.add_argument("--ft-steps", type=int, default=0, help="fine-tuning steps after the norms (0: none)")
+    ap.add_argument("--peer", action="store_true", help="also Torch-Pruning's uniform and global plans (bench extra)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -92,30 +109,31 @@ def main() -> None:
     for label, power in POWERS.items():
         c = PlanConstraints(align=channel_align(target), width_power=power)
         result = plan_pruning(model, graph, layers, budget, "latency", profile, constraints=c, side=32)
-        pruned = prune_model(model, graph, result.plan)[0]
-        shrunk = accuracy(pruned, x_test, y_test)
-        reestimate_norms(pruned, x_norm)
-        norms = accuracy(pruned, x_test, y_test)
-        if args.ft_steps:
-            with tempfile.TemporaryDirectory() as tmp:
-                fit(pruned, args.ft_steps, Path(tmp))
-        rows[label] = {"top1_shrunk": shrunk, "top1_norms_reestimated": norms,
-                       "top1_finetuned": accuracy(pruned, x_test, y_test) if args.ft_steps else None,
+        rows[label] = {**score(prune_model(model, graph, result.plan)[0], x_test, y_test, x_norm, args.ft_steps),
                        "predicted_speedup": result.dense["latency"] / result.pruned["latency"],
                        "macs_ratio": result.pruned["macs"] / result.dense["macs"],
                        "widths": {str(w.group): [w.kept, w.size] for w in result.widths if w.kept < w.size},
                        }  # fmt: skip
+    if args.peer:
+        dense_macs = count_macs(model, torch.randn(1, 3, 32, 32))[0]
+        for label, pruned in torch_pruning_plans(model, "cifar_resnet56", (1, 3, 32, 32), budget.value).items():
+            macs = count_macs(pruned, torch.randn(1, 3, 32, 32))[0]
+            rows[label] = {**score(pruned, x_test, y_test, x_norm, args.ft_steps), "macs_ratio": macs / dense_macs,
+                           "out_channels": {n: m.out_channels for n, m in pruned.named_modules()
+                                            if isinstance(m, nn.Conv2d)}}  # fmt: skip
     out = HERE / args.out
     atomic_write_text(out.with_suffix(".json"), json.dumps({"profile": args.profile, "macs": args.macs,
                       "norm_images": args.norm_images, "ft_steps": args.ft_steps, "rows": rows}, indent=1))  # fmt: skip
     lines = [f"cifar_resnet56 (pretrained) at {args.macs} MACs, CIFAR-10 test top-1 % before fine-tuning "
              f"(dense {rows['dense']['top1']:.2f})", "",
-             f"| normalization | predicted speedup | top-1 as shrunk | top-1, norms re-estimated | top-1, "
-             f"{args.ft_steps} fine-tuning steps |", "|---|---:|---:|---:|---:|"]  # fmt: skip
-    for label in POWERS:
-        r = rows[label]
+             f"| plan | MACs | predicted speedup | top-1 as shrunk | top-1, norms re-estimated | top-1, "
+             f"{args.ft_steps} fine-tuning steps |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for label, r in rows.items():
+        if label == "dense":
+            continue
         ft = f"{r['top1_finetuned']:.2f}" if args.ft_steps else ""
-        lines.append(f"| {label} | {r['predicted_speedup']:.2f}x | {r['top1_shrunk']:.2f} | "
+        predicted = f"{r['predicted_speedup']:.2f}x" if "predicted_speedup" in r else ""
+        lines.append(f"| {label} | {r['macs_ratio']:.3f}x | {predicted} | {r['top1_shrunk']:.2f} | "
                      f"{r['top1_norms_reestimated']:.2f} | {ft} |")  # fmt: skip
     atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
