@@ -23,6 +23,10 @@ profile's own device that timed choice, elsewhere the one the profile prices low
 With ``--also-profile P`` (repeatable), also the latency-driven plan another profile makes (predicted by that
 profile), timed in the same run: which of two profiles plans faster on this machine, today.
 
+With ``--calibration-data DATA``, also the latency-driven plan ``prune --calibration-data DATA`` ranks: each
+channel scored by the output change without it on 64 train images, in one unit for every group
+(edgeprune.prune.calibrate; the run's ``calibrated_vs_peer`` is that plan over Torch-Pruning's faster one).
+
 With ``--ceiling``, also a plan ranked by milliseconds saved per MAC with importance ignored: about the
 fastest plan the constraints allow at the budget, which bounds what "twice as fast from half the MACs" can
 reach on the target. Prints a Markdown table and writes JSON; ``latency_vs`` holds each plan's ms over the
@@ -58,8 +62,10 @@ from edgeprune.plan.planner import Budget, PlanConstraints, Planner, importance_
 from edgeprune.plan.run import on_its_device
 from edgeprune.plan.uniform import plan_uniform
 from edgeprune.prune import prune_model
+from edgeprune.prune.calibrate import measure_channels
 from edgeprune.targets import channel_align, load_target
 from edgeprune.timing import summarize_ratios
+from edgeprune.train.calibration import calibration_loader
 from edgeprune.validation import count_macs
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -80,6 +86,8 @@ SHAPE_OF = {"latency-driven": "latency", "macs-ranked, on the blocking": "macs",
 SHAPE_OF_LABEL = {v: k for k, v in SHAPE_OF.items()}
 CEILING = "speed ceiling: most ms per MAC, importance ignored"
 CHANNELS_ONLY = "latency-driven, channels only"
+CALIBRATED = "latency-driven, calibration data"
+CALIBRATION_IMAGES = 64  # prune's --calibration-count default
 
 
 def macs_per_unit(model, graph, layers) -> dict[int, np.ndarray]:
@@ -93,8 +101,8 @@ def macs_per_unit(model, graph, layers) -> dict[int, np.ndarray]:
 
 def variants(name: str, target, profile: Profile, budget: Budget, shared: float, ceiling: bool = False,
              branches: bool = False, peer: bool = False, pretrained: bool = False,
-             others: dict[str, Profile] | None = None, peer_failed: dict[str, str] | None = None
-             ) -> dict:  # fmt: skip
+             others: dict[str, Profile] | None = None, peer_failed: dict[str, str] | None = None,
+             calibration: str | None = None) -> dict:  # fmt: skip
     torch.manual_seed(0)  # the importance is the weight energy of this untrained model: the same in every run
     model = create_model(name, pretrained=True).eval() if pretrained else build_model(name, target)
     shape = model_input_shape(name, target)
@@ -116,6 +124,9 @@ def variants(name: str, target, profile: Profile, budget: Budget, shared: float,
         add(f"latency-driven, {label}", "latency", blocked, prof=other)
     if branches:
         add(CHANNELS_ONLY, "latency", replace(blocked, remove_branches=False))
+    if calibration:  # as prune_run ranks with calibration images: measured scores, not divided per group
+        images = calibration_loader(calibration, CALIBRATION_IMAGES)(model, name, shape[-1])
+        add(CALIBRATED, "latency", replace(blocked, normalize=False), measure_channels(model, graph, images).scores)
     if ceiling:
         add(CEILING, "latency", replace(blocked, normalize=False), macs_per_unit(model, graph, layers))
     if peer:
@@ -155,9 +166,10 @@ def paired(rounds: dict[str, list[float]], slow: str, fast: str) -> list[float]:
 
 def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int, shared: float,
                 ceiling: bool = False, branches: bool = False, peer: bool = False, pretrained: bool = False,
-                others: dict[str, Profile] | None = None) -> dict:  # fmt: skip
+                others: dict[str, Profile] | None = None, calibration: str | None = None) -> dict:  # fmt: skip
     peer_failed: dict[str, str] = {}
-    models = variants(name, target, profile, budget, shared, ceiling, branches, peer, pretrained, others, peer_failed)
+    models = variants(name, target, profile, budget, shared, ceiling, branches, peer, pretrained, others, peer_failed,
+                      calibration)  # fmt: skip
     # what `prune --macs` keeps by default: on the profile's own device the shape timed fastest, elsewhere the
     # one the profile prices lowest (the latency-ranked one first)
     weighed = weighs_shapes("greedy", PlanConstraints(remove_branches=branches))
@@ -203,6 +215,9 @@ def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int
         theirs = min((k for k in ms if k.startswith("Torch-Pruning")), key=ms.get)
         ours = SHAPE_OF_LABEL[default]
         row["vs_peer"] = {"ours": ours, "theirs": theirs, "speedup": paired(per_round, theirs, ours)}
+        if CALIBRATED in ms:
+            row["calibrated_vs_peer"] = {"ours": CALIBRATED, "theirs": theirs,
+                                         "speedup": paired(per_round, theirs, CALIBRATED)}  # fmt: skip
         if chose != default:  # and the plan --compare-plans kept by its own timing
             kept = SHAPE_OF_LABEL[chose]
             row["compared_vs_peer"] = {"ours": kept, "theirs": theirs, "speedup": paired(per_round, theirs, kept)}
@@ -232,7 +247,7 @@ def markdown(rows: list[dict]) -> str:
                          f"{d.get('branches_removed', '')} | {r['ms'][label]:.3f} | {ratio} |")  # fmt: skip
         for label, error in r.get("peer_failed", {}).items():
             lines.append(f"| {r['model']} | {label}: **failed** ({error[:120]}) | | | | | | | | |")
-        for v in filter(None, (r.get("vs_peer"), r.get("compared_vs_peer"))):
+        for v in filter(None, (r.get("vs_peer"), r.get("compared_vs_peer"), r.get("calibrated_vs_peer"))):
             lines.append(f"| {r['model']} | **{v['ours']} ÷ {v['theirs']}** | | | **{v['speedup'][0]:.2f}x "
                          f"({v['speedup'][1]:.2f}–{v['speedup'][2]:.2f})** | | | | | |")  # fmt: skip
     return "\n".join(lines)
@@ -258,6 +273,8 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true",
                         help="also Torch-Pruning's uniform and global plans at the MACs budget (the bench extra)")
     parser.add_argument("--pretrained", action="store_true", help="plan the pretrained weights (where there are)")
+    parser.add_argument("--calibration-data", metavar="DATA",
+                        help="also the latency-driven plan ranked by output change on 64 images of DATA")
     parser.add_argument("--render", metavar="JSON", help="only write the Markdown table of an earlier run's JSON")
     args = parser.parse_args()
     if args.render:
@@ -273,11 +290,13 @@ def main() -> None:
     rows = []
     for name in args.model or MODELS:
         rows.append(bench_model(name, target, profile, budget, args.rounds, args.max_removed_shared, args.ceiling,
-                                args.remove_branches, args.peer, args.pretrained, others))  # fmt: skip
+                                args.remove_branches, args.peer, args.pretrained, others,
+                                args.calibration_data))  # fmt: skip
         print(markdown(rows[-1:]), flush=True)
     settings = {"macs": args.macs, "max_removed_shared": args.max_removed_shared,
                 "profile": args.profile or "committed", "also_profile": args.also_profile, "ceiling": args.ceiling,
-                "remove_branches": args.remove_branches, "peer": args.peer, "pretrained": args.pretrained}  # fmt: skip
+                "remove_branches": args.remove_branches, "peer": args.peer, "pretrained": args.pretrained,
+                "calibration_data": args.calibration_data}  # fmt: skip
     atomic_write_text(args.out, json.dumps({"target": args.target, "settings": settings, "rows": rows}, indent=1))
     atomic_write_text(Path(args.out).with_suffix(".md"), markdown(rows) + "\n")
     print(markdown(rows))

@@ -5,7 +5,9 @@ mean × width ** P), scored on the 10,000 CIFAR-10 JPEG test images: as shrunk,
 with its batch-norm statistics re-estimated on train images, and after ``--ft-steps`` steps of fine-tuning
 (the recipe of tools/bench_accuracy.py: batch 128, lr 0.01 cosine, the same seed and batches for every plan).
 ``--peer`` also scores Torch-Pruning's uniform and global plans at the same MACs (tools/peer_plans.py, the
-plans tools/bench_planner.py times), through the same steps.
+plans tools/bench_planner.py times), and ``--calibration-data DATA`` the plan of ``prune --pretrained
+--calibration-data DATA --rank-by latency`` (scores measured on 64 train images, removed means folded, next
+layers refitted), through the same steps.
 
     python bench/planner-peer/normalization/accuracy.py \
         --profile bench/predictor/planned-calibration/profile-cpu-ort.json --ft-steps 600 --peer --out accuracy-r56
@@ -30,8 +32,11 @@ from edgeprune.graph import build_graph
 from edgeprune.latency import Profile, collect_layers
 from edgeprune.models import create_model
 from edgeprune.plan.planner import Budget, PlanConstraints, plan_pruning
+from edgeprune.plan.run import PruneSettings, prune_run
 from edgeprune.prune import prune_model
+from edgeprune.prune.serialize import load_pruned
 from edgeprune.targets import channel_align, load_target
+from edgeprune.train.calibration import calibration_loader
 from edgeprune.train.data import load_dataset, normalize
 from edgeprune.validation import count_macs
 
@@ -92,6 +97,19 @@ def score(pruned: nn.Module, x_test, y_test, x_norm, ft_steps: int) -> dict:
             "top1_finetuned": accuracy(pruned, x_test, y_test) if ft_steps else None}  # fmt: skip
 
 
+def calibrated_row(args, budget: Budget, x_test, y_test, x_norm) -> dict:
+    """The row of the plan ``prune --calibration-data`` makes, latency-ranked, as it saves it."""
+    settings = PruneSettings(budget, ranked_by="latency", compare_plans=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = prune_run("cifar_resnet56", "cpu-ort", settings, Path(tmp) / "plan", args.profile, pretrained=True,
+                           calibration=calibration_loader(args.calibration_data, 64))  # fmt: skip
+        pruned = load_pruned(Path(tmp) / "plan" / "model")
+    return {**score(pruned, x_test, y_test, x_norm, args.ft_steps),
+            "predicted_speedup": result.dense["latency"] / result.pruned["latency"],
+            "macs_ratio": result.pruned["macs"] / result.dense["macs"],
+            "widths": {str(w.group): [w.kept, w.size] for w in result.widths if w.kept < w.size}}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", required=True)
@@ -99,6 +117,8 @@ def main() -> None:
     ap.add_argument("--norm-images", type=int, default=2048, help="train images the norms are re-estimated on")
     ap.add_argument("--ft-steps", type=int, default=0, help="fine-tuning steps after the norms (0: none)")
     ap.add_argument("--peer", action="store_true", help="also Torch-Pruning's uniform and global plans (bench extra)")
+    ap.add_argument("--powers", default="0,0.5,1", help="width powers to plan with, comma-separated ('' for none)")
+    ap.add_argument("--calibration-data", metavar="DATA", help="also the plan prune ranks with these images")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -106,7 +126,8 @@ def main() -> None:
     target, profile, budget = load_target("cpu-ort"), Profile.load(args.profile), Budget.parse("macs", args.macs)
     model, graph, layers = pretrained_resnet56()
     rows = {"dense": {"top1": accuracy(model, x_test, y_test)}}
-    for label, power in POWERS.items():
+    powers = [float(p) for p in args.powers.split(",") if p.strip()]
+    for label, power in ((k, v) for k, v in POWERS.items() if v in powers):
         c = PlanConstraints(align=channel_align(target), width_power=power)
         result = plan_pruning(model, graph, layers, budget, "latency", profile, constraints=c, side=32)
         rows[label] = {**score(prune_model(model, graph, result.plan)[0], x_test, y_test, x_norm, args.ft_steps),
@@ -121,6 +142,8 @@ def main() -> None:
             rows[label] = {**score(pruned, x_test, y_test, x_norm, args.ft_steps), "macs_ratio": macs / dense_macs,
                            "out_channels": {n: m.out_channels for n, m in pruned.named_modules()
                                             if isinstance(m, nn.Conv2d)}}  # fmt: skip
+    if args.calibration_data:
+        rows["calibration data"] = calibrated_row(args, budget, x_test, y_test, x_norm)
     out = HERE / args.out
     atomic_write_text(out.with_suffix(".json"), json.dumps({"profile": args.profile, "macs": args.macs,
                       "norm_images": args.norm_images, "ft_steps": args.ft_steps, "rows": rows}, indent=1))  # fmt: skip

@@ -10,7 +10,9 @@ in one interleaved run beside the speed ceiling and Torch-Pruning's two plans (t
         --profile bench/planner-peer/unbenchmarked/profile-cpu-ort-8.json --out normalization-mobilenetv1
 
 ``--pretrained``: plan the model's pretrained weights (cifar_resnet56) instead of seeded random ones;
-``--remove-branches``: every plan may also remove whole residual branches.
+``--remove-branches``: every plan may also remove whole residual branches; ``--calibration-data DATA``: also the
+plan ranked by output change on 64 images of DATA, as ``prune --calibration-data DATA`` ranks (not divided per
+group, so no width power applies).
 
 Writes NAME.json and NAME.md beside this script.
 """
@@ -27,7 +29,7 @@ import torch
 
 TOOLS = Path(__file__).resolve().parents[3] / "tools"
 sys.path.insert(0, str(TOOLS))
-from bench_planner import CEILING, measure, paired, variants  # noqa: E402
+from bench_planner import CALIBRATED, CEILING, measure, paired, variants  # noqa: E402
 
 from edgeprune.atomic import atomic_write_text  # noqa: E402
 from edgeprune.graph import build_graph  # noqa: E402
@@ -39,7 +41,7 @@ from edgeprune.targets import channel_align, load_target  # noqa: E402
 
 HERE = Path(__file__).parent
 POWERS = {"width power 0 (default)": 0.0, "width power 0.5": 0.5, "width power 1": 1.0}
-KEEP = ["dense", CEILING, "Torch-Pruning uniform", "Torch-Pruning global"]
+KEEP = ["dense", CEILING, "Torch-Pruning uniform", "Torch-Pruning global", CALIBRATED]
 
 
 def main() -> None:
@@ -49,12 +51,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="timing, times the target's rounds")
     ap.add_argument("--pretrained", action="store_true")
     ap.add_argument("--remove-branches", action="store_true")
+    ap.add_argument("--calibration-data", metavar="DATA")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     target, profile, budget = load_target("cpu-ort"), Profile.load(args.profile), Budget.parse("macs", "0.5x")
     built = variants(args.model, target, profile, budget, PlanConstraints.max_removed_shared, ceiling=True, peer=True,
-                     pretrained=args.pretrained, branches=args.remove_branches)  # fmt: skip
+                     pretrained=args.pretrained, branches=args.remove_branches,
+                     calibration=args.calibration_data)  # fmt: skip
     models = {k: built[k] for k in KEEP if k in built}
     model, shape = models["dense"][0], model_input_shape(args.model, target)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=args.model)
