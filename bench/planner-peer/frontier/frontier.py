@@ -1,0 +1,98 @@
+"""Speed and accuracy together, against Torch-Pruning: pretrained CIFAR ResNet-56.
+
+Torch-Pruning's uniform and global plans at half the MACs (tools/peer_plans.py) set the reference points. Beside
+them, edgeprune's default plan (``prune --pretrained``: weight energy, no data) at half the MACs and at a few
+predicted latency budgets, and the width-power-1 plan at half the MACs. All are timed in one interleaved run
+(speedups paired per round, 95 % intervals), then each is fine-tuned alike (the recipe of
+tools/bench_accuracy.py: 600 steps, batch 128, lr 0.01 cosine, one seed) and scored on the 10,000 CIFAR-10 JPEG
+test images. Which plans are faster *and* more accurate than the peer's?
+
+    python bench/planner-peer/frontier/frontier.py \
+        --profile bench/predictor/planned-calibration/profile-cpu-ort.json --out frontier-r56
+
+Writes NAME.json and NAME.md beside this script. Needs the CIFAR-10 data (``EDGEPRUNE_DATA``) and the bench extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parents[2] / "tools"))
+sys.path.insert(0, str(HERE.parent / "normalization"))
+from accuracy import cifar_images, pretrained_resnet56, score  # noqa: E402
+from bench_planner import measure, paired  # noqa: E402
+from peer_plans import torch_pruning_plans  # noqa: E402
+
+from edgeprune.atomic import atomic_write_text  # noqa: E402
+from edgeprune.latency import Profile  # noqa: E402
+from edgeprune.plan.planner import Budget, PlanConstraints, plan_pruning  # noqa: E402
+from edgeprune.prune import prune_model  # noqa: E402
+from edgeprune.targets import channel_align, load_target  # noqa: E402
+from edgeprune.validation import count_macs  # noqa: E402
+
+PEER = "Torch-Pruning global"  # the faster of the peer's two plans on this model in every run so far
+# label -> (budget kind, budget, width power)
+PLANS = {
+    "default, 0.5x MACs": ("macs", "0.5x", 0.0),
+    "default, 0.75x latency": ("latency", "0.75x", 0.0),
+    "default, 0.7x latency": ("latency", "0.7x", 0.0),
+    "default, 0.65x latency": ("latency", "0.65x", 0.0),
+    "width power 1, 0.5x MACs": ("macs", "0.5x", 1.0),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", required=True)
+    ap.add_argument("--rounds", type=int, default=3, help="timing, times the target's rounds")
+    ap.add_argument("--norm-images", type=int, default=2048, help="train images the norms are re-estimated on")
+    ap.add_argument("--ft-steps", type=int, default=600)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    x_test, y_test, x_norm = cifar_images(args.norm_images)
+    target, profile = load_target("cpu-ort"), Profile.load(args.profile)
+    model, graph, layers = pretrained_resnet56()
+    x = torch.randn(1, 3, 32, 32)
+    models = {"dense": model, **torch_pruning_plans(model, "cifar_resnet56", tuple(x.shape), 0.5)}
+    predicted = {}
+    for label, (kind, text, power) in PLANS.items():
+        c = PlanConstraints(align=channel_align(target), width_power=power)
+        result = plan_pruning(model, graph, layers, Budget.parse(kind, text), "latency", profile, constraints=c,
+                              side=32)  # fmt: skip
+        models[label] = prune_model(model, graph, result.plan)[0].eval()
+        predicted[label] = result.dense["latency"] / result.pruned["latency"]
+    ms, rounds = measure("cifar_resnet56", target, {k: (m, None) for k, m in models.items()}, args.rounds)
+    dense_macs = count_macs(model, x)[0]
+    rows = {}
+    for label, m in models.items():
+        if label == "dense":
+            continue
+        rows[label] = {"macs_ratio": count_macs(m, x)[0] / dense_macs, "predicted_speedup": predicted.get(label),
+                       "measured_speedup": paired(rounds, "dense", label), "vs_peer": paired(rounds, PEER, label),
+                       **score(m, x_test, y_test, x_norm, args.ft_steps)}  # fmt: skip
+    out = HERE / args.out
+    atomic_write_text(out.with_suffix(".json"), json.dumps({"profile": args.profile, "ft_steps": args.ft_steps,
+                      "peer": PEER, "ms": ms, "rows": rows}, indent=1))  # fmt: skip
+    lines = [f"cifar_resnet56 (pretrained) on cpu-ort; speedups paired per round (95 %); CIFAR-10 JPEG test top-1 % "
+             f"after {args.ft_steps} fine-tuning steps", "",
+             f"| plan | MACs | predicted | measured | ÷ {PEER} | top-1 |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for label, r in rows.items():
+        s, v, p = r["measured_speedup"], r["vs_peer"], r["predicted_speedup"]
+        lines.append(f"| {label} | {r['macs_ratio']:.3f}x | {f'{p:.2f}x' if p else ''} | {s[0]:.2f}x "
+                     f"({s[1]:.2f}–{s[2]:.2f}) | {v[0]:.3f}x ({v[1]:.3f}–{v[2]:.3f}) | "
+                     f"{r['top1_finetuned']:.2f} |")  # fmt: skip
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
