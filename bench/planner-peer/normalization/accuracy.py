@@ -147,7 +147,7 @@ def main() -> None:
     out = HERE / args.out
     atomic_write_text(out.with_suffix(".json"), json.dumps({"profile": args.profile, "macs": args.macs,
                       "norm_images": args.norm_images, "ft_steps": args.ft_steps, "rows": rows}, indent=1))  # fmt: skip
-    lines = [f"cifar_resnet56 (pretrained) at {args.macs} MACs, CIFAR-10 test top-1 % before fine-tuning "
+    lines = [f"cifar_resnet56 (pretrained) at {args.macs} MACs, CIFAR-10 JPEG test top-1 % "
              f"(dense {rows['dense']['top1']:.2f})", "",
              f"| plan | MACs | predicted speedup | top-1 as shrunk | top-1, norms re-estimated | top-1, "
              f"{args.ft_steps} fine-tuning steps |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
