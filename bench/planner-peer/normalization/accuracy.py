@@ -126,8 +126,9 @@ def main() -> None:
     target, profile, budget = load_target("cpu-ort"), Profile.load(args.profile), Budget.parse("macs", args.macs)
     model, graph, layers = pretrained_resnet56()
     rows = {"dense": {"top1": accuracy(model, x_test, y_test)}}
-    powers = [float(p) for p in args.powers.split(",") if p.strip()]
-    for label, power in ((k, v) for k, v in POWERS.items() if v in powers):
+    names = {v: k for k, v in POWERS.items()}
+    for power in (float(p) for p in args.powers.split(",") if p.strip()):
+        label = names.get(power, f"width power {power:g}")
         c = PlanConstraints(align=channel_align(target), width_power=power)
         result = plan_pruning(model, graph, layers, budget, "latency", profile, constraints=c, side=32)
         rows[label] = {**score(prune_model(model, graph, result.plan)[0], x_test, y_test, x_norm, args.ft_steps),

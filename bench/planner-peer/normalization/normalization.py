@@ -12,7 +12,7 @@ in one interleaved run beside the speed ceiling and Torch-Pruning's two plans (t
 ``--pretrained``: plan the model's pretrained weights (cifar_resnet56) instead of seeded random ones;
 ``--remove-branches``: every plan may also remove whole residual branches; ``--calibration-data DATA``: also the
 plan ranked by output change on 64 images of DATA, as ``prune --calibration-data DATA`` ranks (not divided per
-group, so no width power applies).
+group, so no width power applies); ``--powers 0,0.75,1``: the powers to plan with (default 0, 0.5 and 1).
 
 Writes NAME.json and NAME.md beside this script.
 """
@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--pretrained", action="store_true")
     ap.add_argument("--remove-branches", action="store_true")
     ap.add_argument("--calibration-data", metavar="DATA")
+    ap.add_argument("--powers", default="0,0.5,1", help="width powers to plan with, comma-separated")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -63,7 +64,9 @@ def main() -> None:
     model, shape = models["dense"][0], model_input_shape(args.model, target)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=args.model)
     layers = collect_layers(model, shape)
-    for label, power in POWERS.items():
+    names = {v: k for k, v in POWERS.items()}
+    for power in (float(p) for p in args.powers.split(",") if p.strip()):
+        label = names.get(power, f"width power {power:g}")
         c = PlanConstraints(align=channel_align(target), width_power=power, remove_branches=args.remove_branches)
         result = plan_pruning(model, graph, layers, budget, "latency", profile, constraints=c, side=shape[-1])
         models[label] = (prune_model(model, graph, result.plan)[0].eval(), result)
