@@ -10,6 +10,9 @@ test images. Which plans are faster *and* more accurate than the peer's?
     python bench/planner-peer/frontier/frontier.py \
         --profile bench/predictor/planned-calibration/profile-cpu-ort.json --out frontier-r56
 
+``--plan LABEL`` (repeatable) keeps only those plans (Torch-Pruning's global plan, the reference, always
+stays); ``--seed N`` fine-tunes with another seed.
+
 Writes NAME.json and NAME.md beside this script. Needs the CIFAR-10 data (``EDGEPRUNE_DATA``) and the bench extra.
 """
 
@@ -54,16 +57,23 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="timing, times the target's rounds")
     ap.add_argument("--norm-images", type=int, default=2048, help="train images the norms are re-estimated on")
     ap.add_argument("--ft-steps", type=int, default=600)
+    ap.add_argument("--plan", action="append", default=[], metavar="LABEL", help="only these plans (repeatable)")
+    ap.add_argument("--seed", type=int, default=0, help="the fine-tune's seed")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    unknown = set(args.plan) - set(PLANS) - {"Torch-Pruning uniform", PEER}
+    if unknown:
+        ap.error(f"unknown plan {sorted(unknown)}; the plans: {['Torch-Pruning uniform', PEER, *PLANS]}")
     warnings.simplefilter("ignore")
     x_test, y_test, x_norm = cifar_images(args.norm_images)
     target, profile = load_target("cpu-ort"), Profile.load(args.profile)
     model, graph, layers = pretrained_resnet56()
     x = torch.randn(1, 3, 32, 32)
-    models = {"dense": model, **torch_pruning_plans(model, "cifar_resnet56", tuple(x.shape), 0.5)}
+    wanted = lambda label: not args.plan or label in args.plan or label == PEER  # noqa: E731
+    peer = torch_pruning_plans(model, "cifar_resnet56", tuple(x.shape), 0.5)
+    models = {"dense": model, **{k: m for k, m in peer.items() if wanted(k)}}
     predicted = {}
-    for label, (kind, text, power) in PLANS.items():
+    for label, (kind, text, power) in ((k, v) for k, v in PLANS.items() if wanted(k)):
         c = PlanConstraints(align=channel_align(target), width_power=power)
         result = plan_pruning(model, graph, layers, Budget.parse(kind, text), "latency", profile, constraints=c,
                               side=32)  # fmt: skip
@@ -77,12 +87,12 @@ def main() -> None:
             continue
         rows[label] = {"macs_ratio": count_macs(m, x)[0] / dense_macs, "predicted_speedup": predicted.get(label),
                        "measured_speedup": paired(rounds, "dense", label), "vs_peer": paired(rounds, PEER, label),
-                       **score(m, x_test, y_test, x_norm, args.ft_steps)}  # fmt: skip
+                       **score(m, x_test, y_test, x_norm, args.ft_steps, args.seed)}  # fmt: skip
     out = HERE / args.out
     atomic_write_text(out.with_suffix(".json"), json.dumps({"profile": args.profile, "ft_steps": args.ft_steps,
-                      "peer": PEER, "ms": ms, "rows": rows}, indent=1))  # fmt: skip
+                      "seed": args.seed, "peer": PEER, "ms": ms, "rows": rows}, indent=1))  # fmt: skip
     lines = [f"cifar_resnet56 (pretrained) on cpu-ort; speedups paired per round (95 %); CIFAR-10 JPEG test top-1 % "
-             f"after {args.ft_steps} fine-tuning steps", "",
+             f"after {args.ft_steps} fine-tuning steps (seed {args.seed})", "",
              f"| plan | MACs | predicted | measured | ÷ {PEER} | top-1 |",
              "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for label, r in rows.items():

@@ -85,14 +85,15 @@ def reestimate_norms(model: nn.Module, x: torch.Tensor) -> None:
     model.eval()
 
 
-def score(pruned: nn.Module, x_test, y_test, x_norm, ft_steps: int) -> dict:
-    """Top-1 as shrunk, with the norms re-estimated, and after ``ft_steps`` steps of fine-tuning (None at 0)."""
+def score(pruned: nn.Module, x_test, y_test, x_norm, ft_steps: int, seed: int = 0) -> dict:
+    """Top-1 as shrunk, with the norms re-estimated, and after ``ft_steps`` steps of fine-tuning (None at 0);
+    ``seed`` orders the fine-tune's batches and draws its augmentation."""
     shrunk = accuracy(pruned, x_test, y_test)
     reestimate_norms(pruned, x_norm)
     norms = accuracy(pruned, x_test, y_test)
     if ft_steps:
         with tempfile.TemporaryDirectory() as tmp:
-            fit(pruned, ft_steps, Path(tmp))
+            fit(pruned, ft_steps, Path(tmp), seed=seed)
     return {"top1_shrunk": shrunk, "top1_norms_reestimated": norms,
             "top1_finetuned": accuracy(pruned, x_test, y_test) if ft_steps else None}  # fmt: skip
 
