@@ -87,7 +87,6 @@ SHAPE_OF_LABEL = {v: k for k, v in SHAPE_OF.items()}
 CEILING = "speed ceiling: most ms per MAC, importance ignored"
 CHANNELS_ONLY = "latency-driven, channels only"
 CALIBRATED = "latency-driven, calibration data"
-CALIBRATION_IMAGES = 64  # prune's --calibration-count default
 
 
 def macs_per_unit(model, graph, layers) -> dict[int, np.ndarray]:
@@ -125,7 +124,7 @@ def variants(name: str, target, profile: Profile, budget: Budget, shared: float,
     if branches:
         add(CHANNELS_ONLY, "latency", replace(blocked, remove_branches=False))
     if calibration:  # as prune_run ranks with calibration images: measured scores, not divided per group
-        images = calibration_loader(calibration, CALIBRATION_IMAGES)(model, name, shape[-1])
+        images = calibration_loader(calibration)(model, name, shape[-1])  # prune's default count
         add(CALIBRATED, "latency", replace(blocked, normalize=False), measure_channels(model, graph, images).scores)
     if ceiling:
         add(CEILING, "latency", replace(blocked, normalize=False), macs_per_unit(model, graph, layers))
@@ -274,7 +273,8 @@ def main() -> None:
                         help="also Torch-Pruning's uniform and global plans at the MACs budget (the bench extra)")
     parser.add_argument("--pretrained", action="store_true", help="plan the pretrained weights (where there are)")
     parser.add_argument("--calibration-data", metavar="DATA",
-                        help="also the latency-driven plan ranked by output change on 64 images of DATA")
+                        help="also the latency-driven plan ranked by output change on images of DATA "
+                             "(as many as prune's --calibration-count default)")
     parser.add_argument("--render", metavar="JSON", help="only write the Markdown table of an earlier run's JSON")
     args = parser.parse_args()
     if args.render:

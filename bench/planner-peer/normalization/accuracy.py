@@ -103,7 +103,7 @@ def calibrated_row(args, budget: Budget, x_test, y_test, x_norm) -> dict:
     settings = PruneSettings(budget, ranked_by="latency", compare_plans=False)
     with tempfile.TemporaryDirectory() as tmp:
         result = prune_run("cifar_resnet56", "cpu-ort", settings, Path(tmp) / "plan", args.profile, pretrained=True,
-                           calibration=calibration_loader(args.calibration_data, 64))  # fmt: skip
+                           calibration=calibration_loader(args.calibration_data))  # fmt: skip
         pruned = load_pruned(Path(tmp) / "plan" / "model")
     return {**score(pruned, x_test, y_test, x_norm, args.ft_steps),
             "predicted_speedup": result.dense["latency"] / result.pruned["latency"],
