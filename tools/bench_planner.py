@@ -183,12 +183,12 @@ def bench_model(name: str, target, profile: Profile, budget: Budget, rounds: int
     macs = {k: count_macs(m, x)[0] for k, (m, _) in models.items()}
     row = {"model": name, "budget": str(budget), "ms": ms, "macs": macs, "compare_plans_chose": chose,
            "default_chose": default}  # fmt: skip
-    dense_widths = {x.path: [x.cin, x.cout] for x in collect_layers(models["dense"][0], shape)}
+    dense_widths = {layer.path: [layer.cin, layer.cout] for layer in collect_layers(models["dense"][0], shape)}
     for label in [k for k in models if k != "dense"]:
         result = models[label][1]
         if result is None:  # a peer's plan: no prediction; the layers it narrowed, read off the model
-            narrowed = {x.path: [x.cin, x.cout] for x in collect_layers(models[label][0], shape)
-                        if [x.cin, x.cout] != dense_widths.get(x.path)}  # fmt: skip
+            narrowed = {layer.path: [layer.cin, layer.cout] for layer in collect_layers(models[label][0], shape)
+                        if [layer.cin, layer.cout] != dense_widths.get(layer.path)}  # fmt: skip
             row[label] = {"macs_speedup": macs["dense"] / macs[label], "measured_speedup": ms["dense"] / ms[label],
                           "speedup_ci": paired(per_round, "dense", label), "predicted_speedup": None,
                           "realization": (ms["dense"] / ms[label]) / (macs["dense"] / macs[label]),

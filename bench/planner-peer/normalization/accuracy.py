@@ -85,6 +85,19 @@ def reestimate_norms(model: nn.Module, x: torch.Tensor) -> None:
     model.eval()
 
 
+def plan_powers(model: nn.Module, graph, layers: list, budget: Budget, profile: Profile, target, powers: str,
+                names: dict[str, float], side: int, **constraints) -> dict[str, object]:  # fmt: skip
+    """The latency-ranked plan on the target's blocking at each width power of ``powers`` ("0,0.5,1"), keyed by
+    its label in ``names`` (label -> power), else "width power P"; ``constraints``: further PlanConstraints."""
+    label_of = {v: k for k, v in names.items()}
+    plans = {}
+    for power in (float(p) for p in powers.split(",") if p.strip()):
+        c = PlanConstraints(align=channel_align(target), width_power=power, **constraints)
+        plans[label_of.get(power, f"width power {power:g}")] = plan_pruning(
+            model, graph, layers, budget, "latency", profile, constraints=c, side=side)  # fmt: skip
+    return plans
+
+
 def score(pruned: nn.Module, x_test, y_test, x_norm, ft_steps: int, seed: int = 0) -> dict:
     """Top-1 as shrunk, with the norms re-estimated, and after ``ft_steps`` steps of fine-tuning (None at 0);
     ``seed`` orders the fine-tune's batches and draws its augmentation."""
@@ -127,11 +140,7 @@ def main() -> None:
     target, profile, budget = load_target("cpu-ort"), Profile.load(args.profile), Budget.parse("macs", args.macs)
     model, graph, layers = pretrained_resnet56()
     rows = {"dense": {"top1": accuracy(model, x_test, y_test)}}
-    names = {v: k for k, v in POWERS.items()}
-    for power in (float(p) for p in args.powers.split(",") if p.strip()):
-        label = names.get(power, f"width power {power:g}")
-        c = PlanConstraints(align=channel_align(target), width_power=power)
-        result = plan_pruning(model, graph, layers, budget, "latency", profile, constraints=c, side=32)
+    for label, result in plan_powers(model, graph, layers, budget, profile, target, args.powers, POWERS, 32).items():
         rows[label] = {**score(prune_model(model, graph, result.plan)[0], x_test, y_test, x_norm, args.ft_steps),
                        "predicted_speedup": result.dense["latency"] / result.pruned["latency"],
                        "macs_ratio": result.pruned["macs"] / result.dense["macs"],

@@ -16,22 +16,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parents[2] / "tools"))
 sys.path.insert(0, str(HERE))
-from accuracy import accuracy, cifar_images, pretrained_resnet56, reestimate_norms  # noqa: E402
-from bench_accuracy import fit  # noqa: E402
+from accuracy import accuracy, cifar_images, plan_powers, pretrained_resnet56, score  # noqa: E402
 from bench_planner import measure, paired  # noqa: E402
 
 from edgeprune.atomic import atomic_write_text  # noqa: E402
 from edgeprune.latency import Profile  # noqa: E402
-from edgeprune.plan.planner import Budget, PlanConstraints, plan_pruning  # noqa: E402
+from edgeprune.plan.planner import Budget  # noqa: E402
 from edgeprune.prune import prune_model  # noqa: E402
-from edgeprune.targets import channel_align, load_target  # noqa: E402
+from edgeprune.targets import load_target  # noqa: E402
 
 POWERS = {"0 (default)": 0.0, "0.5": 0.5, "1": 1.0}
 
@@ -50,25 +48,17 @@ def main() -> None:
     target, profile = load_target("cpu-ort"), Profile.load(args.profile)
     budget = Budget.parse("latency", args.latency)
     model, graph, layers = pretrained_resnet56()
-    models, results = {"dense": (model, None)}, {}
-    for label, power in POWERS.items():
-        c = PlanConstraints(align=channel_align(target), width_power=power)
-        results[label] = plan_pruning(model, graph, layers, budget, "latency", profile, constraints=c, side=32)
-        models[label] = (prune_model(model, graph, results[label].plan)[0].eval(), results[label])
+    powers = ",".join(str(p) for p in POWERS.values())
+    results = plan_powers(model, graph, layers, budget, profile, target, powers, POWERS, 32)
+    models = {"dense": (model, None)}
+    models.update({k: (prune_model(model, graph, r.plan)[0].eval(), r) for k, r in results.items()})
     ms, rounds = measure("cifar_resnet56", target, models, args.rounds)
     rows = {"dense": {"top1": accuracy(model, x_test, y_test), "ms": ms["dense"]}}
     for label, result in results.items():
-        pruned = models[label][0]
-        shrunk = accuracy(pruned, x_test, y_test)
-        reestimate_norms(pruned, x_norm)
-        norms = accuracy(pruned, x_test, y_test)
-        with tempfile.TemporaryDirectory() as tmp:
-            fit(pruned, args.ft_steps, Path(tmp))
         rows[label] = {"measured_speedup": paired(rounds, "dense", label),
                        "predicted_speedup": result.dense["latency"] / result.pruned["latency"],
                        "macs_ratio": result.pruned["macs"] / result.dense["macs"], "ms": ms[label],
-                       "top1_shrunk": shrunk, "top1_norms_reestimated": norms,
-                       "top1_finetuned": accuracy(pruned, x_test, y_test),
+                       **score(models[label][0], x_test, y_test, x_norm, args.ft_steps),
                        "widths": {str(w.group): [w.kept, w.size] for w in result.widths if w.kept < w.size},
                        }  # fmt: skip
     out = HERE / args.out

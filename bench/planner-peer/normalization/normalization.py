@@ -31,13 +31,16 @@ TOOLS = Path(__file__).resolve().parents[3] / "tools"
 sys.path.insert(0, str(TOOLS))
 from bench_planner import CALIBRATED, CEILING, measure, paired, variants  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
+from accuracy import plan_powers  # noqa: E402
+
 from edgeprune.atomic import atomic_write_text  # noqa: E402
 from edgeprune.graph import build_graph  # noqa: E402
 from edgeprune.latency import Profile, collect_layers  # noqa: E402
 from edgeprune.latency.profiler import model_input_shape  # noqa: E402
-from edgeprune.plan.planner import Budget, PlanConstraints, plan_pruning  # noqa: E402
+from edgeprune.plan.planner import Budget, PlanConstraints  # noqa: E402
 from edgeprune.prune import prune_model  # noqa: E402
-from edgeprune.targets import channel_align, load_target  # noqa: E402
+from edgeprune.targets import load_target  # noqa: E402
 
 HERE = Path(__file__).parent
 POWERS = {"width power 0 (default)": 0.0, "width power 0.5": 0.5, "width power 1": 1.0}
@@ -64,11 +67,8 @@ def main() -> None:
     model, shape = models["dense"][0], model_input_shape(args.model, target)
     graph = build_graph(model, torch.randn(1, *shape[1:]), model_name=args.model)
     layers = collect_layers(model, shape)
-    names = {v: k for k, v in POWERS.items()}
-    for power in (float(p) for p in args.powers.split(",") if p.strip()):
-        label = names.get(power, f"width power {power:g}")
-        c = PlanConstraints(align=channel_align(target), width_power=power, remove_branches=args.remove_branches)
-        result = plan_pruning(model, graph, layers, budget, "latency", profile, constraints=c, side=shape[-1])
+    for label, result in plan_powers(model, graph, layers, budget, profile, target, args.powers, POWERS, shape[-1],
+                                     remove_branches=args.remove_branches).items():  # fmt: skip
         models[label] = (prune_model(model, graph, result.plan)[0].eval(), result)
     ms, rounds = measure(args.model, target, models, args.rounds)
     peer = min((k for k in ms if k.startswith("Torch-Pruning")), key=ms.get)
