@@ -112,6 +112,26 @@ def test_compare_plans_keeps_the_shape_that_measured_fastest_and_records_every_s
     assert f"kept: {saved['chosen']}" in (tmp_path / "p" / "plan.md").read_text()
 
 
+@pytest.mark.parametrize("slower", [False, True])
+def test_compare_plans_says_when_no_shape_ran_faster_than_the_unpruned_model(tmp_path, monkeypatch, slower):
+    """On cpu-ort-int8 every shape of ResNet-56 at half the MACs ran 0.93-0.99x of the unpruned model's speed: the
+    plan is still written, and what it says and records makes that plain."""
+
+    def fake(target, models, shape, passes=1, desc=""):
+        times = ms_from_params(target, models, shape, passes, desc)  # the fewest parameters run fastest
+        return [[(d, 1.05 + 0.01 * ms if slower else ms) for d, ms in row] for row in times]
+
+    monkeypatch.setattr(profiler, "measure_variants", fake)
+    r = CliRunner().invoke(main, ["prune", "cifar_resnet20", "--target", "cpu-ort", "--macs", "0.6x",
+                                  "--compare-plans", "--out", str(tmp_path / "p")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    saved = json.loads((tmp_path / "p" / "plan_result.json").read_text())["compared"]
+    assert saved["faster_than_unpruned"] is (not slower)
+    said = "no plan shape ran faster than the unpruned model"
+    assert (said in r.output) is slower and (said in (tmp_path / "p" / "plan.md").read_text()) is slower
+    assert (tmp_path / "p" / "model").is_dir()
+
+
 @pytest.mark.parametrize(("passes", "again", "kept"), [
     ([(0.60, 0.55), (0.60, 0.58), (0.60, 0.59)], None, "other"),  # faster in every pass: switch at once
     ([(0.60, 0.55), (0.60, 0.58), (0.60, 0.62)], [(0.60, 0.57)] * EXTRA_PASSES, "other"),  # lost once, then won

@@ -149,5 +149,8 @@ def choose_predicted(plans: dict[str, PlanResult], margin: float = PREDICTED_MAR
 def compared_summary(chosen: str, rows: list[Compared] | list[dict], skipped: dict[str, str]) -> dict:
     """What ``plan_result.json`` records of the comparison: timed rows (:class:`Compared`) or predicted ones."""
     timed = bool(rows) and isinstance(rows[0], Compared)
-    return {"chosen": chosen, "by": "measured" if timed else "predicted",
-            "plans": [asdict(r) if timed else r for r in rows], "skipped": skipped}
+    summary = {"chosen": chosen, "by": "measured" if timed else "predicted",
+               "plans": [asdict(r) if timed else r for r in rows], "skipped": skipped}  # fmt: skip
+    if timed:  # a plan can meet its MACs budget and still run slower (in-network costs no table sees)
+        summary["faster_than_unpruned"] = next(r.measured for r in rows if r.shape == chosen) < 1.0
+    return summary

@@ -32,7 +32,13 @@ def compared_lines(compared: dict) -> list[str]:
             ratio = r["predicted"]
             predicted = "not priced" if ratio is None else f"predicted {ratio:.3f}x of the unpruned latency"
             lines.append(f"  - {r['shape']}: {predicted}, MACs {r['macs']:.3f}x")
-    return lines + [f"  - {k}: no plan ({v})" for k, v in compared["skipped"].items()]
+    lines += [f"  - {k}: no plan ({v})" for k, v in compared["skipped"].items()]
+    kept = next((r for r in compared["plans"] if r["shape"] == compared["chosen"]), None)
+    if timed and kept and kept["measured"] >= 1.0:
+        lines.append(f"- note: no plan shape ran faster than the unpruned model on the target (the kept one ran "
+                     f"{kept['measured']:.3f}x of its latency): cutting channels to this budget does not pay here. "
+                     "Removing whole blocks (--remove-branches) may; `edgeprune validate` times it on the device")
+    return lines
 
 
 @dataclass
