@@ -10,8 +10,11 @@ from edgeprune.errors import InputError, MissingError
 from edgeprune.layer_times import layer_table
 
 REPORT_FILE = "report.json"
-# fvcore operator names -> onnxruntime op types that execute them (after ORT's fusions).
-OP_FAMILIES = {"conv": ("Conv", "FusedConv"), "linear": ("Gemm", "MatMul", "FusedMatMul"), "addmm": ("Gemm",)}
+# fvcore operator names -> onnxruntime op types that execute them (after ORT's fusions; the int8 kernels of a
+# quantized model included, or its MACs share reads 0)
+OP_FAMILIES = {"conv": ("Conv", "FusedConv", "QLinearConv", "ConvInteger"),
+               "linear": ("Gemm", "MatMul", "FusedMatMul", "QGemm", "QLinearMatMul", "MatMulInteger"),
+               "addmm": ("Gemm", "QGemm")}  # fmt: skip
 
 
 def _fmt(v, spec: str = ".3g", unit: str = "") -> str:

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgeprune.cli import main
+from edgeprune.report import markdown
 from edgeprune.targets import load_target, target_from_dict
 from edgeprune.train import data
 from edgeprune.validation import resolve_model, validate
@@ -49,6 +50,9 @@ def test_validate_measures_the_quantized_artifact(backend, pruned_dir, tmp_path,
     assert "latency_fp32" not in b
     if backend == "onnxruntime":  # per-layer times of the quantized model, its convolutions attributed
         assert "QLinearConv" in a["ms_by_op"] and "layer1.0.conv1" in a["ms_by_layer"]
+        # the int8 convolutions are credited with the convolutions' MACs (nearly all of ResNet-20's), not none
+        row = next(line for line in markdown(report).splitlines() if line.startswith("| QLinearConv |"))
+        assert float(row.split("|")[5].strip().rstrip("%")) > 90
 
 
 def test_validate_refuses_calibration_data_for_a_float_target():
