@@ -33,8 +33,8 @@ def compared_lines(compared: dict) -> list[str]:
             predicted = "not priced" if ratio is None else f"predicted {ratio:.3f}x of the unpruned latency"
             lines.append(f"  - {r['shape']}: {predicted}, MACs {r['macs']:.3f}x")
     lines += [f"  - {k}: no plan ({v})" for k, v in compared["skipped"].items()]
-    kept = next((r for r in compared["plans"] if r["shape"] == compared["chosen"]), None)
-    if timed and kept and kept["measured"] >= 1.0:
+    if compared.get("faster_than_unpruned") is False:  # set by candidates.compared_summary for timed shapes
+        kept = next(r for r in compared["plans"] if r["shape"] == compared["chosen"])
         lines.append(f"- note: no plan shape ran faster than the unpruned model on the target (the kept one ran "
                      f"{kept['measured']:.3f}x of its latency): cutting channels to this budget does not pay here. "
                      "Removing whole blocks (--remove-branches) may; `edgeprune validate` times it on the device")
