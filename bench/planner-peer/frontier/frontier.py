@@ -2,7 +2,9 @@
 
 Torch-Pruning's uniform and global plans at half the MACs (tools/peer_plans.py) set the reference points. Beside
 them, edgeprune's default plan (``prune --pretrained``: weight energy, no data) at half the MACs and at a few
-predicted latency budgets, and the width-power-1 plan at half the MACs. All are timed in one interleaved run
+predicted latency budgets (a MACs budget plans the latency-ranked shape here; ``prune`` keeps that shape unless its
+profile prices or times another faster, which tools/bench_planner.py records as ``default_chose``), and the
+width-power-1 plan at half the MACs. All are timed in one interleaved run
 (speedups paired per round, 95 % intervals), then each is fine-tuned alike (the recipe of
 tools/bench_accuracy.py: 600 steps, batch 128, lr 0.01 cosine, one seed) and scored on the 10,000 CIFAR-10 JPEG
 test images. Which plans are faster *and* more accurate than the peer's?
@@ -39,7 +41,7 @@ from bench_planner import measure, paired  # noqa: E402
 from peer_plans import torch_pruning_plans  # noqa: E402
 
 from edgeprune.atomic import atomic_write_text  # noqa: E402
-from edgeprune.backends import prepare_runner  # noqa: E402
+from edgeprune.backends import prepare_runner, takes_module  # noqa: E402
 from edgeprune.export import export_onnx  # noqa: E402
 from edgeprune.latency import Profile  # noqa: E402
 from edgeprune.latency.profile import find_profile  # noqa: E402
@@ -63,14 +65,16 @@ PLANS = {
 }
 
 
-def deployed_top1(model: torch.nn.Module, target: Target, x_test: torch.Tensor, y_test: torch.Tensor) -> float:
-    """Top-1 of ``model`` as ``target`` deploys it: exported, quantized on CIFAR-10 train images, run in its runtime."""
-    x = torch.randn(1, 3, 32, 32)
-    images = calibration_images("cifar10", target.calibration_count, model, "cifar_resnet56", 32)
+def deployed_top1(model: torch.nn.Module, target: Target, images, x_test: torch.Tensor, y_test: torch.Tensor) -> float:
+    """Top-1 of ``model`` as ``target`` deploys it: quantized on ``images`` (from its ONNX export, or from the module
+    where the backend builds from one, as validate does) and run in its runtime."""
+    shape = (1, 3, 32, 32)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        export_onnx(model.eval(), x, path)
-        runner = prepare_runner(target, path, tuple(x.shape), images)
+        source = model.eval()
+        if not takes_module(target):
+            source = Path(tmp) / "model.onnx"
+            export_onnx(model, torch.randn(*shape), source)
+        runner = prepare_runner(target, source, shape, images)
         return accuracy(DeployedModel(runner, 1, model), x_test, y_test)
 
 
@@ -105,6 +109,9 @@ def main() -> None:
         models[label] = prune_model(model, graph, result.plan)[0].eval()
         predicted[label] = result.dense["latency"] / result.pruned["latency"]
     ms, rounds = measure("cifar_resnet56", target, {k: (m, None) for k, m in models.items()}, args.rounds)
+    # an int8 target's calibration images, drawn once: every plan is preprocessed as the dense model is
+    images = calibration_images("cifar10", target.calibration_count, model, "cifar_resnet56", 32) \
+        if target.precision == "int8" else None  # fmt: skip
     dense_macs = count_macs(model, x)[0]
     rows = {}
     for label, m in models.items():
@@ -113,8 +120,8 @@ def main() -> None:
         rows[label] = {"macs_ratio": count_macs(m, x)[0] / dense_macs, "predicted_speedup": predicted.get(label),
                        "measured_speedup": paired(rounds, "dense", label), "vs_peer": paired(rounds, PEER, label),
                        **score(m, x_test, y_test, x_norm, args.ft_steps, args.seed)}  # fmt: skip
-        if target.precision == "int8":
-            rows[label]["top1_deployed"] = deployed_top1(m, target, x_test, y_test)
+        if images is not None:
+            rows[label]["top1_deployed"] = deployed_top1(m, target, images, x_test, y_test)
     out = HERE / args.out
     atomic_write_text(out.with_suffix(".json"), json.dumps({"target": args.target, "profile": args.profile,
                       "ft_steps": args.ft_steps, "seed": args.seed, "peer": PEER, "ms": ms, "rows": rows},
