@@ -213,8 +213,10 @@ def test_corrupt_truncated_and_foreign_profiles(tiny_profile, tmp_path):
     data = json.loads(text)
     data["device"]["cpu"] = "Some Other CPU"
     (tmp_path / "foreign.json").write_text(json.dumps(data))
-    with pytest.warns(ProfileMismatchWarning, match="Some Other CPU"):
+    with pytest.warns(ProfileMismatchWarning, match="Some Other CPU") as shown:
         Profile.load(tmp_path / "foreign.json")
+    # the warning says how to get a profile of this machine
+    assert f"edgeprune profile measure {data['target']['name']} --model MODEL" in str(shown[0].message)
     with pytest.raises(ProfileError, match="measured elsewhere"):
         Profile.load(tmp_path / "foreign.json", strict=True)
 

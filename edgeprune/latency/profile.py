@@ -318,7 +318,8 @@ class Profile:
         profile = cls.from_dict(data, str(path))
         mismatch = profile.device_mismatch()
         if mismatch:
-            message = f"{path} was measured elsewhere: {mismatch}"
+            hint = measure_hint(profile.target.get("name", "TARGET"), "")
+            message = f"{path} was measured elsewhere: {mismatch}; `{hint}` measures this device"
             if strict:
                 raise ProfileError(message)
             warnings.warn(message, ProfileMismatchWarning, stacklevel=2)
