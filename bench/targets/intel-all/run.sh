@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every CPU target profiled afresh on this VM (Intel Xeon, 2 cores) with the code of 2026-12-05: ResNet-56 and
+# MobileNet-V2 tables + calibration, then the predictor check (5 random plans per model, timed twice, and the
+# planner's plan at half the MACs), and the staircase plot.
+#   bash bench/targets/intel-all/run.sh [TARGET ...]     (steps whose output exists are skipped)
+set -eu
+cd "$(dirname "$0")/../../.."
+source .venv/bin/activate
+D=bench/targets/intel-all
+TARGETS=${*:-cpu-ort cpu-ort-int8 cpu-openvino cpu-openvino-int8 cpu-xnnpack cpu-xnnpack-int8}
+M="--model cifar_resnet56 --model mobilenet_v2"
+step() { echo "== $1 $(date -u +%H:%M:%S)"; }
+for T in $TARGETS; do
+  P=$D/$T--intel-xeon-2c.json
+  step "$T measure"
+  [ -f $P ] || edgeprune profile measure $T $M --out $P
+  step "$T check"
+  [ -f $D/check-$T.json ] || { edgeprune profile check $T $M --passes 2 --planned-macs 0.5x --profile $P --json \
+    > $D/check-$T.json.tmp && mv $D/check-$T.json.tmp $D/check-$T.json; }
+  [ -f $D/staircase-$T.png ] || edgeprune profile plot $T $M --profile $P --out $D/staircase-$T.png
+done
+step done
