@@ -80,6 +80,16 @@ def test_uniform_plan_below_its_reach_names_the_floor(resnet20):
         plan_uniform(model, graph, layers, Budget.parse("macs", "0.1x"), constraints=PlanConstraints(align=16))
 
 
+def test_uniform_plans_last_cut_meets_the_budget_removing_least():
+    # in uniform order SqueezeNet's last cut was a whole block step of a 64-wide squeeze: 0.473x for 0.5x
+    torch.manual_seed(0)
+    model, shape = create_model("squeezenet1_1").eval(), (1, 3, 224, 224)
+    graph = build_graph(model, torch.randn(*shape), model_name="squeezenet1_1")
+    result = plan_uniform(model, graph, collect_layers(model, shape), Budget.parse("macs", "0.5x"),
+                          constraints=PlanConstraints(align=16))  # fmt: skip
+    assert 0.49 * result.dense["macs"] <= result.pruned["macs"] <= 0.5 * result.dense["macs"]
+
+
 def ms_from_params(target, models, shape, passes=1, desc=""):
     """measure_variants stand-in: each model's ms is its parameter count (the fewest parameters run fastest)."""
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
