@@ -311,7 +311,7 @@ def validate(
 def gate_speedup(derived: dict, tolerance: float, expected_speedup: float | None = None) -> dict:
     """Pass when the measured speedup is within ``tolerance`` of the expected one: ``expected_speedup`` (measured
     while planning) when given, else the profile's prediction; not gated without either."""
-    gate = {"tolerance": tolerance, "passed": True, "reason": "no profile: speedup not gated"}
+    gate = {"tolerance": tolerance, "passed": True, "reason": "no profile given: speedup not gated"}
     expected, source = (expected_speedup, "measured while planning") if expected_speedup else \
         (derived.get("predicted_speedup"), "predicted")  # fmt: skip
     if expected:

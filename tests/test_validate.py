@@ -113,6 +113,13 @@ def test_validate_numerics_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
                  target_from_dict("t", FAST_ORT), tmp_path / "w")
 
 
+def test_validate_help_says_it_predicts_and_gates_only_with_a_profile_given():
+    # validate takes no default profile (a gate that appears with a shipped profile would surprise a pipeline)
+    out = CliRunner().invoke(main, ["validate", "--help"], terminal_width=200).output
+    profile_help = out.split("--profile FILE")[1].split("--data")[0]
+    assert "default: none" in profile_help and "shipped" not in profile_help
+
+
 def test_validate_gate_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
     """A profile that promises far more speedup than measurable makes validate exit 4."""
     import edgeprune.validation as v

@@ -9,7 +9,6 @@ from edgeprune.cli.common import (
     forbid,
     json_option,
     model_argument,
-    profile_option,
     resolve_model_arg,
     weights_options,
 )
@@ -47,7 +46,9 @@ def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as
 @click.argument("pruned")
 @click.option("--target", "target_name", required=True, metavar="NAME", help="Target to measure on.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Report folder.")
-@profile_option
+@click.option("--profile", "profile_path", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+              help="Latency profile to predict the speedup from and gate the measured one against (default: none; "
+              "the speedup is measured, not gated).")
 @click.option("--data", default=None, metavar="DATA",
               help="Also measure accuracy: cifar10-lossless, an image folder (top-1 on its val/ images), or a "
               "detector's dataset yaml (mAP50-95 on its val images, letterboxed to the input size).")
@@ -91,7 +92,7 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
     d = report["derived"]
 
     def text() -> str:
-        predicted = f"{d['predicted_speedup']:.2f}x" if d["predicted_speedup"] else "n/a (no profile)"
+        predicted = f"{d['predicted_speedup']:.2f}x" if d["predicted_speedup"] else "n/a (no --profile)"
         return (f"MACs {d['macs_speedup']:.2f}x, predicted {predicted}, measured {d['measured_speedup']:.2f}x"
                 f"{speedup_interval(d)}, "
                 f"realization {d['realization']:.2f}; report in {out_dir}/report.md\n" + quantized()
