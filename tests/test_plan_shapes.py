@@ -81,7 +81,7 @@ def test_uniform_plan_below_its_reach_names_the_floor(resnet20):
 
 
 def test_uniform_plans_last_cut_meets_the_budget_removing_least():
-    # in uniform order SqueezeNet's last cut was a whole block step of a 64-wide squeeze: 0.473x for 0.5x
+    # taken in uniform order, SqueezeNet's last cut went well past the budget
     torch.manual_seed(0)
     model, shape = create_model("squeezenet1_1").eval(), (1, 3, 224, 224)
     graph = build_graph(model, torch.randn(*shape), model_name="squeezenet1_1")

@@ -37,8 +37,8 @@ def _next_cut(planner: Planner, kind: str, limit: float):
     largest kept fraction; among equal fractions, the one losing the least importance per unit of ``kind``.
 
     The last cut is the one that meets ``limit`` removing least, among those that leave no group narrower (as a
-    fraction) than the narrowest now: taken in uniform order, a group's whole block step can overshoot the
-    budget (MobileNetV4-small's 32-wide stem groups at 0.5x MACs went to 0.463x)."""
+    fraction) than the narrowest now: taken in uniform order, one group's whole block step can go far past the
+    budget (docs/concepts/planner.md, plan shapes)."""
     cuts = list(_cuts(planner, kind))
     total, narrowest = planner.costs[kind].total, min(s.width / s.group.size for s in planner.groups)
     last = [c for c in cuts if total(c[2]) <= limit and c[0] >= narrowest - 1e-9]
