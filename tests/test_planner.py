@@ -16,7 +16,15 @@ from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.profile import Profile, Table
 from edgeprune.latency.tables import grid_axes
 from edgeprune.models import create_model
-from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, Planner, make_costs, plan_pruning
+from edgeprune.plan.planner import (
+    Budget,
+    BudgetError,
+    PlanConstraints,
+    Planner,
+    importance_for,
+    make_costs,
+    plan_pruning,
+)
 from edgeprune.prune import masked_forward, prune_model, relative_error
 from edgeprune.prune.oracle import liven
 from edgeprune.validation import count_macs
@@ -144,6 +152,25 @@ def test_least_important_group_goes_first(resnet20):
     removed = {w.group: w.size - w.kept for w in result.widths}
     assert removed[victim] > 0
     assert sum(removed.values()) == removed[victim]
+
+
+def test_total_after_a_cut_is_the_total_the_cut_leaves_through_the_calibration_line(resnet20):
+    """The budget's crossing step is judged by total_after: on a calibrated latency line (scaled, offset) it must
+    be the total once the cut is applied, not the total minus the layer-sum saving."""
+    from dataclasses import replace as with_fields
+
+    from edgeprune.latency.profile import Calibration
+
+    model, graph, layers = resnet20
+    profile = with_fields(staircase_profile(layers), calibration={"cifar_resnet20": Calibration(2.0, 0.5)})
+    costs = make_costs(["latency"], profile, "cifar_resnet20")
+    planner = Planner(graph, layers, costs, importance_for(model, graph), PlanConstraints())
+    cuts = [(s, s.order[: s.width - w]) for s in planner.groups for w in planner.candidate_widths(s, "latency")]
+    state, units, deltas = next((s, u, s.deltas(u)) for s, u in cuts if planner.saving("latency", s.deltas(u)) > 0)
+    predicted = planner.total_after("latency", planner.saving("latency", deltas))
+    before = planner.total("latency")
+    planner.apply(state, units, deltas)
+    assert planner.total("latency") == pytest.approx(predicted) and predicted < before
 
 
 @pytest.mark.parametrize("power", [0.0, 0.5, 1.0])

@@ -137,6 +137,11 @@ class Planner:
     def total(self, kind: str) -> float:
         return self.costs[kind].total(self.sums[kind])
 
+    def total_after(self, kind: str, saved: float) -> float:
+        """What ``kind`` totals once ``saved`` (in layer-sum units, :meth:`saving`) is taken off the layer sum: through
+        the cost's own line, as :meth:`total` (a latency line scales and offsets the sum, and floors it)."""
+        return self.costs[kind].total(self.sums[kind] - saved)
+
     def saving(self, kind: str, deltas: dict[int, list[int]]) -> float:
         """How much the layer sum of ``kind`` drops when ``deltas`` are applied to the current widths."""
         cost, layers, saved = self.costs[kind], self.layers, 0.0
@@ -270,15 +275,14 @@ class Planner:
         0.545x to 0.461x of the MACs); past the budget that jump only costs importance the budget did not ask
         for, and a plan then lands far under the MACs it was compared at."""
         state, units = step[1], step[2]
-        now = self.total(kind)
-        if now - self.saving(kind, step[3]) >= limit:
+        if self.total_after(kind, self.saving(kind, step[3])) >= limit:
             return step
         for width in self.candidate_widths(state, ranked_by):  # nearest first: the fewest units
             if width <= state.width - len(units):
                 break
             fewer = state.order[: state.width - width]
             deltas = state.deltas(fewer)
-            if now - self.saving(kind, deltas) <= limit and self.saving(ranked_by, deltas) > 1e-12:
+            if self.total_after(kind, self.saving(kind, deltas)) <= limit and self.saving(ranked_by, deltas) > 1e-12:
                 return (step[0], state, fewer, deltas)
         return step
 

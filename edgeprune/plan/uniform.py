@@ -8,6 +8,8 @@ importance; only how many is uniform.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch.nn as nn
 
 from edgeprune.graph.groups import ChannelGraph
@@ -16,9 +18,19 @@ from edgeprune.plan.budget import Budget, BudgetError, PlanConstraints
 from edgeprune.plan.planner import Planner, PlanResult, importance_for, make_costs
 
 
-def _cuts(planner: Planner, kind: str):
-    """Each group's next cut on the blocking: (kept fraction after it, importance lost per unit of ``kind`` saved,
-    the layer sum of ``kind`` after it, state, units, deltas)."""
+class _Cut(NamedTuple):
+    """A group's next cut on the blocking."""
+
+    kept: float  # the group's kept fraction after it
+    rate: float  # importance lost per unit of the budget's kind saved
+    total: float  # the budget's total after it
+    state: object
+    units: list[int]
+    deltas: dict[int, list[int]]
+
+
+def _cuts(planner: Planner, kind: str) -> list[_Cut]:
+    cuts = []
     for state in planner.groups:
         widths = planner.candidate_widths(state, kind)
         widths = [w for w in widths if w > 0]  # a uniform cut never empties a group
@@ -28,23 +40,24 @@ def _cuts(planner: Planner, kind: str):
         deltas = state.deltas(units)
         saved = planner.saving(kind, deltas)
         if saved > 1e-12:
-            after = planner.sums[kind] - saved
-            yield widths[0] / state.group.size, state.importance(units) / saved, after, state, units, deltas
+            kept, rate = widths[0] / state.group.size, state.importance(units) / saved
+            cuts.append(_Cut(kept, rate, planner.total_after(kind, saved), state, units, deltas))
+    return cuts
 
 
-def _next_cut(planner: Planner, kind: str, limit: float):
+def _next_cut(planner: Planner, kind: str, limit: float) -> _Cut | None:
     """The cut that keeps the plan most uniform: the group whose next width (on the blocking) leaves it the
     largest kept fraction; among equal fractions, the one losing the least importance per unit of ``kind``.
 
     The last cut is the one that meets ``limit`` removing least, among those that leave no group narrower (as a
     fraction) than the narrowest now: taken in uniform order, one group's whole block step can go far past the
     budget (docs/concepts/planner.md, plan shapes)."""
-    cuts = list(_cuts(planner, kind))
-    total, narrowest = planner.costs[kind].total, min(s.width / s.group.size for s in planner.groups)
-    last = [c for c in cuts if total(c[2]) <= limit and c[0] >= narrowest - 1e-9]
+    cuts = _cuts(planner, kind)
+    narrowest = min(s.width / s.group.size for s in planner.groups)
+    last = [c for c in cuts if c.total <= limit and c.kept >= narrowest - 1e-9]
     if last:
-        return max(last, key=lambda c: (c[2], -c[1]))
-    return min(cuts, key=lambda c: (-c[0], c[1]), default=None)
+        return max(last, key=lambda c: (c.total, -c.rate))
+    return min(cuts, key=lambda c: (-c.kept, c.rate), default=None)
 
 
 def plan_uniform(
@@ -79,5 +92,5 @@ def plan_uniform(
                 f"{budget} is below what a uniform cut reaches ({planner.total(budget.kind) / dense:.3f}x with "
                 f"every group at its floor): relax the budget or the constraints"
             )
-        planner.apply(*cut[3:])
+        planner.apply(cut.state, cut.units, cut.deltas)
     return planner.result(budget, "uniform")
