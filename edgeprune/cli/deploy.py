@@ -9,6 +9,7 @@ from edgeprune.cli.common import (
     forbid,
     json_option,
     model_argument,
+    profile_option_with,
     resolve_model_arg,
     weights_options,
 )
@@ -46,9 +47,8 @@ def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as
 @click.argument("pruned")
 @click.option("--target", "target_name", required=True, metavar="NAME", help="Target to measure on.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Report folder.")
-@click.option("--profile", "profile_path", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
-              help="Latency profile to predict the speedup from and gate the measured one against (default: none; "
-              "the speedup is measured, not gated).")
+@profile_option_with("Latency profile to predict the speedup from and gate the measured one against (default: none; "
+                     "the speedup is measured, not gated).")
 @click.option("--data", default=None, metavar="DATA",
               help="Also measure accuracy: cifar10-lossless, an image folder (top-1 on its val/ images), or a "
               "detector's dataset yaml (mAP50-95 on its val images, letterboxed to the input size).")
