@@ -128,3 +128,19 @@ def test_calibrated_importance_weighs_every_output_of_a_detector():
     assert {g.id for g in graph.prunable_groups} <= set(stats.scores)
     scores = torch.cat([s.flatten() for s in stats.scores.values()])
     assert torch.isfinite(scores).all() and (scores > 0).any()
+
+
+def test_a_pruned_mnasnet_and_its_weights_file_load_with_the_versions_torchvision_requires(tmp_path):
+    # safetensors keeps tensors only; torchvision's MNASNet refuses a state without its module version
+    from safetensors.torch import save_file
+
+    model = create_model("mnasnet0_5").eval()
+    x = torch.randn(1, 3, 96, 96)
+    graph = build_graph(model, x, model_name="mnasnet0_5")
+    pruned, spec = prune_model(model, graph, random_plan(graph, random.Random(0), low=0.3))
+    save_pruned(pruned, spec, tmp_path / "p")
+    with torch.no_grad():
+        torch.testing.assert_close(load_pruned(tmp_path / "p").eval()(x), pruned.eval()(x))
+    save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
+    with torch.no_grad():
+        torch.testing.assert_close(create_model("mnasnet0_5", weights=tmp_path / "w.safetensors").eval()(x), model(x))

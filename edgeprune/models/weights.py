@@ -6,6 +6,7 @@ Only tensors are read (``torch.load(weights_only=True)``): no pickled code runs.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -59,7 +60,19 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load ``state`` strictly into ``model``; an :class:`InputError` names ``source`` and the first mismatches."""
     check_state(model.state_dict(), state, source, type(model).__name__)
-    model.load_state_dict(state, strict=True)
+    load_versioned(model, state)
+
+
+def load_versioned(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> None:
+    """``model.load_state_dict(state)`` for a state read from a file that keeps tensors only (safetensors): it
+    is given the model's own per-module versions, which some modules' loaders require (torchvision's MNASNet
+    refuses a state without them) and which a file of this architecture was saved with."""
+    if getattr(state, "_metadata", None) is None:
+        versions = getattr(model.state_dict(), "_metadata", None)
+        state = OrderedDict(state)
+        if versions is not None:
+            state._metadata = versions  # type: ignore[attr-defined]
+    model.load_state_dict(state, strict=strict)
 
 
 def check_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str, label: str) -> None:

@@ -15,6 +15,7 @@ from edgeprune.errors import EdgepruneError, MissingError
 from edgeprune.models import ChannelRemap, create_model, get_entry
 from edgeprune.models.layers import BranchConstant, EmptyChannels
 from edgeprune.models.registry import Pretrained
+from edgeprune.models.weights import load_versioned
 from edgeprune.prune.shrink import ArchChanges
 
 ARCH_SCHEMA = "edgeprune.arch/1"
@@ -182,7 +183,7 @@ def load_pruned(model_dir: str | os.PathLike) -> nn.Module:
     model = create_model(spec["model"], **spec.get("model_kwargs", {}))
     apply_arch(model, spec["changes"])
     try:
-        model.load_state_dict(load_file(weights_path), strict=True)
+        load_versioned(model, load_file(weights_path))
     except RuntimeError as exc:
         raise ArchSpecError(f"{weights_path} does not fit the architecture in {arch_path}: {exc}") from exc
     return model
