@@ -49,6 +49,37 @@ def accuracy_rows(a: dict, b: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def precision_rows(a: dict, d: dict) -> list[tuple[str, str, str, str]]:
+    """On an int8 target: the dense fp32 original timed beside the quantized models on the same runtime, and
+    the pruned quantized model's speedup over it."""
+    if "latency_fp32" not in a:
+        return []
+    ci = d.get("speedup_over_fp32_ci")
+    return [("measured latency, median, dense fp32 (the original unquantized)",
+             f"{a['latency_fp32']['median_ms']:.3g} ms", "",
+             "pruned over it: " + _fmt(d.get("speedup_over_fp32"), ".2f", "x")
+             + (f" (95 % CI {ci[0]:.2f}–{ci[1]:.2f})" if ci else ""))]  # fmt: skip
+
+
+def precision_warnings(report: dict) -> list[str]:
+    """What an int8 deployment loses on this runtime: quantizing the dense model made it slower than its fp32
+    form, or the pruned quantized model is not faster than the dense fp32 one. Empty when neither, or fp32."""
+    a, d, target = report["original"], report["derived"], report["target"]
+    if "latency_fp32" not in a:
+        return []
+    out = []
+    fp32_ms, int8_ms = a["latency_fp32"]["median_ms"], a["latency"]["median_ms"]
+    precision = report.get("target_spec", {}).get("precision", "int8")
+    if int8_ms > fp32_ms:
+        out.append(f"quantizing slows the dense model on {target}: {precision} {int8_ms:.3g} ms against fp32 "
+                   f"{fp32_ms:.3g} ms (medians), so an fp32 target may serve this model better")  # fmt: skip
+    hi = (d.get("speedup_over_fp32_ci") or [None, d.get("speedup_over_fp32")])[1]
+    if hi is not None and hi < 1:
+        out.append(f"the pruned {precision} model runs slower than the dense fp32 one on {target} "
+                   f"({d['speedup_over_fp32']:.2f}x): deploying it loses speed")  # fmt: skip
+    return out
+
+
 def markdown(report: dict) -> str:
     a, b, d, gate = report["original"], report["pruned"], report["derived"], report["gate"]
     rows = [
@@ -69,12 +100,13 @@ def markdown(report: dict) -> str:
     if "runtime_mb" in a["memory"]:
         rows.append(("runtime memory (fresh process, resident growth)", f"{a['memory']['runtime_mb']:.1f} MB",
                      f"{b['memory']['runtime_mb']:.1f} MB", _fmt(d.get("runtime_memory_reduction"), ".2f", "x")))
-    rows += accuracy_rows(a, b)
+    rows += precision_rows(a, d) + accuracy_rows(a, b)
     lines = [
         f"# edgeprune validation: {a['model']} vs {b['model']} on `{report['target']}`",
         "",
         f"**Gate: {'PASS' if gate['passed'] else 'FAIL'}** ({gate['reason']}).",
         f"Realization (measured speedup / MACs speedup): **{_fmt(d['realization'], '.2f')}**.",
+        *[f"\n**Warning:** {w}." for w in precision_warnings(report)],
         "",
         "| | original | pruned | ratio |",
         "|---|---|---|---|",

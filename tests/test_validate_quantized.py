@@ -71,3 +71,40 @@ def test_validate_calibration_count_overrides_the_target_and_a_short_set_names_t
     r = CliRunner().invoke(main, ["validate", "a", "b", "--target", "cpu-ort", "--calibration-count", "10",
                                   "--out", "o"])  # fmt: skip
     assert r.exit_code == 2 and "--calibration-count cannot be used with cpu-ort" in r.output
+
+
+def _int8_report(dense_int8_ms: float, dense_fp32_ms: float, pruned_ms: float) -> dict:
+    def side(ms: float) -> dict:
+        return {"model": "m", "macs": 2e6, "params": 1e3, "predicted_ms": None, "export_notes": [],
+                "latency": {"median_ms": ms, "p90_ms": ms, "round_medians_ms": [ms], "spread_pct": 1.0},
+                "memory": {"weight_bytes": 1e3, "largest_activation_bytes": 1e3}}  # fmt: skip
+
+    a, b = side(dense_int8_ms), side(pruned_ms)
+    a["latency_fp32"] = side(dense_fp32_ms)["latency"]
+    over = dense_fp32_ms / pruned_ms
+    d = {"macs_speedup": 2.0, "params_reduction": 2.0, "measured_speedup": dense_int8_ms / pruned_ms,
+         "predicted_speedup": None, "weight_memory_reduction": 2.0, "realization": 0.5,
+         "speedup_over_fp32": over, "speedup_over_fp32_ci": [0.95 * over, 1.05 * over]}  # fmt: skip
+    return {"target": "cpu-openvino-int8", "target_spec": {"precision": "int8"}, "original": a, "pruned": b,
+            "derived": d, "gate": {"passed": True, "reason": "no profile given: speedup not gated"}}  # fmt: skip
+
+
+def test_the_report_shows_the_dense_fp32_model_and_warns_where_int8_loses_speed():
+    from edgeprune.report import precision_warnings
+
+    # int8 pays: the fp32 row and its ratio are there, no warning
+    text = markdown(_int8_report(dense_int8_ms=4.0, dense_fp32_ms=8.0, pruned_ms=2.0))
+    assert "| measured latency, median, dense fp32 (the original unquantized) | 8 ms |  | pruned over it: 4.00x" in text
+    assert "Warning" not in text
+    # quantizing slows the dense model, yet the pruned int8 model still beats dense fp32
+    slow = _int8_report(dense_int8_ms=6.4, dense_fp32_ms=5.9, pruned_ms=4.3)
+    (warning,) = precision_warnings(slow)
+    assert "quantizing slows the dense model on cpu-openvino-int8: int8 6.4 ms against fp32 5.9 ms" in warning
+    assert f"**Warning:** {warning}." in markdown(slow)
+    # the pruned int8 model is slower than dense fp32: a second warning
+    worse = precision_warnings(_int8_report(dense_int8_ms=12.0, dense_fp32_ms=6.0, pruned_ms=8.0))
+    assert len(worse) == 2 and "the pruned int8 model runs slower than the dense fp32 one" in worse[1]
+    # an fp32 target has no such row or warning
+    fp32 = _int8_report(4.0, 8.0, 2.0)
+    del fp32["original"]["latency_fp32"]
+    assert not precision_warnings(fp32) and "dense fp32" not in markdown(fp32)

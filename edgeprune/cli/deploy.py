@@ -75,7 +75,7 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
     if not profile_path:
         forbid(ctx, ("tolerance",), "without --profile (the gate compares against the profile's prediction)")
     from edgeprune.latency import Profile
-    from edgeprune.report import speedup_interval
+    from edgeprune.report import precision_warnings, speedup_interval
     from edgeprune.targets import load_target
     from edgeprune.validation import resolve_pair, validate
 
@@ -106,7 +106,7 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
             metric = report["original"].get("accuracy_metric") or "accuracy"
             line += (f"; {metric} {d['accuracy_delta_points']:+.2f} points from pruning, "
                      f"{d['quantization_delta_points']:+.2f} from quantizing")  # fmt: skip
-        return line + "\n"
+        return line + "\n" + "".join(f"WARNING: {w}\n" for w in precision_warnings(report))
 
     emit(as_json, report, text)
     if not report["gate"]["passed"]:
