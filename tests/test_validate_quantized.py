@@ -90,7 +90,7 @@ def _int8_report(dense_int8_ms: float, dense_fp32_ms: float, pruned_ms: float) -
 
 
 def test_the_report_shows_the_dense_fp32_model_and_warns_where_int8_loses_speed():
-    from edgeprune.report import precision_warnings
+    from edgeprune.report import speed_warnings
 
     # int8 pays: the fp32 row and its ratio are there, no warning
     text = markdown(_int8_report(dense_int8_ms=4.0, dense_fp32_ms=8.0, pruned_ms=2.0))
@@ -98,13 +98,29 @@ def test_the_report_shows_the_dense_fp32_model_and_warns_where_int8_loses_speed(
     assert "Warning" not in text
     # quantizing slows the dense model, yet the pruned int8 model still beats dense fp32
     slow = _int8_report(dense_int8_ms=6.4, dense_fp32_ms=5.9, pruned_ms=4.3)
-    (warning,) = precision_warnings(slow)
+    (warning,) = speed_warnings(slow)
     assert "quantizing slows the dense model on cpu-openvino-int8: int8 6.4 ms against fp32 5.9 ms" in warning
     assert f"**Warning:** {warning}." in markdown(slow)
     # the pruned int8 model is slower than dense fp32: a second warning
-    worse = precision_warnings(_int8_report(dense_int8_ms=12.0, dense_fp32_ms=6.0, pruned_ms=8.0))
+    worse = speed_warnings(_int8_report(dense_int8_ms=12.0, dense_fp32_ms=6.0, pruned_ms=8.0))
     assert len(worse) == 2 and "the pruned int8 model runs slower than the dense fp32 one" in worse[1]
     # an fp32 target has no such row or warning
     fp32 = _int8_report(4.0, 8.0, 2.0)
     del fp32["original"]["latency_fp32"]
-    assert not precision_warnings(fp32) and "dense fp32" not in markdown(fp32)
+    assert not speed_warnings(fp32) and "dense fp32" not in markdown(fp32)
+    # on any target: a pruned model slower than the original, its whole interval below 1
+    fp32["derived"].update(measured_speedup=0.9, speedup_ci=[0.85, 0.95])
+    assert speed_warnings(fp32) == ["the pruned model runs slower than the original on cpu-openvino-int8 (0.90x)"]
+    fp32["derived"]["speedup_ci"] = [0.85, 1.02]  # within the noise of 1: no warning
+    assert not speed_warnings(fp32)
+
+
+def test_validate_prints_the_warnings(monkeypatch, tmp_path):
+    import edgeprune.validation as validation
+
+    report = _int8_report(dense_int8_ms=6.4, dense_fp32_ms=5.9, pruned_ms=4.3)
+    monkeypatch.setattr(validation, "resolve_pair", lambda *args: (None, None))
+    monkeypatch.setattr(validation, "validate", lambda *args, **kwargs: report)
+    r = CliRunner().invoke(main, ["validate", "a", "b", "--target", "cpu-openvino-int8", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "int8: pruned 1.37x faster than the dense fp32 model\nWARNING: quantizing slows the dense model" in r.output

@@ -66,11 +66,16 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) ->
 def load_versioned(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> None:
     """``model.load_state_dict(state)`` for a state read from a file that keeps tensors only (safetensors): it
     is given the model's own per-module versions, which some modules' loaders require (torchvision's MNASNet
-    refuses a state without them) and which a file of this architecture was saved with."""
+    refuses a state without them). A BatchNorm of the current version expects its batch counter, which older
+    files lack: the model's own (zero) stands in, as BatchNorm's loader does for a file of an older version."""
     if getattr(state, "_metadata", None) is None:
-        versions = getattr(model.state_dict(), "_metadata", None)
+        own = model.state_dict()
+        versions = getattr(own, "_metadata", None)
         state = OrderedDict(state)
         if versions is not None:
+            for k, v in own.items():
+                if k.endswith("num_batches_tracked") and k not in state:
+                    state[k] = v
             state._metadata = versions  # type: ignore[attr-defined]
     model.load_state_dict(state, strict=strict)
 
