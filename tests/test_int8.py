@@ -182,3 +182,27 @@ def test_calibration_fields_of_a_target():
         target_from_dict("x", {"backend": "openvino", "precision": "int8", "calibration_method": "entropy"})
     with pytest.raises(CalibrationError, match=r"unknown calibration method 'kl'; expected one of \('minmax'"):
         quantize_onnx("unused.onnx", "unused.int8.onnx", random_samples(SHAPE), "kl")
+
+
+def test_a_nearly_constant_activation_falls_back_to_minmax_with_a_warning(tmp_path):
+    """numpy cannot bin a range a few float steps wide (a saturated gate of a model with random weights):
+    percentile calibration then quantizes by minmax, and says so, instead of failing."""
+
+    class Gated(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.gate = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 1)
+            with torch.no_grad():
+                self.gate.weight.mul_(1e-6)  # the gate's input barely moves: its sigmoid spans a few float steps
+                self.gate.bias.fill_(3.0)
+
+        def forward(self, x):
+            y = torch.relu(self.conv(x))
+            return y * torch.sigmoid(self.gate(y.mean((2, 3), keepdim=True)))
+
+    path = tmp_path / "gated.onnx"
+    export_onnx(Gated().eval(), torch.randn(1, 3, 16, 16), path)
+    samples = random_samples((1, 3, 16, 16), 8)
+    with pytest.warns(UserWarning, match="percentile calibration cannot bin .* calibrated by minmax instead"):
+        out = quantize_onnx(path, tmp_path / "gated.int8.onnx", samples, "percentile")
+    assert activation_scales(out) == activation_scales(quantize_onnx(path, tmp_path / "minmax.onnx", samples))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -121,13 +122,17 @@ class _Reader:
         return iter(self.get_next, None)
 
 
+_BINS = "finite-sized bins"  # numpy's histogram error for a range too narrow for its bins
+
+
 def quantize_onnx(source: str | Path, out: str | Path, samples: np.ndarray, method: str = "minmax") -> Path:
     """Static INT8 quantization of the fp32 ONNX ``source`` into ``out``: QDQ format, per-channel int8
     weights, uint8 activations with ranges calibrated on ``samples`` (N, C, H, W) by ``method``: ``minmax``
     (the widest value seen), ``entropy`` or ``percentile`` (histograms that clip rare outliers). Activations
     are collected one batch at a time (:func:`calibration_batches`) and onnxruntime merges the batches' ranges
     or histograms as it goes, so no method holds every image's activations at once. minmax gives the ranges of
-    one pass; the histogram methods re-bin as they merge, so their ranges move a little with the batching.
+    one pass; the histogram methods re-bin as they merge, so their ranges move a little with the batching. A
+    histogram method that cannot bin a nearly constant activation falls back to minmax, with a warning.
 
     Written to a temporary file and renamed onto ``out`` only when the quantization succeeded, so a failure
     leaves a previous ``out`` as it was.
@@ -150,6 +155,14 @@ def quantize_onnx(source: str | Path, out: str | Path, samples: np.ndarray, meth
     except EdgepruneError:
         raise
     except Exception as exc:  # the quantizer raises whatever its numpy/onnx internals raise
+        if method != "minmax" and isinstance(exc, ValueError) and _BINS in str(exc):
+            # numpy cannot cut a range a few float steps wide into the histogram's bins: an activation that is
+            # nearly constant on these samples (a saturated gate, a model with random weights). onnxruntime
+            # calibrates all tensors in one pass, so the whole model falls back to minmax.
+            warnings.warn(f"{Path(source).name}: {method} calibration cannot bin an activation that is nearly "
+                          "constant on the calibration samples; every tensor calibrated by minmax instead (no "
+                          "outliers clipped)", stacklevel=2)  # fmt: skip
+            return quantize_onnx(source, out, samples, "minmax")
         raise QuantizationError(f"onnxruntime could not quantize {Path(source).name}: {type(exc).__name__}: "
                                 f"{exc}"[:500]) from exc  # fmt: skip
     return out
