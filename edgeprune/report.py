@@ -99,11 +99,15 @@ def markdown(report: dict) -> str:
         ("measured latency, median", f"{a['latency']['median_ms']:.3g} ms", f"{b['latency']['median_ms']:.3g} ms",
          _fmt(d["measured_speedup"], ".2f", "x") + speedup_interval(d)),
         ("measured latency, p90", f"{a['latency']['p90_ms']:.3g} ms", f"{b['latency']['p90_ms']:.3g} ms", ""),
-        ("weights", f"{a['memory']['weight_bytes'] / 1e6:.2f} MB", f"{b['memory']['weight_bytes'] / 1e6:.2f} MB",
-         _fmt(d["weight_memory_reduction"], ".2f", "x")),
+        ("weights (the torch parameters)", f"{a['memory']['weight_bytes'] / 1e6:.2f} MB",
+         f"{b['memory']['weight_bytes'] / 1e6:.2f} MB", _fmt(d["weight_memory_reduction"], ".2f", "x")),
         ("largest activation", f"{a['memory']['largest_activation_bytes'] / 1e6:.2f} MB",
          f"{b['memory']['largest_activation_bytes'] / 1e6:.2f} MB", ""),
     ]  # fmt: skip
+    if a["memory"].get("deployed_file_bytes") and b["memory"].get("deployed_file_bytes"):
+        sizes = a["memory"]["deployed_file_bytes"], b["memory"]["deployed_file_bytes"]
+        rows.append(("deployed file (what the runtime loads)", f"{sizes[0] / 1e6:.2f} MB", f"{sizes[1] / 1e6:.2f} MB",
+                     _fmt(sizes[0] / sizes[1], ".2f", "x")))  # fmt: skip
     if "runtime_mb" in a["memory"]:
         rows.append(("runtime memory (fresh process, resident growth)", f"{a['memory']['runtime_mb']:.1f} MB",
                      f"{b['memory']['runtime_mb']:.1f} MB", _fmt(d.get("runtime_memory_reduction"), ".2f", "x")))

@@ -48,6 +48,8 @@ def test_validate_measures_the_quantized_artifact(backend, pruned_dir, tmp_path,
     lo, hi = d["speedup_over_fp32_ci"]
     assert lo <= d["speedup_over_fp32"] <= hi and len(a["latency_fp32"]["round_medians_ms"]) == 2
     assert "latency_fp32" not in b
+    size = f"| deployed file (what the runtime loads) | {a['memory']['deployed_file_bytes'] / 1e6:.2f} MB |"
+    assert size in markdown(report)
     if backend == "onnxruntime":  # per-layer times of the quantized model, its convolutions attributed
         assert "QLinearConv" in a["ms_by_op"] and "layer1.0.conv1" in a["ms_by_layer"]
         # the int8 convolutions are credited with the convolutions' MACs (nearly all of ResNet-20's), not none
