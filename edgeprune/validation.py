@@ -302,8 +302,9 @@ def validate(
         "profile_device": profile.device if profile else None, "original": a, "pruned": b,
         "derived": derived, "gate": gate, "seconds": round(time.time() - started, 1),
     }  # fmt: skip
-    from edgeprune.report import write_report
+    from edgeprune.report import speed_warnings, write_report
 
+    report["warnings"] = speed_warnings(report)  # for a pipeline reading report.json or --json
     write_report(report, out)
     return report
 

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgeprune.cli import main
-from edgeprune.report import markdown
+from edgeprune.report import markdown, speed_warnings
 from edgeprune.targets import load_target, target_from_dict
 from edgeprune.train import data
 from edgeprune.validation import resolve_model, validate
@@ -47,7 +47,7 @@ def test_validate_measures_the_quantized_artifact(backend, pruned_dir, tmp_path,
     assert d["deployed_delta_points"] == pytest.approx(d["accuracy_delta_points"] + d["quantization_delta_points"])
     lo, hi = d["speedup_over_fp32_ci"]
     assert lo <= d["speedup_over_fp32"] <= hi and len(a["latency_fp32"]["round_medians_ms"]) == 2
-    assert "latency_fp32" not in b
+    assert "latency_fp32" not in b and report["warnings"] == speed_warnings(report)
     size = f"| deployed file (what the runtime loads) | {a['memory']['deployed_file_bytes'] / 1e6:.2f} MB |"
     assert size in markdown(report)
     if backend == "onnxruntime":  # per-layer times of the quantized model, its convolutions attributed
@@ -94,8 +94,6 @@ def _int8_report(dense_int8_ms: float, dense_fp32_ms: float, pruned_ms: float) -
 
 
 def test_the_report_shows_the_dense_fp32_model_and_warns_where_int8_loses_speed():
-    from edgeprune.report import speed_warnings
-
     # int8 pays: the fp32 row and its ratio are there, no warning
     text = markdown(_int8_report(dense_int8_ms=4.0, dense_fp32_ms=8.0, pruned_ms=2.0))
     assert "| measured latency, median, dense fp32 (the original unquantized) | 8 ms |  | pruned over it: 4.00x" in text
