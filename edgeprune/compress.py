@@ -221,7 +221,7 @@ def summarize(cfg: CompressConfig, run: Path, report: dict, final: Path, planned
                        "measured_speedup": d["measured_speedup"], "measured_speedup_ci": d.get("speedup_ci"),
                        "predicted_speedup": d["predicted_speedup"],
                        "speedup_measured_while_planning": 1 / planned["measured"] if planned else None},
-        "realization": d["realization"], "gate": report["gate"],
+        "realization": d["realization"], "gate": report["gate"], "warnings": report.get("warnings", []),
         "report": str(run / "validate" / "report.md"), "onnx": str(run / "export" / "model.onnx"),
     }  # fmt: skip
 
@@ -247,6 +247,7 @@ def format_summary(s: dict) -> str:
         lines.append(f"  accuracy  {100 * acc['original']:.2f} % -> {100 * acc['pruned']:.2f} % ({on})")
     if s["test_accuracy_after_finetune"] is not None:
         lines.append(f"  test accuracy after fine-tuning: {100 * s['test_accuracy_after_finetune']:.2f} %")
+    lines += [f"  WARNING: {w}" for w in s.get("warnings", [])]
     lines.append(f"  gate: {'PASS' if s['gate']['passed'] else 'FAIL'}: {s['gate']['reason']}")
     lines.append(f"  report: {s['report']}")
     return "\n".join(lines)

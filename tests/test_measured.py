@@ -152,6 +152,10 @@ def test_compress_gates_a_measured_plan_against_its_measurement(tmp_path, monkey
     summary = compress(cfg, tmp_path / "run", progress=False)
     assert "measured while planning" in summary["gate"]["reason"]
     assert "when timed while planning" in format_summary(summary)
+    assert summary["warnings"] == json.loads((tmp_path / "run" / "validate" / "report.json").read_text())["warnings"]
+    summary["warnings"] = ["the pruned model runs slower than the original on cpu-ort (0.90x)"]
+    assert "\n  WARNING: the pruned model runs slower than the original on cpu-ort (0.90x)\n  gate:" in \
+        format_summary(summary)
     assert json.loads((tmp_path / "run" / "compress.json").read_text())["prune"]["measured_rounds"] == 3
     elsewhere = CompressConfig("cifar_resnet20", "cuda-ort", settings, data="synthetic", train=none, finetune=none)
     with pytest.raises(BudgetError, match="cannot run here"):
