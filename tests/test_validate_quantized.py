@@ -126,6 +126,7 @@ def test_validate_prints_the_warnings(monkeypatch, tmp_path):
     import edgeprune.validation as validation
 
     report = _int8_report(dense_int8_ms=6.4, dense_fp32_ms=5.9, pruned_ms=4.3)
+    report["warnings"] = speed_warnings(report)  # as validate() records them
     monkeypatch.setattr(validation, "resolve_pair", lambda *args: (None, None))
     monkeypatch.setattr(validation, "validate", lambda *args, **kwargs: report)
     r = CliRunner().invoke(main, ["validate", "a", "b", "--target", "cpu-openvino-int8", "--out", str(tmp_path)])
