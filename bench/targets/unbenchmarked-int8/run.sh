@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Models no target benchmark covered, on the int8 targets: prune to 0.5x MACs with default settings (the shipped
-# profiles; the model's layers mostly not in them), then validate the deployed int8 artifact, calibrated on IMAGES.
-#   IMAGES=/path/to/folder OUT=/tmp/func bash bench/targets/unbenchmarked-int8/run.sh
+# Models no target benchmark covered, on the int8 targets (or any TARGETS): prune to 0.5x MACs with default
+# settings (the shipped profiles; the model's layers mostly not in them), then validate the deployed artifact, an
+# int8 one calibrated on IMAGES. A combination whose OUT/TAG.done exists is skipped.
+#   IMAGES=/path/to/folder OUT=/tmp/func [MODELS="m1 m2"] [TARGETS="t1 t2"] bash bench/targets/unbenchmarked-int8/run.sh
 cd "$(dirname "$0")/../../.."; source .venv/bin/activate
 OUT=${OUT:-/tmp/func}
 IMAGES=${IMAGES:?an image folder: train/ and val/ with class subfolders}
@@ -14,8 +15,8 @@ for T in ${TARGETS:-cpu-xnnpack-int8 cpu-openvino-int8 cpu-ort-int8}; do
   edgeprune prune $M --target $T --macs 0.5x --out $OUT/$tag > $OUT/$tag.prune.log 2>&1; rp=$?
   rv=-
   if [ $rp = 0 ]; then
-    edgeprune validate $M $OUT/$tag/model --target $T --calibration-data $IMAGES --calibration-count 64 \
-      --out $OUT/$tag-val > $OUT/$tag.val.log 2>&1; rv=$?
+    cal=(); [[ $T == *int8 ]] && cal=(--calibration-data $IMAGES --calibration-count 64)
+    edgeprune validate $M $OUT/$tag/model --target $T "${cal[@]}" --out $OUT/$tag-val > $OUT/$tag.val.log 2>&1; rv=$?
   fi
   echo "$tag prune=$rp validate=$rv $(( $(date +%s) - s ))s" | tee -a $OUT/summary.txt
   touch $OUT/$tag.done
