@@ -12,6 +12,7 @@ for T in ${TARGETS:-cpu-xnnpack-int8 cpu-openvino-int8 cpu-ort-int8}; do
   tag=$T-${M//:/_}
   [ -f $OUT/$tag.done ] && continue
   s=$(date +%s)
+  rm -rf $OUT/$tag $OUT/$tag-val  # a combination not done starts afresh (prune refuses a folder in use)
   edgeprune prune $M --target $T --macs 0.5x --out $OUT/$tag > $OUT/$tag.prune.log 2>&1; rp=$?
   rv=-
   if [ $rp = 0 ]; then
