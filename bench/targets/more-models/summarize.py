@@ -11,6 +11,13 @@ import re
 import sys
 from pathlib import Path
 
+from edgeprune.report import speed_warnings
+
+# the warnings validate gives (recomputed from each report.json with this code), in a few words
+SHORT = {"quantizing slows": "dense int8 slower than dense fp32",
+         "model runs slower than the dense fp32": "pruned int8 slower than dense fp32",
+         "runs slower than the original": "pruned slower than dense"}  # fmt: skip
+
 
 def shape_kept(prune_log: str) -> str:
     """The plan shape prune kept, as its log names it ("kept: ..."), else whether it was priced."""
@@ -34,15 +41,17 @@ def row(out: Path, line: str) -> str:
     ci = d.get("speedup_ci") or [d["measured_speedup"]] * 2
     over = f"{d['speedup_over_fp32']:.2f}×" if "speedup_over_fp32" in d else ""
     kept = shape_kept((out / f"{tag}.prune.log").read_text())
+    warned = "; ".join(next(v for k, v in SHORT.items() if k in w) for w in speed_warnings(report))
     return (f"| `{target}` | {model} | {kept} | {1 / d['macs_speedup']:.3f}x | {d['measured_speedup']:.2f}× "
-            f"({ci[0]:.2f}–{ci[1]:.2f}) | {over} | |")  # fmt: skip
+            f"({ci[0]:.2f}–{ci[1]:.2f}) | {over} | {warned} |")  # fmt: skip
 
 
 def main(out: Path) -> None:
     lines = {}
     for line in (out / "summary.txt").read_text().splitlines():
         lines[line.split()[0]] = line  # a later run of a tag (after a fix) replaces the earlier one
-    print("| target | model | shape kept | MACs kept | pruned over dense (95 % CI) | over dense fp32 | error |")
+    print("| target | model | shape kept | MACs kept | pruned over dense (95 % CI) | over dense fp32 "
+          "| warning or error |")
     print("|---|---|---|---:|---:|---:|---|")
     for line in lines.values():
         print(row(out, line))
