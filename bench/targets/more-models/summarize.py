@@ -31,7 +31,7 @@ def row(out: Path, line: str) -> str:
     tag, prune, validate = re.match(r"(\S+) prune=(\S+) validate=(\S+)", line).groups()
     target = next(t for t in ("cpu-openvino-int8", "cpu-ort-int8", "cpu-xnnpack-int8", "cpu-openvino",
                               "cpu-xnnpack") if tag.startswith(t + "-"))  # fmt: skip
-    model = tag[len(target) + 1 :].replace("timm_", "timm:")
+    model = tag[len(target) + 1 :].replace("timm_", "timm:").replace("ultralytics_", "ultralytics:")
     if prune != "0" or validate != "0":
         log = (out / f"{tag}.{'prune' if prune != '0' else 'val'}.log").read_text().strip().splitlines()
         error = next((x for x in reversed(log) if x.startswith(("Error", "ValueError", "RuntimeError"))), log[-1])
