@@ -27,7 +27,7 @@ from edgeprune.latency import (
 from edgeprune.latency.check import check_profile, check_variants, describe_check, error_row, summarize
 from edgeprune.latency.innet import fit_widths
 from edgeprune.latency.model import LatencyModel
-from edgeprune.latency.profile import ProfileSettings, Table
+from edgeprune.latency.profile import ProfileSettings, Table, device_fingerprint
 from edgeprune.latency.profiler import build_model
 from edgeprune.models import create_model
 from edgeprune.targets import channel_align, load_target
@@ -219,6 +219,24 @@ def test_corrupt_truncated_and_foreign_profiles(tiny_profile, tmp_path):
     assert f"edgeprune profile measure {data['target']['name']} --model MODEL" in str(shown[0].message)
     with pytest.raises(ProfileError, match="measured elsewhere"):
         Profile.load(tmp_path / "foreign.json", strict=True)
+
+
+def test_a_profile_of_a_cpu_with_other_int8_features_is_from_elsewhere(tiny_profile, tmp_path):
+    """Virtual machines may name every Xeon generation alike; the int8 and vector features tell them apart."""
+    from edgeprune.kit.collect import cpu_facts
+
+    x86 = "model name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu sse avx2 avx512f avx512_vnni amx_int8 amx_tile\n"
+    assert cpu_facts(x86) == ("Intel(R) Xeon(R) Processor", "amx_int8 amx_tile avx2 avx512_vnni avx512f")
+    assert cpu_facts("processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\n") == (None, "asimddp i8mm")
+    _, path, profile = tiny_profile
+    here = device_fingerprint(profile.target["backend"])
+    assert "isa" in here and profile.device_mismatch() == ""  # measured here, features recorded
+    data = json.loads(path.read_text())
+    other = "avx2" if here["isa"] != "avx2" else "avx2 avx512f"  # the same CPU name, other features
+    data["device"]["isa"] = other
+    assert Profile.from_dict(data).device_mismatch() == f"CPU features: profile {other!r} vs here {here['isa']!r}"
+    del data["device"]["isa"]  # a profile from before the features were recorded: judged by the rest
+    assert Profile.from_dict(data).device_mismatch() == ""
 
 
 def test_layer_outside_the_profile_is_an_error(tiny_profile):

@@ -45,18 +45,39 @@ def _load_timing():
 timing = _load_timing()
 
 
+# CPU features that change which kernels a runtime picks, int8 ones above all: a virtual machine often names its
+# CPU only "Intel(R) Xeon(R) Processor", whatever its generation, and AMX or VNNI can make int8 several times faster.
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16",
+             "asimddp", "i8mm", "sve", "bf16")  # fmt: skip
+
+
+def cpu_facts(cpuinfo: str) -> tuple[str | None, str]:
+    """The CPU model and its :data:`ISA_FLAGS`, space-separated, from the text of /proc/cpuinfo (x86 "flags",
+    ARM "Features")."""
+    model, flags = None, set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model is None:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return model, " ".join(f for f in sorted(ISA_FLAGS) if f in flags)
+
+
 def fingerprint(backend: str) -> dict:
-    """What decides a measurement's validity without torch: CPU model, cores, the runtime's version. The
-    profile's device fingerprint (edgeprune.latency.profile) is this plus torch and GPU facts."""
-    cpu = platform.processor() or platform.machine()
+    """What decides a measurement's validity without torch: CPU model, its int8/vector features, cores, the
+    runtime's version. The profile's device fingerprint (edgeprune.latency.profile) is this plus torch and GPU
+    facts."""
+    cpu, isa = platform.processor() or platform.machine(), None
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        model, isa = cpu_facts(Path("/proc/cpuinfo").read_text())
+        cpu = model or cpu
     except OSError:
         pass
     fp = {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(), "system": platform.system()}
+    if isa is not None:
+        fp["isa"] = isa
     if backend == "onnxruntime":
         import onnxruntime
 

@@ -330,6 +330,8 @@ class Profile:
         here = other if other is not None else device_fingerprint(self.target.get("backend", ""))
         diffs = [f"{k}: profile {self.device.get(k)!r} vs {name} {here.get(k)!r}"
                  for k in ("cpu", "cores", "gpu", "onnxruntime", "cuda") if self.device.get(k) != here.get(k)]
+        if "isa" in self.device and "isa" in here and self.device["isa"] != here["isa"]:  # older profiles lack it
+            diffs.append(f"CPU features: profile {self.device['isa']!r} vs {name} {here['isa']!r}")
         return "; ".join(diffs)
 
 
