@@ -226,6 +226,10 @@ def test_a_registry_model_gets_the_folders_class_count_and_keeps_pretrained_weig
     pretrained, fresh = create_model("cifar_resnet20"), create_model("cifar_resnet20", num_classes=3)
     assert keep_matching(pretrained, fresh) == ["linear.bias", "linear.weight"]
     assert torch.equal(fresh.conv1.weight, pretrained.conv1.weight)
+    # a new head for torchvision's MNASNet, whose loader refuses a state without its module version
+    mnas, mnas_fresh = create_model("mnasnet0_5"), create_model("mnasnet0_5", num_classes=3)
+    assert keep_matching(mnas, mnas_fresh) == ["classifier.1.bias", "classifier.1.weight"]
+    assert torch.equal(mnas_fresh.layers[0].weight, mnas.layers[0].weight)
     # a saved model must already answer the folder's classes
     r = cli("eval", "cifar_resnet20", "--data", source.data)
     assert r.exit_code == 1 and "answers 10 classes but" in r.output and "has 3 class folders" in r.output

@@ -94,6 +94,8 @@ def weights_options(fn: Callable) -> Callable:
 target_option = click.option("--target", "target_name", metavar="NAME",
                              help="Device target (see `edgeprune targets`).")  # fmt: skip
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for pipelines).")
+
+
 def profile_option_with(help: str) -> Callable:
     """``--profile FILE``, with what the command does with it (validate takes none by default)."""
     return click.option("--profile", "profile_path", type=click.Path(exists=True, dir_okay=False), default=None,

@@ -30,7 +30,7 @@ import torch.nn as nn
 from edgeprune.errors import DataNotFoundError, InputError, MissingError, require
 from edgeprune.logs import quiet
 from edgeprune.models.registry import ModelEntry, register_prefix
-from edgeprune.models.weights import check_state, load_state
+from edgeprune.models.weights import check_state, load_state, load_versioned
 from edgeprune.paths import data_root, looked_in
 
 PREFIX = "ultralytics:"
@@ -162,7 +162,7 @@ def _transfer_detection(model: nn.Module, state: dict[str, torch.Tensor], source
     own = model.state_dict()
     mask = {k for k in own if k.startswith((head + "proto.", head + "cv4."))}
     check_state({k: v for k, v in own.items() if k not in mask}, state, source, type(model).__name__)
-    model.load_state_dict({**own, **state}, strict=True)
+    load_versioned(model, {**own, **state})
     warnings.warn(f"{source}: a detection checkpoint, loaded into every tensor but the mask head's {len(mask)} "
                   "(prototypes and mask coefficients start random: train them before use)", stacklevel=3)  # fmt: skip
 

@@ -14,6 +14,7 @@ import torch.nn as nn
 from edgeprune.errors import InputError
 from edgeprune.models import create_model, get_entry
 from edgeprune.models.registry import Pretrained
+from edgeprune.models.weights import load_versioned
 from edgeprune.prune import load_model_ref
 from edgeprune.train.data import ArrayLoader, is_folder, load_dataset
 from edgeprune.train.folder import DataError, FolderData, FolderLoader, folder_transform, model_preprocess, scan_folder
@@ -132,7 +133,7 @@ def keep_matching(source: nn.Module, target: nn.Module) -> list[str]:
     """Copy every tensor of ``source`` whose name and shape ``target`` shares; returns the names left as built."""
     wanted = target.state_dict()
     kept = {k: v for k, v in source.state_dict().items() if k in wanted and wanted[k].shape == v.shape}
-    target.load_state_dict(kept, strict=False)
+    load_versioned(target, kept, strict=False)  # a plain dict: without the module versions MNASNet requires
     return sorted(set(wanted) - set(kept))
 
 
