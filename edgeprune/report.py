@@ -49,14 +49,28 @@ def accuracy_rows(a: dict, b: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def precision_rows(a: dict, d: dict) -> list[tuple[str, str, str, str]]:
+def fp32_layers_text(side: dict) -> str:
+    """What a model measured with ``int8_layers = "measured"`` left in fp32 ("" when it was not)."""
+    chosen = side.get("int8_layers")
+    if not chosen:
+        return ""
+    groups = ", ".join(chosen["fp32_groups"]) or "none"
+    return f"{chosen['fp32_nodes']} of {chosen['quantizable_nodes']} nodes ({groups})"
+
+
+def precision_rows(a: dict, d: dict, b: dict | None = None) -> list[tuple[str, str, str, str]]:
     """On an int8 target: the dense fp32 original timed beside the quantized models on the same runtime, and
-    the pruned quantized model's speedup over it."""
+    the pruned quantized model's speedup over it; with ``int8_layers = "measured"``, what each side left in
+    fp32."""
     if "latency_fp32" not in a:
         return []
-    return [("measured latency, median, dense fp32 (the original unquantized)",
+    rows = [("measured latency, median, dense fp32 (the original unquantized)",
              f"{a['latency_fp32']['median_ms']:.3g} ms", "", "pruned over it: "
              + _fmt(d.get("speedup_over_fp32"), ".2f", "x") + speedup_interval(d, "speedup_over_fp32_ci"))]  # fmt: skip
+    if fp32_layers_text(a):
+        rows.append(("layers left in fp32 (measured faster here)", fp32_layers_text(a),
+                     fp32_layers_text(b or {}), ""))  # fmt: skip
+    return rows
 
 
 def _upper(d: dict, key: str, ci_key: str) -> float | None:
@@ -115,7 +129,7 @@ def markdown(report: dict) -> str:
     if "runtime_mb" in a["memory"]:
         rows.append(("runtime memory (fresh process, resident growth)", f"{a['memory']['runtime_mb']:.1f} MB",
                      f"{b['memory']['runtime_mb']:.1f} MB", _fmt(d.get("runtime_memory_reduction"), ".2f", "x")))
-    rows += precision_rows(a, d) + accuracy_rows(a, b)
+    rows += precision_rows(a, d, b) + accuracy_rows(a, b)
     lines = [
         f"# edgeprune validation: {a['model']} vs {b['model']} on `{report['target']}`",
         "",

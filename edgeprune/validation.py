@@ -193,7 +193,13 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
         from edgeprune.train.calibration import calibration_images
 
         images = calibration_images(source, target.calibration_count, ref.module, ref.name, ref.input_chw[-1])
-    runner = prepare_runner(target, ref.module if takes_module(target) else onnx_path, shape, images)
+    int8_layers = None
+    if target.precision == "int8" and target.int8_layers == "measured":
+        from edgeprune.backends.int8_layers import choose_fp32_layers
+
+        int8_layers = choose_fp32_layers(target, onnx_path, shape)
+    keep_fp32 = int8_layers.fp32_nodes if int8_layers else ()
+    runner = prepare_runner(target, ref.module if takes_module(target) else onnx_path, shape, images, keep_fp32)
     runner.run(xn)
     runner.sync()
     deployed = getattr(runner, "model_path", None) or onnx_path  # what the runtime runs (int8: the quantized file)
@@ -233,6 +239,7 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
         "deployed_accuracy": on_runtime[0], "deployed_task_metrics": on_runtime[1],
         "calibration": {"data": source, "count": len(images) if images is not None else None,
                         "kind": getattr(runner, "calibration", None)} if target.precision == "int8" else None,
+        "int8_layers": int8_layers.to_dict() if int8_layers else None,
     }, runner, xn  # fmt: skip
 
 

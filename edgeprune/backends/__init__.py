@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from edgeprune.backends.base import (
     Backend,
     BackendError,
@@ -38,13 +40,17 @@ def takes_module(target: Target) -> bool:
     return target.backend in MODULE_BACKENDS
 
 
-def prepare_runner(target: Target, source, input_shape: tuple[int, ...], calibration=None) -> Runner:
+def prepare_runner(target: Target, source, input_shape: tuple[int, ...], calibration=None,
+                   keep_fp32: Sequence[str] = ()) -> Runner:  # fmt: skip
     """A runner on ``target``'s backend: ``source`` is a module where :func:`takes_module`, else an ONNX file
     path, prepared for ``input_shape`` (the engine's, compiled model's or exported program's shape). An int8
     target quantizes the model, calibrated on ``calibration`` (images, N x C x H x W) or, without it, on random
-    inputs for timing only (:mod:`edgeprune.backends.quantize`)."""
+    inputs for timing only (:mod:`edgeprune.backends.quantize`), leaving the ONNX nodes named in ``keep_fp32``
+    in float (onnxruntime; :mod:`edgeprune.backends.int8_layers` chooses them)."""
     model = {"module": source} if takes_module(target) else {"onnx_path": str(source)}
     extra = {} if calibration is None else {"calibration": calibration}
+    if keep_fp32:
+        extra["keep_fp32"] = list(keep_fp32)
     return get_backend(target.backend).prepare(target, input_shape=tuple(input_shape), **model, **extra)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -73,11 +74,12 @@ def kernel_ms_per_run(events: list[dict]) -> list[float]:
 
 
 def runnable_model(target: Target, onnx_path: str | Path, input_shape: tuple[int, ...] | None = None,
-                   calibration: np.ndarray | None = None) -> tuple[Path, str | None]:  # fmt: skip
+                   calibration: np.ndarray | None = None, keep_fp32: Sequence[str] = ()
+                   ) -> tuple[Path, str | None]:  # fmt: skip
     """The file a session on ``target`` runs, and what calibrated it: ``onnx_path`` itself for fp32 (and for a
     file already quantized), else its int8 artifact (``model.int8.onnx`` beside it) calibrated on
     ``calibration`` images by the target's method, or on random inputs by minmax when none are given (timing
-    only: see :mod:`edgeprune.backends.quantize`)."""
+    only: see :mod:`edgeprune.backends.quantize`), with the nodes named in ``keep_fp32`` left in float."""
     path = Path(onnx_path)
     if target.precision != "int8":
         return path, None
@@ -86,7 +88,7 @@ def runnable_model(target: Target, onnx_path: str | Path, input_shape: tuple[int
     samples, kind = calibration_for(target, calibration, input_shape or onnx_input(path)[1])
     # random inputs time the graph, whose nodes no method changes: the fastest method calibrates them
     method = target.calibration_method if kind == "images" else "minmax"
-    return quantize_onnx(path, artifact_path(path, ".int8.onnx"), samples, method), kind
+    return quantize_onnx(path, artifact_path(path, ".int8.onnx"), samples, method, keep_fp32), kind
 
 
 def profile_events(target: Target, onnx_path: str, x: np.ndarray, runs: int) -> list[dict]:
@@ -170,16 +172,17 @@ class OnnxRuntimeBackend:
         return _int8_reason(target)
 
     def prepare(self, target: Target, onnx_path: str | None = None, module=None, input_shape=None,
-                calibration: np.ndarray | None = None) -> OrtRunner:  # fmt: skip
+                calibration: np.ndarray | None = None, keep_fp32: Sequence[str] = ()) -> OrtRunner:  # fmt: skip
         """A session on ``onnx_path``; for an int8 target, on its quantized artifact (:func:`runnable_model`:
-        ``calibration`` images (N, C, H, W), or random inputs for timing only)."""
+        ``calibration`` images (N, C, H, W), or random inputs for timing only; ``keep_fp32``: node names left
+        in float)."""
         import onnxruntime as ort
 
         if onnx_path is None:
             raise BackendError("the onnxruntime backend runs ONNX files: export the model first")
         if _int8_reason(target):
             raise BackendError(f"target {target.name}: {_int8_reason(target)}")
-        path, calibrated = runnable_model(target, onnx_path, input_shape, calibration)
+        path, calibrated = runnable_model(target, onnx_path, input_shape, calibration, keep_fp32)
         wanted = providers_for(target)
         try:
             session = ort.InferenceSession(str(path), session_options(target), providers=wanted)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,8 @@ class _Reader:
 _BINS = "finite-sized bins"  # numpy's histogram error for a range too narrow for its bins
 
 
-def quantize_onnx(source: str | Path, out: str | Path, samples: np.ndarray, method: str = "minmax") -> Path:
+def quantize_onnx(source: str | Path, out: str | Path, samples: np.ndarray, method: str = "minmax",
+                  keep_fp32: Sequence[str] = ()) -> Path:  # fmt: skip
     """Static INT8 quantization of the fp32 ONNX ``source`` into ``out``: QDQ format, per-channel int8
     weights, uint8 activations with ranges calibrated on ``samples`` (N, C, H, W) by ``method``: ``minmax``
     (the widest value seen), ``entropy`` or ``percentile`` (histograms that clip rare outliers). Activations
@@ -133,6 +135,7 @@ def quantize_onnx(source: str | Path, out: str | Path, samples: np.ndarray, meth
     or histograms as it goes, so no method holds every image's activations at once. minmax gives the ranges of
     one pass; the histogram methods re-bin as they merge, so their ranges move a little with the batching. A
     histogram method that cannot bin a nearly constant activation falls back to minmax, with a warning.
+    ``keep_fp32``: names of ``source``'s nodes left unquantized (they run in float, as in the fp32 model).
 
     Written to a temporary file and renamed onto ``out`` only when the quantization succeeded, so a failure
     leaves a previous ``out`` as it was.
@@ -151,7 +154,7 @@ def quantize_onnx(source: str | Path, out: str | Path, samples: np.ndarray, meth
             quantize_static(str(source), str(tmp), _Reader(name, calibration_batches(samples, shape[0])),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=calibrate,
-                            extra_options={"CalibStridedMinMax": 1})  # fmt: skip
+                            nodes_to_exclude=list(keep_fp32), extra_options={"CalibStridedMinMax": 1})  # fmt: skip
     except EdgepruneError:
         raise
     except Exception as exc:  # the quantizer raises whatever its numpy/onnx internals raise
@@ -162,7 +165,7 @@ def quantize_onnx(source: str | Path, out: str | Path, samples: np.ndarray, meth
             warnings.warn(f"{Path(source).name}: {method} calibration cannot bin an activation that is nearly "
                           "constant on the calibration samples; every tensor calibrated by minmax instead (no "
                           "outliers clipped)", stacklevel=2)  # fmt: skip
-            return quantize_onnx(source, out, samples, "minmax")
+            return quantize_onnx(source, out, samples, "minmax", keep_fp32)
         raise QuantizationError(f"onnxruntime could not quantize {Path(source).name}: {type(exc).__name__}: "
                                 f"{exc}"[:500]) from exc  # fmt: skip
     return out

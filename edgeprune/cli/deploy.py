@@ -57,6 +57,10 @@ def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as
               "else --data).")
 @click.option("--calibration-count", type=click.IntRange(min=1), default=None, metavar="N",
               help="int8 targets: calibrate on N images (default: the target's calibration_count).")
+@click.option("--int8-layers", type=click.Choice(["all", "measured"]), default=None,
+              help="onnxruntime int8 targets: quantize every layer the quantizer takes (all), or leave in fp32 the "
+              "parts and kinds of layers that time faster in fp32 here (measured; minutes on a large model) "
+              "[default: the target's int8_layers].")
 @click.option("--input-size", type=click.IntRange(min=8), default=None, metavar="PX",
               help="Square input side both models are exported, timed and scored at (default: the size saved "
               "with PRUNED, else the registry's).")
@@ -66,7 +70,7 @@ def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as
 @json_option
 @click.pass_context
 def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data, calibration_data,
-                 calibration_count, input_size, tolerance, pretrained, as_json) -> None:  # fmt: skip
+                 calibration_count, int8_layers, input_size, tolerance, pretrained, as_json) -> None:  # fmt: skip
     """Compare ORIGINAL and PRUNED on a target: MACs, predicted and measured latency, memory, accuracy.
 
     Exit code 3 when the exported model's numerics differ from torch, 4 when the measured speedup falls
@@ -74,18 +78,22 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
     """
     if not profile_path:
         forbid(ctx, ("tolerance",), "without --profile (the gate compares against the profile's prediction)")
+    from dataclasses import replace
+
     from edgeprune.latency import Profile
-    from edgeprune.report import speedup_interval
+    from edgeprune.report import fp32_layers_text, speedup_interval
     from edgeprune.targets import load_target
     from edgeprune.validation import resolve_pair, validate
 
     target = load_target(target_name)
     if target.precision != "int8":
-        forbid(ctx, ("calibration_data", "calibration_count"), f"with {target.name}, which is not int8")
+        forbid(ctx, ("calibration_data", "calibration_count", "int8_layers"), f"with {target.name}, which is not int8")
     elif calibration_count:
-        from dataclasses import replace
-
         target = replace(target, calibration_count=calibration_count)
+    if int8_layers and target.backend != "onnxruntime":
+        forbid(ctx, ("int8_layers",), f"with {target.name}: {target.backend} quantizes every layer it takes")
+    elif int8_layers:
+        target = replace(target, int8_layers=int8_layers)
     profile = Profile.load(profile_path) if profile_path else None
     pair = resolve_pair(original, pruned, pretrained, input_size)
     report = validate(*pair, target, out_dir, profile, data, tolerance, calibration_data=calibration_data)
@@ -102,7 +110,9 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
     def quantized() -> str:
         if "speedup_over_fp32" not in d:
             return ""
-        line = f"{target.precision}: pruned {d['speedup_over_fp32']:.2f}x faster than the dense fp32 model"
+        line = "".join(f"left in fp32 ({name}): {fp32_layers_text(report[name])}\n"
+                       for name in ("original", "pruned") if fp32_layers_text(report[name]))  # fmt: skip
+        line += f"{target.precision}: pruned {d['speedup_over_fp32']:.2f}x faster than the dense fp32 model"
         if "quantization_delta_points" in d:
             metric = report["original"].get("accuracy_metric") or "accuracy"
             line += (f"; {metric} {d['accuracy_delta_points']:+.2f} points from pruning, "

@@ -1,0 +1,151 @@
+"""Which layers an int8 model leaves in fp32, chosen by timing on the device (a target's ``int8_layers = "measured"``).
+
+Int8 does not pay everywhere: onnxruntime runs some kernels slower in int8 than in fp32 (large depthwise
+convolutions), and an activation it cannot fuse into an int8 convolution (hard-swish, GELU) runs in float
+between a DequantizeLinear and a QuantizeLinear that the fp32 model does not have. Which layers lose depends
+on the runtime and the CPU, so it is measured, not guessed: the quantizable nodes are grouped into kinds
+(``Conv 3x3 depthwise``, ``Conv 1x1 dense``, ``Mul``, ...), and, the kinds holding most nodes first, each kind
+is left in fp32 when the model then runs faster than without it, by the whole confidence interval of the
+paired ratio (timed with the target's own rounds). Last, the model with every kind in fp32 is tried the same
+way, since some costs only go when every neighbour is float too.
+
+The trial models are calibrated on random inputs: calibration sets scales, not which nodes the quantized graph
+has, so the trials time as the deployed model will (see :mod:`edgeprune.backends.quantize`).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from edgeprune.backends.quantize import quantize_onnx, random_samples
+from edgeprune.targets import Target
+from edgeprune.timing import Ratio
+
+log = logging.getLogger(__name__)
+
+# operators onnxruntime's QDQ quantizer gives int8 kernels or passes int8 through; the others stay float anyway
+QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Concat", "Sigmoid", "Softmax",
+                 "Resize", "MaxPool", "AveragePool", "GlobalAveragePool")  # fmt: skip
+
+# (groups left in fp32 so far, groups to try) -> the trial's time over the current model's
+Compare = Callable[[list[str], list[str]], Ratio]
+
+
+EVERYTHING = "every layer"  # the last trial: the fp32 model itself
+PARTS = 4  # contiguous parts of the graph tried in fp32: a float region pays for conversions at its ends only
+
+
+@dataclass
+class Int8Layers:
+    """The measured choice: the groups of nodes left in fp32, and every trial that decided it."""
+
+    groups: dict[str, list[str]]  # label -> names of the fp32 ONNX's nodes it holds (groups may overlap)
+    fp32_groups: list[str] = field(default_factory=list)
+    trials: list[dict] = field(default_factory=list)  # {"fp32": [labels], "ratio" (trial / current), "kept"}
+
+    @property
+    def fp32_nodes(self) -> list[str]:
+        """The nodes of the chosen groups, once each, in graph order."""
+        if EVERYTHING in self.fp32_groups:
+            return list(self.groups[EVERYTHING])
+        chosen = {n for g in self.fp32_groups for n in self.groups[g]}
+        return [n for n in self.groups[EVERYTHING] if n in chosen]
+
+    def to_dict(self) -> dict:
+        return {"fp32_groups": self.fp32_groups, "fp32_nodes": len(self.fp32_nodes),
+                "quantizable_nodes": len(self.groups[EVERYTHING]),
+                "groups": {k: len(v) for k, v in self.groups.items()}, "trials": self.trials}  # fmt: skip
+
+
+def layer_groups(onnx_path: str | Path) -> dict[str, list[str]]:
+    """The named nodes of an fp32 ONNX graph that int8 quantization touches, grouped three ways: ``PARTS``
+    contiguous parts of the graph ("part 1 of 4", ...); kinds, a convolution by its kernel and whether it is
+    depthwise, grouped or dense (the runtime picks its kernel by those), others by operator; and
+    ``EVERYTHING``."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    dims = {t.name: list(t.dims) for t in graph.initializer}
+    nodes = [n for n in graph.node if n.op_type in QUANTIZED_OPS and n.name]
+    groups: dict[str, list[str]] = {}
+    parts = min(PARTS, len(nodes))
+    for i in range(parts if parts > 1 else 0):
+        groups[f"part {i + 1} of {parts}"] = [
+            n.name for n in nodes[i * len(nodes) // parts : (i + 1) * len(nodes) // parts]
+        ]
+    for node in nodes:
+        kind = node.op_type
+        if node.op_type == "Conv" and len(node.input) > 1 and len(dims.get(node.input[1], [])) >= 3:
+            _, per_group, *kernel = dims[node.input[1]]
+            groups_attr = next((a.i for a in node.attribute if a.name == "group"), 1)
+            style = "dense" if groups_attr == 1 else "depthwise" if per_group == 1 else "grouped"
+            kind = f"{node.op_type} {'x'.join(map(str, kernel))} {style}"
+        groups.setdefault(kind, []).append(node.name)
+    groups[EVERYTHING] = [n.name for n in nodes]
+    return groups
+
+
+def faster(ratio: Ratio) -> bool:
+    """A trial counts as faster only when its whole interval is below the current model's time."""
+    return ratio.high < 1.0
+
+
+def search_fp32_groups(groups: dict[str, list[str]], compare: Compare) -> Int8Layers:
+    """The greedy search of the module docstring over ``groups`` (:func:`layer_groups`), with ``compare`` timing
+    each trial; the parts of the graph first, then the kinds by size, then every layer."""
+    result = Int8Layers(groups)
+    parts = [g for g in groups if g.startswith("part ")]
+    kinds = sorted((g for g in groups if g not in parts and g != EVERYTHING), key=lambda k: (-len(groups[k]), k))
+    for group in [*parts, *kinds, EVERYTHING]:
+        if not groups[group] or set(groups[group]) <= set(result.fp32_nodes):
+            continue  # nothing this trial would change
+        trial = [EVERYTHING] if group == EVERYTHING else [*result.fp32_groups, group]
+        ratio = compare(result.fp32_groups, trial)
+        result.trials.append({"fp32": trial, "ratio": ratio.to_dict(), "kept": faster(ratio)})
+        log.info("int8 layers: %s in fp32: %.3fx the time (%.3f-%.3f)%s", group, ratio.median, ratio.low,
+                 ratio.high, ", kept" if faster(ratio) else "")  # fmt: skip
+        if faster(ratio):
+            result.fp32_groups = trial
+    return result
+
+
+def choose_fp32_layers(target: Target, onnx_path: str | Path, input_shape: tuple[int, ...]) -> Int8Layers:
+    """Time the trials of :func:`search_fp32_groups` on ``target`` (an onnxruntime int8 target) for the fp32
+    ONNX ``onnx_path``; the deployed model is then quantized with ``fp32_nodes`` left in float."""
+    import numpy as np
+
+    from edgeprune.backends.base import time_runners
+    from edgeprune.backends.onnxruntime import OnnxRuntimeBackend
+
+    groups = layer_groups(onnx_path)
+    backend, samples = OnnxRuntimeBackend(), random_samples(tuple(input_shape))
+    x = np.random.default_rng(1).standard_normal(input_shape, dtype=np.float32)
+    built: dict[tuple[str, ...], object] = {}  # the current model's session, and the trial's
+
+    def runner(fp32: Sequence[str], folder: Path):
+        if tuple(fp32) not in built:
+            if EVERYTHING in fp32:
+                built[tuple(fp32)] = backend.prepare(replace(target, precision="fp32"), onnx_path=str(onnx_path))
+            else:
+                nodes = Int8Layers(groups, list(fp32)).fp32_nodes
+                path = quantize_onnx(onnx_path, folder / f"trial{len(list(folder.iterdir()))}.onnx", samples,
+                                     "minmax", nodes)  # fmt: skip
+                built[tuple(fp32)] = backend.prepare(target, onnx_path=str(path))
+        return built[tuple(fp32)]
+
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def compare(now: list[str], trial: list[str]) -> Ratio:
+            for key in [k for k in built if k != tuple(now)]:  # one session besides the current model's
+                del built[key]
+            runners = {"current": runner(now, Path(tmp)), "trial": runner(trial, Path(tmp))}
+            return time_runners(runners, x, target, reference="current").ratios["trial"]
+
+        return search_fp32_groups(groups, compare)
+
+
+__all__ = ["EVERYTHING", "Int8Layers", "choose_fp32_layers", "faster", "layer_groups", "search_fp32_groups"]
