@@ -3,7 +3,7 @@
 The stages, one public entry point each (see the README's Python quickstart and docs/architecture.md)::
 
     build_graph → create_regularizer / train_run → plan_pruning / prune_run → prune_model
-    → export_onnx → validate;  run_compress() runs them all, resumably.
+    → export_onnx (deployed_file: what a target's runtime loads) → validate;  run_compress() runs them all, resumably.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ _API = {
     "prune_model": "edgeprune.prune",
     "load_pruned": "edgeprune.prune",
     "export_onnx": "edgeprune.export",
+    "deployed_file": "edgeprune.backends.deployable",
     "load_target": "edgeprune.targets",
     "Profile": "edgeprune.latency",
     "LatencyModel": "edgeprune.latency.model",

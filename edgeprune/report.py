@@ -55,7 +55,7 @@ def fp32_layers_text(side: dict) -> str:
     if not chosen:
         return ""
     groups = ", ".join(chosen["fp32_groups"]) or "none"
-    return f"{chosen['fp32_nodes']} of {chosen['quantizable_nodes']} nodes ({groups})"
+    return f"{chosen['fp32_nodes']} of {chosen['nodes']} nodes ({groups})"
 
 
 def precision_rows(a: dict, d: dict, b: dict | None = None) -> list[tuple[str, str, str, str]]:

@@ -49,7 +49,8 @@ class Target:
     # which clip rare outliers (onnxruntime targets only; see backends/quantize.py)
     calibration_method: str = "minmax"
     # which layers run in int8: "all" that the quantizer takes, or "measured": the deployed model leaves in fp32
-    # the parts and kinds of layers that time faster in fp32 on this device (onnxruntime; backends/int8_layers.py)
+    # the parts and kinds of layers that time faster in fp32 on this device (onnxruntime, OpenVINO;
+    # backends/int8_layers.py)
     int8_layers: str = "all"
     description: str = ""
     source: str = field(default="", compare=False)
@@ -80,6 +81,7 @@ def channel_align(target: Target) -> int:
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 INT8_LAYERS = ("all", "measured")
+INT8_LAYER_BACKENDS = ("onnxruntime", "openvino")  # whose quantizers leave named nodes in float
 _CHOICES = {"backend": BACKEND_NAMES, "device": ("cpu", "cuda"), "precision": ("fp32", "fp16", "int8"),
             "calibration_method": CALIBRATION_METHODS, "int8_layers": INT8_LAYERS}
 
@@ -139,9 +141,10 @@ def target_from_dict(name: str, data: dict, source: str = "<dict>") -> Target:
     if data.get("calibration_method", "minmax") != "minmax" and data["backend"] != "onnxruntime":
         raise TargetError(f"{source}: calibration_method = {data['calibration_method']!r} is for onnxruntime "
                           f"targets; {data['backend']} calibrates with its own quantizer (leave it out)")
-    if data.get("int8_layers", "all") != "all" and (data["backend"], data.get("precision")) != ("onnxruntime", "int8"):
-        raise TargetError(f"{source}: int8_layers = {data['int8_layers']!r} is for onnxruntime int8 targets "
-                          "(leave it out)")  # fmt: skip
+    if data.get("int8_layers", "all") != "all" and (data.get("precision") != "int8" or data["backend"] not in
+                                                     INT8_LAYER_BACKENDS):  # fmt: skip
+        raise TargetError(f"{source}: int8_layers = {data['int8_layers']!r} is for int8 targets of "
+                          f"{' and '.join(INT8_LAYER_BACKENDS)} (leave it out)")  # fmt: skip
     value = dict(data)
     if isinstance(value.get("input"), list):
         if len(value["input"]) != 3 or not all(isinstance(v, int) and v > 0 for v in value["input"]):

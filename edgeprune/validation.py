@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from edgeprune import layer_times
 from edgeprune.backends import Runner, get_backend, prepare_runner, takes_module, time_runners, unavailable_reason
+from edgeprune.backends.deployable import model_files, prepare_deployed
 from edgeprune.errors import EdgepruneError
 from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
 from edgeprune.latency import Profile, collect_layers
@@ -159,8 +160,7 @@ def onnx_file(ref: ModelRef, folder: Path) -> Path:
 
 def file_bytes(path: Path) -> int:
     """Bytes of a model file and the files that belong to it (external data, an OpenVINO IR's .bin)."""
-    files = [*path.parent.glob(f"{path.name}*"), *([path.with_suffix(".bin")] if path.suffix == ".xml" else [])]
-    return sum(p.stat().st_size for p in files)
+    return sum(p.stat().st_size for p in model_files(path))
 
 
 def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
@@ -193,13 +193,7 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
         from edgeprune.train.calibration import calibration_images
 
         images = calibration_images(source, target.calibration_count, ref.module, ref.name, ref.input_chw[-1])
-    int8_layers = None
-    if target.precision == "int8" and target.int8_layers == "measured":
-        from edgeprune.backends.int8_layers import choose_fp32_layers
-
-        int8_layers = choose_fp32_layers(target, onnx_path, shape)
-    keep_fp32 = int8_layers.fp32_nodes if int8_layers else ()
-    runner = prepare_runner(target, ref.module if takes_module(target) else onnx_path, shape, images, keep_fp32)
+    runner, int8_layers = prepare_deployed(target, ref.module if takes_module(target) else onnx_path, shape, images)
     runner.run(xn)
     runner.sync()
     deployed = getattr(runner, "model_path", None) or onnx_path  # what the runtime runs (int8: the quantized file)

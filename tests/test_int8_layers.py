@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -11,6 +14,7 @@ from torch import nn
 from edgeprune.backends import int8_layers as il
 from edgeprune.backends import prepare_runner
 from edgeprune.backends.int8_layers import EVERYTHING, Int8Layers, layer_groups, search_fp32_groups
+from edgeprune.backends.quantize import is_quantized
 from edgeprune.cli import main
 from edgeprune.export import export_onnx
 from edgeprune.report import markdown
@@ -89,7 +93,7 @@ def test_the_search_ends_with_the_fp32_model_when_that_is_fastest():
     groups = {"part 1 of 2": ["a"], "part 2 of 2": ["b"], "Conv 1x1 dense": ["a", "b"], EVERYTHING: ["a", "b", "c"]}
     result = search_fp32_groups(groups, _compare_by_cost(groups, {"a": -0.05, "b": -0.05}, everything=0.6))
     assert result.fp32_groups == [EVERYTHING] and result.fp32_nodes == ["a", "b", "c"]
-    assert result.to_dict()["fp32_nodes"] == result.to_dict()["quantizable_nodes"] == 3
+    assert result.to_dict()["fp32_nodes"] == result.to_dict()["nodes"] == 3
 
 
 def _float_convs(path) -> set[str]:
@@ -108,6 +112,20 @@ def test_keep_fp32_leaves_exactly_those_nodes_in_float(mobile_onnx):
     assert _float_convs(runner.model_path) == set()
 
 
+def test_keep_fp32_leaves_those_convolutions_in_float_in_openvino(mobile_onnx):
+    target = target_from_dict("fast-ov-int8", {**FAST, "backend": "openvino"})
+    groups = layer_groups(mobile_onnx)
+    keep, stem = groups["Conv 1x1 dense"], groups["Conv 3x3 dense"][0]
+    runner = prepare_runner(target, mobile_onnx, (1, 3, 32, 32), keep_fp32=keep)
+    by_name: dict[str, set[str]] = {}
+    for op in runner.compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if info["layerType"].astype(str) == "Convolution":
+            for name in info["originalLayersNames"].astype(str).split(","):
+                by_name.setdefault(name, set()).add(info["runtimePrecision"].astype(str))
+    assert all(by_name[n] == {"f32"} for n in keep) and by_name[stem] & {"u8", "i8"}
+
+
 def test_a_timed_search_records_every_trial_it_ran(mobile_onnx):
     result = il.choose_fp32_layers(target_from_dict("fast-int8", FAST), mobile_onnx, (1, 3, 32, 32))
     assert result.trials and all(t["kept"] == (t["ratio"]["high"] < 1) for t in result.trials)
@@ -124,7 +142,7 @@ def test_validate_deploys_the_measured_choice(monkeypatch, tmp_path):
     report = validate(model, resolve_model("cifar_resnet20"), target, tmp_path / "v")
     for side in (report["original"], report["pruned"]):
         assert side["int8_layers"]["fp32_groups"] == [EVERYTHING]
-        assert side["int8_layers"]["fp32_nodes"] == side["int8_layers"]["quantizable_nodes"] > 20
+        assert side["int8_layers"]["fp32_nodes"] == side["int8_layers"]["nodes"] > 20
         # every weight stays fp32: the deployed file is as large as the export (quantized: under 0.6 of it)
         assert side["memory"]["deployed_file_bytes"] > 0.95 * side["memory"]["model_file_bytes"]
     n = report["original"]["int8_layers"]["fp32_nodes"]
@@ -132,14 +150,55 @@ def test_validate_deploys_the_measured_choice(monkeypatch, tmp_path):
 
 
 def test_int8_layers_is_refused_where_it_cannot_apply():
-    with pytest.raises(TargetError, match="int8_layers = 'measured' is for onnxruntime int8 targets"):
-        target_from_dict("ov", {"backend": "openvino", "precision": "int8", "int8_layers": "measured"})
+    with pytest.raises(TargetError, match="int8_layers = 'measured' is for int8 targets of onnxruntime and openvino"):
+        target_from_dict("et", {"backend": "executorch", "precision": "int8", "int8_layers": "measured"})
+    with pytest.raises(TargetError, match="is for int8 targets"):
+        target_from_dict("ov", {"backend": "openvino", "int8_layers": "measured"})
     with pytest.raises(TargetError, match="expected one of"):
         target_from_dict("ort", {**FAST, "int8_layers": "some"})
     r = CliRunner().invoke(main, ["validate", "a", "b", "--target", "cpu-ort", "--int8-layers", "measured",
                                   "--out", "o"])  # fmt: skip
     assert r.exit_code == 2 and "--int8-layers cannot be used with cpu-ort, which is not int8" in r.output
-    r = CliRunner().invoke(main, ["validate", "a", "b", "--target", "cpu-openvino-int8", "--int8-layers",
+    r = CliRunner().invoke(main, ["validate", "a", "b", "--target", "cpu-xnnpack-int8", "--int8-layers",
                                   "measured", "--out", "o"])  # fmt: skip
-    assert r.exit_code == 2 and "openvino quantizes every layer it takes" in r.output
+    assert r.exit_code == 2 and "executorch quantizes every layer it takes" in r.output
 
+
+
+def test_export_writes_what_an_int8_target_runs(tmp_path):
+    out = tmp_path / "r20.int8.onnx"
+    args = ["export", "cifar_resnet20", "--target", "cpu-ort-int8", "--calibration-data", "synthetic",
+            "--calibration-count", "16", "--out", str(out), "--json"]  # fmt: skip
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["calibration"] == {"count": 16, "data": "synthetic"}
+    assert is_quantized(out) and _float_convs(out) == set()
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.run(None, {session.get_inputs()[0].name: np.zeros((2, 3, 32, 32), np.float32)})[0].shape == (2, 10)
+    # OpenVINO int8: the IR, its weights beside it under the name asked for
+    xml = tmp_path / "ov" / "r20.xml"
+    r = CliRunner().invoke(main, [*args[:3], "cpu-openvino-int8", *args[4:8], "--out", str(xml)])
+    assert r.exit_code == 0, r.output
+    assert xml.exists() and xml.with_suffix(".bin").exists() and sorted(p.name for p in xml.parent.iterdir()) == [
+        "r20.bin", "r20.xml"]  # fmt: skip
+
+
+def test_export_for_a_target_refuses_bad_input_and_keeps_what_is_on_disk(tmp_path):
+    out = tmp_path / "model.onnx"
+    out.write_text("keep me")
+    base = ["export", "cifar_resnet20", "--out", str(out)]
+    r = CliRunner().invoke(main, [*base, "--target", "cpu-ort-int8"])
+    assert r.exit_code == 2 and "give --calibration-data" in r.output
+    r = CliRunner().invoke(main, [*base, "--target", "cpu-ort-int8", "--calibration-data", "synthetic",
+                                  "--calibration-count", "257"])  # fmt: skip
+    assert r.exit_code == 1 and "needs 257 images" in r.output
+    r = CliRunner().invoke(main, [*base[:-1], str(tmp_path / "m.xml"), "--target", "cpu-ort-int8",
+                                  "--calibration-data", "synthetic", "--calibration-count", "16"])  # fmt: skip
+    assert r.exit_code == 1 and "runs a .onnx file: name the output FILE.onnx" in r.output
+    r = CliRunner().invoke(main, [*base, "--calibration-data", "synthetic"])
+    assert r.exit_code == 2 and "--calibration-data cannot be used without --target" in r.output
+    r = CliRunner().invoke(main, [*base, "--target", "cpu-ort", "--int8-layers", "measured"])
+    assert r.exit_code == 2 and "which is not int8" in r.output
+    assert out.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]

@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from edgeprune.backends.quantize import quantize_onnx, random_samples
 from edgeprune.targets import Target
 from edgeprune.timing import Ratio
 
@@ -31,8 +30,8 @@ log = logging.getLogger(__name__)
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Concat", "Sigmoid", "Softmax",
                  "Resize", "MaxPool", "AveragePool", "GlobalAveragePool")  # fmt: skip
 
-# (groups left in fp32 so far, groups to try) -> the trial's time over the current model's
-Compare = Callable[[list[str], list[str]], Ratio]
+# (groups left in fp32 so far, groups to try) -> the trial's time over the current model's (None: not built)
+Compare = Callable[[list[str], list[str]], Ratio | None]
 
 
 EVERYTHING = "every layer"  # the last trial: the fp32 model itself
@@ -48,6 +47,11 @@ class Int8Layers:
     trials: list[dict] = field(default_factory=list)  # {"fp32": [labels], "ratio" (trial / current), "kept"}
 
     @property
+    def all_fp32(self) -> bool:
+        """Whether the fp32 model itself won: it ships as it is, unquantized."""
+        return EVERYTHING in self.fp32_groups
+
+    @property
     def fp32_nodes(self) -> list[str]:
         """The nodes of the chosen groups, once each, in graph order."""
         if EVERYTHING in self.fp32_groups:
@@ -57,20 +61,22 @@ class Int8Layers:
 
     def to_dict(self) -> dict:
         return {"fp32_groups": self.fp32_groups, "fp32_nodes": len(self.fp32_nodes),
-                "quantizable_nodes": len(self.groups[EVERYTHING]),
+                "nodes": len(self.groups[EVERYTHING]),
                 "groups": {k: len(v) for k, v in self.groups.items()}, "trials": self.trials}  # fmt: skip
 
 
 def layer_groups(onnx_path: str | Path) -> dict[str, list[str]]:
-    """The named nodes of an fp32 ONNX graph that int8 quantization touches, grouped three ways: ``PARTS``
-    contiguous parts of the graph ("part 1 of 4", ...); kinds, a convolution by its kernel and whether it is
-    depthwise, grouped or dense (the runtime picks its kernel by those), others by operator; and
-    ``EVERYTHING``."""
+    """The named nodes of an fp32 ONNX graph, grouped three ways: ``PARTS`` contiguous parts of the graph
+    ("part 1 of 4", ...); kinds of the nodes int8 quantization gives int8 kernels (``QUANTIZED_OPS``), a
+    convolution by its kernel and whether it is depthwise, grouped or dense (the runtime picks its kernel by
+    those), others by operator; and ``EVERYTHING``."""
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     dims = {t.name: list(t.dims) for t in graph.initializer}
-    nodes = [n for n in graph.node if n.op_type in QUANTIZED_OPS and n.name]
+    # parts and everything hold every named node: the quantizer wraps more operators than QUANTIZED_OPS
+    # (normalizations, reshapes) when their neighbours are int8, and a float region must be float throughout
+    nodes = [n for n in graph.node if n.name]
     groups: dict[str, list[str]] = {}
     parts = min(PARTS, len(nodes))
     for i in range(parts if parts > 1 else 0):
@@ -78,6 +84,8 @@ def layer_groups(onnx_path: str | Path) -> dict[str, list[str]]:
             n.name for n in nodes[i * len(nodes) // parts : (i + 1) * len(nodes) // parts]
         ]
     for node in nodes:
+        if node.op_type not in QUANTIZED_OPS:
+            continue
         kind = node.op_type
         if node.op_type == "Conv" and len(node.input) > 1 and len(dims.get(node.input[1], [])) >= 3:
             _, per_group, *kernel = dims[node.input[1]]
@@ -105,6 +113,9 @@ def search_fp32_groups(groups: dict[str, list[str]], compare: Compare) -> Int8La
             continue  # nothing this trial would change
         trial = [EVERYTHING] if group == EVERYTHING else [*result.fp32_groups, group]
         ratio = compare(result.fp32_groups, trial)
+        if ratio is None:  # the backend would not build it
+            result.trials.append({"fp32": trial, "ratio": None, "kept": False})
+            continue
         result.trials.append({"fp32": trial, "ratio": ratio.to_dict(), "kept": faster(ratio)})
         log.info("int8 layers: %s in fp32: %.3fx the time (%.3f-%.3f)%s", group, ratio.median, ratio.low,
                  ratio.high, ", kept" if faster(ratio) else "")  # fmt: skip
@@ -114,35 +125,43 @@ def search_fp32_groups(groups: dict[str, list[str]], compare: Compare) -> Int8La
 
 
 def choose_fp32_layers(target: Target, onnx_path: str | Path, input_shape: tuple[int, ...]) -> Int8Layers:
-    """Time the trials of :func:`search_fp32_groups` on ``target`` (an onnxruntime int8 target) for the fp32
-    ONNX ``onnx_path``; the deployed model is then quantized with ``fp32_nodes`` left in float."""
+    """Time the trials of :func:`search_fp32_groups` on ``target`` (an onnxruntime or OpenVINO int8 target) for
+    the fp32 ONNX ``onnx_path``; the deployed model is then quantized with ``fp32_nodes`` left in float. A trial
+    the backend refuses to build (an int8 model with no int8 layer left) is not kept."""
     import numpy as np
 
-    from edgeprune.backends.base import time_runners
-    from edgeprune.backends.onnxruntime import OnnxRuntimeBackend
+    from edgeprune.backends import get_backend
+    from edgeprune.backends.base import BackendError, time_runners
 
     groups = layer_groups(onnx_path)
-    backend, samples = OnnxRuntimeBackend(), random_samples(tuple(input_shape))
+    backend = get_backend(target.backend)
     x = np.random.default_rng(1).standard_normal(input_shape, dtype=np.float32)
-    built: dict[tuple[str, ...], object] = {}  # the current model's session, and the trial's
+    built: dict[tuple[str, ...], object] = {}  # the current model's runner, and the trial's
 
     def runner(fp32: Sequence[str], folder: Path):
         if tuple(fp32) not in built:
             if EVERYTHING in fp32:
-                built[tuple(fp32)] = backend.prepare(replace(target, precision="fp32"), onnx_path=str(onnx_path))
-            else:
-                nodes = Int8Layers(groups, list(fp32)).fp32_nodes
-                path = quantize_onnx(onnx_path, folder / f"trial{len(list(folder.iterdir()))}.onnx", samples,
-                                     "minmax", nodes)  # fmt: skip
-                built[tuple(fp32)] = backend.prepare(target, onnx_path=str(path))
+                built[tuple(fp32)] = backend.prepare(replace(target, precision="fp32"), onnx_path=str(onnx_path),
+                                                     input_shape=input_shape)  # fmt: skip
+            else:  # a folder per trial: the backend writes its int8 file beside the model it quantizes
+                trial = folder / f"trial{len(list(folder.iterdir()))}"
+                trial.mkdir()
+                (trial / "model.onnx").symlink_to(Path(onnx_path).resolve())
+                keep = Int8Layers(groups, list(fp32)).fp32_nodes
+                built[tuple(fp32)] = backend.prepare(target, onnx_path=str(trial / "model.onnx"),
+                                                     input_shape=input_shape, keep_fp32=keep)  # fmt: skip
         return built[tuple(fp32)]
 
     with tempfile.TemporaryDirectory() as tmp:
 
-        def compare(now: list[str], trial: list[str]) -> Ratio:
-            for key in [k for k in built if k != tuple(now)]:  # one session besides the current model's
+        def compare(now: list[str], trial: list[str]) -> Ratio | None:
+            for key in [k for k in built if k != tuple(now)]:  # one runner besides the current model's
                 del built[key]
-            runners = {"current": runner(now, Path(tmp)), "trial": runner(trial, Path(tmp))}
+            try:
+                runners = {"current": runner(now, Path(tmp)), "trial": runner(trial, Path(tmp))}
+            except BackendError as exc:
+                log.info("int8 layers: %s not built: %s", trial, exc)
+                return None
             return time_runners(runners, x, target, reference="current").ratios["trial"]
 
         return search_fp32_groups(groups, compare)

@@ -8,6 +8,7 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -100,18 +101,23 @@ def compile_for(target: Target, model_path: str | Path, input_shape: tuple[int, 
     return compiled
 
 
-def quantize_openvino(source: str | Path, out_xml: str | Path, samples: np.ndarray) -> Path:
+def quantize_openvino(source: str | Path, out_xml: str | Path, samples: np.ndarray,
+                      keep_fp32: Sequence[str] = ()) -> Path:  # fmt: skip
     """NNCF post-training quantization of the ONNX ``source`` (read by OpenVINO) on ``samples`` (N, C, H, W),
     saved as OpenVINO IR ``out_xml`` (+ its ``.bin``). Both files are written under temporary names and renamed
-    into place only when quantizing and saving succeeded, so a failure leaves a previous artifact as it was."""
+    into place only when quantizing and saving succeeded, so a failure leaves a previous artifact as it was.
+    ``keep_fp32``: names of ``source``'s nodes NNCF leaves unquantized (OpenVINO keeps ONNX node names)."""
     ov, nncf = _import("openvino"), _import("nncf")
     nncf.set_log_level(logging.ERROR)  # its notes would mix into a command's output
     model = ov.Core().read_model(str(source))
     items = calibration_batches(samples, onnx_input(source)[1][0] or 1)  # one image per item, NNCF's way
     try:
         with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: keep stdout to the command's result
+            # OpenVINO splits an ONNX Conv/Gemm with a bias into NAME/WithoutBiases and the bias Add NAME
+            names = [f"{n}{end}" for n in keep_fp32 for end in ("", "/WithoutBiases")]
+            ignored = nncf.IgnoredScope(names=names, validate=False) if names else None
             quantized = nncf.quantize(model, nncf.Dataset(items), subset_size=len(items),
-                                      target_device=nncf.TargetDevice.CPU)  # fmt: skip
+                                      target_device=nncf.TargetDevice.CPU, ignored_scope=ignored)  # fmt: skip
     except EdgepruneError:
         raise
     except Exception as exc:  # NNCF raises its own and its backends' errors
@@ -132,17 +138,19 @@ def quantize_openvino(source: str | Path, out_xml: str | Path, samples: np.ndarr
 
 
 def runnable_model(target: Target, onnx_path: str | Path, input_shape: tuple[int, ...] | None = None,
-                   calibration: np.ndarray | None = None) -> tuple[Path, str | None]:  # fmt: skip
+                   calibration: np.ndarray | None = None, keep_fp32: Sequence[str] = ()
+                   ) -> tuple[Path, str | None]:  # fmt: skip
     """The file OpenVINO compiles for ``target`` and what calibrated it: the ONNX export for fp32, an IR file
     given as is, else the int8 artifact (``model.ov-int8.xml`` beside the export) calibrated on ``calibration``
-    images, or on random inputs when none are given (timing only: see :mod:`edgeprune.backends.quantize`)."""
+    images, or on random inputs when none are given (timing only: see :mod:`edgeprune.backends.quantize`),
+    with the nodes named in ``keep_fp32`` left in float."""
     path = Path(onnx_path)
     if target.precision != "int8":
         return path, None
     if path.suffix == ".xml":
         return path, "given"
     samples, kind = calibration_for(target, calibration, input_shape or onnx_input(path)[1])
-    return quantize_openvino(path, artifact_path(path, ".ov-int8.xml"), samples), kind
+    return quantize_openvino(path, artifact_path(path, ".ov-int8.xml"), samples, keep_fp32), kind
 
 
 class OpenVINORunner:
@@ -177,15 +185,15 @@ class OpenVINOBackend:
         return None if DEVICE in devices else f"OpenVINO here offers {devices}, not {DEVICE}"
 
     def prepare(self, target: Target, onnx_path: str | None = None, module=None, input_shape=None,
-                calibration: np.ndarray | None = None) -> OpenVINORunner:  # fmt: skip
-        """The ONNX export (int8: its NNCF-quantized IR, see :func:`runnable_model`) compiled for the CPU at
-        ``input_shape`` (the ONNX file's own shape when not given)."""
+                calibration: np.ndarray | None = None, keep_fp32: Sequence[str] = ()) -> OpenVINORunner:  # fmt: skip
+        """The ONNX export (int8: its NNCF-quantized IR, see :func:`runnable_model`; ``keep_fp32``: node names
+        left in float) compiled for the CPU at ``input_shape`` (the ONNX file's own shape when not given)."""
         if onnx_path is None:
             raise BackendError("the openvino backend reads ONNX files: export the model first")
         why = self.unavailable_reason(target)
         if why:
             raise BackendError(f"target {target.name} cannot run here: {why}")
-        path, calibrated = runnable_model(target, onnx_path, input_shape, calibration)
+        path, calibrated = runnable_model(target, onnx_path, input_shape, calibration, keep_fp32)
         return OpenVINORunner(compile_for(target, path, input_shape), path, calibrated)
 
     def memory(self, target: Target, model_path: str, input_shape: tuple[int, ...]) -> dict:

@@ -9,29 +9,73 @@ from edgeprune.cli.common import (
     forbid,
     json_option,
     model_argument,
+    options,
     profile_option_with,
     resolve_model_arg,
     weights_options,
 )
 
+int8_options = options(
+    click.option("--calibration-data", metavar="NAME|DIR", default=None,
+                 help="int8 targets: calibrate on this data set, image folder or dataset yaml (default: the "
+                 "target's calibration_data; validate: else --data)."),
+    click.option("--calibration-count", type=click.IntRange(min=1), default=None, metavar="N",
+                 help="int8 targets: calibrate on N images (default: the target's calibration_count)."),
+    click.option("--int8-layers", type=click.Choice(["all", "measured"]), default=None,
+                 help="onnxruntime and OpenVINO int8 targets: quantize every layer the quantizer takes (all), or "
+                 "leave in fp32 "
+                 "the parts and kinds of layers that time faster in fp32 here (measured; minutes on a large "
+                 "model) [default: the target's int8_layers]."),
+)  # fmt: skip
 
-@click.command("export", short_help="Export a model to ONNX, checked against torch.")
+
+def int8_target(ctx: click.Context, name: str, calibration_count: int | None, int8_layers: str | None):
+    """The target NAME with the int8 options applied; a usage error for an option the target cannot use."""
+    from dataclasses import replace
+
+    from edgeprune.targets import INT8_LAYER_BACKENDS, load_target
+
+    target = load_target(name)
+    if target.precision != "int8":
+        forbid(ctx, ("calibration_data", "calibration_count", "int8_layers"), f"with {target.name}, which is not int8")
+    elif calibration_count:
+        target = replace(target, calibration_count=calibration_count)
+    if int8_layers and target.backend not in INT8_LAYER_BACKENDS:
+        forbid(ctx, ("int8_layers",), f"with {target.name}: {target.backend} quantizes every layer it takes")
+    elif int8_layers:
+        target = replace(target, int8_layers=int8_layers)
+    return target
+
+
+@click.command("export", short_help="Export a model to ONNX, or to what a target's runtime loads.")
 @model_argument
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, metavar="FILE.onnx",
-              help="ONNX file to write.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, metavar="FILE",
+              help="File to write: FILE.onnx; with an OpenVINO int8 target FILE.xml (+ FILE.bin), with an "
+              "ExecuTorch target FILE.pte.")
+@click.option("--target", "target_name", default=None, metavar="NAME",
+              help="Write what NAME's runtime loads, built as validate measures it (int8: the quantized model, "
+              "calibrated on --calibration-data) [default: the fp32 ONNX export].")
+@int8_options
 @click.option("--opset", type=click.IntRange(13, 23), default=18, show_default=True)
 @click.option("--no-optimize", is_flag=True, help="Skip the exporter's graph simplification.")
 @weights_options
 @json_option
-def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as_json) -> None:
+@click.pass_context
+def export_cmd(ctx, model, model_option, out_path, target_name, calibration_data, calibration_count, int8_layers,
+               opset, no_optimize, pretrained, as_json) -> None:  # fmt: skip
     """Export MODEL (registry name or pruned-model folder) to one ONNX file with a dynamic batch,
-    checked against torch in onnxruntime."""
+    checked against torch in onnxruntime; with --target, the file that target's runtime loads."""
     import torch
 
     from edgeprune.export import check_onnx, export_onnx
     from edgeprune.validation import resolve_model
 
+    if not target_name:
+        forbid(ctx, ("calibration_data", "calibration_count", "int8_layers"), "without --target")
     ref = resolve_model(resolve_model_arg(model, model_option), pretrained)
+    if target_name:
+        return export_for_target(ctx, ref, int8_target(ctx, target_name, calibration_count, int8_layers),
+                                 out_path, calibration_data, as_json)  # fmt: skip
     result = export_onnx(ref.module, torch.randn(1, *ref.input_chw), out_path, opset=opset, optimize=not no_optimize)
     err = check_onnx(ref.module, out_path, torch.randn(3, *ref.input_chw))
     data = {"out": out_path, "exporter": result.exporter, "opset": opset, "external_data": result.external_data,
@@ -40,6 +84,30 @@ def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as
     emit(as_json, data, "".join(f"note: {n}\n" for n in result.notes)
          + f"wrote {out_path}{extra}: {result.exporter} exporter, opset {opset}, dynamic batch, "
          f"onnxruntime vs torch relative error {err:.1e}")  # fmt: skip
+
+
+def export_for_target(ctx: click.Context, ref, target, out_path: str, calibration_data: str | None,
+                      as_json: bool) -> None:  # fmt: skip
+    """``export --target``: the deployed file of :mod:`edgeprune.backends.deployable`."""
+    from edgeprune.backends.deployable import deployed_file
+
+    source = calibration_data or target.calibration_data
+    if target.precision == "int8" and not source:
+        raise click.UsageError(f"{target.name} is int8: its model is calibrated on real images; give "
+                               "--calibration-data (a data set name, an image folder or a dataset yaml)")  # fmt: skip
+    images = None
+    if target.precision == "int8":
+        from edgeprune.train.calibration import calibration_images
+
+        images = calibration_images(source, target.calibration_count, ref.module, ref.name, ref.input_chw[-1])
+    data = deployed_file(target, ref.module, ref.input_chw, out_path, images)
+    if data["calibration"]:
+        data["calibration"]["data"] = source
+    left = f"; left in fp32: {data['int8_layers']['fp32_nodes']} of {data['int8_layers']['nodes']} " \
+        f"nodes ({', '.join(data['int8_layers']['fp32_groups']) or 'none'})" if data["int8_layers"] else ""  # fmt: skip
+    calibrated = f", calibrated on {data['calibration']['count']} images of {source}" if source else ""
+    emit(as_json, data, f"wrote {', '.join(data['files'])}: what {target.name} runs ({target.backend}, "
+                        f"{target.precision}{calibrated}{left})")  # fmt: skip
 
 
 @click.command("validate", short_help="Measure original vs pruned on a target; gate.")
@@ -52,15 +120,7 @@ def export_cmd(model, model_option, out_path, opset, no_optimize, pretrained, as
 @click.option("--data", default=None, metavar="DATA",
               help="Also measure accuracy: cifar10-lossless, an image folder (top-1 on its val/ images), or a "
               "detector's dataset yaml (mAP50-95 on its val images, letterboxed to the input size).")
-@click.option("--calibration-data", metavar="NAME|DIR", default=None,
-              help="int8 targets: calibrate on this data set, image folder or dataset yaml (default: the target's, "
-              "else --data).")
-@click.option("--calibration-count", type=click.IntRange(min=1), default=None, metavar="N",
-              help="int8 targets: calibrate on N images (default: the target's calibration_count).")
-@click.option("--int8-layers", type=click.Choice(["all", "measured"]), default=None,
-              help="onnxruntime int8 targets: quantize every layer the quantizer takes (all), or leave in fp32 the "
-              "parts and kinds of layers that time faster in fp32 here (measured; minutes on a large model) "
-              "[default: the target's int8_layers].")
+@int8_options
 @click.option("--input-size", type=click.IntRange(min=8), default=None, metavar="PX",
               help="Square input side both models are exported, timed and scored at (default: the size saved "
               "with PRUNED, else the registry's).")
@@ -78,22 +138,11 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
     """
     if not profile_path:
         forbid(ctx, ("tolerance",), "without --profile (the gate compares against the profile's prediction)")
-    from dataclasses import replace
-
     from edgeprune.latency import Profile
     from edgeprune.report import fp32_layers_text, speedup_interval
-    from edgeprune.targets import load_target
     from edgeprune.validation import resolve_pair, validate
 
-    target = load_target(target_name)
-    if target.precision != "int8":
-        forbid(ctx, ("calibration_data", "calibration_count", "int8_layers"), f"with {target.name}, which is not int8")
-    elif calibration_count:
-        target = replace(target, calibration_count=calibration_count)
-    if int8_layers and target.backend != "onnxruntime":
-        forbid(ctx, ("int8_layers",), f"with {target.name}: {target.backend} quantizes every layer it takes")
-    elif int8_layers:
-        target = replace(target, int8_layers=int8_layers)
+    target = int8_target(ctx, target_name, calibration_count, int8_layers)
     profile = Profile.load(profile_path) if profile_path else None
     pair = resolve_pair(original, pruned, pretrained, input_size)
     report = validate(*pair, target, out_dir, profile, data, tolerance, calibration_data=calibration_data)

@@ -1,0 +1,96 @@
+"""The file a target's runtime loads: built as ``validate`` measures it, and written where the user asks
+(``edgeprune export --target``). On an int8 target that is the quantized model: a QDQ ONNX for onnxruntime,
+an OpenVINO IR (.xml + .bin) for OpenVINO, a .pte program for ExecuTorch."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from edgeprune.atomic import atomic_path
+from edgeprune.backends import Runner, prepare_runner, takes_module
+from edgeprune.backends.base import BackendError
+from edgeprune.backends.int8_layers import Int8Layers
+from edgeprune.targets import Target
+
+
+def deployed_suffix(target: Target) -> str:
+    """The file type ``target``'s runtime loads (what ``--out`` must end with)."""
+    if target.backend in ("torch", "tensorrt"):
+        raise BackendError(f"target {target.name}: the {target.backend} backend builds what it runs on the device "
+                           "itself (from the module, or an engine from the ONNX): export without --target")  # fmt: skip
+    if target.backend == "executorch":
+        return ".pte"
+    return ".xml" if target.backend == "openvino" and target.precision == "int8" else ".onnx"
+
+
+def model_files(path: str | Path) -> list[Path]:
+    """A model file and the files that belong to it: ONNX external data (``NAME*`` beside it), an OpenVINO
+    IR's weights (the .bin of the same stem)."""
+    path = Path(path)
+    files = [p for p in path.parent.glob(f"{path.name}*") if p.is_file()]
+    if path.suffix == ".xml" and path.with_suffix(".bin").exists():
+        files.append(path.with_suffix(".bin"))
+    return files
+
+
+def prepare_deployed(target: Target, source, input_shape: tuple[int, ...],
+                     calibration=None) -> tuple[Runner, Int8Layers | None]:  # fmt: skip
+    """A runner on what ships to ``target`` (:func:`edgeprune.backends.prepare_runner`), and, on an int8 target
+    with ``int8_layers = "measured"``, which layers it leaves in fp32 (timed here first; where every layer is
+    faster so, the fp32 model itself ships)."""
+    chosen = None
+    if target.precision == "int8" and target.int8_layers == "measured" and not takes_module(target):
+        from edgeprune.backends.int8_layers import choose_fp32_layers
+
+        chosen = choose_fp32_layers(target, source, input_shape)
+    if chosen and chosen.all_fp32:  # the fp32 model won: it ships unquantized, as it was timed
+        return prepare_runner(replace(target, precision="fp32"), source, input_shape), chosen
+    keep = chosen.fp32_nodes if chosen else ()
+    return prepare_runner(target, source, input_shape, calibration, keep), chosen
+
+
+def write_deployed(runner: Runner, out: str | Path) -> list[Path]:
+    """Copy the file ``runner`` runs (and its companions, :func:`model_files`) to ``out``; each file is written
+    whole or not at all, the weights before the model that names them. Returns the files written."""
+    source, out = Path(runner.model_path), Path(out)
+    if source.suffix != out.suffix:
+        raise BackendError(f"the runtime loads a {source.suffix} file: name the output FILE{source.suffix}")
+    # an IR's weights follow the .xml's name; ONNX external data keeps its own, which the model names
+    pairs = [(p, out.with_suffix(".bin") if source.suffix == ".xml" else out.with_name(p.name))
+             for p in model_files(source) if p != source]  # fmt: skip
+    written = []
+    for src, dst in [*pairs, (source, out)]:
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+        written.append(dst)
+    return written
+
+
+def deployed_file(target: Target, module, input_chw: tuple[int, int, int], out: str | Path,
+                  calibration=None) -> dict:  # fmt: skip
+    """Build what ``target``'s runtime loads from ``module`` (exported to ONNX and checked against torch, then
+    prepared as ``validate`` prepares it: int8 targets calibrate on ``calibration`` images) and write it to
+    ``out`` (:func:`write_deployed`). Returns what was written and how it was built."""
+    import tempfile
+
+    import torch
+
+    from edgeprune.export import check_onnx, export_onnx
+
+    suffix = deployed_suffix(target)
+    if Path(out).suffix != suffix:
+        raise BackendError(f"target {target.name} runs a {suffix} file: name the output FILE{suffix}")
+    shape = target.input_shape(input_chw)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = module
+        if not takes_module(target):
+            source = Path(tmp) / "model.onnx"
+            export_onnx(module, torch.randn(*shape), source)
+            check_onnx(module, source, torch.randn(2, *shape[1:]))
+        runner, chosen = prepare_deployed(target, source, shape, calibration)
+        files = write_deployed(runner, out)
+    return {"out": str(out), "files": [str(f) for f in files], "target": target.name, "precision": target.precision,
+            "input_shape": list(shape), "calibration": None if calibration is None else {"count": len(calibration)},
+            "int8_layers": chosen.to_dict() if chosen else None}  # fmt: skip
