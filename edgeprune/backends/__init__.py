@@ -46,7 +46,7 @@ def prepare_runner(target: Target, source, input_shape: tuple[int, ...], calibra
     path, prepared for ``input_shape`` (the engine's, compiled model's or exported program's shape). An int8
     target quantizes the model, calibrated on ``calibration`` (images, N x C x H x W) or, without it, on random
     inputs for timing only (:mod:`edgeprune.backends.quantize`), leaving the ONNX nodes named in ``keep_fp32``
-    in float (onnxruntime; :mod:`edgeprune.backends.int8_layers` chooses them)."""
+    in float (onnxruntime, OpenVINO; :mod:`edgeprune.backends.int8_layers` chooses them)."""
     model = {"module": source} if takes_module(target) else {"onnx_path": str(source)}
     extra = {} if calibration is None else {"calibration": calibration}
     if keep_fp32:
