@@ -92,7 +92,9 @@ def test_the_search_keeps_a_group_only_when_its_whole_interval_is_faster():
 def test_the_search_ends_with_the_fp32_model_when_that_is_fastest():
     groups = {"part 1 of 2": ["a"], "part 2 of 2": ["b"], "Conv 1x1 dense": ["a", "b"], EVERYTHING: ["a", "b", "c"]}
     result = search_fp32_groups(groups, _compare_by_cost(groups, {"a": -0.05, "b": -0.05}, everything=0.6))
-    assert result.fp32_groups == [EVERYTHING] and result.fp32_nodes == ["a", "b", "c"]
+    assert result.fp32_groups == [EVERYTHING] and result.fp32_nodes == ["a", "b", "c"] and result.all_fp32
+    assert Int8Layers(groups, ["part 1 of 2", "part 2 of 2"]).all_fp32 is False  # c is in neither part
+    assert Int8Layers({**groups, "part 2 of 2": ["b", "c"]}, ["part 1 of 2", "part 2 of 2"]).all_fp32
     assert result.to_dict()["fp32_nodes"] == result.to_dict()["nodes"] == 3
 
 
@@ -177,6 +179,12 @@ def test_export_writes_what_an_int8_target_runs(tmp_path):
 
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert session.run(None, {session.get_inputs()[0].name: np.zeros((2, 3, 32, 32), np.float32)})[0].shape == (2, 10)
+    # measured: the export says what it left in fp32, and every trial it timed
+    r = CliRunner().invoke(main, [*args[:-3], "--out", str(tmp_path / "m.int8.onnx"), "--int8-layers", "measured",
+                                  "--json"])
+    assert r.exit_code == 0, r.output
+    chosen = json.loads(r.output)["int8_layers"]
+    assert chosen["trials"] and chosen["nodes"] > 20 and 0 <= chosen["fp32_nodes"] <= chosen["nodes"]
     # OpenVINO int8: the IR, its weights beside it under the name asked for
     xml = tmp_path / "ov" / "r20.xml"
     r = CliRunner().invoke(main, [*args[:3], "cpu-openvino-int8", *args[4:8], "--out", str(xml)])

@@ -68,11 +68,12 @@ def write_deployed(runner: Runner, out: str | Path) -> list[Path]:
     return written
 
 
-def deployed_file(target: Target, module, input_chw: tuple[int, int, int], out: str | Path,
-                  calibration=None) -> dict:  # fmt: skip
-    """Build what ``target``'s runtime loads from ``module`` (exported to ONNX and checked against torch, then
-    prepared as ``validate`` prepares it: int8 targets calibrate on ``calibration`` images) and write it to
-    ``out`` (:func:`write_deployed`). Returns what was written and how it was built."""
+def deployed_file(target: Target, module, input_chw: tuple[int, int, int], out: str | Path, calibration=None,
+                  **export: object) -> dict:  # fmt: skip
+    """Build what ``target``'s runtime loads from ``module`` (exported to ONNX with ``export``'s options of
+    :func:`edgeprune.export.export_onnx` and checked against torch, then prepared as ``validate`` prepares it:
+    int8 targets calibrate on ``calibration`` images) and write it to ``out`` (:func:`write_deployed`).
+    Returns what was written and how it was built."""
     import tempfile
 
     import torch
@@ -87,7 +88,7 @@ def deployed_file(target: Target, module, input_chw: tuple[int, int, int], out: 
         source = module
         if not takes_module(target):
             source = Path(tmp) / "model.onnx"
-            export_onnx(module, torch.randn(*shape), source)
+            export_onnx(module, torch.randn(*shape), source, **export)
             check_onnx(module, source, torch.randn(2, *shape[1:]))
         runner, chosen = prepare_deployed(target, source, shape, calibration)
         files = write_deployed(runner, out)

@@ -48,8 +48,9 @@ class Int8Layers:
 
     @property
     def all_fp32(self) -> bool:
-        """Whether the fp32 model itself won: it ships as it is, unquantized."""
-        return EVERYTHING in self.fp32_groups
+        """Whether every node stays in fp32 (every layer, or parts that add up to it): the fp32 model ships as
+        it is, unquantized."""
+        return EVERYTHING in self.fp32_groups or len(self.fp32_nodes) == len(self.groups[EVERYTHING])
 
     @property
     def fp32_nodes(self) -> list[str]:

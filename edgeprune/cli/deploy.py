@@ -74,8 +74,9 @@ def export_cmd(ctx, model, model_option, out_path, target_name, calibration_data
         forbid(ctx, ("calibration_data", "calibration_count", "int8_layers"), "without --target")
     ref = resolve_model(resolve_model_arg(model, model_option), pretrained)
     if target_name:
-        return export_for_target(ctx, ref, int8_target(ctx, target_name, calibration_count, int8_layers),
-                                 out_path, calibration_data, as_json)  # fmt: skip
+        target = int8_target(ctx, target_name, calibration_count, int8_layers)
+        return export_for_target(ref, target, out_path, calibration_data, as_json, opset=opset,
+                                 optimize=not no_optimize)  # fmt: skip
     result = export_onnx(ref.module, torch.randn(1, *ref.input_chw), out_path, opset=opset, optimize=not no_optimize)
     err = check_onnx(ref.module, out_path, torch.randn(3, *ref.input_chw))
     data = {"out": out_path, "exporter": result.exporter, "opset": opset, "external_data": result.external_data,
@@ -86,10 +87,11 @@ def export_cmd(ctx, model, model_option, out_path, target_name, calibration_data
          f"onnxruntime vs torch relative error {err:.1e}")  # fmt: skip
 
 
-def export_for_target(ctx: click.Context, ref, target, out_path: str, calibration_data: str | None,
-                      as_json: bool) -> None:  # fmt: skip
+def export_for_target(ref, target, out_path: str, calibration_data: str | None, as_json: bool,
+                      **export: object) -> None:  # fmt: skip
     """``export --target``: the deployed file of :mod:`edgeprune.backends.deployable`."""
     from edgeprune.backends.deployable import deployed_file
+    from edgeprune.report import fp32_layers_text
 
     source = calibration_data or target.calibration_data
     if target.precision == "int8" and not source:
@@ -100,12 +102,12 @@ def export_for_target(ctx: click.Context, ref, target, out_path: str, calibratio
         from edgeprune.train.calibration import calibration_images
 
         images = calibration_images(source, target.calibration_count, ref.module, ref.name, ref.input_chw[-1])
-    data = deployed_file(target, ref.module, ref.input_chw, out_path, images)
+    data = deployed_file(target, ref.module, ref.input_chw, out_path, images, **export)
     if data["calibration"]:
         data["calibration"]["data"] = source
-    left = f"; left in fp32: {data['int8_layers']['fp32_nodes']} of {data['int8_layers']['nodes']} " \
-        f"nodes ({', '.join(data['int8_layers']['fp32_groups']) or 'none'})" if data["int8_layers"] else ""  # fmt: skip
-    calibrated = f", calibrated on {data['calibration']['count']} images of {source}" if source else ""
+    left = fp32_layers_text(data)
+    left = f"; left in fp32: {left}" if left else ""
+    calibrated = f", calibrated on {len(images)} images of {source}" if images is not None else ""
     emit(as_json, data, f"wrote {', '.join(data['files'])}: what {target.name} runs ({target.backend}, "
                         f"{target.precision}{calibrated}{left})")  # fmt: skip
 
