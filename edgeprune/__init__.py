@@ -28,7 +28,7 @@ _API = {
     "prune_model": "edgeprune.prune",
     "load_pruned": "edgeprune.prune",
     "export_onnx": "edgeprune.export",
-    "deployed_file": "edgeprune.backends.deployable",
+    "deployed_file": "edgeprune.export",
     "load_target": "edgeprune.targets",
     "Profile": "edgeprune.latency",
     "LatencyModel": "edgeprune.latency.model",

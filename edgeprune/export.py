@@ -22,6 +22,7 @@ import torch.nn as nn
 from edgeprune.errors import EdgepruneError
 from edgeprune.graph import tree_tensors
 from edgeprune.prune.oracle import output_error
+from edgeprune.targets import Target
 
 PROTOBUF_LIMIT = 2**31 - 1
 INLINE_WEIGHT_LIMIT = int(1.8e9)  # leave room for the graph itself under the protobuf cap
@@ -128,3 +129,31 @@ def check_onnx(model: nn.Module, path: str | os.PathLike, x: torch.Tensor, rtol:
     if not err <= rtol:
         raise ExportError(f"onnxruntime output differs from torch: relative error {err:.2e} > {rtol:.0e}")
     return err
+
+
+def deployed_file(target: Target, module, input_chw: tuple[int, int, int], out: str | Path, calibration=None,
+                  **export: object) -> dict:  # fmt: skip
+    """Build what ``target``'s runtime loads from ``module`` (exported to ONNX with ``export``'s options of
+    :func:`edgeprune.export.export_onnx` and checked against torch, then prepared as ``validate`` prepares it:
+    int8 targets calibrate on ``calibration`` images) and write it to ``out`` (:func:`write_deployed`).
+    Returns what was written and how it was built."""
+    import tempfile
+
+    from edgeprune.backends import takes_module
+    from edgeprune.backends.deployable import deployed_suffix, prepare_deployed, write_deployed
+
+    suffix = deployed_suffix(target)
+    if Path(out).suffix != suffix:
+        raise ExportError(f"target {target.name} runs a {suffix} file: name the output FILE{suffix}")
+    shape = target.input_shape(input_chw)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = module
+        if not takes_module(target):
+            source = Path(tmp) / "model.onnx"
+            export_onnx(module, torch.randn(*shape), source, **export)
+            check_onnx(module, source, torch.randn(2, *shape[1:]))
+        runner, chosen = prepare_deployed(target, source, shape, calibration)
+        files = write_deployed(runner, out)
+    return {"out": str(out), "files": [str(f) for f in files], "target": target.name, "precision": target.precision,
+            "input_shape": list(shape), "calibration": None if calibration is None else {"count": len(calibration)},
+            "int8_layers": chosen.to_dict() if chosen else None}  # fmt: skip

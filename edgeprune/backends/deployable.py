@@ -1,6 +1,7 @@
-"""The file a target's runtime loads: built as ``validate`` measures it, and written where the user asks
-(``edgeprune export --target``). On an int8 target that is the quantized model: a QDQ ONNX for onnxruntime,
-an OpenVINO IR (.xml + .bin) for OpenVINO, a .pte program for ExecuTorch."""
+"""The file a target's runtime loads: built as ``validate`` measures it, and copied where the user asks
+(``edgeprune export --target``, :func:`edgeprune.export.deployed_file`). On an int8 target that is the
+quantized model: a QDQ ONNX for onnxruntime, an OpenVINO IR (.xml + .bin) for OpenVINO, a .pte program for
+ExecuTorch."""
 
 from __future__ import annotations
 
@@ -67,31 +68,3 @@ def write_deployed(runner: Runner, out: str | Path) -> list[Path]:
         written.append(dst)
     return written
 
-
-def deployed_file(target: Target, module, input_chw: tuple[int, int, int], out: str | Path, calibration=None,
-                  **export: object) -> dict:  # fmt: skip
-    """Build what ``target``'s runtime loads from ``module`` (exported to ONNX with ``export``'s options of
-    :func:`edgeprune.export.export_onnx` and checked against torch, then prepared as ``validate`` prepares it:
-    int8 targets calibrate on ``calibration`` images) and write it to ``out`` (:func:`write_deployed`).
-    Returns what was written and how it was built."""
-    import tempfile
-
-    import torch
-
-    from edgeprune.export import check_onnx, export_onnx
-
-    suffix = deployed_suffix(target)
-    if Path(out).suffix != suffix:
-        raise BackendError(f"target {target.name} runs a {suffix} file: name the output FILE{suffix}")
-    shape = target.input_shape(input_chw)
-    with tempfile.TemporaryDirectory() as tmp:
-        source = module
-        if not takes_module(target):
-            source = Path(tmp) / "model.onnx"
-            export_onnx(module, torch.randn(*shape), source, **export)
-            check_onnx(module, source, torch.randn(2, *shape[1:]))
-        runner, chosen = prepare_deployed(target, source, shape, calibration)
-        files = write_deployed(runner, out)
-    return {"out": str(out), "files": [str(f) for f in files], "target": target.name, "precision": target.precision,
-            "input_shape": list(shape), "calibration": None if calibration is None else {"count": len(calibration)},
-            "int8_layers": chosen.to_dict() if chosen else None}  # fmt: skip

@@ -3,11 +3,11 @@
 Int8 does not pay everywhere: onnxruntime runs some kernels slower in int8 than in fp32 (large depthwise
 convolutions), and an activation it cannot fuse into an int8 convolution (hard-swish, GELU) runs in float
 between a DequantizeLinear and a QuantizeLinear that the fp32 model does not have. Which layers lose depends
-on the runtime and the CPU, so it is measured, not guessed: the quantizable nodes are grouped into kinds
-(``Conv 3x3 depthwise``, ``Conv 1x1 dense``, ``Mul``, ...), and, the kinds holding most nodes first, each kind
-is left in fp32 when the model then runs faster than without it, by the whole confidence interval of the
-paired ratio (timed with the target's own rounds). Last, the model with every kind in fp32 is tried the same
-way, since some costs only go when every neighbour is float too.
+on the runtime and the CPU, so it is measured, not guessed. The ONNX nodes are grouped (:func:`layer_groups`):
+contiguous parts of the graph, kinds of layer (``Conv 3x3 depthwise``, ``Conv 1x1 dense``, ``Mul``, ...), and
+every layer. In that order each group is left in fp32 when the model then runs faster than without it, by the
+whole confidence interval of the paired ratio (timed with the target's own rounds). The backend's quantizer
+leaves the chosen nodes in float (onnxruntime: excluded nodes; OpenVINO: NNCF's ignored scope).
 
 The trial models are calibrated on random inputs: calibration sets scales, not which nodes the quantized graph
 has, so the trials time as the deployed model will (see :mod:`edgeprune.backends.quantize`).

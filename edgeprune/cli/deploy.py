@@ -90,7 +90,7 @@ def export_cmd(ctx, model, model_option, out_path, target_name, calibration_data
 def export_for_target(ref, target, out_path: str, calibration_data: str | None, as_json: bool,
                       **export: object) -> None:  # fmt: skip
     """``export --target``: the deployed file of :mod:`edgeprune.backends.deployable`."""
-    from edgeprune.backends.deployable import deployed_file
+    from edgeprune.export import deployed_file
     from edgeprune.report import fp32_layers_text
 
     source = calibration_data or target.calibration_data
