@@ -189,3 +189,16 @@ def test_the_post_training_quantizer_annotates_a_conv_bn_model_as_xnnpacks_own()
     theirs, ours = ([str(n.target) for n in c.graph.nodes] for c in converted)
     assert ours == theirs and sum("dequantize_per_channel" in op for op in ours) == 3
     assert torch.equal(converted[0].module()(x), converted[1].module()(x))
+
+
+def test_export_writes_the_program_the_runtime_loads(tmp_path):
+    out = tmp_path / "r20.pte"
+    r = CliRunner().invoke(main, ["export", "cifar_resnet20", "--target", "cpu-xnnpack", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    from edgeprune.backends.executorch import load_method
+
+    outputs = load_method(load_target("cpu-xnnpack"), out).execute([torch.zeros(1, 3, 32, 32)])
+    assert tuple(outputs[0].shape) == (1, 10)
+    r = CliRunner().invoke(main, ["export", "cifar_resnet20", "--target", "cpu-xnnpack", "--out",
+                                  str(tmp_path / "x.onnx")])  # fmt: skip
+    assert r.exit_code == 1 and "runs a .pte file: name the output FILE.pte" in r.output
