@@ -145,7 +145,9 @@ def markdown(report: dict) -> str:
         "alternating rounds; spread (interquartile range of the round medians) "
         f"{a['latency']['spread_pct']:.1f} % (original), {b['latency']['spread_pct']:.1f} % (pruned). "
         "MACs are fvcore's multiply-accumulate counts.",
-    ]
+        *([f"\nThe pruned model's file as measured (what ships): `{Path(report['deployed_files'][-1]).name}`."]
+          if report.get("deployed_files") else []),
+    ]  # fmt: skip
     if a.get("ms_by_op"):
         lines += ["", "## Where the time goes (onnxruntime profiler) vs where the MACs are (fvcore)", "",
                   "| op | original ms | pruned ms | original time share | original MACs share |",

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from edgeprune import layer_times
 from edgeprune.backends import Runner, get_backend, prepare_runner, takes_module, time_runners, unavailable_reason
-from edgeprune.backends.deployable import model_files, prepare_deployed
+from edgeprune.backends.deployable import deployed_suffix, model_files, prepare_deployed, write_deployed
 from edgeprune.errors import EdgepruneError
 from edgeprune.export import TOLERANCE, ExportError, check_onnx, export_onnx
 from edgeprune.latency import Profile, collect_layers
@@ -268,7 +268,9 @@ def validate(
 
     On an int8 target both models run quantized (calibrated on :func:`calibration_source`): the gate's speedup
     is over the quantized original, the dense fp32 original on the same runtime is timed beside them
-    (``speedup_over_fp32``), and with ``data`` the quantized models' accuracy is measured too.
+    (``speedup_over_fp32``), with ``data`` the quantized models' accuracy is measured too, and the pruned
+    model's quantized file, as measured, is written to ``out_dir`` (``deployed.onnx``, ``.xml`` + ``.bin`` or
+    ``.pte``; ``deployed_files`` in the report).
     """
     reason = unavailable_reason(target)
     if reason:
@@ -294,6 +296,9 @@ def validate(
         a["latency"], b["latency"] = timed.stats["original"].to_dict(), timed.stats["pruned"].to_dict()
         if "original-fp32" in runners:
             a["latency_fp32"] = timed.stats["original-fp32"].to_dict()
+        # the pruned int8 file that was measured, beside the report: what ships (fp32: `edgeprune export`)
+        deployed = [str(f) for f in write_deployed(run_b, out / f"deployed{deployed_suffix(target)}")] \
+            if target.precision == "int8" else []  # fmt: skip
     # the original's time over the pruned one's: the speedup
     derived = derive(a, b, timed.ratios["original"], timed.ratios.get("original-fp32"))
     gate = gate_speedup(derived, tolerance, expected_speedup)
@@ -301,7 +306,7 @@ def validate(
         "schema": REPORT_SCHEMA, "target": target.name, "target_spec": {"backend": target.backend,
         "device": target.device, "precision": target.precision, "threads": target.threads},
         "profile_device": profile.device if profile else None, "original": a, "pruned": b,
-        "derived": derived, "gate": gate, "seconds": round(time.time() - started, 1),
+        "derived": derived, "gate": gate, "seconds": round(time.time() - started, 1), "deployed_files": deployed,
     }  # fmt: skip
     from edgeprune.report import speed_warnings, write_report
 

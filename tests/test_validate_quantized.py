@@ -3,6 +3,8 @@ drops apart, and the speedup over the dense fp32 model on the same runtime besid
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -48,6 +50,11 @@ def test_validate_measures_the_quantized_artifact(backend, pruned_dir, tmp_path,
     lo, hi = d["speedup_over_fp32_ci"]
     assert lo <= d["speedup_over_fp32"] <= hi and len(a["latency_fp32"]["round_medians_ms"]) == 2
     assert "latency_fp32" not in b and report["warnings"] == speed_warnings(report)
+    # the pruned model's file as measured, beside the report, as large as the one measured
+    suffix = {"onnxruntime": ".onnx", "openvino": ".xml", "executorch": ".pte"}[backend]
+    shipped = tmp_path / "v" / f"deployed{suffix}"
+    assert report["deployed_files"][-1] == str(shipped) and sum(
+        Path(f).stat().st_size for f in report["deployed_files"]) == b["memory"]["deployed_file_bytes"]  # fmt: skip
     size = f"| deployed file (what the runtime loads) | {a['memory']['deployed_file_bytes'] / 1e6:.2f} MB |"
     assert size in markdown(report)
     if backend == "onnxruntime":  # per-layer times of the quantized model, its convolutions attributed

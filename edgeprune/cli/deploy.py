@@ -163,6 +163,8 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
             return ""
         line = "".join(f"left in fp32 ({name}): {fp32_layers_text(report[name])}\n"
                        for name in ("original", "pruned") if fp32_layers_text(report[name]))  # fmt: skip
+        if report.get("deployed_files"):
+            line += f"the pruned model as deployed: {report['deployed_files'][-1]}\n"
         line += f"{target.precision}: pruned {d['speedup_over_fp32']:.2f}x faster than the dense fp32 model"
         if "quantization_delta_points" in d:
             metric = report["original"].get("accuracy_metric") or "accuracy"
