@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from edgeprune.errors import EdgepruneError
@@ -54,6 +54,10 @@ class Target:
     int8_layers: str = "all"
     description: str = ""
     source: str = field(default="", compare=False)
+
+    def as_fp32(self) -> Target:
+        """The same runtime in fp32: what an int8 target's model is weighed against (its int8 settings reset)."""
+        return replace(self, precision="fp32", int8_layers="all")
 
     def input_shape(self, model_input: tuple[int, int, int]) -> tuple[int, int, int, int]:
         """The batch-first input shape this target times at."""

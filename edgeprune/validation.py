@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -204,7 +204,9 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
         "largest_activation_bytes": largest_activation_bytes(ref.module, x),
     }
     if target.backend in ("onnxruntime", "openvino", "executorch"):
-        memory.update(get_backend(target.backend).memory(target, str(deployed), shape))
+        # where the fp32 model won the int8_layers search, it is what ships and runs, as fp32
+        shipped = target.as_fp32() if int8_layers and int8_layers.all_fp32 else target
+        memory.update(get_backend(target.backend).memory(shipped, str(deployed), shape))
     elif target.backend == "tensorrt":
         memory.update(engine_bytes=runner.engine_bytes, device_memory_bytes=runner.device_memory_bytes)
     elif target.device == "cuda":  # this side's own peak: the other side's module may still be resident
@@ -291,7 +293,7 @@ def validate(
         runners = {"original": run_a, "pruned": run_b}
         if target.precision == "int8":  # the dense fp32 model on the same runtime: what quantizing is weighed by
             source = original.module if takes_module(target) else onnx_file(original, Path(tmp))
-            runners["original-fp32"] = prepare_runner(replace(target, precision="fp32"), source, x.shape)
+            runners["original-fp32"] = prepare_runner(target.as_fp32(), source, x.shape)
         timed = time_runners(runners, x, target, reference="pruned")
         a["latency"], b["latency"] = timed.stats["original"].to_dict(), timed.stats["pruned"].to_dict()
         if "original-fp32" in runners:

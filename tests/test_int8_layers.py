@@ -151,6 +151,19 @@ def test_validate_deploys_the_measured_choice(monkeypatch, tmp_path):
     assert f"| layers left in fp32 (measured faster here) | {n} of {n} nodes (every layer) |" in markdown(report)
 
 
+def test_an_openvino_target_whose_fp32_model_won_ships_it_as_ir(monkeypatch, tmp_path):
+    monkeypatch.setattr(il, "choose_fp32_layers",
+                        lambda t, path, shape: Int8Layers(layer_groups(path), [EVERYTHING]))  # fmt: skip
+    target = target_from_dict("fast-ov-int8", {**FAST, "backend": "openvino", "int8_layers": "measured"})
+    report = validate(resolve_model("cifar_resnet20"), resolve_model("cifar_resnet20"), target, tmp_path / "v")
+    xml = tmp_path / "v" / "deployed.xml"
+    assert report["deployed_files"] == [str(xml.with_suffix(".bin")), str(xml)]
+    import openvino as ov
+
+    assert {op.get_type_name() for op in ov.Core().read_model(str(xml)).get_ops()} & {"Convolution"}
+    assert not {op.get_type_name() for op in ov.Core().read_model(str(xml)).get_ops()} & {"FakeQuantize"}
+
+
 def test_int8_layers_is_refused_where_it_cannot_apply():
     with pytest.raises(TargetError, match="int8_layers = 'measured' is for int8 targets of onnxruntime and openvino"):
         target_from_dict("et", {"backend": "executorch", "precision": "int8", "int8_layers": "measured"})

@@ -6,7 +6,6 @@ ExecuTorch."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 from edgeprune.atomic import atomic_path
@@ -47,7 +46,7 @@ def prepare_deployed(target: Target, source, input_shape: tuple[int, ...],
 
         chosen = choose_fp32_layers(target, source, input_shape)
     if chosen and chosen.all_fp32:  # the fp32 model won: it ships unquantized, as it was timed
-        return prepare_runner(replace(target, precision="fp32"), source, input_shape), chosen
+        return prepare_runner(target.as_fp32(), source, input_shape), chosen
     keep = chosen.fp32_nodes if chosen else ()
     return prepare_runner(target, source, input_shape, calibration, keep), chosen
 
@@ -56,6 +55,10 @@ def write_deployed(runner: Runner, out: str | Path) -> list[Path]:
     """Copy the file ``runner`` runs (and its companions, :func:`model_files`) to ``out``; each file is written
     whole or not at all, the weights before the model that names them. Returns the files written."""
     source, out = Path(runner.model_path), Path(out)
+    if (source.suffix, out.suffix) == (".onnx", ".xml"):  # an OpenVINO int8 target whose fp32 model won
+        from edgeprune.backends.openvino import save_ir
+
+        return [out.with_suffix(".bin"), save_ir(source, out)]
     if source.suffix != out.suffix:
         raise BackendError(f"the runtime loads a {source.suffix} file: name the output FILE{source.suffix}")
     # an IR's weights follow the .xml's name; ONNX external data keeps its own, which the model names

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeprune.targets import Target
@@ -142,7 +142,7 @@ def choose_fp32_layers(target: Target, onnx_path: str | Path, input_shape: tuple
     def runner(fp32: Sequence[str], folder: Path):
         if tuple(fp32) not in built:
             if EVERYTHING in fp32:
-                built[tuple(fp32)] = backend.prepare(replace(target, precision="fp32"), onnx_path=str(onnx_path),
+                built[tuple(fp32)] = backend.prepare(target.as_fp32(), onnx_path=str(onnx_path),
                                                      input_shape=input_shape)  # fmt: skip
             else:  # a folder per trial: the backend writes its int8 file beside the model it quantizes
                 trial = folder / f"trial{len(list(folder.iterdir()))}"

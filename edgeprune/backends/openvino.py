@@ -123,12 +123,21 @@ def quantize_openvino(source: str | Path, out_xml: str | Path, samples: np.ndarr
     except Exception as exc:  # NNCF raises its own and its backends' errors
         raise QuantizationError(f"NNCF could not quantize {Path(source).name}: {type(exc).__name__}: {exc}"[:500]
                                 ) from exc  # fmt: skip
+    return save_ir(quantized, out_xml)
+
+
+def save_ir(model, out_xml: str | Path) -> Path:
+    """Save an OpenVINO model (or an ONNX file's path, read first) as IR ``out_xml`` + its ``.bin``, both under
+    temporary names renamed into place only when saving succeeded."""
+    ov = _import("openvino")
+    if isinstance(model, (str, Path)):
+        model = ov.Core().read_model(str(model))
     out_xml = Path(out_xml)
     with atomic_path(out_xml.with_suffix(".bin")) as tmp_bin, atomic_path(out_xml) as tmp_xml:
         # save_model writes the weights beside the .xml under the same stem: save there, move it to tmp_bin
         staged = tmp_xml.with_suffix(".staged.xml")
         try:
-            ov.save_model(quantized, str(staged), compress_to_fp16=False)
+            ov.save_model(model, str(staged), compress_to_fp16=False)
             os.replace(staged.with_suffix(".bin"), tmp_bin)
             os.replace(staged, tmp_xml)
         finally:

@@ -41,7 +41,7 @@ def run_model(out: Path, name: str) -> dict:
         subprocess.run(["edgeprune", "prune", name, "--target", TARGET, "--macs", "0.5x", "--out", str(pruned_dir)],
                        check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     target = load_target(TARGET)
-    fp32 = replace(target, precision="fp32")
+    fp32 = target.as_fp32()
     pruned = resolve_model(str(pruned_dir / "model"))
     dense = resolve_model(name, pretrained=name.startswith("cifar_"), side=pruned.input_chw[1])
     shape = target.input_shape(dense.input_chw)
