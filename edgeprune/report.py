@@ -67,9 +67,8 @@ def precision_rows(a: dict, d: dict, b: dict | None = None) -> list[tuple[str, s
     rows = [("measured latency, median, dense fp32 (the original unquantized)",
              f"{a['latency_fp32']['median_ms']:.3g} ms", "", "pruned over it: "
              + _fmt(d.get("speedup_over_fp32"), ".2f", "x") + speedup_interval(d, "speedup_over_fp32_ci"))]  # fmt: skip
-    if fp32_layers_text(a):
-        rows.append(("layers left in fp32 (measured faster here)", fp32_layers_text(a),
-                     fp32_layers_text(b or {}), ""))  # fmt: skip
+    if left := fp32_layers_text(a):
+        rows.append(("layers left in fp32 (measured faster here)", left, fp32_layers_text(b or {}), ""))
     return rows
 
 

@@ -154,6 +154,18 @@ def calibration_source(target: Target, data: str | None, calibration_data: str |
     return calibration_data or target.calibration_data or data
 
 
+def calibration_set(ref: ModelRef, target: Target, data: str | None,
+                    calibration_data: str | None) -> tuple[str | None, np.ndarray | None]:  # fmt: skip
+    """What ``ref`` is calibrated on for ``target`` (:func:`calibration_source`) and those images, preprocessed
+    as ``ref`` is evaluated; (None, None) where nothing is (fp32, or no data: random inputs, timing only)."""
+    source = calibration_source(target, data, calibration_data)
+    if not source:
+        return None, None
+    from edgeprune.train.calibration import calibration_images
+
+    return source, calibration_images(source, target.calibration_count, ref.module, ref.name, ref.input_chw[-1])
+
+
 def onnx_file(ref: ModelRef, folder: Path) -> Path:
     return folder / f"{ref.name}-{'pruned' if Path(ref.label).is_dir() else 'original'}.onnx"
 
@@ -188,11 +200,7 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
             raise NumericsFailure(f"numerics: {ref.label}: {kind} inputs: {exc}") from exc
     xn = x.numpy()
     cuda_base = _reset_cuda_peak() if target.backend == "torch" and target.device == "cuda" else 0
-    source, images = calibration_source(target, data, calibration_data), None
-    if source:
-        from edgeprune.train.calibration import calibration_images
-
-        images = calibration_images(source, target.calibration_count, ref.module, ref.name, ref.input_chw[-1])
+    source, images = calibration_set(ref, target, data, calibration_data)
     runner, int8_layers = prepare_deployed(target, ref.module if takes_module(target) else onnx_path, shape, images)
     runner.run(xn)
     runner.sync()
@@ -204,8 +212,7 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
         "largest_activation_bytes": largest_activation_bytes(ref.module, x),
     }
     if target.backend in ("onnxruntime", "openvino", "executorch"):
-        # where the fp32 model won the int8_layers search, it is what ships and runs, as fp32
-        shipped = target.as_fp32() if int8_layers and int8_layers.all_fp32 else target
+        shipped = int8_layers.runtime_target(target) if int8_layers else target  # the fp32 model may have won
         memory.update(get_backend(target.backend).memory(shipped, str(deployed), shape))
     elif target.backend == "tensorrt":
         memory.update(engine_bytes=runner.engine_bytes, device_memory_bytes=runner.device_memory_bytes)

@@ -94,7 +94,11 @@ def test_the_search_ends_with_the_fp32_model_when_that_is_fastest():
     result = search_fp32_groups(groups, _compare_by_cost(groups, {"a": -0.05, "b": -0.05}, everything=0.6))
     assert result.fp32_groups == [EVERYTHING] and result.fp32_nodes == ["a", "b", "c"] and result.all_fp32
     assert Int8Layers(groups, ["part 1 of 2", "part 2 of 2"]).all_fp32 is False  # c is in neither part
-    assert Int8Layers({**groups, "part 2 of 2": ["b", "c"]}, ["part 1 of 2", "part 2 of 2"]).all_fp32
+    covered = Int8Layers({**groups, "part 2 of 2": ["b", "c"]}, ["part 1 of 2", "part 2 of 2"])
+    assert covered.all_fp32  # parts that add up to every node: the fp32 model runs, in trials as when shipped
+    target = target_from_dict("fast-int8", {**FAST, "int8_layers": "measured"})
+    assert covered.runtime_target(target) == target.as_fp32() and target.as_fp32().int8_layers == "all"
+    assert Int8Layers(groups, ["part 1 of 2"]).runtime_target(target) is target
     assert result.to_dict()["fp32_nodes"] == result.to_dict()["nodes"] == 3
 
 

@@ -45,10 +45,12 @@ def prepare_deployed(target: Target, source, input_shape: tuple[int, ...],
         from edgeprune.backends.int8_layers import choose_fp32_layers
 
         chosen = choose_fp32_layers(target, source, input_shape)
-    if chosen and chosen.all_fp32:  # the fp32 model won: it ships unquantized, as it was timed
-        return prepare_runner(target.as_fp32(), source, input_shape), chosen
-    keep = chosen.fp32_nodes if chosen else ()
-    return prepare_runner(target, source, input_shape, calibration, keep), chosen
+    if chosen is None:
+        return prepare_runner(target, source, input_shape, calibration), None
+    run_on = chosen.runtime_target(target)  # where the fp32 model won, it ships unquantized, as it was timed
+    if run_on.precision != "int8":
+        return prepare_runner(run_on, source, input_shape), chosen
+    return prepare_runner(target, source, input_shape, calibration, chosen.fp32_nodes), chosen
 
 
 def write_deployed(runner: Runner, out: str | Path) -> list[Path]:

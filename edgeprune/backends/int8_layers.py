@@ -15,6 +15,7 @@ has, so the trials time as the deployed model will (see :mod:`edgeprune.backends
 
 from __future__ import annotations
 
+import itertools
 import logging
 import tempfile
 from collections.abc import Callable, Sequence
@@ -59,6 +60,11 @@ class Int8Layers:
             return list(self.groups[EVERYTHING])
         chosen = {n for g in self.fp32_groups for n in self.groups[g]}
         return [n for n in self.groups[EVERYTHING] if n in chosen]
+
+    def runtime_target(self, target: Target) -> Target:
+        """The target the model with these groups in fp32 runs on: ``target``, or its fp32 form where every node
+        stays in fp32 (the fp32 model itself, unquantized)."""
+        return target.as_fp32() if self.all_fp32 else target
 
     def to_dict(self) -> dict:
         return {"fp32_groups": self.fp32_groups, "fp32_nodes": len(self.fp32_nodes),
@@ -113,14 +119,13 @@ def search_fp32_groups(groups: dict[str, list[str]], compare: Compare) -> Int8La
         if not groups[group] or set(groups[group]) <= set(result.fp32_nodes):
             continue  # nothing this trial would change
         trial = [EVERYTHING] if group == EVERYTHING else [*result.fp32_groups, group]
-        ratio = compare(result.fp32_groups, trial)
-        if ratio is None:  # the backend would not build it
-            result.trials.append({"fp32": trial, "ratio": None, "kept": False})
-            continue
-        result.trials.append({"fp32": trial, "ratio": ratio.to_dict(), "kept": faster(ratio)})
-        log.info("int8 layers: %s in fp32: %.3fx the time (%.3f-%.3f)%s", group, ratio.median, ratio.low,
-                 ratio.high, ", kept" if faster(ratio) else "")  # fmt: skip
-        if faster(ratio):
+        ratio = compare(result.fp32_groups, trial)  # None: the backend would not build it
+        kept = ratio is not None and faster(ratio)
+        result.trials.append({"fp32": trial, "ratio": ratio and ratio.to_dict(), "kept": kept})
+        if ratio is not None:
+            log.info("int8 layers: %s in fp32: %.3fx the time (%.3f-%.3f)%s", group, ratio.median, ratio.low,
+                     ratio.high, ", kept" if kept else "")  # fmt: skip
+        if kept:
             result.fp32_groups = trial
     return result
 
@@ -139,18 +144,20 @@ def choose_fp32_layers(target: Target, onnx_path: str | Path, input_shape: tuple
     x = np.random.default_rng(1).standard_normal(input_shape, dtype=np.float32)
     built: dict[tuple[str, ...], object] = {}  # the current model's runner, and the trial's
 
+    numbers = itertools.count()
+
     def runner(fp32: Sequence[str], folder: Path):
         if tuple(fp32) not in built:
-            if EVERYTHING in fp32:
-                built[tuple(fp32)] = backend.prepare(target.as_fp32(), onnx_path=str(onnx_path),
-                                                     input_shape=input_shape)  # fmt: skip
+            layers = Int8Layers(groups, list(fp32))
+            run_on = layers.runtime_target(target)  # timed as it would ship
+            if run_on.precision != "int8":
+                built[tuple(fp32)] = backend.prepare(run_on, onnx_path=str(onnx_path), input_shape=input_shape)
             else:  # a folder per trial: the backend writes its int8 file beside the model it quantizes
-                trial = folder / f"trial{len(list(folder.iterdir()))}"
+                trial = folder / f"trial{next(numbers)}"
                 trial.mkdir()
                 (trial / "model.onnx").symlink_to(Path(onnx_path).resolve())
-                keep = Int8Layers(groups, list(fp32)).fp32_nodes
                 built[tuple(fp32)] = backend.prepare(target, onnx_path=str(trial / "model.onnx"),
-                                                     input_shape=input_shape, keep_fp32=keep)  # fmt: skip
+                                                     input_shape=input_shape, keep_fp32=layers.fp32_nodes)  # fmt: skip
         return built[tuple(fp32)]
 
     with tempfile.TemporaryDirectory() as tmp:
