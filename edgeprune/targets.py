@@ -85,7 +85,7 @@ def channel_align(target: Target) -> int:
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 INT8_LAYERS = ("all", "measured")
-INT8_LAYER_BACKENDS = ("onnxruntime", "openvino")  # whose quantizers leave named nodes in float
+INT8_LAYER_BACKENDS = ("onnxruntime", "openvino", "executorch")  # whose quantizers leave named nodes in float
 _CHOICES = {"backend": BACKEND_NAMES, "device": ("cpu", "cuda"), "precision": ("fp32", "fp16", "int8"),
             "calibration_method": CALIBRATION_METHODS, "int8_layers": INT8_LAYERS}
 
@@ -148,7 +148,7 @@ def target_from_dict(name: str, data: dict, source: str = "<dict>") -> Target:
     if data.get("int8_layers", "all") != "all" and (data.get("precision") != "int8" or data["backend"] not in
                                                      INT8_LAYER_BACKENDS):  # fmt: skip
         raise TargetError(f"{source}: int8_layers = {data['int8_layers']!r} is for int8 targets of "
-                          f"{' and '.join(INT8_LAYER_BACKENDS)} (leave it out)")  # fmt: skip
+                          f"{', '.join(INT8_LAYER_BACKENDS)} (leave it out)")  # fmt: skip
     value = dict(data)
     if isinstance(value.get("input"), list):
         if len(value["input"]) != 3 or not all(isinstance(v, int) and v > 0 for v in value["input"]):

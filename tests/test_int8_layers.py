@@ -168,9 +168,9 @@ def test_an_openvino_target_whose_fp32_model_won_ships_it_as_ir(monkeypatch, tmp
     assert not {op.get_type_name() for op in ov.Core().read_model(str(xml)).get_ops()} & {"FakeQuantize"}
 
 
-def test_int8_layers_is_refused_where_it_cannot_apply():
-    with pytest.raises(TargetError, match="int8_layers = 'measured' is for int8 targets of onnxruntime and openvino"):
-        target_from_dict("et", {"backend": "executorch", "precision": "int8", "int8_layers": "measured"})
+def test_int8_layers_is_refused_where_it_cannot_apply(tmp_path):
+    with pytest.raises(TargetError, match="'measured' is for int8 targets of onnxruntime, openvino, executorch"):
+        target_from_dict("t", {"backend": "tensorrt", "device": "cuda", "precision": "int8", "int8_layers": "measured"})
     with pytest.raises(TargetError, match="is for int8 targets"):
         target_from_dict("ov", {"backend": "openvino", "int8_layers": "measured"})
     with pytest.raises(TargetError, match="expected one of"):
@@ -178,10 +178,11 @@ def test_int8_layers_is_refused_where_it_cannot_apply():
     r = CliRunner().invoke(main, ["validate", "a", "b", "--target", "cpu-ort", "--int8-layers", "measured",
                                   "--out", "o"])  # fmt: skip
     assert r.exit_code == 2 and "--int8-layers cannot be used with cpu-ort, which is not int8" in r.output
-    r = CliRunner().invoke(main, ["validate", "a", "b", "--target", "cpu-xnnpack-int8", "--int8-layers",
-                                  "measured", "--out", "o"])  # fmt: skip
-    assert r.exit_code == 2 and "executorch quantizes every layer it takes" in r.output
-
+    trt = tmp_path / "trt-int8.toml"
+    trt.write_text('backend = "tensorrt"\ndevice = "cuda"\nprecision = "int8"\n')
+    r = CliRunner().invoke(main, ["validate", "a", "b", "--target", str(trt), "--int8-layers", "measured",
+                                  "--out", "o"])  # fmt: skip
+    assert r.exit_code == 2 and "tensorrt quantizes every layer it takes" in r.output
 
 
 def test_export_writes_what_an_int8_target_runs(tmp_path):

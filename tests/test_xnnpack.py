@@ -202,3 +202,65 @@ def test_export_writes_the_program_the_runtime_loads(tmp_path):
     r = CliRunner().invoke(main, ["export", "cifar_resnet20", "--target", "cpu-xnnpack", "--out",
                                   str(tmp_path / "x.onnx")])  # fmt: skip
     assert r.exit_code == 1 and "runs a .pte file: name the output FILE.pte" in r.output
+
+
+class _Mobile(nn.Module):
+    """Stem 3x3, a depthwise 3x3 + pointwise 1x1 pair with hard-swish, twice, and a classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, padding=1), nn.ReLU()]
+        for _ in range(2):
+            layers += [nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.Hardswish(), nn.Conv2d(16, 16, 1), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+FAST_INT8 = {"backend": "executorch", "precision": "int8", "threads": 2, "warmup": 1, "repeats": 2, "rounds": 3}
+
+
+def test_keep_fp32_leaves_exactly_those_layers_in_float():
+    from edgeprune.backends.executorch import program_nodes
+    from edgeprune.backends.int8_layers import EVERYTHING, group_nodes
+    from edgeprune.targets import target_from_dict
+
+    model, shape = _Mobile().eval(), (1, 3, 32, 32)
+    groups = group_nodes(program_nodes(model, shape))
+    assert {k: len(v) for k, v in groups.items() if not k.startswith("part ")} == {
+        "Conv 3x3 dense": 1, "Conv 3x3 depthwise": 2, "Conv 1x1 dense": 2, "Linear": 1,
+        EVERYTHING: len(groups[EVERYTHING])}  # fmt: skip
+    target = target_from_dict("fast-xnnpack-int8", FAST_INT8)
+    every = prepare_runner(target, model, shape)
+    kept = prepare_runner(target, model, shape, keep_fp32=groups["Conv 3x3 depthwise"] + groups["Linear"])
+    assert every.delegation.int8_macs == 6 and kept.delegation.int8_macs == 3
+    # the float layers still run in XNNPACK, not in the portable kernels
+    assert kept.delegation.delegated["convolution"] == every.delegation.delegated["convolution"] == 5
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert _relative(kept.run(x), ref) < _relative(every.run(x), ref)  # fewer layers quantized, closer to fp32
+
+
+def test_a_measured_search_ships_the_layers_it_chose(monkeypatch):
+    from edgeprune.backends import int8_layers as il
+    from edgeprune.backends.deployable import prepare_deployed
+    from edgeprune.targets import target_from_dict
+
+    model, shape = _Mobile().eval(), (1, 3, 32, 32)
+    target = target_from_dict("fast-xnnpack-int8", {**FAST_INT8, "int8_layers": "measured"})
+    monkeypatch.setattr(il, "PARTS", 2)  # each trial lowers a program (seconds): fewer trials
+    runner, chosen = prepare_deployed(target, model, shape)
+    assert chosen.trials and all(t["kept"] == (t["ratio"]["high"] < 1) for t in chosen.trials if t["ratio"])
+    if not chosen.all_fp32:
+        assert runner.delegation.int8_macs > 0
+    # the choice is what ships: with the depthwise convolutions chosen, the shipped program has them in float
+    picked = il.Int8Layers(chosen.groups, ["Conv 3x3 depthwise"])
+    monkeypatch.setattr(il, "choose_fp32_layers", lambda t, source, s: picked)
+    runner, _ = prepare_deployed(target, model, shape)
+    assert runner.delegation.int8_macs == 4
+    monkeypatch.setattr(il, "choose_fp32_layers", lambda t, source, s: il.Int8Layers(chosen.groups, [il.EVERYTHING]))
+    runner, _ = prepare_deployed(target, model, shape)  # every layer faster in fp32: the fp32 program ships
+    assert runner.delegation.int8_macs == 0 and runner.calibration is None

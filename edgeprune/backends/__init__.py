@@ -45,8 +45,9 @@ def prepare_runner(target: Target, source, input_shape: tuple[int, ...], calibra
     """A runner on ``target``'s backend: ``source`` is a module where :func:`takes_module`, else an ONNX file
     path, prepared for ``input_shape`` (the engine's, compiled model's or exported program's shape). An int8
     target quantizes the model, calibrated on ``calibration`` (images, N x C x H x W) or, without it, on random
-    inputs for timing only (:mod:`edgeprune.backends.quantize`), leaving the ONNX nodes named in ``keep_fp32``
-    in float (onnxruntime, OpenVINO; :mod:`edgeprune.backends.int8_layers` chooses them)."""
+    inputs for timing only (:mod:`edgeprune.backends.quantize`), leaving the nodes named in ``keep_fp32`` in
+    float (the ONNX export's, or ExecuTorch: the exported program's; :mod:`edgeprune.backends.int8_layers`
+    chooses them)."""
     model = {"module": source} if takes_module(target) else {"onnx_path": str(source)}
     extra = {} if calibration is None else {"calibration": calibration}
     if keep_fp32:

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from edgeprune.atomic import atomic_path
-from edgeprune.backends import Runner, prepare_runner, takes_module
+from edgeprune.backends import Runner, prepare_runner
 from edgeprune.backends.base import BackendError
 from edgeprune.backends.int8_layers import Int8Layers
 from edgeprune.targets import Target
@@ -41,7 +41,7 @@ def prepare_deployed(target: Target, source, input_shape: tuple[int, ...],
     with ``int8_layers = "measured"``, which layers it leaves in fp32 (timed here first; where every layer is
     faster so, the fp32 model itself ships)."""
     chosen = None
-    if target.precision == "int8" and target.int8_layers == "measured" and not takes_module(target):
+    if target.precision == "int8" and target.int8_layers == "measured":
         from edgeprune.backends.int8_layers import choose_fp32_layers
 
         chosen = choose_fp32_layers(target, source, input_shape)

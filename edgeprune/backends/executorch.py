@@ -8,6 +8,7 @@ import importlib
 import tempfile
 import weakref
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,17 +132,47 @@ def post_training_quantizer():
     return PostTrainingQuantizer()
 
 
-def quantize_program(program, input_shape: tuple[int, ...], samples: np.ndarray, quantizer=None):
+# the ops XNNPACK's quantizer gives int8 kernels, by the kind int8_layers groups them under (convolutions by
+# int8_layers.conv_kind); the others stay float, or pass int8 through
+_QUANTIZED_KINDS = {"linear": "Linear", "add": "Add", "mul": "Mul", "cat": "Concat",
+                    "adaptive_avg_pool2d": "AdaptiveAvgPool", "conv_transpose2d": "ConvTranspose"}  # fmt: skip
+
+
+def program_nodes(module, input_shape: tuple[int, ...]) -> list[tuple[str, str | None]]:
+    """The nodes XNNPACK's quantizer annotates (those of :func:`quantize_program`'s graph), in graph order, with
+    their kind for :func:`edgeprune.backends.int8_layers.group_nodes`: the names ``keep_fp32`` takes."""
+    from edgeprune.backends.int8_layers import conv_kind
+
+    nodes = []
+    for node in fold_constants(export_program(module, input_shape)).module().graph.nodes:
+        if node.op != "call_function" or _op(node) in _PLUMBING:
+            continue
+        op = _op(node).rstrip("_")  # an in-place op quantizes as its functional form
+        kind = _QUANTIZED_KINDS.get(op)
+        weight = node.args[1] if op == "conv2d" and len(node.args) > 1 else None
+        if weight is not None and "val" in getattr(weight, "meta", {}) and weight.meta["val"].dim() >= 3:
+            kind = conv_kind("Conv", tuple(weight.meta["val"].shape), node.args[6] if len(node.args) > 6 else 1)
+        nodes.append((node.name, kind))
+    return nodes
+
+
+def quantize_program(program, input_shape: tuple[int, ...], samples: np.ndarray, quantizer=None,
+                     keep_fp32: Sequence[str] = ()):  # fmt: skip
     """PT2E int8 of an exported program with XNNPACK's quantizer (per-channel symmetric weights, per-tensor
-    activations) calibrated on ``samples`` (N, C, H, W), exported again. ``quantizer``: another XNNPACK
-    quantizer instance than :func:`post_training_quantizer`'s (to compare against XNNPACK's stock one)."""
+    activations) calibrated on ``samples`` (N, C, H, W), exported again, with the nodes named in ``keep_fp32``
+    (:func:`program_nodes`) left in float. ``quantizer``: another XNNPACK quantizer instance than
+    :func:`post_training_quantizer`'s (to compare against XNNPACK's stock one)."""
     import torch
 
     quantizer_module = _import("executorch.backends.xnnpack.quantizer.xnnpack_quantizer")
     pt2e = _import("torchao.quantization.pt2e.quantize_pt2e")
     config = quantizer_module.get_symmetric_quantization_config(is_per_channel=True)
+    quantizer = (quantizer or post_training_quantizer()).set_global(config)
+    if keep_fp32:  # a pattern (conv + relu) with any node kept in float is left in float whole
+        kept = frozenset(keep_fp32)
+        quantizer.set_filter_function(lambda node: node.name not in kept)
     try:
-        observed = pt2e.prepare_pt2e(program.module(), (quantizer or post_training_quantizer()).set_global(config))
+        observed = pt2e.prepare_pt2e(program.module(), quantizer)
         with torch.no_grad():
             for batch in calibration_batches(samples, input_shape[0]):
                 observed(torch.from_numpy(batch))
@@ -151,16 +182,17 @@ def quantize_program(program, input_shape: tuple[int, ...], samples: np.ndarray,
                                 f"{exc}"[:500]) from exc  # fmt: skip
 
 
-def lower(target: Target, module, input_shape: tuple[int, ...], calibration: np.ndarray | None = None
-          ) -> tuple[bytes, Delegation, str | None]:  # fmt: skip
+def lower(target: Target, module, input_shape: tuple[int, ...], calibration: np.ndarray | None = None,
+          keep_fp32: Sequence[str] = ()) -> tuple[bytes, Delegation, str | None]:  # fmt: skip
     """The ``.pte`` program of ``module`` lowered to XNNPACK, its checked :class:`Delegation`, and what
-    calibrated it (int8: "images", or "random" for timing only; see :mod:`edgeprune.backends.quantize`)."""
+    calibrated it (int8: "images", or "random" for timing only; see :mod:`edgeprune.backends.quantize`);
+    ``keep_fp32``: nodes the int8 program leaves in float (:func:`quantize_program`)."""
     exir = _import("executorch.exir")
     partitioner = _import("executorch.backends.xnnpack.partition.xnnpack_partitioner").XnnpackPartitioner
     program, calibrated = fold_constants(export_program(module, input_shape)), None
     if target.precision == "int8":
         samples, calibrated = calibration_for(target, calibration, input_shape)
-        program = quantize_program(program, input_shape, samples)
+        program = quantize_program(program, input_shape, samples, keep_fp32=keep_fp32)
     edge = exir.to_edge_transform_and_lower(program, partitioner=[partitioner()])
     found = delegation(edge)
     check_delegation(found, target)
@@ -241,16 +273,17 @@ class ExecutorchBackend:
         return None
 
     def prepare(self, target: Target, onnx_path: str | None = None, module=None, input_shape=None,
-                calibration: np.ndarray | None = None) -> ExecutorchRunner:  # fmt: skip
-        """``module`` lowered to XNNPACK at ``input_shape`` (int8: quantized first, see :func:`lower`), written
-        as a ``.pte`` in a folder the runner keeps, and loaded by the runtime."""
+                calibration: np.ndarray | None = None, keep_fp32: Sequence[str] = ()) -> ExecutorchRunner:  # fmt: skip
+        """``module`` lowered to XNNPACK at ``input_shape`` (int8: quantized first, with ``keep_fp32``'s nodes
+        left in float, see :func:`lower`), written as a ``.pte`` in a folder the runner keeps, and loaded by
+        the runtime."""
         if module is None or input_shape is None:
             raise BackendError("the executorch backend lowers a torch module (torch.export), not an ONNX file: "
                                "pass module= and input_shape=")  # fmt: skip
         why = self.unavailable_reason(target)
         if why:
             raise BackendError(f"target {target.name} cannot run here: {why}")
-        program, found, calibrated = lower(target, module, tuple(input_shape), calibration)
+        program, found, calibrated = lower(target, module, tuple(input_shape), calibration, keep_fp32)
         folder = tempfile.TemporaryDirectory(prefix="edgeprune-pte-")
         path = Path(folder.name) / "model.pte"
         path.write_bytes(program)

@@ -3,11 +3,12 @@
 Int8 does not pay everywhere: onnxruntime runs some kernels slower in int8 than in fp32 (large depthwise
 convolutions), and an activation it cannot fuse into an int8 convolution (hard-swish, GELU) runs in float
 between a DequantizeLinear and a QuantizeLinear that the fp32 model does not have. Which layers lose depends
-on the runtime and the CPU, so it is measured, not guessed. The ONNX nodes are grouped (:func:`layer_groups`):
+on the runtime and the CPU, so it is measured, not guessed. The graph's nodes are grouped (:func:`group_nodes`):
 contiguous parts of the graph, kinds of layer (``Conv 3x3 depthwise``, ``Conv 1x1 dense``, ``Mul``, ...), and
 every layer. In that order each group is left in fp32 when the model then runs faster than without it, by the
 whole confidence interval of the paired ratio (timed with the target's own rounds). The backend's quantizer
-leaves the chosen nodes in float (onnxruntime: excluded nodes; OpenVINO: NNCF's ignored scope).
+leaves the chosen nodes in float: onnxruntime's excluded nodes and OpenVINO's NNCF ignored scope name the ONNX
+export's nodes; ExecuTorch's XNNPACK quantizer filters the nodes of the exported torch program.
 
 The trial models are calibrated on random inputs: calibration sets scales, not which nodes the quantized graph
 has, so the trials time as the deployed model will (see :mod:`edgeprune.backends.quantize`).
@@ -72,36 +73,46 @@ class Int8Layers:
                 "groups": {k: len(v) for k, v in self.groups.items()}, "trials": self.trials}  # fmt: skip
 
 
+def group_nodes(nodes: Sequence[tuple[str, str | None]]) -> dict[str, list[str]]:
+    """Groups of a graph's nodes, given in graph order as (name, kind; None where int8 gives the node no kernel
+    of its own): ``PARTS`` contiguous parts of the graph ("part 1 of 4", ...), one group per kind, and
+    ``EVERYTHING``. Parts and everything hold every node: a quantizer wraps more operators than those it gives
+    int8 kernels (normalizations, reshapes) when their neighbours are int8, and a float region must be float
+    throughout."""
+    groups: dict[str, list[str]] = {}
+    parts = min(PARTS, len(nodes))
+    for i in range(parts if parts > 1 else 0):
+        part = nodes[i * len(nodes) // parts : (i + 1) * len(nodes) // parts]
+        groups[f"part {i + 1} of {parts}"] = [name for name, _ in part]
+    for name, kind in nodes:
+        if kind is not None:
+            groups.setdefault(kind, []).append(name)
+    groups[EVERYTHING] = [name for name, _ in nodes]
+    return groups
+
+
+def conv_kind(op: str, weight_shape: Sequence[int], groups: int) -> str:
+    """A convolution's kind, by what a runtime picks its kernel by: ``Conv 3x3 depthwise``, ``Conv 1x1 dense``,
+    ``Conv 5x5 grouped``."""
+    _, per_group, *kernel = weight_shape
+    style = "dense" if groups == 1 else "depthwise" if per_group == 1 else "grouped"
+    return f"{op} {'x'.join(map(str, kernel))} {style}"
+
+
 def layer_groups(onnx_path: str | Path) -> dict[str, list[str]]:
-    """The named nodes of an fp32 ONNX graph, grouped three ways: ``PARTS`` contiguous parts of the graph
-    ("part 1 of 4", ...); kinds of the nodes int8 quantization gives int8 kernels (``QUANTIZED_OPS``), a
-    convolution by its kernel and whether it is depthwise, grouped or dense (the runtime picks its kernel by
-    those), others by operator; and ``EVERYTHING``."""
+    """:func:`group_nodes` over the named nodes of an fp32 ONNX graph; the kinds are the operators of
+    ``QUANTIZED_OPS``, a convolution by :func:`conv_kind`."""
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     dims = {t.name: list(t.dims) for t in graph.initializer}
-    # parts and everything hold every named node: the quantizer wraps more operators than QUANTIZED_OPS
-    # (normalizations, reshapes) when their neighbours are int8, and a float region must be float throughout
-    nodes = [n for n in graph.node if n.name]
-    groups: dict[str, list[str]] = {}
-    parts = min(PARTS, len(nodes))
-    for i in range(parts if parts > 1 else 0):
-        groups[f"part {i + 1} of {parts}"] = [
-            n.name for n in nodes[i * len(nodes) // parts : (i + 1) * len(nodes) // parts]
-        ]
-    for node in nodes:
-        if node.op_type not in QUANTIZED_OPS:
-            continue
-        kind = node.op_type
+    nodes = []
+    for node in (n for n in graph.node if n.name):
+        kind = node.op_type if node.op_type in QUANTIZED_OPS else None
         if node.op_type == "Conv" and len(node.input) > 1 and len(dims.get(node.input[1], [])) >= 3:
-            _, per_group, *kernel = dims[node.input[1]]
-            groups_attr = next((a.i for a in node.attribute if a.name == "group"), 1)
-            style = "dense" if groups_attr == 1 else "depthwise" if per_group == 1 else "grouped"
-            kind = f"{node.op_type} {'x'.join(map(str, kernel))} {style}"
-        groups.setdefault(kind, []).append(node.name)
-    groups[EVERYTHING] = [n.name for n in nodes]
-    return groups
+            kind = conv_kind("Conv", dims[node.input[1]], next((a.i for a in node.attribute if a.name == "group"), 1))
+        nodes.append((node.name, kind))
+    return group_nodes(nodes)
 
 
 def faster(ratio: Ratio) -> bool:
@@ -130,34 +141,41 @@ def search_fp32_groups(groups: dict[str, list[str]], compare: Compare) -> Int8La
     return result
 
 
-def choose_fp32_layers(target: Target, onnx_path: str | Path, input_shape: tuple[int, ...]) -> Int8Layers:
-    """Time the trials of :func:`search_fp32_groups` on ``target`` (an onnxruntime or OpenVINO int8 target) for
-    the fp32 ONNX ``onnx_path``; the deployed model is then quantized with ``fp32_nodes`` left in float. A trial
-    the backend refuses to build (an int8 model with no int8 layer left) is not kept."""
+def choose_fp32_layers(target: Target, source, input_shape: tuple[int, ...]) -> Int8Layers:
+    """Time the trials of :func:`search_fp32_groups` on the int8 ``target`` for ``source``: the fp32 ONNX path
+    (onnxruntime, OpenVINO), or the torch module (ExecuTorch, grouped by
+    :func:`edgeprune.backends.executorch.program_nodes`). The deployed model is then quantized with
+    ``fp32_nodes`` left in float. A trial the backend refuses to build (an int8 model with no int8 layer left)
+    is not kept."""
     import numpy as np
 
-    from edgeprune.backends import get_backend
+    from edgeprune.backends import get_backend, takes_module
     from edgeprune.backends.base import BackendError, time_runners
+    from edgeprune.backends.executorch import program_nodes
 
-    groups = layer_groups(onnx_path)
+    on_module = takes_module(target)
+    groups = group_nodes(program_nodes(source, input_shape)) if on_module else layer_groups(source)
     backend = get_backend(target.backend)
     x = np.random.default_rng(1).standard_normal(input_shape, dtype=np.float32)
     built: dict[tuple[str, ...], object] = {}  # the current model's runner, and the trial's
-
     numbers = itertools.count()
+
+    def build(run_on: Target, fp32_nodes: list[str], folder: Path):
+        if on_module:
+            extra = {"keep_fp32": fp32_nodes} if run_on.precision == "int8" else {}
+            return backend.prepare(run_on, module=source, input_shape=input_shape, **extra)
+        if run_on.precision != "int8":
+            return backend.prepare(run_on, onnx_path=str(source), input_shape=input_shape)
+        trial = folder / f"trial{next(numbers)}"  # a folder per trial: the backend writes its int8 file beside
+        trial.mkdir()  # the model it quantizes
+        (trial / "model.onnx").symlink_to(Path(source).resolve())
+        return backend.prepare(target, onnx_path=str(trial / "model.onnx"), input_shape=input_shape,
+                               keep_fp32=fp32_nodes)  # fmt: skip
 
     def runner(fp32: Sequence[str], folder: Path):
         if tuple(fp32) not in built:
             layers = Int8Layers(groups, list(fp32))
-            run_on = layers.runtime_target(target)  # timed as it would ship
-            if run_on.precision != "int8":
-                built[tuple(fp32)] = backend.prepare(run_on, onnx_path=str(onnx_path), input_shape=input_shape)
-            else:  # a folder per trial: the backend writes its int8 file beside the model it quantizes
-                trial = folder / f"trial{next(numbers)}"
-                trial.mkdir()
-                (trial / "model.onnx").symlink_to(Path(onnx_path).resolve())
-                built[tuple(fp32)] = backend.prepare(target, onnx_path=str(trial / "model.onnx"),
-                                                     input_shape=input_shape, keep_fp32=layers.fp32_nodes)  # fmt: skip
+            built[tuple(fp32)] = build(layers.runtime_target(target), layers.fp32_nodes, folder)  # as it would ship
         return built[tuple(fp32)]
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,7 +190,11 @@ def choose_fp32_layers(target: Target, onnx_path: str | Path, input_shape: tuple
                 return None
             return time_runners(runners, x, target, reference="current").ratios["trial"]
 
-        return search_fp32_groups(groups, compare)
+        try:
+            return search_fp32_groups(groups, compare)
+        finally:
+            built.clear()  # ExecuTorch's runners hold the process's threadpool size until released
 
 
-__all__ = ["EVERYTHING", "Int8Layers", "choose_fp32_layers", "faster", "layer_groups", "search_fp32_groups"]
+__all__ = ["EVERYTHING", "Int8Layers", "choose_fp32_layers", "conv_kind", "faster", "group_nodes", "layer_groups",
+           "search_fp32_groups"]

@@ -22,10 +22,9 @@ int8_options = options(
     click.option("--calibration-count", type=click.IntRange(min=1), default=None, metavar="N",
                  help="int8 targets: calibrate on N images (default: the target's calibration_count)."),
     click.option("--int8-layers", type=click.Choice(["all", "measured"]), default=None,
-                 help="onnxruntime and OpenVINO int8 targets: quantize every layer the quantizer takes (all), or "
-                 "leave in fp32 "
-                 "the parts and kinds of layers that time faster in fp32 here (measured; minutes on a large "
-                 "model) [default: the target's int8_layers]."),
+                 help="int8 targets: quantize every layer the quantizer takes (all), or leave in fp32 the parts "
+                 "and kinds of layers that time faster in fp32 here (measured; minutes on a large model) "
+                 "[default: the target's int8_layers]."),
 )  # fmt: skip
 
 
