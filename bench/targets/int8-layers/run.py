@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeprune.backends import prepare_runner, time_runners
+from edgeprune.backends import prepare_runner, takes_module, time_runners
 from edgeprune.backends.deployable import prepare_deployed
 from edgeprune.export import export_onnx
 from edgeprune.targets import load_target
 from edgeprune.validation import resolve_model
 
-TARGET = os.environ.get("TARGET", "cpu-ort-int8")  # or cpu-openvino-int8
+TARGET = os.environ.get("TARGET", "cpu-ort-int8")  # or cpu-openvino-int8, cpu-xnnpack-int8
 
 
 def run_model(out: Path, name: str) -> dict:
@@ -49,17 +49,19 @@ def run_model(out: Path, name: str) -> dict:
     runners, record = {}, {"model": name, "input": list(shape)}
     with tempfile.TemporaryDirectory() as tmp:
         for side, ref in (("dense", dense), ("pruned", pruned)):
-            path = Path(tmp) / side / "model.onnx"
-            path.parent.mkdir()
-            export_onnx(ref.module, torch.from_numpy(x), path)
-            runners[f"{side} fp32"] = prepare_runner(fp32, path, shape)
-            all_dir = path.parent / "all"
-            all_dir.mkdir()
-            (all_dir / "model.onnx").symlink_to(path)
-            runners[f"{side} int8 all"] = prepare_runner(target, all_dir / "model.onnx", shape)
+            if takes_module(target):  # ExecuTorch: each runner lowers the module itself
+                source = source_all = ref.module.eval()
+            else:  # a folder per quantized model: the backend writes its int8 file beside the ONNX
+                source = Path(tmp) / side / "model.onnx"
+                (source.parent / "all").mkdir(parents=True)
+                export_onnx(ref.module, torch.from_numpy(x), source)
+                source_all = source.parent / "all" / "model.onnx"
+                source_all.symlink_to(source)
+            runners[f"{side} fp32"] = prepare_runner(fp32, source, shape)
+            runners[f"{side} int8 all"] = prepare_runner(target, source_all, shape)
             started = time.time()  # the search, and the model it ships, as validate and export build them
             runners[f"{side} int8 measured"], chosen = prepare_deployed(replace(target, int8_layers="measured"),
-                                                                        path, shape)  # fmt: skip
+                                                                        source, shape)  # fmt: skip
             record[side] = {"search_s": round(time.time() - started, 1), **chosen.to_dict()}
         timed = time_runners(runners, x, target, reference="dense fp32")
     record["ms"] = {k: s.median_ms for k, s in timed.stats.items()}
