@@ -264,3 +264,17 @@ def test_a_measured_search_ships_the_layers_it_chose(monkeypatch):
     monkeypatch.setattr(il, "choose_fp32_layers", lambda t, source, s: il.Int8Layers(chosen.groups, [il.EVERYTHING]))
     runner, _ = prepare_deployed(target, model, shape)  # every layer faster in fp32: the fp32 program ships
     assert runner.delegation.int8_macs == 0 and runner.calibration is None
+
+
+def test_a_program_the_partitioner_cannot_split_is_a_backend_error(monkeypatch):
+    """XNNPACK's partitioner asserts on some mixes of int8 and float nodes ("Invalid partition, found dependency
+    cycles", seen on a FastViT-T8 trial of int8_layers = "measured"): a BackendError, so the search skips that
+    trial instead of failing."""
+    import executorch.exir
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Invalid partition, found dependency cycles")
+
+    monkeypatch.setattr(executorch.exir, "to_edge_transform_and_lower", refuse)
+    with pytest.raises(BackendError, match="could not lower the fp32 program to XNNPACK: AssertionError: Invalid"):
+        prepare_runner(load_target("cpu-xnnpack"), _Mobile().eval(), (1, 3, 32, 32))

@@ -193,7 +193,11 @@ def lower(target: Target, module, input_shape: tuple[int, ...], calibration: np.
     if target.precision == "int8":
         samples, calibrated = calibration_for(target, calibration, input_shape)
         program = quantize_program(program, input_shape, samples, keep_fp32=keep_fp32)
-    edge = exir.to_edge_transform_and_lower(program, partitioner=[partitioner()])
+    try:
+        edge = exir.to_edge_transform_and_lower(program, partitioner=[partitioner()])
+    except Exception as exc:  # the partitioner asserts on graphs it cannot split (a partition with a cycle)
+        raise BackendError(f"ExecuTorch could not lower the {target.precision} program to XNNPACK: "
+                           f"{type(exc).__name__}: {exc}"[:500]) from exc  # fmt: skip
     found = delegation(edge)
     check_delegation(found, target)
     return edge.to_executorch().buffer, found, calibrated
