@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
-from torch import nn
+from tiny_nets import mobile_net
 
 from edgeprune.backends import int8_layers as il
 from edgeprune.backends import prepare_runner
@@ -25,25 +25,10 @@ from edgeprune.validation import resolve_model, validate
 FAST = {"backend": "onnxruntime", "precision": "int8", "threads": 1, "warmup": 1, "repeats": 2, "rounds": 3}
 
 
-class Mobile(nn.Module):
-    """Stem 3x3, a depthwise 3x3 + pointwise 1x1 pair with hard-swish, twice, and a classifier."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, padding=1), nn.ReLU()]
-        for _ in range(2):
-            layers += [nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.Hardswish(), nn.Conv2d(16, 16, 1), nn.ReLU()]
-        self.features = nn.Sequential(*layers)
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x).mean((2, 3)))
-
-
 @pytest.fixture(scope="module")
 def mobile_onnx(tmp_path_factory):
     path = tmp_path_factory.mktemp("il") / "model.onnx"
-    export_onnx(Mobile().eval(), torch.randn(1, 3, 32, 32), path)
+    export_onnx(mobile_net(), torch.randn(1, 3, 32, 32), path)
     return path
 
 
@@ -84,8 +69,9 @@ def test_the_search_keeps_a_group_only_when_its_whole_interval_is_faster():
     assert result.fp32_groups == ["part 1 of 2", "Conv 3x3 depthwise"]
     assert result.fp32_nodes == ["a", "b", "d"]  # once each, in graph order
     tried = [t["fp32"] for t in result.trials]
-    assert tried[0] == ["part 1 of 2"] and tried[-1] == [EVERYTHING]
-    assert [t["kept"] for t in result.trials] == [True, False, True, False, False]
+    assert tried[0] == ["part 1 of 2"] and tried[-2] == [EVERYTHING]
+    assert tried[-1] == result.fp32_groups and result.trials[-1]["check"]  # the choice against all-int8
+    assert [t["kept"] for t in result.trials] == [True, False, True, False, False, True]
     assert all(t["kept"] == (t["ratio"]["high"] < 1) for t in result.trials)
 
 
@@ -100,6 +86,22 @@ def test_the_search_ends_with_the_fp32_model_when_that_is_fastest():
     assert covered.runtime_target(target) == target.as_fp32() and target.as_fp32().int8_layers == "all"
     assert Int8Layers(groups, ["part 1 of 2"]).runtime_target(target) is target
     assert result.to_dict()["fp32_nodes"] == result.to_dict()["nodes"] == 3
+
+
+def test_a_choice_not_faster_as_a_whole_than_every_layer_in_int8_is_dropped():
+    groups = {"part 1 of 2": ["a"], "part 2 of 2": ["b"], EVERYTHING: ["a", "b"]}
+    seen = []
+
+    def compare(now: list[str], trial: list[str]) -> Ratio:
+        seen.append((now, trial))  # each trial "faster"; the choice, timed against all-int8 anew, is not
+        return Ratio(1.02, 1.0, 1.04, 3) if now == [] and len(seen) > 1 else Ratio(0.95, 0.93, 0.97, 3)
+
+    result = search_fp32_groups(groups, compare)
+    both = ["part 1 of 2", "part 2 of 2"]
+    assert seen == [([], ["part 1 of 2"]), (["part 1 of 2"], both), ([], both)]
+    assert result.trials[-1] == {"fp32": both, "ratio": Ratio(1.02, 1.0, 1.04, 3).to_dict(), "kept": False,
+                                 "check": True}  # fmt: skip
+    assert result.fp32_groups == [] and result.fp32_nodes == [] and not result.all_fp32
 
 
 def _float_convs(path) -> set[str]:

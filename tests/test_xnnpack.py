@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from tiny_nets import mobile_net
 from torch import nn
 
 from edgeprune.backends import BackendError, QuantizationError, get_backend, prepare_runner, time_runners
@@ -204,21 +205,6 @@ def test_export_writes_the_program_the_runtime_loads(tmp_path):
     assert r.exit_code == 1 and "runs a .pte file: name the output FILE.pte" in r.output
 
 
-class _Mobile(nn.Module):
-    """Stem 3x3, a depthwise 3x3 + pointwise 1x1 pair with hard-swish, twice, and a classifier."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, padding=1), nn.ReLU()]
-        for _ in range(2):
-            layers += [nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.Hardswish(), nn.Conv2d(16, 16, 1), nn.ReLU()]
-        self.features = nn.Sequential(*layers)
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x).mean((2, 3)))
-
-
 FAST_INT8 = {"backend": "executorch", "precision": "int8", "threads": 2, "warmup": 1, "repeats": 2, "rounds": 3}
 
 
@@ -227,7 +213,7 @@ def test_keep_fp32_leaves_exactly_those_layers_in_float():
     from edgeprune.backends.int8_layers import EVERYTHING, group_nodes
     from edgeprune.targets import target_from_dict
 
-    model, shape = _Mobile().eval(), (1, 3, 32, 32)
+    model, shape = mobile_net(), (1, 3, 32, 32)
     groups = group_nodes(program_nodes(model, shape))
     assert {k: len(v) for k, v in groups.items() if not k.startswith("part ")} == {
         "Conv 3x3 dense": 1, "Conv 3x3 depthwise": 2, "Conv 1x1 dense": 2, "Linear": 1,
@@ -249,7 +235,7 @@ def test_a_measured_search_ships_the_layers_it_chose(monkeypatch):
     from edgeprune.backends.deployable import prepare_deployed
     from edgeprune.targets import target_from_dict
 
-    model, shape = _Mobile().eval(), (1, 3, 32, 32)
+    model, shape = mobile_net(), (1, 3, 32, 32)
     target = target_from_dict("fast-xnnpack-int8", {**FAST_INT8, "int8_layers": "measured"})
     monkeypatch.setattr(il, "PARTS", 2)  # each trial lowers a program (seconds): fewer trials
     runner, chosen = prepare_deployed(target, model, shape)
@@ -277,4 +263,4 @@ def test_a_program_the_partitioner_cannot_split_is_a_backend_error(monkeypatch):
 
     monkeypatch.setattr(executorch.exir, "to_edge_transform_and_lower", refuse)
     with pytest.raises(BackendError, match="could not lower the fp32 program to XNNPACK: AssertionError: Invalid"):
-        prepare_runner(load_target("cpu-xnnpack"), _Mobile().eval(), (1, 3, 32, 32))
+        prepare_runner(load_target("cpu-xnnpack"), mobile_net(), (1, 3, 32, 32))
