@@ -104,6 +104,24 @@ def test_a_choice_not_faster_as_a_whole_than_every_layer_in_int8_is_dropped():
     assert result.fp32_groups == [] and result.fp32_nodes == [] and not result.all_fp32
 
 
+def test_the_final_check_goes_through_check_when_given():
+    groups = {"part 1 of 2": ["a"], "part 2 of 2": ["b"], EVERYTHING: ["a", "b"]}
+    trials, checks = [], []
+
+    def compare(now: list[str], trial: list[str]) -> Ratio:
+        trials.append((now, trial))
+        return Ratio(0.95, 0.93, 0.97, 3)
+
+    def check(now: list[str], trial: list[str]) -> Ratio:
+        checks.append((now, trial))  # choose_fp32_layers' check builds both models anew
+        return Ratio(0.98, 0.97, 0.99, 3)
+
+    result = search_fp32_groups(groups, compare, check)
+    both = ["part 1 of 2", "part 2 of 2"]
+    assert trials == [([], ["part 1 of 2"]), (["part 1 of 2"], both)] and checks == [([], both)]
+    assert result.fp32_groups == both and result.trials[-1]["kept"] and result.trials[-1]["check"]
+
+
 def _float_convs(path) -> set[str]:
     """Convolutions of a QDQ model whose weight is a float initializer (not dequantized from int8)."""
     graph = onnx.load(str(path)).graph

@@ -120,11 +120,11 @@ def faster(ratio: Ratio) -> bool:
     return ratio.high < 1.0
 
 
-def search_fp32_groups(groups: dict[str, list[str]], compare: Compare) -> Int8Layers:
+def search_fp32_groups(groups: dict[str, list[str]], compare: Compare, check: Compare | None = None) -> Int8Layers:
     """The greedy search of the module docstring over ``groups`` (:func:`layer_groups`), with ``compare`` timing
     each trial; the parts of the graph first, then the kinds by size, then every layer. Last, the groups chosen
-    are timed together against every layer in int8 and kept only when faster by the whole interval (the trial
-    marked ``"check"``)."""
+    are timed together against every layer in int8 (with ``check``, which builds both anew; default
+    ``compare``) and kept only when faster by the whole interval (the trial marked ``"check"``)."""
     result = Int8Layers(groups)
     parts = [g for g in groups if g.startswith("part ")]
     kinds = sorted((g for g in groups if g not in parts and g != EVERYTHING), key=lambda k: (-len(groups[k]), k))
@@ -142,7 +142,7 @@ def search_fp32_groups(groups: dict[str, list[str]], compare: Compare) -> Int8La
             result.fp32_groups = trial
     if result.fp32_groups:  # the choice as a whole against every layer in int8, both built anew: single trials
         # pass by chance now and then, and two ExecuTorch lowerings of one model differ by a few per cent
-        ratio = compare([], result.fp32_groups)
+        ratio = (check or compare)([], result.fp32_groups)
         kept = ratio is not None and faster(ratio)
         result.trials.append({"fp32": result.fp32_groups, "ratio": ratio and ratio.to_dict(), "kept": kept,
                               "check": True})  # fmt: skip
@@ -202,8 +202,12 @@ def choose_fp32_layers(target: Target, source, input_shape: tuple[int, ...]) -> 
                 return None
             return time_runners(runners, x, target, reference="current").ratios["trial"]
 
+        def check(now: list[str], trial: list[str]) -> Ratio | None:
+            built.clear()  # both models built anew, not the runners the trials timed
+            return compare(now, trial)
+
         try:
-            return search_fp32_groups(groups, compare)
+            return search_fp32_groups(groups, compare, check)
         finally:
             built.clear()  # ExecuTorch's runners hold the process's threadpool size until released
 

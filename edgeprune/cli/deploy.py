@@ -91,12 +91,12 @@ def export_for_target(ref, target, out_path: str, calibration_data: str | None, 
     """``export --target``: the deployed file of :mod:`edgeprune.backends.deployable`."""
     from edgeprune.export import deployed_file
     from edgeprune.report import fp32_layers_text
-    from edgeprune.validation import calibration_set, calibration_source
+    from edgeprune.validation import calibration_set
 
-    if target.precision == "int8" and not calibration_source(target, None, calibration_data):
+    source, images = calibration_set(ref, target, None, calibration_data)
+    if target.precision == "int8" and not source:
         raise click.UsageError(f"{target.name} is int8: its model is calibrated on real images; give "
                                "--calibration-data (a data set name, an image folder or a dataset yaml)")  # fmt: skip
-    source, images = calibration_set(ref, target, None, calibration_data)
     data = deployed_file(target, ref.module, ref.input_chw, out_path, images, **export)
     if data["calibration"]:
         data["calibration"]["data"] = source
