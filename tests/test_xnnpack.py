@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections import Counter
 from dataclasses import replace
@@ -233,21 +234,18 @@ def test_keep_fp32_leaves_exactly_those_layers_in_float():
 def test_a_measured_search_ships_the_layers_it_chose(monkeypatch):
     from edgeprune.backends import int8_layers as il
     from edgeprune.backends.deployable import prepare_deployed
+    from edgeprune.backends.executorch import program_nodes
     from edgeprune.targets import target_from_dict
 
     model, shape = mobile_net(), (1, 3, 32, 32)
     target = target_from_dict("fast-xnnpack-int8", {**FAST_INT8, "int8_layers": "measured"})
-    monkeypatch.setattr(il, "PARTS", 2)  # each trial lowers a program (seconds): fewer trials
-    runner, chosen = prepare_deployed(target, model, shape)
-    assert chosen.trials and all(t["kept"] == (t["ratio"]["high"] < 1) for t in chosen.trials if t["ratio"])
-    if not chosen.all_fp32:
-        assert runner.delegation.int8_macs > 0
+    groups = il.group_nodes(program_nodes(model, shape))  # the search itself: test_a_search_runs_in_a_process...
     # the choice is what ships: with the depthwise convolutions chosen, the shipped program has them in float
-    picked = il.Int8Layers(chosen.groups, ["Conv 3x3 depthwise"])
+    picked = il.Int8Layers(groups, ["Conv 3x3 depthwise"])
     monkeypatch.setattr(il, "choose_fp32_layers", lambda t, source, s: picked)
-    runner, _ = prepare_deployed(target, model, shape)
-    assert runner.delegation.int8_macs == 4
-    monkeypatch.setattr(il, "choose_fp32_layers", lambda t, source, s: il.Int8Layers(chosen.groups, [il.EVERYTHING]))
+    runner, chosen = prepare_deployed(target, model, shape)
+    assert chosen is picked and runner.delegation.int8_macs == 4
+    monkeypatch.setattr(il, "choose_fp32_layers", lambda t, source, s: il.Int8Layers(groups, [il.EVERYTHING]))
     runner, _ = prepare_deployed(target, model, shape)  # every layer faster in fp32: the fp32 program ships
     assert runner.delegation.int8_macs == 0 and runner.calibration is None
 
@@ -264,3 +262,51 @@ def test_a_program_the_partitioner_cannot_split_is_a_backend_error(monkeypatch):
     monkeypatch.setattr(executorch.exir, "to_edge_transform_and_lower", refuse)
     with pytest.raises(BackendError, match="could not lower the fp32 program to XNNPACK: AssertionError: Invalid"):
         prepare_runner(load_target("cpu-xnnpack"), mobile_net(), (1, 3, 32, 32))
+
+
+def test_a_search_runs_in_a_process_of_its_own(runners):
+    """The trials lower and load their programs in a fresh process: one on another thread count than the
+    programs already loaded here times (in this process ExecuTorch's threadpool could not be resized, and every
+    trial would fail to build), and what the lowering keeps is freed when it exits."""
+    from edgeprune.backends.int8_layers import choose_fp32_layers
+    from edgeprune.targets import target_from_dict
+
+    assert runners["fp32"].threads == 2  # a program on 2 threads lives in this process
+    target = target_from_dict("fast-xnnpack-int8", {**FAST_INT8, "threads": 1, "int8_layers": "measured"})
+    chosen = choose_fp32_layers(target, mobile_net(), (1, 3, 32, 32))
+    assert len(chosen.trials) >= 3 and all(t["ratio"] is not None for t in chosen.trials)
+    assert all(t["kept"] == (t["ratio"]["high"] < 1) for t in chosen.trials)  # kept only when faster throughout
+
+
+def test_an_error_in_the_search_process_reaches_the_caller(monkeypatch):
+    from edgeprune.backends import process
+    from edgeprune.backends.int8_layers import choose_fp32_layers
+    from edgeprune.targets import target_from_dict
+
+    target = target_from_dict("fast-xnnpack-int8", {**FAST_INT8, "int8_layers": "measured"})
+    with pytest.raises(BackendError, match="torch.export could not export"):  # raised there, the same class here
+        choose_fp32_layers(target, _DataDependent(), (1, 3, 8, 8))
+    killed = subprocess.CompletedProcess([], -9, "", "Killed")
+    monkeypatch.setattr(process, "run_python", lambda code, timeout=None: killed)
+    with pytest.raises(BackendError, match="process was killed by signal 9 before choosing"):
+        choose_fp32_layers(target, mobile_net(), (1, 3, 32, 32))
+
+
+def test_a_model_no_other_process_can_load_is_searched_here(caplog, monkeypatch):
+    from edgeprune.backends import int8_layers as il
+    from edgeprune.targets import target_from_dict
+
+    class Local(nn.Module):  # defined in a function: pickle cannot name its class
+        def __init__(self):
+            super().__init__()
+            self.body = mobile_net()
+
+        def forward(self, x):
+            return self.body(x)
+
+    monkeypatch.setattr(il, "PARTS", 1)  # here the patch reaches the search: fewer trials
+    target = target_from_dict("fast-xnnpack-int8", {**FAST_INT8, "int8_layers": "measured"})
+    with caplog.at_level("WARNING", logger="edgeprune.backends.int8_layers"):
+        chosen = il.choose_fp32_layers(target, Local(), (1, 3, 32, 32))
+    assert "the model cannot be pickled" in caplog.text
+    assert chosen.trials and all(t["ratio"] is not None for t in chosen.trials)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import threading
 
 from edgeprune.backends.base import BackendError
+from edgeprune.backends.process import run_python
 from edgeprune.targets import Target
 
 
@@ -37,13 +34,6 @@ def current_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _default_sigchld():
-    """Set SIGCHLD to its default (main thread, POSIX only); returns the handler to restore, or None."""
-    if not hasattr(signal, "SIGCHLD") or threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-
-
 def probe_memory(imports: str, load_and_run: str, target: Target) -> dict:
     """In a fresh process: ``imports`` (the runtime), then ``load_and_run`` (Python source that loads the model
     and runs it once, with the target as ``t``). Resident memory before and after loading (MB), the process
@@ -52,14 +42,7 @@ def probe_memory(imports: str, load_and_run: str, target: Target) -> dict:
             + imports + "\n" + target_code(target) + "before = current_rss_mb()\n" + load_and_run
             + "\npeak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
             'print(json.dumps({"rss_before_mb": before, "rss_after_mb": current_rss_mb(), "peak_rss_mb": peak}))\n')
-    # a SIGCHLD handler left by a torch DataLoader of this process would read the probe's exit as a worker
-    # of its own failing; the probe's exit concerns nobody but subprocess.run
-    previous = _default_sigchld()
-    try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGCHLD, previous)
+    proc = run_python(code, timeout=600)
     if proc.returncode != 0:
         raise BackendError(f"memory probe failed: {proc.stderr.strip().splitlines()[-1:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])

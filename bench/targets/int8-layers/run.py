@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,11 @@ def run_model(out: Path, name: str) -> dict:
     record["ms"] = {k: s.median_ms for k, s in timed.stats.items()}
     record["spread_pct"] = {k: s.spread_pct for k, s in timed.stats.items()}
     record["over_dense_fp32"] = {k: r.inverse().to_dict() for k, r in timed.ratios.items()}
+    # peaks so far (one model per run to read them per model); the children include `edgeprune prune` and, on
+    # ExecuTorch, the searches' own processes
+    record["peak_rss_mb"] = {who: round(resource.getrusage(flag).ru_maxrss / 1024)
+                             for who, flag in (("this process", resource.RUSAGE_SELF),
+                                               ("largest child", resource.RUSAGE_CHILDREN))}  # fmt: skip
     return record
 
 
