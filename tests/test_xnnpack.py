@@ -292,21 +292,50 @@ def test_an_error_in_the_search_process_reaches_the_caller(monkeypatch):
         choose_fp32_layers(target, mobile_net(), (1, 3, 32, 32))
 
 
-def test_a_model_no_other_process_can_load_is_searched_here(caplog, monkeypatch):
+def _search_here(monkeypatch):
+    """Replaces the search in this process with a stub that records it was called (the fresh process, if one
+    starts, runs the real one)."""
     from edgeprune.backends import int8_layers as il
+
+    calls = []
+    monkeypatch.setattr(il, "_choose_here", lambda target, module, shape: calls.append(type(module).__name__))
+    return calls
+
+
+def test_a_model_pickle_cannot_take_is_searched_here(caplog, monkeypatch):
+    from edgeprune.backends.int8_layers import choose_fp32_layers
     from edgeprune.targets import target_from_dict
 
     class Local(nn.Module):  # defined in a function: pickle cannot name its class
-        def __init__(self):
-            super().__init__()
-            self.body = mobile_net()
-
         def forward(self, x):
-            return self.body(x)
+            return x
 
-    monkeypatch.setattr(il, "PARTS", 1)  # here the patch reaches the search: fewer trials
+    calls = _search_here(monkeypatch)
     target = target_from_dict("fast-xnnpack-int8", {**FAST_INT8, "int8_layers": "measured"})
     with caplog.at_level("WARNING", logger="edgeprune.backends.int8_layers"):
-        chosen = il.choose_fp32_layers(target, Local(), (1, 3, 32, 32))
-    assert "the model cannot be pickled" in caplog.text
-    assert chosen.trials and all(t["ratio"] is not None for t in chosen.trials)
+        choose_fp32_layers(target, Local(), (1, 3, 32, 32))
+    assert calls == ["Local"] and "the model cannot be pickled" in caplog.text
+
+
+class ScriptNet(nn.Module):  # stands for a model class defined in a user's script (its __main__)
+    def __init__(self):
+        super().__init__()
+        self.body = mobile_net()
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_a_model_of_a_scripts_main_is_searched_here(caplog, monkeypatch):
+    """pickle names such a class ``__main__.ScriptNet``, which the search's fresh process does not have."""
+    from edgeprune.backends.int8_layers import choose_fp32_layers
+    from edgeprune.targets import target_from_dict
+
+    monkeypatch.setattr(ScriptNet, "__module__", "__main__")
+    monkeypatch.setattr(sys.modules["__main__"], "ScriptNet", ScriptNet, raising=False)
+    calls = _search_here(monkeypatch)
+    target = target_from_dict("fast-xnnpack-int8", {**FAST_INT8, "int8_layers": "measured"})
+    with caplog.at_level("WARNING", logger="edgeprune.backends.int8_layers"):
+        choose_fp32_layers(target, ScriptNet(), (1, 3, 32, 32))
+    assert calls == ["ScriptNet"]
+    assert "a fresh process cannot load the model" in caplog.text and "ScriptNet" in caplog.text

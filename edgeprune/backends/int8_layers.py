@@ -183,7 +183,7 @@ def _choose_in_child(target: Target, module, input_shape: tuple[int, ...]) -> In
     try:
         model = pickle.dumps(module)
     except Exception as exc:  # a class defined inside a function, a lambda the model holds
-        return _choose_here(target, module, input_shape, why_here=f"the model cannot be pickled ({exc})")
+        return _choose_here_after_all(target, module, input_shape, f"the model cannot be pickled ({exc})")
     with tempfile.TemporaryDirectory(prefix="edgeprune-int8-layers-") as tmp:
         Path(tmp, "job.pkl").write_bytes(pickle.dumps((target, model, tuple(input_shape))))
         proc = run_python(_CHILD.format(path=sys.path, folder=tmp))
@@ -197,13 +197,19 @@ def _choose_in_child(target: Target, module, input_shape: tuple[int, ...]) -> In
     if status == "error":
         raise value  # an EdgepruneError the trials raised, as the search in this process would have
     if status == "not loaded":  # its class lives where a fresh process cannot import it (a script's __main__)
-        return _choose_here(target, module, input_shape, why_here=f"a fresh process cannot load the model ({value})")
+        return _choose_here_after_all(target, module, input_shape, f"a fresh process cannot load the model ({value})")
     return value
+
+
+def _choose_here_after_all(target: Target, module, input_shape: tuple[int, ...], why: str) -> Int8Layers:
+    log.warning("int8 layers: the trials run in this process, whose memory keeps every program they lower: %s", why)
+    return _choose_here(target, module, input_shape)
 
 
 def choose_in_folder(folder: str) -> None:
     """The child of :func:`_choose_in_child`: the search on ``folder``'s job, its outcome written beside it
     (``("done", Int8Layers)``, ``("error", the EdgepruneError)`` or ``("not loaded", why)``)."""
+    from edgeprune.atomic import atomic_path
     from edgeprune.backends.base import BackendError
     from edgeprune.errors import EdgepruneError
 
@@ -221,22 +227,18 @@ def choose_in_folder(folder: str) -> None:
                 pickle.loads(pickle.dumps(exc))
             except Exception:  # an error class whose constructor takes more than its message
                 outcome = ("error", BackendError(str(exc)))
-    part = Path(folder, "result.pkl.part")  # whole or not at all: the parent reads a missing file as a crash
-    part.write_bytes(pickle.dumps(outcome))
-    part.replace(Path(folder, "result.pkl"))
+    with atomic_path(Path(folder, "result.pkl")) as part:  # the parent reads a missing file as a crash
+        part.write_bytes(pickle.dumps(outcome))
 
 
-def _choose_here(target: Target, source, input_shape: tuple[int, ...], why_here: str = "") -> Int8Layers:
-    """:func:`choose_fp32_layers` in this process (``why_here``: why not in one of its own, logged)."""
+def _choose_here(target: Target, source, input_shape: tuple[int, ...]) -> Int8Layers:
+    """:func:`choose_fp32_layers` in this process."""
     import numpy as np
 
     from edgeprune.backends import get_backend, takes_module
     from edgeprune.backends.base import BackendError, time_runners
     from edgeprune.backends.executorch import program_nodes
 
-    if why_here:
-        log.warning("int8 layers: the trials run in this process, whose memory keeps every program they lower: %s",
-                    why_here)  # fmt: skip
     on_module = takes_module(target)
     groups = group_nodes(program_nodes(source, input_shape)) if on_module else layer_groups(source)
     backend = get_backend(target.backend)
