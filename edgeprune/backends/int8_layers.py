@@ -189,9 +189,9 @@ def _choose_in_child(target: Target, module, input_shape: tuple[int, ...]) -> In
         proc = run_python(_CHILD.format(path=sys.path, folder=tmp))
         result = Path(tmp, "result.pkl")
         if not result.exists():
-            how = f"was killed by signal {-proc.returncode}" if proc.returncode < 0 else \
-                f"ended with exit status {proc.returncode}"  # fmt: skip
-            raise BackendError(f"the int8 layer search's process {how} before choosing (out of memory?): "
+            how = f"was killed by signal {-proc.returncode} before choosing (out of memory?)" \
+                if proc.returncode < 0 else f"ended with exit status {proc.returncode} before choosing"  # fmt: skip
+            raise BackendError(f"the int8 layer search's process {how}: "
                                + " | ".join(proc.stderr.strip().splitlines()[-3:]))  # fmt: skip
         status, value = pickle.loads(result.read_bytes())
     if status == "error":
