@@ -265,9 +265,9 @@ def test_a_program_the_partitioner_cannot_split_is_a_backend_error(monkeypatch):
 
 
 def test_a_search_runs_in_a_process_of_its_own(runners):
-    """The trials lower and load their programs in a fresh process: one on another thread count than the
-    programs already loaded here times (in this process ExecuTorch's threadpool could not be resized, and every
-    trial would fail to build), and what the lowering keeps is freed when it exits."""
+    """The trials lower and load their programs in a fresh process: a search on another thread count than the
+    programs already loaded here times every trial (in this process ExecuTorch's threadpool could not be
+    resized, and every trial would fail to build)."""
     from edgeprune.backends.int8_layers import choose_fp32_layers
     from edgeprune.targets import target_from_dict
 

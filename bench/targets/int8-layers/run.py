@@ -69,7 +69,8 @@ def run_model(out: Path, name: str) -> dict:
     record["spread_pct"] = {k: s.spread_pct for k, s in timed.stats.items()}
     record["over_dense_fp32"] = {k: r.inverse().to_dict() for k, r in timed.ratios.items()}
     # peaks so far (one model per run to read them per model); the children include `edgeprune prune` and, on
-    # ExecuTorch, the searches' own processes
+    # ExecuTorch, the searches' own processes. Linux counts a child's peak from its fork, so "largest child"
+    # is at least this process's size at that moment: it tells the search's own peak only where it is larger
     record["peak_rss_mb"] = {who: round(resource.getrusage(flag).ru_maxrss / 1024)
                              for who, flag in (("this process", resource.RUSAGE_SELF),
                                                ("largest child", resource.RUSAGE_CHILDREN))}  # fmt: skip
