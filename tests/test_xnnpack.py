@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import FAST
 from tiny_nets import mobile_net
 from torch import nn
 
@@ -278,6 +279,21 @@ def test_a_search_runs_in_a_process_of_its_own(runners):
     assert all(t["kept"] == (t["ratio"]["high"] < 1) for t in chosen.trials)  # kept only when faster throughout
 
 
+def test_a_profile_lowers_its_programs_in_processes_of_their_own(runners, tmp_path):
+    """Every table and the calibration lower their programs in fresh processes: a profile on another thread
+    count than the programs loaded here is measured (in this process ExecuTorch's threadpool could not be
+    resized for it, and the first table would fail)."""
+    from edgeprune.latency import profiler
+
+    assert runners["fp32"].threads == 2  # a program on 2 threads lives in this process
+    quick = replace(FAST, grid_fractions=(1.0,), scan={"span": 0, "step": 2}, calibration_ratios=(0.0,),
+                    calibration_random=1, calibration_blocked=0)  # fmt: skip
+    target = replace(load_target("cpu-xnnpack"), threads=1, warmup=1, repeats=2, rounds=1)
+    profile = profiler.profile_target(target, ["cifar_resnet20"], tmp_path / "p.json", progress=False, settings=quick)
+    assert len(profile.tables) >= 4 and all(np.min(t.ms) > 0 for t in profile.tables.values())
+    assert len(profile.calibration["cifar_resnet20"].points) == 2  # the dense model and one random plan, timed
+
+
 def test_an_error_in_the_search_process_reaches_the_caller(monkeypatch):
     from edgeprune.backends import process
     from edgeprune.backends.int8_layers import choose_fp32_layers
@@ -287,8 +303,8 @@ def test_an_error_in_the_search_process_reaches_the_caller(monkeypatch):
     with pytest.raises(BackendError, match="torch.export could not export"):  # raised there, the same class here
         choose_fp32_layers(target, _DataDependent(), (1, 3, 8, 8))
     killed = subprocess.CompletedProcess([], -9, "", "Killed")
-    monkeypatch.setattr(process, "run_python", lambda code, timeout=None: killed)
-    with pytest.raises(BackendError, match="process was killed by signal 9 before choosing"):
+    monkeypatch.setattr(process, "run_python", lambda code, **kwargs: killed)
+    with pytest.raises(BackendError, match="process of the int8 layer search was killed by signal 9"):
         choose_fp32_layers(target, mobile_net(), (1, 3, 32, 32))
 
 
@@ -312,9 +328,9 @@ def test_a_model_pickle_cannot_take_is_searched_here(caplog, monkeypatch):
 
     calls = _search_here(monkeypatch)
     target = target_from_dict("fast-xnnpack-int8", {**FAST_INT8, "int8_layers": "measured"})
-    with caplog.at_level("WARNING", logger="edgeprune.backends.int8_layers"):
+    with caplog.at_level("WARNING", logger="edgeprune.backends.process"):
         choose_fp32_layers(target, Local(), (1, 3, 32, 32))
-    assert calls == ["Local"] and "the model cannot be pickled" in caplog.text
+    assert calls == ["Local"] and "pickle cannot take the arguments" in caplog.text
 
 
 class ScriptNet(nn.Module):  # stands for a model class defined in a user's script (its __main__)
@@ -335,7 +351,7 @@ def test_a_model_of_a_scripts_main_is_searched_here(caplog, monkeypatch):
     monkeypatch.setattr(sys.modules["__main__"], "ScriptNet", ScriptNet, raising=False)
     calls = _search_here(monkeypatch)
     target = target_from_dict("fast-xnnpack-int8", {**FAST_INT8, "int8_layers": "measured"})
-    with caplog.at_level("WARNING", logger="edgeprune.backends.int8_layers"):
+    with caplog.at_level("WARNING", logger="edgeprune.backends.process"):
         choose_fp32_layers(target, ScriptNet(), (1, 3, 32, 32))
     assert calls == ["ScriptNet"]
-    assert "a fresh process cannot load the model" in caplog.text and "ScriptNet" in caplog.text
+    assert "a fresh process cannot load the arguments" in caplog.text and "ScriptNet" in caplog.text

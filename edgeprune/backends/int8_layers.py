@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import pickle
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -161,74 +159,10 @@ def choose_fp32_layers(target: Target, source, input_shape: tuple[int, ...]) -> 
     :func:`edgeprune.backends.executorch.program_nodes`; the trials run in a process of their own). The
     deployed model is then quantized with ``fp32_nodes`` left in float. A trial the backend refuses to build
     (an int8 model with no int8 layer left) is not kept."""
-    from edgeprune.backends import takes_module
+    from edgeprune.backends.process import run_apart
 
-    if takes_module(target):
-        return _choose_in_child(target, source, input_shape)
-    return _choose_here(target, source, input_shape)
-
-
-# ExecuTorch keeps memory from every program it lowers (tens of MB each, gigabytes over a search of a larger
-# model), and its threadpool has one size per process, fixed by the first program loaded: the trials of a
-# module backend run in a fresh process, which hands back the choice and takes that memory with it. The model
-# travels pickled through a temporary folder, and only between two processes of this interpreter.
-_CHILD = "import sys\nsys.path[:0] = {path!r}\nfrom edgeprune.backends.int8_layers import choose_in_folder\n" \
-         "choose_in_folder({folder!r})\n"  # fmt: skip
-
-
-def _choose_in_child(target: Target, module, input_shape: tuple[int, ...]) -> Int8Layers:
-    from edgeprune.backends.base import BackendError
-    from edgeprune.backends.process import run_python
-
-    try:
-        model = pickle.dumps(module)
-    except Exception as exc:  # a class defined inside a function, a lambda the model holds
-        return _choose_here_after_all(target, module, input_shape, f"the model cannot be pickled ({exc})")
-    with tempfile.TemporaryDirectory(prefix="edgeprune-int8-layers-") as tmp:
-        Path(tmp, "job.pkl").write_bytes(pickle.dumps((target, model, tuple(input_shape))))
-        proc = run_python(_CHILD.format(path=sys.path, folder=tmp))
-        result = Path(tmp, "result.pkl")
-        if not result.exists():
-            how = f"was killed by signal {-proc.returncode} before choosing (out of memory?)" \
-                if proc.returncode < 0 else f"ended with exit status {proc.returncode} before choosing"  # fmt: skip
-            raise BackendError(f"the int8 layer search's process {how}: "
-                               + " | ".join(proc.stderr.strip().splitlines()[-3:]))  # fmt: skip
-        status, value = pickle.loads(result.read_bytes())
-    if status == "error":
-        raise value  # an EdgepruneError the trials raised, as the search in this process would have
-    if status == "not loaded":  # its class lives where a fresh process cannot import it (a script's __main__)
-        return _choose_here_after_all(target, module, input_shape, f"a fresh process cannot load the model ({value})")
-    return value
-
-
-def _choose_here_after_all(target: Target, module, input_shape: tuple[int, ...], why: str) -> Int8Layers:
-    log.warning("int8 layers: the trials run in this process, whose memory keeps every program they lower: %s", why)
-    return _choose_here(target, module, input_shape)
-
-
-def choose_in_folder(folder: str) -> None:
-    """The child of :func:`_choose_in_child`: the search on ``folder``'s job, its outcome written beside it
-    (``("done", Int8Layers)``, ``("error", the EdgepruneError)`` or ``("not loaded", why)``)."""
-    from edgeprune.atomic import atomic_path
-    from edgeprune.backends.base import BackendError
-    from edgeprune.errors import EdgepruneError
-
-    target, model, input_shape = pickle.loads(Path(folder, "job.pkl").read_bytes())
-    try:
-        module = pickle.loads(model)
-    except Exception as exc:
-        outcome = ("not loaded", f"{type(exc).__name__}: {exc}")
-    else:
-        try:
-            outcome = ("done", _choose_here(target, module, input_shape))
-        except EdgepruneError as exc:
-            outcome = ("error", exc)
-            try:
-                pickle.loads(pickle.dumps(exc))
-            except Exception:  # an error class whose constructor takes more than its message
-                outcome = ("error", BackendError(str(exc)))
-    with atomic_path(Path(folder, "result.pkl")) as part:  # the parent reads a missing file as a crash
-        part.write_bytes(pickle.dumps(outcome))
+    # ExecuTorch's trials lower a program each: the search runs in a fresh process, which takes their memory
+    return run_apart(target, _choose_here, target, source, tuple(input_shape), what="the int8 layer search")
 
 
 def _choose_here(target: Target, source, input_shape: tuple[int, ...]) -> Int8Layers:

@@ -12,15 +12,13 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 from tqdm import tqdm
 
 from edgeprune.atomic import atomic_write_text
-from edgeprune.backends import get_backend, measure_latency, prepare_runner, takes_module, time_runners
+from edgeprune.backends import get_backend
 from edgeprune.errors import EdgepruneError
-from edgeprune.export import export_onnx
 from edgeprune.latency.calibration import (
     PLANNED,
     activations_mb,
@@ -41,6 +39,7 @@ from edgeprune.latency.profile import (
     calibration_name,
     device_fingerprint,
 )
+from edgeprune.latency.runs import export_for, measure_model, measure_variants, prepare_model  # noqa: F401
 from edgeprune.latency.tables import grid_axes, layer_timing, measure_table
 from edgeprune.latency.variants import CALIBRATION_SEED, Planner, calibration_variants, planned_variants
 from edgeprune.models import create_model_for_size, get_entry
@@ -64,47 +63,6 @@ def model_input_shape(name: str, target: Target, side: int | None = None) -> tup
 
 def build_model(name: str, target: Target, side: int | None = None) -> nn.Module:
     return create_model_for_size(name, model_input_shape(name, target, side)[-1]).eval()
-
-
-def export_for(target: Target, model: nn.Module, input_shape: tuple[int, ...], path: Path) -> nn.Module | Path:
-    """What :func:`prepare_runner` takes for ``model``: the module itself (:func:`takes_module`), else its ONNX
-    at ``path``."""
-    if takes_module(target):
-        return model
-    export_onnx(model, torch.randn(*input_shape), path)
-    return path
-
-
-def prepare_model(target: Target, model: nn.Module, input_shape: tuple[int, ...], path: Path):
-    """A runner for ``model`` on ``target`` (exported to ONNX at ``path`` unless the backend takes the module)."""
-    return prepare_runner(target, export_for(target, model, input_shape, path), input_shape)
-
-
-def measure_model(target: Target, model: nn.Module, input_shape: tuple[int, ...], tmp: Path) -> float:
-    """End-to-end median ms of ``model`` on ``target`` (exported to ONNX unless the backend takes the module)."""
-    runner = prepare_model(target, model, input_shape, tmp / "model.onnx")
-    x = np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)
-    return measure_latency(runner, x, target).median_ms
-
-
-def measure_variants(target: Target, models: list, shape: tuple[int, ...], passes: int = 1,
-                     desc: str = "pass") -> list[list[tuple]]:  # fmt: skip
-    """``out[p][j]``: (dense ms, ms of variant j) in pass p, for ``models`` = [dense, variant 0, ...]. Each
-    variant is timed in interleaved rounds with a fresh session of the dense model, so drift over the
-    minutes this takes hits both alike; its ms is the dense median times its paired ratio to the dense
-    session (:meth:`edgeprune.timing.Timing.paired_ms`), so ms / dense ms is that ratio."""
-    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    with tempfile.TemporaryDirectory() as tmp:
-        # exported once; every pass builds fresh sessions from the files
-        items = [export_for(target, m, shape, Path(tmp) / f"variant{i}.onnx") for i, m in enumerate(models)]
-
-        def time_pair(item) -> tuple[float, float]:
-            runners = {"dense": prepare_runner(target, items[0], shape), "variant": prepare_runner(target, item, shape)}
-            ms = time_runners(runners, x, target, reference="dense").paired_ms()
-            return ms["dense"], ms["variant"]
-
-        return [[time_pair(item) for item in tqdm(items[1:], desc=f"{desc} {p + 1}/{passes}", leave=False)]
-                for p in range(passes)]  # fmt: skip
 
 
 def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, list[dict]],

@@ -16,6 +16,7 @@ import onnx
 import torch.nn as nn
 
 from edgeprune.backends import measure_latency, prepare_runner, takes_module
+from edgeprune.backends.process import run_apart
 from edgeprune.latency.layers import Geometry, Layer
 from edgeprune.latency.micro import input_for, micro_model
 from edgeprune.latency.profile import DEFAULT_SETTINGS, ProfileError, ProfileSettings, Table
@@ -101,7 +102,14 @@ def measure_table(target: Target, key: str, cin_axis: list[int], cout_axis: list
                   timing: str = "wall", settings: ProfileSettings = DEFAULT_SETTINGS) -> Table:  # fmt: skip
     """One geometry's grid and staircase scan, timed by a sweep (:mod:`.sweep`): two shuffled passes and a
     third timing where they disagree, so a step in the table is one that every pass saw, not a burst from
-    a neighbour on the machine."""
+    a neighbour on the machine. In a fresh process where the backend keeps what it builds (ExecuTorch:
+    :func:`~edgeprune.backends.process.run_apart`)."""
+    return run_apart(target, _measure_table_here, target, key, cin_axis, cout_axis, tmp, timing, settings,
+                     what=f"the {key} table")  # fmt: skip
+
+
+def _measure_table_here(target: Target, key: str, cin_axis: list[int], cout_axis: list[int] | None, tmp: Path,
+                        timing: str, settings: ProfileSettings) -> Table:  # fmt: skip
     g = Geometry.from_key(key)
     scan_c = scan_widths(g, (cout_axis or cin_axis)[-1], settings)
     if cout_axis is None:  # depthwise / grouped: whole conv groups go, so cout follows cin

@@ -1,0 +1,65 @@
+"""Whole networks timed end to end on a target: one model, or variants each beside a fresh session of the dense
+model (the calibration, the profile check and the planner's measured rounds all time through here)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from edgeprune.backends import measure_latency, prepare_runner, takes_module, time_runners
+from edgeprune.backends.process import run_apart
+from edgeprune.export import export_onnx
+from edgeprune.targets import Target
+
+
+def export_for(target: Target, model: nn.Module, input_shape: tuple[int, ...], path: Path) -> nn.Module | Path:
+    """What :func:`prepare_runner` takes for ``model``: the module itself (:func:`takes_module`), else its ONNX
+    at ``path``."""
+    if takes_module(target):
+        return model
+    export_onnx(model, torch.randn(*input_shape), path)
+    return path
+
+
+def prepare_model(target: Target, model: nn.Module, input_shape: tuple[int, ...], path: Path):
+    """A runner for ``model`` on ``target`` (exported to ONNX at ``path`` unless the backend takes the module)."""
+    return prepare_runner(target, export_for(target, model, input_shape, path), input_shape)
+
+
+def measure_model(target: Target, model: nn.Module, input_shape: tuple[int, ...], tmp: Path) -> float:
+    """End-to-end median ms of ``model`` on ``target`` (exported to ONNX unless the backend takes the module)."""
+    runner = prepare_model(target, model, input_shape, tmp / "model.onnx")
+    x = np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)
+    return measure_latency(runner, x, target).median_ms
+
+
+def measure_variants(target: Target, models: list, shape: tuple[int, ...], passes: int = 1,
+                     desc: str = "pass") -> list[list[tuple]]:  # fmt: skip
+    """``out[p][j]``: (dense ms, ms of variant j) in pass p, for ``models`` = [dense, variant 0, ...]. Each
+    variant is timed in interleaved rounds with a fresh session of the dense model, so drift over the
+    minutes this takes hits both alike; its ms is the dense median times its paired ratio to the dense
+    session (:meth:`edgeprune.timing.Timing.paired_ms`), so ms / dense ms is that ratio. In a fresh process
+    where the backend keeps what it builds (:func:`~edgeprune.backends.process.run_apart`)."""
+    return run_apart(target, _measure_variants_here, target, models, shape, passes, desc, what=desc,
+                     echo=True)  # its progress bars
+
+
+def _measure_variants_here(target: Target, models: list, shape: tuple[int, ...], passes: int, desc: str
+                           ) -> list[list[tuple]]:  # fmt: skip
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        # exported once; every pass builds fresh sessions from the files
+        items = [export_for(target, m, shape, Path(tmp) / f"variant{i}.onnx") for i, m in enumerate(models)]
+
+        def time_pair(item) -> tuple[float, float]:
+            runners = {"dense": prepare_runner(target, items[0], shape), "variant": prepare_runner(target, item, shape)}
+            ms = time_runners(runners, x, target, reference="dense").paired_ms()
+            return ms["dense"], ms["variant"]
+
+        return [[time_pair(item) for item in tqdm(items[1:], desc=f"{desc} {p + 1}/{passes}", leave=False)]
+                for p in range(passes)]  # fmt: skip
