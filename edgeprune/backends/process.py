@@ -19,9 +19,9 @@ from edgeprune.targets import Target
 
 log = logging.getLogger(__name__)
 
-# backends whose runtime keeps memory from every model it builds (ExecuTorch: tens of MB per lowered network,
-# about 1 MB per int8 one-layer program; gc and malloc_trim give none back) and holds process-wide state (its
-# threadpool, sized once): what builds many models for them runs in a fresh process (:func:`run_apart`)
+# backends whose runtime keeps memory from every model it builds, even once freed (ExecuTorch: figures in
+# docs/benchmarks/targets.md), and holds process-wide state (its threadpool, sized once): what builds many
+# models for them runs in a fresh process (:func:`run_apart`)
 APART_BACKENDS = ("executorch",)
 _in_child = [False]  # this process serves a call: it runs what it is given here, never in another process
 
