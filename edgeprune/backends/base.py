@@ -28,6 +28,9 @@ class Runner(Protocol):
 
 
 class Backend(Protocol):
+    """A runtime. Optional class attribute ``builds_apart = True``: the runtime keeps what it builds, so work
+    that builds many models runs in fresh processes (:func:`edgeprune.backends.process.run_apart`)."""
+
     name: str
 
     def unavailable_reason(self, target: Target) -> str | None:

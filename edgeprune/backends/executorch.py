@@ -257,6 +257,10 @@ class ExecutorchRunner:
 
 class ExecutorchBackend:
     name = "executorch"
+    # torch and ExecuTorch keep memory from every program lowered, even once freed (figures in
+    # docs/benchmarks/targets.md), and the threadpool is sized once per process: what lowers many programs
+    # runs in a fresh process (edgeprune.backends.process.run_apart)
+    builds_apart = True
 
     def unavailable_reason(self, target: Target) -> str | None:
         if target.device != "cpu":

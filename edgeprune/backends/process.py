@@ -19,10 +19,6 @@ from edgeprune.targets import Target
 
 log = logging.getLogger(__name__)
 
-# backends whose runtime keeps memory from every model it builds, even once freed (ExecuTorch: figures in
-# docs/benchmarks/targets.md), and holds process-wide state (its threadpool, sized once): what builds many
-# models for them runs in a fresh process (:func:`run_apart`)
-APART_BACKENDS = ("executorch",)
 _in_child = [False]  # this process serves a call: it runs what it is given here, never in another process
 
 
@@ -35,7 +31,7 @@ def _default_sigchld():
 
 def run_python(code: str, timeout: float | None = None, echo: bool = False) -> subprocess.CompletedProcess:
     """Run ``code`` with ``python -c`` in a fresh process and wait for it; its output is captured as text (with
-    ``echo``: written to this process's stderr as it comes, progress bars included, and its last 8 KB kept as
+    ``echo``: written to this process's stderr as it comes, progress bars included, and its last 8 KiB kept as
     ``stderr``; ``timeout`` is then not applied). The caller reads its exit status."""
     # a SIGCHLD handler left by a torch DataLoader of this process would read the child's exit as a worker of
     # its own failing; that exit concerns nobody but subprocess.run
@@ -96,8 +92,11 @@ def call_in_process(func: Callable, *args: Any, what: str, echo: bool = False) -
 
 
 def builds_apart(target: Target) -> bool:
-    """Whether :func:`run_apart` runs work for ``target`` in a fresh process."""
-    return target.backend in APART_BACKENDS and not _in_child[0]
+    """Whether :func:`run_apart` runs work for ``target`` in a fresh process: where its backend says it
+    ``builds_apart`` (and this process is not already serving a call)."""
+    from edgeprune.backends import get_backend
+
+    return getattr(get_backend(target.backend), "builds_apart", False) and not _in_child[0]
 
 
 def run_apart(target: Target, func: Callable, *args: Any, what: str, echo: bool = False) -> Any:

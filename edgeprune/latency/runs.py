@@ -45,7 +45,7 @@ def measure_variants(target: Target, models: list, shape: tuple[int, ...], passe
     minutes this takes hits both alike; its ms is the dense median times its paired ratio to the dense
     session (:meth:`edgeprune.timing.Timing.paired_ms`), so ms / dense ms is that ratio. In a fresh process
     where the backend keeps what it builds (:func:`~edgeprune.backends.process.run_apart`)."""
-    return run_apart(target, _measure_variants_here, target, models, shape, passes, desc, what=desc,
+    return run_apart(target, _measure_variants_here, target, models, shape, passes, desc, what=f"timing ({desc})",
                      echo=True)  # its progress bars
 
 
