@@ -239,6 +239,25 @@ def test_a_profile_of_a_cpu_with_other_int8_features_is_from_elsewhere(tiny_prof
     assert Profile.from_dict(data).device_mismatch() == ""
 
 
+def test_a_profile_of_another_cpu_generation_under_the_same_name_is_from_elsewhere(tiny_profile):
+    """"AMD EPYC" names Zen 3 and Zen 4 alike in a virtual machine; family and model numbers tell them apart."""
+    from edgeprune.kit.collect import cpu_generation
+
+    zen4 = "vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"
+    assert cpu_generation(zen4) == "AuthenticAMD family 25 model 17"
+    assert cpu_generation("CPU implementer\t: 0x41\nCPU part\t: 0xd0b\n") == "implementer 0x41 part 0xd0b"
+    assert cpu_generation("processor\t: 0\n") is None
+    _, path, profile = tiny_profile
+    here = device_fingerprint(profile.target["backend"])
+    data = json.loads(path.read_text())
+    assert "cpu_generation" in here  # CI runs on Linux x86
+    data["device"]["cpu_generation"] = "GenuineOther family 0 model 0"  # measured on another CPU of the same name
+    expected = f"CPU generation: profile 'GenuineOther family 0 model 0' vs here {here['cpu_generation']!r}"
+    assert Profile.from_dict(data).device_mismatch() == expected
+    data["device"]["cpu_generation"] = here["cpu_generation"]
+    assert Profile.from_dict(data).device_mismatch() == ""
+
+
 def test_layer_outside_the_profile_is_an_error(tiny_profile):
     _, _, profile = tiny_profile
     with pytest.raises(ProfileError, match="not in the profile"):

@@ -65,19 +65,36 @@ def cpu_facts(cpuinfo: str) -> tuple[str | None, str]:
     return model, " ".join(f for f in sorted(ISA_FLAGS) if f in flags)
 
 
+def cpu_generation(cpuinfo: str) -> str | None:
+    """Vendor, family and model numbers from the text of /proc/cpuinfo (x86), or implementer and part (ARM): what
+    tells two CPUs apart that a virtual machine names alike ("AMD EPYC" is Zen 3 as well as Zen 4)."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    if "cpu family" in fields and "model" in fields:
+        return f"{fields.get('vendor_id', '?')} family {fields['cpu family']} model {fields['model']}"
+    if "CPU implementer" in fields and "CPU part" in fields:
+        return f"implementer {fields['CPU implementer']} part {fields['CPU part']}"
+    return None
+
+
 def fingerprint(backend: str) -> dict:
     """What decides a measurement's validity without torch: CPU model, its int8/vector features, cores, the
     runtime's version. The profile's device fingerprint (edgeprune.latency.profile) is this plus torch and GPU
     facts."""
-    cpu, isa = platform.processor() or platform.machine(), None
+    cpu, isa, generation = platform.processor() or platform.machine(), None, None
     try:
-        model, isa = cpu_facts(Path("/proc/cpuinfo").read_text())
-        cpu = model or cpu
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        model, isa = cpu_facts(cpuinfo)
+        cpu, generation = model or cpu, cpu_generation(cpuinfo)
     except OSError:
         pass
     fp = {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(), "system": platform.system()}
     if isa is not None:
         fp["isa"] = isa
+    if generation is not None:
+        fp["cpu_generation"] = generation
     if backend == "onnxruntime":
         import onnxruntime
 

@@ -45,8 +45,7 @@ def device_fingerprint(backend: str) -> dict:
 
 def device_slug(fp: dict) -> str:
     """Short file-name-safe device name: GPU if any, else CPU model and cores."""
-    base = fp.get("gpu") or fp.get("cpu", "cpu")
-    slug = "".join(c.lower() if c.isalnum() else "-" for c in base)
+    slug = "".join(c.lower() if c.isalnum() else "-" for c in fp.get("gpu") or fp.get("cpu", "cpu"))
     slug = "-".join(p for p in slug.split("-") if p)[:40]
     return f"{slug}-{fp.get('cores', '?')}c"
 
@@ -330,8 +329,9 @@ class Profile:
         here = other if other is not None else device_fingerprint(self.target.get("backend", ""))
         diffs = [f"{k}: profile {self.device.get(k)!r} vs {name} {here.get(k)!r}"
                  for k in ("cpu", "cores", "gpu", "onnxruntime", "cuda") if self.device.get(k) != here.get(k)]
-        if "isa" in self.device and "isa" in here and self.device["isa"] != here["isa"]:  # older profiles lack it
-            diffs.append(f"CPU features: profile {self.device['isa']!r} vs {name} {here['isa']!r}")
+        diffs += [f"{what}: profile {self.device[k]!r} vs {name} {here[k]!r}"  # older profiles lack these two
+                  for k, what in (("isa", "CPU features"), ("cpu_generation", "CPU generation"))
+                  if k in self.device and k in here and self.device[k] != here[k]]  # fmt: skip
         return "; ".join(diffs)
 
 

@@ -13,7 +13,7 @@ for t in ${*:-cpu-ort-int8 cpu-openvino-int8 cpu-openvino}; do
     extra=""; [ "$m" = cifar_resnet56 ] && extra="--pretrained"
     echo "== $(date -u +%T) $t $m"
     python tools/bench_planner.py --target "$t" --macs 0.5x --model "$m" $extra --peer --ceiling \
-      --profile "$D/$t--intel-xeon-2c.json" --out "$D/planner-$t-$m.json" > "$D/log-$t-$m.txt" 2>&1 \
+      --profile "$(ls $D/$t--*.json | head -1)" --out "$D/planner-$t-$m.json" > "$D/log-$t-$m.txt" 2>&1 \
       || echo "failed: $t $m"
   done
 done

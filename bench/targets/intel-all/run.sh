@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every CPU target profiled afresh on this VM (Intel Xeon, 2 cores) with the code of 2026-12-05: ResNet-56 and
+# Every CPU target profiled afresh on this VM with the code of 2026-12-05 (the Intel Xeon of that day; cpu-xnnpack on
+# 2026-12-06 met an AMD EPYC, and its file is named after it): ResNet-56 and
 # MobileNet-V2 tables + calibration, then the predictor check (5 random plans per model, timed twice, and the
 # planner's plan at half the MACs), and the staircase plot.
 #   bash bench/targets/intel-all/run.sh [TARGET ...]     (steps whose output exists are skipped)
@@ -10,8 +11,10 @@ D=bench/targets/intel-all
 TARGETS=${*:-cpu-ort cpu-ort-int8 cpu-openvino cpu-openvino-int8 cpu-xnnpack cpu-xnnpack-int8}
 M="--model cifar_resnet56 --model mobilenet_v2"
 step() { echo "== $1 $(date -u +%H:%M:%S)"; }
+SLUG=$(python -c "from edgeprune.latency.profile import device_fingerprint, device_slug; print(device_slug(device_fingerprint('')))")
 for T in $TARGETS; do
-  P=$D/$T--intel-xeon-2c.json
+  P=$(ls $D/$T--*.json 2>/dev/null | head -1)  # a profile already here, whatever CPU measured it; else this one's
+  [ -n "$P" ] || P=$D/$T--$SLUG.json
   step "$T measure"
   [ -f $P ] || edgeprune profile measure $T $M --out $P
   step "$T check"

@@ -27,7 +27,7 @@ for name in TARGETS:
     if not check.exists():
         continue
     target = load_target(name)
-    own = Profile.load(HERE / f"{name}--intel-xeon-2c.json", strict=False)
+    own = Profile.load(next(HERE.glob(f"{name}--*.json")), strict=False)  # named after the CPU that measured it
     shipped = Profile.load(ROOT / f"edgeprune/resources/profiles/{name}--amd-epyc-2c.json", strict=False)
     for report in json.loads(check.read_text()):
         model = report["model"]
