@@ -54,6 +54,24 @@ def test_calibration_points_are_ratios_to_the_dense_model_timed_beside_them(monk
     assert points[2]["dense_ms"] == 3.0
 
 
+def test_a_calibration_run_whose_sessions_disagree_is_timed_again_and_keeps_the_median(monkeypatch):
+    """One session ran a program 30 % slow (as ExecuTorch lowerings sometimes do): the two passes disagree on that
+    run alone, which is timed a third time, and the median of its three ratios outvotes the slow one."""
+    calls = []
+
+    def fake_pairs(target, models, shape, passes=1, desc=""):
+        calls.append((len(models), passes))
+        if len(calls) == 1:  # [dense, dense as uniform-0.0, 0.5, random-0, blocked-0]; random-0 slow in pass 2
+            return [[(2.0, 2.0), (2.0, 1.0), (2.0, 1.6), (2.0, 1.4)], [(2.0, 2.0), (2.0, 1.02), (2.0, 2.08), (2.0, 1.4)]]
+        return [[(2.0, 1.62)]]  # random-0 once more
+
+    monkeypatch.setattr(profiler, "measure_variants", fake_pairs)
+    points = profiler.calibration_points(load_target("cpu-ort"), "cifar_resnet20", FAST)
+    assert calls == [(5, 2), (2, 1)]  # both passes of every run, then the one run whose passes disagreed
+    assert [p["measured_ratio"] for p in points] == pytest.approx([1.0, 0.505, 0.81, 0.7])
+    assert points[2]["ratios"] == pytest.approx([0.8, 1.04, 0.81])
+
+
 def test_recalibrate_keeps_the_tables_and_refits_the_line(tiny_profile):
     target, path, _ = tiny_profile
     stored = Profile.load(path)

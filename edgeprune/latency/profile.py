@@ -175,7 +175,7 @@ class ProfileSettings:
     # micro-models: many short rounds (see targets/cpu-ort.toml)
     micro_timing: dict = field(default_factory=lambda: {"warmup": 5, "repeats": 3, "rounds": 15})
     scan: dict = field(default_factory=lambda: {"span": 64, "step": 2})  # dense scan below the top width: the staircase
-    # every width timed in two shuffled passes, and a third time where they differ by more than tolerance
+    # every width and calibration run timed in two passes, a third time where they differ by more than tolerance
     sweep: dict = field(default_factory=lambda: {"tolerance": 0.1, "passes": 2})
     # uniform plans the calibration line is fitted on; 0.75 anchors it at small widths
     calibration_ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
