@@ -23,7 +23,7 @@ from pathlib import Path
 
 from edgeprune.atomic import atomic_write_text
 from edgeprune.latency import Profile
-from edgeprune.latency.check import check_profile, check_variants, describe_check, error_row, predicted_ms, summarize
+from edgeprune.latency.check import check_profile, describe_check, replay_check
 from edgeprune.targets import load_target, target_from_dict
 
 
@@ -32,11 +32,7 @@ def reuse_measured(profile: Profile, target, name: str, earlier: dict, seed: int
     old = earlier["results"][name]["plans"]
     if "dense_ms" not in old[0]:
         raise SystemExit(f"the earlier {name} plans were timed without the dense model beside them: measure again")
-    _, layers = check_variants(name, target, len(old), seed, earlier["meta"].get("branches", 0.0))
-    predicted = predicted_ms(profile, name, layers)
-    rows = [error_row(predicted[j + 1], predicted[0], r.get("passes_ms", [r["measured_ms"]]),
-                      r.get("passes_dense_ms", [r["dense_ms"]])) for j, r in enumerate(old)]  # fmt: skip
-    return {"model": name, "plans": rows, **summarize(rows, predicted[0])}
+    return replay_check(profile, target, {"model": name, "plans": old}, seed, earlier["meta"].get("branches", 0.0))
 
 
 def main() -> int:

@@ -95,7 +95,8 @@ def measure_cmd(target, models, input_size, out_path, budget_s, layer_timing) ->
 @click.option("--plans", type=click.IntRange(min=1), default=5, show_default=True,
               help="Random pruning plans to measure.")
 @click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Time every plan this many times, to show how repeatable the measurement is.")
+              help="Time every plan this many times, to show how repeatable the measurement is; a plan "
+                   "whose passes disagree by over 10 % is timed once more and keeps the median.")
 @click.option("--planned-macs", "planned", multiple=True, metavar="B",
               help="Also time the latency-ranked plan the planner makes at this MACs budget (0.5x; repeatable) "
                    "and report its error apart: the plan a planner picks is the one its prices flatter most.")

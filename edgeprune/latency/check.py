@@ -10,8 +10,9 @@ import torch
 from edgeprune.graph import build_graph
 from edgeprune.latency.layers import Layer, collect_layers
 from edgeprune.latency.model import LatencyModel
-from edgeprune.latency.profile import Profile
+from edgeprune.latency.profile import DEFAULT_SETTINGS, Profile
 from edgeprune.latency.profiler import build_model, measure_variants, model_input_shape
+from edgeprune.latency.sweep import settle_runs
 from edgeprune.latency.variants import PlanMaker, random_plan
 from edgeprune.prune import prune_model
 from edgeprune.targets import Target
@@ -54,18 +55,23 @@ def predicted_ms(profile: Profile, name: str, layers: list[list[Layer]], side: i
     return [model.predict_pruned(layers[0], x).ms for x in layers]
 
 
-def error_row(predicted: float, dense_predicted: float, measured: list[float], dense: list[float]) -> dict:
-    """One variant's errors: in ms, and in speedup over the dense model timed beside it (medians over passes).
+def error_row(predicted: float, dense_predicted: float, measured: list[float], dense: list[float],
+              passes: int | None = None) -> dict:  # fmt: skip
+    """One variant's errors: in ms, and in speedup over the dense model timed beside it (medians over its
+    timings). ``passes``: how many of the timings are passes; the rest decided between passes that disagreed
+    (:func:`~edgeprune.latency.sweep.settle_runs`) and stay out of the pass-to-pass spread.
 
     The ms error carries whatever the machine drifted since it was profiled; the speedup error is what the
     planner relies on, since it ranks and budgets relative to the dense model.
     """
-    m, d = statistics.median(measured), statistics.median(dense)
+    m, d, n = statistics.median(measured), statistics.median(dense), passes or len(measured)
     row = {"predicted_ms": predicted, "measured_ms": m, "error_pct": 100 * (predicted - m) / m, "dense_ms": d,
            "predicted_speedup": dense_predicted / predicted, "measured_speedup": d / m}  # fmt: skip
     row["speedup_error_pct"] = 100 * (row["predicted_speedup"] / row["measured_speedup"] - 1)
-    if len(measured) > 1:
-        row["passes_ms"], row["passes_dense_ms"] = measured, dense
+    if n > 1:
+        row["passes_ms"], row["passes_dense_ms"] = measured[:n], dense[:n]
+    if len(measured) > n:
+        row["deciding_ms"], row["deciding_dense_ms"] = measured[n:], dense[n:]
     return row
 
 
@@ -100,29 +106,33 @@ def check_profile(profile: Profile, target: Target, name: str, n_plans: int, see
     models, layers, labels = _variants(name, target, n_plans, seed, branches, side, planned)
     shape = model_input_shape(name, target, side)
     predicted = predicted_ms(profile, name, layers, side)
-    timed = measure_variants(target, models, shape, passes)
-    times = [([t[j][1] for t in timed], [t[j][0] for t in timed]) for j in range(len(models) - 1)]
-    report = _report(name, predicted[: n_plans + 1], times[:n_plans])
+    runs = settle_runs(lambda ms, n: measure_variants(target, ms, shape, n), models, passes,
+                       DEFAULT_SETTINGS.sweep["tolerance"])  # a run whose passes disagree is timed once more
+    times = [([ms for _, ms in pairs], [d for d, _ in pairs]) for pairs in runs]
+    report = _report(name, predicted[: n_plans + 1], times[:n_plans], passes)
     if labels:
-        report["planned"] = [{"plan": label, **error_row(predicted[n_plans + 1 + i], predicted[0], ms, dense)}
+        report["planned"] = [{"plan": label, **error_row(predicted[n_plans + 1 + i], predicted[0], ms, dense, passes)}
                              for i, (label, (ms, dense)) in enumerate(zip(labels, times[n_plans:]))]  # fmt: skip
     return report
 
 
-def _report(name: str, predicted: list[float], times: list[tuple[list[float], list[float]]]) -> dict:
-    """A check's report: each variant's (ms per pass, the dense model's ms per pass) against ``predicted``
-    (index 0 is dense)."""
-    rows = [error_row(predicted[j + 1], predicted[0], ms, dense) for j, (ms, dense) in enumerate(times)]
+def _report(name: str, predicted: list[float], times: list[tuple[list[float], list[float]]],
+            passes: int | None = None) -> dict:  # fmt: skip
+    """A check's report: each variant's (ms per timing, the dense model's ms per timing) against ``predicted``
+    (index 0 is dense); the first ``passes`` timings are passes (:func:`error_row`)."""
+    rows = [error_row(predicted[j + 1], predicted[0], ms, dense, passes) for j, (ms, dense) in enumerate(times)]
     return {"model": name, "plans": rows, **summarize(rows, predicted[0])}
 
 
-def replay_check(profile: Profile, target: Target, report: dict, seed: int = 0) -> dict:
-    """A stored :func:`check_profile` report's plans (drawn again from ``seed``) predicted by ``profile``, against
-    the times that report measured: no timing, so profiles can be compared on the same measurements."""
+def replay_check(profile: Profile, target: Target, report: dict, seed: int = 0, branches: float = 0.0) -> dict:
+    """A stored :func:`check_profile` report's plans (drawn again from ``seed`` and ``branches``) predicted by
+    ``profile``, against the times that report measured: no timing, so profiles can be compared on the same
+    measurements."""
     name, plans = report["model"], report["plans"]
-    _, layers = check_variants(name, target, len(plans), seed)
-    times = [(p.get("passes_ms", [p["measured_ms"]]), p.get("passes_dense_ms", [p["dense_ms"]])) for p in plans]
-    return _report(name, predicted_ms(profile, name, layers), times)
+    _, layers = check_variants(name, target, len(plans), seed, branches)
+    times = [(p.get("passes_ms", [p["measured_ms"]]) + p.get("deciding_ms", []),
+              p.get("passes_dense_ms", [p["dense_ms"]]) + p.get("deciding_dense_ms", [])) for p in plans]  # fmt: skip
+    return _report(name, predicted_ms(profile, name, layers), times, len(plans[0].get("passes_ms", [0])))
 
 
 def describe_check(report: dict) -> str:

@@ -40,7 +40,7 @@ from edgeprune.latency.profile import (
     device_fingerprint,
 )
 from edgeprune.latency.runs import export_for, measure_model, measure_variants, prepare_model  # noqa: F401
-from edgeprune.latency.sweep import disagree
+from edgeprune.latency.sweep import settle_runs
 from edgeprune.latency.tables import grid_axes, layer_timing, measure_table
 from edgeprune.latency.variants import CALIBRATION_SEED, Planner, calibration_variants, planned_variants
 from edgeprune.models import create_model_for_size, get_entry
@@ -311,14 +311,8 @@ def _timed_points(target: Target, model: nn.Module, variants: list[tuple[str, nn
     MobileNet-V2 variants did (docs/benchmarks/targets.md), and one such point moves the line."""
     if not variants:
         return []
-    models, tolerance = [model] + [v for _, v in variants], settings.sweep["tolerance"]
-    runs = [list(col) for col in zip(*measure_variants(target, models, shape, settings.sweep["passes"], desc=desc))]
-    split = [j for j, pairs in enumerate(runs)
-             if disagree(min(ms / d for d, ms in pairs), max(ms / d for d, ms in pairs), tolerance)]  # fmt: skip
-    if split:
-        again = measure_variants(target, [model] + [models[j + 1] for j in split], shape, desc=f"{desc}, again")[0]
-        for j, pair in zip(split, again):
-            runs[j].append(pair)
+    runs = settle_runs(lambda models, passes: measure_variants(target, models, shape, passes, desc=desc),
+                       [model] + [v for _, v in variants], settings.sweep["passes"], settings.sweep["tolerance"])
     ratios = [[ms / d for d, ms in pairs] for pairs in runs]
     reference = reference or statistics.median(d for pairs in runs for d, _ in pairs)
     return [{**run_point(label, [x.row for x in collect_layers(v, shape)], statistics.median(r),

@@ -6,6 +6,9 @@ twice, each pass in its own seeded shuffled order (a burst lands on scattered wi
 ones twice), and a third time where the two passes disagree; a point keeps the median of its timings. A real
 step is the same in every pass and stays; a burst is outvoted.
 
+Whole-network runs (a calibration's, a check's) are settled the same way, each beside the dense model:
+:func:`settle_runs`.
+
 A burst can still hit one width twice out of three. Such a width stands above both its neighbours on the
 staircase, where a real step stays up on one side. So a width more than the tolerance above both neighbours
 is timed three times more, and keeps the median of all its timings: a slow path of the runtime at that width
@@ -88,3 +91,20 @@ def run_sweep(points: Sequence[Point], measure: Callable[[int, int], tuple], see
         for _ in range(SPIKE_RETIMES):
             time_all(sweep.spikes)
     return sweep
+
+
+Pairs = list[tuple[float, float]]  # (dense ms, ms) of one run, one per timing
+
+
+def settle_runs(measure: Callable[[list, int], list[Pairs]], models: list, passes: int, tolerance: float
+                ) -> list[Pairs]:  # fmt: skip
+    """Each of ``models[1:]`` timed beside ``models[0]`` by ``measure(models, passes)`` (per pass, each run's
+    (dense ms, ms)), and once more each run whose passes' ratios are further apart than ``tolerance``. Per run,
+    its pairs: one per pass, then the deciding one."""
+    runs = [list(col) for col in zip(*measure(models, passes))]
+    ratios = [[ms / dense for dense, ms in pairs] for pairs in runs]
+    split = [j for j, r in enumerate(ratios) if disagree(min(r), max(r), tolerance)]
+    if split:
+        for j, pair in zip(split, measure([models[0]] + [models[j + 1] for j in split], 1)[0]):
+            runs[j].append(pair)
+    return runs
