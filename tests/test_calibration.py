@@ -127,7 +127,7 @@ def test_calibration_also_times_the_plans_the_planner_makes_with_the_profile_fit
         seen.append((prof, [p["label"] for p in prof.calibration["cifar_resnet20"].points], budgets))
         return _planner(target)(prof, budgets)
 
-    settings = replace(FAST, calibration_planned=(0.5, 0.01))
+    settings = replace(FAST, calibration_planned=(0.5, 0.01), sweep={"tolerance": 0.1, "passes": 1})  # one pass: quick
     with pytest.warns(UserWarning, match="no planned calibration run at 0.01x MACs"):
         fitted = recalibrate_profile(profile, target, ["cifar_resnet20"], settings, planner=planner)
     base = ["uniform-0.0", "uniform-0.5", "random-0", "blocked-0"]

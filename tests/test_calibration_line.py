@@ -62,7 +62,8 @@ def test_a_calibration_run_whose_sessions_disagree_is_timed_again_and_keeps_the_
     def fake_pairs(target, models, shape, passes=1, desc=""):
         calls.append((len(models), passes))
         if len(calls) == 1:  # [dense, dense as uniform-0.0, 0.5, random-0, blocked-0]; random-0 slow in pass 2
-            return [[(2.0, 2.0), (2.0, 1.0), (2.0, 1.6), (2.0, 1.4)], [(2.0, 2.0), (2.0, 1.02), (2.0, 2.08), (2.0, 1.4)]]
+            return [[(2.0, 2.0), (2.0, 1.0), (2.0, 1.6), (2.0, 1.4)],
+                    [(2.0, 2.0), (2.0, 1.02), (2.0, 2.08), (2.0, 1.4)]]
         return [[(2.0, 1.62)]]  # random-0 once more
 
     monkeypatch.setattr(profiler, "measure_variants", fake_pairs)
