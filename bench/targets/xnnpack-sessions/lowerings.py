@@ -5,20 +5,13 @@ lowering timed twice (the same session): whether a slow run belongs to the sessi
 """
 
 import time
-import warnings
 
 import numpy as np
+from common import setup  # beside this file
 
 from edgeprune.backends import measure_latency, prepare_runner
-from edgeprune.latency.profiler import build_model, model_input_shape
-from edgeprune.latency.variants import calibration_variants
-from edgeprune.targets import load_target
 
-warnings.simplefilter("ignore")
-t = load_target("cpu-xnnpack")
-m = build_model("mobilenet_v2", t)
-shape = model_input_shape("mobilenet_v2", t)
-v = dict(calibration_variants(m, "mobilenet_v2", shape, align=16))
+t, m, shape, v = setup()
 x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
 for i in range(6):
     for label, mod in (("dense", m), ("uniform-0.75", v["uniform-0.75"])):

@@ -6,18 +6,12 @@ run's speedup moves from one session to the next. Prints each pass's speedups (b
 """
 
 import time
-import warnings
 
-from edgeprune.latency.profiler import build_model, model_input_shape
+from common import setup  # beside this file
+
 from edgeprune.latency.runs import measure_variants
-from edgeprune.latency.variants import calibration_variants
-from edgeprune.targets import load_target
 
-warnings.simplefilter("ignore")
-t = load_target("cpu-xnnpack")
-m = build_model("mobilenet_v2", t)
-shape = model_input_shape("mobilenet_v2", t)
-v = dict(calibration_variants(m, "mobilenet_v2", shape, align=16))
+t, m, shape, v = setup()
 for call in range(3):
     runs = [m, v["blocked-3"], v["random-2"], v["uniform-0.75"]]
     out = measure_variants(t, runs, shape, passes=2, desc=f"call {call}")
