@@ -307,8 +307,8 @@ def _timed_points(target: Target, model: nn.Module, variants: list[tuple[str, nn
 
     As a table's widths (latency/sweep.py), each run is timed in ``settings.sweep`` passes, each pass in fresh
     sessions, and once more where the passes' ratios are further apart than its tolerance; a point keeps the
-    median. One session can run a whole program 20-30 % slow: on ExecuTorch, about one in six lowerings of
-    MobileNet-V2 variants did (docs/benchmarks/targets.md), and one such point moves the line."""
+    median: one session can run a whole program 20-30 % slow (ExecuTorch: docs/benchmarks/targets.md), and one
+    such point moves the line."""
     if not variants:
         return []
     runs = settle_runs(lambda models, passes: measure_variants(target, models, shape, passes, desc=desc),
