@@ -297,6 +297,12 @@ class ExecutorchBackend:
         path.write_bytes(program)
         return ExecutorchRunner(load_method(target, path), target.threads, folder, path, found, calibrated)
 
+    def reload(self, target: Target, runner: ExecutorchRunner) -> ExecutorchRunner:
+        """``runner``'s ``.pte`` loaded again: a new session, no new lowering. One session in several ran a whole
+        program 20-30 % slow here (docs/benchmarks/targets.md), so one session's speed is not the program's."""
+        return ExecutorchRunner(load_method(target, runner.model_path), target.threads, runner._folder,
+                                runner.model_path, runner.delegation, runner.calibration)  # fmt: skip
+
     def memory(self, target: Target, model_path: str, input_shape: tuple[int, ...]) -> dict:
         """Memory of a fresh process that loads the ``.pte`` at ``model_path`` and runs it once (MB)."""
         load = f"load_method(t, {str(model_path)!r}).execute([torch.zeros({tuple(input_shape)!r})])"
