@@ -144,6 +144,9 @@ def markdown(report: dict) -> str:
         "alternating rounds; spread (interquartile range of the round medians) "
         f"{a['latency']['spread_pct']:.1f} % (original), {b['latency']['spread_pct']:.1f} % (pruned). "
         "MACs are fvcore's multiply-accumulate counts.",
+        *([f"\nTimed in {len(sessions)} sessions of each model (this runtime's sessions vary), speedups "
+           f"{', '.join(f'{x:.2f}x' for x in sessions)}: the figures are the median session's (of two, the lower)."]
+          if len(sessions := report.get("session_speedups") or []) > 1 else []),
         *([f"\nThe pruned model's file as measured (what ships): `{Path(report['deployed_files'][-1]).name}`."]
           if report.get("deployed_files") else []),
     ]  # fmt: skip

@@ -53,6 +53,7 @@ def test_validate_measures_the_quantized_artifact(backend, pruned_dir, tmp_path,
     # ExecuTorch's sessions of one program vary: it is timed in a second session too (a third where they differ)
     assert len(report["session_speedups"]) in ((2, 3) if backend == "executorch" else (1,))
     assert d["measured_speedup"] in report["session_speedups"]
+    assert ("sessions of each model" in markdown(report)) == (backend == "executorch")
     # the pruned model's file as measured, beside the report, as large as the one measured
     suffix = {"onnxruntime": ".onnx", "openvino": ".xml", "executorch": ".pte"}[backend]
     shipped = tmp_path / "v" / f"deployed{suffix}"
