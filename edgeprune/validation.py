@@ -329,7 +329,7 @@ def validate(
 
 def time_sessions(target: Target, runners: dict[str, Runner], x: np.ndarray) -> tuple[Timing, list[float]]:
     """The runners timed together, and the pruned model's speedup in each session timed. On a backend that can
-    load a fresh session of what a runner runs (``reload``: ExecuTorch), as calibration runs are settled
+    load a fresh session of what a runner runs (``reload``: ExecuTorch, OpenVINO), as calibration runs are settled
     (:func:`edgeprune.latency.sweep.settle_runs`): a second session of every runner, a third where the two
     speedups are further apart than the sweep's tolerance, and the timing of the median one is kept."""
     backend = get_backend(target.backend)

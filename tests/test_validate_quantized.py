@@ -50,10 +50,11 @@ def test_validate_measures_the_quantized_artifact(backend, pruned_dir, tmp_path,
     lo, hi = d["speedup_over_fp32_ci"]
     assert lo <= d["speedup_over_fp32"] <= hi and len(a["latency_fp32"]["round_medians_ms"]) == 2
     assert "latency_fp32" not in b and report["warnings"] == speed_warnings(report)
-    # ExecuTorch's sessions of one program vary: it is timed in a second session too (a third where they differ)
-    assert len(report["session_speedups"]) in ((2, 3) if backend == "executorch" else (1,))
+    # ExecuTorch's sessions and OpenVINO's spells vary: timed in a second session too (a third where they differ)
+    settled = backend in ("executorch", "openvino")
+    assert len(report["session_speedups"]) in ((2, 3) if settled else (1,))
     assert d["measured_speedup"] in report["session_speedups"]
-    assert ("sessions of each model" in markdown(report)) == (backend == "executorch")
+    assert ("sessions of each model" in markdown(report)) == settled
     # the pruned model's file as measured, beside the report, as large as the one measured
     suffix = {"onnxruntime": ".onnx", "openvino": ".xml", "executorch": ".pte"}[backend]
     shipped = tmp_path / "v" / f"deployed{suffix}"

@@ -31,8 +31,8 @@ class Backend(Protocol):
     """A runtime. Optional class attribute ``builds_apart = True``: the runtime keeps what it builds, so work
     that builds many models runs in fresh processes (:func:`edgeprune.backends.process.run_apart`). Optional
     method ``reload(target, runner) -> Runner``: a fresh session of what ``runner`` runs, without building it
-    again, for a runtime whose sessions of one program run at different speeds (``validate`` then times more
-    than one)."""
+    again, for a runtime whose sessions of one program, or spells of one session, run at different speeds
+    (``validate`` then times more than one)."""
 
     name: str
 
