@@ -206,9 +206,9 @@ class OpenVINOBackend:
         return OpenVINORunner(compile_for(target, path, input_shape), path, calibrated)
 
     def reload(self, target: Target, runner: OpenVINORunner) -> OpenVINORunner:
-        """``runner``'s model compiled again: a new session, timed later. On this project's 2-core VM the CPU
-        plugin runs one compiled model 1.5x slower for spells of seconds, and a speedup timed in one spell moved
-        by up to 30 % (docs/benchmarks/targets.md), so one timing is not the model's speed."""
+        """``runner``'s model compiled again: a new session, timed later. On a small shared VM the CPU plugin
+        was seen running a model much slower for spells of seconds (docs/benchmarks/targets.md), and a pruned
+        model slows by another factor than its dense original, so one timing's speedup is not the model's."""
         shape = tuple(runner.compiled.input(0).get_shape())
         as_built = target if runner.calibration else target.as_fp32()  # an int8 target's fp32 reference, too
         return OpenVINORunner(compile_for(as_built, runner.model_path, shape), runner.model_path, runner.calibration)

@@ -2,11 +2,11 @@
 # edgeprune's default plan against Torch-Pruning's uniform and global plans and the speed ceiling at 2x fewer
 # MACs, planned from this VM's own profiles (run.sh): pretrained ResNet-56 and MobileNet-V2 (random init), one
 # interleaved run per target and model. On its own device the default times the plan shapes (--compare-plans).
-#   bash bench/targets/intel-all/peer.sh [TARGET ...]
+#   [D=FOLDER] bash bench/targets/intel-all/peer.sh [TARGET ...]
 set -u
 cd "$(dirname "$0")/../../.."
 source .venv/bin/activate
-D=bench/targets/intel-all
+D=${D:-bench/targets/intel-all}  # another folder: D=bench/targets/NAME
 for t in ${*:-cpu-ort-int8 cpu-openvino-int8 cpu-openvino}; do
   for m in cifar_resnet56 mobilenet_v2; do
     [ -f "$D/planner-$t-$m.json" ] && continue

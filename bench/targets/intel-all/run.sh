@@ -3,11 +3,11 @@
 # 2026-12-06 met an AMD EPYC, and its file is named after it): ResNet-56 and
 # MobileNet-V2 tables + calibration, then the predictor check (5 random plans per model, timed twice, and the
 # planner's plan at half the MACs), and the staircase plot.
-#   bash bench/targets/intel-all/run.sh [TARGET ...]     (steps whose output exists are skipped)
+#   [D=FOLDER] bash bench/targets/intel-all/run.sh [TARGET ...]     (steps whose output exists are skipped)
 set -eu
 cd "$(dirname "$0")/../../.."
 source .venv/bin/activate
-D=bench/targets/intel-all
+D=${D:-bench/targets/intel-all}  # another folder: D=bench/targets/NAME
 TARGETS=${*:-cpu-ort cpu-ort-int8 cpu-openvino cpu-openvino-int8 cpu-xnnpack cpu-xnnpack-int8}
 M="--model cifar_resnet56 --model mobilenet_v2"
 step() { echo "== $1 $(date -u +%H:%M:%S)"; }

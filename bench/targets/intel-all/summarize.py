@@ -1,13 +1,14 @@
 """The predictor on every CPU target's fresh profile of this VM (bench/targets/intel-all/run.sh), against the
 measurement's own pass-to-pass spread; the shipped (AMD EPYC) profile replayed on the same timings beside it.
-No timing. Writes summary.json and summary.md beside this file.
+No timing. Writes summary.json and summary.md in FOLDER (run.sh's D; default: beside this file).
 
-    python bench/targets/intel-all/summarize.py
+    python bench/targets/intel-all/summarize.py [FOLDER]
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from edgeprune.latency.check import replay_check
 from edgeprune.targets import load_target
 
 warnings.simplefilter("ignore")
-HERE = Path(__file__).parent
-ROOT = HERE.parents[2]
+ROOT = Path(__file__).parents[3]
+HERE = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent
 TARGETS = ["cpu-ort", "cpu-ort-int8", "cpu-openvino", "cpu-openvino-int8", "cpu-xnnpack", "cpu-xnnpack-int8"]
 
 rows = []
