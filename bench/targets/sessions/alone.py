@@ -8,24 +8,20 @@ speed moves over seconds with nothing beside it. Prints the median ms of each ti
 import argparse
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
+from common import setup  # beside this file
 
 from edgeprune.backends import measure_latency, prepare_runner
-from edgeprune.latency.profiler import build_model, model_input_shape
 from edgeprune.latency.runs import export_for
-from edgeprune.targets import load_target
 
 p = argparse.ArgumentParser()
 p.add_argument("targets", nargs="+")
 p.add_argument("--timings", type=int, default=24)
 args = p.parse_args()
-warnings.simplefilter("ignore")
 for name in args.targets:
-    t = load_target(name)
-    m, shape = build_model("mobilenet_v2", t), model_input_shape("mobilenet_v2", t)
+    t, m, shape = setup(name)
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         runner = prepare_runner(t, export_for(t, m, shape, Path(tmp) / "dense.onnx"), shape)

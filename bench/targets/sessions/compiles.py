@@ -9,25 +9,20 @@ each pair of sessions timed twice in interleaved rounds. Prints each variant's s
 import argparse
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
+from common import setup, variants  # beside this file
 
 from edgeprune.backends import prepare_runner, time_runners
-from edgeprune.latency.profiler import build_model, model_input_shape
 from edgeprune.latency.runs import export_for
-from edgeprune.latency.variants import calibration_variants
-from edgeprune.targets import load_target
 
 p = argparse.ArgumentParser()
 p.add_argument("target")
 p.add_argument("--sessions", type=int, default=6)
 args = p.parse_args()
-warnings.simplefilter("ignore")
-t = load_target(args.target)
-m, shape = build_model("mobilenet_v2", t), model_input_shape("mobilenet_v2", t)
-v = dict(calibration_variants(m, "mobilenet_v2", shape, align=16))
+t, m, shape = setup(args.target)
+v = variants(m, shape)
 x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
 print(f"{args.target}: speedup over dense, each session pair timed twice (first / again)")
 with tempfile.TemporaryDirectory() as tmp:

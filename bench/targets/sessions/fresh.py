@@ -10,12 +10,10 @@ bench/targets/xnnpack-sessions/results.md).
 import argparse
 import statistics
 import time
-import warnings
 
-from edgeprune.latency.profiler import build_model, model_input_shape
+from common import setup, variants  # beside this file
+
 from edgeprune.latency.runs import measure_variants
-from edgeprune.latency.variants import calibration_variants
-from edgeprune.targets import load_target
 
 LABELS = ["blocked-3", "random-2", "uniform-0.75"]
 
@@ -23,11 +21,9 @@ p = argparse.ArgumentParser()
 p.add_argument("targets", nargs="+")
 p.add_argument("--passes", type=int, default=6)
 args = p.parse_args()
-warnings.simplefilter("ignore")
 for name in args.targets:
-    t = load_target(name)
-    m, shape = build_model("mobilenet_v2", t), model_input_shape("mobilenet_v2", t)
-    v = dict(calibration_variants(m, "mobilenet_v2", shape, align=16))
+    t, m, shape = setup(name)
+    v = variants(m, shape)
     start = time.strftime("%H:%M:%S")
     out = measure_variants(t, [m] + [v[k] for k in LABELS], shape, passes=args.passes, desc=name)
     speed = [[d / x for d, x in row] for row in out]
