@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every CPU target profiled afresh on this VM with the code of 2026-12-05 (the Intel Xeon of that day; cpu-xnnpack on
-# 2026-12-06 met an AMD EPYC, and its file is named after it): ResNet-56 and
+# 2026-12-06 met an AMD EPYC, and its file is named after it; D=bench/targets/zen4 holds that CPU's OpenVINO and
+# cpu-ort-int8 profiles of 2026-12-06, with calibration runs settled): ResNet-56 and
 # MobileNet-V2 tables + calibration, then the predictor check (5 random plans per model, timed twice, and the
 # planner's plan at half the MACs), and the staircase plot.
 #   [D=FOLDER] bash bench/targets/intel-all/run.sh [TARGET ...]     (steps whose output exists are skipped)
