@@ -165,6 +165,9 @@ def test_profile_measure_says_how_many_widths_needed_a_third_timing(monkeypatch,
     from edgeprune.paths import shipped_dir
 
     data = json.loads((shipped_dir("profiles") / "cpu-ort-int8--amd-epyc-2c.json").read_text())
+    for table in data["tables"].values():  # as a profile from before the counts were recorded stores its tables
+        for key in ("retimed", "timed", "spikes"):
+            table.pop(key, None)
     shipped = Profile.from_dict(data)
     assert shipped.disputed() == (0, 0, 0)  # tables from before the counts were recorded are left out
     busy = replace(shipped, tables={k: replace(t, timed=100, retimed=30, spikes=2) for k, t in shipped.tables.items()})
