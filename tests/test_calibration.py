@@ -8,7 +8,14 @@ import torch
 from conftest import FAST
 from test_latency_model import two_layer_profile
 
-from edgeprune.latency.calibration import activations_mb, dense_reference, fit_calibration, fit_line, point_weights
+from edgeprune.latency.calibration import (
+    activations_mb,
+    dense_reference,
+    fit_calibration,
+    fit_line,
+    model_mmacs,
+    point_weights,
+)
 from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.model import LatencyModel, activation_mb
 from edgeprune.latency.profile import Calibration, ProfileError
@@ -16,9 +23,10 @@ from edgeprune.latency.profiler import build_model
 from edgeprune.latency.variants import CALIBRATION_SEED, planned_variants
 
 
-def points(measured, layers_ms, act_mb=None):
+def points(measured, layers_ms, act_mb=None, mmacs=None):
     rows = [{"measured_ms": m, "layers_ms": t} for m, t in zip(measured, layers_ms)]
-    return rows if act_mb is None else [{**r, "act_mb": a} for r, a in zip(rows, act_mb)]
+    rows = rows if act_mb is None else [{**r, "act_mb": a} for r, a in zip(rows, act_mb)]
+    return rows if mmacs is None else [{**r, "mmacs": c} for r, c in zip(rows, mmacs)]
 
 
 def test_a_target_whose_tables_do_not_follow_the_runs_is_calibrated_on_its_activations():
@@ -51,6 +59,24 @@ def test_both_terms_when_each_explains_part():
     assert cal.tables and (cal.scale, cal.ms_per_mb, cal.offset_ms) == pytest.approx((0.5, 0.3, 0.2), abs=0.02)
 
 
+def test_a_network_that_speeds_up_with_its_macs_more_than_its_tables_gets_a_macs_term():
+    """MobileNet-V2 on OpenVINO and ExecuTorch: its one-layer tables flatten (a micro-model's time is mostly the
+    call around it) while the network's time falls with the arithmetic cut."""
+    rng = np.random.default_rng(5)
+    mmacs = rng.uniform(80.0, 300.0, 12)
+    tables = 6.0 + 0.004 * mmacs + rng.normal(0, 0.05, 12)  # flat: a third of the network's slope
+    measured = 0.2 * tables + 0.01 * mmacs - 0.5 + rng.normal(0, 0.005, 12)
+    cal = fit_calibration(points(measured, tables, rng.uniform(0.5, 2.0, 12), mmacs))  # activations unrelated
+    assert cal.tables and cal.ms_per_mb == 0.0
+    assert (cal.scale, cal.ms_per_mmac) == pytest.approx((0.2, 0.01), rel=0.1)
+    line = fit_line(points(measured, tables))
+    held_out = 0.2 * 7.0 + 0.01 * 100.0 - 0.5  # 100 MMACs cut where the tables barely move (6.4 on the trend)
+    assert abs(cal.scale * 7.0 + cal.ms_per_mmac * 100.0 + cal.offset_ms - held_out) < 0.05
+    assert abs(line.scale * 7.0 + line.offset_ms - held_out) > 0.5  # the line reads MACs off the tables
+    without = fit_calibration(points(measured, tables, rng.uniform(0.5, 2.0, 12)))  # points stored before the term
+    assert without.ms_per_mmac == 0.0
+
+
 def test_points_of_older_profiles_or_too_few_fit_the_plain_line():
     rng = np.random.default_rng(3)
     act = rng.uniform(0.5, 2.0, 10)
@@ -78,6 +104,9 @@ def test_the_activation_fields_are_stored_only_when_used_and_read_back():
 
     profile, _ = two_layer_profile(Calibration(2.0, 1.0))
     assert set(profile.to_dict()["calibration"]["net"]) == {"scale", "offset_ms", "points"}  # as before the term
+    macs = replace(profile, calibration={"net": Calibration(2.0, 1.0, [], ms_per_mmac=0.01)})
+    assert set(macs.to_dict()["calibration"]["net"]) == {"scale", "offset_ms", "points", "ms_per_mmac"}
+    assert Profile.from_dict(macs.to_dict()).calibration["net"] == macs.calibration["net"]
     used = replace(profile, calibration={"net": Calibration(1.0, 0.5, [], 0.3, tables=False)})
     back = Profile.from_dict(used.to_dict())
     assert back.calibration["net"] == used.calibration["net"]
@@ -102,6 +131,11 @@ def test_the_latency_model_applies_the_activation_term_per_layer():
     step = both.layer(a, 8, 8) - both.layer(a, 8, 4)
     assert 2.0 * step == pytest.approx(2.0 * (4 - 3) + 3.0 * (activation_mb(a.geometry, 8, 8) - activation_mb(
         a.geometry, 8, 4)))  # fmt: skip
+    macs = LatencyModel(replace(profile, calibration={"net": Calibration(2.0, 1.0, [], ms_per_mmac=0.5)}), "net")
+    assert macs.predict(dense).ms == pytest.approx(2.0 * (4 + 2) + 0.5 * model_mmacs(dense) + 1.0)
+    expected = 2.0 * macs.layers_ms(narrowed) + 0.5 * model_mmacs(narrowed) + 1.0
+    assert macs.predict(narrowed).ms == pytest.approx(expected)
+    assert model_mmacs(narrowed) == pytest.approx(model_mmacs(dense) / 2)  # a's outputs and b's inputs halved
 
 
 def test_width_corrections_are_refused_where_the_tables_are_left_out():
@@ -192,3 +226,30 @@ def test_the_planners_own_plans_change_a_plans_price_not_the_ranking_of_cuts():
     assert alone.ms_per_mb > 0 and alone.tables and both.ms_per_mb > 0 and both.tables
     assert both.ms_per_mb / both.scale == pytest.approx(alone.ms_per_mb / alone.scale)  # cuts rank alike
     assert both.scale > 1.05 * alone.scale  # and the planned runs, 30 % slower, raise the price
+
+
+def test_profile_fit_stored_refits_the_calibration_on_the_runs_the_profile_holds_without_timing(
+        tiny_profile, tmp_path, monkeypatch):  # fmt: skip
+    from click.testing import CliRunner
+
+    from edgeprune.cli import main
+    from edgeprune.latency import Profile, profiler
+    from edgeprune.latency.calibration import refit_stored
+
+    _, _, profile = tiny_profile
+    cal = profile.calibration["cifar_resnet20"]
+    stale = replace(profile, calibration={"cifar_resnet20": replace(cal, scale=5.0, offset_ms=9.0)})
+    source, out = tmp_path / "old.json", tmp_path / "new.json"
+    stale.save(source)
+    monkeypatch.setattr(profiler, "measure_variants", lambda *a, **k: pytest.fail("--stored timed a run"))
+    run = ["profile", "fit", "cpu-ort", "calibration", "--stored", "--model", "cifar_resnet20", "--profile",
+           str(source)]  # fmt: skip
+    r = CliRunner().invoke(main, [*run, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "cifar_resnet20: 5.000 x layers +9.000 ms ->" in r.output
+    assert Profile.load(out).calibration["cifar_resnet20"] == refit_stored(stale, "cifar_resnet20")
+    assert Profile.load(source).calibration["cifar_resnet20"].scale == 5.0  # the file read is left as it was
+    r = CliRunner().invoke(main, [*run[:3], "widths", *run[4:]])
+    assert r.exit_code == 2 and "--stored refits the calibration only" in r.output
+    r = CliRunner().invoke(main, [*run[:6], "cifar_resnet32", *run[7:]])
+    assert r.exit_code == 2 and "holds no calibration runs with their layers for cifar_resnet32" in r.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -148,7 +149,10 @@ FITS = ("calibration", "widths", "removal")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Profile file to write (default: back to the profile read; a shipped one goes to this "
                    "device's profile in the user folder).")  # fmt: skip
-def fit_cmd(target, what, models, profile_path, out_path) -> None:
+@click.option("--stored", is_flag=True,
+              help="calibration only: refit on the runs the profile already holds, without timing (seconds; "
+                   "for a profile fitted before its edgeprune version had a calibration form).")  # fmt: skip
+def fit_cmd(target, what, models, profile_path, out_path, stored) -> None:
     """Refit one part of TARGET's profile from end-to-end runs of MODELs (minutes each).
 
     \b
@@ -157,18 +161,31 @@ def fit_cmd(target, what, models, profile_path, out_path) -> None:
     removal      what removing each kind of residual branch saves (--remove-branches plans)
     The profile is written only after every model was measured: a failure leaves it as it was.
     """
-    from edgeprune.latency.calibration import describe
+    from edgeprune.latency.calibration import describe, refit_stored
     from edgeprune.latency.innet import fit_widths
     from edgeprune.latency.profiler import recalibrate_profile
     from edgeprune.latency.removal import fit_removal
 
+    if stored and what != "calibration":
+        raise click.UsageError(f"--stored refits the calibration only; {what} needs new runs")
     t = _load_target(target, models)
     profile, loaded = _load(t, profile_path)
     path = _write_path(out_path, loaded, t)
     if what == "calibration":
-        profile = recalibrate_profile(profile, t, list(models), planner=_planner(t))
-        for m, c in profile.calibration.items():
-            click.echo(f"{m}: {describe(c)}")
+        if stored:
+            held = {m: profile.calibration[m].points if m in profile.calibration else [] for m in models}
+            missing = [m for m, pts in held.items() if not pts or any("layers" not in p for p in pts)]
+            if missing:
+                raise click.UsageError(f"the profile holds no calibration runs with their layers for "
+                                       f"{', '.join(missing)}: fit without --stored to time them")  # fmt: skip
+            fitted = {m: refit_stored(profile, m) for m in models}
+            for m in models:
+                click.echo(f"{m}: {describe(profile.calibration[m])} -> {describe(fitted[m])}")
+            profile = replace(profile, calibration={**profile.calibration, **fitted})
+        else:
+            profile = recalibrate_profile(profile, t, list(models), planner=_planner(t))
+            for m, c in profile.calibration.items():
+                click.echo(f"{m}: {describe(c)}")
     else:
         fit = fit_widths if what == "widths" else fit_removal
         for m in models:

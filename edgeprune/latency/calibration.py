@@ -1,19 +1,21 @@
 """Fitting a model's calibration from its end-to-end runs: which terms, and their weights.
 
 A point is one pruned variant run end to end: its measured ms, the sum of its layers' table ms
-(``layers_ms``) and the MB of activations its layers read and write (``act_mb``). Three forms compete:
+(``layers_ms``), the MB of activations its layers read and write (``act_mb``) and their multiply-accumulates
+(``mmacs``). Four forms compete:
 
     tables        measured ≈ scale * layers_ms + offset
     tables + MB   measured ≈ scale * layers_ms + ms_per_mb * act_mb + offset
     MB alone      measured ≈ ms_per_mb * act_mb + offset
+    tables + MACs measured ≈ scale * layers_ms + ms_per_mmac * mmacs + offset
 
 and the one with the least leave-one-out error is kept, so a term is added only where it predicts runs it was
 not fitted on. Where a one-layer micro-model's time is mostly the call around the layer, the tables barely
-move with the channels while the network's time does, with the data it moves (ExecuTorch, OpenVINO here:
-docs/benchmarks/targets.md). The planner's own plans (points labelled ``planned-*``) take no part in
-choosing the form or the ratio of its terms, which rank one cut against another; in the line that prices a
-plan they weigh as much together as all the other points together (:func:`point_weights`). So they change
-what a plan is predicted at, not which plan is made.
+move with the channels while the network's time does, with the data it moves or the arithmetic it does
+(ExecuTorch, OpenVINO here: docs/benchmarks/targets.md). The planner's own plans (points labelled
+``planned-*``) take no part in choosing the form or the ratio of its terms, which rank one cut against
+another; in the line that prices a plan they weigh as much together as all the other points together
+(:func:`point_weights`). So they change what a plan is predicted at, not which plan is made.
 """
 
 from __future__ import annotations
@@ -22,11 +24,16 @@ import math
 
 import numpy as np
 
-from edgeprune.latency.layers import Layer
+from edgeprune.latency.layers import Layer, layer_mmacs
 from edgeprune.latency.model import LatencyModel, activation_mb
 from edgeprune.latency.profile import Calibration, Profile
 
 MIN_POINTS_PER_TERM = 2  # a form is tried with at least this many points per coefficient, plus one to leave out
+# each form's features, the tables' first where it has them; the Calibration field a feature's weight goes to
+FORMS = {"tables": ("layers_ms",), "tables+mb": ("layers_ms", "act_mb"), "mb": ("act_mb",),
+         "tables+macs": ("layers_ms", "mmacs")}  # fmt: skip
+WEIGHT_FIELD = {"act_mb": "ms_per_mb", "mmacs": "ms_per_mmac"}
+GAIN_NEEDED = 0.9  # another form is kept only where its leave-one-out error is under this part of the line's
 PLANNED = "planned-"  # label prefix of the calibration runs of the planner's own plans
 
 
@@ -64,6 +71,21 @@ def activations_mb(layers: list[Layer]) -> float:
     return sum(activation_mb(x.geometry, x.cin, x.cout) for x in layers)
 
 
+def model_mmacs(layers: list[Layer]) -> float:
+    """Millions of multiply-accumulates of the layers at their own widths (the MACs term's feature)."""
+    return sum(layer_mmacs(x, x.cin, x.cout) for x in layers)
+
+
+def point_features(layers: list[Layer]) -> dict:
+    """A point's features besides its tables' ms, from its layers."""
+    return {"act_mb": activations_mb(layers), "mmacs": model_mmacs(layers)}
+
+
+def terms_ms(cal: Calibration | None, layers: list[Layer]) -> float:
+    """What the calibration's activation and MACs terms charge for ``layers``, beside their tables."""
+    return cal.ms_per_mb * activations_mb(layers) + cal.ms_per_mmac * model_mmacs(layers) if cal else 0.0
+
+
 def fit_line(points: list[dict]) -> Calibration:
     """measured ≈ scale * layers_ms + offset, least squares weighted by :func:`point_weights` (a constant offset
     with fewer than 2 distinct sums)."""
@@ -77,9 +99,7 @@ def fit_line(points: list[dict]) -> Calibration:
 
 
 def _columns(points: list[dict], form: str) -> np.ndarray:
-    t, a = [p["layers_ms"] for p in points], [p.get("act_mb", 0.0) for p in points]
-    cols = {"tables": [t], "tables+mb": [t, a], "mb": [a]}[form]
-    return np.column_stack(cols + [np.ones(len(points))])
+    return np.column_stack([[p[f] for p in points] for f in FORMS[form]] + [np.ones(len(points))])
 
 
 def _solve(points: list[dict], form: str) -> np.ndarray | None:
@@ -108,12 +128,14 @@ def fit_calibration(points: list[dict]) -> Calibration:
     other than the planner's own plans, as the lookup does (``choose_lookup_and_calibrate``); the line through
     the composite is then fitted on all of them, weighted (:func:`point_weights`)."""
     chooses = [p for p in points if not is_planned(p)]
-    forms = ["tables"]
-    if all("act_mb" in p for p in points):
-        forms += [f for f, terms in (("tables+mb", 2), ("mb", 1)) if len(chooses) > MIN_POINTS_PER_TERM * (terms + 1)]
+    forms = [f for f, feats in FORMS.items() if f == "tables" or (
+        all(k in p for p in points for k in feats) and len(chooses) > MIN_POINTS_PER_TERM * (len(feats) + 1))]
     if len(forms) == 1 or len(chooses) <= MIN_POINTS_PER_TERM * 2:
         return fit_line(points)
-    for form in sorted(forms, key=lambda f: _loo_error(chooses, f)):  # stable: the line first among ties
+    # a form with terms beyond the tables' must leave out points clearly better than the plain line (OpenVINO int8
+    # MobileNet-V2: a MACs term 5 % better in leave-one-out priced random plans 11 % off, the line 4 %)
+    error = {f: _loo_error(chooses, f) * (GAIN_NEEDED if f == "tables" else 1.0) for f in forms}
+    for form in sorted(forms, key=error.get):  # stable: the line first among ties
         if form == "tables":
             break
         coef = _solve(chooses, form)
@@ -122,15 +144,16 @@ def fit_calibration(points: list[dict]) -> Calibration:
         # the terms' ratio (what ranks one cut against another) from the same runs as the form; the line through
         # the composite (what a plan is priced at) from all of them, weighted: the planner's own runs change
         # the price of a plan, never which plan is made
-        if form == "mb":
-            line = fit_line([{**p, "layers_ms": p["act_mb"]} for p in points])
+        first, *rest = FORMS[form]
+        if first != "layers_ms":  # a term alone, the tables left out
+            line = fit_line([{**p, "layers_ms": p[first]} for p in points])
             if line.scale > 0:
-                return Calibration(1.0, line.offset_ms, points, ms_per_mb=line.scale, tables=False)
+                return Calibration(1.0, line.offset_ms, points, tables=False, **{WEIGHT_FIELD[first]: line.scale})
         else:
-            ratio = float(coef[1] / coef[0])  # ms per MB over ms per table ms
-            line = fit_line([{**p, "layers_ms": p["layers_ms"] + ratio * p["act_mb"]} for p in points])
+            ratio = float(coef[1] / coef[0])  # ms per unit of the term over ms per table ms
+            line = fit_line([{**p, "layers_ms": p["layers_ms"] + ratio * p[rest[0]]} for p in points])
             if line.scale > 0:
-                return Calibration(line.scale, line.offset_ms, points, ms_per_mb=line.scale * ratio)
+                return Calibration(line.scale, line.offset_ms, points, **{WEIGHT_FIELD[rest[0]]: line.scale * ratio})
     return fit_line(points)
 
 
@@ -139,7 +162,7 @@ def refit_stored(profile: Profile, name: str) -> Calibration:
     as it stands (lookup, width corrections, misalignment): no timing. After a fit changed the tables' terms, or
     for a profile fitted before the activation term."""
     model = LatencyModel(profile, name)
-    points = [{**p, "layers_ms": model.layers_ms(ls), "act_mb": activations_mb(ls)}
+    points = [{**p, "layers_ms": model.layers_ms(ls), **point_features(ls)}
               for p in profile.calibration[name].points for ls in [profile.model_layers(name, p)]]  # fmt: skip
     return fit_calibration(points)
 
@@ -147,5 +170,6 @@ def refit_stored(profile: Profile, name: str) -> Calibration:
 def describe(cal: Calibration) -> str:
     """The calibration in words: its terms and offset."""
     terms = ([f"{cal.scale:.3f} x layers"] if cal.tables else []) + (
-        [f"{cal.ms_per_mb:.3f} ms/MB x activations"] if cal.ms_per_mb else [])  # fmt: skip
+        [f"{cal.ms_per_mb:.3f} ms/MB x activations"] if cal.ms_per_mb else []) + (
+        [f"{cal.ms_per_mmac:.4f} ms/MMAC x MACs"] if cal.ms_per_mmac else [])  # fmt: skip
     return f"{' + '.join(terms)} {cal.offset_ms:+.3f} ms"

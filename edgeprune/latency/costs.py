@@ -3,10 +3,9 @@ parameters, at any channel widths."""
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
-from edgeprune.latency.layers import Layer
+from edgeprune.latency.layers import Layer, inputs_per_group, layer_mmacs
 from edgeprune.latency.model import LatencyModel
 from edgeprune.latency.profile import Profile, ProfileError
 
@@ -22,22 +21,13 @@ class LayerCost(Protocol):
     def total(self, layer_sum: float) -> float: ...
 
 
-def _per_group_inputs(layer: Layer, cin: int) -> int:
-    op = layer.geometry.op
-    return 1 if op == "dwconv" else layer.geometry.group_width if op == "gconv" else cin
-
-
 class MacsCost:
     """Multiply-accumulates of convs and linears (what fvcore counts for them; norms and adds left out)."""
 
     kind, unit = "macs", "MMACs"
 
     def layer(self, layer: Layer, cin: int, cout: int) -> float:
-        g = layer.geometry
-        if g.op == "linear":
-            return g.batch * cin * cout / 1e6
-        pixels = math.ceil(g.h / g.stride) * math.ceil(g.w / g.stride)
-        return g.batch * pixels * g.kernel**2 * _per_group_inputs(layer, cin) * cout / 1e6
+        return layer_mmacs(layer, cin, cout)
 
     def total(self, layer_sum: float) -> float:
         return layer_sum
@@ -50,7 +40,7 @@ class ParamsCost:
 
     def layer(self, layer: Layer, cin: int, cout: int) -> float:
         k = 1 if layer.geometry.op == "linear" else layer.geometry.kernel**2
-        return k * _per_group_inputs(layer, cin) * cout / 1e6
+        return k * inputs_per_group(layer, cin) * cout / 1e6
 
     def total(self, layer_sum: float) -> float:
         return layer_sum

@@ -20,7 +20,7 @@ import torch
 from edgeprune.backends import time_runners
 from edgeprune.errors import EdgepruneError
 from edgeprune.graph import build_graph
-from edgeprune.latency.calibration import activations_mb, refit_stored
+from edgeprune.latency.calibration import refit_stored, terms_ms
 from edgeprune.latency.layers import Layer, collect_layers, on_blocking
 from edgeprune.latency.model import LatencyModel
 from edgeprune.latency.profile import DEFAULT_SETTINGS, Profile, ProfileError, ProfileSettings
@@ -117,11 +117,11 @@ def fit_widths(profile: Profile, target: Target, name: str, fractions: tuple[flo
     savings = {v: table_savings(profile, dense, layers, name) for v, layers in narrow.items()}
     keys = sorted({k for s in savings.values() for k, v in s.items() if abs(v) > 1e-9})
     cal = profile.calibration.get(name)
-    scale, per_mb = (cal.scale, cal.ms_per_mb) if cal else (1.0, 0.0)
+    scale = cal.scale if cal else 1.0
     a = np.array([[savings[v].get(k, 0.0) for k in keys] for v in variants])
-    # the misalignment and activation terms' shares of a saving are theirs to explain, not the table's
+    # the misalignment, activation and MACs terms' shares of a saving are theirs to explain, not the table's
     off_blocking = {v: _misalign_ms(profile, name, layers) for v, layers in {"dense": dense, **narrow}.items()}
-    y = np.array([(ms["dense"] - ms[v] - per_mb * (activations_mb(dense) - activations_mb(narrow[v]))) / scale
+    y = np.array([(ms["dense"] - ms[v] - (terms_ms(cal, dense) - terms_ms(cal, narrow[v]))) / scale
                   + off_blocking[v] - off_blocking["dense"] for v in variants])  # fmt: skip
     lam = RIDGE * float(np.abs(a).max(initial=1e-9))  # ridge rows: lam * (s_k - 1) = 0
     a_aug, y_aug = np.vstack([a, lam * np.eye(len(keys))]), np.concatenate([y, lam * np.ones(len(keys))])

@@ -99,6 +99,21 @@ def collect_layers(model: nn.Module, input_shape: tuple[int, ...], dtype: str = 
     return layers
 
 
+def inputs_per_group(layer: Layer, cin: int) -> int:
+    """Input channels each output channel of ``layer`` reads at ``cin`` inputs."""
+    op = layer.geometry.op
+    return 1 if op == "dwconv" else layer.geometry.group_width if op == "gconv" else cin
+
+
+def layer_mmacs(layer: Layer, cin: int, cout: int) -> float:
+    """Millions of multiply-accumulates of a conv or linear at (cin, cout), as fvcore counts them."""
+    g = layer.geometry
+    if g.op == "linear":
+        return g.batch * cin * cout / 1e6
+    pixels = -(-g.h // g.stride) * -(-g.w // g.stride)
+    return g.batch * pixels * g.kernel**2 * inputs_per_group(layer, cin) * cout / 1e6
+
+
 def on_blocking(channels: int, align: int) -> bool:
     """Whether a channel count sits on a runtime's channel blocking: a multiple of it, or a divisor (4 of 8).
     The planner's widths, the profile's misalignment term and the in-network fit's widths all use this."""

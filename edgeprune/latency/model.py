@@ -6,15 +6,15 @@ predict whole models with it, and the fitters (calibration, in-network widths, r
 they fit from it::
 
     ms = scale * sum(term of each layer) + (offset_ms when the offset is not shared per layer)
-    term = layer ms + ms_per_mb * MB / scale + share   for a layer that runs
-         = (1 - s) * its dense term                   for a removed layer (s: its removal scale, else 1)
+    term = layer ms + (ms_per_mb * MB + ms_per_mmac * MMACs) / scale + share   for a layer that runs
+         = (1 - s) * its dense term      for a removed layer (s: its removal scale, else 1)
     layer ms = table lookup at (cin, cout), with the model's in-network width correction,
                + the misalignment term of a layer off the runtime's channel blocking
 
-``scale``, ``offset_ms``, ``ms_per_mb``: the model's calibration (:mod:`.calibration`; the layer ms are left
-out where it found the tables predict worse than the activations alone); MB: the layer's input and output
-activations; ``share``: the offset's part per layer of the dense model, over ``scale``. Without a
-calibration line, ms is the plain sum of layer ms.
+``scale``, ``offset_ms``, ``ms_per_mb``, ``ms_per_mmac``: the model's calibration (:mod:`.calibration`; the
+layer ms are left out where it found the tables predict worse than the activations alone); MB: the layer's
+input and output activations; MMACs: its multiply-accumulates; ``share``: the offset's part per layer of the
+dense model, over ``scale``. Without a calibration line, ms is the plain sum of layer ms.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from edgeprune.latency.layers import Geometry, Layer, on_blocking
+from edgeprune.latency.layers import Geometry, Layer, layer_mmacs, on_blocking
 from edgeprune.latency.profile import Profile, ProfileError, calibration_name, measure_hint
 
 
@@ -137,9 +137,10 @@ class LatencyModel:
         cal = self.calibration
         if cal is None:
             return ms + self.share
-        # the calibration's activation term, per layer and over the scale like the tables' ms
-        moved = cal.ms_per_mb * activation_mb(layer.geometry, cin, cout) / cal.scale if cal.ms_per_mb else 0.0
-        return (ms if cal.tables else 0.0) + moved + self.share
+        # the calibration's activation and MACs terms, per layer and over the scale like the tables' ms
+        extra = cal.ms_per_mb * activation_mb(layer.geometry, cin, cout) if cal.ms_per_mb else 0.0
+        extra += cal.ms_per_mmac * layer_mmacs(layer, cin, cout) if cal.ms_per_mmac else 0.0
+        return (ms if cal.tables else 0.0) + (extra / cal.scale if extra else 0.0) + self.share
 
     def total(self, layer_sum: float) -> float:
         """End-to-end ms from the sum of the layers' terms: the model's calibration line, if it has one.

@@ -125,23 +125,26 @@ def _lerp1(ms: np.ndarray, x: float) -> float:
 
 @dataclass
 class Calibration:
-    """measured_ms ≈ scale * sum(layer ms) + ms_per_mb * sum(activation MB) + offset_ms, fitted on end-to-end
-    runs of one model; ``tables`` False: the layer tables left out (scale 1, they explained the runs worse
-    than the activations alone). How a prediction applies it: :class:`edgeprune.latency.model.LatencyModel`;
-    how it is fitted: :mod:`edgeprune.latency.calibration`."""
+    """measured_ms ≈ scale * sum(layer ms) + ms_per_mb * sum(activation MB) + ms_per_mmac * sum(MMACs)
+    + offset_ms, fitted on end-to-end runs of one model; ``tables`` False: the layer tables left out (scale 1,
+    they explained the runs worse than the activations alone). How a prediction applies it:
+    :class:`edgeprune.latency.model.LatencyModel`; how it is fitted: :mod:`edgeprune.latency.calibration`."""
 
     scale: float = 1.0
     offset_ms: float = 0.0
     points: list[dict] = field(default_factory=list)
     ms_per_mb: float = 0.0
     tables: bool = True
+    ms_per_mmac: float = 0.0
 
 
 def _calibration_dict(c: Calibration) -> dict:
-    """A calibration as stored; the activation fields only when used, so a line reads as before they existed."""
+    """A calibration as stored; the optional terms only when used, so a line reads as before they existed."""
     d = vars(c).copy()
     if not c.ms_per_mb and c.tables:
         del d["ms_per_mb"], d["tables"]
+    if not c.ms_per_mmac:
+        del d["ms_per_mmac"]
     return d
 
 

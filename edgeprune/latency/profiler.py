@@ -21,11 +21,11 @@ from edgeprune.backends import get_backend
 from edgeprune.errors import EdgepruneError
 from edgeprune.latency.calibration import (
     PLANNED,
-    activations_mb,
     dense_reference,
     fit_calibration,
     fit_line,
     is_planned,
+    point_features,
     run_point,
 )
 from edgeprune.latency.layers import collect_layers
@@ -87,7 +87,7 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
         for align in MISALIGN_BLOCKS:
             off = [x for x in ls if misaligned(x.geometry, x.cin, x.cout, align)]
             features[pid, align] = (sum(activation_mb(x.geometry, x.cin, x.cout) for x in off), len(off))
-    act = {pid: activations_mb(ls) for pid, ls in layers.items()}
+    extra = {pid: point_features(ls) for pid, ls in layers.items()}  # the calibration forms' other terms
     planned = {name: [is_planned(p) for p in points] for name, points in points_by_model.items()}
     # per model, and (key None) over all models' runs together: (RMS residual, lookup, its scored points)
     best: dict[str | None, tuple] = {}
@@ -103,7 +103,7 @@ def choose_lookup_and_calibrate(profile: Profile, points_by_model: dict[str, lis
                 pts = []
                 for i, p in enumerate(points):
                     mb, n = features[(name, i), align]
-                    pts.append({**p, "layers_ms": base[name, i] + per_mb * mb + per_layer * n, "act_mb": act[name, i]})
+                    pts.append({**p, "layers_ms": base[name, i] + per_mb * mb + per_layer * n, **extra[name, i]})
                 chooses = [q for q, own in zip(pts, planned[name]) if not own]
                 cal, scored[name] = fit_line(chooses), pts
                 squares[name] = [((cal.scale * q["layers_ms"] + cal.offset_ms) / q["measured_ms"] - 1) ** 2
