@@ -24,7 +24,7 @@ from edgeprune.latency.variants import CALIBRATION_SEED, planned_variants
 
 
 def points(measured, layers_ms, act_mb=None, mmacs=None):
-    rows = [{"measured_ms": m, "layers_ms": t} for m, t in zip(measured, layers_ms)]
+    rows = [{"measured_ms": m, "layers_ms": t, "dense_ms": 1.0} for m, t in zip(measured, layers_ms)]
     rows = rows if act_mb is None else [{**r, "act_mb": a} for r, a in zip(rows, act_mb)]
     return rows if mmacs is None else [{**r, "mmacs": c} for r, c in zip(rows, mmacs)]
 
@@ -84,6 +84,8 @@ def test_points_of_older_profiles_or_too_few_fit_the_plain_line():
     assert not fit_calibration(points(measured, tables, act)).tables
     old = points(measured, tables)  # ...but points stored before the term carry none
     assert fit_calibration(old) == fit_line(old)
+    unpaired = [{k: v for k, v in p.items() if k != "dense_ms"} for p in points(measured, tables, act)]
+    assert fit_calibration(unpaired) == fit_line(unpaired)  # timed alone, each with the machine's drift in its ms
     few = points(measured[:4], tables[:4], act[:4])
     assert fit_calibration(few) == fit_line(few)
 

@@ -124,13 +124,15 @@ def _loo_error(points: list[dict], form: str) -> float:
 
 def fit_calibration(points: list[dict]) -> Calibration:
     """The calibration of the form that predicts left-out points best; the plain line when the points carry
-    no ``act_mb`` or are too few to leave one out. The form, and the ratio of its terms, come from the points
-    other than the planner's own plans, as the lookup does (``choose_lookup_and_calibrate``); the line through
-    the composite is then fitted on all of them, weighted (:func:`point_weights`)."""
+    no ``act_mb``, are too few to leave one out, or were not timed beside the dense model (no ``dense_ms``:
+    their ms carry the machine's drift between runs, and a term fitted to them explains the drift; so it was
+    on the cpu-ort profile of 2026-12-03). The form, and the ratio of its terms, come from the points other
+    than the planner's own plans, as the lookup does (``choose_lookup_and_calibrate``); the line through the
+    composite is then fitted on all of them, weighted (:func:`point_weights`)."""
     chooses = [p for p in points if not is_planned(p)]
     forms = [f for f, feats in FORMS.items() if f == "tables" or (
         all(k in p for p in points for k in feats) and len(chooses) > MIN_POINTS_PER_TERM * (len(feats) + 1))]
-    if len(forms) == 1 or len(chooses) <= MIN_POINTS_PER_TERM * 2:
+    if len(forms) == 1 or len(chooses) <= MIN_POINTS_PER_TERM * 2 or any("dense_ms" not in p for p in points):
         return fit_line(points)
     # a form with terms beyond the tables' must leave out points clearly better than the plain line (OpenVINO int8
     # MobileNet-V2: a MACs term 5 % better in leave-one-out priced random plans 11 % off, the line 4 %)

@@ -54,6 +54,12 @@ CHECKS = {  # stored check -> the target it timed on
     "bench/targets/widths/check-cpu-ort-int8-mobilenet_v2.json": "cpu-ort-int8",
     "bench/targets/widths/check-cpu-openvino-mobilenet_v2.json": "cpu-openvino",
     "bench/targets/status/check-cpu-ort.json": "cpu-ort",
+    # 2026-12-06, an AMD EPYC of family 25, model 17 (the Intel Xeon's checks of 2026-12-05 left out)
+    "bench/targets/xnnpack-sessions/check-mobilenet_v2.json": "cpu-xnnpack",
+    "bench/targets/intel-all/check-cpu-xnnpack.json": "cpu-xnnpack",
+    "bench/targets/zen4/check-cpu-openvino.json": "cpu-openvino",
+    "bench/targets/zen4/check-cpu-openvino-int8.json": "cpu-openvino-int8",
+    "bench/targets/zen4/check-cpu-ort-int8.json": "cpu-ort-int8",
 }
 
 
