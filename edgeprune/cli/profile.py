@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -161,7 +160,7 @@ def fit_cmd(target, what, models, profile_path, out_path, stored) -> None:
     removal      what removing each kind of residual branch saves (--remove-branches plans)
     The profile is written only after every model was measured: a failure leaves it as it was.
     """
-    from edgeprune.latency.calibration import describe, refit_stored
+    from edgeprune.latency.calibration import describe, refit_profile
     from edgeprune.latency.innet import fit_widths
     from edgeprune.latency.profiler import recalibrate_profile
     from edgeprune.latency.removal import fit_removal
@@ -178,10 +177,9 @@ def fit_cmd(target, what, models, profile_path, out_path, stored) -> None:
             if missing:
                 raise click.UsageError(f"the profile holds no calibration runs with their layers for "
                                        f"{', '.join(missing)}: fit without --stored to time them")  # fmt: skip
-            fitted = {m: refit_stored(profile, m) for m in models}
+            before, profile = profile, refit_profile(profile, list(models))
             for m in models:
-                click.echo(f"{m}: {describe(profile.calibration[m])} -> {describe(fitted[m])}")
-            profile = replace(profile, calibration={**profile.calibration, **fitted})
+                click.echo(f"{m}: {describe(before.calibration[m])} -> {describe(profile.calibration[m])}")
         else:
             profile = recalibrate_profile(profile, t, list(models), planner=_planner(t))
             for m, c in profile.calibration.items():
