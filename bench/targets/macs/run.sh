@@ -25,3 +25,7 @@ for T in cpu-openvino cpu-xnnpack; do
   python bench/targets/status/replay_all.py --profile $T=$D/settled/$T--amd-epyc-2c.json --out macs-settled-$T > /dev/null
   python bench/targets/status/replay_all.py --profile $T=bench/targets/$([ $T = cpu-openvino ] && echo zen4/cpu-openvino--amd-epyc-2c.json || echo xnnpack-sessions/cpu-xnnpack--amd-epyc-2c-settled.json) --out macs-settled-before-$T > /dev/null
 done
+python bench/targets/macs/compare.py macs-before macs-shipped-refit > $D/compare-shipped.md
+for T in cpu-openvino cpu-xnnpack; do
+  python bench/targets/macs/compare.py macs-settled-before-$T macs-settled-$T $T > $D/compare-settled-$T.md
+done
