@@ -140,12 +140,9 @@ class Calibration:
 
 def _calibration_dict(c: Calibration) -> dict:
     """A calibration as stored; the optional terms only when used, so a line reads as before they existed."""
-    d = vars(c).copy()
-    if not c.ms_per_mb and c.tables:
-        del d["ms_per_mb"], d["tables"]
-    if not c.ms_per_mmac:
-        del d["ms_per_mmac"]
-    return d
+    skip = {"ms_per_mb", "tables"} if not c.ms_per_mb and c.tables else set()
+    skip |= set() if c.ms_per_mmac else {"ms_per_mmac"}
+    return {k: v for k, v in vars(c).items() if k not in skip}
 
 
 def calibration_name(model: str, side: int | None = None) -> str:
