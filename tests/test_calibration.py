@@ -64,7 +64,7 @@ def test_a_network_that_speeds_up_with_its_macs_more_than_its_tables_gets_a_macs
     call around it) while the network's time falls with the arithmetic cut."""
     rng = np.random.default_rng(5)
     mmacs = rng.uniform(80.0, 300.0, 12)
-    tables = 6.0 + 0.004 * mmacs + rng.normal(0, 0.05, 12)  # flat: a third of the network's slope
+    tables = 6.0 + 0.004 * mmacs + rng.normal(0, 0.05, 12)  # flat: they follow the MACs far less than the runs
     measured = 0.2 * tables + 0.01 * mmacs - 0.5 + rng.normal(0, 0.005, 12)
     cal = fit_calibration(points(measured, tables, rng.uniform(0.5, 2.0, 12), mmacs))  # activations unrelated
     assert cal.tables and cal.ms_per_mb == 0.0
@@ -75,6 +75,18 @@ def test_a_network_that_speeds_up_with_its_macs_more_than_its_tables_gets_a_macs
     assert abs(line.scale * 7.0 + line.offset_ms - held_out) > 0.5  # the line reads MACs off the tables
     without = fit_calibration(points(measured, tables, rng.uniform(0.5, 2.0, 12)))  # points stored before the term
     assert without.ms_per_mmac == 0.0
+
+
+@pytest.mark.parametrize("macs_error, kept", [(0.95, False), (0.85, True)])
+def test_a_form_beyond_the_line_must_leave_points_out_10_percent_better(monkeypatch, macs_error, kept):
+    from edgeprune.latency import calibration
+
+    rng = np.random.default_rng(6)
+    mmacs, tables = rng.uniform(80.0, 300.0, 12), rng.uniform(5.0, 7.0, 12)
+    rows = points(0.2 * tables + 0.01 * mmacs, tables, rng.uniform(0.5, 2.0, 12), mmacs)
+    errors = {"tables": 1.0, "tables+macs": macs_error, "tables+mb": 2.0, "mb": 2.0}
+    monkeypatch.setattr(calibration, "_loo_error", lambda pts, form: errors[form])
+    assert (fit_calibration(rows).ms_per_mmac > 0) is kept
 
 
 def test_points_of_older_profiles_or_too_few_fit_the_plain_line():
