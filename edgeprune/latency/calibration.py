@@ -26,7 +26,7 @@ from dataclasses import replace
 import numpy as np
 
 from edgeprune.latency.layers import Layer, layer_mmacs
-from edgeprune.latency.model import LatencyModel, activation_mb
+from edgeprune.latency.model import LatencyModel, activation_mb, calibration_terms_ms
 from edgeprune.latency.profile import Calibration, Profile
 
 MIN_POINTS_PER_TERM = 2  # a form is tried with at least this many points per coefficient, plus one to leave out
@@ -84,7 +84,7 @@ def point_features(layers: list[Layer]) -> dict:
 
 def terms_ms(cal: Calibration | None, layers: list[Layer]) -> float:
     """What the calibration's activation and MACs terms charge for ``layers``, beside their tables."""
-    return cal.ms_per_mb * activations_mb(layers) + cal.ms_per_mmac * model_mmacs(layers) if cal else 0.0
+    return sum(calibration_terms_ms(cal, x, x.cin, x.cout) for x in layers) if cal else 0.0
 
 
 def fit_line(points: list[dict]) -> Calibration:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from edgeprune.latency.layers import Geometry, Layer, layer_mmacs, on_blocking
-from edgeprune.latency.profile import Profile, ProfileError, calibration_name, measure_hint
+from edgeprune.latency.profile import Calibration, Profile, ProfileError, calibration_name, measure_hint
 
 
 @dataclass
@@ -48,6 +48,12 @@ def activation_mb(g: Geometry, cin: int, cout: int) -> float:
     size = 2 if g.dtype == "fp16" else 4
     out_pixels = -(-g.h // g.stride) * -(-g.w // g.stride)
     return g.batch * (cin * g.h * g.w + cout * out_pixels) * size / 2**20
+
+
+def calibration_terms_ms(cal: Calibration, layer: Layer, cin: int, cout: int) -> float:
+    """What a calibration's activation and MACs terms charge one running layer at (cin, cout), beside its table."""
+    ms = cal.ms_per_mb * activation_mb(layer.geometry, cin, cout) if cal.ms_per_mb else 0.0
+    return ms + (cal.ms_per_mmac * layer_mmacs(layer, cin, cout) if cal.ms_per_mmac else 0.0)
 
 
 class LatencyModel:
@@ -137,9 +143,7 @@ class LatencyModel:
         cal = self.calibration
         if cal is None:
             return ms + self.share
-        # the calibration's activation and MACs terms, per layer and over the scale like the tables' ms
-        extra = cal.ms_per_mb * activation_mb(layer.geometry, cin, cout) if cal.ms_per_mb else 0.0
-        extra += cal.ms_per_mmac * layer_mmacs(layer, cin, cout) if cal.ms_per_mmac else 0.0
+        extra = calibration_terms_ms(cal, layer, cin, cout)  # over the scale, like the tables' ms
         return (ms if cal.tables else 0.0) + (extra / cal.scale if extra else 0.0) + self.share
 
     def total(self, layer_sum: float) -> float:
