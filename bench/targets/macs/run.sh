@@ -29,3 +29,7 @@ python bench/targets/macs/compare.py macs-before macs-shipped-refit > $D/compare
 for T in cpu-openvino cpu-xnnpack; do
   python bench/targets/macs/compare.py macs-settled-before-$T macs-settled-$T $T > $D/compare-settled-$T.md
 done
+# the leave-one-out figures the docs quote for the two rules, and cpu-ort's settled ResNet-56
+{ python $D/forms.py cpu-openvino-int8 bench/targets/zen4/cpu-openvino-int8--amd-epyc-2c.json bench/targets/zen4/check-cpu-openvino-int8.json mobilenet_v2
+  python $D/forms.py cpu-ort $S/cpu-ort--amd-epyc-2c.json bench/targets/status/check-cpu-ort.json mobilenet_v2 --unpaired-too
+  python $D/forms.py cpu-ort bench/targets/zen4/cpu-ort--amd-epyc-2c.json bench/targets/zen4/check-cpu-ort.json cifar_resnet56; } > $D/forms.txt
