@@ -326,3 +326,26 @@ def test_the_step_that_crosses_a_macs_budget_takes_only_what_the_budget_asks():
                               side=224)  # fmt: skip
         ratio = result.pruned["macs"] / result.dense["macs"]
         assert float(text[:-1]) - 0.01 <= ratio <= float(text[:-1]), (text, ratio)
+
+
+def test_steps_are_ranked_by_the_tables_and_priced_with_the_calibrations_terms(resnet20):
+    """A calibration's activation and MACs terms are fitted on whole networks; ranked by them, MobileNet-V2's
+    plans ran slower on XNNPACK. The plan a MACs-term profile makes is the plain line's, priced with the term."""
+    from edgeprune.latency.profile import Calibration
+
+    model, graph, layers = resnet20
+    tables = staircase_profile(layers)
+    budget = Budget.parse("macs", "0.5x")
+
+    def plan(cal):
+        return plan_pruning(model, graph, layers, budget, "latency", replace(tables, calibration={"cifar_resnet20": cal}))
+
+    plain, termed = plan(Calibration(1.0, 0.0)), plan(Calibration(1.0, 0.0, ms_per_mmac=0.05))
+    macs_ranked = plan_pruning(model, graph, layers, budget, "macs", tables)
+    assert plain.plan.keep != macs_ranked.plan.keep  # a term this heavy, ranked by, would plan by MACs
+    assert termed.plan.keep == plain.plan.keep
+    mmacs = termed.pruned["macs"]  # the term priced: 0.05 ms per MMAC of the plan's convs and linears
+    assert termed.pruned["latency"] == pytest.approx(plain.pruned["latency"] + 0.05 * mmacs, rel=1e-6)
+    # a calibration without the tables has nothing else to rank by: its activation term ranks
+    only = plan(Calibration(1.0, 0.0, ms_per_mb=1.0, tables=False))
+    assert only.plan.keep != plain.plan.keep

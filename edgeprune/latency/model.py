@@ -15,6 +15,11 @@ they fit from it::
 layer ms are left out where it found the tables predict worse than the activations alone); MB: the layer's
 input and output activations; MMACs: its multiply-accumulates; ``share``: the offset's part per layer of the
 dense model, over ``scale``. Without a calibration line, ms is the plain sum of layer ms.
+
+The planner ranks its cuts by :meth:`LatencyModel.ranking`: the same terms without the activation and MACs ones
+wherever the layer tables are kept. Those terms are fitted on whole-network runs whose layers all narrow together,
+so they say what a network costs, not which layer a saving comes from; ranked by them, MobileNet-V2's plans ran
+slower (docs/benchmarks/targets.md, "Ranked by the tables, priced by the calibration").
 """
 
 from __future__ import annotations
@@ -64,14 +69,22 @@ class LatencyModel:
 
     kind, unit = "latency", "ms"
 
-    def __init__(self, profile: Profile, model_name: str = "", side: int | None = None) -> None:
-        self.profile, self.model_name, self.side = profile, model_name, side
+    def __init__(self, profile: Profile, model_name: str = "", side: int | None = None, ranks: bool = False) -> None:
+        self.profile, self.model_name, self.side, self.ranks = profile, model_name, side, ranks
         line = calibration_name(model_name, side)
         self.calibration = profile.calibration.get(line)  # the line of this input size
         self.block, self.use_scan, self.misalign = profile.lookup_for(line)
         self.share = self._offset_share()
         self._cache: dict[tuple, tuple[float, bool]] = {}
         self.extrapolated: set[str] = set()  # every width priced so far outside its table (the planner reports it)
+
+    def ranking(self) -> LatencyModel:
+        """This model as the planner ranks cuts by it: the layer tables, scaled, without the calibration's
+        activation and MACs terms, unless the calibration leaves the tables out (then its terms are all it has)."""
+        cal = self.calibration
+        if self.ranks or cal is None or not cal.tables or not (cal.ms_per_mb or cal.ms_per_mmac):
+            return self
+        return LatencyModel(self.profile, self.model_name, self.side, ranks=True)
 
     def _offset_share(self) -> float:
         """The calibration offset's part per layer of the dense model (the points' first plan), over the scale.
@@ -143,7 +156,7 @@ class LatencyModel:
         cal = self.calibration
         if cal is None:
             return ms + self.share
-        extra = calibration_terms_ms(cal, layer, cin, cout)  # over the scale, like the tables' ms
+        extra = 0.0 if self.ranks else calibration_terms_ms(cal, layer, cin, cout)  # over the scale, like the tables' ms
         return (ms if cal.tables else 0.0) + (extra / cal.scale if extra else 0.0) + self.share
 
     def total(self, layer_sum: float) -> float:

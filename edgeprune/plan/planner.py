@@ -123,6 +123,8 @@ class Planner:
             for layer_id, (d_in, d_out) in state.deltas(state.removed).items():
                 self.cin[layer_id] -= d_in
                 self.cout[layer_id] -= d_out
+        # what steps are ranked by: the latency model's tables without its whole-network terms (LatencyModel.ranking)
+        self.ranking = {k: c.ranking() if isinstance(c, LatencyModel) else c for k, c in costs.items()}
         self.sums = {k: self._layer_sum(cost) for k, cost in costs.items()}
         full_in, full_out = np.array([x.cin for x in layers]), np.array([x.cout for x in layers])
         self.dense_sums = {k: self._layer_sum(c, full_in, full_out) for k, c in costs.items()}
@@ -142,9 +144,10 @@ class Planner:
         the cost's own line, as :meth:`total` (a latency line scales and offsets the sum, and floors it)."""
         return self.costs[kind].total(self.sums[kind] - saved)
 
-    def saving(self, kind: str, deltas: dict[int, list[int]]) -> float:
-        """How much the layer sum of ``kind`` drops when ``deltas`` are applied to the current widths."""
-        cost, layers, saved = self.costs[kind], self.layers, 0.0
+    def saving(self, kind: str, deltas: dict[int, list[int]], ranks: bool = False) -> float:
+        """How much the layer sum of ``kind`` drops when ``deltas`` are applied to the current widths (``ranks``:
+        as steps are ranked, :attr:`ranking`)."""
+        cost, layers, saved = (self.ranking if ranks else self.costs)[kind], self.layers, 0.0
         for i, (d_in, d_out) in deltas.items():
             a, b = int(self.cin[i]), int(self.cout[i])
             saved += cost.layer(layers[i], a, b) - cost.layer(layers[i], a - d_in, b - d_out)
@@ -179,12 +182,12 @@ class Planner:
             for width in widths:
                 units = state.order[: state.width - width]
                 deltas = state.deltas(units)
-                saved = self.saving(ranked_by, deltas)
+                saved = self.saving(ranked_by, deltas, ranks=True)
                 if saved <= 1e-12:
                     continue
                 cost = state.importance(units)
                 if priced:
-                    cost += priced[1] * max(0.0, -self.saving(priced[0], deltas))
+                    cost += priced[1] * max(0.0, -self.saving(priced[0], deltas, ranks=True))
                 score = cost / saved
                 if best is None or score < best[0]:
                     best = (score, state, units, deltas)
@@ -282,7 +285,7 @@ class Planner:
                 break
             fewer = state.order[: state.width - width]
             deltas = state.deltas(fewer)
-            if self.total_after(kind, self.saving(kind, deltas)) <= limit and self.saving(ranked_by, deltas) > 1e-12:
+            if self.total_after(kind, self.saving(kind, deltas)) <= limit and self.saving(ranked_by, deltas, True) > 1e-12:
                 return (step[0], state, fewer, deltas)
         return step
 
