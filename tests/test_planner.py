@@ -338,7 +338,8 @@ def test_steps_are_ranked_by_the_tables_and_priced_with_the_calibrations_terms(r
     budget = Budget.parse("macs", "0.5x")
 
     def plan(cal):
-        return plan_pruning(model, graph, layers, budget, "latency", replace(tables, calibration={"cifar_resnet20": cal}))
+        profile = replace(tables, calibration={"cifar_resnet20": cal})
+        return plan_pruning(model, graph, layers, budget, "latency", profile)
 
     plain, termed = plan(Calibration(1.0, 0.0)), plan(Calibration(1.0, 0.0, ms_per_mmac=0.05))
     macs_ranked = plan_pruning(model, graph, layers, budget, "macs", tables)

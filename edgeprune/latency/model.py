@@ -156,7 +156,8 @@ class LatencyModel:
         cal = self.calibration
         if cal is None:
             return ms + self.share
-        extra = 0.0 if self.ranks else calibration_terms_ms(cal, layer, cin, cout)  # over the scale, like the tables' ms
+        # over the scale, like the tables' ms
+        extra = 0.0 if self.ranks else calibration_terms_ms(cal, layer, cin, cout)
         return (ms if cal.tables else 0.0) + (extra / cal.scale if extra else 0.0) + self.share
 
     def total(self, layer_sum: float) -> float:

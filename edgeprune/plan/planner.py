@@ -285,7 +285,8 @@ class Planner:
                 break
             fewer = state.order[: state.width - width]
             deltas = state.deltas(fewer)
-            if self.total_after(kind, self.saving(kind, deltas)) <= limit and self.saving(ranked_by, deltas, True) > 1e-12:
+            meets = self.total_after(kind, self.saving(kind, deltas)) <= limit
+            if meets and self.saving(ranked_by, deltas, ranks=True) > 1e-12:
                 return (step[0], state, fewer, deltas)
         return step
 
