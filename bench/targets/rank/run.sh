@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Does a calibration term that the planner ranks cuts by make its plans slower? Two profiles with the same
-# tables and stored runs, one whose MobileNet-V2 line has a MACs term and one with the plain line, plan
-# MobileNet-V2 at half the MACs; both plans, the other shapes and Torch-Pruning's are timed in one
-# interleaved run (MACs budget: the calibration changes the ranking only, not where the plan stops).
-#   bash bench/targets/rank/run.sh TARGET WITH_TERM PLAIN_LINE NAME
+# Ranked by the tables, priced by the calibration (2026-12-06). At half the MACs, the latency-driven plan of a
+# profile and of a second one, the other plan shapes and Torch-Pruning's, timed in one interleaved run:
+#   bash bench/targets/rank/run.sh TARGET MODEL PROFILE ALSO_PROFILE|- NAME [more bench_planner flags]
+# (a MACs budget: the calibration changes the ranking and the price, not where the plan stops)
 set -eu
 cd "$(dirname "$0")/../../.."
 source .venv/bin/activate
-T=$1; WITH=$2; PLAIN=$3; NAME=$4
+T=$1; M=$2; P=$3; ALSO=$4; NAME=$5; shift 5
 D=bench/targets/rank
-python tools/bench_planner.py --target $T --macs 0.5x --model mobilenet_v2 --peer --profile $WITH \
-  --also-profile $PLAIN --out $D/planner-$NAME.json 2>&1 | grep -v Warning | tee $D/planner-$NAME.md
+[ "$ALSO" = - ] && A="" || A="--also-profile $ALSO"  # "-": no second profile
+python tools/bench_planner.py --target $T --macs 0.5x --model $M --peer --profile $P $A \
+  --out $D/planner-$NAME.json "$@" 2>&1 | grep -v -E "Warning|cpuinfo|it/s" > $D/planner-$NAME.md
