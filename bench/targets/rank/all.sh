@@ -5,6 +5,9 @@ cd "$(dirname "$0")/../../.."
 R=bench/targets/rank
 SETTLED_X=bench/targets/macs/settled/cpu-xnnpack--amd-epyc-2c.json  # this CPU's, MobileNet-V2 with a MACs term
 SHIPPED_X=$R/cpu-xnnpack--amd-epyc-2c-shipped-2026-12-05.json
+# the run before the change (17:26-17:32 UTC, at 839480a: the planner still ranked with the MACs term), the same
+# tables' plain line as the second profile:
+#   bash $R/run.sh cpu-xnnpack mobilenet_v2 $SETTLED_X bench/targets/xnnpack-sessions/cpu-xnnpack--amd-epyc-2c-settled.json cpu-xnnpack-settled
 bash $R/run.sh cpu-xnnpack mobilenet_v2 $SETTLED_X $SHIPPED_X xnnpack-mobilenet_v2
 bash $R/run.sh cpu-xnnpack cifar_resnet56 $SETTLED_X $SHIPPED_X xnnpack-cifar_resnet56 --pretrained
 # the shipped OpenVINO profiles with a term: cpu-openvino's MobileNet-V2 (MACs), cpu-openvino-int8's ResNet-56
