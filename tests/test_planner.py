@@ -329,17 +329,18 @@ def test_the_step_that_crosses_a_macs_budget_takes_only_what_the_budget_asks():
 
 
 def test_steps_are_ranked_by_the_tables_and_priced_with_the_calibrations_terms(resnet20):
-    """A calibration's activation and MACs terms are fitted on whole networks; ranked by them, MobileNet-V2's
-    plans ran slower on XNNPACK. The plan a MACs-term profile makes is the plain line's, priced with the term."""
+    """Plans at one MACs budget have about the same MACs, so a calibration's MACs term prices them alike; ranked by
+    it, MobileNet-V2's plans ran slower on XNNPACK. At a MACs budget the plan a MACs-term profile makes is the
+    plain line's, priced with the term; at a latency budget the term counts, and ranks."""
     from edgeprune.latency.profile import Calibration
 
     model, graph, layers = resnet20
     tables = staircase_profile(layers)
     budget = Budget.parse("macs", "0.5x")
 
-    def plan(cal):
+    def plan(cal, limit=budget):
         profile = replace(tables, calibration={"cifar_resnet20": cal})
-        return plan_pruning(model, graph, layers, budget, "latency", profile)
+        return plan_pruning(model, graph, layers, limit, "latency", profile)
 
     plain, termed = plan(Calibration(1.0, 0.0)), plan(Calibration(1.0, 0.0, ms_per_mmac=0.05))
     macs_ranked = plan_pruning(model, graph, layers, budget, "macs", tables)
@@ -350,3 +351,9 @@ def test_steps_are_ranked_by_the_tables_and_priced_with_the_calibrations_terms(r
     # a calibration without the tables has nothing else to rank by: its activation term ranks
     only = plan(Calibration(1.0, 0.0, ms_per_mb=1.0, tables=False))
     assert only.plan.keep != plain.plan.keep
+    # under a latency budget a step is ranked by all it takes off the price: the term steers it (ranked by the
+    # tables, steps that save only the term's ms were never taken, and this budget was refused as unreachable)
+    fast = Budget.parse("latency", "0.5x")
+    termed_fast = plan(Calibration(1.0, 0.0, ms_per_mmac=0.05), fast)
+    assert termed_fast.plan.keep != plan(Calibration(1.0, 0.0), fast).plan.keep
+    assert termed_fast.pruned["latency"] <= 0.5 * termed_fast.dense["latency"]

@@ -16,10 +16,10 @@ layer ms are left out where it found the tables predict worse than the activatio
 input and output activations; MMACs: its multiply-accumulates; ``share``: the offset's part per layer of the
 dense model, over ``scale``. Without a calibration line, ms is the plain sum of layer ms.
 
-The planner ranks its cuts by :meth:`LatencyModel.ranking`: the same terms without the activation and MACs ones
-wherever the layer tables are kept. Those terms are fitted on whole-network runs whose layers all narrow together,
-so they say what a network costs, not which layer a saving comes from; ranked by them, MobileNet-V2's plans ran
-slower (docs/benchmarks/targets.md, "Ranked by the tables, priced by the calibration").
+Under a MACs or parameter budget the planner ranks its cuts by :meth:`LatencyModel.ranking`: the same terms
+without the activation and MACs ones wherever the layer tables are kept. Plans that meet such a budget have about
+the same MACs, so those terms price them alike; ranked by them, MobileNet-V2's plans ran slower
+(docs/benchmarks/targets.md, "Ranked by the tables, priced by the calibration").
 """
 
 from __future__ import annotations
@@ -79,8 +79,9 @@ class LatencyModel:
         self.extrapolated: set[str] = set()  # every width priced so far outside its table (the planner reports it)
 
     def ranking(self) -> LatencyModel:
-        """This model as the planner ranks cuts by it: the layer tables, scaled, without the calibration's
-        activation and MACs terms, unless the calibration leaves the tables out (then its terms are all it has)."""
+        """This model as the planner ranks cuts by it under a MACs or parameter budget: the layer tables, scaled,
+        without the calibration's activation and MACs terms, unless the calibration leaves the tables out (then its
+        terms are all it has)."""
         cal = self.calibration
         if self.ranks or cal is None or not cal.tables or not (cal.ms_per_mb or cal.ms_per_mmac):
             return self

@@ -123,8 +123,8 @@ class Planner:
             for layer_id, (d_in, d_out) in state.deltas(state.removed).items():
                 self.cin[layer_id] -= d_in
                 self.cout[layer_id] -= d_out
-        # what steps are ranked by: the latency model's tables without its whole-network terms (LatencyModel.ranking)
-        self.ranking = {k: c.ranking() if isinstance(c, LatencyModel) else c for k, c in costs.items()}
+        # what steps are ranked by: set per budget in run(); the costs themselves until then
+        self.ranking = dict(costs)
         self.sums = {k: self._layer_sum(cost) for k, cost in costs.items()}
         full_in, full_out = np.array([x.cin for x in layers]), np.array([x.cout for x in layers])
         self.dense_sums = {k: self._layer_sum(c, full_in, full_out) for k, c in costs.items()}
@@ -251,8 +251,18 @@ class Planner:
         branches = "" if self.c.remove_branches else ", --remove-branches lets whole blocks go"
         return f" ({which}, kept whole by default; --max-removed-shared F lets F of each be cut{branches})"
 
+    def rank_for(self, budget: Budget) -> None:
+        """Rank steps by what ``budget`` leaves to tell plans apart. Under a MACs or parameter budget every plan
+        that meets it has about the same MACs, so the calibration's MACs term (and the activation term, which
+        follows the MACs) prices them alike and only blurs the layer tables' differences: steps are ranked by
+        the tables (:meth:`LatencyModel.ranking`). Under a latency budget each step is ranked by all it takes
+        off the price the budget is checked against."""
+        tables = budget.kind != "latency"
+        self.ranking = {k: c.ranking() if tables and isinstance(c, LatencyModel) else c for k, c in self.costs.items()}
+
     def run(self, budget: Budget, ranked_by: str) -> float:
         """Remove steps until ``budget`` holds; returns the resolved budget in the cost's unit."""
+        self.rank_for(budget)
         limit = self.check_reachable(budget)
         unit = self.costs[budget.kind].unit
         rate = 0.0  # importance given up per unit of ranked_by saved, at the last step that saved some

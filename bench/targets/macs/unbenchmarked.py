@@ -41,8 +41,9 @@ def main() -> None:
             before = Profile.load(source, strict=False)
             models = [a for m in before.calibration for a in ("--model", m)]
             out = Path(tmp) / source.name
-            subprocess.run([sys.executable, "-m", "edgeprune.cli", "profile", "fit", "cpu-ort", "calibration", "--stored",
-                            *models, "--profile", str(source), "--out", str(out)], check=True, capture_output=True)
+            fit = [sys.executable, "-m", "edgeprune.cli", "profile", "fit", "cpu-ort", "calibration", "--stored"]
+            fit += [*models, "--profile", str(source), "--out", str(out)]
+            subprocess.run(fit, check=True, capture_output=True)
             after = Profile.load(out, strict=False)
             for report in json.loads((SETS / f"check-2pass{tag}.json").read_text()):
                 name = report["model"]
