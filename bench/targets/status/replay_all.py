@@ -60,6 +60,7 @@ CHECKS = {  # stored check -> the target it timed on
     "bench/targets/zen4/check-cpu-openvino.json": "cpu-openvino",
     "bench/targets/zen4/check-cpu-openvino-int8.json": "cpu-openvino-int8",
     "bench/targets/zen4/check-cpu-ort-int8.json": "cpu-ort-int8",
+    "bench/targets/rank/check-cpu-xnnpack.json": "cpu-xnnpack",  # the profile shipped since then, 19:04-19:15
 }
 
 
