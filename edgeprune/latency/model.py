@@ -24,6 +24,7 @@ the same MACs, so those terms price them alike; ranked by them, MobileNet-V2's p
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -69,8 +70,9 @@ class LatencyModel:
 
     kind, unit = "latency", "ms"
 
-    def __init__(self, profile: Profile, model_name: str = "", side: int | None = None, ranks: bool = False) -> None:
-        self.profile, self.model_name, self.side, self.ranks = profile, model_name, side, ranks
+    def __init__(self, profile: Profile, model_name: str = "", side: int | None = None) -> None:
+        self.profile, self.model_name, self.side = profile, model_name, side
+        self.ranks = False  # True in the copy ranking() returns: the calibration's terms left out of each layer
         line = calibration_name(model_name, side)
         self.calibration = profile.calibration.get(line)  # the line of this input size
         self.block, self.use_scan, self.misalign = profile.lookup_for(line)
@@ -85,7 +87,10 @@ class LatencyModel:
         cal = self.calibration
         if self.ranks or cal is None or not cal.tables or not (cal.ms_per_mb or cal.ms_per_mmac):
             return self
-        return LatencyModel(self.profile, self.model_name, self.side, ranks=True)
+        # a shallow copy shares the table lookups (the same either way) and the set of extrapolated widths
+        twin = copy.copy(self)
+        twin.ranks = True
+        return twin
 
     def _offset_share(self) -> float:
         """The calibration offset's part per layer of the dense model (the points' first plan), over the scale.
