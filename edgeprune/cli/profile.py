@@ -137,10 +137,10 @@ def _planner(target):
     return planner
 
 
-FITS = ("calibration", "widths", "removal")
+FITS = ("calibration", "widths", "removal", "spikes")
 
 
-@profile_group.command("fit", short_help="Refit calibration, width or removal terms.")
+@profile_group.command("fit", short_help="Refit calibration, width or removal terms, or settle spikes.")
 @click.argument("target")
 @click.argument("what", type=click.Choice(FITS))
 @models_option
@@ -158,6 +158,9 @@ def fit_cmd(target, what, models, profile_path, out_path, stored) -> None:
     calibration  time the calibration runs again (the planner's plans among them) and refit (tables kept)
     widths       in-network width corrections: variants that narrow each layer kind
     removal      what removing each kind of residual branch saves (--remove-branches plans)
+    spikes       time again, beside their neighbours, the widths of the models' tables that stand above
+                 them (a slow spell of the machine, or the runtime's own slow path), then choose the
+                 lookup and calibration again on the stored runs (seconds to minutes; no network timed)
     The profile is written only after every model was measured: a failure leaves it as it was.
     """
     from edgeprune.latency.calibration import describe, refit_profile
@@ -184,6 +187,15 @@ def fit_cmd(target, what, models, profile_path, out_path, stored) -> None:
             profile = recalibrate_profile(profile, t, list(models), planner=_planner(t))
             for m, c in profile.calibration.items():
                 click.echo(f"{m}: {describe(c)}")
+    elif what == "spikes":
+        from edgeprune.latency.spikes import settle_profile_spikes
+
+        profile, rows = settle_profile_spikes(profile, t, list(models), progress=lambda k: click.echo(
+            f"settling the spikes of {k}", err=True))  # fmt: skip
+        for r in rows:
+            click.echo(f"{r['table']} {r['cin']}->{r['cout']}: {r['stored_ms']:.4f} -> {r['settled_ms']:.4f} ms")
+        moved = sum(abs(r["settled_ms"] / r["stored_ms"] - 1) > 0.1 for r in rows)
+        click.echo(f"{len(rows)} widths timed beside their neighbours, {moved} moved by more than 10 %")
     else:
         fit = fit_widths if what == "widths" else fit_removal
         for m in models:

@@ -9,10 +9,14 @@ step is the same in every pass and stays; a burst is outvoted.
 Whole-network runs (a calibration's, a check's) are settled the same way, each beside the dense model:
 :func:`settle_runs`.
 
-A burst can still hit one width twice out of three. Such a width stands above both its neighbours on the
-staircase, where a real step stays up on one side. So a width more than the tolerance above both neighbours
-is timed three times more, and keeps the median of all its timings: a slow path of the runtime at that width
-stays, a twice-unlucky width comes down.
+A burst can still hit one width twice out of three. Such a width stands above its neighbours (on the grid's
+row and column, the scan), where a real step stays up on one side. So a width more than the tolerance above
+its neighbours is timed again, in rounds beside those neighbours, and takes their ms times the
+median of its time over theirs in each round. A slow spell of the machine that outlasts a round slows the
+width and its neighbours alike and cancels in the ratio; timed alone, three more times in a row, a width could
+land in one spell each time, and it did (docs/benchmarks/targets.md: cpu-openvino's 32 -> 8 conv at 16x16
+kept 0.117 ms, 1.9 times what it runs). A slow path of the runtime at that width stays, a twice-unlucky width
+comes down.
 """
 
 from __future__ import annotations
@@ -31,10 +35,13 @@ class Sweep:
 
     timings: dict[Point, list[tuple[float, float]]] = field(default_factory=dict)
     retimed: list[Point] = field(default_factory=list)  # points whose passes disagreed: timed once more
-    spikes: list[Point] = field(default_factory=list)  # points above both neighbours: timed SPIKE_RETIMES more
+    spikes: list[Point] = field(default_factory=list)  # points above their neighbours: timed beside them again
+    settled: dict[Point, float] = field(default_factory=dict)  # the spikes' ms, from the rounds beside them
 
     def ms(self, p: Point) -> float:
-        """The median of the point's timings."""
+        """The median of the point's timings; for a spike, what the rounds beside its neighbours settled."""
+        if p in self.settled:
+            return self.settled[p]
         return statistics.median(t[0] for t in self.timings[p])
 
     def spread(self, p: Point) -> float:
@@ -51,25 +58,53 @@ def disagree(a: float, b: float, tolerance: float) -> bool:
     return abs(a - b) > tolerance * min(a, b)
 
 
-SPIKE_RETIMES = 3  # after two or three earlier timings, two of them slow: the median of all is a fresh one
+SPIKE_ROUNDS = 3  # rounds in which a spike and its neighbours are timed back to back
 
 
-def spikes(sweep: Sweep, lines: Sequence[Sequence[Point]], tolerance: float) -> list[Point]:
-    """Points more than ``tolerance`` above both neighbours on some line (a row of the grid, the scan)."""
-    out = []
+def line_neighbours(lines: Sequence[Sequence[Point]]) -> dict[Point, list[Point]]:
+    """Each point's neighbours on the lines through it: the points before and after it on each."""
+    out: dict[Point, dict[Point, None]] = {}
     for line in lines:
-        for left, p, right in zip(line, line[1:], line[2:]):
-            if sweep.ms(p) > (1 + tolerance) * max(sweep.ms(left), sweep.ms(right)):
-                out.append(p)
-    return list(dict.fromkeys(out))
+        for i, p in enumerate(line):
+            near = out.setdefault(p, {})
+            near.update(dict.fromkeys(line[j] for j in (i - 1, i + 1) if 0 <= j < len(line) and line[j] != p))
+    return {p: list(near) for p, near in out.items() if near}
+
+
+def find_spikes(ms: Callable[[Point], float], lines: Sequence[Sequence[Point]], tolerance: float
+                ) -> dict[Point, list[Point]]:  # fmt: skip
+    """Points more than ``tolerance`` above their neighbours on ``lines`` (a grid's rows and columns, the
+    scan), with those neighbours: above the median of three or four, above each of one or two. A real step
+    stays up on one side of a line and along the line across it; a burst stands alone, or beside one
+    neighbour it also hit."""
+
+    def reference(near: list[Point]) -> float:
+        return statistics.median(ms(q) for q in near) if len(near) > 2 else max(ms(q) for q in near)
+
+    return {p: near for p, near in line_neighbours(lines).items() if ms(p) > (1 + tolerance) * reference(near)}
+
+
+def settle_spikes(spiked: dict[Point, list[Point]], ms: Callable[[Point], float],
+                  measure: Callable[[int, int], tuple], rng: random.Random,
+                  rounds: int = SPIKE_ROUNDS) -> dict[Point, float]:  # fmt: skip
+    """Each spike's ms from ``rounds`` rounds in which it and its neighbours are timed back to back, in a
+    shuffled order: the median of its neighbours' ``ms`` times the median over rounds of its time over the
+    median of theirs in that round. What a round's machine does to all of them cancels."""
+    ratios: dict[Point, list[float]] = {p: [] for p in spiked}
+    for _ in range(rounds):
+        for p in rng.sample(list(spiked), len(spiked)):
+            group = rng.sample([p, *spiked[p]], len(spiked[p]) + 1)
+            t = {q: measure(*q)[0] for q in group}
+            ratios[p].append(t[p] / statistics.median(t[q] for q in spiked[p]))
+    return {p: statistics.median(ms(q) for q in spiked[p]) * statistics.median(r) for p, r in ratios.items()}
 
 
 def run_sweep(points: Sequence[Point], measure: Callable[[int, int], tuple], seed: int = 0,
               tolerance: float = 0.1, passes: int = 2, lines: Sequence[Sequence[Point]] = ()) -> Sweep:  # fmt: skip
     """Time ``points`` with ``measure(cin, cout) -> (ms, spread)`` in ``passes`` shuffled passes, then once
     more each point whose passes are further apart than ``tolerance`` (relative), also in shuffled order;
-    then :data:`SPIKE_RETIMES` more times each point that stands above both its neighbours on one of
-    ``lines`` (ordered runs of ``points`` along which the staircase is read)."""
+    then each point that stands above its neighbours on ``lines`` (ordered runs of ``points`` along which the
+    staircase is read) in :data:`SPIKE_ROUNDS` rounds beside them (:func:`settle_spikes`)."""
     rng = random.Random(seed)
     order = list(dict.fromkeys(points))
     sweep = Sweep({p: [] for p in order})
@@ -87,9 +122,9 @@ def run_sweep(points: Sequence[Point], measure: Callable[[int, int], tuple], see
                                                       max(t[0] for t in sweep.timings[p]), tolerance)]  # fmt: skip
         time_all(sweep.retimed)
     if passes > 1 and lines:
-        sweep.spikes = spikes(sweep, lines, tolerance)
-        for _ in range(SPIKE_RETIMES):
-            time_all(sweep.spikes)
+        spiked = find_spikes(sweep.ms, lines, tolerance)
+        sweep.spikes = list(spiked)
+        sweep.settled = settle_spikes(spiked, sweep.ms, measure, rng)
     return sweep
 
 

@@ -8,6 +8,7 @@ models it profiles this way, then calibrates end to end.
 
 from __future__ import annotations
 
+import random
 import zlib
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from edgeprune.backends.process import run_apart
 from edgeprune.latency.layers import Geometry, Layer
 from edgeprune.latency.micro import input_for, micro_model
 from edgeprune.latency.profile import DEFAULT_SETTINGS, ProfileError, ProfileSettings, Table
-from edgeprune.latency.sweep import run_sweep
+from edgeprune.latency.sweep import find_spikes, run_sweep, settle_spikes
 from edgeprune.targets import Target
 
 
@@ -108,26 +109,64 @@ def measure_table(target: Target, key: str, cin_axis: list[int], cout_axis: list
                      what=f"the {key} table")  # fmt: skip
 
 
+def _points(g: Geometry, cin_axis: list[int], cout_axis: list[int] | None, scan_c: list[int]
+            ) -> tuple[list[list[tuple[int, int]]], list[tuple[int, int]], list[list[tuple[int, int]]]]:  # fmt: skip
+    """A table's grid rows and scan as (cin, cout) points, and the lines its staircase is read along (rows,
+    columns, the scan)."""
+    if cout_axis is None:  # depthwise / grouped: whole conv groups go, so cout follows cin
+        rows = [[(c, g.paired_cout(c)) for c in cin_axis]]
+        scan = [(c, g.paired_cout(c)) for c in scan_c]
+        return rows, scan, [*rows, scan]
+    rows = [[(ci, co) for co in cout_axis] for ci in cin_axis]
+    scan = [(cin_axis[-1], c) for c in scan_c]  # 2-D: scan cout at the full input width
+    return rows, scan, [*rows, *(list(col) for col in zip(*rows)), scan]
+
+
 def _measure_table_here(target: Target, key: str, cin_axis: list[int], cout_axis: list[int] | None, tmp: Path,
                         timing: str, settings: ProfileSettings) -> Table:  # fmt: skip
     g = Geometry.from_key(key)
     scan_c = scan_widths(g, (cout_axis or cin_axis)[-1], settings)
-    if cout_axis is None:  # depthwise / grouped: whole conv groups go, so cout follows cin
-        rows = [[(c, g.paired_cout(c)) for c in cin_axis]]
-        scan = [(c, g.paired_cout(c)) for c in scan_c]
-    else:
-        rows = [[(ci, co) for co in cout_axis] for ci in cin_axis]
-        scan = [(cin_axis[-1], c) for c in scan_c]  # 2-D: scan cout at the full input width
+    rows, scan, lines = _points(g, cin_axis, cout_axis, scan_c)
     built: dict = {}  # one table's runners at a time: they are freed with it
     sweep = run_sweep([p for row in rows for p in row] + scan,
                       lambda ci, co: _time_layer(target, g, ci, co, tmp, timing, settings, built),
-                      seed=zlib.crc32(key.encode()), lines=[*rows, scan], **settings.sweep)  # fmt: skip
+                      seed=zlib.crc32(key.encode()), lines=lines, **settings.sweep)  # fmt: skip
     ms = [[sweep.ms(p) for p in row] for row in rows]
     spread = [[sweep.spread(p) for p in row] for row in rows]
     table = Table(cin_axis, cout_axis, ms[0] if cout_axis is None else ms, spread[0] if cout_axis is None else spread)
     table.scan_c, table.scan_ms = scan_c, [sweep.ms(p) for p in scan]
     table.retimed, table.timed, table.spikes = len(sweep.retimed), len(sweep.timings), len(sweep.spikes)
     return table
+
+
+def settle_table_spikes(target: Target, key: str, table: Table, tmp: Path, timing: str = "wall",
+                        settings: ProfileSettings = DEFAULT_SETTINGS) -> tuple[Table, dict]:  # fmt: skip
+    """A stored table's spikes (:func:`~edgeprune.latency.sweep.find_spikes`) timed again beside their
+    neighbours, as a sweep now settles them: the table with their settled ms, and {(cin, cout): (stored ms,
+    settled ms)}. For tables measured before spikes were timed that way. In a fresh process where the backend
+    keeps what it builds."""
+    return run_apart(target, _settle_here, target, key, table, tmp, timing, settings,
+                     what=f"the {key} table's spikes")  # fmt: skip
+
+
+def _settle_here(target: Target, key: str, table: Table, tmp: Path, timing: str,
+                 settings: ProfileSettings) -> tuple[Table, dict]:  # fmt: skip
+    g = Geometry.from_key(key)
+    rows, scan, lines = _points(g, table.cin, table.cout, table.scan_c or [])
+    grid = [table.ms] if table.cout is None else table.ms
+    stored = {p: v for row, values in zip(rows, grid) for p, v in zip(row, values)}
+    stored.update(zip(scan, table.scan_ms or []))
+    spiked = find_spikes(stored.__getitem__, lines, settings.sweep["tolerance"])
+    built: dict = {}
+    settled = settle_spikes(spiked, stored.__getitem__,
+                            lambda ci, co: _time_layer(target, g, ci, co, tmp, timing, settings, built),
+                            random.Random(zlib.crc32(key.encode())))  # fmt: skip
+    now = {**stored, **settled}
+    ms = [[now[p] for p in row] for row in rows]
+    fixed = replace(table, ms=ms[0] if table.cout is None else ms, spikes=table.spikes + len(settled))
+    if table.scan_ms:
+        fixed.scan_ms = [now[p] for p in scan]
+    return fixed, {p: (stored[p], v) for p, v in settled.items()}
 
 
 def scan_widths(g: Geometry, top: int, settings: ProfileSettings = DEFAULT_SETTINGS) -> list[int]:
