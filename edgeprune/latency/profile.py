@@ -66,7 +66,7 @@ class Table:
     scan_ms: list[float] | None = None
     retimed: int = 0  # points the sweep timed a third time because its two passes disagreed
     timed: int = 0  # points the sweep timed (grid and scan); 0 in profiles from before it was recorded
-    spikes: int = 0  # points above both neighbours after the passes, timed three times more
+    spikes: int = 0  # points above their neighbours after the passes, timed again beside them
 
     def grid_lookup(self, cin: int, cout: int) -> tuple[float, bool]:
         """Bilinear (or linear) interpolation on the coarse grid, clamped, with an out-of-range flag."""

@@ -13,10 +13,9 @@ A burst can still hit one width twice out of three. Such a width stands above it
 row and column, the scan), where a real step stays up on one side. So a width more than the tolerance above
 its neighbours is timed again, in rounds beside those neighbours, and takes their ms times the
 median of its time over theirs in each round. A slow spell of the machine that outlasts a round slows the
-width and its neighbours alike and cancels in the ratio; timed alone, three more times in a row, a width could
-land in one spell each time, and it did (docs/benchmarks/targets.md: cpu-openvino's 32 -> 8 conv at 16x16
-kept 0.117 ms, 1.9 times what it runs). A slow path of the runtime at that width stays, a twice-unlucky width
-comes down.
+width and its neighbours alike and cancels in the ratio (timed alone, three more times in a row, a width can
+land in one spell each time: docs/benchmarks/targets.md, "Spikes timed beside their neighbours"). A slow path
+of the runtime at that width stays, a twice-unlucky width comes down.
 """
 
 from __future__ import annotations
