@@ -277,3 +277,7 @@ def test_profile_fit_spikes_times_a_stored_spike_beside_its_neighbours_and_refit
     again = refit_lookups(replace(fixed, calibration=stale.calibration, lookups=stale.lookups))
     assert fixed.calibration["cifar_resnet20"] == again.calibration["cifar_resnet20"]
     assert Profile.load(source).tables[key].ms[0][-1] == pytest.approx(3 * t.ms[0][-1])
+    r = CliRunner().invoke(main, ["profile", "fit", "cpu-ort", "spikes", "--model", "mobilenet_v2", "--profile",
+                                  str(source), "--out", str(tmp_path / "other.json")])  # fmt: skip
+    assert r.exit_code != 0 and "no table for" in r.output and "edgeprune profile measure cpu-ort --model " \
+        "mobilenet_v2 first" in r.output and not (tmp_path / "other.json").exists()  # fmt: skip
