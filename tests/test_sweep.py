@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgeprune.latency.sweep import SPIKE_ROUNDS, disagree, find_spikes, line_neighbours, run_sweep
+from edgeprune.latency.sweep import SPIKE_ROUNDS, disagree, find_spikes, line_neighbours, run_sweep, settle_spikes
 
 
 def make_machine(burst: range):
@@ -281,3 +281,19 @@ def test_profile_fit_spikes_times_a_stored_spike_beside_its_neighbours_and_refit
                                   str(source), "--out", str(tmp_path / "other.json")])  # fmt: skip
     assert r.exit_code != 0 and "no table for" in r.output and "edgeprune profile measure cpu-ort --model " \
         "mobilenet_v2 first" in r.output and not (tmp_path / "other.json").exists()  # fmt: skip
+
+
+def test_a_spike_beside_another_takes_its_estimate_from_the_undisturbed_neighbour():
+    """A width a spell inflated (stored 3.0, runs 1.0) beside the runtime's slow width (stored and runs 1.8):
+    judged against its neighbours' median, the slow width would carry the spell's excess over (2.0 x 1.8); each
+    takes the least of its neighbours' estimates instead."""
+    import random
+
+    stored = {"hit": 3.0, "slow": 1.8, "left": 1.0, "right": 1.0}
+    runs = {"hit": 1.0, "slow": 1.8, "left": 1.0, "right": 1.0}
+    points = {name: (i, i) for i, name in enumerate(stored)}
+    name_of = {v: k for k, v in points.items()}
+    spiked = {points["hit"]: [points["left"], points["slow"]], points["slow"]: [points["hit"], points["right"]]}
+    settled = settle_spikes(spiked, lambda p: stored[name_of[p]], lambda ci, co: (runs[name_of[ci, co]], 1.0),
+                            random.Random(0))  # fmt: skip
+    assert settled == {points["hit"]: pytest.approx(1.0), points["slow"]: pytest.approx(1.8)}

@@ -11,8 +11,8 @@ Whole-network runs (a calibration's, a check's) are settled the same way, each b
 
 A burst can still hit one width twice out of three. Such a width stands above its neighbours (on the grid's
 row and column, the scan), where a real step stays up on one side. So a width more than the tolerance above
-its neighbours is timed again, in rounds beside those neighbours, and takes their ms times the
-median of its time over theirs in each round. A slow spell of the machine that outlasts a round slows the
+its neighbours is timed again, in rounds beside those neighbours, and takes the least of a neighbour's ms times
+the median ratio of its time to that neighbour's. A slow spell of the machine that outlasts a round slows the
 width and its neighbours alike and cancels in the ratio (timed alone, three more times in a row, a width can
 land in one spell each time: docs/benchmarks/targets.md, "Spikes timed beside their neighbours"). A slow path
 of the runtime at that width stays, a twice-unlucky width comes down.
@@ -87,15 +87,18 @@ def settle_spikes(spiked: dict[Point, list[Point]], ms: Callable[[Point], float]
                   measure: Callable[[int, int], tuple], rng: random.Random,
                   rounds: int = SPIKE_ROUNDS) -> dict[Point, float]:  # fmt: skip
     """Each spike's ms from ``rounds`` rounds in which it and its neighbours are timed back to back, in a
-    shuffled order: the median of its neighbours' ``ms`` times the median over rounds of its time over the
-    median of theirs in that round. What a round's machine does to all of them cancels."""
-    ratios: dict[Point, list[float]] = {p: [] for p in spiked}
+    shuffled order. Each neighbour gives an estimate, its ``ms`` times the median over rounds of the spike's
+    time over its own, and the spike takes the least: what a round's machine does to them all cancels in the
+    ratio, and timing noise only adds time, so the least estimate rests on the least disturbed neighbour (a
+    neighbour that is itself a spike would carry its excess over)."""
+    ratios: dict[Point, dict[Point, list[float]]] = {p: {q: [] for q in near} for p, near in spiked.items()}
     for _ in range(rounds):
         for p in rng.sample(list(spiked), len(spiked)):
             group = rng.sample([p, *spiked[p]], len(spiked[p]) + 1)
             t = {q: measure(*q)[0] for q in group}
-            ratios[p].append(t[p] / statistics.median(t[q] for q in spiked[p]))
-    return {p: statistics.median(ms(q) for q in spiked[p]) * statistics.median(r) for p, r in ratios.items()}
+            for q in spiked[p]:
+                ratios[p][q].append(t[p] / t[q])
+    return {p: min(ms(q) * statistics.median(r) for q, r in per.items()) for p, per in ratios.items()}
 
 
 def run_sweep(points: Sequence[Point], measure: Callable[[int, int], tuple], seed: int = 0,
