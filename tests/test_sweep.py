@@ -63,7 +63,8 @@ def test_the_profiler_measures_tables_by_the_sweep(monkeypatch, tmp_path):
     assert table.scan_ms == pytest.approx([0.01 * 64 * c / 64 + (0.5 if c >= 60 else 0.0) for c in table.scan_c])
     points = {(ci, co) for ci in axis for co in axis} | {(64, c) for c in table.scan_c}
     assert table.retimed == 10 and table.timed == len(points)
-    assert len(calls) > 2 * len(points) + table.retimed if table.spikes else len(calls) == 2 * len(points) + 10
+    spike_calls = len(calls) - 2 * len(points) - table.retimed  # the rounds beside neighbours, nothing else
+    assert table.spikes > 0 and spike_calls > 0 and spike_calls % SPIKE_ROUNDS == 0
 
 
 def test_a_corner_of_the_grid_hit_in_both_passes_is_timed_beside_its_row_and_column(monkeypatch, tmp_path):
@@ -201,7 +202,7 @@ def test_profile_measure_says_how_many_widths_needed_a_third_timing(monkeypatch,
     n = len(busy.tables)
     assert r.exit_code == 0, r.output
     assert f"{30 * n:,} of {100 * n:,} widths (30 %) needed a third timing" in r.output
-    assert f"{2 * n:,} stood above both neighbours" in r.output
+    assert f"{2 * n:,} stood above their neighbours" in r.output
     assert busy.disputed()[0] > shipped.disputed()[0]
 
 
@@ -279,8 +280,9 @@ def test_profile_fit_spikes_times_a_stored_spike_beside_its_neighbours_and_refit
     assert Profile.load(source).tables[key].ms[0][-1] == pytest.approx(3 * t.ms[0][-1])
     r = CliRunner().invoke(main, ["profile", "fit", "cpu-ort", "spikes", "--model", "mobilenet_v2", "--profile",
                                   str(source), "--out", str(tmp_path / "other.json")])  # fmt: skip
-    assert r.exit_code != 0 and "no table for" in r.output and "edgeprune profile measure cpu-ort --model " \
-        "mobilenet_v2 first" in r.output and not (tmp_path / "other.json").exists()  # fmt: skip
+    assert r.exit_code != 0 and "layer geometries the profile never measured" in r.output
+    assert "edgeprune profile measure cpu-ort --model mobilenet_v2" in r.output
+    assert not (tmp_path / "other.json").exists()
 
 
 def test_a_spike_beside_another_takes_its_estimate_from_the_undisturbed_neighbour():

@@ -84,8 +84,8 @@ def measure_cmd(target, models, input_size, out_path, budget_s, layer_timing) ->
     if timed:
         tolerance = profile.settings.get("sweep", {}).get("tolerance", 0.1)
         click.echo(f"{retimed:,} of {timed:,} widths ({100 * retimed / timed:.0f} %) needed a third timing: their two "
-                   f"passes were more than {100 * tolerance:.0f} % apart; {spikes:,} stood above both neighbours and "
-                   f"were timed three more times. The more there are, the busier the machine was, and the more of the "
+                   f"passes were more than {100 * tolerance:.0f} % apart; {spikes:,} stood above their neighbours and "
+                   f"were timed again beside them. The more there are, the busier the machine was, and the more of the "
                    f"staircase may be noise (`edgeprune profile plot` draws it).")  # fmt: skip
 
 

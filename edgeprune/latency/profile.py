@@ -243,7 +243,7 @@ class Profile:
     def disputed(self) -> tuple[int, int, int]:
         """(points timed a third time, spikes timed again, points timed) over the tables that record them: how
         often two passes of the sweep were further apart than its tolerance, and how many widths stood above
-        both neighbours. A busy or throttled machine shows here first."""
+        their neighbours. A busy or throttled machine shows here first."""
         counted = [t for t in self.tables.values() if t.timed]
         return sum(t.retimed for t in counted), sum(t.spikes for t in counted), sum(t.timed for t in counted)
 

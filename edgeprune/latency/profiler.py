@@ -28,7 +28,7 @@ from edgeprune.latency.calibration import (
     point_features,
     run_point,
 )
-from edgeprune.latency.layers import collect_layers
+from edgeprune.latency.layers import Layer, collect_layers
 from edgeprune.latency.model import LatencyModel, activation_mb, misaligned
 from edgeprune.latency.profile import (
     DEFAULT_SETTINGS,
@@ -225,6 +225,18 @@ def _earlier_profile(path: Path, stamp: dict) -> Profile | None:
     return Profile.from_dict(data, str(path)) if _table_stamp(data) == _table_stamp(stamp) else None
 
 
+def measured_layers(profile: Profile, target: Target, name: str) -> list[Layer]:
+    """``name``'s layers at its registry input size; :class:`ProfileError` naming the command that measures them
+    where the profile lacks a table for some."""
+    layers = collect_layers(build_model(name, target), model_input_shape(name, target))
+    missing = profile.missing(layers)
+    if missing:
+        raise ProfileError(f"{name} has {len(missing)} layer geometries the profile never measured (e.g. "
+                           f"{missing[0]}): profile it with `edgeprune profile measure {target.name} "
+                           f"--model {name}`")  # fmt: skip
+    return layers
+
+
 def recalibrate_profile(profile: Profile, target: Target, model_names: list[str],
                         settings: ProfileSettings = DEFAULT_SETTINGS,
                         planner: Planner | None = None) -> Profile:  # fmt: skip
@@ -240,12 +252,7 @@ def recalibrate_profile(profile: Profile, target: Target, model_names: list[str]
         raise ProfileError(f"the profile's tables were measured with another {target.name} set-up "
                            f"({profile.target}): profile again instead of recalibrating")  # fmt: skip
     for name in model_names:
-        layers = collect_layers(build_model(name, target), model_input_shape(name, target))
-        missing = profile.missing(layers)
-        if missing:
-            raise ProfileError(f"{name} has {len(missing)} layer geometries the profile never measured (e.g. "
-                               f"{missing[0]}): profile it with `edgeprune profile measure {target.name} "
-                               f"--model {name}`")  # fmt: skip
+        measured_layers(profile, target, name)
     points = {name: cal.points for name, cal in profile.calibration.items()}
     fitted = calibrate_models(profile, target, model_names, points, settings, planner=planner)
     fresh = profile_settings(target, profile.settings.get("layer_timing", "wall"), settings)

@@ -12,9 +12,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from edgeprune.latency.layers import collect_layers
-from edgeprune.latency.profile import Profile, ProfileError, measure_hint
-from edgeprune.latency.profiler import build_model, choose_lookup_and_calibrate, model_input_shape
+from edgeprune.latency.profile import Profile
+from edgeprune.latency.profiler import choose_lookup_and_calibrate, measured_layers
 from edgeprune.latency.tables import settle_table_spikes
 from edgeprune.targets import Target
 
@@ -22,15 +21,7 @@ from edgeprune.targets import Target
 def model_table_keys(profile: Profile, target: Target, names: list[str]) -> list[str]:
     """The keys of the profile's tables that the models' layers are priced from, in first-use order;
     :class:`ProfileError` where the profile lacks some (the model was never profiled)."""
-    keys: dict[str, None] = {}
-    for name in names:
-        layers = collect_layers(build_model(name, target), model_input_shape(name, target))
-        missing = sorted({x.geometry.key for x in layers} - set(profile.tables))
-        if missing:
-            raise ProfileError(f"the profile has no table for {len(missing)} of {name}'s layer geometries (e.g. "
-                               f"{missing[0]}): {measure_hint(target.name, name)} first")  # fmt: skip
-        keys.update(dict.fromkeys(x.geometry.key for x in layers))
-    return list(keys)
+    return list(dict.fromkeys(x.geometry.key for name in names for x in measured_layers(profile, target, name)))
 
 
 def refit_lookups(profile: Profile) -> Profile:

@@ -163,9 +163,8 @@ def _settle_here(target: Target, key: str, table: Table, tmp: Path, timing: str,
                             random.Random(zlib.crc32(key.encode())))  # fmt: skip
     now = {**stored, **settled}
     ms = [[now[p] for p in row] for row in rows]
-    fixed = replace(table, ms=ms[0] if table.cout is None else ms, spikes=table.spikes + len(settled))
-    if table.scan_ms:
-        fixed.scan_ms = [now[p] for p in scan]
+    fixed = replace(table, ms=ms[0] if table.cout is None else ms, spikes=table.spikes + len(settled),
+                    scan_ms=[now[p] for p in scan] if table.scan_ms else table.scan_ms)  # fmt: skip
     return fixed, {p: (stored[p], v) for p, v in settled.items()}
 
 
