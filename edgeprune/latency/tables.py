@@ -21,7 +21,7 @@ from edgeprune.backends.process import run_apart
 from edgeprune.latency.layers import Geometry, Layer
 from edgeprune.latency.micro import input_for, micro_model
 from edgeprune.latency.profile import DEFAULT_SETTINGS, ProfileError, ProfileSettings, Table
-from edgeprune.latency.sweep import find_spikes, run_sweep, settle_spikes
+from edgeprune.latency.sweep import run_sweep, settle_all_spikes
 from edgeprune.targets import Target
 
 
@@ -141,7 +141,7 @@ def _measure_table_here(target: Target, key: str, cin_axis: list[int], cout_axis
 
 def settle_table_spikes(target: Target, key: str, table: Table, tmp: Path, timing: str = "wall",
                         settings: ProfileSettings = DEFAULT_SETTINGS) -> tuple[Table, dict]:  # fmt: skip
-    """A stored table's spikes (:func:`~edgeprune.latency.sweep.find_spikes`) timed again beside their
+    """A stored table's spikes (:func:`~edgeprune.latency.sweep.settle_all_spikes`) timed again beside their
     neighbours, as a sweep now settles them: the table with their settled ms, and {(cin, cout): (stored ms,
     settled ms)}. For tables measured before spikes were timed that way. In a fresh process where the backend
     keeps what it builds."""
@@ -156,11 +156,10 @@ def _settle_here(target: Target, key: str, table: Table, tmp: Path, timing: str,
     grid = [table.ms] if table.cout is None else table.ms
     stored = {p: v for row, values in zip(rows, grid) for p, v in zip(row, values)}
     stored.update(zip(scan, table.scan_ms or []))
-    spiked = find_spikes(stored.__getitem__, lines, settings.sweep["tolerance"])
     built: dict = {}
-    settled = settle_spikes(spiked, stored.__getitem__,
-                            lambda ci, co: _time_layer(target, g, ci, co, tmp, timing, settings, built),
-                            random.Random(zlib.crc32(key.encode())))  # fmt: skip
+    settled = settle_all_spikes(stored.__getitem__, lines, settings.sweep["tolerance"],
+                                lambda ci, co: _time_layer(target, g, ci, co, tmp, timing, settings, built),
+                                random.Random(zlib.crc32(key.encode())))  # fmt: skip
     now = {**stored, **settled}
     ms = [[now[p] for p in row] for row in rows]
     fixed = replace(table, ms=ms[0] if table.cout is None else ms, spikes=table.spikes + len(settled),
