@@ -41,8 +41,8 @@ class QuantizationError(BackendError):
 def require_count(have: int, need: int, source: str) -> None:
     """Refuse calibration with fewer than ``need`` images, naming the count needed (the one message for it)."""
     if have < need:
-        raise CalibrationError(f"int8 calibration needs {need} images but {source} has {have}: give more images, "
-                               "or calibrate on fewer (validate --calibration-count N, or calibration_count in "
+        raise CalibrationError(f"calibration needs {need} images but {source} has {have}: give more images, "
+                               "or calibrate on fewer (--calibration-count N, or calibration_count in "
                                "the target)")  # fmt: skip
 
 

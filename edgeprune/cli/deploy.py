@@ -17,8 +17,9 @@ from edgeprune.cli.common import (
 
 int8_options = options(
     click.option("--calibration-data", metavar="NAME|DIR", default=None,
-                 help="int8 targets: calibrate on this data set, image folder or dataset yaml (default: the "
-                 "target's calibration_data; validate: else --data)."),
+                 help="int8 targets: calibrate on this data set, image folder (class folders or a plain folder of "
+                 "images: no labels needed) or dataset yaml (default: the target's calibration_data; validate: "
+                 "else --data)."),
     click.option("--calibration-count", type=click.IntRange(min=1), default=None, metavar="N",
                  help="int8 targets: calibrate on N images (default: the target's calibration_count)."),
     click.option("--int8-layers", type=click.Choice(["all", "measured"]), default=None,

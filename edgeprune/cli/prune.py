@@ -25,8 +25,9 @@ PLANNING = ("target_name", "rank_by", "measured_rounds", "compare_plans", "no_co
 
 calibration_options = options(
     click.option("--calibration-data", metavar="DATA", default=None,
-                 help="Rank channels by the output change without them on images of DATA (named set, folder, "
-                      "dataset yaml); fold removed channels' means into the next layers and refit those layers."),
+                 help="Rank channels by the output change without them on images of DATA (named set, image "
+                      "folder with or without class folders, dataset yaml); fold removed channels' means into the "
+                      "next layers and refit those layers."),
     click.option("--calibration-count", type=click.IntRange(min=1), default=None, metavar="N",
                  help="Images --calibration-data measures on [default: 64]."),
 )  # fmt: skip

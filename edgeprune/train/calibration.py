@@ -12,6 +12,7 @@ from edgeprune.backends.quantize import require_count
 from edgeprune.models import get_entry
 from edgeprune.train.data import check_data, is_folder, load_dataset, normalize
 
+DETECTOR_FAMILIES = ("ultralytics",)  # models that read RGB in [0, 1], not normalized
 SEED = 0  # which images calibrate: a seeded draw over the split, so every class is represented
 
 
@@ -21,11 +22,13 @@ def _draw(total: int, count: int) -> np.ndarray:
 
 def calibration_images(data: str, count: int, model: nn.Module, name: str, side: int | None = None,
                        data_dir: str | None = None) -> np.ndarray:  # fmt: skip
-    """``count`` images (N, C, H, W float32) of ``data``, a named data set or an image folder: drawn from its
-    train split (a folder without one: its val split), preprocessed as ``model`` (registry name ``name``, input
-    side ``side``) is evaluated. Fewer images than ``count``: a :class:`~edgeprune.backends.CalibrationError`
-    that names the count needed. A dataset yaml (a detector's): its train images resized to ``side``."""
-    from edgeprune.train.detect_data import detection_images, is_detection_data
+    """``count`` images (N, C, H, W float32) of ``data``, preprocessed as ``model`` (registry name ``name``, input
+    side ``side``) is evaluated: a named data set's train split; an image folder's train split (without one: its
+    val split), or, a plain folder of images with no class folders, those images (labels are not needed here). A
+    detector reads RGB in [0, 1] resized to ``side``: the train images of a dataset yaml, or every image of a
+    folder. Fewer images than ``count``: an error that names the count needed."""
+    from edgeprune.train import folder as folders
+    from edgeprune.train.detect_data import detection_images, is_detection_data, square_images
 
     if is_detection_data(data):
         return detection_images(data, count, side or get_entry(name).input_size[-1])
@@ -34,13 +37,20 @@ def calibration_images(data: str, count: int, model: nn.Module, name: str, side:
         split = load_dataset(data, data_dir)[0]
         require_count(len(split), count, f"{data}'s train split")
         return normalize(split.images[_draw(len(split), count)]).numpy()
-    from edgeprune.train.folder import FolderDataset, folder_transform, model_preprocess, scan_folder
-
-    folder = scan_folder(data)
-    images, which = (folder.train, "train") if len(folder.train) else (folder.val, "val")
-    require_count(len(images), count, f"{folder.root}'s {which} split")
-    pre = model_preprocess(model, get_entry(name), side)
-    dataset = FolderDataset(images, folder_transform(pre.size, pre.mean, pre.std, False), SEED, False)
+    entry = get_entry(name)
+    if entry.family in DETECTOR_FAMILIES:  # not the classifiers' normalization, whatever the folder's layout
+        files = folders.every_image(data)
+        require_count(len(files), count, str(data))
+        return square_images([files[i] for i in _draw(len(files), count)], side or entry.input_size[-1])
+    if loose := folders.loose_images(data):
+        images, where = folders.FolderSplit(tuple(map(str, loose)), (0,) * len(loose)), str(data)
+    else:
+        folder = folders.scan_folder(data)
+        images, which = (folder.train, "train") if len(folder.train) else (folder.val, "val")
+        where = f"{folder.root}'s {which} split"
+    require_count(len(images), count, where)
+    pre = folders.model_preprocess(model, entry, side)
+    dataset = folders.FolderDataset(images, folders.folder_transform(pre.size, pre.mean, pre.std, False), SEED, False)
     return np.stack([dataset[(int(i), 0)][0].numpy() for i in _draw(len(images), count)])
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeprune.atomic import atomic_write_text
+from edgeprune.backends.quantize import require_count
 from edgeprune.errors import DataNotFoundError, InputError, require
 from edgeprune.models.ultralytics_models import _ultralytics
 
@@ -151,11 +152,20 @@ def detection_images(data_yaml: str | os.PathLike, count: int, side: int, seed: 
     data = check_detection_data(data_yaml, ("train",), labels=False)
     utils = _ultralytics("data.utils")
     files = [f for source in data.splits["train"] for f in _image_files(source, utils)]
-    if len(files) < count:
-        raise InputError(f"calibration on {count} images, but the train split of {data.source} has {len(files)}: "
-                         "give a smaller --calibration-count")  # fmt: skip
-    chosen = [files[i] for i in np.sort(np.random.default_rng(seed).permutation(len(files))[:count])]
+    require_count(len(files), count, f"the train split of {data.source}")
+    return square_images([files[i] for i in np.sort(np.random.default_rng(seed).permutation(len(files))[:count])],
+                         side)  # fmt: skip
+
+
+def square_images(files: list[Path], side: int) -> np.ndarray:
+    """``files`` as a detector reads them: RGB in [0, 1], resized to ``side`` square (N, 3, side, side float32)."""
     from PIL import Image
 
-    arrays = [np.asarray(Image.open(f).convert("RGB").resize((side, side)), dtype=np.float32) / 255 for f in chosen]
+    arrays = []
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                arrays.append(np.asarray(img.convert("RGB").resize((side, side)), dtype=np.float32) / 255)
+        except Exception as exc:  # a truncated or mislabelled file
+            raise InputError(f"cannot decode {f}: {exc}; remove or replace the file") from None
     return np.stack(arrays).transpose(0, 3, 1, 2).copy()

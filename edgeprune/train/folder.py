@@ -105,6 +105,23 @@ def _class_files(folder: Path) -> dict[str, list[Path]]:
     return files
 
 
+def loose_images(folder: str | os.PathLike) -> list[Path]:
+    """The images at the top of ``folder`` where it has no class folders: a plain folder of images, which is
+    enough to calibrate on (no labels needed); [] where it has class folders or no images."""
+    folder = Path(folder)
+    if not folder.is_dir() or any(d.is_dir() and not d.name.startswith(".") for d in folder.iterdir()):
+        return []
+    return sorted(p for p in folder.iterdir() if _is_image(p, folder))
+
+
+def every_image(folder: str | os.PathLike) -> list[Path]:
+    """Every image under ``folder``, at any depth, sorted (hidden files and folders left out)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataNotFoundError(f"data folder {folder} does not exist")
+    return sorted(p for p in folder.rglob("*") if _is_image(p, folder))
+
+
 def _is_image(path: Path, base: Path) -> bool:
     """An image file by its suffix; hidden files and folders (.ipynb_checkpoints, ._x.jpg) are not data."""
     hidden = any(part.startswith(".") for part in path.relative_to(base).parts)

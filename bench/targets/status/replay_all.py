@@ -61,7 +61,7 @@ CHECKS = {  # stored check -> the target it timed on
     "bench/targets/zen4/check-cpu-openvino-int8.json": "cpu-openvino-int8",
     "bench/targets/zen4/check-cpu-ort-int8.json": "cpu-ort-int8",
     "bench/targets/rank/check-cpu-xnnpack.json": "cpu-xnnpack",  # the profile shipped since then, 19:04-19:15
-    "bench/targets/narrow/again/check-cpu-openvino.json": "cpu-openvino",  # 2026-12-06 23:34, a settled + fitted profile
+    "bench/targets/narrow/again/check-cpu-openvino.json": "cpu-openvino",  # 2026-12-06 23:34
 }
 
 

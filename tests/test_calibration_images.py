@@ -1,0 +1,50 @@
+"""Calibration images from the user's own images: a plain folder (no class folders, no labels) is enough, and a
+detector reads its images as it is evaluated (RGB in [0, 1]), whatever the folder's layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeprune.backends import CalibrationError
+from edgeprune.cli import main
+from edgeprune.models import create_model
+from edgeprune.train.calibration import calibration_images
+from edgeprune.train.detect_data import square_images
+from tests.test_data import write_images
+
+
+def test_a_plain_folder_of_images_calibrates_a_classifier(tmp_path):
+    bag = tmp_path / "bag"
+    write_images(bag, 10)
+    model = create_model("cifar_resnet20").eval()
+    images = calibration_images(str(bag), 8, model, "cifar_resnet20")
+    assert images.shape == (8, 3, 32, 32) and images.dtype == np.float32
+    assert images.min() < 0 < images.max()  # normalized with the model's mean and std, as it is evaluated
+    with pytest.raises(CalibrationError, match=f"calibration needs 20 images but {bag} has 10"):
+        calibration_images(str(bag), 20, model, "cifar_resnet20")
+
+
+@pytest.mark.parametrize("layout", ["plain", "classes"])
+def test_a_detector_calibrates_on_any_folder_as_it_reads_images(tmp_path, layout):
+    root = tmp_path / "images"
+    files = write_images(root if layout == "plain" else root / "cat", 6)
+    images = calibration_images(str(root), 6, None, "ultralytics:yolov8n.yaml", 64)
+    assert images.shape == (6, 3, 64, 64) and 0 <= images.min() and images.max() <= 1
+    np.testing.assert_array_equal(images, square_images(sorted(files), 64))
+
+
+def test_export_to_int8_calibrates_on_a_plain_folder_and_a_short_one_writes_nothing(tmp_path):
+    bag, pruned, out = tmp_path / "bag", tmp_path / "pruned", tmp_path / "m.int8.onnx"
+    write_images(bag, 8)
+    r = CliRunner().invoke(main, ["prune", "cifar_resnet20", "--target", "cpu-ort", "--macs", "0.7x",
+                                  "--out", str(pruned)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    short = CliRunner().invoke(main, ["export", str(pruned), "--target", "cpu-ort-int8", "--calibration-data",
+                                      str(bag), "--calibration-count", "9", "--out", str(out)])  # fmt: skip
+    assert short.exit_code == 1 and "calibration needs 9 images" in short.output and not out.exists()
+    r = CliRunner().invoke(main, ["export", str(pruned), "--target", "cpu-ort-int8", "--calibration-data", str(bag),
+                                  "--calibration-count", "8", "--out", str(out)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert out.stat().st_size > 0 and "calibrated on 8 images" in r.output
