@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_data import write_images
 
 from edgeprune.backends import CalibrationError
 from edgeprune.cli import main
 from edgeprune.models import create_model
 from edgeprune.train.calibration import calibration_images
 from edgeprune.train.detect_data import square_images
-from tests.test_data import write_images
 
 
 def test_a_plain_folder_of_images_calibrates_a_classifier(tmp_path):
