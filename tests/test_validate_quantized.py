@@ -75,6 +75,16 @@ def test_validate_refuses_calibration_data_for_a_float_target():
     assert r.exit_code == 2 and "--calibration-data cannot be used with cpu-ort, which is not int8" in r.output
 
 
+def test_validate_refuses_a_detector_with_data_that_is_not_a_dataset_yaml(tmp_path):
+    """Top-1 of a detector's raw outputs means nothing: --data must be a dataset yaml for it, and the refusal comes
+    before anything is built or written."""
+    out = tmp_path / "v"
+    r = CliRunner().invoke(main, ["validate", "ultralytics:yolov8n.yaml", str(tmp_path / "pruned"), "--target",
+                                  "cpu-ort", "--data", str(tmp_path), "--out", str(out)])  # fmt: skip
+    assert r.exit_code == 2 and "is an Ultralytics detector: --data must be a dataset yaml" in r.output
+    assert not out.exists()
+
+
 def test_validate_calibration_count_overrides_the_target_and_a_short_set_names_the_count(tmp_path):
     r = CliRunner().invoke(main, ["validate", "cifar_resnet20", "cifar_resnet20", "--target", "cpu-ort-int8",
                                   "--calibration-data", "synthetic", "--calibration-count", "257",

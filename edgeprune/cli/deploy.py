@@ -136,6 +136,10 @@ def validate_cmd(ctx, original, pruned, target_name, out_dir, profile_path, data
     """
     if not profile_path:
         forbid(ctx, ("tolerance",), "without --profile (the gate compares against the profile's prediction)")
+    if data:  # a detector is scored on a dataset yaml, a classifier on classes: refused before any work
+        from edgeprune.cli.detect import detection_route
+
+        detection_route(original, data)
     from edgeprune.latency import Profile
     from edgeprune.report import fp32_layers_text, speedup_interval
     from edgeprune.validation import resolve_pair, validate
