@@ -80,8 +80,8 @@ def _upper(d: dict, key: str, ci_key: str) -> float | None:
 def speed_warnings(report: dict) -> list[str]:
     """Where the deployment loses speed: the pruned model slower than the original (the whole interval below
     1); on an int8 target also quantizing slowing the dense model, or the pruned int8 model slower than the
-    dense fp32 one."""
-    a, d, target = report["original"], report["derived"], report["target"]
+    dense fp32 one; and where the profile's prediction priced in int8 layers that ship in fp32."""
+    a, b, d, target = report["original"], report["pruned"], report["derived"], report["target"]
     out = []
     hi = _upper(d, "measured_speedup", "speedup_ci")
     if hi is not None and hi < 1:
@@ -90,6 +90,11 @@ def speed_warnings(report: dict) -> list[str]:
         return out
     fp32_ms, int8_ms = a["latency_fp32"]["median_ms"], a["latency"]["median_ms"]
     precision = report.get("target_spec", {}).get("precision", "int8")
+    left = {name: fp32_layers_text(side) for name, side in (("original", a), ("pruned", b))
+            if (side.get("int8_layers") or {}).get("fp32_nodes")}  # fmt: skip
+    if d.get("predicted_speedup") and left:  # the profile's tables were timed with every layer quantized
+        out.append(f"the profile priced every layer in {precision}, but the deployed models leave layers in fp32 "
+                   f"({'; '.join(f'{k}: {v}' for k, v in left.items())}): the predicted speedup is not theirs")
     # the rounds alternate between the models: in how many did the quantized one run slower
     pairs = list(zip(a["latency"]["round_medians_ms"], a["latency_fp32"]["round_medians_ms"]))
     slower = sum(q > f for q, f in pairs)

@@ -144,6 +144,20 @@ def test_the_report_shows_the_dense_fp32_model_and_warns_where_int8_loses_speed(
     assert not speed_warnings(fp32)
 
 
+def test_a_prediction_that_priced_in_int8_layers_left_in_fp32_is_flagged():
+    """With --int8-layers measured, a deployed model can leave layers in fp32 that the int8 profile priced in
+    int8: the report says the predicted speedup is not that model's."""
+    report = _int8_report(dense_int8_ms=4.0, dense_fp32_ms=8.0, pruned_ms=2.0)
+    report["pruned"]["int8_layers"] = {"fp32_nodes": 3, "nodes": 50, "fp32_groups": ["part 1"]}
+    assert not speed_warnings(report)  # no profile, no prediction to flag
+    report["derived"]["predicted_speedup"] = 2.1
+    (warning,) = speed_warnings(report)
+    assert warning == ("the profile priced every layer in int8, but the deployed models leave layers in fp32 "
+                       "(pruned: 3 of 50 nodes (part 1)): the predicted speedup is not theirs")
+    report["pruned"]["int8_layers"]["fp32_nodes"] = 0  # the search kept every layer in int8
+    assert not speed_warnings(report)
+
+
 def test_validate_prints_the_warnings(monkeypatch, tmp_path):
     import edgeprune.validation as validation
 
