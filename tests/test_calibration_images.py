@@ -35,6 +35,17 @@ def test_a_detector_calibrates_on_any_folder_as_it_reads_images(tmp_path, layout
     np.testing.assert_array_equal(images, square_images(sorted(files), 64))
 
 
+def test_a_detector_calibrates_alike_on_a_folder_and_on_a_dataset_yaml_of_the_same_images(tmp_path):
+    train = tmp_path / "images" / "train"
+    write_images(train, 9)
+    yaml = tmp_path / "data.yaml"
+    yaml.write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/train\nnames:\n  0: thing\n")
+    from_yaml = calibration_images(str(yaml), 5, None, "ultralytics:yolov8n.yaml", 64)
+    np.testing.assert_array_equal(calibration_images(str(train), 5, None, "ultralytics:yolov8n.yaml", 64), from_yaml)
+    with pytest.raises(CalibrationError, match=f"calibration needs 10 images but the train split of {yaml} has 9"):
+        calibration_images(str(yaml), 10, None, "ultralytics:yolov8n.yaml", 64)
+
+
 def test_export_to_int8_calibrates_on_a_plain_folder_and_a_short_one_writes_nothing(tmp_path):
     bag, pruned, out = tmp_path / "bag", tmp_path / "pruned", tmp_path / "m.int8.onnx"
     write_images(bag, 8)
