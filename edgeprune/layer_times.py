@@ -109,6 +109,11 @@ class OnnxAttribution:
             return self._label(self.nodes[runtime_name])
         if op.startswith("Reorder") or op == "Transpose":  # not in the graph: a layout change the runtime added
             return REORDERS
+        if runtime_name in self.producer:  # OpenVINO names a node that writes a model output after that output
+            return self._label(self.producer[runtime_name])
+        base = runtime_name.split("/")[0]  # OpenVINO int8: NODE/fq_input_0, NODE/WithoutBiases/Dequantization...
+        if base in self.nodes:
+            return self._label(self.nodes[base])
         if runtime_name.endswith("_nchwc"):
             node = self._mac_node_behind(runtime_name[: -len("_nchwc")])
             if node is not None:
@@ -131,6 +136,23 @@ def ort_layer_times(
             label = attribution.label(e["name"][: -len("_kernel_time")], op)
             by_layer[label] = by_layer.get(label, 0.0) + ms
             by_op[op] = by_op.get(op, 0.0) + ms
+    return by_layer, by_op
+
+
+def openvino_layer_times(deployed: Path, onnx_path: Path, target, x: np.ndarray, norms: dict[str, str],
+                         runs: int = 20) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
+    """Milliseconds per inference by module path and by OpenVINO node type, from OpenVINO's own per-node counters
+    on ``deployed`` (the ONNX export, or the int8 IR made from it), attributed through ``onnx_path``'s node names
+    (OpenVINO keeps them)."""
+    from edgeprune.backends.openvino import profile_nodes
+
+    attribution = OnnxAttribution(onnx_path, norms)
+    by_layer: dict[str, float] = {}
+    by_op: dict[str, float] = {}
+    for name, kind, ms in profile_nodes(target, deployed, x, runs):
+        label = attribution.label(name, kind)
+        by_layer[label] = by_layer.get(label, 0.0) + ms
+        by_op[kind] = by_op.get(kind, 0.0) + ms
     return by_layer, by_op
 
 

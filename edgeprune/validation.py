@@ -227,7 +227,9 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
     metric = None if score[0] is None else "mAP50-95" if score[1] else "top-1"
     if target.backend == "onnxruntime":
         layers, ops = layer_times.ort_layer_times(deployed, target, xn, norms)
-    elif target.backend in ("openvino", "executorch"):  # their per-layer counters are not read (yet)
+    elif target.backend == "openvino":
+        layers, ops = layer_times.openvino_layer_times(Path(deployed), onnx_path, target, xn, norms)
+    elif target.backend == "executorch":  # its per-operator counters are not read (yet)
         layers, ops = {}, {}
     elif target.backend == "tensorrt":
         engine = runner.layer_times(xn)

@@ -98,6 +98,24 @@ def test_gate_holds_a_plan_measured_while_planning_to_that_measurement():
     assert not gate_speedup(derived, 0.02, expected_speedup=1.3)["passed"]
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_validate_on_openvino_times_every_layer_with_its_own_counters(tmp_path, pruned_dir, precision):
+    """OpenVINO's per-node counters, attributed to module paths through the ONNX export's node names (the int8
+    IR keeps them, with suffixes): every conv/linear has its time, the rows add up to the ops'. In fp32 nothing is
+    left unattributed; in int8 only nodes with no ONNX name behind them (the input's quantization)."""
+    target = target_from_dict("fast-ov", {**FAST_ORT, "backend": "openvino", "precision": precision,
+                                          "calibration_count": 8})  # fmt: skip
+    report = validate(resolve_model("cifar_resnet20"), resolve_model(str(pruned_dir)), target, tmp_path / "v")
+    convs = {n for n, m in resolve_model("cifar_resnet20").module.named_modules() if isinstance(m, CONV_OR_LINEAR)}
+    for side in (report["original"], report["pruned"]):
+        assert convs <= {k for k, v in side["ms_by_layer"].items() if v > 0}
+        unattributed = sum(v for k, v in side["ms_by_layer"].items() if k.startswith("(unattributed)"))
+        total = sum(side["ms_by_layer"].values())
+        assert unattributed == 0 if precision == "fp32" else unattributed < 0.15 * total, side["ms_by_layer"]
+        assert total == pytest.approx(sum(side["ms_by_op"].values())) and total > 0
+    assert "per layer" in (tmp_path / "v" / "report.md").read_text()
+
+
 def test_validate_numerics_failure_exit_code(tmp_path, pruned_dir, monkeypatch):
     import edgeprune.validation as v
 

@@ -85,20 +85,38 @@ def check_compiled(compiled, target: Target, grouped: set[str] = frozenset()) ->
         raise BackendError(f"fp32 target, but OpenVINO runs convolutions/matmuls in {sorted(mac)}")
 
 
-def compile_for(target: Target, model_path: str | Path, input_shape: tuple[int, ...] | None = None):
+def compile_for(target: Target, model_path: str | Path, input_shape: tuple[int, ...] | None = None,
+                profiling: bool = False):  # fmt: skip
     """``model_path`` (ONNX or OpenVINO IR) read, fixed to ``input_shape`` (the shape timed), compiled for the
-    CPU with :func:`compile_config` and checked (:func:`check_compiled`)."""
+    CPU with :func:`compile_config` (``profiling``: with its per-node counters on) and checked
+    (:func:`check_compiled`)."""
     ov = _import("openvino")
     core = ov.Core()
     model = core.read_model(str(model_path))
     if input_shape is not None:
         model.reshape({model.inputs[0]: list(input_shape)})
+    config = {**compile_config(target), **({"PERF_COUNT": "YES"} if profiling else {})}
     try:
-        compiled = core.compile_model(model, DEVICE, compile_config(target))
+        compiled = core.compile_model(model, DEVICE, config)
     except RuntimeError as exc:
         raise BackendError(f"OpenVINO could not compile {Path(model_path).name}: {exc}"[:500]) from exc
     check_compiled(compiled, target, grouped_convolutions(model))
     return compiled
+
+
+def profile_nodes(target: Target, model_path: str | Path, x: np.ndarray, runs: int) -> list[tuple[str, str, float]]:
+    """(node name, node type, ms per inference) of each node of the compiled ``model_path`` that executed, from
+    OpenVINO's own per-node counters over ``runs`` inferences (after one unprofiled warm-up)."""
+    request = compile_for(target, model_path, x.shape, profiling=True).create_infer_request()
+    request.infer({0: x})
+    totals: dict[tuple[str, str], float] = {}
+    for _ in range(runs):
+        request.infer({0: x})
+        for node in request.get_profiling_info():  # the counters of the last inference
+            if node.status.name == "EXECUTED":
+                key = (node.node_name, node.node_type)
+                totals[key] = totals.get(key, 0.0) + node.real_time.total_seconds() * 1e3
+    return [(name, kind, ms / runs) for (name, kind), ms in totals.items() if ms > 0]
 
 
 def quantize_openvino(source: str | Path, out_xml: str | Path, samples: np.ndarray,
