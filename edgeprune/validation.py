@@ -213,8 +213,8 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
         "weight_bytes": sum(p.numel() * p.element_size() for p in ref.module.parameters()),
         "largest_activation_bytes": largest_activation_bytes(ref.module, x),
     }
+    shipped = int8_layers.runtime_target(target) if int8_layers else target  # the fp32 model may have won
     if target.backend in ("onnxruntime", "openvino", "executorch"):
-        shipped = int8_layers.runtime_target(target) if int8_layers else target  # the fp32 model may have won
         memory.update(get_backend(target.backend).memory(shipped, str(deployed), shape))
     elif target.backend == "tensorrt":
         memory.update(engine_bytes=runner.engine_bytes, device_memory_bytes=runner.device_memory_bytes)
@@ -228,7 +228,7 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
     if target.backend == "onnxruntime":
         layers, ops = layer_times.ort_layer_times(deployed, target, xn, norms)
     elif target.backend == "openvino":
-        layers, ops = layer_times.openvino_layer_times(Path(deployed), onnx_path, target, xn, norms)
+        layers, ops = layer_times.openvino_layer_times(Path(deployed), onnx_path, shipped, xn, norms)
     elif target.backend == "executorch":  # its per-operator counters are not read (yet)
         layers, ops = {}, {}
     elif target.backend == "tensorrt":

@@ -186,6 +186,7 @@ def test_an_openvino_target_whose_fp32_model_won_ships_it_as_ir(monkeypatch, tmp
 
     assert {op.get_type_name() for op in ov.Core().read_model(str(xml)).get_ops()} & {"Convolution"}
     assert not {op.get_type_name() for op in ov.Core().read_model(str(xml)).get_ops()} & {"FakeQuantize"}
+    assert report["pruned"]["ms_by_layer"]["linear"] > 0  # timed per layer as it ships: in fp32
 
 
 def test_int8_layers_is_refused_where_it_cannot_apply(tmp_path):
