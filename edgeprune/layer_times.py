@@ -127,15 +127,20 @@ def ort_layer_times(
     """Milliseconds per inference by module path and by ONNX op type, from onnxruntime's own profiler."""
     from edgeprune.backends.onnxruntime import profile_events
 
-    attribution = OnnxAttribution(onnx_path, norms)
+    nodes = [(e["name"][: -len("_kernel_time")], e.get("args", {}).get("op_name", "?"), e["dur"] / 1e3 / runs)
+             for e in profile_events(target, str(onnx_path), x, runs)
+             if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]  # fmt: skip
+    return attribute_nodes(nodes, OnnxAttribution(onnx_path, norms))
+
+
+def attribute_nodes(nodes, attribution: OnnxAttribution) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-inference ms by module path and by runtime op type, from (runtime node name, op type, ms) rows."""
     by_layer: dict[str, float] = {}
     by_op: dict[str, float] = {}
-    for e in profile_events(target, str(onnx_path), x, runs):
-        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
-            op, ms = e.get("args", {}).get("op_name", "?"), e["dur"] / 1e3 / runs
-            label = attribution.label(e["name"][: -len("_kernel_time")], op)
-            by_layer[label] = by_layer.get(label, 0.0) + ms
-            by_op[op] = by_op.get(op, 0.0) + ms
+    for name, op, ms in nodes:
+        label = attribution.label(name, op)
+        by_layer[label] = by_layer.get(label, 0.0) + ms
+        by_op[op] = by_op.get(op, 0.0) + ms
     return by_layer, by_op
 
 
@@ -146,14 +151,7 @@ def openvino_layer_times(deployed: Path, onnx_path: Path, target, x: np.ndarray,
     (OpenVINO keeps them)."""
     from edgeprune.backends.openvino import profile_nodes
 
-    attribution = OnnxAttribution(onnx_path, norms)
-    by_layer: dict[str, float] = {}
-    by_op: dict[str, float] = {}
-    for name, kind, ms in profile_nodes(target, deployed, x, runs):
-        label = attribution.label(name, kind)
-        by_layer[label] = by_layer.get(label, 0.0) + ms
-        by_op[kind] = by_op.get(kind, 0.0) + ms
-    return by_layer, by_op
+    return attribute_nodes(profile_nodes(target, deployed, x, runs), OnnxAttribution(onnx_path, norms))
 
 
 def attribute_engine_layers(times: dict[str, float], onnx_path: Path, norms: dict[str, str]) -> dict[str, float]:

@@ -10,10 +10,10 @@ import click
 from edgeprune.cli.common import emit, forbid, given
 from edgeprune.errors import EdgepruneError
 from edgeprune.models import get_entry
+from edgeprune.models.ultralytics_models import FAMILY
 from edgeprune.prune.serialize import ARCH_FILE, saved_side
 from edgeprune.train.detect_data import is_detection_data
 
-FAMILY = "ultralytics"
 DEFAULT_SIDE, DEFAULT_BATCH = 640, 16
 OPTIMIZERS = {"sgd": "SGD", "adamw": "AdamW"}
 

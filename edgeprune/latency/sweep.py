@@ -36,8 +36,12 @@ class Sweep:
 
     timings: dict[Point, list[tuple[float, float]]] = field(default_factory=dict)
     retimed: list[Point] = field(default_factory=list)  # points whose passes disagreed: timed once more
-    spikes: list[Point] = field(default_factory=list)  # points above their neighbours: timed beside them again
     settled: dict[Point, float] = field(default_factory=dict)  # the spikes' ms, from the rounds beside them
+
+    @property
+    def spikes(self) -> list[Point]:
+        """Points that stood above their neighbours and were timed again beside them."""
+        return list(self.settled)
 
     def ms(self, p: Point) -> float:
         """The median of the point's timings; for a spike, what the rounds beside its neighbours settled."""
@@ -148,7 +152,6 @@ def run_sweep(points: Sequence[Point], measure: Callable[[int, int], tuple], see
         time_all(sweep.retimed)
     if passes > 1 and lines:
         sweep.settled = settle_all_spikes(sweep.ms, lines, tolerance, measure, rng)
-        sweep.spikes = list(sweep.settled)
     return sweep
 
 

@@ -34,6 +34,7 @@ from edgeprune.models.weights import check_state, load_state, load_versioned
 from edgeprune.paths import data_root, looked_in
 
 PREFIX = "ultralytics:"
+FAMILY = "ultralytics"  # the registry family of every Ultralytics detector
 INPUT_SIZE = (3, 640, 640)
 TEST_SIZE = 128  # the smallest side whose P5 map (stride 32) is still 4 x 4
 # Checked by tests/test_ultralytics.py and the slow model matrix (random non-uniform plans against the
@@ -267,4 +268,4 @@ def raw_head(head: nn.Module, feats: list[torch.Tensor], prototypes: bool = True
     return out
 
 
-register_prefix(PREFIX, "ultralytics", ultralytics_entry, [PREFIX + n for n in CHECKED])
+register_prefix(PREFIX, FAMILY, ultralytics_entry, [PREFIX + n for n in CHECKED])

@@ -10,9 +10,9 @@ import torch.nn as nn
 
 from edgeprune.backends.quantize import require_count
 from edgeprune.models import get_entry
+from edgeprune.models.ultralytics_models import FAMILY as DETECTOR
 from edgeprune.train.data import check_data, is_folder, load_dataset, normalize
 
-DETECTOR_FAMILIES = ("ultralytics",)  # models that read RGB in [0, 1], not normalized
 SEED = 0  # which images calibrate: a seeded draw over the split, so every class is represented
 
 
@@ -38,7 +38,7 @@ def calibration_images(data: str, count: int, model: nn.Module, name: str, side:
         require_count(len(split), count, f"{data}'s train split")
         return normalize(split.images[_draw(len(split), count)]).numpy()
     entry = get_entry(name)
-    if entry.family in DETECTOR_FAMILIES:  # not the classifiers' normalization, whatever the folder's layout
+    if entry.family == DETECTOR:  # RGB in [0, 1], not the classifiers' normalization, whatever the folder's layout
         files = folders.every_image(data)
         require_count(len(files), count, str(data))
         return square_images([files[i] for i in _draw(len(files), count)], side or entry.input_size[-1])

@@ -159,13 +159,7 @@ def detection_images(data_yaml: str | os.PathLike, count: int, side: int, seed: 
 
 def square_images(files: list[Path], side: int) -> np.ndarray:
     """``files`` as a detector reads them: RGB in [0, 1], resized to ``side`` square (N, 3, side, side float32)."""
-    from PIL import Image
+    from edgeprune.train.folder import open_rgb
 
-    arrays = []
-    for f in files:
-        try:
-            with Image.open(f) as img:
-                arrays.append(np.asarray(img.convert("RGB").resize((side, side)), dtype=np.float32) / 255)
-        except Exception as exc:  # a truncated or mislabelled file
-            raise InputError(f"cannot decode {f}: {exc}; remove or replace the file") from None
+    arrays = [np.asarray(open_rgb(f).resize((side, side)), dtype=np.float32) / 255 for f in files]
     return np.stack(arrays).transpose(0, 3, 1, 2).copy()

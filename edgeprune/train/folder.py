@@ -105,6 +105,18 @@ def _class_files(folder: Path) -> dict[str, list[Path]]:
     return files
 
 
+def open_rgb(path: str | os.PathLike):
+    """The image file decoded as RGB (PIL); a :class:`DataError` naming the file where its pixels do not decode
+    (the header read at scan time, the pixels do not: a truncated file)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except Exception as exc:
+        raise DataError(f"cannot decode {path}: {exc}; remove or replace the file") from None
+
+
 def loose_images(folder: str | os.PathLike) -> list[Path]:
     """The images at the top of ``folder`` where it has no class folders: a plain folder of images, which is
     enough to calibrate on (no labels needed); [] where it has class folders or no images."""
@@ -232,15 +244,9 @@ class FolderDataset(Dataset):
         return len(self.split)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
         index, epoch = key
         path = self.split.files[index]
-        try:
-            with Image.open(path) as img:
-                rgb = img.convert("RGB")
-        except Exception as exc:  # the header read at scan time, the pixels do not (a truncated file)
-            raise DataError(f"cannot decode {path}: {exc}; remove or replace the file") from None
+        rgb = open_rgb(path)
         if not self.train:
             return self.transform(rgb), self.split.labels[index]
         with torch.random.fork_rng(devices=[]):
