@@ -225,3 +225,16 @@ def layer_table(a: dict, b: dict, top: int = 15) -> list[str]:
         m = sum(macs_a.get(k, 0) for k in rest) / total_macs
         rows.append(f"| {len(rest)} more | {t:.3f} | {rest_b:.3f} | {t / total_ms:.1%} | {m:.1%} | |")
     return rows
+
+
+def largest_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the largest tensor any leaf module outputs (a lower bound on activation memory)."""
+    biggest = 0
+
+    def hook(module, args, output):
+        nonlocal biggest
+        if isinstance(output, torch.Tensor):
+            biggest = max(biggest, output.numel() * output.element_size())
+
+    forward_with_leaf_hooks(model, x, hook)
+    return biggest

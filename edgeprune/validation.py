@@ -77,19 +77,6 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int], 
     return int(counter.total()), by_op, {k: int(v) for k, v in counter.by_module().items()}
 
 
-def largest_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of the largest tensor any leaf module outputs (a lower bound on activation memory)."""
-    biggest = 0
-
-    def hook(module, args, output):
-        nonlocal biggest
-        if isinstance(output, torch.Tensor):
-            biggest = max(biggest, output.numel() * output.element_size())
-
-    layer_times.forward_with_leaf_hooks(model, x, hook)
-    return biggest
-
-
 def accuracy_on(model: nn.Module, data: str | None, model_name: str, side: int | None = None) -> float | None:
     if data is None:
         return None
@@ -211,7 +198,7 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
         "model_file_bytes": file_bytes(onnx_path),
         "deployed_file_bytes": file_bytes(deployed),
         "weight_bytes": sum(p.numel() * p.element_size() for p in ref.module.parameters()),
-        "largest_activation_bytes": largest_activation_bytes(ref.module, x),
+        "largest_activation_bytes": layer_times.largest_activation_bytes(ref.module, x),
     }
     shipped = int8_layers.runtime_target(target) if int8_layers else target  # the fp32 model may have won
     if target.backend in ("onnxruntime", "openvino", "executorch"):
@@ -290,6 +277,11 @@ def validate(
         raise ValidationError(f"target {target.name} cannot run here: {reason}")
     if profile is not None and (mismatch := run_mismatch(profile, target)):
         raise ValidationError(mismatch)
+    if data is not None:  # before anything is built: a detector scored on class folders fails late
+        from edgeprune.models.ultralytics_models import FAMILY
+        from edgeprune.train.detect_data import check_data_kind
+
+        check_data_kind(original.label, get_entry(original.name).family == FAMILY, data)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()

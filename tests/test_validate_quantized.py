@@ -6,13 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from edgeprune.cli import main
+from edgeprune.errors import InputError
 from edgeprune.report import markdown, speed_warnings
 from edgeprune.targets import load_target, target_from_dict
 from edgeprune.train import data
-from edgeprune.validation import resolve_model, validate
+from edgeprune.validation import ModelRef, resolve_model, validate
 
 FAST = {"precision": "int8", "threads": 1, "warmup": 1, "repeats": 2, "rounds": 2, "calibration_count": 64}
 
@@ -83,6 +85,17 @@ def test_validate_refuses_a_detector_with_data_that_is_not_a_dataset_yaml(tmp_pa
                                   "cpu-ort", "--data", str(tmp_path), "--out", str(out)])  # fmt: skip
     assert r.exit_code == 2 and "is an Ultralytics detector: --data must be a dataset yaml" in r.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("name", "data", "says"), [
+    ("ultralytics:yolov8n.yaml", "images", "is an Ultralytics detector: --data must be a dataset yaml"),
+    ("cifar_resnet20", "coco.yaml", "is a detection dataset yaml: MODEL must be an Ultralytics detector")])
+def test_validate_from_python_refuses_data_of_the_other_kind_before_writing(tmp_path, name, data, says):
+    """The library call refuses as the command does, before any model is exported or anything written."""
+    ref = ModelRef(name, name, torch.nn.Identity(), (3, 32, 32))
+    with pytest.raises(InputError, match=says):
+        validate(ref, ref, load_target("cpu-ort"), tmp_path / "v", data=str(tmp_path / data))
+    assert not (tmp_path / "v").exists()
 
 
 def test_validate_calibration_count_overrides_the_target_and_a_short_set_names_the_count(tmp_path):

@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 
 from edgeprune.cli.common import emit, forbid, given
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import EdgepruneError, InputError
 from edgeprune.models import get_entry
 from edgeprune.models.ultralytics_models import FAMILY
 from edgeprune.prune.serialize import ARCH_FILE, saved_side
-from edgeprune.train.detect_data import is_detection_data
+from edgeprune.train.detect_data import check_data_kind
 
 DEFAULT_SIDE, DEFAULT_BATCH = 640, 16
 OPTIMIZERS = {"sgd": "SGD", "adamw": "AdamW"}
@@ -35,14 +35,10 @@ def model_family(ref: str) -> str | None:
 
 def detection_route(model: str, data: str) -> bool:
     """Whether MODEL is an Ultralytics detector and --data a dataset yaml; a usage error when only one is."""
-    detector, yaml_data = model_family(model) == FAMILY, is_detection_data(data)
-    if detector and not yaml_data:
-        raise click.UsageError(f"{model} is an Ultralytics detector: --data must be a dataset yaml (path, train, "
-                               f"val, names), not {data}")  # fmt: skip
-    if yaml_data and not detector:
-        raise click.UsageError(f"--data {data} is a detection dataset yaml: MODEL must be an Ultralytics detector "
-                               "(ultralytics:<yaml or .pt>, or a folder saved from one)")  # fmt: skip
-    return detector
+    try:
+        return check_data_kind(model, model_family(model) == FAMILY, data)
+    except InputError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def _side(model: str, input_size: int | None) -> int:

@@ -29,6 +29,19 @@ def is_detection_data(data: str | os.PathLike) -> bool:
     return Path(data).suffix.lower() in (".yaml", ".yml")
 
 
+def check_data_kind(model: str, detector: bool, data: str | os.PathLike) -> bool:
+    """Whether ``model`` (a detector when ``detector``) is scored on detection data; an :class:`InputError` when
+    the model and ``data`` disagree: a detector reads a dataset yaml, a classifier anything else."""
+    yaml_data = is_detection_data(data)
+    if detector and not yaml_data:
+        raise InputError(f"{model} is an Ultralytics detector: --data must be a dataset yaml (path, train, val, "
+                         f"names), not {data}")  # fmt: skip
+    if yaml_data and not detector:
+        raise InputError(f"--data {data} is a detection dataset yaml: MODEL must be an Ultralytics detector "
+                         "(ultralytics:<yaml or .pt>, or a folder saved from one)")  # fmt: skip
+    return detector
+
+
 @dataclass(frozen=True)
 class DetectionData:
     """A checked dataset yaml: its root, the image sources of each split it names, the class names."""
