@@ -154,6 +154,67 @@ def openvino_layer_times(deployed: Path, onnx_path: Path, target, x: np.ndarray,
     return attribute_nodes(profile_nodes(target, deployed, x, runs), OnnxAttribution(onnx_path, norms))
 
 
+# XNNPACK operator kinds by the exported program's op that each stands for (its name, overload dropped); every
+# conv and linear is one kind, as XNNPACK runs a 1x1 conv as "Fully Connected"; SiLU runs as two operators
+_XNNPACK_KINDS = {"conv1d": ("MACs",), "conv2d": ("MACs",), "convolution": ("MACs",), "conv_transpose2d": ("MACs",),
+                  "linear": ("MACs",), "addmm": ("MACs",), "add": ("Add",), "mul": ("Multiply",),
+                  "cat": ("Concatenate",), "max_pool2d": ("Max Pooling",), "avg_pool2d": ("Average Pooling",),
+                  "adaptive_avg_pool2d": ("Mean",), "mean": ("Mean",), "sigmoid": ("Sigmoid",),
+                  "silu": ("Sigmoid", "Multiply"), "hardswish": ("HardSwish",)}  # fmt: skip
+_XNNPACK_MACS = {"Convolution": "MACs", "Deconvolution": "MACs", "Fully Connected": "MACs"}
+_RUNTIME = {"DELEGATE_CALL": "(runtime) delegate calls", "Method::execute": "(runtime) between operators"}
+
+
+def program_labels(program) -> dict[str, list[str]]:
+    """XNNPACK operator kind -> the labels of a ``torch.export`` program's nodes of that kind, in graph order (a
+    conv or linear: its module path; another op: its module's path and the kind)."""
+    labels: dict[str, list[str]] = {}
+    for node in program.graph_module.graph.nodes:
+        name = getattr(node.target, "__name__", str(node.target)).split(".")[0]
+        stack = list((node.meta.get("nn_module_stack") or {}).values())
+        scope = stack[-1][0] if stack else ""
+        for kind in _XNNPACK_KINDS.get(name, ()) if node.op == "call_function" else ():
+            labels.setdefault(kind, []).append(scope if kind == "MACs" and scope else
+                                               f"{scope or '(model)'} · {kind}")  # fmt: skip
+    return labels
+
+
+def attribute_xnnpack(events: list[tuple[str, float]], labels: dict[str, list[str]]) -> tuple[dict, dict]:
+    """Per-inference ms by module path and by runtime operator from ExecuTorch's events (in the order they ran).
+    XNNPACK names an operator by kind and number, not by node, but runs a delegated graph in its order: where a
+    kind ran as often as the program has nodes of it, the n-th run is the n-th node; other operators of the kind
+    (fused into a neighbour some of the time: ReLU after an add) keep a row of their own."""
+    runs = [re.sub(r" #\d+$", "", name) for name, _ in events]
+    kinds = [_XNNPACK_MACS.get(k, k) for k in (op.split(" (")[0] for op in runs)]
+    ran = {k: kinds.count(k) for k in set(kinds)}
+    seen: dict[str, int] = {}
+    by_layer: dict[str, float] = {}
+    by_op: dict[str, float] = {}
+    for (name, ms), op, kind in zip(events, runs, kinds):
+        if len(labels.get(kind, ())) == ran[kind]:
+            label = labels[kind][seen.get(kind, 0)]
+            seen[kind] = seen.get(kind, 0) + 1
+        elif kind == "Transpose":  # XNNPACK's NCHW <-> NHWC at a delegate's edges
+            label = REORDERS
+        elif name in _RUNTIME:
+            label = _RUNTIME[name]
+        else:
+            label = f"(unattributed) {op.removeprefix('native_call_')}"
+        by_layer[label] = by_layer.get(label, 0.0) + ms
+        by_op[op] = by_op.get(op, 0.0) + ms
+    return by_layer, by_op
+
+
+def executorch_layer_times(deployed: Path, module: nn.Module, target, x: np.ndarray,
+                           runs: int = 20) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
+    """Milliseconds per inference by module path and by runtime operator, from ExecuTorch's own event times for the
+    ``.pte`` at ``deployed`` (XNNPACK's per-operator profile), attributed through ``module``'s exported program."""
+    from edgeprune.backends.executorch import export_program, profile_ops
+
+    labels = program_labels(export_program(module, tuple(x.shape)))
+    return attribute_xnnpack(profile_ops(target, deployed, x, runs), labels)
+
+
 def attribute_engine_layers(times: dict[str, float], onnx_path: Path, norms: dict[str, str]) -> dict[str, float]:
     """TensorRT engine-layer times by module path (a fused layer is named after its ONNX nodes, joined by +)."""
     attribution = OnnxAttribution(onnx_path, norms)

@@ -216,8 +216,8 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
         layers, ops = layer_times.ort_layer_times(deployed, target, xn, norms)
     elif target.backend == "openvino":
         layers, ops = layer_times.openvino_layer_times(Path(deployed), onnx_path, shipped, xn, norms)
-    elif target.backend == "executorch":  # its per-operator counters are not read (yet)
-        layers, ops = {}, {}
+    elif target.backend == "executorch":
+        layers, ops = layer_times.executorch_layer_times(Path(deployed), ref.module, shipped, xn)
     elif target.backend == "tensorrt":
         engine = runner.layer_times(xn)
         layers, ops = layer_times.attribute_engine_layers(engine, onnx_path, norms), engine

@@ -5,13 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from edgeprune.backends.executorch import export_program
 from edgeprune.export import export_onnx
 from edgeprune.layer_times import (
     REORDERS,
     OnnxAttribution,
     attribute_engine_layers,
+    attribute_xnnpack,
     layer_table,
     norm_to_conv,
+    program_labels,
     torch_layer_times,
 )
 from edgeprune.models import create_model
@@ -78,3 +81,43 @@ def test_engine_layer_names_resolve_through_their_first_onnx_node(resnet20):
         {f"{conv} + node_relu": 2.0, "Reformatting CopyNode": 0.5}, path, norm_to_conv(model, x)
     )
     assert times == {"conv1": 2.0, "(engine) Reformatting CopyNode": 0.5}
+
+
+class _Mobile(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.dw = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.pw = torch.nn.Conv2d(8, 8, 1)
+        self.act = torch.nn.SiLU()
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = self.stem(x)
+        return self.fc((self.act(self.pw(self.dw(y))) + y).mean((2, 3)))
+
+
+def test_xnnpack_operators_are_matched_to_the_programs_nodes_in_the_order_they_ran():
+    """XNNPACK names its operators by kind and number: the n-th of a kind is the program's n-th node of it, where
+    the counts agree (a 1x1 conv runs as Fully Connected, SiLU as a sigmoid and a multiply); what cannot be
+    matched keeps a row of its own, so the rows add up to every event."""
+    labels = program_labels(export_program(_Mobile().eval(), (1, 3, 8, 8)))
+    assert labels["MACs"] == ["stem", "dw", "pw", "fc"]
+    events = [("Transpose (ND, X32) #1", 1.0), ("Convolution (NHWC, F32) IGEMM #1", 2.0),
+              ("Convolution (NHWC, F32) DWConv #1", 3.0), ("Fully Connected (NC, F32) GEMM #1", 4.0),
+              ("Sigmoid (NC) #1", 0.5), ("Multiply (ND) #1", 0.25), ("Add (ND) #1", 0.125), ("Clamp (NC) #1", 0.5),
+              ("Mean (ND) Reduce2 #1", 0.0625), ("Fully Connected (NC, F32) GEMM #2", 5.0), ("DELEGATE_CALL", 0.75),
+              ("native_call_slice_copy.Tensor_out", 0.375), ("Method::execute", 0.25)]  # fmt: skip
+    by_layer, by_op = attribute_xnnpack(events, labels)
+    assert [by_layer[k] for k in ("stem", "dw", "pw", "fc")] == [2.0, 3.0, 4.0, 5.0]
+    assert by_layer["act · Sigmoid"] == 0.5 and by_layer["act · Multiply"] == 0.25
+    assert by_layer["(model) · Add"] == 0.125 and by_layer["(model) · Mean"] == 0.0625
+    assert by_layer[REORDERS] == 1.0 and by_layer["(unattributed) Clamp (NC)"] == 0.5
+    assert by_layer["(runtime) delegate calls"] == 0.75 and by_layer["(runtime) between operators"] == 0.25
+    assert by_layer["(unattributed) slice_copy.Tensor_out"] == 0.375
+    assert sum(by_layer.values()) == sum(by_op.values()) == sum(ms for _, ms in events)
+    assert by_op["Fully Connected (NC, F32) GEMM"] == 9.0
+    # one conv more than the program has (the runtime split one): no conv is guessed at
+    by_layer, _ = attribute_xnnpack(events[:2] + events[1:], labels)
+    assert not {"stem", "dw", "pw", "fc"} & set(by_layer)
+    assert by_layer["(unattributed) Convolution (NHWC, F32) IGEMM"] == 4.0

@@ -64,6 +64,12 @@ def test_validate_measures_the_quantized_artifact(backend, pruned_dir, tmp_path,
         Path(f).stat().st_size for f in report["deployed_files"]) == b["memory"]["deployed_file_bytes"]  # fmt: skip
     size = f"| deployed file (what the runtime loads) | {a['memory']['deployed_file_bytes'] / 1e6:.2f} MB |"
     assert size in markdown(report)
+    convs = {n for n, m in resolve_model("cifar_resnet20").module.named_modules()
+             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}  # fmt: skip
+    for side in (a, b):  # per-layer times from each runtime's own profiler: every conv and linear has its row
+        assert convs <= set(side["ms_by_layer"]), side["ms_by_layer"]
+        total = sum(side["ms_by_layer"].values())
+        assert total == pytest.approx(sum(side["ms_by_op"].values())) and total > 0
     if backend == "onnxruntime":  # per-layer times of the quantized model, its convolutions attributed
         assert "QLinearConv" in a["ms_by_op"] and "layer1.0.conv1" in a["ms_by_layer"]
         # the int8 convolutions are credited with the convolutions' MACs (nearly all of ResNet-20's), not none

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import tempfile
+import warnings
 import weakref
 from collections import Counter
 from collections.abc import Sequence
@@ -229,6 +230,44 @@ def load_method(target: Target, path: str | Path):
     set_threads(target.threads)
     _loaded[0] = True
     return runtime.load_program(str(path)).load_method("forward")
+
+
+def profile_ops(target: Target, path: str | Path, x: np.ndarray, runs: int) -> list[tuple[str, float]]:
+    """The runtime's own event times for the ``.pte`` at ``path`` run ``runs`` times on ``x`` (its ETDump): (event,
+    median ms per inference) in the order they ran. XNNPACK reports each of its operators ("Convolution (NHWC,
+    F32) IGEMM #3"); a delegate call's event ("DELEGATE_CALL") holds its operators, so it is given as what it
+    adds to them; operators outside the delegate are the portable kernels' ("native_call_<op>"); the run's time
+    outside every event comes last ("Method::execute")."""
+    import torch
+
+    lib = _import("executorch.extension.pybindings.portable_lib")
+    inspector = _import("executorch.devtools").Inspector
+    set_threads(target.threads)
+    _loaded[0] = True
+    program = lib._load_for_executorch(str(path), enable_etdump=True, debug_buffer_size=0)
+    inputs = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))]
+    for _ in range(runs):
+        program.forward(inputs)
+    with tempfile.TemporaryDirectory(prefix="edgeprune-etdump-") as tmp:
+        dump = Path(tmp) / "run.etdp"
+        program.write_etdump_result_to_file(str(dump))
+        with quiet(), warnings.catch_warnings():  # the inspector's notes on debug data that was not asked for
+            warnings.simplefilter("ignore")
+            blocks = inspector(etdump_path=str(dump)).event_blocks
+    events, inner, whole = [], 0.0, 0.0
+    for event in (e for b in blocks if b.name == "Execute" for e in b.events):
+        if event.perf_data is None or event.name == "OPERATOR_CALL":  # wraps the native_call event beside it
+            continue
+        ms = float(np.median(event.perf_data.raw))
+        if event.name == "Method::execute":  # the whole run: what the other events leave of it is added last
+            whole += ms
+            continue
+        if event.is_delegated_op:
+            inner += ms
+        elif event.name == "DELEGATE_CALL":
+            ms, inner = max(ms - inner, 0.0), 0.0
+        events.append((event.name, ms))
+    return events + [("Method::execute", max(whole - sum(ms for _, ms in events), 0.0))]
 
 
 class ExecutorchRunner:
