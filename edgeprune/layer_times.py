@@ -14,12 +14,15 @@ cannot be attributed, so the times always add up.
 from __future__ import annotations
 
 import ast
+import logging
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+log = logging.getLogger(__name__)
 
 REORDERS = "(runtime) layout reorders"
 _PASS_THROUGH = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Add", "Sum", "Mul"}
@@ -209,10 +212,15 @@ def executorch_layer_times(deployed: Path, module: nn.Module, target, x: np.ndar
                            runs: int = 20) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
     """Milliseconds per inference by module path and by runtime operator, from ExecuTorch's own event times for the
     ``.pte`` at ``deployed`` (XNNPACK's per-operator profile), attributed through ``module``'s exported program."""
+    from edgeprune.backends.base import BackendError
     from edgeprune.backends.executorch import export_program, profile_ops
 
-    labels = program_labels(export_program(module, tuple(x.shape)))
-    return attribute_xnnpack(profile_ops(target, deployed, x, runs), labels)
+    try:
+        events = profile_ops(target, deployed, x, runs)
+    except (BackendError, RuntimeError) as exc:  # a runtime built without ETDump, or no devtools: no table
+        log.warning("no per-layer times on %s: ExecuTorch could not profile the program: %s", target.name, exc)
+        return {}, {}
+    return attribute_xnnpack(events, program_labels(export_program(module, tuple(x.shape))))
 
 
 def attribute_engine_layers(times: dict[str, float], onnx_path: Path, norms: dict[str, str]) -> dict[str, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -18,6 +20,7 @@ from edgeprune.layer_times import (
     torch_layer_times,
 )
 from edgeprune.models import create_model
+from edgeprune.targets import load_target
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +124,18 @@ def test_xnnpack_operators_are_matched_to_the_programs_nodes_in_the_order_they_r
     by_layer, _ = attribute_xnnpack(events[:2] + events[1:], labels)
     assert not {"stem", "dw", "pw", "fc"} & set(by_layer)
     assert by_layer["(unattributed) Convolution (NHWC, F32) IGEMM"] == 4.0
+
+
+def test_a_runtime_that_cannot_profile_leaves_the_table_out_with_a_warning(monkeypatch, caplog):
+    """Per-layer times are a report's extra: a runtime built without ETDump costs the table, not the validation."""
+    import edgeprune.backends.executorch as executorch
+    from edgeprune.backends.base import BackendError
+    from edgeprune.layer_times import executorch_layer_times
+
+    def refuse(*args, **kwargs):
+        raise BackendError("executorch.devtools is not installed")
+
+    monkeypatch.setattr(executorch, "profile_ops", refuse)
+    x = torch.zeros(1, 3, 8, 8).numpy()
+    assert executorch_layer_times(Path("m.pte"), _Mobile().eval(), load_target("cpu-xnnpack"), x) == ({}, {})
+    assert "no per-layer times on cpu-xnnpack" in caplog.text and "devtools is not installed" in caplog.text

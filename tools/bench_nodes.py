@@ -1,13 +1,16 @@
-"""Where a pruned plan's time goes inside onnxruntime: kernel time per operator type, dense against plans.
+"""Where a pruned plan's time goes inside the runtime: kernel time per operator type, dense against plans.
 
 Builds the plans of tools/bench_planner.py for one model at a MACs budget (with ``--peer``, Torch-Pruning's
 too), runs each under onnxruntime's profiler and sums the node kernel times per operator type per run
 (layout reorders the runtime inserts are their own rows), with how many nodes of each type ran. Every
 model has its own profiled session and they run in alternating rounds, so the machine's drift hits them
 alike (profiled one after another, identical Add nodes read 0.09 to 0.15 ms). What the per-layer tables
-of a latency profile miss shows up as rows that do not shrink with the MACs.
+of a latency profile miss shows up as rows that do not shrink with the MACs. On an ExecuTorch target the
+times are XNNPACK's per-operator events from ExecuTorch's ETDump (each round a fresh load of each program,
+the rounds alternating likewise; delegate calls and the run outside every event are rows of their own).
 
     python tools/bench_nodes.py --model cifar_resnet56 --macs 0.5x --peer --pretrained --out bench/nodes-r56
+    python tools/bench_nodes.py --model cifar_resnet56 --target cpu-xnnpack --macs 0.5x --peer --pretrained ...
 
 ``--random N`` profiles the dense model beside the first N seeded random plans of `edgeprune profile check`
 instead (the same plans, widths off the blocking included), to see what the predictor misses on them.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -51,6 +55,25 @@ def op_times(events: list[dict]) -> dict[str, tuple[float, float]]:
             for op in ops}  # fmt: skip
 
 
+def executorch_op_times(target, modules: dict, shape: tuple, x: np.ndarray, runs: int) -> dict:
+    """Label -> operator -> (median ms per run over the rounds after the warmup, operators per run), from
+    ExecuTorch's events, each round ``ROUND`` runs of a fresh load of each program in turn."""
+    from edgeprune.backends import prepare_runner
+    from edgeprune.backends.executorch import profile_ops
+
+    runners = {label: prepare_runner(target, module, shape) for label, module in modules.items()}
+    rounds: dict[str, list[dict[str, list[float]]]] = {label: [] for label in runners}
+    for _ in range(-(-(WARMUP + runs) // ROUND)):
+        for label, runner in runners.items():
+            ops: dict[str, list[float]] = {}
+            for name, ms in profile_ops(target, runner.model_path, x, ROUND):
+                ops.setdefault(re.sub(r" #\d+$", "", name), []).append(ms)
+            rounds[label].append(ops)
+    kept = {label: r[WARMUP // ROUND :] for label, r in rounds.items()}
+    return {label: {op: (statistics.median(sum(r.get(op, [])) for r in rs), len(rs[-1].get(op, [])))
+                    for op in sorted({op for r in rs for op in r})} for label, rs in kept.items()}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="cifar_resnet56")
@@ -66,8 +89,8 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     target = load_target(args.target)
-    if target.backend != "onnxruntime":
-        raise SystemExit(f"{args.target}: the per-node profile needs an onnxruntime target")
+    if target.backend not in ("onnxruntime", "executorch"):
+        raise SystemExit(f"{args.target}: the per-node profile needs an onnxruntime or ExecuTorch target")
     budget = Budget.parse("macs", args.macs)
     what = str(budget)
     if args.random:
@@ -82,15 +105,29 @@ def main() -> None:
                 CEILING, "Torch-Pruning uniform", "Torch-Pruning global"]  # fmt: skip
     shape = model_input_shape(args.model, target)
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    table: dict[str, dict[str, tuple[float, float]]] = {}
     labels = [k for k in keep if k in models]
     runs = -(-args.runs // ROUND) * ROUND
+    if target.backend == "executorch":
+        table = executorch_op_times(target, {label: models[label][0] for label in labels}, shape, x, runs)
+    else:
+        table = onnxruntime_op_times(target, {label: models[label][0] for label in labels}, shape, x, runs)
+    write_table(table, args, what)
+
+
+def onnxruntime_op_times(target, modules: dict, shape: tuple, x: np.ndarray, runs: int) -> dict:
+    """Label -> operator -> (median kernel ms per run, nodes per run), each model in its own profiled session."""
+    table = {}
+    labels = list(modules)
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(tmp) / f"m{i}.onnx" for i in range(len(labels))]
         for label, path in zip(labels, paths):
-            export_onnx(models[label][0], torch.randn(*shape), path)
+            export_onnx(modules[label], torch.randn(*shape), path)
         for label, events in zip(labels, profile_sessions(target, paths, x, WARMUP + runs, ROUND)):
             table[label] = op_times(events)
+    return table
+
+
+def write_table(table: dict, args, what: str) -> None:
     ops = sorted({op for t in table.values() for op in t}, key=lambda o: -table["dense"].get(o, (0, 0))[0])
     lines = [f"{args.model} on {args.target}, {what}: median kernel ms per run (nodes per run)", "",
              "| operator | " + " | ".join(table) + " |", "|---|" + "---:|" * len(table)]  # fmt: skip
