@@ -4,6 +4,7 @@ through PT2E quantization with XNNPACK's quantizer. All imported on first use (t
 
 from __future__ import annotations
 
+import copy
 import importlib
 import tempfile
 import warnings
@@ -103,12 +104,30 @@ def check_delegation(found: Delegation, target: Target) -> None:
         raise QuantizationError("XNNPACK runs no convolution or linear layer with int8 weights")
 
 
+def lowered_form(module):
+    """``module`` as it is lowered: each :class:`~edgeprune.models.layers.ChannelRemap` (a gather, which XNNPACK
+    does not run: with the strided slice before it, each split the delegated graph in two, with transposes at
+    both ends) as its equivalent 1x1 convolution, on a copy; ``module`` itself where it has none."""
+    from edgeprune.models.layers import ChannelRemap
+
+    if isinstance(module, ChannelRemap):
+        return module.as_conv()
+    remaps = [name for name, m in module.named_modules() if isinstance(m, ChannelRemap)]
+    if not remaps:
+        return module
+    module = copy.deepcopy(module)
+    for name in remaps:
+        parent, _, attr = name.rpartition(".")
+        setattr(module.get_submodule(parent), attr, module.get_submodule(name).as_conv())
+    return module
+
+
 def export_program(module, input_shape: tuple[int, ...]):
-    """``torch.export`` of ``module`` (eval mode) at the fixed ``input_shape``."""
+    """``torch.export`` of ``module`` (eval mode, in its :func:`lowered_form`) at the fixed ``input_shape``."""
     import torch
 
     try:
-        return torch.export.export(module.eval(), (torch.zeros(input_shape),))
+        return torch.export.export(lowered_form(module.eval()), (torch.zeros(input_shape),))
     except Exception as exc:  # torch.export raises its own errors for unsupported Python
         raise BackendError(f"torch.export could not export the model: {type(exc).__name__}: {exc}"[:500]) from exc
 

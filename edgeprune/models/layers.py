@@ -44,6 +44,16 @@ class ChannelRemap(nn.Module):
         gather = torch.where(self.index < 0, self.in_channels, self.index)
         return torch.cat([x, zero], dim=1).index_select(1, gather)
 
+    def as_conv(self) -> nn.Conv2d:
+        """The same map as a 1x1 convolution of 0/1 weights at ``stride``, for runtimes with no gather (XNNPACK):
+        exact, for in x out multiply-adds per output pixel."""
+        weight = torch.zeros(self.out_channels, self.in_channels, 1, 1, device=self.index.device)
+        rows = (self.index >= 0).nonzero().flatten()
+        weight[rows, self.index[rows], 0, 0] = 1.0
+        conv = nn.Conv2d(self.in_channels, self.out_channels, 1, self.stride, bias=False, device=self.index.device)
+        conv.weight.data.copy_(weight)
+        return conv.requires_grad_(False)
+
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, out_channels={self.out_channels}, stride={self.stride}"
 

@@ -1,0 +1,103 @@
+"""ResNet-56's option-A shortcuts lowered to XNNPACK as 1x1 convolutions instead of a strided slice and a gather.
+
+The ETDump of ResNet-56 on cpu-xnnpack (tools/bench_nodes.py, docs/benchmarks/targets.md) has the shortcuts'
+strided slices and channel gathers in ExecuTorch's portable kernels, splitting the program into 7 XNNPACK
+subgraphs. `edgeprune.backends.executorch.lowered_form` now lowers each ChannelRemap as its equivalent 1x1
+convolution. Per model (the pretrained dense ResNet-56 and a 30 % magnitude shrink) and target: the subgraphs
+and the ops left outside XNNPACK, both ways, the outputs' relative difference, and the speed of the new program
+over the old (both built here, timed in interleaved rounds: median of round ratios and its IQR).
+
+  python bench/targets/etdump/remap.py > bench/targets/etdump/remap.txt
+  python bench/targets/etdump/remap.py --top1 > bench/targets/etdump/remap-top1.txt
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+
+from edgeprune.backends import executorch as ebk
+from edgeprune.graph import build_graph
+from edgeprune.models import create_model
+from edgeprune.prune import shrink, uniform_plan
+from edgeprune.targets import load_target
+
+ROUNDS, RUNS = 30, 20
+
+
+def build(target, module, shape, as_before: bool):
+    if not as_before:
+        return ebk.lower(target, module, shape)[:2]
+    with mock.patch.object(ebk, "lowered_form", lambda m: m):  # the lowering before: the module as it is
+        return ebk.lower(target, module, shape)[:2]
+
+
+def main() -> None:
+    dense = create_model("cifar_resnet56", pretrained=True).eval()
+    shape = (1, 3, 32, 32)
+    graph = build_graph(dense, torch.zeros(shape), model_name="cifar_resnet56")
+    models = {"dense": dense, "shrunk 30 %": shrink(dense, graph, uniform_plan(dense, graph, 0.3))[0].eval()}
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    folder = Path(tempfile.mkdtemp(prefix="remap-"))
+    for name in ("cpu-xnnpack", "cpu-xnnpack-int8"):
+        target = load_target(name)
+        for label, model in models.items():
+            print(f"## {label} ResNet-56 on {name}, {time.strftime('%H:%M:%S', time.gmtime())} UTC")
+            methods, outs = {}, {}
+            for before in (True, False):
+                program, found = build(target, model, shape, before)
+                path = folder / f"{name}-{label}-{before}.pte"
+                path.write_bytes(program)
+                methods[before] = ebk.load_method(target, path)
+                outs[before] = methods[before].execute([x])[0].clone()
+                print(f"{'before' if before else 'now'}: {found.subgraphs} subgraphs, outside {dict(found.outside)}")
+            moved = float((outs[False] - outs[True]).norm() / outs[True].norm())
+            print(f"relative difference of the outputs: {moved:.2e}")
+            times = {True: [], False: []}
+            for _ in range(ROUNDS):
+                for before, method in methods.items():
+                    start = time.perf_counter()
+                    for _ in range(RUNS):
+                        method.execute([x])
+                    times[before].append((time.perf_counter() - start) / RUNS * 1e3)
+            ratio = np.array(times[True]) / np.array(times[False])
+            q1, q3 = np.percentile(ratio, [25, 75])
+            print(f"before {np.median(times[True]):.3f} ms, now {np.median(times[False]):.3f} ms: "
+                  f"{np.median(ratio):.2f}x (IQR {q1:.2f}-{q3:.2f})\n")
+
+
+
+
+def top1() -> None:
+    """Top-1 of the pretrained ResNet-56 deployed in int8 both ways, on the lossless CIFAR-10 test images
+    (calibrated on 256 of their train split): what the shortcuts' requantization costs, if anything."""
+    from edgeprune.train.calibration import calibration_images
+    from edgeprune.train.data import load_lossless_subset
+
+    model = create_model("cifar_resnet56", pretrained=True).eval()
+    x, y = load_lossless_subset("test")
+    target = replace(load_target("cpu-xnnpack-int8"), calibration_count=256)
+    images = calibration_images("cifar10-lossless", 256, model, "cifar_resnet56")
+    batch = 100
+    with torch.no_grad():
+        print(f"torch fp32: {float((model(x).argmax(1) == y).float().mean()):.4f} on {len(y)} images")
+    for before in (True, False):
+        keep = mock.patch.object(ebk, "lowered_form", lambda m: m) if before else contextlib.nullcontext()
+        with keep:
+            runner = ebk.ExecutorchBackend().prepare(target, module=model, input_shape=(batch, 3, 32, 32),
+                                                     calibration=images)  # fmt: skip
+        n = len(y) // batch * batch
+        pred = np.concatenate([runner.run(x[i : i + batch].numpy()).argmax(1) for i in range(0, n, batch)])
+        print(f"{'before' if before else 'now'}: int8 top-1 {float((pred == y[:n].numpy()).mean()):.4f} on {n} images")
+
+
+if __name__ == "__main__":
+    top1() if sys.argv[1:] == ["--top1"] else main()
