@@ -218,3 +218,24 @@ def test_cli_targets():
     out = CliRunner().invoke(main, ["targets"])
     assert out.exit_code == 0
     assert "cpu-ort" in out.output and "runs here" in out.output and "cuda-trt-fp16" in out.output
+
+
+def test_the_shortcut_layer_is_lowered_to_executorch_as_its_exact_convolution():
+    """XNNPACK runs no gather: edgeprune's ChannelRemap goes to ExecuTorch as the 1x1 convolution computing the
+    same, on a copy of the model."""
+    from edgeprune.backends.executorch import lowered_form
+    from edgeprune.models.layers import ChannelRemap
+
+    model = create_model("cifar_resnet20").eval()
+    lowered = lowered_form(model)
+    remaps = [n for n, m in model.named_modules() if isinstance(m, ChannelRemap)]
+    assert len(remaps) == 2 and all(type(lowered.get_submodule(n)) is torch.nn.Conv2d for n in remaps)
+    assert all(isinstance(model.get_submodule(n), ChannelRemap) for n in remaps)  # the model is untouched
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(lowered(x), model(x))
+    remap = ChannelRemap([-1, 2, 0, -1, 1], 3, stride=2)  # zero channels, a permutation, an odd side
+    y = torch.randn(1, 3, 9, 9)
+    assert torch.equal(remap.as_conv()(y), remap(y))
+    plain = torch.nn.Conv2d(3, 4, 1)
+    assert lowered_form(plain) is plain
