@@ -5,7 +5,8 @@ strided slices and channel gathers in ExecuTorch's portable kernels, splitting t
 subgraphs. `edgeprune.backends.executorch.lowered_form` now lowers each ChannelRemap as its equivalent 1x1
 convolution. Per model (the pretrained dense ResNet-56 and a 30 % magnitude shrink) and target: the subgraphs
 and the ops left outside XNNPACK, both ways, the outputs' relative difference, and the speed of the new program
-over the old (both built here, timed in interleaved rounds: median of round ratios and its IQR).
+over the old (both built here, timed together by the shared harness with the target's rounds: the median of
+the round ratios and its 95 % interval).
 
   python bench/targets/etdump/remap.py > bench/targets/etdump/remap.txt
   python bench/targets/etdump/remap.py --top1 > bench/targets/etdump/remap-top1.txt
@@ -25,12 +26,11 @@ import numpy as np
 import torch
 
 from edgeprune.backends import executorch as ebk
+from edgeprune.backends import time_runners
 from edgeprune.graph import build_graph
 from edgeprune.models import create_model
 from edgeprune.prune import shrink, uniform_plan
 from edgeprune.targets import load_target
-
-ROUNDS, RUNS = 30, 20
 
 
 def build(target, module, shape, as_before: bool):
@@ -46,34 +46,27 @@ def main() -> None:
     graph = build_graph(dense, torch.zeros(shape), model_name="cifar_resnet56")
     models = {"dense": dense, "shrunk 30 %": shrink(dense, graph, uniform_plan(dense, graph, 0.3))[0].eval()}
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
-    folder = Path(tempfile.mkdtemp(prefix="remap-"))
+    folder = tempfile.TemporaryDirectory(prefix="remap-")
     for name in ("cpu-xnnpack", "cpu-xnnpack-int8"):
         target = load_target(name)
         for label, model in models.items():
             print(f"## {label} ResNet-56 on {name}, {time.strftime('%H:%M:%S', time.gmtime())} UTC")
-            methods, outs = {}, {}
+            runners, outs = {}, {}
             for before in (True, False):
                 program, found = build(target, model, shape, before)
-                path = folder / f"{name}-{label}-{before}.pte"
+                key = "before" if before else "now"
+                path = Path(folder.name) / f"{name}-{label}-{key}.pte"
                 path.write_bytes(program)
-                methods[before] = ebk.load_method(target, path)
-                outs[before] = methods[before].execute([x])[0].clone()
-                print(f"{'before' if before else 'now'}: {found.subgraphs} subgraphs, outside {dict(found.outside)}")
-            moved = float((outs[False] - outs[True]).norm() / outs[True].norm())
+                runners[key] = ebk.ExecutorchRunner(ebk.load_method(target, path), target.threads, folder, path,
+                                                    found, None)  # fmt: skip
+                outs[key] = runners[key].run(x.numpy())
+                print(f"{key}: {found.subgraphs} subgraphs, outside {dict(found.outside)}")
+            moved = float(np.linalg.norm(outs["now"] - outs["before"]) / np.linalg.norm(outs["before"]))
             print(f"relative difference of the outputs: {moved:.2e}")
-            times = {True: [], False: []}
-            for _ in range(ROUNDS):
-                for before, method in methods.items():
-                    start = time.perf_counter()
-                    for _ in range(RUNS):
-                        method.execute([x])
-                    times[before].append((time.perf_counter() - start) / RUNS * 1e3)
-            ratio = np.array(times[True]) / np.array(times[False])
-            q1, q3 = np.percentile(ratio, [25, 75])
-            print(f"before {np.median(times[True]):.3f} ms, now {np.median(times[False]):.3f} ms: "
-                  f"{np.median(ratio):.2f}x (IQR {q1:.2f}-{q3:.2f})\n")
-
-
+            timing = time_runners(runners, x.numpy(), target, reference="now")
+            r = timing.ratios["before"]  # the old program's time over the new one's
+            print(f"before {timing.stats['before'].median_ms:.3f} ms, now {timing.stats['now'].median_ms:.3f} ms: "
+                  f"{r.median:.2f}x ({r.low:.2f}-{r.high:.2f}, {r.rounds} rounds)\n")
 
 
 def top1() -> None:

@@ -3,11 +3,12 @@
 The ETDump of YOLOv8n on cpu-xnnpack (report in this folder) shows the two nearest upsamplings and the eight
 channel splits of the C2f blocks running in ExecuTorch's portable kernels, splitting the program into 11 XNNPACK
 subgraphs with layout transposes (and, in int8, conversions) at every edge. Two exact rewrites are tried here,
-each before lowering, and timed against the plain program in one interleaved run:
+each before lowering, and timed against the plain program by the shared harness (the target's rounds):
   slices:   every split as slices (XNNPACK runs slices);
   +deconv:  also every nearest 2x upsampling as a depthwise transposed convolution of ones (XNNPACK runs those).
 Prints, per variant: the subgraphs and the ops left outside XNNPACK, the relative error against torch, the rows
-of the per-layer table that are no layer, and the speed over the plain program (median of round ratios, IQR).
+of the per-layer table that are no layer, and the speed over the plain program (median of the round ratios and
+its 95 % interval).
 
   python bench/targets/etdump/rewrites.py [SIDE] [TARGET ...]   > bench/targets/etdump/rewrites.txt
 """
@@ -24,11 +25,11 @@ import torch
 
 from edgeprune import layer_times
 from edgeprune.backends import executorch as ebk
+from edgeprune.backends import time_runners
 from edgeprune.models import create_model
 from edgeprune.targets import load_target
 
 aten = torch.ops.aten
-ROUNDS, RUNS = 15, 5
 
 
 def split_as_slices(x, split_sizes, dim=0):
@@ -74,34 +75,28 @@ def main(side: int, targets: list[str]) -> None:
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = model(x)
-    ref = (ref[0] if isinstance(ref, (tuple, list)) else ref).clone()
-    folder = Path(tempfile.mkdtemp(prefix="rewrites-"))
+    ref = (ref[0] if isinstance(ref, (tuple, list)) else ref).numpy()
     for name in targets:
         target = load_target(name)
         print(f"## {name}, YOLOv8n (COCO weights) at {side}², {time.strftime('%H:%M:%S', time.gmtime())} UTC")
-        methods = {}
+        runners = {}
+        folder = tempfile.TemporaryDirectory(prefix="rewrites-")
         for variant, table in VARIANTS.items():
             program, found = lower(target, model, shape, table)
-            path = folder / f"{name}-{variant}.pte"
+            path = Path(folder.name) / f"{name}-{variant}.pte"
             path.write_bytes(program)
-            methods[variant] = ebk.load_method(target, path)
-            out = methods[variant].execute([x])[0]
+            runners[variant] = ebk.ExecutorchRunner(ebk.load_method(target, path), target.threads, folder, path,
+                                                    found, None)  # fmt: skip
+            out = runners[variant].run(x.numpy())
             layers, _ = layer_times.executorch_layer_times(path, model, target, x.numpy(), runs=10)
             rest = {k: round(v, 3) for k, v in layers.items() if k.startswith("(") and v}
             print(f"{variant}: {found.subgraphs} subgraphs, outside {dict(found.outside)}, relative error "
-                  f"{float((out - ref).norm() / ref.norm()):.2e}, not a layer (ms): {rest}")
-        times = {v: [] for v in methods}
-        for _ in range(ROUNDS):  # interleaved: drift slows every variant alike
-            for variant, method in methods.items():
-                start = time.perf_counter()
-                for _ in range(RUNS):
-                    method.execute([x])
-                times[variant].append((time.perf_counter() - start) / RUNS * 1e3)
-        for variant in methods:
-            ratio = np.array(times["plain"]) / np.array(times[variant])
-            q1, q3 = np.percentile(ratio, [25, 75])
-            print(f"  {variant}: {np.median(times[variant]):.2f} ms, {np.median(ratio):.2f}x the plain program "
-                  f"(IQR {q1:.2f}-{q3:.2f})")
+                  f"{float(np.linalg.norm(out - ref) / np.linalg.norm(ref)):.2e}, not a layer (ms): {rest}")
+        timing = time_runners(runners, x.numpy(), target, reference="plain")
+        for variant in runners:
+            r = timing.speedup(variant) if variant != "plain" else None
+            told = f"{r.median:.2f}x the plain program ({r.low:.2f}-{r.high:.2f})" if r else "the reference"
+            print(f"  {variant}: {timing.stats[variant].median_ms:.2f} ms, {told}")
         print(f"done {time.strftime('%H:%M:%S', time.gmtime())} UTC\n")
 
 
