@@ -8,7 +8,8 @@ fused NCHWc convolution after the tensor it writes (``<value>_nchwc``), so such 
 through the activation/add it absorbed to the Conv that produced it. After the exporter folds BatchNorm
 into the preceding Conv, that Conv's scope is the BatchNorm's, so BatchNorm paths map back to the conv
 that feeds them. Nodes the runtime inserts (layout reorders) get their own row, as does anything that
-cannot be attributed, so the times always add up.
+cannot be attributed, so the times always add up. ExecuTorch has no ONNX file: XNNPACK's operators are matched
+to the exported torch program's nodes in the order they ran (:func:`attribute_xnnpack`).
 """
 
 from __future__ import annotations
