@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import logging
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -183,14 +184,19 @@ def program_labels(program) -> dict[str, list[str]]:
     return labels
 
 
+def xnnpack_operator(event: str) -> str:
+    """An ExecuTorch event's operator: XNNPACK's name without its number ("Convolution (NHWC, F32) IGEMM")."""
+    return re.sub(r" #\d+$", "", event)
+
+
 def attribute_xnnpack(events: list[tuple[str, float]], labels: dict[str, list[str]]) -> tuple[dict, dict]:
     """Per-inference ms by module path and by runtime operator from ExecuTorch's events (in the order they ran).
     XNNPACK names an operator by kind and number, not by node, but runs a delegated graph in its order: where a
     kind ran as often as the program has nodes of it, the n-th run is the n-th node; other operators of the kind
     (fused into a neighbour some of the time: ReLU after an add) keep a row of their own."""
-    runs = [re.sub(r" #\d+$", "", name) for name, _ in events]
+    runs = [xnnpack_operator(name) for name, _ in events]
     kinds = [_XNNPACK_MACS.get(k, k) for k in (op.split(" (")[0] for op in runs)]
-    ran = {k: kinds.count(k) for k in set(kinds)}
+    ran = Counter(kinds)
     seen: dict[str, int] = {}
     by_layer: dict[str, float] = {}
     by_op: dict[str, float] = {}

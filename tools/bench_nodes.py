@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import tempfile
@@ -60,6 +59,7 @@ def executorch_op_times(target, modules: dict, shape: tuple, x: np.ndarray, runs
     ExecuTorch's events, each round ``ROUND`` runs of a fresh load of each program in turn."""
     from edgeprune.backends import prepare_runner
     from edgeprune.backends.executorch import profile_ops
+    from edgeprune.layer_times import xnnpack_operator
 
     runners = {label: prepare_runner(target, module, shape) for label, module in modules.items()}
     rounds: dict[str, list[dict[str, list[float]]]] = {label: [] for label in runners}
@@ -67,7 +67,7 @@ def executorch_op_times(target, modules: dict, shape: tuple, x: np.ndarray, runs
         for label, runner in runners.items():
             ops: dict[str, list[float]] = {}
             for name, ms in profile_ops(target, runner.model_path, x, ROUND):
-                ops.setdefault(re.sub(r" #\d+$", "", name), []).append(ms)
+                ops.setdefault(xnnpack_operator(name), []).append(ms)
             rounds[label].append(ops)
     kept = {label: r[WARMUP // ROUND :] for label, r in rounds.items()}
     return {label: {op: (statistics.median(sum(r.get(op, [])) for r in rs), len(rs[-1].get(op, [])))
