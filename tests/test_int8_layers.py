@@ -13,6 +13,7 @@ from tiny_nets import mobile_net
 
 from edgeprune.backends import int8_layers as il
 from edgeprune.backends import prepare_runner
+from edgeprune.backends.base import BackendError
 from edgeprune.backends.int8_layers import EVERYTHING, Int8Layers, layer_groups, search_fp32_groups
 from edgeprune.backends.quantize import is_quantized
 from edgeprune.cli import main
@@ -73,6 +74,23 @@ def test_the_search_keeps_a_group_only_when_its_whole_interval_is_faster():
     assert tried[-1] == result.fp32_groups and result.trials[-1]["check"]  # the choice against all-int8
     assert [t["kept"] for t in result.trials] == [True, False, True, False, False, True]
     assert all(t["kept"] == (t["ratio"]["high"] < 1) for t in result.trials)
+
+
+def test_a_trial_the_backend_refuses_is_recorded_with_its_reason_and_the_search_goes_on():
+    groups = {"part 1 of 2": ["a"], "part 2 of 2": ["b"], "Conv 1x1 dense": ["a"], EVERYTHING: ["a", "b"]}
+    timed = _compare_by_cost(groups, {"a": 0.1, "b": 0.1}, everything=0.9)
+
+    def compare(now: list[str], trial: list[str]) -> Ratio:
+        if trial == ["part 1 of 2", "part 2 of 2"]:  # as XNNPACK refuses a model with no int8 convolution left
+            raise BackendError("XNNPACK runs no convolution or linear layer with int8 weights")
+        return timed(now, trial)
+
+    result = search_fp32_groups(groups, compare)
+    refused = result.trials[1]
+    assert refused == {"fp32": ["part 1 of 2", "part 2 of 2"], "ratio": None, "kept": False,
+                       "not_built": "XNNPACK runs no convolution or linear layer with int8 weights"}  # fmt: skip
+    assert [t["fp32"] for t in result.trials] == [["part 1 of 2"], refused["fp32"], [EVERYTHING], ["part 1 of 2"]]
+    assert result.fp32_groups == ["part 1 of 2"] and result.trials[-1]["check"]
 
 
 def test_the_search_ends_with_the_fp32_model_when_that_is_fastest():

@@ -278,8 +278,12 @@ def test_a_search_runs_in_a_process_of_its_own(runners):
     assert runners["fp32"].threads == 2  # a program on 2 threads lives in this process
     target = target_from_dict("fast-xnnpack-int8", {**FAST_INT8, "threads": 1, "int8_layers": "measured"})
     chosen = choose_fp32_layers(target, mobile_net(), (1, 3, 32, 32))
-    assert len(chosen.trials) >= 3 and all(t["ratio"] is not None for t in chosen.trials)
-    assert all(t["kept"] == (t["ratio"]["high"] < 1) for t in chosen.trials)  # kept only when faster throughout
+    timed = [t for t in chosen.trials if t["ratio"] is not None]
+    assert len(timed) >= 3 and all(t["kept"] == (t["ratio"]["high"] < 1) for t in timed)  # faster throughout
+    # which trials are built hangs on which were kept before them: only one with no int8 convolution left is
+    # refused (XNNPACK's rule), never one for this process's threadpool
+    refused = [t["not_built"] for t in chosen.trials if t["ratio"] is None]
+    assert all("no convolution or linear layer with int8 weights" in why for why in refused), refused
 
 
 def test_a_profile_lowers_its_programs_in_processes_of_their_own(runners, tmp_path):

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeprune.backends.base import BackendError
 from edgeprune.targets import Target
 from edgeprune.timing import Ratio
 
@@ -32,8 +33,9 @@ log = logging.getLogger(__name__)
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Concat", "Sigmoid", "Softmax",
                  "Resize", "MaxPool", "AveragePool", "GlobalAveragePool")  # fmt: skip
 
-# (groups left in fp32 so far, groups to try) -> the trial's time over the current model's (None: not built)
-Compare = Callable[[list[str], list[str]], Ratio | None]
+# (groups left in fp32 so far, groups to try) -> the trial's time over the current model's; raises BackendError
+# where the backend would not build the trial
+Compare = Callable[[list[str], list[str]], Ratio]
 
 
 EVERYTHING = "every layer"  # the last trial: the fp32 model itself
@@ -46,7 +48,8 @@ class Int8Layers:
 
     groups: dict[str, list[str]]  # label -> names of the fp32 ONNX's nodes it holds (groups may overlap)
     fp32_groups: list[str] = field(default_factory=list)
-    trials: list[dict] = field(default_factory=list)  # {"fp32": [labels], "ratio" (trial / current), "kept"}
+    # {"fp32": [labels], "ratio" (trial / current; None and "not_built": why, where the backend refused), "kept"}
+    trials: list[dict] = field(default_factory=list)
 
     @property
     def all_fp32(self) -> bool:
@@ -120,6 +123,19 @@ def faster(ratio: Ratio) -> bool:
     return ratio.high < 1.0
 
 
+def _run_trial(compare: Compare, now: list[str], trial: list[str]) -> dict:
+    """One trial's record: kept when faster by the whole interval; one the backend would not build (an int8
+    model with no int8 convolution left, a partition XNNPACK refuses) is not kept, and says why."""
+    try:
+        ratio = compare(now, trial)
+    except BackendError as exc:
+        log.info("int8 layers: %s not built: %s", trial, exc)
+        return {"fp32": trial, "ratio": None, "kept": False, "not_built": str(exc)}
+    log.info("int8 layers: %s in fp32: %.3fx the time (%.3f-%.3f)%s", trial, ratio.median, ratio.low, ratio.high,
+             ", kept" if faster(ratio) else "")  # fmt: skip
+    return {"fp32": trial, "ratio": ratio.to_dict(), "kept": faster(ratio)}
+
+
 def search_fp32_groups(groups: dict[str, list[str]], compare: Compare, check: Compare | None = None) -> Int8Layers:
     """The greedy search of the module docstring over ``groups`` (:func:`layer_groups`), with ``compare`` timing
     each trial; the parts of the graph first, then the kinds by size, then every layer. Last, the groups chosen
@@ -132,21 +148,15 @@ def search_fp32_groups(groups: dict[str, list[str]], compare: Compare, check: Co
         if not groups[group] or set(groups[group]) <= set(result.fp32_nodes):
             continue  # nothing this trial would change
         trial = [EVERYTHING] if group == EVERYTHING else [*result.fp32_groups, group]
-        ratio = compare(result.fp32_groups, trial)  # None: the backend would not build it
-        kept = ratio is not None and faster(ratio)
-        result.trials.append({"fp32": trial, "ratio": ratio and ratio.to_dict(), "kept": kept})
-        if ratio is not None:
-            log.info("int8 layers: %s in fp32: %.3fx the time (%.3f-%.3f)%s", group, ratio.median, ratio.low,
-                     ratio.high, ", kept" if kept else "")  # fmt: skip
-        if kept:
+        record = _run_trial(compare, result.fp32_groups, trial)
+        result.trials.append(record)
+        if record["kept"]:
             result.fp32_groups = trial
     if result.fp32_groups:  # the choice as a whole against every layer in int8, both built anew: single trials
         # pass by chance now and then, and two ExecuTorch lowerings of one model differ by a few per cent
-        ratio = (check or compare)([], result.fp32_groups)
-        kept = ratio is not None and faster(ratio)
-        result.trials.append({"fp32": result.fp32_groups, "ratio": ratio and ratio.to_dict(), "kept": kept,
-                              "check": True})  # fmt: skip
-        if not kept:
+        record = _run_trial(check or compare, [], result.fp32_groups)
+        result.trials.append({**record, "check": True})
+        if not record["kept"]:
             log.info("int8 layers: %s in fp32 not faster than every layer in int8 as a whole: none kept",
                      result.fp32_groups)  # fmt: skip
             result.fp32_groups = []
@@ -170,7 +180,7 @@ def _choose_here(target: Target, source, input_shape: tuple[int, ...]) -> Int8La
     import numpy as np
 
     from edgeprune.backends import get_backend, takes_module
-    from edgeprune.backends.base import BackendError, time_runners
+    from edgeprune.backends.base import time_runners
     from edgeprune.backends.executorch import program_nodes
 
     on_module = takes_module(target)
@@ -200,17 +210,13 @@ def _choose_here(target: Target, source, input_shape: tuple[int, ...]) -> Int8La
 
     with tempfile.TemporaryDirectory() as tmp:
 
-        def compare(now: list[str], trial: list[str]) -> Ratio | None:
+        def compare(now: list[str], trial: list[str]) -> Ratio:
             for key in [k for k in built if k != tuple(now)]:  # one runner besides the current model's
                 del built[key]
-            try:
-                runners = {"current": runner(now, Path(tmp)), "trial": runner(trial, Path(tmp))}
-            except BackendError as exc:
-                log.info("int8 layers: %s not built: %s", trial, exc)
-                return None
+            runners = {"current": runner(now, Path(tmp)), "trial": runner(trial, Path(tmp))}
             return time_runners(runners, x, target, reference="current").ratios["trial"]
 
-        def check(now: list[str], trial: list[str]) -> Ratio | None:
+        def check(now: list[str], trial: list[str]) -> Ratio:
             built.clear()  # both models built anew, not the runners the trials timed
             return compare(now, trial)
 
