@@ -61,6 +61,7 @@ class CompressConfig:
     # removed channels' means folded into the next layers; None: the regularizer's importance, channels dropped
     calibration_data: str | None = None
     calibration_count: int | None = None
+    freeze_unknown: bool = False  # the channel graph's, in training and pruning (edgeprune.graph.build_graph)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -71,7 +72,7 @@ class CompressConfig:
         if d["prune"]["constraints"]["width_power"] == 0:
             del d["prune"]["constraints"]["width_power"]  # the default, as runs saved before it existed read
         for key, unset in (("distill", "off"), ("input_size", None), ("workers", None), ("calibration_data", None),
-                           ("calibration_count", None)):  # fmt: skip
+                           ("calibration_count", None), ("freeze_unknown", False)):  # fmt: skip
             if d[key] == unset:
                 del d[key]  # likewise
         return d
@@ -90,7 +91,7 @@ def _train(ref: str, out: Path, cfg: CompressConfig, reg: str, reg_kwargs: dict,
     if (out / RUN_FILE).is_file():
         return
     result = train_run(ref, out, cfg.data, reg, reg_kwargs, train_cfg, pretrained, (out / CHECKPOINT).is_file(),
-                       cfg.data_dir, progress, distill, cfg.input_size, cfg.workers)  # fmt: skip
+                       cfg.data_dir, progress, distill, cfg.input_size, cfg.workers, cfg.freeze_unknown)  # fmt: skip
     if result["status"] != "done":
         raise Interrupted(f"training in {out} was interrupted; its checkpoint is saved: re-run to resume")
 
@@ -104,7 +105,7 @@ def _prune(source: str, run: Path, cfg: CompressConfig, progress: bool) -> Path:
             pretrained = cfg.pretrained if source == cfg.model else False  # only a registry name takes weights
             calibration = calibration_loader(cfg.calibration_data, cfg.calibration_count)
             prune_run(source, cfg.target, cfg.prune, folder, cfg.profile_path, pretrained, (step, cfg.steps, origin),
-                      input_size=cfg.input_size, calibration=calibration)  # fmt: skip
+                      cfg.freeze_unknown, cfg.input_size, calibration)  # fmt: skip
         origin = json.loads((folder / "plan_result.json").read_text())["origin"]
         source = str(folder)
         if step < cfg.steps:

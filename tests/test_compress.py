@@ -166,3 +166,24 @@ def test_compress_cli_calibration_count_needs_calibration_data(tmp_path):
                                   "--calibration-count", "8", "--out", str(tmp_path / "run")])  # fmt: skip
     assert r.exit_code == 2 and "--calibration-count cannot be used without --calibration-data" in r.output
     assert not (tmp_path / "run").exists()
+
+
+def test_train_and_compress_prune_around_a_block_fx_cannot_trace_with_freeze_unknown(tmp_path):
+    """tiny_nets:opaque_block_cnn has a block fx cannot follow: without --freeze-unknown training stops at once
+    with that advice; with it every stage runs, the block kept whole."""
+    train = ["train", "tiny_nets:opaque_block_cnn", "--data", "synthetic", "--epochs", "1", "--max-steps", "1"]
+    r = CliRunner().invoke(main, [*train, "--out", str(tmp_path / "t")])
+    assert r.exit_code == 1 and "in block (PadToFour)" in r.output and "--freeze-unknown" in r.output
+    assert not (tmp_path / "t" / "model").exists()
+    r = CliRunner().invoke(main, [*train, "--freeze-unknown", "--out", str(tmp_path / "t2")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "t2" / "model" / "arch.json").is_file()
+
+    cfg = quick_config(model="tiny_nets:opaque_block_cnn", freeze_unknown=True, prune=PruneSettings(
+        Budget.parse("macs", "0.9x"), ranked_by="macs"))  # fmt: skip
+    summary = compress(cfg, tmp_path / "run", progress=False)
+    assert summary["macs"]["speedup"] > 1.0 and (tmp_path / "run" / "validate" / "report.json").is_file()
+    final = load_pruned(tmp_path / "run" / "prune" / "step1" / "model")
+    assert final.block.conv.weight.shape == (12, 12, 3, 3) and final.a.out_channels < 8  # kept whole; a pruned
+    assert json.loads((tmp_path / "run" / "compress.json").read_text())["freeze_unknown"] is True
+    assert "freeze_unknown" not in quick_config().to_dict()  # runs saved before the setting existed still resume

@@ -7,10 +7,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from conftest import group_of, model_and_graph
+from tiny_nets import opaque_block_cnn
 
 from edgeprune.graph import GraphBuildError, UnsupportedOpError, build_graph
+from edgeprune.graph.errors import UntraceableError
 from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, NORM, REMAP_IN, REMAP_OUT
 from edgeprune.models import create_model
+from edgeprune.prune import Plan, shrink
+from edgeprune.prune.oracle import ORACLE_TOLERANCE, liven, oracle_error
 
 
 def test_option_a_shortcut_is_an_index_map_between_two_groups():
@@ -128,6 +132,41 @@ class BranchyNet(nn.Module):
 def test_untraceable_model_is_a_clear_error():
     with pytest.raises(GraphBuildError, match="cannot trace BranchyNet"):
         build_graph(BranchyNet(), torch.randn(1, 3, 8, 8))
+
+
+def test_a_block_fx_cannot_follow_is_kept_whole_with_freeze_unknown_and_the_rest_prunes():
+    with pytest.raises(UntraceableError, match=r"in block \(PadToFour\).*pass --freeze-unknown"):
+        build_graph(opaque_block_cnn(), torch.randn(1, 3, 6, 6))
+    torch.manual_seed(0)
+    model = liven(opaque_block_cnn().eval(), 6)
+    graph = build_graph(model, torch.randn(1, 3, 6, 6), model_name="test_graph:opaque", freeze_unknown=True)
+    around, _ = group_of(graph, "b", CONV_OUT)  # the block's input: frozen, with the reason
+    assert not around.prunable and "block (PadToFour) is kept whole: torch.fx cannot trace" in around.frozen
+    after, _ = group_of(graph, "c", CONV_IN)  # the block's output, frozen alike
+    assert not after.prunable and "kept whole" in after.frozen
+    assert not any(m.path.startswith("block") for g in graph.groups for u in g.units for m in u.members)
+    outside = {g.id: g.prunable_units[::2] for g in graph.prunable_groups}  # a's and c's outputs
+    assert len(outside) == 2
+    plan = Plan(graph.model_name, graph.fingerprint, outside)
+    pruned, _ = shrink(model, graph, plan)
+    assert pruned.a.out_channels == 4 and pruned.c.out_channels == 4
+    assert pruned.block.conv.weight.shape == model.block.conv.weight.shape  # the block as it was
+    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 6, 6)) <= ORACLE_TOLERANCE
+
+
+class TopLevelIfNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 1)
+
+    def forward(self, x):
+        return self.a(x) if x.shape[-1] > 4 else self.a(x).flip(-1)
+
+
+def test_the_models_own_forward_fx_cannot_follow_stays_an_error_with_freeze_unknown():
+    with pytest.raises(UntraceableError, match="cannot trace TopLevelIfNet") as info:
+        build_graph(TopLevelIfNet(), torch.randn(1, 3, 8, 8), freeze_unknown=True)
+    assert "--freeze-unknown" not in str(info.value)  # nothing to keep whole: the hint would not help
 
 
 class HardCodedNet(nn.Module):

@@ -19,9 +19,9 @@ from edgeprune.export import check_onnx, export_onnx
 from edgeprune.graph import GraphBuildError, build_graph
 from edgeprune.latency.variants import random_plan
 from edgeprune.models import list_models
-from edgeprune.models.timm_models import NOT_SUPPORTED
+from edgeprune.models.timm_models import KEPT_WHOLE
 from edgeprune.prune import shrink
-from edgeprune.prune.oracle import ORACLE_TOLERANCE, check_shrunk, is_lively, output_error
+from edgeprune.prune.oracle import ORACLE_TOLERANCE, check_shrunk, is_lively, liven, output_error
 
 # One or two of each kind: a CIFAR ResNet (option-A shortcuts), a CIFAR VGG, an ImageNet ResNet, an
 # inverted-residual net with depthwise convs, and channel split + shuffle. Through ONNX as well: the ones
@@ -74,12 +74,17 @@ def test_matrix_shrunk_model_exports_and_onnxruntime_matches(tmp_path, name):
     assert check_onnx(pruned, tmp_path / "m.onnx", torch.randn(3, 3, size, size)) <= 1e-4  # dynamic batch
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(NOT_SUPPORTED))
-def test_matrix_unsupported_timm_models_fail_with_a_clear_error(name):
+@pytest.mark.parametrize("name", sorted(KEPT_WHOLE))
+def test_matrix_timm_models_with_untraceable_blocks_prune_around_them(name):
     import timm
 
-    model = timm.create_model(name).eval()
+    model = liven(timm.create_model(name).eval(), 64)
     with pytest.raises(GraphBuildError) as info:
         build_graph(model, torch.randn(1, 3, 64, 64))
     assert " at " in str(info.value) and "Traceback" not in str(info.value)  # names the module (and line)
+    assert "--freeze-unknown" in str(info.value)
+    graph = build_graph(model, torch.randn(1, 3, 64, 64), model_name=f"timm:{name}", freeze_unknown=True)
+    assert any("is kept whole" in (g.frozen or "") for g in graph.groups) and graph.prunable_groups
+    plan = random_plan(graph, random.Random(name))
+    pruned, _ = shrink(model, graph, plan)
+    assert check_shrunk(model, graph, plan, pruned, (3, 64, 64)) <= ORACLE_TOLERANCE

@@ -22,7 +22,7 @@ from edgeprune.graph import build_graph
 from edgeprune.graph.errors import UntraceableError
 from edgeprune.latency.variants import random_plan
 from edgeprune.models import UnknownModelError, create_model, get_entry, list_models
-from edgeprune.models.timm_models import CHECKED, NOT_SUPPORTED, timm_entry
+from edgeprune.models.timm_models import CHECKED, KEPT_WHOLE, timm_entry
 from edgeprune.prune import Plan, load_pruned, shrink
 from edgeprune.prune.oracle import ORACLE_TOLERANCE, liven, oracle_error
 from edgeprune.prune.serialize import arch_spec, save_pruned
@@ -145,7 +145,16 @@ def test_models_torch_fx_cannot_trace_are_a_clear_error():
     assert "cannot trace ByobNet with torch.fx in stages.2.1 (MobileVitBlock) at mobilevit.py:" in msg
     assert "`if new_h != H or new_w != W:`" in msg  # the line that branches on a shape
     assert "control flow" in msg and "Traceback" not in msg
-    for name, reason in NOT_SUPPORTED.items():
+    # with --freeze-unknown the four MobileViT blocks are kept whole and the convolutions around them prune
+    model = liven(model.eval(), 64)
+    graph = build_graph(model, torch.randn(1, 3, 64, 64), model_name="timm:mobilevit_xxs", freeze_unknown=True)
+    kept = {g.frozen.split(" is kept whole")[0] for g in graph.groups if "is kept whole" in (g.frozen or "")}
+    assert kept >= {"stages.2.1 (MobileVitBlock)", "stages.3.1 (MobileVitBlock)", "stages.4.1 (MobileVitBlock)"}
+    plan = Plan(graph.model_name, graph.fingerprint, {g.id: g.prunable_units[: len(g.prunable_units) // 2]
+                                                      for g in graph.prunable_groups})  # fmt: skip
+    pruned, _ = shrink(model, graph, plan)
+    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 64, 64)) <= ORACLE_TOLERANCE
+    for name, reason in KEPT_WHOLE.items():
         assert reason and name not in CHECKED
 
 

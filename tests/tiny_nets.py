@@ -1,6 +1,8 @@
 """Small user-factory models for tests (importable as tiny_nets:NAME with tests/ on the path)."""
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def plain_cnn() -> nn.Module:
@@ -38,3 +40,33 @@ def mobile_net() -> nn.Module:
     """Stem 3x3, a depthwise 3x3 + pointwise 1x1 pair with hard-swish, twice, and a classifier (eval mode): one
     layer of each kind int8 quantizers treat apart."""
     return _Mobile().eval()
+
+
+class PadToFour(nn.Module):
+    """Pads the feature map to a multiple of 4 before its conv: an ``if`` on the size fx cannot follow."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        if x.shape[-1] % 4:
+            x = F.pad(x, (0, 4 - x.shape[-1] % 4, 0, 4 - x.shape[-2] % 4))
+        return self.conv(x)
+
+
+class _OpaqueBlockNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 12, 1), nn.Conv2d(12, 8, 1)
+        self.block = PadToFour(12)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        y = self.c(self.block(self.b(torch.relu(self.a(x)))))
+        return self.fc(y.mean((2, 3)))
+
+
+def opaque_block_cnn() -> nn.Module:
+    """Convs around a block torch.fx cannot trace (``block``: prunable only around it, with freeze_unknown)."""
+    return _OpaqueBlockNet()

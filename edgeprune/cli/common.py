@@ -54,6 +54,14 @@ def options(*decorators: Callable) -> Callable:
     return apply
 
 
+def freeze_unknown_option(fn: Callable) -> Callable:
+    """--freeze-unknown, alike in every command that builds a model's channel graph."""
+    return click.option("--freeze-unknown", is_flag=True,
+                        help="Keep the channels around ops the graph does not know, and blocks torch.fx cannot "
+                        "trace whole, unpruned, instead of failing (`edgeprune graph MODEL --freeze-unknown` "
+                        "lists them).")(fn)  # fmt: skip
+
+
 def hidden(*param_decls: str, **attrs) -> Callable:
     """An option kept for research or for an old spelling: accepted, but not shown in --help."""
     return click.option(*param_decls, hidden=True, **attrs)

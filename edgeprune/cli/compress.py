@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from edgeprune.cli.common import emit, forbid, hidden, json_option, model_argument, resolve_model_arg, weights_options
+from edgeprune.cli.common import (
+    emit,
+    forbid,
+    hidden,
+    json_option,
+    model_argument,
+    resolve_model_arg,
+    weights_options,
+)
 from edgeprune.cli.prune import budget_options, calibration_from, calibration_options, prune_settings
 from edgeprune.cli.train import REGULARIZERS, check_data_options, data_options, folder_options
 
@@ -57,6 +65,7 @@ def read_job_file(ctx: click.Context, _param, path: str | None) -> str | None:
 @click.option("--distill", type=click.Choice(["off", "labels", "label-free"]), default="off", show_default=True,
               metavar="MODE", help="Fine-tune from the unpruned model's outputs: off, labels, label-free.")
 @calibration_options
+@hidden("--freeze-unknown", is_flag=True, help="As in `edgeprune prune`: blocks fx cannot trace kept whole.")
 @hidden("--lam", type=click.FloatRange(min=0), default=1e-4)
 @hidden("--steps", type=click.IntRange(min=1), default=1, help="Pruning steps, fine-tuned in between.")
 @hidden("--step-epochs", type=click.IntRange(min=1), default=1)
@@ -67,8 +76,8 @@ def read_job_file(ctx: click.Context, _param, path: str | None) -> str | None:
 @json_option
 @click.pass_context
 def compress_cmd(ctx, model, model_option, data, data_dir, input_size, workers, out_dir, pretrained, reg, reg_epochs,
-                 finetune_epochs, max_steps, distill, calibration_data, calibration_count, lam, steps, step_epochs, lr,
-                 batch_size, tolerance, as_json, **budget) -> None:  # fmt: skip
+                 finetune_epochs, max_steps, distill, calibration_data, calibration_count, freeze_unknown, lam, steps,
+                 step_epochs, lr, batch_size, tolerance, as_json, **budget) -> None:  # fmt: skip
     """Sparsity training -> plan -> shrink -> fine-tune -> export -> validate MODEL, in one resumable run;
     exit code 4 when the measured speedup falls short of the prediction.
 
@@ -99,6 +108,7 @@ def compress_cmd(ctx, model, model_option, data, data_dir, input_size, workers, 
         ref, budget["target_name"], settings, pretrained, data, data_dir, reg, {} if reg == "none" else {"lam": lam},
         train_cfg(reg_epochs if reg != "none" else 0), train_cfg(finetune_epochs), steps, step_epochs,
         budget["profile_path"], tolerance, distill, input_size, workers, calibration_data, calibration_count,
+        freeze_unknown,
     )  # fmt: skip
     summary = compress(cfg, out_dir)
     emit(as_json, summary, lambda: format_summary(summary))

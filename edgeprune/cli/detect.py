@@ -55,7 +55,8 @@ def train_detector(ctx: click.Context, model: str, reg: str, o: dict, reg_kwargs
     epochs = o["epochs"] or DEFAULTS["finetune" if reg == "none" else "train"][0]
     settings = {"optimizer": OPTIMIZERS[o["optimizer"]] if given(ctx, "optimizer") else "AdamW",
                 "weight_decay": o["weight_decay"], "warmup_epochs": o["warmup"], "seed": o["seed"],
-                "pretrained": o["pretrained"], "teacher": distill, "reg": reg, "reg_kwargs": reg_kwargs}  # fmt: skip
+                "pretrained": o["pretrained"], "teacher": distill, "reg": reg, "reg_kwargs": reg_kwargs,
+                "freeze_unknown": o["freeze_unknown"]}  # fmt: skip
     if o["lr"]:
         settings["lr"] = o["lr"]
     batch = o["batch_size"] if given(ctx, "batch_size") else DEFAULT_BATCH

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import torch
 
-from edgeprune.cli.common import emit, json_option, options, weights_options
+from edgeprune.cli.common import emit, freeze_unknown_option, json_option, options, weights_options
 from edgeprune.graph import build_graph
 from edgeprune.graph.groups import ChannelGraph
 from edgeprune.models import create_model_for_size, families, get_entry, list_models
@@ -15,7 +15,7 @@ model_build_options = options(
     weights_options,
     click.option("--input-size", type=click.IntRange(min=8), default=None, help="Square input side (default: the "
                  "model's)."),  # fmt: skip
-    click.option("--freeze-unknown", is_flag=True, help="Freeze channels around unsupported ops instead of failing."),
+    freeze_unknown_option,
 )
 
 

@@ -7,6 +7,7 @@ import click
 from edgeprune.cli.common import (
     emit,
     forbid,
+    freeze_unknown_option,
     hidden,
     json_option,
     model_argument,
@@ -115,8 +116,7 @@ def prune_settings(ctx: click.Context, o: dict):
 @weights_options
 @click.option("--input-size", type=click.IntRange(min=8), default=None, metavar="PX",
               help="Square input side to plan at (default: the size saved with MODEL, else the registry's).")
-@click.option("--freeze-unknown", is_flag=True, help="Keep channels around ops the graph does not know, instead "
-              "of failing (`edgeprune graph MODEL --freeze-unknown` shows them).")
+@freeze_unknown_option
 @calibration_options
 @hidden("--steps", type=click.IntRange(min=1), default=1,
         help="Reach the budget in N prunes without training between them (each measures and refits anew).")

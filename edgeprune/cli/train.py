@@ -9,6 +9,7 @@ import click
 from edgeprune.cli.common import (
     emit,
     forbid,
+    freeze_unknown_option,
     hidden,
     json_option,
     model_argument,
@@ -67,6 +68,7 @@ train_options = options(
     click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True),
     weights_options,
     click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint."),
+    freeze_unknown_option,
     click.option("--seed", type=int, default=0, show_default=True),
     click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Cap on steps per epoch (quick runs)."),
     click.option("--distill", "teacher", metavar="TEACHER", default=None,
@@ -136,7 +138,8 @@ def run_training(ctx: click.Context, model: str, reg: str, o: dict) -> None:
         weight_decay=o["weight_decay"], seed=o["seed"], max_steps_per_epoch=o["max_steps"],
     )  # fmt: skip
     result = train_run(model, o["out_dir"], o["data"], reg, kwargs, cfg, o["pretrained"], o["resume"],
-                       o["data_dir"], distill=distill, input_size=o["input_size"], workers=o["workers"])  # fmt: skip
+                       o["data_dir"], distill=distill, input_size=o["input_size"], workers=o["workers"],
+                       freeze_unknown=o["freeze_unknown"])  # fmt: skip
     if result["status"] == "interrupted":
         click.echo(f"interrupted at epoch {result['epoch'] + 1}; checkpoint saved: rerun with --resume to continue")
         ctx.exit(130)

@@ -30,8 +30,11 @@ class UntraceableError(GraphBuildError):
         where = f" in {module[0]} ({module[1]})" if module else ""
         at = f" at {line[0]}:{line[1]} `{line[2]}`" if line else ""
         first = cause.splitlines()[0] if cause else ""
+        inner = module is not None and module[0] != "<top level>"
+        hint = ("pass --freeze-unknown (freeze_unknown=True) to keep that module whole and unpruned and prune the "
+                "rest, " if inner else "")  # fmt: skip
         super().__init__(
             f"cannot trace {model} with torch.fx{where}{at}: {first}. edgeprune follows the model's forward() "
-            "symbolically, so Python control flow on tensor values or shapes cannot be followed; move that code "
-            "into a leaf module (a torch.nn layer) or use a model variant without it."
+            f"symbolically, so Python control flow on tensor values or shapes cannot be followed; {hint}move that "
+            "code into a leaf module (a torch.nn layer), or use a model variant without it."
         )

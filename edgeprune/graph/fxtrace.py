@@ -6,6 +6,9 @@ computing the same thing in a traceable way. The substitute runs as that module'
 belong to the module, so split widths are found on its attributes); it is used for instances whose class
 keeps that type's forward. Only the trace uses it: the model runs its own code, and the oracle checks
 that the two agree.
+
+With ``freeze_unknown``, a submodule fx cannot follow is kept whole instead (:func:`trace_around`): traced as
+one opaque node, its channels frozen, the rest of the model traced and pruned as usual.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import functools
 import linecache
 import os
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import torch
 import torch.fx as fx
@@ -27,12 +30,15 @@ from edgeprune.graph.errors import UntraceableError
 class LeafTracer(fx.Tracer):
     """Keeps torch.nn layers (and edgeprune's own layers) as single nodes; traces through the rest.
 
-    ``max_nodes`` stops a trace that grows past it (a loop over a patched attribute, see splits.py)."""
+    ``max_nodes`` stops a trace that grows past it (a loop over a patched attribute, see splits.py); the
+    modules named in ``opaque`` (qualified names) are single nodes too."""
 
-    def __init__(self, max_nodes: int | None = None, forwards: Mapping[type, Callable] | None = None) -> None:
+    def __init__(self, max_nodes: int | None = None, forwards: Mapping[type, Callable] | None = None,
+                 opaque: Collection[str] = ()) -> None:  # fmt: skip
         super().__init__()
         self.max_nodes = max_nodes
         self.forwards = dict(forwards or {})
+        self.opaque = frozenset(opaque)
 
     def call_module(self, m: nn.Module, forward: Callable, args, kwargs):
         substitute = self._substitute(type(m))
@@ -52,24 +58,46 @@ class LeafTracer(fx.Tracer):
         return super().create_node(*args, **kwargs)
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if optable.module_rule(m) is not None:
+        if qualname in self.opaque or optable.module_rule(m) is not None:
             return True
         if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
             return False
         return m.__module__.startswith("torch.nn")
 
 
-def trace_model(model: nn.Module, max_nodes: int | None = None) -> fx.Graph:
-    """Symbolically trace ``model`` (in its current train/eval mode) with torch.nn layers as leaves.
+def trace_model(model: nn.Module, max_nodes: int | None = None, opaque: Collection[str] = ()) -> fx.Graph:
+    """Symbolically trace ``model`` (in its current train/eval mode) with torch.nn layers, and the submodules
+    named in ``opaque``, as leaves.
 
     Raises:
         UntraceableError: fx cannot follow the model's code (Python control flow on tensor values or
             shapes, calls fx cannot record); the message names the module and the source line.
     """
     try:
-        return LeafTracer(max_nodes, getattr(model, "fx_forwards", None)).trace(model)
+        return LeafTracer(max_nodes, getattr(model, "fx_forwards", None), opaque).trace(model)
     except Exception as exc:  # fx raises many types; all mean "cannot trace"
         raise _untraceable(model, exc) from exc
+
+
+MAX_OPAQUE = 256  # a model with more untraceable submodules than this is not worth pruning around
+
+
+def trace_around(model: nn.Module, keep_whole: bool) -> tuple[fx.Graph, frozenset[str]]:
+    """:func:`trace_model`, and with ``keep_whole`` each submodule fx cannot follow kept as one opaque node
+    (retraced until the rest traces): the graph and the opaque modules' names.
+
+    Raises:
+        UntraceableError: without ``keep_whole``; or where the model's own forward (no submodule) stops fx.
+    """
+    opaque: set[str] = set()
+    while True:
+        try:
+            return trace_model(model, opaque=opaque), frozenset(opaque)
+        except UntraceableError as exc:
+            path = exc.module[0] if exc.module else None
+            if not keep_whole or path in (None, "<top level>") or path in opaque or len(opaque) >= MAX_OPAQUE:
+                raise
+            opaque.add(path)
 
 
 _TORCH_DIR = os.path.dirname(torch.__file__)

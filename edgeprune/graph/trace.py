@@ -22,7 +22,7 @@ from torch.func import functional_call
 from edgeprune.graph import optable, rules
 from edgeprune.graph.branches import find_branches, removable_groups
 from edgeprune.graph.errors import GraphBuildError, UnsupportedOpError
-from edgeprune.graph.fxtrace import trace_model
+from edgeprune.graph.fxtrace import trace_around, trace_model
 from edgeprune.graph.groups import PARAM, ChannelGraph, ChannelGroup, MemberTable, Unit
 from edgeprune.graph.ids import NO_CHANNEL, ChannelUnion, along, position_reps
 from edgeprune.graph.splits import SizeSource, find_size_sources, size_attrs
@@ -31,8 +31,10 @@ from edgeprune.graph.splits import SizeSource, find_size_sources, size_attrs
 class TraceContext:
     """State shared by the rules while one model is interpreted."""
 
-    def __init__(self, model: nn.Module, freeze_unknown: bool, size_sources: dict | None = None) -> None:
+    def __init__(self, model: nn.Module, freeze_unknown: bool, size_sources: dict | None = None,
+                 opaque: frozenset[str] = frozenset()) -> None:  # fmt: skip
         self.model = model
+        self.opaque = opaque  # submodules fx could not follow, kept whole (fxtrace.trace_around)
         self.size_sources: dict[str, list[SizeSource | None]] = size_sources or {}  # literal split sizes
         self.size_parts: dict[SizeSource, torch.Tensor] = {}  # per source: the ids of the parts it sizes
         self.modules = dict(model.named_modules())
@@ -112,6 +114,9 @@ class TraceContext:
         if not self.freeze_unknown:
             raise UnsupportedOpError(self.op_name(node), self.where(node))
         reason = f"{self.where(node)}: unsupported op {self.op_name(node)} (frozen by --freeze-unknown)"
+        if node.op == "call_module" and node.target in self.opaque:
+            reason = (f"{node.target} ({self.op_name(node)}) is kept whole: torch.fx cannot trace its code "
+                      "(frozen by --freeze-unknown)")  # fmt: skip
         return rules.freeze_through(self, ids, ids_kw, out, reason)
 
     # -- parameters read directly in forward (layer scale, class token, positional embedding)
@@ -361,10 +366,12 @@ def build_graph(
         example: an input batch (only its shape and dtype matter).
         model_name: registry name recorded in the graph (used to rebuild pruned models).
         model_kwargs: the keyword arguments the model was built with (recorded likewise).
-        freeze_unknown: freeze the channels around ops the graph does not understand instead of raising.
+        freeze_unknown: freeze the channels around ops the graph does not understand instead of raising, and
+            keep whole (one frozen node) each submodule torch.fx cannot trace.
 
     Raises:
-        UntraceableError: torch.fx cannot trace the model (a :class:`GraphBuildError`).
+        UntraceableError: torch.fx cannot trace the model (a :class:`GraphBuildError`); with ``freeze_unknown``
+            only where the model's own forward stops it.
         GraphBuildError: an op fails on the example's shapes.
         UnsupportedOpError: an op with no rule, unless ``freeze_unknown``.
     """
@@ -372,14 +379,14 @@ def build_graph(
     model.eval()
     attrs_before = set(vars(model))
     try:
-        graph = trace_model(model)
+        graph, opaque = trace_around(model, keep_whole=freeze_unknown)
         limit = 2 * len(graph.nodes) + 16  # a retrace with patched sizes has the same nodes, or it is not used
-        sources = find_size_sources(model, graph, lambda m: trace_model(m, max_nodes=limit))
-        ctx = TraceContext(model, freeze_unknown, sources)
+        sources = find_size_sources(model, graph, lambda m: trace_model(m, max_nodes=limit, opaque=opaque))
+        ctx = TraceContext(model, freeze_unknown, sources, opaque)
         try:
             interpret(ctx, graph, example)
         except _NeedsFake:
-            ctx = TraceContext(model, freeze_unknown, sources)
+            ctx = TraceContext(model, freeze_unknown, sources, opaque)
             interpret(ctx, graph, example, fake=True)
     finally:
         model.train(was_training)

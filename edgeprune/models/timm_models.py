@@ -39,8 +39,9 @@ CHECKED: dict[str, int] = {
     "levit_128s": 224,
 }  # fmt: skip
 
-# Models torch.fx cannot trace (docs/support.md; the matrix test checks each fails with this clear error).
-NOT_SUPPORTED: dict[str, str] = {
+# Models with blocks torch.fx cannot trace, and the code that stops it: without freeze_unknown a clear error;
+# with it those blocks are kept whole and the rest prunes (docs/support.md; the matrix test checks both).
+KEPT_WHOLE: dict[str, str] = {
     "mobilevit_xxs": "MobileVitBlock branches on the feature map's size (if new_h != H or new_w != W)",
     "mobilevitv2_050": "MobileVitV2Block branches on the feature map's size (if new_h != H or new_w != W)",
     "efficientvit_b0": "LiteMLA branches on the tensor's device (v.device.type != 'meta')",

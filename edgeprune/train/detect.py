@@ -191,7 +191,7 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
                       weight_decay: float = 5e-4, warmup_epochs: float = 0.0, seed: int = 0, train_bn: bool = False,
                       pretrained: Pretrained = False, teacher: str | DistillConfig | None = None, reg: str = "none",
                       reg_kwargs: dict | None = None, device: str | None = None, progress: bool = True,
-                      extra: dict | None = None) -> dict:  # fmt: skip
+                      extra: dict | None = None, freeze_unknown: bool = False) -> dict:  # fmt: skip
     """Fine-tune a (pruned) Ultralytics detector on a dataset yaml through Ultralytics' DetectionTrainer (a
     segmentation model: its SegmentationTrainer, on polygon labels, with the mask metrics in run.json).
 
@@ -208,7 +208,8 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
     sums its loss over the batch: scale ``lam`` accordingly). ``device``: Ultralytics' device string; by
     default the first GPU when torch sees one (images then load in up to 8 worker processes), else the CPU.
     ``extra``: further Ultralytics train arguments (``mosaic=0.5``, ``close_mosaic=0``, ``workers=4``...),
-    which take precedence over the ones set here.
+    which take precedence over the ones set here. ``freeze_unknown``: the channel graph's
+    (:func:`edgeprune.graph.build_graph`).
     """
     out = Path(out_dir)
     if (out / RUN_FILE).exists() or (out / "model").exists():
@@ -230,7 +231,8 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
     if imgsz % stride:
         raise InputError(f"input size {imgsz}: a YOLO input side is a multiple of its largest stride ({stride})")
     raw = YoloRaw(net)
-    graph = build_graph(raw, torch.randn(1, 3, imgsz, imgsz), model_name=name, model_kwargs=kwargs)
+    graph = build_graph(raw, torch.randn(1, 3, imgsz, imgsz), model_name=name, model_kwargs=kwargs,
+                        freeze_unknown=freeze_unknown)
     hook = SparsityHook.from_graph(raw, graph, reg, **(reg_kwargs or {}))
     criterion = _distill_criterion(distill, raw) if distill else None
     out.mkdir(parents=True, exist_ok=True)

@@ -53,9 +53,11 @@ def train_run(
     distill: DistillConfig | None = None,
     input_size: int | None = None,
     workers: int | None = None,
+    freeze_unknown: bool = False,
 ) -> dict:
     """Train ``model_ref`` with regularizer ``reg`` (and, with ``distill``, learning from a teacher); writes
-    checkpoint, metrics, model/, importance.json."""
+    checkpoint, metrics, model/, importance.json. ``freeze_unknown``: the channel graph's
+    (:func:`edgeprune.graph.build_graph`)."""
     cfg = cfg or TrainConfig()
     out = Path(out_dir)
     if (out / CHECKPOINT).exists() and not resume:
@@ -67,7 +69,8 @@ def train_run(
     model, name, kwargs, changes = load_for_data(model_ref, pretrained, source)
     source.tell(rank)
     c, h, w = source.chw(name)
-    graph = build_graph(model, torch.randn(1, c, h, w), model_name=name, model_kwargs=kwargs)
+    graph = build_graph(model, torch.randn(1, c, h, w), model_name=name, model_kwargs=kwargs,
+                        freeze_unknown=freeze_unknown)
     hook = SparsityHook.from_graph(model, graph, reg, **(reg_kwargs or {}))
     train, test = make_loaders(source, model, name, cfg.batch_size, cfg.seed, rank, world, workers, data_dir)
     trainer = Trainer(

@@ -16,28 +16,29 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import torch
 
 from edgeprune.backends import executorch as ebk
-from edgeprune.backends import time_runners
+from edgeprune.backends import get_backend, time_runners
 from edgeprune.graph import build_graph
 from edgeprune.models import create_model
 from edgeprune.prune import shrink, uniform_plan
 from edgeprune.targets import load_target
 
 
-def build(target, module, shape, as_before: bool):
+def prepare(target, module, shape, as_before: bool):
+    """edgeprune's own ExecuTorch runner of ``module``: lowered as it is now, or ``as_before`` the shortcut
+    layer was lowered as a 1x1 convolution (the module as it is)."""
+    backend = get_backend("executorch")
     if not as_before:
-        return ebk.lower(target, module, shape)[:2]
-    with mock.patch.object(ebk, "lowered_form", lambda m: m):  # the lowering before: the module as it is
-        return ebk.lower(target, module, shape)[:2]
+        return backend.prepare(target, module=module, input_shape=shape)
+    with mock.patch.object(ebk, "lowered_form", lambda m: m):
+        return backend.prepare(target, module=module, input_shape=shape)
 
 
 def main() -> None:
@@ -46,19 +47,15 @@ def main() -> None:
     graph = build_graph(dense, torch.zeros(shape), model_name="cifar_resnet56")
     models = {"dense": dense, "shrunk 30 %": shrink(dense, graph, uniform_plan(dense, graph, 0.3))[0].eval()}
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
-    folder = tempfile.TemporaryDirectory(prefix="remap-")
     for name in ("cpu-xnnpack", "cpu-xnnpack-int8"):
         target = load_target(name)
         for label, model in models.items():
             print(f"## {label} ResNet-56 on {name}, {time.strftime('%H:%M:%S', time.gmtime())} UTC")
             runners, outs = {}, {}
             for before in (True, False):
-                program, found = build(target, model, shape, before)
                 key = "before" if before else "now"
-                path = Path(folder.name) / f"{name}-{label}-{key}.pte"
-                path.write_bytes(program)
-                runners[key] = ebk.ExecutorchRunner(ebk.load_method(target, path), target.threads, folder, path,
-                                                    found, None)  # fmt: skip
+                runners[key] = prepare(target, model, shape, before)
+                found = runners[key].delegation
                 outs[key] = runners[key].run(x.numpy())
                 print(f"{key}: {found.subgraphs} subgraphs, outside {dict(found.outside)}")
             moved = float(np.linalg.norm(outs["now"] - outs["before"]) / np.linalg.norm(outs["before"]))

@@ -16,16 +16,15 @@ its 95 % interval).
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
-from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 
 from edgeprune import layer_times
 from edgeprune.backends import executorch as ebk
-from edgeprune.backends import time_runners
+from edgeprune.backends import get_backend, time_runners
 from edgeprune.models import create_model
 from edgeprune.targets import load_target
 
@@ -57,16 +56,17 @@ SLICES = {aten.split_with_sizes.default: split_as_slices, aten.split.Tensor: spl
 VARIANTS = {"plain": {}, "slices": SLICES, "+deconv": {**SLICES, aten.upsample_nearest2d.vec: nearest_as_deconv}}
 
 
-def lower(target, module, shape, table):
-    exir = ebk._import("executorch.exir")
-    partitioner = ebk._import("executorch.backends.xnnpack.partition.xnnpack_partitioner").XnnpackPartitioner
-    program = ebk.export_program(module, shape)
-    program = ebk.fold_constants(program.run_decompositions(table) if table else program)
-    if target.precision == "int8":
-        samples, _ = ebk.calibration_for(target, None, shape)
-        program = ebk.quantize_program(program, shape, samples)
-    edge = exir.to_edge_transform_and_lower(program, partitioner=[partitioner()])
-    return edge.to_executorch().buffer, ebk.delegation(edge)
+def prepare(target, module, shape, table):
+    """edgeprune's own ExecuTorch runner of ``module``, with ``table``'s decompositions run on the exported
+    program before the rest of the lowering."""
+    export = ebk.export_program
+
+    def decomposed(m, input_shape):
+        program = export(m, input_shape)
+        return program.run_decompositions(table) if table else program
+
+    with mock.patch.object(ebk, "export_program", decomposed):
+        return get_backend("executorch").prepare(target, module=module, input_shape=shape)
 
 
 def main(side: int, targets: list[str]) -> None:
@@ -80,13 +80,9 @@ def main(side: int, targets: list[str]) -> None:
         target = load_target(name)
         print(f"## {name}, YOLOv8n (COCO weights) at {side}², {time.strftime('%H:%M:%S', time.gmtime())} UTC")
         runners = {}
-        folder = tempfile.TemporaryDirectory(prefix="rewrites-")
         for variant, table in VARIANTS.items():
-            program, found = lower(target, model, shape, table)
-            path = Path(folder.name) / f"{name}-{variant}.pte"
-            path.write_bytes(program)
-            runners[variant] = ebk.ExecutorchRunner(ebk.load_method(target, path), target.threads, folder, path,
-                                                    found, None)  # fmt: skip
+            runners[variant] = prepare(target, model, shape, table)
+            found, path = runners[variant].delegation, runners[variant].model_path
             out = runners[variant].run(x.numpy())
             layers, _ = layer_times.executorch_layer_times(path, model, target, x.numpy(), runs=10)
             rest = {k: round(v, 3) for k, v in layers.items() if k.startswith("(") and v}
