@@ -169,6 +169,56 @@ def test_the_models_own_forward_fx_cannot_follow_stays_an_error_with_freeze_unkn
     assert "--freeze-unknown" not in str(info.value)  # nothing to keep whole: the hint would not help
 
 
+class BorrowedSizeNet(nn.Module):
+    """Restores a shape read from ``x`` on ``b``'s output (``own=False``: timm's LambdaLayer and FastViT
+    attention do so), or on ``x``'s own channels (``own=True``)."""
+
+    def __init__(self, own: bool) -> None:
+        super().__init__()
+        self.own = own
+        self.a, self.b, self.c = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        x = torch.relu(self.a(x))
+        B, C, H, W = x.shape
+        y = (x if self.own else self.b(x)).flatten(2).transpose(1, 2)  # B, HW, C
+        return self.c(y.transpose(1, 2).reshape(B, C, H, W))
+
+
+def test_a_reshape_to_another_tensors_channel_count_freezes_both_and_to_its_own_prunes():
+    graph = build_graph(BorrowedSizeNet(own=False), torch.randn(1, 3, 4, 4))
+    for path in ("a", "b"):  # pruning either would break the reshape
+        g, _ = group_of(graph, path, CONV_OUT)
+        assert not g.prunable and "reshape takes its size along dim 1 from another tensor's shape" in g.frozen
+    torch.manual_seed(0)
+    model = liven(BorrowedSizeNet(own=True).eval(), 4)
+    graph = build_graph(model, torch.randn(1, 3, 4, 4), model_name="test_graph:borrowed")
+    g, _ = group_of(graph, "a", CONV_OUT)
+    assert g.prunable
+    plan = Plan(graph.model_name, graph.fingerprint, {g.id: [1, 2, 5]})
+    pruned, _ = shrink(model, graph, plan)
+    assert pruned.a.out_channels == 3
+    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE
+
+
+class OptionalMaskNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x, mask=None, scale: float = 2.0):
+        x = self.a(x) * scale
+        if mask is not None:  # timm's Hiera takes an optional mask like this
+            x = x * mask.view(x.shape[0], 1, *x.shape[2:])
+        return self.b(x)
+
+
+def test_forward_arguments_after_the_input_are_traced_at_their_defaults():
+    graph = build_graph(OptionalMaskNet(), torch.randn(1, 3, 4, 4))
+    g, _ = group_of(graph, "a", CONV_OUT)
+    assert g.prunable
+
+
 class HardCodedNet(nn.Module):
     def __init__(self):
         super().__init__()

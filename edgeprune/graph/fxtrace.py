@@ -14,6 +14,7 @@ one opaque node, its channels frozen, the rest of the model traced and pruned as
 from __future__ import annotations
 
 import functools
+import inspect
 import linecache
 import os
 import types
@@ -74,9 +75,19 @@ def trace_model(model: nn.Module, max_nodes: int | None = None, opaque: Collecti
             shapes, calls fx cannot record); the message names the module and the source line.
     """
     try:
-        return LeafTracer(max_nodes, getattr(model, "fx_forwards", None), opaque).trace(model)
+        tracer = LeafTracer(max_nodes, getattr(model, "fx_forwards", None), opaque)
+        return tracer.trace(model, concrete_args=_defaults_after_input(model) or None)
     except Exception as exc:  # fx raises many types; all mean "cannot trace"
         raise _untraceable(model, exc) from exc
+
+
+def _defaults_after_input(model: nn.Module) -> dict:
+    """``forward()``'s parameters after the input that have defaults, at those defaults: the model runs on the
+    input alone, and an optional argument left None (Hiera's ``mask``) is not traced into the code that uses
+    it."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    params = list(inspect.signature(model.forward).parameters.values())[1:]
+    return {p.name: p.default for p in params if p.kind in kinds and p.default is not inspect.Parameter.empty}
 
 
 MAX_OPAQUE = 256  # a model with more untraceable submodules than this is not worth pruning around

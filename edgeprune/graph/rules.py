@@ -33,6 +33,7 @@ from edgeprune.graph.ids import (
     position_reps,
     varying_dims,
 )
+from edgeprune.graph.shape_reads import check_borrowed_sizes
 from edgeprune.models.layers import BranchConstant, ChannelRemap
 
 if TYPE_CHECKING:
@@ -117,21 +118,24 @@ def movement(ctx, node, args, kwargs, ids, ids_kw, out):
     return _compress_tree(_probe(node, ctx.module(node), args, kwargs, ids, ids_kw))
 
 
-def _literal_sizes(node: fx.Node) -> list[bool] | None:
-    """For view/reshape: which output dims have a size written as a constant in the model's code."""
+def _size_args(node: fx.Node) -> list:
+    """A view/reshape's size arguments as the model's code gives them: ints, or the nodes that computed them."""
     sizes = list(node.args[1:]) if node.op == "call_method" else list(node.args[1:2])
     if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
         sizes = list(sizes[0])
     if "shape" in node.kwargs or "size" in node.kwargs:
         sizes = list(node.kwargs.get("shape", node.kwargs.get("size")))
-    return [isinstance(s, int) and s not in (-1, 1) for s in sizes]
+    return sizes
 
 
 def reshape(ctx, node, args, kwargs, ids, ids_kw, out):
-    """view/reshape: output dims with constant sizes must keep their size after pruning."""
+    """view/reshape: output dims with constant sizes must keep their size after pruning; a size read from
+    another tensor's shape ties the two channel counts (:mod:`edgeprune.graph.shape_reads`)."""
     result = movement(ctx, node, args, kwargs, ids, ids_kw, out)
-    literal = _literal_sizes(node)
-    if literal is None or len(literal) != result.ndim:
+    sizes = _size_args(node)
+    check_borrowed_sizes(ctx, node, sizes, result)
+    literal = [isinstance(s, int) and s not in (-1, 1) for s in sizes]  # written as a constant in the code
+    if len(literal) != result.ndim:
         return result
     moving = varying_dims(result)
     fixed = [d for d in moving if literal[d]]

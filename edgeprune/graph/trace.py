@@ -25,6 +25,7 @@ from edgeprune.graph.errors import GraphBuildError, UnsupportedOpError
 from edgeprune.graph.fxtrace import trace_around, trace_model
 from edgeprune.graph.groups import PARAM, ChannelGraph, ChannelGroup, MemberTable, Unit
 from edgeprune.graph.ids import NO_CHANNEL, ChannelUnion, along, position_reps
+from edgeprune.graph.shape_reads import note_shape_read
 from edgeprune.graph.splits import SizeSource, find_size_sources, size_attrs
 
 
@@ -40,6 +41,8 @@ class TraceContext:
         self.modules = dict(model.named_modules())
         self.freeze_unknown = freeze_unknown
         self.cu = ChannelUnion()
+        self.shapes_read: dict[fx.Node, torch.Tensor] = {}  # x.shape -> x's ids (graph/shape_reads.py)
+        self.sizes_read: dict[fx.Node, tuple[torch.Tensor, int]] = {}  # x.shape[i] -> (x's ids, i)
         self.blocks: list[tuple[str, str, int]] = []
         self.attached: list[np.ndarray] = []  # per block: the channel of each slice
         self.block_of: dict[tuple[str, str, int], int] = {}
@@ -253,6 +256,7 @@ def interpret(ctx: TraceContext, graph: fx.Graph, example: torch.Tensor, fake: b
 
 
 def _node_ids(ctx, node, args, kwargs, a_ids, k_ids, out):
+    note_shape_read(ctx, node, a_ids)
     if not _has_ids(out):
         return None
     if not _has_ids(a_ids) and not _has_ids(k_ids):
