@@ -201,6 +201,30 @@ def test_a_reshape_to_another_tensors_channel_count_freezes_both_and_to_its_own_
     assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE
 
 
+class ComputedSizeNet(BorrowedSizeNet):
+    """As BorrowedSizeNet, with the borrowed size passed through arithmetic the graph does not follow."""
+
+    def forward(self, x):
+        x = torch.relu(self.a(x))
+        B, C, H, W = x.shape
+        return self.c(self.b(x).flatten(2).reshape(B, C * 1, H, W))
+
+
+def test_a_pruned_model_that_does_not_run_is_a_plan_error_naming_the_line_and_nothing_more():
+    from edgeprune.prune.oracle import check_shrunk
+    from edgeprune.prune.plan import PlanError
+
+    model = ComputedSizeNet(own=False).eval()
+    graph = build_graph(model, torch.randn(1, 3, 4, 4), model_name="test_graph:computed")
+    g, _ = group_of(graph, "a", CONV_OUT)
+    plan = Plan(graph.model_name, graph.fingerprint, {g.id: [0, 1]})
+    pruned, _ = shrink(model, graph, plan)
+    where = r"the pruned model does not run in <top level> \(ComputedSizeNet\) at test_graph.py:\d+ `return self.c"
+    with pytest.raises(PlanError, match=where) as info:
+        check_shrunk(model, graph, plan, pruned, (3, 4, 4))
+    assert "RuntimeError" in str(info.value) and "nothing written" in str(info.value)
+
+
 class OptionalMaskNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -115,7 +115,12 @@ _TORCH_DIR = os.path.dirname(torch.__file__)
 
 
 def _untraceable(model: nn.Module, exc: Exception) -> UntraceableError:
-    """Find the innermost module of ``model`` whose code was running, and the line of model code that failed."""
+    return UntraceableError(type(model).__name__, *locate_failure(model, exc), f"{type(exc).__name__}: {exc}")
+
+
+def locate_failure(model: nn.Module, exc: BaseException) -> tuple[tuple[str, str] | None, tuple[str, int, str] | None]:
+    """Where ``exc`` was raised in ``model``: the innermost module whose code was running (path, type name),
+    and the last line of the model's own code (file name, line, text) on the way, not torch's."""
     paths = {id(m): p for p, m in model.named_modules()}
     module_at, line_at = None, None
     tb: types.TracebackType | None = exc.__traceback__
@@ -129,4 +134,4 @@ def _untraceable(model: nn.Module, exc: Exception) -> UntraceableError:
             text = linecache.getline(filename, tb.tb_lineno).strip()
             line_at = (os.path.basename(filename), tb.tb_lineno, text)
         tb = tb.tb_next
-    return UntraceableError(type(model).__name__, module_at, line_at, f"{type(exc).__name__}: {exc}")
+    return module_at, line_at

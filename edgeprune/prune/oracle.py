@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from edgeprune.graph import tree_tensors
+from edgeprune.graph.fxtrace import locate_failure
 from edgeprune.graph.groups import CONSUMER_KINDS, CONV_IN, LINEAR_IN, ChannelGraph
 from edgeprune.models import create_model_for_size, get_entry
 from edgeprune.prune.plan import Plan
@@ -128,7 +129,17 @@ def check_shrunk(model: nn.Module, graph: ChannelGraph, plan: Plan, pruned: nn.M
     compensated); :class:`PlanError` above :data:`ORACLE_TOLERANCE`. Callers run it before writing anything."""
     from edgeprune.prune.plan import PlanError
 
-    err = oracle_error(model, graph, plan, pruned, torch.randn(2, *input_chw), means)
+    try:
+        err = oracle_error(model, graph, plan, pruned, torch.randn(2, *input_chw), means)
+    except Exception as exc:  # the shrunk model does not run: its code holds a size the graph did not tie
+        module, line = locate_failure(pruned, exc)
+        where = (f" in {module[0]} ({module[1]})" if module else "") + (f" at {line[0]}:{line[1]} `{line[2]}`"
+                                                                        if line else "")  # fmt: skip
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise PlanError(f"the pruned model does not run{where}: {type(exc).__name__}: {first}. The model's code "
+                        "computes a size from a channel count that pruning changed, in a way the channel graph "
+                        "does not follow; nothing written. A --plan FILE that keeps every channel of the groups "
+                        "around that module (`edgeprune graph MODEL` lists them) prunes the rest") from exc  # fmt: skip
     if not err <= ORACLE_TOLERANCE:
         raise PlanError(f"pruned model deviates from the masked original (relative error {err:.2e}); nothing written")
     return err
