@@ -81,3 +81,39 @@ def test_oracle_detects_wrong_surgery(name):
     wrong = Plan(name, graph.fingerprint, {group.id: units[:1] + units[2:]})
     wrong_model, _ = shrink(model, graph, wrong)
     assert oracle_error(model, graph, plan, wrong_model, torch.randn(2, 3, size, size)) > TOLERANCE
+
+
+def test_a_model_whose_output_ignores_its_input_is_checked_again_on_a_livened_copy(monkeypatch):
+    """At random init a model can output a constant (here: its last norm's scale is 0), and then any surgery
+    passes; the check applies the plan to a livened copy too, where a faulty surgery shows."""
+    import importlib
+
+    import torch.nn as nn
+
+    from edgeprune.graph import build_graph
+    from edgeprune.prune.oracle import check_shrunk
+    from edgeprune.prune.plan import PlanError
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8)).eval()
+    nn.init.zeros_(model[3].weight)  # a dead output: the bias alone, whatever the input
+    graph = build_graph(model, torch.randn(1, 3, 8, 8), model_name="test_oracle:dead")
+    (group,) = [g for g in graph.prunable_groups if g.size == 8 and "0" in g.modules()]
+    plan = Plan(graph.model_name, graph.fingerprint, {group.id: [0, 2, 4, 6]})
+    x = torch.randn(2, 3, 8, 8)
+    assert not is_lively(model, x)
+    pruned, _ = shrink(model, graph, plan)
+    assert check_shrunk(model, graph, plan, pruned, (3, 8, 8)) <= TOLERANCE  # a correct surgery passes
+
+    shrink_mod = importlib.import_module("edgeprune.prune.shrink")  # the module, not the function of that name
+    real = shrink_mod.shrink
+
+    def faulty(m, g, p, means=None):  # a surgery that keeps the wrong input channels of the second conv
+        out, changes = real(m, g, p, means)
+        out[2].weight.data = out[2].weight.data.flip(1)
+        return out, changes
+
+    monkeypatch.setattr(shrink_mod, "shrink", faulty)
+    bad, _ = faulty(model, graph, plan)
+    assert oracle_error(model, graph, plan, bad, x) <= TOLERANCE  # the dead model cannot tell
+    with pytest.raises(PlanError, match="deviates from the masked original"):
+        check_shrunk(model, graph, plan, bad, (3, 8, 8))

@@ -7,6 +7,8 @@ it shares no code with the surgery in :mod:`edgeprune.prune.shrink`.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 
@@ -126,11 +128,26 @@ ORACLE_TOLERANCE = 1e-4
 def check_shrunk(model: nn.Module, graph: ChannelGraph, plan: Plan, pruned: nn.Module, input_chw,
                  means: dict[str, torch.Tensor] | None = None) -> float:  # fmt: skip
     """Relative error of ``pruned`` against the masked original on random inputs (``means``: as shrink
-    compensated); :class:`PlanError` above :data:`ORACLE_TOLERANCE`. Callers run it before writing anything."""
+    compensated); :class:`PlanError` above :data:`ORACLE_TOLERANCE`. Callers run it before writing anything.
+
+    A model whose output does not depend on its input (random-init weights often output a constant) passes
+    any surgery, so the plan is then also applied to a livened copy and checked there."""
+    x = torch.randn(2, *input_chw)
+    err = _checked_error(model, graph, plan, pruned, x, means)
+    if not is_lively(model, x):
+        from edgeprune.prune.shrink import shrink
+
+        lively = liven(copy.deepcopy(model).eval(), input_chw[-1])
+        if is_lively(lively, x):
+            err = max(err, _checked_error(lively, graph, plan, shrink(lively, graph, plan)[0], x, None))
+    return err
+
+
+def _checked_error(model, graph, plan, pruned, x, means) -> float:
     from edgeprune.prune.plan import PlanError
 
     try:
-        err = oracle_error(model, graph, plan, pruned, torch.randn(2, *input_chw), means)
+        err = oracle_error(model, graph, plan, pruned, x, means)
     except Exception as exc:  # the shrunk model does not run: its code holds a size the graph did not tie
         module, line = locate_failure(pruned, exc)
         where = (f" in {module[0]} ({module[1]})" if module else "") + (f" at {line[0]}:{line[1]} `{line[2]}`"
