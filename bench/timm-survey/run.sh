@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The 2026-12-07 survey: 73 timm models outside edgeprune.models.timm_models.CHECKED, one process each.
+# The 2026-12-07 survey: 73 timm models outside edgeprune.models.timm_models.CHECKED, one process each
+# (the python on PATH: the project's venv, e.g. PATH=.venv/bin:$PATH).
 set -u
 cd "$(dirname "$0")/../.."
 MODELS="resnet10t regnety_002 densenet121 dpn48b xception41 inception_v3 cspresnet50 selecsls42b gernet_s dla34
