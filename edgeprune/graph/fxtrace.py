@@ -86,7 +86,10 @@ def _defaults_after_input(model: nn.Module) -> dict:
     input alone, and an optional argument left None (Hiera's ``mask``) is not traced into the code that uses
     it."""
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    params = list(inspect.signature(model.forward).parameters.values())[1:]
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())[1:]
+    except (TypeError, ValueError):  # a forward Python cannot describe (compiled): traced as it is
+        return {}
     return {p.name: p.default for p in params if p.kind in kinds and p.default is not inspect.Parameter.empty}
 
 
