@@ -1,0 +1,69 @@
+"""The trace's merged channels as units, and units that share a channel space as groups."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgeprune.graph.groups import ChannelGroup, MemberTable, Unit
+
+if TYPE_CHECKING:
+    from edgeprune.graph.trace import TraceContext
+
+
+def assemble_groups(ctx: TraceContext) -> tuple[list[ChannelGroup], dict[int, tuple[int, int]]]:
+    """Turn merged channels into units, and units that share a channel space into groups.
+
+    Returns the groups and, for each unit's root channel, its (group id, unit index)."""
+    cu = ctx.cu
+    roots, spaces = cu.roots(), cu.space_of
+    # Two spaces that share a unit (residual add, concat) belong to one group: union-find over spaces.
+    n = max(ctx.n_spaces, 1)
+    space_parent = np.arange(n)
+    space_arr = np.asarray(spaces)
+    codes = np.unique(space_arr[1:] * n + space_arr[np.asarray(roots[1:])])  # 1-D unique: far cheaper than axis=0
+    for a, b in zip((codes // n).tolist(), (codes % n).tolist()):
+        if a == b:
+            continue
+        ra, rb = _find(space_parent, a), _find(space_parent, b)
+        if ra != rb:
+            space_parent[max(ra, rb)] = min(ra, rb)
+    table, unit_rows = _member_table(ctx, np.asarray(roots))
+    unit_frozen: dict[int, str] = {}
+    for channel in sorted(cu.frozen):
+        unit_frozen.setdefault(roots[channel], cu.frozen[channel])
+    by_space: dict[int, list[int]] = {}
+    for r in sorted(unit_rows):
+        by_space.setdefault(_find(space_parent, spaces[r]), []).append(r)
+    summed = {roots[i] for i in cu.summed}
+    groups, unit_at = [], {}
+    for space in sorted(by_space):
+        units = [Unit(table, *unit_rows[r], unit_frozen.get(r)) for r in by_space[space]]
+        frozen = units[0].frozen if all(u.frozen for u in units) else None
+        unit_at.update({r: (len(groups), u) for u, r in enumerate(by_space[space])})
+        groups.append(ChannelGroup(len(groups), units, frozen, summed=any(r in summed for r in by_space[space])))
+    return groups, unit_at
+
+
+def _member_table(ctx: TraceContext, roots: np.ndarray) -> tuple[MemberTable, dict[int, tuple[int, int]]]:
+    """All members sorted by their unit (root channel), and each root's row range (vectorized)."""
+    if not ctx.attached:
+        return MemberTable(ctx.blocks, np.zeros(0, np.int64), np.zeros(0, np.int64)), {}
+    channels = np.concatenate(ctx.attached)
+    block = np.concatenate([np.full(len(a), b) for b, a in enumerate(ctx.attached)])
+    index = np.concatenate([np.arange(len(a)) for a in ctx.attached])
+    owner = roots[channels]
+    order = np.argsort(owner, kind="stable")  # stable: members keep their attach (graph) order
+    owner = owner[order]
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    ends = np.r_[starts[1:], len(owner)]
+    ranges = dict(zip(owner[starts].tolist(), zip(starts.tolist(), ends.tolist())))
+    return MemberTable(ctx.blocks, block[order], index[order]), ranges
+
+
+def _find(parent: np.ndarray, x: int) -> int:
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = int(parent[x])
+    return x
