@@ -104,15 +104,15 @@ def test_a_model_whose_output_ignores_its_input_is_checked_again_on_a_livened_co
     pruned, _ = shrink(model, graph, plan)
     assert check_shrunk(model, graph, plan, pruned, (3, 8, 8)) <= TOLERANCE  # a correct surgery passes
 
-    shrink_mod = importlib.import_module("edgeprune.prune.shrink")  # the module, not the function of that name
-    real = shrink_mod.shrink
+    oracle_mod = importlib.import_module("edgeprune.prune.oracle")
+    real = oracle_mod.shrink
 
     def faulty(m, g, p, means=None):  # a surgery that keeps the wrong input channels of the second conv
         out, changes = real(m, g, p, means)
         out[2].weight.data = out[2].weight.data.flip(1)
         return out, changes
 
-    monkeypatch.setattr(shrink_mod, "shrink", faulty)
+    monkeypatch.setattr(oracle_mod, "shrink", faulty)
     bad, _ = faulty(model, graph, plan)
     assert oracle_error(model, graph, plan, bad, x) <= TOLERANCE  # the dead model cannot tell
     with pytest.raises(PlanError, match="deviates from the masked original"):

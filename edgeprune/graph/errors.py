@@ -21,20 +21,25 @@ class UnsupportedOpError(GraphBuildError):
         )
 
 
+def describe_location(module: tuple[str, str] | None, line: tuple[str, int, str] | None) -> str:
+    """" in PATH (Type) at file.py:N `code`", from :func:`edgeprune.graph.fxtrace.locate_failure`'s answer."""
+    where = f" in {module[0]} ({module[1]})" if module else ""
+    return where + (f" at {line[0]}:{line[1]} `{line[2]}`" if line else "")
+
+
 class UntraceableError(GraphBuildError):
     """torch.fx cannot trace the model: its code branches on tensor values or shapes, or makes calls fx
     cannot record. Names the module and the source line where tracing stopped."""
 
     def __init__(self, model: str, module: tuple[str, str] | None, line: tuple[str, int, str] | None, cause: str):
         self.model, self.module, self.line = model, module, line
-        where = f" in {module[0]} ({module[1]})" if module else ""
-        at = f" at {line[0]}:{line[1]} `{line[2]}`" if line else ""
         first = cause.splitlines()[0] if cause else ""
         inner = module is not None and module[0] != "<top level>"
         hint = ("pass --freeze-unknown (freeze_unknown=True) to keep that module whole and unpruned and prune the "
                 "rest, " if inner else "")  # fmt: skip
         super().__init__(
-            f"cannot trace {model} with torch.fx{where}{at}: {first}. edgeprune follows the model's forward() "
+            f"cannot trace {model} with torch.fx{describe_location(module, line)}: {first}. edgeprune follows the "
+            "model's forward() "
             f"symbolically, so Python control flow on tensor values or shapes cannot be followed; {hint}move that "
             "code into a leaf module (a torch.nn layer), or use a model variant without it."
         )

@@ -13,11 +13,12 @@ import torch
 import torch.nn as nn
 
 from edgeprune.graph import tree_tensors
+from edgeprune.graph.errors import describe_location
 from edgeprune.graph.fxtrace import locate_failure
 from edgeprune.graph.groups import CONSUMER_KINDS, CONV_IN, LINEAR_IN, ChannelGraph
 from edgeprune.models import create_model_for_size, get_entry
 from edgeprune.prune.plan import Plan
-from edgeprune.prune.shrink import removed_contribution
+from edgeprune.prune.shrink import removed_contribution, shrink
 
 
 def consumed_removals(graph: ChannelGraph, plan: Plan) -> dict[str, tuple[str, list[int]]]:
@@ -135,8 +136,6 @@ def check_shrunk(model: nn.Module, graph: ChannelGraph, plan: Plan, pruned: nn.M
     x = torch.randn(2, *input_chw)
     err = _checked_error(model, graph, plan, pruned, x, means)
     if not is_lively(model, x):
-        from edgeprune.prune.shrink import shrink
-
         lively = liven(copy.deepcopy(model).eval(), input_chw[-1])
         if is_lively(lively, x):
             err = max(err, _checked_error(lively, graph, plan, shrink(lively, graph, plan)[0], x, None))
@@ -149,9 +148,7 @@ def _checked_error(model, graph, plan, pruned, x, means) -> float:
     try:
         err = oracle_error(model, graph, plan, pruned, x, means)
     except Exception as exc:  # the shrunk model does not run: its code holds a size the graph did not tie
-        module, line = locate_failure(pruned, exc)
-        where = (f" in {module[0]} ({module[1]})" if module else "") + (f" at {line[0]}:{line[1]} `{line[2]}`"
-                                                                        if line else "")  # fmt: skip
+        where = describe_location(*locate_failure(pruned, exc))
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise PlanError(f"the pruned model does not run{where}: {type(exc).__name__}: {first}. The model's code "
                         "computes a size from a channel count that pruning changed, in a way the channel graph "
