@@ -71,12 +71,13 @@ def head_of(graph_model: nn.Module) -> tuple[str, nn.Module]:
 
 
 def assert_head_outputs_frozen(model: nn.Module, graph) -> int:
-    """The head's last convs (box distributions, class logits; both branches of a one-to-one head) are the
-    model's output: every output channel frozen. Returns how many convs were checked."""
+    """The head's last convs (box distributions, class logits, a pose head's keypoints, an OBB head's angles;
+    both branches of a one-to-one head) are the model's output: every output channel frozen. Returns how many
+    convs were checked."""
     path, head = head_of(model)
     convs = [f"{path}.{prefix}{stack}.{i}.{len(getattr(head, prefix + stack)[i]) - 1}"
              for prefix in ("", "one2one_") if hasattr(head, f"{prefix}cv2")
-             for stack in ("cv2", "cv3") for i in range(head.nl)]  # fmt: skip
+             for stack in ("cv2", "cv3", "cv4") if hasattr(head, prefix + stack) for i in range(head.nl)]  # fmt: skip
     for conv in convs:
         units = [u for g in graph.groups for u in g.units if any(m.path == conv and m.kind == CONV_OUT
                                                                  for m in u.members)]  # fmt: skip
@@ -109,11 +110,13 @@ def test_random_plans_shrink_exactly_and_keep_the_head_outputs(name):
     prop()
 
 
-@pytest.mark.parametrize("name", ["yolov9t.yaml", "yolo26n.yaml"])
-def test_other_generations_prune_exactly(name):
-    """YOLOv9's ELAN blocks split like C2f; YOLO26 adds a one-to-one head branch (DFL-free boxes)."""
+@pytest.mark.parametrize(("name", "outputs"), [("yolov9t.yaml", 6), ("yolo26n.yaml", 12), ("yolov8n-pose.yaml", 9),
+                                               ("yolo11n-obb.yaml", 9), ("yolo26n-obb.yaml", 18)])  # fmt: skip
+def test_other_generations_and_tasks_prune_exactly(name, outputs):
+    """YOLOv9's ELAN blocks split like C2f; YOLO26 adds a one-to-one head branch (DFL-free boxes); pose and OBB
+    heads add a third stack (keypoints, angles) whose outputs are the model's too."""
     model, graph = lively(name)
-    assert assert_head_outputs_frozen(model, graph) == (12 if name.startswith("yolo26") else 6)
+    assert assert_head_outputs_frozen(model, graph) == outputs
     plan = random_plan(graph, random.Random(4), low=0.1)
     pruned, _ = shrink(model, graph, plan)
     assert macs(pruned) < macs(model)
@@ -229,8 +232,10 @@ def test_what_cannot_build_is_a_clear_error(tmp_path, monkeypatch):
     bad.write_text("backbone: [[-1, 1, NoSuchBlock, [64]]]\nhead: []\n")
     with pytest.raises(InputError, match=f"Ultralytics cannot build {bad}"):
         create_model(f"ultralytics:{bad}")
-    with pytest.raises(InputError, match="edgeprune handles detect and segment"):
+    with pytest.raises(InputError, match="edgeprune handles detect, segment, pose, obb"):
         create_model("ultralytics:yolov8n-cls.yaml")
+    with pytest.raises(InputError, match="yolo26n-pose.yaml: its Pose26 head is not handled"):
+        create_model("ultralytics:yolo26n-pose.yaml")
     with pytest.raises(InputError, match="yolo26n-seg.yaml: its Segment26 head is not handled"):
         create_model("ultralytics:yolo26n-seg.yaml")
     with pytest.raises(InputError, match="expected ultralytics:<architecture .yaml>"):
@@ -259,7 +264,8 @@ def test_importing_edgeprune_does_not_import_ultralytics():
     assert out.stdout.strip() == "False", out.stderr
 
 
-@pytest.mark.parametrize("name", ["yolov8n.yaml", "yolo11n.yaml", "yolov8n-seg.yaml", "yolo26n.yaml"])
+@pytest.mark.parametrize("name", ["yolov8n.yaml", "yolo11n.yaml", "yolov8n-seg.yaml", "yolo26n.yaml", "yolov8n-pose.yaml",
+                                  "yolo11n-obb.yaml", "yolo26n-obb.yaml"])
 def test_raw_outputs_decode_to_what_the_model_answers(name):
     """A deployed artifact computes YoloRaw's raw outputs; the head decodes them to the model's own eval answer
     (boxes and scores; a segmenter's mask coefficients and prototypes; YOLO26's end-to-end top detections)."""

@@ -67,12 +67,13 @@ def train_detector(ctx: click.Context, model: str, reg: str, o: dict, reg_kwargs
 
 def eval_detector(ctx: click.Context, model: str, data: str, input_size: int | None, split: str, pretrained,
                   as_json: bool) -> None:  # fmt: skip
-    """`edgeprune eval` of a detector: mAP by Ultralytics' validator (a segmentation model: box and mask mAP)."""
-    from edgeprune.train.detect import detection_metrics
+    """`edgeprune eval` of a detector: mAP by Ultralytics' validator (segmentation: also mask mAP; pose:
+    keypoint mAP)."""
+    from edgeprune.train.detect import detection_metrics, task_summary
 
     forbid(ctx, ("data_dir", "workers"), "with a detector (Ultralytics' validator reads the dataset yaml)")
     r = detection_metrics(model, data, _side(model, input_size), split=split, pretrained=pretrained)
-    masks = f", mask mAP50-95 {r['mask mAP50-95']:.4f}, mask mAP50 {r['mask mAP50']:.4f}" if "mask mAP50" in r else ""
     emit(as_json, {"model": model, "data": data, **r},
-         f"{model}: mAP50-95 {r['mAP50-95']:.4f}, mAP50 {r['mAP50']:.4f}{masks} on {data} {r['split']} "
+         f"{model}: mAP50-95 {r['mAP50-95']:.4f}, mAP50 {r['mAP50']:.4f}{task_summary(r['task'], r)} on {data} "
+         f"{r['split']} "
          f"({r['images']} images, {r['imgsz']} px)")  # fmt: skip

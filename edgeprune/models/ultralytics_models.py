@@ -1,11 +1,12 @@
 """Ultralytics YOLO detectors by reference: ``ultralytics:<file>`` (the ``ultralytics`` extra, AGPL-3.0).
 
 ``<file>`` is an architecture yaml that Ultralytics builds (``yolov8n.yaml``, ``yolo11s.yaml``,
-``yolov8n-seg.yaml``, any scale letter; or a path to a yaml of your own), or a ``.pt`` checkpoint that
-Ultralytics wrote. A yaml builds with random weights; ``pretrained=True`` then loads
-``<data folder>/pretrained/ultralytics/<stem>.pt``; for a segmentation yaml (``yolov8n-seg.yaml``) without
-its own weights there, the detection checkpoint of the same model (``yolov8n.pt``) fills every tensor it
-shares, and the mask head (prototypes and mask coefficients) starts random: train it before use. A
+``yolov8n-seg.yaml``, ``yolov8n-pose.yaml``, ``yolo11n-obb.yaml``, any scale letter; or a path to a yaml of
+your own), or a ``.pt`` checkpoint that Ultralytics wrote. A yaml builds with random weights;
+``pretrained=True`` then loads ``<data folder>/pretrained/ultralytics/<stem>.pt``; for a segmentation yaml
+(``yolov8n-seg.yaml``) without its own weights there, the detection checkpoint of the same model
+(``yolov8n.pt``) fills every tensor it shares, and the mask head (prototypes and mask coefficients) starts
+random: train it before use (a pose or OBB yaml needs weights of its own: its classes differ). A
 checkpoint is loaded by Ultralytics' own loader with its allow-list (``weights_only`` unpickling of the
 known Ultralytics and torch classes): only load a checkpoint you trust, such as your own.
 
@@ -38,12 +39,13 @@ FAMILY = "ultralytics"  # the registry family of every Ultralytics detector
 INPUT_SIZE = (3, 640, 640)
 TEST_SIZE = 128  # the smallest side whose P5 map (stride 32) is still 4 x 4
 # Checked by tests/test_ultralytics.py and the slow model matrix (random non-uniform plans against the
-# oracle); any other Ultralytics detection or segmentation yaml or checkpoint builds too.
-CHECKED = ["yolov8n.yaml", "yolo11n.yaml", "yolov8n-seg.yaml", "yolov9t.yaml", "yolo26n.yaml"]
-TASKS = ("detect", "segment")
+# oracle); any other Ultralytics detection, segmentation, pose or OBB yaml or checkpoint with a head below builds too.
+CHECKED = ["yolov8n.yaml", "yolo11n.yaml", "yolov8n-seg.yaml", "yolov9t.yaml", "yolo26n.yaml", "yolov8n-pose.yaml",
+           "yolo11n-obb.yaml"]  # fmt: skip
+TASKS = ("detect", "segment", "pose", "obb")
 # Heads by exact class: a subclass may change what its convs mean (YOLO-World's text-contrastive classes)
-# or take other inputs (YOLO26's multi-scale prototypes).
-HEADS = ("Detect", "v10Detect", "Segment")
+# or take other inputs (YOLO26's multi-scale prototypes; its pose head's keypoints pass through two stacks).
+HEADS = ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26")
 SEG_SUFFIX = "-seg"
 
 
@@ -102,7 +104,8 @@ def _from_yaml(cfg: str | dict, source: str) -> nn.Module:
     with quiet("ultralytics"):
         try:
             task = tasks.guess_model_task(cfg)
-            build = {"detect": tasks.DetectionModel, "segment": tasks.SegmentationModel}.get(task)
+            build = {"detect": tasks.DetectionModel, "segment": tasks.SegmentationModel, "pose": tasks.PoseModel,
+                     "obb": tasks.OBBModel}.get(task)  # fmt: skip
             model = build(cfg, verbose=False) if build is not None else None
         except Exception as exc:  # a missing file, bad yaml, an unknown module: Ultralytics raises many types
             raise InputError(f"Ultralytics cannot build {source}: {type(exc).__name__}: {exc}") from exc
@@ -112,7 +115,7 @@ def _from_yaml(cfg: str | dict, source: str) -> nn.Module:
 def _supported(model: nn.Module | None, task: str, source: str | Path) -> nn.Module:
     """``model`` when edgeprune handles its task and head (those whose raw outputs :func:`raw_head` knows)."""
     if task not in TASKS or model is None:
-        raise InputError(f"{source}: an Ultralytics {task} model; edgeprune handles {' and '.join(TASKS)}")
+        raise InputError(f"{source}: an Ultralytics {task} model; edgeprune handles {', '.join(TASKS)}")
     head = type(model.model[-1]).__name__
     if head not in HEADS:
         raise InputError(f"{source}: its {head} head is not handled (edgeprune handles {', '.join(HEADS)})")
@@ -132,7 +135,8 @@ def _from_checkpoint(path: Path) -> nn.Module:
     model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
     if not isinstance(model, tasks.DetectionModel):
         found = type(model).__name__ if model is not None else f"no model in {type(ckpt).__name__}"
-        raise InputError(f"{path}: expected an Ultralytics checkpoint of a detection model, found {found}")
+        raise InputError(f"{path}: expected an Ultralytics checkpoint of a detection model (or segmentation, pose, "
+                         f"OBB), found {found}")  # fmt: skip
     conv = _ultralytics("nn.modules.conv").Conv
     if any(isinstance(m, conv) and not hasattr(m, "bn") for m in model.modules()):
         # the arch spec rebuilds from the yaml, which has the norms: a fused model could not reload
@@ -185,8 +189,9 @@ class YoloRaw(nn.Module):
 
     ``forward(x)`` runs the layer list with its static ``f`` indices and returns the head's raw outputs,
     one tensor of shape (batch, channels, anchors): for each head branch (one-to-many, one-to-one when the
-    model has it) the box distributions (4 * reg_max), the class logits (nc) and, for Segment, the mask
-    coefficients, over every anchor of every scale; a Segment model appends its flattened prototypes, so the
+    model has it) the box distributions (4 * reg_max), the class logits (nc) and the head's third stack
+    (``cv4``: Segment's mask coefficients, Pose's keypoints, OBB's angle logits) where it has one, over every
+    anchor of every scale; a Segment model appends its flattened prototypes, so the
     result is (batch, values). Being the model's output, these channels never prune. ``prototypes=False``
     leaves the prototypes out (a Segment model's output is then (batch, channels, anchors) too): what a
     distillation teacher answers with.
@@ -253,11 +258,12 @@ def attention_forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def raw_head(head: nn.Module, feats: list[torch.Tensor], prototypes: bool = True) -> torch.Tensor:
-    """The Detect / Segment head's outputs before decoding (see :class:`YoloRaw`)."""
+    """The head's outputs before decoding (see :class:`YoloRaw`)."""
     segment = hasattr(head, "proto")
+    stacks = (2, 3, 4) if hasattr(head, "cv4") else (2, 3)
     branches = []
     for prefix in ("", "one2one_"):
-        convs = [getattr(head, f"{prefix}cv{k}", None) for k in ((2, 3, 4) if segment else (2, 3))]
+        convs = [getattr(head, f"{prefix}cv{k}", None) for k in stacks]
         if any(c is None for c in convs):  # no one-to-one head, or fusing removed a branch
             continue
         for stack in convs:

@@ -1,6 +1,6 @@
-"""Fine-tune and evaluate Ultralytics detectors and segmenters, pruned or not, with Ultralytics' own loss,
-data pipeline (augmentation, letterboxing) and validator (box mAP; a segmentation model also mask mAP), run
-on the module edgeprune hands it.
+"""Fine-tune and evaluate Ultralytics detectors, pruned or not, with Ultralytics' own loss, data pipeline
+(augmentation, letterboxing) and validator (box mAP; a segmentation model also mask mAP, a pose model keypoint
+mAP, an OBB model's boxes are rotated), run on the module edgeprune hands it.
 
 Ultralytics' trainer would rebuild a model from its ``yaml``, which still describes the unpruned widths:
 here it trains the given ``DetectionModel`` itself (``.model`` of a ``YoloRaw``), and edgeprune saves the
@@ -33,7 +33,7 @@ from edgeprune.models.registry import Pretrained
 from edgeprune.models.ultralytics_models import YoloRaw, _ultralytics
 from edgeprune.prune import load_model_ref
 from edgeprune.regularize import SparsityHook
-from edgeprune.train.detect_data import DetectionData, check_detection_data, check_segment_labels
+from edgeprune.train.detect_data import DetectionData, check_detection_data, check_task_labels
 from edgeprune.train.detect_distill import DetectionDistillLoss
 from edgeprune.train.distill import DistillConfig
 
@@ -41,9 +41,12 @@ RUN_FILE = "run.json"
 OPTIMIZERS = ("SGD", "AdamW", "Adam", "NAdam", "RAdam", "RMSprop")
 METRICS = {"mAP50-95": "metrics/mAP50-95(B)", "mAP50": "metrics/mAP50(B)",
            "precision": "metrics/precision(B)", "recall": "metrics/recall(B)"}  # fmt: skip
-# a segmentation model is scored on its boxes (the keys above) and on its masks
-MASK_METRICS = {"mask mAP50-95": "metrics/mAP50-95(M)", "mask mAP50": "metrics/mAP50(M)"}
-TASK_MODULES = {"detect": ("models.yolo.detect", "Detection"), "segment": ("models.yolo.segment", "Segmentation")}
+# a segmentation model is scored on its boxes (the keys above) and on its masks, a pose model on its keypoints
+# (OKS); an OBB model's box metrics are of rotated boxes
+TASK_METRICS = {"segment": {"mask mAP50-95": "metrics/mAP50-95(M)", "mask mAP50": "metrics/mAP50(M)"},
+                "pose": {"pose mAP50-95": "metrics/mAP50-95(P)", "pose mAP50": "metrics/mAP50(P)"}}  # fmt: skip
+TASK_MODULES = {"detect": ("models.yolo.detect", "Detection"), "segment": ("models.yolo.segment", "Segmentation"),
+                "pose": ("models.yolo.pose", "Pose"), "obb": ("models.yolo.obb", "OBB")}  # fmt: skip
 SPLIT_KEYS = {"test": "val", "val": "val", "train": "train"}  # edgeprune's --split test is the yaml's val:
 
 
@@ -69,22 +72,29 @@ def ultralytics_session(quiet: bool = True) -> Iterator[None]:
 
 
 def detection_net(model: nn.Module, label: str) -> nn.Module:
-    """The Ultralytics ``DetectionModel`` (or its subclass ``SegmentationModel``) of ``model`` (a ``YoloRaw``
-    or the model itself)."""
+    """The Ultralytics ``DetectionModel`` (or its subclass: segmentation, pose, OBB) of ``model`` (a
+    ``YoloRaw`` or the model itself)."""
     net = model.model if isinstance(model, YoloRaw) else model
     if not isinstance(net, _ultralytics().DetectionModel):
-        raise InputError(f"{label} is not an Ultralytics detection or segmentation model")
+        raise InputError(f"{label} is not an Ultralytics detection, segmentation, pose or OBB model")
     return net
 
 
 def task_of(net: nn.Module) -> str:
-    """``segment`` for an Ultralytics ``SegmentationModel``, else ``detect``."""
-    return "segment" if isinstance(net, _ultralytics().SegmentationModel) else "detect"
+    """``segment``, ``pose`` or ``obb`` for those Ultralytics models, else ``detect``."""
+    tasks = _ultralytics()
+    kinds = {"segment": tasks.SegmentationModel, "pose": tasks.PoseModel, "obb": tasks.OBBModel}
+    return next((task for task, kind in kinds.items() if isinstance(net, kind)), "detect")
 
 
 def task_metrics(task: str) -> dict[str, str]:
     """edgeprune's metric names and Ultralytics' keys for them, for ``task``."""
-    return {**METRICS, **MASK_METRICS} if task == "segment" else METRICS
+    return {**METRICS, **TASK_METRICS.get(task, {})}
+
+
+def task_summary(task: str, scores: dict) -> str:
+    """``, mask mAP50-95 0.1234, mask mAP50 0.2345`` (pose: keypoint mAP): the task's own metrics, for a log."""
+    return "".join(f", {k} {scores[k]:.4f}" for k in TASK_METRICS.get(task, {}) if k in scores)
 
 
 def _task_class(task: str, kind: str) -> type:
@@ -94,10 +104,15 @@ def _task_class(task: str, kind: str) -> type:
 
 
 def _check_classes(net: nn.Module, data: DetectionData, label: str) -> None:
-    nc = int(net.model[-1].nc)
+    head = net.model[-1]
+    nc = int(head.nc)
     if nc != data.nc:
         raise InputError(f"{label} detects {nc} classes but {data.source} names {data.nc}: use a model trained "
                          "on these classes")  # fmt: skip
+    kpt_shape = getattr(head, "kpt_shape", None)
+    if kpt_shape is not None and data.kpt_shape and list(kpt_shape) != list(data.kpt_shape):  # none: check_task_labels
+        raise InputError(f"{label} predicts keypoints of shape {list(kpt_shape)} but {data.source} has "
+                         f"kpt_shape: {data.kpt_shape}: a pose model's data names the same keypoints")  # fmt: skip
 
 
 def _load(model: str | os.PathLike | nn.Module, pretrained: Pretrained) -> tuple[nn.Module, str]:
@@ -113,7 +128,9 @@ def detection_metrics(model: str | os.PathLike | nn.Module, data_yaml: str | os.
     Ultralytics' ``DetectionValidator`` (its defaults: rectangular batches, conf 0.001, NMS IoU 0.7) on a copy
     of the model (validation fuses batch norms); ``per_class`` counts each class's images and instances. A
     segmentation model is scored by the ``SegmentationValidator``: box metrics as above, plus ``mask mAP50-95``
-    and ``mask mAP50`` against the polygon labels.
+    and ``mask mAP50`` against the polygon labels; a pose model by the ``PoseValidator``, plus ``pose mAP50-95``
+    and ``pose mAP50`` (OKS) against the keypoint labels; an OBB model by the ``OBBValidator`` (rotated boxes,
+    from polygon labels).
 
     ``model``: a model reference (``ultralytics:<yaml or .pt>``, a pruned folder or training run), a
     ``YoloRaw`` or a ``DetectionModel``. ``split``: ``val`` (also ``test``: the yaml's val:) or ``train``.
@@ -127,8 +144,7 @@ def detection_metrics(model: str | os.PathLike | nn.Module, data_yaml: str | os.
     net = detection_net(module, label)
     _check_classes(net, data, label)
     task = task_of(net)
-    if task == "segment":
-        check_segment_labels(data, key)
+    check_task_labels(data, key, task)
     with tempfile.TemporaryDirectory(prefix="edgeprune-val-") as tmp, ultralytics_session(quiet):
         args = dict(data=str(data.write(Path(tmp) / "data.yaml")), imgsz=imgsz, batch=batch, split=key, rect=rect,
                     plots=False, save_json=False, verbose=False, device=device, workers=0, project=tmp, name="val",
@@ -138,11 +154,12 @@ def detection_metrics(model: str | os.PathLike | nn.Module, data_yaml: str | os.
     m, names = validator.metrics, validator.names
     per_class = {}
     for i, c in enumerate(m.ap_class_index):
-        scores = m.class_result(i)  # box precision, recall, AP50, AP (a segmenter: then the same for masks)
+        scores = m.class_result(i)  # box precision, recall, AP50, AP (segment, pose: then the same for theirs)
         per_class[names[int(c)]] = {"images": int(m.nt_per_image[c]), "instances": int(m.nt_per_class[c]),
                                     "mAP50": float(scores[2]), "mAP50-95": float(scores[3])}  # fmt: skip
-        if task == "segment":
-            per_class[names[int(c)]].update({"mask mAP50": float(scores[6]), "mask mAP50-95": float(scores[7])})
+        own = list(TASK_METRICS.get(task, {}))  # [mAP50-95, mAP50] of the task's own
+        if own:
+            per_class[names[int(c)]].update({own[1]: float(scores[6]), own[0]: float(scores[7])})
     result = {k: float(stats[v]) for k, v in task_metrics(task).items()}
     return {**result, "task": task, "images": int(validator.seen), "instances": int(m.nt_per_class.sum()),
             "imgsz": imgsz, "split": key, "per_class": per_class}  # fmt: skip
@@ -193,7 +210,8 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
                       reg_kwargs: dict | None = None, device: str | None = None, progress: bool = True,
                       extra: dict | None = None, freeze_unknown: bool = False) -> dict:  # fmt: skip
     """Fine-tune a (pruned) Ultralytics detector on a dataset yaml through Ultralytics' DetectionTrainer (a
-    segmentation model: its SegmentationTrainer, on polygon labels, with the mask metrics in run.json).
+    segmentation model: its SegmentationTrainer, on polygon labels, with the mask metrics in run.json; a pose
+    model: its PoseTrainer, on keypoint labels; an OBB model: its OBBTrainer, on polygon labels).
 
     Writes ``out_dir/model`` (arch.json + safetensors: the EMA weights Ultralytics validates),
     ``importance.json``, ``run.json`` (settings and the metrics of every epoch, measured on the val split),
@@ -224,9 +242,8 @@ def finetune_detector(model_ref: str, data_yaml: str | os.PathLike, out_dir: str
     net = detection_net(model, model_ref)
     _check_classes(net, data, model_ref)
     task = task_of(net)
-    if task == "segment":  # the trainer validates every epoch: both splits are read as polygons
-        for split in ("train", "val"):
-            check_segment_labels(data, split)
+    for split in ("train", "val"):  # the trainer validates every epoch: both splits are read as the task reads them
+        check_task_labels(data, split, task)
     stride = int(net.stride.max())
     if imgsz % stride:
         raise InputError(f"input size {imgsz}: a YOLO input side is a multiple of its largest stride ({stride})")
@@ -308,7 +325,7 @@ def _epoch_record(trainer, task: str, progress: bool) -> dict:
               "seconds": round(float(trainer.epoch_time or 0.0), 2)}  # fmt: skip
     if progress:
         loss = sum(record["train_loss"].values())
-        masks = f", mask mAP50-95 {record['mask mAP50-95']:.4f}" if task == "segment" else ""
         print(f"epoch {record['epoch']}/{trainer.epochs}: train loss {loss:.3f}, mAP50-95 {record['mAP50-95']:.4f}, "
-              f"mAP50 {record['mAP50']:.4f}{masks} ({record['seconds']:.0f} s)", file=sys.stderr)  # fmt: skip
+              f"mAP50 {record['mAP50']:.4f}{task_summary(task, record)} ({record['seconds']:.0f} s)",
+              file=sys.stderr)  # fmt: skip
     return record

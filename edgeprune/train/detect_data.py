@@ -11,7 +11,7 @@ taken from the yaml's own folder (Ultralytics would look in its settings' datase
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,8 @@ from edgeprune.errors import DataNotFoundError, InputError, require
 from edgeprune.models.ultralytics_models import _ultralytics
 
 SPLITS = ("train", "val", "test")
+KEYPOINT_KEYS = ("kpt_shape", "flip_idx", "kpt_names")  # what a pose dataset's yaml adds, passed on as it is
+TASK_MODELS = {"segment": "a segmentation model", "pose": "a pose model", "obb": "an OBB model"}
 
 
 def is_detection_data(data: str | os.PathLike) -> bool:
@@ -51,6 +53,11 @@ class DetectionData:
     splits: dict[str, list[Path]]
     names: dict[int, str]
     images: dict[str, int]  # images found per checked split
+    keypoints: dict = field(default_factory=dict)  # a pose dataset's kpt_shape (and flip_idx), as the yaml has them
+
+    @property
+    def kpt_shape(self) -> list[int] | None:
+        return self.keypoints.get("kpt_shape")
 
     @property
     def nc(self) -> int:
@@ -59,7 +66,7 @@ class DetectionData:
     def write(self, path: str | os.PathLike) -> Path:
         """The resolved yaml that Ultralytics reads (absolute paths; nothing to download)."""
         yaml = require("yaml", "ultralytics")  # PyYAML comes with Ultralytics
-        doc = {"path": str(self.root), "names": self.names}
+        doc = {"path": str(self.root), "names": self.names, **self.keypoints}
         for split, sources in self.splits.items():
             doc[split] = str(sources[0]) if len(sources) == 1 else [str(s) for s in sources]
         out = Path(path)
@@ -95,25 +102,50 @@ def check_detection_data(data_yaml: str | os.PathLike, splits: tuple[str, ...] =
             raise InputError(f"{source}: no '{split}:' entry (the {split} images, relative to path: {root})")
     for split in splits:
         counts[split] = sum(_check_source(p, split, source, labels, utils) for p in found[split])
-    return DetectionData(source, root, found, names, counts)
+    return DetectionData(source, root, found, names, counts, _keypoints(doc, source))
 
 
-def check_segment_labels(data: DetectionData, split: str) -> None:
-    """An :class:`InputError` naming the first label file of ``split`` with a box row (``class cx cy w h``),
-    or saying that the split holds no polygon at all. A segmentation model trains and is scored on polygons
-    (``class x1 y1 x2 y2 ...``); Ultralytics would silently drop every polygon of a split that mixes the two."""
+def check_task_labels(data: DetectionData, split: str, task: str) -> None:
+    """An :class:`InputError` naming the first label file of ``split`` whose rows a ``task`` model cannot read,
+    or saying that the split holds none it can. Segmentation and OBB models read polygons (``class x1 y1 x2 y2
+    x3 y3 ...``, normalized; OBB: the four corners), where Ultralytics would silently drop every polygon of a
+    split that mixes them with boxes; a pose model reads a box and its keypoints (``class cx cy w h`` then
+    ``kpt_shape`` values per object), where Ultralytics would drop the file. Detection reads every label."""
+    if task == "detect":
+        return
+    if task == "pose" and not data.kpt_shape:
+        raise InputError(f"{data.source}: no 'kpt_shape:' entry (keypoints per object and values per keypoint, "
+                         "e.g. [17, 3]): a pose model's data names them")  # fmt: skip
     utils = _ultralytics("data.utils")
     images = [str(f) for source in data.splits[split] for f in _image_files(source, utils)]
-    polygons = 0
+    kind = "keypoint" if task == "pose" else "polygon"
+    found = 0
     for path in map(Path, utils.img2label_paths(images)):
         rows = [r.split() for r in path.read_text().splitlines() if r.strip()] if path.is_file() else []
-        boxes = [r for r in rows if len(r) <= 5]
-        if boxes:
-            raise InputError(f"{path}: a box label ({' '.join(boxes[0])}); a segmentation model needs polygon "
-                             "labels, class x1 y1 x2 y2 x3 y3 ... (normalized)")  # fmt: skip
-        polygons += len(rows)
-    if not polygons:
-        raise InputError(f"the {split} labels of {data.source} hold no polygon: a segmentation model needs them")
+        if task == "pose":
+            width = 5 + int(np.prod(data.kpt_shape))
+            wrong = [r for r in rows if len(r) != width]
+            need = f"{width} values a row (class cx cy w h, then kpt_shape {data.kpt_shape} keypoint values)"
+        else:
+            wrong = [r for r in rows if len(r) <= 5]
+            need = "polygon labels, class x1 y1 x2 y2 x3 y3 ... (normalized)"
+        if wrong:
+            shown = " ".join(wrong[0][:8]) + (" ..." if len(wrong[0]) > 8 else "")
+            what = "a box label" if len(wrong[0]) == 5 else f"a row of {len(wrong[0])} values"
+            raise InputError(f"{path}: {what} ({shown}); {TASK_MODELS[task]} needs {need}")
+        found += len(rows)
+    if not found:
+        raise InputError(f"the {split} labels of {data.source} hold no {kind}: {TASK_MODELS[task]} needs them")
+
+
+def _keypoints(doc: dict, source: Path) -> dict:
+    """The yaml's keypoint entries (a pose dataset's), checked: ``kpt_shape`` is [keypoints, 2 or 3]."""
+    found = {k: doc[k] for k in KEYPOINT_KEYS if doc.get(k) is not None}
+    shape = found.get("kpt_shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) for v in shape)
+                                  and shape[0] > 0 and shape[1] in (2, 3)):  # fmt: skip
+        raise InputError(f"{source}: kpt_shape: {shape}; expected [keypoints, 2 or 3] (x, y and, with 3, visibility)")
+    return found
 
 
 def _names(doc: dict, source: Path) -> dict[int, str]:
