@@ -72,8 +72,9 @@ def test_a_pruned_yolo_pose_finetunes_on_keypoints_and_is_scored_on_them(pose, t
     assert yaml.safe_load((out / "data.yaml").read_text())["kpt_shape"] == [17, 3]  # what Ultralytics was given
     before, after = load_model_ref(str(pruned))[0], load_model_ref(str(out))[0]
     assert {k: v.shape for k, v in after.state_dict().items()} == {k: v.shape for k, v in before.state_dict().items()}
-    keypoint_convs = [k for k in after.state_dict() if ".cv4." in k and k.endswith("conv.weight")]
-    assert keypoint_convs and any(not torch.equal(after.state_dict()[k], before.state_dict()[k]) for k in keypoint_convs)
+    trained, started = after.state_dict(), before.state_dict()
+    keypoint_convs = [k for k in trained if ".cv4." in k and k.endswith("conv.weight")]
+    assert keypoint_convs and any(not torch.equal(trained[k], started[k]) for k in keypoint_convs)
 
     r = CliRunner().invoke(main, ["eval", str(out), "--data", data, "--json"])
     assert r.exit_code == 0, r.output

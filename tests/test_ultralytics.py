@@ -264,8 +264,8 @@ def test_importing_edgeprune_does_not_import_ultralytics():
     assert out.stdout.strip() == "False", out.stderr
 
 
-@pytest.mark.parametrize("name", ["yolov8n.yaml", "yolo11n.yaml", "yolov8n-seg.yaml", "yolo26n.yaml", "yolov8n-pose.yaml",
-                                  "yolo11n-obb.yaml", "yolo26n-obb.yaml"])
+@pytest.mark.parametrize("name", ["yolov8n.yaml", "yolo11n.yaml", "yolov8n-seg.yaml", "yolo26n.yaml",
+                                  "yolov8n-pose.yaml", "yolo11n-obb.yaml", "yolo26n-obb.yaml"])
 def test_raw_outputs_decode_to_what_the_model_answers(name):
     """A deployed artifact computes YoloRaw's raw outputs; the head decodes them to the model's own eval answer
     (boxes and scores; a segmenter's mask coefficients and prototypes; YOLO26's end-to-end top detections)."""
