@@ -43,9 +43,10 @@ def add_keypoints(root, split: str, count: int = KEYPOINTS) -> None:
         path.write_text("\n".join(rows) + "\n")
 
 
-def pose_yaml(path, root, kpt_shape=(KEYPOINTS, 3)) -> str:
+def pose_yaml(path, root, kpt_shape=(KEYPOINTS, 3), classes: int = 1) -> str:
     shape = f"kpt_shape: [{kpt_shape[0]}, {kpt_shape[1]}]\n" if kpt_shape else ""
-    path.write_text(f"path: {root}\ntrain: images/train\nval: images/val\n{shape}names:\n  0: person\n")
+    names = "".join(f"  {i}: {'person' if i == 0 else f'c{i}'}\n" for i in range(classes))
+    path.write_text(f"path: {root}\ntrain: images/train\nval: images/val\n{shape}names:\n{names}")
     return str(path)
 
 
@@ -140,3 +141,23 @@ def test_a_pruned_yolo_obb_finetunes_on_polygons_and_refuses_boxes(tmp_path):
         finetune_detector(str(tmp_path / "pruned"), write_yaml(tmp_path / "boxes.yaml", boxes), tmp_path / "out",
                           epochs=1, imgsz=SIDE)  # fmt: skip
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["yolo26n-pose.yaml", "yolo26n-seg.yaml"])
+def test_yolo26_pose_and_segmentation_models_finetune_pruned(name, tmp_path):
+    """Their heads compute branches in training only (keypoint spreads; semantic logits): pruned, they still train
+    through Ultralytics' trainer, its losses on those branches included."""
+    rng = np.random.default_rng(7)
+    pose = "pose" in name
+    for split, n in (("train", 6), ("val", 4)):
+        make_split(tmp_path, split, n, rng, polygons=not pose)
+        if pose:
+            add_keypoints(tmp_path, split)
+    data = pose_yaml(tmp_path / "d.yaml", tmp_path, classes=80) if pose else write_yaml(tmp_path / "d.yaml", tmp_path)
+    torch.manual_seed(0)
+    shrink_run(f"ultralytics:{name}", False, 0.3, None, str(tmp_path / "pruned"), input_size=SIDE)
+    result = finetune_detector(str(tmp_path / "pruned"), data, tmp_path / "ft", epochs=1, imgsz=SIDE, batch=2,
+                               progress=False)  # fmt: skip
+    assert 0 <= result["pose mAP50-95" if pose else "mask mAP50-95"] <= 1
+    losses = json.loads((tmp_path / "ft" / "run.json").read_text())["epochs"][0]["train_loss"]
+    assert ("rle_loss" if pose else "sem_loss") in losses, losses

@@ -123,6 +123,25 @@ def test_other_generations_and_tasks_prune_exactly(name, outputs):
     assert oracle_error(model, graph, plan, pruned, batch()) <= ORACLE_TOLERANCE
 
 
+@pytest.mark.parametrize(("name", "branch"), [("yolo26n-pose.yaml", "cv4_sigma"), ("yolo26n-seg.yaml", "proto.semseg")])
+def test_yolo26_branches_only_training_runs_prune_with_what_feeds_them(name, branch):
+    """YOLO26 pose's keypoint spreads and YOLO26 segmentation's semantic logits are computed in training only:
+    the trace reaches them, so their inputs are cut with the layers that feed them and the pruned model trains."""
+    model, graph = lively(name)
+    plan = random_plan(graph, random.Random(6), low=0.2)
+    pruned, _ = shrink(model, graph, plan)
+    assert oracle_error(model, graph, plan, pruned, batch()) <= ORACLE_TOLERANCE
+    _, head = head_of(pruned)
+    _, dense = head_of(model)
+    convs = [m for m in head.get_submodule(branch).modules() if isinstance(m, nn.Conv2d)]
+    before = [m for m in dense.get_submodule(branch).modules() if isinstance(m, nn.Conv2d)]
+    assert sum(c.in_channels for c in convs) < sum(c.in_channels for c in before)  # cut with what feeds them
+    net = copy.deepcopy(pruned.model).train()
+    preds = net(batch())  # the training forward, every branch
+    keys = preds["one2many"] if "one2many" in preds else preds
+    assert ("kpts_sigma" in keys) if "sigma" in branch else isinstance(keys["proto"], tuple)
+
+
 def test_the_shrunk_detection_model_runs_as_ultralytics_runs_it():
     model, graph = lively("yolo11n.yaml")
     plan = random_plan(graph, random.Random(5), low=0.2)
@@ -234,10 +253,8 @@ def test_what_cannot_build_is_a_clear_error(tmp_path, monkeypatch):
         create_model(f"ultralytics:{bad}")
     with pytest.raises(InputError, match="edgeprune handles detect, segment, pose, obb"):
         create_model("ultralytics:yolov8n-cls.yaml")
-    with pytest.raises(InputError, match="yolo26n-pose.yaml: its Pose26 head is not handled"):
-        create_model("ultralytics:yolo26n-pose.yaml")
-    with pytest.raises(InputError, match="yolo26n-seg.yaml: its Segment26 head is not handled"):
-        create_model("ultralytics:yolo26n-seg.yaml")
+    with pytest.raises(InputError, match="rtdetr-l.yaml: its RTDETRDecoder head is not handled"):
+        create_model("ultralytics:rtdetr-l.yaml")
     with pytest.raises(InputError, match="expected ultralytics:<architecture .yaml>"):
         create_model("ultralytics:yolov8n")
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "state.pt")
@@ -265,7 +282,8 @@ def test_importing_edgeprune_does_not_import_ultralytics():
 
 
 @pytest.mark.parametrize("name", ["yolov8n.yaml", "yolo11n.yaml", "yolov8n-seg.yaml", "yolo26n.yaml",
-                                  "yolov8n-pose.yaml", "yolo11n-obb.yaml", "yolo26n-obb.yaml"])
+                                  "yolov8n-pose.yaml", "yolo11n-obb.yaml", "yolo26n-obb.yaml", "yolo26n-pose.yaml",
+                                  "yolo26n-seg.yaml"])  # fmt: skip
 def test_raw_outputs_decode_to_what_the_model_answers(name):
     """A deployed artifact computes YoloRaw's raw outputs; the head decodes them to the model's own eval answer
     (boxes and scores; a segmenter's mask coefficients and prototypes; YOLO26's end-to-end top detections)."""

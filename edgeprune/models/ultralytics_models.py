@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from torch.fx import _symbolic_trace
 
 from edgeprune.errors import DataNotFoundError, InputError, MissingError, require
 from edgeprune.logs import quiet
@@ -44,8 +46,8 @@ CHECKED = ["yolov8n.yaml", "yolo11n.yaml", "yolov8n-seg.yaml", "yolov9t.yaml", "
            "yolo11n-obb.yaml"]  # fmt: skip
 TASKS = ("detect", "segment", "pose", "obb")
 # Heads by exact class: a subclass may change what its convs mean (YOLO-World's text-contrastive classes)
-# or take other inputs (YOLO26's multi-scale prototypes; its pose head's keypoints pass through two stacks).
-HEADS = ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26")
+# or take other inputs (as YOLO26's segmentation and pose heads do: raw_head knows those two).
+HEADS = ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "Segment26", "Pose26")
 SEG_SUFFIX = "-seg"
 
 
@@ -235,7 +237,8 @@ class YoloRaw(nn.Module):
     def fx_forwards(self) -> dict:
         """Trace-time forwards for the blocks fx cannot follow (see edgeprune.graph.fxtrace)."""
         block = _ultralytics("nn.modules.block")
-        return {block.C2f: csp_forward, block.RepNCSPELAN4: csp_forward, block.Attention: attention_forward}
+        return {block.C2f: csp_forward, block.RepNCSPELAN4: csp_forward, block.Attention: attention_forward,
+                block.Proto26: proto26_forward}  # fmt: skip
 
 
 def csp_forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -257,20 +260,57 @@ def attention_forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return type(m).forward(m, x.reshape(b, m.num_heads * m.head_dim, h, w))
 
 
+def symbolic_tracing() -> bool:
+    """Whether torch.fx's symbolic trace (edgeprune's graph) runs this code; not torch.export (the deployed
+    program must not compute the training-only branches)."""
+    check = getattr(_symbolic_trace, "is_fx_symbolic_tracing", None)
+    if check is not None:
+        return check()
+    with warnings.catch_warnings():  # older torch: is_fx_tracing warns that torch.export sets it too
+        warnings.simplefilter("ignore")
+        return _symbolic_trace.is_fx_tracing() and not torch.compiler.is_compiling()
+
+
+def proto26_forward(m: nn.Module, x: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """YOLO26's prototypes as the trace sees them: with the semantic-segmentation branch that only training runs
+    (its input channels are the fused features', which prune: shrink must cut them there too). Returns
+    (prototypes, semantic logits); :func:`raw_head` adds the second to the traced outputs."""
+    feat = x[0]
+    for i, refine in enumerate(m.feat_refine):
+        feat = feat + F.interpolate(refine(x[i + 1]), scale_factor=2 ** (i + 1), mode="nearest")
+    protos = super(type(m), m).forward(m.feat_fuse(feat))
+    return (protos, m.semseg(feat)) if m.semseg is not None else (protos, None)
+
+
 def raw_head(head: nn.Module, feats: list[torch.Tensor], prototypes: bool = True) -> torch.Tensor:
-    """The head's outputs before decoding (see :class:`YoloRaw`)."""
-    segment = hasattr(head, "proto")
+    """The head's outputs before decoding (see :class:`YoloRaw`). Traced (torch.fx), also the branches only
+    training runs (YOLO26 pose's keypoint spreads, YOLO26 segmentation's semantic logits): their inputs prune
+    with the layers that feed them, and the graph only knows what the trace reaches."""
+    tracing = symbolic_tracing()
     stacks = (2, 3, 4) if hasattr(head, "cv4") else (2, 3)
-    branches = []
+    branches, training_only = [], []
     for prefix in ("", "one2one_"):
         convs = [getattr(head, f"{prefix}cv{k}", None) for k in stacks]
         if any(c is None for c in convs):  # no one-to-one head, or fusing removed a branch
             continue
-        for stack in convs:
-            branches.append(torch.cat([stack[i](feats[i]).flatten(2) for i in range(head.nl)], 2))
-    out = torch.cat(branches, 1)
-    if segment and prototypes:
-        out = torch.cat([out.flatten(1), head.proto(feats[0]).flatten(1)], 1)
+        for k, stack in zip(stacks, convs):
+            maps = [stack[i](feats[i]) for i in range(head.nl)]
+            keypoints = getattr(head, f"{prefix}cv4_kpts", None) if k == 4 else None
+            if keypoints is not None:  # Pose26: the keypoints are cv4_kpts(cv4(x)), their spread cv4_sigma(cv4(x))
+                spread = getattr(head, f"{prefix}cv4_sigma", None)
+                if tracing and spread is not None:
+                    training_only.append(torch.cat([spread[i](f).flatten(2) for i, f in enumerate(maps)], 2))
+                maps = [keypoints[i](f) for i, f in enumerate(maps)]
+            branches.append(torch.cat([f.flatten(2) for f in maps], 2))
+    out = torch.cat(branches + training_only, 1)
+    if hasattr(head, "proto") and prototypes:
+        protos = head.proto(feats if hasattr(head.proto, "feat_refine") else feats[0])  # Proto26 reads every scale
+        if isinstance(protos, tuple):  # traced by proto26_forward
+            protos, semantic = protos
+            training_only = [semantic.flatten(1)] if semantic is not None else []
+        else:
+            training_only = []
+        out = torch.cat([out.flatten(1), protos.flatten(1), *training_only], 1)
     return out
 
 

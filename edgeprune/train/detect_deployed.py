@@ -20,10 +20,8 @@ from edgeprune.errors import InputError
 def _widths(head: nn.Module) -> list[int]:
     """Values per anchor of each of the head's stacks in one branch, in the order of its ``one2many`` keys (box
     distributions, class logits, then Segment's mask coefficients, Pose's keypoints or OBB's angle logits)."""
-    widths = [4 * head.reg_max, head.nc]
-    if hasattr(head, "cv4"):
-        widths.append(head.cv4[0][-1].out_channels)
-    return widths
+    extra = [getattr(head, n) for n in ("nm", "nk", "ne") if hasattr(head, n)]  # Segment, Pose, OBB
+    return [4 * head.reg_max, head.nc, *extra[:1]]
 
 
 def _replayed(part: torch.Tensor, sizes: list[tuple[int, int]]) -> list:
@@ -51,7 +49,10 @@ def decode_raw(head: nn.Module, raw: torch.Tensor, hw: tuple[int, int]):
     heads = raw.reshape(b, -1)[:, : per_anchor * branches * anchors].reshape(b, per_anchor * branches, anchors)
     branch = 1 if branches == 2 and getattr(head, "end2end", False) else 0
     parts = heads[:, branch * per_anchor : (branch + 1) * per_anchor].split(widths, 1)
-    stacks = {key: _replayed(part, sizes) for key, part in zip(head.one2many, parts)}
+    keys = list(head.one2many)
+    stacks = {key: _replayed(part, sizes) for key, part in zip(keys, parts)}
+    for key in keys[len(parts) :]:  # YOLO26 pose: kpts_head(pose_head(x)), replayed whole; the spread is training's
+        stacks[key] = [lambda f: f] * len(sizes) if key == "kpts_head" else None
     feats = [raw.new_empty(b, 1, h, w) for h, w in sizes]  # only their shapes are read
     y = head._inference(head.forward_head(feats, **stacks))
     if getattr(head, "end2end", False):
