@@ -38,16 +38,18 @@ from edgeprune.paths import data_root, looked_in
 
 PREFIX = "ultralytics:"
 FAMILY = "ultralytics"  # the registry family of every Ultralytics detector
-INPUT_SIZE = (3, 640, 640)
+CLS_FAMILY = "ultralytics-cls"  # Ultralytics classifiers (yolov8n-cls.yaml): edgeprune's classifier pipeline
+INPUT_SIZE, CLS_INPUT_SIZE = (3, 640, 640), (3, 224, 224)
 TEST_SIZE = 128  # the smallest side whose P5 map (stride 32) is still 4 x 4
+CLS_SUFFIX = "-cls"  # Ultralytics' name for a classifier's yaml and weights
 # Checked by tests/test_ultralytics.py and the slow model matrix (random non-uniform plans against the
 # oracle); any other Ultralytics detection, segmentation, pose or OBB yaml or checkpoint with a head below builds too.
 CHECKED = ["yolov8n.yaml", "yolo11n.yaml", "yolov8n-seg.yaml", "yolov9t.yaml", "yolo26n.yaml", "yolov8n-pose.yaml",
            "yolo11n-obb.yaml"]  # fmt: skip
-TASKS = ("detect", "segment", "pose", "obb")
+TASKS = ("detect", "segment", "pose", "obb", "classify")
 # Heads by exact class: a subclass may change what its convs mean (YOLO-World's text-contrastive classes)
 # or take other inputs (as YOLO26's segmentation and pose heads do: raw_head knows those two).
-HEADS = ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "Segment26", "Pose26")
+HEADS = ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "Segment26", "Pose26", "Classify")
 SEG_SUFFIX = "-seg"
 
 
@@ -73,16 +75,37 @@ def ultralytics_entry(name: str) -> ModelEntry:
         pretrained = source.suffix == ".pt" or _pretrained_weights(source.stem)[0] is not None
     except DataNotFoundError:  # $EDGEPRUNE_DATA names no folder: said when weights are asked for
         pretrained = False
-    return ModelEntry(
-        name, functools.partial(build_yolo, str(source)), "ultralytics", INPUT_SIZE, TEST_SIZE, pretrained
-    )
+    factory = functools.partial(build_yolo, str(source))
+    if is_classifier_source(source):
+        return ModelEntry(name, factory, CLS_FAMILY, CLS_INPUT_SIZE, 64, pretrained)
+    return ModelEntry(name, factory, FAMILY, INPUT_SIZE, TEST_SIZE, pretrained)
 
 
-def build_yolo(source: str, pretrained: bool = False, cfg: dict | None = None, names: dict | None = None) -> YoloRaw:
-    """The :class:`YoloRaw` of ``source`` (a yaml or a checkpoint).
+def is_classifier_source(source: Path) -> bool:
+    """Whether ``source`` names an Ultralytics classifier: Ultralytics' ``-cls`` names (``yolov8n-cls.yaml``,
+    ``yolo11n-cls.pt``), or a yaml of your own whose last layer is ``Classify``. Nothing is built; a checkpoint
+    is told by its name (build_yolo refuses one whose model says otherwise)."""
+    if source.stem.endswith(CLS_SUFFIX):
+        return True
+    if source.suffix == ".pt" or not source.is_file():
+        return False
+    try:
+        import yaml
+
+        head = (yaml.safe_load(source.read_text()) or {}).get("head") or [[None, None, None]]
+        return head[-1][2] == "Classify"
+    except Exception:  # unreadable yaml: building it says why
+        return False
+
+
+def build_yolo(source: str, pretrained: bool = False, cfg: dict | None = None, names: dict | None = None,
+               num_classes: int | None = None) -> YoloRaw | YoloClassifier:  # fmt: skip
+    """The :class:`YoloRaw` of ``source`` (a yaml or a checkpoint); a classifier's :class:`YoloClassifier`.
 
     ``cfg`` (an Ultralytics architecture dict) builds that architecture instead of reading ``source``: an
     arch spec records it, so a pruned model reloads without its checkpoint. ``names`` are the class names.
+    ``num_classes`` gives a classifier a new final layer for that many classes (a detector's classes are its
+    dataset yaml's: a TypeError).
     """
     if cfg is not None:
         model = _from_yaml(copy.deepcopy(cfg), source)
@@ -95,9 +118,21 @@ def build_yolo(source: str, pretrained: bool = False, cfg: dict | None = None, n
             trained = _from_checkpoint(path if path is not None else find_yolo_weights(Path(source).stem))
             (_transfer_detection if transfer else load_state)(model, trained.state_dict(), str(path))
             model.names = trained.names
+    classifier = isinstance(model, _ultralytics().ClassificationModel)
+    if num_classes is not None:
+        if not classifier:
+            raise TypeError(f"{source}: a detector's classes are its dataset yaml's, not num_classes")
+        _ultralytics().ClassificationModel.reshape_outputs(model, num_classes)
+        model.yaml["nc"] = model.nc = num_classes  # the arch spec's cfg rebuilds this head
+        if len(model.names) != num_classes:
+            model.names = {i: f"class{i}" for i in range(num_classes)}
     if names:
         model.names = {int(k): v for k, v in names.items()}
-    return YoloRaw(model.eval())
+    if cfg is None and classifier != is_classifier_source(Path(source)):
+        kind, named = ("a classification model", "a detector") if classifier else ("a detection model", "a classifier")
+        raise InputError(f"{source} holds {kind} but is named as {named}: an Ultralytics classifier's file name "
+                         f"ends in {CLS_SUFFIX} (yolov8n{CLS_SUFFIX}.pt)")  # fmt: skip
+    return (YoloClassifier if classifier else YoloRaw)(model.eval())
 
 
 def _from_yaml(cfg: str | dict, source: str) -> nn.Module:
@@ -107,7 +142,7 @@ def _from_yaml(cfg: str | dict, source: str) -> nn.Module:
         try:
             task = tasks.guess_model_task(cfg)
             build = {"detect": tasks.DetectionModel, "segment": tasks.SegmentationModel, "pose": tasks.PoseModel,
-                     "obb": tasks.OBBModel}.get(task)  # fmt: skip
+                     "obb": tasks.OBBModel, "classify": tasks.ClassificationModel}.get(task)  # fmt: skip
             model = build(cfg, verbose=False) if build is not None else None
         except Exception as exc:  # a missing file, bad yaml, an unknown module: Ultralytics raises many types
             raise InputError(f"Ultralytics cannot build {source}: {type(exc).__name__}: {exc}") from exc
@@ -135,10 +170,10 @@ def _from_checkpoint(path: Path) -> nn.Module:
         except Exception as exc:  # not a zip, not a pickle, a class outside the allow-list
             raise InputError(f"{path}: not an Ultralytics checkpoint ({type(exc).__name__}: {exc})") from exc
     model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
-    if not isinstance(model, tasks.DetectionModel):
+    if not isinstance(model, (tasks.DetectionModel, tasks.ClassificationModel)):
         found = type(model).__name__ if model is not None else f"no model in {type(ckpt).__name__}"
         raise InputError(f"{path}: expected an Ultralytics checkpoint of a detection model (or segmentation, pose, "
-                         f"OBB), found {found}")  # fmt: skip
+                         f"OBB, classification), found {found}")  # fmt: skip
     conv = _ultralytics("nn.modules.conv").Conv
     if any(isinstance(m, conv) and not hasattr(m, "bn") for m in model.modules()):
         # the arch spec rebuilds from the yaml, which has the norms: a fused model could not reload
@@ -204,16 +239,8 @@ class YoloRaw(nn.Module):
         self.model, self.prototypes = model, prototypes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        layers = list(self.model.model)
-        keep = set(self.model.save)
-        saved: list[torch.Tensor | None] = []
-        for i, m in enumerate(layers[:-1]):
-            if m.f != -1:
-                x = saved[m.f] if isinstance(m.f, int) else [x if j == -1 else saved[j] for j in m.f]
-            x = m(x)
-            saved.append(x if i in keep else None)
-        head = layers[-1]
-        return raw_head(head, [x if j == -1 else saved[j] for j in head.f], self.prototypes)
+        head = self.model.model[-1]
+        return raw_head(head, head_inputs(self.model, x), self.prototypes)
 
     def output_weights(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
         """Per anchor of the raw outputs ``y`` for input ``x``: weights under which every scale counts the same
@@ -239,6 +266,41 @@ class YoloRaw(nn.Module):
         block = _ultralytics("nn.modules.block")
         return {block.C2f: csp_forward, block.RepNCSPELAN4: csp_forward, block.Attention: attention_forward,
                 block.Proto26: proto26_forward}  # fmt: skip
+
+
+class YoloClassifier(nn.Module):
+    """An Ultralytics classification model (``yolov8n-cls.yaml``) as edgeprune sees it: a classifier whose
+    forward returns the class logits in training and evaluation alike (Ultralytics' own head answers softmax
+    probabilities in eval mode). It reads RGB in [0, 1], not normalized, as Ultralytics feeds it
+    (``pretrained_cfg``, which edgeprune's image pipeline reads)."""
+
+    pretrained_cfg = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
+    arch_kwargs = YoloRaw.arch_kwargs
+    fx_forwards = YoloRaw.fx_forwards
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        head = self.model.model[-1]
+        x = head_inputs(self.model, x)
+        x = torch.cat(x, 1) if len(x) > 1 else x[0]
+        return head.linear(head.drop(head.pool(head.conv(x)).flatten(1)))
+
+
+def head_inputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """What an Ultralytics model's layer list hands its head, run with the layers' static ``f`` indices."""
+    layers = list(model.model)
+    keep = set(model.save)
+    saved: list[torch.Tensor | None] = []
+    for i, m in enumerate(layers[:-1]):
+        if m.f != -1:
+            x = saved[m.f] if isinstance(m.f, int) else [x if j == -1 else saved[j] for j in m.f]
+        x = m(x)
+        saved.append(x if i in keep else None)
+    f = layers[-1].f
+    return [x if j == -1 else saved[j] for j in (f if isinstance(f, list) else [f])]
 
 
 def csp_forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
