@@ -251,8 +251,8 @@ def test_what_cannot_build_is_a_clear_error(tmp_path, monkeypatch):
     bad.write_text("backbone: [[-1, 1, NoSuchBlock, [64]]]\nhead: []\n")
     with pytest.raises(InputError, match=f"Ultralytics cannot build {bad}"):
         create_model(f"ultralytics:{bad}")
-    with pytest.raises(InputError, match="edgeprune handles detect, segment, pose, obb"):
-        create_model("ultralytics:yolov8n-cls.yaml")
+    with pytest.raises(InputError, match="an Ultralytics depth model; edgeprune handles detect, segment, pose, obb"):
+        create_model("ultralytics:yolo26n-depth.yaml")
     with pytest.raises(InputError, match="rtdetr-l.yaml: its RTDETRDecoder head is not handled"):
         create_model("ultralytics:rtdetr-l.yaml")
     with pytest.raises(InputError, match="expected ultralytics:<architecture .yaml>"):

@@ -27,7 +27,7 @@ from edgeprune.prune.oracle import ORACLE_TOLERANCE, liven, oracle_error
 SIDE = 64  # stride 32: a 2 x 2 map before the head
 
 
-@pytest.mark.parametrize("name", ["yolov8n-cls.yaml", "yolo11n-cls.yaml"])
+@pytest.mark.parametrize("name", ["yolov8n-cls.yaml", "yolo11n-cls.yaml", "yolo26n-cls.yaml"])
 def test_a_yolo_classifier_answers_its_logits_and_prunes_exactly(name):
     entry = get_entry(f"ultralytics:{name}")
     assert (entry.family, entry.input_size) == (CLS_FAMILY, (3, 224, 224))
