@@ -122,3 +122,17 @@ def test_a_depthwise_micro_model_runs_as_inside_a_network(tmp_path):
     runner = prepare_runner(load_target("cpu-openvino-int8"), path, x.shape)
     assert runner.run(x).shape == (1, 32, 16, 16)
     assert runner.model_path.suffix == ".xml"  # went through NNCF, not the fp32 export
+
+
+def test_compiling_leaves_the_threads_signal_stack_where_it_was(exported):
+    """OpenVINO's CPU plugin moves the thread's alternate signal stack onto memory of its own, which it can free
+    while the stack still points there: the next signal a Python handler takes (a data-loader worker's SIGCHLD)
+    then crashed the process. edgeprune puts the stack back after compiling."""
+    from edgeprune.backends.openvino import compile_for
+    from edgeprune.backends.signal_stack import current_signal_stack
+
+    before = current_signal_stack()
+    models = [compile_for(load_target("cpu-openvino"), exported[0], (1, 3, 32, 32)) for _ in range(2)]
+    assert current_signal_stack() == before
+    del models[0]  # the first model's memory goes while the second lives
+    assert current_signal_stack() == before

@@ -23,6 +23,7 @@ from edgeprune.backends.quantize import (
     calibration_for,
     onnx_input,
 )
+from edgeprune.backends.signal_stack import kept_signal_stack
 from edgeprune.errors import EdgepruneError
 from edgeprune.targets import Target
 
@@ -97,7 +98,8 @@ def compile_for(target: Target, model_path: str | Path, input_shape: tuple[int, 
         model.reshape({model.inputs[0]: list(input_shape)})
     config = {**compile_config(target), **({"PERF_COUNT": "YES"} if profiling else {})}
     try:
-        compiled = core.compile_model(model, DEVICE, config)
+        with kept_signal_stack():  # OpenVINO can leave it on memory it frees (backends/signal_stack.py)
+            compiled = core.compile_model(model, DEVICE, config)
     except RuntimeError as exc:
         raise BackendError(f"OpenVINO could not compile {Path(model_path).name}: {exc}"[:500]) from exc
     check_compiled(compiled, target, grouped_convolutions(model))
