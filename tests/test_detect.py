@@ -61,6 +61,18 @@ def make_split(root, split: str, n: int, rng: np.random.Generator, polygons: boo
     return per_class
 
 
+def assert_task_eval(model_dir, data: str, task: str, keys: tuple[str, ...], images: int = 6) -> None:
+    """`edgeprune eval` of a task model reports the task's own metrics (``keys``), overall and per class, in JSON
+    and in text."""
+    r = CliRunner().invoke(main, ["eval", str(model_dir), "--data", data, "--json"])
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.output)
+    assert m["task"] == task and m["images"] == images and all(0 <= m[k] <= 1 for k in keys)
+    assert all(set(keys) <= set(c) for c in m["per_class"].values())
+    r = CliRunner().invoke(main, ["eval", str(model_dir), "--data", data])
+    assert r.exit_code == 0 and keys[0] in r.output, r.output
+
+
 def write_yaml(path, root, **entries) -> str:
     names = "".join(f"  {i}: c{i}\n" for i in range(NC))
     body = "".join(f"{k}: {v}\n" for k, v in {"path": root, "train": "images/train", "val": "images/val",

@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
-from test_detect import SIDE, make_split, write_yaml
+from test_detect import SIDE, assert_task_eval, make_split, write_yaml
 
-from edgeprune.cli import main
 from edgeprune.errors import InputError
 from edgeprune.plan.run import shrink_run
 from edgeprune.prune import load_model_ref
@@ -77,13 +75,7 @@ def test_a_pruned_yolo_pose_finetunes_on_keypoints_and_is_scored_on_them(pose, t
     keypoint_convs = [k for k in trained if ".cv4." in k and k.endswith("conv.weight")]
     assert keypoint_convs and any(not torch.equal(trained[k], started[k]) for k in keypoint_convs)
 
-    r = CliRunner().invoke(main, ["eval", str(out), "--data", data, "--json"])
-    assert r.exit_code == 0, r.output
-    m = json.loads(r.output)
-    assert m["task"] == "pose" and m["images"] == 6 and all(0 <= m[k] <= 1 for k in POSE_KEYS)
-    assert all(set(POSE_KEYS) <= set(c) for c in m["per_class"].values())
-    r = CliRunner().invoke(main, ["eval", str(out), "--data", data])
-    assert r.exit_code == 0 and "pose mAP50-95" in r.output, r.output
+    assert_task_eval(out, data, "pose", POSE_KEYS)
 
 
 def test_validate_scores_a_pose_model_on_keypoints_as_deployed(pose, tmp_path):

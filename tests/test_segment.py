@@ -11,10 +11,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
-from test_detect import SIDE, make_split, write_yaml
+from test_detect import SIDE, assert_task_eval, make_split, write_yaml
 
-from edgeprune.cli import main
 from edgeprune.errors import InputError
 from edgeprune.models import create_model, get_entry
 from edgeprune.paths import data_root
@@ -57,13 +55,7 @@ def test_a_pruned_yolo_seg_finetunes_with_distillation_and_is_scored_on_masks(po
     proto = [k for k in after.state_dict() if ".proto." in k and k.endswith("conv.weight")]
     assert proto and any(not torch.equal(after.state_dict()[k], before.state_dict()[k]) for k in proto)
 
-    r = CliRunner().invoke(main, ["eval", str(out), "--data", data, "--json"])
-    assert r.exit_code == 0, r.output
-    m = json.loads(r.output)
-    assert m["task"] == "segment" and m["images"] == 6 and all(0 <= m[k] <= 1 for k in MASK_KEYS)
-    assert all(set(MASK_KEYS) <= set(c) for c in m["per_class"].values())
-    r = CliRunner().invoke(main, ["eval", str(out), "--data", data])
-    assert r.exit_code == 0 and "mask mAP50-95" in r.output, r.output
+    assert_task_eval(out, data, "segment", MASK_KEYS)
 
 
 def test_box_labels_are_a_clear_error_for_a_segmentation_model(polygons, tmp_path):
