@@ -79,7 +79,8 @@ def test_a_pruned_yolo_pose_finetunes_on_keypoints_and_is_scored_on_them(pose, t
 
 
 def test_validate_scores_a_pose_model_on_keypoints_as_deployed(pose, tmp_path):
-    """The ONNX export in ONNX Runtime, its raw outputs decoded by the model's own head, scores as torch does."""
+    """validate with a pose dataset reports both sides' keypoint metrics beside the timing (that the deployed
+    artifact's raw outputs decode as the torch model's do: test_ultralytics, for every head)."""
     data, pruned = pose
     target = target_from_dict("t-fp32", {"backend": "onnxruntime", "threads": 1, "warmup": 1, "repeats": 2,
                                          "rounds": 2})  # fmt: skip

@@ -20,12 +20,17 @@ class _Stack(ctypes.Structure):  # Linux's stack_t
     _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
 
 
+def _current() -> _Stack:
+    now = _Stack()
+    ctypes.CDLL(None).sigaltstack(None, ctypes.byref(now))
+    return now
+
+
 def current_signal_stack() -> tuple[int | None, int, int] | None:
     """(address, flags, size) of this thread's alternate signal stack; None off Linux."""
     if not sys.platform.startswith("linux"):
         return None
-    now = _Stack()
-    ctypes.CDLL(None).sigaltstack(None, ctypes.byref(now))
+    now = _current()
     return now.ss_sp, now.ss_flags, now.ss_size
 
 
@@ -35,11 +40,9 @@ def kept_signal_stack() -> Iterator[None]:
     if not sys.platform.startswith("linux"):
         yield
         return
-    libc = ctypes.CDLL(None)
-    before = _Stack()
-    libc.sigaltstack(None, ctypes.byref(before))
+    before = _current()
     try:
         yield
     finally:
         before.ss_flags &= ~1  # SS_ONSTACK is a state, not a setting (it is never set outside a handler)
-        libc.sigaltstack(ctypes.byref(before), None)
+        ctypes.CDLL(None).sigaltstack(ctypes.byref(before), None)

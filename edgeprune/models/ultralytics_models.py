@@ -348,7 +348,6 @@ def raw_head(head: nn.Module, feats: list[torch.Tensor], prototypes: bool = True
     """The head's outputs before decoding (see :class:`YoloRaw`). Traced (torch.fx), also the branches only
     training runs (YOLO26 pose's keypoint spreads, YOLO26 segmentation's semantic logits): their inputs prune
     with the layers that feed them, and the graph only knows what the trace reaches."""
-    tracing = symbolic_tracing()
     stacks = (2, 3, 4) if hasattr(head, "cv4") else (2, 3)
     branches, training_only = [], []
     for prefix in ("", "one2one_"):
@@ -360,7 +359,7 @@ def raw_head(head: nn.Module, feats: list[torch.Tensor], prototypes: bool = True
             keypoints = getattr(head, f"{prefix}cv4_kpts", None) if k == 4 else None
             if keypoints is not None:  # Pose26: the keypoints are cv4_kpts(cv4(x)), their spread cv4_sigma(cv4(x))
                 spread = getattr(head, f"{prefix}cv4_sigma", None)
-                if tracing and spread is not None:
+                if spread is not None and symbolic_tracing():
                     training_only.append(torch.cat([spread[i](f).flatten(2) for i, f in enumerate(maps)], 2))
                 maps = [keypoints[i](f) for i, f in enumerate(maps)]
             branches.append(torch.cat([f.flatten(2) for f in maps], 2))
