@@ -89,12 +89,13 @@ def test_a_segmentation_yaml_starts_from_the_detection_checkpoint_but_its_mask_h
     if weights is None or not (weights / "yolov8n.pt").is_file() or not (weights / "yolo11n.pt").is_file():
         pytest.skip("yolov8n.pt and yolo11n.pt are not in the data folder here")
     assert get_entry(SEG).has_pretrained
-    with pytest.warns(UserWarning, match="detection checkpoint, loaded into every tensor but the mask head's 62"):
+    with pytest.warns(UserWarning, match=r"detection checkpoint, loaded into every tensor but 53 of the Segment "
+                      r"head's \(cv4, proto\)"):  # fmt: skip
         seg = create_model(SEG, pretrained=True)
     det = create_model("ultralytics:yolov8n.yaml", pretrained=True).state_dict()
     own = seg.state_dict()
     head = [k for k in own if k.startswith(("model.model.22.proto.", "model.model.22.cv4."))]
-    assert len(head) == 62 and all(torch.equal(own[k], det[k]) for k in det)
+    assert len(head) == 62 and all(torch.equal(own[k], det[k]) for k in det)  # 9 of them batch counters
     assert seg.model.names == create_model("ultralytics:yolov8n.yaml", pretrained=True).model.names
 
     other = tmp_path / "pretrained" / "ultralytics"  # a data folder whose yolov8n.pt is another model
@@ -105,3 +106,28 @@ def test_a_segmentation_yaml_starts_from_the_detection_checkpoint_but_its_mask_h
         create_model(SEG, pretrained=True)
     (other / "yolov8n.pt").unlink()
     assert not get_entry(SEG).has_pretrained
+
+
+def find_weights_or_skip(stem: str):
+    root = data_root()
+    path = root / "pretrained" / "ultralytics" / f"{stem}.pt" if root is not None else None
+    if path is None or not path.is_file():
+        pytest.skip(f"{stem}.pt is not in the data folder here")
+    return path
+
+
+@pytest.mark.parametrize(("name", "detector", "fresh"), [("yolov8n-pose", "yolov8n", "cv3, cv4"),
+                                                        ("yolo11n-obb", "yolo11n", "cv4")])  # fmt: skip
+def test_a_pose_or_obb_yaml_starts_from_the_detection_checkpoint_where_the_shapes_agree(name, detector, fresh):
+    path = find_weights_or_skip(detector)
+    with pytest.warns(UserWarning, match=rf"{path}: a detection checkpoint, loaded into every tensor but \d+ of the "
+                      rf"(Pose|OBB) head's \({fresh}\)"):  # fmt: skip
+        model = create_model(f"ultralytics:{name}.yaml", pretrained=True)
+    det = create_model(f"ultralytics:{detector}.yaml", pretrained=True).state_dict()
+    own, head = model.state_dict(), f"model.model.{len(model.model.model) - 1}."
+    body = [k for k in det if not k.startswith(head)]
+    assert body and all(torch.equal(own[k], det[k]) for k in body)
+    box = [k for k in det if k.startswith(head + "cv2.")]  # the box branch: the same shapes in every task
+    assert box and all(torch.equal(own[k], det[k]) for k in box)
+    if "cv3" in fresh:  # one class (a person) where the detector has 80: the class branch and names are its own
+        assert own[head + "cv3.0.2.weight"].shape[0] == 1 and len(model.model.names) == 1

@@ -3,10 +3,11 @@
 ``<file>`` is an architecture yaml that Ultralytics builds (``yolov8n.yaml``, ``yolo11s.yaml``,
 ``yolov8n-seg.yaml``, ``yolov8n-pose.yaml``, ``yolo11n-obb.yaml``, any scale letter; or a path to a yaml of
 your own), or a ``.pt`` checkpoint that Ultralytics wrote. A yaml builds with random weights;
-``pretrained=True`` then loads ``<data folder>/pretrained/ultralytics/<stem>.pt``; for a segmentation yaml
-(``yolov8n-seg.yaml``) without its own weights there, the detection checkpoint of the same model
-(``yolov8n.pt``) fills every tensor it shares, and the mask head (prototypes and mask coefficients) starts
-random: train it before use (a pose or OBB yaml needs weights of its own: its classes differ). A
+``pretrained=True`` then loads ``<data folder>/pretrained/ultralytics/<stem>.pt``; for a segmentation, pose or
+OBB yaml (``yolov8n-seg.yaml``, ``yolov8n-pose.yaml``) without its own weights there, the detection checkpoint
+of the same model (``yolov8n.pt``) fills the backbone, the neck and the head tensors of the same shape, and the
+rest of the head (mask prototypes and coefficients, keypoints, angles, another number of classes) starts
+random: train it before use. A
 checkpoint is loaded by Ultralytics' own loader with its allow-list (``weights_only`` unpickling of the
 known Ultralytics and torch classes): only load a checkpoint you trust, such as your own.
 
@@ -50,7 +51,7 @@ TASKS = ("detect", "segment", "pose", "obb", "classify")
 # Heads by exact class: a subclass may change what its convs mean (YOLO-World's text-contrastive classes)
 # or take other inputs (as YOLO26's segmentation and pose heads do: raw_head knows those two).
 HEADS = ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "Segment26", "Pose26", "Classify")
-SEG_SUFFIX = "-seg"
+TRANSFER_SUFFIXES = ("-seg", "-pose", "-obb")  # a yaml of these starts from its detector's checkpoint
 
 
 def _ultralytics(module: str = "nn.tasks"):
@@ -117,7 +118,8 @@ def build_yolo(source: str, pretrained: bool = False, cfg: dict | None = None, n
             path, transfer = _pretrained_weights(Path(source).stem)
             trained = _from_checkpoint(path if path is not None else find_yolo_weights(Path(source).stem))
             (_transfer_detection if transfer else load_state)(model, trained.state_dict(), str(path))
-            model.names = trained.names
+            if len(trained.names) == len(model.names):
+                model.names = trained.names
     classifier = isinstance(model, _ultralytics().ClassificationModel)
     if num_classes is not None:
         if not classifier:
@@ -188,25 +190,31 @@ def _local_weights(stem: str) -> Path | None:
 
 
 def _pretrained_weights(stem: str) -> tuple[Path | None, bool]:
-    """The local weights of ``stem`` and whether they are a detection checkpoint to transfer from (a ``-seg``
-    stem without weights of its own); (None, False) when there are none."""
+    """The local weights of ``stem`` and whether they are a detection checkpoint to transfer from (a ``-seg``,
+    ``-pose`` or ``-obb`` stem without weights of its own); (None, False) when there are none."""
     own = _local_weights(stem)
-    if own is not None or not stem.endswith(SEG_SUFFIX):
+    suffix = next((s for s in TRANSFER_SUFFIXES if stem.endswith(s)), None)
+    if own is not None or suffix is None:
         return own, False
-    detection = _local_weights(stem.removesuffix(SEG_SUFFIX))
+    detection = _local_weights(stem.removesuffix(suffix))
     return detection, detection is not None
 
 
 def _transfer_detection(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load a detection checkpoint into a segmentation model of the same backbone: every tensor outside the
-    Segment head's mask branches (``proto``, ``cv4``) must fit; those branches keep their random weights."""
+    """Load a detection checkpoint into a segmentation, pose or OBB model of the same backbone: every tensor
+    before the head must fit; the head's load where name and shape agree (the box branch; the class branch where
+    the classes are as many). The rest keep their random weights, and a warning names them."""
     head = f"model.{len(model.model) - 1}."
     own = model.state_dict()
-    mask = {k for k in own if k.startswith((head + "proto.", head + "cv4."))}
-    check_state({k: v for k, v in own.items() if k not in mask}, state, source, type(model).__name__)
-    load_versioned(model, {**own, **state})
-    warnings.warn(f"{source}: a detection checkpoint, loaded into every tensor but the mask head's {len(mask)} "
-                  "(prototypes and mask coefficients start random: train them before use)", stacklevel=3)  # fmt: skip
+    body = {k: v for k, v in state.items() if not k.startswith(head)}
+    check_state({k: v for k, v in own.items() if not k.startswith(head)}, body, source, type(model).__name__)
+    fits = {k: v for k, v in state.items() if k.startswith(head) and k in own and v.shape == own[k].shape}
+    fresh = [k for k in own if k.startswith(head) and k not in fits and not k.endswith("num_batches_tracked")]
+    load_versioned(model, {**own, **body, **fits})
+    parts = sorted({k.removeprefix(head).split(".")[0] for k in fresh})
+    warnings.warn(f"{source}: a detection checkpoint, loaded into every tensor but {len(fresh)} of the "
+                  f"{type(model.model[-1]).__name__} head's ({', '.join(parts)}): they start random, train them "
+                  "before use", stacklevel=3)  # fmt: skip
 
 
 def find_yolo_weights(stem: str) -> Path:
