@@ -1,0 +1,113 @@
+"""edgeprune's plans of an Ultralytics detector against Torch-Pruning's at the same MACs (the ``bench`` extra):
+box mAP50-95 on a dataset yaml's val split before any fine-tuning, and latency on a target, every model timed in
+one interleaved run. Torch-Pruning prunes the detector as its users do (tools/peer_plans.py: C2f blocks split,
+magnitude importance, uniform and global, widths rounded to 8, its ratio scanned to the MACs).
+
+    python bench/yolo/peer/compare.py --model ultralytics:yolov8n.yaml --data runs/yolo/coco256.yaml \\
+        --plan "edgeprune default=runs/yolo-peer/default/model" --out bench/yolo/peer/yolov8n-0.5x
+
+Writes OUT.json and OUT.md; prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import replace
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeprune.atomic import atomic_write_text
+from edgeprune.backends import measure_interleaved
+from edgeprune.latency.runs import prepare_model
+from edgeprune.models import create_model
+from edgeprune.prune import load_pruned
+from edgeprune.targets import load_target
+from edgeprune.timing import summarize_ratios
+from edgeprune.train.detect import detection_metrics
+from edgeprune.validation import count_macs
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
+from peer_plans import torch_pruning_plans  # noqa: E402
+
+PEER_SIDE = 320  # Torch-Pruning's plan does not depend on the input size, nor does a conv net's MACs fraction
+
+
+def paired(rounds: dict[str, list[float]], slow: str, fast: str) -> list[float]:
+    """How many times faster ``fast`` ran than ``slow``: median of the per-round ratios and its 95 % interval."""
+    r = summarize_ratios([a / b for a, b in zip(rounds[slow], rounds[fast])])
+    return [round(r.median, 4), round(r.low, 4), round(r.high, 4)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, help="the dense detector (its pretrained weights are used)")
+    ap.add_argument("--data", required=True, help="dataset yaml: mAP on its val split")
+    ap.add_argument("--plan", action="append", default=[], metavar="LABEL=FOLDER", help="an edgeprune pruned model")
+    ap.add_argument("--macs", type=float, default=0.5, help="Torch-Pruning's MACs fraction")
+    ap.add_argument("--target", default="cpu-ort")
+    ap.add_argument("--input-size", type=int, default=640)
+    ap.add_argument("--rounds", type=int, default=3, help="times the target's rounds")
+    ap.add_argument("--out", required=True, help="output prefix (.json and .md are written)")
+    args = ap.parse_args()
+
+    dense = create_model(args.model, pretrained=True).eval()
+    models = {"dense": dense}
+    for spec in args.plan:
+        label, _, folder = spec.partition("=")
+        models[label] = load_pruned(folder).eval()
+    failed: dict[str, str] = {}
+    models.update(torch_pruning_plans(dense, args.model, (1, 3, PEER_SIDE, PEER_SIDE), args.macs, failed))
+
+    shape = (1, 3, args.input_size, args.input_size)
+    x = torch.randn(*shape)
+    base = count_macs(dense, x)[0]
+    rows = {k: {"macs": count_macs(m, x)[0] / base} for k, m in models.items()}
+    for label, m in models.items():
+        rows[label]["mAP50-95"] = detection_metrics(m, args.data, imgsz=args.input_size)["mAP50-95"]
+        print(f"{label}: MACs {rows[label]['macs']:.3f}x, mAP50-95 {rows[label]['mAP50-95']:.4f}", flush=True)
+
+    target = load_target(args.target)
+    xs = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        runners = {
+            k: prepare_model(target, m, shape, Path(tmp) / f"m{i}.onnx") for i, (k, m) in enumerate(models.items())
+        }
+        stats = measure_interleaved(runners, xs, replace(target, rounds=target.rounds * args.rounds))
+    per_round = {k: s.round_medians_ms for k, s in stats.items()}
+    for label in models:
+        rows[label]["ms"] = stats[label].median_ms
+        rows[label]["speedup"] = paired(per_round, "dense", label) if label != "dense" else None
+    peers = [k for k in models if k.startswith("Torch-Pruning")]
+    faster_peer = min(peers, key=lambda k: stats[k].median_ms) if peers else None
+    for label in models:
+        if faster_peer and label not in peers and label != "dense":
+            rows[label]["vs_peer"] = paired(per_round, faster_peer, label)
+
+    result = {"model": args.model, "data": args.data, "target": args.target, "input_size": args.input_size,
+              "macs_fraction": args.macs, "rounds": target.rounds * args.rounds,
+              "torch_pruning": version("torch-pruning"), "peer_failed": failed, "faster_peer": faster_peer,
+              "rows": rows}  # fmt: skip
+    lines = ["| plan | MACs | mAP50-95 | ms | speedup over dense | over Torch-Pruning's faster plan |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+
+    def ci(v):
+        return f"{v[0]:.2f}× ({v[1]:.2f}–{v[2]:.2f})" if v else ""
+
+    for label, r in rows.items():
+        lines.append(f"| {label} | {r['macs']:.3f}x | {100 * r['mAP50-95']:.1f} | {r['ms']:.2f} | {ci(r['speedup'])} "
+                     f"| {ci(r.get('vs_peer'))} |")  # fmt: skip
+    lines += [f"\n{k}: failed: {v}" for k, v in failed.items()]
+    table = "\n".join(lines) + "\n"
+    atomic_write_text(Path(args.out + ".json"), json.dumps(result, indent=1) + "\n")
+    atomic_write_text(Path(args.out + ".md"), table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
