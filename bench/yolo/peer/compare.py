@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 from dataclasses import replace
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--target", default="cpu-ort")
     ap.add_argument("--input-size", type=int, default=640)
     ap.add_argument("--rounds", type=int, default=3, help="times the target's rounds")
+    ap.add_argument("--peer-memory-gb", type=float, default=8.0, help="address-space cap while Torch-Pruning runs")
     ap.add_argument("--out", required=True, help="output prefix (.json and .md are written)")
     args = ap.parse_args()
 
@@ -62,7 +64,14 @@ def main() -> None:
         label, _, folder = spec.partition("=")
         models[label] = load_pruned(folder).eval()
     failed: dict[str, str] = {}
-    models.update(torch_pruning_plans(dense, args.model, (1, 3, PEER_SIDE, PEER_SIDE), args.macs, failed))
+    # Torch-Pruning's grouping can grow without bound (YOLO11n: 0.5 GB every 12 s); a cap on the address space
+    # turns that into an error it records, where the kernel would kill the run
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (int(args.peer_memory_gb * 2**30), hard))
+    try:
+        models.update(torch_pruning_plans(dense, args.model, (1, 3, PEER_SIDE, PEER_SIDE), args.macs, failed))
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
     shape = (1, 3, args.input_size, args.input_size)
     x = torch.randn(*shape)
@@ -91,7 +100,8 @@ def main() -> None:
 
     result = {"model": args.model, "data": args.data, "target": args.target, "input_size": args.input_size,
               "macs_fraction": args.macs, "rounds": target.rounds * args.rounds,
-              "torch_pruning": version("torch-pruning"), "peer_failed": failed, "faster_peer": faster_peer,
+              "torch_pruning": version("torch-pruning"), "peer_memory_gb": args.peer_memory_gb,
+              "peer_failed": failed, "faster_peer": faster_peer,
               "rows": rows}  # fmt: skip
     lines = ["| plan | MACs | mAP50-95 | ms | speedup over dense | over Torch-Pruning's faster plan |",
              "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
