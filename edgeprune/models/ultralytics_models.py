@@ -7,9 +7,9 @@ your own), or a ``.pt`` checkpoint that Ultralytics wrote. A yaml builds with ra
 OBB yaml (``yolov8n-seg.yaml``, ``yolov8n-pose.yaml``) without its own weights there, the detection checkpoint
 of the same model (``yolov8n.pt``) fills the backbone, the neck and the head tensors of the same shape, and the
 rest of the head (mask prototypes and coefficients, keypoints, angles, another number of classes) starts
-random: train it before use. A
-checkpoint is loaded by Ultralytics' own loader with its allow-list (``weights_only`` unpickling of the
-known Ultralytics and torch classes): only load a checkpoint you trust, such as your own.
+random: train it before use. A checkpoint is loaded by Ultralytics' own loader with its allow-list
+(``weights_only`` unpickling of the known Ultralytics and torch classes): only load a checkpoint you trust,
+such as your own.
 
 The model is a :class:`YoloRaw`: it holds the Ultralytics ``DetectionModel`` (``.model``, unchanged and
 usable with Ultralytics) and its forward returns the head's raw outputs, the tensor every later stage
