@@ -62,6 +62,10 @@ CHECKS = {  # stored check -> the target it timed on
     "bench/targets/zen4/check-cpu-ort-int8.json": "cpu-ort-int8",
     "bench/targets/rank/check-cpu-xnnpack.json": "cpu-xnnpack",  # the profile shipped since then, 19:04-19:15
     "bench/targets/narrow/again/check-cpu-openvino.json": "cpu-openvino",  # 2026-12-06 23:34
+    # 2026-12-07, programs with ResNet-56's shortcut inside XNNPACK
+    "bench/targets/etdump/check-cpu-xnnpack-r56.json": "cpu-xnnpack",
+    "bench/targets/etdump/check-cpu-xnnpack-r56-refit.json": "cpu-xnnpack",
+    "bench/targets/etdump/check-cpu-xnnpack-int8-r56-refit.json": "cpu-xnnpack-int8",
 }
 
 
