@@ -6,16 +6,18 @@ the same model, its mask head random."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from test_detect import SIDE, assert_task_eval, make_split, write_yaml
 
-from edgeprune.errors import InputError
+from edgeprune.errors import DataNotFoundError, InputError
 from edgeprune.models import create_model, get_entry
-from edgeprune.paths import data_root
+from edgeprune.models.ultralytics_models import find_yolo_weights
 from edgeprune.plan.run import shrink_run
 from edgeprune.prune import load_model_ref, save_pruned
 from edgeprune.train.detect import detection_metrics, finetune_detector
@@ -83,11 +85,16 @@ def test_box_labels_are_a_clear_error_for_a_segmentation_model(polygons, tmp_pat
         finetune_detector(str(pruned), boxes, tmp_path / "out", epochs=1, imgsz=SIDE)
 
 
+def find_weights_or_skip(stem: str) -> Path:
+    try:
+        return find_yolo_weights(stem)
+    except DataNotFoundError:
+        pytest.skip(f"{stem}.pt is not in the data folder here")
+
+
 def test_a_segmentation_yaml_starts_from_the_detection_checkpoint_but_its_mask_head(tmp_path, monkeypatch):
-    root = data_root()
-    weights = root / "pretrained" / "ultralytics" if root is not None else None
-    if weights is None or not (weights / "yolov8n.pt").is_file() or not (weights / "yolo11n.pt").is_file():
-        pytest.skip("yolov8n.pt and yolo11n.pt are not in the data folder here")
+    weights = find_weights_or_skip("yolov8n").parent
+    find_weights_or_skip("yolo11n")
     assert get_entry(SEG).has_pretrained
     with pytest.warns(UserWarning, match=r"detection checkpoint, loaded into every tensor but 53 of the Segment "
                       r"head's \(cv4, proto\)"):  # fmt: skip
@@ -108,19 +115,11 @@ def test_a_segmentation_yaml_starts_from_the_detection_checkpoint_but_its_mask_h
     assert not get_entry(SEG).has_pretrained
 
 
-def find_weights_or_skip(stem: str):
-    root = data_root()
-    path = root / "pretrained" / "ultralytics" / f"{stem}.pt" if root is not None else None
-    if path is None or not path.is_file():
-        pytest.skip(f"{stem}.pt is not in the data folder here")
-    return path
-
-
 @pytest.mark.parametrize(("name", "detector", "fresh"), [("yolov8n-pose", "yolov8n", "cv3, cv4"),
                                                         ("yolo11n-obb", "yolo11n", "cv4")])  # fmt: skip
 def test_a_pose_or_obb_yaml_starts_from_the_detection_checkpoint_where_the_shapes_agree(name, detector, fresh):
-    path = find_weights_or_skip(detector)
-    with pytest.warns(UserWarning, match=rf"{path}: a detection checkpoint, loaded into every tensor but \d+ of the "
+    source = re.escape(str(find_weights_or_skip(detector)))
+    with pytest.warns(UserWarning, match=rf"{source}: a detection checkpoint, loaded into every tensor but \d+ of the "
                       rf"(Pose|OBB) head's \({fresh}\)"):  # fmt: skip
         model = create_model(f"ultralytics:{name}.yaml", pretrained=True)
     det = create_model(f"ultralytics:{detector}.yaml", pretrained=True).state_dict()

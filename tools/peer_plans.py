@@ -38,8 +38,10 @@ def _ignored(model: torch.nn.Module, name: str) -> list[torch.nn.Module]:
 
 
 def is_yolo(model: nn.Module) -> bool:
-    """An Ultralytics detector as edgeprune builds it (``YoloRaw``)."""
-    return type(model).__name__ == "YoloRaw"
+    """An Ultralytics detector as edgeprune builds it (``YoloRaw``; the module imports Ultralytics only on use)."""
+    from edgeprune.models.ultralytics_models import YoloRaw
+
+    return isinstance(model, YoloRaw)
 
 
 def _half(conv: nn.Module, part: slice) -> nn.Module:

@@ -15,34 +15,24 @@ import argparse
 import json
 import resource
 import sys
-import tempfile
-from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from edgeprune.atomic import atomic_write_text
-from edgeprune.backends import measure_interleaved
-from edgeprune.latency.runs import prepare_model
+from edgeprune.latency.profiler import model_input_shape
 from edgeprune.models import create_model
 from edgeprune.prune import load_pruned
 from edgeprune.targets import load_target
-from edgeprune.timing import summarize_ratios
 from edgeprune.train.detect import detection_metrics
 from edgeprune.validation import count_macs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
+from bench_planner import measure, paired  # noqa: E402  (the planner benchmark's timing and paired ratio)
 from peer_plans import torch_pruning_plans  # noqa: E402
 
 PEER_SIDE = 320  # Torch-Pruning's plan does not depend on the input size, nor does a conv net's MACs fraction
-
-
-def paired(rounds: dict[str, list[float]], slow: str, fast: str) -> list[float]:
-    """How many times faster ``fast`` ran than ``slow``: median of the per-round ratios and its 95 % interval."""
-    r = summarize_ratios([a / b for a, b in zip(rounds[slow], rounds[fast])])
-    return [round(r.median, 4), round(r.low, 4), round(r.high, 4)]
 
 
 def main() -> None:
@@ -52,7 +42,6 @@ def main() -> None:
     ap.add_argument("--plan", action="append", default=[], metavar="LABEL=FOLDER", help="an edgeprune pruned model")
     ap.add_argument("--macs", type=float, default=0.5, help="Torch-Pruning's MACs fraction")
     ap.add_argument("--target", default="cpu-ort")
-    ap.add_argument("--input-size", type=int, default=640)
     ap.add_argument("--rounds", type=int, default=3, help="times the target's rounds")
     ap.add_argument("--peer-memory-gb", type=float, default=8.0, help="address-space cap while Torch-Pruning runs")
     ap.add_argument("--out", required=True, help="output prefix (.json and .md are written)")
@@ -73,32 +62,26 @@ def main() -> None:
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
-    shape = (1, 3, args.input_size, args.input_size)
+    target = load_target(args.target)
+    shape = model_input_shape(args.model, target)  # the registry's size (640 for a YOLO), as bench_planner times
     x = torch.randn(*shape)
     base = count_macs(dense, x)[0]
     rows = {k: {"macs": count_macs(m, x)[0] / base} for k, m in models.items()}
     for label, m in models.items():
-        rows[label]["mAP50-95"] = detection_metrics(m, args.data, imgsz=args.input_size)["mAP50-95"]
+        rows[label]["mAP50-95"] = detection_metrics(m, args.data, imgsz=shape[-1])["mAP50-95"]
         print(f"{label}: MACs {rows[label]['macs']:.3f}x, mAP50-95 {rows[label]['mAP50-95']:.4f}", flush=True)
 
-    target = load_target(args.target)
-    xs = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    with tempfile.TemporaryDirectory() as tmp:
-        runners = {
-            k: prepare_model(target, m, shape, Path(tmp) / f"m{i}.onnx") for i, (k, m) in enumerate(models.items())
-        }
-        stats = measure_interleaved(runners, xs, replace(target, rounds=target.rounds * args.rounds))
-    per_round = {k: s.round_medians_ms for k, s in stats.items()}
+    median_ms, per_round = measure(args.model, target, {k: (m, None) for k, m in models.items()}, args.rounds)
     for label in models:
-        rows[label]["ms"] = stats[label].median_ms
+        rows[label]["ms"] = median_ms[label]
         rows[label]["speedup"] = paired(per_round, "dense", label) if label != "dense" else None
     peers = [k for k in models if k.startswith("Torch-Pruning")]
-    faster_peer = min(peers, key=lambda k: stats[k].median_ms) if peers else None
+    faster_peer = min(peers, key=median_ms.get) if peers else None
     for label in models:
         if faster_peer and label not in peers and label != "dense":
             rows[label]["vs_peer"] = paired(per_round, faster_peer, label)
 
-    result = {"model": args.model, "data": args.data, "target": args.target, "input_size": args.input_size,
+    result = {"model": args.model, "data": args.data, "target": args.target, "input_size": shape[-1],
               "macs_fraction": args.macs, "rounds": target.rounds * args.rounds,
               "torch_pruning": version("torch-pruning"), "peer_memory_gb": args.peer_memory_gb,
               "peer_failed": failed, "faster_peer": faster_peer,
