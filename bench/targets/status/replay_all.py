@@ -60,6 +60,7 @@ CHECKS = {  # stored check -> the target it timed on
     "bench/targets/zen4/check-cpu-openvino.json": "cpu-openvino",
     "bench/targets/zen4/check-cpu-openvino-int8.json": "cpu-openvino-int8",
     "bench/targets/zen4/check-cpu-ort-int8.json": "cpu-ort-int8",
+    "bench/targets/zen4/check-cpu-ort.json": "cpu-ort",  # 15:21-15:31, settled runs
     "bench/targets/rank/check-cpu-xnnpack.json": "cpu-xnnpack",  # the profile shipped since then, 19:04-19:15
     "bench/targets/narrow/again/check-cpu-openvino.json": "cpu-openvino",  # 2026-12-06 23:34
     # 2026-12-07, programs with ResNet-56's shortcut inside XNNPACK
