@@ -267,3 +267,71 @@ def test_export_for_a_target_refuses_bad_input_and_keeps_what_is_on_disk(tmp_pat
     r = CliRunner().invoke(main, [*base, "--target", "cpu-ort", "--int8-layers", "measured"])
     assert r.exit_code == 2 and "which is not int8" in r.output
     assert out.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+@pytest.fixture
+def timed_runners(monkeypatch):
+    """Every runner the plan timing builds, as (precision, nodes left in float), the choice the faked layer search
+    returns (the first quarter of the graph in fp32; a test may set it), and the groups it chose from."""
+    from edgeprune.latency import runs
+
+    built, choice, groups = [], ["part 1 of 4"], {}
+
+    def choose(target, path, shape):
+        groups.update(layer_groups(path))
+        return Int8Layers(dict(groups), choice[:])
+
+    monkeypatch.setattr(il, "choose_fp32_layers", choose)
+    real = runs.prepare_runner
+
+    def spy(target, source, shape, calibration=None, keep_fp32=()):
+        built.append((target.precision, tuple(keep_fp32)))
+        return real(target, source, shape, calibration, keep_fp32)
+
+    monkeypatch.setattr(runs, "prepare_runner", spy)
+    return built, choice, groups
+
+
+def _prune_measured(tmp_path, compare: bool):
+    from edgeprune.plan.planner import Budget
+    from edgeprune.plan.run import PruneSettings, prune_run
+
+    toml = tmp_path / "fast-int8.toml"
+    toml.write_text('backend = "onnxruntime"\nprecision = "int8"\nint8_layers = "measured"\nthreads = 1\n'
+                    "warmup = 1\nrepeats = 2\nrounds = 3\n")  # fmt: skip
+    settings = PruneSettings(Budget.parse("macs", "0.6x"), compare_plans=compare, measured_rounds=0)
+    out = tmp_path / f"plan-{compare}"
+    return prune_run("tiny_nets:mobile_net", str(toml), settings, out, input_size=32), out
+
+
+def test_prune_times_its_plans_with_the_layers_measured_faster_in_fp32_left_in_float(timed_runners, tmp_path):
+    built, _, groups = timed_runners
+    result, out = _prune_measured(tmp_path, compare=True)
+    first_quarter = set(groups["part 1 of 4"])
+    assert len(built) >= 6  # three plan shapes, each timed beside the unpruned model
+    # the unpruned model and every plan shape run with those nodes in float, as the model will ship
+    assert all(precision == "int8" and set(keep) == first_quarter for precision, keep in built)
+    assert result.int8_layers == {"timed": True, "precision": "int8", "fp32_groups": ["part 1 of 4"],
+                                  "fp32_nodes": len(first_quarter), "nodes": result.int8_layers["nodes"]}  # fmt: skip
+    text = (out / "plan.md").read_text()
+    assert f"timed as it ships: {len(first_quarter)} of {result.int8_layers['nodes']} nodes left in fp32 " \
+           "(part 1 of 4), measured on the unpruned model (the profile priced every layer in int8)" in text  # fmt: skip
+    assert json.loads((out / "plan_result.json").read_text())["int8_layers"]["fp32_groups"] == ["part 1 of 4"]
+
+
+def test_where_every_layer_ran_faster_in_fp32_the_plans_are_timed_unquantized(timed_runners, tmp_path):
+    built, choice, _ = timed_runners
+    choice[:] = [EVERYTHING]
+    result, out = _prune_measured(tmp_path, compare=True)
+    assert built and all(precision == "fp32" and keep == () for precision, keep in built)
+    assert result.int8_layers["precision"] == "fp32"
+    assert "every layer ran faster in fp32 on the unpruned model, so the plans were timed unquantized" in \
+        (out / "plan.md").read_text()  # fmt: skip
+
+
+def test_a_plan_priced_only_says_the_layers_left_in_fp32_were_not_priced(timed_runners, tmp_path):
+    built, _, _ = timed_runners
+    result, out = _prune_measured(tmp_path, compare=False)
+    assert built == [] and result.int8_layers == {"timed": False}
+    text = (out / "plan.md").read_text()
+    assert "the profile priced every layer in int8, and no plan was timed on the target" in text

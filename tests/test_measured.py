@@ -86,7 +86,7 @@ def test_measured_rounds_need_a_latency_budget():
 def params_share(share: float):
     """measure_variants stand-in: a plan's measured ratio from its parameter count (no timing in tests)."""
 
-    def fake(target, models, shape, passes=1, desc=""):
+    def fake(target, models, shape, passes=1, desc="", keep_fp32=()):
         dense, pruned = (sum(p.numel() for p in m.parameters()) for m in models)
         return [[(2.0, 2.0 * (1 - share * (1 - pruned / dense)))] for _ in range(passes)]
 

@@ -90,7 +90,7 @@ def test_uniform_plans_last_cut_meets_the_budget_removing_least():
     assert 0.49 * result.dense["macs"] <= result.pruned["macs"] <= 0.5 * result.dense["macs"]
 
 
-def ms_from_params(target, models, shape, passes=1, desc=""):
+def ms_from_params(target, models, shape, passes=1, desc="", keep_fp32=()):
     """measure_variants stand-in: each model's ms is its parameter count (the fewest parameters run fastest)."""
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     dense = count(models[0])
@@ -100,7 +100,7 @@ def ms_from_params(target, models, shape, passes=1, desc=""):
 def test_compare_plans_keeps_the_shape_that_measured_fastest_and_records_every_shape(tmp_path, monkeypatch):
     timed: list[int] = []
 
-    def fake(target, models, shape, passes=1, desc=""):
+    def fake(target, models, shape, passes=1, desc="", keep_fp32=()):
         timed.append(len(models) - 1)
         return ms_from_params(target, models, shape, passes, desc)
 
@@ -127,7 +127,7 @@ def test_compare_plans_says_when_no_shape_ran_faster_than_the_unpruned_model(tmp
     """A MACs budget can be met by shapes that all run slower than the unpruned model (seen on an int8 target): the
     plan is still written, and what it says and records makes that plain."""
 
-    def fake(target, models, shape, passes=1, desc=""):
+    def fake(target, models, shape, passes=1, desc="", keep_fp32=()):
         times = ms_from_params(target, models, shape, passes, desc)  # the fewest parameters run fastest
         return [[(d, 1.05 + 0.01 * ms if slower else ms) for d, ms in row] for row in times]
 
@@ -154,7 +154,7 @@ def test_compare_plans_switches_from_the_first_shape_only_on_a_win_by_the_paired
     none in the next: a shape that won most passes is timed again beside the first before it is kept or let go."""
     calls = []
 
-    def fake(target, models, shape, passes_=1, desc=""):
+    def fake(target, models, shape, passes_=1, desc="", keep_fp32=()):
         calls.append((len(models) - 1, passes_))
         return [[(1.0, first), (1.0, other)] for first, other in (passes if len(calls) == 1 else again)]
 
@@ -267,7 +267,7 @@ def timings_on(monkeypatch, measured_here: bool) -> list[int]:
 
     calls: list[int] = []
 
-    def fake(target, models, shape, passes=1, desc=""):
+    def fake(target, models, shape, passes=1, desc="", keep_fp32=()):
         calls.append(len(models))
         return ms_from_params(target, models, shape, passes, desc)
 
@@ -320,7 +320,7 @@ def test_no_compare_plans_on_the_command_line_prices_the_shapes_on_the_profiles_
 def test_a_latency_budget_timed_by_default_that_no_plan_meets_says_how_to_plan_by_prediction(tmp_path, monkeypatch):
     from edgeprune.latency.profile import Profile
 
-    def nothing_gets_faster(target, models, shape, passes=1, desc=""):
+    def nothing_gets_faster(target, models, shape, passes=1, desc="", keep_fp32=()):
         return [[(1.0, 1.0) for _ in models[1:]] for _ in range(passes)]
 
     monkeypatch.setattr(profiler, "measure_variants", nothing_gets_faster)

@@ -4,6 +4,7 @@ model (the calibration, the profile check and the planner's measured rounds all 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from edgeprune.backends import measure_latency, prepare_runner, takes_module, time_runners
+from edgeprune.backends.int8_layers import Int8Layers
 from edgeprune.backends.process import run_apart
 from edgeprune.export import export_onnx
 from edgeprune.targets import Target
@@ -31,6 +33,24 @@ def prepare_model(target: Target, model: nn.Module, input_shape: tuple[int, ...]
     return prepare_runner(target, export_for(target, model, input_shape, path), input_shape)
 
 
+def timed_as_deployed(target: Target, model: nn.Module, input_shape: tuple[int, ...]
+                      ) -> tuple[Target, tuple[str, ...], Int8Layers | None]:  # fmt: skip
+    """Where and how the plans of ``model`` are timed as they would ship: on an int8 target with ``int8_layers =
+    "measured"``, the layers measured faster in fp32 on ``model`` itself (timed here first: seconds to a minute)
+    are left in float in every plan timed, and where every layer is faster so, the plans are timed on the fp32
+    target; otherwise ``target`` as it is, every layer it quantizes in int8. Returns (target to time on, nodes
+    left in float, the measured choice or None). The deployed model measures its own choice again."""
+    if target.precision != "int8" or target.int8_layers != "measured":
+        return target, (), None
+    from edgeprune.backends.int8_layers import choose_fp32_layers
+
+    with tempfile.TemporaryDirectory() as tmp:
+        chosen = choose_fp32_layers(target, export_for(target, model, input_shape, Path(tmp) / "model.onnx"),
+                                    input_shape)  # fmt: skip
+    run_on = chosen.runtime_target(target)
+    return run_on, tuple(chosen.fp32_nodes) if run_on.precision == "int8" else (), chosen
+
+
 def measure_model(target: Target, model: nn.Module, input_shape: tuple[int, ...], tmp: Path) -> float:
     """End-to-end median ms of ``model`` on ``target`` (exported to ONNX unless the backend takes the module)."""
     runner = prepare_model(target, model, input_shape, tmp / "model.onnx")
@@ -39,25 +59,27 @@ def measure_model(target: Target, model: nn.Module, input_shape: tuple[int, ...]
 
 
 def measure_variants(target: Target, models: list, shape: tuple[int, ...], passes: int = 1,
-                     desc: str = "pass") -> list[list[tuple]]:  # fmt: skip
+                     desc: str = "pass", keep_fp32: Sequence[str] = ()) -> list[list[tuple]]:  # fmt: skip
     """``out[p][j]``: (dense ms, ms of variant j) in pass p, for ``models`` = [dense, variant 0, ...]. Each
     variant is timed in interleaved rounds with a fresh session of the dense model, so drift over the
     minutes this takes hits both alike; its ms is the dense median times its paired ratio to the dense
     session (:meth:`edgeprune.timing.Timing.paired_ms`), so ms / dense ms is that ratio. In a fresh process
-    where the backend keeps what it builds (:func:`~edgeprune.backends.process.run_apart`)."""
-    return run_apart(target, _measure_variants_here, target, models, shape, passes, desc, what=f"timing ({desc})",
-                     echo=True)  # its progress bars
+    where the backend keeps what it builds (:func:`~edgeprune.backends.process.run_apart`). ``keep_fp32``: on an
+    int8 target, the nodes every model leaves in float (as deployed with ``int8_layers = "measured"``)."""
+    return run_apart(target, _measure_variants_here, target, models, shape, passes, desc, tuple(keep_fp32),
+                     what=f"timing ({desc})", echo=True)  # its progress bars
 
 
-def _measure_variants_here(target: Target, models: list, shape: tuple[int, ...], passes: int, desc: str
-                           ) -> list[list[tuple]]:  # fmt: skip
+def _measure_variants_here(target: Target, models: list, shape: tuple[int, ...], passes: int, desc: str,
+                           keep_fp32: tuple[str, ...] = ()) -> list[list[tuple]]:  # fmt: skip
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         # exported once; every pass builds fresh sessions from the files
         items = [export_for(target, m, shape, Path(tmp) / f"variant{i}.onnx") for i, m in enumerate(models)]
 
         def time_pair(item) -> tuple[float, float]:
-            runners = {"dense": prepare_runner(target, items[0], shape), "variant": prepare_runner(target, item, shape)}
+            runners = {"dense": prepare_runner(target, items[0], shape, keep_fp32=keep_fp32),
+                       "variant": prepare_runner(target, item, shape, keep_fp32=keep_fp32)}  # fmt: skip
             ms = time_runners(runners, x, target, reference="dense").paired_ms()
             return ms["dense"], ms["variant"]
 

@@ -19,7 +19,7 @@ the uniform shape is kept: timed, it beat the MACs-ranked one on most models (do
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch.nn as nn
@@ -79,12 +79,14 @@ def choose_fastest(
     shrink: Callable[[PlanResult], nn.Module],
     passes: int = PASSES,
     extra_passes: int = EXTRA_PASSES,
+    keep_fp32: Sequence[str] = (),
 ) -> tuple[str, list[Compared]]:
     """The shape kept on ``target``, and every shape's timing. Each plan is timed beside ``reference`` in
     ``passes`` fresh session pairs; identical plans are timed once. The first shape (the planner's own) is
     kept unless the fastest one is faster by the paired interval over the passes: a win inside the timing
     noise is no reason to switch. When the fastest won by the median but not by the interval, the two are
-    timed ``extra_passes`` more times and decided on all passes together (the rows keep the first passes)."""
+    timed ``extra_passes`` more times and decided on all passes together (the rows keep the first passes).
+    ``keep_fp32``: nodes every model leaves in float on an int8 target (``latency.runs.timed_as_deployed``)."""
     from edgeprune.latency import profiler
 
     if passes < 1:
@@ -97,7 +99,8 @@ def choose_fastest(
             unique.append(label)
         first_of[label] = twin or label
     shrunk = [shrink(plans[u]) for u in unique]
-    timed = profiler.measure_variants(target, [reference, *shrunk], shape, passes, desc="timing plan shapes")
+    timed = profiler.measure_variants(target, [reference, *shrunk], shape, passes, desc="timing plan shapes",
+                                      keep_fp32=keep_fp32)  # fmt: skip
     ratio = {u: summarize_ratios([p[j][1] / p[j][0] for p in timed]) for j, u in enumerate(unique)}
     rows = []
     for label, result in plans.items():
@@ -110,7 +113,7 @@ def choose_fastest(
     over_first = _paired(timed, 0, j)
     if j and over_first.median < 1.0 <= over_first.high and extra_passes > 0:
         more = profiler.measure_variants(target, [reference, shrunk[0], shrunk[j]], shape, extra_passes,
-                                         desc="timing the two fastest shapes again")  # fmt: skip
+                                         desc="timing the two fastest shapes again", keep_fp32=keep_fp32)  # fmt: skip
         over_first = _paired(timed, 0, j, more)
     return (fastest if over_first.high < 1.0 else unique[0]), rows
 

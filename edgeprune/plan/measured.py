@@ -10,7 +10,7 @@ speed moves from day to day. When the target runs on this machine, measuring the
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch.nn as nn
@@ -149,6 +149,7 @@ def plan_measured(
     origin: float,
     plan_ms: Callable[[float], PlanResult],
     shrink: Callable[[PlanResult], nn.Module],
+    keep_fp32: Sequence[str] = (),
 ) -> tuple[PlanResult, MeasuredRound, list[MeasuredRound]]:
     """:func:`plan_to_measured` on ``target``: each plan's model timed beside ``reference``, the unpruned model.
 
@@ -156,6 +157,7 @@ def plan_measured(
         origin: ``reference``'s predicted ms; budgets are planned as fractions of it.
         plan_ms: plans to a predicted latency in ms.
         shrink: the pruned model of a plan.
+        keep_fp32: nodes both models leave in float on an int8 target (``latency.runs.timed_as_deployed``).
     """
     from edgeprune.latency import profiler
 
@@ -163,7 +165,7 @@ def plan_measured(
 
     def measure(result: PlanResult) -> tuple[float, float]:
         passes = profiler.measure_variants(target, [reference, shrink(result)], shape, MEASURE_PASSES,
-                                           desc="timing plan")  # fmt: skip
+                                           desc="timing plan", keep_fp32=keep_fp32)  # fmt: skip
         pairs = [p[0] for p in passes]
         dense_ms = statistics.median(d for d, _ in pairs)
         # each pass's paired ratio, summarized over the passes of fresh sessions as the harness does rounds

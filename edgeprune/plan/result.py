@@ -41,6 +41,20 @@ def compared_lines(compared: dict) -> list[str]:
     return lines
 
 
+def int8_layers_line(chosen: dict) -> str:
+    """What a plan on an int8 target with ``int8_layers = "measured"`` was timed or priced with."""
+    priced = "the profile priced every layer in int8"
+    if not chosen["timed"]:
+        return (f"note: {priced}, and no plan was timed on the target; the model ships with the layers that run "
+                "faster in fp32 left in float (`edgeprune validate` measures which, and times it so)")
+    if chosen["precision"] != "int8":
+        return (f"timed as it ships: every layer ran faster in fp32 on the unpruned model, so the plans were timed "
+                f"unquantized ({priced})")
+    groups = ", ".join(chosen["fp32_groups"]) or "none"
+    return (f"timed as it ships: {chosen['fp32_nodes']} of {chosen['nodes']} nodes left in fp32 ({groups}), measured "
+            f"on the unpruned model ({priced})")
+
+
 @dataclass
 class PlanResult:
     """The plan with what the planner predicted for it."""
@@ -60,6 +74,9 @@ class PlanResult:
     # the plan's table sum and the lowest calibration run's (each over dense) and the predicted latency ratio,
     # when the plan lies well below every run the profile's calibration line was fitted on (LatencyModel.knee)
     beyond_calibration: dict | None = None
+    # on an int8 target with int8_layers = "measured": whether the plans were timed as they ship, with the layers
+    # measured faster in fp32 on the unpruned model left in float (plan/run.py), or only priced, every layer int8
+    int8_layers: dict | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -73,6 +90,7 @@ class PlanResult:
             **({"compared": self.compared} if self.compared else {}),
             **({"note": self.note} if self.note else {}),
             **({"beyond_calibration": self.beyond_calibration} if self.beyond_calibration else {}),
+            **({"int8_layers": self.int8_layers} if self.int8_layers else {}),
         }  # fmt: skip
 
     def table(self) -> str:
@@ -92,6 +110,8 @@ class PlanResult:
             lines += compared_lines(self.compared)
         if self.note:
             lines.append(f"- note: {self.note}")
+        if self.int8_layers:
+            lines.append(f"- {int8_layers_line(self.int8_layers)}")
         if self.beyond_calibration:
             b = self.beyond_calibration
             lines.append(f"- note: the plan's layer tables sum to {b['tables']:.3f}x of the unpruned model's, below "

@@ -12,11 +12,13 @@ from pathlib import Path
 import torch
 
 from edgeprune.atomic import atomic_dir, atomic_write_text
+from edgeprune.backends.int8_layers import EVERYTHING, Int8Layers
 from edgeprune.errors import OutputExistsError
 from edgeprune.graph import build_graph
 from edgeprune.latency.costs import make_cost
 from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.profile import Profile, ProfileError, measure_hint
+from edgeprune.latency.runs import timed_as_deployed
 from edgeprune.latency.target_profile import load_for_target
 from edgeprune.models import create_model
 from edgeprune.models.registry import Pretrained
@@ -159,11 +161,12 @@ def prune_run(
         reference = model if steps == 1 else create_model(name, **kwargs).eval()
         goal = Budget("latency", 1 - (1 - settings.budget.value) * step / steps if relative else settings.budget.value,
                       relative)  # fmt: skip
+        run_on, keep, int8_layers = timed_as_deployed(target, reference, shape)
         try:
             result, chosen, rounds = plan_measured(
-                goal, measured_rounds, target, reference, shape, origin,
+                goal, measured_rounds, run_on, reference, shape, origin,
                 lambda ms: plan(Budget("latency", ms, relative=False)),
-                lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval(),
+                lambda r: prune_model(model, graph, r.plan, changes, chw)[0].eval(), keep,
             )  # fmt: skip
         except BudgetError as exc:
             if settings.measured_rounds is not None:
@@ -171,6 +174,7 @@ def prune_run(
             raise BudgetError(f"{exc} (plans are timed by default where the profile was measured; "
                               "--measured-rounds 0 plans by prediction alone)") from exc
         result.measured = {**asdict(chosen), "rounds": [asdict(r) for r in rounds]}
+        result.int8_layers = _int8_layers_summary(int8_layers, run_on)
         result.budget = goal  # met as measured; the predicted budget it took is in result.measured
     elif settings.compare_plans or by_default:
         # a MACs or parameter budget ranked by default: the fastest shape, timed or priced (plan/candidates.py);
@@ -183,6 +187,8 @@ def prune_run(
                                  shape, shrink if timed else None)  # fmt: skip
     else:
         result = plan(budget)
+    if result.int8_layers is None and target.precision == "int8" and target.int8_layers == "measured":
+        result.int8_layers = {"timed": False}  # priced with every layer in int8: the plan says so
     if unpriced:  # why the plan is not ranked by latency, and what it is instead
         how = "cut uniformly on the channel blocking" if result.ranked_by == "uniform" else "ranked by MACs"
         result.note = f"{how}, not by latency: {unpriced}"
@@ -285,10 +291,24 @@ def _compare_shapes(model, graph, layers, budget, profile, why, importance, cons
                             side=shape[-1])  # fmt: skip
 
     plans, skipped = plan_shapes(plan_shape)
-    chosen, rows = choose_fastest(plans, target, model, shape, shrink) if shrink else choose_predicted(plans)
+    if shrink:
+        run_on, keep, int8_layers = timed_as_deployed(target, model, shape)
+        chosen, rows = choose_fastest(plans, run_on, model, shape, shrink, keep_fp32=keep)
+    else:
+        chosen, rows = choose_predicted(plans)
     result = plans[chosen]
     result.compared = compared_summary(chosen, rows, skipped)
+    if shrink:
+        result.int8_layers = _int8_layers_summary(int8_layers, run_on)
     return result
+
+
+def _int8_layers_summary(chosen: Int8Layers | None, run_on) -> dict | None:
+    """What the plans were timed with on an int8 target with ``int8_layers = "measured"`` (PlanResult.int8_layers)."""
+    if chosen is None:
+        return None
+    return {"timed": True, "precision": run_on.precision, "fp32_groups": chosen.fp32_groups,
+            "fp32_nodes": len(chosen.fp32_nodes), "nodes": len(chosen.groups[EVERYTHING])}  # fmt: skip
 
 
 def _calibrate(model: torch.nn.Module, graph, name: str, side: int, calibration: Calibration | None):
