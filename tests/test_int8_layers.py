@@ -335,3 +335,21 @@ def test_a_plan_priced_only_says_the_layers_left_in_fp32_were_not_priced(timed_r
     assert built == [] and result.int8_layers == {"timed": False}
     text = (out / "plan.md").read_text()
     assert "the profile priced every layer in int8, and no plan was timed on the target" in text
+
+
+def test_prune_takes_int8_layers_as_validate_and_export_do(timed_runners, tmp_path):
+    built, _, groups = timed_runners
+    toml = tmp_path / "fast-int8.toml"  # every layer int8 unless the option says otherwise
+    toml.write_text('backend = "onnxruntime"\nprecision = "int8"\nthreads = 1\nwarmup = 1\nrepeats = 2\nrounds = 3\n')
+    args = ["prune", "tiny_nets:mobile_net", "--input-size", "32", "--macs", "0.6x", "--compare-plans"]
+    r = CliRunner().invoke(main, [*args, "--target", str(toml), "--int8-layers", "measured", "--out",
+                                  str(tmp_path / "p")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert built and all(set(keep) == set(groups["part 1 of 4"]) for _, keep in built)
+    assert "timed as it ships:" in r.output and "(part 1 of 4), measured on the unpruned model" in r.output
+    r = CliRunner().invoke(main, [*args, "--target", "cpu-ort", "--int8-layers", "measured", "--out",
+                                  str(tmp_path / "q")])  # fmt: skip
+    assert r.exit_code == 2 and "--int8-layers cannot be used with cpu-ort, which is not int8" in r.output
+    r = CliRunner().invoke(main, ["prune", "tiny_nets:mobile_net", "--ratio", "0.3", "--int8-layers", "measured",
+                                  "--out", str(tmp_path / "s")])  # fmt: skip
+    assert r.exit_code == 2 and "--int8-layers" in r.output and not (tmp_path / "s").exists()

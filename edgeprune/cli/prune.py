@@ -22,7 +22,7 @@ BUDGETS = ("latency", "macs", "params")
 # options that only mean something when planning under a budget
 PLANNING = ("target_name", "rank_by", "measured_rounds", "compare_plans", "no_compare_plans", "remove_branches",
             "profile_path", "solver", "min_channels", "max_removed", "max_removed_shared", "align",
-            "no_snap", "width_power")  # fmt: skip
+            "no_snap", "width_power", "int8_layers")  # fmt: skip
 
 calibration_options = options(
     click.option("--calibration-data", metavar="DATA", default=None,
@@ -61,6 +61,10 @@ budget_options = options(
                  help="What a removal saves: latency or macs (FLOPs-driven). Default: latency; for --macs/--params "
                       "the fastest plan shape (--compare-plans); macs where the profile lacks the model's layers."),
     profile_option,
+    click.option("--int8-layers", type=click.Choice(["all", "measured"]), default=None,
+                 help="int8 targets: time plans with every layer in int8 (all), or as `validate --int8-layers "
+                      "measured` ships them: the parts and kinds of layers measured faster in fp32 on the unpruned "
+                      "model left in float (measured) [default: the target's int8_layers]."),
     hidden("--no-compare-plans", is_flag=True, help="Price the plan shapes by the profile, even on its device."),
     hidden("--solver", type=click.Choice(["greedy", "knapsack"]), default="greedy"),
     hidden("--min-channels", type=click.IntRange(min=1), default=1, help="Channels every group keeps."),
@@ -154,7 +158,12 @@ def prune_cmd(ctx, model, model_option, ratio, plan_path, out_dir, pretrained, i
         forbid(ctx, ("steps",), "with --compare-plans")
     if steps > 1 and calibration is None:
         raise click.UsageError("--steps needs --calibration-data: each step measures importance and refits anew")
-    result = prune_in_steps(ref, o["target_name"], settings, out_dir, steps, pretrained,
+    target = o["target_name"]
+    if o["int8_layers"]:
+        from edgeprune.cli.deploy import int8_target
+
+        target = int8_target(ctx, target, None, o["int8_layers"])
+    result = prune_in_steps(ref, target, settings, out_dir, steps, pretrained,
                             profile_path=o["profile_path"], freeze_unknown=freeze_unknown, input_size=input_size,
                             calibration=calibration)  # fmt: skip
 

@@ -37,7 +37,7 @@ from edgeprune.prune import (
     uniform_plan,
 )
 from edgeprune.prune.oracle import check_shrunk
-from edgeprune.targets import channel_align, load_target
+from edgeprune.targets import Target, channel_align, load_target
 
 IMPORTANCE_FILE = "importance.json"
 # Calibration images, or a function of (model, registry name, input side) that returns them (N, C, H, W).
@@ -96,7 +96,7 @@ def read_importance(ref: str | os.PathLike, fingerprint: str) -> tuple[dict[int,
 
 def prune_run(
     model_ref: str,
-    target_name: str,
+    target_name: str | Target,
     settings: PruneSettings,
     out_dir: str | os.PathLike,
     profile_path: str | os.PathLike | None = None,
@@ -115,9 +115,10 @@ def prune_run(
     square side to plan at (default: the size saved with a model folder, else the registry's). ``calibration``:
     rank channels by how much the output changes without them on these images, across groups (no per-group
     normalization), and fold the removed channels' means into the next layers (:mod:`edgeprune.prune.calibrate`).
+    ``target_name``: a target's name or TOML file, or the :class:`~edgeprune.targets.Target` itself.
     """
     out = _empty_out(out_dir)
-    target = load_target(target_name)
+    target = target_name if isinstance(target_name, Target) else load_target(target_name)
     check_timing(settings, target)
     model, name, kwargs, changes = load_model_ref(model_ref, pretrained)
     model.eval()
@@ -206,7 +207,7 @@ def prune_run(
     return result
 
 
-def prune_in_steps(model_ref: str, target_name: str, settings: PruneSettings, out_dir: str | os.PathLike,
+def prune_in_steps(model_ref: str, target_name: str | Target, settings: PruneSettings, out_dir: str | os.PathLike,
                    steps: int, pretrained: Pretrained = False, **options) -> PlanResult:  # fmt: skip
     """:func:`prune_run` in ``steps`` prunes without training between them, step i going i/steps of the way to the
     budget from the unpruned cost. Each step plans on the model the previous one left: with ``calibration`` it
