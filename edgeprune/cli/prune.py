@@ -61,10 +61,6 @@ budget_options = options(
                  help="What a removal saves: latency or macs (FLOPs-driven). Default: latency; for --macs/--params "
                       "the fastest plan shape (--compare-plans); macs where the profile lacks the model's layers."),
     profile_option,
-    click.option("--int8-layers", type=click.Choice(["all", "measured"]), default=None,
-                 help="int8 targets: time plans with every layer in int8 (all), or as `validate --int8-layers "
-                      "measured` ships them: the parts and kinds of layers measured faster in fp32 on the unpruned "
-                      "model left in float (measured) [default: the target's int8_layers]."),
     hidden("--no-compare-plans", is_flag=True, help="Price the plan shapes by the profile, even on its device."),
     hidden("--solver", type=click.Choice(["greedy", "knapsack"]), default="greedy"),
     hidden("--min-channels", type=click.IntRange(min=1), default=1, help="Channels every group keeps."),
@@ -122,6 +118,9 @@ def prune_settings(ctx: click.Context, o: dict):
               help="Square input side to plan at (default: the size saved with MODEL, else the registry's).")
 @freeze_unknown_option
 @calibration_options
+@click.option("--int8-layers", type=click.Choice(["all", "measured"]), default=None, metavar="HOW",
+              help="int8 targets: time plans as validate's --int8-layers HOW ships them (all, measured) "
+                   "[default: the target's].")
 @hidden("--steps", type=click.IntRange(min=1), default=1,
         help="Reach the budget in N prunes without training between them (each measures and refits anew).")
 @json_option
