@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from edgeprune.atomic import atomic_write_text
+from edgeprune.backends.int8_layers import fp32_text
 from edgeprune.errors import InputError, MissingError
 from edgeprune.layer_times import layer_table
 
@@ -52,10 +53,7 @@ def accuracy_rows(a: dict, b: dict) -> list[tuple[str, str, str, str]]:
 def fp32_layers_text(side: dict) -> str:
     """What a model measured with ``int8_layers = "measured"`` left in fp32 ("" when it was not)."""
     chosen = side.get("int8_layers")
-    if not chosen:
-        return ""
-    groups = ", ".join(chosen["fp32_groups"]) or "none"
-    return f"{chosen['fp32_nodes']} of {chosen['nodes']} nodes ({groups})"
+    return fp32_text(chosen) if chosen else ""
 
 
 def precision_rows(a: dict, d: dict, b: dict | None = None) -> list[tuple[str, str, str, str]]:

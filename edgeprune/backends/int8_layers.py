@@ -76,6 +76,11 @@ class Int8Layers:
                 "groups": {k: len(v) for k, v in self.groups.items()}, "trials": self.trials}  # fmt: skip
 
 
+def fp32_text(chosen: dict) -> str:
+    """A choice as :meth:`Int8Layers.to_dict` records it, in words: ``12 of 48 nodes (part 1 of 4, Mul)``."""
+    return f"{chosen['fp32_nodes']} of {chosen['nodes']} nodes ({', '.join(chosen['fp32_groups']) or 'none'})"
+
+
 def group_nodes(nodes: Sequence[tuple[str, str | None]]) -> dict[str, list[str]]:
     """Groups of a graph's nodes, given in graph order as (name, kind; None where int8 gives the node no kernel
     of its own): ``PARTS`` contiguous parts of the graph ("part 1 of 4", ...), one group per kind, and

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edgeprune.backends.int8_layers import fp32_text
 from edgeprune.plan.budget import Budget
 from edgeprune.prune.plan import Plan
 
@@ -50,9 +51,7 @@ def int8_layers_line(chosen: dict) -> str:
     if chosen["precision"] != "int8":
         return (f"timed as it ships: every layer ran faster in fp32 on the unpruned model, so the plans were timed "
                 f"unquantized ({priced})")
-    groups = ", ".join(chosen["fp32_groups"]) or "none"
-    return (f"timed as it ships: {chosen['fp32_nodes']} of {chosen['nodes']} nodes left in fp32 ({groups}), measured "
-            f"on the unpruned model ({priced})")
+    return f"timed as it ships: {fp32_text(chosen)} left in fp32, measured on the unpruned model ({priced})"
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from edgeprune.atomic import atomic_dir, atomic_write_text
-from edgeprune.backends.int8_layers import EVERYTHING, Int8Layers
+from edgeprune.backends.int8_layers import Int8Layers
 from edgeprune.errors import OutputExistsError
 from edgeprune.graph import build_graph
 from edgeprune.latency.costs import make_cost
@@ -308,8 +308,7 @@ def _int8_layers_summary(chosen: Int8Layers | None, run_on) -> dict | None:
     """What the plans were timed with on an int8 target with ``int8_layers = "measured"`` (PlanResult.int8_layers)."""
     if chosen is None:
         return None
-    return {"timed": True, "precision": run_on.precision, "fp32_groups": chosen.fp32_groups,
-            "fp32_nodes": len(chosen.fp32_nodes), "nodes": len(chosen.groups[EVERYTHING])}  # fmt: skip
+    return {"timed": True, "precision": run_on.precision, **chosen.to_dict()}
 
 
 def _calibrate(model: torch.nn.Module, graph, name: str, side: int, calibration: Calibration | None):
