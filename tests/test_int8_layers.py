@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
-from tiny_nets import mobile_net
+from tiny_nets import mobile_net, plain_cnn
 
 from edgeprune.backends import int8_layers as il
 from edgeprune.backends import prepare_runner
@@ -354,3 +354,54 @@ def test_prune_takes_int8_layers_as_validate_and_export_do(timed_runners, tmp_pa
     r = CliRunner().invoke(main, ["prune", "tiny_nets:mobile_net", "--ratio", "0.3", "--int8-layers", "measured",
                                   "--out", str(tmp_path / "s")])  # fmt: skip
     assert r.exit_code == 2 and "--int8-layers" in r.output and not (tmp_path / "s").exists()
+
+
+@pytest.fixture
+def searches(monkeypatch):
+    """Each fp32-layer search the plan timing runs (faked: the first quarter of the graph left in fp32)."""
+    runs = []
+
+    def choose(target, path, shape):
+        runs.append(path)
+        groups = layer_groups(path)
+        return Int8Layers(groups, ["part 1 of 4"])
+
+    monkeypatch.setattr(il, "choose_fp32_layers", choose)
+    return runs
+
+
+def test_the_steps_of_a_schedule_search_each_architecture_once(searches):
+    from edgeprune.latency.runs import layer_search_kept, timed_as_deployed
+
+    target = target_from_dict("fast-int8", {**FAST, "int8_layers": "measured"})
+    shape = (1, 3, 32, 32)
+    first = timed_as_deployed(target, mobile_net(), shape)
+    timed_as_deployed(target, mobile_net(), shape)
+    assert len(searches) == 2  # outside a schedule every call measures the machine as it is now
+    with layer_search_kept():
+        again = timed_as_deployed(target, mobile_net(), shape)  # other random weights, the same layers
+        assert timed_as_deployed(target, mobile_net(), shape)[1] == again[1] == first[1]
+        assert len(searches) == 3
+        timed_as_deployed(target, plain_cnn().eval(), shape)  # another architecture
+        timed_as_deployed(target, mobile_net(), (1, 3, 48, 48))  # another input size
+        timed_as_deployed(target_from_dict("fast-int8", {**FAST, "int8_layers": "measured", "threads": 2}),
+                          mobile_net(), shape)  # another target  # fmt: skip
+        assert len(searches) == 6
+    timed_as_deployed(target, mobile_net(), shape)
+    assert len(searches) == 7
+
+
+def test_prune_in_steps_searches_the_unpruned_model_once(searches, monkeypatch, tmp_path):
+    from edgeprune.latency.runs import timed_as_deployed
+    from edgeprune.plan import run
+
+    target = target_from_dict("fast-int8", {**FAST, "int8_layers": "measured"})
+
+    def step(source, target, settings, out, schedule, **options):  # each step times beside the unpruned model
+        timed_as_deployed(target, mobile_net(), (1, 3, 32, 32))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "plan_result.json").write_text(json.dumps({"origin": 1.0}))
+
+    monkeypatch.setattr(run, "prune_run", step)
+    run.prune_in_steps("tiny_nets:mobile_net", target, None, tmp_path / "out", 3, calibration=object())
+    assert len(searches) == 1

@@ -3,8 +3,11 @@ model (the calibration, the profile check and the planner's measured rounds all 
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -33,20 +36,49 @@ def prepare_model(target: Target, model: nn.Module, input_shape: tuple[int, ...]
     return prepare_runner(target, export_for(target, model, input_shape, path), input_shape)
 
 
+_SEARCHED: ContextVar[dict | None] = ContextVar("edgeprune_fp32_layer_searches", default=None)
+
+
+@contextmanager
+def layer_search_kept() -> Iterator[None]:
+    """Within it, :func:`timed_as_deployed` searches the fp32 layers of one architecture on one target once: the
+    steps of a schedule all time beside the same unpruned model, and the search times layers, which the weights do
+    not change. Outside it every call searches (a user's next run may be on a busier or quieter machine)."""
+    token = _SEARCHED.set({})
+    try:
+        yield
+    finally:
+        _SEARCHED.reset(token)
+
+
+def _architecture_key(target: Target, model: nn.Module, input_shape: tuple[int, ...]) -> str:
+    digest = hashlib.sha256(repr((target, tuple(input_shape), str(model))).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+    return digest.hexdigest()
+
+
 def timed_as_deployed(target: Target, model: nn.Module, input_shape: tuple[int, ...]
                       ) -> tuple[Target, tuple[str, ...], Int8Layers | None]:  # fmt: skip
     """Where and how the plans of ``model`` are timed as they would ship: on an int8 target with ``int8_layers =
-    "measured"``, the layers measured faster in fp32 on ``model`` itself (timed here first: seconds to a minute)
-    are left in float in every plan timed, and where every layer is faster so, the plans are timed on the fp32
-    target; otherwise ``target`` as it is, every layer it quantizes in int8. Returns (target to time on, nodes
-    left in float, the measured choice or None). The deployed model measures its own choice again."""
+    "measured"``, the layers measured faster in fp32 on ``model`` itself (timed here first: seconds to a minute,
+    once per architecture within :func:`layer_search_kept`) are left in float in every plan timed, and where every
+    layer is faster so, the plans are timed on the fp32 target; otherwise ``target`` as it is, every layer it
+    quantizes in int8. Returns (target to time on, nodes left in float, the measured choice or None). The deployed
+    model measures its own choice again."""
     if target.precision != "int8" or target.int8_layers != "measured":
         return target, (), None
     from edgeprune.backends.int8_layers import choose_fp32_layers
 
-    with tempfile.TemporaryDirectory() as tmp:
-        chosen = choose_fp32_layers(target, export_for(target, model, input_shape, Path(tmp) / "model.onnx"),
-                                    input_shape)  # fmt: skip
+    kept = _SEARCHED.get()
+    key = _architecture_key(target, model, input_shape) if kept is not None else ""
+    chosen = kept.get(key) if kept is not None else None
+    if chosen is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            chosen = choose_fp32_layers(target, export_for(target, model, input_shape, Path(tmp) / "model.onnx"),
+                                        input_shape)  # fmt: skip
+        if kept is not None:
+            kept[key] = chosen
     run_on = chosen.runtime_target(target)
     return run_on, tuple(chosen.fp32_nodes) if run_on.precision == "int8" else (), chosen
 

@@ -18,7 +18,7 @@ from edgeprune.graph import build_graph
 from edgeprune.latency.costs import make_cost
 from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.profile import Profile, ProfileError, measure_hint
-from edgeprune.latency.runs import timed_as_deployed
+from edgeprune.latency.runs import layer_search_kept, timed_as_deployed
 from edgeprune.latency.target_profile import load_for_target
 from edgeprune.models import create_model
 from edgeprune.models.registry import Pretrained
@@ -222,7 +222,7 @@ def prune_in_steps(model_ref: str, target_name: str | Target, settings: PruneSet
         raise BudgetError("pruning in steps needs calibration images: without them every step ranks channels by "
                           "weight energy, and a training run's importance holds for its first step only")  # fmt: skip
     origin, source = None, model_ref
-    with tempfile.TemporaryDirectory(prefix="edgeprune-steps-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgeprune-steps-") as tmp, layer_search_kept():
         for step in range(1, steps + 1):
             folder = out if step == steps else Path(tmp) / f"step{step}"
             result = prune_run(source, target_name, settings, folder, pretrained=pretrained if step == 1 else False,
