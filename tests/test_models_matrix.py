@@ -16,12 +16,10 @@ import torch
 from conftest import build_model_and_graph, model_and_graph
 
 from edgeprune.export import check_onnx, export_onnx
-from edgeprune.graph import GraphBuildError, build_graph
 from edgeprune.latency.variants import random_plan
 from edgeprune.models import list_models
-from edgeprune.models.timm_models import KEPT_WHOLE
 from edgeprune.prune import shrink
-from edgeprune.prune.oracle import ORACLE_TOLERANCE, check_shrunk, is_lively, liven, output_error
+from edgeprune.prune.oracle import ORACLE_TOLERANCE, check_shrunk, is_lively, output_error
 
 # One or two of each kind: a CIFAR ResNet (option-A shortcuts), a CIFAR VGG, an ImageNet ResNet, an
 # inverted-residual net with depthwise convs, and channel split + shuffle. Through ONNX as well: the ones
@@ -74,17 +72,12 @@ def test_matrix_shrunk_model_exports_and_onnxruntime_matches(tmp_path, name):
     assert check_onnx(pruned, tmp_path / "m.onnx", torch.randn(3, 3, size, size)) <= 1e-4  # dynamic batch
 
 
-@pytest.mark.parametrize("name", sorted(KEPT_WHOLE))
-def test_matrix_timm_models_with_untraceable_blocks_prune_around_them(name):
-    import timm
-
-    model = liven(timm.create_model(name).eval(), 64)
-    with pytest.raises(GraphBuildError) as info:
-        build_graph(model, torch.randn(1, 3, 64, 64))
-    assert " at " in str(info.value) and "Traceback" not in str(info.value)  # names the module (and line)
-    assert "--freeze-unknown" in str(info.value)
-    graph = build_graph(model, torch.randn(1, 3, 64, 64), model_name=f"timm:{name}", freeze_unknown=True)
-    assert any("is kept whole" in (g.frozen or "") for g in graph.groups) and graph.prunable_groups
-    plan = random_plan(graph, random.Random(name))
-    pruned, _ = shrink(model, graph, plan)
-    assert check_shrunk(model, graph, plan, pruned, (3, 64, 64)) <= ORACLE_TOLERANCE
+@pytest.mark.parametrize("name", ["timm:mobilevit_xxs", "timm:efficientvit_b0"])
+def test_matrix_timm_blocks_with_code_on_shapes_and_devices_prune_whole(name):
+    """Their attention blocks branch on the feature map's size (MobileViT) or read the tensor's device
+    (EfficientViT): traced at the input size, nothing is kept whole and the blocks' own layers prune."""
+    model, graph, plan, pruned, size = shrunk_by_random_plan(name)
+    assert not any("kept whole" in (g.frozen or "") for g in graph.groups)
+    block = "stages.2.1." if "mobilevit" in name else "stages.2.blocks.1.context_module."
+    assert any(m.path.startswith(block) for g in graph.prunable_groups for u in g.units for m in u.members)
+    assert check_shrunk(model, graph, plan, pruned, (3, size, size)) <= ORACLE_TOLERANCE

@@ -12,6 +12,7 @@ import pytest
 import timm
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from click.testing import CliRunner
 from conftest import model_and_graph
 from safetensors.torch import save_file
@@ -19,10 +20,10 @@ from safetensors.torch import save_file
 from edgeprune.cli import main
 from edgeprune.errors import InputError, MissingError, MissingExtraError
 from edgeprune.graph import build_graph
-from edgeprune.graph.errors import UntraceableError
+from edgeprune.graph.fxtrace import trace_model
 from edgeprune.latency.variants import random_plan
 from edgeprune.models import UnknownModelError, create_model, get_entry, list_models
-from edgeprune.models.timm_models import CHECKED, KEPT_WHOLE, timm_entry
+from edgeprune.models.timm_models import CHECKED, timm_entry
 from edgeprune.prune import Plan, load_pruned, shrink
 from edgeprune.prune.oracle import ORACLE_TOLERANCE, liven, oracle_error
 from edgeprune.prune.serialize import arch_spec, save_pruned
@@ -137,25 +138,20 @@ def test_weight_standardized_convs_freeze_inputs_and_shrink_their_gain(tmp_path)
     torch.testing.assert_close(load_pruned(tmp_path).eval()(x), pruned(x))
 
 
-def test_models_torch_fx_cannot_trace_are_a_clear_error():
-    model = timm.create_model("mobilevit_xxs")
-    with pytest.raises(UntraceableError) as info:
-        build_graph(model, torch.randn(1, 3, 64, 64))
-    msg = str(info.value)
-    assert "cannot trace ByobNet with torch.fx in stages.2.1 (MobileVitBlock) at mobilevit.py:" in msg
-    assert "`if new_h != H or new_w != W:`" in msg  # the line that branches on a shape
-    assert "control flow" in msg and "Traceback" not in msg
-    # with --freeze-unknown the four MobileViT blocks are kept whole and the convolutions around them prune
-    model = liven(model.eval(), 64)
-    graph = build_graph(model, torch.randn(1, 3, 64, 64), model_name="timm:mobilevit_xxs", freeze_unknown=True)
-    kept = {g.frozen.split(" is kept whole")[0] for g in graph.groups if "is kept whole" in (g.frozen or "")}
-    assert kept >= {"stages.2.1 (MobileVitBlock)", "stages.3.1 (MobileVitBlock)", "stages.4.1 (MobileVitBlock)"}
+@pytest.mark.parametrize("side", [64, 72])
+def test_mobilevit_is_traced_at_its_input_size_and_its_attention_blocks_prune(side):
+    """MobileViT resizes a feature map its patches do not tile (``if new_h != H or new_w != W``): at 72 px the
+    first attention block's map (9 px) needs it, at 64 px (8 px) it does not; the trace follows the model."""
+    model = liven(timm.create_model("mobilevit_xxs").eval(), side)
+    x = torch.randn(1, 3, side, side)
+    resized = any(n.target is F.interpolate for n in trace_model(model, example=x).nodes)
+    assert resized == (side == 72)
+    graph = build_graph(model, x, model_name="timm:mobilevit_xxs")
+    assert any(m.path.startswith("stages.2.1.") for g in graph.prunable_groups for u in g.units for m in u.members)
     plan = Plan(graph.model_name, graph.fingerprint, {g.id: g.prunable_units[: len(g.prunable_units) // 2]
                                                       for g in graph.prunable_groups})  # fmt: skip
     pruned, _ = shrink(model, graph, plan)
-    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 64, 64)) <= ORACLE_TOLERANCE
-    for name, reason in KEPT_WHOLE.items():
-        assert reason and name not in CHECKED
+    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, side, side)) <= ORACLE_TOLERANCE
 
 
 def test_cli_prune_export_graph_validate_on_a_timm_model(tmp_path):

@@ -16,6 +16,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 MACS_LINE = re.compile(r"- macs: (\S+) → (\S+) \((\S+)x\)")
@@ -28,8 +29,9 @@ def plan_one(model: str, target: str, kind: str, budget: str, extra: list[str]) 
                "--out", str(Path(tmp) / "out"), *extra]  # fmt: skip
         if Path(LOCK).exists():
             cmd = ["flock", LOCK, *cmd]
+        start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
-        row = {"model": model, "rc": done.returncode}
+        row = {"model": model, "rc": done.returncode, "seconds": round(time.perf_counter() - start, 1)}
     found = MACS_LINE.search(done.stdout)
     if found:
         row["macs_before"], row["macs_after"], row["macs_ratio"] = found.group(1), found.group(2), float(found.group(3))

@@ -28,8 +28,8 @@ def describe_location(module: tuple[str, str] | None, line: tuple[str, int, str]
 
 
 class UntraceableError(GraphBuildError):
-    """torch.fx cannot trace the model: its code branches on tensor values or shapes, or makes calls fx
-    cannot record. Names the module and the source line where tracing stopped."""
+    """torch.fx cannot trace the model: its code branches on tensor values (shapes and devices are read at the
+    example input), or makes calls fx cannot record. Names the module and the source line where tracing stopped."""
 
     def __init__(self, model: str, module: tuple[str, str] | None, line: tuple[str, int, str] | None, cause: str):
         self.model, self.module, self.line = model, module, line
@@ -40,6 +40,7 @@ class UntraceableError(GraphBuildError):
         super().__init__(
             f"cannot trace {model} with torch.fx{describe_location(module, line)}: {first}. edgeprune follows the "
             "model's forward() "
-            f"symbolically, so Python control flow on tensor values or shapes cannot be followed; {hint}move that "
+            f"symbolically (shapes at the input size), so Python control flow on tensor values cannot be followed; "
+            f"{hint}move that "
             "code into a leaf module (a torch.nn layer), or use a model variant without it."
         )

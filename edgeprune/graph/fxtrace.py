@@ -9,6 +9,9 @@ that the two agree.
 
 With ``freeze_unknown``, a submodule fx cannot follow is kept whole instead (:func:`trace_around`): traced as
 one opaque node, its channels frozen, the rest of the model traced and pruned as usual.
+
+Given an example input, a condition or number on a traced shape, or a tensor's device, takes the value it has at
+that input (:mod:`edgeprune.graph.branch_values`).
 """
 
 from __future__ import annotations
@@ -25,18 +28,21 @@ import torch.fx as fx
 import torch.nn as nn
 
 from edgeprune.graph import optable
+from edgeprune.graph.branch_values import ConcreteTracing
 from edgeprune.graph.errors import UntraceableError
 
 
-class LeafTracer(fx.Tracer):
+class LeafTracer(ConcreteTracing):
     """Keeps torch.nn layers (and edgeprune's own layers) as single nodes; traces through the rest.
 
     ``max_nodes`` stops a trace that grows past it (a loop over a patched attribute, see splits.py); the
-    modules named in ``opaque`` (qualified names) are single nodes too."""
+    modules named in ``opaque`` (qualified names) are single nodes too. ``example``: the input at which the
+    model's code reads traced values; ``replay``: the values to give it instead, in order (branch_values.py)."""
 
     def __init__(self, max_nodes: int | None = None, forwards: Mapping[type, Callable] | None = None,
-                 opaque: Collection[str] = ()) -> None:  # fmt: skip
-        super().__init__()
+                 opaque: Collection[str] = (), example: torch.Tensor | None = None,
+                 replay: list | None = None) -> None:  # fmt: skip
+        super().__init__(example, replay)
         self.max_nodes = max_nodes
         self.forwards = dict(forwards or {})
         self.opaque = frozenset(opaque)
@@ -66,16 +72,18 @@ class LeafTracer(fx.Tracer):
         return m.__module__.startswith("torch.nn")
 
 
-def trace_model(model: nn.Module, max_nodes: int | None = None, opaque: Collection[str] = ()) -> fx.Graph:
+def trace_model(model: nn.Module, max_nodes: int | None = None, opaque: Collection[str] = (),
+                example: torch.Tensor | None = None, replay: list | None = None) -> fx.Graph:  # fmt: skip
     """Symbolically trace ``model`` (in its current train/eval mode) with torch.nn layers, and the submodules
-    named in ``opaque``, as leaves.
+    named in ``opaque``, as leaves; where the model's code reads a traced value it gets the value at ``example``,
+    or the next of ``replay`` (:class:`LeafTracer`).
 
     Raises:
         UntraceableError: fx cannot follow the model's code (Python control flow on tensor values or
             shapes, calls fx cannot record); the message names the module and the source line.
     """
     try:
-        tracer = LeafTracer(max_nodes, getattr(model, "fx_forwards", None), opaque)
+        tracer = LeafTracer(max_nodes, getattr(model, "fx_forwards", None), opaque, example, replay)
         return tracer.trace(model, concrete_args=_defaults_after_input(model) or None)
     except Exception as exc:  # fx raises many types; all mean "cannot trace"
         raise _untraceable(model, exc) from exc
@@ -96,9 +104,10 @@ def _defaults_after_input(model: nn.Module) -> dict:
 MAX_OPAQUE = 256  # a model with more untraceable submodules than this is not worth pruning around
 
 
-def trace_around(model: nn.Module, keep_whole: bool) -> tuple[fx.Graph, frozenset[str]]:
-    """:func:`trace_model`, and with ``keep_whole`` each submodule fx cannot follow kept as one opaque node
-    (retraced until the rest traces): the graph and the opaque modules' names.
+def trace_around(model: nn.Module, keep_whole: bool, example: torch.Tensor | None = None
+                 ) -> tuple[fx.Graph, frozenset[str]]:  # fmt: skip
+    """:func:`trace_model` (on ``example``), and with ``keep_whole`` each submodule fx cannot follow kept as one
+    opaque node (retraced until the rest traces): the graph and the opaque modules' names.
 
     Raises:
         UntraceableError: without ``keep_whole``; or where the model's own forward (no submodule) stops fx.
@@ -106,7 +115,7 @@ def trace_around(model: nn.Module, keep_whole: bool) -> tuple[fx.Graph, frozense
     opaque: set[str] = set()
     while True:
         try:
-            return trace_model(model, opaque=opaque), frozenset(opaque)
+            return trace_model(model, opaque=opaque, example=example), frozenset(opaque)
         except UntraceableError as exc:
             path = exc.module[0] if exc.module else None
             if not keep_whole or path in (None, "<top level>") or path in opaque or len(opaque) >= MAX_OPAQUE:
@@ -114,7 +123,7 @@ def trace_around(model: nn.Module, keep_whole: bool) -> tuple[fx.Graph, frozense
             opaque.add(path)
 
 
-_TORCH_DIR = os.path.dirname(torch.__file__)
+_NOT_THE_MODEL = (os.path.dirname(torch.__file__), os.path.dirname(__file__))  # fx's machinery, and ours
 
 
 def _untraceable(model: nn.Module, exc: Exception) -> UntraceableError:
@@ -123,7 +132,7 @@ def _untraceable(model: nn.Module, exc: Exception) -> UntraceableError:
 
 def locate_failure(model: nn.Module, exc: BaseException) -> tuple[tuple[str, str] | None, tuple[str, int, str] | None]:
     """Where ``exc`` was raised in ``model``: the innermost module whose code was running (path, type name),
-    and the last line of the model's own code (file name, line, text) on the way, not torch's."""
+    and the last line of the model's own code (file name, line, text) on the way, not torch's or the tracer's."""
     paths = {id(m): p for p, m in model.named_modules()}
     module_at, line_at = None, None
     tb: types.TracebackType | None = exc.__traceback__
@@ -133,7 +142,7 @@ def locate_failure(model: nn.Module, exc: BaseException) -> tuple[tuple[str, str
         if isinstance(owner, nn.Module) and id(owner) in paths:
             module_at = (paths[id(owner)] or "<top level>", type(owner).__name__)
         filename = frame.f_code.co_filename
-        if not filename.startswith(_TORCH_DIR):  # the model's own code, not fx's machinery
+        if not filename.startswith(_NOT_THE_MODEL):  # the model's own code
             text = linecache.getline(filename, tb.tb_lineno).strip()
             line_at = (os.path.basename(filename), tb.tb_lineno, text)
         tb = tb.tb_next

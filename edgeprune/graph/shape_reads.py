@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.fx as fx
 
+from edgeprune.graph.branch_values import BRANCH
+
 if TYPE_CHECKING:
     from edgeprune.graph.trace import TraceContext
 
@@ -67,3 +69,24 @@ def check_borrowed_sizes(ctx: TraceContext, node: fx.Node, sizes: list, result: 
                   f"({size.name}), so their channel counts must stay equal")  # fmt: skip
         ctx.cu.freeze(source, reason)
         ctx.cu.freeze(result, reason)
+
+
+def freeze_branch_sizes(ctx: TraceContext, node: fx.Node, values: dict) -> None:
+    """A condition the trace decided at the traced input (graph/branch_values.py) that reads a channel count:
+    pruning would change the count and so the branch the model takes, so those channels stay as they are. Walks
+    back from the condition through sizes and other non-tensor values to the shapes they were read from."""
+    seen, stack = set(), [node]
+    while stack:
+        n = stack.pop()
+        if n in seen or isinstance(values.get(n), torch.Tensor):
+            continue
+        seen.add(n)
+        if n in ctx.sizes_read or n in ctx.shapes_read:
+            ids, dims = ctx.sizes_read[n] if n in ctx.sizes_read else (ctx.shapes_read[n], None)
+            for dim in range(ids.ndim) if dims is None else [dims]:
+                channels = _channels_along(ids, dim)
+                if channels is not None:
+                    reason = f"{ctx.where(node)}: the model branches on this channel count ({node.meta[BRANCH][1]})"
+                    ctx.cu.freeze(channels, reason)
+            continue
+        stack.extend(n.all_input_nodes)

@@ -21,12 +21,13 @@ from torch.func import functional_call
 
 from edgeprune.graph import optable, rules
 from edgeprune.graph.assemble import assemble_groups
+from edgeprune.graph.branch_values import BRANCH, values_used
 from edgeprune.graph.branches import find_branches, removable_groups
 from edgeprune.graph.errors import GraphBuildError, UnsupportedOpError
 from edgeprune.graph.fxtrace import trace_around, trace_model
 from edgeprune.graph.groups import PARAM, ChannelGraph
 from edgeprune.graph.ids import NO_CHANNEL, ChannelUnion, along, position_reps
-from edgeprune.graph.shape_reads import note_shape_read
+from edgeprune.graph.shape_reads import freeze_branch_sizes, note_shape_read
 from edgeprune.graph.splits import SizeSource, find_size_sources, size_attrs
 
 
@@ -251,6 +252,8 @@ def interpret(ctx: TraceContext, graph: fx.Graph, example: torch.Tensor, fake: b
         a_ids = fx.node.map_arg(node.args, lambda n: ids[n])
         k_ids = fx.node.map_arg(node.kwargs, lambda n: ids[n])
         ids[node] = _node_ids(ctx, node, args, kwargs, a_ids, k_ids, out)
+        if BRANCH in node.meta:
+            freeze_branch_sizes(ctx, node, values)
         for used in node.all_input_nodes:  # free id tensors nobody needs any more
             if all(u in values for u in used.users):
                 ids[used] = None if isinstance(ids.get(used), torch.Tensor) else ids.get(used)
@@ -277,9 +280,26 @@ class _NeedsFake(Exception):
 
 
 def _call(ctx: TraceContext, runner: _MetaRunner, node: fx.Node, args, kwargs):
+    if node.op == "call_module" and node.target in ctx.opaque and type(runner) is _MetaRunner:
+        return _run_real(ctx.module(node), args, kwargs)
     if node.op == "call_module":
         return runner.call_module(ctx.module(node), args, kwargs)
     return rules.call_target(node, None, args, kwargs)
+
+
+def _run_real(module: nn.Module, args, kwargs):
+    """A block kept whole, run on random real inputs of the meta ones' shapes: its code is what fx could not
+    follow (a branch on tensor values), so shapes alone may not run it. Outputs return to the meta device."""
+    gen = torch.Generator().manual_seed(0)
+
+    def real(t):
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            return torch.randn(t.shape, generator=gen, dtype=t.dtype)
+        return torch.zeros(t.shape, dtype=t.dtype) if isinstance(t, torch.Tensor) else t
+
+    with torch.no_grad():
+        out = module(*torch.utils._pytree.tree_map(real, args), **torch.utils._pytree.tree_map(real, kwargs))
+    return torch.utils._pytree.tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, out)
 
 
 def tree_leaves(tree) -> Iterator:
@@ -327,9 +347,10 @@ def build_graph(
     model.eval()
     attrs_before = set(vars(model))
     try:
-        graph, opaque = trace_around(model, keep_whole=freeze_unknown)
+        graph, opaque = trace_around(model, freeze_unknown, example)
         limit = 2 * len(graph.nodes) + 16  # a retrace with patched sizes has the same nodes, or it is not used
-        sources = find_size_sources(model, graph, lambda m: trace_model(m, max_nodes=limit, opaque=opaque))
+        used = values_used(graph)  # patched sizes may not run: the retrace takes the same branches
+        sources = find_size_sources(model, graph, lambda m: trace_model(m, limit, opaque, replay=used))
         ctx = TraceContext(model, freeze_unknown, sources, opaque)
         try:
             interpret(ctx, graph, example)

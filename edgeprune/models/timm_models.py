@@ -34,22 +34,12 @@ CHECKED: dict[str, int] = {
         # other CNNs: split widths (Res2Net, CSP), channel LayerNorms, weight standardization
         "res2net50_14w_8s", "dla60_res2net", "cs3darknet_s", "convnext_atto", "inception_next_atto",
         "fasternet_t0", "hgnetv2_b0", "regnetx_002", "ese_vovnet19b_slim_dw", "resnet18d", "nf_regnet_b0",
+        # Python code on shapes and devices, traced at the input size (graph/branch_values.py)
+        "mobilevit_xxs", "mobilevitv2_050", "efficientvit_b0", "efficientvit_m0", "tiny_vit_5m_224", "vgg11_bn",
     ], 64),
     "efficientformerv2_s0": 224,  # attention sized for 224 inputs
     "levit_128s": 224,
 }  # fmt: skip
-
-# Models with blocks torch.fx cannot trace, and the code that stops it: without freeze_unknown a clear error;
-# with it those blocks are kept whole and the rest prunes (docs/support.md; the matrix test checks both).
-KEPT_WHOLE: dict[str, str] = {
-    "mobilevit_xxs": "MobileVitBlock branches on the feature map's size (if new_h != H or new_w != W)",
-    "mobilevitv2_050": "MobileVitV2Block branches on the feature map's size (if new_h != H or new_w != W)",
-    "efficientvit_b0": "LiteMLA branches on the tensor's device (v.device.type != 'meta')",
-    "efficientvit_m0": "LocalWindowAttention branches on the input size (if H == ws and W == ws)",
-    "tiny_vit_5m_224": "TinyVitBlock branches on the input size (if H == self.window_size ...)",
-    "vgg11_bn": "the VGG head (ConvMlp) branches on the input size (if x.shape[-2] < self.input_kernel_size ...)",
-}
-
 
 def _timm():
     return require("timm", "timm")

@@ -1,0 +1,143 @@
+"""Values a traced model's Python code reads at the traced input, so that torch.fx follows it.
+
+fx traces symbolically and stops where Python needs a real value of a traced one: a condition (``if H %
+window: pad``), a number (``int(math.sqrt(T))``), a device (``torch.autocast(x.device.type)``). Given an example
+input, :class:`ConcreteTracing` runs the graph recorded so far on real tensors (each node once) and answers the
+value the model has at that input on the CPU. edgeprune plans at one input size and the pruned model runs its
+own code, so the trace follows the path the model takes there. A value computed from tensor *contents* is
+refused, as fx refuses it: the path would depend on the data. A condition or number that reads a channel count
+freezes those channels (:func:`edgeprune.graph.shape_reads.freeze_branch_sizes`): pruning would change it.
+A retrace (splits.py patches sizes and traces again) replays the first trace's values in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import linecache
+import os
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+# while fx traces, it patches Module.__call__ (a real module call would record nodes): undone while evaluating
+_UNPATCHED = getattr(fx._symbolic_trace, "_maybe_revert_all_patches", contextlib.nullcontext)
+BRANCH = "edgeprune_branch"  # node.meta: (the value the trace used, "file.py:line `code`")
+CONCRETE = "edgeprune_concrete"  # the output node's meta: every value used, in order (a retrace replays them)
+_TORCH_DIR = os.path.dirname(torch.__file__)
+
+
+class _Evaluator:
+    """Evaluates the nodes of a graph being traced from ``root`` on ``example``, each once."""
+
+    def __init__(self, root: nn.Module, example: torch.Tensor) -> None:
+        self.root = root
+        self.example = example
+        self.values: dict[fx.Node, object] = {}
+
+    def value_of(self, graph: fx.Graph, node: fx.Node) -> object:
+        with torch.no_grad(), _UNPATCHED():
+            for n in graph.nodes:
+                if n not in self.values:
+                    self.values[n] = self._run(n)
+                if n is node:
+                    break
+        return self.values[node]
+
+    def _run(self, node: fx.Node) -> object:
+        if node.op == "placeholder":
+            first = next(iter(node.graph.nodes)) is node
+            return self.example if first else (node.args[0] if node.args else None)
+        if node.op == "get_attr":
+            obj = self.root
+            for part in node.target.split("."):
+                obj = getattr(obj, part)
+            return obj
+        args = fx.node.map_arg(node.args, self.values.__getitem__)
+        kwargs = fx.node.map_arg(node.kwargs, self.values.__getitem__)
+        if node.op == "call_module":
+            return self.root.get_submodule(node.target)(*args, **kwargs)
+        if node.op == "call_method":
+            return getattr(args[0], node.target)(*args[1:], **kwargs)
+        if node.op == "call_function":
+            return node.target(*args, **kwargs)
+        return None
+
+
+class KnownProxy(fx.Proxy):
+    """A traced value that Python may read as a number, and a tensor whose device and dtype may be read."""
+
+    def __getattr__(self, k: str):
+        if k in ("device", "dtype"):
+            return self.tracer.concrete(self, lambda v: getattr(v, k), what=k)
+        return super().__getattr__(k)
+
+    def __int__(self) -> int:
+        return self.tracer.concrete(self, int)
+
+    def __index__(self) -> int:
+        return self.tracer.concrete(self, int)
+
+    def __float__(self) -> float:
+        return self.tracer.concrete(self, float)
+
+
+class ConcreteTracing(fx.Tracer):
+    """An fx tracer that reads values at ``example`` where the model's code needs them, or replays ``replay``."""
+
+    def __init__(self, example: torch.Tensor | None, replay: list | None) -> None:
+        super().__init__()
+        self.example = example
+        self.replay = replay
+        self.used: list = []
+
+    def trace(self, root, concrete_args=None) -> fx.Graph:
+        self.evaluator = _Evaluator(root, self.example) if self.example is not None else None
+        graph = super().trace(root, concrete_args)
+        next(n for n in reversed(graph.nodes) if n.op == "output").meta[CONCRETE] = list(self.used)
+        return graph
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return KnownProxy(node, self) if self.example is not None or self.replay is not None else super().proxy(node)
+
+    def to_bool(self, obj: fx.Proxy) -> bool:
+        if self.example is None and self.replay is None:
+            return super().to_bool(obj)
+        return self.concrete(obj, bool)
+
+    def concrete(self, obj: fx.Proxy, convert, what: str = "") -> object:
+        if self.replay is not None:
+            if len(self.used) >= len(self.replay):
+                raise fx.proxy.TraceError("the retrace read a value the first trace did not")
+            value = self.replay[len(self.used)]
+        else:
+            try:
+                raw = self.evaluator.value_of(self.graph, obj.node)
+            except Exception as exc:  # its inputs cannot be computed here: refused as fx refuses it, with why
+                raise fx.proxy.TraceError(f"a traced value could not be computed ({exc})") from exc
+            if isinstance(raw, torch.Tensor) and not what:
+                raise fx.proxy.TraceError("symbolically traced variables cannot be used as inputs to control flow "
+                                          "(it depends on the tensor's values, not only on its shape)")  # fmt: skip
+            value = convert(raw)
+        self.used.append(value)
+        if not what:
+            obj.node.meta[BRANCH] = (value, model_line())
+        return value
+
+
+def model_line() -> str:
+    """``file.py:line `code``` of the innermost frame outside torch and edgeprune's graph: the model's code."""
+    here = os.path.dirname(__file__)
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_code.co_filename.startswith((_TORCH_DIR, here)):
+        frame = frame.f_back
+    if frame is None:
+        return "<unknown>"
+    code = frame.f_code.co_filename
+    return f"{os.path.basename(code)}:{frame.f_lineno} `{linecache.getline(code, frame.f_lineno).strip()}`"
+
+
+def values_used(graph: fx.Graph) -> list:
+    """What the trace of ``graph`` read at its example, in order (:class:`ConcreteTracing`'s ``replay``)."""
+    return next(n for n in reversed(graph.nodes) if n.op == "output").meta.get(CONCRETE, [])
