@@ -455,3 +455,28 @@ def test_own_forward_subclasses_are_traced_into_pad_layers_pass_constants_have_n
 class _Cumsum(nn.Module):
     def forward(self, x):
         return x.cumsum(1)
+
+
+class RepeatNet(nn.Module):
+    """repeat_interleave along the channels (each channel twice) and along the batch (GCViT's global query)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 6, 1), nn.Conv2d(12, 4, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x)).repeat_interleave(2, dim=1)  # channel c feeds b's inputs 2c and 2c + 1
+        g = y.mean(0, keepdim=True).repeat_interleave(x.shape[0], dim=0)
+        return self.b(y + g)
+
+
+def test_repeat_interleave_moves_channels_along_with_their_copies():
+    torch.manual_seed(0)
+    model = liven(RepeatNet().eval(), 4)
+    graph = build_graph(model, torch.randn(2, 3, 4, 4))
+    group, _ = group_of(graph, "a", CONV_OUT)
+    assert group.prunable and group.size == 6
+    plan = Plan(graph.model_name, graph.fingerprint, {group.id: [0, 3, 4]})
+    pruned, _ = shrink(model, graph, plan)
+    assert pruned.b.in_channels == 6  # each kept channel's two copies
+    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE
