@@ -480,3 +480,26 @@ def test_repeat_interleave_moves_channels_along_with_their_copies():
     pruned, _ = shrink(model, graph, plan)
     assert pruned.b.in_channels == 6  # each kept channel's two copies
     assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE
+
+
+class WindowNet(nn.Module):
+    """Tensor.unfold into spatial windows (HaloNet's keys and values): channels move with their windows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 6, 1), nn.Linear(6, 4)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x)).unfold(2, 2, 2).unfold(3, 2, 2)  # B, C, H/2, W/2, 2, 2
+        return self.b(y.mean((2, 3, 4, 5)))
+
+
+def test_tensor_unfold_moves_channels_with_their_windows():
+    torch.manual_seed(0)
+    model = liven(WindowNet().eval(), 4)
+    graph = build_graph(model, torch.randn(2, 3, 4, 4))
+    group, _ = group_of(graph, "a", CONV_OUT)
+    plan = Plan(graph.model_name, graph.fingerprint, {group.id: [1, 2, 5]})
+    pruned, _ = shrink(model, graph, plan)
+    assert pruned.b.in_features == 3
+    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE
