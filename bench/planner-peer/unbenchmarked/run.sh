@@ -11,6 +11,7 @@
 #   SET=6 bash bench/planner-peer/unbenchmarked/run.sh      # set 6: channel shuffles and fire modules (2026-12-05)
 #   SET=7 bash bench/planner-peer/unbenchmarked/run.sh      # set 7: two timm edge models (2026-12-05)
 #   SET=8 bash bench/planner-peer/unbenchmarked/run.sh      # set 8: MobileNet-V1 and ConvNeXt-atto (2026-12-05)
+#   SET=9 bash bench/planner-peer/unbenchmarked/run.sh      # set 9: MobileViT and EfficientViT, traced whole (2026-12-07)
 set -euo pipefail
 here=bench/planner-peer/unbenchmarked
 case "${SET:-1}" in
@@ -22,6 +23,7 @@ case "${SET:-1}" in
   6) models=(shufflenet_v2_x1_0 squeezenet1_1); tag="-6" ;;
   7) models=(timm:efficientnet_lite0 timm:lcnet_100); tag="-7" ;;
   8) models=(timm:mobilenetv1_100 timm:convnext_atto); tag="-8" ;;
+  9) models=(timm:mobilevit_xxs timm:efficientvit_b0); tag="-9" ;;
 esac
 args=(); for m in "${models[@]}"; do args+=(--model "$m"); done
 profile=$here/profile-cpu-ort$tag.json
