@@ -79,8 +79,8 @@ def trace_model(model: nn.Module, max_nodes: int | None = None, opaque: Collecti
     or the next of ``replay`` (:class:`LeafTracer`).
 
     Raises:
-        UntraceableError: fx cannot follow the model's code (Python control flow on tensor values or
-            shapes, calls fx cannot record); the message names the module and the source line.
+        UntraceableError: fx cannot follow the model's code (Python control flow on tensor values, or on
+            shapes without ``example``; calls fx cannot record); the message names the module and the line.
     """
     try:
         tracer = LeafTracer(max_nodes, getattr(model, "fx_forwards", None), opaque, example, replay)
