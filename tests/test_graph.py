@@ -503,3 +503,31 @@ def test_tensor_unfold_moves_channels_with_their_windows():
     pruned, _ = shrink(model, graph, plan)
     assert pruned.b.in_features == 3
     assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE
+
+
+class FourierNet(nn.Module):
+    """XCiT's position encoding: frequencies built on the weights' device from constants alone (a tensor fx
+    stores as a constant once the device is known), sines of them, concatenated to the features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 1), nn.Conv2d(12, 4, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        device = self.a.weight.device
+        freq = torch.arange(4, device=device).float() + 1
+        pos = (torch.arange(y.shape[-1], device=device).float()[:, None] / freq).sin()  # W, 4
+        pos = pos.t()[None, :, None, :].expand(y.shape[0], 4, y.shape[2], y.shape[3])
+        return self.c(torch.cat([torch.relu(self.b(torch.relu(y))), pos], 1))
+
+
+def test_a_tensor_built_from_constants_in_forward_carries_no_channels():
+    torch.manual_seed(0)
+    model = liven(FourierNet().eval(), 4)
+    graph = build_graph(model, torch.randn(1, 3, 4, 4))  # no op without a rule meets a channel: no error
+    prunable = {m.path for g in graph.prunable_groups for u in g.units for m in u.members if m.kind == CONV_OUT}
+    assert prunable == {"a", "b"}
+    plan = Plan(graph.model_name, graph.fingerprint, {g.id: g.prunable_units[::2] for g in graph.prunable_groups})
+    pruned, _ = shrink(model, graph, plan)
+    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE

@@ -232,7 +232,12 @@ def interpret(ctx: TraceContext, graph: fx.Graph, example: torch.Tensor, fake: b
         if node.op == "get_attr":
             value = _fetch_attr(ctx.model, node.target)
             values[node] = runner.attr(value)
-            ids[node] = ctx.param_ids(node.target, value) if isinstance(value, torch.Tensor) else None
+            if not isinstance(value, torch.Tensor):
+                ids[node] = None
+            elif node.target.startswith("_tensor_constant"):  # a tensor forward() built from constants alone
+                ids[node] = ctx.constant_ids(value)
+            else:
+                ids[node] = ctx.param_ids(node.target, value)
             continue
         if node.op == "output":
             for out_ids in tree_leaves(fx.node.map_arg(node.args[0], lambda n: ids[n])):
