@@ -98,11 +98,26 @@ def test_impossible_budget_states_the_reachable_minimum(resnet20):
                      constraints=PlanConstraints(max_removed=0.5))  # fmt: skip
     streams = sum(1 for g in graph.prunable_groups if g.shared)
     assert f"{streams} of {len(graph.prunable_groups)} prunable groups are residual streams" in str(err.value)
-    assert "--max-removed-shared" in str(err.value)
+    assert "--max-removed-shared F lets F of each be cut (0.75 does not reach it)" in str(err.value)
     with pytest.raises(BudgetError) as err:  # streams may be cut: the hint is gone
         plan_pruning(model, graph, layers, Budget.parse("macs", "0.01x"), "macs",
                      constraints=PlanConstraints(max_removed=0.5, max_removed_shared=0.5))  # fmt: skip
     assert "residual streams, kept whole" not in str(err.value)
+
+
+@pytest.mark.parametrize("budget", ["0.2x", "0.1x"])
+def test_the_reachable_minimum_names_the_least_share_of_the_streams_that_reaches_the_budget(resnet20, budget):
+    model, graph, layers = resnet20
+    with pytest.raises(BudgetError) as err:
+        plan_pruning(model, graph, layers, Budget.parse("macs", budget), "macs")
+    share = float(re.search(r"--max-removed-shared ([\d.]+) reaches it", str(err.value)).group(1))
+    result = plan_pruning(model, graph, layers, Budget.parse("macs", budget), "macs",
+                          constraints=PlanConstraints(max_removed_shared=share))  # fmt: skip
+    assert result.pruned["macs"] <= float(budget[:-1]) * result.dense["macs"]
+    if share > 0.25:  # the share below it does not
+        with pytest.raises(BudgetError):
+            plan_pruning(model, graph, layers, Budget.parse("macs", budget), "macs",
+                         constraints=PlanConstraints(max_removed_shared=share - 0.25))  # fmt: skip
 
 
 def test_reachable_minimum_leaves_alone_groups_whose_narrowing_costs_time(resnet20):

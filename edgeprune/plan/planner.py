@@ -9,8 +9,6 @@ latency staircase and the coupling between neighbouring layers are seen as width
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn as nn
@@ -19,6 +17,7 @@ from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, Cha
 from edgeprune.latency.costs import LayerCost
 from edgeprune.latency.layers import Layer, on_blocking
 from edgeprune.latency.model import LatencyModel
+from edgeprune.plan import reachable
 from edgeprune.plan.budget import Budget, BudgetError, PlanConstraints
 from edgeprune.plan.result import GroupWidth, PlanResult
 from edgeprune.prune.importance import magnitude_scores
@@ -41,13 +40,8 @@ class _GroupState:
         self.order = sorted(prunable, key=lambda i: (scores[i], i))  # next to remove first
         self.scores = scores
         self.removed = sorted(already)
-        frozen = group.size - len(group.prunable_units)
         cap = min(c.max_removed, c.max_removed_shared) if group.shared else c.max_removed
-        floor = max(c.min_channels, math.ceil(group.size * (1 - cap)), frozen, 1)
-        width = group.size - len(already)
-        if c.blocking:  # the least width on the blocking; none left below this one: no cut
-            floor = min((x for x in range(floor, width) if on_blocking(x, c.blocking)), default=width)
-        self.minimum = min(width, floor)
+        self.minimum = reachable.least_width(group, group.size - len(already), c, cap)
         self.lowest = 0 if removable else self.minimum  # the least width any step may reach
         table = group.units[0].table
         cols: dict[tuple[str, int], int] = {}
@@ -226,30 +220,9 @@ class Planner:
         return cost.total(best)
 
     def check_reachable(self, budget: Budget) -> float:
-        """The budget in the cost's unit; :class:`BudgetError` stating the reachable minimum when below it."""
-        dense = self.dense[budget.kind]
-        limit = budget.resolve(dense)
-        floor = self.minimum_total(budget.kind)
-        unit = self.costs[budget.kind].unit
-        if floor > limit:
-            raise BudgetError(
-                f"{budget} ({limit:.4g} {unit}) is below the reachable minimum of {floor:.4g} {unit} "
-                f"({floor / dense:.3f}x) with min_channels={self.c.min_channels}, max_removed={self.c.max_removed:g} "
-                f"and max_removed_shared={self.c.max_removed_shared:g} (residual streams)"
-                + (", residual branches removable" if self.c.remove_branches else "")
-                + ": relax the budget or the constraints" + self._stream_hint()
-            )
-        return limit
-
-    def _stream_hint(self) -> str:
-        """Why the floor is high when residual streams hold it up, and the knobs that let them be cut."""
-        streams = sum(1 for s in self.groups if s.group.shared)
-        if not streams or self.c.max_removed_shared > 0:
-            return ""
-        which = ("every prunable group is a residual stream" if streams == len(self.groups)
-                 else f"{streams} of {len(self.groups)} prunable groups are residual streams")  # fmt: skip
-        branches = "" if self.c.remove_branches else ", --remove-branches lets whole blocks go"
-        return f" ({which}, kept whole by default; --max-removed-shared F lets F of each be cut{branches})"
+        """The budget in the cost's unit; :class:`BudgetError` stating the reachable minimum when below it, and
+        the knobs that lower it (:func:`edgeprune.plan.reachable.check_reachable`)."""
+        return reachable.check_reachable(self, budget)
 
     def rank_for(self, budget: Budget) -> None:
         """Rank steps by what ``budget`` leaves to tell plans apart. Under a MACs or parameter budget every plan
