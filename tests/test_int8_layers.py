@@ -357,16 +357,19 @@ def test_prune_takes_int8_layers_as_validate_and_export_do(timed_runners, tmp_pa
 
 
 @pytest.fixture
-def searches(monkeypatch):
-    """Each fp32-layer search the plan timing runs (faked: the first quarter of the graph left in fp32)."""
-    runs = []
+def searches(monkeypatch, mobile_onnx):
+    """Each fp32-layer search the plan timing runs (faked, and nothing exported: the first quarter of the
+    mobile net's graph left in fp32)."""
+    from edgeprune.latency import runs as timing
+
+    runs, groups = [], layer_groups(mobile_onnx)
 
     def choose(target, path, shape):
         runs.append(path)
-        groups = layer_groups(path)
         return Int8Layers(groups, ["part 1 of 4"])
 
     monkeypatch.setattr(il, "choose_fp32_layers", choose)
+    monkeypatch.setattr(timing, "export_for", lambda target, model, shape, path: path)
     return runs
 
 
