@@ -61,3 +61,40 @@ def test_se_networks_plan_to_half_the_macs_with_default_settings(name):
     result = plan_pruning(model, graph, collect_layers(model, (1, *entry.input_size)), Budget.parse("macs", "0.5x"),
                           ranked_by="macs")  # fmt: skip
     assert result.pruned["macs"] <= 0.5 * result.dense["macs"] + 1e-6
+
+
+
+class Branches(nn.Module):
+    """stem -> 3x3 + 1x1 convs of the stem's output, summed -> head; ``residual`` adds a block over the sum
+    (y + outer(inner(y)))."""
+
+    def __init__(self, residual: bool = False) -> None:
+        super().__init__()
+        self.residual = residual
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.k3, self.k1 = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 1)
+        self.inner, self.outer = nn.Conv2d(8, 12, 1), nn.Conv2d(12, 8, 1)
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        s = self.stem(x).relu()
+        y = (self.k3(s) + self.k1(s)).relu()
+        return self.head(y + self.outer(self.inner(y).relu()) if self.residual else y)
+
+
+def test_parallel_branches_of_one_input_are_not_a_stream_unless_a_residual_block_adds_to_them():
+    from edgeprune.prune import Plan, shrink
+    from edgeprune.prune.oracle import ORACLE_TOLERANCE, liven, oracle_error
+
+    torch.manual_seed(0)
+    model = liven(Branches().eval(), 8)
+    graph = build_graph(model, torch.randn(1, 3, 8, 8), model_name="branches")
+    summed = group_of(graph, "k3")
+    assert group_of(graph, "k1") is summed and summed.summed and summed.parallel
+    assert not summed.shared and summed.prunable
+    plan = Plan(graph.model_name, graph.fingerprint, {summed.id: summed.prunable_units[::2]})
+    pruned, _ = shrink(model, graph, plan)
+    assert pruned.k3.out_channels == pruned.k1.out_channels == 4
+    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 8, 8)) <= ORACLE_TOLERANCE
+    stream = group_of(build_graph(Branches(residual=True).eval(), torch.randn(1, 3, 8, 8), model_name="res"), "k3")
+    assert stream.shared and not stream.parallel  # outer reads another tensor: a stream through the block

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeprune.graph.groups import ChannelGroup, MemberTable, Unit
+from edgeprune.graph.groups import CONV_IN, LINEAR_IN, ChannelGroup, MemberTable, Unit
 
 if TYPE_CHECKING:
     from edgeprune.graph.trace import TraceContext
@@ -43,7 +43,23 @@ def assemble_groups(ctx: TraceContext) -> tuple[list[ChannelGroup], dict[int, tu
         frozen = units[0].frozen if all(u.frozen for u in units) else None
         unit_at.update({r: (len(groups), u) for u, r in enumerate(by_space[space])})
         groups.append(ChannelGroup(len(groups), units, frozen, summed=any(r in summed for r in by_space[space])))
+    _mark_parallel(groups)
     return groups, unit_at
+
+
+def _mark_parallel(groups: list[ChannelGroup]) -> None:
+    """Summed groups whose writers all read the same groups, not the summed group itself: parallel branches of
+    one input (a residual stream's writers read different tensors, or the stream itself through its identity)."""
+    reads: dict[str, set[int]] = {}
+    for g in groups:
+        for path, kinds in g.modules().items():
+            if kinds & {CONV_IN, LINEAR_IN}:
+                reads.setdefault(path, set()).add(g.id)
+    for g in groups:
+        writers = g.writers() if g.summed else []
+        if len(writers) > 1:
+            inputs = [frozenset(reads.get(w, ())) for w in writers]
+            g.parallel = bool(inputs[0]) and len(set(inputs)) == 1 and g.id not in inputs[0]
 
 
 def _member_table(ctx: TraceContext, roots: np.ndarray) -> tuple[MemberTable, dict[int, tuple[int, int]]]:

@@ -74,6 +74,7 @@ class ChannelGroup:
     units: list[Unit]
     frozen: str | None = None  # set when no unit of the group may be pruned
     summed: bool = False  # some of its channels are added to others (a residual add), not only gated
+    parallel: bool = False  # its writers are branches of one input, summed (no identity path): not a stream
 
     @property
     def size(self) -> int:
@@ -93,12 +94,15 @@ class ChannelGroup:
 
         Depthwise convs read and write the same channels: they pass a group through and do not count. A
         squeeze-excitation gate's last layer also writes the channels, but the gate multiplies: without a sum
-        the group is an ordinary one.
+        the group is an ordinary one. Branches of one input summed without an identity path (a 3x3 and a 1x1
+        conv of the same tensor, selective-kernel paths) feed only the next layer: an ordinary group too.
         """
-        if not self.summed:
-            return False
+        return self.summed and not self.parallel and len(self.writers()) > 1
+
+    def writers(self) -> list[str]:
+        """The layers that write these channels and do not read them (a depthwise conv does both)."""
         writes, reads = {CONV_OUT, LINEAR_OUT}, {CONV_IN, LINEAR_IN}
-        return sum(1 for kinds in self.modules().values() if kinds & writes and not kinds & reads) > 1
+        return [path for path, kinds in self.modules().items() if kinds & writes and not kinds & reads]
 
     def modules(self) -> dict[str, set[str]]:
         """Module path -> member kinds present in the group."""
