@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeprune.graph.groups import CONV_IN, LINEAR_IN, ChannelGroup, MemberTable, Unit
+from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, ChannelGroup, MemberTable, Unit
 
 if TYPE_CHECKING:
     from edgeprune.graph.trace import TraceContext
@@ -43,13 +43,14 @@ def assemble_groups(ctx: TraceContext) -> tuple[list[ChannelGroup], dict[int, tu
         frozen = units[0].frozen if all(u.frozen for u in units) else None
         unit_at.update({r: (len(groups), u) for u, r in enumerate(by_space[space])})
         groups.append(ChannelGroup(len(groups), units, frozen, summed=any(r in summed for r in by_space[space])))
-    _mark_parallel(groups)
+    _mark_parallel(groups, ctx.modules)
     return groups, unit_at
 
 
-def _mark_parallel(groups: list[ChannelGroup]) -> None:
-    """Summed groups whose writers all read the same groups, not the summed group itself: parallel branches of
-    one input (a residual stream's writers read different tensors, or the stream itself through its identity)."""
+def _mark_parallel(groups: list[ChannelGroup], modules: dict) -> None:
+    """Summed groups whose writers all read the same groups, and no other layer reads and writes them: parallel
+    branches of one input. A residual stream's writers read different tensors, or a later block's layers read
+    the stream and write it again (an identity branch); a depthwise conv does so without making a stream."""
     reads: dict[str, set[int]] = {}
     for g in groups:
         for path, kinds in g.modules().items():
@@ -57,9 +58,17 @@ def _mark_parallel(groups: list[ChannelGroup]) -> None:
                 reads.setdefault(path, set()).add(g.id)
     for g in groups:
         writers = g.writers() if g.summed else []
-        if len(writers) > 1:
-            inputs = [frozenset(reads.get(w, ())) for w in writers]
-            g.parallel = bool(inputs[0]) and len(set(inputs)) == 1 and g.id not in inputs[0]
+        if len(writers) < 2:
+            continue
+        inputs = {frozenset(reads.get(w, ())) for w in writers}
+        through = [p for p, kinds in g.modules().items() if kinds & {CONV_OUT, LINEAR_OUT} and g.id in reads.get(p, ())]
+        g.parallel = (len(inputs) == 1 and bool(next(iter(inputs))) and g.id not in next(iter(inputs))
+                      and all(_depthwise(modules.get(p)) for p in through))  # fmt: skip
+
+
+def _depthwise(module) -> bool:
+    groups = getattr(module, "groups", 1)
+    return groups > 1 and groups == getattr(module, "in_channels", None) == getattr(module, "out_channels", None)
 
 
 def _member_table(ctx: TraceContext, roots: np.ndarray) -> tuple[MemberTable, dict[int, tuple[int, int]]]:
