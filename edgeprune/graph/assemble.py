@@ -51,9 +51,10 @@ def _mark_parallel(groups: list[ChannelGroup], modules: dict) -> None:
     """Summed groups whose writers all read the same groups, and no other layer reads and writes them: parallel
     branches of one input. A residual stream's writers read different tensors, or a later block's layers read
     the stream and write it again (an identity branch); a depthwise conv does so without making a stream."""
+    members = {g.id: g.modules() for g in groups}
     reads: dict[str, set[int]] = {}
     for g in groups:
-        for path, kinds in g.modules().items():
+        for path, kinds in members[g.id].items():
             if kinds & {CONV_IN, LINEAR_IN}:
                 reads.setdefault(path, set()).add(g.id)
     for g in groups:
@@ -61,9 +62,10 @@ def _mark_parallel(groups: list[ChannelGroup], modules: dict) -> None:
         if len(writers) < 2:
             continue
         inputs = {frozenset(reads.get(w, ())) for w in writers}
-        through = [p for p, kinds in g.modules().items() if kinds & {CONV_OUT, LINEAR_OUT} and g.id in reads.get(p, ())]
-        g.parallel = (len(inputs) == 1 and bool(next(iter(inputs))) and g.id not in next(iter(inputs))
-                      and all(_depthwise(modules.get(p)) for p in through))  # fmt: skip
+        (source,) = inputs if len(inputs) == 1 else (frozenset(),)
+        writes = {CONV_OUT, LINEAR_OUT}
+        through = [p for p, kinds in members[g.id].items() if kinds & writes and g.id in reads.get(p, ())]
+        g.parallel = bool(source) and g.id not in source and all(_depthwise(modules.get(p)) for p in through)
 
 
 def _depthwise(module) -> bool:

@@ -25,7 +25,8 @@ import torch.nn as nn
 _UNPATCHED = getattr(fx._symbolic_trace, "_maybe_revert_all_patches", contextlib.nullcontext)
 BRANCH = "edgeprune_branch"  # node.meta: (the value the trace used, "file.py:line `code`")
 CONCRETE = "edgeprune_concrete"  # the output node's meta: every value used, in order (a retrace replays them)
-_TORCH_DIR = os.path.dirname(torch.__file__)
+# frames of fx's machinery and of edgeprune's tracer, which are not the model's code (here and fxtrace.py)
+NOT_THE_MODEL = (os.path.dirname(torch.__file__), os.path.dirname(__file__))
 
 
 class _Evaluator:
@@ -128,9 +129,8 @@ class ConcreteTracing(fx.Tracer):
 
 def model_line() -> str:
     """``file.py:line `code``` of the innermost frame outside torch and edgeprune's graph: the model's code."""
-    here = os.path.dirname(__file__)
     frame = inspect.currentframe()
-    while frame is not None and frame.f_code.co_filename.startswith((_TORCH_DIR, here)):
+    while frame is not None and frame.f_code.co_filename.startswith(NOT_THE_MODEL):
         frame = frame.f_back
     if frame is None:
         return "<unknown>"

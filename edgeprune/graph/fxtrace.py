@@ -28,7 +28,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from edgeprune.graph import optable
-from edgeprune.graph.branch_values import ConcreteTracing
+from edgeprune.graph.branch_values import NOT_THE_MODEL, ConcreteTracing
 from edgeprune.graph.errors import UntraceableError
 
 
@@ -123,9 +123,6 @@ def trace_around(model: nn.Module, keep_whole: bool, example: torch.Tensor | Non
             opaque.add(path)
 
 
-_NOT_THE_MODEL = (os.path.dirname(torch.__file__), os.path.dirname(__file__))  # fx's machinery, and ours
-
-
 def _untraceable(model: nn.Module, exc: Exception) -> UntraceableError:
     return UntraceableError(type(model).__name__, *locate_failure(model, exc), f"{type(exc).__name__}: {exc}")
 
@@ -142,7 +139,7 @@ def locate_failure(model: nn.Module, exc: BaseException) -> tuple[tuple[str, str
         if isinstance(owner, nn.Module) and id(owner) in paths:
             module_at = (paths[id(owner)] or "<top level>", type(owner).__name__)
         filename = frame.f_code.co_filename
-        if not filename.startswith(_NOT_THE_MODEL):  # the model's own code
+        if not filename.startswith(NOT_THE_MODEL):  # the model's own code
             text = linecache.getline(filename, tb.tb_lineno).strip()
             line_at = (os.path.basename(filename), tb.tb_lineno, text)
         tb = tb.tb_next

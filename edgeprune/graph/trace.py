@@ -30,6 +30,8 @@ from edgeprune.graph.ids import NO_CHANNEL, ChannelUnion, along, position_reps
 from edgeprune.graph.shape_reads import freeze_branch_sizes, note_shape_read
 from edgeprune.graph.splits import SizeSource, find_size_sources, size_attrs
 
+FX_CONSTANT = "_tensor_constant"  # what fx names a tensor forward() creates, stored on the traced root
+
 
 class TraceContext:
     """State shared by the rules while one model is interpreted."""
@@ -234,7 +236,7 @@ def interpret(ctx: TraceContext, graph: fx.Graph, example: torch.Tensor, fake: b
             values[node] = runner.attr(value)
             if not isinstance(value, torch.Tensor):
                 ids[node] = None
-            elif node.target.startswith("_tensor_constant"):  # a tensor forward() built from constants alone
+            elif node.target.startswith(FX_CONSTANT):  # a tensor forward() built from constants alone
                 ids[node] = ctx.constant_ids(value)
             else:
                 ids[node] = ctx.param_ids(node.target, value)
@@ -365,7 +367,7 @@ def build_graph(
     finally:
         model.train(was_training)
         for added in set(vars(model)) - attrs_before:  # fx stores tensor constants on the traced root
-            if added.startswith("_tensor_constant"):
+            if added.startswith(FX_CONSTANT):
                 delattr(model, added)
     groups, unit_at = assemble_groups(ctx)
     branches = removable_groups(groups, find_branches(graph, model))

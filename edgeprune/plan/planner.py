@@ -197,13 +197,16 @@ class Planner:
         state.order = state.order[len(units) :]
         self.steps += 1
 
-    def minimum_total(self, kind: str) -> float:
+    def minimum_total(self, kind: str, lowest: dict[int, int] | None = None) -> float:
         """The least the budget metric can get under the constraints: every group at its minimum width, except
         groups whose narrowing costs more than it saves (a slow width on the latency staircase), kept as they are.
+        ``lowest``: other least widths for some groups (group id -> width), as looser constraints would allow.
         """
         cost = self.costs[kind]
         cin, cout = self.cin.copy(), self.cout.copy()
-        cuts = [state.deltas(state.order[: state.width - state.lowest]) for state in self.groups]
+        lowest = lowest or {}
+        cuts = [state.deltas(state.order[: state.width - lowest.get(state.group.id, state.lowest)])
+                for state in self.groups]  # fmt: skip
         for deltas in cuts:
             for i, (d_in, d_out) in deltas.items():
                 cin[i] -= d_in

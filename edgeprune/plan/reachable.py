@@ -59,14 +59,9 @@ def _stream_hint(planner: Planner, kind: str, limit: float) -> str:
 
 def _share_reaching(planner: Planner, streams: list, kind: str, limit: float) -> float | None:
     """The least of :data:`SHARES` of each stream that, cut, brings the reachable minimum within ``limit``."""
-    kept = [s.lowest for s in streams]
-    try:
-        for share in SHARES:
-            for s in streams:
-                s.lowest = least_width(s.group, s.width, planner.c, min(planner.c.max_removed, share))
-            if planner.minimum_total(kind) <= limit:
-                return share
-        return None
-    finally:
-        for s, lowest in zip(streams, kept):
-            s.lowest = lowest
+    for share in SHARES:
+        cap = min(planner.c.max_removed, share)
+        lowest = {s.group.id: least_width(s.group, s.width, planner.c, cap) for s in streams}
+        if planner.minimum_total(kind, lowest) <= limit:
+            return share
+    return None
