@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from conftest import group_of, model_and_graph
-from tiny_nets import PadToFour, opaque_block_cnn
+from tiny_nets import opaque_block_cnn
 
 from edgeprune.graph import GraphBuildError, UnsupportedOpError, build_graph
-from edgeprune.graph.branch_values import values_used
 from edgeprune.graph.errors import UntraceableError
-from edgeprune.graph.fxtrace import trace_model
 from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, NORM, REMAP_IN, REMAP_OUT
 from edgeprune.models import create_model
 from edgeprune.prune import Plan, shrink
@@ -172,72 +168,6 @@ def test_the_models_own_forward_fx_cannot_follow_stays_an_error_with_freeze_unkn
         build_graph(TopLevelIfNet(), torch.randn(1, 3, 8, 8), freeze_unknown=True)
     assert "--freeze-unknown" not in str(info.value)  # nothing to keep whole: the hint would not help
     assert "depends on the tensor's values, not only on its shape" in str(info.value)
-
-
-class ShapeCodeNet(nn.Module):
-    """Python code on traced shapes and devices, as timm's MobileViT, EfficientViT and NesT have: a pad decided
-    by the size, a grid side computed with ``math.sqrt``, an autocast on the tensor's own device."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a, self.b, self.c = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 4, 1)
-        self.block = PadToFour(8)
-
-    def forward(self, x):
-        y = torch.relu(self.a(x))
-        with torch.autocast(device_type=y.device.type, enabled=False):
-            y = self.block(y)  # pads 6 -> 8 at a 6-px input; no pad at 8 px
-        B, C, H, W = y.shape
-        side = int(math.sqrt(H * W))
-        y = y.flatten(2).reshape(B, C, side, side)
-        return self.c(torch.relu(self.b(y)))
-
-
-@pytest.mark.parametrize("side", [6, 8])
-def test_code_on_shapes_and_devices_is_traced_at_the_example_and_every_layer_prunes(side):
-    torch.manual_seed(0)
-    model = liven(ShapeCodeNet().eval(), side)
-    x = torch.randn(1, 3, side, side)
-    graph = build_graph(model, x, model_name="test_graph:shape_code")
-    pads = sum(n.target is F.pad for n in trace_model(model, example=x).nodes)
-    assert pads == (side % 4 != 0)  # the branch the model takes at this size, and only it
-    assert {m.path for g in graph.prunable_groups for u in g.units for m in u.members} >= {"a", "block.conv", "b"}
-    plan = Plan(graph.model_name, graph.fingerprint, {g.id: g.prunable_units[::2] for g in graph.prunable_groups})
-    pruned, _ = shrink(model, graph, plan)
-    assert pruned.block.conv.out_channels == 4
-    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, side, side)) <= ORACLE_TOLERANCE
-
-
-class ChannelIfNet(nn.Module):
-    """Scales by the channel count it sees: pruning would change which branch runs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a, self.b, self.c = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 4, 1)
-
-    def forward(self, x):
-        y = self.a(x)
-        if y.shape[1] == 8:
-            y = y * 2
-        return self.c(torch.relu(self.b(torch.relu(y))))
-
-
-def test_a_branch_on_a_channel_count_freezes_those_channels_and_only_them():
-    graph = build_graph(ChannelIfNet().eval(), torch.randn(1, 3, 4, 4))
-    read, _ = group_of(graph, "a", CONV_OUT)
-    assert not read.prunable and "the model branches on this channel count" in read.frozen
-    assert "test_graph.py:" in read.frozen and "`if y.shape[1] == 8:`" in read.frozen
-    assert group_of(graph, "b", CONV_OUT)[0].prunable
-
-
-def test_a_retrace_replays_the_values_the_first_trace_read():
-    model = ShapeCodeNet().eval()
-    x = torch.randn(1, 3, 6, 6)
-    first = trace_model(model, example=x)
-    again = trace_model(model, replay=values_used(first))  # no example: the values come from the first trace
-    assert [n.format_node() for n in again.nodes] == [n.format_node() for n in first.nodes]
-    with pytest.raises(UntraceableError, match="the retrace read a value the first trace did not"):
-        trace_model(model, replay=values_used(first)[:1])
 
 
 class BorrowedSizeNet(nn.Module):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import linecache
+import operator
 import os
 
 import torch
@@ -74,6 +75,10 @@ class KnownProxy(fx.Proxy):
             return self.tracer.concrete(self, lambda v: getattr(v, k), what=k)
         return super().__getattr__(k)
 
+    def __setitem__(self, key, value) -> None:
+        # an assignment into a tensor the model built (ConViT's relative positions): recorded in place
+        self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
+
     def __int__(self) -> int:
         return self.tracer.concrete(self, int)
 
@@ -95,7 +100,8 @@ class ConcreteTracing(fx.Tracer):
 
     def trace(self, root, concrete_args=None) -> fx.Graph:
         self.evaluator = _Evaluator(root, self.example) if self.example is not None else None
-        graph = super().trace(root, concrete_args)
+        with _state_kept(root):
+            graph = super().trace(root, concrete_args)
         next(n for n in reversed(graph.nodes) if n.op == "output").meta[CONCRETE] = list(self.used)
         return graph
 
@@ -125,6 +131,29 @@ class ConcreteTracing(fx.Tracer):
         if not what:
             obj.node.meta[BRANCH] = (value, model_line())
         return value
+
+
+@contextlib.contextmanager
+def _state_kept(root: nn.Module):
+    """Undo what the model's forward() stored on its modules while traced (ConViT caches a tensor it builds
+    from the input's size): a proxy left there would break the user's model."""
+    if not isinstance(root, nn.Module):
+        yield
+        return
+    before = [(m, dict(m._buffers), dict(m.__dict__)) for m in root.modules()]
+    try:
+        yield
+    finally:
+        for module, buffers, attrs in before:
+            for name, value in list(module._buffers.items()):
+                if isinstance(value, fx.Proxy):
+                    module._buffers[name] = buffers.get(name)
+            for name, value in list(module.__dict__.items()):
+                if isinstance(value, fx.Proxy):
+                    if name in attrs:
+                        module.__dict__[name] = attrs[name]
+                    else:
+                        del module.__dict__[name]
 
 
 def model_line() -> str:

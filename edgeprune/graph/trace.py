@@ -9,6 +9,7 @@ node gets its output shape and an id tensor (see :mod:`edgeprune.graph.ids`) tha
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Iterator
 
 import numpy as np
@@ -268,6 +269,8 @@ def interpret(ctx: TraceContext, graph: fx.Graph, example: torch.Tensor, fake: b
 
 def _node_ids(ctx, node, args, kwargs, a_ids, k_ids, out):
     note_shape_read(ctx, node, a_ids)
+    if node.op == "call_function" and node.target is operator.setitem and _has_channel(a_ids):
+        return ctx.unknown(node, a_ids, k_ids, out)  # an in-place write that mixes channels: no rule follows it
     if not _has_ids(out):
         return None
     if not _has_ids(a_ids) and not _has_ids(k_ids):

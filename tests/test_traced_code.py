@@ -1,0 +1,150 @@
+"""Python code in a model's forward() that reads traced values: followed at the traced input (branch_values.py)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from conftest import group_of
+from tiny_nets import PadToFour
+
+from edgeprune.graph import UnsupportedOpError, build_graph
+from edgeprune.graph.branch_values import values_used
+from edgeprune.graph.errors import UntraceableError
+from edgeprune.graph.fxtrace import trace_model
+from edgeprune.graph.groups import CONV_OUT
+from edgeprune.prune import Plan, shrink
+from edgeprune.prune.oracle import ORACLE_TOLERANCE, liven, oracle_error
+
+
+def _every_other(graph) -> Plan:
+    return Plan(graph.model_name, graph.fingerprint, {g.id: g.prunable_units[::2] for g in graph.prunable_groups})
+
+
+class ShapeCodeNet(nn.Module):
+    """Python code on traced shapes and devices, as timm's MobileViT, EfficientViT and NesT have: a pad decided
+    by the size, a grid side computed with ``math.sqrt``, an autocast on the tensor's own device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 4, 1)
+        self.block = PadToFour(8)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            y = self.block(y)  # pads 6 -> 8 at a 6-px input; no pad at 8 px
+        B, C, H, W = y.shape
+        side = int(math.sqrt(H * W))
+        y = y.flatten(2).reshape(B, C, side, side)
+        return self.c(torch.relu(self.b(y)))
+
+
+@pytest.mark.parametrize("side", [6, 8])
+def test_code_on_shapes_and_devices_is_traced_at_the_example_and_every_layer_prunes(side):
+    torch.manual_seed(0)
+    model = liven(ShapeCodeNet().eval(), side)
+    x = torch.randn(1, 3, side, side)
+    graph = build_graph(model, x, model_name="test_graph:shape_code")
+    pads = sum(n.target is F.pad for n in trace_model(model, example=x).nodes)
+    assert pads == (side % 4 != 0)  # the branch the model takes at this size, and only it
+    assert {m.path for g in graph.prunable_groups for u in g.units for m in u.members} >= {"a", "block.conv", "b"}
+    plan = _every_other(graph)
+    pruned, _ = shrink(model, graph, plan)
+    assert pruned.block.conv.out_channels == 4
+    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, side, side)) <= ORACLE_TOLERANCE
+
+
+class ChannelIfNet(nn.Module):
+    """Scales by the channel count it sees: pruning would change which branch runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        if y.shape[1] == 8:
+            y = y * 2
+        return self.c(torch.relu(self.b(torch.relu(y))))
+
+
+def test_a_branch_on_a_channel_count_freezes_those_channels_and_only_them():
+    graph = build_graph(ChannelIfNet().eval(), torch.randn(1, 3, 4, 4))
+    read, _ = group_of(graph, "a", CONV_OUT)
+    assert not read.prunable and "the model branches on this channel count" in read.frozen
+    assert "test_traced_code.py:" in read.frozen and "`if y.shape[1] == 8:`" in read.frozen
+    assert group_of(graph, "b", CONV_OUT)[0].prunable
+
+
+def test_a_retrace_replays_the_values_the_first_trace_read():
+    model = ShapeCodeNet().eval()
+    x = torch.randn(1, 3, 6, 6)
+    first = trace_model(model, example=x)
+    again = trace_model(model, replay=values_used(first))  # no example: the values come from the first trace
+    assert [n.format_node() for n in again.nodes] == [n.format_node() for n in first.nodes]
+    with pytest.raises(UntraceableError, match="the retrace read a value the first trace did not"):
+        trace_model(model, replay=values_used(first)[:1])
+
+
+class PositionTableNet(nn.Module):
+    """Builds a table from the input's size, fills it by item assignment and caches it on the module, as timm's
+    ConViT does with its relative positions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+        self.register_buffer("table", torch.zeros(1, 1, 1), persistent=False)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        B, C, H, W = y.shape
+        if self.table.shape[-1] != H * W:
+            table = torch.zeros(1, 1, H * W)
+            table[:, :, 0] = 1.0
+            table[:, :, 1:] = torch.arange(1, H * W) / (H * W)
+            self.table = table
+        return self.b(y + self.table.reshape(1, 1, H, W))
+
+
+def test_a_table_built_from_sizes_and_assigned_into_traces_and_the_model_keeps_its_own_state():
+    torch.manual_seed(0)
+    model = liven(PositionTableNet().eval(), 4)
+    model.table = torch.zeros(1, 1, 1)  # as built: the trace takes the branch that fills it
+    graph = build_graph(model, torch.randn(1, 3, 4, 4), model_name="test_traced_code:table")
+    assert isinstance(model.table, torch.Tensor) and model.table.shape == (1, 1, 1)  # no proxy left behind
+    assert group_of(graph, "a", CONV_OUT)[0].prunable
+    plan = _every_other(graph)
+    pruned, _ = shrink(model, graph, plan)
+    assert pruned.a.out_channels == 4
+    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE
+
+
+class WriteIntoFeaturesNet(nn.Module):
+    """Assigns into a tensor that carries channels: no rule says which channels the write touches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        y[:, :2] = 0.0
+        return self.c(torch.relu(self.b(torch.relu(y))))
+
+
+def test_an_assignment_into_channels_is_an_error_or_frozen_with_freeze_unknown():
+    model = WriteIntoFeaturesNet().eval()
+    x = torch.randn(1, 3, 4, 4)
+    with pytest.raises(UnsupportedOpError, match="setitem"):
+        build_graph(model, x)
+    graph = build_graph(model, x, freeze_unknown=True, model_name="test_traced_code:write")
+    written, _ = group_of(graph, "a", CONV_OUT)
+    assert not written.prunable and "setitem" in written.frozen
+    assert group_of(graph, "b", CONV_OUT)[0].prunable
+    plan = _every_other(graph)
+    pruned, _ = shrink(model, graph, plan)
+    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE
