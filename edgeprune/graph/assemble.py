@@ -43,14 +43,23 @@ def assemble_groups(ctx: TraceContext) -> tuple[list[ChannelGroup], dict[int, tu
         frozen = units[0].frozen if all(u.frozen for u in units) else None
         unit_at.update({r: (len(groups), u) for u, r in enumerate(by_space[space])})
         groups.append(ChannelGroup(len(groups), units, frozen, summed=any(r in summed for r in by_space[space])))
-    _mark_parallel(groups, ctx.modules)
+    _mark_parallel(groups, ctx.modules, _adders(ctx))
     return groups, unit_at
 
 
-def _mark_parallel(groups: list[ChannelGroup], modules: dict) -> None:
-    """Summed groups whose writers all read the same groups, and no other layer reads and writes them: parallel
-    branches of one input. A residual stream's writers read different tensors, or a later block's layers read
-    the stream and write it again (an identity branch); a depthwise conv does so without making a stream."""
+def _adders(ctx: TraceContext) -> set[str]:
+    """Layers whose outputs go into a sum (not only through a gate's product)."""
+    summed = np.fromiter(ctx.cu.summed, np.int64)
+    return {path for (kind, path, _), ids in zip(ctx.blocks, ctx.attached)
+            if kind in (CONV_OUT, LINEAR_OUT) and np.isin(ids, summed).any()}  # fmt: skip
+
+
+def _mark_parallel(groups: list[ChannelGroup], modules: dict, adders: set[str]) -> None:
+    """Summed groups whose adding writers all read the same groups, or are one layer summing its own slices
+    (ResNeSt's radix splits), and no other layer reads and writes them: parallel branches of one input. A
+    residual stream's writers read different tensors, or a later block's layers read the stream and write it
+    again (an identity branch); a depthwise conv does so without making a stream. A writer that only gates the
+    sum (selective-kernel attention) does not count."""
     members = {g.id: g.modules() for g in groups}
     reads: dict[str, set[int]] = {}
     for g in groups:
@@ -61,11 +70,13 @@ def _mark_parallel(groups: list[ChannelGroup], modules: dict) -> None:
         writers = g.writers() if g.summed else []
         if len(writers) < 2:
             continue
-        inputs = {frozenset(reads.get(w, ())) for w in writers}
+        adding = [w for w in writers if w in adders]
+        inputs = {frozenset(reads.get(w, ())) for w in adding}
         (source,) = inputs if len(inputs) == 1 else (frozenset(),)
         writes = {CONV_OUT, LINEAR_OUT}
         through = [p for p, kinds in members[g.id].items() if kinds & writes and g.id in reads.get(p, ())]
-        g.parallel = bool(source) and g.id not in source and all(_depthwise(modules.get(p)) for p in through)
+        one_input = len(adding) == 1 or (bool(source) and g.id not in source)
+        g.parallel = one_input and all(_depthwise(modules.get(p)) for p in through)
 
 
 def _depthwise(module) -> bool:

@@ -229,23 +229,52 @@ def _reduced_dims(node, args, kwargs, ndim) -> list[int] | None:
     return sorted(d % ndim for d in dims)
 
 
+def join_fibers(ctx, x_ids: torch.Tensor, dims: list[int]) -> torch.Tensor | None:
+    """Values combined along ``dims`` that stack copies of one channel axis (SKNet's paths, ResNeSt's radix
+    splits, attention heads): where every slice across ``dims`` holds distinct channels along the other dims,
+    channel i of each slice goes with channel i of the others, as in a sum of tensors, and pruning removes whole
+    fibers. Returns slice 0's ids (the joined channels), or None where the op mixes the channel axis itself."""
+    varying = set(varying_dims(x_ids))
+    mixed = sorted(set(dims) & varying)
+    if not mixed or not varying - set(mixed) or bool((x_ids == NO_CHANNEL).any()):
+        return None
+    first = x_ids
+    for d in mixed:
+        first = first.narrow(d, 0, 1)
+    if torch.unique(first).numel() != first.numel():
+        return None  # repeated channels along the other dims (a class token's row): not a channel axis
+    for d in mixed:
+        ctx.cu.union_tensors(x_ids.narrow(d, 0, 1), x_ids)
+    return first
+
+
 def reduction(ctx, node, args, kwargs, ids, ids_kw, out):
-    """mean/sum/amax over some dims: fine over space, but it mixes channels over a channel axis."""
+    """mean/sum/amax over some dims: fine over space and over stacked copies of the channels
+    (:func:`join_fibers`), but it mixes channels over the channel axis."""
     x_ids = ids[0]
     dims = _reduced_dims(node, args, kwargs, x_ids.ndim)
-    if dims is None or set(dims) & set(varying_dims(x_ids)):
+    if dims is None:
         return mixing_all(ctx, node, args, kwargs, ids, ids_kw, out)
+    if set(dims) & set(varying_dims(x_ids)):
+        joined = join_fibers(ctx, x_ids, dims)
+        if joined is None:
+            return mixing_all(ctx, node, args, kwargs, ids, ids_kw, out)
+        if ctx.op_name(node).rsplit(".", 1)[-1] in ("sum", "mean"):  # a sum of the slices, as elementwise adds are
+            ctx.cu.summed.update(torch.unique(x_ids).tolist())
+        x_ids = joined
     keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
     return x_ids if keepdim else x_ids.reshape([s for d, s in enumerate(x_ids.shape) if d not in dims])
 
 
-def mixing_along(dims_of: Callable[[fx.Node, tuple, dict, nn.Module | None], list[int]], what: str) -> Rule:
-    """An op that mixes values across some dims: channels on those dims are frozen, others pass."""
+def mixing_along(dims_of: Callable[[fx.Node, tuple, dict, nn.Module | None], list[int]], what: str,
+                 fibers: bool = False) -> Rule:  # fmt: skip
+    """An op that mixes values across some dims: channels on those dims are frozen, others pass. ``fibers``: an
+    op without weights that may mix stacked copies of the channels (:func:`join_fibers`)."""
 
     def rule(ctx, node, args, kwargs, ids, ids_kw, out):
         x_ids = ids[0]
         dims = {d % x_ids.ndim for d in dims_of(node, args, kwargs, ctx.module(node))}
-        if dims & set(varying_dims(x_ids)):
+        if dims & set(varying_dims(x_ids)) and not (fibers and join_fibers(ctx, x_ids, sorted(dims)) is not None):
             ctx.cu.freeze(x_ids, f"{ctx.where(node)}: {what} mixes values across channels")
         for other in _tensor_ids(ids[1:]) + _tensor_ids(tuple(ids_kw.values())):
             # a functional norm's weight and bias: sized by the mixed dims, which keep their size
