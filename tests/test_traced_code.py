@@ -148,3 +148,17 @@ def test_an_assignment_into_channels_is_an_error_or_frozen_with_freeze_unknown()
     plan = _every_other(graph)
     pruned, _ = shrink(model, graph, plan)
     assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE
+
+
+def test_graph_lists_the_code_that_read_traced_values_and_what_it_read():
+    from edgeprune.cli.inspect import describe_graph, graph_json
+
+    graph = build_graph(ShapeCodeNet().eval(), torch.randn(1, 3, 6, 6), model_name="test_traced_code:shape_code")
+    text = describe_graph(graph, all_members=False)
+    assert "Python code that read a traced value (its path at input (1, 3, 6, 6)" in text
+    assert "tiny_nets.py:" in text and "`if x.shape[-1] % 4:` -> True" in text  # PadToFour pads 6 px to 8
+    assert "test_traced_code.py:" in text and "`side = int(math.sqrt(H * W))` -> 8" in text
+    listed = {v["code"].split(" ", 1)[1]: v["values"] for v in graph_json(graph)["traced_values"]}
+    assert listed["`side = int(math.sqrt(H * W))`"] == ["8"]
+    plain = build_graph(nn.Sequential(nn.Conv2d(3, 4, 1)).eval(), torch.randn(1, 3, 4, 4))
+    assert plain.traced_values == {} and "traced value" not in describe_graph(plain, all_members=False)

@@ -69,7 +69,17 @@ def describe_graph(graph: ChannelGraph, all_members: bool) -> str:
         mods = g.modules()
         shown = ", ".join(f"{p}({'/'.join(sorted(k))})" for p, k in mods.items()) if all_members else g.describe()
         lines.append(f"  [{g.id:3d}] size {g.size:5d}  {status}\n        {shown}")
+    if graph.traced_values:
+        lines.append(f"Python code that read a traced value (its path at input {tuple(graph.input_shape)}; another "
+                     "input size may take another: plan at the size you deploy):")  # fmt: skip
+        lines += [f"  {line} -> {_values_text(values)}" for line, values in graph.traced_values.items()]
     return "\n".join(lines)
+
+
+def _values_text(values: list) -> str:
+    distinct = list(dict.fromkeys(map(repr, values)))
+    shown = ", ".join(distinct[:4]) + (", ..." if len(distinct) > 4 else "")
+    return shown + (f" ({len(values)} times)" if len(values) > 1 else "")
 
 
 def graph_json(graph: ChannelGraph) -> dict:
@@ -89,6 +99,8 @@ def graph_json(graph: ChannelGraph) -> dict:
             }
             for g in graph.groups
         ],
+        "traced_values": [{"code": line, "values": [repr(v) for v in values]}
+                          for line, values in graph.traced_values.items()],  # fmt: skip
     }
 
 

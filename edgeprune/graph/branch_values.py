@@ -167,6 +167,16 @@ def model_line() -> str:
     return f"{os.path.basename(code)}:{frame.f_lineno} `{linecache.getline(code, frame.f_lineno).strip()}`"
 
 
+def traced_values(graph: fx.Graph) -> dict[str, list]:
+    """Each line of the model's code that read a traced value (a condition, a number) and what it read, in order."""
+    found: dict[str, list] = {}
+    for node in graph.nodes:
+        if BRANCH in node.meta:
+            value, line = node.meta[BRANCH]
+            found.setdefault(line, []).append(value)
+    return found
+
+
 def values_used(graph: fx.Graph) -> list:
     """What the trace of ``graph`` read at its example, in order (:class:`ConcreteTracing`'s ``replay``)."""
     return next(n for n in reversed(graph.nodes) if n.op == "output").meta.get(CONCRETE, [])

@@ -144,6 +144,8 @@ class ChannelGraph:
     # group id -> the residual branch that emptying the group removes (edgeprune.graph.branches.Branch)
     branches: dict = field(default_factory=dict)
     sizes: list[SizeAttr] = field(default_factory=list)  # split widths that shrink rewrites
+    # Python code in forward() that read a traced value, as "file.py:line `code`" -> the values it got there
+    traced_values: dict[str, list] = field(default_factory=dict)
 
     @property
     def prunable_groups(self) -> list[ChannelGroup]:

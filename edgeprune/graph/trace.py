@@ -22,7 +22,7 @@ from torch.func import functional_call
 
 from edgeprune.graph import optable, rules
 from edgeprune.graph.assemble import assemble_groups
-from edgeprune.graph.branch_values import BRANCH, values_used
+from edgeprune.graph.branch_values import BRANCH, traced_values, values_used
 from edgeprune.graph.branches import find_branches, removable_groups
 from edgeprune.graph.errors import GraphBuildError, UnsupportedOpError
 from edgeprune.graph.fxtrace import trace_around, trace_model
@@ -377,4 +377,5 @@ def build_graph(
     shapes = {k: tuple(v.shape) for k, v in [*model.named_parameters(), *model.named_buffers()]}
     name = model_name or type(model).__name__
     sizes = size_attrs(ctx.size_parts, ctx.cu.roots(), unit_at)
-    return ChannelGraph(name, tuple(example.shape), groups, shapes, dict(model_kwargs or {}), branches, sizes)
+    return ChannelGraph(name, tuple(example.shape), groups, shapes, dict(model_kwargs or {}), branches, sizes,
+                        traced_values(graph))  # fmt: skip

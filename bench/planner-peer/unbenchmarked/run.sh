@@ -12,6 +12,7 @@
 #   SET=7 bash bench/planner-peer/unbenchmarked/run.sh      # set 7: two timm edge models (2026-12-05)
 #   SET=8 bash bench/planner-peer/unbenchmarked/run.sh      # set 8: MobileNet-V1 and ConvNeXt-atto (2026-12-05)
 #   SET=9 bash bench/planner-peer/unbenchmarked/run.sh      # set 9: MobileViT and EfficientViT, traced whole (2026-12-07)
+#   SET=10 bash bench/planner-peer/unbenchmarked/run.sh     # set 10: SKNet, its selective-kernel paths prunable (2026-12-07)
 set -euo pipefail
 here=bench/planner-peer/unbenchmarked
 case "${SET:-1}" in
@@ -24,6 +25,7 @@ case "${SET:-1}" in
   7) models=(timm:efficientnet_lite0 timm:lcnet_100); tag="-7" ;;
   8) models=(timm:mobilenetv1_100 timm:convnext_atto); tag="-8" ;;
   9) models=(timm:mobilevit_xxs timm:efficientvit_b0); tag="-9" ;;
+  10) models=(timm:skresnet18); tag="-10" ;;
 esac
 args=(); for m in "${models[@]}"; do args+=(--model "$m"); done
 profile=$here/profile-cpu-ort$tag.json
