@@ -110,17 +110,44 @@ class PositionTableNet(nn.Module):
         return self.b(y + self.table.reshape(1, 1, H, W))
 
 
-def test_a_table_built_from_sizes_and_assigned_into_traces_and_the_model_keeps_its_own_state():
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_table_built_from_sizes_and_assigned_into_traces_and_the_model_keeps_its_own_state(cached):
     torch.manual_seed(0)
-    model = liven(PositionTableNet().eval(), 4)
-    model.table = torch.zeros(1, 1, 1)  # as built: the trace takes the branch that fills it
+    model = liven(PositionTableNet().eval(), 4)  # runs the model: the table is cached at 4 px
+    if not cached:
+        model.table = torch.zeros(1, 1, 1)  # as built: the trace takes the branch that fills it
+    before = model.table.clone()
     graph = build_graph(model, torch.randn(1, 3, 4, 4), model_name="test_traced_code:table")
-    assert isinstance(model.table, torch.Tensor) and model.table.shape == (1, 1, 1)  # no proxy left behind
+    assert isinstance(model.table, torch.Tensor) and torch.equal(model.table, before)  # no proxy left behind
+    assert list(graph.traced_values.values()) == [[not cached]]
+    if cached:
+        return  # the cached table is read as a buffer (a parameter-like tensor), not as a constant
     assert group_of(graph, "a", CONV_OUT)[0].prunable
     plan = _every_other(graph)
     pruned, _ = shrink(model, graph, plan)
     assert pruned.a.out_channels == 4
     assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE
+
+
+class StateFlagNet(nn.Module):
+    """Branches on a buffer's value (model state, not the input's): plain Python on a tensor fx would not trace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+        self.register_buffer("scaled", torch.tensor(True))
+
+    def forward(self, x):
+        y = self.a(x)
+        if self.scaled:
+            y = y * 2
+        return self.b(y.relu())
+
+
+def test_a_branch_on_a_buffers_value_is_model_state_and_traced():
+    graph = build_graph(StateFlagNet().eval(), torch.randn(1, 3, 4, 4))
+    assert group_of(graph, "a", CONV_OUT)[0].prunable
+    assert list(graph.traced_values.values()) == [[True]]
 
 
 class WriteIntoFeaturesNet(nn.Module):

@@ -94,6 +94,8 @@ class ConcreteTracing(fx.Tracer):
 
     def __init__(self, example: torch.Tensor | None, replay: list | None) -> None:
         super().__init__()
+        # a buffer forward() reads (ConViT's cached positions) is a proxy, so code on it is traced too
+        self.proxy_buffer_attributes = example is not None or replay is not None
         self.example = example
         self.replay = replay
         self.used: list = []
@@ -123,7 +125,7 @@ class ConcreteTracing(fx.Tracer):
                 raw = self.evaluator.value_of(self.graph, obj.node)
             except Exception as exc:  # its inputs cannot be computed here: refused as fx refuses it, with why
                 raise fx.proxy.TraceError(f"a traced value could not be computed ({exc})") from exc
-            if isinstance(raw, torch.Tensor) and not what:
+            if isinstance(raw, torch.Tensor) and not what and _reads_input(obj.node):
                 raise fx.proxy.TraceError("symbolically traced variables cannot be used as inputs to control flow "
                                           "(it depends on the tensor's values, not only on its shape)")  # fmt: skip
             value = convert(raw)
@@ -154,6 +156,19 @@ def _state_kept(root: nn.Module):
                         module.__dict__[name] = attrs[name]
                     else:
                         del module.__dict__[name]
+
+
+def _reads_input(node: fx.Node) -> bool:
+    """Whether a value depends on the model's input; one that depends on its buffers alone is model state."""
+    seen, stack = set(), [node]
+    while stack:
+        n = stack.pop()
+        if n.op == "placeholder":
+            return True
+        if n not in seen:
+            seen.add(n)
+            stack.extend(n.all_input_nodes)
+    return False
 
 
 def model_line() -> str:
