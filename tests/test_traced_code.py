@@ -107,7 +107,7 @@ class PositionTableNet(nn.Module):
             table[:, :, 0] = 1.0
             table[:, :, 1:] = torch.arange(1, H * W) / (H * W)
             self.table = table
-        return self.b(y + self.table.reshape(1, 1, H, W))
+        return self.b(y + self.table.expand(B, -1, -1).reshape(B, 1, H, W))
 
 
 @pytest.mark.parametrize("cached", [False, True])
