@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from edgeprune.graph.extrema import extremum, tuple_field
 from edgeprune.graph.rules import (
     Rule,
     _channel_dim,
@@ -33,6 +34,7 @@ from edgeprune.graph.rules import (
     subset,
 )
 from edgeprune.graph.splits import chunk, split, tensor_split, unbind
+from edgeprune.graph.windows import fold_windows, unfold_windows
 from edgeprune.models.layers import BranchConstant, ChannelRemap, EmptyChannels
 
 ELEMENTWISE_MODULES = (
@@ -59,6 +61,8 @@ MODULE_RULES: list[tuple[tuple[type, ...], Rule]] = [
     (ELEMENTWISE_MODULES, elementwise),
     (CHANNELWISE_MODULES, channelwise),
     ((nn.Flatten, nn.Unflatten, nn.PixelShuffle, nn.PixelUnshuffle), movement),
+    ((nn.Unfold,), unfold_windows),
+    ((nn.Fold,), fold_windows),
     ((nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d,
       nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d, nn.ReplicationPad1d, nn.ReplicationPad2d,
       nn.ReplicationPad3d, nn.CircularPad1d, nn.CircularPad2d, nn.CircularPad3d), pad),
@@ -158,6 +162,7 @@ FUNCTION_RULES: dict[Callable, Rule] = {
     **{f: mixing_all for f in _OPAQUE_FUNCS if f is not None},
     torch.reshape: reshape,
     operator.getitem: subset,
+    getattr: tuple_field,
     torch.narrow: subset,
     torch.select: subset,
     torch.unbind: unbind,
@@ -169,9 +174,13 @@ FUNCTION_RULES: dict[Callable, Rule] = {
     F.pad: pad,
     torch.zeros_like: constant,
     torch.ones_like: constant,
+    F.unfold: unfold_windows,
+    F.fold: fold_windows,
     torch.mean: reduction,
     torch.sum: reduction,
     torch.amax: reduction,
+    torch.max: extremum,
+    torch.min: extremum,
     F.softmax: mixing_along(_dim_arg(1, -1), "softmax", fibers=True),
     F.log_softmax: mixing_along(_dim_arg(1, -1), "softmax", fibers=True),
     torch.softmax: mixing_along(_dim_arg(1, -1), "softmax", fibers=True),
@@ -197,6 +206,7 @@ METHOD_RULES: dict[str, Rule] = {
     "split": split,
     "tensor_split": tensor_split,
     **dict.fromkeys(["mean", "sum", "amax"], reduction),
+    **dict.fromkeys(["max", "min"], extremum),
     "softmax": mixing_along(_dim_arg(1, -1), "softmax", fibers=True),
     **dict.fromkeys(["matmul", "bmm"], mixing_all),
     **dict.fromkeys(["new_zeros", "new_ones", "new_empty", "zero_"], constant),
