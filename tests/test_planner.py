@@ -120,6 +120,22 @@ def test_the_reachable_minimum_names_the_least_share_of_the_streams_that_reaches
                          constraints=PlanConstraints(max_removed_shared=share - 0.25))  # fmt: skip
 
 
+def test_the_reachable_minimum_names_a_larger_cap_where_the_streams_may_already_be_cut(resnet20):
+    model, graph, layers = resnet20
+    budget = Budget.parse("macs", "0.06x")
+    with pytest.raises(BudgetError) as err:
+        plan_pruning(model, graph, layers, budget, "macs", constraints=PlanConstraints(max_removed_shared=0.75))
+    assert "residual streams, kept whole" not in str(err.value)
+    cap = float(re.search(r"--max-removed ([\d.]+) reaches it", str(err.value)).group(1))
+    result = plan_pruning(model, graph, layers, budget, "macs",
+                          constraints=PlanConstraints(max_removed=cap, max_removed_shared=0.75))  # fmt: skip
+    assert result.pruned["macs"] <= 0.06 * result.dense["macs"]
+    if cap > 0.85:  # the cap below it does not
+        with pytest.raises(BudgetError):
+            plan_pruning(model, graph, layers, budget, "macs",
+                         constraints=PlanConstraints(max_removed=cap - 0.05, max_removed_shared=0.75))  # fmt: skip
+
+
 def test_reachable_minimum_leaves_alone_groups_whose_narrowing_costs_time(resnet20):
     model, graph, layers = resnet20
     profile = staircase_profile(layers)

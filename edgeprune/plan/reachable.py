@@ -1,5 +1,6 @@
 """Whether a budget is within what the constraints let a plan reach, and, where residual streams hold the floor
-up, which share of each stream would reach it: the planner's error says so instead of naming a knob alone."""
+up, which share of each stream would reach it (else which larger cap on the other groups would): the planner's
+error says so instead of naming a knob alone."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from edgeprune.plan.planner import Planner
 
 SHARES = (0.25, 0.5, 0.75)  # of each residual stream, tried in order for the hint
+CAPS = (0.85, 0.9, 0.95)  # of each other group, tried where no stream share is named (transformers' MLPs)
 
 
 def least_width(group: ChannelGroup, width: int, c: PlanConstraints, cap: float) -> int:
@@ -38,7 +40,8 @@ def check_reachable(planner: Planner, budget: Budget) -> float:
             f"({floor / dense:.3f}x) with min_channels={c.min_channels}, max_removed={c.max_removed:g} "
             f"and max_removed_shared={c.max_removed_shared:g} (residual streams)"
             + (", residual branches removable" if c.remove_branches else "")
-            + ": relax the budget or the constraints" + _stream_hint(planner, budget.kind, limit)
+            + ": relax the budget or the constraints"
+            + (_stream_hint(planner, budget.kind, limit) or _cap_hint(planner, budget.kind, limit))
         )
     return limit
 
@@ -65,3 +68,13 @@ def _share_reaching(planner: Planner, streams: list, kind: str, limit: float) ->
         if planner.minimum_total(kind, lowest) <= limit:
             return share
     return None
+
+
+def _cap_hint(planner: Planner, kind: str, limit: float) -> str:
+    """The least of :data:`CAPS` of each group that is not a residual stream that, cut, reaches ``limit``."""
+    ordinary = [s for s in planner.groups if not s.group.shared]
+    for cap in (c for c in CAPS if c > planner.c.max_removed):
+        lowest = {s.group.id: least_width(s.group, s.width, planner.c, cap) for s in ordinary}
+        if ordinary and planner.minimum_total(kind, lowest) <= limit:
+            return f" (--max-removed {cap:g} reaches it: up to {cap:g} of each group may go)"
+    return ""
