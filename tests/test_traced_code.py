@@ -136,18 +136,21 @@ class StateFlagNet(nn.Module):
         super().__init__()
         self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
         self.register_buffer("scaled", torch.tensor(True))
+        self.register_buffer("steps", torch.tensor([1, 2]))  # integers: no channels
 
     def forward(self, x):
         y = self.a(x)
         if self.scaled:
             y = y * 2
+        for i in range(len(self.steps)):  # Python over a buffer's length
+            y = y + self.steps[i]
         return self.b(y.relu())
 
 
 def test_a_branch_on_a_buffers_value_is_model_state_and_traced():
     graph = build_graph(StateFlagNet().eval(), torch.randn(1, 3, 4, 4))
     assert group_of(graph, "a", CONV_OUT)[0].prunable
-    assert list(graph.traced_values.values()) == [[True]]
+    assert list(graph.traced_values.values()) == [[True]]  # the condition (a length is a size, not listed)
 
 
 class WriteIntoFeaturesNet(nn.Module):

@@ -79,6 +79,10 @@ class KnownProxy(fx.Proxy):
         # an assignment into a tensor the model built (ConViT's relative positions): recorded in place
         self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
 
+    def __len__(self) -> int:
+        # the length of a buffer (or of the input's first dim): a size, read at the traced input
+        return self.tracer.concrete(self, len, what="len")
+
     def __int__(self) -> int:
         return self.tracer.concrete(self, int)
 
