@@ -151,15 +151,12 @@ def _state_kept(root: nn.Module):
         yield
     finally:
         for module, buffers, attrs in before:
-            for name, value in list(module._buffers.items()):
-                if isinstance(value, fx.Proxy):
-                    module._buffers[name] = buffers.get(name)
-            for name, value in list(module.__dict__.items()):
-                if isinstance(value, fx.Proxy):
-                    if name in attrs:
-                        module.__dict__[name] = attrs[name]
+            for store, was in ((module._buffers, buffers), (module.__dict__, attrs)):
+                for name in [n for n, v in store.items() if isinstance(v, fx.Proxy)]:
+                    if name in was:
+                        store[name] = was[name]
                     else:
-                        del module.__dict__[name]
+                        del store[name]
 
 
 def _reads_input(node: fx.Node) -> bool:

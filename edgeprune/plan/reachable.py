@@ -53,28 +53,23 @@ def _stream_hint(planner: Planner, kind: str, limit: float) -> str:
         return ""
     which = ("every prunable group is a residual stream" if len(streams) == len(planner.groups)
              else f"{len(streams)} of {len(planner.groups)} prunable groups are residual streams")  # fmt: skip
-    share = _share_reaching(planner, [s for s in streams if not s.removable], kind, limit)
+    streams = [s for s in streams if not s.removable]
+    share = next((x for x in SHARES if _reaches(planner, streams, min(planner.c.max_removed, x), kind, limit)), None)
     knob = (f"--max-removed-shared {share:g} reaches it" if share is not None
             else f"--max-removed-shared F lets F of each be cut ({SHARES[-1]:g} does not reach it)")  # fmt: skip
     branches = "" if planner.c.remove_branches else ", --remove-branches lets whole blocks go"
     return f" ({which}, kept whole by default; {knob}{branches})"
 
 
-def _share_reaching(planner: Planner, streams: list, kind: str, limit: float) -> float | None:
-    """The least of :data:`SHARES` of each stream that, cut, brings the reachable minimum within ``limit``."""
-    for share in SHARES:
-        cap = min(planner.c.max_removed, share)
-        lowest = {s.group.id: least_width(s.group, s.width, planner.c, cap) for s in streams}
-        if planner.minimum_total(kind, lowest) <= limit:
-            return share
-    return None
-
-
 def _cap_hint(planner: Planner, kind: str, limit: float) -> str:
     """The least of :data:`CAPS` of each group that is not a residual stream that, cut, reaches ``limit``."""
     ordinary = [s for s in planner.groups if not s.group.shared]
-    for cap in (c for c in CAPS if c > planner.c.max_removed):
-        lowest = {s.group.id: least_width(s.group, s.width, planner.c, cap) for s in ordinary}
-        if ordinary and planner.minimum_total(kind, lowest) <= limit:
-            return f" (--max-removed {cap:g} reaches it: up to {cap:g} of each group may go)"
-    return ""
+    larger = [c for c in CAPS if c > planner.c.max_removed] if ordinary else []
+    cap = next((c for c in larger if _reaches(planner, ordinary, c, kind, limit)), None)
+    return "" if cap is None else f" (--max-removed {cap:g} reaches it: up to {cap:g} of each group may go)"
+
+
+def _reaches(planner: Planner, states: list, cap: float, kind: str, limit: float) -> bool:
+    """Whether cutting up to ``cap`` of each group in ``states`` brings the reachable minimum within ``limit``."""
+    lowest = {s.group.id: least_width(s.group, s.width, planner.c, cap) for s in states}
+    return planner.minimum_total(kind, lowest) <= limit
