@@ -16,9 +16,18 @@ LINEAR_OUT, LINEAR_IN = "linear_out", "linear_in"
 NORM = "norm"  # BatchNorm per-channel affine + running stats
 PARAM = "param"  # a parameter used directly in forward, sliced along `dim`
 REMAP_IN, REMAP_OUT = "remap_in", "remap_out"  # ChannelRemap (option-A shortcut)
+RNN_IN = "rnn_in"  # a recurrent layer's (LSTM, GRU, RNN) input features: its first layer's input weights
 
 # Members that read channels: the oracle zeroes these, shrink drops their input slices.
-CONSUMER_KINDS = (CONV_IN, LINEAR_IN, REMAP_IN)
+CONSUMER_KINDS = (CONV_IN, LINEAR_IN, REMAP_IN, RNN_IN)
+# Consumers that read their channels along the last dim (features), not dim 1.
+LAST_DIM_KINDS = (LINEAR_IN, RNN_IN)
+
+
+def rnn_input_weights(module) -> list[str]:
+    """The parameters of a recurrent layer (``nn.RNNBase``) that read its input features, one per direction:
+    the input-to-hidden weights of its first layer (the later layers read the hidden state)."""
+    return ["weight_ih_l0"] + (["weight_ih_l0_reverse"] if module.bidirectional else [])
 
 
 class Member(NamedTuple):

@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgeprune.graph.extrema import extremum, tuple_field
+from edgeprune.graph.recurrent import recurrent
 from edgeprune.graph.rules import (
     Rule,
     _channel_dim,
@@ -71,6 +72,7 @@ MODULE_RULES: list[tuple[tuple[type, ...], Rule]] = [
     ((nn.GroupNorm, nn.LocalResponseNorm), mixing_along(_channel_dim, "a cross-channel norm")),
     ((nn.Softmax, nn.LogSoftmax), mixing_along(_dim_arg(1, -1), "softmax", fibers=True)),
     ((nn.MultiheadAttention,), mixing_all),
+    ((nn.RNNBase,), recurrent),
     ((nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d), no_surgery),
 ]
 

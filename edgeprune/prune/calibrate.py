@@ -32,9 +32,9 @@ import torch.nn as nn
 
 from edgeprune.errors import InputError
 from edgeprune.graph import tree_tensors
-from edgeprune.graph.groups import CONV_IN, LINEAR_IN, ChannelGraph
+from edgeprune.graph.groups import CONV_IN, LAST_DIM_KINDS, LINEAR_IN, RNN_IN, ChannelGraph
 
-MEASURED_KINDS = (CONV_IN, LINEAR_IN)
+MEASURED_KINDS = (CONV_IN, LINEAR_IN, RNN_IN)
 
 
 @dataclass
@@ -83,6 +83,8 @@ def measure_channels(model: nn.Module, graph: ChannelGraph, images: torch.Tensor
     gen = torch.Generator().manual_seed(seed)
     grads = [p.requires_grad for p in model.parameters()]
     handles = [model.get_submodule(p).register_forward_pre_hook(record(p)) for p in consumers]
+    # recurrent layers that take (sequence, batch, features): the per-image sums want the batch first
+    sequence_first = {p for p, kind in consumers.items() if kind == RNN_IN and not model.get_submodule(p).batch_first}
     try:
         for p in model.parameters():
             p.requires_grad_(False)
@@ -102,10 +104,12 @@ def measure_channels(model: nn.Module, graph: ChannelGraph, images: torch.Tensor
                 sum((t * torch.randn(t.shape, generator=gen)).sum() * c for t, c in zip(outputs, scales)).backward()
             for path, a in live.items():
                 g = a.grad if a.grad is not None else torch.zeros_like(a)
+                if path in sequence_first:
+                    a, g = a.transpose(0, 1), g.transpose(0, 1)
                 dims = _channel_dims(consumers[path], a)
                 a, g = a.detach().double(), g.double()
                 per = [t.sum(dims) if dims else t for t in (a, a * g, g)]  # sum(()) would sum everything
-                count = a[0].numel() // a.shape[-1 if consumers[path] == LINEAR_IN else 1]
+                count = a[0].numel() // a.shape[-1 if consumers[path] in LAST_DIM_KINDS else 1]
                 s = sums.setdefault(path, [[], [], [], 0])
                 for k in range(3):
                     s[k].append(per[k])

@@ -5,7 +5,17 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, NORM, ChannelGraph, ChannelGroup
+from edgeprune.graph.groups import (
+    CONV_IN,
+    CONV_OUT,
+    LINEAR_IN,
+    LINEAR_OUT,
+    NORM,
+    RNN_IN,
+    ChannelGraph,
+    ChannelGroup,
+    rnn_input_weights,
+)
 from edgeprune.prune.plan import Plan, PlanError
 
 _WEIGHT_SLICE = {CONV_OUT: 0, LINEAR_OUT: 0, CONV_IN: 1, LINEAR_IN: 1}
@@ -26,6 +36,9 @@ def magnitude_scores(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
                 if m.kind == CONV_IN and getattr(module, "groups", 1) > 1:
                     continue  # grouped conv: the block's output rows already carry its weights
                 scores[u] += weight.select(_WEIGHT_SLICE[m.kind], m.index).double().pow(2).sum()
+            elif m.kind == RNN_IN and module is not None:
+                for name in rnn_input_weights(module):
+                    scores[u] += getattr(module, name).detach()[:, m.index].double().pow(2).sum()
             elif m.kind == NORM and module is not None and module.weight is not None:
                 scores[u] += float(module.weight.detach()[m.index]) ** 2
     return scores

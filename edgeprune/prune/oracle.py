@@ -15,7 +15,7 @@ import torch.nn as nn
 from edgeprune.graph import tree_tensors
 from edgeprune.graph.errors import describe_location
 from edgeprune.graph.fxtrace import locate_failure
-from edgeprune.graph.groups import CONSUMER_KINDS, CONV_IN, LINEAR_IN, ChannelGraph
+from edgeprune.graph.groups import CONSUMER_KINDS, CONV_IN, LAST_DIM_KINDS, LINEAR_IN, RNN_IN, ChannelGraph
 from edgeprune.models import create_model_for_size, get_entry
 from edgeprune.prune.plan import Plan
 from edgeprune.prune.shrink import removed_contribution, shrink
@@ -38,7 +38,8 @@ def masked_forward(model: nn.Module, graph: ChannelGraph, plan: Plan, x: torch.T
     """Run the *original* model with the plan's removed channels zeroed at every consumer.
 
     With ``means`` (consumer path -> input channel means, as shrink compensates), each consumer's output also
-    gets what the removed channels add when they hold their means (a constant per output channel)."""
+    gets what the removed channels add when they hold their means (a constant per output channel); a recurrent
+    layer with biases, whose gates see that constant, reads the means in place of the removed features."""
     handles = []
 
     def add_hook(added: torch.Tensor, kind: str):
@@ -49,11 +50,12 @@ def masked_forward(model: nn.Module, graph: ChannelGraph, plan: Plan, x: torch.T
 
         return hook
 
-    def zero_hook(kind: str, index: torch.Tensor):
+    def zero_hook(kind: str, index: torch.Tensor, fill: torch.Tensor | None):
         def hook(module, args):
             inp = args[0].clone()
-            if kind == LINEAR_IN:
-                inp[..., index] = 0
+            value = 0 if fill is None else fill[index].to(inp.dtype)
+            if kind in LAST_DIM_KINDS:
+                inp[..., index] = value
             else:
                 inp[:, index] = 0
             return (inp, *args[1:])
@@ -63,7 +65,8 @@ def masked_forward(model: nn.Module, graph: ChannelGraph, plan: Plan, x: torch.T
     try:
         for path, (kind, idx) in consumed_removals(graph, plan).items():
             module = model.get_submodule(path)
-            handles.append(module.register_forward_pre_hook(zero_hook(kind, torch.tensor(idx))))
+            fill = means[path] if means is not None and kind == RNN_IN and module.bias else None
+            handles.append(module.register_forward_pre_hook(zero_hook(kind, torch.tensor(idx), fill)))
             compensated = means is not None and kind in (CONV_IN, LINEAR_IN)  # as shrink: not a channel remap
             added = removed_contribution(module, kind, idx, means[path]) if compensated else None
             if added is not None:

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from edgeprune.atomic import atomic_path, atomic_write_text
 from edgeprune.errors import EdgepruneError, MissingError
+from edgeprune.graph.groups import rnn_input_weights
 from edgeprune.models import ChannelRemap, create_model, get_entry
 from edgeprune.models.layers import BranchConstant, EmptyChannels
 from edgeprune.models.registry import Pretrained
@@ -162,6 +163,8 @@ def _expected_shape(module: nn.Module, name: str, tensor: torch.Tensor) -> tuple
         return tuple(tensor.shape)  # a subclass's own tensors (a gain) are resized by their param_shape entry
     if isinstance(module, nn.Linear):
         return (module.out_features, module.in_features) if name == "weight" else (module.out_features,)
+    if isinstance(module, nn.RNNBase) and name in rnn_input_weights(module):
+        return (tensor.shape[0], module.input_size)
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         return tuple(tensor.shape) if name == "num_batches_tracked" else (module.num_features,)
     return tuple(tensor.shape)

@@ -18,7 +18,9 @@ from edgeprune.graph.groups import (
     PARAM,
     REMAP_IN,
     REMAP_OUT,
+    RNN_IN,
     ChannelGraph,
+    rnn_input_weights,
 )
 from edgeprune.models.layers import BranchConstant, ChannelRemap, EmptyChannels
 from edgeprune.prune.plan import Plan, PlanError
@@ -99,11 +101,20 @@ def shrink_remap(m: ChannelRemap, removed: dict[str, set[int]]) -> dict:
     return {"in_channels": m.in_channels, "index": index}
 
 
+def shrink_recurrent(m: nn.RNNBase, removed: dict[str, set[int]]) -> dict:
+    keep = _keep(m.input_size, removed.get(RNN_IN, set()))
+    for name in rnn_input_weights(m):
+        _set_param(m, name, getattr(m, name).detach()[:, keep])  # RNNBase re-points its flat weights on setattr
+    m.input_size = len(keep)
+    return {"input_size": m.input_size}
+
+
 SURGERY = [
     ((nn.Conv1d, nn.Conv2d, nn.Conv3d), shrink_conv),
     ((nn.Linear,), shrink_linear),
     ((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d), shrink_batch_norm),
     ((ChannelRemap,), shrink_remap),
+    ((nn.RNNBase,), shrink_recurrent),
 ]
 
 
@@ -135,6 +146,18 @@ def removed_contribution(module: nn.Module, kind: str, index: list[int], mean: t
     return (w[:, idx].flatten(2).sum(2) * mean[idx].to(w.dtype)).sum(1)
 
 
+def fold_recurrent(module: nn.RNNBase, index: list[int], mean: torch.Tensor) -> bool:
+    """Fold input features ``index`` holding their ``mean`` into a recurrent layer's input biases (its input
+    enters each gate linearly, so this is exact); False where the layer has no biases (nothing folded)."""
+    if not module.bias:
+        return False
+    idx = torch.tensor(index, dtype=torch.long)
+    for name in rnn_input_weights(module):
+        w = getattr(module, name).detach()
+        getattr(module, name.replace("weight", "bias")).data += w[:, idx] @ mean[idx].to(w.dtype)
+    return True
+
+
 def compensate(model: nn.Module, graph: ChannelGraph, plan: Plan, means: dict[str, torch.Tensor]) -> ArchChanges:
     """Fold each removed channel's mean (``means``: consumer path -> mean of each input channel, see
     :func:`edgeprune.prune.calibrate.measure_channels`) into the bias of every conv or linear that reads it, in
@@ -142,13 +165,16 @@ def compensate(model: nn.Module, graph: ChannelGraph, plan: Plan, means: dict[st
     padded conv's window covers its zero padding). A layer without a bias gets one: returned for the arch spec."""
     added: ArchChanges = {}
     for path, kinds in removed_slices(graph, plan).items():
-        for kind in (CONV_IN, LINEAR_IN):
+        for kind in (CONV_IN, LINEAR_IN, RNN_IN):
             if kind not in kinds:
                 continue
             if path not in means:
                 raise PlanError(f"no calibration mean for {path}, which reads removed channels: measure the "
                                 "channels of this model (edgeprune.prune.calibrate.measure_channels)")  # fmt: skip
             module = model.get_submodule(path)
+            if kind == RNN_IN:
+                fold_recurrent(module, sorted(kinds[kind]), means[path])
+                continue
             delta = removed_contribution(module, kind, sorted(kinds[kind]), means[path])
             if delta is None:
                 continue

@@ -13,7 +13,18 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
-from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, NORM, PARAM, ChannelGraph, ChannelGroup
+from edgeprune.graph.groups import (
+    CONV_IN,
+    CONV_OUT,
+    LINEAR_IN,
+    LINEAR_OUT,
+    NORM,
+    PARAM,
+    RNN_IN,
+    ChannelGraph,
+    ChannelGroup,
+    rnn_input_weights,
+)
 
 OUT_KINDS = (CONV_OUT, LINEAR_OUT)
 IN_KINDS = (CONV_IN, LINEAR_IN)
@@ -115,6 +126,8 @@ def _member_params(modules: dict[str, nn.Module], kind: str, path: str, dim: int
             out.append((f"{path}.bias", 0, "out"))
     elif kind in IN_KINDS and not grouped:  # a grouped conv's block weights are its out-rows
         out.append((f"{path}.weight", 1, "in"))
+    elif kind == RNN_IN:
+        out += [(f"{path}.{name}", 1, "in") for name in rnn_input_weights(module)]
     elif kind == NORM and getattr(module, "weight", None) is not None:
         out += [(f"{path}.weight", 0, "out"), (f"{path}.bias", 0, "out")]
     return out
