@@ -12,6 +12,7 @@ from conftest import group_of
 
 from edgeprune.graph import build_graph
 from edgeprune.graph.groups import CONV_OUT, RNN_IN
+from edgeprune.latency.layers import collect_layers, layer_mmacs
 from edgeprune.prune import Plan, shrink
 from edgeprune.prune.calibrate import measure_channels
 from edgeprune.prune.importance import magnitude_scores
@@ -111,10 +112,29 @@ def test_magnitude_and_regularizer_slices_count_every_directions_input_weights()
 
 
 @pytest.mark.parametrize("kind", sorted(RECURRENT))
-def test_macs_count_the_recurrent_matrices(kind):
+def test_macs_count_the_recurrent_matrices_in_validation_and_in_the_planner(kind):
     model = TextRecognizer(kind).eval()
     x = torch.randn(2, 3, 8, 12)
-    _, by_op, by_module = count_macs(model, x)
+    _, _, by_module = count_macs(model, x)
     steps = 2 * 12  # images x columns
     matrices = sum(p.numel() for n, p in model.rnn.named_parameters() if n.startswith("weight"))
     assert by_module["rnn"] == steps * matrices
+    layers = [la for la in collect_layers(model, tuple(x.shape)) if la.path.split(":")[0] == "rnn"]
+    assert sum(layer_mmacs(la, la.cin, la.cout) for la in layers) == pytest.approx(by_module["rnn"] / 1e6)
+    reading = [la for la in layers if la.path == "rnn"]  # the layers whose input width the plan shrinks
+    assert len(reading) == (2 if model.rnn.bidirectional else 1) and all(la.cin == 8 for la in reading)
+
+
+def test_a_macs_budget_counts_what_the_recurrent_layer_reads():
+    from edgeprune.latency.calibration import model_mmacs
+    from edgeprune.plan.budget import Budget
+    from edgeprune.plan.planner import plan_pruning
+
+    model, graph = _setup("lstm")
+    layers = collect_layers(model, (1, 3, 8, 12))
+    result = plan_pruning(model, graph, layers, Budget.parse("macs", "0.4x"), ranked_by="macs")
+    pruned, _ = shrink(model, graph, result.plan)
+    assert pruned.rnn.input_size < 8
+    # the planner's count of the plan is the pruned model's, its recurrent layer's narrower input included
+    assert result.pruned["macs"] == pytest.approx(model_mmacs(collect_layers(pruned, (1, 3, 8, 12))))
+    assert result.pruned["macs"] <= 0.4 * result.dense["macs"]

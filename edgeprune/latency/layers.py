@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from edgeprune.graph.groups import rnn_input_weights
+
 
 @dataclass(frozen=True, order=True)
 class Geometry:
@@ -70,7 +72,8 @@ def conv_geometry(m: nn.Conv2d, batch: int, h: int, w: int, dtype: str) -> Geome
 
 
 def collect_layers(model: nn.Module, input_shape: tuple[int, ...], dtype: str = "fp32") -> list[Layer]:
-    """Run ``model`` once on zeros and record every Conv2d/Linear call with its input geometry."""
+    """Run ``model`` once on zeros and record every Conv2d/Linear call with its input geometry, and the matrix
+    products of every recurrent layer (:func:`recurrent_layers`)."""
     layers: list[Layer] = []
     handles = []
 
@@ -80,6 +83,8 @@ def collect_layers(model: nn.Module, input_shape: tuple[int, ...], dtype: str = 
             if isinstance(module, nn.Conv2d):
                 g = conv_geometry(module, x.shape[0], x.shape[2], x.shape[3], dtype)
                 layers.append(Layer(path, g, module.in_channels, module.out_channels))
+            elif isinstance(module, nn.RNNBase):
+                layers.extend(recurrent_layers(path, module, x, dtype))
             else:
                 rows = int(x.numel() // x.shape[-1])
                 g = Geometry("linear", rows, 1, 1, 1, 1, 0, dtype)
@@ -88,7 +93,7 @@ def collect_layers(model: nn.Module, input_shape: tuple[int, ...], dtype: str = 
         return fn
 
     for path, m in model.named_modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
+        if isinstance(m, (nn.Conv2d, nn.Linear, nn.RNNBase)):
             handles.append(m.register_forward_hook(hook(path)))
     try:
         with torch.no_grad():
@@ -97,6 +102,18 @@ def collect_layers(model: nn.Module, input_shape: tuple[int, ...], dtype: str = 
         for h in handles:
             h.remove()
     return layers
+
+
+def recurrent_layers(path: str, module: nn.RNNBase, x: torch.Tensor, dtype: str = "fp32") -> list[Layer]:
+    """An LSTM, GRU or RNN call as linears over every step of its input ``x``: each weight matrix multiplies
+    every step's input or hidden state (as fvcore counts it). The first layer's input weights read the pruned
+    features and carry the module's path; the others (the recurrences, the deeper layers) keep their widths
+    and are named ``path:weight_hh_l0``. Priced as one linear over all the steps, a recurrence, which runs step
+    by step, is an estimate."""
+    geometry = Geometry("linear", int(x.numel() // x.shape[-1]), 1, 1, 1, 1, 0, dtype)
+    reads_input = set(rnn_input_weights(module))
+    return [Layer(path if name in reads_input else f"{path}:{name}", geometry, w.shape[1], w.shape[0])
+            for name, w in module.named_parameters(recurse=False) if name.startswith("weight")]  # fmt: skip
 
 
 def inputs_per_group(layer: Layer, cin: int) -> int:

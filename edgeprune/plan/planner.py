@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, ChannelGraph, ChannelGroup
+from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, RNN_IN, ChannelGraph, ChannelGroup
 from edgeprune.latency.costs import LayerCost
 from edgeprune.latency.layers import Layer, on_blocking
 from edgeprune.latency.model import LatencyModel
@@ -23,7 +23,7 @@ from edgeprune.plan.result import GroupWidth, PlanResult
 from edgeprune.prune.importance import magnitude_scores
 from edgeprune.prune.plan import Plan
 
-_SIDE = {CONV_OUT: 1, LINEAR_OUT: 1, CONV_IN: 0, LINEAR_IN: 0}  # 0 = input channels, 1 = output channels
+_SIDE = {CONV_OUT: 1, LINEAR_OUT: 1, CONV_IN: 0, LINEAR_IN: 0, RNN_IN: 0}  # 0 = input channels, 1 = output channels
 LOOKAHEAD = 4  # candidate widths tried per group and step before widening to all of them
 BEYOND_MARGIN = 0.10  # a prediction this far below the fastest calibration run is an extrapolation worth a note
 
