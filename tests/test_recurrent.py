@@ -138,3 +138,14 @@ def test_a_macs_budget_counts_what_the_recurrent_layer_reads():
     # the planner's count of the plan is the pruned model's, its recurrent layer's narrower input included
     assert result.pruned["macs"] == pytest.approx(model_mmacs(collect_layers(pruned, (1, 3, 8, 12))))
     assert result.pruned["macs"] <= 0.4 * result.dense["macs"]
+
+
+def test_a_pruned_recurrent_model_exports_and_runs_in_onnxruntime(tmp_path):
+    from edgeprune.export import check_onnx, export_onnx
+
+    model, graph = _setup("lstm")
+    group, _ = group_of(graph, "last", CONV_OUT)
+    pruned, _ = shrink(model, graph, Plan(graph.model_name, graph.fingerprint, {group.id: [0, 3, 4, 6]}))
+    x = torch.randn(1, 3, 8, 12)
+    export_onnx(pruned, x, tmp_path / "pruned.onnx")
+    assert check_onnx(pruned, tmp_path / "pruned.onnx", x) < 1e-4
