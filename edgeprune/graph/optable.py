@@ -139,6 +139,10 @@ _ELEMENTWISE_FUNCS = [
     torch.tanh, torch.exp, torch.clamp, torch.abs, torch.where, F.relu, F.relu6, F.gelu, F.silu, F.hardswish,
     F.hardsigmoid, F.sigmoid, F.tanh, F.elu, F.leaky_relu, F.mish, F.hardtanh, F.softplus, F.dropout,
     F.dropout1d, F.dropout2d, F.dropout3d, _wrapped("torchvision.ops.stochastic_depth"),
+    # position by position, whatever the function: a removed channel is zeroed where it is read, not here
+    operator.pow, operator.ipow, torch.pow, torch.sqrt, torch.rsqrt, torch.square, torch.log, torch.log1p,
+    torch.sin, torch.cos, torch.erf, torch.reciprocal, torch.sign, torch.floor, torch.ceil, torch.round,
+    torch.maximum, torch.minimum, torch.clamp_min, torch.clamp_max, F.selu, F.celu, F.logsigmoid, F.softsign,
 ]  # fmt: skip
 _MOVEMENT_FUNCS = [
     torch.flatten, torch.cat, torch.concat, torch.stack, torch.transpose, torch.permute, torch.squeeze,
@@ -194,7 +198,10 @@ FUNCTION_RULES: dict[Callable, Rule] = {
 METHOD_RULES: dict[str, Rule] = {
     **dict.fromkeys(
         ["add", "add_", "sub", "mul", "mul_", "div", "relu", "relu_", "sigmoid", "tanh", "contiguous",
-         "clone", "float", "half", "to", "type_as", "detach", "clamp", "neg", "exp", "abs"],
+         "clone", "float", "half", "to", "type_as", "detach", "clamp", "neg", "exp", "abs", "pow", "pow_",
+         "sqrt", "rsqrt", "square", "log", "log1p", "sin", "cos", "erf", "reciprocal", "sign", "floor", "ceil",
+         "round", "maximum", "minimum", "clamp_", "clamp_min", "clamp_max", "sigmoid_", "tanh_", "div_", "sub_",
+         "exp_", "abs_", "neg_"],
         elementwise,
     ),
     **dict.fromkeys(["permute", "transpose", "flatten", "squeeze", "unsqueeze", "expand", "expand_as",
