@@ -388,7 +388,7 @@ class _Cumsum(nn.Module):
 
 
 class RepeatNet(nn.Module):
-    """repeat_interleave along the channels (each channel twice) and along the batch (GCViT's global query)."""
+    """repeat_interleave along the channels (each channel twice) and along the batch (GCViT's global query); tile."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -397,7 +397,8 @@ class RepeatNet(nn.Module):
     def forward(self, x):
         y = torch.relu(self.a(x)).repeat_interleave(2, dim=1)  # channel c feeds b's inputs 2c and 2c + 1
         g = y.mean(0, keepdim=True).repeat_interleave(x.shape[0], dim=0)
-        return self.b(y + g)
+        tiled = y.tile((1, 1, 2, 2))[..., 1:5, 2:6]  # tiled over space (Hiera's window embedding), cropped back
+        return self.b(y + g + tiled)
 
 
 def test_repeat_interleave_moves_channels_along_with_their_copies():

@@ -154,7 +154,8 @@ def test_a_branch_on_a_buffers_value_is_model_state_and_traced():
 
 
 class WriteIntoFeaturesNet(nn.Module):
-    """Assigns into a tensor that carries channels: no rule says which channels the write touches."""
+    """Assigns into a fixed range of a tensor's channels (``y[:, :2] = 0``): after pruning, those would be other
+    channels."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -166,18 +167,56 @@ class WriteIntoFeaturesNet(nn.Module):
         return self.c(torch.relu(self.b(torch.relu(y))))
 
 
-def test_an_assignment_into_channels_is_an_error_or_frozen_with_freeze_unknown():
+def test_an_assignment_into_a_fixed_range_of_channels_freezes_them():
     model = WriteIntoFeaturesNet().eval()
-    x = torch.randn(1, 3, 4, 4)
-    with pytest.raises(UnsupportedOpError, match="setitem"):
-        build_graph(model, x)
-    graph = build_graph(model, x, freeze_unknown=True, model_name="test_traced_code:write")
+    graph = build_graph(model, torch.randn(1, 3, 4, 4), model_name="test_traced_code:write")
     written, _ = group_of(graph, "a", CONV_OUT)
-    assert not written.prunable and "setitem" in written.frozen
+    assert not written.prunable and "fixed range of channels" in written.frozen
     assert group_of(graph, "b", CONV_OUT)[0].prunable
     plan = _every_other(graph)
     pruned, _ = shrink(model, graph, plan)
     assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE
+
+
+class WriteRegionNet(nn.Module):
+    """Adds one branch into a corner of another in place (MViTv2 adds relative positions into a region of its
+    attention map): every channel is written, at some positions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 6, 1), nn.Conv2d(3, 6, 1), nn.Conv2d(6, 4, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        y[:, :, 1:, 1:] = y[:, :, 1:, 1:] + self.b(x)[:, :, 1:, 1:]
+        return self.c(y)
+
+
+class WriteIntoZerosNet(nn.Module):
+    """Writes a layer's output into a tensor of zeros: the zeros would take the layer's channels in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.c = nn.Conv2d(3, 6, 1), nn.Conv2d(6, 4, 1)
+
+    def forward(self, x):
+        canvas = x.new_zeros(x.shape[0], 6, 4, 4)
+        canvas[:, :, :2] = self.a(x)[:, :, :2]
+        return self.c(canvas)
+
+
+def test_an_assignment_over_every_channel_joins_the_written_channels_and_prunes():
+    torch.manual_seed(0)
+    model = liven(WriteRegionNet().eval(), 4)
+    graph = build_graph(model, torch.randn(1, 3, 4, 4), model_name="test_traced_code:region")
+    group, _ = group_of(graph, "a", CONV_OUT)
+    assert group.prunable and group is group_of(graph, "b", CONV_OUT)[0] is group_of(graph, "c", "conv_in")[0]
+    plan = Plan(graph.model_name, graph.fingerprint, {group.id: [1, 4]})
+    pruned, _ = shrink(model, graph, plan)
+    assert pruned.a.out_channels == pruned.b.out_channels == pruned.c.in_channels == 2
+    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE
+    with pytest.raises(UnsupportedOpError, match="setitem"):
+        build_graph(WriteIntoZerosNet().eval(), torch.randn(1, 3, 4, 4))
 
 
 def test_graph_lists_the_code_that_read_traced_values_and_what_it_read():

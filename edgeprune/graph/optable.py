@@ -147,7 +147,7 @@ _ELEMENTWISE_FUNCS = [
 _MOVEMENT_FUNCS = [
     torch.flatten, torch.cat, torch.concat, torch.stack, torch.transpose, torch.permute, torch.squeeze,
     torch.unsqueeze, torch.roll, torch.movedim, F.pixel_shuffle, F.pixel_unshuffle, torch.swapaxes, torch.swapdims,
-    torch.flip, torch.repeat_interleave,
+    torch.flip, torch.repeat_interleave, torch.tile,
 ]  # fmt: skip
 _CHANNELWISE_FUNCS = [
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool2d, F.avg_pool2d,
@@ -205,7 +205,7 @@ METHOD_RULES: dict[str, Rule] = {
         elementwise,
     ),
     **dict.fromkeys(["permute", "transpose", "flatten", "squeeze", "unsqueeze", "expand", "expand_as",
-                     "repeat", "repeat_interleave", "unfold", "movedim", "swapaxes", "swapdims", "flip", "roll",
+                     "repeat", "repeat_interleave", "tile", "unfold", "movedim", "swapaxes", "swapdims", "flip", "roll",
                      "view_as", "reshape_as"],
                     movement),
     **dict.fromkeys(["view", "reshape"], reshape),

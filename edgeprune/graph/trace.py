@@ -22,6 +22,7 @@ from torch.func import functional_call
 
 from edgeprune.graph import optable, rules
 from edgeprune.graph.assemble import assemble_groups
+from edgeprune.graph.assignment import assign
 from edgeprune.graph.branch_values import BRANCH, traced_values, values_used
 from edgeprune.graph.branches import find_branches, removable_groups
 from edgeprune.graph.errors import GraphBuildError, UnsupportedOpError
@@ -270,7 +271,7 @@ def interpret(ctx: TraceContext, graph: fx.Graph, example: torch.Tensor, fake: b
 def _node_ids(ctx, node, args, kwargs, a_ids, k_ids, out):
     note_shape_read(ctx, node, a_ids)
     if node.op == "call_function" and node.target is operator.setitem and _has_channel(a_ids):
-        return ctx.unknown(node, a_ids, k_ids, out)  # an in-place write that mixes channels: no rule follows it
+        return assign(ctx, node, tuple(args), dict(kwargs), tuple(a_ids), dict(k_ids), out)
     if not _has_ids(out):
         return None
     if not _has_ids(a_ids) and not _has_ids(k_ids):
