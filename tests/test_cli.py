@@ -7,6 +7,7 @@ import warnings
 
 import click
 import pytest
+import torch
 from click.testing import CliRunner
 
 import edgeprune
@@ -142,6 +143,17 @@ def test_prune_freezes_unknown_ops_only_when_asked(tmp_path):
     pruned = edgeprune.load_pruned(tmp_path / "b" / "model")
     # upstream of the cumsum is halved; the channels the cumsum mixes are kept whole
     assert [m.out_channels for m in pruned if hasattr(m, "out_channels")] == [4, 8, 4]
+
+
+def test_a_model_that_shares_a_layer_saves_and_reloads(tmp_path):
+    args = ["prune", "tiny_nets:shared_block_cnn", "--ratio", "0.5", "--out", str(tmp_path / "p")]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    pruned = edgeprune.load_pruned(tmp_path / "p" / "model")
+    assert pruned.blocks[0]["pos"] is pruned.blocks[1]["pos"]  # still one layer
+    original = edgeprune.load_pruned(tmp_path / "p" / "model")
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(pruned(x), original(x))
 
 
 @pytest.mark.parametrize("target", ["cpu-ort-int8", "cpu-openvino"])

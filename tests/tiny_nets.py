@@ -83,3 +83,25 @@ class _OpaqueBlockNet(nn.Module):
 def opaque_block_cnn() -> nn.Module:
     """Convs around a block torch.fx cannot trace (``block``: prunable only around it, with freeze_unknown)."""
     return _OpaqueBlockNet()
+
+
+class _SharedBlockNet(nn.Module):
+    """One position-encoding conv registered in two blocks and run by both (CoaT shares its ``cpe``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        shared = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.blocks = nn.ModuleList(nn.ModuleDict({"pos": shared, "mlp": nn.Conv2d(8, 8, 1)}) for _ in range(2))
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        y = self.stem(x)
+        for block in self.blocks:
+            y = y + block["mlp"](torch.relu(block["pos"](y)))
+        return self.fc(y.mean((2, 3)))
+
+
+def shared_block_cnn() -> nn.Module:
+    """A layer that two blocks share: its weights are one tensor under two names in the state dict."""
+    return _SharedBlockNet()

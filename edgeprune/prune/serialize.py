@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from edgeprune.atomic import atomic_path, atomic_write_text
@@ -92,9 +93,10 @@ def save_pruned(model: nn.Module, spec: dict, out_dir: str | os.PathLike) -> Pat
         spec = {**spec, "model_kwargs": {**model.arch_kwargs(), **spec.get("model_kwargs", {})}}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state, aliases = _unique_tensors(model)
+    metadata = {"schema": ARCH_SCHEMA, "model": spec["model"], "aliases": json.dumps(aliases)}
     with atomic_path(out / WEIGHTS_FILE) as tmp:
-        save_file(state, str(tmp), metadata={"schema": ARCH_SCHEMA, "model": spec["model"]})
+        save_file(state, str(tmp), metadata=metadata)
     atomic_write_text(out / ARCH_FILE, json.dumps(spec, indent=1))
     return out
 
@@ -170,6 +172,32 @@ def _expected_shape(module: nn.Module, name: str, tensor: torch.Tensor) -> tuple
     return tuple(tensor.shape)
 
 
+def _unique_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The model's state with each tensor once (safetensors refuses tensors that share memory: a module used in
+    several places, as CoaT's position encoding), and the names left out -> the name kept for the same tensor."""
+    state: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    for name, tensor in model.state_dict().items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride())
+        if tensor.numel() and key in seen:
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        state[name] = tensor.detach().contiguous()
+    return state, aliases
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A weights file as :func:`save_pruned` wrote it, every name of a shared tensor filled in."""
+    state = load_file(path)
+    with safe_open(path, "pt") as f:
+        aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
+    for name, kept in aliases.items():
+        state[name] = state[kept]
+    return state
+
+
 def load_pruned(model_dir: str | os.PathLike) -> nn.Module:
     """Rebuild a pruned model from ``arch.json`` + ``weights.safetensors`` (strict: every tensor must fit)."""
     model_dir = Path(model_dir)
@@ -186,7 +214,7 @@ def load_pruned(model_dir: str | os.PathLike) -> nn.Module:
     model = create_model(spec["model"], **spec.get("model_kwargs", {}))
     apply_arch(model, spec["changes"])
     try:
-        load_versioned(model, load_file(weights_path))
+        load_versioned(model, _read_weights(weights_path))
     except RuntimeError as exc:
         raise ArchSpecError(f"{weights_path} does not fit the architecture in {arch_path}: {exc}") from exc
     return model
