@@ -1,5 +1,5 @@
-"""Math functions that act position by position (powers, roots, logs, trigonometry, rounding, elementwise max):
-channels keep apart through them and prune."""
+"""Math functions that act position by position (powers, roots, logs, trigonometry, rounding, elementwise max)
+and vector norms: channels keep apart through them and prune, except a norm over the channels."""
 
 from __future__ import annotations
 
@@ -36,4 +36,32 @@ def test_elementwise_math_keeps_channels_apart_and_prunes():
     plan = Plan(graph.model_name, graph.fingerprint, {group.id: [0, 2, 5]})
     pruned, _ = shrink(model, graph, plan)
     assert pruned.a.out_channels == 3 and pruned.b.in_channels == 3
+    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE
+
+
+class NormsNet(nn.Module):
+    """A response normalization (ConvNeXt-V2's GRN: each channel's L2 norm over space) on one branch, a norm over
+    the channels (an L2-normalized embedding) on another."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 6, 1), nn.Conv2d(6, 4, 1), nn.Conv2d(3, 5, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        y = y * torch.norm(y, p=2, dim=(2, 3), keepdim=True) + torch.linalg.vector_norm(y, dim=-1, keepdim=True)
+        z = self.c(x)
+        return self.b(y) + (z / z.norm(2, 1, True)).mean(1, keepdim=True)
+
+
+def test_a_norm_over_space_keeps_channels_and_one_over_channels_mixes_them():
+    torch.manual_seed(0)
+    model = liven(NormsNet().eval(), 4)
+    graph = build_graph(model, torch.randn(1, 3, 4, 4), model_name="test_elementwise_math:norms")
+    spatial, _ = group_of(graph, "a", CONV_OUT)
+    assert spatial.prunable and spatial is group_of(graph, "b", "conv_in")[0]
+    across, _ = group_of(graph, "c", CONV_OUT)
+    assert not across.prunable and "norm" in across.frozen
+    plan = Plan(graph.model_name, graph.fingerprint, {spatial.id: [1, 2, 4]})
+    pruned, _ = shrink(model, graph, plan)
     assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE

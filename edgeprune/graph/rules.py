@@ -266,6 +266,14 @@ def reduction(ctx, node, args, kwargs, ids, ids_kw, out):
     return x_ids if keepdim else x_ids.reshape([s for d, s in enumerate(x_ids.shape) if d not in dims])
 
 
+def norm_reduction(ctx, node, args, kwargs, ids, ids_kw, out):
+    """A vector norm (``torch.norm``, ``Tensor.norm``, ``torch.linalg.vector_norm``: input, order, dims, keepdim)
+    reduces as a sum does: over space it keeps the channels, over the channel axis it mixes them."""
+    dim = args[2] if len(args) > 2 else kwargs.get("dim")
+    keepdim = args[3] if len(args) > 3 else kwargs.get("keepdim", False)
+    return reduction(ctx, node, (args[0], dim, keepdim), {}, ids[:1], {}, out)
+
+
 def mixing_along(dims_of: Callable[[fx.Node, tuple, dict, nn.Module | None], list[int]], what: str,
                  fibers: bool = False) -> Rule:  # fmt: skip
     """An op that mixes values across some dims: channels on those dims are frozen, others pass. ``fibers``: an
