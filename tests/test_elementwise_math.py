@@ -24,7 +24,7 @@ class MathNet(nn.Module):
         y = self.a(x)
         energy = torch.log1p(torch.sqrt(y**2 + 1.0)) + y.pow(2).rsqrt().clamp_max(10.0)
         wave = torch.sin(y) * y.cos() + torch.maximum(y, y.square()).round() / 8 + torch.pow(2.0, y.tanh())
-        return self.b(energy + wave.sign() * wave.abs().sqrt())
+        return self.b(torch.addcmul(energy, wave.sign(), wave.abs().sqrt(), value=0.5).addcdiv(y, y.exp() + 1))
 
 
 def test_elementwise_math_keeps_channels_apart_and_prunes():

@@ -143,7 +143,8 @@ _ELEMENTWISE_FUNCS = [
     # position by position, whatever the function: a removed channel is zeroed where it is read, not here
     operator.pow, operator.ipow, torch.pow, torch.sqrt, torch.rsqrt, torch.square, torch.log, torch.log1p,
     torch.sin, torch.cos, torch.erf, torch.reciprocal, torch.sign, torch.floor, torch.ceil, torch.round,
-    torch.maximum, torch.minimum, torch.clamp_min, torch.clamp_max, F.selu, F.celu, F.logsigmoid, F.softsign,
+    torch.maximum, torch.minimum, torch.clamp_min, torch.clamp_max, torch.addcmul, torch.addcdiv, F.selu, F.celu,
+    F.logsigmoid, F.softsign,
 ]  # fmt: skip
 _MOVEMENT_FUNCS = [
     torch.flatten, torch.cat, torch.concat, torch.stack, torch.transpose, torch.permute, torch.squeeze,
@@ -204,7 +205,7 @@ METHOD_RULES: dict[str, Rule] = {
          "clone", "float", "half", "to", "type_as", "detach", "clamp", "neg", "exp", "abs", "pow", "pow_",
          "sqrt", "rsqrt", "square", "log", "log1p", "sin", "cos", "erf", "reciprocal", "sign", "floor", "ceil",
          "round", "maximum", "minimum", "clamp_", "clamp_min", "clamp_max", "sigmoid_", "tanh_", "div_", "sub_",
-         "exp_", "abs_", "neg_"],
+         "exp_", "abs_", "neg_", "addcmul", "addcmul_", "addcdiv"],
         elementwise,
     ),
     **dict.fromkeys(["permute", "transpose", "flatten", "squeeze", "unsqueeze", "expand", "expand_as",

@@ -47,7 +47,8 @@ def _tensor_ids(ids_args: tuple) -> list[torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------- elementwise
-SUMMING = {"add", "iadd", "sub", "isub"}  # op names (Tensor.add_, operator.iadd, torch.sub ...) without underscores
+# op names (Tensor.add_, operator.iadd, torch.sub ...) without underscores; addcmul: input + value * t1 * t2
+SUMMING = {"add", "iadd", "sub", "isub", "addcmul", "addcdiv"}
 
 
 def elementwise(ctx, node, args, kwargs, ids, ids_kw, out):
