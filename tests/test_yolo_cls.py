@@ -54,6 +54,14 @@ def test_a_yolo_classifier_answers_its_logits_and_prunes_exactly(name):
     assert pruned.model.model[-1].linear.in_features < 1280
 
 
+def test_a_classifier_yaml_named_with_its_backbone_is_a_classifier():
+    name = "ultralytics:yolov8n-cls-resnet50.yaml"  # "-cls-" inside the name, not at its end
+    assert get_entry(name).family == CLS_FAMILY
+    model = create_model(name)
+    assert isinstance(model, YoloClassifier)
+    assert model.eval()(torch.randn(1, 3, SIDE, SIDE)).shape == (1, 1000)
+
+
 def test_a_yolo_classifier_takes_a_folders_classes_and_its_arch_spec_rebuilds_them(tmp_path):
     model = create_model("ultralytics:yolov8n-cls.yaml", num_classes=3)
     with torch.no_grad():

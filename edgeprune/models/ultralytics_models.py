@@ -84,9 +84,9 @@ def ultralytics_entry(name: str) -> ModelEntry:
 
 def is_classifier_source(source: Path) -> bool:
     """Whether ``source`` names an Ultralytics classifier: Ultralytics' ``-cls`` names (``yolov8n-cls.yaml``,
-    ``yolo11n-cls.pt``), or a yaml of your own whose last layer is ``Classify``. Nothing is built; a checkpoint
-    is told by its name (build_yolo refuses one whose model says otherwise)."""
-    if source.stem.endswith(CLS_SUFFIX):
+    ``yolo11n-cls.pt``, ``yolov8n-cls-resnet50.yaml``), or a yaml of your own whose last layer is ``Classify``.
+    Nothing is built; a checkpoint is told by its name (build_yolo refuses one whose model says otherwise)."""
+    if source.stem.endswith(CLS_SUFFIX) or f"{CLS_SUFFIX}-" in source.stem:
         return True
     if source.suffix == ".pt" or not source.is_file():
         return False
@@ -133,7 +133,7 @@ def build_yolo(source: str, pretrained: bool = False, cfg: dict | None = None, n
     if cfg is None and classifier != is_classifier_source(Path(source)):
         kind, named = ("a classification model", "a detector") if classifier else ("a detection model", "a classifier")
         raise InputError(f"{source} holds {kind} but is named as {named}: an Ultralytics classifier's file name "
-                         f"ends in {CLS_SUFFIX} (yolov8n{CLS_SUFFIX}.pt)")  # fmt: skip
+                         f"ends in {CLS_SUFFIX} (yolov8n{CLS_SUFFIX}.pt) or has {CLS_SUFFIX}- in it")  # fmt: skip
     return (YoloClassifier if classifier else YoloRaw)(model.eval())
 
 
