@@ -28,7 +28,7 @@ from edgeprune.latency.layers import collect_layers
 from edgeprune.latency.variants import random_plan
 from edgeprune.models import create_model, get_entry, list_models
 from edgeprune.models.layers import BranchConstant
-from edgeprune.models.ultralytics_models import CHECKED
+from edgeprune.models.ultralytics_models import CHECKED, _supported
 from edgeprune.paths import data_root
 from edgeprune.prune import Plan, load_pruned, prune_model, save_pruned, shrink
 from edgeprune.prune.oracle import ORACLE_TOLERANCE, liven, masked_forward, oracle_error, relative_error
@@ -251,8 +251,8 @@ def test_what_cannot_build_is_a_clear_error(tmp_path, monkeypatch):
     bad.write_text("backbone: [[-1, 1, NoSuchBlock, [64]]]\nhead: []\n")
     with pytest.raises(InputError, match=f"Ultralytics cannot build {bad}"):
         create_model(f"ultralytics:{bad}")
-    with pytest.raises(InputError, match="an Ultralytics depth model; edgeprune handles detect, segment, pose, obb"):
-        create_model("ultralytics:yolo26n-depth.yaml")
+    with pytest.raises(InputError, match="an Ultralytics track model; edgeprune handles detect, segment, pose, obb"):
+        _supported(nn.Identity(), "track", "future.yaml")  # a task a later Ultralytics may add
     with pytest.raises(InputError, match="rtdetr-l.yaml: its RTDETRDecoder head is not handled"):
         create_model("ultralytics:rtdetr-l.yaml")
     with pytest.raises(InputError, match="expected ultralytics:<architecture .yaml>"):

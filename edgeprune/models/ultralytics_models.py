@@ -28,12 +28,11 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from torch.fx import _symbolic_trace
 
 from edgeprune.errors import DataNotFoundError, InputError, MissingError, require
 from edgeprune.logs import quiet
 from edgeprune.models.registry import ModelEntry, register_prefix
+from edgeprune.models.ultralytics_heads import ANCHOR_HEADS, DENSE_HEADS, proto26_forward, raw_head
 from edgeprune.models.weights import check_state, load_state, load_versioned
 from edgeprune.paths import data_root, looked_in
 
@@ -47,10 +46,10 @@ CLS_SUFFIX = "-cls"  # Ultralytics' name for a classifier's yaml and weights
 # oracle); any other Ultralytics detection, segmentation, pose or OBB yaml or checkpoint with a head below builds too.
 CHECKED = ["yolov8n.yaml", "yolo11n.yaml", "yolov8n-seg.yaml", "yolov9t.yaml", "yolo26n.yaml", "yolov8n-pose.yaml",
            "yolo11n-obb.yaml"]  # fmt: skip
-TASKS = ("detect", "segment", "pose", "obb", "classify")
+TASKS = ("detect", "segment", "pose", "obb", "classify", "depth", "semantic")
 # Heads by exact class: a subclass may change what its convs mean (YOLO-World's text-contrastive classes)
 # or take other inputs (as YOLO26's segmentation and pose heads do: raw_head knows those two).
-HEADS = ("Detect", "v10Detect", "Segment", "Pose", "OBB", "OBB26", "Segment26", "Pose26", "Classify")
+HEADS = (*ANCHOR_HEADS, "Classify", *DENSE_HEADS)
 TRANSFER_SUFFIXES = ("-seg", "-pose", "-obb")  # a yaml of these starts from its detector's checkpoint
 
 
@@ -144,7 +143,8 @@ def _from_yaml(cfg: str | dict, source: str) -> nn.Module:
         try:
             task = tasks.guess_model_task(cfg)
             build = {"detect": tasks.DetectionModel, "segment": tasks.SegmentationModel, "pose": tasks.PoseModel,
-                     "obb": tasks.OBBModel, "classify": tasks.ClassificationModel}.get(task)  # fmt: skip
+                     "obb": tasks.OBBModel, "classify": tasks.ClassificationModel, "depth": tasks.DepthModel,
+                     "semantic": tasks.SemanticSegmentationModel}.get(task)  # fmt: skip
             model = build(cfg, verbose=False) if build is not None else None
         except Exception as exc:  # a missing file, bad yaml, an unknown module: Ultralytics raises many types
             raise InputError(f"Ultralytics cannot build {source}: {type(exc).__name__}: {exc}") from exc
@@ -237,7 +237,8 @@ class YoloRaw(nn.Module):
     model has it) the box distributions (4 * reg_max), the class logits (nc) and the head's third stack
     (``cv4``: Segment's mask coefficients, Pose's keypoints, OBB's angle logits) where it has one, over every
     anchor of every scale; a Segment model appends its flattened prototypes, so the
-    result is (batch, values). Being the model's output, these channels never prune. ``prototypes=False``
+    result is (batch, values). YOLO26's dense heads answer one map per image: Depth its log-depth, SemanticSegment
+    its class logits (:func:`dense_head`). Being the model's output, these channels never prune. ``prototypes=False``
     leaves the prototypes out (a Segment model's output is then (batch, channels, anchors) too): what a
     distillation teacher answers with.
     """
@@ -253,9 +254,9 @@ class YoloRaw(nn.Module):
     def output_weights(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
         """Per anchor of the raw outputs ``y`` for input ``x``: weights under which every scale counts the same
         (P3 has 16 times P5's anchors), for calibrated pruning (edgeprune.prune.calibrate); None for Segment,
-        whose outputs are flattened with the prototypes."""
+        whose outputs are flattened with the prototypes, and for the dense heads (a map per image)."""
         head = self.model.model[-1]
-        if hasattr(head, "proto"):
+        if hasattr(head, "proto") or type(head).__name__ not in ANCHOR_HEADS:
             return None
         h, w = x.shape[-2:]
         counts = [math.ceil(h / int(s)) * math.ceil(w / int(s)) for s in head.stride.tolist()]
@@ -328,59 +329,6 @@ def attention_forward(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
     input to that written width first (the same tensor), so the graph freezes it."""
     b, _, h, w = x.shape
     return type(m).forward(m, x.reshape(b, m.num_heads * m.head_dim, h, w))
-
-
-def symbolic_tracing() -> bool:
-    """Whether torch.fx's symbolic trace (edgeprune's graph) runs this code; not torch.export (the deployed
-    program must not compute the training-only branches)."""
-    check = getattr(_symbolic_trace, "is_fx_symbolic_tracing", None)
-    if check is not None:
-        return check()
-    with warnings.catch_warnings():  # older torch: is_fx_tracing warns that torch.export sets it too
-        warnings.simplefilter("ignore")
-        return _symbolic_trace.is_fx_tracing() and not torch.compiler.is_compiling()
-
-
-def proto26_forward(m: nn.Module, x: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """YOLO26's prototypes as the trace sees them: with the semantic-segmentation branch that only training runs
-    (its input channels are the fused features', which prune: shrink must cut them there too). Returns
-    (prototypes, semantic logits); :func:`raw_head` adds the second to the traced outputs."""
-    feat = x[0]
-    for i, refine in enumerate(m.feat_refine):
-        feat = feat + F.interpolate(refine(x[i + 1]), scale_factor=2 ** (i + 1), mode="nearest")
-    protos = super(type(m), m).forward(m.feat_fuse(feat))
-    return (protos, m.semseg(feat)) if m.semseg is not None else (protos, None)
-
-
-def raw_head(head: nn.Module, feats: list[torch.Tensor], prototypes: bool = True) -> torch.Tensor:
-    """The head's outputs before decoding (see :class:`YoloRaw`). Traced (torch.fx), also the branches only
-    training runs (YOLO26 pose's keypoint spreads, YOLO26 segmentation's semantic logits): their inputs prune
-    with the layers that feed them, and the graph only knows what the trace reaches."""
-    stacks = (2, 3, 4) if hasattr(head, "cv4") else (2, 3)
-    branches, training_only = [], []
-    for prefix in ("", "one2one_"):
-        convs = [getattr(head, f"{prefix}cv{k}", None) for k in stacks]
-        if any(c is None for c in convs):  # no one-to-one head, or fusing removed a branch
-            continue
-        for k, stack in zip(stacks, convs):
-            maps = [stack[i](feats[i]) for i in range(head.nl)]
-            keypoints = getattr(head, f"{prefix}cv4_kpts", None) if k == 4 else None
-            if keypoints is not None:  # Pose26: the keypoints are cv4_kpts(cv4(x)), their spread cv4_sigma(cv4(x))
-                spread = getattr(head, f"{prefix}cv4_sigma", None)
-                if spread is not None and symbolic_tracing():
-                    training_only.append(torch.cat([spread[i](f).flatten(2) for i, f in enumerate(maps)], 2))
-                maps = [keypoints[i](f) for i, f in enumerate(maps)]
-            branches.append(torch.cat([f.flatten(2) for f in maps], 2))
-    out = torch.cat(branches + training_only, 1)
-    if hasattr(head, "proto") and prototypes:
-        protos = head.proto(feats if hasattr(head.proto, "feat_refine") else feats[0])  # Proto26 reads every scale
-        if isinstance(protos, tuple):  # traced by proto26_forward
-            protos, semantic = protos
-            training_only = [semantic.flatten(1)] if semantic is not None else []
-        else:
-            training_only = []
-        out = torch.cat([out.flatten(1), protos.flatten(1), *training_only], 1)
-    return out
 
 
 register_prefix(PREFIX, FAMILY, ultralytics_entry, [PREFIX + n for n in CHECKED])

@@ -30,7 +30,7 @@ from edgeprune.atomic import atomic_write_text
 from edgeprune.errors import InputError, OutputExistsError
 from edgeprune.graph import build_graph
 from edgeprune.models.registry import Pretrained
-from edgeprune.models.ultralytics_models import YoloRaw, _ultralytics
+from edgeprune.models.ultralytics_models import DENSE_HEADS, YoloRaw, _ultralytics
 from edgeprune.prune import load_model_ref
 from edgeprune.regularize import SparsityHook
 from edgeprune.train.detect_data import DetectionData, check_detection_data, check_task_labels
@@ -75,6 +75,11 @@ def detection_net(model: nn.Module, label: str) -> nn.Module:
     """The Ultralytics ``DetectionModel`` (or its subclass: segmentation, pose, OBB) of ``model`` (a
     ``YoloRaw`` or the model itself)."""
     net = model.model if isinstance(model, YoloRaw) else model
+    layers = getattr(net, "model", None)
+    head = type(layers[-1]).__name__ if isinstance(layers, nn.Sequential) else None
+    if head in DENSE_HEADS:
+        raise InputError(f"{label} has a {head} head: edgeprune prunes, exports and times such a model, but trains "
+                         "and scores detection, segmentation, pose and OBB models only")  # fmt: skip
     if not isinstance(net, _ultralytics().DetectionModel):
         raise InputError(f"{label} is not an Ultralytics detection, segmentation, pose or OBB model")
     return net
