@@ -149,3 +149,17 @@ def test_a_pruned_recurrent_model_exports_and_runs_in_onnxruntime(tmp_path):
     x = torch.randn(1, 3, 8, 12)
     export_onnx(pruned, x, tmp_path / "pruned.onnx")
     assert check_onnx(pruned, tmp_path / "pruned.onnx", x) < 1e-4
+
+
+def test_oicsr_reaches_the_recurrent_layers_input_columns():
+    from edgeprune.regularize import SparsityHook
+
+    model, graph = _setup("lstm")
+    hook = SparsityHook.from_graph(model, graph, "oicsr", lam=0.1)  # out-channel and in-channel in one group
+    model.zero_grad()
+    hook.after_backward()  # the penalty's gradient alone: no task loss
+    group, _ = group_of(graph, "last", CONV_OUT)
+    for name in ("weight_ih_l0", "weight_ih_l0_reverse"):
+        grad = getattr(model.rnn, name).grad
+        assert grad is not None and bool(grad.abs().sum() > 0), name  # the columns of the features it reads
+    assert set(hook.importance()) >= {group.id}
