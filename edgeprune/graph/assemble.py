@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, ChannelGroup, MemberTable, Unit
+from edgeprune.graph.groups import CONV_IN, CONV_OUT, LINEAR_IN, LINEAR_OUT, PARAM, ChannelGroup, MemberTable, Unit
 
 if TYPE_CHECKING:
     from edgeprune.graph.trace import TraceContext
@@ -40,6 +40,11 @@ def assemble_groups(ctx: TraceContext) -> tuple[list[ChannelGroup], dict[int, tu
     groups, unit_at = [], {}
     for space in sorted(by_space):
         units = [Unit(table, *unit_rows[r], unit_frozen.get(r)) for r in by_space[space]]
+        if all(m.kind == PARAM for u in units for m in u.members):
+            # a parameter whose values no channel op reads (only its device or dtype, as torch's transformer
+            # layers check before their fused path): cutting it alone would leave its layer inconsistent
+            reason = f"{units[0].members[0].path}: a parameter read in forward by no channel op"
+            units = [Unit(table, *unit_rows[r], unit_frozen.get(r) or reason) for r in by_space[space]]
         frozen = units[0].frozen if all(u.frozen for u in units) else None
         unit_at.update({r: (len(groups), u) for u, r in enumerate(by_space[space])})
         groups.append(ChannelGroup(len(groups), units, frozen, summed=any(r in summed for r in by_space[space])))

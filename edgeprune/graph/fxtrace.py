@@ -67,7 +67,7 @@ class LeafTracer(ConcreteTracing):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if qualname in self.opaque or optable.module_rule(m) is not None:
             return True
-        if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+        if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict, *optable.TRACED_INTO)):
             return False
         return m.__module__.startswith("torch.nn")
 

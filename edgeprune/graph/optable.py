@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from edgeprune.graph.activations import glu, prelu
 from edgeprune.graph.extrema import extremum, tuple_field
 from edgeprune.graph.recurrent import recurrent
 from edgeprune.graph.rules import (
@@ -42,16 +43,25 @@ from edgeprune.models.layers import BranchConstant, ChannelRemap, EmptyChannels
 ELEMENTWISE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.ELU,
     nn.LeakyReLU, nn.Mish, nn.Hardtanh, nn.Softplus, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-    nn.Dropout3d, nn.AlphaDropout,
+    nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.SELU, nn.CELU, nn.Softsign, nn.LogSigmoid,
+    nn.Tanhshrink, nn.Softshrink, nn.Hardshrink, nn.Threshold, nn.RReLU,
 )  # fmt: skip
 CHANNELWISE_MODULES = (
     nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
     nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d,
+    nn.LPPool1d, nn.LPPool2d, nn.LPPool3d,
 )  # fmt: skip
+# Per-channel statistics and affine (a norm over each channel's own positions): pruned like BatchNorm.
+PER_CHANNEL_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d,
+                     nn.InstanceNorm2d, nn.InstanceNorm3d)  # fmt: skip
+
+# torch.nn layers built of other layers, traced into rather than kept whole: their own layers have rules
+TRACED_INTO = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.TransformerEncoder, nn.TransformerDecoder,
+               nn.Transformer)  # fmt: skip
 
 # Output shape = input shape: the shape pass can skip running them.
-SHAPE_PRESERVING_MODULES = (*ELEMENTWISE_MODULES, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+SHAPE_PRESERVING_MODULES = (*ELEMENTWISE_MODULES, *PER_CHANNEL_NORMS, nn.PReLU)
 
 MODULE_RULES: list[tuple[tuple[type, ...], Rule]] = [
     ((ChannelRemap,), remap),
@@ -59,7 +69,9 @@ MODULE_RULES: list[tuple[tuple[type, ...], Rule]] = [
     ((EmptyChannels,), constant),
     ((nn.Conv1d, nn.Conv2d, nn.Conv3d), conv),
     ((nn.Linear,), linear),
-    ((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d), batch_norm),
+    (PER_CHANNEL_NORMS, batch_norm),
+    ((nn.PReLU,), prelu),
+    ((nn.GLU,), glu),
     (ELEMENTWISE_MODULES, elementwise),
     (CHANNELWISE_MODULES, channelwise),
     ((nn.Flatten, nn.Unflatten, nn.PixelShuffle, nn.PixelUnshuffle), movement),
@@ -70,8 +82,9 @@ MODULE_RULES: list[tuple[tuple[type, ...], Rule]] = [
       nn.ReplicationPad3d, nn.CircularPad1d, nn.CircularPad2d, nn.CircularPad3d), pad),
     ((nn.ChannelShuffle,), channel_shuffle),
     ((nn.LayerNorm,), mixing_along(_layer_norm_dims, "LayerNorm")),
-    ((nn.GroupNorm, nn.LocalResponseNorm), mixing_along(_channel_dim, "a cross-channel norm")),
-    ((nn.Softmax, nn.LogSoftmax), mixing_along(_dim_arg(1, -1), "softmax", fibers=True)),
+    ((nn.GroupNorm, nn.LocalResponseNorm, nn.CrossMapLRN2d), mixing_along(_channel_dim, "a cross-channel norm")),
+    ((nn.Softmax, nn.LogSoftmax, nn.Softmin), mixing_along(_dim_arg(1, -1), "softmax", fibers=True)),
+    ((nn.Softmax2d,), mixing_along(lambda node, args, kwargs, module: [-3], "Softmax2d")),
     ((nn.MultiheadAttention,), mixing_all),
     ((nn.RNNBase,), recurrent),
     ((nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d), no_surgery),
@@ -144,7 +157,7 @@ _ELEMENTWISE_FUNCS = [
     operator.pow, operator.ipow, torch.pow, torch.sqrt, torch.rsqrt, torch.square, torch.log, torch.log1p,
     torch.sin, torch.cos, torch.erf, torch.reciprocal, torch.sign, torch.floor, torch.ceil, torch.round,
     torch.maximum, torch.minimum, torch.clamp_min, torch.clamp_max, torch.addcmul, torch.addcdiv, F.selu, F.celu,
-    F.logsigmoid, F.softsign,
+    F.logsigmoid, F.softsign, F.rrelu, F.threshold, F.hardshrink, F.softshrink, F.tanhshrink,
 ]  # fmt: skip
 _MOVEMENT_FUNCS = [
     torch.flatten, torch.cat, torch.concat, torch.stack, torch.transpose, torch.permute, torch.squeeze,
@@ -180,6 +193,7 @@ FUNCTION_RULES: dict[Callable, Rule] = {
     F.channel_shuffle: channel_shuffle,
     torch.split: split,
     F.pad: pad,
+    F.glu: glu,
     torch.zeros_like: constant,
     torch.ones_like: constant,
     F.unfold: unfold_windows,

@@ -167,7 +167,7 @@ def _expected_shape(module: nn.Module, name: str, tensor: torch.Tensor) -> tuple
         return (module.out_features, module.in_features) if name == "weight" else (module.out_features,)
     if isinstance(module, nn.RNNBase) and name in rnn_input_weights(module):
         return (tensor.shape[0], module.input_size)
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+    if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)):
         return tuple(tensor.shape) if name == "num_batches_tracked" else (module.num_features,)
     return tuple(tensor.shape)
 

@@ -112,7 +112,7 @@ def shrink_recurrent(m: nn.RNNBase, removed: dict[str, set[int]]) -> dict:
 SURGERY = [
     ((nn.Conv1d, nn.Conv2d, nn.Conv3d), shrink_conv),
     ((nn.Linear,), shrink_linear),
-    ((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d), shrink_batch_norm),
+    ((nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm), shrink_batch_norm),
     ((ChannelRemap,), shrink_remap),
     ((nn.RNNBase,), shrink_recurrent),
 ]
