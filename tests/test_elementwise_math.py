@@ -3,8 +3,10 @@ and vector norms: channels keep apart through them and prune, except a norm over
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from conftest import group_of
 
 from edgeprune.graph import build_graph
@@ -65,3 +67,54 @@ def test_a_norm_over_space_keeps_channels_and_one_over_channels_mixes_them():
     plan = Plan(graph.model_name, graph.fingerprint, {spatial.id: [1, 2, 4]})
     pruned, _ = shrink(model, graph, plan)
     assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 4, 4)) <= ORACLE_TOLERANCE
+
+
+class Between(nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        return self.b(self.fn(self.a(x)))
+
+
+# Ops no table names that torch tags pointwise, and reductions, sorts and index ops along the spatial dims.
+KEEP_CHANNELS = {
+    "lerp": lambda y: torch.lerp(y, y.sigmoid(), 0.5), "hypot": lambda y: torch.hypot(y, y),
+    "expm1": lambda y: torch.expm1(y.tanh()), "trunc": torch.trunc, "remainder": lambda y: y % 2.0,
+    "floor_divide": lambda y: y // 2.0, "masked_fill": lambda y: y.masked_fill(y < 0, 0.0),
+    "where": lambda y: torch.where(y > 0, y, 0.1 * y), "clip": lambda y: torch.clip(y, -1, 1),
+    "nan_to_num": torch.nan_to_num, "logit": lambda y: torch.logit(y.sigmoid(), eps=1e-3),
+    "type": lambda y: y.type(torch.float32), "square_": lambda y: y.clone().square_(),
+    "var": lambda y: y * y.var((2, 3), keepdim=True), "std": lambda y: y / (torch.std(y, dim=(2, 3), keepdim=True) + 1),
+    "logsumexp": lambda y: y - torch.logsumexp(y, dim=(2, 3), keepdim=True), "amin": lambda y: y - y.amin((2, 3), True),
+    "prod": lambda y: y * y.prod(3, keepdim=True), "sort": lambda y: y.sort(3)[0],
+    "topk": lambda y: F.pad(y.topk(4, 3).values, (0, 4)), "rot90": lambda y: torch.rot90(y, 1, (2, 3)),
+    "index_select": lambda y: y.index_select(3, torch.arange(7, -1, -1)),
+    "gather": lambda y: y.gather(3, torch.zeros_like(y, dtype=torch.long)),
+    "lp_pool2d": lambda y: F.interpolate(F.lp_pool2d(y, 2, 2), scale_factor=2),
+}  # fmt: skip
+MIX_CHANNELS = {
+    "std over channels": lambda y: y / y.std(1, keepdim=True), "argmax over channels": lambda y: y * y.argmax(1, True),
+    "sort over channels": lambda y: y.sort(1)[0],
+    "index_select of channels": lambda y: y.index_select(1, torch.arange(8)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(KEEP_CHANNELS))
+def test_an_op_along_other_dims_keeps_channels_and_prunes(name):
+    torch.manual_seed(0)
+    model = liven(Between(KEEP_CHANNELS[name]).eval(), 8)
+    graph = build_graph(model, torch.randn(1, 3, 8, 8), model_name="test_elementwise_math:keep")
+    group, _ = group_of(graph, "a", CONV_OUT)
+    assert group.prunable and group is group_of(graph, "b", "conv_in")[0]
+    plan = Plan(graph.model_name, graph.fingerprint, {group.id: [0, 3, 4, 6]})
+    pruned, _ = shrink(model, graph, plan)
+    assert oracle_error(model, graph, plan, pruned, torch.randn(2, 3, 8, 8)) <= ORACLE_TOLERANCE
+
+
+@pytest.mark.parametrize("name", sorted(MIX_CHANNELS))
+def test_an_op_along_the_channels_freezes_them(name):
+    graph = build_graph(Between(MIX_CHANNELS[name]).eval(), torch.randn(1, 3, 8, 8), model_name="t:mix")
+    assert not group_of(graph, "a", CONV_OUT)[0].prunable

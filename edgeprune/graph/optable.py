@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from edgeprune.graph.activations import glu, prelu
 from edgeprune.graph.extrema import extremum, tuple_field
+from edgeprune.graph.generic import index_along, sorting, statistic
 from edgeprune.graph.recurrent import recurrent
 from edgeprune.graph.rules import (
     Rule,
@@ -162,11 +163,12 @@ _ELEMENTWISE_FUNCS = [
 _MOVEMENT_FUNCS = [
     torch.flatten, torch.cat, torch.concat, torch.stack, torch.transpose, torch.permute, torch.squeeze,
     torch.unsqueeze, torch.roll, torch.movedim, F.pixel_shuffle, F.pixel_unshuffle, torch.swapaxes, torch.swapdims,
-    torch.flip, torch.repeat_interleave, torch.tile,
+    torch.flip, torch.repeat_interleave, torch.tile, torch.rot90,
 ]  # fmt: skip
 _CHANNELWISE_FUNCS = [
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool2d, F.avg_pool2d,
-    F.max_pool2d, F.interpolate, F.avg_pool1d, F.max_pool1d,
+    F.max_pool2d, F.interpolate, F.avg_pool1d, F.max_pool1d, F.max_pool3d, F.avg_pool3d, F.adaptive_max_pool1d,
+    F.adaptive_max_pool3d, F.lp_pool1d, F.lp_pool2d,
 ]  # fmt: skip
 _OPAQUE_FUNCS = [
     torch.matmul, operator.matmul, torch.bmm, torch.baddbmm, torch.einsum, F.linear, F.conv2d,
@@ -203,6 +205,15 @@ FUNCTION_RULES: dict[Callable, Rule] = {
     torch.linalg.vector_norm: norm_reduction,
     torch.sum: reduction,
     torch.amax: reduction,
+    **dict.fromkeys([torch.amin, torch.prod, torch.logsumexp, torch.nansum, torch.nanmean, torch.argmax,
+                     torch.argmin, torch.all, torch.any], reduction),
+    torch.var: statistic,
+    torch.std: statistic,
+    torch.sort: sorting(1),
+    torch.topk: sorting(2),
+    torch.kthvalue: sorting(2),
+    torch.index_select: index_along,
+    torch.gather: index_along,
     torch.max: extremum,
     torch.min: extremum,
     F.softmax: mixing_along(_dim_arg(1, -1), "softmax", fibers=True),
@@ -219,12 +230,12 @@ METHOD_RULES: dict[str, Rule] = {
          "clone", "float", "half", "to", "type_as", "detach", "clamp", "neg", "exp", "abs", "pow", "pow_",
          "sqrt", "rsqrt", "square", "log", "log1p", "sin", "cos", "erf", "reciprocal", "sign", "floor", "ceil",
          "round", "maximum", "minimum", "clamp_", "clamp_min", "clamp_max", "sigmoid_", "tanh_", "div_", "sub_",
-         "exp_", "abs_", "neg_", "addcmul", "addcmul_", "addcdiv"],
+         "exp_", "abs_", "neg_", "addcmul", "addcmul_", "addcdiv", "type"],
         elementwise,
     ),
     **dict.fromkeys(["permute", "transpose", "flatten", "squeeze", "unsqueeze", "expand", "expand_as",
-                     "repeat", "repeat_interleave", "tile", "unfold", "movedim", "swapaxes", "swapdims", "flip", "roll",
-                     "view_as", "reshape_as"],
+                     "repeat", "repeat_interleave", "tile", "rot90", "unfold", "movedim", "swapaxes", "swapdims",
+                     "flip", "roll", "view_as", "reshape_as"],
                     movement),
     **dict.fromkeys(["view", "reshape"], reshape),
     **dict.fromkeys(["narrow", "select"], subset),
@@ -232,7 +243,13 @@ METHOD_RULES: dict[str, Rule] = {
     "chunk": chunk,
     "split": split,
     "tensor_split": tensor_split,
-    **dict.fromkeys(["mean", "sum", "amax"], reduction),
+    **dict.fromkeys(["mean", "sum", "amax", "amin", "prod", "logsumexp", "nansum", "nanmean", "argmax", "argmin",
+                     "all", "any"], reduction),
+    **dict.fromkeys(["var", "std"], statistic),
+    "sort": sorting(1),
+    "topk": sorting(2),
+    "kthvalue": sorting(2),
+    **dict.fromkeys(["index_select", "gather"], index_along),
     "norm": norm_reduction,
     **dict.fromkeys(["max", "min"], extremum),
     "softmax": mixing_along(_dim_arg(1, -1), "softmax", fibers=True),

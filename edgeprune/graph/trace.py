@@ -27,6 +27,7 @@ from edgeprune.graph.branch_values import BRANCH, traced_values, values_used
 from edgeprune.graph.branches import find_branches, removable_groups
 from edgeprune.graph.errors import GraphBuildError, UnsupportedOpError
 from edgeprune.graph.fxtrace import trace_around, trace_model
+from edgeprune.graph.generic import pointwise_rule
 from edgeprune.graph.groups import PARAM, ChannelGraph
 from edgeprune.graph.ids import NO_CHANNEL, ChannelUnion, along, position_reps
 from edgeprune.graph.shape_reads import freeze_branch_sizes, note_shape_read
@@ -144,8 +145,8 @@ def _rule_for(ctx: TraceContext, node: fx.Node):
     if node.op == "call_module":
         return optable.module_rule(ctx.module(node))
     if node.op == "call_method":
-        return optable.METHOD_RULES.get(node.target)
-    return optable.FUNCTION_RULES.get(node.target)
+        return optable.METHOD_RULES.get(node.target) or pointwise_rule(node)
+    return optable.FUNCTION_RULES.get(node.target) or pointwise_rule(node)
 
 
 def _has_channel(tree) -> bool:
