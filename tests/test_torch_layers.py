@@ -87,3 +87,27 @@ def test_a_transformer_encoder_layer_is_traced_into_and_its_feed_forward_width_p
 def test_a_softmax_or_a_norm_across_the_channels_freezes_them(mid):
     graph = build_graph(Between(mid()).eval(), torch.randn(1, 3, 4, 4), model_name="test_torch_layers:mix")
     assert not graph.prunable_groups
+
+
+def test_a_transposed_conv_prunes_on_both_sides_and_its_weight_is_read_as_in_by_out():
+    from conftest import group_of
+
+    from edgeprune.prune.importance import magnitude_scores
+    from edgeprune.regularize.slices import group_slices
+
+    make = lambda: Between(nn.ConvTranspose2d(8, 6, 2, stride=2), reads=6)  # noqa: E731
+    _check(make(), (2, 3, 4, 4), make)
+    model = make().eval()
+    graph = build_graph(model, torch.randn(1, 3, 4, 4), model_name="test_torch_layers:tconv")
+    written, _ = group_of(graph, "mid", "conv_out")
+    assert written.prunable and written.size == 6 and written is group_of(graph, "b", "conv_in")[0]
+    before = magnitude_scores(model, written)
+    with torch.no_grad():
+        model.mid.weight[:, 2] = 0  # output channel 2 of a transposed conv: weight is (in, out, k, k)
+    after = magnitude_scores(model, written)
+    assert after[2] < before[2] and torch.equal(after[[0, 1, 3, 4, 5]], before[[0, 1, 3, 4, 5]])
+    (slices,) = [s for s in group_slices(model, graph) if s.group is written]
+    assert {(b.name, b.dim) for b in slices.blocks if b.name == "mid.weight"} == {("mid.weight", 1)}
+    grouped = Between(nn.ConvTranspose2d(8, 8, 2, stride=2, groups=2))
+    graph = build_graph(grouped.eval(), torch.randn(1, 3, 4, 4), model_name="test_torch_layers:gtconv")
+    assert not graph.prunable_groups  # a grouped transposed conv keeps its widths

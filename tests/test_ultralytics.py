@@ -16,6 +16,7 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
+from conftest import group_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -164,15 +165,18 @@ def test_the_shrunk_detection_model_runs_as_ultralytics_runs_it():
     assert (head.nc, head.no, head.reg_max) == (80, 80 + 64, 16)
 
 
-def test_segment_head_prunes_with_its_prototypes_frozen():
+def test_segment_head_prunes_through_the_prototypes_upsampling():
     model, graph = lively("yolov8n-seg.yaml")
-    reasons = {u.frozen for g in graph.groups for u in g.units if u.frozen}
-    assert "model.model.22.proto.upsample: ConvTranspose2d has no channel surgery in edgeprune" in reasons
+    up = "model.model.22.proto.upsample"  # a ConvTranspose2d: its inputs and outputs prune with their neighbours
+    assert group_of(graph, up, "conv_in")[0].prunable and group_of(graph, up, CONV_OUT)[0].prunable
     plan = random_plan(graph, random.Random(2), low=0.1)
-    pruned, _ = shrink(model, graph, plan)
+    pruned, changes = shrink(model, graph, plan)
     assert oracle_error(model, graph, plan, pruned, batch()) <= ORACLE_TOLERANCE
-    assert pruned.model.model[22].proto.cv2.conv.in_channels == 64  # the upsampling's output keeps its width
-    assert pruned.model.model[22].proto.cv3.conv.in_channels < 64  # what follows it prunes
+    proto = pruned.model.model[22].proto
+    assert proto.upsample.in_channels == proto.cv1.conv.out_channels < 64
+    assert proto.upsample.out_channels == proto.cv2.conv.in_channels < 64
+    assert proto.cv3.conv.out_channels == 32  # the prototypes are the model's output
+    assert changes[f"{up}"]["in_channels"] == proto.upsample.in_channels
 
 
 def test_pruned_model_exports_to_onnx_and_onnxruntime_matches(tmp_path):

@@ -29,7 +29,6 @@ from edgeprune.graph.rules import (
     mixing_all,
     mixing_along,
     movement,
-    no_surgery,
     norm_reduction,
     pad,
     reduction,
@@ -68,7 +67,7 @@ MODULE_RULES: list[tuple[tuple[type, ...], Rule]] = [
     ((ChannelRemap,), remap),
     ((BranchConstant,), branch_constant),
     ((EmptyChannels,), constant),
-    ((nn.Conv1d, nn.Conv2d, nn.Conv3d), conv),
+    ((nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d), conv),
     ((nn.Linear,), linear),
     (PER_CHANNEL_NORMS, batch_norm),
     ((nn.PReLU,), prelu),
@@ -88,7 +87,6 @@ MODULE_RULES: list[tuple[tuple[type, ...], Rule]] = [
     ((nn.Softmax2d,), mixing_along(lambda node, args, kwargs, module: [-3], "Softmax2d")),
     ((nn.MultiheadAttention,), mixing_all),
     ((nn.RNNBase,), recurrent),
-    ((nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d), no_surgery),
 ]
 
 

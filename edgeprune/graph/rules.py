@@ -299,7 +299,7 @@ def mixing_all(ctx, node, args, kwargs, ids, ids_kw, out):
 
 
 def no_surgery(ctx, node, args, kwargs, ids, ids_kw, out):
-    """A layer with weights that shrink cannot resize (a transposed conv): its channels keep their width."""
+    """A layer with weights that shrink cannot resize (a grouped transposed conv): its channels keep their width."""
     reason = f"{ctx.where(node)}: {ctx.op_name(node)} has no channel surgery in edgeprune"
     return freeze_through(ctx, ids, ids_kw, out, reason)
 
@@ -314,6 +314,8 @@ def freeze_through(ctx, ids, ids_kw, out, reason: str):
 # ------------------------------------------------------------------------------------------------ modules
 def conv(ctx, node, args, kwargs, ids, ids_kw, out):
     m: nn.Conv2d = ctx.module(node)
+    if m.transposed and m.groups > 1:  # a grouped transposed conv: no surgery for it
+        return no_surgery(ctx, node, args, kwargs, ids, ids_kw, out)
     reps = ctx.consumer_reps(ids[0], 1, m.in_channels, node.target)
     ctx.attach(reps, CONV_IN, node.target)
     out_ids = ctx.new_space(m.out_channels)

@@ -35,7 +35,10 @@ def magnitude_scores(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
                 weight = module.weight.detach()
                 if m.kind == CONV_IN and getattr(module, "groups", 1) > 1:
                     continue  # grouped conv: the block's output rows already carry its weights
-                scores[u] += weight.select(_WEIGHT_SLICE[m.kind], m.index).double().pow(2).sum()
+                dim = _WEIGHT_SLICE[m.kind]
+                if getattr(module, "transposed", False):  # weight (in, out, *kernel)
+                    dim = 1 - dim
+                scores[u] += weight.select(dim, m.index).double().pow(2).sum()
             elif m.kind == RNN_IN and module is not None:
                 for name in rnn_input_weights(module):
                     scores[u] += getattr(module, name).detach()[:, m.index].double().pow(2).sum()

@@ -157,6 +157,10 @@ def _resize_tensor(owner: nn.Module, name: str, shape) -> None:
 
 
 def _expected_shape(module: nn.Module, name: str, tensor: torch.Tensor) -> tuple[int, ...]:
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        if name == "weight":
+            return (module.in_channels, module.out_channels // module.groups, *tensor.shape[2:])
+        return (module.out_channels,) if name == "bias" else tuple(tensor.shape)
     if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         if name == "weight":
             return (module.out_channels, module.in_channels // module.groups, *tensor.shape[2:])

@@ -56,6 +56,12 @@ def _set_param(module: nn.Module, name: str, value: torch.Tensor | None) -> None
 
 def shrink_conv(m: nn.Conv2d, removed: dict[str, set[int]]) -> dict:
     out_rm, in_rm = removed.get(CONV_OUT, set()), removed.get(CONV_IN, set())
+    if m.transposed:  # weight (in, out, *kernel); the graph prunes only ungrouped ones
+        keep_in, keep_out = _keep(m.in_channels, in_rm), _keep(m.out_channels, out_rm)
+        _set_param(m, "weight", m.weight.detach()[keep_in][:, keep_out])
+        _set_param(m, "bias", None if m.bias is None else m.bias.detach()[keep_out])
+        m.in_channels, m.out_channels = len(keep_in), len(keep_out)
+        return {"in_channels": m.in_channels, "out_channels": m.out_channels}
     keep_out = _keep(m.out_channels, out_rm)
     weight = m.weight.detach()[keep_out]
     groups = m.groups
@@ -110,7 +116,7 @@ def shrink_recurrent(m: nn.RNNBase, removed: dict[str, set[int]]) -> dict:
 
 
 SURGERY = [
-    ((nn.Conv1d, nn.Conv2d, nn.Conv3d), shrink_conv),
+    ((nn.modules.conv._ConvNd,), shrink_conv),
     ((nn.Linear,), shrink_linear),
     ((nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm), shrink_batch_norm),
     ((ChannelRemap,), shrink_remap),
@@ -136,13 +142,14 @@ def shrink_param(model: nn.Module, key: str, removed: set[int]) -> tuple[str, tu
 
 def removed_contribution(module: nn.Module, kind: str, index: list[int], mean: torch.Tensor) -> torch.Tensor | None:
     """What input channels ``index`` holding their ``mean`` add to each output of ``module`` (a conv away from
-    its zero padding, or a linear); None for a grouped conv, whose removed inputs take their outputs along."""
+    its zero padding, or a linear); None for a grouped conv, whose removed inputs take their outputs along, and
+    for a transposed conv."""
     idx = torch.tensor(index, dtype=torch.long)
     w = module.weight.detach()
     if kind == LINEAR_IN:
         return w[:, idx] @ mean[idx].to(w.dtype)
-    if getattr(module, "groups", 1) > 1:
-        return None
+    if getattr(module, "groups", 1) > 1 or getattr(module, "transposed", False):
+        return None  # a transposed conv: how many taps reach an output pixel varies with its position
     return (w[:, idx].flatten(2).sum(2) * mean[idx].to(w.dtype)).sum(1)
 
 

@@ -119,13 +119,14 @@ def _member_params(modules: dict[str, nn.Module], kind: str, path: str, dim: int
         return [(path, dim, "out")]
     module = modules[path]
     grouped = isinstance(module, nn.Conv2d) and module.groups > 1
+    out_dim, in_dim = (1, 0) if getattr(module, "transposed", False) else (0, 1)  # transposed: weight (in, out)
     out = []
     if kind in OUT_KINDS:
-        out.append((f"{path}.weight", 0, "out"))
+        out.append((f"{path}.weight", out_dim, "out"))
         if getattr(module, "bias", None) is not None:
             out.append((f"{path}.bias", 0, "out"))
     elif kind in IN_KINDS and not grouped:  # a grouped conv's block weights are its out-rows
-        out.append((f"{path}.weight", 1, "in"))
+        out.append((f"{path}.weight", in_dim, "in"))
     elif kind == RNN_IN:
         out += [(f"{path}.{name}", 1, "in") for name in rnn_input_weights(module)]
     elif kind == NORM and getattr(module, "weight", None) is not None:
