@@ -156,6 +156,18 @@ def test_a_model_that_shares_a_layer_saves_and_reloads(tmp_path):
     torch.testing.assert_close(pruned(x), original(x))
 
 
+def test_a_plan_says_when_the_models_code_read_its_input_size(tmp_path):
+    args = ["prune", "tiny_nets:padded_cnn", "--input-size", "22", "--target", "cpu-ort", "--macs", "0.5x", "--json"]
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    note = json.loads(r.stdout)["note"]
+    assert "read 1 traced value(s)" in note and "planned for 22x22 inputs" in note
+    assert "plan at the size you deploy" in (tmp_path / "p" / "plan.md").read_text()
+    r = CliRunner().invoke(main, ["prune", "tiny_nets:plain_cnn", "--input-size", "22", "--target", "cpu-ort",
+                                  "--macs", "0.5x", "--json", "--out", str(tmp_path / "q")])  # fmt: skip
+    assert "traced value" not in json.loads(r.stdout).get("note", "")
+
+
 @pytest.mark.parametrize("target", ["cpu-ort-int8", "cpu-openvino"])
 def test_a_kit_refuses_targets_its_collector_cannot_time(target, tmp_path):
     r = CliRunner().invoke(main, ["profile", "kit", target, "--model", "cifar_resnet20", "--out", str(tmp_path / "k")])

@@ -105,3 +105,8 @@ class _SharedBlockNet(nn.Module):
 def shared_block_cnn() -> nn.Module:
     """A layer that two blocks share: its weights are one tensor under two names in the state dict."""
     return _SharedBlockNet()
+
+
+def padded_cnn() -> nn.Module:
+    """Convs around a block whose code pads to a multiple of 4 by the input's size (an ``if`` on a shape)."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), PadToFour(8), nn.ReLU(), nn.Conv2d(8, 4, 1))

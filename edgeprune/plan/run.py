@@ -193,6 +193,11 @@ def prune_run(
     if unpriced:  # why the plan is not ranked by latency, and what it is instead
         how = "cut uniformly on the channel blocking" if result.ranked_by == "uniform" else "ranked by MACs"
         result.note = f"{how}, not by latency: {unpriced}"
+    if graph.traced_values:  # the trace followed the code's path at this input size
+        read = (f"the model's code read {len(graph.traced_values)} traced value(s), such as its input's size "
+                f"(`edgeprune graph {model_ref}` lists them): planned for {shape[-2]}x{shape[-1]} inputs; at another "
+                "size it may run other code: plan at the size you deploy")  # fmt: skip
+        result.note = "; ".join(n for n in (result.note, read) if n)
     pruned, spec, err, refits = _shrink_checked(model, graph, result.plan, changes, chw, shape[1:], calibrated)
     if out.exists():
         out.rmdir()
