@@ -101,9 +101,12 @@ def liven(model: nn.Module, size: int = 32, seed: int = 0) -> nn.Module:
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the calibration batches
         model.train()
-        for _ in range(2):
-            model(torch.randn(4, 3, size, size, generator=gen))
-    return model.eval()
+        try:
+            for _ in range(2):
+                model(torch.randn(4, 3, size, size, generator=gen))
+        finally:  # a model that does not take (N, 3, size, size) images still comes back in eval mode
+            model.eval()
+    return model
 
 
 def lively_model(name: str, seed: int = 0) -> tuple[nn.Module, int]:
