@@ -156,6 +156,20 @@ def test_a_model_that_shares_a_layer_saves_and_reloads(tmp_path):
     torch.testing.assert_close(pruned(x), original(x))
 
 
+def test_a_factory_declares_its_input_size(tmp_path):
+    from edgeprune.models import get_entry
+
+    assert get_entry("tiny_nets:gray_cnn").input_size == (1, 40, 40)
+    r = CliRunner().invoke(main, ["prune", "tiny_nets:gray_cnn", "--ratio", "0.5", "--out", str(tmp_path / "g")])
+    assert r.exit_code == 0, r.output
+    pruned = edgeprune.load_pruned(tmp_path / "g" / "model")
+    assert pruned(torch.randn(2, 1, 40, 40)).shape == (2, 2)
+    r = CliRunner().invoke(main, ["prune", "tiny_nets:misdeclared_cnn", "--ratio", "0.5", "--out", str(tmp_path / "m")])
+    assert r.exit_code == 1 and "input_size attribute is (224, 224)" in r.output and not (tmp_path / "m").exists()
+    r = CliRunner().invoke(main, ["prune", "tiny_nets:sequence_cnn", "--ratio", "0.5", "--out", str(tmp_path / "s")])
+    assert r.exit_code == 1 and "failed while tracing at input (1, 3, 224, 224)" in r.output  # says what it fed
+
+
 def test_a_plan_says_when_the_models_code_read_its_input_size(tmp_path):
     args = ["prune", "tiny_nets:padded_cnn", "--input-size", "22", "--target", "cpu-ort", "--macs", "0.5x", "--json"]
     r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "p")])

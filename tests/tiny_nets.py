@@ -110,3 +110,24 @@ def shared_block_cnn() -> nn.Module:
 def padded_cnn() -> nn.Module:
     """Convs around a block whose code pads to a multiple of 4 by the input's size (an ``if`` on a shape)."""
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), PadToFour(8), nn.ReLU(), nn.Conv2d(8, 4, 1))
+
+
+def gray_cnn() -> nn.Module:
+    """A one-channel model at 40 x 40 (a grayscale sensor's): it says so with the factory's ``input_size``."""
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2))  # fmt: skip
+
+
+gray_cnn.input_size = (1, 40, 40)
+
+
+def misdeclared_cnn() -> nn.Module:
+    return plain_cnn()
+
+
+misdeclared_cnn.input_size = (224, 224)
+
+
+def sequence_cnn() -> nn.Module:
+    """1-D convs over a sequence (audio features): edgeprune's commands feed images, so it cannot be traced."""
+    return nn.Sequential(nn.Conv1d(40, 16, 3), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(16, 2))

@@ -257,7 +257,8 @@ def interpret(ctx: TraceContext, graph: fx.Graph, example: torch.Tensor, fake: b
         except Exception as exc:
             if not fake:
                 raise _NeedsFake from exc
-            raise GraphBuildError(f"{ctx.where(node)}: {ctx.op_name(node)} failed while tracing: {exc}") from exc
+            raise GraphBuildError(f"{ctx.where(node)}: {ctx.op_name(node)} failed while tracing at input "
+                                  f"{tuple(example.shape)}: {exc}") from exc
         values[node] = out
         a_ids = fx.node.map_arg(node.args, lambda n: ids[n])
         k_ids = fx.node.map_arg(node.kwargs, lambda n: ids[n])

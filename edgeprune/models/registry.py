@@ -97,7 +97,9 @@ def get_entry(name: str) -> ModelEntry:
         if name.startswith(prefix):
             return resolve(name)
     if ":" in name:
-        return ModelEntry(name, _load_user_factory(name), "user", (3, 224, 224), 64)
+        factory = _load_user_factory(name)
+        size = _declared_input_size(name, factory)
+        return ModelEntry(name, factory, "user", size, min(64, size[1], size[2]))
     close = [n for n in _REGISTRY if name.lower() in n.lower()][:5]
     hint = f" Did you mean: {', '.join(close)}?" if close else " See `edgeprune models`."
     raise UnknownModelError(f"unknown model {name!r}.{hint} A user model is given as 'pkg.module:factory'.")
@@ -157,6 +159,21 @@ def create_model_for_size(name: str, size: int, pretrained: Pretrained = False, 
     if entry.size_kwarg and entry.size_kwarg not in kwargs:
         kwargs[entry.size_kwarg] = size
     return create_model(name, pretrained=pretrained, **kwargs)
+
+
+USER_INPUT_SIZE = (3, 224, 224)
+
+
+def _declared_input_size(name: str, factory: Callable) -> tuple[int, int, int]:
+    """A user factory's ``input_size`` attribute, (C, H, W) (``small_cnn.input_size = (1, 96, 96)`` for a
+    grayscale model), else 3 x 224 x 224."""
+    size = getattr(factory, "input_size", None)
+    if size is None:
+        return USER_INPUT_SIZE
+    if not (isinstance(size, (tuple, list)) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise InputError(f"{name}: its input_size attribute is {size!r}; expected (channels, height, width), "
+                         "three positive integers, e.g. (1, 96, 96)")  # fmt: skip
+    return tuple(size)
 
 
 def _load_user_factory(spec: str) -> Callable[..., nn.Module]:
