@@ -16,7 +16,7 @@ starnet_s1 efficientvit_l1 test_vit test_efficientnet test_convnext ese_vovnet19
 for m in $MODELS; do
   timeout 300 python bench/timm-survey/survey.py "$m" 2>/dev/null || echo "{\"name\": \"$m\", \"error\": \"crashed or timed out\"}"
 done
-# The 2026-12-07 (22:47–23:05 UTC) run (results-2026-12-07-rules.jsonl) added 14 models of the families swept that
+# The 2026-12-07 (22:46–22:57 UTC) run (results-2026-12-07-rules.jsonl) added 14 models of the families swept that
 # evening, one process each, after the 73 above:
 #   for m in cspnext_s cpubone_s0 lowformer_b0 swiftformer_xs csatv2 coat_lite_mini inception_v4 mvitv2_tiny \
 #     hieradet_small swinv2_cr_tiny_ns_224 vit_relpos_small_patch16_224 vitamin_small_224 convmixer_768_32 \
