@@ -13,6 +13,7 @@ from edgeprune.graph.rules import _has_tensor_index, _ids_of
 
 
 def assign(ctx, node, args, kwargs, ids, ids_kw, out):
+    """``operator.setitem(target, index, value)`` on a target with channels; returns None, as setitem does."""
     target, index = args[0], args[1]
     full = expand_full(ids[0], target.shape)
     if _has_tensor_index(index):
