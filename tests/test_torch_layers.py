@@ -111,3 +111,12 @@ def test_a_transposed_conv_prunes_on_both_sides_and_its_weight_is_read_as_in_by_
     grouped = Between(nn.ConvTranspose2d(8, 8, 2, stride=2, groups=2))
     graph = build_graph(grouped.eval(), torch.randn(1, 3, 4, 4), model_name="test_torch_layers:gtconv")
     assert not graph.prunable_groups  # a grouped transposed conv keeps its widths
+
+
+def test_graph_lists_the_parameters_no_channel_op_reads_in_one_line():
+    from edgeprune.cli.inspect import describe_graph
+
+    model = Between(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), tokens=True).eval()
+    text = describe_graph(build_graph(model, torch.randn(1, 5, 3), model_name="t:encoder"), all_members=False)
+    assert "Frozen, not listed: 8 parameters read in forward only for their device" in text
+    assert "mid.norm1.bias" not in text and "mid.linear1" in text

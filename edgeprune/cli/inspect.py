@@ -7,6 +7,7 @@ import torch
 
 from edgeprune.cli.common import emit, freeze_unknown_option, json_option, options, weights_options
 from edgeprune.graph import build_graph
+from edgeprune.graph.assemble import UNREAD_PARAMETER
 from edgeprune.graph.groups import ChannelGraph
 from edgeprune.models import create_model_for_size, families, get_entry, list_models
 
@@ -59,7 +60,10 @@ def describe_graph(graph: ChannelGraph, all_members: bool) -> str:
     lines = [f"{graph.model_name}: {len(graph.groups)} groups, {n_prunable} prunable, "
              f"{len(graph.groups) - n_prunable} frozen; input {tuple(graph.input_shape)}; "
              f"fingerprint {graph.fingerprint}"]  # fmt: skip
+    unread = [g.id for g in graph.groups if g.frozen and g.frozen.endswith(UNREAD_PARAMETER)]
     for g in graph.groups:
+        if g.id in unread:
+            continue  # listed in one line below
         status = "prunable" if g.prunable else f"frozen: {g.frozen}"
         partial = len(g.prunable_units)
         if g.prunable and partial < g.size:
@@ -69,6 +73,9 @@ def describe_graph(graph: ChannelGraph, all_members: bool) -> str:
         mods = g.modules()
         shown = ", ".join(f"{p}({'/'.join(sorted(k))})" for p, k in mods.items()) if all_members else g.describe()
         lines.append(f"  [{g.id:3d}] size {g.size:5d}  {status}\n        {shown}")
+    if unread:
+        lines.append(f"Frozen, not listed: {len(unread)} parameters read in forward only for their device or dtype "
+                     f"(torch's transformer layers check them), groups {', '.join(map(str, unread))}")
     if graph.traced_values:
         lines.append(f"Python code that read a traced value (its path at input {tuple(graph.input_shape)}; another "
                      "input size may take another: plan at the size you deploy):")  # fmt: skip

@@ -43,13 +43,16 @@ def assemble_groups(ctx: TraceContext) -> tuple[list[ChannelGroup], dict[int, tu
         if all(m.kind == PARAM for u in units for m in u.members):
             # a parameter whose values no channel op reads (only its device or dtype, as torch's transformer
             # layers check before their fused path): cutting it alone would leave its layer inconsistent
-            reason = f"{units[0].members[0].path}: a parameter read in forward by no channel op"
+            reason = f"{units[0].members[0].path}: {UNREAD_PARAMETER}"
             units = [Unit(table, *unit_rows[r], unit_frozen.get(r) or reason) for r in by_space[space]]
         frozen = units[0].frozen if all(u.frozen for u in units) else None
         unit_at.update({r: (len(groups), u) for u, r in enumerate(by_space[space])})
         groups.append(ChannelGroup(len(groups), units, frozen, summed=any(r in summed for r in by_space[space])))
     _mark_parallel(groups, ctx.modules, _adders(ctx))
     return groups, unit_at
+
+
+UNREAD_PARAMETER = "a parameter read in forward by no channel op"
 
 
 def _adders(ctx: TraceContext) -> set[str]:
