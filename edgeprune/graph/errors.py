@@ -17,7 +17,8 @@ class UnsupportedOpError(GraphBuildError):
         super().__init__(
             f"unsupported op {op} at {path or '<top level>'}: edgeprune cannot tell how it moves channels."
             " Rebuild with freeze_unknown=True (CLI: --freeze-unknown) to keep the channels it touches"
-            " unpruned, or map it to a rule in edgeprune.graph.optable."
+            " unpruned, or, for a layer of your own, declare how it moves channels:"
+            " edgeprune.graph.register_layer(YourLayer, 'elementwise' | 'channelwise' | 'mixing')."
         )
 
 

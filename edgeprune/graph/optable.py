@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgeprune.graph.activations import glu, prelu
+from edgeprune.graph.declared import DECLARED
 from edgeprune.graph.extrema import extremum, tuple_field
 from edgeprune.graph.generic import index_along, sorting, statistic
 from edgeprune.graph.recurrent import recurrent
@@ -122,7 +123,18 @@ def module_rule(module: nn.Module) -> Rule | None:
     return _RULE_BY_TYPE[cls]
 
 
+def forget_rules() -> None:
+    """Drop the rules found per class (a declaration, edgeprune.graph.declared, may change them)."""
+    _RULE_BY_TYPE.clear()
+
+
+_DECLARED_RULES = {"elementwise": elementwise, "channelwise": channelwise, "mixing": mixing_all}
+
+
 def _find_rule(cls: type) -> Rule | None:
+    declared = next((DECLARED[base] for base in cls.__mro__ if base in DECLARED), None)
+    if declared is not None:
+        return _DECLARED_RULES[declared]
     name = f"{cls.__module__}.{cls.__qualname__}"
     if name in SUBCLASS_RULES:
         return SUBCLASS_RULES[name]
