@@ -26,6 +26,19 @@ def test_a_plain_folder_of_images_calibrates_a_classifier(tmp_path):
         calibration_images(str(bag), 20, model, "cifar_resnet20")
 
 
+def test_a_one_channel_model_reads_its_images_in_grayscale_and_trains_on_a_folder(tmp_path):
+    from test_data import cli, make_folder
+
+    bag = tmp_path / "bag"
+    write_images(bag, 10)
+    model = create_model("tiny_nets:gray_cnn").eval()  # its factory declares input_size = (1, 40, 40)
+    images = calibration_images(str(bag), 8, model, "tiny_nets:gray_cnn")
+    assert images.shape == (8, 1, 40, 40) and images.min() < 0 < images.max()
+    folder = make_folder(tmp_path / "folder", classes=("cat", "dog"))  # gray_cnn answers 2 classes
+    r = cli("train", "tiny_nets:gray_cnn", "--data", folder, "--max-steps", "2", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+
+
 @pytest.mark.parametrize("layout", ["plain", "classes"])
 def test_a_detector_calibrates_on_any_folder_as_it_reads_images(tmp_path, layout):
     root = tmp_path / "images"

@@ -214,23 +214,33 @@ class Preprocess:
 
 def model_preprocess(model: torch.nn.Module, entry, side: int | None = None) -> Preprocess:
     """``side`` (else the registry entry's input size); mean and std from the entry where it has them, else the
-    model's own pretrained config (timm models carry ``pretrained_cfg``), else ImageNet's."""
+    model's own pretrained config (timm models carry ``pretrained_cfg``), else ImageNet's. A one-channel model
+    (its entry's input size, e.g. a factory's ``input_size = (1, 96, 96)``) reads the images in grayscale,
+    normalized by ImageNet's mean and std averaged over the three channels unless it has its own."""
     config = getattr(model, "pretrained_cfg", None) or {}
-    mean = getattr(entry, "mean", None) or config.get("mean") or IMAGENET_MEAN
-    std = getattr(entry, "std", None) or config.get("std") or IMAGENET_STD
+    mean = tuple(getattr(entry, "mean", None) or config.get("mean") or IMAGENET_MEAN)
+    std = tuple(getattr(entry, "std", None) or config.get("std") or IMAGENET_STD)
+    channels = entry.input_size[0]
+    if channels == 1 and len(mean) == 3:
+        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    elif channels not in (1, 3) or len(mean) != channels:
+        raise InputError(f"{entry.name} takes {channels} input channels: images give 1 (grayscale) or 3 (RGB), "
+                         f"normalized by {len(mean)} means")  # fmt: skip
     size = (side, side) if side else tuple(entry.input_size[1:])
-    return Preprocess(size, tuple(mean), tuple(std))
+    return Preprocess(size, mean, std)
 
 
 def folder_transform(size: tuple[int, int], mean: Sequence[float], std: Sequence[float], train: bool):
-    """torchvision v2: random resized crop + flip for training, resize + center crop for evaluation."""
+    """torchvision v2: random resized crop + flip for training, resize + center crop for evaluation; grayscale
+    first where ``mean`` has one channel."""
     from torchvision.transforms import v2
 
+    gray = [v2.Grayscale(1)] if len(mean) == 1 else []
     if train:
         head = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
     else:
         head = [v2.Resize(round(max(size) / EVAL_CROP), antialias=True), v2.CenterCrop(size)]
-    return v2.Compose([*head, v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    return v2.Compose([*gray, *head, v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
 
 class FolderDataset(Dataset):
