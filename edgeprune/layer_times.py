@@ -33,7 +33,7 @@ _MAC_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.ConvTranspose2d)
 
 
 def macs_by_layer(model: nn.Module, macs_by_module: dict[str, int]) -> dict[str, int]:
-    """The conv/linear entries of fvcore's per-module multiply-accumulates (see validate.count_macs)."""
+    """The conv/linear entries of fvcore's per-module multiply-accumulates (see edgeprune.macs.count_macs)."""
     return {n: int(macs_by_module.get(n, 0)) for n, m in model.named_modules() if isinstance(m, _MAC_MODULES)}
 
 

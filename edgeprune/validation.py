@@ -7,7 +7,6 @@ tolerance is reported as a failed gate (``report["gate"]["passed"]`` false).
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from edgeprune.latency.model import LatencyModel
 from edgeprune.latency.profile import DEFAULT_SETTINGS
 from edgeprune.latency.sweep import disagree
 from edgeprune.latency.target_profile import run_mismatch
+from edgeprune.macs import count_macs
 from edgeprune.models import get_entry
 from edgeprune.models.registry import Pretrained
 from edgeprune.prune import input_chw, load_model_ref
@@ -67,28 +67,6 @@ def resolve_pair(original: str, pruned: str, pretrained: Pretrained = False,
     pruned at ``--input-size`` is compared with its original at that size)."""
     b = resolve_model(pruned, side=side)
     return resolve_model(original, pretrained, b.input_chw[1]), b
-
-
-RECURRENT_OPS = ("aten::lstm", "aten::gru", "aten::rnn_tanh", "aten::rnn_relu")  # fvcore counts none of them
-
-
-def recurrent_macs(inputs: list, outputs: list) -> int:
-    """An LSTM, GRU or RNN call's multiply-accumulates, for fvcore: every step of every layer and direction
-    multiplies its input and its hidden state by the layer's matrices (gate nonlinearities not counted)."""
-    shape = inputs[0].type().sizes()  # (batch, steps, features), (steps, batch, features) or (steps, features)
-    steps = math.prod(shape[:-1])
-    matrices = [p.type().sizes() for p in inputs[2].node().inputs()]  # weights and biases, every layer
-    return steps * sum(rows * cols for rows, cols in (m for m in matrices if len(m) == 2))
-
-
-def count_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int], dict[str, int]]:
-    """fvcore's multiply-accumulate count: total, by operator, and by module path (one trace)."""
-    from fvcore.nn import FlopCountAnalysis
-
-    counter = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    counter.set_op_handle(**dict.fromkeys(RECURRENT_OPS, recurrent_macs))
-    by_op = {k: int(v) for k, v in counter.by_operator().items()}
-    return int(counter.total()), by_op, {k: int(v) for k, v in counter.by_module().items()}
 
 
 def accuracy_on(model: nn.Module, data: str | None, model_name: str, side: int | None = None) -> float | None:

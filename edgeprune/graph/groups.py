@@ -24,6 +24,12 @@ CONSUMER_KINDS = (CONV_IN, LINEAR_IN, REMAP_IN, RNN_IN)
 LAST_DIM_KINDS = (LINEAR_IN, RNN_IN)
 
 
+def weight_dims(module) -> tuple[int, int]:
+    """(output dim, input dim) of a conv's or linear's weight: (0, 1), or (1, 0) for a transposed conv, whose
+    weight is laid out (in, out, *kernel)."""
+    return (1, 0) if getattr(module, "transposed", False) else (0, 1)
+
+
 def rnn_input_weights(module) -> list[str]:
     """The parameters of a recurrent layer (``nn.RNNBase``) that read its input features, one per direction:
     the input-to-hidden weights of its first layer (the later layers read the hidden state)."""

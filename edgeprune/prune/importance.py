@@ -15,10 +15,11 @@ from edgeprune.graph.groups import (
     ChannelGraph,
     ChannelGroup,
     rnn_input_weights,
+    weight_dims,
 )
 from edgeprune.prune.plan import Plan, PlanError
 
-_WEIGHT_SLICE = {CONV_OUT: 0, LINEAR_OUT: 0, CONV_IN: 1, LINEAR_IN: 1}
+_WEIGHT_SIDE = {CONV_OUT: 0, LINEAR_OUT: 0, CONV_IN: 1, LINEAR_IN: 1}  # index into weight_dims()
 
 
 def magnitude_scores(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
@@ -31,13 +32,11 @@ def magnitude_scores(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
     for u, unit in enumerate(group.units):
         for m in unit.members:
             module = modules.get(m.path)
-            if m.kind in _WEIGHT_SLICE and module is not None:
+            if m.kind in _WEIGHT_SIDE and module is not None:
                 weight = module.weight.detach()
                 if m.kind == CONV_IN and getattr(module, "groups", 1) > 1:
                     continue  # grouped conv: the block's output rows already carry its weights
-                dim = _WEIGHT_SLICE[m.kind]
-                if getattr(module, "transposed", False):  # weight (in, out, *kernel)
-                    dim = 1 - dim
+                dim = weight_dims(module)[_WEIGHT_SIDE[m.kind]]
                 scores[u] += weight.select(dim, m.index).double().pow(2).sum()
             elif m.kind == RNN_IN and module is not None:
                 for name in rnn_input_weights(module):

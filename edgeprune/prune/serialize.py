@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from edgeprune.atomic import atomic_path, atomic_write_text
 from edgeprune.errors import EdgepruneError, MissingError
@@ -194,8 +194,8 @@ def _unique_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     """A weights file as :func:`save_pruned` wrote it, every name of a shared tensor filled in."""
-    state = load_file(path)
-    with safe_open(path, "pt") as f:
+    with safe_open(path, "pt") as f:  # one read for the tensors and the metadata
+        state = {name: f.get_tensor(name) for name in f.keys()}
         aliases = json.loads((f.metadata() or {}).get("aliases", "{}"))
     for name, kept in aliases.items():
         state[name] = state[kept]

@@ -24,6 +24,7 @@ from edgeprune.graph.groups import (
     ChannelGraph,
     ChannelGroup,
     rnn_input_weights,
+    weight_dims,
 )
 
 OUT_KINDS = (CONV_OUT, LINEAR_OUT)
@@ -119,7 +120,7 @@ def _member_params(modules: dict[str, nn.Module], kind: str, path: str, dim: int
         return [(path, dim, "out")]
     module = modules[path]
     grouped = isinstance(module, nn.Conv2d) and module.groups > 1
-    out_dim, in_dim = (1, 0) if getattr(module, "transposed", False) else (0, 1)  # transposed: weight (in, out)
+    out_dim, in_dim = weight_dims(module)
     out = []
     if kind in OUT_KINDS:
         out.append((f"{path}.weight", out_dim, "out"))
