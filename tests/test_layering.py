@@ -16,7 +16,7 @@ import edgeprune
 
 ROOT = Path(edgeprune.__file__).parent
 # importable from anywhere; they import only each other
-FOUNDATIONS = ["errors", "paths", "atomic", "logs", "targets", "timing", "resources"]
+FOUNDATIONS = ["errors", "paths", "atomic", "logs", "targets", "timing", "macs", "resources"]
 # in order: a stage may import the foundations, itself and the stages before it
 STAGES = ["models", "graph", "prune", "backends", "export", "kit", "latency", "plan", "regularize", "train",
           "integrations", "layer_times", "report", "validation", "compress", "cli"]  # fmt: skip
