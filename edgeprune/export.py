@@ -131,7 +131,7 @@ def check_onnx(model: nn.Module, path: str | os.PathLike, x: torch.Tensor, rtol:
     return err
 
 
-def deployed_file(target: Target, module, input_chw: tuple[int, int, int], out: str | Path, calibration=None,
+def deployed_file(target: Target, module, input_chw: tuple[int, ...], out: str | Path, calibration=None,
                   **export: object) -> dict:  # fmt: skip
     """Build what ``target``'s runtime loads from ``module`` (exported to ONNX with ``export``'s options of
     :func:`edgeprune.export.export_onnx` and checked against torch, then prepared as ``validate`` prepares it:

@@ -59,7 +59,7 @@ class Target:
         """The same runtime in fp32: what an int8 target's model is weighed against (its int8 settings reset)."""
         return replace(self, precision="fp32", int8_layers="all")
 
-    def input_shape(self, model_input: tuple[int, int, int]) -> tuple[int, int, int, int]:
+    def input_shape(self, model_input: tuple[int, ...]) -> tuple[int, ...]:
         """The batch-first input shape this target times at."""
         chw = model_input if self.input == "model" else tuple(self.input)
         return (self.batch, *chw)

@@ -51,7 +51,7 @@ class ModelRef:
     label: str
     name: str  # registry name (for pruned folders: the model they were pruned from)
     module: nn.Module
-    input_chw: tuple[int, int, int]
+    input_chw: tuple[int, ...]  # (C, H, W), or (C, L) for a sequence model
 
 
 def resolve_model(ref: str, pretrained: Pretrained = False, side: int | None = None) -> ModelRef:

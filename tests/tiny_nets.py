@@ -129,5 +129,28 @@ misdeclared_cnn.input_size = (224, 224)
 
 
 def sequence_cnn() -> nn.Module:
-    """1-D convs over a sequence (audio features): edgeprune's commands feed images, so it cannot be traced."""
+    """1-D convs over a sequence (audio features) that does not declare its input: traced as an image, it fails."""
     return nn.Sequential(nn.Conv1d(40, 16, 3), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(16, 2))
+
+
+class _KeywordSpotter(nn.Module):
+    """A small TC-ResNet-style keyword spotter: 1-D convs over 10 features by 24 frames, a residual block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv1d(10, 16, 3, padding=1, bias=False), nn.BatchNorm1d(16), nn.ReLU())
+        self.block = nn.Sequential(nn.Conv1d(16, 24, 3, 2, 1, bias=False), nn.BatchNorm1d(24), nn.ReLU(),
+                                   nn.Conv1d(24, 24, 3, padding=1, bias=False), nn.BatchNorm1d(24))  # fmt: skip
+        self.skip = nn.Sequential(nn.Conv1d(16, 24, 1, 2, bias=False), nn.BatchNorm1d(24))
+        self.head = nn.Linear(24, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.head(torch.relu(self.block(x) + self.skip(x)).mean(-1))
+
+
+def keyword_spotter() -> nn.Module:
+    return _KeywordSpotter()
+
+
+keyword_spotter.input_size = (10, 24)  # (channels, length): a sequence model

@@ -10,6 +10,7 @@ from edgeprune.graph import build_graph
 from edgeprune.graph.assemble import UNREAD_PARAMETER
 from edgeprune.graph.groups import ChannelGraph
 from edgeprune.models import create_model_for_size, families, get_entry, list_models
+from edgeprune.models.registry import resized
 
 model_build_options = options(
     click.argument("model"),
@@ -26,7 +27,7 @@ def build_for_graph(model: str, pretrained: bool | str, input_size: int | None, 
     size = input_size or entry.input_size[1]
     net = create_model_for_size(model, size, pretrained=pretrained).eval()
     kwargs = {entry.size_kwarg: size} if entry.size_kwarg else {}
-    example = torch.randn(1, entry.input_size[0], size, size)
+    example = torch.randn(1, *resized(entry.input_size, size))
     graph = build_graph(net, example, model_name=model, model_kwargs=kwargs, freeze_unknown=freeze_unknown)
     return net, example, graph
 

@@ -39,8 +39,7 @@ class ParamsCost:
     kind, unit = "params", "Mparams"
 
     def layer(self, layer: Layer, cin: int, cout: int) -> float:
-        k = 1 if layer.geometry.op == "linear" else layer.geometry.kernel**2
-        return k * inputs_per_group(layer, cin) * cout / 1e6
+        return layer.geometry.taps * inputs_per_group(layer, cin) * cout / 1e6
 
     def total(self, layer_sum: float) -> float:
         return layer_sum

@@ -73,8 +73,7 @@ def write_kit(target: Target, model_names: list[str], out_dir: str | os.PathLike
             g = Geometry.from_key(key)
             name = f"micro/{len(entries):05d}.onnx"
             onnx.save(micro_model(g, cin, cout), tmp / name)
-            shape = [g.batch, cin] if g.op == "linear" else [g.batch, cin, g.h, g.w]
-            entries.append({"key": key, "cin": cin, "cout": cout, "file": name, "input": shape})
+            entries.append({"key": key, "cin": cin, "cout": cout, "file": name, "input": list(g.input_shape(cin))})
         calibration = _write_calibration_models(target, model_names, tmp, settings, planned)
         manifest = {"schema": KIT_SCHEMA, "target": target_dict(target),
                     # shuffled, but not re-timed: the torch-free collector has no neighbours to compare

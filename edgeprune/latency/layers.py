@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -25,20 +26,37 @@ class Geometry:
     # A grouped conv's output channels per input channel (FastViT's downsampling: a 3x3 conv with two filters
     # per channel, 48 -> 96): its table runs along cin with cout = multiplier x cin. In the key only when not 1.
     multiplier: int = 1
+    # A conv's spatial dims: 2 for images, 1 for a sequence (Conv1d: h = 1, w its length, keyed by the length
+    # alone).
+    dims: int = 2
 
     @property
     def key(self) -> str:
         gw = f"gw{self.group_width}" + (f"m{self.multiplier}" if self.multiplier != 1 else "")
-        parts = (self.op, f"b{self.batch}", f"{self.h}x{self.w}", f"k{self.kernel}", f"s{self.stride}", gw,
-                 self.dtype)  # fmt: skip
+        size = f"{self.w}" if self.dims == 1 else f"{self.h}x{self.w}"
+        parts = (self.op, f"b{self.batch}", size, f"k{self.kernel}", f"s{self.stride}", gw, self.dtype)
         return "|".join(parts)
 
     @classmethod
     def from_key(cls, key: str) -> Geometry:
-        op, b, hw, k, s, gw, dtype = key.split("|")
-        h, w = hw.split("x")
+        op, b, size, k, s, gw, dtype = key.split("|")
+        h, _, w = size.rpartition("x")
         width, _, multiplier = gw[2:].partition("m")
-        return cls(op, int(b[1:]), int(h), int(w), int(k[1:]), int(s[1:]), int(width), dtype, int(multiplier or 1))
+        return cls(op, int(b[1:]), int(h or 1), int(w), int(k[1:]), int(s[1:]), int(width), dtype,
+                   int(multiplier or 1), 2 if h else 1)  # fmt: skip
+
+    @property
+    def taps(self) -> int:
+        """Weights per (input, output) channel pair: the kernel's area (its length for a sequence)."""
+        return 1 if self.op == "linear" else self.kernel**self.dims
+
+    def spatial(self) -> tuple[int, ...]:
+        """The input's spatial dims: (h, w), or a sequence's (length,)."""
+        return (self.w,) if self.dims == 1 else (self.h, self.w)
+
+    def input_shape(self, cin: int) -> tuple[int, ...]:
+        """The shape of the layer's input at ``cin`` channels."""
+        return (self.batch, cin) if self.op == "linear" else (self.batch, cin, *self.spatial())
 
     def paired_cout(self, cin: int) -> int:
         """The output channels a one-axis table (depthwise, grouped) times at ``cin`` input channels."""
@@ -60,19 +78,20 @@ class Layer:
         return [self.geometry.key, self.cin, self.cout]
 
 
-def conv_geometry(m: nn.Conv2d, batch: int, h: int, w: int, dtype: str) -> Geometry:
-    k, s = m.kernel_size[0], m.stride[0]
+def conv_geometry(m: nn.Conv1d | nn.Conv2d, batch: int, h: int, w: int, dtype: str) -> Geometry:
+    """A Conv2d's geometry at an (h, w) input, or a Conv1d's at length ``w`` (``h`` = 1)."""
+    k, s, dims = m.kernel_size[0], m.stride[0], len(m.kernel_size)
     if m.groups == 1:
-        return Geometry("conv", batch, h, w, k, s, 0, dtype)
+        return Geometry("conv", batch, h, w, k, s, 0, dtype, dims=dims)
     if m.groups == m.in_channels == m.out_channels:
-        return Geometry("dwconv", batch, h, w, k, s, 1, dtype)
+        return Geometry("dwconv", batch, h, w, k, s, 1, dtype, dims=dims)
     whole = m.out_channels % m.in_channels == 0  # another ratio keeps 1, and profiling it is refused (tables.py)
     multiplier = m.out_channels // m.in_channels if whole else 1
-    return Geometry("gconv", batch, h, w, k, s, m.in_channels // m.groups, dtype, multiplier)
+    return Geometry("gconv", batch, h, w, k, s, m.in_channels // m.groups, dtype, multiplier, dims)
 
 
 def collect_layers(model: nn.Module, input_shape: tuple[int, ...], dtype: str = "fp32") -> list[Layer]:
-    """Run ``model`` once on zeros and record every Conv2d/Linear call with its input geometry, and the matrix
+    """Run ``model`` once on zeros and record every Conv1d/Conv2d/Linear call with its input geometry, and the matrix
     products of every recurrent layer (:func:`recurrent_layers`)."""
     layers: list[Layer] = []
     handles = []
@@ -80,8 +99,9 @@ def collect_layers(model: nn.Module, input_shape: tuple[int, ...], dtype: str = 
     def hook(path):
         def fn(module, args, output):
             x = args[0]
-            if isinstance(module, nn.Conv2d):
-                g = conv_geometry(module, x.shape[0], x.shape[2], x.shape[3], dtype)
+            if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+                h, w = (1, x.shape[2]) if x.dim() == 3 else (x.shape[2], x.shape[3])
+                g = conv_geometry(module, x.shape[0], h, w, dtype)
                 layers.append(Layer(path, g, module.in_channels, module.out_channels))
             elif isinstance(module, nn.RNNBase):
                 layers.extend(recurrent_layers(path, module, x, dtype))
@@ -93,7 +113,7 @@ def collect_layers(model: nn.Module, input_shape: tuple[int, ...], dtype: str = 
         return fn
 
     for path, m in model.named_modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear, nn.RNNBase)):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear, nn.RNNBase)):
             handles.append(m.register_forward_hook(hook(path)))
     try:
         with torch.no_grad():
@@ -127,8 +147,8 @@ def layer_mmacs(layer: Layer, cin: int, cout: int) -> float:
     g = layer.geometry
     if g.op == "linear":
         return g.batch * cin * cout / 1e6
-    pixels = -(-g.h // g.stride) * -(-g.w // g.stride)
-    return g.batch * pixels * g.kernel**2 * inputs_per_group(layer, cin) * cout / 1e6
+    positions = math.prod(-(-d // g.stride) for d in g.spatial())
+    return g.batch * positions * g.taps * inputs_per_group(layer, cin) * cout / 1e6
 
 
 def on_blocking(channels: int, align: int) -> bool:

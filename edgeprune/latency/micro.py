@@ -28,17 +28,16 @@ def micro_model(g: Geometry, cin: int, cout: int, seed: int = 0) -> onnx.ModelPr
         groups = cin if g.op == "dwconv" else (cin // g.group_width if g.op == "gconv" else 1)
         if g.op == "dwconv":
             cout = cin
-        pad = g.kernel // 2
-        ho, wo = (g.h + 2 * pad - g.kernel) // g.stride + 1, (g.w + 2 * pad - g.kernel) // g.stride + 1
-        x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [g.batch, cin, g.h, g.w])
-        y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [g.batch, cout, ho, wo])
-        w = numpy_helper.from_array(
-            rng.standard_normal((cout, cin // groups, g.kernel, g.kernel), dtype=np.float32) * 0.05, "W"
-        )
+        pad, dims = g.kernel // 2, g.dims
+        out = [(d + 2 * pad - g.kernel) // g.stride + 1 for d in g.spatial()]
+        x = helper.make_tensor_value_info("input", TensorProto.FLOAT, list(g.input_shape(cin)))
+        y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [g.batch, cout, *out])
+        kernel = (cout, cin // groups, *[g.kernel] * dims)
+        w = numpy_helper.from_array(rng.standard_normal(kernel, dtype=np.float32) * 0.05, "W")
         b = numpy_helper.from_array(np.zeros(cout, np.float32), "B")
         conv = helper.make_node(
-            "Conv", ["input", "W", "B"], ["conv"], kernel_shape=[g.kernel, g.kernel],
-            strides=[g.stride, g.stride], pads=[pad] * 4, group=groups,
+            "Conv", ["input", "W", "B"], ["conv"], kernel_shape=[g.kernel] * dims,
+            strides=[g.stride] * dims, pads=[pad] * 2 * dims, group=groups,
         )  # fmt: skip
         nodes = [conv, helper.make_node("Relu", ["conv"], ["output"])]
         graph = helper.make_graph(nodes, "micro", [x], [y], [w, b])
@@ -48,5 +47,4 @@ def micro_model(g: Geometry, cin: int, cout: int, seed: int = 0) -> onnx.ModelPr
 
 
 def input_for(g: Geometry, cin: int) -> np.ndarray:
-    shape = (g.batch, cin) if g.op == "linear" else (g.batch, cin, g.h, g.w)
-    return np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
+    return np.random.default_rng(1).standard_normal(g.input_shape(cin), dtype=np.float32)

@@ -44,6 +44,7 @@ from edgeprune.latency.sweep import settle_runs
 from edgeprune.latency.tables import grid_axes, layer_timing, measure_table
 from edgeprune.latency.variants import CALIBRATION_SEED, Planner, calibration_variants, planned_variants
 from edgeprune.models import create_model_for_size, get_entry
+from edgeprune.models.registry import resized
 from edgeprune.targets import Target, channel_align
 
 LOOKUP_CHOICES = [(block, scan) for block in (1, 8, 16) for scan in (True, False)]
@@ -57,9 +58,9 @@ class ProfileBudgetExceeded(EdgepruneError, RuntimeError):
 
 
 def model_input_shape(name: str, target: Target, side: int | None = None) -> tuple[int, ...]:
-    """The target's input shape for ``name``: at its registry size, or square ``side`` when given."""
-    channels, *size = get_entry(name).input_size
-    return target.input_shape((channels, side, side) if side else (channels, *size))
+    """The target's input shape for ``name``: at its registry size, or square ``side`` (a sequence's length) when
+    given."""
+    return target.input_shape(resized(get_entry(name).input_size, side))
 
 
 def build_model(name: str, target: Target, side: int | None = None) -> nn.Module:

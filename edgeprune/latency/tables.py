@@ -96,7 +96,8 @@ def torch_micro_model(g: Geometry, cin: int, cout: int) -> nn.Module:
         return nn.Linear(cin, cout)
     groups = cin if g.op == "dwconv" else (cin // g.group_width if g.op == "gconv" else 1)
     cout = cin if g.op == "dwconv" else cout
-    return nn.Sequential(nn.Conv2d(cin, cout, g.kernel, g.stride, g.kernel // 2, groups=groups), nn.ReLU())
+    conv = nn.Conv1d if g.dims == 1 else nn.Conv2d
+    return nn.Sequential(conv(cin, cout, g.kernel, g.stride, g.kernel // 2, groups=groups), nn.ReLU())
 
 
 def measure_table(target: Target, key: str, cin_axis: list[int], cout_axis: list[int] | None, tmp: Path,

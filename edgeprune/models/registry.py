@@ -32,8 +32,8 @@ class ModelEntry:
     name: str
     factory: Callable[..., nn.Module]
     family: str
-    input_size: tuple[int, int, int]  # (C, H, W) the model is designed for
-    test_size: int  # smallest square side that tests and the zoo use
+    input_size: tuple[int, ...]  # (C, H, W) the model is designed for; (C, L) for a sequence model
+    test_size: int  # smallest square side (or sequence length) that tests and the zoo use
     has_pretrained: bool = False
     defaults: dict = field(default_factory=dict)
     size_kwarg: str | None = None  # factory argument that sets the input size (ViT's image_size)
@@ -99,7 +99,7 @@ def get_entry(name: str) -> ModelEntry:
     if ":" in name:
         factory = _load_user_factory(name)
         size = _declared_input_size(name, factory)
-        return ModelEntry(name, factory, "user", size, min(64, size[1], size[2]))
+        return ModelEntry(name, factory, "user", size, min(64, *size[1:]))
     close = [n for n in _REGISTRY if name.lower() in n.lower()][:5]
     hint = f" Did you mean: {', '.join(close)}?" if close else " See `edgeprune models`."
     raise UnknownModelError(f"unknown model {name!r}.{hint} A user model is given as 'pkg.module:factory'.")
@@ -164,15 +164,23 @@ def create_model_for_size(name: str, size: int, pretrained: Pretrained = False, 
 USER_INPUT_SIZE = (3, 224, 224)
 
 
-def _declared_input_size(name: str, factory: Callable) -> tuple[int, int, int]:
-    """A user factory's ``input_size`` attribute, (C, H, W) (``small_cnn.input_size = (1, 96, 96)`` for a
-    grayscale model), else 3 x 224 x 224."""
+def resized(size: tuple[int, ...], side: int | None) -> tuple[int, ...]:
+    """An input shape, (C, H, W) or a sequence's (C, L), with every spatial dim set to ``side`` (None: as is)."""
+    return tuple(size) if not side else (size[0], *([side] * (len(size) - 1)))
+
+
+def _declared_input_size(name: str, factory: Callable) -> tuple[int, ...]:
+    """A user factory's ``input_size`` attribute: (C, H, W) for an image model (``small_cnn.input_size = (1, 96,
+    96)`` for a grayscale one), (C, L) for a sequence model (40 MFCC features by 101 frames: ``(40, 101)``);
+    else 3 x 224 x 224."""
     size = getattr(factory, "input_size", None)
     if size is None:
         return USER_INPUT_SIZE
-    if not (isinstance(size, (tuple, list)) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)):
-        raise InputError(f"{name}: its input_size attribute is {size!r}; expected (channels, height, width), "
-                         "three positive integers, e.g. (1, 96, 96)")  # fmt: skip
+    if not (isinstance(size, (tuple, list)) and len(size) in (2, 3)
+            and all(isinstance(v, int) and v > 0 for v in size)):  # fmt: skip
+        raise InputError(f"{name}: its input_size attribute is {size!r}; expected (channels, height, width) for "
+                         "images, e.g. (1, 96, 96), or (channels, length) for sequences, e.g. (40, 101): "
+                         "positive integers")  # fmt: skip
     return tuple(size)
 
 

@@ -24,7 +24,7 @@ from edgeprune.prune.shrink import shrink
 
 def prune_model(
     model: nn.Module, graph: ChannelGraph, plan: Plan, previous: dict | None = None,
-    input_size: tuple[int, int, int] | None = None, means: dict[str, torch.Tensor] | None = None,
+    input_size: tuple[int, ...] | None = None, means: dict[str, torch.Tensor] | None = None,
 ) -> tuple[nn.Module, dict]:  # fmt: skip
     """Shrink ``model`` by ``plan``; returns the smaller model and the arch spec to save with it.
 

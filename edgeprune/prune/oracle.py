@@ -77,8 +77,9 @@ def masked_forward(model: nn.Module, graph: ChannelGraph, plan: Plan, x: torch.T
             h.remove()
 
 
-def liven(model: nn.Module, size: int = 32, seed: int = 0) -> nn.Module:
-    """Random norm affines and layer scales, then BN statistics calibrated on random inputs.
+def liven(model: nn.Module, size: int | tuple[int, ...] = 32, seed: int = 0) -> nn.Module:
+    """Random norm affines and layer scales, then BN statistics calibrated on random inputs (``size``: a square
+    RGB side, or the input's shape without the batch dim: (C, H, W), a sequence's (C, L)).
 
     Freshly initialized torchvision models can output constants (activations that fade through depth,
     1e-6 layer scales): an oracle comparison on such a model would pass whatever the pruning did.
@@ -87,7 +88,7 @@ def liven(model: nn.Module, size: int = 32, seed: int = 0) -> nn.Module:
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d)):
+            if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
                 if not m.weight.any():  # zero-initialized heads (ViT) would make every output equal
                     m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * 0.02)
                 if m.bias is not None:
@@ -101,10 +102,11 @@ def liven(model: nn.Module, size: int = 32, seed: int = 0) -> nn.Module:
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the calibration batches
         model.train()
+        shape = (3, size, size) if isinstance(size, int) else tuple(size)
         try:
             for _ in range(2):
-                model(torch.randn(4, 3, size, size, generator=gen))
-        finally:  # a model that does not take (N, 3, size, size) images still comes back in eval mode
+                model(torch.randn(4, *shape, generator=gen))
+        finally:  # a model that does not take that input still comes back in eval mode
             model.eval()
     return model
 
@@ -142,7 +144,7 @@ def check_shrunk(model: nn.Module, graph: ChannelGraph, plan: Plan, pruned: nn.M
     x = torch.randn(2, *input_chw)
     err = _checked_error(model, graph, plan, pruned, x, means)
     if not is_lively(model, x):
-        lively = liven(copy.deepcopy(model).eval(), input_chw[-1])
+        lively = liven(copy.deepcopy(model).eval(), tuple(input_chw))
         if is_lively(lively, x):
             err = max(err, _checked_error(lively, graph, plan, shrink(lively, graph, plan)[0], x, None))
     return err

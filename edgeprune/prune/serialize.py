@@ -16,7 +16,7 @@ from edgeprune.errors import EdgepruneError, MissingError
 from edgeprune.graph.groups import rnn_input_weights
 from edgeprune.models import ChannelRemap, create_model, get_entry
 from edgeprune.models.layers import BranchConstant, EmptyChannels
-from edgeprune.models.registry import Pretrained
+from edgeprune.models.registry import Pretrained, resized
 from edgeprune.models.weights import load_versioned
 from edgeprune.prune.shrink import ArchChanges
 
@@ -31,10 +31,10 @@ class ArchSpecError(EdgepruneError, ValueError):
 
 
 def arch_spec(model_name: str, model_kwargs: dict, source_fingerprint: str, changes: ArchChanges,
-              input_size: tuple[int, int, int] | None = None) -> dict:  # fmt: skip
+              input_size: tuple[int, ...] | None = None) -> dict:  # fmt: skip
     """The JSON document that, with the weights, rebuilds a pruned model from its registry name.
 
-    ``input_size`` (C, H, W) is kept when the model works at another size than its registry entry's (trained
+    ``input_size`` (C, H, W), or (C, L), is kept when the model works at another size than its registry entry's (trained
     on an image folder at ``--input-size``): every later stage then plans, exports and times it at that size.
     """
     spec = {
@@ -49,16 +49,16 @@ def arch_spec(model_name: str, model_kwargs: dict, source_fingerprint: str, chan
     return spec
 
 
-def default_input_chw(name: str, kwargs: dict) -> tuple[int, int, int]:
-    """The registry's input shape of ``name`` built with ``kwargs`` (a size-bound model's size argument wins)."""
+def default_input_chw(name: str, kwargs: dict) -> tuple[int, ...]:
+    """The registry's input shape of ``name`` built with ``kwargs`` (a size-bound model's size argument wins):
+    (C, H, W), or (C, L) for a sequence model."""
     entry = get_entry(name)
-    c, h, w = entry.input_size
     if entry.size_kwarg and entry.size_kwarg in kwargs:
-        h = w = int(kwargs[entry.size_kwarg])
-    return (c, h, w)
+        return resized(entry.input_size, int(kwargs[entry.size_kwarg]))
+    return tuple(entry.input_size)
 
 
-def saved_input_size(ref: str | os.PathLike) -> tuple[int, int, int] | None:
+def saved_input_size(ref: str | os.PathLike) -> tuple[int, ...] | None:
     """The input size recorded in a saved model folder (or a training run's ``model/``), else None."""
     path = Path(ref)
     for arch in (path / ARCH_FILE, path / "model" / ARCH_FILE):
@@ -72,16 +72,16 @@ def saved_input_size(ref: str | os.PathLike) -> tuple[int, int, int] | None:
 
 
 def saved_side(ref: str | os.PathLike) -> int | None:
-    """The square side saved with a model folder, else None."""
+    """The square side (a sequence's length) saved with a model folder, else None."""
     size = saved_input_size(ref)
     return size[1] if size else None
 
 
-def input_chw(ref: str | os.PathLike, name: str, kwargs: dict, side: int | None = None) -> tuple[int, int, int]:
-    """The input shape the model ``ref`` (loaded as registry ``name`` with ``kwargs``) works at: ``side`` when
-    given, else the size saved with a model folder, else the registry's."""
-    c, h, w = saved_input_size(ref) or default_input_chw(name, kwargs)
-    return (c, side, side) if side else (c, h, w)
+def input_chw(ref: str | os.PathLike, name: str, kwargs: dict, side: int | None = None) -> tuple[int, ...]:
+    """The input shape the model ``ref`` (loaded as registry ``name`` with ``kwargs``) works at, (C, H, W) or a
+    sequence model's (C, L): ``side`` for every spatial dim when given, else the size saved with a model
+    folder, else the registry's."""
+    return resized(saved_input_size(ref) or default_input_chw(name, kwargs), side)
 
 
 def save_pruned(model: nn.Module, spec: dict, out_dir: str | os.PathLike) -> Path:

@@ -139,7 +139,7 @@ class SparsityHook:
         self._pending = False
 
     def save(self, folder: str | os.PathLike, model_name: str, model_kwargs: dict | None = None,
-             changes: dict | None = None, input_size: tuple[int, int, int] | None = None) -> Path:  # fmt: skip
+             changes: dict | None = None, input_size: tuple[int, ...] | None = None) -> Path:  # fmt: skip
         """Write what ``edgeprune prune FOLDER`` needs: ``model/`` (arch.json + weights.safetensors) and
         ``importance.json`` (the training-run layout).
 

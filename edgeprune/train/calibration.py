@@ -49,8 +49,8 @@ def calibration_images(data: str, count: int, model: nn.Module, name: str, side:
         images, which = (folder.train, "train") if len(folder.train) else (folder.val, "val")
         where = f"{folder.root}'s {which} split"
     require_count(len(images), count, where)
-    pre = folders.model_preprocess(model, entry, side)
-    dataset = folders.FolderDataset(images, folders.folder_transform(pre.size, pre.mean, pre.std, False), SEED, False)
+    transform = folders.sample_transform(model, entry, side, False, folders.is_array(images.files[0]))
+    dataset = folders.FolderDataset(images, transform, SEED, False)
     return np.stack([dataset[(int(i), 0)][0].numpy() for i in _draw(len(images), count)])
 
 

@@ -4,7 +4,8 @@ Layout: ``ROOT/train/<class>/*`` and ``ROOT/val/<class>/*`` (``valid/``, ``valid
 ``val/``). A root that holds only class folders (or only ``train/``) is split here, the same way every time.
 The scan reads every image's header once: unreadable files are skipped and counted (an error above
 :data:`MAX_BAD_FRACTION`), images that are not RGB are converted when read, 16-bit and float images are an
-error (converting would clip their values).
+error (converting would clip their values). A folder of ``.npy`` arrays instead of images is read the same
+way, each array fed to the model as it is (:mod:`edgeprune.train.arrays`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from edgeprune.errors import DataNotFoundError, InputError
+from edgeprune.models.registry import resized
+from edgeprune.train.arrays import ARRAY_SUFFIX, ArrayInput, check_arrays, is_array, load_array
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 VAL_FOLDERS = ("val", "valid", "validation", "test")
@@ -48,13 +51,15 @@ class FolderSplit:
 
 @dataclass(frozen=True)
 class FolderData:
-    """A scanned ImageFolder: class names (sorted: the label order), both splits, and what the scan did."""
+    """A scanned ImageFolder: class names (sorted: the label order), both splits, and what the scan did; for a
+    folder of ``.npy`` arrays, the shape every array has."""
 
     root: Path
     classes: tuple[str, ...]
     train: FolderSplit
     val: FolderSplit
     notes: tuple[str, ...]
+    array_shape: tuple[int, ...] | None = None
 
 
 def scan_folder(root: str | os.PathLike) -> FolderData:
@@ -82,23 +87,24 @@ def scan_folder(root: str | os.PathLike) -> FolderData:
         notes.append(f"{root} has no val/ folder: split {source} with seed {SPLIT_SEED}, "
                      f"{VAL_FRACTION:.0%} of each class to val: {n_train} train, {n_val} val images")  # fmt: skip
     classes = tuple(sorted(train))
-    _check_images(root, classes, train, val, notes)
-    return FolderData(root, classes, _as_split(classes, train), _as_split(classes, val), tuple(notes))
+    shape = _check_samples(root, classes, train, val, notes)
+    return FolderData(root, classes, _as_split(classes, train), _as_split(classes, val), tuple(notes), shape)
 
 
 def _class_files(folder: Path) -> dict[str, list[Path]]:
     """{class: sorted image files (any depth)} of ``folder``; empty class folders are an error."""
     subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not subdirs:
-        loose = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        loose = [p for p in folder.iterdir() if _is_image(p, folder)]
         if loose:
-            raise DataError(f"{folder} holds images but no class folders: put each class's images in "
+            kind = "arrays" if all(map(is_array, loose)) else "images"
+            raise DataError(f"{folder} holds {kind} but no class folders: put each class's {kind} in "
                             f"{folder}/<class>/ (the folder name is the label)")  # fmt: skip
         raise DataError(f"{folder} is empty: expected {folder}/<class>/<image> (or train/ and val/ folders)")
     files = {d.name: sorted(p for p in d.rglob("*") if _is_image(p, d)) for d in subdirs}
     empty = [c for c, f in files.items() if not f]
     if len(empty) == len(files):
-        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES | {ARRAY_SUFFIX}))
         raise DataError(f"no images in {folder}: its folders {', '.join(empty[:5])} hold no files ending in {suffixes}")
     if empty:
         raise DataError(f"class folders with no images in {folder}: {', '.join(empty)} (remove them or add images)")
@@ -135,9 +141,11 @@ def every_image(folder: str | os.PathLike) -> list[Path]:
 
 
 def _is_image(path: Path, base: Path) -> bool:
-    """An image file by its suffix; hidden files and folders (.ipynb_checkpoints, ._x.jpg) are not data."""
+    """A sample file (an image, or a ``.npy`` array) by its suffix; hidden files and folders
+    (.ipynb_checkpoints, ._x.jpg) are not data."""
     hidden = any(part.startswith(".") for part in path.relative_to(base).parts)
-    return path.suffix.lower() in IMAGE_SUFFIXES and not hidden and path.is_file()
+    suffix = path.suffix.lower()
+    return (suffix in IMAGE_SUFFIXES or suffix == ARRAY_SUFFIX) and not hidden and path.is_file()
 
 
 def split_classes(files: dict[str, list[Path]]) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
@@ -166,9 +174,19 @@ def _probe(path: Path) -> tuple[str | None, str | None]:
         return None, str(exc) or type(exc).__name__
 
 
-def _check_images(root: Path, classes: Sequence[str], train: dict, val: dict, notes: list[str]) -> None:
-    """Read every header: drop (and count) unreadable files, refuse high-bit images, note conversions."""
+def _check_samples(root: Path, classes: Sequence[str], train: dict, val: dict,
+                   notes: list[str]) -> tuple[int, ...] | None:  # fmt: skip
+    """Read every header: drop (and count) unreadable files; images: refuse high-bit ones, note conversions;
+    arrays: the one shape they share (returned; None for images). Images and arrays do not mix."""
     paths = [p for split in (train, val) for c in classes for p in split[c]]
+    arrays = [p for p in paths if is_array(p)]
+    if arrays and len(arrays) < len(paths):
+        image = next(p for p in paths if not is_array(p))
+        raise DataError(f"{root} mixes images ({image}) and .npy arrays ({arrays[0]}): keep one kind per folder")
+    if arrays:
+        bad, shape = check_arrays(root, paths, MAX_BAD_FRACTION)
+        _drop_unreadable(root, classes, train, val, notes, bad, len(paths), "array")
+        return shape
     with ThreadPoolExecutor(8) as pool:
         probes = dict(zip(paths, pool.map(_probe, paths), strict=True))
     bad = {p: why for p, (_, why) in probes.items() if why}
@@ -176,14 +194,7 @@ def _check_images(root: Path, classes: Sequence[str], train: dict, val: dict, no
         shown = "; ".join(f"{p}: {why}" for p, why in list(bad.items())[:3])
         raise DataError(f"{len(bad)} of {len(paths)} images in {root} cannot be read (more than "
                         f"{MAX_BAD_FRACTION:.0%}): {shown}")  # fmt: skip
-    if bad:
-        first, why = next(iter(bad.items()))
-        notes.append(f"skipped {len(bad)} unreadable image(s) of {len(paths)}, e.g. {first}: {why}")
-        for split in (train, val):
-            for c in classes:
-                split[c] = [p for p in split[c] if p not in bad]
-        if empty := [c for c in classes if not train[c]]:
-            raise DataError(f"no readable training images left in class folder(s) {', '.join(empty)} of {root}")
+    _drop_unreadable(root, classes, train, val, notes, bad, len(paths), "image")
     modes = Counter(m for m, _ in probes.values() if m)
     high = sorted(m for m in modes if m in HIGH_BIT_MODES)
     if high:
@@ -196,6 +207,20 @@ def _check_images(root: Path, classes: Sequence[str], train: dict, val: dict, no
         counts = ", ".join(f"{k} {m}" for m, k in converted.items())
         notes.append(f"{sum(converted.values())} image(s) are not RGB ({counts}): converted to RGB when read "
                      "(alpha dropped, palettes expanded, grayscale repeated)")  # fmt: skip
+
+
+def _drop_unreadable(root: Path, classes: Sequence[str], train: dict, val: dict, notes: list[str],
+                     bad: dict[Path, str], total: int, kind: str) -> None:  # fmt: skip
+    """Take the unreadable files out of both splits, with a note; a class left with no training file is an error."""
+    if not bad:
+        return
+    first, why = next(iter(bad.items()))
+    notes.append(f"skipped {len(bad)} unreadable {kind}(s) of {total}, e.g. {first}: {why}")
+    for split in (train, val):
+        for c in classes:
+            split[c] = [p for p in split[c] if p not in bad]
+    if empty := [c for c in classes if not train[c]]:
+        raise DataError(f"no readable training {kind}s left in class folder(s) {', '.join(empty)} of {root}")
 
 
 def _as_split(classes: Sequence[str], files: dict[str, list[Path]]) -> FolderSplit:
@@ -225,9 +250,20 @@ def model_preprocess(model: torch.nn.Module, entry, side: int | None = None) -> 
         mean, std = (sum(mean) / 3,), (sum(std) / 3,)
     elif channels not in (1, 3) or len(mean) != channels:
         raise InputError(f"{entry.name} takes {channels} input channels: images give 1 (grayscale) or 3 (RGB), "
-                         f"normalized by {len(mean)} means")  # fmt: skip
+                         f"normalized by {len(mean)} means; other inputs are read from .npy arrays, one sample "
+                         "a file (see edgeprune.train.arrays)")  # fmt: skip
     size = (side, side) if side else tuple(entry.input_size[1:])
     return Preprocess(size, mean, std)
+
+
+def sample_transform(model: torch.nn.Module, entry, side: int | None, train: bool, arrays: bool):
+    """How a folder's samples reach ``model`` (registry ``entry``, input ``side``): ``.npy`` arrays as they are,
+    checked against its input shape; images through :func:`folder_transform`, sized and normalized by
+    :func:`model_preprocess`."""
+    if arrays:
+        return ArrayInput(resized(entry.input_size, side))
+    pre = model_preprocess(model, entry, side)
+    return folder_transform(pre.size, pre.mean, pre.std, train)
 
 
 def folder_transform(size: tuple[int, int], mean: Sequence[float], std: Sequence[float], train: bool):
@@ -256,12 +292,12 @@ class FolderDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
         index, epoch = key
         path = self.split.files[index]
-        rgb = open_rgb(path)
+        sample = load_array(path) if is_array(path) else open_rgb(path)
         if not self.train:
-            return self.transform(rgb), self.split.labels[index]
+            return self.transform(sample), self.split.labels[index]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_000_007 + index) % 2**63)
-            return self.transform(rgb), self.split.labels[index]
+            return self.transform(sample), self.split.labels[index]
 
 
 def default_workers(world: int = 1) -> int:

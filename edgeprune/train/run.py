@@ -68,19 +68,19 @@ def train_run(
     source = Source.open(data, input_size or saved_side(model_ref))
     model, name, kwargs, changes = load_for_data(model_ref, pretrained, source)
     source.tell(rank)
-    c, h, w = source.chw(name)
-    graph = build_graph(model, torch.randn(1, c, h, w), model_name=name, model_kwargs=kwargs,
+    shape = source.chw(name)
+    graph = build_graph(model, torch.randn(1, *shape), model_name=name, model_kwargs=kwargs,
                         freeze_unknown=freeze_unknown)
     hook = SparsityHook.from_graph(model, graph, reg, **(reg_kwargs or {}))
     train, test = make_loaders(source, model, name, cfg.batch_size, cfg.seed, rank, world, workers, data_dir)
     trainer = Trainer(
-        model, hook, train, test, cfg, out, progress, make_distiller(distill, model, (1, c, h, w)),
+        model, hook, train, test, cfg, out, progress, make_distiller(distill, model, (1, *shape)),
     )  # fmt: skip
     if resume:
         trainer.resume()
     result = trainer.fit()
     if rank == 0 and result["status"] == "done":
-        hook.save(out, name, kwargs, changes, (c, h, w))  # model/ and importance.json, as a user's loop saves
+        hook.save(out, name, kwargs, changes, shape)  # model/ and importance.json, as a user's loop saves
         summary = {"model": name, "from": model_ref, "data": data, "regularizer": reg, "reg_kwargs": reg_kwargs or {},
                    "config": asdict(cfg), "world_size": world, "result": result,
                    "distill": asdict(distill) if distill else None, **source.record(name)}

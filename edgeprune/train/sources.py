@@ -13,11 +13,11 @@ import torch.nn as nn
 
 from edgeprune.errors import InputError
 from edgeprune.models import create_model, get_entry
-from edgeprune.models.registry import Pretrained
+from edgeprune.models.registry import Pretrained, resized
 from edgeprune.models.weights import load_versioned
 from edgeprune.prune import load_model_ref
 from edgeprune.train.data import ArrayLoader, is_folder, load_dataset
-from edgeprune.train.folder import DataError, FolderData, FolderLoader, folder_transform, model_preprocess, scan_folder
+from edgeprune.train.folder import DataError, FolderData, FolderLoader, sample_transform, scan_folder
 from edgeprune.train.trainer import evaluate
 
 EVAL_BATCH = 256
@@ -40,10 +40,14 @@ class Source:
         folder = scan_folder(data)
         return cls(data, folder, side, list(folder.notes))
 
-    def chw(self, name: str) -> tuple[int, int, int]:
+    def chw(self, name: str) -> tuple[int, ...]:
         """The input shape the model sees: a named data set keeps the registry's (CIFAR: 32²)."""
-        c, h, w = get_entry(name).input_size
-        return (c, self.side, self.side) if self.folder is not None and self.side else (c, h, w)
+        return resized(get_entry(name).input_size, self.side if self.folder is not None else None)
+
+    def transform(self, model: nn.Module, name: str, train: bool):
+        """How the folder's samples reach ``model`` (:func:`~edgeprune.train.folder.sample_transform`)."""
+        arrays = self.folder.array_shape is not None
+        return sample_transform(model, get_entry(name), self.side, train, arrays)
 
     def tell(self, rank: int = 0) -> None:
         """Print the notes once (rank 0), to stderr: the result on stdout stays machine-readable."""
@@ -58,7 +62,7 @@ class Source:
         return {"classes": list(self.folder.classes), "input_size": list(self.chw(name)[1:]), "data_notes": self.notes}
 
 
-def class_count(model: nn.Module, chw: tuple[int, int, int]) -> int:
+def class_count(model: nn.Module, chw: tuple[int, ...]) -> int:
     """How many class scores ``model`` answers for one image (eval mode, no gradient)."""
     was = model.training
     model.eval()
@@ -70,7 +74,7 @@ def class_count(model: nn.Module, chw: tuple[int, int, int]) -> int:
     return int(out.shape[1])
 
 
-def check_classes(model: nn.Module, label: str, chw: tuple[int, int, int], folder: FolderData) -> None:
+def check_classes(model: nn.Module, label: str, chw: tuple[int, ...], folder: FolderData) -> None:
     k, n = class_count(model, chw), len(folder.classes)
     if k != n:
         raise DataError(f"{label} answers {k} classes but {folder.root} has {n} class folders: use a model "
@@ -145,14 +149,13 @@ def make_loaders(
     if source.folder is None:
         train, test = load_dataset(source.data, data_dir)
         return ArrayLoader(train, batch_size, True, seed, rank, world), ArrayLoader(test, EVAL_BATCH, False)
-    pre = model_preprocess(model, get_entry(name), source.side)
     pin = torch.cuda.is_available()
-    train = FolderLoader(source.folder.train, folder_transform(pre.size, pre.mean, pre.std, True), batch_size, True,
-                         seed, rank, world, workers, pin)  # fmt: skip
+    train = FolderLoader(source.folder.train, source.transform(model, name, True), batch_size, True, seed, rank, world,
+                         workers, pin)  # fmt: skip
     test = None
     if len(source.folder.val):
-        test = FolderLoader(source.folder.val, folder_transform(pre.size, pre.mean, pre.std, False), EVAL_BATCH,
-                            False, workers=workers, pin_memory=pin)  # fmt: skip
+        test = FolderLoader(source.folder.val, source.transform(model, name, False), EVAL_BATCH, False,
+                            workers=workers, pin_memory=pin)  # fmt: skip
     return train, test
 
 
@@ -164,9 +167,7 @@ def folder_eval_loader(model: nn.Module, name: str, source: Source, split: str =
     images = folder.train if split == "train" else folder.val
     if not len(images):
         raise DataError(f"{folder.root} has no {split} images to evaluate on")
-    pre = model_preprocess(model, get_entry(name), source.side)
-    return FolderLoader(images, folder_transform(pre.size, pre.mean, pre.std, False), EVAL_BATCH, False,
-                        workers=workers)  # fmt: skip
+    return FolderLoader(images, source.transform(model, name, False), EVAL_BATCH, False, workers=workers)
 
 
 def folder_accuracy(model: nn.Module, name: str, data: str, split: str = "test", side: int | None = None,

@@ -1,0 +1,112 @@
+"""Sequence models (1-D convs over (channels, length) inputs) and data stored as .npy arrays: declared, traced,
+priced, planned, pruned, validated on a runtime and scored on the arrays as they are."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from click.testing import CliRunner
+
+import edgeprune
+from edgeprune.cli import main
+from edgeprune.latency.layers import Geometry, collect_layers, layer_mmacs
+from edgeprune.latency.micro import input_for, micro_model
+from edgeprune.latency.tables import torch_micro_model
+from edgeprune.macs import count_macs
+from edgeprune.models import create_model, get_entry
+from edgeprune.targets import target_from_dict
+from edgeprune.train.folder import DataError, scan_folder
+from edgeprune.validation import resolve_model, validate
+
+MODEL, SHAPE = "tiny_nets:keyword_spotter", (10, 24)
+FAST = {"threads": 1, "warmup": 1, "repeats": 2, "rounds": 2}
+
+
+def _write_arrays(root, counts: dict[str, int], shape=SHAPE, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for split, n in counts.items():
+        for label in ("no", "up", "yes"):
+            (root / split / label).mkdir(parents=True)
+            for i in range(n):
+                np.save(root / split / label / f"{i}.npy", rng.standard_normal(shape).astype(np.float16))
+
+
+def test_a_factory_declares_a_sequence_input():
+    assert get_entry(MODEL).input_size == SHAPE and get_entry(MODEL).test_size == 24
+    bad = type("F", (), {})()
+    from edgeprune.models.registry import _declared_input_size
+
+    bad.input_size = (40,)
+    with pytest.raises(edgeprune.EdgepruneError, match=r"\(channels, length\) for sequences"):
+        _declared_input_size("x:f", bad)
+
+
+def test_a_sequence_conv_is_priced_as_fvcore_counts_it_and_its_micro_model_runs():
+    model = create_model(MODEL).eval()
+    layers = collect_layers(model, (1, *SHAPE))
+    convs = [layer for layer in layers if layer.geometry.op == "conv"]
+    assert len(convs) == 4 and {layer.geometry.dims for layer in convs} == {1}
+    stride2 = next(layer for layer in convs if layer.path == "block.0").geometry
+    assert stride2.key == "conv|b1|24|k3|s2|gw0|fp32" and Geometry.from_key(stride2.key) == stride2
+    assert Geometry.from_key("conv|b1|8x8|k3|s1|gw0|fp32").dims == 2  # image keys read as before
+    total = sum(layer_mmacs(layer, layer.cin, layer.cout) for layer in layers)
+    by_op = count_macs(model, torch.randn(1, *SHAPE))[1]
+    assert total == pytest.approx((by_op["conv"] + by_op["linear"]) / 1e6, rel=1e-6)
+    # the micro-model a profile times: ONNX and its torch twin take the same input and give the same shape
+    session = ort.InferenceSession(micro_model(stride2, 16, 24).SerializeToString(), providers=["CPUExecutionProvider"])
+    x = input_for(stride2, 16)
+    out = session.run(None, {"input": x})[0]
+    assert x.shape == (1, 16, 24) and out.shape == tuple(torch_micro_model(stride2, 16, 24)(torch.from_numpy(x)).shape)
+
+
+def test_an_arrays_folder_scans_like_an_image_folder_and_refuses_what_it_cannot_feed(tmp_path):
+    _write_arrays(tmp_path / "d", {"train": 3, "val": 2})
+    folder = scan_folder(tmp_path / "d")
+    assert folder.classes == ("no", "up", "yes") and folder.array_shape == SHAPE
+    assert len(folder.train) == 9 and len(folder.val) == 6
+    np.save(tmp_path / "d" / "train" / "no" / "odd.npy", np.zeros((10, 23), np.float32))
+    with pytest.raises(DataError, match=r"differ in shape: 15 are \(10, 24\), 1 \(10, 23\)"):
+        scan_folder(tmp_path / "d")
+    (tmp_path / "d" / "train" / "no" / "odd.npy").unlink()
+    (tmp_path / "d" / "train" / "no" / "odd.png").write_bytes(b"")
+    with pytest.raises(DataError, match="mixes images"):
+        scan_folder(tmp_path / "d")
+
+
+def test_a_sequence_model_prunes_validates_and_scores_on_arrays(tmp_path):
+    data = tmp_path / "kws"
+    _write_arrays(data, {"train": 4, "val": 4})
+    args = ["prune", MODEL, "--target", "cpu-ort", "--macs", "0.5x", "--json", "--out", str(tmp_path / "p")]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["ratio"]["macs"] <= 0.5  # the planner counts the 1-D convs' MACs
+    pruned = edgeprune.load_pruned(tmp_path / "p" / "model")
+    assert pruned(torch.randn(2, *SHAPE)).shape == (2, 3)
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in create_model(MODEL).parameters())
+    # the arrays are fed as they are: the report's top-1 is the model's own on the val arrays
+    target = target_from_dict("fast-ort", {"backend": "onnxruntime", **FAST})
+    report = validate(resolve_model(MODEL), resolve_model(str(tmp_path / "p" / "model")), target, tmp_path / "v",
+                      data=str(data))  # fmt: skip
+    folder = scan_folder(data)
+    x = torch.stack([torch.from_numpy(np.load(f).astype(np.float32)) for f in folder.val.files])
+    with torch.no_grad():
+        hits = (pruned(x).argmax(1) == torch.tensor(folder.val.labels)).float().mean().item()
+    assert report["pruned"]["accuracy"] == pytest.approx(hits)
+    assert report["derived"]["measured_speedup"] > 0
+
+
+def test_an_int8_sequence_model_calibrates_on_arrays_and_wrong_shapes_are_named(tmp_path):
+    _write_arrays(tmp_path / "cal", {"train": 4})
+    target = target_from_dict("fast-int8", {"backend": "onnxruntime", "precision": "int8", "calibration_count": 8,
+                                            **FAST})  # fmt: skip
+    ref = resolve_model(MODEL)
+    report = validate(ref, ref, target, tmp_path / "v", calibration_data=str(tmp_path / "cal" / "train"))
+    assert report["original"]["calibration"] == {"data": str(tmp_path / "cal" / "train"), "count": 8, "kind": "images"}
+    _write_arrays(tmp_path / "long", {"train": 4}, shape=(10, 32))
+    with pytest.raises(DataError, match=r"shape \(10, 32\) for a model that takes \(10, 24\)"):
+        validate(ref, ref, target, tmp_path / "w", calibration_data=str(tmp_path / "long" / "train"))
+    assert not (tmp_path / "w" / "report.json").exists()
