@@ -20,6 +20,7 @@ from edgeprune.macs import count_macs
 from edgeprune.models import create_model, get_entry
 from edgeprune.targets import target_from_dict
 from edgeprune.train.folder import DataError, scan_folder
+from edgeprune.train.sources import Source, make_loaders
 from edgeprune.validation import resolve_model, validate
 
 MODEL, SHAPE = "tiny_nets:keyword_spotter", (10, 24)
@@ -68,6 +69,17 @@ def test_an_arrays_folder_scans_like_an_image_folder_and_refuses_what_it_cannot_
     folder = scan_folder(tmp_path / "d")
     assert folder.classes == ("no", "up", "yes") and folder.array_shape == SHAPE
     assert len(folder.train) == 9 and len(folder.val) == 6
+    # the arrays reach the model as they are, in float32: no resizing, normalization or augmentation
+    model = create_model(MODEL)
+    source = Source.open(str(tmp_path / "d"))
+    train, val = make_loaders(source, model, MODEL, batch_size=9, workers=0)
+    for loader, split in ((train, folder.train), (val, folder.val)):
+        x, y = next(iter(loader))
+        expected = np.stack([np.load(f).astype(np.float32) for f in split.files])
+        if loader is val:  # evaluation reads in order
+            assert torch.equal(x, torch.from_numpy(expected)) and y.tolist() == list(split.labels)
+        else:  # shuffled: the same samples, in another order
+            assert sorted(map(float, x.sum((1, 2)))) == pytest.approx(sorted(expected.sum((1, 2)).tolist()))
     np.save(tmp_path / "d" / "train" / "no" / "odd.npy", np.zeros((10, 23), np.float32))
     with pytest.raises(DataError, match=r"differ in shape: 15 are \(10, 24\), 1 \(10, 23\)"):
         scan_folder(tmp_path / "d")
@@ -84,7 +96,7 @@ def test_a_sequence_model_prunes_validates_and_scores_on_arrays(tmp_path):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["ratio"]["macs"] <= 0.5  # the planner counts the 1-D convs' MACs
-    pruned = edgeprune.load_pruned(tmp_path / "p" / "model")
+    pruned = edgeprune.load_pruned(tmp_path / "p" / "model").eval()
     assert pruned(torch.randn(2, *SHAPE)).shape == (2, 3)
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in create_model(MODEL).parameters())
     # the arrays are fed as they are: the report's top-1 is the model's own on the val arrays
