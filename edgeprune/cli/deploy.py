@@ -120,8 +120,8 @@ def export_for_target(ref, target, out_path: str, calibration_data: str | None, 
               "detector's dataset yaml (mAP50-95 on its val images, letterboxed to the input size).")
 @int8_options
 @click.option("--input-size", type=click.IntRange(min=8), default=None, metavar="PX",
-              help="Square input side both models are exported, timed and scored at (default: the size saved "
-              "with PRUNED, else the registry's).")
+              help="Square input side (a sequence model's length) both models are exported, timed and scored at "
+              "(default: the size saved with PRUNED, else the registry's).")
 @click.option("--tolerance", type=click.FloatRange(0, 1), default=0.15, show_default=True,
               help="With --profile: allowed shortfall of the measured speedup against the predicted one.")
 @weights_options

@@ -15,8 +15,8 @@ from edgeprune.models.registry import resized
 model_build_options = options(
     click.argument("model"),
     weights_options,
-    click.option("--input-size", type=click.IntRange(min=8), default=None, help="Square input side (default: the "
-                 "model's)."),  # fmt: skip
+    click.option("--input-size", type=click.IntRange(min=8), default=None, help="Square input side, or a sequence "
+                 "model's length (default: the model's)."),  # fmt: skip
     freeze_unknown_option,
 )
 

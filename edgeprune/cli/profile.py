@@ -14,8 +14,8 @@ out_file = click.option("--out", "out_path", type=click.Path(dir_okay=False), de
                         help="Profile file to write (default: this device's profile in the user folder).")  # fmt: skip
 common = options(click.argument("target"), models_option)
 size_option = click.option("--input-size", type=click.IntRange(min=8), default=None, metavar="PX",
-                           help="Square input side (default: each model's registry size); its calibration "
-                                "line is kept apart from other sizes'.")  # fmt: skip
+                           help="Square input side, or a sequence model's length (default: each model's registry "
+                                "size); its calibration line is kept apart from other sizes'.")  # fmt: skip
 
 
 def _load_target(name: str, models: tuple[str, ...] = ()):

@@ -115,7 +115,8 @@ def prune_settings(ctx: click.Context, o: dict):
               help="New folder for the result.")
 @weights_options
 @click.option("--input-size", type=click.IntRange(min=8), default=None, metavar="PX",
-              help="Square input side to plan at (default: the size saved with MODEL, else the registry's).")
+              help="Square input side (a sequence model's length) to plan at (default: the size saved with MODEL, "
+              "else the registry's).")
 @freeze_unknown_option
 @calibration_options
 @click.option("--int8-layers", type=click.Choice(["all", "measured"]), default=None, metavar="HOW",
