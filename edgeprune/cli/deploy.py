@@ -116,7 +116,7 @@ def export_for_target(ref, target, out_path: str, calibration_data: str | None, 
 @profile_option_with("Latency profile to predict the speedup from and gate the measured one against (default: none; "
                      "the speedup is measured, not gated).")
 @click.option("--data", default=None, metavar="DATA",
-              help="Also measure accuracy: cifar10-lossless, an image folder (top-1 on its val/ images), or a "
+              help="Also measure accuracy: cifar10-lossless, an image or .npy folder (top-1 on its val/ samples), or a "
               "detector's dataset yaml (mAP50-95 on its val images, letterboxed to the input size).")
 @int8_options
 @click.option("--input-size", type=click.IntRange(min=8), default=None, metavar="PX",

@@ -28,8 +28,9 @@ DEFAULTS = {"train": (10, 0.05), "finetune": (5, 0.01)}
 
 data_options = options(
     click.option("--data", default="cifar10", show_default=True, metavar="NAME|FOLDER|YAML",
-                 help=f"Data set ({', '.join(DATASETS)}), an image folder with train/ and val/ "
-                 "class folders (or only class folders: split 90/10), or a dataset .yaml (train, eval of a YOLO)."),
+                 help=f"Data set ({', '.join(DATASETS)}), a folder with train/ and val/ class folders (or only "
+                 "class folders: split 90/10) of images or of .npy arrays (a sequence model's samples, fed as they "
+                 "are), or a dataset .yaml (train, eval of a YOLO)."),
     click.option("--data-dir", default=None, metavar="DIR",
                  help="Where named data sets are (default: $EDGEPRUNE_DATA, ../shared/data, download)."),
 )  # fmt: skip
