@@ -165,7 +165,9 @@ def test_a_factory_declares_its_input_size(tmp_path):
     pruned = edgeprune.load_pruned(tmp_path / "g" / "model")
     assert pruned(torch.randn(2, 1, 40, 40)).shape == (2, 2)
     r = CliRunner().invoke(main, ["prune", "tiny_nets:misdeclared_cnn", "--ratio", "0.5", "--out", str(tmp_path / "m")])
-    assert r.exit_code == 1 and "input_size attribute is (224, 224)" in r.output and not (tmp_path / "m").exists()
+    # two values declare a sequence: an image model so declared stops at its first conv, and the error says why
+    assert r.exit_code == 1 and "at input (1, 224, 224) (a batch of sequences" in r.output
+    assert "declares (channels, height, width)" in r.output and not (tmp_path / "m").exists()
     r = CliRunner().invoke(main, ["prune", "tiny_nets:sequence_cnn", "--ratio", "0.5", "--out", str(tmp_path / "s")])
     assert r.exit_code == 1 and "failed while tracing at input (1, 3, 224, 224)" in r.output  # says what it fed
 

@@ -257,8 +257,10 @@ def interpret(ctx: TraceContext, graph: fx.Graph, example: torch.Tensor, fake: b
         except Exception as exc:
             if not fake:
                 raise _NeedsFake from exc
+            seq = " (a batch of sequences: a factory's input_size of two values is (channels, length); an " \
+                "image model declares (channels, height, width))" if example.dim() == 3 else ""  # fmt: skip
             raise GraphBuildError(f"{ctx.where(node)}: {ctx.op_name(node)} failed while tracing at input "
-                                  f"{tuple(example.shape)}: {exc}") from exc
+                                  f"{tuple(example.shape)}{seq}: {exc}") from exc
         values[node] = out
         a_ids = fx.node.map_arg(node.args, lambda n: ids[n])
         k_ids = fx.node.map_arg(node.kwargs, lambda n: ids[n])
