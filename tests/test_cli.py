@@ -135,13 +135,13 @@ def test_prune_by_ratio_writes_the_same_layout_as_a_budget_prune(tmp_path):
 
 
 def test_prune_freezes_unknown_ops_only_when_asked(tmp_path):
-    args = ["prune", "tiny_nets:cumsum_cnn", "--ratio", "0.5", "--json"]
+    args = ["prune", "tiny_nets:fft_cnn", "--ratio", "0.5", "--json"]
     r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a")])
-    assert r.exit_code == 1 and "cumsum" in r.output and not (tmp_path / "a").exists()
+    assert r.exit_code == 1 and "fft" in r.output and not (tmp_path / "a").exists()
     r = CliRunner().invoke(main, [*args, "--freeze-unknown", "--out", str(tmp_path / "b")])
     assert r.exit_code == 0, r.output
     pruned = edgeprune.load_pruned(tmp_path / "b" / "model")
-    # upstream of the cumsum is halved; the channels the cumsum mixes are kept whole
+    # upstream of the FFT is halved; the channels the FFT mixes are kept whole
     assert [m.out_channels for m in pruned if hasattr(m, "out_channels")] == [4, 8, 4]
 
 

@@ -79,7 +79,7 @@ class Between(nn.Module):
         return self.b(self.fn(self.a(x)))
 
 
-# Ops no table names that torch tags pointwise, and reductions, sorts and index ops along the spatial dims.
+# Ops no table names that torch tags pointwise, and reductions, sorts, scans and index ops along the spatial dims.
 KEEP_CHANNELS = {
     "lerp": lambda y: torch.lerp(y, y.sigmoid(), 0.5), "hypot": lambda y: torch.hypot(y, y),
     "expm1": lambda y: torch.expm1(y.tanh()), "trunc": torch.trunc, "remainder": lambda y: y % 2.0,
@@ -94,11 +94,17 @@ KEEP_CHANNELS = {
     "index_select": lambda y: y.index_select(3, torch.arange(7, -1, -1)),
     "gather": lambda y: y.gather(3, torch.zeros_like(y, dtype=torch.long)),
     "lp_pool2d": lambda y: F.interpolate(F.lp_pool2d(y, 2, 2), scale_factor=2),
+    "cumsum": lambda y: torch.cumsum(y, 3) / 8, "cumprod": lambda y: y.tanh().cumprod(2),
+    "logcumsumexp": lambda y: y.logcumsumexp(-1), "cummax": lambda y: torch.cummax(y, 2).values,
+    "cummin": lambda y: y.cummin(3)[0] * y, "diff": lambda y: F.pad(torch.diff(y, dim=3), (0, 1)),
+    "diff twice": lambda y: F.pad(y.diff(2, 2), (0, 0, 1, 1)),
 }  # fmt: skip
 MIX_CHANNELS = {
     "std over channels": lambda y: y / y.std(1, keepdim=True), "argmax over channels": lambda y: y * y.argmax(1, True),
     "sort over channels": lambda y: y.sort(1)[0],
     "index_select of channels": lambda y: y.index_select(1, torch.arange(8)),
+    "cumsum over channels": lambda y: y.cumsum(1), "cummax over channels": lambda y: torch.cummax(y, 1).values,
+    "diff with a prepended tensor": lambda y: torch.diff(y, dim=3, prepend=y[..., :1]),
 }  # fmt: skip
 
 

@@ -97,22 +97,22 @@ def test_vit_mlp_hidden_prunable_attention_frozen():
     assert not stream.prunable
 
 
-class CumsumNet(nn.Module):
+class SpectrumNet(nn.Module):
     def __init__(self):
         super().__init__()
         self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
         self.c = nn.Conv2d(4, 4, 1)
 
     def forward(self, x):
-        return self.c(torch.cumsum(self.b(self.a(x)), dim=1))
+        return self.c(torch.fft.fft(self.b(self.a(x)), dim=1).real)
 
 
 def test_unknown_op_names_op_and_path_or_freezes():
-    with pytest.raises(UnsupportedOpError, match=r"torch\.cumsum"):
-        build_graph(CumsumNet(), torch.randn(1, 3, 8, 8))
-    graph = build_graph(CumsumNet(), torch.randn(1, 3, 8, 8), freeze_unknown=True)
+    with pytest.raises(UnsupportedOpError, match=r"fft_fft"):
+        build_graph(SpectrumNet(), torch.randn(1, 3, 8, 8))
+    graph = build_graph(SpectrumNet(), torch.randn(1, 3, 8, 8), freeze_unknown=True)
     g, _ = group_of(graph, "b", CONV_OUT)
-    assert not g.prunable and "cumsum" in g.frozen
+    assert not g.prunable and "fft" in g.frozen
     g_a, _ = group_of(graph, "a", CONV_OUT)
     assert g_a.prunable  # upstream of the unknown op is untouched
 
@@ -364,7 +364,7 @@ class SubclassAndPadNet(nn.Module):
 
     def forward(self, x):
         y = self.pad(self.b(self.norm(self.a(x))))  # a spatial pad layer: channels pass through
-        grid = torch.ones(1, 2, y.shape[2], y.shape[3]).cumsum(2)  # built from constants: no channels
+        grid = torch.fft.fft(torch.ones(1, 2, y.shape[2], y.shape[3]), dim=1).real  # from constants: no channels
         return self.c(y) + self.pos(grid)
 
 
@@ -378,13 +378,13 @@ def test_own_forward_subclasses_are_traced_into_pad_layers_pass_constants_have_n
     assert gb.prunable and gb.size == 6  # through the reflection pad
     # the constant grid's channels are no layer's output: frozen, so the conv keeps reading both
     assert gpos.frozen.endswith("pos: input channels that no layer produces (a constant)")
-    with pytest.raises(UnsupportedOpError):  # the cumsum on a channel would be unknown; on constants it is fine
-        build_graph(nn.Sequential(nn.Conv2d(3, 4, 1), _Cumsum()), torch.randn(1, 3, 8, 8))
+    with pytest.raises(UnsupportedOpError):  # the FFT of channels would be unknown; of constants it is fine
+        build_graph(nn.Sequential(nn.Conv2d(3, 4, 1), _Spectrum()), torch.randn(1, 3, 8, 8))
 
 
-class _Cumsum(nn.Module):
+class _Spectrum(nn.Module):
     def forward(self, x):
-        return x.cumsum(1)
+        return torch.fft.fft(x, dim=1).real
 
 
 class RepeatNet(nn.Module):

@@ -122,16 +122,16 @@ def test_graph_lists_the_parameters_no_channel_op_reads_in_one_line():
     assert "mid.norm1.bias" not in text and "mid.linear1" in text
 
 
-class SpatialCumsum(nn.Module):
-    """A layer of a user's own: a running sum along the width, each channel on its own."""
+class SpatialSpectrum(nn.Module):
+    """A layer of a user's own: a spectrum along the width, each channel on its own."""
 
     def forward(self, x):
-        return x.cumsum(-1)
+        return torch.fft.fft(x, dim=-1).real
 
 
-class ChannelCumsum(nn.Module):
+class ChannelSpectrum(nn.Module):
     def forward(self, x):
-        return x.cumsum(1)
+        return torch.fft.fft(x, dim=1).real
 
 
 def test_a_layer_of_ones_own_is_declared_once_and_then_prunes_or_freezes():
@@ -140,13 +140,13 @@ def test_a_layer_of_ones_own_is_declared_once_and_then_prunes_or_freezes():
 
     x = torch.randn(1, 3, 4, 4)
     with pytest.raises(UnsupportedOpError, match="register_layer"):
-        build_graph(Between(SpatialCumsum()).eval(), x)
-    register_layer(SpatialCumsum, "channelwise")
-    make = lambda: Between(SpatialCumsum())  # noqa: E731
+        build_graph(Between(SpatialSpectrum()).eval(), x)
+    register_layer(SpatialSpectrum, "channelwise")
+    make = lambda: Between(SpatialSpectrum())  # noqa: E731
     _check(make(), (2, 3, 8, 8), make)
-    register_layer(ChannelCumsum, "mixing")
-    assert not build_graph(Between(ChannelCumsum()).eval(), x, model_name="t:mix").prunable_groups
+    register_layer(ChannelSpectrum, "mixing")
+    assert not build_graph(Between(ChannelSpectrum()).eval(), x, model_name="t:mix").prunable_groups
     with pytest.raises(InputError, match="one of elementwise, channelwise, mixing"):
-        register_layer(ChannelCumsum, "linear")
+        register_layer(ChannelSpectrum, "linear")
     with pytest.raises(InputError, match="nn.Module subclass"):
         register_layer(torch.cumsum, "elementwise")

@@ -72,6 +72,25 @@ def sorting(dim_at: int) -> Rule:
     return rule
 
 
+def scan(dim_at: int, default: int | None = None, pair: bool = False) -> Rule:
+    """cumsum, cumprod, logcumsumexp, cummax / cummin (``pair``: values and indices) and diff (``dim`` at
+    ``dim_at``, else ``default``): along a dim that holds no channels each channel's values stay its own (diff
+    shortens that dim); along the channel axis, or with a tensor diff prepends or appends, each output reads
+    other channels."""
+
+    def rule(ctx, node, args, kwargs, ids, ids_kw, out):
+        x_ids = ids[0]
+        dim = (args[dim_at] if len(args) > dim_at else kwargs.get("dim", default)) % x_ids.ndim
+        joined = [t for t in (*ids[1:], *ids_kw.values()) if isinstance(t, torch.Tensor)]
+        if dim in varying_dims(x_ids) or joined:
+            return mixing_all(ctx, node, args, kwargs, ids, ids_kw, out)
+        length = (out[0] if pair else out).shape[dim]  # the ids do not vary along ``dim``: any stretch will do
+        kept = x_ids if x_ids.shape[dim] in (1, length) else x_ids.narrow(dim, 0, length)
+        return (kept, kept) if pair else kept
+
+    return rule
+
+
 def index_along(ctx, node, args, kwargs, ids, ids_kw, out):
     """index_select / gather by a tensor of positions along ``dim``: channels kept where ``dim`` holds none and
     the output keeps every channel position; else the positions pick channels by value: frozen."""

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from edgeprune.graph.activations import glu, prelu
 from edgeprune.graph.declared import DECLARED
 from edgeprune.graph.extrema import extremum, tuple_field
-from edgeprune.graph.generic import index_along, sorting, statistic
+from edgeprune.graph.generic import index_along, scan, sorting, statistic
 from edgeprune.graph.recurrent import recurrent
 from edgeprune.graph.rules import (
     Rule,
@@ -222,6 +222,9 @@ FUNCTION_RULES: dict[Callable, Rule] = {
     torch.sort: sorting(1),
     torch.topk: sorting(2),
     torch.kthvalue: sorting(2),
+    **dict.fromkeys([torch.cumsum, torch.cumprod, torch.logcumsumexp], scan(1)),
+    **dict.fromkeys([torch.cummax, torch.cummin], scan(1, pair=True)),
+    torch.diff: scan(2, -1),
     torch.index_select: index_along,
     torch.gather: index_along,
     torch.max: extremum,
@@ -259,6 +262,9 @@ METHOD_RULES: dict[str, Rule] = {
     "sort": sorting(1),
     "topk": sorting(2),
     "kthvalue": sorting(2),
+    **dict.fromkeys(["cumsum", "cumprod", "logcumsumexp"], scan(1)),
+    **dict.fromkeys(["cummax", "cummin"], scan(1, pair=True)),
+    "diff": scan(2, -1),
     **dict.fromkeys(["index_select", "gather"], index_along),
     "norm": norm_reduction,
     **dict.fromkeys(["max", "min"], extremum),
