@@ -18,6 +18,7 @@ from edgeprune.atomic import atomic_dir, atomic_write_text
 from edgeprune.errors import EdgepruneError
 from edgeprune.models import get_entry
 from edgeprune.plan.run import PruneSettings, prune_run
+from edgeprune.prune.serialize import registry_name
 from edgeprune.train.calibration import calibration_loader
 from edgeprune.train.data import is_folder
 from edgeprune.train.trainer import CHECKPOINT, TrainConfig
@@ -134,7 +135,7 @@ def _export(model_dir: Path, out: Path) -> None:
 def _accuracy_data(cfg: CompressConfig) -> str | None:
     """What validation measures accuracy on: the lossless CIFAR-10 test images for a CIFAR model trained on
     CIFAR-10, a folder's val images, else nothing (synthetic data)."""
-    if get_entry(cfg.model).family == "cifar" and cfg.data.startswith("cifar10"):
+    if cfg.data.startswith("cifar10") and get_entry(registry_name(cfg.model)).family == "cifar":
         return "cifar10-lossless"
     return cfg.data if is_folder(cfg.data) else None
 

@@ -122,3 +122,19 @@ def test_an_int8_sequence_model_calibrates_on_arrays_and_wrong_shapes_are_named(
     with pytest.raises(DataError, match=r"shape \(10, 32\) for a model that takes \(10, 24\)"):
         validate(ref, ref, target, tmp_path / "w", calibration_data=str(tmp_path / "long" / "train"))
     assert not (tmp_path / "w" / "report.json").exists()
+
+
+def test_a_trained_sequence_model_folder_compresses_on_arrays(tmp_path):
+    data = tmp_path / "kws"
+    _write_arrays(data, {"train": 4, "val": 2})
+    quick = ["--data", str(data), "--max-steps", "1"]
+    train = ["train", MODEL, "--reg", "none", "--epochs", "1", *quick, "--out", str(tmp_path / "t")]
+    r = CliRunner().invoke(main, train)
+    assert r.exit_code == 0, r.output
+    args = ["compress", str(tmp_path / "t" / "model"), "--target", "cpu-ort", "--macs", "0.5x", "--reg-epochs", "1",
+            "--finetune-epochs", "1", *quick, "--json", "--out", str(tmp_path / "c")]  # fmt: skip
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code in (0, 4), r.output  # 4: a speedup short of its prediction on this busy machine
+    report = json.loads((tmp_path / "c" / "validate" / "report.json").read_text())
+    assert report["original"]["accuracy"] is not None and report["pruned"]["accuracy"] is not None
+    assert report["derived"]["macs_speedup"] >= 1.8  # half the conv and linear MACs; fvcore also counts norms

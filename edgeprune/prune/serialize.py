@@ -58,17 +58,29 @@ def default_input_chw(name: str, kwargs: dict) -> tuple[int, ...]:
     return tuple(entry.input_size)
 
 
-def saved_input_size(ref: str | os.PathLike) -> tuple[int, ...] | None:
-    """The input size recorded in a saved model folder (or a training run's ``model/``), else None."""
+def _saved_spec(ref: str | os.PathLike) -> dict:
+    """The arch spec of a saved model folder (or a training run's ``model/``); {} for a registry name, or for a
+    spec that does not read (load_pruned reports a broken spec with its own message)."""
     path = Path(ref)
     for arch in (path / ARCH_FILE, path / "model" / ARCH_FILE):
         if arch.is_file():
             try:
-                size = json.loads(arch.read_text()).get("input_size")
-            except (json.JSONDecodeError, AttributeError):
-                return None  # load_pruned reports a broken spec with its own message
-            return tuple(int(v) for v in size) if size else None
-    return None
+                spec = json.loads(arch.read_text())
+            except json.JSONDecodeError:
+                return {}
+            return spec if isinstance(spec, dict) else {}
+    return {}
+
+
+def saved_input_size(ref: str | os.PathLike) -> tuple[int, ...] | None:
+    """The input size recorded in a saved model folder (or a training run's ``model/``), else None."""
+    size = _saved_spec(ref).get("input_size")
+    return tuple(int(v) for v in size) if size else None
+
+
+def registry_name(ref: str | os.PathLike) -> str:
+    """The registry name behind ``ref``: a saved model folder's (or training run's) model, else ``ref`` itself."""
+    return str(_saved_spec(ref).get("model") or ref)
 
 
 def saved_side(ref: str | os.PathLike) -> int | None:
