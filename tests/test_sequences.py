@@ -138,3 +138,26 @@ def test_a_trained_sequence_model_folder_compresses_on_arrays(tmp_path):
     report = json.loads((tmp_path / "c" / "validate" / "report.json").read_text())
     assert report["original"]["accuracy"] is not None and report["pruned"]["accuracy"] is not None
     assert report["derived"]["macs_speedup"] >= 1.8  # half the conv and linear MACs; fvcore also counts norms
+
+
+def test_a_weight_normalized_tcn_prunes_saves_and_reloads(tmp_path):
+    from edgeprune.graph import build_graph
+    from edgeprune.prune import Plan, load_pruned, prune_model, save_pruned
+    from edgeprune.prune.oracle import ORACLE_TOLERANCE, oracle_error
+
+    torch.manual_seed(0)
+    model = create_model("tiny_nets:causal_tcn").eval()
+    x = torch.randn(2, 6, 32)
+    graph = build_graph(model, x[:1], model_name="tiny_nets:causal_tcn")
+    inner = [g for g in graph.prunable_groups if g.size == 16]
+    assert len(inner) == 2  # each block's inner width; the residual stream is shared
+    plan = Plan(graph.model_name, graph.fingerprint, {g.id: list(range(0, 16, 2)) for g in inner})
+    pruned, spec = prune_model(model, graph, plan)
+    assert oracle_error(model, graph, plan, pruned, x) <= ORACLE_TOLERANCE
+    save_pruned(pruned, spec, tmp_path / "m")
+    # weight norm keeps the weight as its g and v: both come back at the pruned width
+    reloaded = load_pruned(tmp_path / "m").eval()
+    assert reloaded[1].c1.parametrizations.weight.original1.shape == (8, 12, 3)
+    assert reloaded[1].c1.parametrizations.weight.original0.shape == (8, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), pruned.eval()(x))

@@ -154,3 +154,25 @@ def keyword_spotter() -> nn.Module:
 
 
 keyword_spotter.input_size = (10, 24)  # (channels, length): a sequence model
+
+
+class _CausalBlock(nn.Module):
+    """A TCN block: weight-normalized dilated convs, padded then chomped to stay causal, and a residual."""
+
+    def __init__(self, channels: int, dilation: int) -> None:
+        super().__init__()
+        wn = nn.utils.parametrizations.weight_norm
+        self.pad = 2 * dilation
+        self.c1 = wn(nn.Conv1d(channels, 16, 3, padding=self.pad, dilation=dilation))
+        self.c2 = wn(nn.Conv1d(16, channels, 3, padding=self.pad, dilation=dilation))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.c1(x)[:, :, : -self.pad])
+        return torch.relu(x + self.c2(y)[:, :, : -self.pad])
+
+
+def causal_tcn() -> nn.Module:
+    return nn.Sequential(nn.Conv1d(6, 12, 1), _CausalBlock(12, 1), _CausalBlock(12, 2), nn.Conv1d(12, 4, 1))
+
+
+causal_tcn.input_size = (6, 32)

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch.nn.utils import parametrize
 
 from edgeprune.atomic import atomic_path, atomic_write_text
 from edgeprune.errors import EdgepruneError, MissingError
@@ -145,6 +146,22 @@ def apply_arch(model: nn.Module, changes: ArchChanges) -> None:
             shape = _expected_shape(module, name, tensor)
             if tuple(shape) != tuple(tensor.shape):
                 _resize_tensor(module, name, shape)
+        if parametrize.is_parametrized(module):
+            _resize_parametrized(module)
+
+
+def _resize_parametrized(module: nn.Module) -> None:
+    """A parametrized weight (weight norm: ``g`` and ``v``) is stored as its originals: each is resized along
+    the dims it shares with the weight (``v`` whole, ``g`` along the output channels)."""
+    for name, originals in module.parametrizations.items():
+        weight = getattr(module, name)
+        shape = _expected_shape(module, name, weight)
+        if tuple(shape) == tuple(weight.shape):
+            continue
+        for key, tensor in [*originals.named_parameters(recurse=False), *originals.named_buffers(recurse=False)]:
+            if tensor.dim() == weight.dim():
+                new = [n if t == w else t for t, w, n in zip(tensor.shape, weight.shape, shape, strict=True)]
+                _resize_tensor(originals, key, new)
 
 
 def _replace_module(model: nn.Module, path: str, attrs: dict) -> None:
