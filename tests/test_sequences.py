@@ -161,3 +161,17 @@ def test_a_weight_normalized_tcn_prunes_saves_and_reloads(tmp_path):
     assert reloaded[1].c1.parametrizations.weight.original0.shape == (8, 1, 1)
     with torch.no_grad():
         torch.testing.assert_close(reloaded(x), pruned.eval()(x))
+
+
+def test_a_pruned_folder_that_would_not_load_back_is_not_written(tmp_path, monkeypatch):
+    from edgeprune.prune import serialize
+
+    args = ["prune", "tiny_nets:causal_tcn", "--ratio", "0.5"]
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "ok")])
+    assert r.exit_code == 0, r.output
+    # as it was before weight norm's g and v were resized on load: prune must say so and write nothing
+    monkeypatch.setattr(serialize, "_resize_parametrized", lambda module: None)
+    for command in (args, ["prune", "tiny_nets:causal_tcn", "--target", "cpu-ort", "--macs", "0.5x"]):
+        r = CliRunner().invoke(main, [*command, "--out", str(tmp_path / "bad")])
+        assert r.exit_code == 1 and "does not load back from what was saved" in r.output, r.output
+        assert not (tmp_path / "bad").exists()

@@ -36,7 +36,7 @@ from edgeprune.prune import (
     save_pruned,
     uniform_plan,
 )
-from edgeprune.prune.oracle import check_shrunk
+from edgeprune.prune.oracle import check_reloaded, check_shrunk
 from edgeprune.targets import Target, channel_align, load_target
 
 IMPORTANCE_FILE = "importance.json"
@@ -195,8 +195,8 @@ def prune_run(
         result.note = f"{how}, not by latency: {unpriced}"
     if graph.traced_values:  # the trace followed the code's path at this input size
         read = (f"the model's code read {len(graph.traced_values)} traced value(s), such as its input's size "
-                f"(`edgeprune graph {model_ref}` lists them): planned for {shape[-2]}x{shape[-1]} inputs; at another "
-                "size it may run other code: plan at the size you deploy")  # fmt: skip
+                f"(`edgeprune graph {model_ref}` lists them): planned for {'x'.join(map(str, shape[2:]))} inputs; at "
+                "another size it may run other code: plan at the size you deploy")  # fmt: skip
         result.note = "; ".join(n for n in (result.note, read) if n)
     pruned, spec, err, refits = _shrink_checked(model, graph, result.plan, changes, chw, shape[1:], calibrated)
     if out.exists():
@@ -208,6 +208,7 @@ def prune_run(
         result.plan.save(tmp / "plan.json")
         (tmp / "plan.md").write_text(f"# Plan for {name} on {target.name} ({result.budget})\n\n{result.table()}\n")
         save_pruned(pruned, spec, tmp / "model")
+        check_reloaded(pruned, tmp / "model", shape[1:])
         (tmp / "plan_result.json").write_text(json.dumps(summary, indent=1))
     return result
 
@@ -366,6 +367,7 @@ def shrink_run(ref: str, pretrained: Pretrained, ratio: float | None, plan_path:
         out.rmdir()
     with atomic_dir(out) as tmp:
         save_pruned(pruned, spec, tmp / "model" if layout == "run" else tmp)
+        check_reloaded(pruned, tmp / "model" if layout == "run" else tmp, example.shape[1:])
         plan.save(tmp / "plan.json")
     before = sum(p.numel() for p in net.parameters())
     return {"model": name, "params_before": before, "params_after": sum(p.numel() for p in pruned.parameters()),

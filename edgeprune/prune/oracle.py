@@ -188,3 +188,24 @@ def output_error(actual, expected) -> float:
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """‖actual − expected‖ / ‖expected‖ (with a floor so an all-zero output does not divide by zero)."""
     return float((actual - expected).norm() / expected.norm().clamp_min(1e-12))
+
+
+def check_reloaded(pruned: nn.Module, folder, input_chw) -> float:
+    """What was saved in ``folder`` must rebuild ``pruned``: the same outputs on random inputs (the weights are
+    copied exactly), else a :class:`PlanError` (callers save inside an atomic folder: nothing is left)."""
+    from edgeprune.prune.plan import PlanError
+    from edgeprune.prune.serialize import load_pruned
+
+    x = torch.randn(2, *input_chw)
+    try:
+        reloaded = load_pruned(folder).eval()
+        with torch.no_grad():
+            err = output_error(reloaded(x), pruned.eval()(x))
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise PlanError(f"the pruned model does not load back from what was saved ({type(exc).__name__}: {first}); "
+                        "nothing written: please report the model") from exc  # fmt: skip
+    if not err <= 1e-5:
+        raise PlanError(f"the pruned model loads back with other outputs (relative error {err:.2e}); nothing written: "
+                        "please report the model")  # fmt: skip
+    return err
