@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# A sequence model end to end: a 1-D CNN (nets.py) reads CIFAR-10 images as sequences of their 32 rows
+# (make_data.py: 2,000 train and 500 val samples per class, one .npy each), trained dense, then compressed
+# to half the MACs on cpu-ort-int8 (profile measured here first), and validated against a dense model trained
+# as many epochs on the same data. Usage: bash bench/sequences/run.sh [WORK_DIR]   (about 20 minutes)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+work=${1:-/tmp/edgeprune-sequences}
+data_root=${EDGEPRUNE_DATA:-$here/../../../shared/data}
+ep=${EDGEPRUNE:-edgeprune}
+export PYTHONPATH=$here${PYTHONPATH:+:$PYTHONPATH}
+mkdir -p "$work" && cd "$work"
+[ -d data ] || python "$here/make_data.py" "$data_root/cifar10-jpeg/CIFAR-10-images-d7d0561.tar.gz" data --train 2000 --val 500
+[ -f prof-int8.json ] || $ep profile measure cpu-ort-int8 --model nets:tc_resnet --out prof-int8.json
+[ -d dense18 ] || $ep train nets:tc_resnet --data data --reg none --epochs 18 --out dense18
+[ -d dense12 ] || $ep train nets:tc_resnet --data data --reg none --epochs 12 --out dense12
+# 12 dense epochs + 2 sparsity epochs + 4 fine-tuning epochs: as many as the baseline's 18
+$ep compress dense12/model --target cpu-ort-int8 --macs 0.5x --profile prof-int8.json --reg-epochs 2 \
+  --finetune-epochs 4 --data data --out compressed --json > compress.json
+for t in cpu-ort-int8 cpu-ort; do
+  $ep validate dense18/model compressed/finetune/model --target "$t" --data data --out "validate-$t" --json > "validate-$t.json"
+done
+cp "$(ls -d compressed/prune/step*/ | grep -v finetune | tail -1)plan.md" "$here/plan.md"
+for t in cpu-ort-int8 cpu-ort; do cp "validate-$t/report.md" "$here/validate-$t.md"; cp "validate-$t/report.json" "$here/validate-$t.json"; done
+# against Torch-Pruning (the bench extra) on cpu-ort, all plans at half the MACs timed in one interleaved run
+[ -f prof-fp32.json ] || $ep profile measure cpu-ort --model nets:tc_resnet --out prof-fp32.json
+python "$here/../../tools/bench_planner.py" --target cpu-ort --model nets:tc_resnet --macs 0.5x --peer --ceiling \
+  --profile prof-fp32.json --out "$here/planner-peer.json"
