@@ -175,3 +175,21 @@ def test_a_pruned_folder_that_would_not_load_back_is_not_written(tmp_path, monke
         r = CliRunner().invoke(main, [*command, "--out", str(tmp_path / "bad")])
         assert r.exit_code == 1 and "does not load back from what was saved" in r.output, r.output
         assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("backend", ["openvino", pytest.param("executorch", marks=pytest.mark.executorch)])
+def test_a_sequence_model_is_quantized_and_scored_as_deployed_on_openvino_and_xnnpack(backend, tmp_path):
+    from edgeprune.targets import load_target
+
+    data = tmp_path / "kws"
+    _write_arrays(data, {"train": 4, "val": 2})
+    # ExecuTorch's threadpool is one per process: keep the shipped target's size
+    threads = {"threads": load_target("cpu-xnnpack").threads} if backend == "executorch" else {}
+    target = target_from_dict(f"fast-{backend}-int8", {"backend": backend, "precision": "int8",
+                                                        "calibration_count": 8, **FAST, **threads})  # fmt: skip
+    ref = resolve_model(MODEL)
+    report = validate(ref, ref, target, tmp_path / "v", data=str(data))
+    side = report["original"]
+    assert side["calibration"] == {"data": str(data), "count": 8, "kind": "images"}  # the train arrays
+    assert side["deployed_accuracy"] is not None and side["accuracy"] is not None
+    assert side["memory"]["deployed_file_bytes"] > 0 and report["derived"]["measured_speedup"] > 0
