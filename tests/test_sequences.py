@@ -64,6 +64,15 @@ def test_a_sequence_conv_is_priced_as_fvcore_counts_it_and_its_micro_model_runs(
     assert x.shape == (1, 16, 24) and out.shape == tuple(torch_micro_model(stride2, 16, 24)(torch.from_numpy(x)).shape)
 
 
+def test_a_causal_conv_padded_past_same_is_counted_at_its_output_length():
+    model = create_model("tiny_nets:causal_tcn").eval()
+    layers = collect_layers(model, (1, 6, 32))
+    padded = next(layer for layer in layers if layer.path == "2.c1")  # dilation 2: 4 extra steps, chomped later
+    assert padded.positions == 36
+    by_op = count_macs(model, torch.randn(1, 6, 32))[1]
+    assert sum(layer_mmacs(layer, layer.cin, layer.cout) for layer in layers) == pytest.approx(by_op["conv"] / 1e6)
+
+
 def test_an_arrays_folder_scans_like_an_image_folder_and_refuses_what_it_cannot_feed(tmp_path):
     _write_arrays(tmp_path / "d", {"train": 3, "val": 2})
     folder = scan_folder(tmp_path / "d")

@@ -71,6 +71,10 @@ class Layer:
     geometry: Geometry
     cin: int
     cout: int
+    # Output positions (pixels, sequence steps) where the model's own run gave them: a conv padded wider than
+    # "same" (a causal TCN, a dilated WaveNet) computes more of them than its stride alone says. 0: from the
+    # geometry.
+    positions: int = 0
 
     @property
     def row(self) -> list:
@@ -102,7 +106,8 @@ def collect_layers(model: nn.Module, input_shape: tuple[int, ...], dtype: str = 
             if isinstance(module, (nn.Conv1d, nn.Conv2d)):
                 h, w = (1, x.shape[2]) if x.dim() == 3 else (x.shape[2], x.shape[3])
                 g = conv_geometry(module, x.shape[0], h, w, dtype)
-                layers.append(Layer(path, g, module.in_channels, module.out_channels))
+                positions = math.prod(output.shape[2:])
+                layers.append(Layer(path, g, module.in_channels, module.out_channels, positions))
             elif isinstance(module, nn.RNNBase):
                 layers.extend(recurrent_layers(path, module, x, dtype))
             else:
@@ -147,7 +152,7 @@ def layer_mmacs(layer: Layer, cin: int, cout: int) -> float:
     g = layer.geometry
     if g.op == "linear":
         return g.batch * cin * cout / 1e6
-    positions = math.prod(-(-d // g.stride) for d in g.spatial())
+    positions = layer.positions or math.prod(-(-d // g.stride) for d in g.spatial())
     return g.batch * positions * g.taps * inputs_per_group(layer, cin) * cout / 1e6
 
 
