@@ -202,3 +202,27 @@ def test_a_sequence_model_is_quantized_and_scored_as_deployed_on_openvino_and_xn
     assert side["calibration"] == {"data": str(data), "count": 8, "kind": "images"}  # the train arrays
     assert side["deployed_accuracy"] is not None and side["accuracy"] is not None
     assert side["memory"]["deployed_file_bytes"] > 0 and report["derived"]["measured_speedup"] > 0
+
+
+@pytest.mark.parametrize("method", ["oicsr", "group_lasso", "ssr_l21", "slimming"])
+def test_a_sequence_model_trains_sparse_in_ones_own_loop_and_prunes_by_what_it_learned(method, tmp_path):
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = create_model(MODEL)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    hook = edgeprune.SparsityHook(model, torch.randn(1, *SHAPE), method, strength=1e-2)
+    x, y = torch.randn(16, *SHAPE), torch.randint(0, 3, (16,))
+    for _ in range(3):
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        penalty = hook.after_backward()
+        optimizer.step()
+        hook.after_step()
+    assert float(penalty) > 0
+    assert {g: len(s) for g, s in hook.importance().items()} == {1: 16, 2: 24, 3: 24}  # every prunable group
+    hook.save(tmp_path / "run", MODEL)
+    r = CliRunner().invoke(main, ["prune", str(tmp_path / "run"), "--ratio", "0.5", "--out", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    assert edgeprune.load_pruned(tmp_path / "p" / "model").eval()(x).shape == (16, 3)
