@@ -28,7 +28,7 @@ from edgeprune.latency.sweep import disagree
 from edgeprune.latency.target_profile import run_mismatch
 from edgeprune.macs import count_macs
 from edgeprune.models import get_entry
-from edgeprune.models.registry import Pretrained
+from edgeprune.models.registry import Pretrained, square_side
 from edgeprune.prune import input_chw, load_model_ref
 from edgeprune.targets import Target
 from edgeprune.timing import Ratio, Timing
@@ -66,7 +66,7 @@ def resolve_pair(original: str, pruned: str, pretrained: Pretrained = False,
     """The two sides of a validation, both at ``side`` or else the pruned model's input size (a model trained and
     pruned at ``--input-size`` is compared with its original at that size)."""
     b = resolve_model(pruned, side=side)
-    return resolve_model(original, pretrained, b.input_chw[1]), b
+    return resolve_model(original, pretrained, square_side(b.input_chw)), b
 
 
 def accuracy_on(model: nn.Module, data: str | None, model_name: str, side: int | None = None) -> float | None:
@@ -144,7 +144,8 @@ def calibration_set(ref: ModelRef, target: Target, data: str | None,
         return None, None
     from edgeprune.train.calibration import calibration_images
 
-    return source, calibration_images(source, target.calibration_count, ref.module, ref.name, ref.input_chw[-1])
+    side = square_side(ref.input_chw)
+    return source, calibration_images(source, target.calibration_count, ref.module, ref.name, side)
 
 
 def onnx_file(ref: ModelRef, folder: Path) -> Path:
@@ -199,7 +200,7 @@ def measure_side(ref: ModelRef, target: Target, folder: Path, data: str | None,
         memory.update(engine_bytes=runner.engine_bytes, device_memory_bytes=runner.device_memory_bytes)
     elif target.device == "cuda":  # this side's own peak: the other side's module may still be resident
         memory["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated() - cuda_base
-    side = ref.input_chw[1]
+    side = square_side(ref.input_chw)
     score = score_on(ref.module, data, ref.name, side)
     on_runtime = score_on(ref.module, data, ref.name, side, runner, shape[0]) if target.precision == "int8" \
         else (None, None)  # fmt: skip

@@ -72,3 +72,22 @@ def test_export_to_int8_calibrates_on_a_plain_folder_and_a_short_one_writes_noth
                                   "--calibration-count", "8", "--out", str(out)])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert out.stat().st_size > 0 and "calibrated on 8 images" in r.output
+
+
+def test_a_model_that_is_not_square_calibrates_and_validates_at_its_own_height_and_width(tmp_path):
+    from test_data import cli, make_folder
+
+    from edgeprune.targets import target_from_dict
+    from edgeprune.validation import resolve_model, validate
+
+    folder = make_folder(tmp_path / "folder", classes=("cat", "dog"))  # wide_cnn answers 2 classes at 24 x 40
+    r = cli("prune", "tiny_nets:wide_cnn", "--ratio", "0.5", "--calibration-data", folder, "--calibration-count", 8,
+            "--out", tmp_path / "p")
+    assert r.exit_code == 0, r.output
+    target = target_from_dict("fast-int8", {"backend": "onnxruntime", "precision": "int8", "calibration_count": 8,
+                                            "threads": 1, "warmup": 1, "repeats": 2, "rounds": 2})  # fmt: skip
+    report = validate(resolve_model("tiny_nets:wide_cnn"), resolve_model(str(tmp_path / "p" / "model")), target,
+                      tmp_path / "v", data=str(folder))  # fmt: skip
+    # both models timed, calibrated and scored at 24 x 40: square calibration images were refused before
+    assert report["original"]["input_shape"] == report["pruned"]["input_shape"] == [1, 3, 24, 40]
+    assert report["pruned"]["calibration"]["count"] == 8 and report["pruned"]["deployed_accuracy"] is not None

@@ -176,3 +176,13 @@ def causal_tcn() -> nn.Module:
 
 
 causal_tcn.input_size = (6, 32)
+
+
+def wide_cnn() -> nn.Module:
+    """A camera model at a 3:5 aspect (24 x 40): an input that is not square."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1),
+                         nn.BatchNorm2d(16), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(16, 2))  # fmt: skip
+
+
+wide_cnn.input_size = (3, 24, 40)

@@ -169,6 +169,14 @@ def resized(size: tuple[int, ...], side: int | None) -> tuple[int, ...]:
     return tuple(size) if not side else (size[0], *([side] * (len(size) - 1)))
 
 
+def square_side(size: tuple[int, ...]) -> int | None:
+    """The side that :func:`resized` rebuilds ``size`` from: a square image's side, a sequence's length; None
+    for an image that is not square (H != W), which keeps its model's own (H, W) (sides given on the command
+    line are square, so a non-square size is the model's own)."""
+    spatial = tuple(size)[1:]
+    return spatial[0] if len(set(spatial)) == 1 else None
+
+
 def _declared_input_size(name: str, factory: Callable) -> tuple[int, ...]:
     """A user factory's ``input_size`` attribute: (C, H, W) for an image model (``small_cnn.input_size = (1, 96,
     96)`` for a grayscale one), (C, L) for a sequence model (40 MFCC features by 101 frames: ``(40, 101)``);

@@ -21,7 +21,7 @@ from edgeprune.latency.profile import Profile, ProfileError, measure_hint
 from edgeprune.latency.runs import layer_search_kept, timed_as_deployed
 from edgeprune.latency.target_profile import load_for_target
 from edgeprune.models import create_model
-from edgeprune.models.registry import Pretrained
+from edgeprune.models.registry import Pretrained, square_side
 from edgeprune.plan.candidates import choose_fastest, choose_predicted, compared_summary, plan_shapes, weighs_shapes
 from edgeprune.plan.measured import check_measurable, check_runs_here, plan_measured
 from edgeprune.plan.planner import Budget, BudgetError, PlanConstraints, PlanResult, plan_pruning
@@ -134,7 +134,7 @@ def prune_run(
     if profile is None and "latency" in (settings.budget.kind, settings.ranked_by):
         profile = load_for_target(target, profile_path)
     importance, source = read_importance(model_ref, graph.fingerprint)
-    calibrated = _calibrate(model, graph, name, shape[-1], calibration)
+    calibrated = _calibrate(model, graph, name, square_side(shape[1:]), calibration)
     if calibrated is not None:
         importance, source = calibrated[1].scores, f"output change on {calibrated[1].images} calibration images"
     align = settings.align if settings.align is not None else channel_align(target)
@@ -317,7 +317,7 @@ def _int8_layers_summary(chosen: Int8Layers | None, run_on) -> dict | None:
     return {"timed": True, "precision": run_on.precision, **chosen.to_dict()}
 
 
-def _calibrate(model: torch.nn.Module, graph, name: str, side: int, calibration: Calibration | None):
+def _calibrate(model: torch.nn.Module, graph, name: str, side: int | None, calibration: Calibration | None):
     """The calibration images and ``model``'s channel statistics on them, or None without them."""
     if calibration is None:
         return None
@@ -359,7 +359,7 @@ def shrink_run(ref: str, pretrained: Pretrained, ratio: float | None, plan_path:
     chw = input_chw(ref, name, kwargs, input_size)
     example = torch.randn(1, *chw)
     graph = build_graph(net, example, model_name=name, model_kwargs=kwargs, freeze_unknown=freeze_unknown)
-    calibrated = _calibrate(net, graph, name, chw[-1], calibration)
+    calibrated = _calibrate(net, graph, name, square_side(chw), calibration)
     scores = calibrated[1].scores if calibrated is not None else None
     plan = Plan.load(plan_path) if plan_path else uniform_plan(net, graph, ratio, scores)
     pruned, spec, err, refits = _shrink_checked(net, graph, plan, changes, chw, example.shape[1:], calibrated)
