@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,25 +34,18 @@ def probe_array(path: Path) -> tuple[tuple[int, ...] | None, str | None]:
     return tuple(int(v) for v in array.shape), None
 
 
-def check_arrays(root: Path, paths: list[Path], max_bad_fraction: float) -> tuple[dict[Path, str], tuple[int, ...]]:
-    """Read every file's header: the unreadable ones and why (to skip; an error above ``max_bad_fraction``) and the one
-    shape the others share (differing shapes are an error naming two of them)."""
+def common_shape(root: Path, probes: dict[Path, tuple[tuple[int, ...] | None, str | None]]) -> tuple[int, ...]:
+    """The one shape the readable arrays of ``root`` share (``probes``: :func:`probe_array` of each file);
+    differing shapes are an error naming an example of the rarer one."""
     from edgeprune.train.folder import DataError
 
-    with ThreadPoolExecutor(8) as pool:
-        probes = dict(zip(paths, pool.map(probe_array, paths), strict=True))
-    bad = {p: why for p, (_, why) in probes.items() if why}
-    if len(bad) > max_bad_fraction * len(paths):
-        shown = "; ".join(f"{p}: {why}" for p, why in list(bad.items())[:3])
-        raise DataError(f"{len(bad)} of {len(paths)} arrays in {root} cannot be read (more than "
-                        f"{max_bad_fraction:.0%}): {shown}")  # fmt: skip
     shapes = Counter(s for s, _ in probes.values() if s is not None)
     if len(shapes) > 1:
         (common, _), (other, _) = shapes.most_common(2)
         example = next(p for p, (s, _) in probes.items() if s == other)
         raise DataError(f"the arrays in {root} differ in shape: {shapes[common]} are {common}, {shapes[other]} "
                         f"{other} (e.g. {example}); every sample must have the model's input shape")  # fmt: skip
-    return bad, next(iter(shapes))
+    return next(iter(shapes))
 
 
 def load_array(path: str | os.PathLike) -> np.ndarray:

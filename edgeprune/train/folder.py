@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from edgeprune.errors import DataNotFoundError, InputError
 from edgeprune.models.registry import resized
-from edgeprune.train.arrays import ARRAY_SUFFIX, ArrayInput, check_arrays, is_array, load_array
+from edgeprune.train.arrays import ARRAY_SUFFIX, ArrayInput, common_shape, is_array, load_array, probe_array
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 VAL_FOLDERS = ("val", "valid", "validation", "test")
@@ -183,18 +183,17 @@ def _check_samples(root: Path, classes: Sequence[str], train: dict, val: dict,
     if arrays and len(arrays) < len(paths):
         image = next(p for p in paths if not is_array(p))
         raise DataError(f"{root} mixes images ({image}) and .npy arrays ({arrays[0]}): keep one kind per folder")
-    if arrays:
-        bad, shape = check_arrays(root, paths, MAX_BAD_FRACTION)
-        _drop_unreadable(root, classes, train, val, notes, bad, len(paths), "array")
-        return shape
+    kind = "array" if arrays else "image"
     with ThreadPoolExecutor(8) as pool:
-        probes = dict(zip(paths, pool.map(_probe, paths), strict=True))
+        probes = dict(zip(paths, pool.map(probe_array if arrays else _probe, paths), strict=True))
     bad = {p: why for p, (_, why) in probes.items() if why}
     if len(bad) > MAX_BAD_FRACTION * len(paths):
         shown = "; ".join(f"{p}: {why}" for p, why in list(bad.items())[:3])
-        raise DataError(f"{len(bad)} of {len(paths)} images in {root} cannot be read (more than "
+        raise DataError(f"{len(bad)} of {len(paths)} {kind}s in {root} cannot be read (more than "
                         f"{MAX_BAD_FRACTION:.0%}): {shown}")  # fmt: skip
-    _drop_unreadable(root, classes, train, val, notes, bad, len(paths), "image")
+    _drop_unreadable(root, classes, train, val, notes, bad, len(paths), kind)
+    if arrays:
+        return common_shape(root, probes)
     modes = Counter(m for m, _ in probes.values() if m)
     high = sorted(m for m in modes if m in HIGH_BIT_MODES)
     if high:
