@@ -226,3 +226,26 @@ def test_a_sequence_model_trains_sparse_in_ones_own_loop_and_prunes_by_what_it_l
     r = CliRunner().invoke(main, ["prune", str(tmp_path / "run"), "--ratio", "0.5", "--out", str(tmp_path / "p")])
     assert r.exit_code == 0, r.output
     assert edgeprune.load_pruned(tmp_path / "p" / "model").eval()(x).shape == (16, 3)
+
+
+def test_a_device_kit_times_a_sequence_models_layers_and_its_profile_prices_them(tmp_path):
+    import subprocess
+    import sys
+    from dataclasses import replace
+
+    from conftest import FAST as QUICK_PROFILE
+
+    from edgeprune.latency.kit import import_result, write_kit
+    from edgeprune.latency.model import LatencyModel
+    from edgeprune.targets import load_target
+
+    quick = replace(QUICK_PROFILE, scan={"span": 0, "step": 2}, micro_timing={"warmup": 1, "repeats": 2, "rounds": 1})
+    target = replace(load_target("cpu-ort"), warmup=1, repeats=3, rounds=1)
+    kit = write_kit(target, [MODEL], tmp_path / "kit", quick)
+    proc = subprocess.run([sys.executable, str(kit / "collect.py"), str(kit)], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    profile = import_result(kit / "result.json")
+    assert profile.tables and all(Geometry.from_key(k).dims == 1 for k in profile.tables if "linear" not in k)
+    layers = collect_layers(create_model(MODEL), (1, *SHAPE))
+    assert not profile.missing(layers) and LatencyModel(profile, MODEL, SHAPE[-1]).predict(layers).ms > 0
