@@ -95,13 +95,13 @@ def _class_files(folder: Path) -> dict[str, list[Path]]:
     """{class: sorted image files (any depth)} of ``folder``; empty class folders are an error."""
     subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not subdirs:
-        loose = [p for p in folder.iterdir() if _is_image(p, folder)]
+        loose = [p for p in folder.iterdir() if _is_sample(p, folder)]
         if loose:
             kind = "arrays" if all(map(is_array, loose)) else "images"
             raise DataError(f"{folder} holds {kind} but no class folders: put each class's {kind} in "
                             f"{folder}/<class>/ (the folder name is the label)")  # fmt: skip
         raise DataError(f"{folder} is empty: expected {folder}/<class>/<image> (or train/ and val/ folders)")
-    files = {d.name: sorted(p for p in d.rglob("*") if _is_image(p, d)) for d in subdirs}
+    files = {d.name: sorted(p for p in d.rglob("*") if _is_sample(p, d)) for d in subdirs}
     empty = [c for c, f in files.items() if not f]
     if len(empty) == len(files):
         suffixes = ", ".join(sorted(IMAGE_SUFFIXES | {ARRAY_SUFFIX}))
@@ -129,7 +129,7 @@ def loose_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir() or any(d.is_dir() and not d.name.startswith(".") for d in folder.iterdir()):
         return []
-    return sorted(p for p in folder.iterdir() if _is_image(p, folder))
+    return sorted(p for p in folder.iterdir() if _is_sample(p, folder))
 
 
 def every_image(folder: str | os.PathLike) -> list[Path]:
@@ -137,10 +137,10 @@ def every_image(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataNotFoundError(f"data folder {folder} does not exist")
-    return sorted(p for p in folder.rglob("*") if _is_image(p, folder))
+    return sorted(p for p in folder.rglob("*") if _is_sample(p, folder))
 
 
-def _is_image(path: Path, base: Path) -> bool:
+def _is_sample(path: Path, base: Path) -> bool:
     """A sample file (an image, or a ``.npy`` array) by its suffix; hidden files and folders
     (.ipynb_checkpoints, ._x.jpg) are not data."""
     hidden = any(part.startswith(".") for part in path.relative_to(base).parts)
