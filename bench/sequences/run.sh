@@ -17,8 +17,9 @@ mkdir -p "$work" && cd "$work"
 [ -d "dense18$s" ] || $ep train nets:tc_resnet --data data --reg none --epochs 18 --seed "$seed" --out "dense18$s"
 [ -d "dense12$s" ] || $ep train nets:tc_resnet --data data --reg none --epochs 12 --seed "$seed" --out "dense12$s"
 # 12 dense epochs + 2 sparsity epochs + 4 fine-tuning epochs: as many as the baseline's 18
+# (exit code 4: its own speedup gate fell short of the prediction; the model is still validated below)
 $ep compress "dense12$s/model" --target cpu-ort-int8 --macs 0.5x --profile prof-int8.json --reg-epochs 2 \
-  --finetune-epochs 4 --data data --out "compressed$s" --json > "compress$s.json"
+  --finetune-epochs 4 --data data --out "compressed$s" --json > "compress$s.json" || [ $? = 4 ]
 for t in cpu-ort-int8 cpu-ort; do
   $ep validate "dense18$s/model" "compressed$s/finetune/model" --target "$t" --data data --out "validate-$t$s" \
     --json > "validate-$t$s.json"
