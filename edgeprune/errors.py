@@ -21,6 +21,10 @@ class InputError(EdgepruneError, ValueError):
     """A value, option or file content that edgeprune cannot use; the message says which and why."""
 
 
+class DataError(InputError):
+    """A data folder that cannot be trained or evaluated on; the message says what to change."""
+
+
 class UnknownNameError(EdgepruneError, KeyError):
     """A name that is not registered (a model, regularizer, ...); the message lists the known ones."""
 

@@ -81,6 +81,8 @@ def test_a_model_that_is_not_square_calibrates_and_validates_at_its_own_height_a
     from edgeprune.validation import resolve_model, validate
 
     folder = make_folder(tmp_path / "folder", classes=("cat", "dog"))  # wide_cnn answers 2 classes at 24 x 40
+    r = cli("graph", "tiny_nets:wide_cnn")
+    assert r.exit_code == 0 and "input (1, 3, 24, 40)" in r.output  # traced at its own shape (was 24 x 24)
     r = cli("prune", "tiny_nets:wide_cnn", "--ratio", "0.5", "--calibration-data", folder, "--calibration-count", 8,
             "--out", tmp_path / "p")
     assert r.exit_code == 0, r.output

@@ -24,10 +24,10 @@ model_build_options = options(
 def build_for_graph(model: str, pretrained: bool | str, input_size: int | None, freeze_unknown: bool):
     """A registry model, an example input and its channel graph."""
     entry = get_entry(model)
-    size = input_size or entry.input_size[1]
-    net = create_model_for_size(model, size, pretrained=pretrained).eval()
-    kwargs = {entry.size_kwarg: size} if entry.size_kwarg else {}
-    example = torch.randn(1, *resized(entry.input_size, size))
+    shape = resized(entry.input_size, input_size)  # a model that is not square keeps its (H, W)
+    net = create_model_for_size(model, shape[-1], pretrained=pretrained).eval()
+    kwargs = {entry.size_kwarg: shape[-1]} if entry.size_kwarg else {}
+    example = torch.randn(1, *shape)
     graph = build_graph(net, example, model_name=model, model_kwargs=kwargs, freeze_unknown=freeze_unknown)
     return net, example, graph
 

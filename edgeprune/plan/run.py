@@ -366,8 +366,9 @@ def shrink_run(ref: str, pretrained: Pretrained, ratio: float | None, plan_path:
     if out.exists():
         out.rmdir()
     with atomic_dir(out) as tmp:
-        save_pruned(pruned, spec, tmp / "model" if layout == "run" else tmp)
-        check_reloaded(pruned, tmp / "model" if layout == "run" else tmp, example.shape[1:])
+        folder = tmp / "model" if layout == "run" else tmp
+        save_pruned(pruned, spec, folder)
+        check_reloaded(pruned, folder, example.shape[1:])
         plan.save(tmp / "plan.json")
     before = sum(p.numel() for p in net.parameters())
     return {"model": name, "params_before": before, "params_after": sum(p.numel() for p in pruned.parameters()),

@@ -157,8 +157,7 @@ def _checked_error(model, graph, plan, pruned, x, means) -> float:
         err = oracle_error(model, graph, plan, pruned, x, means)
     except Exception as exc:  # the shrunk model does not run: its code holds a size the graph did not tie
         where = describe_location(*locate_failure(pruned, exc))
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise PlanError(f"the pruned model does not run{where}: {type(exc).__name__}: {first}. The model's code "
+        raise PlanError(f"the pruned model does not run{where}: {_first_line(exc)}. The model's code "
                         "computes a size from a channel count that pruning changed, in a way the channel graph "
                         "does not follow; nothing written. A --plan FILE that keeps every channel of the groups "
                         "around that module (`edgeprune graph MODEL` lists them) prunes the rest") from exc  # fmt: skip
@@ -202,10 +201,15 @@ def check_reloaded(pruned: nn.Module, folder, input_chw) -> float:
         with torch.no_grad():
             err = output_error(reloaded(x), pruned.eval()(x))
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise PlanError(f"the pruned model does not load back from what was saved ({type(exc).__name__}: {first}); "
-                        "nothing written: please report the model") from exc  # fmt: skip
+        raise PlanError(f"the pruned model does not load back from what was saved ({_first_line(exc)}); nothing "
+                        "written: please report the model") from exc  # fmt: skip
     if not err <= 1e-5:
         raise PlanError(f"the pruned model loads back with other outputs (relative error {err:.2e}); nothing written: "
                         "please report the model")  # fmt: skip
     return err
+
+
+def _first_line(exc: Exception) -> str:
+    """``Type: first line of the message``: enough to name a failure without its traceback."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"

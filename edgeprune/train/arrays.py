@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgeprune.errors import DataError
+
 ARRAY_SUFFIX = ".npy"
 
 
@@ -37,8 +39,6 @@ def probe_array(path: Path) -> tuple[tuple[int, ...] | None, str | None]:
 def common_shape(root: Path, probes: dict[Path, tuple[tuple[int, ...] | None, str | None]]) -> tuple[int, ...]:
     """The one shape the readable arrays of ``root`` share (``probes``: :func:`probe_array` of each file);
     differing shapes are an error naming an example of the rarer one."""
-    from edgeprune.train.folder import DataError
-
     shapes = Counter(s for s, _ in probes.values() if s is not None)
     if len(shapes) > 1:
         (common, _), (other, _) = shapes.most_common(2)
@@ -50,8 +50,6 @@ def common_shape(root: Path, probes: dict[Path, tuple[tuple[int, ...] | None, st
 
 def load_array(path: str | os.PathLike) -> np.ndarray:
     """A sample file's array; a :class:`DataError` naming the file where it does not load."""
-    from edgeprune.train.folder import DataError
-
     try:
         return np.load(path, allow_pickle=False)
     except Exception as exc:
@@ -66,8 +64,6 @@ class ArrayInput:
 
     def __call__(self, array: np.ndarray) -> torch.Tensor:
         if tuple(array.shape) != self.shape:
-            from edgeprune.train.folder import DataError
-
             raise DataError(f"a sample of shape {tuple(array.shape)} for a model that takes {self.shape}: store "
                              "each sample as the model's input without the batch dim")  # fmt: skip
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))

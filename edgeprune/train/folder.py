@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from edgeprune.errors import DataNotFoundError, InputError
+from edgeprune.errors import DataError, DataNotFoundError, InputError
 from edgeprune.models.registry import resized
 from edgeprune.train.arrays import ARRAY_SUFFIX, ArrayInput, common_shape, is_array, load_array, probe_array
 
@@ -34,10 +34,6 @@ MAX_BAD_FRACTION = 0.01  # unreadable images above this share of the folder are 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 EVAL_CROP = 0.875  # eval resizes the short side to size / EVAL_CROP, then center-crops
 HIGH_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})  # convert("RGB") clips these to 255
-
-
-class DataError(InputError):
-    """A data folder that cannot be trained or evaluated on; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +187,14 @@ def _check_samples(root: Path, classes: Sequence[str], train: dict, val: dict,
         shown = "; ".join(f"{p}: {why}" for p, why in list(bad.items())[:3])
         raise DataError(f"{len(bad)} of {len(paths)} {kind}s in {root} cannot be read (more than "
                         f"{MAX_BAD_FRACTION:.0%}): {shown}")  # fmt: skip
-    _drop_unreadable(root, classes, train, val, notes, bad, len(paths), kind)
+    if bad:
+        first, why = next(iter(bad.items()))
+        notes.append(f"skipped {len(bad)} unreadable {kind}(s) of {len(paths)}, e.g. {first}: {why}")
+        for split in (train, val):
+            for c in classes:
+                split[c] = [p for p in split[c] if p not in bad]
+        if empty := [c for c in classes if not train[c]]:
+            raise DataError(f"no readable training {kind}s left in class folder(s) {', '.join(empty)} of {root}")
     if arrays:
         return common_shape(root, probes)
     modes = Counter(m for m, _ in probes.values() if m)
@@ -206,20 +209,6 @@ def _check_samples(root: Path, classes: Sequence[str], train: dict, val: dict,
         counts = ", ".join(f"{k} {m}" for m, k in converted.items())
         notes.append(f"{sum(converted.values())} image(s) are not RGB ({counts}): converted to RGB when read "
                      "(alpha dropped, palettes expanded, grayscale repeated)")  # fmt: skip
-
-
-def _drop_unreadable(root: Path, classes: Sequence[str], train: dict, val: dict, notes: list[str],
-                     bad: dict[Path, str], total: int, kind: str) -> None:  # fmt: skip
-    """Take the unreadable files out of both splits, with a note; a class left with no training file is an error."""
-    if not bad:
-        return
-    first, why = next(iter(bad.items()))
-    notes.append(f"skipped {len(bad)} unreadable {kind}(s) of {total}, e.g. {first}: {why}")
-    for split in (train, val):
-        for c in classes:
-            split[c] = [p for p in split[c] if p not in bad]
-    if empty := [c for c in classes if not train[c]]:
-        raise DataError(f"no readable training {kind}s left in class folder(s) {', '.join(empty)} of {root}")
 
 
 def _as_split(classes: Sequence[str], files: dict[str, list[Path]]) -> FolderSplit:
